@@ -1,0 +1,54 @@
+# The README's commands. Everything installs into .venv in the repo root.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# torch's CPU build: a local wheel if pip is configured with one (find-links), otherwise PyTorch's CPU index.
+# Never plain PyPI: on Linux that resolves to a multi-GB CUDA build.
+TORCH := torch==2.13.0+cpu
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install install-test run test lint bench zoo clean lock
+
+$(PY):
+	$(shell command -v $(PYTHON) || echo python3) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml requirements.lock | $(PY)
+	$(PIP) install --quiet --no-index $(TORCH) 2>/dev/null || $(PIP) install --quiet $(TORCH) --index-url $(TORCH_INDEX)
+	$(PIP) install --quiet -c requirements.lock -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) install --quiet -c requirements.lock -e '.[test]'
+	touch $@
+
+install-test: $(VENV)/.installed-test
+
+run: install
+	$(VENV)/bin/unrolled serve --host $(HOST) --port $(PORT)
+
+test: install-test
+	$(PY) -m pytest -q
+
+lint: install-test
+	$(VENV)/bin/ruff check app tests bench
+	$(VENV)/bin/ruff format --check app tests bench
+	$(VENV)/bin/mypy
+
+bench: install
+	$(PY) -m bench.trace_speed
+
+zoo: install
+	$(VENV)/bin/unrolled train all
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-output
+
+# Re-pin every installed version (after changing pyproject.toml's dependencies and running make install-test).
+lock: install-test
+	{ head -n 2 requirements.lock; $(PIP) freeze --exclude-editable | grep -v '^unrolled'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock

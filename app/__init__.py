@@ -1,0 +1,1 @@
+"""Unrolled: see inside recurrent neural networks, one time step at a time."""

@@ -1,0 +1,257 @@
+"""trace(): one exact forward pass and BPTT sweep that records every internal of every time step.
+
+The method, in the order it runs (T steps, hidden size H, G gate rows):
+1. The forward: each layer runs torch.nn's own fused kernel once over the whole input (no autograd).
+2. Every step's gates are recomputed at once from all h_{t−1} in one matrix product (T, G·H); the LSTM cell
+   state follows from c_t = f_t c_{t−1} + i_t g_t, a compiled element-wise scan.
+3. The head, softmax, top-k, each step's loss and ∂loss/∂logits: all steps at once.
+4. BPTT: the reverse recursion (one W_hhᵀ matrix-vector product per step) compiled in kernels.py, in float64;
+   everything else (∂L/∂x_t, the per-step W_hh gradient terms, norms) is computed for all steps at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import Tensor
+
+from app.rnn import kernels
+from app.rnn.errors import EmptyInput, InputTooLong, UnknownLabel
+from app.rnn.model import GATES, LoadedModel, SeqModel
+from app.rnn.tokenize import Encoded
+
+LossMode = Literal["sum", "last"]
+MAX_STEPS = 10_000
+
+F32 = NDArray[np.float32]
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+
+
+@dataclass
+class LayerTrace:
+    hidden: F32  # (T, H) h_t
+    cell_state: F32 | None  # (T, H) c_t, LSTM only
+    gates: dict[str, F32]  # name → (T, H), torch.nn's order
+    grad_hidden: F64  # (T,) ‖∂L/∂h_t‖, the total derivative through the recurrence and the layers above
+    grad_cell_state: F64 | None  # (T,) ‖∂L/∂c_t‖, LSTM only
+    grad_weight_hh: F64  # (T,) ‖step t's term of ∂L/∂W_hh‖ = ‖δ_t‖·‖h_{t−1}‖ (an outer product's norm)
+
+
+@dataclass
+class Trace:
+    cell: str
+    kind: str
+    token_ids: list[int]
+    tokens: list[str]
+    unknown: list[int]
+    layers: list[LayerTrace]
+    probs: F32  # (T, outputs): next-token or class probabilities at every step
+    top_ids: I64  # (T, k) next-token models: the k most likely next tokens; classifiers: (T, 0)
+    top_probs: F32  # (T, k)
+    step_loss: F64  # (T,) each step's own loss; NaN where a step has no target
+    loss: float  # L, the loss that BPTT differentiates
+    loss_mode: LossMode
+    label: int | None  # classifiers: the label L is measured against
+    grad_input: F64  # (T,) ‖∂L/∂x_t‖, x_t the step's input embedding
+    checkpoint: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> int:
+        return len(self.token_ids)
+
+
+def trace(
+    loaded: LoadedModel,
+    inputs: str | Sequence[int],
+    *,
+    loss: LossMode | None = None,
+    label: str | int | None = None,
+    checkpoint: str | None = None,
+    top_k: int = 5,
+    max_steps: int = MAX_STEPS,
+) -> Trace:
+    """Trace a zoo model on text (or token ids): every state, gate, prediction, loss and gradient norm."""
+    encoded: Encoded = (
+        loaded.vocab.encode(inputs, max_steps) if isinstance(inputs, str) else loaded.vocab.from_ids(inputs)
+    )
+    label_id: int | None = None
+    if label is not None:
+        labels = loaded.card.labels or []
+        if loaded.card.kind != "classify":
+            raise UnknownLabel("label applies to classifiers only; this model predicts the next token")
+        if isinstance(label, str):
+            if label not in labels:
+                raise UnknownLabel(f"label {label!r} is not one of {labels}")
+            label_id = labels.index(label)
+        elif not 0 <= label < len(labels):
+            raise UnknownLabel(f"label index {label} is out of range: the labels are {labels}")
+        else:
+            label_id = label
+    result = trace_ids(loaded.at(checkpoint), encoded.ids, loss=loss, label=label_id, top_k=top_k, max_steps=max_steps)
+    result.tokens = encoded.tokens
+    result.unknown = encoded.unknown
+    result.checkpoint = checkpoint
+    return result
+
+
+@torch.no_grad()
+def trace_ids(
+    model: SeqModel,
+    ids: Sequence[int],
+    *,
+    loss: LossMode | None = None,
+    label: int | None = None,
+    top_k: int = 5,
+    max_steps: int = MAX_STEPS,
+) -> Trace:
+    """The engine itself, on token ids."""
+    cfg = model.config
+    T = len(ids)
+    if T == 0:
+        raise EmptyInput("the input is empty: give at least one token")
+    if T > max_steps:
+        raise InputTooLong(T, max_steps)
+    mode: LossMode = loss or ("sum" if cfg.kind == "next_token" else "last")
+    ids_t = torch.as_tensor(list(ids), dtype=torch.long)
+    if int(ids_t.min()) < 0 or int(ids_t.max()) >= cfg.vocab_size:
+        raise ValueError(f"token ids must lie in [0, {cfg.vocab_size})")
+
+    # 1–2. Forward, layer by layer, and every step's gates at once.
+    x = model.embedding.weight[ids_t]  # (T, E)
+    forwards = []
+    inp = x
+    for k in range(cfg.num_layers):
+        fwd = _layer_forward(model, k, inp)
+        forwards.append(fwd)
+        inp = fwd.hidden
+    top = forwards[-1].hidden  # (T, H)
+
+    # 3. Head, probabilities, per-step losses and ∂L/∂logits for all steps at once.
+    logits = top @ model.head.weight.T + model.head.bias  # (T, outputs)
+    logp = torch.log_softmax(logits.double(), dim=-1)  # float64: a loss of 1e-9 stays visible
+    probs = logp.exp()
+    probs32 = probs.float()
+    # weight[t] = how much step t's loss counts in L.
+    weight = torch.zeros(T, dtype=torch.float64)
+    if cfg.kind == "next_token":
+        step_loss = torch.full((T,), float("nan"), dtype=torch.float64)
+        targets = torch.cat([ids_t[1:], ids_t.new_zeros(1)])  # the target of step t is token t+1
+        if T > 1:
+            step_loss[:-1] = -logp[:-1].gather(1, targets[:-1, None])[:, 0]
+            if mode == "sum":
+                weight[:-1] = 1.0  # every step but the last, which has no target
+            else:
+                weight[-2] = 1.0  # the last step that has a target
+        label_id = None
+        top_probs, top_ids = probs32.topk(min(top_k, cfg.num_outputs), dim=-1)
+    else:
+        label_id = int(probs[-1].argmax()) if label is None else label
+        targets = torch.full((T,), label_id, dtype=torch.long)
+        step_loss = -logp[:, label_id].clone()
+        weight[-1 if mode == "last" else 0 :] = 1.0
+        top_ids = torch.zeros((T, 0), dtype=torch.long)
+        top_probs = torch.zeros((T, 0))
+    dlogits = probs * weight[:, None]  # ∂L/∂logits = w_t (p_t − onehot(target_t))
+    dlogits[torch.arange(T), targets] -= weight
+    total = float((step_loss.nan_to_num() * weight).sum())
+    ext = (dlogits @ model.head.weight.double()).numpy()  # (T, H) ∂L/∂h_t from the head
+
+    # 4. BPTT, top layer first; each layer's ∂L/∂(its input) is the external gradient of the layer below.
+    layers: list[LayerTrace] = [None] * cfg.num_layers  # type: ignore[list-item]
+    for k in range(cfg.num_layers - 1, -1, -1):
+        layers[k], ext = _layer_backward(model, k, forwards[k], ext)
+    grad_input = np.empty(T)
+    kernels.row_norms(ext, grad_input)
+
+    return Trace(
+        cell=cfg.cell,
+        kind=cfg.kind,
+        token_ids=ids_t.tolist(),
+        tokens=[],
+        unknown=[],
+        layers=layers,
+        probs=probs32.numpy(),
+        top_ids=top_ids.numpy(),
+        top_probs=top_probs.numpy(),
+        step_loss=step_loss.numpy(),
+        loss=total,
+        loss_mode=mode,
+        label=label_id,
+        grad_input=grad_input,
+    )
+
+
+@dataclass
+class _Forward:
+    hidden: Tensor  # (T, H)
+    act: Tensor  # (T, G·H) gate activations in torch.nn's order (the RNN: empty)
+    cell_state: Tensor | None  # (T, H), LSTM
+    gh_candidate: Tensor | None  # (T, H), GRU: W_hn h_{t−1} + b_hn, which the reset gate scales
+
+    def gates(self, cell: str) -> dict[str, F32]:
+        H = self.hidden.shape[1]
+        act = self.act.numpy()
+        return {name: act[:, n * H : (n + 1) * H] for n, name in enumerate(GATES[cell])}
+
+
+def _layer_forward(model: SeqModel, k: int, inp: Tensor) -> _Forward:
+    cell = model.config.cell
+    w = model.weights(k)
+    out, _ = model.layer(k)(inp[None])  # torch.nn's own (fused) kernel: (1, T, H)
+    h = out[0]
+    T, H = h.shape
+    if cell == "rnn":
+        return _Forward(h, h.new_empty(T, 0), None, None)
+    h_prev = torch.cat([h.new_zeros(1, H), h[:-1]])  # (T, H), h_{−1} = 0
+    gi = torch.addmm(w.bias_ih, inp, w.weight_ih.T)  # (T, G·H)
+    if cell == "lstm":
+        pre = torch.addmm(gi + w.bias_hh, h_prev, w.weight_hh.T)  # (T, 4H)
+        act = pre.sigmoid()  # i, f, o; the candidate g is a tanh
+        act[:, 2 * H : 3 * H] = pre[:, 2 * H : 3 * H].tanh()
+        c = np.empty((T, H), np.float32)
+        kernels.lstm_cell_forward(act.numpy(), c)
+        return _Forward(h, act, torch.from_numpy(c), None)
+    gh = torch.addmm(w.bias_hh, h_prev, w.weight_hh.T)  # (T, 3H)
+    act = (gi + gh).sigmoid_()  # r, z, and a placeholder for n
+    gh_n = gh[:, 2 * H :]
+    act[:, 2 * H :] = torch.tanh(gi[:, 2 * H :] + act[:, :H] * gh_n)
+    return _Forward(h, act, None, gh_n.contiguous())
+
+
+def _layer_backward(model: SeqModel, k: int, fwd: _Forward, ext: F64) -> tuple[LayerTrace, F64]:
+    """Run layer k's reverse recursion; return its trace and ∂L/∂(its input), the layer below's ext."""
+    cell = model.config.cell
+    w = model.weights(k)
+    WT = np.ascontiguousarray(w.weight_hh.double().T.numpy())  # (H, G·H)
+    h = fwd.hidden.numpy()
+    T, H = h.shape
+    G = w.weight_hh.shape[0] // H
+    dh = np.empty((T, H))
+    dgi = np.empty((T, G * H))
+    norms = np.zeros((T, 3))  # ‖∂L/∂h_t‖, ‖∂L/∂c_t‖, ‖W_hh term_t‖
+    c = None if fwd.cell_state is None else fwd.cell_state.numpy()
+    if cell == "lstm":
+        assert c is not None
+        kernels.lstm_backward(WT, ext, fwd.act.numpy(), c, h, dh, np.empty((T, H)), dgi, norms)
+    elif cell == "gru":
+        assert fwd.gh_candidate is not None
+        dgh = np.empty((T, G * H))
+        kernels.gru_backward(WT, ext, fwd.act.numpy(), fwd.gh_candidate.numpy(), h, dh, dgh, dgi, norms)
+    else:
+        kernels.rnn_backward(WT, ext, h, dh, dgi, norms)
+    layer = LayerTrace(
+        hidden=h,
+        cell_state=c,
+        gates=fwd.gates(cell),
+        grad_hidden=norms[:, 0].copy(),
+        grad_cell_state=norms[:, 1].copy() if cell == "lstm" else None,
+        grad_weight_hh=norms[:, 2].copy(),
+    )
+    return layer, dgi @ w.weight_ih.double().numpy()  # (T, in)
