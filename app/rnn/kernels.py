@@ -56,12 +56,12 @@ def _recurrent(WT: Any, delta: Any, j: int) -> float:
 
 
 @_jit
-def lstm_cell_forward(act: Any, cell_state: Any) -> None:
-    """c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t with c_{−1} = 0. act (T, 4H) = [i, f, g, o]; writes cell_state (T, H)."""
+def lstm_cell_forward(act: Any, c0: Any, cell_state: Any) -> None:
+    """c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t, from c_{−1} = c0 (H,). act (T, 4H) = [i, f, g, o]; writes cell_state (T, H)."""
     T, H = cell_state.shape
     for t in range(T):
         for j in range(H):
-            prev = cell_state[t - 1, j] if t > 0 else 0.0
+            prev = cell_state[t - 1, j] if t > 0 else c0[j]
             cell_state[t, j] = act[t, H + j] * prev + act[t, j] * act[t, 2 * H + j]
 
 
@@ -156,7 +156,7 @@ def warm_up() -> None:
     f64 = np.zeros((T, H))
     norms = np.zeros((T, 3))
     act4 = np.ones((T, 4 * H), np.float32)
-    lstm_cell_forward(act4, f32.copy())
+    lstm_cell_forward(act4, f32[0], f32.copy())
     lstm_backward(np.zeros((H, 4 * H)), f64, act4, f32, f32, f64.copy(), f64.copy(), np.zeros((T, 4 * H)), norms)
     gru_backward(
         np.zeros((H, 3 * H)), f64, np.ones((T, 3 * H), np.float32), f32, f32,

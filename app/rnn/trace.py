@@ -128,7 +128,7 @@ def trace_ids(
     forwards = []
     inp = x
     for k in range(cfg.num_layers):
-        fwd = _layer_forward(model, k, inp)
+        fwd = layer_forward(model, k, inp)
         forwards.append(fwd)
         inp = fwd.hidden
     top = forwards[-1].hidden  # (T, H)
@@ -189,7 +189,9 @@ def trace_ids(
 
 
 @dataclass
-class _Forward:
+class LayerForward:
+    """One layer's forward over T steps, everything the backward and the views need."""
+
     hidden: Tensor  # (T, H)
     act: Tensor  # (T, G·H) gate activations in torch.nn's order (the RNN: empty)
     cell_state: Tensor | None  # (T, H), LSTM
@@ -200,32 +202,44 @@ class _Forward:
         act = self.act.numpy()
         return {name: act[:, n * H : (n + 1) * H] for n, name in enumerate(GATES[cell])}
 
+    def final_state(self) -> tuple[Tensor, Tensor | None]:
+        """(h_{T−1}, c_{T−1}): where the next step starts."""
+        return self.hidden[-1], None if self.cell_state is None else self.cell_state[-1]
 
-def _layer_forward(model: SeqModel, k: int, inp: Tensor) -> _Forward:
+
+@torch.no_grad()
+def layer_forward(
+    model: SeqModel, k: int, inp: Tensor, h0: Tensor | None = None, c0: Tensor | None = None
+) -> LayerForward:
+    """Layer k over inp (T, in) from the state (h0, c0) (zeros if None): torch's kernel, then all gates at once."""
     cell = model.config.cell
     w = model.weights(k)
-    out, _ = model.layer(k)(inp[None])  # torch.nn's own (fused) kernel: (1, T, H)
+    H = model.config.hidden_size
+    h0 = inp.new_zeros(H) if h0 is None else h0
+    c0 = inp.new_zeros(H) if c0 is None else c0
+    hx = (h0[None, None], c0[None, None]) if cell == "lstm" else h0[None, None]
+    out, _ = model.layer(k)(inp[None], hx)  # torch.nn's own (fused) kernel: (1, T, H)
     h = out[0]
-    T, H = h.shape
+    T = h.shape[0]
     if cell == "rnn":
-        return _Forward(h, h.new_empty(T, 0), None, None)
-    h_prev = torch.cat([h.new_zeros(1, H), h[:-1]])  # (T, H), h_{−1} = 0
+        return LayerForward(h, h.new_empty(T, 0), None, None)
+    h_prev = torch.cat([h0[None], h[:-1]])  # (T, H)
     gi = torch.addmm(w.bias_ih, inp, w.weight_ih.T)  # (T, G·H)
     if cell == "lstm":
         pre = torch.addmm(gi + w.bias_hh, h_prev, w.weight_hh.T)  # (T, 4H)
         act = pre.sigmoid()  # i, f, o; the candidate g is a tanh
         act[:, 2 * H : 3 * H] = pre[:, 2 * H : 3 * H].tanh()
         c = np.empty((T, H), np.float32)
-        kernels.lstm_cell_forward(act.numpy(), c)
-        return _Forward(h, act, torch.from_numpy(c), None)
+        kernels.lstm_cell_forward(act.numpy(), c0.numpy(), c)
+        return LayerForward(h, act, torch.from_numpy(c), None)
     gh = torch.addmm(w.bias_hh, h_prev, w.weight_hh.T)  # (T, 3H)
     act = (gi + gh).sigmoid_()  # r, z, and a placeholder for n
     gh_n = gh[:, 2 * H :]
     act[:, 2 * H :] = torch.tanh(gi[:, 2 * H :] + act[:, :H] * gh_n)
-    return _Forward(h, act, None, gh_n.contiguous())
+    return LayerForward(h, act, None, gh_n.contiguous())
 
 
-def _layer_backward(model: SeqModel, k: int, fwd: _Forward, ext: F64) -> tuple[LayerTrace, F64]:
+def _layer_backward(model: SeqModel, k: int, fwd: LayerForward, ext: F64) -> tuple[LayerTrace, F64]:
     """Run layer k's reverse recursion; return its trace and ∂L/∂(its input), the layer below's ext."""
     cell = model.config.cell
     w = model.weights(k)

@@ -1,0 +1,1 @@
+"""The web layer: requests become engine calls, traces become bodies and frames."""

@@ -1,0 +1,41 @@
+"""Dependencies as Annotated aliases: what a route needs, taken from the app's state."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
+
+from app.api.compute import Compute
+from app.api.metrics import Metrics
+from app.config import Settings
+from app.zoo import Zoo
+
+
+def get_zoo(conn: HTTPConnection) -> Zoo:
+    zoo: Zoo = conn.app.state.zoo
+    return zoo
+
+
+def get_settings(conn: HTTPConnection) -> Settings:
+    settings: Settings = conn.app.state.settings
+    return settings
+
+
+def get_compute(conn: HTTPConnection) -> Compute:
+    compute: Compute = conn.app.state.compute
+    return compute
+
+
+def get_metrics(conn: HTTPConnection) -> Metrics:
+    metrics: Metrics = conn.app.state.metrics
+    return metrics
+
+
+ZooDep = Annotated[Zoo, Depends(get_zoo)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ComputeDep = Annotated[Compute, Depends(get_compute)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+
+__all__ = ["ComputeDep", "MetricsDep", "Request", "SettingsDep", "ZooDep"]

@@ -1,0 +1,88 @@
+"""Every error the server answers, in one place: domain exceptions → status codes and JSON bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.rnn.errors import EmptyInput, EngineError, InputTooLong, UnknownCheckpoint, UnknownLabel
+from app.zoo import UnknownModel
+
+
+class Overloaded(Exception):
+    """Every computation slot is taken: answer 503 with Retry-After instead of queueing without end."""
+
+    retry_after = 1
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request body is larger than {limit} bytes (max_body_bytes)")
+
+
+class LimitExceeded(Exception):
+    """A request within the schema but over a server limit (e.g. generate length > max_generate)."""
+
+
+def error_body(error: str, message: str, detail: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": error, "message": message}
+    if detail is not None:
+        body["detail"] = detail
+    return body
+
+
+def classify(exc: BaseException) -> tuple[int, str]:
+    """(HTTP status, error name) of a domain exception; the stream maps the same pairs to close codes."""
+    if isinstance(exc, UnknownModel):
+        return 404, "not_found"
+    if isinstance(exc, InputTooLong | LimitExceeded):
+        return 413, "too_large"
+    if isinstance(exc, BodyTooLarge):
+        return 413, "too_large"
+    if isinstance(exc, Overloaded):
+        return 503, "busy"
+    if isinstance(exc, UnknownCheckpoint | UnknownLabel | EmptyInput | EngineError):
+        return 422, "invalid"
+    return 500, "internal"
+
+
+def _validation_message(errors: list[Any]) -> str:
+    first = errors[0] if errors else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    return f"{where}: {first.get('msg', 'invalid request')}"
+
+
+def _json_safe(errors: list[Any]) -> list[dict[str, Any]]:
+    """Validation errors may carry the offending input (bytes, NaN…): keep only what JSON can hold."""
+    return [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": e.get("type")}
+            for e in errors]  # fmt: skip
+
+
+def install(app: FastAPI) -> None:
+    async def domain_error(request: Request, exc: Exception) -> JSONResponse:
+        status, name = classify(exc)
+        headers = {"Retry-After": str(Overloaded.retry_after)} if status == 503 else None
+        return JSONResponse(error_body(name, str(exc)), status_code=status, headers=headers)
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = list(exc.errors())
+        return JSONResponse(error_body("invalid", _validation_message(errors), _json_safe(errors)), status_code=422)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        names = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}
+        return JSONResponse(
+            error_body(names.get(exc.status_code, "http_error"), str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    for exc_type in (UnknownModel, EngineError, Overloaded, BodyTooLarge, LimitExceeded):
+        app.add_exception_handler(exc_type, domain_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)

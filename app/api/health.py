@@ -1,0 +1,32 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.requests import HTTPConnection
+
+from app.api.deps import MetricsDep, ZooDep
+from app.api.schemas import Health
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health)
+def healthz() -> Health:
+    """Alive: the process answers."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Health, responses={503: {"model": Health, "description": "not ready"}})
+def readyz(conn: HTTPConnection, zoo: ZooDep) -> JSONResponse:
+    """Ready once the models are loaded (and not shutting down)."""
+    ready = bool(getattr(conn.app.state, "ready", False))
+    body = Health(status="ready" if ready else "starting", models=len(zoo)).model_dump()
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+def metrics(m: MetricsDep) -> PlainTextResponse:
+    """Prometheus text: requests, latencies, active streams, computations in flight."""
+    return PlainTextResponse(m.render(), media_type="text/plain; version=0.0.4")

@@ -1,0 +1,145 @@
+"""The wire schema: request bodies, response bodies and stream frames, as pydantic models.
+
+Responses that carry a trace are large (a 1000-step LSTM trace holds ~800k numbers), so they are built by
+app.api.wire as plain dicts of numpy arrays and serialised by orjson; these models document them in OpenAPI.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+CHECKPOINT_PATTERN = r"^[0-9]{1,3}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="a short machine-readable name, e.g. not_found, too_long, busy")
+    message: str = Field(description="what went wrong and what to do about it")
+    detail: list[dict[str, Any]] | None = None
+
+
+class ModelSummary(BaseModel):
+    id: str
+    task: str
+    cell: Literal["rnn", "lstm", "gru"]
+    kind: Literal["next_token", "classify"]
+    hidden_size: int
+    num_layers: int
+    vocab_size: int
+    description: str
+    metrics: dict[str, Any]
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+class Example(BaseModel):
+    text: str
+    note: str = ""
+    label: str | None = None
+
+
+class CheckpointInfo(BaseModel):
+    name: str = Field(description="percent of training, e.g. '0', '5', '20', '100'")
+    step: int
+
+
+class ModelCardOut(ModelSummary):
+    embed_size: int
+    vocab: list[str] | None = Field(None, description="next-token models: the tokens, index 0 is <unk>")
+    vocab_level: Literal["char", "word"]
+    labels: list[str] | None = Field(None, description="classifiers: the class labels")
+    positive_label: str | None = None
+    gates: list[str] = Field(description="gate names in torch.nn's order")
+    examples: list[dict[str, Any]]
+    checkpoints: list[CheckpointInfo]
+    curve: list[dict[str, float]]
+    seed: int
+    train_seconds: float
+    data_source: str
+
+
+class TraceRequest(Strict):
+    text: str = Field(min_length=1, description="the input; each character (or word) is one time step")
+    loss: Literal["sum", "last"] | None = Field(
+        None, description="sum of every step's loss, or the last step's; default: sum (next-token), last (classify)"
+    )
+    label: str | None = Field(None, max_length=64, description="classifiers: the label L is measured against")
+    top_k: int = Field(5, ge=1, le=50, description="next-token models: predictions listed per step")
+    checkpoint: str | None = Field(None, pattern=CHECKPOINT_PATTERN, description="a saved checkpoint's name")
+    precision: int | None = Field(None, ge=1, le=9, description="significant digits; omitted: full float32")
+
+
+class GenerateRequest(Strict):
+    prompt: str = Field(min_length=1)
+    length: int = Field(100, ge=1, description="tokens to sample (at most the server's max_generate)")
+    temperature: float = Field(0.8, ge=0.0, le=10.0, allow_inf_nan=False)
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    top_k: int = Field(5, ge=1, le=50)
+    precision: int | None = Field(None, ge=1, le=9)
+
+
+class StreamTraceRequest(TraceRequest):
+    mode: Literal["trace"] = "trace"
+    encoding: Literal["json", "binary"] = Field("json", description="binary: float32 arrays in binary frames")
+
+
+class StreamGenerateRequest(GenerateRequest):
+    mode: Literal["generate"]
+    encoding: Literal["json", "binary"] = "json"
+
+
+class Prediction(BaseModel):
+    token: str
+    p: float
+
+
+class LayerBody(BaseModel):
+    hidden: list[list[float]] = Field(description="T × H")
+    cell_state: list[list[float]] | None = Field(description="T × H, LSTM only")
+    gates: dict[str, list[list[float]]] = Field(description="gate name → T × H")
+
+
+class GradNorms(BaseModel):
+    hidden: list[list[float]] = Field(description="[layer][T] ‖∂L/∂h_t‖")
+    cell_state: list[list[float]] | None = Field(description="[layer][T] ‖∂L/∂c_t‖, LSTM only")
+    input: list[float] = Field(description="[T] ‖∂L/∂x_t‖, x_t the input embedding")
+    weight_hh: list[list[float]] = Field(description="[layer][T] ‖step t's term of ∂L/∂W_hh‖")
+
+
+class TraceResponse(BaseModel):
+    model: str
+    cell: str
+    kind: str
+    checkpoint: str | None
+    tokens: list[str]
+    token_ids: list[int]
+    unknown: list[int] = Field(description="positions read as the unknown token")
+    steps: int
+    loss_mode: Literal["sum", "last"]
+    total_loss: float
+    label: str | None
+    layers: list[LayerBody]
+    predictions: list[list[Prediction]] | None = Field(description="next-token models: top-k per step")
+    probs: list[float] | None = Field(description="classifiers: class probabilities at the last step")
+    step_probs: list[list[float]] | None = Field(description="classifiers: T × labels")
+    loss: list[float | None] = Field(description="each step's own loss; null where a step has no target")
+    grad_norms: GradNorms
+
+
+class GenerateResponse(BaseModel):
+    text: str = Field(description="the prompt followed by what the model wrote")
+    generated: str
+    trace: TraceResponse
+
+
+class Health(BaseModel):
+    status: str
+    models: int | None = None

@@ -1,0 +1,71 @@
+"""Requests to engine calls: one place that both REST and the stream use, so there is one trace per request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from app.api.errors import LimitExceeded
+from app.api.schemas import GenerateRequest, TraceRequest
+from app.api.wire import WireTrace
+from app.config import Settings
+from app.rnn.generate import Step, generate
+from app.rnn.model import LoadedModel
+from app.rnn.trace import trace
+
+
+def check_top_k(top_k: int, settings: Settings) -> None:
+    if top_k > settings.max_top_k:
+        raise LimitExceeded(f"top_k is {top_k}; the limit is {settings.max_top_k} (max_top_k)")
+
+
+def compute_trace(loaded: LoadedModel, req: TraceRequest, settings: Settings) -> WireTrace:
+    """Trace the request's text; the result is ready to send whole or step by step."""
+    check_top_k(req.top_k, settings)
+    tr = trace(
+        loaded,
+        req.text,
+        loss=req.loss,
+        label=req.label,
+        checkpoint=req.checkpoint,
+        top_k=req.top_k,
+        max_steps=settings.max_steps,
+    )
+    return WireTrace.build(loaded, tr, req.precision)
+
+
+@dataclass
+class Generation:
+    """A generate request under way: its prompt's ids, and the steps computed so far."""
+
+    loaded: LoadedModel
+    req: GenerateRequest
+    prompt_ids: list[int]
+    pending: Iterator[Step]  # the sampler, not yet run
+    steps: list[Step]  # the steps computed so far
+
+    @classmethod
+    def start(cls, loaded: LoadedModel, req: GenerateRequest, settings: Settings) -> Generation:
+        check_top_k(req.top_k, settings)
+        if req.length > settings.max_generate:
+            raise LimitExceeded(f"length is {req.length}; the limit is {settings.max_generate} (max_generate)")
+        prompt = loaded.vocab.encode(req.prompt, settings.max_steps)
+        if len(prompt.ids) + req.length > settings.max_steps:
+            raise LimitExceeded(
+                f"prompt ({len(prompt.ids)} steps) plus length ({req.length}) exceeds {settings.max_steps} (max_steps)"
+            )
+        steps = generate(loaded.model, prompt.ids, req.length, req.temperature, req.seed)  # checks the model
+        return cls(loaded, req, prompt.ids, steps, [])
+
+    def run(self) -> Iterator[Step]:
+        for step in self.pending:
+            self.steps.append(step)
+            yield step
+
+    def finish(self) -> tuple[str, str, WireTrace]:
+        """The text, what the model wrote, and the trace of the whole sequence (with its BPTT sweep)."""
+        ids = [s.token_id for s in self.steps]
+        vocab = self.loaded.vocab
+        tr = trace(self.loaded, ids, top_k=self.req.top_k, max_steps=len(ids))
+        written = vocab.decode(ids[len(self.prompt_ids) :])
+        return vocab.decode(ids), written, WireTrace.build(self.loaded, tr, self.req.precision)

@@ -1,0 +1,186 @@
+"""WebSocket /api/models/{id}/stream: every time step as it is computed.
+
+Protocol: the client sends one JSON request (a trace body, or {"mode": "generate", …} with a generate body).
+The server sends {"type": "meta"}, one {"type": "step"} per step in order, one {"type": "grad"} per step from
+the last back to the first (the BPTT sweep), then {"type": "done"}. On bad input it sends
+{"type": "error", "error", "message"} and closes with code 4000 + the HTTP status REST would answer
+(4400 malformed, 4404 unknown model, 4408 no request in time, 4413 over a limit, 4422 invalid, 4503 busy).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import orjson
+from fastapi import APIRouter, WebSocket
+from pydantic import ValidationError
+from starlette.websockets import WebSocketDisconnect
+
+from app.api.compute import Compute
+from app.api.errors import classify
+from app.api.metrics import Metrics
+from app.api.schemas import StreamGenerateRequest, StreamTraceRequest
+from app.api.service import Generation, compute_trace
+from app.api.wire import dumps, generated_step_frame
+from app.config import Settings
+from app.rnn.generate import Step
+from app.zoo import Zoo
+
+log = logging.getLogger("unrolled.stream")
+router = APIRouter(prefix="/api", tags=["stream"])
+
+
+class ClientGone(Exception):
+    """The client closed the connection or stopped reading: stop working for it."""
+
+
+class StreamError(Exception):
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.error = status, error
+
+
+@router.websocket("/models/{model_id}/stream")
+async def stream(ws: WebSocket, model_id: str) -> None:
+    state = ws.app.state
+    settings: Settings = state.settings
+    metrics: Metrics = state.metrics
+    await ws.accept()
+    metrics.active_streams += 1
+    metrics.streams_total += 1
+    sender = Sender(ws, settings.send_timeout)
+    try:
+        if metrics.active_streams > settings.max_streams:
+            raise StreamError(503, "busy", f"too many open streams (max_streams {settings.max_streams}); retry later")
+        request = await _read_request(ws, settings.request_timeout)
+        await _serve(sender, state.zoo, state.compute, metrics, settings, model_id, request)
+    except StreamError as e:
+        await _close_with_error(sender, e.status, e.error, str(e))
+    except (ClientGone, WebSocketDisconnect):
+        pass
+    except Exception as e:  # a domain error from the engine or the service
+        status, name = classify(e)
+        if status >= 500 and name != "busy":
+            log.exception("stream failed")
+            message = "internal error: the server could not complete this stream"
+        else:
+            message = str(e)
+        await _close_with_error(sender, status, name, message)
+    finally:
+        metrics.active_streams -= 1
+
+
+class Sender:
+    """Sends frames; a client that has gone, or reads nothing for send_timeout seconds, raises ClientGone."""
+
+    def __init__(self, ws: WebSocket, timeout: float) -> None:
+        self.ws = ws
+        self.timeout = timeout
+
+    async def text(self, payload: bytes) -> None:
+        await self._send({"type": "websocket.send", "text": payload.decode()})
+
+    async def frame(self, frame: dict[str, Any]) -> None:
+        await self.text(dumps(frame))
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        try:
+            with anyio.fail_after(self.timeout):
+                await self.ws.send(message)
+        except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError) as e:
+            raise ClientGone from e
+        except Exception as e:  # the ASGI server's own "connection closed" types
+            if type(e).__name__ in {"ClientDisconnected", "ConnectionClosed", "ConnectionClosedOK"}:
+                raise ClientGone from e
+            raise
+
+
+async def _read_request(ws: WebSocket, timeout: float) -> StreamTraceRequest | StreamGenerateRequest:
+    with anyio.move_on_after(timeout) as scope:
+        message = await ws.receive()
+    if scope.cancelled_caught:
+        raise StreamError(408, "timeout", f"no request within {timeout:g} s of connecting")
+    if message["type"] == "websocket.disconnect":
+        raise ClientGone
+    raw = message.get("text")
+    if raw is None:
+        raw = message.get("bytes") or b""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise StreamError(400, "malformed", f"the request is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise StreamError(400, "malformed", "the request must be a JSON object")
+    try:
+        if data.get("mode") == "generate":
+            return StreamGenerateRequest.model_validate(data)
+        return StreamTraceRequest.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "request"
+        raise StreamError(422, "invalid", f"{where}: {first['msg']}") from e
+
+
+async def _serve(
+    sender: Sender,
+    zoo: Zoo,
+    compute: Compute,
+    metrics: Metrics,
+    settings: Settings,
+    model_id: str,
+    req: StreamTraceRequest | StreamGenerateRequest,
+) -> None:
+    loaded = zoo.get(model_id)
+    if isinstance(req, StreamGenerateRequest):
+        await _serve_generate(sender, compute, metrics, Generation.start(loaded, req, settings))
+        return
+
+    def frames() -> list[bytes]:
+        wire = compute_trace(loaded, req, settings)
+        T = wire.trace.steps
+        out = [dumps(wire.meta_frame())]
+        out += [dumps(wire.step_frame(t)) for t in range(T)]
+        out += [dumps(wire.grad_frame(t)) for t in range(T - 1, -1, -1)]
+        out.append(dumps({"type": "done"}))
+        return out
+
+    for payload in await compute.run(frames):
+        await sender.text(payload)
+
+
+async def _serve_generate(sender: Sender, compute: Compute, metrics: Metrics, gen: Generation) -> None:
+    """Each step frame leaves as soon as its token is sampled; then the BPTT sweep of the whole text."""
+    req = gen.req
+    steps: Iterator[Step] = gen.run()
+    total = len(gen.prompt_ids) + req.length
+
+    def next_frame(t: int) -> bytes | None:
+        step = next(steps, None)
+        return None if step is None else dumps(generated_step_frame(gen.loaded, step, t, req.top_k, req.precision))
+
+    with compute.slot():
+        await sender.frame({"type": "meta", "mode": "generate", "model": gen.loaded.card.id, "steps": total,
+                            "cell": gen.loaded.card.cell, "gates": list(gen.loaded.card.gate_names),
+                            "num_layers": gen.loaded.card.num_layers, "hidden_size": gen.loaded.card.hidden_size,
+                            "prompt_steps": len(gen.prompt_ids)})  # fmt: skip
+        for t in range(total):
+            payload = await compute.run_in_slot(next_frame, t)
+            if payload is None:
+                break
+            metrics.generated_steps_total += 1
+            await sender.text(payload)
+        text, written, wire = await compute.run_in_slot(gen.finish)
+    for t in range(wire.trace.steps - 1, -1, -1):
+        await sender.text(dumps(wire.grad_frame(t)))
+    await sender.frame({"type": "done", "text": text, "generated": written, "total_loss": wire.trace.loss})
+
+
+async def _close_with_error(sender: Sender, status: int, error: str, message: str) -> None:
+    try:
+        await sender.frame({"type": "error", "error": error, "message": message})
+        await sender.ws.close(code=4000 + status, reason=error)
+    except (ClientGone, RuntimeError, OSError):
+        pass

@@ -1,0 +1,201 @@
+"""A Trace on the wire: the REST body and the stream's frames, built from the same arrays.
+
+The arrays are rounded once (if the request asks for a precision) and then either sent whole (REST) or
+sliced step by step (stream), so a stream's frames equal the REST body value for value.
+NaN (a step with no target) is written as null by orjson.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+from numpy.typing import NDArray
+
+from app.rnn.generate import Step
+from app.rnn.model import LoadedModel
+from app.rnn.trace import Trace
+
+Array = NDArray[Any]
+JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=JSON_OPTIONS)
+
+
+def round_significant(a: Array, digits: int | None) -> Array:
+    """Round to `digits` significant digits (None: unchanged). Tiny values keep their magnitude: 1.234e-25."""
+    if digits is None:
+        return a
+    x = np.asarray(a, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        scale = 10.0 ** (digits - 1 - np.floor(np.log10(np.abs(x))))
+        rounded = np.round(x * scale) / scale
+    out = np.where(np.isfinite(rounded), rounded, x)
+    return out.astype(a.dtype, copy=False)
+
+
+@dataclass
+class WireTrace:
+    """The trace of one request, ready to send: whole (body) or step by step (frames)."""
+
+    model_id: str
+    trace: Trace
+    hidden: list[Array]  # per layer (T, H)
+    cell_state: list[Array | None]
+    gates: list[dict[str, Array]]
+    probs: Array  # (T, outputs)
+    top_probs: Array
+    step_loss: Array
+    grad_hidden: list[Array]
+    grad_cell_state: list[Array | None]
+    grad_weight_hh: list[Array]
+    grad_input: Array
+    vocab: tuple[str, ...]
+    labels: list[str] | None
+
+    @classmethod
+    def build(cls, loaded: LoadedModel, tr: Trace, precision: int | None = None) -> WireTrace:
+        def r(a: Array) -> Array:
+            return np.ascontiguousarray(round_significant(a, precision))
+
+        return cls(
+            model_id=loaded.card.id,
+            trace=tr,
+            hidden=[r(layer.hidden) for layer in tr.layers],
+            cell_state=[None if layer.cell_state is None else r(layer.cell_state) for layer in tr.layers],
+            gates=[{n: r(g) for n, g in layer.gates.items()} for layer in tr.layers],
+            probs=r(tr.probs),
+            top_probs=r(tr.top_probs),
+            step_loss=r(tr.step_loss),
+            grad_hidden=[r(layer.grad_hidden) for layer in tr.layers],
+            grad_cell_state=[None if g is None else r(g) for g in (layer.grad_cell_state for layer in tr.layers)],
+            grad_weight_hh=[r(layer.grad_weight_hh) for layer in tr.layers],
+            grad_input=r(tr.grad_input),
+            vocab=loaded.vocab.tokens,
+            labels=loaded.card.labels,
+        )
+
+    @property
+    def is_lstm(self) -> bool:
+        return self.trace.cell == "lstm"
+
+    def _predictions(self, t: int) -> list[dict[str, Any]]:
+        ids = self.trace.top_ids[t].tolist()
+        ps = self.top_probs[t].tolist()
+        return [{"token": self.vocab[i], "p": p} for i, p in zip(ids, ps, strict=True)]
+
+    def _label(self) -> str | None:
+        tr = self.trace
+        return None if tr.label is None or self.labels is None else self.labels[tr.label]
+
+    def header(self) -> dict[str, Any]:
+        tr = self.trace
+        return {
+            "model": self.model_id,
+            "cell": tr.cell,
+            "kind": tr.kind,
+            "checkpoint": tr.checkpoint,
+            "tokens": tr.tokens,
+            "token_ids": tr.token_ids,
+            "unknown": tr.unknown,
+            "steps": tr.steps,
+            "loss_mode": tr.loss_mode,
+            "total_loss": tr.loss,
+            "label": self._label(),
+        }
+
+    def body(self) -> dict[str, Any]:
+        """The REST body: the whole trace."""
+        classify = self.trace.kind == "classify"
+        T = self.trace.steps
+        return {
+            **self.header(),
+            "layers": [
+                {"hidden": h, "cell_state": c, "gates": g}
+                for h, c, g in zip(self.hidden, self.cell_state, self.gates, strict=True)
+            ],
+            "predictions": None if classify else [self._predictions(t) for t in range(T)],
+            "probs": self.probs[-1] if classify else None,
+            "step_probs": self.probs if classify else None,
+            "loss": self.step_loss,
+            "grad_norms": {
+                "hidden": self.grad_hidden,
+                "cell_state": self.grad_cell_state if self.is_lstm else None,
+                "input": self.grad_input,
+                "weight_hh": self.grad_weight_hh,
+            },
+        }
+
+    def meta_frame(self) -> dict[str, Any]:
+        return {
+            "type": "meta",
+            **self.header(),
+            "num_layers": len(self.hidden),
+            "hidden_size": int(self.hidden[0].shape[1]),
+            "gates": list(self.gates[0]),
+            "labels": self.labels,
+        }
+
+    def step_frame(self, t: int) -> dict[str, Any]:
+        """Step t of the forward sweep."""
+        frame: dict[str, Any] = {
+            "type": "step",
+            "t": t,
+            "token": self.trace.tokens[t],
+            "layers": [
+                {
+                    "hidden": h[t],
+                    "cell_state": None if c is None else c[t],
+                    "gates": {n: g[t] for n, g in gates.items()},
+                }
+                for h, c, gates in zip(self.hidden, self.cell_state, self.gates, strict=True)
+            ],
+            "loss": self.step_loss[t],
+        }
+        if self.trace.kind == "classify":
+            frame["probs"] = self.probs[t]
+        else:
+            frame["prediction"] = self._predictions(t)
+        return frame
+
+    def grad_frame(self, t: int) -> dict[str, Any]:
+        """Step t of the BPTT sweep (sent from the last step back to the first)."""
+        return {
+            "type": "grad",
+            "t": t,
+            "hidden": [g[t] for g in self.grad_hidden],
+            "cell_state": [g[t] for g in self.grad_cell_state] if self.is_lstm else None,  # type: ignore[index]
+            "input": self.grad_input[t],
+            "weight_hh": [g[t] for g in self.grad_weight_hh],
+        }
+
+
+def generated_step_frame(loaded: LoadedModel, step: Step, t: int, top_k: int, precision: int | None) -> dict[str, Any]:
+    """A step frame for a step of generation, the same shape as WireTrace.step_frame."""
+
+    def r(a: Array) -> Array:
+        return np.ascontiguousarray(round_significant(a, precision))
+
+    top_p, top_i = step.probs.topk(min(top_k, len(step.probs)))
+    return {
+        "type": "step",
+        "t": t,
+        "token": loaded.vocab.tokens[step.token_id],
+        "sampled": step.sampled,
+        "layers": [
+            {
+                "hidden": r(f.hidden[0].numpy()),
+                "cell_state": None if f.cell_state is None else r(f.cell_state[0].numpy()),
+                "gates": {n: r(g[0]) for n, g in f.gates(loaded.card.cell).items()},
+            }
+            for f in step.layers
+        ],
+        "prediction": [
+            {"token": loaded.vocab.tokens[i], "p": p}
+            for i, p in zip(top_i.tolist(), r(top_p.numpy()).tolist(), strict=True)
+        ],
+    }

@@ -1,0 +1,46 @@
+"""Settings: every knob of the server, read once from the environment (prefix UNROLLED_)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="UNROLLED_", env_file=None, extra="ignore")
+
+    models_dir: Path = Field(ROOT / "models", description="folder of <id>.safetensors + <id>.json model cards")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="server processes")
+    torch_threads: int = Field(0, ge=0, le=256, description="torch threads per worker; 0 = cores ÷ workers")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = Field(False, description="log JSON lines to stdout (set in the container)")
+
+    max_steps: int = Field(10_000, ge=1, le=1_000_000, description="longest input, in time steps")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="largest request body")
+    max_top_k: int = Field(20, ge=1)
+    max_generate: int = Field(2_000, ge=1, description="most tokens a generate request may sample")
+    max_concurrent: int = Field(4, ge=1, le=1024, description="model computations in flight; beyond: 503")
+    max_streams: int = Field(64, ge=1, description="open WebSocket streams; beyond: refused")
+    send_timeout: float = Field(10.0, gt=0, description="seconds a stream waits on a client that reads nothing")
+    request_timeout: float = Field(30.0, gt=0, description="seconds a new stream has to send its request")
+    shutdown_grace: float = Field(10.0, ge=0, description="seconds streams get to finish on SIGTERM")
+    cors_origins: list[str] = Field(default_factory=list, description="allowed browser origins (none by default)")
+
+    def threads_per_worker(self) -> int:
+        if self.torch_threads:
+            return self.torch_threads
+        return max(1, (os.cpu_count() or 1) // self.workers)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

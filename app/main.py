@@ -1,0 +1,62 @@
+"""create_app(): settings, lifespan (load the zoo), middleware, routers. Wiring only."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+import torch
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app.api import errors, health, routes_models, routes_trace, stream
+from app.api.compute import Compute
+from app.api.metrics import Metrics, MetricsAndLimits
+from app.config import Settings, get_settings
+from app.rnn import kernels
+from app.zoo import Zoo
+
+log = logging.getLogger("unrolled")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        torch.set_num_threads(settings.threads_per_worker())
+        app.state.zoo = await anyio.to_thread.run_sync(Zoo.load, settings.models_dir)
+        await anyio.to_thread.run_sync(kernels.warm_up)
+        app.state.ready = True
+        yield
+        app.state.ready = False
+
+    app = FastAPI(
+        title="Unrolled",
+        summary="Every time step of an RNN, LSTM and GRU: hidden states, gates, and BPTT gradient norms.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.zoo = Zoo({})
+    app.state.ready = False
+    app.state.compute = Compute(settings.max_concurrent)
+    metrics = Metrics()
+    metrics.gauges["unrolled_computations_in_flight"] = lambda: app.state.compute.in_flight
+    metrics.gauges["unrolled_models_loaded"] = lambda: len(app.state.zoo)
+    app.state.metrics = metrics
+
+    errors.install(app)
+    for router in (health.router, routes_models.router, routes_trace.router, stream.router):
+        app.include_router(router)
+    app.add_middleware(MetricsAndLimits, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"]
+        )
+    return app
+
+
+app = create_app()

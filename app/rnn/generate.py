@@ -1,0 +1,69 @@
+"""Sampling, one step at a time: the model writes, and each step's internals are known as its token is drawn."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from app.rnn.errors import EngineError
+from app.rnn.model import SeqModel
+from app.rnn.trace import LayerForward, layer_forward
+
+
+@dataclass
+class Step:
+    """One step of the forward: the token read, each layer's state and gates, the next-token distribution."""
+
+    token_id: int
+    layers: list[LayerForward]  # each over a single step (T = 1)
+    probs: Tensor  # (V,) p(next token)
+    sampled: bool  # False for prompt tokens, True for tokens the model wrote
+
+
+def generate(
+    model: SeqModel, prompt_ids: list[int], length: int, temperature: float, seed: int | None
+) -> Iterator[Step]:
+    """Read the prompt, then sample `length` tokens, yielding every step as soon as it is computed.
+
+    The same layer_forward as the trace computes each step, so the numbers are the trace's own maths.
+    temperature → 0 is greedy decoding; a seed makes the sample reproducible.
+    """
+    if model.config.kind != "next_token":
+        raise EngineError("generate needs a next-token model; this one is a classifier")
+    if not prompt_ids:
+        raise EngineError("the prompt is empty: give at least one token")
+    return _steps(model, prompt_ids, length, temperature, seed)
+
+
+def _steps(model: SeqModel, prompt_ids: list[int], length: int, temperature: float, seed: int | None) -> Iterator[Step]:
+    gen = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
+    states: list[tuple[Tensor | None, Tensor | None]] = [(None, None)] * model.config.num_layers
+    token = prompt_ids[0]
+    total = len(prompt_ids) + length
+    with torch.no_grad():
+        for t in range(total):
+            x = model.embedding.weight[token][None]  # (1, E)
+            layers = []
+            for k in range(model.config.num_layers):
+                fwd = layer_forward(model, k, x, *states[k])
+                states[k] = fwd.final_state()
+                layers.append(fwd)
+                x = fwd.hidden
+            logits = (x @ model.head.weight.T + model.head.bias)[0].double()
+            probs = torch.softmax(logits, dim=-1)
+            yield Step(token_id=token, layers=layers, probs=probs.float(), sampled=t >= len(prompt_ids))
+            if t + 1 == total:
+                break
+            token = prompt_ids[t + 1] if t + 1 < len(prompt_ids) else _sample(logits, temperature, gen)
+
+
+def _sample(logits: Tensor, temperature: float, gen: torch.Generator) -> int:
+    """Draw the next token. Never the unknown token (index 0): it stands for what the vocabulary lacks."""
+    logits = logits.clone()
+    logits[0] = -torch.inf
+    if temperature <= 1e-6:
+        return int(logits.argmax())
+    return int(torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1, generator=gen))

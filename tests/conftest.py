@@ -1,0 +1,145 @@
+"""Shared fixtures: a folder of small real models, the app, a TestClient, and a real uvicorn on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from safetensors.torch import save_file
+
+from app.config import ROOT, Settings
+from app.main import create_app
+from app.rnn.model import Checkpoint, ModelCard, SeqModel, save_model
+from app.rnn.tokenize import UNK
+
+LETTERS = [UNK, *"abcdefghijklmnopqrstuvwxyz .,"]
+WORDS = [UNK, "a", "good", "bad", "film", "great", "awful", "plot", "not", "very", "."]
+
+
+def write_model(folder: Path, model_id: str, cell: str, kind: str, layers: int = 1, hidden: int = 16) -> ModelCard:
+    """A real model file and card, with random weights (seeded) and two checkpoints."""
+    word = kind == "classify"
+    card = ModelCard(
+        id=model_id,
+        task="test-sentiment" if word else "test-chars",
+        cell=cell,  # type: ignore[arg-type]
+        kind=kind,  # type: ignore[arg-type]
+        embed_size=8,
+        hidden_size=hidden,
+        num_layers=layers,
+        vocab={"level": "word" if word else "char", "case": "lower", "tokens": WORDS if word else LETTERS},
+        labels=["negative", "positive"] if word else None,
+        positive_label="positive" if word else None,
+        description=f"a test {cell}",
+        examples=[{"text": "a good film" if word else "hello world", "note": "test"}],
+        metrics={"accuracy": 0.5},
+        curve=[{"step": 0, "loss": 1.0}, {"step": 10, "loss": 0.5}],
+        seed=1,
+    )
+    torch.manual_seed(sum(map(ord, model_id)))
+    for name in ("0", "100"):
+        model = SeqModel(card.config())
+        path = f"checkpoints/{model_id}-{name}.safetensors"
+        (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / path))
+        card.checkpoints.append(Checkpoint(name=name, step=int(name), file=path))
+    save_model(folder, card, model)
+    return card
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("models")
+    write_model(folder, "chars-lstm", "lstm", "next_token")
+    write_model(folder, "chars-gru", "gru", "next_token", layers=2)
+    write_model(folder, "chars-rnn", "rnn", "next_token")
+    write_model(folder, "words-lstm", "lstm", "classify")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def settings(models_dir: Path) -> Settings:
+    return Settings(models_dir=models_dir, max_steps=3000, max_generate=2000, max_concurrent=4, send_timeout=5.0)
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings) -> FastAPI:
+    return create_app(settings)
+
+
+@pytest.fixture(scope="session")
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as c:
+        yield c
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class LiveServer:
+    """A real uvicorn process serving the app on a loopback port, configured by environment variables."""
+
+    def __init__(self, settings: Settings, **env: str) -> None:
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "UNROLLED_MODELS_DIR": str(settings.models_dir),
+            "UNROLLED_MAX_STEPS": str(settings.max_steps),
+            "UNROLLED_MAX_GENERATE": str(settings.max_generate),
+            "UNROLLED_MAX_CONCURRENT": str(settings.max_concurrent),
+            "UNROLLED_SEND_TIMEOUT": str(settings.send_timeout),
+            "UNROLLED_TORCH_THREADS": "1",  # the tests share the cores with the server: no OpenMP spin-waits
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LiveServer:
+        cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(self.port)]
+        self.proc = subprocess.Popen([*cmd, "--log-level", "warning"], env=self.env, cwd=ROOT)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.__exit__()
+                raise RuntimeError("uvicorn did not become ready")
+            time.sleep(0.1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture(scope="session")
+def live(settings: Settings) -> Iterator[LiveServer]:
+    with LiveServer(settings) as server:
+        yield server

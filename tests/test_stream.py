@@ -1,0 +1,175 @@
+"""The WebSocket stream against a real uvicorn on a loopback port."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from tests.conftest import LiveServer
+
+
+def open_stream(live: LiveServer, model_id: str) -> ClientConnection:
+    return connect(f"{live.ws_url}/api/models/{model_id}/stream", max_size=2**24, open_timeout=10)
+
+
+def run_stream(live: LiveServer, model_id: str, request: dict[str, Any]) -> list[dict[str, Any]]:
+    frames = []
+    with open_stream(live, model_id) as ws:
+        ws.send(orjson.dumps(request).decode())
+        while True:
+            frame = orjson.loads(ws.recv(timeout=30))
+            frames.append(frame)
+            if frame["type"] in ("done", "error"):
+                break
+    return frames
+
+
+def expect_error(live: LiveServer, model_id: str, message: str | bytes | None) -> tuple[dict[str, Any], int]:
+    """Send a raw message; return the error frame and the close code."""
+    with open_stream(live, model_id) as ws:
+        if message is not None:
+            ws.send(message)
+        frame = orjson.loads(ws.recv(timeout=30))
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+        assert closed.value.rcvd is not None
+        return frame, closed.value.rcvd.code
+
+
+def server_gauges(live: LiveServer) -> dict[str, float]:
+    text = httpx.get(f"{live.url}/metrics").text
+    return {
+        line.split()[0]: float(line.split()[1])
+        for line in text.splitlines()
+        if line.startswith(("unrolled_active_streams", "unrolled_computations_in_flight"))
+    }
+
+
+def wait_idle(live: LiveServer, within: float) -> dict[str, float]:
+    deadline = time.monotonic() + within
+    while True:
+        gauges = server_gauges(live)
+        if not any(gauges.values()) or time.monotonic() > deadline:
+            return gauges
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    ("model_id", "request_body"),
+    [
+        ("chars-lstm", {"text": "hello, world"}),
+        ("chars-gru", {"text": "two layers of gru", "loss": "last", "top_k": 4}),
+        ("chars-rnn", {"text": "plain rnn", "precision": 4}),
+        ("words-lstm", {"text": "a very good film", "label": "negative"}),
+    ],
+)
+def test_frames_equal_the_rest_trace_value_for_value(
+    live: LiveServer, model_id: str, request_body: dict[str, Any]
+) -> None:
+    body = httpx.post(f"{live.url}/api/models/{model_id}/trace", json=request_body, timeout=30).json()
+    frames = run_stream(live, model_id, request_body)
+    T = body["steps"]
+    assert [f["type"] for f in frames] == ["meta"] + ["step"] * T + ["grad"] * T + ["done"]
+    meta = frames[0]
+    for key in ("tokens", "token_ids", "unknown", "steps", "cell", "loss_mode", "total_loss", "label", "checkpoint"):
+        assert meta[key] == body[key], key
+    steps, grads = frames[1 : T + 1], frames[T + 1 : 2 * T + 1]
+    for t, frame in enumerate(steps):
+        assert frame["t"] == t and frame["token"] == body["tokens"][t]
+        assert frame["loss"] == body["loss"][t]
+        for k, layer in enumerate(frame["layers"]):
+            want = body["layers"][k]
+            assert layer["hidden"] == want["hidden"][t]
+            assert layer["cell_state"] == (None if want["cell_state"] is None else want["cell_state"][t])
+            assert layer["gates"] == {name: v[t] for name, v in want["gates"].items()}
+        if body["kind"] == "classify":
+            assert frame["probs"] == body["step_probs"][t]
+        else:
+            assert frame["prediction"] == body["predictions"][t]
+    # The BPTT sweep runs from the last step back to the first.
+    assert [g["t"] for g in grads] == list(range(T - 1, -1, -1))
+    norms = body["grad_norms"]
+    for g in grads:
+        t = g["t"]
+        assert g["hidden"] == [layer[t] for layer in norms["hidden"]]
+        assert g["input"] == norms["input"][t]
+        assert g["weight_hh"] == [layer[t] for layer in norms["weight_hh"]]
+        assert g["cell_state"] == (None if norms["cell_state"] is None else [layer[t] for layer in norms["cell_state"]])
+
+
+def test_generate_mode_streams_each_sampled_step_then_the_bptt_sweep(live: LiveServer) -> None:
+    req = {"mode": "generate", "prompt": "ab", "length": 12, "temperature": 0.7, "seed": 3}
+    frames = run_stream(live, "chars-gru", req)
+    assert frames[0]["type"] == "meta" and frames[0]["steps"] == 14
+    steps = [f for f in frames if f["type"] == "step"]
+    grads = [f for f in frames if f["type"] == "grad"]
+    assert len(steps) == 14 and [s["sampled"] for s in steps] == [False] * 2 + [True] * 12
+    assert [g["t"] for g in grads] == list(range(13, -1, -1))
+    done = frames[-1]
+    assert done["type"] == "done" and len(done["generated"]) == 12
+    assert "".join(s["token"] for s in steps) == done["text"]
+    rest = httpx.post(f"{live.url}/api/models/chars-gru/generate", json={k: v for k, v in req.items() if k != "mode"})
+    assert rest.json()["generated"] == done["generated"]
+
+
+@pytest.mark.parametrize(
+    ("model_id", "message", "code", "error"),
+    [
+        ("chars-lstm", "{oops", 4400, "malformed"),
+        ("chars-lstm", "[1, 2]", 4400, "malformed"),
+        ("chars-lstm", b"\xff\xfe", 4400, "malformed"),
+        ("nope", '{"text": "abc"}', 4404, "not_found"),
+        ("chars-lstm", '{"text": ""}', 4422, "invalid"),
+        ("chars-lstm", '{"text": "abc", "top_k": "many"}', 4422, "invalid"),
+        ("chars-lstm", '{"text": "abc", "checkpoint": "42"}', 4422, "invalid"),
+        ("chars-lstm", '{"text": "' + "a" * 3001 + '"}', 4413, "too_large"),
+        ("words-lstm", '{"mode": "generate", "prompt": "good"}', 4422, "invalid"),
+    ],
+)
+def test_bad_requests_get_an_error_frame_and_a_fitting_close_code(
+    live: LiveServer, model_id: str, message: str | bytes, code: int, error: str
+) -> None:
+    frame, close_code = expect_error(live, model_id, message)
+    assert frame["type"] == "error" and frame["error"] == error and frame["message"]
+    assert close_code == code
+    assert wait_idle(live, 2.0) == {"unrolled_active_streams": 0, "unrolled_computations_in_flight": 0}
+
+
+def vanish(ws: ClientConnection) -> None:
+    """Drop the connection without a closing handshake, as a closed laptop or a lost network does."""
+    ws.socket.shutdown(socket.SHUT_RDWR)
+    ws.socket.close()
+
+
+def test_client_that_disconnects_mid_stream_leaves_nothing_running(live: LiveServer) -> None:
+    ws = open_stream(live, "chars-lstm")
+    ws.send(orjson.dumps({"text": "abc " * 700}).decode())
+    for _ in range(5):
+        ws.recv(timeout=30)
+    vanish(ws)
+    assert wait_idle(live, 2.0) == {"unrolled_active_streams": 0, "unrolled_computations_in_flight": 0}
+
+
+def generated_steps(live: LiveServer) -> int:
+    text = httpx.get(f"{live.url}/metrics").text
+    return int(next(ln for ln in text.splitlines() if ln.startswith("unrolled_generated_steps_total ")).split()[1])
+
+
+def test_client_that_disconnects_mid_generation_stops_the_sampling(live: LiveServer) -> None:
+    before = generated_steps(live)
+    ws = open_stream(live, "chars-gru")
+    ws.send(orjson.dumps({"mode": "generate", "prompt": "a", "length": 2000, "temperature": 1}).decode())
+    for _ in range(4):
+        ws.recv(timeout=30)
+    vanish(ws)
+    assert wait_idle(live, 2.0) == {"unrolled_active_streams": 0, "unrolled_computations_in_flight": 0}
+    sampled = generated_steps(live) - before
+    assert 3 <= sampled < 1000, f"{sampled} steps were computed for a client that left after 4 frames"
+    assert httpx.get(f"{live.url}/healthz").status_code == 200
