@@ -10,11 +10,12 @@ import anyio.to_thread
 import torch
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 
-from app.api import errors, health, routes_models, routes_trace, stream
+from app.api import errors, health, pages, routes_models, routes_trace, stream
 from app.api.compute import Compute
 from app.api.metrics import Metrics, MetricsAndLimits
-from app.config import Settings, get_settings
+from app.config import ROOT, Settings, get_settings
 from app.rnn import kernels
 from app.zoo import Zoo
 
@@ -42,15 +43,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.zoo = Zoo({})
     app.state.ready = False
-    app.state.compute = Compute(settings.max_concurrent)
+    app.state.compute = Compute(settings.max_concurrent, settings.max_queue)
     metrics = Metrics()
-    metrics.gauges["unrolled_computations_in_flight"] = lambda: app.state.compute.in_flight
+    metrics.gauges["unrolled_computations_in_flight"] = lambda: app.state.compute.admitted
+    metrics.gauges["unrolled_computations_running"] = lambda: app.state.compute.running
     metrics.gauges["unrolled_models_loaded"] = lambda: len(app.state.zoo)
     app.state.metrics = metrics
 
     errors.install(app)
     for router in (health.router, routes_models.router, routes_trace.router, stream.router):
         app.include_router(router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     app.add_middleware(MetricsAndLimits, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(

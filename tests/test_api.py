@@ -199,9 +199,10 @@ def test_unknown_route_and_method_are_json_errors(client: TestClient) -> None:
 
 
 def test_saturated_server_answers_503_with_retry_after(settings: Settings) -> None:
-    app = create_app(settings.model_copy(update={"max_concurrent": 1}))
+    app = create_app(settings.model_copy(update={"max_concurrent": 1, "max_queue": 0}))
     with TestClient(app) as c:
-        with app.state.compute.slot():  # the one slot is taken
+        assert c.portal is not None
+        with c.portal.wrap_async_context_manager(app.state.compute.slot()):  # the one slot is taken
             r = post_trace(c, "chars-lstm", text="abc")
         assert r.status_code == 503
         assert r.headers["retry-after"] == "1" and r.json()["error"] == "busy"
@@ -219,3 +220,22 @@ def test_broken_model_files_are_skipped_not_fatal(tmp_path: Any, models_dir: Any
         ids = {m["id"] for m in c.get("/api/models").json()["models"]}
         assert ids == {"chars-lstm", "chars-gru"}
         assert c.get("/readyz").status_code == 200
+
+
+def test_requests_wait_in_a_bounded_line_for_a_slot(settings: Settings) -> None:
+    """One slot, one place in line: the second request waits and succeeds; the third is refused."""
+    import threading
+
+    app = create_app(settings.model_copy(update={"max_concurrent": 1, "max_queue": 1}))
+    with TestClient(app) as c:
+        assert c.portal is not None
+        results: list[int] = []
+        with c.portal.wrap_async_context_manager(app.state.compute.slot()):
+            waiter = threading.Thread(target=lambda: results.append(post_trace(c, "chars-lstm", text="ab").status_code))
+            waiter.start()
+            while app.state.compute.admitted < 2:  # the waiter has taken its place in line
+                waiter.join(0.01)
+            assert post_trace(c, "chars-lstm", text="ab").status_code == 503
+            assert results == []  # still waiting while the slot is held
+        waiter.join(10)
+        assert results == [200]

@@ -173,3 +173,44 @@ def test_client_that_disconnects_mid_generation_stops_the_sampling(live: LiveSer
     sampled = generated_steps(live) - before
     assert 3 <= sampled < 1000, f"{sampled} steps were computed for a client that left after 4 frames"
     assert httpx.get(f"{live.url}/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("model_id", ["chars-lstm", "chars-gru", "words-lstm"])
+def test_binary_step_frames_hold_the_rest_values_as_float32(live: LiveServer, model_id: str) -> None:
+    import numpy as np
+
+    req = {"text": "a good film, very good", "top_k": 3}
+    body = httpx.post(f"{live.url}/api/models/{model_id}/trace", json=req).json()
+    with open_stream(live, model_id) as ws:
+        ws.send(orjson.dumps({**req, "encoding": "binary"}).decode())
+        meta = orjson.loads(ws.recv(timeout=30))
+        steps = [ws.recv(timeout=30) for _ in range(body["steps"])]
+        rest = [orjson.loads(ws.recv(timeout=30)) for _ in range(body["steps"] + 1)]
+    assert meta["encoding"] == "binary" and rest[-1]["type"] == "done"
+    for t, payload in enumerate(steps):
+        assert isinstance(payload, bytes)
+        assert int(np.frombuffer(payload[:4], "<u4")[0]) == t
+        offset = 4
+        for field in meta["layout"]:
+            n = field["size"]
+            values = np.frombuffer(payload[offset : offset + 4 * n], "<f4" if field["dtype"] == "float32" else "<u4")
+            offset += 4 * n
+            name = field["name"]
+            if name.startswith("layers."):
+                _, k, *path = name.split(".")
+                source: Any = body["layers"][int(k)]
+                for key in path:
+                    source = source[key]
+                expected = np.array(source[t], dtype=np.float32)
+            elif name == "loss":
+                expected = np.array([np.nan if body["loss"][t] is None else body["loss"][t]], dtype=np.float32)
+            elif name == "probs":
+                expected = np.array(body["step_probs"][t], dtype=np.float32)
+            elif name == "prediction.p":
+                expected = np.array([p["p"] for p in body["predictions"][t]], dtype=np.float32)
+            else:
+                vocab = httpx.get(f"{live.url}/api/models/{model_id}").json()["vocab"]
+                assert [vocab[i] for i in values] == [p["token"] for p in body["predictions"][t]]
+                continue
+            np.testing.assert_array_equal(values, expected, err_msg=name)
+        assert offset == len(payload)

@@ -1,10 +1,15 @@
-"""Model work runs off the event loop, with a bounded number in flight; past that, callers get Overloaded."""
+"""Model work runs off the event loop: at most max_concurrent at once, at most max_queue waiting in line.
+
+Past that, callers get Overloaded (503 with Retry-After) at once instead of queueing without end.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import TypeVar
 
+import anyio
 import anyio.to_thread
 
 from app.api.errors import Overloaded
@@ -13,37 +18,37 @@ T = TypeVar("T")
 
 
 class Compute:
-    def __init__(self, max_concurrent: int) -> None:
+    def __init__(self, max_concurrent: int, max_queue: int) -> None:
         self.max_concurrent = max_concurrent
-        self.in_flight = 0
-        # Worker threads are dedicated to model work, so that file and socket I/O never waits behind it.
+        self.max_queue = max_queue
+        self.admitted = 0  # running or waiting for a slot
         self._limiter = anyio.CapacityLimiter(max_concurrent)
 
-    def slot(self) -> _Slot:
-        """Take a slot now or raise Overloaded: `with compute.slot(): ...`."""
-        if self.in_flight >= self.max_concurrent:
+    @property
+    def running(self) -> int:
+        return int(self._limiter.borrowed_tokens)
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one of the max_concurrent slots, waiting in a bounded, first-come line for it."""
+        if self.admitted >= self.max_concurrent + self.max_queue:
             raise Overloaded(
-                f"the server is busy ({self.max_concurrent} computations in flight); retry in "
-                f"{Overloaded.retry_after} s"
+                f"the server is busy ({self.max_concurrent} computations running, {self.max_queue} waiting); "
+                f"retry in {Overloaded.retry_after} s"
             )
-        return _Slot(self)
+        self.admitted += 1
+        try:
+            async with self._limiter:
+                yield
+        finally:
+            self.admitted -= 1
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
-        """Run fn(*args) in a worker thread, in a slot taken now (or Overloaded)."""
-        with self.slot():
+        """Run fn(*args) in a worker thread, in a slot."""
+        async with self.slot():
             return await self.run_in_slot(fn, *args)
 
-    async def run_in_slot(self, fn: Callable[..., T], *args: object) -> T:
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
-
-
-class _Slot:
-    def __init__(self, compute: Compute) -> None:
-        self._compute = compute
-        compute.in_flight += 1
-
-    def __enter__(self) -> _Slot:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._compute.in_flight -= 1
+    @staticmethod
+    async def run_in_slot(fn: Callable[..., T], *args: object) -> T:
+        """Run fn(*args) in a worker thread, for a caller that already holds a slot."""
+        return await anyio.to_thread.run_sync(fn, *args)

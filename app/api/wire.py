@@ -7,6 +7,7 @@ NaN (a step with no target) is written as null by orjson.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,9 +131,11 @@ class WireTrace:
             },
         }
 
-    def meta_frame(self) -> dict[str, Any]:
+    def meta_frame(self, binary: bool = False) -> dict[str, Any]:
+        extra = {"encoding": "binary", "layout": self.binary_layout()} if binary else {"encoding": "json"}
         return {
             "type": "meta",
+            **extra,
             **self.header(),
             "num_layers": len(self.hidden),
             "hidden_size": int(self.hidden[0].shape[1]),
@@ -161,6 +164,40 @@ class WireTrace:
         else:
             frame["prediction"] = self._predictions(t)
         return frame
+
+    def binary_layout(self) -> list[dict[str, Any]]:
+        """What a binary step frame holds after its uint32 t: float32 fields in this order, then uint32 ids."""
+        fields: list[dict[str, Any]] = []
+        for k, (h, c, gates) in enumerate(zip(self.hidden, self.cell_state, self.gates, strict=True)):
+            fields.append({"name": f"layers.{k}.hidden", "dtype": "float32", "size": h.shape[1]})
+            if c is not None:
+                fields.append({"name": f"layers.{k}.cell_state", "dtype": "float32", "size": c.shape[1]})
+            fields += [
+                {"name": f"layers.{k}.gates.{n}", "dtype": "float32", "size": g.shape[1]} for n, g in gates.items()
+            ]
+        fields.append({"name": "loss", "dtype": "float32", "size": 1})
+        if self.trace.kind == "classify":
+            fields.append({"name": "probs", "dtype": "float32", "size": self.probs.shape[1]})
+        else:
+            k = self.top_probs.shape[1]
+            fields.append({"name": "prediction.p", "dtype": "float32", "size": k})
+            fields.append({"name": "prediction.token_id", "dtype": "uint32", "size": k})
+        return fields
+
+    def binary_steps(self) -> Iterator[bytes]:
+        """Step frames as bytes: little-endian uint32 t, then the fields of binary_layout(). 4 bytes per value."""
+        parts: list[Array] = []
+        for h, c, gates in zip(self.hidden, self.cell_state, self.gates, strict=True):
+            parts += [h] + ([] if c is None else [c]) + list(gates.values())
+        parts.append(self.step_loss[:, None])
+        parts.append(self.probs if self.trace.kind == "classify" else self.top_probs)
+        T = self.trace.steps
+        rows = np.empty((T, 1 + sum(p.shape[1] for p in parts)), dtype="<f4")
+        rows.view("<u4")[:, 0] = np.arange(T)
+        np.concatenate([p.astype("<f4", copy=False) for p in parts], axis=1, out=rows[:, 1:])
+        ids = self.trace.top_ids.astype("<u4")
+        for t in range(T):
+            yield rows[t].tobytes() + ids[t].tobytes()
 
     def grad_frame(self, t: int) -> dict[str, Any]:
         """Step t of the BPTT sweep (sent from the last step back to the first)."""

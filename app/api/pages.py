@@ -1,0 +1,174 @@
+"""The HTML pages (Jinja2 templates) and the vendored plotly.js, served from the installed plotly package.
+
+Pages carry no data beyond what a template needs to lay itself out: the browser fetches traces through
+static/js/api.js. No inline scripts: page parameters travel in data- attributes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from app.api.deps import ZooDep
+from app.config import ROOT
+from app.rnn.model import LoadedModel
+from app.zoo import UnknownModel, Zoo
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=ROOT / "templates")
+
+# Pages may run only the server's own scripts; Plotly needs inline styles; exports are built as data:/blob: URLs.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'self'"
+)
+CELL_ORDER = {"rnn": 0, "lstm": 1, "gru": 2}
+TASK_TITLES = {
+    "alphabet": "Alphabet runs: sequential memory",
+    "memory": "Remember the first symbol: the vanishing gradient",
+    "charlm": "A character language model",
+    "sentiment": "Sentiment, word by word",
+}
+# The metric a card shows first, in order of preference, and how to say it.
+KEY_METRICS: list[tuple[str, str, str]] = [
+    ("accuracy_n100", "accuracy, 100 digits back", "percent"),
+    ("test_accuracy", "test accuracy", "percent"),
+    ("heldout_bpc", "bits per character, held out", "number"),
+    ("run_accuracy_from_third_letter", "accuracy in a run, from its third letter", "percent"),
+    ("heldout_accuracy", "held-out accuracy", "percent"),
+    ("accuracy", "accuracy", "percent"),
+]
+
+
+@dataclass(frozen=True)
+class KeyMetric:
+    label: str
+    value: str
+
+
+def key_metric(metrics: dict[str, Any]) -> KeyMetric | None:
+    for name, label, kind in KEY_METRICS:
+        value = metrics.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return KeyMetric(label, f"{100 * value:.1f} %" if kind == "percent" else f"{value:.3g}")
+    for name, value in metrics.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return KeyMetric(name.replace("_", " "), f"{value:.3g}")
+    return None
+
+
+def task_title(task: str) -> str:
+    return TASK_TITLES.get(task, task.replace("-", " "))
+
+
+def tasks_of(zoo: Zoo) -> dict[str, list[LoadedModel]]:
+    """Task → its models, RNN before LSTM before GRU."""
+    out: dict[str, list[LoadedModel]] = {}
+    for m in zoo:
+        out.setdefault(m.card.task, []).append(m)
+    for models in out.values():
+        models.sort(key=lambda m: (CELL_ORDER.get(m.card.cell, 9), m.card.id))
+    return dict(sorted(out.items(), key=lambda kv: (list(TASK_TITLES).index(kv[0]) if kv[0] in TASK_TITLES else 99, kv[0])))
+
+
+def comparable(models: list[LoadedModel]) -> list[LoadedModel]:
+    """One model per cell type (the first of each), for the compare page."""
+    seen: dict[str, LoadedModel] = {}
+    for m in models:
+        seen.setdefault(m.card.cell, m)
+    return list(seen.values())
+
+
+def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    response = templates.TemplateResponse(request, name, {"task_title": task_title, **context}, status_code=status_code)
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def not_found(request: Request, message: str) -> HTMLResponse:
+    return page(request, "not_found.html", status_code=404, message=message)
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request, zoo: ZooDep) -> HTMLResponse:
+    """The zoo: models as cards grouped by task, each example one click away."""
+    groups = [
+        {"task": task, "title": task_title(task), "models": models, "compare": len(comparable(models)) > 1}
+        for task, models in tasks_of(zoo).items()
+    ]
+    return page(request, "home.html", groups=groups, key_metric=key_metric, skipped=zoo.skipped)
+
+
+@router.get("/models/{model_id}", response_class=HTMLResponse)
+def model_view(request: Request, model_id: str, zoo: ZooDep) -> HTMLResponse:
+    """One model, unrolled: the network, hidden state, gates, gradients, text and trajectory."""
+    try:
+        m = zoo.get(model_id)
+    except UnknownModel as e:
+        return not_found(request, str(e))
+    return page(request, "model.html", m=m, peers=comparable(tasks_of(zoo)[m.card.task]))
+
+
+@router.get("/models/{model_id}/generate", response_class=HTMLResponse)
+def generate_view(request: Request, model_id: str, zoo: ZooDep) -> HTMLResponse:
+    """Type a prompt and watch a next-token model write, its states streaming in."""
+    try:
+        m = zoo.get(model_id)
+    except UnknownModel as e:
+        return not_found(request, str(e))
+    if m.card.kind != "next_token":
+        return not_found(request, f"{model_id} is a classifier: only next-token models can write text.")
+    return page(request, "generate.html", m=m, peers=comparable(tasks_of(zoo)[m.card.task]))
+
+
+@router.get("/models/{model_id}/learning", response_class=HTMLResponse)
+def learning_view(request: Request, model_id: str, zoo: ZooDep) -> HTMLResponse:
+    """The same input's internals at each saved checkpoint of training."""
+    try:
+        m = zoo.get(model_id)
+    except UnknownModel as e:
+        return not_found(request, str(e))
+    return page(request, "learning.html", m=m, peers=comparable(tasks_of(zoo)[m.card.task]))
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_view(request: Request, zoo: ZooDep, task: str | None = None) -> HTMLResponse:
+    """The RNN, LSTM and GRU of one task on the same input, one time cursor, one log plot of gradients."""
+    groups = tasks_of(zoo)
+    choices = [t for t, models in groups.items() if len(comparable(models)) > 1]
+    if task is None and choices:
+        task = choices[0]
+    if task is None or task not in groups:
+        known = ", ".join(choices) or "none"
+        return not_found(request, f"no task {task!r} to compare; tasks with several cells: {known}")
+    models = comparable(groups[task])
+    return page(request, "compare.html", task=task, models=models, choices=choices)
+
+
+@lru_cache(maxsize=1)
+def plotly_js() -> tuple[bytes, bytes, str]:
+    """plotly.min.js from the installed plotly package: (raw, gzipped, ETag)."""
+    raw = (resources.files("plotly") / "package_data" / "plotly.min.js").read_bytes()
+    return raw, gzip.compress(raw, compresslevel=6, mtime=0), '"' + hashlib.sha256(raw).hexdigest()[:20] + '"'
+
+
+@router.get("/static/vendor/plotly.min.js")
+def plotly_bundle(request: Request) -> Response:
+    """The plotly.js bundle shipped inside the plotly Python package: nothing is loaded from a CDN."""
+    raw, zipped, etag = plotly_js()
+    headers = {"Cache-Control": "public, max-age=86400", "ETag": etag, "Vary": "Accept-Encoding"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(zipped, media_type="text/javascript", headers={**headers, "Content-Encoding": "gzip"})
+    return Response(raw, media_type="text/javascript", headers=headers)

@@ -1,0 +1,90 @@
+"""`unrolled serve` and `unrolled trace`: the server, and one trace printed in a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import orjson
+import uvicorn
+
+from app.config import get_settings
+from app.logs import log_config
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    host = args.host or settings.host
+    port = args.port or settings.port
+    uvicorn.run(
+        "app.main:app",
+        host=host,
+        port=port,
+        workers=settings.workers,
+        log_config=log_config(settings.log_level, settings.log_json),
+        ws_max_size=settings.max_body_bytes,
+        timeout_graceful_shutdown=int(settings.shutdown_grace),
+        server_header=False,
+    )
+    return 0
+
+
+def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve the app and its API",
+        description="Serve the app. Every setting is an environment variable UNROLLED_<NAME> (see app/config.py).",
+    )
+    p.add_argument("--host", help="address to listen on (default: $UNROLLED_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default: $UNROLLED_PORT or 8000)")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from app.api.wire import WireTrace
+    from app.rnn.errors import EngineError
+    from app.rnn.model import load_model
+    from app.rnn.trace import trace
+
+    folder: Path = args.models or get_settings().models_dir
+    try:
+        loaded = load_model(folder, args.model)
+        tr = trace(loaded, args.text, loss=args.loss, label=args.label, checkpoint=args.checkpoint)
+    except (EngineError, OSError) as e:
+        print(f"unrolled trace: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(WireTrace.build(loaded, tr, args.precision).body(),
+                                             option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")  # fmt: skip
+        return 0
+    layers = len(tr.layers)
+    head = ["t", "token", "predicts (p)" if tr.kind == "next_token" else "class (p)", "loss"]
+    head += [f"|dL/dh| l{k}" for k in range(layers)] + ["|dL/dx|"]
+    print(f"{loaded.card.id}: {tr.steps} steps, L = {tr.loss:.4g} ({tr.loss_mode})")
+    print("  ".join(f"{h:>12}" for h in head))
+    labels = loaded.card.labels or []
+    for t in range(tr.steps):
+        if tr.kind == "next_token":
+            best = f"{loaded.vocab.tokens[tr.top_ids[t, 0]]!r} {tr.top_probs[t, 0]:.2f}"
+        else:
+            c = int(np.argmax(tr.probs[t]))
+            best = f"{labels[c]} {tr.probs[t, c]:.2f}"
+        row = [str(t), repr(tr.tokens[t]), best, "-" if np.isnan(tr.step_loss[t]) else f"{tr.step_loss[t]:.3f}"]
+        row += [f"{layer.grad_hidden[t]:.3e}" for layer in tr.layers] + [f"{tr.grad_input[t]:.3e}"]
+        print("  ".join(f"{c:>12}" for c in row))
+    return 0
+
+
+def add_trace(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("trace", help="trace a text through a model", description="Trace a text through a model.")
+    p.add_argument("model", help="model id, e.g. alphabet-lstm")
+    p.add_argument("text", help="the input text")
+    p.add_argument("--loss", choices=["sum", "last"], help="which loss BPTT differentiates")
+    p.add_argument("--label", help="classifiers: the label the loss is measured against")
+    p.add_argument("--checkpoint", help="a saved checkpoint, e.g. 0, 5, 20, 100")
+    p.add_argument("--json", action="store_true", help="print the whole trace as the REST API's JSON body")
+    p.add_argument("--precision", type=int, help="with --json: significant digits")
+    p.add_argument("--models", type=Path, help="the models folder (default: $UNROLLED_MODELS_DIR or models/)")
+    p.set_defaults(func=cmd_trace)

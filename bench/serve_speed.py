@@ -1,0 +1,184 @@
+"""The server under a 1000-step trace: `python -m bench.serve_speed [--model charlm-lstm] [--seconds 20]`
+
+One run, side by side: a bare torch forward+backward of the same weights (in this process), REST latency and
+bytes, the stream's time to first frame and to done (JSON and binary), and N concurrent clients for S
+seconds (throughput, p50/p99, errors) against a real uvicorn on a loopback port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import torch
+from websockets.asyncio.client import connect
+
+from app.config import ROOT
+from app.rnn.model import LoadedModel, load_model
+from bench.common import interleaved, table
+from bench.trace_speed import baseline
+
+
+def start_server(models: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port), "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "UNROLLED_MODELS_DIR": str(models), **env})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("the server did not become ready")
+
+
+def input_text(loaded: LoadedModel, steps: int) -> str:
+    """A `steps`-character input made of the model's own example texts."""
+    seed = " ".join(str(e["text"]) for e in loaded.card.examples) or "the quick brown fox "
+    return (seed * (steps // len(seed) + 1))[:steps]
+
+
+async def stream_once(url: str, body: dict[str, Any]) -> tuple[float, float, float]:
+    """(seconds to the meta frame, to the first step frame, to done)."""
+    start = time.perf_counter()
+    first_meta = first_step = 0.0
+    async with connect(url, max_size=2**26) as ws:
+        await ws.send(orjson.dumps(body).decode())
+        while True:
+            msg = await ws.recv()
+            now = time.perf_counter() - start
+            if isinstance(msg, bytes):
+                first_step = first_step or now
+                continue
+            kind = orjson.loads(msg)["type"] if msg[:9] != '{"type":"' else msg[9:13]
+            if kind == "meta":
+                first_meta = now
+            elif kind == "step":
+                first_step = first_step or now
+            elif kind in ("done", "error"):
+                if kind == "error":
+                    raise RuntimeError(msg)
+                return first_meta, first_step, now
+
+
+async def load(
+    base: str, ws_base: str, body: dict[str, Any], clients: int, seconds: float, mode: str
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    deadline = time.perf_counter() + seconds
+
+    async def rest_client(client: httpx.AsyncClient) -> None:
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            try:
+                r = await client.post(f"{base}/trace", json=body, timeout=60)
+                if r.status_code != 200:
+                    errors[str(r.status_code)] = errors.get(str(r.status_code), 0) + 1
+                    continue
+            except httpx.HTTPError as e:
+                errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+                continue
+            latencies.append(time.perf_counter() - start)
+
+    async def stream_client() -> None:
+        while time.perf_counter() < deadline:
+            try:
+                _, _, done = await stream_once(f"{ws_base}/stream", {**body, "encoding": "binary"})
+                latencies.append(done)
+            except Exception as e:  # counted, not fatal: the figure is the error count
+                errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+
+    start = time.perf_counter()
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=clients)) as client:
+        tasks = [rest_client(client) if mode == "rest" else stream_client() for _ in range(clients)]
+        await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [float("nan")] * 99
+    return {"done": len(latencies), "rate": len(latencies) / elapsed, "p50": q[49], "p99": q[98], "errors": errors}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="charlm-lstm")
+    parser.add_argument("--models", type=Path, default=ROOT / "models")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--port", type=int, default=8791)
+    args = parser.parse_args()
+
+    loaded = load_model(args.models, args.model)
+    text = input_text(loaded, args.steps)
+    ids = torch.tensor(loaded.vocab.encode(text).ids)
+    model = loaded.model
+    model.requires_grad_(True)
+    (torch_s,) = interleaved([lambda: baseline(model, ids)], args.repeats)
+
+    proc = start_server(args.models, args.port, {"UNROLLED_MAX_QUEUE": "256"})
+    base = f"http://127.0.0.1:{args.port}/api/models/{args.model}"
+    ws_base = f"ws://127.0.0.1:{args.port}/api/models/{args.model}"
+    body = {"text": text}
+    try:
+        with httpx.Client() as client:
+
+            def rest(extra: dict[str, Any]) -> int:
+                r = client.post(f"{base}/trace", json={**body, **extra}, timeout=60)
+                r.raise_for_status()
+                return len(r.content)
+
+            size_full, size_4 = rest({}), rest({"precision": 4})
+            rest_s, rest4_s = interleaved([lambda: rest({}), lambda: rest({"precision": 4})], args.repeats)
+
+        def stream_stats(encoding: str) -> tuple[float, float, float]:
+            runs = [asyncio.run(stream_once(f"{ws_base}/stream", {**body, "encoding": encoding}))
+                    for _ in range(args.repeats)]  # fmt: skip
+            return tuple(statistics.median(r[i] for r in runs) for i in range(3))  # type: ignore[return-value]
+
+        json_meta, json_first, json_done = stream_stats("json")
+        _, bin_first, bin_done = stream_stats("binary")
+        loads = {m: asyncio.run(load(base, ws_base, body, args.clients, args.seconds, m)) for m in ("rest", "stream")}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+    def ms(s: float) -> str:
+        return f"{s * 1e3:.1f}"
+
+    def x(s: float) -> str:
+        return f"{s / torch_s:.2f}x"
+
+    print(f"{args.model}, {args.steps} steps, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    rows = [
+        ["bare torch forward+backward (same weights)", ms(torch_s), "1.00x", "-", "-"],
+        ["REST trace, full float32", ms(rest_s), x(rest_s), f"{size_full / 1e6:.2f} MB", "<= 3x"],
+        ["REST trace, precision 4", ms(rest4_s), x(rest4_s), f"{size_4 / 1e6:.2f} MB", "-"],
+        ["stream JSON: first frame (meta)", ms(json_meta), x(json_meta), "-", "<= 50 ms"],
+        ["stream JSON: first step frame", ms(json_first), x(json_first), "-", "-"],
+        ["stream JSON: done", ms(json_done), x(json_done), "-", "<= 3x"],
+        ["stream binary: first step frame", ms(bin_first), x(bin_first), "-", "-"],
+        ["stream binary: done", ms(bin_done), x(bin_done), "-", "<= 3x"],
+    ]
+    print(table(["measure (median)", "ms", "vs torch", "bytes", "goal"], rows))
+    print()
+    rows = [
+        [m, args.clients, f"{args.seconds:g}", r["done"], f"{r['rate']:.1f}", ms(r["p50"]), ms(r["p99"]),
+         sum(r["errors"].values()), orjson.dumps(r["errors"]).decode()]
+        for m, r in loads.items()
+    ]  # fmt: skip
+    print(table(["load", "clients", "seconds", "completed", "per s", "p50 ms", "p99 ms", "errors", "by kind"], rows))
+
+
+if __name__ == "__main__":
+    main()
