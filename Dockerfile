@@ -1,0 +1,56 @@
+# Unrolled: the app, its API and the trained model zoo, served by uvicorn on CPU-only torch.
+#
+#   docker build -t unrolled .
+#   docker run --rm -p 8000:8000 unrolled        # then open http://127.0.0.1:8000
+#
+# Every setting is an environment variable (UNROLLED_PORT, UNROLLED_WORKERS, UNROLLED_MODELS_DIR,
+# UNROLLED_MAX_STEPS, UNROLLED_MAX_CONCURRENT, UNROLLED_CORS_ORIGINS, UNROLLED_LOG_LEVEL, …; see app/config.py).
+
+ARG BASE_IMAGE=python:3.11-slim
+
+FROM ${BASE_IMAGE} AS build
+# CPU-only torch from PyTorch's CPU index (plain PyPI would pull a multi-GB CUDA build). Where that index is out
+# of reach, build with --build-arg TORCH_INDEX= and a folder of wheels mounted at /wheels (PIP_FIND_LINKS=/wheels).
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ARG PIP_FIND_LINKS=
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+RUN python3 -m venv /opt/venv
+WORKDIR /app
+COPY pyproject.toml requirements.lock README.md ./
+COPY app ./app
+# The dependencies at the exact versions of requirements.lock (the file `make install` uses too); the code itself
+# runs from /app, beside its templates, static files and models.
+RUN /opt/venv/bin/pip install -c requirements.lock ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} \
+        ${PIP_FIND_LINKS:+--find-links "$PIP_FIND_LINKS"} "torch==2.13.0+cpu" \
+    && /opt/venv/bin/pip install -c requirements.lock . \
+    && /opt/venv/bin/pip uninstall -y unrolled pip setuptools
+# Compile the BPTT kernels once, here, so that no container pays for it at start-up.
+ENV NUMBA_CACHE_DIR=/opt/numba-cache
+RUN PYTHONPATH=/app /opt/venv/bin/python -c "from app.rnn import kernels; kernels.warm_up()"
+
+FROM ${BASE_IMAGE}
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin unrolled
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build --chown=unrolled /opt/numba-cache /opt/numba-cache
+COPY --from=build /app/app /app/app
+COPY templates /app/templates
+COPY static /app/static
+COPY models /app/models
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    NUMBA_CACHE_DIR=/opt/numba-cache \
+    UNROLLED_MODELS_DIR=/app/models \
+    UNROLLED_HOST=0.0.0.0 \
+    UNROLLED_PORT=8000 \
+    UNROLLED_WORKERS=1 \
+    UNROLLED_LOG_JSON=true \
+    UNROLLED_LOG_LEVEL=info
+WORKDIR /app
+USER unrolled
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ['UNROLLED_PORT']}/healthz\", timeout=2)"]
+STOPSIGNAL SIGTERM
+CMD ["python3", "-m", "app.cli", "serve"]

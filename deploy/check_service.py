@@ -1,0 +1,107 @@
+"""Check a running Unrolled service from outside: `python -m deploy.check_service URL [--server-uid N]`.
+
+Used by `make docker-test` against the container; prints one line per check and exits 1 if any fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+
+import httpx
+import orjson
+from websockets.asyncio.client import connect
+
+
+def wait_ready(url: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"{url} did not become ready within {seconds:g} s")
+
+
+async def stream(ws_url: str, text: str) -> tuple[int, int, str]:
+    async with connect(ws_url, max_size=2**26) as ws:
+        await ws.send(orjson.dumps({"text": text}).decode())
+        steps = grads = 0
+        while True:
+            frame = orjson.loads(await ws.recv())
+            steps += frame["type"] == "step"
+            grads += frame["type"] == "grad"
+            if frame["type"] in ("done", "error"):
+                return steps, grads, frame["type"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("url")
+    parser.add_argument("--server-uid", default="unknown")
+    parser.add_argument("--ready-timeout", type=float, default=90)
+    args = parser.parse_args()
+    url = args.url.rstrip("/")
+    start = time.monotonic()
+    wait_ready(url, args.ready_timeout)
+    ready_s = time.monotonic() - start
+    models = httpx.get(f"{url}/api/models").json()["models"]
+    model = next((m for m in models if m["kind"] == "next_token"), models[0] if models else None)
+    text = "the cell state carries memory"
+    results: list[tuple[str, bool, str]] = []
+
+    def check(name: str, fn: Callable[[], tuple[bool, str]]) -> None:
+        try:
+            ok, detail = fn()
+        except Exception as e:  # a failed check is reported, and the others still run
+            ok, detail = False, f"{type(e).__name__}: {e}"
+        results.append((name, ok, detail))
+
+    def healthz() -> tuple[bool, str]:
+        r = httpx.get(f"{url}/healthz")
+        return r.status_code == 200 and r.json()["status"] == "ok", f"{r.status_code} {r.text}"
+
+    def readyz() -> tuple[bool, str]:
+        r = httpx.get(f"{url}/readyz")
+        return r.status_code == 200 and r.json()[
+            "models"
+        ] >= 1, f"{r.status_code} {r.text}, ready after {ready_s:.1f} s"
+
+    def trace() -> tuple[bool, str]:
+        assert model is not None, "no models are loaded"
+        r = httpx.post(f"{url}/api/models/{model['id']}/trace", json={"text": text}, timeout=30)
+        body = r.json()
+        return r.status_code == 200 and body["steps"] == len(
+            body["tokens"]
+        ) > 0, f"{r.status_code}, {model['id']}, {body.get('steps')} steps"
+
+    def stream_check() -> tuple[bool, str]:
+        assert model is not None, "no models are loaded"
+        ws_url = url.replace("http", "ws", 1) + f"/api/models/{model['id']}/stream"
+        steps, grads, last = asyncio.run(stream(ws_url, text))
+        return last == "done" and steps == grads > 0, f"{steps} step frames, {grads} grad frames, then {last}"
+
+    def page() -> tuple[bool, str]:
+        r = httpx.get(f"{url}/")
+        csp = r.headers.get("content-security-policy", "")
+        ok = r.status_code == 200 and "text/html" in r.headers.get("content-type", "") and "script-src 'self'" in csp
+        return ok, f"{r.status_code} {r.headers.get('content-type')}, CSP {'set' if csp else 'missing'}"
+
+    def not_root() -> tuple[bool, str]:
+        return args.server_uid not in ("0", "unknown"), f"server process uid {args.server_uid}"
+
+    for name, fn in [("healthz", healthz), ("readyz", readyz), ("trace", trace), ("stream", stream_check),
+                     ("page", page), ("non-root", not_root)]:  # fmt: skip
+        check(name, fn)
+    for name, ok, detail in results:
+        print(f"{'PASS' if ok else 'FAIL'}  {name:9} {detail}")
+    sys.exit(0 if all(ok for _, ok, _ in results) else 1)
+
+
+if __name__ == "__main__":
+    main()
