@@ -12,12 +12,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import Undefined
 
 from app.api.deps import ZooDep
+from app.api.security import HOST_RE, content_security_policy
 from app.config import ROOT
 from app.rnn.model import LoadedModel
 from app.zoo import UnknownModel, Zoo
@@ -25,12 +28,6 @@ from app.zoo import UnknownModel, Zoo
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=ROOT / "templates")
 
-# Pages may run only the server's own scripts; Plotly needs inline styles; exports are built as data:/blob: URLs.
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-    "frame-ancestors 'self'"
-)
 CELL_ORDER = {"rnn": 0, "lstm": 1, "gru": 2}
 TASK_TITLES = {
     "alphabet": "Alphabet runs: sequential memory",
@@ -77,7 +74,8 @@ def tasks_of(zoo: Zoo) -> dict[str, list[LoadedModel]]:
         out.setdefault(m.card.task, []).append(m)
     for models in out.values():
         models.sort(key=lambda m: (CELL_ORDER.get(m.card.cell, 9), m.card.id))
-    return dict(sorted(out.items(), key=lambda kv: (list(TASK_TITLES).index(kv[0]) if kv[0] in TASK_TITLES else 99, kv[0])))
+    order = list(TASK_TITLES)
+    return dict(sorted(out.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])))
 
 
 def comparable(models: list[LoadedModel]) -> list[LoadedModel]:
@@ -88,9 +86,20 @@ def comparable(models: list[LoadedModel]) -> list[LoadedModel]:
     return list(seen.values())
 
 
+def link(path: str, **query: Any) -> str:
+    """A relative link with a query string; parameters that are None are left out."""
+    params = {k: v for k, v in query.items() if v is not None and not isinstance(v, Undefined)}
+    return f"{path}?{urlencode(params, quote_via=quote)}" if params else path
+
+
 def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    response = templates.TemplateResponse(request, name, {"task_title": task_title, **context}, status_code=status_code)
-    response.headers["Content-Security-Policy"] = CSP
+    context = {"task_title": task_title, "link": link, **context}
+    response = templates.TemplateResponse(request, name, context, status_code=status_code)
+    # The policy app.api.security's middleware sets on every response (it keeps a header already set).
+    host = request.headers.get("host", "")
+    response.headers["Content-Security-Policy"] = content_security_policy(
+        host if HOST_RE.fullmatch(host) else "localhost", docs=False
+    )
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 

@@ -1,0 +1,86 @@
+// All network I/O of the front end: the REST API and the WebSocket stream. Nothing else calls fetch.
+
+export class ApiError extends Error {
+  constructor(status, error, message) {
+    super(message);
+    this.status = status;
+    this.error = error;
+  }
+}
+
+async function request(path, options = {}) {
+  let response;
+  try {
+    response = await fetch(path, { headers: { Accept: "application/json" }, ...options });
+  } catch (e) {
+    throw new ApiError(0, "offline", `the server did not answer (${e.message})`);
+  }
+  const body = await response.json().catch(() => null);
+  if (!response.ok) {
+    throw new ApiError(response.status, body?.error ?? "http_error", body?.message ?? response.statusText);
+  }
+  return body;
+}
+
+function post(path, body) {
+  return request(path, {
+    method: "POST",
+    headers: { Accept: "application/json", "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+}
+
+const modelPath = (id) => `/api/models/${encodeURIComponent(id)}`;
+
+export const listModels = () => request("/api/models");
+export const getModel = (id) => request(modelPath(id));
+/** The whole trace in one body: {text, loss?, label?, top_k, checkpoint?, precision?}. */
+export const trace = (id, body) => post(`${modelPath(id)}/trace`, body);
+export const generate = (id, body) => post(`${modelPath(id)}/generate`, body);
+
+/**
+ * Open the stream for one request (a trace body, or {mode: "generate", …}) and hand every frame to onFrame.
+ * Returns {done, close}: done resolves after the "done" frame and rejects with an ApiError on an error frame
+ * or a connection that ends early. close() ends the stream (its done then resolves with {closed: true}).
+ */
+export function stream(id, body, onFrame) {
+  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(`${scheme}//${window.location.host}${modelPath(id)}/stream`);
+  let settled = false;
+  let resolveDone;
+  let rejectDone;
+  const done = new Promise((resolve, reject) => {
+    resolveDone = resolve;
+    rejectDone = reject;
+  });
+  const finish = (fn, value) => {
+    if (settled) return;
+    settled = true;
+    fn(value);
+  };
+  ws.addEventListener("open", () => ws.send(JSON.stringify(body)));
+  ws.addEventListener("message", (event) => {
+    if (settled) return;
+    const frame = JSON.parse(event.data);
+    if (frame.type === "error") {
+      finish(rejectDone, new ApiError(400, frame.error, frame.message));
+      return;
+    }
+    onFrame(frame);
+    if (frame.type === "done") {
+      finish(resolveDone, frame);
+      ws.close(1000);
+    }
+  });
+  ws.addEventListener("close", (event) => {
+    const status = event.code >= 4000 ? event.code - 4000 : 0;
+    finish(rejectDone, new ApiError(status, event.reason || "closed", "the stream ended before it was done"));
+  });
+  return {
+    done,
+    close() {
+      finish(resolveDone, { closed: true });
+      if (ws.readyState <= WebSocket.OPEN) ws.close(1000);
+    },
+  };
+}

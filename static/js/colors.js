@@ -1,0 +1,88 @@
+// Colour scales, shared by canvas/SVG views and Plotly so both read the same.
+//   diverging: states and candidate values in [−1, 1] (blue negative, white 0, red positive)
+//   gate: sigmoid gates in [0, 1] (viridis: closed dark, open bright)
+//   grad: log10 of a gradient norm (pale = vanished, dark red = large)
+
+export const DIVERGING = [
+  [0, "#0571b0"],
+  [0.25, "#92c5de"],
+  [0.5, "#f7f7f7"],
+  [0.75, "#f4a582"],
+  [1, "#ca0020"],
+];
+export const GATE = [
+  [0, "#440154"],
+  [0.25, "#3b528b"],
+  [0.5, "#21918c"],
+  [0.75, "#5ec962"],
+  [1, "#fde725"],
+];
+export const GRAD = [
+  [0, "#fff7bc"],
+  [0.25, "#fec44f"],
+  [0.5, "#fe9929"],
+  [0.75, "#d95f0e"],
+  [1, "#7f2704"],
+];
+export const ACCENT = "#7c3aed"; // the time cursor
+export const CELL_COLORS = { rnn: "#d95f02", lstm: "#1b9e77", gru: "#1f6fb4" };
+export const LINE_COLORS = ["#1f6fb4", "#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#a6761d", "#444444"];
+
+function hex(c) {
+  return [1, 3, 5].map((i) => Number.parseInt(c.slice(i, i + 2), 16));
+}
+
+function lut(stops, n = 256) {
+  const rgb = stops.map(([, c]) => hex(c));
+  const out = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const x = i / (n - 1);
+    let k = 0;
+    while (k < stops.length - 2 && x > stops[k + 1][0]) k++;
+    const f = (x - stops[k][0]) / (stops[k + 1][0] - stops[k][0]);
+    const c = rgb[k].map((v, j) => Math.round(v + f * (rgb[k + 1][j] - v)));
+    out[i] = `rgb(${c[0]},${c[1]},${c[2]})`;
+  }
+  return out;
+}
+
+const LUTS = { diverging: lut(DIVERGING), gate: lut(GATE), grad: lut(GRAD) };
+
+/** Colour of x in [0, 1] on a scale. */
+export function color(scale, x) {
+  const l = LUTS[scale];
+  const i = Math.round((Number.isFinite(x) ? Math.min(1, Math.max(0, x)) : 0) * (l.length - 1));
+  return l[i];
+}
+
+/** v in [−max, max] on the diverging scale. */
+export const diverging = (v, max = 1) => color("diverging", 0.5 + v / (2 * max));
+
+/** A gradient norm on the log scale [lo, hi] (log10). */
+export function gradColor(v, [lo, hi]) {
+  if (!(v > 0)) return LUTS.grad[0];
+  return color("grad", (Math.log10(v) - lo) / (hi - lo));
+}
+
+/** Black or white text, whichever reads on an rgb(...) background. */
+export function inkOn(rgb) {
+  const [r, g, b] = rgb.match(/\d+/g).map(Number);
+  return 0.299 * r + 0.587 * g + 0.114 * b > 150 ? "#111" : "#fff";
+}
+
+/** Gates that are tanh (candidate values) use the diverging scale; sigmoid gates the gate scale. */
+export const isTanhGate = (name) => name === "candidate";
+
+export function fmtNorm(v) {
+  if (!(v > 0)) return "0";
+  return v >= 0.01 && v < 1000 ? v.toPrecision(3) : v.toExponential(1).replace("e", "e");
+}
+
+const SUPERSCRIPT = { "-": "⁻", 0: "⁰", 1: "¹", 2: "²", 3: "³", 4: "⁴", 5: "⁵", 6: "⁶", 7: "⁷", 8: "⁸", 9: "⁹" };
+const SUBSCRIPT = ["₀", "₁", "₂", "₃", "₄", "₅", "₆", "₇", "₈", "₉"];
+
+/** 10 to a (rounded) power, written 10⁻⁵. */
+export const pow10 = (e) => `10${String(Math.round(e) || 0).replace(/./g, (c) => SUPERSCRIPT[c] ?? c)}`;
+
+/** n in subscript digits: h₁₂ */
+export const sub = (n) => String(n).replace(/\d/g, (d) => SUBSCRIPT[d]);

@@ -1,0 +1,202 @@
+// The model view: one input through one model, every view on one time cursor.
+
+import { getModel } from "../api.js";
+import { bus } from "../bus.js";
+import { GRAD, pow10 } from "../colors.js";
+import { exportButtons } from "../export.js";
+import { bindKeys } from "../keys.js";
+import { Player, speedFor } from "../player.js";
+import { Session } from "../session.js";
+import { link, readParams, writeParams } from "../url.js";
+import { CellStepView } from "../views/cellstep.js";
+import { Controls } from "../views/controls.js";
+import { GradientView } from "../views/gradients.js";
+import { GATE_SERIES, STATE_SERIES, TimeHeatmap } from "../views/heatmap.js";
+import { PcaView } from "../views/pca.js";
+import { PredictionsView } from "../views/predictions.js";
+import { TextView } from "../views/text.js";
+import { UnrolledView } from "../views/unrolled.js";
+
+const $ = (id) => document.getElementById(id);
+const modelId = document.body.dataset.model;
+const perf = window.__unrolled;
+
+const P = readParams({
+  text: { default: "" },
+  label: { default: "" },
+  step: { type: "int", default: 1 },
+  phase: { default: "forward", values: ["forward", "backward"] },
+  unit: { type: "int", default: 0 },
+  layer: { type: "int", default: 0 },
+  speed: { type: "float", default: 0 },
+  play: { type: "bool", default: false },
+});
+
+const state = { unit: Math.max(0, P.unit), layer: Math.max(0, P.layer), trace: null, cursor: null };
+const player = new Player({ speed: P.speed || 8 });
+const controls = new Controls($("player"), player);
+
+const unrolled = new UnrolledView($("unrolled"));
+exportButtons($("tools-unrolled"), () => unrolled.exportPng(), () => unrolled.exportSvg());
+const text = new TextView($("text-view"), { strip: $("unit-strip") });
+const predictions = new PredictionsView($("predictions"), { tools: $("tools-predictions") });
+const states = new TimeHeatmap($("states"), { series: STATE_SERIES, name: "hidden-state", info: $("states-info") });
+const cellstep = new CellStepView($("cellstep"), { tools: $("tools-cellstep"), readout: $("cellstep-readout") });
+const gatesTime = $("gates-time") ? new TimeHeatmap($("gates-time"), { series: GATE_SERIES, name: "gates-over-time", info: $("gates-info") }) : null;
+const gradients = new GradientView($("gradients"), { readout: $("gradients-readout") });
+const pca = new PcaView($("pca"), { caption: $("pca-caption") });
+const views = [controls, unrolled, text, predictions, states, cellstep, gatesTime, gradients, pca].filter(Boolean);
+
+function push(data) {
+  for (const v of views) v.update(data);
+}
+
+function showUnit() {
+  $("unit-value").textContent = String(state.unit);
+  for (const el of document.querySelectorAll(".unit-ref")) el.textContent = String(state.unit);
+}
+
+function gradLegend(trace) {
+  const el = $("grad-legend");
+  if (!trace || trace.gradFrom >= trace.T) {
+    el.hidden = true;
+    return;
+  }
+  const [lo, hi] = trace.gradLogRange();
+  el.hidden = false;
+  el.replaceChildren();
+  const a = document.createElement("span");
+  a.textContent = `‖∂L/∂h_t‖  ${pow10(lo)}`;
+  const bar = document.createElement("span");
+  bar.className = "legend-bar";
+  bar.style.background = `linear-gradient(to right, ${GRAD.map(([x, c]) => `${c} ${x * 100}%`).join(", ")})`;
+  const b = document.createElement("span");
+  b.textContent = pow10(hi);
+  el.append(a, bar, b);
+}
+
+bus.on("cursor", (cursor) => {
+  state.cursor = cursor;
+  push({ cursor, trace: state.trace });
+  writeParams({ step: cursor.t + 1, phase: cursor.phase === "backward" ? "backward" : null, speed: cursor.speed });
+  perf.state = { ...cursor, unit: state.unit, layer: state.layer, steps: state.trace?.steps ?? 0 };
+});
+
+bus.on("unit", ({ unit, layer }) => {
+  if (!state.trace) return;
+  state.unit = Math.max(0, Math.min(state.trace.H - 1, unit));
+  if (layer !== undefined) state.layer = layer;
+  showUnit();
+  push({ unit: state.unit, layer: state.layer });
+  writeParams({ unit: state.unit || null, layer: state.layer || null });
+  perf.state = { ...perf.state, unit: state.unit, layer: state.layer };
+});
+
+bus.on("layout", () => {
+  unrolled.resize();
+  push({ relayout: true, trace: state.trace, cursor: state.cursor ?? undefined });
+});
+
+const session = new Session(modelId, {
+  onTrace(trace) {
+    state.trace = trace;
+    state.unit = Math.min(state.unit, trace.H - 1);
+    state.layer = Math.min(state.layer, trace.L - 1);
+    showUnit();
+    if (!P.speed) player.setSpeed(speedFor(trace.T));
+    player.reset(trace.T, { phase: P.phase, t: P.step - 1 });
+    push({ trace, unit: state.unit, layer: state.layer, version: trace.version });
+  },
+  onData(trace) {
+    player.setAvailable(trace.steps, trace.gradFrom, trace.T);
+    push({ trace, version: trace.version });
+    gradLegend(trace);
+    perf.state = { ...perf.state, steps: trace.steps, gradFrom: trace.gradFrom, T: trace.T, done: trace.done };
+  },
+  onDone(trace) {
+    perf.loaded = (perf.loaded ?? 0) + 1;
+    perf.totalLoss = trace.totalLoss;
+    if (P.play) {
+      P.play = false;
+      player.play();
+    }
+  },
+});
+
+async function run(text, label) {
+  writeParams({ text, label: label || null }, { now: true });
+  document.title = `${modelId}: ${text.slice(0, 40)} · Unrolled`;
+  for (const a of document.querySelectorAll("[data-keep]")) {
+    const url = new URL(a.href, window.location.href);
+    if (text) url.searchParams.set("text", text);
+    if (label) url.searchParams.set("label", label);
+    else url.searchParams.delete("label");
+    a.href = url.pathname + url.search;
+  }
+  try {
+    await session.start({ text, top_k: 5, precision: 4, ...(label ? { label } : {}) });
+  } catch {
+    // shown in the status line by the session
+  }
+}
+
+async function main() {
+  let card;
+  try {
+    card = await getModel(modelId);
+  } catch (e) {
+    bus.emit("status", { kind: "error", message: e.message });
+    return;
+  }
+  session.card = card;
+  const input = $("text-input");
+  const examples = $("examples");
+  const labelSelect = $("label-select");
+  for (const ex of card.examples) {
+    const o = document.createElement("option");
+    o.value = ex.text;
+    o.dataset.label = ex.label ?? "";
+    o.textContent = ex.note ? `${ex.text.slice(0, 40)}${ex.text.length > 40 ? "…" : ""} — ${ex.note}` : ex.text.slice(0, 60);
+    examples.append(o);
+  }
+  const first = card.examples[0];
+  const text = P.text || first?.text || (card.vocab ? card.vocab.slice(1, 12).join("") : "a");
+  let label = P.label || (P.text ? "" : first?.label ?? "");
+  if (labelSelect && card.labels?.includes(label)) labelSelect.value = label;
+  else label = "";
+  input.value = text;
+  examples.addEventListener("change", () => {
+    const o = examples.selectedOptions[0];
+    if (!o || !o.value) return;
+    input.value = o.value;
+    if (labelSelect) labelSelect.value = card.labels?.includes(o.dataset.label) ? o.dataset.label : "";
+    examples.value = "";
+    P.step = 1;
+    P.phase = "forward";
+    run(input.value, labelSelect?.value);
+  });
+  $("run-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    P.step = 1;
+    P.phase = "forward";
+    if (input.value.trim()) run(input.value, labelSelect?.value);
+  });
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey) {
+      e.preventDefault();
+      $("run-form").requestSubmit();
+    }
+  });
+  $("layer-select").value = String(state.layer);
+  $("layer-select").addEventListener("change", (e) => bus.emit("unit", { unit: state.unit, layer: Number(e.target.value) }));
+  document.querySelector(".unit-box").addEventListener("click", (e) => {
+    const b = e.target.closest("[data-unit]");
+    if (b) bus.emit("unit", { unit: state.unit + Number(b.dataset.unit) });
+  });
+  bindKeys(player, { units: (d) => bus.emit("unit", { unit: state.unit + d }), input });
+  await run(text, label);
+}
+
+perf.page = "model";
+perf.link = (q) => link(window.location.pathname, q);
+main();

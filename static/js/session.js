@@ -1,0 +1,87 @@
+// One run of a model on one input: opens the stream (REST if the stream cannot be opened), fills a Trace
+// frame by frame and tells the page, at most once per animation frame, that more has arrived.
+
+import { ApiError, generate, stream, trace as traceRest } from "./api.js";
+import { bus } from "./bus.js";
+import { Trace } from "./trace.js";
+
+export class Session {
+  /** onTrace(trace): a new trace began; onData(trace): more frames (coalesced); onDone(trace, frame). */
+  constructor(modelId, { onTrace, onData, onDone = () => {}, card = null }) {
+    this.modelId = modelId;
+    this.onTrace = onTrace;
+    this.onData = onData;
+    this.onDone = onDone;
+    this.card = card;
+    this.handle = null;
+    this.trace = null;
+    this.pending = false;
+    this.run = 0;
+  }
+
+  flush() {
+    if (this.pending) return;
+    this.pending = true;
+    requestAnimationFrame(() => {
+      this.pending = false;
+      if (this.trace) this.onData(this.trace);
+    });
+  }
+
+  close() {
+    this.handle?.close();
+    this.handle = null;
+  }
+
+  /** request: a trace body, or {mode: "generate", …}. Resolves with the finished Trace. */
+  async start(request) {
+    this.close();
+    const run = ++this.run;
+    this.trace = null;
+    let gotMeta = false;
+    const onFrame = (f) => {
+      if (run !== this.run) return;
+      if (f.type === "meta") {
+        gotMeta = true;
+        this.trace = new Trace({ ...f, labels: f.labels ?? this.card?.labels ?? null });
+        this.onTrace(this.trace);
+      } else if (f.type === "step") {
+        this.trace.addStep(f);
+        this.flush();
+      } else if (f.type === "grad") {
+        this.trace.addGrad(f);
+        this.flush();
+      } else if (f.type === "done") {
+        this.trace.finish(f);
+        this.flush();
+      }
+    };
+    bus.emit("status", { message: "" });
+    try {
+      this.handle = stream(this.modelId, request, onFrame);
+      const done = await this.handle.done;
+      if (done.closed) return null;
+      this.onDone(this.trace, done);
+      window.__unrolled.transport = "stream";
+      return this.trace;
+    } catch (e) {
+      if (run !== this.run) return null;
+      if (!gotMeta && e instanceof ApiError && e.status === 0) return this.rest(request, run);
+      bus.emit("status", { kind: "error", message: `${e.message}` });
+      throw e;
+    }
+  }
+
+  /** The stream could not be opened (a proxy without WebSockets): the same trace over REST. */
+  async rest(request, run) {
+    const { mode, encoding, ...body } = request;
+    const reply = mode === "generate" ? (await generate(this.modelId, body)).trace : await traceRest(this.modelId, body);
+    if (run !== this.run) return null;
+    this.trace = Trace.fromBody(reply, this.card);
+    this.onTrace(this.trace);
+    this.onData(this.trace);
+    this.onDone(this.trace, {});
+    window.__unrolled.transport = "rest";
+    return this.trace;
+  }
+}

@@ -1,0 +1,193 @@
+// The trace of one input, as typed arrays filled frame by frame (stream) or at once (REST body).
+// Views read it; only the page controller writes it. `steps` counts the step frames received (0…T),
+// `gradFrom` is the first step whose gradient norms have arrived (T until the BPTT sweep begins).
+
+export const showToken = (tok) =>
+  tok === " " ? "␣" : tok === "\n" ? "⏎" : tok === "\t" ? "⇥" : tok === "<unk>" ? "�" : tok;
+
+export class Trace {
+  /** meta: {model, cell, kind, steps, num_layers, hidden_size, gates, labels, tokens?, checkpoint?, mode?} */
+  constructor(meta) {
+    this.model = meta.model;
+    this.cell = meta.cell;
+    this.kind = meta.kind ?? "next_token";
+    this.mode = meta.mode ?? "trace";
+    this.checkpoint = meta.checkpoint ?? null;
+    this.T = meta.steps;
+    this.L = meta.num_layers;
+    this.H = meta.hidden_size;
+    this.gateNames = meta.gates ?? [];
+    this.labels = meta.labels ?? null;
+    this.label = meta.label ?? null;
+    this.promptSteps = meta.prompt_steps ?? 0;
+    this.totalLoss = meta.total_loss ?? null;
+    this.unknown = new Set(meta.unknown ?? []);
+    this.tokens = meta.tokens ? [...meta.tokens] : new Array(this.T).fill("");
+    const T = this.T;
+    const H = this.H;
+    const layer = () => ({
+      hidden: new Float32Array(T * H),
+      cell: this.cell === "lstm" ? new Float32Array(T * H) : null,
+      gates: Object.fromEntries(this.gateNames.map((g) => [g, new Float32Array(T * H)])),
+    });
+    this.layers = Array.from({ length: this.L }, layer);
+    this.predictions = new Array(T).fill(null); // next_token: [{token, p}] per step
+    this.probs = this.labels ? new Float32Array(T * this.labels.length) : null; // classify: T × labels
+    this.sampled = new Uint8Array(T);
+    this.loss = new Float64Array(T).fill(Number.NaN);
+    this.grad = {
+      hidden: Array.from({ length: this.L }, () => new Float64Array(T)),
+      cell: this.cell === "lstm" ? Array.from({ length: this.L }, () => new Float64Array(T)) : null,
+      input: new Float64Array(T),
+      weightHH: Array.from({ length: this.L }, () => new Float64Array(T)),
+    };
+    this.steps = 0;
+    this.gradFrom = T;
+    this.done = false;
+    this.cellAbsMax = 1e-6;
+    this.version = 0; // bumped on every change: views compare it to skip work
+  }
+
+  /** One {"type": "step"} frame. */
+  addStep(f) {
+    const t = f.t;
+    const H = this.H;
+    if (t >= this.T) return;
+    this.tokens[t] = f.token;
+    f.layers.forEach((lf, l) => {
+      const layer = this.layers[l];
+      layer.hidden.set(lf.hidden, t * H);
+      if (layer.cell && lf.cell_state) {
+        layer.cell.set(lf.cell_state, t * H);
+        for (const v of lf.cell_state) if (Math.abs(v) > this.cellAbsMax) this.cellAbsMax = Math.abs(v);
+      }
+      for (const g of this.gateNames) layer.gates[g].set(lf.gates[g], t * H);
+    });
+    if (f.prediction) this.predictions[t] = f.prediction;
+    if (f.probs && this.probs) this.probs.set(f.probs, t * this.labels.length);
+    if (f.sampled) this.sampled[t] = 1;
+    this.loss[t] = f.loss ?? Number.NaN;
+    this.steps = Math.max(this.steps, t + 1);
+    this.version++;
+  }
+
+  /** One {"type": "grad"} frame (they arrive from the last step back to the first). */
+  addGrad(f) {
+    const t = f.t;
+    if (t >= this.T) return;
+    f.hidden.forEach((v, l) => (this.grad.hidden[l][t] = v ?? 0));
+    if (this.grad.cell && f.cell_state) f.cell_state.forEach((v, l) => (this.grad.cell[l][t] = v ?? 0));
+    this.grad.input[t] = f.input ?? 0;
+    f.weight_hh.forEach((v, l) => (this.grad.weightHH[l][t] = v ?? 0));
+    this.gradFrom = Math.min(this.gradFrom, t);
+    this.version++;
+  }
+
+  /** Generation may stop early: keep the steps that came. */
+  finish(frame = {}) {
+    if (this.steps < this.T) this.truncate(this.steps);
+    if (frame.total_loss !== undefined) this.totalLoss = frame.total_loss;
+    this.done = true;
+    this.version++;
+  }
+
+  truncate(T) {
+    const H = this.H;
+    this.T = T;
+    this.tokens.length = T;
+    this.predictions.length = T;
+    for (const layer of this.layers) {
+      layer.hidden = layer.hidden.subarray(0, T * H);
+      if (layer.cell) layer.cell = layer.cell.subarray(0, T * H);
+      for (const g of this.gateNames) layer.gates[g] = layer.gates[g].subarray(0, T * H);
+    }
+    if (this.probs) this.probs = this.probs.subarray(0, T * this.labels.length);
+    this.loss = this.loss.subarray(0, T);
+    this.sampled = this.sampled.subarray(0, T);
+    this.gradFrom = Math.min(this.gradFrom, T);
+  }
+
+  /** A whole REST trace body at once. */
+  static fromBody(body, card = null) {
+    const first = body.layers[0];
+    const tr = new Trace({
+      ...body,
+      num_layers: body.layers.length,
+      hidden_size: first.hidden[0].length,
+      gates: Object.keys(first.gates),
+      labels: body.step_probs ? (card?.labels ?? body.step_probs[0].map((_, i) => String(i))) : null,
+    });
+    for (let t = 0; t < body.steps; t++) {
+      tr.addStep({
+        t,
+        token: body.tokens[t],
+        layers: body.layers.map((l) => ({
+          hidden: l.hidden[t],
+          cell_state: l.cell_state ? l.cell_state[t] : null,
+          gates: Object.fromEntries(Object.entries(l.gates).map(([g, a]) => [g, a[t]])),
+        })),
+        prediction: body.predictions ? body.predictions[t] : undefined,
+        probs: body.step_probs ? body.step_probs[t] : undefined,
+        loss: body.loss[t],
+      });
+    }
+    const g = body.grad_norms;
+    for (let t = body.steps - 1; t >= 0; t--) {
+      tr.addGrad({
+        t,
+        hidden: g.hidden.map((a) => a[t]),
+        cell_state: g.cell_state ? g.cell_state.map((a) => a[t]) : null,
+        input: g.input[t],
+        weight_hh: g.weight_hh.map((a) => a[t]),
+      });
+    }
+    tr.finish({ total_loss: body.total_loss });
+    return tr;
+  }
+
+  hiddenAt(l, t) {
+    return this.layers[l].hidden.subarray(t * this.H, (t + 1) * this.H);
+  }
+
+  /** value of unit u of a T×H array at step t */
+  static at(a, H, t, u) {
+    return a[t * H + u];
+  }
+
+  probsAt(t) {
+    const n = this.labels.length;
+    return this.probs.subarray(t * n, (t + 1) * n);
+  }
+
+  /** The log10 range of every gradient norm received (for the log colour scale). */
+  gradLogRange(which = "hidden") {
+    let lo = Infinity;
+    let hi = -Infinity;
+    const arrays = which === "all" ? [...this.grad.hidden, ...(this.grad.cell ?? [])] : this.grad.hidden;
+    for (const a of arrays) {
+      for (let t = this.gradFrom; t < this.T; t++) {
+        const v = a[t];
+        if (v > 0) {
+          const lv = Math.log10(v);
+          if (lv < lo) lo = lv;
+          if (lv > hi) hi = lv;
+        }
+      }
+    }
+    if (!Number.isFinite(lo)) return [-8, 0];
+    if (hi - lo < 1) return [hi - 1, hi];
+    return [lo, hi];
+  }
+
+  /** Short label of step t's top prediction: a token or a class. */
+  topPrediction(t) {
+    if (this.kind === "classify") {
+      const p = this.probsAt(t);
+      let best = 0;
+      for (let i = 1; i < p.length; i++) if (p[i] > p[best]) best = i;
+      return { token: String(this.labels[best]), p: p[best] };
+    }
+    const pred = this.predictions[t];
+    return pred && pred.length ? pred[0] : null;
+  }
+}

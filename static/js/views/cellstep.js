@@ -1,0 +1,155 @@
+// The cell at the current step: one row per gate (then c_t and h_t), one column per unit, redrawn on a
+// canvas per frame (a few hundred rectangles). Hovering shows the value, the unit and the token; clicking
+// chooses the unit. Exported as PNG / SVG through a Plotly figure built on demand.
+
+import { bus } from "../bus.js";
+import { ACCENT, DIVERGING, GATE, color, isTanhGate } from "../colors.js";
+import { exportButtons } from "../export.js";
+import { exportFigure, isPresenter, scale } from "../plots.js";
+import { showToken } from "../trace.js";
+
+export class CellStepView {
+  constructor(root, { tools, readout, name = "cell-at-step" }) {
+    this.root = root;
+    this.readout = readout;
+    this.name = name;
+    this.canvas = document.createElement("canvas");
+    this.canvas.className = "cellstep";
+    this.tip = document.createElement("div");
+    this.tip.className = "tip";
+    this.tip.hidden = true;
+    root.append(this.canvas, this.tip);
+    this.trace = null;
+    this.layer = 0;
+    this.unit = 0;
+    this.cursor = { phase: "forward", t: 0 };
+    this.canvas.addEventListener("mousemove", (e) => this.hover(e));
+    this.canvas.addEventListener("mouseleave", () => (this.tip.hidden = true));
+    this.canvas.addEventListener("click", (e) => {
+      const hit = this.hit(e);
+      if (hit) bus.emit("unit", { unit: hit.u, layer: this.layer });
+    });
+    if (tools) exportButtons(tools, () => this.export("png"), () => this.export("svg"));
+    new ResizeObserver(() => this.render()).observe(root);
+  }
+
+  rows() {
+    const tr = this.trace;
+    const l = this.layer;
+    const out = tr.gateNames.map((g) => ({ label: g, a: tr.layers[l].gates[g], kind: isTanhGate(g) ? "diverging" : "gate" }));
+    if (tr.cell === "lstm") out.push({ label: "c_t", a: tr.layers[l].cell, kind: "diverging", max: Math.min(tr.cellAbsMax, 5) });
+    out.push({ label: "h_t", a: tr.layers[l].hidden, kind: "diverging" });
+    return out;
+  }
+
+  update(data) {
+    if (data.trace !== undefined) this.trace = data.trace;
+    if (data.layer !== undefined) this.layer = data.layer;
+    if (data.unit !== undefined) this.unit = data.unit;
+    if (data.cursor) this.cursor = data.cursor;
+    this.render();
+  }
+
+  geometry() {
+    const big = isPresenter();
+    const w = this.root.clientWidth || 600;
+    const labelW = big ? 110 : 84;
+    const rowH = big ? 30 : 22;
+    const n = this.rows().length;
+    return { w, labelW, rowH, h: n * rowH + 4, cw: (w - labelW - 4) / this.trace.H, font: big ? 16 : 12 };
+  }
+
+  render() {
+    const tr = this.trace;
+    if (!tr || tr.steps === 0) return;
+    const t = Math.min(this.cursor.t, tr.steps - 1);
+    const g = this.geometry();
+    this.g = g;
+    const dpr = window.devicePixelRatio || 1;
+    const c = this.canvas;
+    if (c.width !== Math.round(g.w * dpr) || c.height !== Math.round(g.h * dpr)) {
+      c.width = Math.round(g.w * dpr);
+      c.height = Math.round(g.h * dpr);
+      c.style.width = `${g.w}px`;
+      c.style.height = `${g.h}px`;
+    }
+    const ctx = c.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, g.w, g.h);
+    ctx.font = `600 ${g.font}px system-ui, sans-serif`;
+    ctx.textBaseline = "middle";
+    const H = tr.H;
+    const rows = this.rows();
+    const values = [];
+    rows.forEach((r, i) => {
+      const y = 2 + i * g.rowH;
+      ctx.fillStyle = "#111827";
+      ctx.textAlign = "right";
+      ctx.fillText(r.label, g.labelW - 8, y + g.rowH / 2);
+      const max = r.max ?? 1;
+      for (let u = 0; u < H; u++) {
+        const v = r.a[t * H + u];
+        ctx.fillStyle = r.kind === "gate" ? color("gate", v) : color("diverging", 0.5 + v / (2 * max));
+        ctx.fillRect(g.labelW + u * g.cw, y + 1, Math.ceil(g.cw), g.rowH - 2);
+      }
+      values.push(`${r.label} ${r.a[t * H + this.unit].toFixed(2)}`);
+    });
+    if (this.unit < H) {
+      ctx.strokeStyle = ACCENT;
+      ctx.lineWidth = 2.5;
+      ctx.strokeRect(g.labelW + this.unit * g.cw - 1, 1, g.cw + 2, rows.length * g.rowH + 2);
+    }
+    if (this.readout) {
+      const text = `unit ${this.unit} at step ${t + 1} “${showToken(tr.tokens[t] ?? "")}”: ${values.join(" · ")}`;
+      if (this.readout.textContent !== text) this.readout.textContent = text;
+    }
+  }
+
+  hit(e) {
+    if (!this.trace || !this.g) return null;
+    const r = this.canvas.getBoundingClientRect();
+    const x = e.clientX - r.left;
+    const y = e.clientY - r.top;
+    const u = Math.floor((x - this.g.labelW) / this.g.cw);
+    const i = Math.floor((y - 2) / this.g.rowH);
+    const rows = this.rows();
+    if (u < 0 || u >= this.trace.H || i < 0 || i >= rows.length) return null;
+    return { u, row: rows[i], x, y };
+  }
+
+  hover(e) {
+    const hit = this.hit(e);
+    if (!hit) {
+      this.tip.hidden = true;
+      return;
+    }
+    const tr = this.trace;
+    const t = Math.min(this.cursor.t, tr.steps - 1);
+    const v = hit.row.a[t * tr.H + hit.u];
+    this.tip.textContent = `${hit.row.label} · unit ${hit.u} · step ${t + 1} “${showToken(tr.tokens[t] ?? "")}” · ${v.toFixed(3)}`;
+    this.tip.hidden = false;
+    this.tip.style.transform = `translate(${Math.min(hit.x + 12, this.g.w - 260)}px, ${hit.y + 14}px)`;
+  }
+
+  export(format) {
+    const tr = this.trace;
+    if (!tr) return;
+    const t = Math.min(this.cursor.t, tr.steps - 1);
+    const rows = this.rows();
+    const data = rows.map((r, i) => ({
+      type: "heatmap",
+      z: [Array.from(r.a.subarray(t * tr.H, (t + 1) * tr.H))],
+      y: [r.label],
+      yaxis: i === 0 ? "y" : `y${i + 1}`,
+      colorscale: scale(r.kind === "gate" ? GATE : DIVERGING),
+      zmin: r.kind === "gate" ? 0 : -(r.max ?? 1),
+      zmax: r.max ?? 1,
+      showscale: false,
+    }));
+    const layout = { title: { text: `${tr.model} · layer ${this.layer + 1} · step ${t + 1} “${showToken(tr.tokens[t])}”` }, margin: { l: 90, r: 20, t: 50, b: 40 }, xaxis: { title: { text: "unit" } } };
+    rows.forEach((_, i) => {
+      layout[i === 0 ? "yaxis" : `yaxis${i + 1}`] = { domain: [1 - (i + 1) / rows.length, 1 - i / rows.length - 0.02] };
+    });
+    exportFigure({ data, layout }, format, this.name, { width: 1000, height: 80 + rows.length * 50 });
+  }
+}

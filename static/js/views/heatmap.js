@@ -1,0 +1,168 @@
+// Units × time heatmaps of one layer, stacked with a shared time axis: the hidden state h_t and the LSTM's
+// cell state c_t, or one row per gate. The plot is drawn once per trace (again only when more steps arrive);
+// the time cursor, the mask over steps not yet read and the chosen unit are an overlay moved per frame.
+
+import { bus } from "../bus.js";
+import { DIVERGING, GATE, isTanhGate } from "../colors.js";
+import { Overlay, Plotly, baseLayout, heatColumns, makePlot, plotConfig, scale, timeTicks } from "../plots.js";
+import { showToken } from "../trace.js";
+
+/** The series a panel can show: {label, title, array(trace, layer), scale, zmax(trace)} */
+export const STATE_SERIES = (trace) => {
+  const out = [{ key: "hidden", label: "h_t", title: "hidden state h_t", array: (tr, l) => tr.layers[l].hidden, kind: "diverging", zmax: () => 1 }];
+  if (trace.cell === "lstm") {
+    out.push({
+      key: "cell",
+      label: "c_t",
+      title: "cell state c_t",
+      array: (tr, l) => tr.layers[l].cell,
+      kind: "diverging",
+      zmax: (tr) => Math.min(tr.cellAbsMax, 5),
+    });
+  }
+  return out;
+};
+
+export const GATE_SERIES = (trace) =>
+  trace.gateNames.map((g) => ({
+    key: g,
+    label: g,
+    title: `${g} gate`,
+    array: (tr, l) => tr.layers[l].gates[g],
+    kind: isTanhGate(g) ? "diverging" : "gate",
+    zmax: () => 1,
+  }));
+
+const REBUILD_MS = 400;
+
+export class TimeHeatmap {
+  constructor(root, { series, name, info }) {
+    this.root = root;
+    this.seriesOf = series;
+    this.name = name;
+    this.info = info; // an element for the hovered value, the unit and the token
+    this.gd = makePlot(root, name, "plot-heat");
+    this.overlay = new Overlay(this.gd);
+    this.trace = null;
+    this.layer = 0;
+    this.unit = 0;
+    this.cursor = { phase: "forward", t: 0 };
+    this.built = null; // {trace, layer, steps, k}
+    this.timer = null;
+    this.lastBuild = 0;
+  }
+
+  update(data) {
+    if (data.trace !== undefined) this.trace = data.trace;
+    if (data.layer !== undefined) this.layer = data.layer;
+    if (data.unit !== undefined) this.unit = data.unit;
+    if (data.cursor) this.cursor = data.cursor;
+    const tr = this.trace;
+    if (!tr) return;
+    const b = this.built;
+    const stale = !b || b.trace !== tr || b.layer !== this.layer || b.steps !== tr.steps || b.T !== tr.T || data.relayout;
+    if (stale && tr.steps > 0) this.scheduleBuild(!b || b.trace !== tr || b.layer !== this.layer || tr.steps === tr.T || data.relayout);
+    this.render();
+  }
+
+  scheduleBuild(now) {
+    const wait = now ? 0 : Math.max(0, REBUILD_MS - (performance.now() - this.lastBuild));
+    if (wait === 0) {
+      clearTimeout(this.timer);
+      this.timer = null;
+      this.build();
+    } else if (!this.timer) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.build();
+        this.render();
+      }, wait);
+    }
+  }
+
+  build() {
+    const tr = this.trace;
+    const l = this.layer;
+    const series = this.seriesOf(tr);
+    const width = this.root.clientWidth || 800;
+    const maxCols = Math.max(50, Math.floor(width - 120));
+    const n = series.length;
+    const gap = n > 1 ? 0.06 : 0;
+    const data = [];
+    const layout = baseLayout({
+      margin: { l: 64, r: 64, t: 6, b: 36 },
+      xaxis: { range: [-0.5, tr.T - 0.5], ...timeTicks(tr.tokens, tr.T, width - 130), showgrid: false, zeroline: false, anchor: n > 1 ? `y${n}` : "y" },
+    });
+    series.forEach((s, i) => {
+      const cols = heatColumns(s.array(tr, l), tr.T, tr.H, maxCols, tr.steps);
+      const zmax = s.zmax(tr);
+      const yname = i === 0 ? "yaxis" : `yaxis${i + 1}`;
+      const top = 1 - i / n;
+      const bottom = 1 - (i + 1) / n + gap / 2;
+      layout[yname] = {
+        domain: [Math.max(0, bottom), top - (i > 0 ? gap / 2 : 0)],
+        autorange: "reversed",
+        title: { text: s.label, standoff: 2 },
+        showgrid: false,
+        zeroline: false,
+        ticks: "",
+        nticks: 4,
+        linecolor: "#374151",
+        automargin: true,
+      };
+      const dom = layout[yname].domain;
+      data.push({
+        type: "heatmap",
+        z: cols.z,
+        x0: cols.x0,
+        dx: cols.dx,
+        y0: 0,
+        dy: 1,
+        xaxis: "x",
+        yaxis: i === 0 ? "y" : `y${i + 1}`,
+        colorscale: scale(s.kind === "gate" ? GATE : DIVERGING),
+        zmin: s.kind === "gate" ? 0 : -zmax,
+        zmax,
+        zsmooth: false,
+        name: s.title,
+        hovertemplate: `${s.title}<br>unit %{y}<br>step %{x}<br>value %{z:.3f}<extra></extra>`,
+        showscale: i === 0 || series[i - 1].kind !== s.kind || s.key === "cell",
+        colorbar: { thickness: 10, len: dom[1] - dom[0], y: (dom[0] + dom[1]) / 2, yanchor: "middle", outlinewidth: 0, x: 1.005, xpad: 4 },
+      });
+      s.k = cols.k;
+    });
+    this.series = series;
+    const height = Math.max(160, Math.min(n * Math.max(90, Math.min(tr.H * 1.6, 220)), 520)) + 40;
+    layout.height = height;
+    this.gd.style.height = `${height}px`;
+    const fresh = !this.gd.data;
+    Plotly.react(this.gd, data, layout, plotConfig(this.name));
+    if (fresh) this.bindEvents();
+    this.built = { trace: tr, layer: l, steps: tr.steps, T: tr.T };
+    this.lastBuild = performance.now();
+    this.overlay.measure();
+  }
+
+  bindEvents() {
+    this.gd.on("plotly_click", (ev) => {
+      const pt = ev.points?.[0];
+      if (pt && Number.isFinite(pt.y)) bus.emit("unit", { unit: Math.round(pt.y), layer: this.layer });
+    });
+    this.gd.on("plotly_hover", (ev) => {
+      const pt = ev.points?.[0];
+      if (!pt || !this.info || !this.trace) return;
+      const t = Math.max(0, Math.round(pt.x));
+      const tok = this.trace.tokens[t] ?? "";
+      this.info.textContent = `${pt.data.name} · unit ${Math.round(pt.y)} · step ${t + 1} “${showToken(tok)}” · ${Number(pt.z).toFixed(3)}`;
+    });
+  }
+
+  render() {
+    const tr = this.trace;
+    if (!tr || !this.built) return;
+    const { phase, t } = this.cursor;
+    this.overlay.setCursor(t);
+    this.overlay.setMask(phase === "forward" && t < tr.T - 1 ? [t + 0.5, tr.T - 0.5] : null, "not read yet");
+    this.overlay.setRow(this.unit);
+  }
+}

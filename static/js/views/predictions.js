@@ -1,0 +1,127 @@
+// What the model predicts at the current step: the top-k next tokens (bars), or, for classifiers, the class
+// probabilities as bars and as lines over time (evolving step by step as the words are read).
+
+import { LINE_COLORS } from "../colors.js";
+import { exportButtons } from "../export.js";
+import { Overlay, Plotly, baseLayout, exportFigure, makePlot, plotConfig, timeTicks } from "../plots.js";
+import { showToken } from "../trace.js";
+
+export class PredictionsView {
+  constructor(root, { tools, name = "predictions" }) {
+    this.root = root;
+    this.name = name;
+    this.bars = document.createElement("div");
+    this.bars.className = "bars";
+    root.append(this.bars);
+    this.trace = null;
+    this.cursor = { phase: "forward", t: 0 };
+    this.rows = [];
+    this.gd = null;
+    if (tools) exportButtons(tools, () => this.export("png"), () => this.export("svg"));
+  }
+
+  update(data) {
+    if (data.trace !== undefined && data.trace !== this.trace) {
+      this.trace = data.trace;
+      this.rows = [];
+      this.built = null;
+    }
+    if (data.cursor) this.cursor = data.cursor;
+    const tr = this.trace;
+    if (!tr || !tr.steps) return;
+    if (tr.kind === "classify" && (!this.built || this.built.trace !== tr || this.built.steps !== tr.steps || data.relayout)) {
+      this.buildLines();
+    }
+    this.render();
+  }
+
+  /** [{label, p, hit}] at step t */
+  items(t) {
+    const tr = this.trace;
+    if (tr.kind === "classify") {
+      const p = tr.probsAt(t);
+      return Array.from(p, (v, i) => ({ label: String(tr.labels[i]), p: v, hit: tr.label !== null && String(tr.labels[i]) === String(tr.label) }));
+    }
+    const next = tr.tokens[t + 1];
+    return (tr.predictions[t] ?? []).map(({ token, p }) => ({ label: showToken(token), p, hit: token === next }));
+  }
+
+  render() {
+    const tr = this.trace;
+    const t = Math.min(this.cursor.t, tr.steps - 1);
+    const items = this.items(t);
+    while (this.rows.length < items.length) {
+      const row = document.createElement("div");
+      row.className = "bar";
+      const label = document.createElement("span");
+      label.className = "bar-label";
+      const track = document.createElement("span");
+      track.className = "bar-track";
+      const fill = document.createElement("span");
+      fill.className = "bar-fill";
+      track.append(fill);
+      const value = document.createElement("span");
+      value.className = "bar-value";
+      row.append(label, track, value);
+      this.bars.append(row);
+      this.rows.push({ row, label, fill, value });
+    }
+    this.rows.forEach((r, i) => {
+      const it = items[i];
+      r.row.hidden = !it;
+      if (!it) return;
+      if (r.label.textContent !== it.label) r.label.textContent = it.label;
+      r.fill.style.width = `${(it.p * 100).toFixed(1)}%`;
+      r.value.textContent = it.p.toFixed(2);
+      r.row.classList.toggle("hit", it.hit);
+    });
+    if (this.overlay && this.built) {
+      const { phase, t: ct } = this.cursor;
+      this.overlay.setCursor(ct);
+      this.overlay.setMask(phase === "forward" && ct < tr.T - 1 ? [ct + 0.5, tr.T - 0.5] : null, "not read yet");
+    }
+  }
+
+  buildLines() {
+    const tr = this.trace;
+    if (!this.gd) {
+      this.gd = makePlot(this.root, `${this.name}-over-time`, "plot-probs");
+      this.overlay = new Overlay(this.gd);
+    }
+    const width = this.root.clientWidth || 600;
+    const x = [...Array(tr.T).keys()];
+    const n = tr.labels.length;
+    const data = tr.labels.map((label, i) => ({
+      type: "scatter",
+      mode: tr.T > 60 ? "lines" : "lines+markers",
+      x,
+      y: x.map((t) => (t < tr.steps ? tr.probs[t * n + i] : null)),
+      name: String(label),
+      line: { color: LINE_COLORS[i % LINE_COLORS.length], width: String(label) === String(tr.label) ? 4 : 2 },
+      hovertemplate: `p(${label})<br>step %{x}<br>%{y:.3f}<extra></extra>`,
+    }));
+    const layout = baseLayout({
+      height: 230,
+      showlegend: true,
+      margin: { l: 56, r: 12, t: 30, b: 40 },
+      xaxis: { range: [-0.5, tr.T - 0.5], ...timeTicks(tr.tokens, tr.T, width - 80) },
+      yaxis: { range: [0, 1], title: { text: "p(class)" } },
+    });
+    this.gd.style.height = "230px";
+    Plotly.react(this.gd, data, layout, plotConfig(`${this.name}-over-time`));
+    this.built = { trace: tr, steps: tr.steps };
+    this.overlay.measure();
+  }
+
+  export(format) {
+    const tr = this.trace;
+    if (!tr) return;
+    const t = Math.min(this.cursor.t, tr.steps - 1);
+    const items = this.items(t);
+    const figure = {
+      data: [{ type: "bar", orientation: "h", x: items.map((i) => i.p), y: items.map((i) => i.label), marker: { color: items.map((i) => (i.hit ? "#1b9e77" : "#64748b")) } }],
+      layout: { title: { text: `${tr.model} · step ${t + 1} “${showToken(tr.tokens[t])}”` }, xaxis: { range: [0, 1], title: { text: "p" } }, yaxis: { autorange: "reversed", type: "category" }, margin: { l: 90, r: 20, t: 50, b: 50 } },
+    };
+    exportFigure(figure, format, this.name, { width: 700, height: 120 + items.length * 36 });
+  }
+}

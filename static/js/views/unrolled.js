@@ -1,0 +1,354 @@
+// The unrolled network: one copy of the cell per time step, the input token under it, the prediction over
+// it, h_t passed along as an arrow, and the same W_xh, W_hh, W_hy labelled at every step. During the BPTT
+// sweep each step is coloured by ‖∂L/∂h_t‖ on a log scale. Only a window of steps around the cursor is drawn
+// (a pool of cell groups that are re-filled as they scroll in), with an overview strip of the whole input.
+
+import { bus } from "../bus.js";
+import { ACCENT, diverging, fmtNorm, gradColor, inkOn, sub } from "../colors.js";
+import { exportSvg, exportSvgAsPng } from "../export.js";
+import { isPresenter } from "../plots.js";
+import { showToken } from "../trace.js";
+
+const NS = "http://www.w3.org/2000/svg";
+const STRIP = 16; // units shown inside each cell
+const SUP = ["¹", "²", "³", "⁴"];
+
+const STYLE = `
+  text { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Arial, "Liberation Sans", sans-serif; fill: #111827; }
+  .tok { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; font-weight: 700; }
+  .pred { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; font-weight: 600; }
+  .w { font-style: italic; fill: #4b5563; }
+  .tlabel { fill: #6b7280; }
+  .arrow { stroke: #374151; stroke-width: 1.6; fill: none; }
+  .back { stroke: #d95f0e; stroke-width: 2.4; fill: none; }
+  .box { stroke: #1f2937; stroke-width: 1.5; }
+  .ghost .box { stroke: #cbd5e1; stroke-dasharray: 4 3; fill: #f8fafc; }
+  .ghost .arrow { stroke: #cbd5e1; }
+  .ghost text.w, .ghost .pred, .ghost .p { fill: #cbd5e1; }
+  .current .box { stroke: ${ACCENT}; stroke-width: 4; }
+  .current .tok { fill: ${ACCENT}; }
+  .hit { fill: transparent; cursor: pointer; }
+`;
+
+function el(name, attrs = {}, parent = null) {
+  const e = document.createElementNS(NS, name);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (parent) parent.append(e);
+  return e;
+}
+
+export class UnrolledView {
+  /** root: the panel body; options: {compact, showPredictions} */
+  constructor(root, { compact = false, name = "unrolled-network" } = {}) {
+    this.root = root;
+    this.compact = compact;
+    this.name = name;
+    this.trace = null;
+    this.cursor = { phase: "forward", t: 0 };
+    this.unit = 0;
+    this.layer = 0;
+    this.svg = el("svg", { class: "unrolled-svg", role: "img", "aria-label": "the network unrolled in time" });
+    el("style", {}, this.svg).textContent = STYLE;
+    const defs = el("defs", {}, this.svg);
+    for (const [id, color] of [
+      ["ah", "#374151"],
+      ["ah-ghost", "#cbd5e1"],
+      ["ah-back", "#d95f0e"],
+    ]) {
+      const m = el("marker", { id: `${name}-${id}`, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" }, defs);
+      el("path", { d: "M0,0 L10,5 L0,10 z", fill: color }, m);
+    }
+    this.viewport = el("g", { class: "viewport" }, this.svg);
+    this.root.append(this.svg);
+    this.overview = document.createElement("canvas");
+    this.overview.className = "overview";
+    this.overview.title = "The whole input: click to jump";
+    if (!compact) this.root.append(this.overview);
+    this.overview.addEventListener("click", (e) => this.onOverviewClick(e));
+    this.svg.addEventListener("click", (e) => {
+      const hit = e.target.closest("[data-t]");
+      if (hit) bus.emit("seek", { t: Number(hit.dataset.t) });
+    });
+    this.slots = [];
+    this.geometry();
+    new ResizeObserver(() => this.resize()).observe(this.root);
+  }
+
+  geometry() {
+    const big = isPresenter() && !this.compact;
+    const L = this.trace ? this.trace.L : 1;
+    const g = {
+      pitch: big ? 136 : this.compact ? 78 : 112,
+      bw: big ? 76 : this.compact ? 50 : 60,
+      bh: big ? 54 : this.compact ? 34 : 46,
+      gap: big ? 40 : this.compact ? 22 : 34,
+      font: big ? 17 : this.compact ? 12 : 13,
+      tok: big ? 24 : this.compact ? 15 : 19,
+    };
+    g.predY = g.tok + 4;
+    g.top = this.compact ? g.tok + 30 : g.tok + 44; // top of the highest box
+    g.boxTop = (l) => g.top + (L - 1 - l) * (g.bh + g.gap);
+    g.bottom = g.boxTop(0) + g.bh;
+    g.tokY = g.bottom + g.gap + g.tok * 0.9;
+    g.tY = g.tokY + g.font + 4;
+    g.height = g.tY + 6;
+    this.g = g;
+  }
+
+  resize() {
+    this.width = this.root.clientWidth || 800;
+    this.geometry();
+    this.svg.setAttribute("width", String(this.width));
+    this.svg.setAttribute("height", String(this.g.height));
+    this.svg.setAttribute("viewBox", `0 0 ${this.width} ${this.g.height}`);
+    this.rebuildPool();
+    this.render(true);
+  }
+
+  rebuildPool() {
+    this.viewport.replaceChildren();
+    const n = Math.ceil(this.width / this.g.pitch) + 3;
+    this.slots = Array.from({ length: n }, () => this.makeSlot());
+  }
+
+  makeSlot() {
+    const g = this.g;
+    const L = this.trace ? this.trace.L : 1;
+    const root = el("g", { class: "step ghost" }, this.viewport);
+    const cx = g.pitch / 2;
+    const s = { root, t: -1, key: "", layers: [] };
+    s.hit = el("rect", { class: "hit", x: 0, y: 0, width: g.pitch, height: g.height }, root);
+    s.pred = el("text", { class: "pred", x: cx, y: g.predY - g.font * 0.2, "text-anchor": "middle", "font-size": g.tok * 0.8 }, root);
+    s.p = el("text", { class: "p", x: cx, y: g.predY + g.font * 0.9, "text-anchor": "middle", "font-size": g.font * 0.85, fill: "#4b5563" }, root);
+    const topBox = g.boxTop(L - 1);
+    s.hy = el("line", { class: "arrow", x1: cx, y1: topBox - 2, x2: cx, y2: g.predY + g.font * 1.3 }, root);
+    s.hyLabel = el("text", { class: "w", x: cx + 5, y: (topBox + g.predY + g.font) / 2 + 4, "font-size": g.font }, root);
+    s.hyLabel.textContent = "W_hy";
+    for (let l = 0; l < L; l++) {
+      const y = g.boxTop(l);
+      const lay = {};
+      const sup = L > 1 ? SUP[l] : "";
+      lay.box = el("rect", { class: "box", x: cx - g.bw / 2, y, width: g.bw, height: g.bh, rx: 7, fill: "#ffffff" }, root);
+      lay.label = el("text", { x: cx, y: y + g.bh * 0.42, "text-anchor": "middle", "font-size": g.font }, root);
+      lay.strip = [];
+      if (!this.compact) {
+        const sw = (g.bw - 10) / STRIP;
+        for (let i = 0; i < STRIP; i++) {
+          lay.strip.push(el("rect", { x: cx - g.bw / 2 + 5 + i * sw, y: y + g.bh * 0.6, width: Math.max(1, sw - 0.5), height: g.bh * 0.28, fill: "#f1f5f9" }, root));
+        }
+      }
+      // h_t → next step, labelled with the shared recurrent weights; under it, the gradient flowing back
+      const ay = y + g.bh / 2;
+      const x0 = cx + g.bw / 2 + 2;
+      const x1 = g.pitch + cx - g.bw / 2 - 3;
+      lay.hh = el("line", { class: "arrow", x1: x0, y1: ay - 5, x2: x1, y2: ay - 5 }, root);
+      lay.hhLabel = el("text", { class: "w", x: g.pitch, y: ay - 10, "text-anchor": "middle", "font-size": g.font * 0.9 }, root);
+      lay.hhLabel.textContent = `W_hh${sup}`;
+      lay.back = el("line", { class: "back", x1: x1, y1: ay + 6, x2: x0 + 1, y2: ay + 6 }, root);
+      lay.back.setAttribute("marker-end", `url(#${this.name}-ah-back)`);
+      lay.hhCarry = el("text", { x: g.pitch, y: ay + g.font + 3, "text-anchor": "middle", "font-size": g.font * 0.8, fill: "#6b7280" }, root);
+      // input from below: the token (layer 0) or the layer underneath
+      const below = l === 0 ? g.tokY - g.tok : g.boxTop(l - 1) - 2;
+      lay.xh = el("line", { class: "arrow", x1: cx, y1: below, x2: cx, y2: y + g.bh + 2 }, root);
+      lay.xhLabel = el("text", { class: "w", x: cx + 5, y: (below + y + g.bh) / 2 + 4, "font-size": g.font }, root);
+      lay.xhLabel.textContent = `W_xh${sup}`;
+      s.layers.push(lay);
+    }
+    s.tok = el("text", { class: "tok", x: cx, y: g.tokY, "text-anchor": "middle", "font-size": g.tok }, root);
+    s.tLabel = el("text", { class: "tlabel", x: cx, y: g.tY, "text-anchor": "middle", "font-size": g.font * 0.85 }, root);
+    return s;
+  }
+
+  /** data: {trace, cursor, unit, layer} (any subset). */
+  update(data) {
+    let full = false;
+    if (data.trace !== undefined && data.trace !== this.trace) {
+      const layersChanged = !this.trace || !data.trace || this.trace.L !== data.trace.L;
+      this.trace = data.trace;
+      if (layersChanged) {
+        this.geometry();
+        this.resize();
+      }
+      full = true;
+    }
+    if (data.cursor) this.cursor = data.cursor;
+    if (data.unit !== undefined && data.unit !== this.unit) {
+      this.unit = data.unit;
+      full = true;
+    }
+    if (data.version !== undefined && data.version !== this.version) {
+      this.version = data.version;
+      full = true;
+    }
+    this.render(full);
+  }
+
+  offset() {
+    const T = this.trace ? this.trace.T : 0;
+    const span = T * this.g.pitch;
+    const margin = 8;
+    if (span + 2 * margin <= this.width) return (this.width - span) / 2;
+    const ideal = this.width / 2 - (this.cursor.t + 0.5) * this.g.pitch;
+    return Math.min(margin, Math.max(this.width - span - margin, ideal));
+  }
+
+  render(full = false) {
+    const tr = this.trace;
+    if (!tr || !this.slots.length) return;
+    const { phase, t: ct } = this.cursor;
+    const off = this.offset();
+    this.viewport.setAttribute("transform", `translate(${off.toFixed(1)},0)`);
+    const first = Math.max(0, Math.floor(-off / this.g.pitch) - 1);
+    const last = Math.min(tr.T - 1, first + this.slots.length - 1);
+    this.range = this.gradRange(full);
+    const n = this.slots.length;
+    const used = new Set();
+    for (let t = first; t <= last; t++) {
+      const s = this.slots[t % n];
+      used.add(t % n);
+      const revealed = phase === "backward" || t <= ct;
+      const grad = phase === "backward" && t >= ct && t >= tr.gradFrom;
+      const arrived = t < tr.steps;
+      const key = `${t}|${revealed && arrived}|${grad}|${t === ct}|${grad ? this.rangeKey : ""}`;
+      if (s.t !== t || s.key !== key || full) {
+        s.t = t;
+        s.key = key;
+        this.fill(s, t, revealed && arrived, grad, t === ct);
+      }
+      s.root.style.display = "";
+    }
+    for (let i = 0; i < n; i++) if (!used.has(i)) this.slots[i].root.style.display = "none";
+    this.drawOverview(first, last);
+  }
+
+  gradRange(full) {
+    const tr = this.trace;
+    if (full || this.rangeVersion !== tr.version) {
+      this.rangeVersion = tr.version;
+      this.logRange = tr.gradLogRange();
+      this.rangeKey = this.logRange.map((v) => v.toFixed(2)).join(",");
+    }
+    return this.logRange;
+  }
+
+  fill(s, t, revealed, grad, current) {
+    const tr = this.trace;
+    const g = this.g;
+    const T = tr.T;
+    s.root.setAttribute("transform", `translate(${t * g.pitch},0)`);
+    s.root.setAttribute("class", `step${revealed ? "" : " ghost"}${current ? " current" : ""}`);
+    s.hit.dataset.t = String(t);
+    s.tok.textContent = showToken(tr.tokens[t] ?? "");
+    s.tok.setAttribute("fill", tr.unknown.has(t) ? "#b91c1c" : "");
+    s.tLabel.textContent = `t=${t + 1}`;
+    const top = revealed ? tr.topPrediction(t) : null;
+    s.pred.textContent = top ? showToken(top.token) : "";
+    s.p.textContent = top ? `p ${top.p.toFixed(2)}` : "";
+    const last = t === T - 1;
+    s.layers.forEach((lay, l) => {
+      let fill = "#ffffff";
+      let label = tr.cell.toUpperCase();
+      if (grad) {
+        const v = tr.grad.hidden[l][t];
+        fill = gradColor(v, this.range);
+        label = fmtNorm(v);
+      } else if (!revealed) {
+        fill = "#f8fafc";
+        label = "";
+      }
+      lay.box.setAttribute("fill", fill);
+      lay.label.textContent = label;
+      lay.label.setAttribute("fill", grad ? inkOn(fill) : revealed ? "#111827" : "#cbd5e1");
+      lay.label.setAttribute("font-weight", grad ? "700" : "600");
+      if (lay.strip.length) {
+        const H = tr.H;
+        const h = tr.layers[l].hidden;
+        const k = Math.max(1, Math.floor(H / STRIP));
+        lay.strip.forEach((r, i) => {
+          const u = i * k;
+          r.setAttribute("fill", revealed && u < H ? diverging(h[t * H + u]) : "#f1f5f9");
+          r.style.display = u < H && !grad ? "" : "none";
+        });
+      }
+      const nextRevealed = revealed && (this.cursor.phase === "backward" || t + 1 <= this.cursor.t);
+      lay.hh.style.display = last ? "none" : "";
+      lay.hh.setAttribute("class", nextRevealed ? "arrow" : "arrow ghost-arrow");
+      lay.hh.setAttribute("stroke", nextRevealed ? "#374151" : "#cbd5e1");
+      lay.hh.setAttribute("marker-end", `url(#${this.name}-${nextRevealed ? "ah" : "ah-ghost"})`);
+      lay.hhLabel.style.display = last || this.compact ? "none" : "";
+      lay.hhCarry.textContent = last || this.compact ? "" : tr.cell === "lstm" ? `h${sub(t + 1)} c${sub(t + 1)}` : `h${sub(t + 1)}`;
+      lay.hhCarry.style.display = grad ? "none" : "";
+      // the gradient flows from step t+1 back into step t
+      const backOn = grad && !last && t + 1 >= this.cursor.t;
+      lay.back.style.display = backOn ? "" : "none";
+      lay.xh.setAttribute("stroke", revealed ? "#374151" : "#cbd5e1");
+      lay.xh.setAttribute("marker-end", `url(#${this.name}-${revealed ? "ah" : "ah-ghost"})`);
+      lay.xhLabel.style.display = this.compact ? "none" : "";
+    });
+    s.hy.setAttribute("stroke", revealed ? "#374151" : "#cbd5e1");
+    s.hy.setAttribute("marker-end", `url(#${this.name}-${revealed ? "ah" : "ah-ghost"})`);
+    s.hyLabel.style.display = this.compact ? "none" : "";
+  }
+
+  /** The overview strip: every step (binned to pixels), the window shown above, and the cursor. */
+  drawOverview(first, last) {
+    if (this.compact) return;
+    const tr = this.trace;
+    const c = this.overview;
+    const w = this.root.clientWidth || 800;
+    const h = isPresenter() ? 22 : 16;
+    const dpr = window.devicePixelRatio || 1;
+    if (c.width !== Math.round(w * dpr) || c.height !== Math.round(h * dpr)) {
+      c.width = Math.round(w * dpr);
+      c.height = Math.round(h * dpr);
+      c.style.width = `${w}px`;
+      c.style.height = `${h}px`;
+    }
+    const ctx = c.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    const T = tr.T;
+    const { phase, t: ct } = this.cursor;
+    const cols = Math.min(T, Math.floor(w));
+    const per = T / cols;
+    const cw = w / cols;
+    ctx.clearRect(0, 0, w, h);
+    for (let i = 0; i < cols; i++) {
+      const t0 = Math.floor(i * per);
+      const t1 = Math.max(t0 + 1, Math.floor((i + 1) * per));
+      let fill;
+      if (phase === "backward" && t1 - 1 >= ct && t0 >= tr.gradFrom) {
+        let m = 0;
+        for (let t = Math.max(t0, ct); t < t1; t++) m = Math.max(m, tr.grad.hidden[0][t]);
+        fill = gradColor(m, this.range);
+      } else if (t0 < tr.steps && (phase === "backward" || t0 <= ct)) {
+        fill = "#94a3b8";
+      } else {
+        fill = "#e2e8f0";
+      }
+      ctx.fillStyle = fill;
+      ctx.fillRect(i * cw, 3, Math.ceil(cw), h - 6);
+    }
+    ctx.strokeStyle = "#111827";
+    ctx.lineWidth = 1.5;
+    const x0 = (first / T) * w;
+    const x1 = ((last + 1) / T) * w;
+    ctx.strokeRect(x0 + 0.75, 0.75, Math.max(3, x1 - x0 - 1.5), h - 1.5);
+    ctx.fillStyle = ACCENT;
+    ctx.fillRect(((ct + 0.5) / T) * w - 1.5, 0, 3, h);
+  }
+
+  onOverviewClick(e) {
+    if (!this.trace) return;
+    const r = this.overview.getBoundingClientRect();
+    const t = Math.floor(((e.clientX - r.left) / r.width) * this.trace.T);
+    bus.emit("seek", { t: Math.max(0, Math.min(this.trace.T - 1, t)) });
+  }
+
+  exportPng() {
+    exportSvgAsPng(this.svg, this.name);
+  }
+
+  exportSvg() {
+    exportSvg(this.svg, this.name);
+  }
+}
