@@ -24,6 +24,7 @@ const perf = window.__unrolled;
 const P = readParams({
   text: { default: "" },
   label: { default: "" },
+  loss: { default: "", values: ["", "sum", "last"] },
   step: { type: "int", default: 1 },
   phase: { default: "forward", values: ["forward", "backward"] },
   unit: { type: "int", default: 0 },
@@ -124,7 +125,8 @@ const session = new Session(modelId, {
 });
 
 async function run(text, label) {
-  writeParams({ text, label: label || null }, { now: true });
+  const loss = $("loss-select").value;
+  writeParams({ text, label: label || null, loss: loss || null }, { now: true });
   document.title = `${modelId}: ${text.slice(0, 40)} · Unrolled`;
   for (const a of document.querySelectorAll("[data-keep]")) {
     const url = new URL(a.href, window.location.href);
@@ -134,7 +136,7 @@ async function run(text, label) {
     a.href = url.pathname + url.search;
   }
   try {
-    await session.start({ text, top_k: 5, precision: 4, ...(label ? { label } : {}) });
+    await session.start({ text, top_k: 5, precision: 4, ...(label ? { label } : {}), ...(loss ? { loss } : {}) });
   } catch {
     // shown in the status line by the session
   }
@@ -165,6 +167,8 @@ async function main() {
   if (labelSelect && card.labels?.includes(label)) labelSelect.value = label;
   else label = "";
   input.value = text;
+  $("loss-select").value = P.loss;
+  $("loss-select").addEventListener("change", () => $("run-form").requestSubmit());
   examples.addEventListener("change", () => {
     const o = examples.selectedOptions[0];
     if (!o || !o.value) return;

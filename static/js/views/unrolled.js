@@ -39,8 +39,9 @@ function el(name, attrs = {}, parent = null) {
 
 export class UnrolledView {
   /** root: the panel body; options: {compact, showPredictions} */
-  constructor(root, { compact = false, name = "unrolled-network" } = {}) {
+  constructor(root, { compact = false, name = "unrolled-network", range = null } = {}) {
     this.root = root;
+    this.rangeOf = range; // a shared log10 range for the gradient colours (compare page)
     this.compact = compact;
     this.name = name;
     this.trace = null;
@@ -225,7 +226,7 @@ export class UnrolledView {
     const tr = this.trace;
     if (full || this.rangeVersion !== tr.version) {
       this.rangeVersion = tr.version;
-      this.logRange = tr.gradLogRange();
+      this.logRange = this.rangeOf ? this.rangeOf() : tr.gradLogRange();
       this.rangeKey = this.logRange.map((v) => v.toFixed(2)).join(",");
     }
     return this.logRange;

@@ -1,0 +1,101 @@
+// Several models' ‖∂L/∂h_t‖ (first layer) on one log axis: the vanishing-gradient lesson in one picture.
+
+import { CELL_COLORS, fmtNorm } from "../colors.js";
+import { Overlay, Plotly, baseLayout, makePlot, plotConfig, timeTicks } from "../plots.js";
+
+export class GradCompareView {
+  constructor(root, { table, name = "gradient-norms-compared" }) {
+    this.root = root;
+    this.table = table;
+    this.name = name;
+    this.gd = makePlot(root, name, "plot-grad");
+    this.overlay = new Overlay(this.gd);
+    this.traces = [];
+    this.cursor = { phase: "forward", t: 0 };
+    this.built = null;
+  }
+
+  update(data) {
+    if (data.traces) this.traces = data.traces;
+    if (data.cursor) this.cursor = data.cursor;
+    const trs = this.traces;
+    const ready = trs.length > 0 && trs.every((tr) => tr && tr.done && tr.gradFrom === 0);
+    const key = trs.map((tr) => tr?.version).join(",");
+    if (ready && (this.built !== key || data.relayout)) this.build(key);
+    this.render();
+  }
+
+  build(key) {
+    const trs = this.traces;
+    const T = Math.min(...trs.map((tr) => tr.T));
+    const width = this.root.clientWidth || 900;
+    const x = [...Array(T).keys()];
+    const data = trs.map((tr) => ({
+      type: "scatter",
+      mode: T > 60 ? "lines" : "lines+markers",
+      x,
+      y: Array.from(tr.grad.hidden[0].subarray(0, T), (v) => (v > 0 ? v : null)),
+      name: `${tr.cell.toUpperCase()} ‖∂L/∂h_t‖ (${tr.model})`,
+      line: { color: CELL_COLORS[tr.cell] ?? "#444", width: 3.5 },
+      marker: { size: 6 },
+      hovertemplate: `${tr.cell.toUpperCase()}<br>step %{x}<br>‖∂L/∂h_t‖ %{y:.3e}<extra></extra>`,
+    }));
+    for (const tr of trs) {
+      if (tr.grad.cell) {
+        data.push({
+          type: "scatter",
+          mode: "lines",
+          x,
+          y: Array.from(tr.grad.cell[0].subarray(0, T), (v) => (v > 0 ? v : null)),
+          name: `${tr.cell.toUpperCase()} ‖∂L/∂c_t‖`,
+          line: { color: CELL_COLORS[tr.cell] ?? "#444", width: 2, dash: "dash" },
+          visible: "legendonly",
+          hovertemplate: `${tr.cell.toUpperCase()}<br>step %{x}<br>‖∂L/∂c_t‖ %{y:.3e}<extra></extra>`,
+        });
+      }
+    }
+    const layout = baseLayout({
+      height: 380,
+      showlegend: true,
+      margin: { l: 76, r: 16, t: 46, b: 44 },
+      xaxis: { range: [-0.5, T - 0.5], ...timeTicks(trs[0].tokens, T, width - 100) },
+      yaxis: { type: "log", title: { text: "‖∂L/∂h_t‖ (log scale)" }, exponentformat: "power" },
+    });
+    this.gd.style.height = "380px";
+    Plotly.react(this.gd, data, layout, plotConfig(this.name));
+    this.built = key;
+    this.overlay.measure();
+    this.fillTable(T);
+  }
+
+  fillTable(T) {
+    if (!this.table) return;
+    const body = this.table.tBodies[0];
+    body.replaceChildren(
+      ...this.traces.map((tr) => {
+        const g = tr.grad.hidden[0];
+        let end = T - 1;
+        while (end > 0 && !(g[end] > 0)) end--; // the last step the loss reaches (next-token: T−1 has no target)
+        const first = g[0];
+        const last = g[end];
+        const ratio = last > 0 ? first / last : Number.NaN;
+        const row = document.createElement("tr");
+        const orders = ratio > 0 ? Math.log10(ratio) : Number.NaN;
+        for (const v of [tr.cell.toUpperCase(), fmtNorm(first), fmtNorm(last), ratio > 0 ? ratio.toExponential(1) : "–", Number.isFinite(orders) ? (-orders).toFixed(1) : "–"]) {
+          const td = document.createElement("td");
+          td.textContent = v;
+          row.append(td);
+        }
+        return row;
+      }),
+    );
+  }
+
+  render() {
+    if (!this.built) return;
+    const T = Math.min(...this.traces.map((tr) => tr.T));
+    const { phase, t } = this.cursor;
+    this.overlay.setCursor(phase === "backward" ? t : null);
+    this.overlay.setMask(phase === "forward" ? [-0.5, T - 0.5] : t > 0 ? [-0.5, t - 0.5] : null, phase === "forward" ? "the BPTT sweep reveals these, right to left" : "not reached yet");
+  }
+}
