@@ -26,3 +26,6 @@ class Bus {
 }
 
 export const bus = new Bus();
+
+// What the page exposes to tests and the frame-time bench: the cursor, the state, render times per frame.
+window.__unrolled = window.__unrolled ?? {};

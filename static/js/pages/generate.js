@@ -1,0 +1,107 @@
+// Generate: type a prompt and watch the model write, its states streaming in as each token is sampled.
+
+import { bus } from "../bus.js";
+import { exportButtons } from "../export.js";
+import { bindKeys } from "../keys.js";
+import { Player } from "../player.js";
+import { Session } from "../session.js";
+import { readParams, writeParams } from "../url.js";
+import { Controls } from "../views/controls.js";
+import { GenOutputView } from "../views/genoutput.js";
+import { GradientView } from "../views/gradients.js";
+import { STATE_SERIES, TimeHeatmap } from "../views/heatmap.js";
+import { PredictionsView } from "../views/predictions.js";
+import { UnrolledView } from "../views/unrolled.js";
+
+const $ = (id) => document.getElementById(id);
+const perf = window.__unrolled;
+const modelId = document.body.dataset.model;
+
+const P = readParams({
+  prompt: { default: "" },
+  temperature: { type: "float", default: 0.8 },
+  length: { type: "int", default: 100 },
+  seed: { type: "int", default: -1 },
+  speed: { type: "float", default: 15 },
+});
+
+const player = new Player({ speed: P.speed });
+const controls = new Controls($("player"), player);
+const output = new GenOutputView($("gen-output"), { info: $("gen-info") });
+const predictions = new PredictionsView($("predictions"), { tools: $("tools-predictions"), name: "sampled-from" });
+const unrolled = new UnrolledView($("unrolled"), { name: "unrolled-generation" });
+exportButtons($("tools-unrolled"), () => unrolled.exportPng(), () => unrolled.exportSvg());
+const states = new TimeHeatmap($("states"), { series: STATE_SERIES, name: "hidden-state-generation", info: $("states-info") });
+const gradients = new GradientView($("gradients"), { readout: $("gradients-readout"), name: "gradient-norms-generation" });
+const views = [controls, output, predictions, unrolled, states, gradients];
+let current = null;
+
+const push = (data) => views.forEach((v) => v.update(data));
+
+bus.on("cursor", (cursor) => {
+  push({ cursor, trace: current });
+  writeParams({ speed: cursor.speed });
+  perf.state = { ...perf.state, ...cursor };
+});
+bus.on("layout", () => {
+  unrolled.resize();
+  push({ relayout: true, trace: current });
+});
+
+const session = new Session(modelId, {
+  onTrace(trace) {
+    current = trace;
+    player.reset(trace.T);
+    push({ trace, version: trace.version });
+    player.play(); // the cursor follows the tokens as they are sampled
+  },
+  onData(trace) {
+    player.setAvailable(trace.steps, trace.gradFrom, trace.T);
+    push({ trace, version: trace.version });
+    perf.state = { ...perf.state, steps: trace.steps, T: trace.T, done: trace.done, text: trace.tokens.slice(0, trace.steps).join("") };
+  },
+  onDone(trace) {
+    perf.loaded = (perf.loaded ?? 0) + 1;
+    push({ trace, version: trace.version });
+  },
+});
+
+function write() {
+  const prompt = $("prompt-input").value;
+  if (!prompt.trim()) return;
+  const temperature = Number($("temperature").value);
+  const length = Number($("length").value);
+  const typed = $("seed").value;
+  // A seed is always chosen and kept in the URL, so a link replays the same text; an empty field draws anew.
+  const seed = typed === "" ? Math.floor(Math.random() * 1e9) : Number(typed);
+  writeParams({ prompt, temperature, length, seed }, { now: true });
+  session.start({ mode: "generate", prompt, length, temperature, seed, top_k: 5, precision: 4 }).catch(() => {});
+}
+
+function init() {
+  $("prompt-input").value = P.prompt || "The ";
+  $("temperature").value = String(Math.max(0, Math.min(2, P.temperature)));
+  $("temperature-value").textContent = Number($("temperature").value).toFixed(2);
+  $("temperature").addEventListener("input", () => {
+    $("temperature-value").textContent = Number($("temperature").value).toFixed(2);
+  });
+  const lengths = [...$("length").options].map((o) => Number(o.value));
+  if (!lengths.includes(P.length)) $("length").append(new Option(String(P.length), String(P.length)));
+  $("length").value = String(P.length);
+  if (P.seed >= 0) $("seed").value = String(P.seed);
+  $("gen-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    write();
+  });
+  $("prompt-input").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey) {
+      e.preventDefault();
+      $("gen-form").requestSubmit();
+    }
+  });
+  bindKeys(player, { input: $("prompt-input") });
+  write();
+}
+
+perf.page = "generate";
+init();

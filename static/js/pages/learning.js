@@ -1,0 +1,249 @@
+// Learning: the same input's internals at each saved checkpoint; the slider is training time.
+
+import { getModel, trace as traceRest } from "../api.js";
+import { bus } from "../bus.js";
+import { ACCENT } from "../colors.js";
+import { Plotly, baseLayout, makePlot, plotConfig } from "../plots.js";
+import { Trace } from "../trace.js";
+import { readParams, writeParams } from "../url.js";
+import { GradientView } from "../views/gradients.js";
+import { STATE_SERIES, TimeHeatmap } from "../views/heatmap.js";
+import { TextView } from "../views/text.js";
+
+const $ = (id) => document.getElementById(id);
+const perf = window.__unrolled;
+const modelId = document.body.dataset.model;
+const P = readParams({ text: { default: "" }, label: { default: "" }, checkpoint: { default: "" }, unit: { type: "int", default: 0 } });
+
+// Every step read and every gradient shown: this page's time is training time, not the sequence's.
+const CURSOR = { phase: "backward", t: -1, T: 0, playing: false }; // t −1: no step cursor drawn
+const state = { card: null, traces: new Map(), index: 0, unit: Math.max(0, P.unit), run: 0, playing: null };
+const text = new TextView($("text-view"), { strip: $("unit-strip") });
+const states = new TimeHeatmap($("states"), { series: STATE_SERIES, name: "hidden-state-at-checkpoint", info: $("states-info") });
+const gradients = new GradientView($("gradients"), { readout: $("gradients-readout"), name: "gradient-norms-at-checkpoint" });
+const curve = makePlot($("curve"), "training-curve", "plot-curve");
+const slider = $("ckpt");
+
+const checkpoints = () => state.card?.checkpoints ?? [];
+const fmtPct = (name) => `${name} % of training`;
+
+function show() {
+  const ck = checkpoints()[state.index];
+  if (!ck) return;
+  slider.value = String(state.index);
+  $("ckpt-value").textContent = `${fmtPct(ck.name)} · step ${ck.step}`;
+  const tr = state.traces.get(ck.name);
+  writeParams({ checkpoint: ck.name });
+  drawCurve();
+  if (!tr) return;
+  const cursor = { ...CURSOR, T: tr.T };
+  text.update({ trace: tr, unit: state.unit, cursor });
+  states.update({ trace: tr, unit: state.unit, cursor });
+  gradients.update({ trace: tr, cursor });
+  stats(tr);
+  let sum = 0;
+  for (const v of tr.layers[0].hidden) sum += Math.abs(v);
+  perf.state = { checkpoint: ck.name, index: state.index, totalLoss: tr.totalLoss, hiddenAbsSum: sum, T: tr.T, unit: state.unit };
+}
+
+function stats(tr) {
+  const items = [["L on this input", tr.totalLoss?.toFixed(3) ?? "–"]];
+  if (tr.kind === "next_token") {
+    let right = 0;
+    let n = 0;
+    for (let t = 0; t < tr.T - 1; t++) {
+      n++;
+      if (tr.predictions[t]?.[0]?.token === tr.tokens[t + 1]) right++;
+    }
+    items.push(["next token right (top 1)", n ? `${right} / ${n}` : "–"]);
+  } else {
+    const top = tr.topPrediction(tr.T - 1);
+    items.push(["decision at the last step", `${top.token} (p ${top.p.toFixed(2)})`]);
+  }
+  const box = $("stats");
+  box.replaceChildren(
+    ...items.map(([k, v]) => {
+      const s = document.createElement("span");
+      const b = document.createElement("strong");
+      b.textContent = v;
+      s.append(`${k}: `, b);
+      return s;
+    }),
+  );
+}
+
+function drawCurve() {
+  const card = state.card;
+  if (!card) return;
+  const cks = checkpoints();
+  const ck = cks[state.index];
+  const data = [];
+  if (card.curve?.length) {
+    data.push({
+      type: "scatter",
+      mode: "lines",
+      x: card.curve.map((p) => p.step),
+      y: card.curve.map((p) => p.loss),
+      name: "training loss",
+      line: { color: "#64748b", width: 2 },
+    });
+  }
+  const have = cks.filter((c) => state.traces.has(c.name));
+  data.push({
+    type: "scatter",
+    mode: "lines+markers",
+    x: have.map((c) => c.step),
+    y: have.map((c) => state.traces.get(c.name).totalLoss),
+    name: "L on this input",
+    line: { color: ACCENT, width: 2, dash: "dot" },
+    marker: { size: 9, color: ACCENT },
+  });
+  const layout = baseLayout({
+    height: 260,
+    showlegend: true,
+    margin: { l: 56, r: 12, t: 30, b: 44 },
+    xaxis: { title: { text: "training step" } },
+    yaxis: { title: { text: "loss" }, rangemode: "tozero" },
+    shapes: ck ? [{ type: "line", xref: "x", yref: "paper", x0: ck.step, x1: ck.step, y0: 0, y1: 1, line: { color: ACCENT, width: 3 } }] : [],
+  });
+  curve.style.height = "260px";
+  Plotly.react(curve, data, layout, plotConfig("training-curve"));
+}
+
+async function load(text, label) {
+  const run = ++state.run;
+  state.traces.clear();
+  writeParams({ text, label: label || null }, { now: true });
+  for (const a of document.querySelectorAll("[data-keep]")) {
+    const url = new URL(a.href, window.location.href);
+    url.searchParams.set("text", text);
+    a.href = url.pathname + url.search;
+  }
+  // the checkpoint on screen first, then the rest, so the slider answers at once
+  const order = checkpoints().map((_, i) => i).sort((a, b) => (a === state.index ? -1 : b === state.index ? 1 : a - b));
+  for (const i of order) {
+    const ck = checkpoints()[i];
+    try {
+      const body = await traceRest(modelId, { text, top_k: 3, precision: 4, checkpoint: ck.name, ...(label ? { label } : {}) });
+      if (run !== state.run) return;
+      state.traces.set(ck.name, Trace.fromBody(body, state.card));
+    } catch (e) {
+      bus.emit("status", { kind: "error", message: e.message });
+      return;
+    }
+    if (i === state.index) show();
+    else drawCurve();
+  }
+  perf.loaded = (perf.loaded ?? 0) + 1;
+}
+
+function go(i) {
+  const n = checkpoints().length;
+  state.index = Math.max(0, Math.min(n - 1, i));
+  show();
+}
+
+function togglePlay() {
+  const btn = document.querySelector("[data-ckpt=play]");
+  if (state.playing) {
+    clearInterval(state.playing);
+    state.playing = null;
+    btn.textContent = "▶";
+    return;
+  }
+  if (state.index >= checkpoints().length - 1) go(0);
+  btn.textContent = "❚❚";
+  state.playing = setInterval(() => {
+    if (state.index >= checkpoints().length - 1) togglePlay();
+    else go(state.index + 1);
+  }, 1200);
+}
+
+async function main() {
+  try {
+    state.card = await getModel(modelId);
+  } catch (e) {
+    bus.emit("status", { kind: "error", message: e.message });
+    return;
+  }
+  const card = state.card;
+  const names = checkpoints().map((c) => c.name);
+  state.index = names.includes(P.checkpoint) ? names.indexOf(P.checkpoint) : Math.max(0, names.length - 1);
+  const input = $("text-input");
+  const examples = $("examples");
+  const labelSelect = $("label-select");
+  for (const ex of card.examples) {
+    const o = new Option(ex.note ? `${ex.text.slice(0, 40)} — ${ex.note}` : ex.text.slice(0, 60), ex.text);
+    o.dataset.label = ex.label ?? "";
+    examples.append(o);
+  }
+  const first = card.examples[0];
+  input.value = P.text || first?.text || "hello";
+  const label = P.label || (P.text ? "" : first?.label ?? "");
+  if (labelSelect && card.labels?.includes(label)) labelSelect.value = label;
+  examples.addEventListener("change", () => {
+    const o = examples.selectedOptions[0];
+    if (!o?.value) return;
+    input.value = o.value;
+    if (labelSelect) labelSelect.value = card.labels?.includes(o.dataset.label) ? o.dataset.label : "";
+    examples.value = "";
+    load(input.value, labelSelect?.value);
+  });
+  $("run-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (input.value.trim()) load(input.value, labelSelect?.value);
+  });
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey) {
+      e.preventDefault();
+      $("run-form").requestSubmit();
+    }
+  });
+  slider.addEventListener("input", () => go(Number(slider.value)));
+  $("ckpt-player").addEventListener("click", (e) => {
+    const b = e.target.closest("[data-ckpt]");
+    if (!b) return;
+    const act = { first: () => go(0), prev: () => go(state.index - 1), next: () => go(state.index + 1), last: () => go(checkpoints().length - 1), play: togglePlay }[b.dataset.ckpt];
+    act?.();
+  });
+  document.addEventListener("keydown", (e) => {
+    const t = e.target;
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    if (t && ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName) && t.type !== "range") return;
+    const act = {
+      ArrowLeft: () => go(state.index - 1),
+      ArrowRight: () => go(state.index + 1),
+      Home: () => go(0),
+      End: () => go(checkpoints().length - 1),
+      " ": togglePlay,
+      "[": () => bus.emit("unit", { unit: state.unit - 1 }),
+      "]": () => bus.emit("unit", { unit: state.unit + 1 }),
+      "/": () => input.focus(),
+    }[e.key];
+    if (act) {
+      e.preventDefault();
+      act();
+    }
+  });
+  bus.on("unit", ({ unit }) => {
+    const tr = state.traces.get(checkpoints()[state.index]?.name);
+    state.unit = Math.max(0, Math.min((tr?.H ?? 1) - 1, unit));
+    for (const el of document.querySelectorAll(".unit-ref")) el.textContent = String(state.unit);
+    writeParams({ unit: state.unit || null });
+    show();
+  });
+  bus.on("layout", () => {
+    const tr = state.traces.get(checkpoints()[state.index]?.name);
+    if (tr) {
+      states.update({ relayout: true });
+      gradients.update({ relayout: true });
+    }
+    drawCurve();
+  });
+  for (const el of document.querySelectorAll(".unit-ref")) el.textContent = String(state.unit);
+  show();
+  await load(input.value, labelSelect?.value);
+}
+
+perf.page = "learning";
+main();
