@@ -36,6 +36,8 @@ COPY --from=build /app/app /app/app
 COPY templates /app/templates
 COPY static /app/static
 COPY models /app/models
+# Readable by the server's user whatever the build context's modes (safetensors writes files 0600).
+RUN chmod -R a+rX /app
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONUNBUFFERED=1 \

@@ -10,7 +10,7 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-test run test lint bench zoo clean lock
+.PHONY: install install-test run test lint bench zoo clean lock docker-test
 
 $(PY):
 	$(shell command -v $(PYTHON) || echo python3) -m venv $(VENV)
@@ -41,6 +41,10 @@ lint: install-test
 
 bench: install
 	$(PY) -m bench.trace_speed
+
+# Build the image and run it for real (docker, or podman where no Docker engine runs), then check it from outside.
+docker-test: install-test
+	deploy/docker-test.sh
 
 zoo: install
 	$(VENV)/bin/unrolled train all

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import FrameType
+from typing import Any
 
 import anyio.to_thread
 import torch
@@ -15,11 +19,30 @@ from fastapi.staticfiles import StaticFiles
 from app.api import errors, health, pages, routes_models, routes_trace, stream
 from app.api.compute import Compute
 from app.api.metrics import Metrics, MetricsAndLimits
+from app.api.security import SecurityHeaders
 from app.config import ROOT, Settings, get_settings
 from app.rnn import kernels
 from app.zoo import Zoo
 
 log = logging.getLogger("unrolled")
+
+
+def _on_termination(app: FastAPI) -> None:
+    """On SIGTERM/SIGINT, report not-ready at once (so a load balancer stops sending), then let uvicorn's own
+    handler shut down gracefully: no new connections, requests in flight finish, streams close with 1012."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers belong to the main thread (under TestClient the app runs in another)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(signum)
+
+        def handler(sig: int, frame: FrameType | None, previous: Any = previous) -> None:
+            app.state.ready = False
+            app.state.stopping = True
+            log.info("signal %s: shutting down gracefully", signal.Signals(sig).name)
+            if callable(previous):
+                previous(sig, frame)
+
+        signal.signal(signum, handler)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -30,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         torch.set_num_threads(settings.threads_per_worker())
         app.state.zoo = await anyio.to_thread.run_sync(Zoo.load, settings.models_dir)
         await anyio.to_thread.run_sync(kernels.warm_up)
+        _on_termination(app)
         app.state.ready = True
         yield
         app.state.ready = False
@@ -43,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.zoo = Zoo({})
     app.state.ready = False
+    app.state.stopping = False
     app.state.compute = Compute(settings.max_concurrent, settings.max_queue)
     metrics = Metrics()
     metrics.gauges["unrolled_computations_in_flight"] = lambda: app.state.compute.admitted
@@ -56,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     app.add_middleware(MetricsAndLimits, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"]

@@ -59,4 +59,5 @@ trap '"${ENGINE[@]}" logs "$name" > /tmp/docker-test-run.log 2>&1 || true; "${EN
 server_uid=$("${ENGINE[@]}" exec "$name" awk '/^Uid:/{print $2}' /proc/1/status)  # PID 1 is the server (exec-form CMD)
 "$PY" -m deploy.check_service "http://127.0.0.1:$PORT" --server-uid "${server_uid:-unknown}"
 "${ENGINE[@]}" stop -t 15 "$name" >/dev/null
-echo "stopped cleanly: exit code $("${ENGINE[@]}" inspect "$name" --format '{{.State.ExitCode}}')"
+echo "stopped cleanly: exit code $("${ENGINE[@]}" inspect "$name" --format "{{.State.ExitCode}}")"
+"${ENGINE[@]}" image prune -f >/dev/null 2>&1 || true  # the build stage

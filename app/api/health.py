@@ -20,9 +20,16 @@ def healthz() -> Health:
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health, "description": "not ready"}})
 def readyz(conn: HTTPConnection, zoo: ZooDep) -> JSONResponse:
-    """Ready once the models are loaded (and not shutting down)."""
-    ready = bool(getattr(conn.app.state, "ready", False))
-    body = Health(status="ready" if ready else "starting", models=len(zoo)).model_dump()
+    """Ready once the models are loaded, at least one of them (and not shutting down)."""
+    state = conn.app.state
+    if not getattr(state, "ready", False):
+        status = "stopping" if getattr(state, "stopping", False) else "starting"
+    elif len(zoo) == 0:
+        status = "no models loaded: see the log for what was skipped"
+    else:
+        status = "ready"
+    ready = status == "ready"
+    body = Health(status=status, models=len(zoo)).model_dump()
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
