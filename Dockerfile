@@ -29,7 +29,8 @@ ENV NUMBA_CACHE_DIR=/opt/numba-cache
 RUN PYTHONPATH=/app /opt/venv/bin/python -c "from app.rnn import kernels; kernels.warm_up()"
 
 FROM ${BASE_IMAGE}
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin unrolled
+RUN groupadd --system --gid 10001 unrolled \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin unrolled
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build --chown=unrolled /opt/numba-cache /opt/numba-cache
 COPY --from=build /app/app /app/app
@@ -50,7 +51,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     UNROLLED_LOG_JSON=true \
     UNROLLED_LOG_LEVEL=info
 WORKDIR /app
-USER unrolled
+USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ['UNROLLED_PORT']}/healthz\", timeout=2)"]

@@ -23,8 +23,10 @@ import numpy as np
 
 # Reassociation lets the W_hhᵀ·δ reduction vectorise. No "nnan"/"ninf": tiny and huge values are the lesson.
 _FAST = {"reassoc", "contract"}
-# Compiled kernels are cached on disk beside this file, or where NUMBA_CACHE_DIR points (read-only installs).
-_CACHE = os.access(os.path.dirname(__file__), os.W_OK) or bool(os.environ.get("NUMBA_CACHE_DIR"))
+# Compiled kernels are cached on disk beside this file, or where NUMBA_CACHE_DIR points; numba refuses a cache it
+# cannot write, so on a read-only install they are compiled at start-up instead (a few seconds).
+_CACHE_DIR = os.environ.get("NUMBA_CACHE_DIR") or os.path.dirname(__file__)
+_CACHE = os.access(_CACHE_DIR if os.path.isdir(_CACHE_DIR) else os.path.dirname(_CACHE_DIR), os.W_OK)
 
 
 def _jit(fn: Any) -> Any:
