@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +35,16 @@ class Settings(BaseSettings):
     request_timeout: float = Field(30.0, gt=0, description="seconds a new stream has to send its request")
     shutdown_grace: float = Field(10.0, ge=0, description="seconds streams get to finish on SIGTERM")
     cors_origins: list[str] = Field(default_factory=list, description="allowed browser origins (none by default)")
+
+    @model_validator(mode="after")
+    def _generation_fits(self) -> Settings:
+        if self.max_generate >= self.max_steps:
+            raise ValueError("max_generate must be below max_steps: a prompt and its generated text share max_steps")
+        return self
+
+    def max_prompt_chars(self) -> int:
+        """A generate prompt may take what max_steps leaves after max_generate."""
+        return self.max_steps - self.max_generate
 
     def threads_per_worker(self) -> int:
         if self.torch_threads:

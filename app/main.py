@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from app.api import errors, health, pages, routes_models, routes_trace, stream
+from app.api import errors, health, openapi, pages, routes_models, routes_trace, stream
 from app.api.compute import Compute
 from app.api.metrics import Metrics, MetricsAndLimits
 from app.api.security import SecurityHeaders
@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
 
     errors.install(app)
+    openapi.install(app, settings)
     for router in (health.router, routes_models.router, routes_trace.router, stream.router):
         app.include_router(router)
     app.include_router(pages.router)

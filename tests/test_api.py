@@ -114,12 +114,12 @@ def test_checkpoint_changes_the_weights_used(client: TestClient) -> None:
     [
         ({"text": ""}, 422, "invalid", "text"),
         ({"text": "   "}, 200, None, None),
-        ({"text": "a" * 3001}, 413, "too_large", "limit is 3000"),
+        ({"text": "a" * 3001}, 422, "over_limit", "limit is 3000 (max_steps)"),
         ({"text": "abc", "top_k": 0}, 422, "invalid", "top_k"),
-        ({"text": "abc", "top_k": 21}, 413, "too_large", "max_top_k"),
-        ({"text": "abc", "checkpoint": "7"}, 422, "invalid", "choose one of"),
+        ({"text": "abc", "top_k": 21}, 422, "over_limit", "max_top_k"),
+        ({"text": "abc", "checkpoint": "7"}, 404, "not_found", "choose one of"),
         ({"text": "abc", "checkpoint": "../../etc/passwd"}, 422, "invalid", "checkpoint"),
-        ({"text": "abc", "label": "positive"}, 422, "invalid", "classifiers only"),
+        ({"text": "abc", "label": "positive"}, 409, "wrong_model_kind", "classifiers only"),
         ({"text": "abc", "loss": "mean"}, 422, "invalid", "loss"),
         ({"text": "abc", "surprise": 1}, 422, "invalid", "surprise"),
         ({"text": 5}, 422, "invalid", "text"),
@@ -138,7 +138,7 @@ def test_bad_trace_requests_get_a_4xx_with_a_message(
 
 def test_wrong_label_for_a_classifier_names_the_labels(client: TestClient) -> None:
     r = post_trace(client, "words-lstm", text="good", label="meh")
-    assert r.status_code == 422
+    assert r.status_code == 404
     assert "negative" in r.json()["message"]
 
 
@@ -173,9 +173,9 @@ def test_generate_writes_length_tokens_reproducibly(client: TestClient) -> None:
 
 def test_generate_limits_and_classifiers(client: TestClient) -> None:
     r = client.post("/api/models/chars-lstm/generate", json={"prompt": "a", "length": 2001})
-    assert r.status_code == 413 and "max_generate" in r.json()["message"]
+    assert r.status_code == 422 and "max_generate" in r.json()["message"]
     r = client.post("/api/models/words-lstm/generate", json={"prompt": "good", "length": 5})
-    assert r.status_code == 422 and "classifier" in r.json()["message"]
+    assert r.status_code == 409 and "classifier" in r.json()["message"]
     r = client.post("/api/models/chars-lstm/generate", json={"prompt": "a", "temperature": "hot"})
     assert r.status_code == 422
 

@@ -128,9 +128,9 @@ def test_generate_mode_streams_each_sampled_step_then_the_bptt_sweep(live: LiveS
         ("nope", '{"text": "abc"}', 4404, "not_found"),
         ("chars-lstm", '{"text": ""}', 4422, "invalid"),
         ("chars-lstm", '{"text": "abc", "top_k": "many"}', 4422, "invalid"),
-        ("chars-lstm", '{"text": "abc", "checkpoint": "42"}', 4422, "invalid"),
-        ("chars-lstm", '{"text": "' + "a" * 3001 + '"}', 4413, "too_large"),
-        ("words-lstm", '{"mode": "generate", "prompt": "good"}', 4422, "invalid"),
+        ("chars-lstm", '{"text": "abc", "checkpoint": "42"}', 4404, "not_found"),
+        ("chars-lstm", '{"text": "' + "a" * 3001 + '"}', 4422, "over_limit"),
+        ("words-lstm", '{"mode": "generate", "prompt": "good"}', 4409, "wrong_model_kind"),
     ],
 )
 def test_bad_requests_get_an_error_frame_and_a_fitting_close_code(

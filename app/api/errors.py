@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.rnn.errors import EmptyInput, EngineError, InputTooLong, UnknownCheckpoint, UnknownLabel
+from app.rnn.errors import EmptyInput, EngineError, InputTooLong, UnknownCheckpoint, UnknownLabel, WrongModelKind
 from app.zoo import UnknownModel
 
 
@@ -37,15 +37,19 @@ def error_body(error: str, message: str, detail: list[dict[str, Any]] | None = N
 
 def classify(exc: BaseException) -> tuple[int, str]:
     """(HTTP status, error name) of a domain exception; the stream maps the same pairs to close codes."""
-    if isinstance(exc, UnknownModel):
-        return 404, "not_found"
-    if isinstance(exc, InputTooLong | LimitExceeded):
+    if isinstance(exc, UnknownModel | UnknownCheckpoint | UnknownLabel):
+        return 404, "not_found"  # the model, checkpoint or label the request names does not exist
+    if isinstance(exc, WrongModelKind):
+        return 409, "wrong_model_kind"  # well-formed, but this model is of the other kind
+    if isinstance(exc, LimitExceeded):
+        return 422, "over_limit"  # a limit the OpenAPI schema states: a schema violation like any other
+    if isinstance(exc, InputTooLong):
         return 413, "too_large"
     if isinstance(exc, BodyTooLarge):
         return 413, "too_large"
     if isinstance(exc, Overloaded):
         return 503, "busy"
-    if isinstance(exc, UnknownCheckpoint | UnknownLabel | EmptyInput | EngineError):
+    if isinstance(exc, EmptyInput | EngineError):
         return 422, "invalid"
     return 500, "internal"
 
@@ -75,7 +79,7 @@ def install(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        names = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}
+        names = {400: "malformed", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
         return JSONResponse(
             error_body(names.get(exc.status_code, "http_error"), str(exc.detail)),
             status_code=exc.status_code,

@@ -15,8 +15,10 @@ from app.api.wire import dumps
 router = APIRouter(prefix="/api", tags=["trace"])
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorBody, "description": "no such model"},
-    413: {"model": ErrorBody, "description": "the input or body is over a limit"},
+    400: {"model": ErrorBody, "description": "the body is not JSON in UTF-8"},
+    404: {"model": ErrorBody, "description": "no such model, checkpoint or label"},
+    409: {"model": ErrorBody, "description": "the model is of the other kind (generate on a classifier, …)"},
+    413: {"model": ErrorBody, "description": "the body is over max_body_bytes"},
     422: {"model": ErrorBody, "description": "the request is malformed or names an unknown label or checkpoint"},
     503: {"model": ErrorBody, "description": "busy: retry after the Retry-After header's seconds"},
 }

@@ -6,12 +6,26 @@ app.api.wire as plain dicts of numpy arrays and serialised by orjson; these mode
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from annotated_types import Ge, Le
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 CHECKPOINT_PATTERN = r"^[0-9]{1,3}$"
+
+
+def _not_bool(value: Any) -> Any:
+    """JSON true/false is not a number here (pydantic's lax mode would read it as 1/0)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not a boolean")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_bool)]
+Float = Annotated[float, BeforeValidator(_not_bool)]
+Precision = Annotated[int, Ge(1), Le(9), BeforeValidator(_not_bool)]
+Seed = Annotated[int, Ge(0), Le(2**32 - 1), BeforeValidator(_not_bool)]
 
 
 class Strict(BaseModel):
@@ -72,18 +86,18 @@ class TraceRequest(Strict):
         None, description="sum of every step's loss, or the last step's; default: sum (next-token), last (classify)"
     )
     label: str | None = Field(None, max_length=64, description="classifiers: the label L is measured against")
-    top_k: int = Field(5, ge=1, le=50, description="next-token models: predictions listed per step")
+    top_k: Int = Field(5, ge=1, description="next-token models: predictions listed per step (at most max_top_k)")
     checkpoint: str | None = Field(None, pattern=CHECKPOINT_PATTERN, description="a saved checkpoint's name")
-    precision: int | None = Field(None, ge=1, le=9, description="significant digits; omitted: full float32")
+    precision: Precision | None = Field(None, description="significant digits; omitted: full float32")
 
 
 class GenerateRequest(Strict):
     prompt: str = Field(min_length=1)
-    length: int = Field(100, ge=1, description="tokens to sample (at most the server's max_generate)")
-    temperature: float = Field(0.8, ge=0.0, le=10.0, allow_inf_nan=False)
-    seed: int | None = Field(None, ge=0, le=2**63 - 1)
-    top_k: int = Field(5, ge=1, le=50)
-    precision: int | None = Field(None, ge=1, le=9)
+    length: Int = Field(100, ge=1, description="tokens to sample (at most the server's max_generate)")
+    temperature: Float = Field(0.8, ge=0.0, le=10.0, allow_inf_nan=False)
+    seed: Seed | None = Field(None, description="the same seed writes the same text")
+    top_k: Int = Field(5, ge=1)
+    precision: Precision | None = None
 
 
 class StreamTraceRequest(TraceRequest):

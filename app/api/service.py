@@ -19,9 +19,16 @@ def check_top_k(top_k: int, settings: Settings) -> None:
         raise LimitExceeded(f"top_k is {top_k}; the limit is {settings.max_top_k} (max_top_k)")
 
 
+def check_chars(what: str, text: str, limit: int, setting: str) -> None:
+    """Texts are bounded in characters, which bounds their steps (one character or word per step)."""
+    if len(text) > limit:
+        raise LimitExceeded(f"{what} has {len(text)} characters; the limit is {limit} ({setting})")
+
+
 def compute_trace(loaded: LoadedModel, req: TraceRequest, settings: Settings) -> WireTrace:
     """Trace the request's text; the result is ready to send whole or step by step."""
     check_top_k(req.top_k, settings)
+    check_chars("text", req.text, settings.max_steps, "max_steps")
     tr = trace(
         loaded,
         req.text,
@@ -49,11 +56,8 @@ class Generation:
         check_top_k(req.top_k, settings)
         if req.length > settings.max_generate:
             raise LimitExceeded(f"length is {req.length}; the limit is {settings.max_generate} (max_generate)")
+        check_chars("prompt", req.prompt, settings.max_prompt_chars(), "max_steps − max_generate")
         prompt = loaded.vocab.encode(req.prompt, settings.max_steps)
-        if len(prompt.ids) + req.length > settings.max_steps:
-            raise LimitExceeded(
-                f"prompt ({len(prompt.ids)} steps) plus length ({req.length}) exceeds {settings.max_steps} (max_steps)"
-            )
         steps = generate(loaded.model, prompt.ids, req.length, req.temperature, req.seed)  # checks the model
         return cls(loaded, req, prompt.ids, steps, [])
 

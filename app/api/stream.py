@@ -4,7 +4,8 @@ Protocol: the client sends one JSON request (a trace body, or {"mode": "generate
 The server sends {"type": "meta"}, one {"type": "step"} per step in order, one {"type": "grad"} per step from
 the last back to the first (the BPTT sweep), then {"type": "done"}. On bad input it sends
 {"type": "error", "error", "message"} and closes with code 4000 + the HTTP status REST would answer
-(4400 malformed, 4404 unknown model, 4408 no request in time, 4413 over a limit, 4422 invalid, 4503 busy).
+(4400 malformed, 4404 unknown model, checkpoint or label, 4408 no request in time, 4409 wrong model kind,
+4413 too large, 4422 invalid or over a limit, 4503 busy).
 """
 
 from __future__ import annotations

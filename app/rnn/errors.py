@@ -20,6 +20,10 @@ class UnknownLabel(EngineError):
     pass
 
 
+class WrongModelKind(EngineError):
+    """A request that needs the other kind of model (generate on a classifier, a label on a next-token model)."""
+
+
 class UnknownCheckpoint(EngineError):
     pass
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from app.rnn.errors import EngineError
+from app.rnn.errors import EngineError, WrongModelKind
 from app.rnn.model import SeqModel
 from app.rnn.trace import LayerForward, layer_forward
 
@@ -32,7 +32,7 @@ def generate(
     temperature → 0 is greedy decoding; a seed makes the sample reproducible.
     """
     if model.config.kind != "next_token":
-        raise EngineError("generate needs a next-token model; this one is a classifier")
+        raise WrongModelKind("generate needs a next-token model; this one is a classifier")
     if not prompt_ids:
         raise EngineError("the prompt is empty: give at least one token")
     return _steps(model, prompt_ids, length, temperature, seed)

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from torch import Tensor
 
 from app.rnn import kernels
-from app.rnn.errors import EmptyInput, InputTooLong, UnknownLabel
+from app.rnn.errors import EmptyInput, InputTooLong, UnknownLabel, WrongModelKind
 from app.rnn.model import GATES, LoadedModel, SeqModel
 from app.rnn.tokenize import Encoded
 
@@ -85,7 +85,7 @@ def trace(
     if label is not None:
         labels = loaded.card.labels or []
         if loaded.card.kind != "classify":
-            raise UnknownLabel("label applies to classifiers only; this model predicts the next token")
+            raise WrongModelKind("label applies to classifiers only; this model predicts the next token")
         if isinstance(label, str):
             if label not in labels:
                 raise UnknownLabel(f"label {label!r} is not one of {labels}")

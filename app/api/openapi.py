@@ -1,0 +1,36 @@
+"""The OpenAPI schema states the server's own limits (from Settings), so a client, or a fuzzer, knows them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from app.config import Settings
+
+
+def limits(settings: Settings) -> dict[str, dict[str, dict[str, int]]]:
+    """Schema name → property → JSON-schema keywords the service enforces (app.api.service)."""
+    return {
+        "TraceRequest": {"text": {"maxLength": settings.max_steps}, "top_k": {"maximum": settings.max_top_k}},
+        "GenerateRequest": {
+            "prompt": {"maxLength": settings.max_prompt_chars()},
+            "length": {"maximum": settings.max_generate},
+            "top_k": {"maximum": settings.max_top_k},
+        },
+    }
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+            components = schema.get("components", {}).get("schemas", {})
+            for name, props in limits(settings).items():
+                for prop, keywords in props.items():
+                    components[name]["properties"][prop].update(keywords)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
