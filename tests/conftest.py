@@ -116,8 +116,9 @@ class LiveServer:
         return f"ws://127.0.0.1:{self.port}"
 
     def __enter__(self) -> LiveServer:
-        cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(self.port)]
-        self.proc = subprocess.Popen([*cmd, "--log-level", "warning"], env=self.env, cwd=ROOT)
+        # The real entry point (`unrolled serve`), so its uvicorn settings (e.g. ws_max_size) are what is tested.
+        cmd = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        self.proc = subprocess.Popen(cmd, env={"UNROLLED_LOG_LEVEL": "warning", **self.env}, cwd=ROOT)
         deadline = time.monotonic() + 60
         while True:
             try:

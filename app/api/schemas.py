@@ -15,17 +15,17 @@ ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 CHECKPOINT_PATTERN = r"^[0-9]{1,3}$"
 
 
-def _not_bool(value: Any) -> Any:
-    """JSON true/false is not a number here (pydantic's lax mode would read it as 1/0)."""
-    if isinstance(value, bool):
-        raise ValueError("expected a number, not a boolean")
+def _json_number(value: Any) -> Any:
+    """A number must be a JSON number: pydantic's lax mode would read true as 1 and "5" as 5."""
+    if isinstance(value, bool | str):
+        raise ValueError(f"expected a number, not a {'boolean' if isinstance(value, bool) else 'string'}")
     return value
 
 
-Int = Annotated[int, BeforeValidator(_not_bool)]
-Float = Annotated[float, BeforeValidator(_not_bool)]
-Precision = Annotated[int, Ge(1), Le(9), BeforeValidator(_not_bool)]
-Seed = Annotated[int, Ge(0), Le(2**32 - 1), BeforeValidator(_not_bool)]
+Int = Annotated[int, BeforeValidator(_json_number)]
+Float = Annotated[float, BeforeValidator(_json_number)]
+Precision = Annotated[int, Ge(1), Le(9), BeforeValidator(_json_number)]
+Seed = Annotated[int, Ge(0), Le(2**32 - 1), BeforeValidator(_json_number)]
 
 
 class Strict(BaseModel):
