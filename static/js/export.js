@@ -14,30 +14,35 @@ function count() {
 }
 
 /** Serialise an <svg> (its own <style> element travels with it) with a white background. */
-export function svgText(svg) {
+export function svgText(svg, box = null) {
   const clone = svg.cloneNode(true);
-  const { width, height } = svg.getBoundingClientRect();
+  const rect = svg.getBoundingClientRect();
+  const width = box ? box.width : rect.width;
+  const height = box ? box.height : rect.height;
+  clone.removeAttribute("style");
+  if (box) clone.setAttribute("viewBox", `${box.x} 0 ${box.width} ${box.height}`);
   clone.setAttribute("xmlns", "http://www.w3.org/2000/svg");
   clone.setAttribute("width", String(Math.round(width)));
   clone.setAttribute("height", String(Math.round(height)));
   const bg = document.createElementNS("http://www.w3.org/2000/svg", "rect");
-  bg.setAttribute("width", "100%");
+  bg.setAttribute("x", box ? String(box.x) : "0");
+  bg.setAttribute("width", box ? String(box.width) : "100%");
   bg.setAttribute("height", "100%");
   bg.setAttribute("fill", "#ffffff");
   clone.insertBefore(bg, clone.firstChild);
   return { text: new XMLSerializer().serializeToString(clone), width, height };
 }
 
-export function exportSvg(svg, name) {
-  const { text } = svgText(svg);
+export function exportSvg(svg, name, box = null) {
+  const { text } = svgText(svg, box);
   const url = URL.createObjectURL(new Blob([text], { type: "image/svg+xml" }));
   download(url, `${name}.svg`);
   setTimeout(() => URL.revokeObjectURL(url), 5000);
   count();
 }
 
-export function exportSvgAsPng(svg, name, scale = 2) {
-  const { text, width, height } = svgText(svg);
+export function exportSvgAsPng(svg, name, scale = 2, box = null) {
+  const { text, width, height } = svgText(svg, box);
   const url = URL.createObjectURL(new Blob([text], { type: "image/svg+xml" }));
   const img = new Image();
   img.onload = () => {

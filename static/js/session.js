@@ -61,6 +61,7 @@ export class Session {
       this.handle = stream(this.modelId, request, onFrame);
       const done = await this.handle.done;
       if (done.closed) return null;
+      this.onData(this.trace); // everything in before the page hears it is done
       this.onDone(this.trace, done);
       window.__unrolled.transport = "stream";
       return this.trace;

@@ -59,7 +59,7 @@ function showUnit() {
 
 function gradLegend(trace) {
   const el = $("grad-legend");
-  if (!trace || trace.gradFrom >= trace.T) {
+  if (!trace || trace.gradFrom >= trace.T || state.cursor?.phase !== "backward") {
     el.hidden = true;
     return;
   }
@@ -77,8 +77,10 @@ function gradLegend(trace) {
 }
 
 bus.on("cursor", (cursor) => {
+  const phaseChanged = state.cursor?.phase !== cursor.phase;
   state.cursor = cursor;
   push({ cursor, trace: state.trace });
+  if (phaseChanged) gradLegend(state.trace);
   writeParams({ step: cursor.t + 1, phase: cursor.phase === "backward" ? "backward" : null, speed: cursor.speed });
   perf.state = { ...cursor, unit: state.unit, layer: state.layer, steps: state.trace?.steps ?? 0 };
 });

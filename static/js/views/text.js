@@ -8,6 +8,7 @@ import { isPresenter } from "../plots.js";
 import { showToken } from "../trace.js";
 
 const SHOW_K = 3;
+const CHUNK = 40; // tokens per chunk, ended at the next space
 
 export class TextView {
   constructor(root, { strip, name = "text" }) {
@@ -58,9 +59,19 @@ export class TextView {
   build(fresh) {
     const tr = this.trace;
     if (fresh || this.items.length !== tr.T) {
+      // Tokens go into chunks of about a line or two; each chunk is laid out and painted on its own, and
+      // chunks off screen are skipped (content-visibility), so a 2,000-step text costs what a screenful does.
       const frag = document.createDocumentFragment();
       this.items = [];
+      let chunk = null;
+      let inChunk = 0;
       for (let t = 0; t < tr.T; t++) {
+        if (!chunk || (inChunk >= CHUNK && /^\s$/.test(tr.tokens[t - 1] ?? " ")) || inChunk >= 2 * CHUNK) {
+          chunk = document.createElement("div");
+          chunk.className = "tk-chunk";
+          frag.append(chunk);
+          inChunk = 0;
+        }
         const item = document.createElement("span");
         item.className = "tk";
         item.dataset.t = String(t);
@@ -69,12 +80,15 @@ export class TextView {
         const preds = document.createElement("span");
         preds.className = "tk-preds";
         item.append(tok, preds);
-        frag.append(item);
-        if (tr.tokens[t] === "\n") frag.append(document.createElement("br"));
+        chunk.append(item);
+        inChunk++;
+        if (tr.tokens[t] === "\n") {
+          chunk = null; // a new line of the text starts a new chunk
+        }
         this.items.push({ el: item, tok, preds, filled: false });
       }
       this.box.replaceChildren(frag);
-      this.colored = new Uint8Array(tr.T);
+      this.colored = new Uint8Array(tr.T).fill(2); // 2: not drawn yet
       this.current = -1;
       this.box.classList.toggle("word-level", tr.tokens.some((x) => x.length > 1 && x !== "<unk>"));
     }

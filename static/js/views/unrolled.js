@@ -12,6 +12,7 @@ import { showToken } from "../trace.js";
 const NS = "http://www.w3.org/2000/svg";
 const STRIP = 16; // units shown inside each cell
 const SUP = ["¹", "²", "³", "⁴"];
+const REBASE = 8; // the SVG is re-anchored every REBASE steps; between, it moves as a composited layer
 
 const STYLE = `
   text { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Arial, "Liberation Sans", sans-serif; fill: #111827; }
@@ -60,7 +61,10 @@ export class UnrolledView {
       el("path", { d: "M0,0 L10,5 L0,10 z", fill: color }, m);
     }
     this.viewport = el("g", { class: "viewport" }, this.svg);
-    this.root.append(this.svg);
+    this.box = document.createElement("div");
+    this.box.className = "unrolled-box";
+    this.box.append(this.svg);
+    this.root.append(this.box);
     this.overview = document.createElement("canvas");
     this.overview.className = "overview";
     this.overview.title = "The whole input: click to jump";
@@ -99,10 +103,14 @@ export class UnrolledView {
   resize() {
     this.width = this.root.clientWidth || 800;
     this.geometry();
-    this.svg.setAttribute("width", String(this.width));
-    this.svg.setAttribute("height", String(this.g.height));
-    this.svg.setAttribute("viewBox", `0 0 ${this.width} ${this.g.height}`);
     this.rebuildPool();
+    // wide enough for the pool of cells plus REBASE steps of slack
+    this.svgWidth = (this.slots.length + REBASE) * this.g.pitch;
+    this.svg.setAttribute("width", String(this.svgWidth));
+    this.svg.setAttribute("height", String(this.g.height));
+    this.svg.setAttribute("viewBox", `0 0 ${this.svgWidth} ${this.g.height}`);
+    this.box.style.height = `${this.g.height}px`;
+    this.base = null;
     this.render(true);
   }
 
@@ -198,8 +206,15 @@ export class UnrolledView {
     if (!tr || !this.slots.length) return;
     const { phase, t: ct } = this.cursor;
     const off = this.offset();
-    this.viewport.setAttribute("transform", `translate(${off.toFixed(1)},0)`);
     const first = Math.max(0, Math.floor(-off / this.g.pitch) - 1);
+    // Scrolling moves the whole SVG (a composited layer: no repaint); its contents shift only on a rebase.
+    const base = first - (first % REBASE);
+    if (base !== this.base) {
+      this.base = base;
+      this.viewport.setAttribute("transform", `translate(${-base * this.g.pitch},0)`);
+    }
+    this.shift = off + base * this.g.pitch;
+    this.svg.style.transform = `translateX(${this.shift.toFixed(1)}px)`;
     const last = Math.min(tr.T - 1, first + this.slots.length - 1);
     this.range = this.gradRange(full);
     const n = this.slots.length;
@@ -345,11 +360,16 @@ export class UnrolledView {
     bus.emit("seek", { t: Math.max(0, Math.min(this.trace.T - 1, t)) });
   }
 
+  /** What is on screen, in the SVG's coordinates. */
+  visibleBox() {
+    return { x: -this.shift, width: this.width, height: this.g.height };
+  }
+
   exportPng() {
-    exportSvgAsPng(this.svg, this.name);
+    exportSvgAsPng(this.svg, this.name, 2, this.visibleBox());
   }
 
   exportSvg() {
-    exportSvg(this.svg, this.name);
+    exportSvg(this.svg, this.name, this.visibleBox());
   }
 }

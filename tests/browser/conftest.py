@@ -1,0 +1,116 @@
+"""Browser fixtures: Debian's Chromium driven by Playwright against the `live` uvicorn, recording every
+console message, page error and request, so each test can assert the page stayed clean and offline."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from app.config import ROOT
+
+CHROMIUM = Path(os.environ.get("UNROLLED_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = ROOT / "test-output" / "screenshots"
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+try:
+    from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
+except ImportError:  # pragma: no cover - reported by the fixture below
+    sync_playwright = None  # type: ignore[assignment]
+
+
+def unavailable(reason: str) -> None:
+    """In CI a missing browser fails the run; on a developer's machine it skips with what to do."""
+    if os.environ.get("CI"):
+        pytest.fail(f"browser tests cannot run: {reason}", pytrace=False)
+    pytest.skip(f"{reason} (make install-browser)")
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    if sync_playwright is None:
+        unavailable("the playwright package is not installed")
+    if not CHROMIUM.exists():
+        unavailable(f"Chromium is not installed at {CHROMIUM}")
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    b = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    yield b
+    b.close()
+
+
+@dataclass
+class Recorder:
+    """Everything a page said and asked for."""
+
+    errors: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+
+    def console(self, msg: ConsoleMessage) -> None:
+        if msg.type == "error":
+            self.errors.append(f"console: {msg.text}")
+
+    def outside(self) -> list[str]:
+        """Requests that left the machine (anything but loopback, data: and blob:)."""
+        out = []
+        for url in self.requests:
+            parts = urlsplit(url)
+            if parts.scheme in ("data", "blob", "about"):
+                continue
+            if parts.hostname not in LOOPBACK:
+                out.append(url)
+        return out
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def page(browser: Browser, recorder: Recorder) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 720}, accept_downloads=True)
+    pg = context.new_page()
+    pg.set_default_timeout(20_000)
+    pg.on("console", recorder.console)
+    pg.on("pageerror", lambda e: recorder.errors.append(f"pageerror: {e}"))
+    pg.on("request", lambda r: recorder.requests.append(r.url))
+    pg.on("websocket", lambda ws: recorder.requests.append(ws.url))
+    yield pg
+    context.close()
+
+
+def screenshot(page: Page, name: str, full_page: bool = False) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    return path
+
+
+def wait_loaded(page: Page, count: int = 1) -> None:
+    """Until the page's trace(s) have arrived whole (window.__unrolled.loaded counts finished runs)."""
+    page.wait_for_function(f"() => (window.__unrolled?.loaded ?? 0) >= {count}")
+
+
+def state(page: Page) -> dict[str, Any]:
+    value: dict[str, Any] = page.evaluate(
+        "() => ({...(window.__unrolled?.state ?? {}), ...(window.__unrolled?.cursor ?? {})})"
+    )
+    return value

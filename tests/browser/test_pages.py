@@ -1,0 +1,244 @@
+"""The pages in a real browser: they load cleanly and offline, play, sweep back, follow the keyboard and the URL."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
+
+import pytest
+from playwright.sync_api import Page
+
+from tests.browser.conftest import Recorder, screenshot, state, wait_loaded
+from tests.conftest import LiveServer
+
+TEXT = "hello world"
+PAGES = [
+    ("home", "/", False),
+    ("model-lstm", f"/models/chars-lstm?text={quote(TEXT)}", True),
+    ("model-gru-2-layers", f"/models/chars-gru?text={quote(TEXT)}&step=6&phase=backward", True),
+    ("model-classifier", "/models/words-lstm?text=a%20good%20film%20not%20bad&label=positive&step=4", True),
+    ("compare", f"/compare?task=test-chars&text={quote('the quick brown fox')}&phase=backward&step=2", True),
+    ("generate", "/models/chars-rnn/generate?prompt=hello&length=20&temperature=0.8&seed=3", True),
+    ("learning", f"/models/chars-lstm/learning?text={quote(TEXT)}&checkpoint=0", True),
+]
+
+
+def assert_clean(recorder: Recorder) -> None:
+    assert recorder.errors == [], recorder.errors
+    assert recorder.outside() == [], recorder.outside()
+    assert recorder.requests, "no request was recorded"
+
+
+@pytest.mark.parametrize(("name", "path", "traced"), PAGES, ids=[p[0] for p in PAGES])
+def test_page_loads_cleanly(
+    page: Page, recorder: Recorder, live: LiveServer, name: str, path: str, traced: bool
+) -> None:
+    page.goto(live.url + path)
+    if traced:
+        wait_loaded(page)
+        page.wait_for_timeout(400)  # let the plots settle
+    screenshot(page, name)
+    screenshot(page, f"{name}-full", full_page=True)
+    assert_clean(recorder)
+    assert any("/static/vendor/plotly.min.js" in u for u in recorder.requests) == traced
+    if traced and name != "learning":
+        assert any(u.startswith("ws://127.0.0.1") for u in recorder.requests), "the page did not use the stream"
+
+
+def test_unknown_model_is_a_page_not_a_crash(page: Page, live: LiveServer) -> None:
+    response = page.goto(live.url + "/models/no-such-model")
+    assert response is not None and response.status == 404
+    assert "does not exist" in page.inner_text("main")
+
+
+def test_play_runs_forward_then_bptt_backward(page: Page, recorder: Recorder, live: LiveServer) -> None:
+    page.goto(live.url + f"/models/chars-lstm?text={quote('the cat sat on the mat')}&speed=30")
+    wait_loaded(page)
+    assert state(page)["t"] == 0 and state(page)["phase"] == "forward"
+    page.click("#player [data-action=play]")
+    page.wait_for_function("() => window.__unrolled.cursor.t >= 3 && window.__unrolled.cursor.phase === 'forward'")
+    page.wait_for_function("() => window.__unrolled.cursor.phase === 'backward'")
+    seen = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        s = state(page)
+        seen.append((s["phase"], s["t"]))
+        if s["t"] == 0 and not s["playing"]:
+            break
+        page.wait_for_timeout(60)
+    backward = [t for phase, t in seen if phase == "backward"]
+    assert len(set(backward)) >= 3, seen
+    assert backward == sorted(backward, reverse=True), "the BPTT sweep must run from the last step to the first"
+    assert backward[-1] == 0
+    # the gradient plot is uncovered, and the unrolled cells are coloured by ‖∂L/∂h_t‖
+    assert page.locator("#gradients .overlay-mask").is_hidden()
+    fills = page.eval_on_selector_all("#unrolled .step rect.box", "els => els.map(e => e.getAttribute('fill'))")
+    assert len({f for f in fills if f and f.startswith("rgb")}) >= 3, fills
+    screenshot(page, "model-after-bptt")
+    page.wait_for_function("() => new URL(location.href).search.includes('step=1&phase=backward')")
+    assert_clean(recorder)
+
+
+def test_choosing_a_unit_recolours_the_text(page: Page, live: LiveServer) -> None:
+    page.goto(live.url + f"/models/chars-lstm?text={quote(TEXT)}&phase=backward&step=1")
+    wait_loaded(page)
+    page.wait_for_function("() => window.__unrolled.cursor.phase === 'backward'")
+    colours = "() => [...document.querySelectorAll('#text-view .tk-tok')].map(e => e.style.background)"
+    before = page.evaluate(colours)
+    assert len(before) == len(TEXT) and all(before)
+    box = page.locator("#unit-strip canvas").bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] * (7.5 / 16), box["y"] + box["height"] / 2)  # unit 7 of 16
+    page.wait_for_function("() => window.__unrolled.state.unit === 7")
+    after = page.evaluate(colours)
+    assert after != before
+    assert page.inner_text("#unit-value") == "7"
+    page.wait_for_function("() => new URL(location.href).searchParams.get('unit') === '7'")
+    # the heatmap chooses a unit too
+    page.keyboard.press("]")
+    page.wait_for_function("() => window.__unrolled.state.unit === 8")
+    assert page.evaluate(colours) != after
+
+
+def test_compare_shows_three_gradient_curves(page: Page, recorder: Recorder, live: LiveServer) -> None:
+    page.goto(live.url + f"/compare?task=test-chars&text={quote('the quick brown fox jumps')}")
+    wait_loaded(page)
+    page.wait_for_function("() => document.querySelectorAll('#compare-gradients .scatterlayer .trace').length >= 3")
+    names = page.evaluate(
+        "() => document.querySelector('#compare-gradients .plot').data"
+        ".filter(d => d.visible !== 'legendonly').map(d => d.name)"
+    )
+    assert len(names) == 3 and {n.split()[0] for n in names} == {"RNN", "LSTM", "GRU"}
+    assert page.evaluate("() => document.querySelector('#compare-gradients .plot').layout.yaxis.type") == "log"
+    assert page.locator("#ratios tbody tr").count() == 3
+    assert page.locator(".compare-row svg.unrolled-svg").count() == 3
+    page.keyboard.press("b")  # one cursor for all three
+    page.wait_for_function("() => window.__unrolled.cursor.phase === 'backward'")
+    screenshot(page, "compare-bptt")
+    assert_clean(recorder)
+
+
+def test_generate_streams_tokens(page: Page, recorder: Recorder, live: LiveServer) -> None:
+    page.goto(live.url + "/models/chars-lstm/generate?prompt=the%20&length=60&temperature=1&seed=7&speed=30")
+    page.wait_for_function("() => (window.__unrolled.state?.steps ?? 0) > 0")
+    shown = []
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        shown.append(page.locator("#gen-output span:not(.ahead)").count())
+        if shown[-1] >= 64:
+            break
+        page.wait_for_timeout(80)
+    assert shown[-1] == 64, shown  # 4 prompt characters + 60 written
+    assert len(set(shown)) >= 4, f"the text should appear token by token, saw {shown}"
+    assert page.locator("#gen-output .gen").count() == 60
+    text = page.evaluate("() => window.__unrolled.state.text")
+    assert text.startswith("the ") and len(text) == 64
+    assert parse_qs(urlsplit(page.url).query)["seed"] == ["7"]
+    wait_loaded(page)
+    screenshot(page, "generate-written")
+    # the same seed writes the same text again
+    page.click("#generate")
+    wait_loaded(page, 2)
+    assert page.evaluate("() => window.__unrolled.state.text") == text
+    assert_clean(recorder)
+
+
+def test_learning_slider_changes_the_internals(page: Page, recorder: Recorder, live: LiveServer) -> None:
+    page.goto(live.url + f"/models/chars-lstm/learning?text={quote(TEXT)}")
+    wait_loaded(page)
+    last = state(page)
+    assert last["checkpoint"] == "100"
+    heat = "JSON.stringify(document.querySelector('#states .plot').data[0].z[0])"
+    heat_last = page.evaluate(f"() => {heat}")
+    page.focus("#ckpt")
+    page.keyboard.press("Home")
+    page.wait_for_function("() => window.__unrolled.state.checkpoint === '0'")
+    first = state(page)
+    assert first["hiddenAbsSum"] != last["hiddenAbsSum"]
+    assert first["totalLoss"] != last["totalLoss"]
+    page.wait_for_function(f"() => {heat} !== {heat_last!r}")
+    page.wait_for_function("() => new URL(location.href).searchParams.get('checkpoint') === '0'")
+    assert "0 % of training" in page.inner_text("#ckpt-value")
+    screenshot(page, "learning-checkpoint-0")
+    assert_clean(recorder)
+
+
+def test_keyboard_drives_the_player(page: Page, live: LiveServer) -> None:
+    page.goto(live.url + f"/models/chars-gru?text={quote(TEXT)}")
+    wait_loaded(page)
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => window.__unrolled.cursor.t === 3")
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_function("() => window.__unrolled.cursor.t === 2")
+    page.keyboard.press("End")
+    page.wait_for_function(f"() => window.__unrolled.cursor.t === {len(TEXT) - 1}")
+    page.keyboard.press("ArrowRight")  # past the end of the forward sweep: BPTT begins at the last step
+    page.wait_for_function("() => window.__unrolled.cursor.phase === 'backward'")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(f"() => window.__unrolled.cursor.t === {len(TEXT) - 2}")
+    page.keyboard.press("End")
+    page.wait_for_function("() => window.__unrolled.cursor.t === 0 && window.__unrolled.cursor.phase === 'backward'")
+    page.keyboard.press("Home")
+    page.wait_for_function(f"() => window.__unrolled.cursor.t === {len(TEXT) - 1}")
+    page.keyboard.press("b")
+    page.wait_for_function("() => window.__unrolled.cursor.phase === 'forward'")
+    speed = state(page)["speed"]
+    page.keyboard.press("+")
+    page.wait_for_function(f"() => window.__unrolled.cursor.speed > {speed}")
+    page.keyboard.press("-")
+    page.keyboard.press("-")
+    page.wait_for_function(f"() => window.__unrolled.cursor.speed < {speed}")
+    page.keyboard.press(" ")
+    page.wait_for_function("() => window.__unrolled.cursor.playing")
+    page.keyboard.press(" ")
+    page.wait_for_function("() => !window.__unrolled.cursor.playing")
+    page.keyboard.press("p")
+    page.wait_for_function("() => document.documentElement.classList.contains('presenter')")
+    page.wait_for_function("() => new URL(location.href).searchParams.get('presenter') === '1'")
+    page.keyboard.press("?")
+    assert page.locator("#help").is_visible()
+    page.keyboard.press("Escape")
+
+
+def test_url_holds_the_view_state(page: Page, live: LiveServer) -> None:
+    page.goto(live.url + f"/models/chars-lstm?text={quote(TEXT)}&step=5&phase=backward&unit=3&presenter=1&speed=30")
+    wait_loaded(page)
+    page.wait_for_function("() => window.__unrolled.cursor.t === 4 && window.__unrolled.cursor.phase === 'backward'")
+    s = state(page)
+    assert s["unit"] == 3 and s["speed"] == 30
+    assert page.evaluate("() => document.documentElement.classList.contains('presenter')")
+    assert page.input_value("#text-input") == TEXT
+    page.mouse.move(10, 10)
+    screenshot(page, "model-presenter")
+    page.wait_for_timeout(2700)  # controls hide when the mouse rests
+    assert page.evaluate("() => document.documentElement.classList.contains('idle')")
+    page.wait_for_function("() => getComputedStyle(document.querySelector('#chrome')).opacity === '0'")
+    screenshot(page, "model-presenter-idle")
+    page.mouse.move(200, 200)
+    page.wait_for_function("() => !document.documentElement.classList.contains('idle')")
+    # editing the input re-runs through the stream and resets the cursor
+    page.fill("#text-input", "a new input")
+    page.press("#text-input", "Enter")
+    wait_loaded(page, 2)
+    assert parse_qs(urlsplit(page.url).query)["text"] == ["a new input"]
+    assert state(page)["T"] == len("a new input")
+
+
+def test_plots_export_png_and_svg(page: Page, live: LiveServer) -> None:
+    page.goto(live.url + f"/models/chars-lstm?text={quote(TEXT)}&phase=backward&step=3")
+    wait_loaded(page)
+    with page.expect_download() as svg:
+        page.click("#tools-unrolled [data-export=svg]")
+    assert svg.value.suggested_filename == "unrolled-network.svg"
+    with page.expect_download() as png:
+        page.click("#tools-unrolled [data-export=png]")
+    assert png.value.suggested_filename == "unrolled-network.png"
+    page.hover("#gradients .plot")
+    with page.expect_download() as plot_svg:
+        page.click("#gradients .modebar-btn[data-title='Download SVG']")
+    assert plot_svg.value.suggested_filename == "gradient-norms.svg"
+    content = Path(plot_svg.value.path()).read_text(encoding="utf-8")
+    assert content.startswith("<svg") and "‖∂L/∂h_t‖" in content
