@@ -10,7 +10,7 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-test run test lint bench zoo clean lock docker-test
+.PHONY: install install-test install-browser run test lint bench zoo clean lock docker-test
 
 $(PY):
 	$(shell command -v $(PYTHON) || echo python3) -m venv $(VENV)
@@ -31,7 +31,19 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(VENV)/bin/unrolled serve --host $(HOST) --port $(PORT)
 
-test: install-test
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser here). Installed when missing
+# and apt-get is usable as root; otherwise say so (in CI the browser tests then fail rather than skip).
+install-browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "chromium is missing at /usr/bin/chromium: install it (apt-get install chromium) to run tests/browser"; \
+	  fi; \
+	fi
+
+test: install-test install-browser
 	$(PY) -m pytest -q
 
 lint: install-test
