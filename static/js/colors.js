@@ -48,6 +48,24 @@ function lut(stops, n = 256) {
 
 const LUTS = { diverging: lut(DIVERGING), gate: lut(GATE), grad: lut(GRAD) };
 
+/** The same scales as packed 0xAABBGGRR integers, for writing pixels (ImageData) without colour strings. */
+const PACKED = Object.fromEntries(
+  Object.entries(LUTS).map(([k, l]) => [
+    k,
+    Uint32Array.from(l, (c) => {
+      const [r, g, b] = c.match(/\d+/g).map(Number);
+      return (0xff << 24) | (b << 16) | (g << 8) | r;
+    }),
+  ]),
+);
+
+export function packed(scale, x) {
+  const l = PACKED[scale];
+  return l[Math.round((Number.isFinite(x) ? Math.min(1, Math.max(0, x)) : 0) * (l.length - 1))];
+}
+
+export const packRgb = (r, g, b) => ((0xff << 24) | (b << 16) | (g << 8) | r) >>> 0;
+
 /** Colour of x in [0, 1] on a scale. */
 export function color(scale, x) {
   const l = LUTS[scale];

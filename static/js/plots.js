@@ -291,3 +291,21 @@ export const scale = (stops) => stops.map(([x, c]) => [x, c]);
 export function resizeAll() {
   for (const gd of document.querySelectorAll(".js-plotly-plot")) Plotly.Plots.resize(gd);
 }
+
+/**
+ * Tracks whether an element is on (or near) the screen; `onShow` runs each time it comes into view. Plots off
+ * screen wait to be drawn until the presenter scrolls to them.
+ */
+export function visibility(el, onShow) {
+  const v = { visible: false };
+  new IntersectionObserver(
+    (entries) => {
+      const now = entries[entries.length - 1].isIntersecting;
+      const was = v.visible;
+      v.visible = now;
+      if (now && !was) onShow();
+    },
+    { rootMargin: "400px 0px" },
+  ).observe(el);
+  return v;
+}

@@ -145,6 +145,15 @@ export class Trace {
     return tr;
   }
 
+  /**
+   * Whether plots of the whole sequence should be drawn now: a traced input's frames all arrive within
+   * moments (the server computed them at once), so they wait for the last; generated text arrives token
+   * by token, so it is drawn as it grows.
+   */
+  get drawable() {
+    return this.mode !== "trace" || this.steps === this.T;
+  }
+
   hiddenAt(l, t) {
     return this.layers[l].hidden.subarray(t * this.H, (t + 1) * this.H);
   }

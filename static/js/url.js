@@ -38,14 +38,14 @@ function flush() {
   }
 }
 
-/** Merge values into the URL; null, "" and false remove a key. Writes at most every 200 ms. */
+/** Merge values into the URL; null, "" and false remove a key. Writes at most every 400 ms. */
 export function writeParams(values, { now = false } = {}) {
   Object.assign(pending, values);
   if (now) {
     if (timer) clearTimeout(timer);
     flush();
   } else if (!timer) {
-    timer = setTimeout(flush, 200);
+    timer = setTimeout(flush, 400);
   }
 }
 

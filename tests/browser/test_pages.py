@@ -72,7 +72,11 @@ def test_play_runs_forward_then_bptt_backward(page: Page, recorder: Recorder, li
     assert backward == sorted(backward, reverse=True), "the BPTT sweep must run from the last step to the first"
     assert backward[-1] == 0
     # the gradient plot is uncovered, and the unrolled cells are coloured by ‖∂L/∂h_t‖
+    page.locator("#gradients").scroll_into_view_if_needed()
+    page.wait_for_selector("#gradients .scatterlayer .trace")
     assert page.locator("#gradients .overlay-mask").is_hidden()
+    assert page.locator("#gradients .overlay-cursor").is_visible()
+    page.evaluate("() => window.scrollTo(0, 0)")
     fills = page.eval_on_selector_all("#unrolled .step rect.box", "els => els.map(e => e.getAttribute('fill'))")
     assert len({f for f in fills if f and f.startswith("rgb")}) >= 3, fills
     screenshot(page, "model-after-bptt")

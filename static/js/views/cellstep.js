@@ -3,7 +3,7 @@
 // chooses the unit. Exported as PNG / SVG through a Plotly figure built on demand.
 
 import { bus } from "../bus.js";
-import { ACCENT, DIVERGING, GATE, color, isTanhGate } from "../colors.js";
+import { ACCENT, DIVERGING, GATE, isTanhGate, packed } from "../colors.js";
 import { exportButtons } from "../export.js";
 import { exportFigure, isPresenter, scale } from "../plots.js";
 import { showToken } from "../trace.js";
@@ -30,7 +30,12 @@ export class CellStepView {
       if (hit) bus.emit("unit", { unit: hit.u, layer: this.layer });
     });
     if (tools) exportButtons(tools, () => this.export("png"), () => this.export("svg"));
-    new ResizeObserver(() => this.render()).observe(root);
+    this.width = root.clientWidth || 600;
+    new ResizeObserver(() => {
+      this.width = root.clientWidth || 600;
+      this.render();
+    }).observe(root);
+    this.cells = document.createElement("canvas"); // one pixel per (row, unit), scaled up when drawn
   }
 
   rows() {
@@ -52,7 +57,7 @@ export class CellStepView {
 
   geometry() {
     const big = isPresenter();
-    const w = this.root.clientWidth || 600;
+    const w = this.width;
     const labelW = big ? 110 : 84;
     const rowH = big ? 30 : 22;
     const n = this.rows().length;
@@ -81,18 +86,30 @@ export class CellStepView {
     const H = tr.H;
     const rows = this.rows();
     const values = [];
+    if (this.cells.width !== H || this.cells.height !== rows.length) {
+      this.cells.width = H;
+      this.cells.height = rows.length;
+      this.img = new ImageData(H, rows.length);
+    }
+    const px = new Uint32Array(this.img.data.buffer);
     rows.forEach((r, i) => {
       const y = 2 + i * g.rowH;
       ctx.fillStyle = "#111827";
       ctx.textAlign = "right";
       ctx.fillText(r.label, g.labelW - 8, y + g.rowH / 2);
       const max = r.max ?? 1;
+      const gate = r.kind === "gate";
       for (let u = 0; u < H; u++) {
         const v = r.a[t * H + u];
-        ctx.fillStyle = r.kind === "gate" ? color("gate", v) : color("diverging", 0.5 + v / (2 * max));
-        ctx.fillRect(g.labelW + u * g.cw, y + 1, Math.ceil(g.cw), g.rowH - 2);
+        px[i * H + u] = gate ? packed("gate", v) : packed("diverging", 0.5 + v / (2 * max));
       }
       values.push(`${r.label} ${r.a[t * H + this.unit].toFixed(2)}`);
+    });
+    this.cells.getContext("2d").putImageData(this.img, 0, 0);
+    ctx.imageSmoothingEnabled = false;
+    // each row's cells, with a 1 px white gap between rows
+    rows.forEach((_, i) => {
+      ctx.drawImage(this.cells, 0, i, H, 1, g.labelW, 2 + i * g.rowH + 1, H * g.cw, g.rowH - 2);
     });
     if (this.unit < H) {
       ctx.strokeStyle = ACCENT;

@@ -2,7 +2,7 @@
 // step's term of ‖∂L/∂W_hh‖. Drawn once the sweep's frames are in; the BPTT sweep uncovers it right to left.
 
 import { LINE_COLORS, fmtNorm } from "../colors.js";
-import { Overlay, Plotly, baseLayout, makePlot, plotConfig, timeTicks } from "../plots.js";
+import { Overlay, Plotly, baseLayout, makePlot, plotConfig, timeTicks, visibility } from "../plots.js";
 
 const positive = (a) => Array.from(a, (v) => (v > 0 ? v : null));
 
@@ -26,6 +26,7 @@ export class GradientView {
     this.trace = null;
     this.cursor = { phase: "forward", t: 0 };
     this.built = null;
+    this.view = visibility(root, () => this.update({}));
   }
 
   update(data) {
@@ -33,7 +34,7 @@ export class GradientView {
     if (data.cursor) this.cursor = data.cursor;
     const tr = this.trace;
     if (!tr) return;
-    const ready = tr.gradFrom === 0 && tr.steps === tr.T;
+    const ready = tr.gradFrom === 0 && tr.steps === tr.T && this.view.visible;
     if (ready && (!this.built || this.built.trace !== tr || this.built.T !== tr.T || data.relayout)) this.build();
     if (!ready && this.built && this.built.trace !== tr) {
       Plotly.purge(this.gd);

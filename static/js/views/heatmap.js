@@ -4,7 +4,7 @@
 
 import { bus } from "../bus.js";
 import { DIVERGING, GATE, isTanhGate } from "../colors.js";
-import { Overlay, Plotly, baseLayout, heatColumns, makePlot, plotConfig, scale, timeTicks } from "../plots.js";
+import { Overlay, Plotly, baseLayout, heatColumns, makePlot, plotConfig, scale, timeTicks, visibility } from "../plots.js";
 import { showToken } from "../trace.js";
 
 /** The series a panel can show: {label, title, array(trace, layer), scale, zmax(trace)} */
@@ -50,6 +50,7 @@ export class TimeHeatmap {
     this.built = null; // {trace, layer, steps, k}
     this.timer = null;
     this.lastBuild = 0;
+    this.view = visibility(root, () => this.update({}));
   }
 
   update(data) {
@@ -61,7 +62,7 @@ export class TimeHeatmap {
     if (!tr) return;
     const b = this.built;
     const stale = !b || b.trace !== tr || b.layer !== this.layer || b.steps !== tr.steps || b.T !== tr.T || data.relayout;
-    if (stale && tr.steps > 0) this.scheduleBuild(!b || b.trace !== tr || b.layer !== this.layer || tr.steps === tr.T || data.relayout);
+    if (stale && tr.steps > 0 && tr.drawable && this.view.visible) this.scheduleBuild(!b || b.trace !== tr || b.layer !== this.layer || tr.steps === tr.T || data.relayout);
     this.render();
   }
 

@@ -3,7 +3,7 @@
 // tail are an SVG overlay moved per frame.
 
 import { ACCENT } from "../colors.js";
-import { Plotly, baseLayout, isPresenter, makePlot, plotConfig } from "../plots.js";
+import { Plotly, baseLayout, isPresenter, makePlot, plotConfig, visibility } from "../plots.js";
 import { showToken } from "../trace.js";
 
 const TAIL = 12;
@@ -98,6 +98,7 @@ export class PcaView {
     this.cursor = { phase: "forward", t: 0 };
     this.built = null;
     this.timer = null;
+    this.view = visibility(root, () => this.update({}));
   }
 
   update(data) {
@@ -105,7 +106,7 @@ export class PcaView {
     if (data.layer !== undefined) this.layer = data.layer;
     if (data.cursor) this.cursor = data.cursor;
     const tr = this.trace;
-    if (!tr || tr.steps < 2) return;
+    if (!tr || tr.steps < 2 || !tr.drawable || !this.view.visible) return;
     const b = this.built;
     if (!b || b.trace !== tr || b.layer !== this.layer || data.relayout) this.build();
     else if (b.steps !== tr.steps && !this.timer) {

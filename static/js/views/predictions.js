@@ -29,7 +29,7 @@ export class PredictionsView {
     if (data.cursor) this.cursor = data.cursor;
     const tr = this.trace;
     if (!tr || !tr.steps) return;
-    if (tr.kind === "classify" && (!this.built || this.built.trace !== tr || this.built.steps !== tr.steps || data.relayout)) {
+    if (tr.kind === "classify" && tr.drawable && (!this.built || this.built.trace !== tr || this.built.steps !== tr.steps || data.relayout)) {
       this.buildLines();
     }
     this.render();

@@ -90,6 +90,7 @@ export class TextView {
       this.box.replaceChildren(frag);
       this.colored = new Uint8Array(tr.T).fill(2); // 2: not drawn yet
       this.current = -1;
+      this.chunk = null;
       this.box.classList.toggle("word-level", tr.tokens.some((x) => x.length > 1 && x !== "<unk>"));
     }
     for (let t = 0; t < tr.steps; t++) {
@@ -159,11 +160,18 @@ export class TextView {
     }
   }
 
+  /**
+   * Keep the current token in view. Layout is read only when the cursor enters another chunk (a line or
+   * two of text), not on every frame: reading offsetTop forces a layout of the whole page.
+   */
   scrollTo(el) {
+    const chunk = el.parentElement;
+    if (chunk === this.chunk) return;
+    this.chunk = chunk;
     const box = this.box;
     if (box.scrollHeight <= box.clientHeight) return;
-    const top = el.offsetTop;
-    if (top < box.scrollTop || top + el.offsetHeight > box.scrollTop + box.clientHeight) {
+    const top = chunk.offsetTop;
+    if (top < box.scrollTop || top + chunk.offsetHeight > box.scrollTop + box.clientHeight) {
       box.scrollTop = Math.max(0, top - box.clientHeight / 3);
     }
   }
@@ -177,6 +185,10 @@ class UnitStrip {
     this.canvas.className = "unitstrip";
     this.canvas.title = "h_t at this step, one cell per unit: click one to colour the text by it";
     root.append(this.canvas);
+    this.width = root.clientWidth || 400;
+    new ResizeObserver(() => {
+      this.width = root.clientWidth || 400;
+    }).observe(root);
     this.canvas.addEventListener("click", (e) => {
       if (!this.trace) return;
       const r = this.canvas.getBoundingClientRect();
@@ -190,7 +202,7 @@ class UnitStrip {
     this.layer = layer;
     if (!trace.steps) return;
     const t = Math.min(cursor.t, trace.steps - 1);
-    const w = this.root.clientWidth || 400;
+    const w = this.width;
     const hgt = isPresenter() ? 26 : 18;
     const dpr = window.devicePixelRatio || 1;
     const c = this.canvas;

@@ -4,7 +4,7 @@
 // (a pool of cell groups that are re-filled as they scroll in), with an overview strip of the whole input.
 
 import { bus } from "../bus.js";
-import { ACCENT, diverging, fmtNorm, gradColor, inkOn, sub } from "../colors.js";
+import { ACCENT, diverging, fmtNorm, gradColor, inkOn, packRgb, packed, sub } from "../colors.js";
 import { exportSvg, exportSvgAsPng } from "../export.js";
 import { isPresenter } from "../plots.js";
 import { showToken } from "../trace.js";
@@ -12,6 +12,8 @@ import { showToken } from "../trace.js";
 const NS = "http://www.w3.org/2000/svg";
 const STRIP = 16; // units shown inside each cell
 const SUP = ["¹", "²", "³", "⁴"];
+const SLATE = packRgb(148, 163, 184);
+const LIGHT = packRgb(226, 232, 240);
 const REBASE = 8; // the SVG is re-anchored every REBASE steps; between, it moves as a composited layer
 
 const STYLE = `
@@ -76,7 +78,9 @@ export class UnrolledView {
     });
     this.slots = [];
     this.geometry();
-    new ResizeObserver(() => this.resize()).observe(this.root);
+    new ResizeObserver(() => {
+      if (this.root.clientWidth !== this.width) this.resize();
+    }).observe(this.root);
   }
 
   geometry() {
@@ -306,12 +310,15 @@ export class UnrolledView {
     s.hyLabel.style.display = this.compact ? "none" : "";
   }
 
-  /** The overview strip: every step (binned to pixels), the window shown above, and the cursor. */
+  /**
+   * The overview strip: every step binned to pixels (read: slate; not yet: light; BPTT reached: its gradient
+   * colour), the window of cells shown above, and the cursor. Pixels are written as integers, once per change.
+   */
   drawOverview(first, last) {
     if (this.compact) return;
     const tr = this.trace;
     const c = this.overview;
-    const w = this.root.clientWidth || 800;
+    const w = Math.max(1, Math.floor(this.width || 800));
     const h = isPresenter() ? 22 : 16;
     const dpr = window.devicePixelRatio || 1;
     if (c.width !== Math.round(w * dpr) || c.height !== Math.round(h * dpr)) {
@@ -319,31 +326,40 @@ export class UnrolledView {
       c.height = Math.round(h * dpr);
       c.style.width = `${w}px`;
       c.style.height = `${h}px`;
+      this.strip = null;
+    }
+    const T = tr.T;
+    const { phase, t: ct } = this.cursor;
+    const key = `${tr.version}|${phase}|${Math.floor((ct * w) / T)}|${w}|${this.rangeKey}`;
+    if (!this.strip || this.strip.key !== key) {
+      const img = this.strip?.img && this.strip.img.width === w ? this.strip.img : new ImageData(w, 1);
+      const px = new Uint32Array(img.data.buffer);
+      const [lo, hi] = this.range;
+      const g = tr.grad.hidden[0];
+      for (let x = 0; x < w; x++) {
+        const t0 = Math.floor((x * T) / w);
+        const t1 = Math.max(t0 + 1, Math.floor(((x + 1) * T) / w));
+        if (phase === "backward" && t1 - 1 >= ct && t0 >= tr.gradFrom) {
+          let m = 0;
+          for (let t = Math.max(t0, ct); t < t1; t++) if (g[t] > m) m = g[t];
+          px[x] = m > 0 ? packed("grad", (Math.log10(m) - lo) / (hi - lo)) : packed("grad", 0);
+        } else if (t0 < tr.steps && (phase === "backward" || t0 <= ct)) {
+          px[x] = SLATE;
+        } else {
+          px[x] = LIGHT;
+        }
+      }
+      this.strip = { key, img };
+      this.stripCanvas = this.stripCanvas ?? document.createElement("canvas");
+      this.stripCanvas.width = w;
+      this.stripCanvas.height = 1;
+      this.stripCanvas.getContext("2d").putImageData(img, 0, 0);
     }
     const ctx = c.getContext("2d");
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    const T = tr.T;
-    const { phase, t: ct } = this.cursor;
-    const cols = Math.min(T, Math.floor(w));
-    const per = T / cols;
-    const cw = w / cols;
     ctx.clearRect(0, 0, w, h);
-    for (let i = 0; i < cols; i++) {
-      const t0 = Math.floor(i * per);
-      const t1 = Math.max(t0 + 1, Math.floor((i + 1) * per));
-      let fill;
-      if (phase === "backward" && t1 - 1 >= ct && t0 >= tr.gradFrom) {
-        let m = 0;
-        for (let t = Math.max(t0, ct); t < t1; t++) m = Math.max(m, tr.grad.hidden[0][t]);
-        fill = gradColor(m, this.range);
-      } else if (t0 < tr.steps && (phase === "backward" || t0 <= ct)) {
-        fill = "#94a3b8";
-      } else {
-        fill = "#e2e8f0";
-      }
-      ctx.fillStyle = fill;
-      ctx.fillRect(i * cw, 3, Math.ceil(cw), h - 6);
-    }
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(this.stripCanvas, 0, 0, w, 1, 0, 3, w, h - 6);
     ctx.strokeStyle = "#111827";
     ctx.lineWidth = 1.5;
     const x0 = (first / T) * w;
