@@ -25,6 +25,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=settings.workers,
         log_config=log_config(settings.log_level, settings.log_json),
         ws_max_size=settings.max_body_bytes,
+        # Compressing every frame costs more CPU than the trace itself and runs on the event loop.
+        ws_per_message_deflate=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace),
         server_header=False,
     )

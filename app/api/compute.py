@@ -48,6 +48,11 @@ class Compute:
         async with self.slot():
             return await self.run_in_slot(fn, *args)
 
+    async def step(self, fn: Callable[..., T], *args: object) -> T:
+        """One step of admitted work (a generation): wait for a slot, without a place in the admission line."""
+        async with self._limiter:
+            return await self.run_in_slot(fn, *args)
+
     @staticmethod
     async def run_in_slot(fn: Callable[..., T], *args: object) -> T:
         """Run fn(*args) in a worker thread, for a caller that already holds a slot."""

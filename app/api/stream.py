@@ -169,18 +169,22 @@ async def _serve_generate(sender: Sender, compute: Compute, metrics: Metrics, ge
         step = next(steps, None)
         return None if step is None else dumps(generated_step_frame(gen.loaded, step, t, req.top_k, req.precision))
 
+    # Admitted once, like any computation; then each step takes a slot only while it computes, never while its
+    # frame waits on the client, so a client that stops reading holds no slot and stalls no one.
     async with compute.slot():
-        await sender.frame({"type": "meta", "mode": "generate", "model": gen.loaded.card.id, "steps": total,
-                            "cell": gen.loaded.card.cell, "gates": list(gen.loaded.card.gate_names),
-                            "num_layers": gen.loaded.card.num_layers, "hidden_size": gen.loaded.card.hidden_size,
-                            "prompt_steps": len(gen.prompt_ids)})  # fmt: skip
-        for t in range(total):
-            payload = await compute.run_in_slot(next_frame, t)
-            if payload is None:
-                break
-            metrics.generated_steps_total += 1
-            await sender.text(payload)
-        text, written, wire = await compute.run_in_slot(gen.finish)
+        first = await compute.run_in_slot(next_frame, 0)
+    card = gen.loaded.card
+    await sender.frame({"type": "meta", "mode": "generate", "model": card.id, "steps": total, "cell": card.cell,
+                        "gates": list(card.gate_names), "num_layers": card.num_layers,
+                        "hidden_size": card.hidden_size, "prompt_steps": len(gen.prompt_ids)})  # fmt: skip
+    payload = first
+    for t in range(1, total + 1):
+        if payload is None:
+            break
+        metrics.generated_steps_total += 1
+        await sender.text(payload)
+        payload = await compute.step(next_frame, t) if t < total else None
+    text, written, wire = await compute.step(gen.finish)
     for t in range(wire.trace.steps - 1, -1, -1):
         await sender.text(dumps(wire.grad_frame(t)))
     await sender.frame({"type": "done", "text": text, "generated": written, "total_loss": wire.trace.loss})

@@ -1,0 +1,137 @@
+"""Faults: clients that vanish or stop reading, a read-only models folder, a full disk."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from websockets.asyncio.client import connect as aconnect
+from websockets.sync.client import connect
+
+from app.config import Settings
+from tests.conftest import LiveServer, write_model
+
+
+def gauges(live: LiveServer) -> dict[str, float]:
+    text = httpx.get(f"{live.url}/metrics").text
+    names = ("unrolled_active_streams", "unrolled_computations_in_flight", "unrolled_computations_running")
+    return {ln.split()[0]: float(ln.split()[1]) for ln in text.splitlines() if ln.startswith(names)}
+
+
+def wait_idle(live: LiveServer, within: float) -> dict[str, float]:
+    deadline = time.monotonic() + within
+    while any(g := gauges(live)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return g
+
+
+def rss_mb(live: LiveServer) -> float:
+    assert live.proc is not None
+    status = Path(f"/proc/{live.proc.pid}/status").read_text()
+    return int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS")).split()[1]) / 1024
+
+
+async def vanish_after(live: LiveServer, frames: int, text: str) -> None:
+    ws = await aconnect(f"{live.ws_url}/api/models/chars-lstm/stream", max_size=2**24)
+    await ws.send(orjson.dumps({"text": text}).decode())
+    for _ in range(frames):
+        await ws.recv()
+    ws.transport.abort()  # gone: no closing handshake, as a lost network or a closed laptop
+
+
+async def vanish_many(live: LiveServer, clients: int, text: str) -> None:
+    for start in range(0, clients, 25):
+        await asyncio.gather(*(vanish_after(live, 2 + i % 5, text) for i in range(start, min(clients, start + 25))))
+
+
+@pytest.fixture(scope="module")
+def server(settings: Settings, models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    folder = tmp_path_factory.mktemp("fault-models")
+    shutil.copytree(models_dir, folder, dirs_exist_ok=True)
+    # Wide enough that a stream (~17 kB a frame) overflows every socket buffer of a client that stops reading.
+    write_model(folder, "wide-lstm", "lstm", "next_token", hidden=256)
+    local = settings.model_copy(update={"models_dir": folder})
+    with LiveServer(local, UNROLLED_MAX_QUEUE="256", UNROLLED_SEND_TIMEOUT="3") as live:
+        yield live
+
+
+def test_a_hundred_clients_that_vanish_mid_stream_leave_no_work_and_no_memory(server: LiveServer) -> None:
+    text = "the quick brown fox jumps over the lazy dog. " * 25  # 1,125 steps
+    asyncio.run(vanish_many(server, 10, text))  # warm-up: allocator pools, compiled kernels
+    assert wait_idle(server, 5) == {k: 0 for k in gauges(server)}
+    before = rss_mb(server)
+    asyncio.run(vanish_many(server, 100, text))
+    left = wait_idle(server, 5)
+    assert left == {k: 0.0 for k in left}, left
+    after = rss_mb(server)
+    assert after - before < 40, f"resident memory grew from {before:.0f} MB to {after:.0f} MB"
+    assert httpx.post(f"{server.url}/api/models/chars-lstm/trace", json={"text": "ok"}).status_code == 200
+
+
+def test_slow_clients_that_read_nothing_cannot_stall_others(server: LiveServer) -> None:
+    slow = ExitStack()
+    sockets = []
+    for mode in ("trace", "generate") * 4:
+        ws = slow.enter_context(connect(f"{server.ws_url}/api/models/wide-lstm/stream", max_queue=1))
+        sockets.append(ws.socket)
+        body = {"text": "z" * 2900} if mode == "trace" else {"mode": "generate", "prompt": "a", "length": 1999}
+        ws.send(orjson.dumps(body).decode())  # and never read from again
+    time.sleep(1.0)
+    assert gauges(server)["unrolled_active_streams"] == 8  # all stuck on clients that do not read
+    start = time.monotonic()
+    r = httpx.post(f"{server.url}/api/models/chars-lstm/trace", json={"text": "hello " * 100}, timeout=10)
+    assert r.status_code == 200
+    with connect(f"{server.ws_url}/api/models/chars-lstm/stream") as ws:
+        ws.send(orjson.dumps({"text": "hello " * 100}).decode())
+        while orjson.loads(ws.recv(timeout=10))["type"] != "done":
+            pass
+    assert time.monotonic() - start < 3.0
+    # The server gives up on them after send_timeout (3 s here) and forgets them.
+    assert wait_idle(server, 10)["unrolled_active_streams"] == 0
+    for sock in sockets:  # vanish: a polite close would wait behind megabytes of unread frames
+        sock.shutdown(socket.SHUT_RDWR)
+    slow.close()
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    point = tmp_path / "fs"
+    point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(point)], check=True)
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def test_read_only_models_folder_and_full_disk_do_not_stop_serving(
+    settings: Settings, models_dir: Path, tmpfs: Path
+) -> None:
+    models = tmpfs / "models"
+    shutil.copytree(models_dir, models)
+    scratch = tmpfs / "scratch"
+    scratch.mkdir()
+    with (scratch / "filler").open("wb") as f:  # fill the disk
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError:
+            pass
+    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)  # and make it read-only
+    env = {"TMPDIR": str(scratch), "NUMBA_CACHE_DIR": str(scratch / "numba")}
+    with LiveServer(settings.model_copy(update={"models_dir": models}), **env) as live:
+        assert httpx.get(f"{live.url}/readyz").json()["models"] == 4
+        r = httpx.post(f"{live.url}/api/models/chars-gru/trace", json={"text": "read only"}, timeout=30)
+        assert r.status_code == 200 and r.json()["steps"] == 9
