@@ -39,6 +39,13 @@ def test_page_loads_cleanly(
         wait_loaded(page)
         page.wait_for_timeout(400)  # let the plots settle
     screenshot(page, name)
+    # plots off screen are drawn when they are scrolled to: visit them all before the full-page picture
+    height = page.evaluate("() => document.body.scrollHeight")
+    for y in range(0, height, 600):
+        page.evaluate(f"() => window.scrollTo(0, {y})")
+        page.wait_for_timeout(80)
+    page.evaluate("() => window.scrollTo(0, 0)")
+    page.wait_for_timeout(300)
     screenshot(page, f"{name}-full", full_page=True)
     assert_clean(recorder)
     assert any("/static/vendor/plotly.min.js" in u for u in recorder.requests) == traced

@@ -2,6 +2,7 @@
 
 import { getModel } from "../api.js";
 import { bus } from "../bus.js";
+import { exportButtons } from "../export.js";
 import { bindKeys } from "../keys.js";
 import { Player, speedFor } from "../player.js";
 import { Session } from "../session.js";
@@ -44,10 +45,9 @@ function sharedRange() {
 
 const rows = ids.map((id) => {
   const row = document.querySelector(`.compare-row[data-model="${id}"]`);
-  return {
-    pred: row.querySelector("[data-role=pred]"),
-    net: new UnrolledView(row.querySelector("[data-role=net]"), { compact: true, name: `unrolled-${id}`, range: sharedRange }),
-  };
+  const net = new UnrolledView(row.querySelector("[data-role=net]"), { compact: true, name: `unrolled-${id}`, range: sharedRange });
+  exportButtons(row.querySelector("[data-role=tools]"), () => net.exportPng(), () => net.exportSvg());
+  return { pred: row.querySelector("[data-role=pred]"), net };
 });
 const grads = new GradCompareView($("compare-gradients"), { table: $("ratios") });
 let cursor = null;

@@ -91,6 +91,7 @@ export class PcaView {
     this.label = document.createElementNS(NS, "text");
     this.label.setAttribute("class", "pca-label");
     this.svg.append(this.tail, this.dot, this.label);
+    this.svg.style.display = "none"; // until the plot is drawn
     this.gd.parentElement.append(this.svg);
     this.gd.__overlay = { shapes: () => this.shapes() };
     this.trace = null;
@@ -168,6 +169,7 @@ export class PcaView {
     const ya = fl.yaxis;
     this.px = (v) => xa._offset + xa.l2p(v);
     this.py = (v) => ya._offset + ya.l2p(v);
+    this.svg.style.display = "";
     this.svg.setAttribute("width", String(fl.width));
     this.svg.setAttribute("height", String(fl.height));
     this.lastKey = null;

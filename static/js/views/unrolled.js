@@ -296,7 +296,8 @@ export class UnrolledView {
       lay.hh.setAttribute("stroke", nextRevealed ? "#374151" : "#cbd5e1");
       lay.hh.setAttribute("marker-end", `url(#${this.name}-${nextRevealed ? "ah" : "ah-ghost"})`);
       lay.hhLabel.style.display = last || this.compact ? "none" : "";
-      lay.hhCarry.textContent = last || this.compact ? "" : tr.cell === "lstm" ? `h${sub(t + 1)} c${sub(t + 1)}` : `h${sub(t + 1)}`;
+      const i = t + 1 < 100 ? sub(t + 1) : ""; // long inputs: the step's number is under the token
+      lay.hhCarry.textContent = last || this.compact ? "" : tr.cell === "lstm" ? `h${i} c${i}` : `h${i}`;
       lay.hhCarry.style.display = grad ? "none" : "";
       // the gradient flows from step t+1 back into step t
       const backOn = grad && !last && t + 1 >= this.cursor.t;
