@@ -35,11 +35,11 @@ export function baseLayout(extra = {}) {
   return out;
 }
 
-/** Tick labels for a time axis: every token when they fit, else step numbers. */
+/** Tick labels for a time axis (steps t = 1 … T): every token when they fit, else step numbers. */
 export function timeTicks(tokens, T, widthPx) {
   const per = widthPx / Math.max(1, T);
   if (per >= 11 && T <= 120) {
-    return { tickmode: "array", tickvals: [...Array(T).keys()], ticktext: tokens.slice(0, T).map(showToken), tickangle: 0 };
+    return { tickmode: "array", tickvals: [...Array(T).keys()].map((t) => t + 1), ticktext: tokens.slice(0, T).map(showToken), tickangle: 0 };
   }
   return { tickmode: "auto", title: { text: "time step t", standoff: 4 } };
 }

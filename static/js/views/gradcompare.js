@@ -29,7 +29,7 @@ export class GradCompareView {
     const trs = this.traces;
     const T = Math.min(...trs.map((tr) => tr.T));
     const width = this.root.clientWidth || 900;
-    const x = [...Array(T).keys()];
+    const x = [...Array(T).keys()].map((t) => t + 1);
     const data = trs.map((tr) => ({
       type: "scatter",
       mode: T > 60 ? "lines" : "lines+markers",
@@ -58,7 +58,7 @@ export class GradCompareView {
       height: 380,
       showlegend: true,
       margin: { l: 76, r: 16, t: 46, b: 44 },
-      xaxis: { range: [-0.5, T - 0.5], ...timeTicks(trs[0].tokens, T, width - 100) },
+      xaxis: { range: [0.5, T + 0.5], ...timeTicks(trs[0].tokens, T, width - 100) },
       yaxis: { type: "log", title: { text: "‖∂L/∂h_t‖ (log scale)" }, exponentformat: "power" },
     });
     this.gd.style.height = "380px";
@@ -95,7 +95,7 @@ export class GradCompareView {
     if (!this.built) return;
     const T = Math.min(...this.traces.map((tr) => tr.T));
     const { phase, t } = this.cursor;
-    this.overlay.setCursor(phase === "backward" ? t : null);
-    this.overlay.setMask(phase === "forward" ? [-0.5, T - 0.5] : t > 0 ? [-0.5, t - 0.5] : null, phase === "forward" ? "the BPTT sweep reveals these, right to left" : "not reached yet");
+    this.overlay.setCursor(phase === "backward" ? t + 1 : null);
+    this.overlay.setMask(phase === "forward" ? [0.5, T + 0.5] : t > 0 ? [0.5, t + 0.5] : null, phase === "forward" ? "the BPTT sweep reveals these, right to left" : "not reached yet");
   }
 }

@@ -48,7 +48,7 @@ export class GradientView {
     const tr = this.trace;
     const width = this.root.clientWidth || 800;
     const series = gradientSeries(tr);
-    const x = [...Array(tr.T).keys()];
+    const x = [...Array(tr.T).keys()].map((t) => t + 1);
     const data = series.map((s, i) => ({
       type: "scatter",
       mode: tr.T > 60 ? "lines" : "lines+markers",
@@ -63,7 +63,7 @@ export class GradientView {
       height: 320,
       showlegend: true,
       margin: { l: 70, r: 16, t: 40, b: 44 },
-      xaxis: { range: [-0.5, tr.T - 0.5], ...timeTicks(tr.tokens, tr.T, width - 100) },
+      xaxis: { range: [0.5, tr.T + 0.5], ...timeTicks(tr.tokens, tr.T, width - 100) },
       yaxis: { type: "log", title: { text: "norm (log scale)" }, exponentformat: "power" },
     });
     this.gd.style.height = "320px";
@@ -77,9 +77,9 @@ export class GradientView {
     if (!tr) return;
     const { phase, t } = this.cursor;
     if (this.built) {
-      this.overlay.setCursor(phase === "backward" ? t : null);
+      this.overlay.setCursor(phase === "backward" && t >= 0 ? t + 1 : null);
       this.overlay.setMask(
-        phase === "forward" ? [-0.5, tr.T - 0.5] : t > 0 ? [-0.5, t - 0.5] : null,
+        phase === "forward" ? [0.5, tr.T + 0.5] : t > 0 ? [0.5, t + 0.5] : null,
         phase === "forward" ? "the BPTT sweep reveals these, right to left" : "not reached yet",
       );
     }

@@ -92,8 +92,10 @@ export class TimeHeatmap {
     const data = [];
     const layout = baseLayout({
       margin: { l: 64, r: 64, t: 6, b: 36 },
-      xaxis: { range: [-0.5, tr.T - 0.5], ...timeTicks(tr.tokens, tr.T, width - 130), showgrid: false, zeroline: false, anchor: n > 1 ? `y${n}` : "y" },
+      xaxis: { range: [0.5, tr.T + 0.5], ...timeTicks(tr.tokens, tr.T, width - 130), showgrid: false, zeroline: false, anchor: n > 1 ? `y${n}` : "y" },
     });
+    // the token under the pointer, in the tooltip itself while every column is one step
+    const tokenRow = tr.T <= maxCols ? tr.tokens.slice(0, tr.T).map(showToken) : null;
     series.forEach((s, i) => {
       const cols = heatColumns(s.array(tr, l), tr.T, tr.H, maxCols, tr.steps);
       const zmax = s.zmax(tr);
@@ -115,7 +117,7 @@ export class TimeHeatmap {
       data.push({
         type: "heatmap",
         z: cols.z,
-        x0: cols.x0,
+        x0: cols.x0 + 1, // steps are numbered from 1 on every axis
         dx: cols.dx,
         y0: 0,
         dy: 1,
@@ -126,7 +128,10 @@ export class TimeHeatmap {
         zmax,
         zsmooth: false,
         name: s.title,
-        hovertemplate: `${s.title}<br>unit %{y}<br>step %{x}<br>value %{z:.3f}<extra></extra>`,
+        ...(tokenRow && cols.k === 1 ? { text: Array.from({ length: tr.H }, () => tokenRow) } : {}),
+        hovertemplate: tokenRow
+          ? `${s.title}<br>unit %{y}<br>step %{x} “%{text}”<br>value %{z:.3f}<extra></extra>`
+          : `${s.title}<br>unit %{y}<br>around step %{x:.0f}<br>value %{z:.3f}<extra></extra>`,
         showscale: i === 0 || series[i - 1].kind !== s.kind || s.key === "cell",
         colorbar: { thickness: 10, len: dom[1] - dom[0], y: (dom[0] + dom[1]) / 2, yanchor: "middle", outlinewidth: 0, x: 1.005, xpad: 4 },
       });
@@ -152,7 +157,7 @@ export class TimeHeatmap {
     this.gd.on("plotly_hover", (ev) => {
       const pt = ev.points?.[0];
       if (!pt || !this.info || !this.trace) return;
-      const t = Math.max(0, Math.round(pt.x));
+      const t = Math.max(0, Math.round(pt.x) - 1);
       const tok = this.trace.tokens[t] ?? "";
       this.info.textContent = `${pt.data.name} · unit ${Math.round(pt.y)} · step ${t + 1} “${showToken(tok)}” · ${Number(pt.z).toFixed(3)}`;
     });
@@ -162,8 +167,8 @@ export class TimeHeatmap {
     const tr = this.trace;
     if (!tr || !this.built) return;
     const { phase, t } = this.cursor;
-    this.overlay.setCursor(t);
-    this.overlay.setMask(phase === "forward" && t < tr.T - 1 ? [t + 0.5, tr.T - 0.5] : null, "not read yet");
+    this.overlay.setCursor(t >= 0 ? t + 1 : null);
+    this.overlay.setMask(phase === "forward" && t < tr.T - 1 ? [t + 1.5, tr.T + 0.5] : null, "not read yet");
     this.overlay.setRow(this.unit);
   }
 }

@@ -77,8 +77,8 @@ export class PredictionsView {
     });
     if (this.overlay && this.built) {
       const { phase, t: ct } = this.cursor;
-      this.overlay.setCursor(ct);
-      this.overlay.setMask(phase === "forward" && ct < tr.T - 1 ? [ct + 0.5, tr.T - 0.5] : null, "not read yet");
+      this.overlay.setCursor(ct + 1);
+      this.overlay.setMask(phase === "forward" && ct < tr.T - 1 ? [ct + 1.5, tr.T + 0.5] : null, "not read yet");
     }
   }
 
@@ -89,13 +89,13 @@ export class PredictionsView {
       this.overlay = new Overlay(this.gd);
     }
     const width = this.root.clientWidth || 600;
-    const x = [...Array(tr.T).keys()];
+    const steps = [...Array(tr.T).keys()];
     const n = tr.labels.length;
     const data = tr.labels.map((label, i) => ({
       type: "scatter",
       mode: tr.T > 60 ? "lines" : "lines+markers",
-      x,
-      y: x.map((t) => (t < tr.steps ? tr.probs[t * n + i] : null)),
+      x: steps.map((t) => t + 1),
+      y: steps.map((t) => (t < tr.steps ? tr.probs[t * n + i] : null)),
       name: String(label),
       line: { color: LINE_COLORS[i % LINE_COLORS.length], width: String(label) === String(tr.label) ? 4 : 2 },
       hovertemplate: `p(${label})<br>step %{x}<br>%{y:.3f}<extra></extra>`,
@@ -104,7 +104,7 @@ export class PredictionsView {
       height: 230,
       showlegend: true,
       margin: { l: 56, r: 12, t: 30, b: 40 },
-      xaxis: { range: [-0.5, tr.T - 0.5], ...timeTicks(tr.tokens, tr.T, width - 80) },
+      xaxis: { range: [0.5, tr.T + 0.5], ...timeTicks(tr.tokens, tr.T, width - 80) },
       yaxis: { range: [0, 1], title: { text: "p(class)" } },
     });
     this.gd.style.height = "230px";
