@@ -12,7 +12,7 @@ The method, in the order it runs (T steps, hidden size H, G gate rows):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -60,7 +60,6 @@ class Trace:
     label: int | None  # classifiers: the label L is measured against
     grad_input: F64  # (T,) ‖∂L/∂x_t‖, x_t the step's input embedding
     checkpoint: str | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def steps(self) -> int:
