@@ -36,6 +36,7 @@ export class Player {
 
   /** A new trace: T steps; the cursor goes to (phase, t) once it can. */
   reset(T, { phase = "forward", t = 0 } = {}) {
+    this.playing = false;
     this.T = T;
     this.available = { steps: 0, gradFrom: T };
     this.wanted = { phase, t };

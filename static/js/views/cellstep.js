@@ -67,7 +67,7 @@ export class CellStepView {
   render() {
     const tr = this.trace;
     if (!tr || tr.steps === 0) return;
-    const t = Math.min(this.cursor.t, tr.steps - 1);
+    const t = Math.max(0, Math.min(this.cursor.t, tr.steps - 1));
     const g = this.geometry();
     this.g = g;
     const dpr = window.devicePixelRatio || 1;

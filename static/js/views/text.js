@@ -201,7 +201,7 @@ class UnitStrip {
     this.trace = trace;
     this.layer = layer;
     if (!trace.steps) return;
-    const t = Math.min(cursor.t, trace.steps - 1);
+    const t = Math.max(0, Math.min(cursor.t, trace.steps - 1));
     const w = this.width;
     const hgt = isPresenter() ? 26 : 18;
     const dpr = window.devicePixelRatio || 1;
