@@ -46,6 +46,7 @@ export const generate = (id, body) => post(`${modelPath(id)}/generate`, body);
 export function stream(id, body, onFrame) {
   const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(`${scheme}//${window.location.host}${modelPath(id)}/stream`);
+  ws.binaryType = "arraybuffer"; // {"encoding": "binary"}: step frames as float32 arrays
   let settled = false;
   let resolveDone;
   let rejectDone;
@@ -61,6 +62,10 @@ export function stream(id, body, onFrame) {
   ws.addEventListener("open", () => ws.send(JSON.stringify(body)));
   ws.addEventListener("message", (event) => {
     if (settled) return;
+    if (event.data instanceof ArrayBuffer) {
+      onFrame({ type: "binary", buffer: event.data });
+      return;
+    }
     const frame = JSON.parse(event.data);
     if (frame.type === "error") {
       finish(rejectDone, new ApiError(400, frame.error, frame.message));

@@ -43,8 +43,14 @@ export class Session {
       if (run !== this.run) return;
       if (f.type === "meta") {
         gotMeta = true;
+        this.layout = f.layout ?? null;
         this.trace = new Trace({ ...f, labels: f.labels ?? this.card?.labels ?? null });
+        window.__unrolled.trace = this.trace;
+        window.__unrolled.encoding = f.encoding ?? "json";
         this.onTrace(this.trace);
+      } else if (f.type === "binary") {
+        this.trace.addBinaryStep(f.buffer, this.layout, this.card.vocab ?? []);
+        this.flush();
       } else if (f.type === "step") {
         this.trace.addStep(f);
         this.flush();
@@ -57,8 +63,12 @@ export class Session {
       }
     };
     bus.emit("status", { message: "" });
+    // A traced input's steps travel as float32 arrays (half the bytes of JSON, and nothing to parse) when the
+    // card's vocabulary can name the predicted tokens; generation streams JSON as each token is sampled.
+    const binary = request.mode !== "generate" && (this.card?.kind === "classify" || this.card?.vocab);
+    const body = binary ? { ...request, encoding: "binary" } : request;
     try {
-      this.handle = stream(this.modelId, request, onFrame);
+      this.handle = stream(this.modelId, body, onFrame);
       const done = await this.handle.done;
       if (done.closed) return null;
       this.onData(this.trace); // everything in before the page hears it is done

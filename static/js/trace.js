@@ -71,6 +71,42 @@ export class Trace {
     this.version++;
   }
 
+  /**
+   * One binary step frame: a little-endian uint32 t, then the float32 fields of the meta frame's `layout`, then
+   * uint32 token ids (the top predictions). `vocab` turns ids into tokens.
+   */
+  addBinaryStep(buffer, layout, vocab) {
+    const t = new DataView(buffer).getUint32(0, true);
+    if (t >= this.T) return;
+    const floats = layout.filter((f) => f.dtype === "float32").reduce((n, f) => n + f.size, 0);
+    const f32 = new Float32Array(buffer, 4, floats);
+    const H = this.H;
+    let off = 0;
+    let ps = null;
+    for (const f of layout) {
+      if (f.dtype !== "float32") continue;
+      const v = f32.subarray(off, off + f.size);
+      off += f.size;
+      const [head, k, what, gate] = f.name.split(".");
+      if (head === "layers") {
+        const layer = this.layers[Number(k)];
+        if (what === "hidden") layer.hidden.set(v, t * H);
+        else if (what === "cell_state" && layer.cell) {
+          layer.cell.set(v, t * H);
+          for (const x of v) if (Math.abs(x) > this.cellAbsMax) this.cellAbsMax = Math.abs(x);
+        } else if (what === "gates") layer.gates[gate].set(v, t * H);
+      } else if (head === "loss") this.loss[t] = v[0];
+      else if (head === "probs" && this.probs) this.probs.set(v, t * this.labels.length);
+      else if (f.name === "prediction.p") ps = v;
+    }
+    if (ps) {
+      const ids = new Uint32Array(buffer, 4 + 4 * floats, ps.length);
+      this.predictions[t] = Array.from(ps, (p, i) => ({ token: vocab[ids[i]] ?? "?", p }));
+    }
+    this.steps = Math.max(this.steps, t + 1);
+    this.version++;
+  }
+
   /** One {"type": "grad"} frame (they arrive from the last step back to the first). */
   addGrad(f) {
     const t = f.t;

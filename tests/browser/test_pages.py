@@ -91,6 +91,54 @@ def test_play_runs_forward_then_bptt_backward(page: Page, recorder: Recorder, li
     assert_clean(recorder)
 
 
+# In the page: fetch the same trace over REST and list where the page's own store differs from it.
+COMPARE_WITH_REST = """async (text) => {
+  const tr = window.__unrolled.trace;
+  const r = await fetch(`/api/models/${tr.model}/trace`, {method: "POST",
+    headers: {"Content-Type": "application/json"}, body: JSON.stringify({text, top_k: 5, precision: 4})});
+  const body = await r.json();
+  const diffs = [];
+  const close = (a, b) => Math.abs(a - b) <= 1e-6 * Math.max(1, Math.abs(b));
+  const check = (name, mine, theirs) => { if (!close(mine, theirs)) diffs.push([name, mine, theirs]); };
+  const H = tr.H;
+  body.layers.forEach((layer, l) => {
+    for (let t = 0; t < body.steps; t++) {
+      layer.hidden[t].forEach((v, u) => check(`h ${l} ${t} ${u}`, tr.layers[l].hidden[t * H + u], v));
+      for (const [g, a] of Object.entries(layer.gates)) {
+        a[t].forEach((v, u) => check(`${g} ${l} ${t} ${u}`, tr.layers[l].gates[g][t * H + u], v));
+      }
+    }
+  });
+  for (let t = 0; t < body.steps; t++) {
+    if (body.predictions) {
+      body.predictions[t].forEach((p, i) => {
+        const q = tr.predictions[t][i];
+        if (q.token !== p.token) diffs.push([`token ${t} ${i}`, q.token, p.token]);
+        check(`p ${t} ${i}`, q.p, p.p);
+      });
+    } else {
+      const n = tr.labels.length;
+      body.step_probs[t].forEach((v, i) => check(`probs ${t} ${i}`, tr.probs[t * n + i], v));
+    }
+    const g = body.grad_norms.hidden[0][t];
+    if (g !== null) check(`grad ${t}`, tr.grad.hidden[0][t], g);
+  }
+  const sameTokens = body.tokens.join("|") === tr.tokens.join("|");
+  return {diffs: diffs.slice(0, 5), steps: body.steps, T: tr.T, tokens: sameTokens};
+}"""
+
+
+@pytest.mark.parametrize("model", ["chars-gru", "words-lstm"])
+def test_streamed_trace_equals_the_rest_body(page: Page, live: LiveServer, model: str) -> None:
+    """The page reads the stream's binary step frames; what it holds is what REST answers, value for value."""
+    text = "a good film not bad" if model == "words-lstm" else TEXT
+    page.goto(live.url + f"/models/{model}?text={quote(text)}")
+    wait_loaded(page)
+    assert page.evaluate("() => window.__unrolled.encoding") == "binary"
+    compared = page.evaluate(COMPARE_WITH_REST, text)
+    assert compared["diffs"] == [] and compared["steps"] == compared["T"] and compared["tokens"], compared
+
+
 def test_choosing_a_unit_recolours_the_text(page: Page, live: LiveServer) -> None:
     page.goto(live.url + f"/models/chars-lstm?text={quote(TEXT)}&phase=backward&step=1")
     wait_loaded(page)

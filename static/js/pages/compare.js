@@ -132,14 +132,17 @@ function run(text, label) {
 }
 
 async function main() {
-  let card;
+  let cards;
   try {
-    card = await getModel(ids[0]);
+    cards = await Promise.all(ids.map((id) => getModel(id)));
   } catch (e) {
     bus.emit("status", { kind: "error", message: e.message });
     return;
   }
-  for (const s of sessions) s.card = card;
+  sessions.forEach((s, i) => {
+    s.card = cards[i];
+  });
+  const card = cards[0];
   const input = $("text-input");
   const examples = $("examples");
   const labelSelect = $("label-select");
