@@ -258,7 +258,9 @@ export class UnrolledView {
     s.root.setAttribute("transform", `translate(${t * g.pitch},0)`);
     s.root.setAttribute("class", `step${revealed ? "" : " ghost"}${current ? " current" : ""}`);
     s.hit.dataset.t = String(t);
-    s.tok.textContent = showToken(tr.tokens[t] ?? "");
+    // generated text is not shown before the cursor has written it; a traced input is known in advance
+    const unwritten = tr.mode === "generate" && !revealed && t >= tr.promptSteps;
+    s.tok.textContent = unwritten ? "" : showToken(tr.tokens[t] ?? "");
     s.tok.setAttribute("fill", tr.unknown.has(t) ? "#b91c1c" : "");
     s.tLabel.textContent = `t=${t + 1}`;
     const top = revealed ? tr.topPrediction(t) : null;
