@@ -46,6 +46,9 @@ KEY_METRICS: list[tuple[str, str, str]] = [
 ]
 
 
+NOT_KEY = {"chance", "heldout_per_n", "eval_streams"}  # numbers on a card that do not say how good it is
+
+
 @dataclass(frozen=True)
 class KeyMetric:
     label: str
@@ -57,8 +60,13 @@ def key_metric(metrics: dict[str, Any]) -> KeyMetric | None:
         value = metrics.get(name)
         if isinstance(value, int | float) and not isinstance(value, bool):
             return KeyMetric(label, f"{100 * value:.1f} %" if kind == "percent" else f"{value:.3g}")
+    by_n = metrics.get("accuracy_by_n")
+    if isinstance(by_n, dict) and by_n:
+        n = max(by_n, key=lambda k: int(k) if str(k).isdigit() else -1)
+        if isinstance(by_n[n], int | float):
+            return KeyMetric(f"accuracy, {n} digits back", f"{100 * by_n[n]:.1f} %")
     for name, value in metrics.items():
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if name not in NOT_KEY and isinstance(value, int | float) and not isinstance(value, bool):
             return KeyMetric(name.replace("_", " "), f"{value:.3g}")
     return None
 
