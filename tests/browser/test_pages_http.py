@@ -1,0 +1,66 @@
+"""The pages' HTTP side, without a browser: status codes, the security policy, the vendored plotly.js."""
+
+from __future__ import annotations
+
+import gzip
+
+from fastapi.testclient import TestClient
+
+from app.api.pages import key_metric
+
+
+def test_home_lists_every_model_grouped_by_task(client: TestClient) -> None:
+    r = client.get("/")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
+    for model_id in ("chars-lstm", "chars-gru", "chars-rnn", "words-lstm"):
+        assert f'data-model-id="{model_id}"' in r.text
+    assert 'href="/compare?task=test-chars' in r.text
+    assert 'href="/models/words-lstm?text=a%20good%20film"' in r.text
+
+
+def test_pages_run_only_their_own_scripts(client: TestClient) -> None:
+    for path in ("/", "/models/chars-lstm", "/compare", "/models/chars-lstm/generate", "/models/words-lstm/learning"):
+        r = client.get(path)
+        assert r.status_code == 200, path
+        policy = r.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "unsafe-eval" not in policy.split("script-src")[1].split(";")[0]
+        assert "<script>" not in r.text and " on" + "click=" not in r.text
+        assert "http://" not in r.text.replace("http://www.w3.org", "") and "https://" not in r.text
+
+
+def test_unknown_pages_answer_404_with_a_page(client: TestClient) -> None:
+    for path in ("/models/nope", "/models/nope/generate", "/compare?task=nope", "/models/words-lstm/generate"):
+        r = client.get(path)
+        assert r.status_code == 404, path
+        assert r.headers["content-type"].startswith("text/html")
+        assert "Back to the model zoo" in r.text
+
+
+def test_plotly_comes_from_the_installed_package(client: TestClient) -> None:
+    r = client.get("/static/vendor/plotly.min.js", headers={"Accept-Encoding": "gzip"})
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/javascript")
+    assert "max-age" in r.headers["cache-control"]
+    assert r.content.startswith(b"/**\n* plotly.js v")  # httpx has already undone the gzip
+    raw = client.get("/static/vendor/plotly.min.js", headers={"Accept-Encoding": "identity"})
+    assert raw.content == r.content and "content-encoding" not in raw.headers
+    assert len(gzip.compress(raw.content)) < len(raw.content)
+    again = client.get("/static/vendor/plotly.min.js", headers={"If-None-Match": r.headers["etag"]})
+    assert again.status_code == 304
+
+
+def test_static_modules_are_served_as_javascript(client: TestClient) -> None:
+    for path in ("/static/js/player.js", "/static/js/views/unrolled.js", "/static/css/unrolled.css"):
+        r = client.get(path)
+        assert r.status_code == 200, path
+    assert "javascript" in client.get("/static/js/api.js").headers["content-type"]
+
+
+def test_a_card_shows_the_metric_that_says_how_good_it_is() -> None:
+    assert key_metric({"chance": 0.125, "accuracy_n100": 0.97}) is not None
+    m = key_metric({"chance": 0.125, "accuracy_by_n": {"10": 0.9, "100": 0.55}})
+    assert m is not None and m.value == "55.0 %" and "100" in m.label
+    bpc = key_metric({"heldout_bpc": 2.134, "eval_streams": 32})
+    assert bpc is not None and bpc.value == "2.13"
+    assert key_metric({"chance": 0.125}) is None
