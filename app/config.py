@@ -20,7 +20,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64, description="server processes")
-    torch_threads: int = Field(0, ge=0, le=256, description="torch threads per worker; 0 = cores ÷ workers")
+    torch_threads: int = Field(
+        0, ge=0, le=256, description="torch threads per computation; 0 = cores ÷ (workers × max_concurrent)"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = Field(False, description="log JSON lines to stdout (set in the container)")
 
@@ -47,9 +49,11 @@ class Settings(BaseSettings):
         return self.max_steps - self.max_generate
 
     def threads_per_worker(self) -> int:
+        """Threads per computation, so that all computations at once fit the cores: OpenMP threads that
+        outnumber the cores spin-wait on each other and can make a 20 ms trace take seconds."""
         if self.torch_threads:
             return self.torch_threads
-        return max(1, (os.cpu_count() or 1) // self.workers)
+        return max(1, (os.cpu_count() or 1) // (self.workers * self.max_concurrent))
 
 
 @lru_cache
