@@ -1,0 +1,84 @@
+"""The `unrolled` command. Each subcommand registers itself with an `add_<name>` function below."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import cast
+
+from app.rnn.model import Cell, ModelCard
+from app.serve import add_serve, add_trace
+
+
+def _summary(card: ModelCard) -> str:
+    m = card.metrics
+    if card.task == "alphabet":
+        key = f"G-run p {m['g_run']['p']}, backwards max p {m['backwards']['max_p']}"
+    elif card.task == "memory":
+        key = f"acc@N=100 {m.get('accuracy_n100')}, grad ratio {m['gradient']['ratio_first_last']}"
+    elif card.task == "charlm":
+        key = f"held-out bpc {m['heldout_bpc']}"
+    elif card.task == "sentiment":
+        key = f"test accuracy {m['test_accuracy']}"
+    else:
+        key = ""
+    return f"{card.id}: {card.train_seconds:.1f} s, {key}"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from app.tasks import TASKS
+    from app.train import CELLS, train
+
+    tasks = list(TASKS) if args.task == "all" else [args.task]
+    cells = list(CELLS) if args.cell == "all" else [cast(Cell, args.cell)]
+    cards = []
+    for task in tasks:
+        for cell in cells:
+            card = train(task, cell, args.out, seed=args.seed, dry_run=args.dry_run, cache=args.data_cache)
+            print(_summary(card), flush=True)
+            cards.append(card)
+    if len(cards) > 1:
+        print("\n".join(["", "summary:", *(_summary(c) for c in cards)]))
+    return 0
+
+
+def add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from app.tasks import TASKS
+    from app.train import CELLS, DEFAULT_CACHE, DEFAULT_SEED
+
+    p = sub.add_parser("train", help="train models of the zoo", description="Train models of the zoo.")
+    p.add_argument("task", choices=[*TASKS, "all"], help="the task to train, or all of them")
+    p.add_argument("--cell", choices=[*CELLS, "all"], default="all", help="the recurrent cell (default: all)")
+    p.add_argument("--out", type=Path, default=Path("models"), help="the models folder (default: models)")
+    p.add_argument("--dry-run", action="store_true", help="a tiny, seconds-long run (for CI)")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"the random seed (default: {DEFAULT_SEED})")
+    p.add_argument(
+        "--data-cache",
+        type=Path,
+        default=DEFAULT_CACHE,
+        help=f"where downloaded data is kept (default: {DEFAULT_CACHE}, or $UNROLLED_DATA_CACHE)",
+    )
+    p.set_defaults(func=cmd_train)
+
+
+# Subcommands, in the order `unrolled --help` lists them. Add e.g. `add_serve` and `add_trace` here.
+SUBCOMMANDS = [add_serve, add_trace, add_train]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unrolled", description="See inside recurrent neural networks.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
