@@ -17,6 +17,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="UNROLLED_", env_file=None, extra="ignore")
 
     models_dir: Path = Field(ROOT / "models", description="folder of <id>.safetensors + <id>.json model cards")
+    tour_dir: Path | None = Field(None, description="a folder of the presenter's own tours (*.json), beside tours/")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64, description="server processes")

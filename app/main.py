@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from app.api import errors, health, openapi, pages, routes_models, routes_trace, stream
+from app.api import errors, health, openapi, pages, routes_models, routes_tour, routes_trace, stream
 from app.api.compute import Compute
 from app.api.metrics import Metrics, MetricsAndLimits
 from app.api.security import SecurityHeaders
@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (health.router, routes_models.router, routes_trace.router, stream.router):
         app.include_router(router)
     app.include_router(pages.router)
+    app.include_router(routes_tour.router)
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     app.add_middleware(MetricsAndLimits, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)

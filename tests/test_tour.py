@@ -1,0 +1,222 @@
+"""Talk mode's tour files: the loader (valid, invalid and skipped with a log, re-read when edited), the scenes'
+models checked against the zoo, and the /tour and /tours pages over HTTP."""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import ROOT, Settings
+from app.main import create_app
+from app.tour import (
+    BUILTIN_TOURS,
+    DEFAULT_TOUR,
+    Scene,
+    TourError,
+    current_tours,
+    load_tour,
+    load_tours,
+    scene_models,
+)
+from app.zoo import Zoo
+
+SMALL: dict[str, Any] = {
+    "title": "A small talk",
+    "scenes": [
+        {"title": "Unrolled", "caption": "Look.", "view": "unrolled", "model": "chars-lstm", "input": "hi"},
+        {"title": "Three cells", "view": "compare", "task": "test-chars", "input": "abc", "phase": "backward"},
+        {"title": "Writing", "view": "generate", "model": "chars-rnn", "input": "the ", "length": 20, "seed": 1},
+        {"title": "Sure or not", "view": "certainty", "models": ["chars-lstm"], "input": ["abc", "cba"]},
+    ],
+}
+
+
+def write(folder: Path, name: str, content: Any) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def zoo(models_dir: Path) -> Zoo:
+    return Zoo.load(models_dir)
+
+
+def test_the_builtin_tour_is_a_valid_tour_file() -> None:
+    tour = load_tour(BUILTIN_TOURS / f"{DEFAULT_TOUR}.json")
+    assert len(tour.scenes) >= 7
+    views = [s.view for s in tour.scenes]
+    for view in ("sequences", "certainty", "bptt", "compare", "generate", "model"):
+        assert view in views
+    assert all(s.caption for s in tour.scenes), "every built-in scene says what to look at"
+    # the memory example of the zoo's cards: 100 digits between the symbol and '?'
+    vanishing = next(s for s in tour.scenes if s.view == "model" and s.model == "memory-rnn")
+    assert isinstance(vanishing.input, str) and sum(c.isdigit() for c in vanishing.input) == 100
+
+
+def test_the_readmes_example_is_a_valid_tour_file(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Talk mode", 1)[1].split("\n## ", 1)[0]
+    example = section.split("```json", 1)[1].split("```", 1)[0]
+    tour = load_tour(write(tmp_path, "readme", example))
+    assert {s.view for s in tour.scenes} >= {"model", "compare", "generate"}
+    for field in ("view", "model", "input", "step", "phase", "caption", "title", "panels"):
+        assert f"`{field}`" in section, f"the README's table does not explain {field}"
+
+
+def test_a_valid_file_loads_with_its_defaults(tmp_path: Path) -> None:
+    path = write(tmp_path, "small", SMALL)
+    tour = load_tour(path)
+    assert [s.view for s in tour.scenes] == ["model", "compare", "generate", "certainty"]  # "unrolled" is "model"
+    first = tour.scenes[0]
+    assert first.step == 1 and first.phase == "forward" and not first.play
+    assert first.shown_panels() == ["unrolled", "predictions", "gradients"]
+    assert tour.scenes[1].shown_panels() == ["norms", "cells"]
+    assert tour.scenes[3].input == ["abc", "cba"]
+
+
+@pytest.mark.parametrize(
+    ("scene", "says"),
+    [
+        ({"title": "x", "view": "slides", "model": "m"}, "view"),
+        ({"title": "x", "view": "model"}, "needs a model"),
+        ({"title": "x", "model": "m", "colour": "red"}, "colour"),
+        ({"title": "x", "model": "m", "step": 0}, "0 is not a step"),
+        ({"title": "x", "model": "m", "input": ["a", "b"]}, "only in a certainty scene"),
+        ({"title": "x", "view": "compare"}, "task or models"),
+        ({"title": "x", "model": "m", "panels": ["cells"]}, "cannot show"),
+        ({"title": "x", "model": "m", "panels": ["series"]}, "needs series"),
+        ({"title": "", "model": "m"}, "title"),
+        ({"title": "x", "view": "generate", "model": "m", "temperature": 9}, "temperature"),
+    ],
+)
+def test_an_invalid_scene_is_refused_with_where_and_why(tmp_path: Path, scene: dict[str, Any], says: str) -> None:
+    path = write(tmp_path, "bad", {"title": "t", "scenes": [scene]})
+    with pytest.raises(TourError) as e:
+        load_tour(path)
+    assert "scenes.0" in str(e.value) and says in str(e.value)
+
+
+def test_broken_files_are_logged_and_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    write(tmp_path, "good", SMALL)
+    write(tmp_path, "not-json", '{"title": "t", "scenes": [')
+    write(tmp_path, "no-scenes", {"title": "t", "scenes": []})
+    write(tmp_path, "Bad Name", SMALL)
+    (tmp_path / "notes.txt").write_text("not a tour", encoding="utf-8")
+    with caplog.at_level(logging.ERROR, logger="unrolled.tour"):
+        tours = load_tours([tmp_path])
+    assert list(tours.tours) == ["good"]
+    skipped = {Path(p).name: why for p, why in tours.skipped.items()}
+    assert set(skipped) == {"not-json.json", "no-scenes.json", "Bad Name.json"}
+    assert "not JSON" in skipped["not-json.json"] and "line 1" in skipped["not-json.json"]
+    assert "scenes" in skipped["no-scenes.json"]
+    assert "not a tour name" in skipped["Bad Name.json"]
+    logged = [r.getMessage() for r in caplog.records]
+    assert sum("skipped" in m for m in logged) == 3, logged
+
+
+def test_a_presenters_tour_replaces_a_builtin_one_of_the_same_name(tmp_path: Path) -> None:
+    write(tmp_path, DEFAULT_TOUR, SMALL)
+    tours = load_tours([BUILTIN_TOURS, tmp_path])
+    chosen = tours.default()
+    assert chosen is not None and chosen.tour.title == "A small talk"
+
+
+def test_an_edited_file_is_read_again(tmp_path: Path) -> None:
+    path = write(tmp_path, "live", SMALL)
+    assert current_tours(tmp_path).tours["live"].tour.title == "A small talk"
+    assert current_tours(tmp_path) is current_tours(tmp_path), "unchanged files are not read again"
+    write(tmp_path, "live", {**SMALL, "title": "An edited talk"})
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000_000))
+    assert current_tours(tmp_path).tours["live"].tour.title == "An edited talk"
+    assert DEFAULT_TOUR in current_tours(tmp_path).tours, "the built-in tour is always there"
+
+
+def test_scene_models_are_checked_against_the_zoo(zoo: Zoo) -> None:
+    def problems(**scene: Any) -> list[str]:
+        return scene_models(Scene.model_validate({"title": "x", **scene}), zoo)[1]
+
+    assert problems(model="chars-lstm") == []
+    unknown = problems(model="no-such-model")
+    assert len(unknown) == 1 and "'no-such-model' does not exist" in unknown[0] and "chars-lstm" in unknown[0]
+    assert "classifier" in problems(view="generate", model="words-lstm")[0]
+    assert "no checkpoint '7'" in problems(model="chars-lstm", checkpoint="7")[0]
+    assert "no label 'maybe'" in problems(model="words-lstm", label="maybe")[0]
+    assert "task 'nope'" in problems(view="compare", task="nope")[0]
+    assert "one cell only" in problems(view="compare", task="test-sentiment")[0]
+    ids, none = scene_models(Scene.model_validate({"title": "x", "view": "compare", "task": "test-chars"}), zoo)
+    assert ids == ["chars-rnn", "chars-lstm", "chars-gru"] and none == []
+
+
+@pytest.fixture(scope="module")
+def tour_client(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    folder = tmp_path_factory.mktemp("tours")
+    scenes = [
+        *SMALL["scenes"],
+        {"title": "Missing", "model": "no-such-model", "input": "x"},
+        {"title": "Quotes", "caption": 'It\'s "quoted" </script><script>alert(1)</script>', "model": "chars-lstm"},
+    ]
+    write(folder, "mine", {**SMALL, "scenes": scenes})
+    write(folder, "broken", "{")
+    settings = Settings(models_dir=models_dir, tour_dir=folder, max_steps=3000, max_generate=2000)
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def tour_data(body: str) -> dict[str, Any]:
+    match = re.search(r"data-tour='([^']*)'", body)
+    assert match, "the page carries its tour in data-tour"
+    data: dict[str, Any] = json.loads(html.unescape(match.group(1)))
+    return data
+
+
+def test_the_tour_page_carries_its_scenes_and_their_problems(tour_client: TestClient) -> None:
+    r = tour_client.get("/tour?name=mine&scene=5")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+    assert "<script>" not in r.text and "https://" not in r.text
+    data = tour_data(r.text)
+    assert data["name"] == "mine" and len(data["scenes"]) == 6
+    first, compare, _, certainty, missing, quotes = data["scenes"]
+    assert first["view"] == "model" and first["models"] == ["chars-lstm"] and first["inputs"] == ["hi"]
+    assert compare["models"] == ["chars-rnn", "chars-lstm", "chars-gru"] and compare["panels"] == ["norms", "cells"]
+    assert certainty["inputs"] == ["abc", "cba"]
+    assert missing["problems"] and "does not exist" in missing["problems"][0]
+    assert quotes["caption"].startswith('It\'s "quoted" </script>')
+    # the requested scene is rendered by the server too, its problem in place of the views
+    assert 'id="scene-title">Missing<' in r.text and "no-such-model" in r.text.split('id="scene-problems"')[1]
+
+
+def test_tour_urls(tour_client: TestClient) -> None:
+    r = tour_client.get("/tour")
+    assert r.status_code == 200 and tour_data(r.text)["name"] == DEFAULT_TOUR
+    assert tour_client.get("/tour?name=mine&scene=99").text.count('aria-current="step"') == 1
+    assert 'id="scene-number">6 / 6<' in tour_client.get("/tour?name=mine&scene=99").text
+    assert 'id="scene-number">1 / 6<' in tour_client.get("/tour?name=mine&scene=x").text
+    missing = tour_client.get("/tour?name=nope")
+    assert missing.status_code == 404 and "mine" in missing.text and DEFAULT_TOUR in missing.text
+
+
+def test_the_list_of_tours_shows_the_skipped_files(tour_client: TestClient) -> None:
+    r = tour_client.get("/tours")
+    assert r.status_code == 200
+    assert 'data-tour-name="mine"' in r.text and f'data-tour-name="{DEFAULT_TOUR}"' in r.text
+    assert "broken.json" in r.text and "not JSON" in r.text
+    assert "does not exist" in r.text  # the scene that names an unknown model
+
+
+def test_the_setting_reads_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("UNROLLED_TOUR_DIR", str(tmp_path))
+    assert Settings().tour_dir == tmp_path
+    monkeypatch.delenv("UNROLLED_TOUR_DIR")
+    assert Settings().tour_dir is None
+    assert BUILTIN_TOURS == ROOT / "tours"
