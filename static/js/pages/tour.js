@@ -1,0 +1,264 @@
+// Talk mode: a tour's scenes one at a time. A clicker's → / Page Down and ← / Page Up (or the arrow buttons,
+// the numbered dots, the digit keys) move between scenes; each scene is a live stage (tour-stages.js) on the
+// page's one time cursor. The scene and its moment are in the URL; the input can be edited and restored.
+
+import { getModel } from "../api.js";
+import { bus } from "../bus.js";
+import { Player } from "../player.js";
+import { inputCount, makeStage } from "../tour-stages.js";
+import { link, readParams, writeParams } from "../url.js";
+import { Controls } from "../views/controls.js";
+
+const $ = (id) => document.getElementById(id);
+const root = document.documentElement;
+const perf = window.__unrolled;
+const tour = JSON.parse(document.body.dataset.tour);
+const N = tour.scenes.length;
+const INPUT_KEYS = ["text", "text2", "text3", "text4"];
+
+const P = readParams({
+  scene: { type: "int", default: Number(document.body.dataset.scene) || 1 },
+  captions: { type: "bool", default: true },
+  step: { type: "int", default: 0 },
+  phase: { default: "", values: ["", "forward", "backward"] },
+  speed: { type: "float", default: 0 },
+  ...Object.fromEntries(INPUT_KEYS.map((k) => [k, { default: "" }])),
+});
+
+const player = new Player({ speed: 8 });
+const controls = new Controls($("player"), player);
+const cards = new Map(); // model id → its card, fetched once
+const state = { index: 0, stage: null, visit: 0, inputs: [], own: [] };
+perf.page = "tour";
+perf.tour = { name: tour.name, scene: 0, ready: false, problems: [] };
+
+const sceneAt = (i) => tour.scenes[i - 1];
+const sceneLink = (i) => link("/tour", { name: tour.default ? null : tour.name, scene: i });
+
+async function cardsOf(ids) {
+  return Promise.all(
+    ids.map(async (id) => {
+      if (!cards.has(id)) cards.set(id, await getModel(id));
+      return cards.get(id);
+    }),
+  );
+}
+
+function setCaptions(on) {
+  root.classList.toggle("no-captions", !on);
+  $("captions-toggle").setAttribute("aria-pressed", String(on));
+  writeParams({ captions: on ? null : "0" }, { now: true });
+  bus.emit("layout", {});
+}
+
+/** The heading, caption, dots and arrows of scene i. */
+function frame(i, scene) {
+  $("scene-number").textContent = `${i} / ${N}`;
+  $("scene-title").textContent = scene.title;
+  $("scene-caption").textContent = scene.caption ?? "";
+  $("scene-caption").hidden = !scene.caption;
+  document.title = `${scene.title} · ${tour.title} · Unrolled`;
+  for (const dot of document.querySelectorAll(".scene-dot")) {
+    if (Number(dot.dataset.scene) === i) dot.setAttribute("aria-current", "step");
+    else dot.removeAttribute("aria-current");
+  }
+  $("prev-scene").href = sceneLink(Math.max(1, i - 1));
+  $("next-scene").href = sceneLink(Math.min(N, i + 1));
+  $("prev-scene").classList.toggle("disabled", i === 1);
+  $("next-scene").classList.toggle("disabled", i === N);
+  const problems = scene.problems ?? [];
+  $("scene-problems").hidden = problems.length === 0;
+  $("scene-problem-list").replaceChildren(
+    ...problems.map((p) => {
+      const li = document.createElement("li");
+      li.textContent = p;
+      return li;
+    }),
+  );
+}
+
+/** One input box per input of the scene. */
+function inputBoxes(values) {
+  const box = $("inputs");
+  box.replaceChildren(
+    ...values.map((v, k) => {
+      const t = document.createElement("textarea");
+      t.id = `input-${k}`;
+      t.rows = 1;
+      t.spellcheck = false;
+      t.value = v;
+      t.setAttribute("aria-label", values.length > 1 ? `Input ${k + 1}` : "Input");
+      t.addEventListener("keydown", (e) => {
+        if (e.key === "Enter" && !e.shiftKey) {
+          e.preventDefault();
+          $("run-form").requestSubmit();
+        }
+      });
+      return t;
+    }),
+  );
+}
+
+function readInputs() {
+  return [...$("inputs").querySelectorAll("textarea")].map((t) => t.value);
+}
+
+/** The scene's own inputs: the file's, or the first model's first example. */
+function ownInputs(scene, sceneCards) {
+  const n = inputCount(scene);
+  const example = sceneCards[0]?.examples?.[0]?.text ?? "";
+  return Array.from({ length: n }, (_, k) => scene.inputs[k] ?? (k === 0 ? example : ""));
+}
+
+/** Show scene i. first: the page was just opened, so the URL's moment and edited inputs apply. */
+async function show(i, { first = false } = {}) {
+  i = Math.max(1, Math.min(N, i));
+  const visit = ++state.visit;
+  state.stage?.close();
+  state.stage = null;
+  state.index = i;
+  player.pause(); // the next stage resets it to its own trace; until then the cursor is not shown on it
+  const scene = sceneAt(i);
+  frame(i, scene);
+  perf.tour = { name: tour.name, scene: i, ready: false, problems: scene.problems ?? [] };
+  const stageEl = $("stage");
+  stageEl.replaceChildren();
+  stageEl.dataset.view = scene.view;
+  if (!first) writeParams({ scene: i, step: null, phase: null, speed: null, ...Object.fromEntries(INPUT_KEYS.map((k) => [k, null])) }, { now: true });
+  else writeParams({ scene: i }, { now: true });
+  bus.emit("status", { message: "" });
+  document.body.classList.toggle("stage-empty", Boolean(scene.problems?.length));
+  if (scene.problems?.length) {
+    inputBoxes([]);
+    perf.tour.ready = true;
+    return;
+  }
+  let sceneCards;
+  try {
+    sceneCards = await cardsOf(scene.models);
+  } catch (e) {
+    if (visit !== state.visit) return;
+    bus.emit("status", { kind: "error", message: e.message });
+    perf.tour.error = e.message;
+    return;
+  }
+  if (visit !== state.visit) return;
+  state.own = ownInputs(scene, sceneCards);
+  const edited = first ? state.own.map((v, k) => P[INPUT_KEYS[k]] || v) : state.own;
+  inputBoxes(edited);
+  const start = first && P.step ? { step: P.step, phase: P.phase, speed: P.speed, play: false } : { play: scene.play, speed: first ? P.speed : 0 };
+  state.stage = makeStage({
+    root: stageEl,
+    scene,
+    player,
+    cards: sceneCards,
+    start,
+    onReady: () => {
+      if (visit !== state.visit) return;
+      perf.tour = { ...perf.tour, ready: true };
+      perf.loaded = (perf.loaded ?? 0) + 1;
+    },
+    onError: (_, e) => {
+      if (visit === state.visit) perf.tour = { ...perf.tour, error: e?.message ?? String(e) };
+    },
+  });
+  run(edited, { first: true });
+}
+
+/** Run the stage on inputs; after the first run of a scene, from the scene's own moment (not the URL's). */
+function run(inputs, { first = false } = {}) {
+  const stage = state.stage;
+  if (!stage) return;
+  if (!first) stage.ctx.start = { play: stage.scene.play };
+  state.inputs = inputs;
+  perf.tour = { ...perf.tour, ready: false };
+  stage.ready = false;
+  // an edited input goes in the URL (a reload keeps it); the scene's own is left out
+  writeParams(Object.fromEntries(INPUT_KEYS.map((k, j) => [k, inputs[j] !== undefined && inputs[j] !== state.own[j] ? inputs[j] : null])), { now: true });
+  stage.start(inputs);
+}
+
+/** Back to the scene's own input and moment. */
+function restore() {
+  if (!state.stage) return;
+  show(state.index);
+}
+
+function go(i) {
+  if (i < 1 || i > N || i === state.index) return;
+  show(i);
+}
+
+bus.on("cursor", (c) => {
+  const stage = state.stage;
+  if (!stage?.trace) return;
+  controls.update({ cursor: c, trace: stage.trace });
+  stage.onCursor(c);
+  writeParams({ step: c.t + 1, phase: c.phase === "backward" ? "backward" : null, speed: c.speed });
+  perf.state = { ...perf.state, ...c };
+});
+bus.on("unit", (u) => state.stage?.onUnit(u));
+bus.on("layout", () => state.stage?.onLayout());
+
+const typing = (el) => el && (el.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(el.tagName)) && el.type !== "range";
+
+document.addEventListener("keydown", (e) => {
+  if (e.ctrlKey || e.metaKey || e.altKey) return;
+  if (typing(e.target)) {
+    if (e.key === "Escape") e.target.blur();
+    return;
+  }
+  if ($("help")?.open) return;
+  const k = e.key;
+  const act = {
+    ArrowRight: () => (e.shiftKey ? player.step(1) : go(state.index + 1)),
+    ArrowLeft: () => (e.shiftKey ? player.step(-1) : go(state.index - 1)),
+    PageDown: () => go(state.index + 1),
+    PageUp: () => go(state.index - 1),
+    " ": () => player.toggle(),
+    Home: () => player.home(),
+    End: () => player.end(),
+    b: () => player.switchPhase(),
+    B: () => player.switchPhase(),
+    "+": () => player.faster(),
+    "=": () => player.faster(),
+    "-": () => player.slower(),
+    _: () => player.slower(),
+    c: () => setCaptions(root.classList.contains("no-captions")),
+    C: () => setCaptions(root.classList.contains("no-captions")),
+    r: restore,
+    R: restore,
+    "/": () => $("input-0")?.focus(),
+  }[k];
+  if (act) {
+    e.preventDefault();
+    act();
+  } else if (/^[1-9]$/.test(k)) {
+    e.preventDefault();
+    go(Number(k));
+  }
+});
+
+function init() {
+  $("run-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const inputs = readInputs();
+    if (!inputs.length || !inputs.every((v) => v.trim())) return;
+    document.activeElement?.blur(); // the clicker's keys drive the tour again
+    run(inputs);
+  });
+  $("restore").addEventListener("click", restore);
+  $("captions-toggle").addEventListener("click", () => setCaptions(root.classList.contains("no-captions")));
+  const nav = (e, i) => {
+    if (e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey) return; // a new tab keeps its own link
+    e.preventDefault();
+    go(i);
+  };
+  $("prev-scene").addEventListener("click", (e) => nav(e, state.index - 1));
+  $("next-scene").addEventListener("click", (e) => nav(e, state.index + 1));
+  for (const dot of document.querySelectorAll(".scene-dot")) dot.addEventListener("click", (e) => nav(e, Number(dot.dataset.scene)));
+  if (!P.captions) setCaptions(false);
+  show(P.scene, { first: true });
+}
+
+init();

@@ -1,0 +1,614 @@
+// Talk mode's stages: what a scene shows, built from the same views as the pages (views/*.js) and the tour's
+// own plots (tour-plots.js), all on the page's one Player. A stage runs its scene's input through a Session
+// (the stream) or, for the extra runs of a certainty scene, the REST API; it fills its panels, and calls
+// ctx.onReady() once every trace has arrived and been handed to the views.
+//
+//   ModelStage     model, sequences, bptt: one model on one input, any of the model panels
+//   CertaintyStage a model stage plus p(the next token) for several models × inputs
+//   LearningStage  a model stage at a checkpoint of training, with a slider over the checkpoints
+//   CompareStage   several models on one input: gradient norms on one axis, their gates, their unrolled rows
+//   GenerateStage  a next-token model writing, streamed
+
+import { trace as traceRest } from "./api.js";
+import { bus } from "./bus.js";
+import { ACCENT } from "./colors.js";
+import { exportButtons } from "./export.js";
+import { speedFor } from "./player.js";
+import { Plotly, baseLayout, makePlot, plotConfig } from "./plots.js";
+import { Session } from "./session.js";
+import { Trace } from "./trace.js";
+import { CertaintyView, SeriesView, WeightShareView } from "./tour-plots.js";
+import { CellStepView } from "./views/cellstep.js";
+import { GenOutputView } from "./views/genoutput.js";
+import { GradCompareView } from "./views/gradcompare.js";
+import { GradientView } from "./views/gradients.js";
+import { GATE_SERIES, STATE_SERIES, TimeHeatmap } from "./views/heatmap.js";
+import { PcaView } from "./views/pca.js";
+import { PredictionsView } from "./views/predictions.js";
+import { TextView } from "./views/text.js";
+import { UnrolledView } from "./views/unrolled.js";
+
+const HALF = new Set(["predictions", "gradients", "weights", "pca", "checkpoints", "output"]);
+// The gate that keeps memory, per cell: the one to watch open and close.
+const KEY_GATES = {
+  lstm: { gates: ["forget"], says: "forget gate f (1: keep c_{t−1})" },
+  gru: { gates: ["update"], says: "update gate z (1: copy h_{t−1})" },
+};
+
+function node(tag, className = "", text = "") {
+  const e = document.createElement(tag);
+  if (className) e.className = className;
+  if (text) e.textContent = text;
+  return e;
+}
+
+function ratioTable() {
+  const table = node("table", "ratio-table");
+  const head = table.createTHead().insertRow();
+  for (const h of ["cell", "‖∂L/∂h_1‖", "‖∂L/∂h‖ at the loss", "first ÷ last", "orders of magnitude lost"]) head.append(node("th", "", h));
+  table.createTBody();
+  return table;
+}
+
+/** The request body of a traced input. */
+function traceBody(scene, text, extra = {}) {
+  return {
+    text,
+    top_k: 5,
+    precision: 4,
+    ...(scene.label ? { label: scene.label } : {}),
+    ...(scene.loss ? { loss: scene.loss } : {}),
+    ...(scene.checkpoint ? { checkpoint: scene.checkpoint } : {}),
+    ...extra,
+  };
+}
+
+class Stage {
+  /** ctx: {root, scene, player, cards, onReady, start: {step?, phase?, play}} */
+  constructor(ctx) {
+    this.ctx = ctx;
+    this.root = ctx.root;
+    this.scene = ctx.scene;
+    this.player = ctx.player;
+    this.cards = ctx.cards;
+    this.card = ctx.cards[0];
+    this.views = [];
+    this.unrolledViews = [];
+    this.sessions = [];
+    this.trace = null; // the trace the time cursor runs over
+    this.cursor = null;
+    this.unit = 0;
+    this.layer = 0;
+    this.closed = false;
+    this.ready = false;
+  }
+
+  /** A panel of the stage: {section, body, tools, info}. */
+  panel(key, title, { info = false, size = null } = {}) {
+    const section = node("section", `panel tour-panel size-${size ?? (HALF.has(key) ? "half" : "full")}`);
+    section.dataset.panel = key;
+    const head = node("header", "panel-head");
+    head.append(node("h2", "", title));
+    const tools = node("span", "panel-tools");
+    head.append(tools);
+    const body = node("div", "panel-body");
+    section.append(head, body);
+    const out = { section, body, tools, info: null };
+    if (info) {
+      out.info = node("p", "info");
+      section.append(out.info);
+    }
+    this.root.append(section);
+    return out;
+  }
+
+  /** Half-width panels pair up in the order given; one left without a partner takes the whole row. */
+  balance() {
+    let alone = null;
+    for (const el of this.root.querySelectorAll(".tour-panel")) {
+      const half = el.classList.contains("size-half");
+      if (half && !alone) alone = el;
+      else {
+        if (!half) alone?.classList.replace("size-half", "size-full");
+        alone = null;
+      }
+    }
+    alone?.classList.replace("size-half", "size-full");
+  }
+
+  push(data) {
+    for (const v of this.views) v.update(data);
+  }
+
+  /** Where the cursor starts in a trace of T steps: the URL's moment on a first load, else the scene's. */
+  startAt(T) {
+    const s = this.ctx.start;
+    const step = s.step || this.scene.step || 1;
+    const t = step > 0 ? step - 1 : T + step;
+    return { phase: s.phase || this.scene.phase || "forward", t: Math.max(0, Math.min(T - 1, t)) };
+  }
+
+  speed(T) {
+    return this.ctx.start.speed || this.scene.speed || speedFor(T);
+  }
+
+  markReady() {
+    if (this.ready || this.closed) return;
+    this.ready = true;
+    this.ctx.onReady(this);
+    if (this.ctx.start.play) this.player.play();
+  }
+
+  fail(e) {
+    if (this.closed) return;
+    bus.emit("status", { kind: "error", message: e?.message ?? String(e) });
+    this.ctx.onError?.(this, e);
+  }
+
+  onCursor(cursor) {
+    if (!this.trace) return;
+    this.cursor = cursor;
+    this.push({ cursor, trace: this.trace });
+  }
+
+  onUnit({ unit, layer }) {
+    if (!this.trace) return;
+    this.unit = Math.max(0, Math.min(this.trace.H - 1, unit));
+    if (layer !== undefined) this.layer = Math.max(0, Math.min(this.trace.L - 1, layer));
+    this.push({ unit: this.unit, layer: this.layer });
+  }
+
+  onLayout() {
+    for (const v of this.unrolledViews) v.resize();
+    this.push({ relayout: true, trace: this.trace ?? undefined, cursor: this.cursor ?? undefined });
+  }
+
+  close() {
+    this.closed = true;
+    for (const s of this.sessions) s.close();
+  }
+}
+
+/** One model on one input (model, sequences and bptt scenes): any of the model page's panels. */
+export class ModelStage extends Stage {
+  constructor(ctx) {
+    super(ctx);
+    this.session = new Session(this.card.id, {
+      card: this.card,
+      onTrace: (tr) => this.onTrace(tr),
+      onData: (tr) => this.onData(tr),
+      onDone: (tr) => this.onDone(tr),
+    });
+    this.sessions.push(this.session);
+    for (const key of this.scene.panels) this.addPanel(key);
+    this.balance();
+  }
+
+  addPanel(key) {
+    const card = this.card;
+    const nextToken = card.kind === "next_token";
+    let p;
+    switch (key) {
+      case "unrolled": {
+        p = this.panel(key, "The unrolled network");
+        const v = new UnrolledView(p.body, { name: "tour-unrolled" });
+        exportButtons(p.tools, () => v.exportPng(), () => v.exportSvg());
+        this.unrolledViews.push(v);
+        this.views.push(v);
+        break;
+      }
+      case "text": {
+        p = this.panel(key, "The text, coloured by one unit");
+        const strip = node("div", "strip");
+        const host = node("div");
+        p.body.append(strip, host);
+        this.views.push(new TextView(host, { strip }));
+        break;
+      }
+      case "predictions":
+        p = this.panel(key, nextToken ? "What comes next?" : "p(class), word by word");
+        this.views.push(new PredictionsView(p.body, { tools: p.tools, name: "tour-predictions" }));
+        break;
+      case "states":
+        p = this.panel(key, card.cell === "lstm" ? "Hidden state h_t and cell state c_t, units × time" : "Hidden state h_t, units × time", { info: true });
+        this.views.push(new TimeHeatmap(p.body, { series: STATE_SERIES, name: "tour-hidden-state", info: p.info }));
+        break;
+      case "cell":
+        p = this.panel(key, card.cell === "rnn" ? "The cell at this step: h_t, unit by unit" : "The gates at this step", { info: true });
+        this.views.push(new CellStepView(p.body, { tools: p.tools, readout: p.info, name: "tour-cell-at-step" }));
+        break;
+      case "gates":
+        p = this.panel(key, "Each gate over time", { info: true });
+        if (card.cell === "rnn") p.body.append(node("p", "caption", "A plain RNN has no gates: h_t = tanh(W_xh x_t + W_hh h_{t−1} + b)."));
+        else this.views.push(new TimeHeatmap(p.body, { series: GATE_SERIES, name: "tour-gates", info: p.info }));
+        break;
+      case "gradients":
+        p = this.panel(key, "Gradient norms, BPTT (log scale)", { info: true });
+        this.views.push(new GradientView(p.body, { readout: p.info, name: "tour-gradient-norms" }));
+        break;
+      case "norms": {
+        p = this.panel(key, "‖∂L/∂h_t‖ as BPTT carries the error back (log scale)");
+        const table = ratioTable();
+        const v = new GradCompareView(p.body, { table, name: "tour-gradient-h" });
+        p.section.append(table);
+        this.views.push({ update: (d) => v.update({ ...d, ...(d.trace ? { traces: [d.trace] } : {}) }) });
+        break;
+      }
+      case "weights":
+        p = this.panel(key, "Each step's share of the W_hh update", { info: true });
+        this.views.push(new WeightShareView(p.body, { readout: p.info, name: "tour-weight-shares" }));
+        break;
+      case "pca":
+        p = this.panel(key, "The hidden-state trajectory (PCA)", { info: true });
+        this.views.push(new PcaView(p.body, { caption: p.info, name: "tour-pca" }));
+        break;
+      case "series":
+        p = this.panel(key, "Other sequences, read the same way");
+        this.views.push(new SeriesView(p.body, { series: this.scene.series, name: "tour-sequences" }));
+        break;
+      default:
+        this.addSpecialPanel(key);
+    }
+  }
+
+  addSpecialPanel(key) {
+    throw new Error(`a ${this.scene.view} scene has no ${key} panel`);
+  }
+
+  body(text) {
+    return traceBody(this.scene, text);
+  }
+
+  start(inputs) {
+    this.inputs = inputs;
+    return this.session.start(this.body(inputs[0])).catch((e) => this.fail(e));
+  }
+
+  onTrace(tr) {
+    if (this.closed) return;
+    this.trace = tr;
+    this.unit = Math.min(this.unit, tr.H - 1);
+    this.layer = Math.min(this.layer, tr.L - 1);
+    this.player.setSpeed(this.speed(tr.T));
+    this.player.reset(tr.T, this.startAt(tr.T));
+    this.push({ trace: tr, unit: this.unit, layer: this.layer, version: tr.version });
+  }
+
+  onData(tr) {
+    if (this.closed) return;
+    this.player.setAvailable(tr.steps, tr.gradFrom, tr.T);
+    this.push({ trace: tr, version: tr.version });
+  }
+
+  onDone() {
+    this.markReady();
+  }
+}
+
+/**
+ * Sequential memory: p(the next token that came) per step, for each model × input, from each step's own loss
+ * (−log p of the next token). The unrolled view and the cursor follow the first model on the first input.
+ */
+export class CertaintyStage extends ModelStage {
+  addSpecialPanel(key) {
+    if (key !== "certainty") return super.addSpecialPanel(key);
+    const p = this.panel(key, "p(the next letter), step by step");
+    this.certainty = new CertaintyView(p.body, { name: "tour-p-next" });
+    this.views.push(this.certainty);
+  }
+
+  start(inputs) {
+    this.inputs = inputs;
+    this.runs = inputs.map((input) => ({ input, lines: this.cards.map((c) => ({ model: c.id, trace: null })) }));
+    this.pending = 1;
+    const id = (this.runId = (this.runId ?? 0) + 1);
+    const primary = this.session.start(this.body(inputs[0])).catch((e) => this.fail(e));
+    this.runs.forEach((run, i) =>
+      run.lines.forEach((line, j) => {
+        if (i === 0 && j === 0) return;
+        this.pending++;
+        traceRest(line.model, { text: run.input, top_k: 1, precision: 4 })
+          .then((body) => {
+            if (this.closed || id !== this.runId) return;
+            line.trace = Trace.fromBody(body, this.cards[j]);
+            this.arrived();
+          })
+          .catch((e) => id === this.runId && this.fail(e));
+      }),
+    );
+    return primary;
+  }
+
+  onTrace(tr) {
+    super.onTrace(tr);
+    if (this.runs) this.runs[0].lines[0].trace = tr;
+  }
+
+  onDone() {
+    this.arrived();
+  }
+
+  arrived() {
+    if (this.closed) return;
+    this.pending--;
+    this.certainty?.update({ runs: this.runs, cursor: this.cursor ?? undefined });
+    if (this.pending === 0) this.markReady();
+  }
+}
+
+/** A model at a checkpoint of its training; the slider runs the same input at another checkpoint. */
+export class LearningStage extends ModelStage {
+  constructor(ctx) {
+    const names = ctx.cards[0].checkpoints.map((c) => c.name);
+    super(ctx);
+    this.checkpoint = names.includes(this.scene.checkpoint) ? this.scene.checkpoint : names[names.length - 1] ?? null;
+    this.showCheckpoint();
+  }
+
+  addSpecialPanel(key) {
+    if (key !== "checkpoints") return super.addSpecialPanel(key);
+    const p = this.panel(key, "Training: the same input at a checkpoint");
+    const cks = this.card.checkpoints;
+    const bar = node("div", "ckpt-box");
+    this.slider = node("input");
+    Object.assign(this.slider, { type: "range", min: "0", max: String(Math.max(0, cks.length - 1)), step: "1" });
+    this.slider.setAttribute("aria-label", "Checkpoint");
+    this.ckptLabel = node("span", "ckpt-value");
+    bar.append(node("span", "runbar-label", "training"), this.slider, this.ckptLabel);
+    p.body.append(bar);
+    this.curve = makePlot(p.body, "tour-training-curve", "plot-curve");
+    this.slider.addEventListener("input", () => {
+      this.checkpoint = cks[Number(this.slider.value)]?.name ?? null;
+      this.showCheckpoint();
+      this.rerun();
+    });
+  }
+
+  showCheckpoint() {
+    if (!this.slider) return;
+    const cks = this.card.checkpoints;
+    const i = Math.max(0, cks.findIndex((c) => c.name === this.checkpoint));
+    this.slider.value = String(i);
+    const ck = cks[i];
+    this.ckptLabel.textContent = ck ? `${ck.name} % of training · step ${ck.step}` : "no checkpoints";
+    const curve = this.card.curve ?? [];
+    const layout = baseLayout({
+      height: 200,
+      margin: { l: 56, r: 12, t: 8, b: 40 },
+      xaxis: { title: { text: "training step" } },
+      yaxis: { title: { text: "loss" }, rangemode: "tozero" },
+      shapes: ck ? [{ type: "line", xref: "x", yref: "paper", x0: ck.step, x1: ck.step, y0: 0, y1: 1, line: { color: ACCENT, width: 3 } }] : [],
+    });
+    const data = [{ type: "scatter", mode: "lines", x: curve.map((c) => c.step), y: curve.map((c) => c.loss), line: { color: "#64748b", width: 2 }, name: "training loss" }];
+    this.curve.style.height = "200px";
+    Plotly.react(this.curve, data, layout, plotConfig("training-curve"));
+  }
+
+  body(text) {
+    return traceBody(this.scene, text, this.checkpoint ? { checkpoint: this.checkpoint } : {});
+  }
+
+  /** Another checkpoint, the same input and the same moment. */
+  rerun() {
+    if (this.cursor) this.ctx.start = { ...this.ctx.start, step: this.cursor.t + 1, phase: this.cursor.phase, play: false };
+    this.start(this.inputs);
+  }
+}
+
+/** Several models on the same input, one cursor: the compare page's views, with the gates that keep memory. */
+export class CompareStage extends Stage {
+  constructor(ctx) {
+    super(ctx);
+    this.traces = this.cards.map(() => null);
+    this.sessions = this.cards.map(
+      (card, i) =>
+        new Session(card.id, {
+          card,
+          onTrace: (tr) => {
+            this.traces[i] = tr;
+            this.sync();
+          },
+          onData: () => this.sync(),
+          onDone: () => {
+            this.sync();
+            if (this.traces.every((tr) => tr?.done)) this.markReady();
+          },
+        }),
+    );
+    const panels = this.scene.panels;
+    // the curves and the gates side by side when both are shown: one screen for the lesson
+    const pair = panels.includes("norms") && panels.includes("gates") && this.cards.some((c) => KEY_GATES[c.cell]);
+    for (const key of panels) this.addPanel(key, pair && (key === "norms" || key === "gates") ? "half" : "full");
+    this.balance();
+  }
+
+  sharedRange() {
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const tr of this.traces) {
+      if (!tr || tr.gradFrom >= tr.T) continue;
+      const [a, b] = tr.gradLogRange();
+      lo = Math.min(lo, a);
+      hi = Math.max(hi, b);
+    }
+    return Number.isFinite(lo) ? [lo, hi] : [-8, 0];
+  }
+
+  addPanel(key, size) {
+    if (key === "norms") {
+      const p = this.panel(key, "‖∂L/∂h_t‖ of each cell, one log axis", { size });
+      const table = ratioTable();
+      this.norms = new GradCompareView(p.body, { table, name: "tour-gradients-compared" });
+      p.section.append(table);
+    } else if (key === "cells") {
+      const p = this.panel(key, "The same input through each cell");
+      this.rows = this.cards.map((card) => {
+        const r = node("div", "compare-row");
+        const name = node("div", "compare-name");
+        const badge = node("span", `cell-badge cell-${card.cell}`, card.cell.toUpperCase());
+        const pred = node("span", "compare-pred");
+        name.append(badge, node("strong", "", card.id), pred);
+        const net = node("div", "compare-net");
+        r.append(name, net);
+        p.body.append(r);
+        const view = new UnrolledView(net, { compact: true, name: `tour-unrolled-${card.id}`, range: () => this.sharedRange() });
+        this.unrolledViews.push(view);
+        return { view, pred };
+      });
+    } else if (key === "gates") {
+      const p = this.panel(key, "The gates that keep memory, over time", { info: true, size });
+      this.gates = [];
+      this.cards.forEach((card, i) => {
+        const keep = KEY_GATES[card.cell];
+        if (!keep) return;
+        p.body.append(node("h3", "sub", `${card.cell.toUpperCase()} ${keep.says}, units × time`));
+        const host = node("div");
+        p.body.append(host);
+        const series = (tr) => GATE_SERIES(tr).filter((s) => keep.gates.includes(s.key));
+        this.gates.push({ i, view: new TimeHeatmap(host, { series, name: `tour-gates-${card.id}`, info: p.info }) });
+      });
+      if (!this.gates.length) p.body.append(node("p", "caption", "None of these cells has gates."));
+    } else {
+      throw new Error(`a compare scene has no ${key} panel`);
+    }
+  }
+
+  start(inputs) {
+    this.traces.fill(null);
+    this.started = false;
+    // L is the last step's loss by default: BPTT then starts at one step, and the fall of ‖∂L/∂h_t‖ is plain.
+    const body = traceBody(this.scene, inputs[0], { loss: this.scene.loss ?? "last", top_k: 3 });
+    return Promise.all(this.sessions.map((s) => s.start(body).catch((e) => this.fail(e))));
+  }
+
+  sync() {
+    if (this.closed) return;
+    const ready = this.traces.filter(Boolean);
+    if (ready.length < this.traces.length) return;
+    const T = Math.min(...ready.map((tr) => tr.T));
+    const steps = Math.min(...ready.map((tr) => tr.steps));
+    const gradFrom = Math.max(...ready.map((tr) => tr.gradFrom));
+    if (!this.started) {
+      this.started = true;
+      this.trace = ready[0];
+      this.player.setSpeed(this.speed(T));
+      this.player.reset(T, this.startAt(T));
+    }
+    this.player.setAvailable(Math.min(steps, T), Math.min(gradFrom, T), T);
+    const version = ready.map((tr) => tr.version).join(",");
+    this.rows?.forEach((r, i) => r.view.update({ trace: this.traces[i], version }));
+    this.norms?.update({ traces: ready });
+    this.gates?.forEach((g) => g.view.update({ trace: this.traces[g.i] }));
+  }
+
+  onCursor(c) {
+    if (!this.trace) return;
+    this.cursor = c;
+    this.rows?.forEach((r, i) => {
+      r.view.update({ cursor: c });
+      const tr = this.traces[i];
+      if (!tr || c.t < 0 || c.t >= tr.steps) return;
+      const top = tr.topPrediction(c.t);
+      const g = c.phase === "backward" && c.t >= tr.gradFrom ? ` · ‖∂L/∂h‖ ${tr.grad.hidden[0][c.t].toExponential(1)}` : "";
+      r.pred.textContent = top ? `→ ${top.token} ${top.p.toFixed(2)}${g}` : "";
+    });
+    this.norms?.update({ cursor: c });
+    this.gates?.forEach((g) => g.view.update({ cursor: c }));
+  }
+
+  onUnit({ unit }) {
+    if (!this.trace) return;
+    this.unit = Math.max(0, Math.min(this.trace.H - 1, unit));
+    this.gates?.forEach((g) => g.view.update({ unit: this.unit }));
+  }
+
+  onLayout() {
+    for (const v of this.unrolledViews) v.resize();
+    this.norms?.update({ relayout: true });
+    this.gates?.forEach((g) => g.view.update({ relayout: true }));
+  }
+}
+
+/** A next-token model writes: the prompt, then one sampled token per step, the cursor following them. */
+export class GenerateStage extends Stage {
+  constructor(ctx) {
+    super(ctx);
+    this.session = new Session(this.card.id, {
+      card: this.card,
+      onTrace: (tr) => {
+        if (this.closed) return;
+        this.trace = tr;
+        this.player.setSpeed(this.ctx.start.speed || this.scene.speed || 15);
+        this.player.reset(tr.T);
+        this.push({ trace: tr, version: tr.version });
+        this.player.play(); // the cursor follows the tokens as they are sampled
+      },
+      onData: (tr) => {
+        if (this.closed) return;
+        this.player.setAvailable(tr.steps, tr.gradFrom, tr.T);
+        this.push({ trace: tr, version: tr.version });
+      },
+      onDone: (tr) => {
+        this.push({ trace: tr, version: tr.version });
+        this.ctx.start = { ...this.ctx.start, play: false };
+        this.markReady();
+      },
+    });
+    this.sessions.push(this.session);
+    for (const key of this.scene.panels) this.addPanel(key);
+    this.balance();
+  }
+
+  addPanel(key) {
+    let p;
+    if (key === "output") {
+      p = this.panel(key, "The model writes", { info: true });
+      const out = node("div", "gen-output");
+      out.setAttribute("aria-live", "polite");
+      p.body.append(out);
+      this.views.push(new GenOutputView(out, { info: p.info }));
+    } else if (key === "predictions") {
+      p = this.panel(key, "What it samples from");
+      this.views.push(new PredictionsView(p.body, { tools: p.tools, name: "tour-sampled-from" }));
+    } else if (key === "unrolled") {
+      p = this.panel(key, "The unrolled network feeds itself");
+      const v = new UnrolledView(p.body, { name: "tour-unrolled-generation" });
+      exportButtons(p.tools, () => v.exportPng(), () => v.exportSvg());
+      this.unrolledViews.push(v);
+      this.views.push(v);
+    } else if (key === "states") {
+      p = this.panel(key, "Hidden state, units × time", { info: true });
+      this.views.push(new TimeHeatmap(p.body, { series: STATE_SERIES, name: "tour-hidden-state-generation", info: p.info }));
+    } else if (key === "gradients") {
+      p = this.panel(key, "Gradient norms, BPTT over the written text", { info: true });
+      this.views.push(new GradientView(p.body, { readout: p.info, name: "tour-gradient-norms-generation" }));
+    } else {
+      throw new Error(`a generate scene has no ${key} panel`);
+    }
+  }
+
+  start(inputs) {
+    const s = this.scene;
+    const seed = s.seed ?? Math.floor(Math.random() * 1e9);
+    const body = { mode: "generate", prompt: inputs[0], length: s.length, temperature: s.temperature, seed, top_k: 5, precision: 4 };
+    return this.session.start(body).catch((e) => this.fail(e));
+  }
+}
+
+const STAGES = {
+  model: ModelStage,
+  sequences: ModelStage,
+  bptt: ModelStage,
+  certainty: CertaintyStage,
+  learning: LearningStage,
+  compare: CompareStage,
+  generate: GenerateStage,
+};
+
+export function makeStage(ctx) {
+  const Kind = STAGES[ctx.scene.view] ?? ModelStage;
+  return new Kind(ctx);
+}
+
+/** How many input boxes a scene has: a certainty scene one per input, every other scene one. */
+export const inputCount = (scene) => (scene.view === "certainty" ? Math.max(1, scene.inputs.length) : 1);
