@@ -36,6 +36,7 @@ COPY --from=build --chown=unrolled /opt/numba-cache /opt/numba-cache
 COPY --from=build /app/app /app/app
 COPY templates /app/templates
 COPY static /app/static
+COPY tours /app/tours
 COPY models /app/models
 # Readable by the server's user whatever the build context's modes (safetensors writes files 0600).
 RUN chmod -R a+rX /app
