@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import Page
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from app.config import ROOT, Settings
 from app.tour import BUILTIN_TOURS, DEFAULT_TOUR, load_tour, scene_models
@@ -38,15 +39,20 @@ REPORT = """() => [...document.querySelectorAll('#stage .tour-panel')].map((p) =
 }))"""
 
 # A panel has data when: its plots have points, its unrolled network has cells it has read, and so on.
-NEEDS: dict[str, tuple[str, ...]] = {
-    "unrolled": ("cells", "read"),
-    "cells": ("cells", "read"),
-    "output": ("written",),
-    "text": ("tokens",),
-    "predictions": ("bars",),
-    "cell": ("canvases",),
-    "norms": ("plots", "rows"),
+NEEDS: dict[str, list[str]] = {
+    "unrolled": ["cells", "read"],
+    "cells": ["cells", "read"],
+    "output": ["written"],
+    "text": ["tokens"],
+    "predictions": ["bars"],
+    "cell": ["canvases"],
+    "norms": ["plots", "rows"],
 }
+HAS_DATA = f"""(needs) => {{
+  const report = ({REPORT})();
+  const full = (v) => (Array.isArray(v) ? v.length > 0 && v.every((x) => x > 0) : v > 0);
+  return report.length > 0 && report.every((r) => (needs[r.panel] ?? ["plots"]).every((k) => full(r[k])));
+}}"""
 
 
 def slug(text: str) -> str:
@@ -75,19 +81,13 @@ def check_scene(page: Page, scene: dict[str, Any], n: int) -> list[dict[str, Any
         assert page.locator("#scene-caption").is_visible()
         assert page.inner_text("#scene-caption") == scene["caption"]
     assert page.locator("#scene-problems").is_hidden(), page.inner_text("#scene-problems")
-    visit_everything(page)
-    # every plot has points (the views draw them once their traces are in and they are on screen)
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('#stage .js-plotly-plot')].every((gd) => (gd.data ?? []).length > 0)"
-        " && document.querySelectorAll('#stage .tour-panel').length > 0"
-    )
+    visit_everything(page)  # the views draw their plots once their traces are in and they are on screen
+    try:
+        page.wait_for_function(HAS_DATA, arg=NEEDS, timeout=10_000)
+    except PlaywrightTimeout:
+        pytest.fail(f"scene {n} ({scene['title']}): a panel has no data: {page.evaluate(REPORT)}")
     report: list[dict[str, Any]] = page.evaluate(REPORT)
-    panels = [r["panel"] for r in report]
-    assert panels == scene["panels"], (panels, scene["panels"])
-    for r in report:
-        for need in NEEDS.get(r["panel"], ("plots",)):
-            value = r[need]
-            assert (all(v > 0 for v in value) and value) if isinstance(value, list) else value > 0, (n, r)
+    assert [r["panel"] for r in report] == scene["panels"], report
     return report
 
 
@@ -190,6 +190,14 @@ def test_a_tour_file_of_ones_own_is_served_and_walked(page: Page, recorder: Reco
             if scene["view"] == "certainty":  # two inputs, two models each: one line per model and input
                 assert page.locator("#inputs textarea").count() == 2
                 assert report[1]["plots"][0] >= 2 * (len("abcdef") - 1)
+            if scene["view"] == "learning":  # the scene's checkpoint, then another from the slider
+                assert page.evaluate("() => window.__unrolled.trace.checkpoint") == "0"
+                slider = page.locator("[data-panel=checkpoints] input[type=range]")
+                slider.evaluate("(el) => { el.value = el.max; el.dispatchEvent(new Event('input')); }")
+                page.wait_for_function(
+                    "() => window.__unrolled.trace.checkpoint === '100' && window.__unrolled.tour.ready"
+                )
+                assert "100 % of training" in page.inner_text("[data-panel=checkpoints]")
         screenshot(page, f"tour-own-{n}-{slug(scene['title'])}", full_page=True)
         page.keyboard.press("PageDown")
     assert_clean(recorder)
