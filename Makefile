@@ -47,8 +47,8 @@ test: install-test install-browser
 	$(PY) -m pytest -q
 
 lint: install-test
-	$(VENV)/bin/ruff check app tests bench
-	$(VENV)/bin/ruff format --check app tests bench
+	$(VENV)/bin/ruff check app tests bench deploy
+	$(VENV)/bin/ruff format --check app tests bench deploy
 	$(VENV)/bin/mypy
 
 bench: install
