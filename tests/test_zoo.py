@@ -1,0 +1,250 @@
+"""The committed zoo: all 12 models load, their cards meet the targets, and the key claims hold when they are
+recomputed from the weights with plain torch.nn modules (not the app's SeqModel)."""
+
+from __future__ import annotations
+
+import functools
+import math
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from app.rnn.model import LoadedModel, ModelCard, load_model
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+TASKS = ("alphabet", "memory", "charlm", "sentiment")
+CELLS = ("rnn", "lstm", "gru")
+IDS = [f"{t}-{c}" for t in TASKS for c in CELLS]
+GATED = ("lstm", "gru")
+
+
+@functools.cache
+def loaded(model_id: str) -> LoadedModel:
+    return load_model(MODELS, model_id)
+
+
+class Plain:
+    """torch.nn.Embedding → torch.nn.RNN/LSTM/GRU → torch.nn.Linear, filled straight from the safetensors file."""
+
+    def __init__(self, card: ModelCard, path: Path, dtype: torch.dtype = torch.float32) -> None:
+        state = load_file(str(path))
+        outputs = len(card.vocab["tokens"]) if card.kind == "next_token" else len(card.labels or [])
+        self.embedding = nn.Embedding(len(card.vocab["tokens"]), card.embed_size)
+        cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[card.cell]
+        self.rnn = cls(card.embed_size, card.hidden_size, num_layers=card.num_layers, batch_first=True)
+        self.head = nn.Linear(card.hidden_size, outputs)
+        for prefix, module in (("embedding.", self.embedding), ("rnn.", self.rnn), ("head.", self.head)):
+            module.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+            module.to(dtype).requires_grad_(False)
+        self.cell = card.cell
+
+    def logits(self, ids: Tensor) -> Tensor:
+        with torch.no_grad():
+            out, _ = self.rnn(self.embedding(ids))
+            result: Tensor = self.head(out)
+            return result
+
+
+@functools.cache
+def plain(model_id: str) -> Plain:
+    return Plain(loaded(model_id).card, MODELS / f"{model_id}.safetensors")
+
+
+def ids_of(card: ModelCard, text: str) -> list[int]:
+    enc = loaded(card.id).vocab.encode(text)
+    assert not enc.unknown or card.task in ("sentiment", "charlm")
+    return enc.ids
+
+
+# --- every model ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_id", IDS)
+def test_model_loads_with_a_complete_card(model_id: str) -> None:
+    task, cell = model_id.split("-")
+    m = loaded(model_id)
+    c = m.card
+    assert (c.id, c.task, c.cell) == (model_id, task, cell)
+    assert c.kind == ("classify" if task in ("memory", "sentiment") else "next_token")
+    assert 32 <= c.hidden_size <= 128 and c.num_layers in (1, 2)
+    assert c.description and c.data_source and len(c.examples) >= 3
+    assert 0 < c.train_seconds <= 180, "every model trains in at most three minutes"
+    training = c.metrics["training"]
+    assert training["dry_run"] is False and not training["stopped"].startswith("time cap")
+    assert [k.name for k in c.checkpoints] == ["0", "5", "20", "100"]
+    assert [k.step for k in c.checkpoints] == sorted(k.step for k in c.checkpoints)
+    assert c.checkpoints[-1].step == training["final_step"]
+    final = m.model.state_dict()
+    assert all(torch.equal(final[k], v) for k, v in m.checkpoints["100"].state_dict().items())
+    assert any(not torch.equal(final[k], v) for k, v in m.checkpoints["0"].state_dict().items())
+    assert 40 <= len(c.curve) <= 60
+    assert c.curve[-1]["loss"] < c.curve[0]["loss"]
+
+
+@pytest.mark.parametrize("model_id", IDS)
+def test_plain_torch_forward_agrees_with_the_app_model(model_id: str) -> None:
+    m = loaded(model_id)
+    ids = torch.tensor([ids_of(m.card, m.card.examples[0]["text"])])
+    with torch.no_grad():
+        assert torch.allclose(plain(model_id).logits(ids), m.model(ids), atol=1e-5)
+
+
+def test_zoo_folder_is_small_and_pickle_free() -> None:
+    files = [p for p in MODELS.rglob("*") if p.is_file()]
+    assert {p.suffix for p in files} == {".json", ".safetensors"}
+    assert len([p for p in files if p.suffix == ".json"]) == 12
+    assert sum(p.stat().st_size for p in files) < 12_000_000
+
+
+# --- alphabet -----------------------------------------------------------------------------------------------
+
+
+def next_letter_p(model_id: str, text: str) -> list[float]:
+    card = loaded(model_id).card
+    ids = ids_of(card, text)
+    probs = torch.softmax(plain(model_id).logits(torch.tensor([ids]))[0], -1)
+    return [float(probs[t, ids[t + 1]]) for t in range(len(ids) - 1)]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_alphabet_g_run_turns_certain_from_its_third_letter(cell: str) -> None:
+    card = loaded(f"alphabet-{cell}").card
+    g = card.metrics["g_run"]
+    assert g["text"] in [ex["text"] for ex in card.examples]
+    prefix = g["text"].split()[0]
+    p = next_letter_p(card.id, g["text"])[len(prefix) :]  # after G, H, I, …: p of H, I, J, …
+    assert np.allclose(p, g["p"], atol=1e-3), "the card's G-run probabilities are the weights' own"
+    assert g["min_p_from_third"] == min(g["p"][2:])
+    if cell in GATED:
+        assert p[0] < 0.5, "after a lone G the run has not started for sure"
+        assert min(p[2:]) >= 0.9, "from the third letter of the run on the next letter is near-certain"
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_alphabet_backwards_run_stays_uncertain(cell: str) -> None:
+    card = loaded(f"alphabet-{cell}").card
+    b = card.metrics["backwards"]
+    assert b["text"] in [ex["text"] for ex in card.examples]
+    p = next_letter_p(card.id, b["text"])
+    assert np.allclose(p, b["p"], atol=1e-3)
+    assert max(p) < 0.2 and b["max_p"] == max(b["p"])
+
+
+# --- memory -------------------------------------------------------------------------------------------------
+
+
+def memory_batch(card: ModelCard, n: int, size: int, seed: int) -> tuple[Tensor, Tensor]:
+    tokens: list[str] = card.vocab["tokens"]
+    labels_ = card.labels or []
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, len(labels_), size=size)
+    digits = np.array([tokens.index(d) for d in "0123456789"])
+    ids = np.empty((size, n + 2), dtype=np.int64)
+    ids[:, 0] = [tokens.index(labels_[y]) for y in labels]
+    ids[:, 1:-1] = digits[rng.integers(0, 10, size=(size, n))]
+    ids[:, -1] = tokens.index("?")
+    return torch.from_numpy(ids), torch.from_numpy(labels)
+
+
+def memory_accuracy(model_id: str, n: int) -> float:
+    ids, labels = memory_batch(loaded(model_id).card, n, 400, seed=424_242)
+    pred = plain(model_id).logits(ids)[:, -1].argmax(-1)
+    return float((pred == labels).float().mean())
+
+
+def grad_ratio(model_id: str, text: str, label: str) -> float:
+    """‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ through torch.nn's own recurrence, one step at a time, in float64."""
+    card = loaded(model_id).card
+    net = Plain(card, MODELS / f"{model_id}.safetensors", dtype=torch.float64)
+    ids = torch.tensor([ids_of(card, text)])
+    x = net.embedding(ids).requires_grad_(True)
+    h = torch.zeros(1, 1, card.hidden_size, dtype=torch.float64)
+    c = torch.zeros_like(h)
+    hs = []
+    for t in range(ids.shape[1]):
+        if card.cell == "lstm":
+            _, (h, c) = net.rnn(x[:, t : t + 1], (h, c))
+        else:
+            _, h = net.rnn(x[:, t : t + 1], h)
+        h.retain_grad()
+        hs.append(h)
+    loss = F.cross_entropy(net.head(hs[-1][0]), torch.tensor([(card.labels or []).index(label)]))
+    loss.backward()  # type: ignore[no-untyped-call]
+    first, last = hs[0].grad, hs[-1].grad
+    assert first is not None and last is not None
+    return float(first.norm() / last.norm())
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_memory_accuracy_at_n_100_on_a_fresh_batch(cell: str) -> None:
+    model_id = f"memory-{cell}"
+    card = loaded(model_id).card
+    acc = memory_accuracy(model_id, 100)
+    assert abs(acc - card.metrics["accuracy_n100"]) < 0.08, "the card's accuracy holds on fresh data"
+    if cell in GATED:
+        assert acc >= 0.95 and card.metrics["accuracy_n100"] >= 0.95
+    else:
+        assert acc <= 0.5 and card.metrics["accuracy_n100"] <= 0.5, "the plain RNN cannot bridge 100 steps"
+
+
+def test_memory_gradient_vanishes_in_the_rnn_only() -> None:
+    ratios: dict[str, float] = {}
+    for cell in CELLS:
+        card = loaded(f"memory-{cell}").card
+        g = card.metrics["gradient"]
+        assert g["text"] in [ex["text"] for ex in card.examples] and len(ids_of(card, g["text"])) == 102
+        ratios[cell] = grad_ratio(card.id, g["text"], g["label"])
+        assert math.isclose(math.log10(ratios[cell]), math.log10(g["ratio_first_last"]), abs_tol=0.01)
+        assert math.isclose(g["norms"][0] / g["norms"][-1], g["ratio_first_last"], rel_tol=1e-2)
+    assert ratios["rnn"] * 100 <= ratios["lstm"] and ratios["rnn"] * 100 <= ratios["gru"]
+
+
+# --- charlm -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_charlm_heldout_bits_per_character(cell: str) -> None:
+    card = loaded(f"charlm-{cell}").card
+    m: dict[str, Any] = card.metrics
+    if cell in GATED:
+        assert m["heldout_bpc"] <= 2.3
+    assert m["heldout_bpc"] < 3.0 and m["train_bpc"] < m["heldout_bpc"] + 0.5
+    if m["python_version"] != platform.python_version():
+        pytest.skip(f"held-out text comes from Python {m['python_version']}'s pydoc_data")
+    from pydoc_data.topics import topics
+
+    text = "\n\n".join(topics[name] for name in m["heldout_topics"])
+    ids = np.array(loaded(card.id).vocab.encode(text).ids)
+    assert len(ids) == m["heldout_chars"]
+    streams = m["eval_streams"]
+    length = (len(ids) - 1) // streams
+    x = torch.from_numpy(ids[: streams * length].reshape(streams, length))
+    y = torch.from_numpy(ids[1 : streams * length + 1].reshape(streams, length))
+    logits = plain(card.id).logits(x)
+    bpc = float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))) / math.log(2)
+    assert abs(bpc - m["heldout_bpc"]) < 2e-3
+
+
+# --- sentiment ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_sentiment_heldout_accuracy_and_example_predictions(cell: str) -> None:
+    card = loaded(f"sentiment-{cell}").card
+    m = card.metrics
+    assert card.labels == ["negative", "positive"] and card.positive_label == "positive"
+    assert m["test_accuracy"] > m["test_majority_baseline"] and m["n_test"] > 1000
+    if cell in GATED:
+        assert m["test_accuracy"] >= 0.75
+    # The held-out reviews are not committed; the example predictions are recomputed from the weights.
+    for pred in m["example_predictions"]:
+        ids = torch.tensor([ids_of(card, pred["text"])])
+        p = float(torch.softmax(plain(card.id).logits(ids)[0, -1], -1)[1])
+        assert abs(p - pred["p_positive"]) < 1e-3
