@@ -9,7 +9,8 @@ a compiled step costs about the matrix-vector product alone.
 Shapes: T steps, H hidden units. Inputs from the forward are float32 as torch computed them (act: the gate
 activations in torch.nn's order); gradients are float64. Every kernel writes, per step t, the norms
 ‖∂L/∂h_t‖, ‖∂L/∂c_t‖ (LSTM; else 0) and ‖step t's term of ∂L/∂W_hh‖ = ‖δ_t‖·‖h_{t−1}‖ (an outer product's norm),
-and dgi (T, G·H) = ∂L/∂(W_ih x_t + b_ih), from which trace.py gets ∂L/∂(the layer's input) in one product.
+and dgi (T, G·H) = ∂L/∂(W_ih x_t + b_ih) with its norm and unit rows, from which trace.py gets ∂L/∂(the layer's
+input) in one float32 product. norms (T, 4) = ‖∂L/∂h_t‖, ‖∂L/∂c_t‖, ‖W_hh term‖, ‖dgi_t‖.
 """
 
 from __future__ import annotations
@@ -33,28 +34,66 @@ def _jit(fn: Any) -> Any:
     return numba.njit(cache=_CACHE, fastmath=_FAST, boundscheck=False, nogil=True)(fn)
 
 
+# Below this, a sum of squares in float64 may have lost digits to underflow: recompute it scaled by max|v|.
+_TINY_SQUARES = 1e-280
+
+
 @_jit
 def _norm(v: Any) -> float:
-    """‖v‖₂ scaled by max|v|."""
+    """‖v‖₂ in one pass; values whose squares underflow (below ~1e-154) take a second, scaled pass."""
+    n = v.shape[0]
+    s = 0.0
+    for k in range(n):  # indexed loops: numba vectorises these, not `for x in v`
+        s += v[k] * v[k]
+    if s > _TINY_SQUARES:
+        return math.sqrt(s)
     m = 0.0
-    for x in v:
-        m = max(m, abs(x))
+    for k in range(n):
+        m = max(m, abs(v[k]))
     if m == 0.0:
         return 0.0
+    inv = 1.0 / m
     s = 0.0
-    for x in v:
-        y = x / m
+    for k in range(n):
+        y = v[k] * inv
         s += y * y
     return m * math.sqrt(s)
 
 
 @_jit
-def _recurrent(WT: Any, delta: Any, j: int) -> float:
-    """(W_hhᵀ δ)_j, with WT = W_hhᵀ stored row-major (H, G·H) so that the reduction reads contiguous memory."""
-    acc = 0.0
-    for k in range(delta.shape[0]):
-        acc += WT[j, k] * delta[k]
-    return acc
+def _recurrent(WT: Any, delta: Any, out: Any) -> None:
+    """out = W_hhᵀ δ. WT = W_hhᵀ (H, G·H), row-major so each reduction reads contiguous memory; it stays float32
+    (the weights are float32: nothing is lost, and it halves the memory read per step), summed in float64.
+    Four rows at a time, so each δ_k loaded serves four sums; this product is most of a step's cost."""
+    H, K = WT.shape
+    j = 0
+    while j + 4 <= H:
+        a0 = a1 = a2 = a3 = 0.0
+        for k in range(K):
+            d = delta[k]
+            a0 += np.float64(WT[j, k]) * d
+            a1 += np.float64(WT[j + 1, k]) * d
+            a2 += np.float64(WT[j + 2, k]) * d
+            a3 += np.float64(WT[j + 3, k]) * d
+        out[j], out[j + 1], out[j + 2], out[j + 3] = a0, a1, a2, a3
+        j += 4
+    for r in range(j, H):
+        acc = 0.0
+        for k in range(K):
+            acc += np.float64(WT[r, k]) * delta[k]
+        out[r] = acc
+
+
+@_jit
+def _finish_step(t: int, dgi: Any, unit: Any, norms: Any, h_prev_norm: float) -> None:
+    """Step t's δ norms, and δ_t / ‖δ_t‖ in float32, from which trace.py gets ∂L/∂(input) in one float32 product
+    without losing tiny rows to float32's range."""
+    n = _norm(dgi[t])
+    norms[t, 2] = n * h_prev_norm
+    norms[t, 3] = n
+    inv = 1.0 / n if n > 0.0 else 0.0
+    for k in range(dgi.shape[1]):
+        unit[t, k] = dgi[t, k] * inv
 
 
 @_jit
@@ -68,7 +107,19 @@ def lstm_cell_forward(act: Any, c0: Any, cell_state: Any) -> None:
 
 
 @_jit
-def lstm_backward(WT: Any, ext: Any, act: Any, c: Any, h: Any, dh: Any, dc: Any, dgi: Any, norms: Any) -> None:
+def lstm_backward(
+    WT: Any,
+    ext: Any,
+    act: Any,
+    c: Any,
+    tanh_c: Any,
+    h_prev_norm: Any,
+    dh: Any,
+    dc: Any,
+    dgi: Any,
+    unit: Any,
+    norms: Any,
+) -> None:
     """One LSTM layer. ext (T, H) = ∂L/∂h_t from the head or the layer above, not through the recurrence.
 
     ∂L/∂h_t = ext_t + W_hhᵀ δ_{t+1};  ∂L/∂c_t = ∂L/∂h_t · o(1 − tanh²c_t) + f_{t+1} ∂L/∂c_{t+1};
@@ -76,31 +127,49 @@ def lstm_backward(WT: Any, ext: Any, act: Any, c: Any, h: Any, dh: Any, dc: Any,
     For the LSTM, δ is the gradient of both W_ih x + b_ih and W_hh h + b_hh: dgi = δ.
     """
     T, H = ext.shape
+    rec = np.zeros(H)
+    zero64 = np.zeros(H)
+    zero32 = np.zeros(H, np.float32)
     for t in range(T - 1, -1, -1):
-        last = t == T - 1
+        # Branch-free rows for the inner loop (so it vectorises): the last step has nothing after it.
+        if t < T - 1:
+            _recurrent(WT, dgi[t + 1], rec)
+            dc_next, f_next = dc[t + 1], act[t + 1, H : 2 * H]
+        else:
+            dc_next, f_next = zero64, zero32
+        c_prev = c[t - 1] if t > 0 else zero32
+        a, e, tch = act[t], ext[t], tanh_c[t]
+        d_h, d_c, d = dh[t], dc[t], dgi[t]
         for j in range(H):
-            i, f, g, o = act[t, j], act[t, H + j], act[t, 2 * H + j], act[t, 3 * H + j]
-            s = ext[t, j]
-            if not last:
-                s += _recurrent(WT, dgi[t + 1], j)
-            tc = math.tanh(c[t, j])
-            d_c = s * o * (1.0 - tc * tc)
-            if not last:
-                d_c += dc[t + 1, j] * act[t + 1, H + j]
-            c_prev = c[t - 1, j] if t > 0 else 0.0
-            dh[t, j] = s
-            dc[t, j] = d_c
-            dgi[t, j] = d_c * g * i * (1.0 - i)
-            dgi[t, H + j] = d_c * c_prev * f * (1.0 - f)
-            dgi[t, 2 * H + j] = d_c * i * (1.0 - g * g)
-            dgi[t, 3 * H + j] = s * tc * o * (1.0 - o)
+            i, f, g, o = a[j], a[H + j], a[2 * H + j], a[3 * H + j]
+            s = e[j] + rec[j]
+            tc = tch[j]
+            dcj = s * o * (1.0 - tc * tc) + dc_next[j] * f_next[j]
+            d_h[j] = s
+            d_c[j] = dcj
+            d[j] = dcj * g * i * (1.0 - i)
+            d[H + j] = dcj * c_prev[j] * f * (1.0 - f)
+            d[2 * H + j] = dcj * i * (1.0 - g * g)
+            d[3 * H + j] = s * tc * o * (1.0 - o)
         norms[t, 0] = _norm(dh[t])
         norms[t, 1] = _norm(dc[t])
-        norms[t, 2] = _norm(dgi[t]) * (_norm(h[t - 1]) if t > 0 else 0.0)
+        _finish_step(t, dgi, unit, norms, h_prev_norm[t])
 
 
 @_jit
-def gru_backward(WT: Any, ext: Any, act: Any, gh_n: Any, h: Any, dh: Any, dgh: Any, dgi: Any, norms: Any) -> None:
+def gru_backward(
+    WT: Any,
+    ext: Any,
+    act: Any,
+    gh_n: Any,
+    h: Any,
+    h_prev_norm: Any,
+    dh: Any,
+    dgh: Any,
+    dgi: Any,
+    unit: Any,
+    norms: Any,
+) -> None:
     """One GRU layer. act (T, 3H) = [r, z, n]; gh_n (T, H) = W_hn h_{t−1} + b_hn.
 
     h_t = (1 − z) n + z h_{t−1}, n = tanh(W_in x + b_in + r ⊙ gh_n), so
@@ -108,13 +177,16 @@ def gru_backward(WT: Any, ext: Any, act: Any, gh_n: Any, h: Any, dh: Any, dgh: A
     [dn·gh_n·r(1−r), dh·(h_{t−1} − n)·z(1−z), dn·r] and dn = dh·(1 − z)(1 − n²); dgi is dgh with dn for dgh_n/r.
     """
     T, H = ext.shape
+    rec = np.zeros(H)
     for t in range(T - 1, -1, -1):
         last = t == T - 1
+        if not last:
+            _recurrent(WT, dgh[t + 1], rec)
         for j in range(H):
             r, z, n = act[t, j], act[t, H + j], act[t, 2 * H + j]
             s = ext[t, j]
             if not last:
-                s += _recurrent(WT, dgh[t + 1], j) + act[t + 1, H + j] * dh[t + 1, j]
+                s += rec[j] + act[t + 1, H + j] * dh[t + 1, j]
             h_prev = h[t - 1, j] if t > 0 else 0.0
             dn = s * (1.0 - z) * (1.0 - n * n)
             d_r = dn * gh_n[t, j] * r * (1.0 - r)
@@ -127,22 +199,47 @@ def gru_backward(WT: Any, ext: Any, act: Any, gh_n: Any, h: Any, dh: Any, dgh: A
             dgi[t, H + j] = d_z
             dgi[t, 2 * H + j] = dn
         norms[t, 0] = _norm(dh[t])
-        norms[t, 2] = _norm(dgh[t]) * (_norm(h[t - 1]) if t > 0 else 0.0)
+        _finish_step(t, dgi, unit, norms, h_prev_norm[t])
+        norms[t, 2] = _norm(dgh[t]) * h_prev_norm[t]  # the W_hh term is dgh ⊗ h_{t−1}, not dgi's
 
 
 @_jit
-def rnn_backward(WT: Any, ext: Any, h: Any, dh: Any, dgi: Any, norms: Any) -> None:
+def rnn_backward(WT: Any, ext: Any, h: Any, h_prev_norm: Any, dh: Any, dgi: Any, unit: Any, norms: Any) -> None:
     """One tanh-RNN layer: h_t = tanh(W_ih x + b_ih + W_hh h_{t−1} + b_hh); δ_t = ∂L/∂h_t · (1 − h_t²)."""
     T, H = ext.shape
+    rec = np.zeros(H)
     for t in range(T - 1, -1, -1):
+        if t < T - 1:
+            _recurrent(WT, dgi[t + 1], rec)
         for j in range(H):
-            s = ext[t, j]
-            if t < T - 1:
-                s += _recurrent(WT, dgi[t + 1], j)
+            s = ext[t, j] + rec[j]
             dh[t, j] = s
             dgi[t, j] = s * (1.0 - h[t, j] * h[t, j])
         norms[t, 0] = _norm(dh[t])
-        norms[t, 2] = _norm(dgi[t]) * (_norm(h[t - 1]) if t > 0 else 0.0)
+        _finish_step(t, dgi, unit, norms, h_prev_norm[t])
+
+
+@_jit
+def top_k(probs: Any, ids: Any, top: Any) -> None:
+    """Each row's k largest probabilities in descending order, ties to the lower index (as torch.topk on CPU);
+    k = ids.shape[1]. An insertion into k sorted slots: cheaper than torch.topk for a vocabulary of ~100."""
+    T, V = probs.shape
+    k = ids.shape[1]
+    for t in range(T):
+        n = 0
+        for v in range(V):
+            p = probs[t, v]
+            if n == k and p <= top[t, k - 1]:
+                continue
+            pos = n if n < k else k - 1
+            while pos > 0 and top[t, pos - 1] < p:
+                if pos < k:
+                    top[t, pos] = top[t, pos - 1]
+                    ids[t, pos] = ids[t, pos - 1]
+                pos -= 1
+            top[t, pos] = p
+            ids[t, pos] = v
+            n = min(n + 1, k)
 
 
 @_jit
@@ -152,17 +249,21 @@ def row_norms(x: Any, out: Any) -> None:
 
 
 def warm_up() -> None:
-    """Compile (or load from the cache) every kernel once, so that no request pays for it."""
-    T, H = 2, 2
+    """Compile (or load from the cache) every kernel once, with the types trace.py passes, so that no request
+    pays for it."""
+    T, H = 2, 4
     f32 = np.ones((T, H), np.float32)
     f64 = np.zeros((T, H))
-    norms = np.zeros((T, 3))
-    act4 = np.ones((T, 4 * H), np.float32)
-    lstm_cell_forward(act4, f32[0], f32.copy())
-    lstm_backward(np.zeros((H, 4 * H)), f64, act4, f32, f32, f64.copy(), f64.copy(), np.zeros((T, 4 * H)), norms)
-    gru_backward(
-        np.zeros((H, 3 * H)), f64, np.ones((T, 3 * H), np.float32), f32, f32,
-        f64.copy(), np.zeros((T, 3 * H)), np.zeros((T, 3 * H)), norms,
-    )  # fmt: skip
-    rnn_backward(np.zeros((H, H)), f64, f32, f64.copy(), np.zeros((T, H)), norms)
+    norms = np.zeros((T, 4))
+    for G in (1, 3, 4):
+        gates32 = np.ones((T, G * H), np.float32)
+        WT, dgi, unit = np.zeros((H, G * H), np.float32), np.zeros((T, G * H)), np.zeros((T, G * H), np.float32)
+        if G == 4:
+            lstm_cell_forward(gates32, f32[0], f32.copy())
+            lstm_backward(WT, f64, gates32, f32, f32, np.zeros(T), f64.copy(), f64.copy(), dgi, unit, norms)
+        elif G == 3:
+            gru_backward(WT, f64, gates32, f32, f32, np.zeros(T), f64.copy(), dgi.copy(), dgi, unit, norms)
+        else:
+            rnn_backward(WT, f64, f32, np.zeros(T), f64.copy(), dgi, unit, norms)
     row_norms(f64, np.zeros(T))
+    top_k(f32, np.zeros((T, 2), np.int64), np.zeros((T, 2), np.float32))

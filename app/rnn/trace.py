@@ -149,7 +149,10 @@ def trace_ids(
             else:
                 weight[-2] = 1.0  # the last step that has a target
         label_id = None
-        top_probs, top_ids = probs32.topk(min(top_k, cfg.num_outputs), dim=-1)
+        k = min(top_k, cfg.num_outputs)
+        top_ids_np, top_probs_np = np.empty((T, k), np.int64), np.empty((T, k), np.float32)
+        kernels.top_k(probs32.numpy(), top_ids_np, top_probs_np)
+        top_ids, top_probs = torch.from_numpy(top_ids_np), torch.from_numpy(top_probs_np)
     else:
         label_id = int(probs[-1].argmax()) if label is None else label
         targets = torch.full((T,), label_id, dtype=torch.long)
@@ -242,23 +245,30 @@ def _layer_backward(model: SeqModel, k: int, fwd: LayerForward, ext: F64) -> tup
     """Run layer k's reverse recursion; return its trace and ∂L/∂(its input), the layer below's ext."""
     cell = model.config.cell
     w = model.weights(k)
-    WT = np.ascontiguousarray(w.weight_hh.double().T.numpy())  # (H, G·H)
+    WT = np.ascontiguousarray(w.weight_hh.T.numpy())  # (H, G·H) float32
+    h_prev_norm = np.empty(len(fwd.hidden))  # ‖h_{t−1}‖, with h_{−1} = 0: each step's W_hh term is δ_t ⊗ h_{t−1}
+    h_prev_norm[0] = 0.0
+    h_prev_norm[1:] = torch.linalg.vector_norm(fwd.hidden[:-1], dim=1).numpy()  # |h| ≤ 1: float32 is exact enough
     h = fwd.hidden.numpy()
     T, H = h.shape
     G = w.weight_hh.shape[0] // H
     dh = np.empty((T, H))
     dgi = np.empty((T, G * H))
-    norms = np.zeros((T, 3))  # ‖∂L/∂h_t‖, ‖∂L/∂c_t‖, ‖W_hh term_t‖
+    unit = np.empty((T, G * H), np.float32)  # dgi_t / ‖dgi_t‖
+    norms = np.zeros((T, 4))  # ‖∂L/∂h_t‖, ‖∂L/∂c_t‖, ‖W_hh term_t‖, ‖dgi_t‖
     c = None if fwd.cell_state is None else fwd.cell_state.numpy()
     if cell == "lstm":
         assert c is not None
-        kernels.lstm_backward(WT, ext, fwd.act.numpy(), c, h, dh, np.empty((T, H)), dgi, norms)
+        tanh_c = torch.from_numpy(c).tanh().numpy()
+        dc = np.empty((T, H))
+        kernels.lstm_backward(WT, ext, fwd.act.numpy(), c, tanh_c, h_prev_norm, dh, dc, dgi, unit, norms)
     elif cell == "gru":
         assert fwd.gh_candidate is not None
         dgh = np.empty((T, G * H))
-        kernels.gru_backward(WT, ext, fwd.act.numpy(), fwd.gh_candidate.numpy(), h, dh, dgh, dgi, norms)
+        gh_n = fwd.gh_candidate.numpy()
+        kernels.gru_backward(WT, ext, fwd.act.numpy(), gh_n, h, h_prev_norm, dh, dgh, dgi, unit, norms)
     else:
-        kernels.rnn_backward(WT, ext, h, dh, dgi, norms)
+        kernels.rnn_backward(WT, ext, h, h_prev_norm, dh, dgi, unit, norms)
     layer = LayerTrace(
         hidden=h,
         cell_state=c,
@@ -267,4 +277,7 @@ def _layer_backward(model: SeqModel, k: int, fwd: LayerForward, ext: F64) -> tup
         grad_cell_state=norms[:, 1].copy() if cell == "lstm" else None,
         grad_weight_hh=norms[:, 2].copy(),
     )
-    return layer, dgi @ w.weight_ih.double().numpy()  # (T, in)
+    # ∂L/∂(input)_t = W_ihᵀ dgi_t = ‖dgi_t‖ · (W_ihᵀ unit_t): one float32 product, then each row's own scale.
+    d_input = (torch.from_numpy(unit) @ w.weight_ih).double().numpy()  # (T, in)
+    d_input *= norms[:, 3:4]
+    return layer, d_input
