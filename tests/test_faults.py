@@ -8,9 +8,11 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -49,6 +51,13 @@ async def vanish_after(live: LiveServer, frames: int, text: str) -> None:
     ws.transport.abort()  # gone: no closing handshake, as a lost network or a closed laptop
 
 
+def run_async(coro: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine in a thread of its own: other tests (Playwright's sync API) may leave an event loop
+    running in this one."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, coro).result()
+
+
 async def vanish_many(live: LiveServer, clients: int, text: str) -> None:
     for start in range(0, clients, 25):
         await asyncio.gather(*(vanish_after(live, 2 + i % 5, text) for i in range(start, min(clients, start + 25))))
@@ -67,10 +76,10 @@ def server(settings: Settings, models_dir: Path, tmp_path_factory: pytest.TempPa
 
 def test_a_hundred_clients_that_vanish_mid_stream_leave_no_work_and_no_memory(server: LiveServer) -> None:
     text = "the quick brown fox jumps over the lazy dog. " * 25  # 1,125 steps
-    asyncio.run(vanish_many(server, 10, text))  # warm-up: allocator pools, compiled kernels
+    run_async(vanish_many(server, 10, text))  # warm-up: allocator pools, compiled kernels
     assert wait_idle(server, 5) == {k: 0 for k in gauges(server)}
     before = rss_mb(server)
-    asyncio.run(vanish_many(server, 100, text))
+    run_async(vanish_many(server, 100, text))
     left = wait_idle(server, 5)
     assert left == {k: 0.0 for k in left}, left
     after = rss_mb(server)
