@@ -175,25 +175,38 @@ def test_client_that_disconnects_mid_generation_stops_the_sampling(live: LiveSer
     assert httpx.get(f"{live.url}/healthz").status_code == 200
 
 
-@pytest.mark.parametrize("model_id", ["chars-lstm", "chars-gru", "words-lstm"])
-def test_binary_step_frames_hold_the_rest_values_as_float32(live: LiveServer, model_id: str) -> None:
+@pytest.mark.parametrize(("model_id", "batch"), [("chars-lstm", 1), ("chars-gru", 7), ("words-lstm", 64)])
+def test_binary_records_hold_the_rest_values(live: LiveServer, model_id: str, batch: int) -> None:
+    """Binary encoding: T step records (float32), then T grad records (float64, last step first), `batch` to a
+    message, each value equal to the REST body's."""
     import numpy as np
 
     req = {"text": "a good film, very good", "top_k": 3}
     body = httpx.post(f"{live.url}/api/models/{model_id}/trace", json=req).json()
+    vocab = httpx.get(f"{live.url}/api/models/{model_id}").json()["vocab"]
+    T = body["steps"]
+    messages: list[bytes] = []
     with open_stream(live, model_id) as ws:
-        ws.send(orjson.dumps({**req, "encoding": "binary"}).decode())
+        ws.send(orjson.dumps({**req, "encoding": "binary", "batch": batch}).decode())
         meta = orjson.loads(ws.recv(timeout=30))
-        steps = [ws.recv(timeout=30) for _ in range(body["steps"])]
-        rest = [orjson.loads(ws.recv(timeout=30)) for _ in range(body["steps"] + 1)]
-    assert meta["encoding"] == "binary" and rest[-1]["type"] == "done"
-    for t, payload in enumerate(steps):
-        assert isinstance(payload, bytes)
-        assert int(np.frombuffer(payload[:4], "<u4")[0]) == t
+        while isinstance(msg := ws.recv(timeout=30), bytes):
+            messages.append(msg)
+        assert orjson.loads(msg)["type"] == "done"
+    assert meta["encoding"] == "binary" and meta["batch"] == batch
+    step_size, grad_size = meta["step_record_bytes"], meta["grad_record_bytes"]
+    n_step_messages = -(-T // batch)
+    assert len(messages) == 2 * n_step_messages
+    steps = b"".join(messages[:n_step_messages])
+    grads = b"".join(messages[n_step_messages:])
+    assert all(len(m) <= batch * step_size for m in messages[:n_step_messages])
+    assert len(steps) == T * step_size and len(grads) == T * grad_size
+    for t in range(T):
+        record = steps[t * step_size : (t + 1) * step_size]
+        assert int(np.frombuffer(record[:4], "<u4")[0]) == t
         offset = 4
         for field in meta["layout"]:
             n = field["size"]
-            values = np.frombuffer(payload[offset : offset + 4 * n], "<f4" if field["dtype"] == "float32" else "<u4")
+            values = np.frombuffer(record[offset : offset + 4 * n], "<f4" if field["dtype"] == "float32" else "<u4")
             offset += 4 * n
             name = field["name"]
             if name.startswith("layers."):
@@ -209,8 +222,19 @@ def test_binary_step_frames_hold_the_rest_values_as_float32(live: LiveServer, mo
             elif name == "prediction.p":
                 expected = np.array([p["p"] for p in body["predictions"][t]], dtype=np.float32)
             else:
-                vocab = httpx.get(f"{live.url}/api/models/{model_id}").json()["vocab"]
                 assert [vocab[i] for i in values] == [p["token"] for p in body["predictions"][t]]
                 continue
             np.testing.assert_array_equal(values, expected, err_msg=name)
-        assert offset == len(payload)
+        assert offset == step_size
+    norms = body["grad_norms"]
+    for i in range(T):
+        record = np.frombuffer(grads[i * grad_size : (i + 1) * grad_size], "<f8")
+        t = T - 1 - i  # the BPTT sweep: last step first
+        assert record[0] == t
+        fields = dict(zip([f["name"] for f in meta["grad_layout"]], record[1:].tolist(), strict=True))
+        for k, layer in enumerate(norms["hidden"]):
+            assert fields[f"hidden.{k}"] == layer[t]
+            assert fields[f"weight_hh.{k}"] == norms["weight_hh"][k][t]
+            if norms["cell_state"] is not None:
+                assert fields[f"cell_state.{k}"] == norms["cell_state"][k][t]
+        assert fields["input"] == norms["input"][t]

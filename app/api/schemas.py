@@ -102,12 +102,15 @@ class GenerateRequest(Strict):
 
 class StreamTraceRequest(TraceRequest):
     mode: Literal["trace"] = "trace"
-    encoding: Literal["json", "binary"] = Field("json", description="binary: float32 arrays in binary frames")
+    encoding: Literal["json", "binary"] = Field("json", description="binary: fixed-size binary records")
+    batch: Annotated[int, Ge(1), Le(4096), BeforeValidator(_json_number)] = Field(
+        1, description="binary encoding: records per WebSocket message (e.g. 64 for long inputs)"
+    )
 
 
 class StreamGenerateRequest(GenerateRequest):
     mode: Literal["generate"]
-    encoding: Literal["json", "binary"] = "json"
+    encoding: Literal["json"] = Field("json", description="generation streams JSON frames, one per sampled token")
 
 
 class Prediction(BaseModel):

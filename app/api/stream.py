@@ -2,9 +2,11 @@
 
 Protocol: the client sends one JSON request (a trace body, or {"mode": "generate", …} with a generate body).
 The server sends {"type": "meta"}, one {"type": "step"} per step in order, one {"type": "grad"} per step from
-the last back to the first (the BPTT sweep), then {"type": "done"}. On bad input it sends
-{"type": "error", "error", "message"} and closes with code 4000 + the HTTP status REST would answer
-(4400 malformed, 4404 unknown model, checkpoint or label, 4408 no request in time, 4409 wrong model kind,
+the last back to the first (the BPTT sweep), then {"type": "done"}. With "encoding": "binary" the step and grad
+frames travel as fixed-size binary records (float32 states, float64 gradient norms; the meta frame gives their
+layouts), `batch` records to a message: T step records, then T grad records, then {"type": "done"}.
+On bad input it sends {"type": "error", "error", "message"} and closes with code 4000 + the HTTP status REST
+would answer (4400 malformed, 4404 unknown model, checkpoint or label, 4408 no request in time, 4409 wrong model kind,
 4413 too large, 4422 invalid or over a limit, 4503 busy).
 """
 
@@ -147,15 +149,18 @@ async def _serve(
     wire = await compute.run(compute_trace, loaded, req, settings)
     T = wire.trace.steps
     binary = req.encoding == "binary"
-    await sender.frame(wire.meta_frame(binary))
+    await sender.frame(wire.meta_frame(binary, req.batch))
     if binary:
-        for payload in wire.binary_steps():
+        # Binary: T step records, then T grad records (last step first), batched into messages; then done.
+        for payload in wire.binary_steps(req.batch):
+            await sender.binary(payload)
+        for payload in wire.binary_grads(req.batch):
             await sender.binary(payload)
     else:
         for t in range(T):
             await sender.frame(wire.step_frame(t))
-    for t in range(T - 1, -1, -1):
-        await sender.frame(wire.grad_frame(t))
+        for t in range(T - 1, -1, -1):
+            await sender.frame(wire.grad_frame(t))
     await sender.frame({"type": "done"})
 
 

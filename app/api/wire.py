@@ -131,8 +131,13 @@ class WireTrace:
             },
         }
 
-    def meta_frame(self, binary: bool = False) -> dict[str, Any]:
-        extra = {"encoding": "binary", "layout": self.binary_layout()} if binary else {"encoding": "json"}
+    def meta_frame(self, binary: bool = False, batch: int = 1) -> dict[str, Any]:
+        extra: dict[str, Any] = {"encoding": "json"}
+        if binary:
+            layout, grad_layout = self.binary_layout(), self.grad_layout()
+            extra = {"encoding": "binary", "layout": layout, "grad_layout": grad_layout, "batch": batch,
+                     "step_record_bytes": 4 * (1 + sum(f["size"] for f in layout)),
+                     "grad_record_bytes": 8 * (1 + len(grad_layout))}  # fmt: skip
         return {
             "type": "meta",
             **extra,
@@ -184,20 +189,44 @@ class WireTrace:
             fields.append({"name": "prediction.token_id", "dtype": "uint32", "size": k})
         return fields
 
-    def binary_steps(self) -> Iterator[bytes]:
-        """Step frames as bytes: little-endian uint32 t, then the fields of binary_layout(). 4 bytes per value."""
+    def grad_layout(self) -> list[dict[str, Any]]:
+        """What a binary grad record holds: float64 t, then these float64 fields (float64 keeps 1e-300)."""
+        L = len(self.hidden)
+        names = [f"hidden.{k}" for k in range(L)]
+        names += [f"cell_state.{k}" for k in range(L)] if self.is_lstm else []
+        names += ["input"] + [f"weight_hh.{k}" for k in range(L)]
+        return [{"name": n, "dtype": "float64", "size": 1} for n in names]
+
+    def binary_steps(self, batch: int = 1) -> Iterator[bytes]:
+        """Step records in messages of up to `batch` records each. A record: little-endian uint32 t, then the
+        float32 fields of binary_layout(), then uint32 token ids; every record of a trace has the same size."""
         parts: list[Array] = []
         for h, c, gates in zip(self.hidden, self.cell_state, self.gates, strict=True):
             parts += [h] + ([] if c is None else [c]) + list(gates.values())
         parts.append(self.step_loss[:, None])
         parts.append(self.probs if self.trace.kind == "classify" else self.top_probs)
         T = self.trace.steps
-        rows = np.empty((T, 1 + sum(p.shape[1] for p in parts)), dtype="<f4")
+        k = self.trace.top_ids.shape[1]
+        width = sum(p.shape[1] for p in parts)
+        rows = np.empty((T, 1 + width + k), dtype="<f4")
         rows.view("<u4")[:, 0] = np.arange(T)
-        np.concatenate([p.astype("<f4", copy=False) for p in parts], axis=1, out=rows[:, 1:])
-        ids = self.trace.top_ids.astype("<u4")
-        for t in range(T):
-            yield rows[t].tobytes() + ids[t].tobytes()
+        np.concatenate([p.astype("<f4", copy=False) for p in parts], axis=1, out=rows[:, 1 : 1 + width])
+        rows.view("<u4")[:, 1 + width :] = self.trace.top_ids
+        for t0 in range(0, T, batch):
+            yield rows[t0 : t0 + batch].tobytes()
+
+    def binary_grads(self, batch: int = 1) -> Iterator[bytes]:
+        """Grad records, from the last step back to the first, in messages of up to `batch` records each."""
+        columns = [*self.grad_hidden, *(self.grad_cell_state if self.is_lstm else []), self.grad_input,
+                   *self.grad_weight_hh]  # fmt: skip
+        T = self.trace.steps
+        rows = np.empty((T, 1 + len(columns)), dtype="<f8")
+        rows[:, 0] = np.arange(T)
+        for i, col in enumerate(columns):
+            rows[:, 1 + i] = col
+        backwards = rows[::-1]
+        for t0 in range(0, T, batch):
+            yield backwards[t0 : t0 + batch].tobytes()
 
     def grad_frame(self, t: int) -> dict[str, Any]:
         """Step t of the BPTT sweep (sent from the last step back to the first)."""

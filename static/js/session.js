@@ -43,13 +43,27 @@ export class Session {
       if (run !== this.run) return;
       if (f.type === "meta") {
         gotMeta = true;
-        this.layout = f.layout ?? null;
+        this.meta = f;
+        this.stepRecords = 0;
         this.trace = new Trace({ ...f, labels: f.labels ?? this.card?.labels ?? null });
         window.__unrolled.trace = this.trace;
         window.__unrolled.encoding = f.encoding ?? "json";
         this.onTrace(this.trace);
       } else if (f.type === "binary") {
-        this.trace.addBinaryStep(f.buffer, this.layout, this.card.vocab ?? []);
+        // Binary messages carry whole records: the trace's T step records first, then its grad records.
+        const m = this.meta;
+        const stepSize = m.step_record_bytes;
+        const gradSize = m.grad_record_bytes;
+        for (let off = 0; off < f.buffer.byteLength; ) {
+          if (this.stepRecords < m.steps) {
+            this.trace.addBinaryStep(f.buffer, off, m.layout, this.card.vocab ?? []);
+            this.stepRecords++;
+            off += stepSize;
+          } else {
+            this.trace.addBinaryGrad(f.buffer, off, m.grad_layout);
+            off += gradSize;
+          }
+        }
         this.flush();
       } else if (f.type === "step") {
         this.trace.addStep(f);
@@ -66,7 +80,7 @@ export class Session {
     // A traced input's steps travel as float32 arrays (half the bytes of JSON, and nothing to parse) when the
     // card's vocabulary can name the predicted tokens; generation streams JSON as each token is sampled.
     const binary = request.mode !== "generate" && (this.card?.kind === "classify" || this.card?.vocab);
-    const body = binary ? { ...request, encoding: "binary" } : request;
+    const body = binary ? { ...request, encoding: "binary", batch: 64 } : request;
     try {
       this.handle = stream(this.modelId, body, onFrame);
       const done = await this.handle.done;

@@ -72,14 +72,14 @@ export class Trace {
   }
 
   /**
-   * One binary step frame: a little-endian uint32 t, then the float32 fields of the meta frame's `layout`, then
-   * uint32 token ids (the top predictions). `vocab` turns ids into tokens.
+   * One binary step record at `offset` in `buffer`: a little-endian uint32 t, then the float32 fields of the meta
+   * frame's `layout`, then uint32 token ids (the top predictions). `vocab` turns ids into tokens.
    */
-  addBinaryStep(buffer, layout, vocab) {
-    const t = new DataView(buffer).getUint32(0, true);
+  addBinaryStep(buffer, offset, layout, vocab) {
+    const t = new DataView(buffer, offset).getUint32(0, true);
     if (t >= this.T) return;
     const floats = layout.filter((f) => f.dtype === "float32").reduce((n, f) => n + f.size, 0);
-    const f32 = new Float32Array(buffer, 4, floats);
+    const f32 = new Float32Array(buffer, offset + 4, floats);
     const H = this.H;
     let off = 0;
     let ps = null;
@@ -100,11 +100,24 @@ export class Trace {
       else if (f.name === "prediction.p") ps = v;
     }
     if (ps) {
-      const ids = new Uint32Array(buffer, 4 + 4 * floats, ps.length);
+      const ids = new Uint32Array(buffer, offset + 4 + 4 * floats, ps.length);
       this.predictions[t] = Array.from(ps, (p, i) => ({ token: vocab[ids[i]] ?? "?", p }));
     }
     this.steps = Math.max(this.steps, t + 1);
     this.version++;
+  }
+
+  /** One binary grad record at `offset`: float64 t, then the float64 fields of the meta frame's `grad_layout`. */
+  addBinaryGrad(buffer, offset, gradLayout) {
+    const v = new Float64Array(buffer, offset, 1 + gradLayout.length);
+    const frame = { t: v[0], hidden: [], cell_state: this.grad.cell ? [] : null, input: 0, weight_hh: [] };
+    gradLayout.forEach((f, i) => {
+      const [name, k] = f.name.split(".");
+      if (name === "input") frame.input = v[1 + i];
+      else if (name === "cell_state") frame.cell_state[Number(k)] = v[1 + i];
+      else frame[name][Number(k)] = v[1 + i];
+    });
+    this.addGrad(frame);
   }
 
   /** One {"type": "grad"} frame (they arrive from the last step back to the first). */
