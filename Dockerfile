@@ -24,6 +24,10 @@ RUN /opt/venv/bin/pip install -c requirements.lock ${TORCH_INDEX:+--extra-index-
         ${PIP_FIND_LINKS:+--find-links "$PIP_FIND_LINKS"} "torch==2.13.0+cpu" \
     && /opt/venv/bin/pip install -c requirements.lock . \
     && /opt/venv/bin/pip uninstall -y unrolled pip setuptools
+# torch's C++ headers, its tests and test binaries: 190 MB the server never uses.
+WORKDIR /opt/venv/lib/python3.11/site-packages/torch
+RUN rm -rf test include && find bin -type f ! -name torch_shm_manager -delete
+WORKDIR /app
 # Compile the BPTT kernels once, here, so that no container pays for it at start-up.
 ENV NUMBA_CACHE_DIR=/opt/numba-cache
 RUN PYTHONPATH=/app /opt/venv/bin/python -c "from app.rnn import kernels; kernels.warm_up()"
