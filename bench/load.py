@@ -22,7 +22,7 @@ from websockets.asyncio.client import connect
 
 from app.config import ROOT
 from bench.common import table
-from bench.serve_speed import start_server
+from bench.serve_speed import BATCH, start_server
 
 
 @dataclass
@@ -62,6 +62,15 @@ def expected_steps(body: dict[str, Any], layout: list[dict[str, Any]]) -> list[b
     return out
 
 
+def expected_grads(body: dict[str, Any]) -> bytes:
+    """The grad records (float64, last step first) the stream must send for this REST body."""
+    g = body["grad_norms"]
+    columns = [*g["hidden"], *(g["cell_state"] or []), g["input"], *g["weight_hh"]]
+    T = body["steps"]
+    rows = np.array([[t, *(c[t] for c in columns)] for t in range(T - 1, -1, -1)], dtype="<f8")
+    return rows.tobytes()
+
+
 async def run_level(
     base: str, ws_base: str, texts: list[str], refs: dict[str, Any], clients: int, seconds: float
 ) -> dict[str, Any]:
@@ -92,7 +101,8 @@ async def run_level(
             start = time.perf_counter()
             try:
                 async with connect(f"{ws_base}/stream", max_size=2**26) as ws:
-                    await ws.send(orjson.dumps({"text": text, "encoding": "binary", "top_k": 5}).decode())
+                    request = {"text": text, "encoding": "binary", "batch": BATCH, "top_k": 5}
+                    await ws.send(orjson.dumps(request).decode())
                     meta = orjson.loads(await ws.recv())
                     if meta["type"] == "error":
                         if meta["error"] == "busy":
@@ -101,20 +111,20 @@ async def run_level(
                         else:
                             stream.error(meta["error"])
                         continue
-                    steps = [await ws.recv() for _ in range(meta["steps"])]
-                    grads = [orjson.loads(await ws.recv()) for _ in range(meta["steps"])]
-                    done = orjson.loads(await ws.recv())
+                    binary = b""
+                    while isinstance(msg := await ws.recv(), bytes):
+                        binary += msg
+                    done = orjson.loads(msg)
                 if meta["tokens"] != want["tokens"] or done["type"] != "done":
                     stream.wrong_frames += 1
-                expected = want["_frames"]
-                stream.wrong_frames += sum(a != b for a, b in zip(steps, expected, strict=True))
-                stream.wrong_frames += sum(
-                    g["hidden"] != [h[g["t"]] for h in want["grad_norms"]["hidden"]] for g in grads
-                )
-                stream.checked_frames += 2 * len(steps)
+                size, T = meta["step_record_bytes"], meta["steps"]
+                records = [binary[t * size : (t + 1) * size] for t in range(T)]
+                stream.wrong_frames += sum(a != b for a, b in zip(records, want["_frames"], strict=True))
+                stream.wrong_frames += binary[T * size :] != want["_grads"]
+                stream.checked_frames += 2 * T
                 stream.latencies.append(time.perf_counter() - start)
             except Exception as e:  # counted: the figure is the error count
-                stream.error(type(e).__name__)
+                stream.error(f"{type(e).__name__}: {e}"[:80])
 
     start = time.perf_counter()
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=clients)) as client:
@@ -160,6 +170,7 @@ def main() -> None:
                 with asyncio.Runner() as runner:
                     layout = runner.run(_layout(ws_base, text))
                 body["_frames"] = expected_steps(body, layout)
+                body["_grads"] = expected_grads(body)
                 refs[text] = body
         baseline = rss_mb(proc.pid)
         for level in args.levels:
@@ -176,6 +187,8 @@ def main() -> None:
                     f"{t.wrong_frames}/{t.checked_frames}" if kind == "stream" else "-",
                     f"{before:.0f} → {after:.0f}",
                 ])  # fmt: skip
+                if t.errors:
+                    print(level, kind, t.errors)
         final = rss_mb(proc.pid)
     finally:
         proc.terminate()
@@ -189,7 +202,7 @@ def main() -> None:
 
 async def _layout(ws_base: str, text: str) -> list[dict[str, Any]]:
     async with connect(f"{ws_base}/stream", max_size=2**26) as ws:
-        await ws.send(orjson.dumps({"text": text, "encoding": "binary", "top_k": 5}).decode())
+        await ws.send(orjson.dumps({"text": text, "encoding": "binary", "batch": BATCH, "top_k": 5}).decode())
         meta = orjson.loads(await ws.recv())
         layout: list[dict[str, Any]] = meta["layout"]
         return layout
