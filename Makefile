@@ -16,7 +16,7 @@ $(PY):
 	$(shell command -v $(PYTHON) || echo python3) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml requirements.lock | $(PY)
-	$(PIP) install --quiet --no-index $(TORCH) 2>/dev/null || $(PIP) install --quiet $(TORCH) --index-url $(TORCH_INDEX)
+	$(PIP) install --quiet --no-deps --no-index $(TORCH) 2>/dev/null || $(PIP) install --quiet $(TORCH) --index-url $(TORCH_INDEX)
 	$(PIP) install --quiet -c requirements.lock -e .
 	touch $@
 
