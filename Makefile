@@ -66,5 +66,5 @@ clean:
 
 # Re-pin every installed version (after changing pyproject.toml's dependencies and running make install-test).
 lock: install-test
-	{ head -n 2 requirements.lock; $(PIP) freeze --exclude-editable | grep -v '^unrolled'; } > requirements.lock.new
+	{ head -n 2 requirements.lock; $(PIP) freeze --all --exclude-editable | grep -vE '^(unrolled|pip)=='; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock
