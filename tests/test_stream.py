@@ -228,10 +228,10 @@ def test_binary_records_hold_the_rest_values(live: LiveServer, model_id: str, ba
         assert offset == step_size
     norms = body["grad_norms"]
     for i in range(T):
-        record = np.frombuffer(grads[i * grad_size : (i + 1) * grad_size], "<f8")
+        grad = np.frombuffer(grads[i * grad_size : (i + 1) * grad_size], "<f8")
         t = T - 1 - i  # the BPTT sweep: last step first
-        assert record[0] == t
-        fields = dict(zip([f["name"] for f in meta["grad_layout"]], record[1:].tolist(), strict=True))
+        assert grad[0] == t
+        fields = dict(zip([f["name"] for f in meta["grad_layout"]], grad[1:].tolist(), strict=True))
         for k, layer in enumerate(norms["hidden"]):
             assert fields[f"hidden.{k}"] == layer[t]
             assert fields[f"weight_hh.{k}"] == norms["weight_hh"][k][t]
