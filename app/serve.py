@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ctypes
 import sys
 from pathlib import Path
 
@@ -11,24 +10,13 @@ import numpy as np
 import orjson
 import uvicorn
 
+from app import memory
 from app.config import get_settings
 from app.logs import log_config
 
 
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """glibc gives each thread that allocates its own heap ("arena") and rarely returns their memory: under load
-    from many worker threads the server's resident memory creeps up. Two arenas keep it near its baseline
-    (measured by bench.load). Must run before the worker threads start; a no-op off glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_arena_max = -8  # from glibc's malloc.h
-    libc.mallopt(m_arena_max, arenas)
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
-    limit_malloc_arenas()
+    memory.limit_arenas()
     settings = get_settings()
     host = args.host or settings.host
     port = args.port or settings.port

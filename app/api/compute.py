@@ -5,6 +5,7 @@ Past that, callers get Overloaded (503 with Retry-After) at once instead of queu
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -12,6 +13,7 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
+from app import memory
 from app.api.errors import Overloaded
 
 T = TypeVar("T")
@@ -42,6 +44,8 @@ class Compute:
                 yield
         finally:
             self.admitted -= 1
+            if self.admitted == 0:  # idle: give freed memory back, off the event loop and off this request
+                asyncio.get_running_loop().run_in_executor(None, memory.trim_when_idle)
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         """Run fn(*args) in a worker thread, in a slot."""
