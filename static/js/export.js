@@ -1,6 +1,7 @@
 // Export of the views that are not Plotly plots: an SVG element as SVG or PNG, a canvas as PNG.
 
-function download(url, filename) {
+/** Save a data or object URL as a file (every export, Plotly's included, goes through here). */
+export function download(url, filename) {
   const a = document.createElement("a");
   a.href = url;
   a.download = filename;
@@ -9,7 +10,8 @@ function download(url, filename) {
   a.remove();
 }
 
-function count() {
+/** Exports are counted for the browser tests. */
+export function count() {
   window.__unrolled.exports = (window.__unrolled.exports ?? 0) + 1;
 }
 

@@ -2,6 +2,7 @@
 // plot, reduced detail where the screen has fewer pixels than the data, and PNG / SVG export.
 
 import { ACCENT } from "./colors.js";
+import { count, download } from "./export.js";
 import { showToken } from "./trace.js";
 
 export const Plotly = window.Plotly;
@@ -44,15 +45,6 @@ export function timeTicks(tokens, T, widthPx) {
   return { tickmode: "auto", title: { text: "time step t", standoff: 4 } };
 }
 
-function download(url, filename) {
-  const a = document.createElement("a");
-  a.href = url;
-  a.download = filename;
-  document.body.append(a);
-  a.click();
-  a.remove();
-}
-
 /** Export a figure (or a live plot, with its cursor overlay drawn as shapes) as PNG or SVG. */
 export async function exportFigure(figure, format, name, size = {}) {
   const width = Math.max(400, Math.round(size.width ?? 1000));
@@ -60,7 +52,7 @@ export async function exportFigure(figure, format, name, size = {}) {
   const layout = { ...figure.layout, paper_bgcolor: "#ffffff" };
   const url = await Plotly.toImage({ data: figure.data, layout }, { format, width, height, scale: format === "png" ? 2 : 1 });
   download(url, `${name}.${format}`);
-  window.__unrolled.exports = (window.__unrolled.exports ?? 0) + 1;
+  count();
 }
 
 export function exportPlot(gd, format) {

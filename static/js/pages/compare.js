@@ -2,6 +2,7 @@
 
 import { getModel } from "../api.js";
 import { bus } from "../bus.js";
+import { fillExamples } from "../examples.js";
 import { exportButtons } from "../export.js";
 import { bindKeys } from "../keys.js";
 import { Player, speedFor } from "../player.js";
@@ -146,13 +147,7 @@ async function main() {
   const input = $("text-input");
   const examples = $("examples");
   const labelSelect = $("label-select");
-  for (const ex of card.examples) {
-    const o = document.createElement("option");
-    o.value = ex.text;
-    o.dataset.label = ex.label ?? "";
-    o.textContent = ex.note ? `${ex.text.slice(0, 40)}${ex.text.length > 40 ? "…" : ""} — ${ex.note}` : ex.text.slice(0, 60);
-    examples.append(o);
-  }
+  fillExamples(examples, card.examples);
   const first = card.examples[0];
   const text = P.text || first?.text || "hello";
   let label = P.label || (P.text ? "" : first?.label ?? "");

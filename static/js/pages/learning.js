@@ -2,6 +2,7 @@
 
 import { getModel, trace as traceRest } from "../api.js";
 import { bus } from "../bus.js";
+import { fillExamples } from "../examples.js";
 import { ACCENT } from "../colors.js";
 import { Plotly, baseLayout, makePlot, plotConfig } from "../plots.js";
 import { Trace } from "../trace.js";
@@ -172,11 +173,7 @@ async function main() {
   const input = $("text-input");
   const examples = $("examples");
   const labelSelect = $("label-select");
-  for (const ex of card.examples) {
-    const o = new Option(ex.note ? `${ex.text.slice(0, 40)} — ${ex.note}` : ex.text.slice(0, 60), ex.text);
-    o.dataset.label = ex.label ?? "";
-    examples.append(o);
-  }
+  fillExamples(examples, card.examples);
   const first = card.examples[0];
   input.value = P.text || first?.text || "hello";
   const label = P.label || (P.text ? "" : first?.label ?? "");

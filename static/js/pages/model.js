@@ -2,6 +2,7 @@
 
 import { getModel } from "../api.js";
 import { bus } from "../bus.js";
+import { fillExamples } from "../examples.js";
 import { GRAD, pow10 } from "../colors.js";
 import { exportButtons } from "../export.js";
 import { bindKeys } from "../keys.js";
@@ -156,13 +157,7 @@ async function main() {
   const input = $("text-input");
   const examples = $("examples");
   const labelSelect = $("label-select");
-  for (const ex of card.examples) {
-    const o = document.createElement("option");
-    o.value = ex.text;
-    o.dataset.label = ex.label ?? "";
-    o.textContent = ex.note ? `${ex.text.slice(0, 40)}${ex.text.length > 40 ? "…" : ""} — ${ex.note}` : ex.text.slice(0, 60);
-    examples.append(o);
-  }
+  fillExamples(examples, card.examples);
   const first = card.examples[0];
   const text = P.text || first?.text || (card.vocab ? card.vocab.slice(1, 12).join("") : "a");
   let label = P.label || (P.text ? "" : first?.label ?? "");
