@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from app.api.compute import Compute
@@ -37,5 +37,3 @@ ZooDep = Annotated[Zoo, Depends(get_zoo)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ComputeDep = Annotated[Compute, Depends(get_compute)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
-
-__all__ = ["ComputeDep", "MetricsDep", "Request", "SettingsDep", "ZooDep"]
