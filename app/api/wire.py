@@ -89,6 +89,14 @@ class WireTrace:
         ps = self.top_probs[t].tolist()
         return [{"token": self.vocab[i], "p": p} for i, p in zip(ids, ps, strict=True)]
 
+    def _all_predictions(self) -> list[list[dict[str, Any]]]:
+        """Every step's top-k at once (the same values as _predictions, with one conversion per array)."""
+        vocab = self.vocab
+        return [
+            [{"token": vocab[i], "p": p} for i, p in zip(ids, ps, strict=True)]
+            for ids, ps in zip(self.trace.top_ids.tolist(), self.top_probs.tolist(), strict=True)
+        ]
+
     def _label(self) -> str | None:
         tr = self.trace
         return None if tr.label is None or self.labels is None else self.labels[tr.label]
@@ -112,14 +120,13 @@ class WireTrace:
     def body(self) -> dict[str, Any]:
         """The REST body: the whole trace."""
         classify = self.trace.kind == "classify"
-        T = self.trace.steps
         return {
             **self.header(),
             "layers": [
                 {"hidden": h, "cell_state": c, "gates": g}
                 for h, c, g in zip(self.hidden, self.cell_state, self.gates, strict=True)
             ],
-            "predictions": None if classify else [self._predictions(t) for t in range(T)],
+            "predictions": None if classify else self._all_predictions(),
             "probs": self.probs[-1] if classify else None,
             "step_probs": self.probs if classify else None,
             "loss": self.step_loss,
