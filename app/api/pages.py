@@ -126,36 +126,33 @@ def home(request: Request, zoo: ZooDep) -> HTMLResponse:
     return page(request, "home.html", groups=groups, key_metric=key_metric, skipped=zoo.skipped)
 
 
-@router.get("/models/{model_id}", response_class=HTMLResponse)
-def model_view(request: Request, model_id: str, zoo: ZooDep) -> HTMLResponse:
-    """One model, unrolled: the network, hidden state, gates, gradients, text and trajectory."""
+def model_page(request: Request, zoo: Zoo, model_id: str, template: str, writes: bool = False) -> HTMLResponse:
+    """A page about one model (and its peers of the same task); `writes`: next-token models only."""
     try:
         m = zoo.get(model_id)
     except UnknownModel as e:
         return not_found(request, str(e))
-    return page(request, "model.html", m=m, peers=comparable(tasks_of(zoo)[m.card.task]))
+    if writes and m.card.kind != "next_token":
+        return not_found(request, f"{model_id} is a classifier: only next-token models can write text.")
+    return page(request, template, m=m, peers=comparable(tasks_of(zoo)[m.card.task]))
+
+
+@router.get("/models/{model_id}", response_class=HTMLResponse)
+def model_view(request: Request, model_id: str, zoo: ZooDep) -> HTMLResponse:
+    """One model, unrolled: the network, hidden state, gates, gradients, text and trajectory."""
+    return model_page(request, zoo, model_id, "model.html")
 
 
 @router.get("/models/{model_id}/generate", response_class=HTMLResponse)
 def generate_view(request: Request, model_id: str, zoo: ZooDep) -> HTMLResponse:
     """Type a prompt and watch a next-token model write, its states streaming in."""
-    try:
-        m = zoo.get(model_id)
-    except UnknownModel as e:
-        return not_found(request, str(e))
-    if m.card.kind != "next_token":
-        return not_found(request, f"{model_id} is a classifier: only next-token models can write text.")
-    return page(request, "generate.html", m=m, peers=comparable(tasks_of(zoo)[m.card.task]))
+    return model_page(request, zoo, model_id, "generate.html", writes=True)
 
 
 @router.get("/models/{model_id}/learning", response_class=HTMLResponse)
 def learning_view(request: Request, model_id: str, zoo: ZooDep) -> HTMLResponse:
     """The same input's internals at each saved checkpoint of training."""
-    try:
-        m = zoo.get(model_id)
-    except UnknownModel as e:
-        return not_found(request, str(e))
-    return page(request, "learning.html", m=m, peers=comparable(tasks_of(zoo)[m.card.task]))
+    return model_page(request, zoo, model_id, "learning.html")
 
 
 @router.get("/compare", response_class=HTMLResponse)

@@ -4,6 +4,7 @@
 
 import { getModel } from "../api.js";
 import { bus } from "../bus.js";
+import { onKeys, playerKeys } from "../keys.js";
 import { Player } from "../player.js";
 import { inputCount, makeStage } from "../tour-stages.js";
 import { link, readParams, writeParams } from "../url.js";
@@ -200,44 +201,29 @@ bus.on("cursor", (c) => {
 bus.on("unit", (u) => state.stage?.onUnit(u));
 bus.on("layout", () => state.stage?.onLayout());
 
-const typing = (el) => el && (el.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(el.tagName)) && el.type !== "range";
-
-document.addEventListener("keydown", (e) => {
-  if (e.ctrlKey || e.metaKey || e.altKey) return;
-  if (typing(e.target)) {
-    if (e.key === "Escape") e.target.blur();
-    return;
-  }
-  if ($("help")?.open) return;
-  const k = e.key;
-  const act = {
-    ArrowRight: () => (e.shiftKey ? player.step(1) : go(state.index + 1)),
-    ArrowLeft: () => (e.shiftKey ? player.step(-1) : go(state.index - 1)),
-    PageDown: () => go(state.index + 1),
-    PageUp: () => go(state.index - 1),
-    " ": () => player.toggle(),
-    Home: () => player.home(),
-    End: () => player.end(),
-    b: () => player.switchPhase(),
-    B: () => player.switchPhase(),
-    "+": () => player.faster(),
-    "=": () => player.faster(),
-    "-": () => player.slower(),
-    _: () => player.slower(),
-    c: () => setCaptions(root.classList.contains("no-captions")),
-    C: () => setCaptions(root.classList.contains("no-captions")),
-    r: restore,
-    R: restore,
-    "/": () => $("input-0")?.focus(),
-  }[k];
-  if (act) {
-    e.preventDefault();
-    act();
-  } else if (/^[1-9]$/.test(k)) {
-    e.preventDefault();
-    go(Number(k));
-  }
-});
+onKeys(
+  (e) =>
+    $("help")?.open
+      ? {}
+      : {
+          ...playerKeys(player),
+          // The clicker's keys move between scenes; with Shift, the arrows step the player.
+          ArrowRight: () => (e.shiftKey ? player.step(1) : go(state.index + 1)),
+          ArrowLeft: () => (e.shiftKey ? player.step(-1) : go(state.index - 1)),
+          PageDown: () => go(state.index + 1),
+          PageUp: () => go(state.index - 1),
+          c: () => setCaptions(root.classList.contains("no-captions")),
+          C: () => setCaptions(root.classList.contains("no-captions")),
+          r: restore,
+          R: restore,
+          "/": () => $("input-0")?.focus(),
+        },
+  (e) => {
+    if ($("help")?.open || !/^[1-9]$/.test(e.key)) return false;
+    go(Number(e.key));
+    return true;
+  },
+);
 
 function init() {
   $("run-form").addEventListener("submit", (e) => {
