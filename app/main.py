@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from app.api import errors, health, openapi, pages, routes_models, routes_tour, routes_trace, stream
+from app.api import errors, health, jsonfloat, openapi, pages, routes_models, routes_tour, routes_trace, stream
 from app.api.compute import Compute
 from app.api.metrics import Metrics, MetricsAndLimits
 from app.api.security import SecurityHeaders
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         torch.set_num_threads(settings.threads_per_worker())
         app.state.zoo = await anyio.to_thread.run_sync(Zoo.load, settings.models_dir)
         await anyio.to_thread.run_sync(kernels.warm_up)
+        await anyio.to_thread.run_sync(jsonfloat.warm_up)
         _on_termination(app)
         app.state.ready = True
         yield

@@ -6,12 +6,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from app.api.errors import LimitExceeded
+from app.api.jsonfloat import Writing
 from app.api.schemas import GenerateRequest, TraceRequest
-from app.api.wire import WireTrace
+from app.api.wire import WireTrace, text_arrays
 from app.config import Settings
 from app.rnn.generate import Step, generate
 from app.rnn.model import LoadedModel
-from app.rnn.trace import trace
+from app.rnn.trace import LayerForward, trace
 
 
 def check_top_k(top_k: int, settings: Settings) -> None:
@@ -25,10 +26,25 @@ def check_chars(what: str, text: str, limit: int, setting: str) -> None:
         raise LimitExceeded(f"{what} has {len(text)} characters; the limit is {limit} ({setting})")
 
 
-def compute_trace(loaded: LoadedModel, req: TraceRequest, settings: Settings) -> WireTrace:
-    """Trace the request's text; the result is ready to send whole or step by step."""
+class EarlyText:
+    """Writes the forward's states and gates as JSON on the pool's threads while BPTT runs on this one. Only at
+    full float32: rounded values exist only once the whole trace is built."""
+
+    def __init__(self, cell: str) -> None:
+        self.cell = cell
+        self.writing: Writing | None = None
+
+    def __call__(self, forwards: list[LayerForward]) -> None:
+        layers = [(f.hidden.numpy(), None if f.cell_state is None else f.cell_state.numpy(), f.gates(self.cell))
+                  for f in forwards]  # fmt: skip
+        self.writing = Writing(text_arrays(layers))
+
+
+def compute_trace(loaded: LoadedModel, req: TraceRequest, settings: Settings, json: bool = True) -> WireTrace:
+    """Trace the request's text; the result is ready to send whole or step by step (json: as JSON text)."""
     check_top_k(req.top_k, settings)
     check_chars("text", req.text, settings.max_steps, "max_steps")
+    early = EarlyText(loaded.card.cell) if json and req.precision is None else None
     tr = trace(
         loaded,
         req.text,
@@ -37,8 +53,9 @@ def compute_trace(loaded: LoadedModel, req: TraceRequest, settings: Settings) ->
         checkpoint=req.checkpoint,
         top_k=req.top_k,
         max_steps=settings.max_steps,
+        on_forward=early,
     )
-    return WireTrace.build(loaded, tr, req.precision)
+    return WireTrace.build(loaded, tr, req.precision, early.writing if early else None)
 
 
 @dataclass

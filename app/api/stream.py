@@ -27,7 +27,7 @@ from app.api.errors import classify
 from app.api.metrics import Metrics
 from app.api.schemas import StreamGenerateRequest, StreamTraceRequest
 from app.api.service import Generation, compute_trace
-from app.api.wire import dumps, generated_step_frame
+from app.api.wire import WireTrace, dumps, generated_step_frame
 from app.config import Settings
 from app.rnn.generate import Step
 from app.zoo import Zoo
@@ -144,11 +144,18 @@ async def _serve(
         await _serve_generate(sender, compute, metrics, Generation.start(loaded, req, settings))
         return
 
-    # One trace, computed off the event loop; its frames are serialised one at a time as they are sent
-    # (about 15 µs each), so the first frame leaves as soon as the trace is done.
-    wire = await compute.run(compute_trace, loaded, req, settings)
-    T = wire.trace.steps
+    # One trace, computed off the event loop, with its JSON text if JSON is asked for; its frames are put
+    # together one at a time as they are sent (a few µs each), so the first leaves as soon as the trace is done.
     binary = req.encoding == "binary"
+
+    def work() -> WireTrace:
+        wire = compute_trace(loaded, req, settings, json=not binary)
+        if not binary:
+            wire.layer_text  # noqa: B018 (written here, not on the event loop)
+        return wire
+
+    wire = await compute.run(work)
+    T = wire.trace.steps
     await sender.frame(wire.meta_frame(binary, req.batch))
     if binary:
         # Binary: T step records, then T grad records (last step first), batched into messages; then done.

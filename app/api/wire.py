@@ -7,14 +7,16 @@ NaN (a step with no target) is written as null by orjson.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import orjson
 from numpy.typing import NDArray
 
+from app.api.jsonfloat import Rows, Writing, write_predictions
 from app.rnn.generate import Step
 from app.rnn.model import LoadedModel
 from app.rnn.trace import Trace
@@ -39,6 +41,11 @@ def round_significant(a: Array, digits: int | None) -> Array:
     return out.astype(a.dtype, copy=False)
 
 
+def text_arrays(layers: Iterable[tuple[Array, Array | None, dict[str, Array]]]) -> list[Array]:
+    """The float32 arrays a trace sends as JSON text, in order: each layer's hidden, cell_state, gates."""
+    return [a for h, c, gates in layers for a in (h, *([] if c is None else [c]), *gates.values())]
+
+
 @dataclass
 class WireTrace:
     """The trace of one request, ready to send: whole (body) or step by step (frames)."""
@@ -57,9 +64,12 @@ class WireTrace:
     grad_input: Array
     vocab: tuple[str, ...]
     labels: list[str] | None
+    writing: Writing | None = None  # text_arrays() being written as JSON, if begun already
 
     @classmethod
-    def build(cls, loaded: LoadedModel, tr: Trace, precision: int | None = None) -> WireTrace:
+    def build(
+        cls, loaded: LoadedModel, tr: Trace, precision: int | None = None, writing: Writing | None = None
+    ) -> WireTrace:
         def r(a: Array) -> Array:
             return np.ascontiguousarray(round_significant(a, precision))
 
@@ -78,24 +88,25 @@ class WireTrace:
             grad_input=r(tr.grad_input),
             vocab=loaded.vocab.tokens,
             labels=loaded.card.labels,
+            writing=writing,
         )
+
+    @cached_property
+    def layer_text(self) -> list[tuple[Rows, Rows | None, dict[str, Rows]]]:
+        """Each layer's hidden states, cell states and gates as JSON text, written once (and only if JSON is
+        asked for) for both the REST body and the stream's frames."""
+        layers = list(zip(self.hidden, self.cell_state, self.gates, strict=True))
+        text = iter((self.writing or Writing(text_arrays(layers))).result())
+        return [(next(text), None if c is None else next(text), {n: next(text) for n in g}) for _, c, g in layers]
 
     @property
     def is_lstm(self) -> bool:
         return self.trace.cell == "lstm"
 
-    def _predictions(self, t: int) -> list[dict[str, Any]]:
-        ids = self.trace.top_ids[t].tolist()
-        ps = self.top_probs[t].tolist()
-        return [{"token": self.vocab[i], "p": p} for i, p in zip(ids, ps, strict=True)]
-
-    def _all_predictions(self) -> list[list[dict[str, Any]]]:
-        """Every step's top-k at once (the same values as _predictions, with one conversion per array)."""
-        vocab = self.vocab
-        return [
-            [{"token": vocab[i], "p": p} for i, p in zip(ids, ps, strict=True)]
-            for ids, ps in zip(self.trace.top_ids.tolist(), self.top_probs.tolist(), strict=True)
-        ]
+    @cached_property
+    def predictions(self) -> Rows:
+        """Every step's top-k as JSON text, written once for the body and the frames."""
+        return write_predictions(self.trace.top_ids, self.top_probs, self.vocab)
 
     def _label(self) -> str | None:
         tr = self.trace
@@ -123,10 +134,10 @@ class WireTrace:
         return {
             **self.header(),
             "layers": [
-                {"hidden": h, "cell_state": c, "gates": g}
-                for h, c, g in zip(self.hidden, self.cell_state, self.gates, strict=True)
+                {"hidden": h.whole(), "cell_state": c and c.whole(), "gates": {n: g.whole() for n, g in gates.items()}}
+                for h, c, gates in self.layer_text
             ],
-            "predictions": None if classify else self._all_predictions(),
+            "predictions": None if classify else self.predictions.whole(),
             "probs": self.probs[-1] if classify else None,
             "step_probs": self.probs if classify else None,
             "loss": self.step_loss,
@@ -162,19 +173,15 @@ class WireTrace:
             "t": t,
             "token": self.trace.tokens[t],
             "layers": [
-                {
-                    "hidden": h[t],
-                    "cell_state": None if c is None else c[t],
-                    "gates": {n: g[t] for n, g in gates.items()},
-                }
-                for h, c, gates in zip(self.hidden, self.cell_state, self.gates, strict=True)
+                {"hidden": h.row(t), "cell_state": c and c.row(t), "gates": {n: g.row(t) for n, g in gates.items()}}
+                for h, c, gates in self.layer_text
             ],
             "loss": self.step_loss[t],
         }
         if self.trace.kind == "classify":
             frame["probs"] = self.probs[t]
         else:
-            frame["prediction"] = self._predictions(t)
+            frame["prediction"] = self.predictions.row(t)
         return frame
 
     def binary_layout(self) -> list[dict[str, Any]]:

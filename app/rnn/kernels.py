@@ -27,11 +27,11 @@ _FAST = {"reassoc", "contract"}
 # Compiled kernels are cached on disk beside this file, or where NUMBA_CACHE_DIR points; numba refuses a cache it
 # cannot write, so on a read-only install they are compiled at start-up instead (a few seconds).
 _CACHE_DIR = os.environ.get("NUMBA_CACHE_DIR") or os.path.dirname(__file__)
-_CACHE = os.access(_CACHE_DIR if os.path.isdir(_CACHE_DIR) else os.path.dirname(_CACHE_DIR), os.W_OK)
+CACHE = os.access(_CACHE_DIR if os.path.isdir(_CACHE_DIR) else os.path.dirname(_CACHE_DIR), os.W_OK)
 
 
 def _jit(fn: Any) -> Any:
-    return numba.njit(cache=_CACHE, fastmath=_FAST, boundscheck=False, nogil=True)(fn)
+    return numba.njit(cache=CACHE, fastmath=_FAST, boundscheck=False, nogil=True)(fn)
 
 
 # Below this, a sum of squares in float64 may have lost digits to underflow: recompute it scaled by max|v|.

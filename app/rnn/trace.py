@@ -11,7 +11,7 @@ The method, in the order it runs (T steps, hidden size H, G gate rows):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,6 +29,7 @@ LossMode = Literal["sum", "last"]
 MAX_STEPS = 10_000
 
 F32 = NDArray[np.float32]
+OnForward = Callable[[list["LayerForward"]], None]
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 
@@ -75,6 +76,7 @@ def trace(
     checkpoint: str | None = None,
     top_k: int = 5,
     max_steps: int = MAX_STEPS,
+    on_forward: OnForward | None = None,
 ) -> Trace:
     """Trace a zoo model on text (or token ids): every state, gate, prediction, loss and gradient norm."""
     encoded: Encoded = (
@@ -93,7 +95,10 @@ def trace(
             raise UnknownLabel(f"label index {label} is out of range: the labels are {labels}")
         else:
             label_id = label
-    result = trace_ids(loaded.at(checkpoint), encoded.ids, loss=loss, label=label_id, top_k=top_k, max_steps=max_steps)
+    result = trace_ids(
+        loaded.at(checkpoint), encoded.ids, loss=loss, label=label_id, top_k=top_k, max_steps=max_steps,
+        on_forward=on_forward,
+    )  # fmt: skip
     result.tokens = encoded.tokens
     result.unknown = encoded.unknown
     result.checkpoint = checkpoint
@@ -109,8 +114,9 @@ def trace_ids(
     label: int | None = None,
     top_k: int = 5,
     max_steps: int = MAX_STEPS,
+    on_forward: OnForward | None = None,
 ) -> Trace:
-    """The engine itself, on token ids."""
+    """The engine itself, on token ids. on_forward, if given, sees every layer's forward before BPTT starts."""
     cfg = model.config
     T = len(ids)
     if T == 0:
@@ -130,6 +136,8 @@ def trace_ids(
         fwd = layer_forward(model, k, inp)
         forwards.append(fwd)
         inp = fwd.hidden
+    if on_forward is not None:
+        on_forward(forwards)  # the states and gates are final: BPTT only reads them
     top = forwards[-1].hidden  # (T, H)
 
     # 3. Head, probabilities, per-step losses and ∂L/∂logits for all steps at once.
