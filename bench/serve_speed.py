@@ -1,7 +1,8 @@
 """The server under a 1000-step trace: `python -m bench.serve_speed [--model charlm-lstm] [--seconds 20]`
 
 One run, side by side: a bare torch forward+backward of the same weights (in this process), REST latency and
-bytes, the stream's time to first frame and to done (JSON and binary), and N concurrent clients for S
+bytes, the stream's time to first frame and to done (JSON one frame a message, JSON and binary 64 to a
+message), and N concurrent clients for S
 seconds (throughput, p50/p99, errors) against a real uvicorn on a loopback port.
 """
 
@@ -15,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +27,10 @@ from websockets.asyncio.client import connect
 
 from app.config import ROOT, Settings
 from app.rnn.model import LoadedModel, load_model
-from bench.common import interleaved, table
+from bench.common import table
 from bench.trace_speed import baseline
 
-BATCH = 64  # binary records per WebSocket message
+BATCH = 64  # binary records, or JSON frames, per WebSocket message
 
 
 def start_server(models: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -62,7 +64,7 @@ async def stream_once(url: str, body: dict[str, Any]) -> tuple[float, float, flo
         while True:
             msg = await ws.recv()
             now = time.perf_counter() - start
-            if isinstance(msg, bytes):  # binary: batches of step records, then of grad records
+            if isinstance(msg, bytes) or msg[0] == "[":  # batches of step records or frames, then of grads
                 first_step = first_step or now
                 continue
             kind = orjson.loads(msg)["type"] if msg[:9] != '{"type":"' else msg[9:13]
@@ -113,6 +115,31 @@ async def load(
     return {"done": len(latencies), "rate": len(latencies) / elapsed, "p50": q[49], "p99": q[98], "errors": errors}
 
 
+def interleaved_with_phases(
+    timed: list[Callable[[], object]], phased: list[Callable[[], tuple[float, float, float]]], repeats: int
+) -> tuple[list[float], list[tuple[float, float, float]]]:
+    """Run every function once per round, for `repeats` rounds (after one warm-up round): the medians of the
+    timed functions' seconds, and of each phased function's own three timings."""
+    times: list[list[float]] = [[] for _ in timed]
+    phases: list[list[tuple[float, float, float]]] = [[] for _ in phased]
+    for round_ in range(repeats + 1):
+        for i, fn in enumerate(timed):
+            start = time.perf_counter()
+            fn()
+            if round_:
+                times[i].append(time.perf_counter() - start)
+        for j, phase_fn in enumerate(phased):
+            result = phase_fn()
+            if round_:
+                phases[j].append(result)
+
+    def median3(runs: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+        first, second, third = (statistics.median(r[k] for r in runs) for k in range(3))
+        return first, second, third
+
+    return [statistics.median(t) for t in times], [median3(runs) for runs in phases]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="charlm-lstm")
@@ -132,7 +159,6 @@ def main() -> None:
     # The baseline runs on as many threads as the server gives each computation (Settings.threads_per_worker).
     threads = Settings().threads_per_worker()
     torch.set_num_threads(threads)
-    (torch_s,) = interleaved([lambda: baseline(model, ids)], args.repeats)
 
     proc = start_server(args.models, args.port, {"UNROLLED_MAX_QUEUE": "256"})
     base = f"http://127.0.0.1:{args.port}/api/models/{args.model}"
@@ -151,17 +177,21 @@ def main() -> None:
             assert r.status == 200, data[:200]
             return len(data)
 
+        def stream(encoding: str, batch: int) -> tuple[float, float, float]:
+            request = {**body, "encoding": encoding, "batch": batch}
+            return asyncio.run(stream_once(f"{ws_base}/stream", request))
+
         size_full, size_4 = rest({}), rest({"precision": 4})
-        rest_s, rest4_s = interleaved([lambda: rest({}), lambda: rest({"precision": 4})], args.repeats)
+        # Every measure in turn, the baseline among them, so that this machine's drift hits all of them alike.
+        (torch_s, rest_s, rest4_s), (json, batched, binary) = interleaved_with_phases(
+            [lambda: baseline(model, ids), lambda: rest({}), lambda: rest({"precision": 4})],
+            [lambda: stream("json", 1), lambda: stream("json", BATCH), lambda: stream("binary", BATCH)],
+            args.repeats,
+        )
+        json_meta, json_first, json_done = json
+        _, batched_first, batched_done = batched
+        _, bin_first, bin_done = binary
         conn.close()
-
-        def stream_stats(encoding: str) -> tuple[float, float, float]:
-            extra = {"encoding": encoding} if encoding == "json" else {"encoding": encoding, "batch": BATCH}
-            runs = [asyncio.run(stream_once(f"{ws_base}/stream", {**body, **extra})) for _ in range(args.repeats)]
-            return tuple(statistics.median(r[i] for r in runs) for i in range(3))  # type: ignore[return-value]
-
-        json_meta, json_first, json_done = stream_stats("json")
-        _, bin_first, bin_done = stream_stats("binary")
         loads = {m: asyncio.run(load(base, ws_base, body, args.clients, args.seconds, m)) for m in ("rest", "stream")}
     finally:
         proc.terminate()
@@ -181,6 +211,8 @@ def main() -> None:
         ["stream JSON: first frame (meta)", ms(json_meta), x(json_meta), "-", "<= 50 ms"],
         ["stream JSON: first step frame", ms(json_first), x(json_first), "-", "-"],
         ["stream JSON: done", ms(json_done), x(json_done), "-", "<= 3x"],
+        [f"stream JSON ({BATCH} frames a message): first steps", ms(batched_first), x(batched_first), "-", "-"],
+        [f"stream JSON ({BATCH} frames a message): done", ms(batched_done), x(batched_done), "-", "<= 3x"],
         [f"stream binary ({BATCH} records a message): first steps", ms(bin_first), x(bin_first), "-", "-"],
         [f"stream binary ({BATCH} records a message): done", ms(bin_done), x(bin_done), "-", "<= 3x"],
     ]

@@ -20,15 +20,20 @@ def open_stream(live: LiveServer, model_id: str) -> ClientConnection:
 
 
 def run_stream(live: LiveServer, model_id: str, request: dict[str, Any]) -> list[dict[str, Any]]:
-    frames = []
+    return [frame for message in stream_messages(live, model_id, request) for frame in message]
+
+
+def stream_messages(live: LiveServer, model_id: str, request: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """Each WebSocket message's frames: one, or a JSON array of them when the request sets a batch."""
+    messages = []
     with open_stream(live, model_id) as ws:
         ws.send(orjson.dumps(request).decode())
         while True:
-            frame = orjson.loads(ws.recv(timeout=30))
-            frames.append(frame)
-            if frame["type"] in ("done", "error"):
+            message = orjson.loads(ws.recv(timeout=30))
+            messages.append(message if isinstance(message, list) else [message])
+            if messages[-1][-1]["type"] in ("done", "error"):
                 break
-    return frames
+    return messages
 
 
 def expect_error(live: LiveServer, model_id: str, message: str | bytes | None) -> tuple[dict[str, Any], int]:
@@ -102,6 +107,20 @@ def test_frames_equal_the_rest_trace_value_for_value(
         assert g["input"] == norms["input"][t]
         assert g["weight_hh"] == [layer[t] for layer in norms["weight_hh"]]
         assert g["cell_state"] == (None if norms["cell_state"] is None else [layer[t] for layer in norms["cell_state"]])
+
+
+@pytest.mark.parametrize(("model_id", "batch"), [("chars-gru", 7), ("words-lstm", 64)])
+def test_json_batches_carry_the_same_frames_in_arrays(live: LiveServer, model_id: str, batch: int) -> None:
+    req = {"text": "a very good film, and a long one " * 3}
+    single = stream_messages(live, model_id, req)
+    batched = stream_messages(live, model_id, {**req, "batch": batch})
+    assert all(len(m) == 1 for m in single)
+    assert [f for m in batched for f in m] == [
+        {**m[0], "batch": batch} if m[0]["type"] == "meta" else m[0] for m in single
+    ]
+    T = single[0][0]["steps"]
+    sweep = [batch] * (T // batch) + [T % batch] * (T % batch > 0)  # T frames, `batch` to a message
+    assert [len(m) for m in batched] == [1, *sweep, *sweep, 1]  # meta, steps, grads, done
 
 
 def test_generate_mode_streams_each_sampled_step_then_the_bptt_sweep(live: LiveServer) -> None:

@@ -328,14 +328,17 @@ class Rows:
     """A 2-D float32 array as JSON text "[[…],[…]]", whose row t is text[starts[t]:ends[t]]."""
 
     text: bytes
-    starts: NDArray[np.int64]
-    ends: NDArray[np.int64]
+    starts: list[int]  # Python ints: a frame slices one row at a time, and numpy scalars index slowly
+    ends: list[int]
 
     def whole(self) -> orjson.Fragment:
         return orjson.Fragment(self.text)
 
     def row(self, t: int) -> orjson.Fragment:
         return orjson.Fragment(self.text[self.starts[t] : self.ends[t]])
+
+    def raw(self, t: int) -> bytes:
+        return self.text[self.starts[t] : self.ends[t]]
 
 
 def _write(bits: NDArray[np.uint32]) -> tuple[bytes, NDArray[np.int64], NDArray[np.int64]]:
@@ -385,8 +388,8 @@ def _join(pieces: list[tuple[bytes, NDArray[np.int64], NDArray[np.int64]]]) -> R
         ends.append(e + offset)
         offset += len(text) + 1
     empty = np.empty(0, np.int64)
-    return Rows(b"[" + b",".join(p[0] for p in pieces) + b"]", np.concatenate([empty, *starts]),
-                np.concatenate([empty, *ends]))  # fmt: skip
+    return Rows(b"[" + b",".join(p[0] for p in pieces) + b"]", np.concatenate([empty, *starts]).tolist(),
+                np.concatenate([empty, *ends]).tolist())  # fmt: skip
 
 
 def write_rows(arrays: list[NDArray[Any]]) -> list[Rows]:
@@ -409,7 +412,7 @@ def write_predictions(ids: NDArray[np.int64], probs: NDArray[np.float32], vocab:
     starts, ends = np.empty(len(bits), np.int64), np.empty(len(bits), np.int64)
     n = _put_predictions(np.ascontiguousarray(ids, np.int64), bits, names, name_ends, out[1:], starts, ends)
     out[0], out[n + 1] = ord("["), ord("]")
-    return Rows(out[: n + 2].tobytes(), starts + 1, ends + 1)
+    return Rows(out[: n + 2].tobytes(), (starts + 1).tolist(), (ends + 1).tolist())
 
 
 def warm_up() -> None:

@@ -104,7 +104,9 @@ class StreamTraceRequest(TraceRequest):
     mode: Literal["trace"] = "trace"
     encoding: Literal["json", "binary"] = Field("json", description="binary: fixed-size binary records")
     batch: Annotated[int, Ge(1), Le(4096), BeforeValidator(_json_number)] = Field(
-        1, description="binary encoding: records per WebSocket message (e.g. 64 for long inputs)"
+        1,
+        description="frames per WebSocket message, for long inputs (e.g. 64): binary records end to end, or in "
+        "JSON an array of frames; the meta and done frames always travel alone",
     )
 
 

@@ -2,9 +2,10 @@
 
 Protocol: the client sends one JSON request (a trace body, or {"mode": "generate", …} with a generate body).
 The server sends {"type": "meta"}, one {"type": "step"} per step in order, one {"type": "grad"} per step from
-the last back to the first (the BPTT sweep), then {"type": "done"}. With "encoding": "binary" the step and grad
-frames travel as fixed-size binary records (float32 states, float64 gradient norms; the meta frame gives their
-layouts), `batch` records to a message: T step records, then T grad records, then {"type": "done"}.
+the last back to the first (the BPTT sweep), then {"type": "done"}. With "batch": n > 1 the step and grad frames
+travel n to a message, as a JSON array of frames. With "encoding": "binary" they travel as fixed-size binary
+records (float32 states, float64 gradient norms; the meta frame gives their layouts), `batch` records to a
+message: T step records, then T grad records, then {"type": "done"}.
 On bad input it sends {"type": "error", "error", "message"} and closes with code 4000 + the HTTP status REST
 would answer (4400 malformed, 4404 unknown model, checkpoint or label, 4408 no request in time, 4409 wrong model kind,
 4413 too large, 4422 invalid or over a limit, 4503 busy).
@@ -12,8 +13,9 @@ would answer (4400 malformed, 4404 unknown model, checkpoint or label, 4408 no r
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import anyio
@@ -77,7 +79,12 @@ async def stream(ws: WebSocket, model_id: str) -> None:
 
 
 class Sender:
-    """Sends frames; a client that has gone, or reads nothing for send_timeout seconds, raises ClientGone."""
+    """Sends frames; a client that has gone, or takes nothing for send_timeout seconds, raises ClientGone."""
+
+    # Messages sent under one deadline: a deadline of its own costs a small frame more than sending it. A group
+    # is at most 64 messages or 64 KiB, so big messages still leave as soon as each is ready.
+    GROUP = 64
+    GROUP_BYTES = 65536
 
     def __init__(self, ws: WebSocket, timeout: float) -> None:
         self.ws = ws
@@ -86,16 +93,32 @@ class Sender:
     async def text(self, payload: bytes) -> None:
         await self._send({"type": "websocket.send", "text": payload.decode()})
 
-    async def binary(self, payload: bytes) -> None:
-        await self._send({"type": "websocket.send", "bytes": payload})
-
     async def frame(self, frame: dict[str, Any]) -> None:
         await self.text(dumps(frame))
 
-    async def _send(self, message: dict[str, Any]) -> None:
+    async def texts(self, payloads: Iterable[bytes]) -> None:
+        await self._send_all({"type": "websocket.send", "text": p.decode()} for p in payloads)
+
+    async def binaries(self, payloads: Iterable[bytes]) -> None:
+        await self._send_all({"type": "websocket.send", "bytes": p} for p in payloads)
+
+    async def _send_all(self, messages: Iterable[dict[str, Any]]) -> None:
+        group: list[dict[str, Any]] = []
+        size = 0
+        for message in messages:
+            group.append(message)
+            size += len(message.get("text") or message.get("bytes") or b"")
+            if len(group) == self.GROUP or size >= self.GROUP_BYTES:
+                await self._send(*group)
+                group, size = [], 0
+        if group:
+            await self._send(*group)
+
+    async def _send(self, *messages: dict[str, Any]) -> None:
         try:
             with anyio.fail_after(self.timeout):
-                await self.ws.send(message)
+                for message in messages:
+                    await self.ws.send(message)
         except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError) as e:
             raise ClientGone from e
         except Exception as e:  # the ASGI server's own "connection closed" types
@@ -159,16 +182,20 @@ async def _serve(
     await sender.frame(wire.meta_frame(binary, req.batch))
     if binary:
         # Binary: T step records, then T grad records (last step first), batched into messages; then done.
-        for payload in wire.binary_steps(req.batch):
-            await sender.binary(payload)
-        for payload in wire.binary_grads(req.batch):
-            await sender.binary(payload)
+        await sender.binaries(wire.binary_steps(req.batch))
+        await sender.binaries(wire.binary_grads(req.batch))
     else:
-        for t in range(T):
-            await sender.frame(wire.step_frame(t))
-        for t in range(T - 1, -1, -1):
-            await sender.frame(wire.grad_frame(t))
+        steps = wire.step_frames()
+        grads = (dumps(wire.grad_frame(t)) for t in range(T - 1, -1, -1))
+        await sender.texts(steps if req.batch == 1 else _arrays(steps, req.batch))
+        await sender.texts(grads if req.batch == 1 else _arrays(grads, req.batch))
     await sender.frame({"type": "done"})
+
+
+def _arrays(frames: Iterator[bytes], batch: int) -> Iterator[bytes]:
+    """JSON frames in messages of up to `batch`, each message a JSON array of frames."""
+    while group := list(itertools.islice(frames, batch)):
+        yield b"[" + b",".join(group) + b"]"
 
 
 async def _serve_generate(sender: Sender, compute: Compute, metrics: Metrics, gen: Generation) -> None:
@@ -197,8 +224,7 @@ async def _serve_generate(sender: Sender, compute: Compute, metrics: Metrics, ge
         await sender.text(payload)
         payload = await compute.step(next_frame, t) if t < total else None
     text, written, wire = await compute.step(gen.finish)
-    for t in range(wire.trace.steps - 1, -1, -1):
-        await sender.text(dumps(wire.grad_frame(t)))
+    await sender.texts(dumps(wire.grad_frame(t)) for t in range(wire.trace.steps - 1, -1, -1))
     await sender.frame({"type": "done", "text": text, "generated": written, "total_loss": wire.trace.loss})
 
 

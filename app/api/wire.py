@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
-from app.api.jsonfloat import Rows, Writing, write_predictions
+from app.api.jsonfloat import Rows, Writing, write_predictions, write_rows
 from app.rnn.generate import Step
 from app.rnn.model import LoadedModel
 from app.rnn.trace import Trace
@@ -150,7 +150,7 @@ class WireTrace:
         }
 
     def meta_frame(self, binary: bool = False, batch: int = 1) -> dict[str, Any]:
-        extra: dict[str, Any] = {"encoding": "json"}
+        extra: dict[str, Any] = {"encoding": "json", "batch": batch}
         if binary:
             layout, grad_layout = self.binary_layout(), self.grad_layout()
             extra = {"encoding": "binary", "layout": layout, "grad_layout": grad_layout, "batch": batch,
@@ -166,23 +166,27 @@ class WireTrace:
             "labels": self.labels,
         }
 
-    def step_frame(self, t: int) -> dict[str, Any]:
-        """Step t of the forward sweep."""
-        frame: dict[str, Any] = {
-            "type": "step",
-            "t": t,
-            "token": self.trace.tokens[t],
-            "layers": [
-                {"hidden": h.row(t), "cell_state": c and c.row(t), "gates": {n: g.row(t) for n, g in gates.items()}}
-                for h, c, gates in self.layer_text
-            ],
-            "loss": self.step_loss[t],
-        }
+    def step_frames(self) -> Iterator[bytes]:
+        """The forward sweep's frames as JSON, in order: {"type": "step", "t", "token", "layers": [{"hidden",
+        "cell_state", "gates"}], "loss", "prediction" or "probs"}. Put together from text written once, by
+        joining bytes: building a dict for orjson per frame would cost more than the frame's own values."""
+        layers = self.layer_text
+        keys = [[orjson.dumps(name) + b":" for name in gates] for _, _, gates in layers]
+        tokens = [orjson.dumps(token) for token in self.trace.tokens]
+        losses = [orjson.dumps(loss) for loss in self.step_loss.tolist()]  # NaN (no target) → null
         if self.trace.kind == "classify":
-            frame["probs"] = self.probs[t]
+            key, last = b',"probs":', write_rows([self.probs])[0]
         else:
-            frame["prediction"] = self.predictions.row(t)
-        return frame
+            key, last = b',"prediction":', self.predictions
+        for t in range(self.trace.steps):
+            parts = [b'{"type":"step","t":', b"%d" % t, b',"token":', tokens[t], b',"layers":[']
+            for k, (h, c, gates) in enumerate(layers):
+                parts += [b',{"hidden":' if k else b'{"hidden":', h.raw(t), b',"cell_state":',
+                          b"null" if c is None else c.raw(t), b',"gates":{']  # fmt: skip
+                parts.append(b",".join(name + g.raw(t) for name, g in zip(keys[k], gates.values(), strict=True)))
+                parts.append(b"}}")
+            parts += [b'],"loss":', losses[t], key, last.raw(t), b"}"]
+            yield b"".join(parts)
 
     def binary_layout(self) -> list[dict[str, Any]]:
         """What a binary step frame holds after its uint32 t: float32 fields in this order, then uint32 ids."""
