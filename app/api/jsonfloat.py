@@ -341,10 +341,15 @@ class Rows:
         return self.text[self.starts[t] : self.ends[t]]
 
 
-def _write(bits: NDArray[np.uint32]) -> tuple[bytes, NDArray[np.int64], NDArray[np.int64]]:
+Chunk = tuple[bytes, NDArray[np.int64], NDArray[np.int64]]  # text, row starts, row ends
+
+
+def _write(bits: NDArray[np.uint32]) -> Chunk:
     out = np.empty(bits.size * _MAX_CHARS + 3 * len(bits), np.uint8)
     starts, ends = np.empty(len(bits), np.int64), np.empty(len(bits), np.int64)
     n = _put_rows(bits, out, starts, ends)
+    # A copy the size of the text, so that `out` is freed at once and the next chunk reuses its pages: keeping
+    # every chunk's buffer alive until the join had each request touch ~15 MB of fresh pages (3 ms slower).
     return out[:n].tobytes(), starts, ends
 
 
@@ -361,7 +366,7 @@ class Writing:
             step = max(1, _CHUNK // max(1, bits.shape[1]))
             self._chunks += [(n, bits[t0 : t0 + step]) for t0 in range(0, len(bits), step)]
         self._arrays = len(arrays)
-        self._written: list[tuple[bytes, NDArray[np.int64], NDArray[np.int64]] | None] = [None] * len(self._chunks)
+        self._written: list[Chunk | None] = [None] * len(self._chunks)
         self._claims = itertools.count()  # next() on it is atomic: each chunk is claimed by exactly one thread
         self._helpers = [_pool.submit(self._work) for _ in range(min(_HELPERS, len(self._chunks) - 1))]
 
@@ -373,23 +378,27 @@ class Writing:
         self._work()
         for helper in self._helpers:
             helper.result()
-        pieces: list[list[tuple[bytes, NDArray[np.int64], NDArray[np.int64]]]] = [[] for _ in range(self._arrays)]
+        pieces: list[list[Chunk]] = [[] for _ in range(self._arrays)]
         for (n, _), written in zip(self._chunks, self._written, strict=True):
             assert written is not None
             pieces[n].append(written)
         return [_join(p) for p in pieces]
 
 
-def _join(pieces: list[tuple[bytes, NDArray[np.int64], NDArray[np.int64]]]) -> Rows:
+def _join(pieces: list[Chunk]) -> Rows:
     """One array's chunks as one text, "[" + chunk + "," + chunk … + "]", with the rows' places shifted to match."""
     starts, ends, offset = [], [], 1
+    parts = [b"["]
     for text, s, e in pieces:
         starts.append(s + offset)
         ends.append(e + offset)
+        parts += [text, b","]
         offset += len(text) + 1
+    if len(parts) > 1:
+        parts.pop()  # the last comma
+    parts.append(b"]")
     empty = np.empty(0, np.int64)
-    return Rows(b"[" + b",".join(p[0] for p in pieces) + b"]", np.concatenate([empty, *starts]).tolist(),
-                np.concatenate([empty, *ends]).tolist())  # fmt: skip
+    return Rows(b"".join(parts), np.concatenate([empty, *starts]).tolist(), np.concatenate([empty, *ends]).tolist())
 
 
 def write_rows(arrays: list[NDArray[Any]]) -> list[Rows]:
