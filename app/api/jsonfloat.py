@@ -13,11 +13,12 @@ under 2⁵⁸, and numba's int64 arithmetic avoids the float64 promotion that mi
 
 from __future__ import annotations
 
+import collections
 import functools
 import itertools
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -354,35 +355,53 @@ def _write(bits: NDArray[np.uint32]) -> Chunk:
 
 
 class Writing:
-    """2-D float32 arrays being written as JSON: begun at once by the pool's threads, finished by whoever asks
-    for the result (that thread takes the chunks still unclaimed, so a busy pool never makes it wait idle).
+    """2-D float32 arrays being written as JSON, in chunks of rows that the pool's threads take as they come;
+    whoever asks for the result takes the chunks still waiting, so a busy pool never makes it wait idle. The
+    thread that writes an array's last chunk joins the array's text.
 
-    The server starts one while BPTT runs, on the forward's states and gates, which BPTT does not change."""
+    Arrays may be added while it runs: the server adds each of the forward's states and gates as soon as torch
+    has computed it, and they are written while the rest of the trace (BPTT) runs, since it only reads them."""
 
-    def __init__(self, arrays: list[NDArray[Any]]) -> None:
-        self._chunks: list[tuple[int, NDArray[np.uint32]]] = []
-        for n, a in enumerate(arrays):
+    def __init__(self, arrays: list[NDArray[Any]] | None = None) -> None:
+        self._waiting: collections.deque[tuple[int, int, NDArray[np.uint32]]] = collections.deque()
+        self._pieces: list[list[Chunk | None]] = []  # per array, its chunks' text once written
+        self._finished: list[itertools.count[int]] = []  # per array: next() on it counts its chunks written
+        self._rows: list[Rows | None] = []
+        self._helpers: list[Future[None]] = []
+        self.add(arrays or [])
+
+    def add(self, arrays: list[NDArray[Any]]) -> None:
+        for a in arrays:
+            n = len(self._rows)
             bits = np.ascontiguousarray(a, np.float32).view(np.uint32)
             step = max(1, _CHUNK // max(1, bits.shape[1]))
-            self._chunks += [(n, bits[t0 : t0 + step]) for t0 in range(0, len(bits), step)]
-        self._arrays = len(arrays)
-        self._written: list[Chunk | None] = [None] * len(self._chunks)
-        self._claims = itertools.count()  # next() on it is atomic: each chunk is claimed by exactly one thread
-        self._helpers = [_pool.submit(self._work) for _ in range(min(_HELPERS, len(self._chunks) - 1))]
+            starts = range(0, len(bits), step)
+            self._pieces.append([None] * len(starts))
+            self._finished.append(itertools.count(1))
+            self._rows.append(None if starts else _join([]))
+            # deque.append and popleft are atomic: each chunk is taken by exactly one thread.
+            self._waiting.extend((n, i, bits[t0 : t0 + step]) for i, t0 in enumerate(starts))
+        # A helper per call (a helper that finds nothing waiting returns at once): one that is about to return
+        # may not see these chunks.
+        self._helpers += [_pool.submit(self._work) for _ in range(_HELPERS)] if self._waiting else []
 
     def _work(self) -> None:
-        while (i := next(self._claims)) < len(self._chunks):
-            self._written[i] = _write(self._chunks[i][1])
+        while True:
+            try:
+                n, i, bits = self._waiting.popleft()
+            except IndexError:
+                return
+            pieces = self._pieces[n]
+            pieces[i] = _write(bits)
+            if next(self._finished[n]) == len(pieces):  # this thread wrote the array's last chunk
+                self._rows[n] = _join(pieces)  # type: ignore[arg-type]
 
     def result(self) -> list[Rows]:
         self._work()
         for helper in self._helpers:
             helper.result()
-        pieces: list[list[Chunk]] = [[] for _ in range(self._arrays)]
-        for (n, _), written in zip(self._chunks, self._written, strict=True):
-            assert written is not None
-            pieces[n].append(written)
-        return [_join(p) for p in pieces]
+        assert all(r is not None for r in self._rows)
+        return self._rows  # type: ignore[return-value]
 
 
 def _join(pieces: list[Chunk]) -> Rows:

@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
+from numpy.typing import NDArray
+
 from app.api.errors import LimitExceeded
 from app.api.jsonfloat import Writing
 from app.api.schemas import GenerateRequest, TraceRequest
-from app.api.wire import WireTrace, text_arrays
+from app.api.wire import WireTrace
 from app.config import Settings
 from app.rnn.generate import Step, generate
 from app.rnn.model import LoadedModel
-from app.rnn.trace import LayerForward, trace
+from app.rnn.trace import trace
 
 
 def check_top_k(top_k: int, settings: Settings) -> None:
@@ -27,24 +30,22 @@ def check_chars(what: str, text: str, limit: int, setting: str) -> None:
 
 
 class EarlyText:
-    """Writes the forward's states and gates as JSON on the pool's threads while BPTT runs on this one. Only at
-    full float32: rounded values exist only once the whole trace is built."""
+    """Writes the forward's states and gates as JSON on the pool's threads, each as soon as torch has computed it,
+    while the rest of the trace runs on this one. Only at full float32: rounded values exist only once the whole
+    trace is built."""
 
-    def __init__(self, cell: str) -> None:
-        self.cell = cell
-        self.writing: Writing | None = None
+    def __init__(self) -> None:
+        self.writing = Writing()
 
-    def __call__(self, forwards: list[LayerForward]) -> None:
-        layers = [(f.hidden.numpy(), None if f.cell_state is None else f.cell_state.numpy(), f.gates(self.cell))
-                  for f in forwards]  # fmt: skip
-        self.writing = Writing(text_arrays(layers))
+    def __call__(self, layer: int, name: str, array: NDArray[np.float32]) -> None:
+        self.writing.add([array])  # in the order of text_arrays(): each layer's hidden, cell_state, gates
 
 
 def compute_trace(loaded: LoadedModel, req: TraceRequest, settings: Settings, json: bool = True) -> WireTrace:
     """Trace the request's text; the result is ready to send whole or step by step (json: as JSON text)."""
     check_top_k(req.top_k, settings)
     check_chars("text", req.text, settings.max_steps, "max_steps")
-    early = EarlyText(loaded.card.cell) if json and req.precision is None else None
+    early = EarlyText() if json and req.precision is None else None
     tr = trace(
         loaded,
         req.text,
@@ -53,7 +54,7 @@ def compute_trace(loaded: LoadedModel, req: TraceRequest, settings: Settings, js
         checkpoint=req.checkpoint,
         top_k=req.top_k,
         max_steps=settings.max_steps,
-        on_forward=early,
+        on_array=early,
     )
     return WireTrace.build(loaded, tr, req.precision, early.writing if early else None)
 

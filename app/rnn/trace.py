@@ -11,6 +11,7 @@ The method, in the order it runs (T steps, hidden size H, G gate rows):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -29,7 +30,9 @@ LossMode = Literal["sum", "last"]
 MAX_STEPS = 10_000
 
 F32 = NDArray[np.float32]
-OnForward = Callable[[list["LayerForward"]], None]
+# on_array(layer, name, array): called once per state and gate array ("hidden", "cell_state", then the gates) as
+# soon as it is final, before BPTT, which only reads it. The server starts writing it as JSON then.
+OnArray = Callable[[int, str, F32], None]
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 
@@ -76,7 +79,7 @@ def trace(
     checkpoint: str | None = None,
     top_k: int = 5,
     max_steps: int = MAX_STEPS,
-    on_forward: OnForward | None = None,
+    on_array: OnArray | None = None,
 ) -> Trace:
     """Trace a zoo model on text (or token ids): every state, gate, prediction, loss and gradient norm."""
     encoded: Encoded = (
@@ -97,7 +100,7 @@ def trace(
             label_id = label
     result = trace_ids(
         loaded.at(checkpoint), encoded.ids, loss=loss, label=label_id, top_k=top_k, max_steps=max_steps,
-        on_forward=on_forward,
+        on_array=on_array,
     )  # fmt: skip
     result.tokens = encoded.tokens
     result.unknown = encoded.unknown
@@ -114,9 +117,9 @@ def trace_ids(
     label: int | None = None,
     top_k: int = 5,
     max_steps: int = MAX_STEPS,
-    on_forward: OnForward | None = None,
+    on_array: OnArray | None = None,
 ) -> Trace:
-    """The engine itself, on token ids. on_forward, if given, sees every layer's forward before BPTT starts."""
+    """The engine itself, on token ids."""
     cfg = model.config
     T = len(ids)
     if T == 0:
@@ -133,11 +136,9 @@ def trace_ids(
     forwards = []
     inp = x
     for k in range(cfg.num_layers):
-        fwd = layer_forward(model, k, inp)
+        fwd = layer_forward(model, k, inp, on_array=None if on_array is None else functools.partial(on_array, k))
         forwards.append(fwd)
         inp = fwd.hidden
-    if on_forward is not None:
-        on_forward(forwards)  # the states and gates are final: BPTT only reads them
     top = forwards[-1].hidden  # (T, H)
 
     # 3. Head, probabilities, per-step losses and ∂L/∂logits for all steps at once.
@@ -219,18 +220,38 @@ class LayerForward:
 
 @torch.no_grad()
 def layer_forward(
-    model: SeqModel, k: int, inp: Tensor, h0: Tensor | None = None, c0: Tensor | None = None
+    model: SeqModel,
+    k: int,
+    inp: Tensor,
+    h0: Tensor | None = None,
+    c0: Tensor | None = None,
+    on_array: Callable[[str, F32], None] | None = None,
 ) -> LayerForward:
-    """Layer k over inp (T, in) from the state (h0, c0) (zeros if None): torch's kernel, then all gates at once."""
+    """Layer k over inp (T, in) from the state (h0, c0) (zeros if None): torch's kernel, then all gates at once.
+    on_array(name, array), if given, sees each state and gate array as soon as it is computed."""
     cell = model.config.cell
-    w = model.weights(k)
     H = model.config.hidden_size
     h0 = inp.new_zeros(H) if h0 is None else h0
     c0 = inp.new_zeros(H) if c0 is None else c0
     hx = (h0[None, None], c0[None, None]) if cell == "lstm" else h0[None, None]
     out, _ = model.layer(k)(inp[None], hx)  # torch.nn's own (fused) kernel: (1, T, H)
     h = out[0]
-    T = h.shape[0]
+    if on_array is not None:
+        on_array("hidden", h.numpy())
+    fwd = _gates(model, k, inp, h, h0, c0)
+    if on_array is not None:
+        if fwd.cell_state is not None:
+            on_array("cell_state", fwd.cell_state.numpy())
+        for name, gate in fwd.gates(cell).items():
+            on_array(name, gate)
+    return fwd
+
+
+def _gates(model: SeqModel, k: int, inp: Tensor, h: Tensor, h0: Tensor, c0: Tensor) -> LayerForward:
+    """Every step's gates at once, from the inputs and the hidden states torch computed (and the cell states)."""
+    cell = model.config.cell
+    w = model.weights(k)
+    T, H = h.shape
     if cell == "rnn":
         return LayerForward(h, h.new_empty(T, 0), None, None)
     h_prev = torch.cat([h0[None], h[:-1]])  # (T, H)
