@@ -34,13 +34,17 @@ def limit_arenas(arenas: int = 2) -> None:
 _last_trim = 0.0
 
 
+def trim_due() -> bool:
+    """Whether trim_when_idle would trim now: checked before handing it to a thread, which costs a thread hop."""
+    return _libc() is not None and time.monotonic() - _last_trim >= TRIM_INTERVAL
+
+
 def trim_when_idle() -> None:
     """Hand free heap pages back to the system (at most every TRIM_INTERVAL seconds): called when the last
     computation in flight ends, so resident memory returns to its baseline between bursts of load."""
     global _last_trim
     libc = _libc()
-    now = time.monotonic()
-    if libc is None or now - _last_trim < TRIM_INTERVAL:
+    if libc is None or not trim_due():
         return
-    _last_trim = now
+    _last_trim = time.monotonic()
     libc.malloc_trim(0)

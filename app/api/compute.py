@@ -44,7 +44,7 @@ class Compute:
                 yield
         finally:
             self.admitted -= 1
-            if self.admitted == 0:  # idle: give freed memory back, off the event loop and off this request
+            if self.admitted == 0 and memory.trim_due():  # idle: give freed memory back, off the event loop
                 asyncio.get_running_loop().run_in_executor(None, memory.trim_when_idle)
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:

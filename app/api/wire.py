@@ -70,8 +70,8 @@ class WireTrace:
     def build(
         cls, loaded: LoadedModel, tr: Trace, precision: int | None = None, writing: Writing | None = None
     ) -> WireTrace:
-        def r(a: Array) -> Array:
-            return np.ascontiguousarray(round_significant(a, precision))
+        def r(a: Array) -> Array:  # at full precision the trace's own arrays (views, for the gates) serve as they are
+            return a if precision is None else np.ascontiguousarray(round_significant(a, precision))
 
         return cls(
             model_id=loaded.card.id,
