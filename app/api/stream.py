@@ -178,7 +178,6 @@ async def _serve(
         return wire
 
     wire = await compute.run(work)
-    T = wire.trace.steps
     await sender.frame(wire.meta_frame(binary, req.batch))
     if binary:
         # Binary: T step records, then T grad records (last step first), batched into messages; then done.
@@ -186,7 +185,7 @@ async def _serve(
         await sender.binaries(wire.binary_grads(req.batch))
     else:
         steps = wire.step_frames()
-        grads = (dumps(wire.grad_frame(t)) for t in range(T - 1, -1, -1))
+        grads = wire.grad_frames()
         await sender.texts(steps if req.batch == 1 else _arrays(steps, req.batch))
         await sender.texts(grads if req.batch == 1 else _arrays(grads, req.batch))
     await sender.frame({"type": "done"})
@@ -224,7 +223,7 @@ async def _serve_generate(sender: Sender, compute: Compute, metrics: Metrics, ge
         await sender.text(payload)
         payload = await compute.step(next_frame, t) if t < total else None
     text, written, wire = await compute.step(gen.finish)
-    await sender.texts(dumps(wire.grad_frame(t)) for t in range(wire.trace.steps - 1, -1, -1))
+    await sender.texts(wire.grad_frames())
     await sender.frame({"type": "done", "text": text, "generated": written, "total_loss": wire.trace.loss})
 
 

@@ -246,16 +246,25 @@ class WireTrace:
         for t0 in range(0, T, batch):
             yield backwards[t0 : t0 + batch].tobytes()
 
-    def grad_frame(self, t: int) -> dict[str, Any]:
-        """Step t of the BPTT sweep (sent from the last step back to the first)."""
-        return {
-            "type": "grad",
-            "t": t,
-            "hidden": [g[t] for g in self.grad_hidden],
-            "cell_state": [g[t] for g in self.grad_cell_state] if self.is_lstm else None,  # type: ignore[index]
-            "input": self.grad_input[t],
-            "weight_hh": [g[t] for g in self.grad_weight_hh],
-        }
+    def grad_frames(self) -> Iterator[bytes]:
+        """The BPTT sweep's frames as JSON, from the last step back to the first: {"type": "grad", "t", "hidden":
+        [per layer], "cell_state": [per layer] or null, "input", "weight_hh": [per layer]}, joined from each
+        gradient norm's text (orjson writes a whole column at once; a number never holds a comma)."""
+
+        def column(values: Array) -> list[bytes]:
+            return dumps(values)[1:-1].split(b",")
+
+        def per_layer(columns: list[list[bytes]], t: int) -> bytes:
+            return b"[" + b",".join(c[t] for c in columns) + b"]"
+
+        hidden = [column(g) for g in self.grad_hidden]
+        cell = [column(g) for g in self.grad_cell_state if g is not None] if self.is_lstm else None
+        weight_hh = [column(g) for g in self.grad_weight_hh]
+        grad_input = column(self.grad_input)
+        for t in range(self.trace.steps - 1, -1, -1):
+            yield b"".join([b'{"type":"grad","t":', b"%d" % t, b',"hidden":', per_layer(hidden, t),
+                            b',"cell_state":', b"null" if cell is None else per_layer(cell, t),
+                            b',"input":', grad_input[t], b',"weight_hh":', per_layer(weight_hh, t), b"}"])  # fmt: skip
 
 
 def generated_step_frame(loaded: LoadedModel, step: Step, t: int, top_k: int, precision: int | None) -> dict[str, Any]:
