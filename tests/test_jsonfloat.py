@@ -61,7 +61,7 @@ def test_rows_are_the_arrays_rows_whatever_the_chunking(shape: tuple[int, int]) 
     assert rows_a.text == reference(a)
     assert rows_b.text == reference(b[:, ::-1])
     for t in {0, shape[0] // 2, shape[0] - 1}:
-        assert orjson.dumps(rows_a.row(t)) == reference(a[t])
+        assert rows_a.raw(t) == reference(a[t])
 
 
 def test_a_row_is_valid_json_and_reads_back_to_the_same_float32() -> None:
@@ -69,7 +69,7 @@ def test_a_row_is_valid_json_and_reads_back_to_the_same_float32() -> None:
     a = rng.standard_normal((50, 33)).astype(np.float32) * np.float32(1e-3)
     (rows,) = Writing([a]).result()
     for t in range(50):
-        row = np.array(orjson.loads(orjson.dumps(rows.row(t))), np.float32)
+        row = np.array(orjson.loads(rows.raw(t)), np.float32)
         assert row.tobytes() == a[t].tobytes()
 
 
@@ -100,4 +100,4 @@ def test_predictions_match_orjson_of_the_same_dicts_with_escaped_tokens() -> Non
         [{"token": vocab[i], "p": p} for i, p in zip(r, ps, strict=True)] for r, ps in zip(ids, probs, strict=True)
     ]
     assert rows.text == orjson.dumps(expected, option=NUMPY)
-    assert orjson.loads(orjson.dumps(rows.row(39))) == orjson.loads(orjson.dumps(expected[39], option=NUMPY))
+    assert orjson.loads(rows.raw(39)) == orjson.loads(orjson.dumps(expected[39], option=NUMPY))

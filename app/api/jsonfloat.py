@@ -335,10 +335,8 @@ class Rows:
     def whole(self) -> orjson.Fragment:
         return orjson.Fragment(self.text)
 
-    def row(self, t: int) -> orjson.Fragment:
-        return orjson.Fragment(self.text[self.starts[t] : self.ends[t]])
-
     def raw(self, t: int) -> bytes:
+        """Row t's text, "[…]"."""
         return self.text[self.starts[t] : self.ends[t]]
 
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import numpy as np
-from numpy.typing import NDArray
-
 from app.api.errors import LimitExceeded
 from app.api.jsonfloat import Writing
 from app.api.schemas import GenerateRequest, TraceRequest
@@ -29,23 +26,14 @@ def check_chars(what: str, text: str, limit: int, setting: str) -> None:
         raise LimitExceeded(f"{what} has {len(text)} characters; the limit is {limit} ({setting})")
 
 
-class EarlyText:
-    """Writes the forward's states and gates as JSON on the pool's threads, each as soon as torch has computed it,
-    while the rest of the trace runs on this one. Only at full float32: rounded values exist only once the whole
-    trace is built."""
-
-    def __init__(self) -> None:
-        self.writing = Writing()
-
-    def __call__(self, layer: int, name: str, array: NDArray[np.float32]) -> None:
-        self.writing.add([array])  # in the order of text_arrays(): each layer's hidden, cell_state, gates
-
-
 def compute_trace(loaded: LoadedModel, req: TraceRequest, settings: Settings, json: bool = True) -> WireTrace:
     """Trace the request's text; the result is ready to send whole or step by step (json: as JSON text)."""
     check_top_k(req.top_k, settings)
     check_chars("text", req.text, settings.max_steps, "max_steps")
-    early = EarlyText() if json and req.precision is None else None
+    # At full float32, each state and gate array is written as JSON on the pool's threads as soon as torch has
+    # computed it, while BPTT runs here. (Rounded values exist only once the whole trace is built.) on_array sees
+    # them in the order of wire.text_arrays().
+    writing = Writing() if json and req.precision is None else None
     tr = trace(
         loaded,
         req.text,
@@ -54,9 +42,9 @@ def compute_trace(loaded: LoadedModel, req: TraceRequest, settings: Settings, js
         checkpoint=req.checkpoint,
         top_k=req.top_k,
         max_steps=settings.max_steps,
-        on_array=early,
+        on_array=None if writing is None else lambda _layer, _name, array: writing.add([array]),
     )
-    return WireTrace.build(loaded, tr, req.precision, early.writing if early else None)
+    return WireTrace.build(loaded, tr, req.precision, writing)
 
 
 @dataclass

@@ -13,7 +13,6 @@ would answer (4400 malformed, 4404 unknown model, checkpoint or label, 4408 no r
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -184,17 +183,9 @@ async def _serve(
         await sender.binaries(wire.binary_steps(req.batch))
         await sender.binaries(wire.binary_grads(req.batch))
     else:
-        steps = wire.step_frames()
-        grads = wire.grad_frames()
-        await sender.texts(steps if req.batch == 1 else _arrays(steps, req.batch))
-        await sender.texts(grads if req.batch == 1 else _arrays(grads, req.batch))
+        await sender.texts(wire.step_frames(req.batch))
+        await sender.texts(wire.grad_frames(req.batch))
     await sender.frame({"type": "done"})
-
-
-def _arrays(frames: Iterator[bytes], batch: int) -> Iterator[bytes]:
-    """JSON frames in messages of up to `batch`, each message a JSON array of frames."""
-    while group := list(itertools.islice(frames, batch)):
-        yield b"[" + b",".join(group) + b"]"
 
 
 async def _serve_generate(sender: Sender, compute: Compute, metrics: Metrics, gen: Generation) -> None:

@@ -7,6 +7,7 @@ NaN (a step with no target) is written as null by orjson.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -42,7 +43,8 @@ def round_significant(a: Array, digits: int | None) -> Array:
 
 
 def text_arrays(layers: Iterable[tuple[Array, Array | None, dict[str, Array]]]) -> list[Array]:
-    """The float32 arrays a trace sends as JSON text, in order: each layer's hidden, cell_state, gates."""
+    """The float32 arrays a trace sends as JSON text, in order: each layer's hidden, cell_state, gates (the order
+    in which trace(on_array=…) hands them over)."""
     return [a for h, c, gates in layers for a in (h, *([] if c is None else [c]), *gates.values())]
 
 
@@ -166,10 +168,14 @@ class WireTrace:
             "labels": self.labels,
         }
 
-    def step_frames(self) -> Iterator[bytes]:
-        """The forward sweep's frames as JSON, in order: {"type": "step", "t", "token", "layers": [{"hidden",
-        "cell_state", "gates"}], "loss", "prediction" or "probs"}. Put together from text written once, by
-        joining bytes: building a dict for orjson per frame would cost more than the frame's own values."""
+    def step_frames(self, batch: int = 1) -> Iterator[bytes]:
+        """The forward sweep's frames as JSON, in order, `batch` to a message: {"type": "step", "t", "token",
+        "layers": [{"hidden", "cell_state", "gates"}], "loss", "prediction" or "probs"}. Put together from text
+        written once, by joining bytes: building a dict for orjson per frame would cost more than the frame's
+        own values."""
+        return _messages(self._step_frame_parts(), batch)
+
+    def _step_frame_parts(self) -> Iterator[list[bytes]]:
         layers = self.layer_text
         keys = [[orjson.dumps(name) + b":" for name in gates] for _, _, gates in layers]
         tokens = [orjson.dumps(token) for token in self.trace.tokens]
@@ -186,7 +192,7 @@ class WireTrace:
                 parts.append(b",".join(name + g.raw(t) for name, g in zip(keys[k], gates.values(), strict=True)))
                 parts.append(b"}}")
             parts += [b'],"loss":', losses[t], key, last.raw(t), b"}"]
-            yield b"".join(parts)
+            yield parts
 
     def binary_layout(self) -> list[dict[str, Any]]:
         """What a binary step frame holds after its uint32 t: float32 fields in this order, then uint32 ids."""
@@ -246,10 +252,14 @@ class WireTrace:
         for t0 in range(0, T, batch):
             yield backwards[t0 : t0 + batch].tobytes()
 
-    def grad_frames(self) -> Iterator[bytes]:
-        """The BPTT sweep's frames as JSON, from the last step back to the first: {"type": "grad", "t", "hidden":
-        [per layer], "cell_state": [per layer] or null, "input", "weight_hh": [per layer]}, joined from each
-        gradient norm's text (orjson writes a whole column at once; a number never holds a comma)."""
+    def grad_frames(self, batch: int = 1) -> Iterator[bytes]:
+        """The BPTT sweep's frames as JSON, from the last step back to the first, `batch` to a message: {"type":
+        "grad", "t", "hidden": [per layer], "cell_state": [per layer] or null, "input", "weight_hh": [per layer]},
+        joined from each gradient norm's text (orjson writes a whole column at once; a number never holds a
+        comma)."""
+        return _messages(self._grad_frame_parts(), batch)
+
+    def _grad_frame_parts(self) -> Iterator[list[bytes]]:
 
         def column(values: Array) -> list[bytes]:
             return dumps(values)[1:-1].split(b",")
@@ -262,13 +272,28 @@ class WireTrace:
         weight_hh = [column(g) for g in self.grad_weight_hh]
         grad_input = column(self.grad_input)
         for t in range(self.trace.steps - 1, -1, -1):
-            yield b"".join([b'{"type":"grad","t":', b"%d" % t, b',"hidden":', per_layer(hidden, t),
-                            b',"cell_state":', b"null" if cell is None else per_layer(cell, t),
-                            b',"input":', grad_input[t], b',"weight_hh":', per_layer(weight_hh, t), b"}"])  # fmt: skip
+            yield [b'{"type":"grad","t":', b"%d" % t, b',"hidden":', per_layer(hidden, t),
+                   b',"cell_state":', b"null" if cell is None else per_layer(cell, t),
+                   b',"input":', grad_input[t], b',"weight_hh":', per_layer(weight_hh, t), b"}"]  # fmt: skip
+
+
+def _messages(frames: Iterator[list[bytes]], batch: int) -> Iterator[bytes]:
+    """Frames (each given as parts) as messages: one frame each, or a JSON array of up to `batch` frames, each
+    message joined once."""
+    if batch == 1:
+        yield from (b"".join(parts) for parts in frames)
+        return
+    while group := list(itertools.islice(frames, batch)):
+        message = [b"["]
+        for parts in group:
+            message += parts
+            message.append(b",")
+        message[-1] = b"]"  # the last frame's comma
+        yield b"".join(message)
 
 
 def generated_step_frame(loaded: LoadedModel, step: Step, t: int, top_k: int, precision: int | None) -> dict[str, Any]:
-    """A step frame for a step of generation, the same shape as WireTrace.step_frame."""
+    """A step frame for a step of generation, the same shape as those of WireTrace.step_frames."""
 
     def r(a: Array) -> Array:
         return np.ascontiguousarray(round_significant(a, precision))
