@@ -91,6 +91,27 @@ def check_scene(page: Page, scene: dict[str, Any], n: int) -> list[dict[str, Any
     return report
 
 
+FITS = """() => ({
+  zoom: window.__unrolled.tour.zoom ?? 1, stage: Number(getComputedStyle(document.getElementById('stage')).zoom),
+  height: document.documentElement.scrollHeight, screen: window.innerHeight,
+})"""
+MIN_ZOOM = 0.55  # static/js/pages/tour.js
+
+
+def assert_fits(page: Page, n: int, allow_min_zoom: bool) -> None:
+    """Scene n is shown whole, as a slide: the page does not scroll (the stage shrinks to fit if it must)."""
+    try:
+        page.wait_for_function(
+            f"() => {{ const f = ({FITS})(); return f.height <= f.screen + 1 || ({str(allow_min_zoom).lower()}"
+            f" && f.zoom <= {MIN_ZOOM}); }}",
+            timeout=5_000,
+        )
+    except PlaywrightTimeout:
+        pytest.fail(f"scene {n} does not fit the screen: {page.evaluate(FITS)}")
+    fit = page.evaluate(FITS)
+    assert abs(fit["stage"] - fit["zoom"]) < 0.01, fit  # the zoom reported is the zoom applied
+
+
 def assert_clean(recorder: Recorder) -> None:
     assert recorder.errors == [], recorder.errors
     assert recorder.outside() == [], recorder.outside()
@@ -122,7 +143,11 @@ def walk_builtin_tour(page: Page, recorder: Recorder, zoo_dir: Path) -> None:
             wait_scene(page, n)
             assert parse_qs(urlsplit(page.url).query)["scene"] == [str(n)]
             check_scene(page, scene, n)
-            screenshot(page, f"tour-{n}-{slug(scene['title'])}", full_page=True)
+            assert_fits(page, n, allow_min_zoom=True)  # 1280×720: whole, unless the stage is at its smallest
+            screenshot(page, f"tour-{n}-{slug(scene['title'])}")
+            page.set_viewport_size({"width": 1920, "height": 1080})
+            assert_fits(page, n, allow_min_zoom=False)  # 1080p: every scene whole
+            page.set_viewport_size({"width": 1280, "height": 720})
             page.keyboard.press("ArrowRight" if n % 2 else "PageDown")  # what a clicker sends
         page.keyboard.press("ArrowRight")  # past the last scene: it stays
         page.keyboard.press("PageUp")

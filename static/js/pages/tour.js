@@ -199,7 +199,31 @@ bus.on("cursor", (c) => {
   perf.state = { ...perf.state, ...c };
 });
 bus.on("unit", (u) => state.stage?.onUnit(u));
-bus.on("layout", () => state.stage?.onLayout());
+bus.on("layout", () => {
+  state.stage?.onLayout();
+  requestAnimationFrame(fitStage);
+});
+
+// A scene is shown whole, as a slide is: on a 1280×720 projector nothing of it should need scrolling. When the
+// panels are taller than the room under the caption, the stage shrinks (CSS zoom, which also lays it out wider)
+// until they fit, but never below MIN_ZOOM, where type would be too small to read from the back of a room.
+const MIN_ZOOM = 0.55;
+function fitStage() {
+  const el = $("stage");
+  const before = el.style.zoom;
+  el.style.zoom = "";
+  const box = el.getBoundingClientRect();
+  const room = window.innerHeight - (box.top + window.scrollY) - 14; // and main's bottom padding
+  const fit = box.height > room ? Math.max(MIN_ZOOM, room / box.height) : 1;
+  const was = Number(before) || 1;
+  // Views laid out again at the new width may change height a little: settle rather than chase a few pixels.
+  const zoom = Math.abs(fit - was) < 0.01 && fit <= was ? was : fit;
+  el.style.zoom = zoom < 1 ? zoom.toFixed(3) : "";
+  perf.tour = { ...perf.tour, zoom };
+  if (el.style.zoom !== before) bus.emit("layout", {}); // widths changed: the views lay themselves out again
+}
+new ResizeObserver(() => requestAnimationFrame(fitStage)).observe($("stage"));
+window.addEventListener("resize", () => requestAnimationFrame(fitStage));
 
 onKeys(
   (e) =>
