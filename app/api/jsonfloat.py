@@ -3,9 +3,11 @@
 A 1000-step LSTM trace is some 770,000 float32 values; written by orjson they cost more than the trace itself,
 and orjson holds the GIL, so no other thread can help. Here Ryu's f2s (Ulf Adams, PLDI 2018: the shortest
 decimal that rounds to the float, the closest one when several are as short) is compiled with numba and releases
-the GIL, so one array's rows are written by two threads at once. The text is byte for byte what orjson writes
-for the same array ("0.00001", "1e-7", "1e+16", NaN and ±inf as null); tests/test_jsonfloat.py holds the two
-against each other. Each array is written once; REST sends it whole and the stream sends it row by row.
+the GIL, so arrays are written on a pool thread while the trace's BPTT runs, and then by two threads at once.
+The text is byte for byte what orjson writes for the same array ("0.00001", "1e-7", "1e+16", NaN and ±inf as
+null): tests/test_jsonfloat.py holds the two against each other on edge cases and 2M random bit patterns, and
+`python -m tests.exhaustive_jsonfloat` on all 2³² (3 minutes). Each array is written once; REST sends it whole
+and the stream sends it row by row.
 
 Every integer below is int64: the largest product, a 26-bit mantissa times a 32-bit half of a 61-bit factor, is
 under 2⁵⁸, and numba's int64 arithmetic avoids the float64 promotion that mixing uint64 with int would cause.
