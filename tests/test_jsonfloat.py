@@ -12,7 +12,7 @@ import numpy as np
 import orjson
 import pytest
 
-from app.api.jsonfloat import Writing, write_predictions
+from app.api.jsonfloat import Writing, round_significant, write_predictions
 
 NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
@@ -101,3 +101,25 @@ def test_predictions_match_orjson_of_the_same_dicts_with_escaped_tokens() -> Non
     ]
     assert rows.text == orjson.dumps(expected, option=NUMPY)
     assert orjson.loads(rows.raw(39)) == orjson.loads(orjson.dumps(expected[39], option=NUMPY))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("digits", [1, 3, 4, 9])
+def test_rounding_gives_the_float_nearest_the_correctly_rounded_decimal(dtype: type, digits: int) -> None:
+    """Python's "%.{d−1}e" rounds the exact binary value to d digits, half to even; float() reads it back exactly."""
+    rng = np.random.default_rng(digits)
+    top = 37 if dtype is np.float32 else 300
+    v: np.ndarray = (rng.standard_normal(100_000) * 10.0 ** rng.integers(-top - 8, top, 100_000)).astype(dtype)
+    v[:6] = [0.0, -0.0, np.inf, -np.inf, 1.0, 886134.995]
+    expected: np.ndarray = np.array([float(f"{float(x):.{digits - 1}e}") for x in v], dtype)
+    assert round_significant(v, digits).tobytes() == expected.tobytes()
+    assert np.isnan(round_significant(np.array([np.nan], dtype), digits)[0])
+
+
+def test_a_writing_with_digits_writes_the_rounded_values() -> None:
+    rng = np.random.default_rng(5)
+    a = np.tanh(rng.standard_normal((300, 64))).astype(np.float32)
+    (rows,) = Writing([a], digits=3).result()
+    assert rows.text == reference(round_significant(a, 3))
+    written = np.array(orjson.loads(rows.text)).ravel()  # float32 keeps 6 digits: the text is the 3-digit decimal
+    assert all(float(f"{x:.2e}") == x for x in written)

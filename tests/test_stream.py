@@ -194,13 +194,20 @@ def test_client_that_disconnects_mid_generation_stops_the_sampling(live: LiveSer
     assert httpx.get(f"{live.url}/healthz").status_code == 200
 
 
-@pytest.mark.parametrize(("model_id", "batch"), [("chars-lstm", 1), ("chars-gru", 7), ("words-lstm", 64)])
-def test_binary_records_hold_the_rest_values(live: LiveServer, model_id: str, batch: int) -> None:
+@pytest.mark.parametrize(
+    ("model_id", "batch", "precision"),
+    [("chars-lstm", 1, None), ("chars-gru", 7, None), ("words-lstm", 64, None), ("chars-lstm", 5, 3)],
+)
+def test_binary_records_hold_the_rest_values(
+    live: LiveServer, model_id: str, batch: int, precision: int | None
+) -> None:
     """Binary encoding: T step records (float32), then T grad records (float64, last step first), `batch` to a
-    message, each value equal to the REST body's."""
+    message, each value equal to the REST body's (rounded alike when a precision is asked)."""
     import numpy as np
 
-    req = {"text": "a good film, very good", "top_k": 3}
+    req: dict[str, Any] = {"text": "a good film, very good", "top_k": 3}
+    if precision is not None:
+        req["precision"] = precision
     body = httpx.post(f"{live.url}/api/models/{model_id}/trace", json=req).json()
     vocab = httpx.get(f"{live.url}/api/models/{model_id}").json()["vocab"]
     T = body["steps"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import functools
 import itertools
+import math
 import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -320,6 +321,58 @@ def _put_predictions(ids: Any, bits: Any, names: Any, name_ends: Any, out: Any, 
     return pos
 
 
+_TENS = np.array([10.0**k if k <= 308 else math.inf for k in range(-400, 401)])  # 10^k at [k + 400]
+
+
+@_inline
+def _pow10(k: int) -> float:
+    return 0.0 if k < -400 else (math.inf if k > 400 else float(_TENS[k + 400]))
+
+
+@_jit
+def _round_into(x: Any, out: Any, digits: int) -> None:
+    """x rounded to `digits` significant digits, into out (1-D, x's dtype): each value, in float64, scaled by the
+    power of ten that leaves `digits` digits before the point, rounded half to even, scaled back. The decimal
+    exponent comes from the binary one and a table (log10 and pow per value would cost 4× as much). Zeros,
+    infinities and NaN stay as they are; so does a value whose scale overflows (below ~1e-300)."""
+    for i in range(x.size):
+        v = np.float64(x[i])
+        a = abs(v)
+        if a == 0.0 or not np.isfinite(v):
+            out[i] = x[i]
+            continue
+        e = math.floor((math.frexp(a)[1] - 1) * 0.30102999566398120)  # ≤ log10(a), at most 1 below
+        while _pow10(e + 1) <= a:
+            e += 1
+        k = digits - 1 - e  # v · 10^k has `digits` digits before the point
+        if k >= 0:
+            scale = _pow10(k)
+            r = np.rint(v * scale) / scale
+        else:  # divide and multiply by 10^−k, exact up to 10^22: 886135 to 1 digit is 900000.0, not 899999.9999999999
+            scale = _pow10(-k)
+            r = np.rint(v / scale) * scale
+        out[i] = r if np.isfinite(r) else v
+
+
+def round_significant(a: NDArray[Any], digits: int | None) -> NDArray[Any]:
+    """a rounded to `digits` significant digits (None: a itself), as a new contiguous array of a's dtype. Tiny
+    values keep their magnitude: 1.234e-25. Compiled and without the GIL: the pool rounds while it writes."""
+    if digits is None:
+        return a
+    src = np.ascontiguousarray(a)
+    out = np.empty_like(src)
+    _round_into(src.reshape(-1), out.reshape(-1), digits)
+    if src.dtype == np.float64:
+        # Beyond 10^±22 a power of ten is inexact in float64, and the result can miss the double nearest the
+        # rounded decimal by an ulp: 2.9999999999999998e-210, not 3e-210, which defeats the short text. These are
+        # gradient norms and losses, a few per step: Python's correctly rounded conversion fixes them.
+        v = np.abs(src)
+        far = np.flatnonzero(np.isfinite(v) & (v != 0) & ((v < 10.0 ** (digits - 23)) | (v >= 1e22)))
+        flat_in, flat_out = src.reshape(-1), out.reshape(-1)
+        flat_out[far] = [float(f"{x:.{digits - 1}e}") for x in flat_in[far].tolist()]
+    return out
+
+
 _MAX_CHARS = 18  # "-0.00000123456789," is the longest float32 plus its comma
 _CHUNK = 16384  # values a chunk: small enough that threads finish together, large enough to cost ~0.5 ms
 _HELPERS = max(1, (os.cpu_count() or 1) - 1)
@@ -362,8 +415,9 @@ class Writing:
     Arrays may be added while it runs: the server adds each of the forward's states and gates as soon as torch
     has computed it, and they are written while the rest of the trace (BPTT) runs, since it only reads them."""
 
-    def __init__(self, arrays: list[NDArray[Any]] | None = None) -> None:
-        self._waiting: collections.deque[tuple[int, int, NDArray[np.uint32]]] = collections.deque()
+    def __init__(self, arrays: list[NDArray[Any]] | None = None, digits: int | None = None) -> None:
+        self.digits = digits  # each value rounded to this many significant digits first (round_significant)
+        self._waiting: collections.deque[tuple[int, int, NDArray[np.float32]]] = collections.deque()
         self._pieces: list[list[Chunk | None]] = []  # per array, its chunks' text once written
         self._finished: list[itertools.count[int]] = []  # per array: next() on it counts its chunks written
         self._rows: list[Rows | None] = []
@@ -373,14 +427,14 @@ class Writing:
     def add(self, arrays: list[NDArray[Any]]) -> None:
         for a in arrays:
             n = len(self._rows)
-            bits = np.ascontiguousarray(a, np.float32).view(np.uint32)
-            step = max(1, _CHUNK // max(1, bits.shape[1]))
-            starts = range(0, len(bits), step)
+            values = np.ascontiguousarray(a, np.float32)
+            step = max(1, _CHUNK // max(1, values.shape[1]))
+            starts = range(0, len(values), step)
             self._pieces.append([None] * len(starts))
             self._finished.append(itertools.count(1))
             self._rows.append(None if starts else _join([]))
             # deque.append and popleft are atomic: each chunk is taken by exactly one thread.
-            self._waiting.extend((n, i, bits[t0 : t0 + step]) for i, t0 in enumerate(starts))
+            self._waiting.extend((n, i, values[t0 : t0 + step]) for i, t0 in enumerate(starts))
         # A helper per call (a helper that finds nothing waiting returns at once): one that is about to return
         # may not see these chunks.
         self._helpers += [_pool.submit(self._work) for _ in range(_HELPERS)] if self._waiting else []
@@ -388,11 +442,11 @@ class Writing:
     def _work(self) -> None:
         while True:
             try:
-                n, i, bits = self._waiting.popleft()
+                n, i, values = self._waiting.popleft()
             except IndexError:
                 return
             pieces = self._pieces[n]
-            pieces[i] = _write(bits)
+            pieces[i] = _write(round_significant(values, self.digits).view(np.uint32))
             if next(self._finished[n]) == len(pieces):  # this thread wrote the array's last chunk
                 self._rows[n] = _join(pieces)  # type: ignore[arg-type]
 

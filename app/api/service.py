@@ -30,10 +30,9 @@ def compute_trace(loaded: LoadedModel, req: TraceRequest, settings: Settings, js
     """Trace the request's text; the result is ready to send whole or step by step (json: as JSON text)."""
     check_top_k(req.top_k, settings)
     check_chars("text", req.text, settings.max_steps, "max_steps")
-    # At full float32, each state and gate array is written as JSON on the pool's threads as soon as torch has
-    # computed it, while BPTT runs here. (Rounded values exist only once the whole trace is built.) on_array sees
-    # them in the order of wire.text_arrays().
-    writing = Writing() if json and req.precision is None else None
+    # Each state and gate array is rounded (if asked) and written as JSON on the pool's threads as soon as torch
+    # has computed it, while BPTT runs here. on_array sees them in the order of wire.text_arrays().
+    writing = Writing(digits=req.precision) if json else None
     tr = trace(
         loaded,
         req.text,

@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
-from app.api.jsonfloat import Rows, Writing, write_predictions, write_rows
+from app.api.jsonfloat import Rows, Writing, round_significant, write_predictions, write_rows
 from app.rnn.generate import Step
 from app.rnn.model import LoadedModel
 from app.rnn.trace import Trace
@@ -28,18 +28,6 @@ JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, option=JSON_OPTIONS)
-
-
-def round_significant(a: Array, digits: int | None) -> Array:
-    """Round to `digits` significant digits (None: unchanged). Tiny values keep their magnitude: 1.234e-25."""
-    if digits is None:
-        return a
-    x = np.asarray(a, dtype=np.float64)
-    with np.errstate(all="ignore"):
-        scale = 10.0 ** (digits - 1 - np.floor(np.log10(np.abs(x))))
-        rounded = np.round(x * scale) / scale
-    out = np.where(np.isfinite(rounded), rounded, x)
-    return out.astype(a.dtype, copy=False)
 
 
 def text_arrays(layers: Iterable[tuple[Array, Array | None, dict[str, Array]]]) -> list[Array]:
@@ -54,9 +42,13 @@ class WireTrace:
 
     model_id: str
     trace: Trace
+    precision: int | None  # significant digits of every value sent (None: full precision)
+    # The big arrays, as the trace computed them: rounded where they are sent (as text by the pool's threads,
+    # while the trace still runs, or as binary records), not here on the request's own thread.
     hidden: list[Array]  # per layer (T, H)
     cell_state: list[Array | None]
     gates: list[dict[str, Array]]
+    # The small arrays, rounded already.
     probs: Array  # (T, outputs)
     top_probs: Array
     step_loss: Array
@@ -66,21 +58,22 @@ class WireTrace:
     grad_input: Array
     vocab: tuple[str, ...]
     labels: list[str] | None
-    writing: Writing | None = None  # text_arrays() being written as JSON, if begun already
+    writing: Writing | None = None  # text_arrays() being written as JSON (rounded to precision), if begun already
 
     @classmethod
     def build(
         cls, loaded: LoadedModel, tr: Trace, precision: int | None = None, writing: Writing | None = None
     ) -> WireTrace:
-        def r(a: Array) -> Array:  # at full precision the trace's own arrays (views, for the gates) serve as they are
-            return a if precision is None else np.ascontiguousarray(round_significant(a, precision))
+        def r(a: Array) -> Array:
+            return round_significant(a, precision)
 
         return cls(
             model_id=loaded.card.id,
             trace=tr,
-            hidden=[r(layer.hidden) for layer in tr.layers],
-            cell_state=[None if layer.cell_state is None else r(layer.cell_state) for layer in tr.layers],
-            gates=[{n: r(g) for n, g in layer.gates.items()} for layer in tr.layers],
+            precision=precision,
+            hidden=[layer.hidden for layer in tr.layers],
+            cell_state=[layer.cell_state for layer in tr.layers],
+            gates=[layer.gates for layer in tr.layers],
             probs=r(tr.probs),
             top_probs=r(tr.top_probs),
             step_loss=r(tr.step_loss),
@@ -98,7 +91,7 @@ class WireTrace:
         """Each layer's hidden states, cell states and gates as JSON text, written once (and only if JSON is
         asked for) for both the REST body and the stream's frames."""
         layers = list(zip(self.hidden, self.cell_state, self.gates, strict=True))
-        text = iter((self.writing or Writing(text_arrays(layers))).result())
+        text = iter((self.writing or Writing(text_arrays(layers), digits=self.precision)).result())
         return [(next(text), None if c is None else next(text), {n: next(text) for n in g}) for _, c, g in layers]
 
     @property
@@ -224,9 +217,8 @@ class WireTrace:
     def binary_steps(self, batch: int = 1) -> Iterator[bytes]:
         """Step records in messages of up to `batch` records each. A record: little-endian uint32 t, then the
         float32 fields of binary_layout(), then uint32 token ids; every record of a trace has the same size."""
-        parts: list[Array] = []
-        for h, c, gates in zip(self.hidden, self.cell_state, self.gates, strict=True):
-            parts += [h] + ([] if c is None else [c]) + list(gates.values())
+        layers = zip(self.hidden, self.cell_state, self.gates, strict=True)
+        parts = [round_significant(a, self.precision) for a in text_arrays(layers)]
         parts.append(self.step_loss[:, None])
         parts.append(self.probs if self.trace.kind == "classify" else self.top_probs)
         T = self.trace.steps
@@ -296,7 +288,7 @@ def generated_step_frame(loaded: LoadedModel, step: Step, t: int, top_k: int, pr
     """A step frame for a step of generation, the same shape as those of WireTrace.step_frames."""
 
     def r(a: Array) -> Array:
-        return np.ascontiguousarray(round_significant(a, precision))
+        return round_significant(a, precision)
 
     top_p, top_i = step.probs.topk(min(top_k, len(step.probs)))
     return {
