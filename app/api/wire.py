@@ -1,8 +1,8 @@
 """A Trace on the wire: the REST body and the stream's frames, built from the same arrays.
 
-The arrays are rounded once (if the request asks for a precision) and then either sent whole (REST) or
-sliced step by step (stream), so a stream's frames equal the REST body value for value.
-NaN (a step with no target) is written as null by orjson.
+The arrays are rounded (if the request asks for a precision) and written as JSON text once (jsonfloat), then
+either sent whole (REST) or sliced row by row into frames (stream), so a stream's frames equal the REST body
+value for value; binary records hold the same rounded values. NaN (a step with no target) is written as null.
 """
 
 from __future__ import annotations
@@ -252,7 +252,6 @@ class WireTrace:
         return _messages(self._grad_frame_parts(), batch)
 
     def _grad_frame_parts(self) -> Iterator[list[bytes]]:
-
         def column(values: Array) -> list[bytes]:
             return dumps(values)[1:-1].split(b",")
 
