@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -11,6 +12,20 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@lru_cache
+def usable_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota (a container's --cpus, a
+    Kubernetes CPU limit). os.cpu_count() counts the host's, which in a container can be ten times too many."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = cpu_max.read_text().split()
+        if quota != "max":
+            cores = min(cores, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
 
 
 class Settings(BaseSettings):
@@ -54,7 +69,7 @@ class Settings(BaseSettings):
         outnumber the cores spin-wait on each other and can make a 20 ms trace take seconds."""
         if self.torch_threads:
             return self.torch_threads
-        return max(1, (os.cpu_count() or 1) // (self.workers * self.max_concurrent))
+        return max(1, usable_cores() // (self.workers * self.max_concurrent))
 
 
 @lru_cache

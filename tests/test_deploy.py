@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from app.config import ROOT
+import pytest
+
+from app.config import ROOT, usable_cores
 
 BIN = Path(sys.executable).parent
 MANIFESTS = sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml"))
@@ -45,3 +48,16 @@ def test_dockerfile_runs_as_non_root_with_a_healthcheck_and_the_lock() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert "USER 10001:10001" in text and "HEALTHCHECK" in text and "/healthz" in text
     assert "-c requirements.lock" in text
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "cap"),
+    [("200000 100000\n", 2), ("150000 100000\n", 2), ("50000 100000\n", 1), ("max 100000\n", None), ("junk", None)],
+)
+def test_usable_cores_follow_a_container_cpu_limit(tmp_path: Path, cpu_max: str, cap: int | None) -> None:
+    """A container limited to 2 CPUs on a 64-core host sizes its threads for 2, not 64 (cgroup v2 cpu.max)."""
+    affinity = len(os.sched_getaffinity(0))
+    path = tmp_path / "cpu.max"
+    path.write_text(cpu_max)
+    assert usable_cores(path) == (affinity if cap is None else min(affinity, cap))
+    assert usable_cores(tmp_path / "absent") == affinity

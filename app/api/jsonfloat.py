@@ -19,7 +19,6 @@ import collections
 import functools
 import itertools
 import math
-import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
+from app.config import usable_cores
 from app.rnn.kernels import CACHE
 
 _POW5_INV_BITCOUNT = 59
@@ -375,7 +375,7 @@ def round_significant(a: NDArray[Any], digits: int | None) -> NDArray[Any]:
 
 _MAX_CHARS = 18  # "-0.00000123456789," is the longest float32 plus its comma
 _CHUNK = 16384  # values a chunk: small enough that threads finish together, large enough to cost ~0.5 ms
-_HELPERS = max(1, (os.cpu_count() or 1) - 1)
+_HELPERS = max(1, usable_cores() - 1)  # with the thread that asks for the result, one writer per core
 _pool = ThreadPoolExecutor(max_workers=_HELPERS, thread_name_prefix="jsonfloat")
 
 
