@@ -1,4 +1,7 @@
-"""Dependencies as Annotated aliases: what a route needs, taken from the app's state."""
+"""Dependencies as Annotated aliases: what a route needs, taken from the app's state.
+
+They are async although they only read an attribute: FastAPI runs a plain def dependency in a thread pool, a
+thread hop (~0.2 ms here) per dependency per request."""
 
 from __future__ import annotations
 
@@ -13,22 +16,22 @@ from app.config import Settings
 from app.zoo import Zoo
 
 
-def get_zoo(conn: HTTPConnection) -> Zoo:
+async def get_zoo(conn: HTTPConnection) -> Zoo:
     zoo: Zoo = conn.app.state.zoo
     return zoo
 
 
-def get_settings(conn: HTTPConnection) -> Settings:
+async def get_settings(conn: HTTPConnection) -> Settings:
     settings: Settings = conn.app.state.settings
     return settings
 
 
-def get_compute(conn: HTTPConnection) -> Compute:
+async def get_compute(conn: HTTPConnection) -> Compute:
     compute: Compute = conn.app.state.compute
     return compute
 
 
-def get_metrics(conn: HTTPConnection) -> Metrics:
+async def get_metrics(conn: HTTPConnection) -> Metrics:
     metrics: Metrics = conn.app.state.metrics
     return metrics
 

@@ -425,9 +425,11 @@ class Writing:
         self.add(arrays or [])
 
     def add(self, arrays: list[NDArray[Any]]) -> None:
+        values_added = 0
         for a in arrays:
             n = len(self._rows)
             values = np.ascontiguousarray(a, np.float32)
+            values_added += values.size
             step = max(1, _CHUNK // max(1, values.shape[1]))
             starts = range(0, len(values), step)
             self._pieces.append([None] * len(starts))
@@ -436,8 +438,10 @@ class Writing:
             # deque.append and popleft are atomic: each chunk is taken by exactly one thread.
             self._waiting.extend((n, i, values[t0 : t0 + step]) for i, t0 in enumerate(starts))
         # A helper per call (a helper that finds nothing waiting returns at once): one that is about to return
-        # may not see these chunks.
-        self._helpers += [_pool.submit(self._work) for _ in range(_HELPERS)] if self._waiting else []
+        # may not see these chunks. Less than a chunk's work is left to the result's caller: waking a thread for
+        # it would cost more than writing it.
+        if values_added >= _CHUNK:
+            self._helpers += [_pool.submit(self._work) for _ in range(_HELPERS)]
 
     def _work(self) -> None:
         while True:
