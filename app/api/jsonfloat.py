@@ -502,6 +502,7 @@ def write_predictions(ids: NDArray[np.int64], probs: NDArray[np.float32], vocab:
 
 
 def warm_up() -> None:
-    """Compile (or load from the cache) both writers once, so that no request pays for it."""
-    Writing([np.zeros((2, 2), np.float32)]).result()
+    """Compile (or load from the cache) the writers and the rounding once, so that no request pays for it."""
+    Writing([np.zeros((2, 2), np.float32)], digits=3).result()
+    round_significant(np.zeros(2), 3)  # float64: gradient norms and losses
     write_predictions(np.zeros((2, 1), np.int64), np.zeros((2, 1), np.float32), ("a",))
