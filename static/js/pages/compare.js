@@ -2,7 +2,7 @@
 
 import { getModel } from "../api.js";
 import { bus } from "../bus.js";
-import { fillExamples } from "../examples.js";
+import { bindInputBar } from "../examples.js";
 import { exportButtons } from "../export.js";
 import { bindKeys } from "../keys.js";
 import { Player, speedFor } from "../player.js";
@@ -144,41 +144,13 @@ async function main() {
     s.card = cards[i];
   });
   const card = cards[0];
-  const input = $("text-input");
-  const examples = $("examples");
-  const labelSelect = $("label-select");
-  fillExamples(examples, card.examples);
-  const first = card.examples[0];
-  const text = P.text || first?.text || "hello";
-  let label = P.label || (P.text ? "" : first?.label ?? "");
-  if (labelSelect && card.labels?.includes(label)) labelSelect.value = label;
-  else label = "";
-  input.value = text;
-  $("loss-select").value = P.loss;
-  $("loss-select").addEventListener("change", () => $("run-form").requestSubmit());
-  const again = () => {
+  const { input, text, label } = bindInputBar(card, P, (newText, target) => {
     P.step = 1;
     P.phase = "forward";
-    run(input.value, labelSelect?.value);
-  };
-  examples.addEventListener("change", () => {
-    const o = examples.selectedOptions[0];
-    if (!o?.value) return;
-    input.value = o.value;
-    if (labelSelect) labelSelect.value = card.labels?.includes(o.dataset.label) ? o.dataset.label : "";
-    examples.value = "";
-    again();
+    run(newText, target);
   });
-  $("run-form").addEventListener("submit", (e) => {
-    e.preventDefault();
-    if (input.value.trim()) again();
-  });
-  input.addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && !e.shiftKey) {
-      e.preventDefault();
-      $("run-form").requestSubmit();
-    }
-  });
+  $("loss-select").value = P.loss;
+  $("loss-select").addEventListener("change", () => $("run-form").requestSubmit());
   bindKeys(player, { input });
   run(text, label);
 }

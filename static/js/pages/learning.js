@@ -2,7 +2,7 @@
 
 import { getModel, trace as traceRest } from "../api.js";
 import { bus } from "../bus.js";
-import { fillExamples } from "../examples.js";
+import { bindInputBar } from "../examples.js";
 import { ACCENT } from "../colors.js";
 import { Plotly, baseLayout, makePlot, plotConfig } from "../plots.js";
 import { Trace } from "../trace.js";
@@ -170,32 +170,7 @@ async function main() {
   const card = state.card;
   const names = checkpoints().map((c) => c.name);
   state.index = names.includes(P.checkpoint) ? names.indexOf(P.checkpoint) : Math.max(0, names.length - 1);
-  const input = $("text-input");
-  const examples = $("examples");
-  const labelSelect = $("label-select");
-  fillExamples(examples, card.examples);
-  const first = card.examples[0];
-  input.value = P.text || first?.text || "hello";
-  const label = P.label || (P.text ? "" : first?.label ?? "");
-  if (labelSelect && card.labels?.includes(label)) labelSelect.value = label;
-  examples.addEventListener("change", () => {
-    const o = examples.selectedOptions[0];
-    if (!o?.value) return;
-    input.value = o.value;
-    if (labelSelect) labelSelect.value = card.labels?.includes(o.dataset.label) ? o.dataset.label : "";
-    examples.value = "";
-    load(input.value, labelSelect?.value);
-  });
-  $("run-form").addEventListener("submit", (e) => {
-    e.preventDefault();
-    if (input.value.trim()) load(input.value, labelSelect?.value);
-  });
-  input.addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && !e.shiftKey) {
-      e.preventDefault();
-      $("run-form").requestSubmit();
-    }
-  });
+  const { input, text, label } = bindInputBar(card, P, load);
   slider.addEventListener("input", () => go(Number(slider.value)));
   $("ckpt-player").addEventListener("click", (e) => {
     const b = e.target.closest("[data-ckpt]");
@@ -239,7 +214,7 @@ async function main() {
   });
   for (const el of document.querySelectorAll(".unit-ref")) el.textContent = String(state.unit);
   show();
-  await load(input.value, labelSelect?.value);
+  await load(text, label);
 }
 
 perf.page = "learning";

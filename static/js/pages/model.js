@@ -2,7 +2,7 @@
 
 import { getModel } from "../api.js";
 import { bus } from "../bus.js";
-import { fillExamples } from "../examples.js";
+import { bindInputBar } from "../examples.js";
 import { GRAD, pow10 } from "../colors.js";
 import { exportButtons } from "../export.js";
 import { bindKeys } from "../keys.js";
@@ -154,40 +154,19 @@ async function main() {
     return;
   }
   session.card = card;
-  const input = $("text-input");
-  const examples = $("examples");
-  const labelSelect = $("label-select");
-  fillExamples(examples, card.examples);
-  const first = card.examples[0];
-  const text = P.text || first?.text || (card.vocab ? card.vocab.slice(1, 12).join("") : "a");
-  let label = P.label || (P.text ? "" : first?.label ?? "");
-  if (labelSelect && card.labels?.includes(label)) labelSelect.value = label;
-  else label = "";
-  input.value = text;
+  const fallback = card.vocab ? card.vocab.slice(1, 12).join("") : "a";
+  const { input, text, label } = bindInputBar(
+    card,
+    P,
+    (newText, target) => {
+      P.step = 1;
+      P.phase = "forward";
+      run(newText, target);
+    },
+    fallback,
+  );
   $("loss-select").value = P.loss;
   $("loss-select").addEventListener("change", () => $("run-form").requestSubmit());
-  examples.addEventListener("change", () => {
-    const o = examples.selectedOptions[0];
-    if (!o || !o.value) return;
-    input.value = o.value;
-    if (labelSelect) labelSelect.value = card.labels?.includes(o.dataset.label) ? o.dataset.label : "";
-    examples.value = "";
-    P.step = 1;
-    P.phase = "forward";
-    run(input.value, labelSelect?.value);
-  });
-  $("run-form").addEventListener("submit", (e) => {
-    e.preventDefault();
-    P.step = 1;
-    P.phase = "forward";
-    if (input.value.trim()) run(input.value, labelSelect?.value);
-  });
-  input.addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && !e.shiftKey) {
-      e.preventDefault();
-      $("run-form").requestSubmit();
-    }
-  });
   $("layer-select").value = String(state.layer);
   $("layer-select").addEventListener("change", (e) => bus.emit("unit", { unit: state.unit, layer: Number(e.target.value) }));
   document.querySelector(".unit-box").addEventListener("click", (e) => {
