@@ -13,6 +13,21 @@ WHEELS=${WHEELS:-/opt/wheels}
 PORT=${PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 PY=${PY:-.venv/bin/python}
 
+# The host's Debian mirror, for debootstrap: the URIs: line of a deb822 .sources file, or the address after `deb`
+# in the one-line format. Comments are skipped (a deb822 file may name an unreachable snapshot in a comment), and
+# so are files that do not exist (a deb822-only machine has no sources.list).
+debian_mirror() {
+  local files=() f
+  for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -f "$f" ] && files+=("$f")
+  done
+  [ ${#files[@]} -gt 0 ] || return 0
+  awk '/^[[:space:]]*#/ {next}
+       tolower($1) == "uris:" {for (i = 2; i <= NF; i++) print $i; next}
+       $1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /^https?:\/\//) {print $i; break}}' "${files[@]}" \
+    | grep -v security | head -n1 || true
+}
+
 if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
   ENGINE=(docker); BUILD_FLAGS=(); RUN_FLAGS=(-p "127.0.0.1:$PORT:$PORT")
 else
@@ -32,7 +47,7 @@ else
     # No registry here: a Debian bookworm (Python 3.11) base made locally, once.
     BASE_IMAGE=localhost/python-base:3.11
     if ! podman image exists "$BASE_IMAGE"; then
-      mirror=$(grep -hoE 'https?://[^ ]+' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | grep -v security | head -n1)
+      mirror=$(debian_mirror)
       rootfs=$(mktemp -d)
       debootstrap --variant=minbase --include=ca-certificates,python3,python3-venv bookworm "$rootfs" "${mirror:-http://deb.debian.org/debian}" >/dev/null
       tar -C "$rootfs" -c . | podman import - "$BASE_IMAGE" >/dev/null

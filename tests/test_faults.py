@@ -97,14 +97,14 @@ def test_slow_clients_that_read_nothing_cannot_stall_others(server: LiveServer) 
         ws.send(orjson.dumps(body).decode())  # and never read from again
     time.sleep(1.0)
     assert gauges(server)["unrolled_active_streams"] == 8  # all stuck on clients that do not read
-    start = time.monotonic()
     r = httpx.post(f"{server.url}/api/models/chars-lstm/trace", json={"text": "hello " * 100}, timeout=10)
     assert r.status_code == 200
     with connect(f"{server.ws_url}/api/models/chars-lstm/stream") as ws:
         ws.send(orjson.dumps({"text": "hello " * 100}).decode())
         while orjson.loads(ws.recv(timeout=10))["type"] != "done":
             pass
-    assert time.monotonic() - start < 3.0
+    # Served alongside them, not after them: the stuck streams are all still there.
+    assert gauges(server)["unrolled_active_streams"] == 8
     # The server gives up on them after send_timeout (3 s here) and forgets them.
     assert wait_idle(server, 10)["unrolled_active_streams"] == 0
     for sock in sockets:  # vanish: a polite close would wait behind megabytes of unread frames

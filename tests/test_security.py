@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
 
 import httpx
 import orjson
@@ -49,7 +48,6 @@ def test_sigterm_stops_taking_work_closes_streams_properly_and_exits(settings: S
         with connect(f"{server.ws_url}/api/models/chars-gru/stream", max_size=2**24) as ws:
             ws.send(orjson.dumps({"mode": "generate", "prompt": "a", "length": 2000, "temperature": 1}).decode())
             ws.recv(timeout=30)
-            start = time.monotonic()
             server.proc.send_signal(signal.SIGTERM)
             with pytest.raises(ConnectionClosed) as closed:
                 while True:
@@ -58,6 +56,5 @@ def test_sigterm_stops_taking_work_closes_streams_properly_and_exits(settings: S
         # uvicorn re-raises the signal after its graceful shutdown, so the exit status is SIGTERM's own
         # (a container's PID 1 ignores it and exits 0).
         assert server.proc.wait(timeout=15) in (0, -signal.SIGTERM)
-        assert time.monotonic() - start < 10
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{server.url}/healthz", timeout=2)

