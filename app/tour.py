@@ -108,12 +108,17 @@ class Scene(Strict):
     models: list[str] | None = Field(None, min_length=1, max_length=6)
     task: str | None = Field(None, max_length=100, description="compare: the task whose cells are compared")
     input: str | list[str] | None = Field(None, description="the text, prompt, or (certainty) a list of inputs")
-    label: str | None = Field(None, max_length=64)
+    label: str | None = Field(None, max_length=64, description="the target for the scene's own input only")
     loss: Literal["sum", "last"] | None = None
     checkpoint: str | None = Field(None, max_length=32)
     step: int = Field(1, description="the cursor's step, from 1; negative counts from the end (-1: the last)")
     phase: Literal["forward", "backward"] = "forward"
     play: bool = False
+    sweeps: Literal["both", "forward"] = Field(
+        "both",
+        description="what play runs: both sweeps, or the forward sweep only, stopping at its end (a scene shown "
+        "before BPTT is taught; a classifier that ends on its verdict)",
+    )
     speed: float | None = Field(None, gt=0, le=480, description="steps per second; default: a sweep in ~10 s")
     panels: list[Panel] | None = Field(None, min_length=1, max_length=8)
     series: list[Series] = Field(default_factory=list, max_length=4)

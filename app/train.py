@@ -213,6 +213,7 @@ def _train(
         vocab=data.vocab.to_json(),
         labels=list(task.labels) if task.labels is not None else None,
         positive_label=task.positive_label,
+        target=task.target,
         description=task.description,
         examples=task.examples(),
         metrics=metrics,

@@ -39,6 +39,7 @@ def test_model_card_has_vocab_gates_examples_and_checkpoints(client: TestClient)
     assert card["examples"][0]["text"] == "hello world"
     classifier = client.get("/api/models/words-lstm").json()
     assert classifier["labels"] == ["negative", "positive"] and classifier["vocab"] is None
+    assert classifier["target"] == "predicted" and card["target"] is None  # next-token models have no classes
 
 
 def test_unknown_model_is_404_with_a_message_naming_the_models(client: TestClient) -> None:
@@ -84,11 +85,15 @@ def test_classifier_trace_has_probs_per_step_and_a_label(client: TestClient) -> 
     body = r.json()
     assert body["tokens"] == ["a", "good", "film", ",", "not", "bad"]
     assert body["unknown"] == [3]  # "," is not in the vocabulary
-    assert body["label"] == "positive" and body["loss_mode"] == "last"
+    assert body["label"] == "positive" and body["label_source"] == "given" and body["loss_mode"] == "last"
     assert np.array(body["step_probs"]).shape == (6, 2)
     assert body["probs"] == body["step_probs"][-1]
     assert math.isclose(sum(body["probs"]), 1.0, rel_tol=1e-5)
     assert body["predictions"] is None
+    # no label: the model's own answer, and the body says so
+    own = post_trace(client, "words-lstm", text="a good film, not bad").json()
+    assert own["label_source"] == "predicted" and own["label"] == ["negative", "positive"][int(np.argmax(own["probs"]))]
+    assert post_trace(client, "chars-rnn", text="abc").json()["label_source"] is None
 
 
 def test_precision_rounds_to_significant_digits(client: TestClient) -> None:

@@ -146,3 +146,24 @@ def test_top_k_lists_the_most_likely_next_tokens_in_order() -> None:
         order = np.argsort(-tr.probs[t])[:3]
         np.testing.assert_array_equal(tr.top_ids[t], order)
         np.testing.assert_allclose(tr.top_probs[t], tr.probs[t][order], rtol=1e-6)
+
+
+# --- the target a classifier's trace is scored against ----------------------------------------------------
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_a_memory_input_is_scored_against_the_symbol_it_starts_with(cell: str) -> None:
+    from app.config import ROOT
+    from app.rnn.model import load_model
+    from app.rnn.trace import trace
+
+    loaded = load_model(ROOT / "models", f"memory-{cell}")
+    labels = loaded.card.labels or []
+    for symbol in ("D", "h"):  # read as upper case, as the vocabulary does
+        own = trace(loaded, f"{symbol} 12345 67890 ?")
+        assert (labels[own.label or 0], own.label_source) == (symbol.upper(), "input")
+        named = trace(loaded, f"{symbol} 12345 67890 ?", label=symbol.upper())
+        assert named.label_source == "given" and named.loss == own.loss
+    # an input that names no symbol: the model's own answer at the last step, as for any classifier
+    none = trace(loaded, "9 12345 ?")
+    assert none.label_source == "predicted" and none.label == int(none.probs[-1].argmax())

@@ -44,6 +44,7 @@ def get_model(model_id: str, zoo: ZooDep) -> ModelCardOut:
         vocab_level=m.vocab.level,
         labels=c.labels,
         positive_label=c.positive_label,
+        target=c.target if c.kind == "classify" else None,
         gates=list(c.gate_names),
         examples=c.examples,
         checkpoints=[CheckpointInfo(name=k.name, step=k.step) for k in c.checkpoints],

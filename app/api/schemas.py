@@ -71,6 +71,11 @@ class ModelCardOut(ModelSummary):
     vocab_level: Literal["char", "word"]
     labels: list[str] | None = Field(None, description="classifiers: the class labels")
     positive_label: str | None = None
+    target: Literal["predicted", "first_token"] | None = Field(
+        None,
+        description="classifiers: the label a trace is scored against when the request names none: the model's "
+        "own answer at the last step, or the class the input's first token names (the memory task)",
+    )
     gates: list[str] = Field(description="gate names in torch.nn's order")
     examples: list[dict[str, Any]]
     checkpoints: list[CheckpointInfo]
@@ -145,6 +150,10 @@ class TraceResponse(BaseModel):
     loss_mode: Literal["sum", "last"]
     total_loss: float
     label: str | None
+    label_source: Literal["given", "input", "predicted"] | None = Field(
+        description="classifiers: where `label` came from: the request, the input itself (the memory task names "
+        "its answer in its first symbol), or the model's own answer at the last step"
+    )
     layers: list[LayerBody]
     predictions: list[list[Prediction]] | None = Field(description="next-token models: top-k per step")
     probs: list[float] | None = Field(description="classifiers: class probabilities at the last step")

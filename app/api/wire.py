@@ -121,6 +121,7 @@ class WireTrace:
             "loss_mode": tr.loss_mode,
             "total_loss": tr.loss,
             "label": self._label(),
+            "label_source": self.trace.label_source,
         }
 
     def body(self) -> dict[str, Any]:

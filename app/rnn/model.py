@@ -139,6 +139,10 @@ class ModelCard:
     seed: int = 0
     train_seconds: float = 0.0
     data_source: str = ""
+    # classifiers: the label L is measured against when a request names none. "predicted": the model's own answer
+    # at the last step; "first_token": the class the input's first token names (the memory task: its symbol), so
+    # that an edited input is scored against its own answer, not a target fixed for another input.
+    target: Literal["predicted", "first_token"] = "predicted"
 
     @property
     def gate_names(self) -> tuple[str, ...]:
@@ -167,6 +171,8 @@ class ModelCard:
     def from_json(cls, data: dict[str, Any]) -> ModelCard:
         data = dict(data)
         data["checkpoints"] = [Checkpoint(**c) for c in data.get("checkpoints", [])]
+        if data.get("target", "predicted") not in ("predicted", "first_token"):
+            raise ModelFileError(f"card is not valid: target {data['target']!r} is not 'predicted' or 'first_token'")
         try:
             return cls(**data)
         except TypeError as e:

@@ -27,6 +27,7 @@ from app.rnn.model import GATES, LoadedModel, SeqModel
 from app.rnn.tokenize import Encoded
 
 LossMode = Literal["sum", "last"]
+LabelSource = Literal["given", "input", "predicted"]
 MAX_STEPS = 10_000
 
 F32 = NDArray[np.float32]
@@ -62,12 +63,23 @@ class Trace:
     loss: float  # L, the loss that BPTT differentiates
     loss_mode: LossMode
     label: int | None  # classifiers: the label L is measured against
+    # where that label came from: the request ("given"), the input itself ("input", see ModelCard.target) or the
+    # model's own answer at the last step ("predicted")
+    label_source: LabelSource | None
     grad_input: F64  # (T,) ‖∂L/∂x_t‖, x_t the step's input embedding
     checkpoint: str | None = None
 
     @property
     def steps(self) -> int:
         return len(self.token_ids)
+
+
+def input_target(rule: str, tokens: Sequence[str], labels: Sequence[str]) -> tuple[int | None, LabelSource]:
+    """The label an input carries by the card's rule, if any: under "first_token", the class its first token names.
+    An input that names none (or a card without the rule) is scored against the model's own answer."""
+    if rule == "first_token" and tokens and tokens[0] in labels:
+        return list(labels).index(tokens[0]), "input"
+    return None, "predicted"
 
 
 def trace(
@@ -86,8 +98,12 @@ def trace(
         loaded.vocab.encode(inputs, max_steps) if isinstance(inputs, str) else loaded.vocab.from_ids(inputs)
     )
     label_id: int | None = None
-    if label is not None:
-        labels = loaded.card.labels or []
+    source: LabelSource | None = None
+    labels = loaded.card.labels or []
+    if label is None and loaded.card.kind == "classify":
+        label_id, source = input_target(loaded.card.target, encoded.tokens, labels)
+    elif label is not None:
+        source = "given"
         if loaded.card.kind != "classify":
             raise WrongModelKind("label applies to classifiers only; this model predicts the next token")
         if isinstance(label, str):
@@ -103,6 +119,8 @@ def trace(
         on_array=on_array,
     )  # fmt: skip
     result.tokens = encoded.tokens
+    if source is not None:
+        result.label_source = source
     result.unknown = encoded.unknown
     result.checkpoint = checkpoint
     return result
@@ -195,6 +213,7 @@ def trace_ids(
         loss=total,
         loss_mode=mode,
         label=label_id,
+        label_source=None if label_id is None else "given" if label is not None else "predicted",
         grad_input=grad_input,
     )
 

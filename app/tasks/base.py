@@ -11,7 +11,7 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -90,6 +90,8 @@ class Task(ABC, Generic[D]):
     description: ClassVar[str]
     labels: ClassVar[tuple[str, ...] | None] = None
     positive_label: ClassVar[str | None] = None
+    # classifiers: the label a trace is scored against when a request names none (ModelCard.target)
+    target: ClassVar[Literal["predicted", "first_token"]] = "predicted"
     # Classifiers: weight of an extra loss on the label at every real step ("target replication"); the
     # prediction is still the last step's. It trains faster and makes the per-step predictions meaningful.
     every_step_weight: ClassVar[float] = 0.0

@@ -2,6 +2,7 @@
 // key P, ?presenter=1) and the keyboard help (key ?).
 
 import { bus } from "./bus.js";
+import { typing } from "./keys.js";
 import { readParams, writeParams } from "./url.js";
 
 const root = document.documentElement;
@@ -16,10 +17,13 @@ function setPresenter(on) {
   bus.emit("layout", { presenter: on });
 }
 
+// The controls stay in view while a field of theirs has focus: the room sees its suggestion being typed.
 function wake() {
   root.classList.remove("idle");
   clearTimeout(idleTimer);
-  if (root.classList.contains("presenter")) idleTimer = setTimeout(() => root.classList.add("idle"), IDLE_MS);
+  if (root.classList.contains("presenter") && !typing(document.activeElement)) {
+    idleTimer = setTimeout(() => root.classList.add("idle"), IDLE_MS);
+  }
 }
 
 function init() {
@@ -29,10 +33,10 @@ function init() {
   const help = document.getElementById("help");
   document.getElementById("help-toggle")?.addEventListener("click", () => help?.showModal());
   document.addEventListener("mousemove", wake, { passive: true });
+  document.addEventListener("focusin", wake);
+  document.addEventListener("focusout", () => setTimeout(wake)); // once focus has moved on
   document.addEventListener("keydown", (e) => {
-    const t = e.target;
-    if (e.ctrlKey || e.metaKey || e.altKey) return;
-    if (t && (t.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName)) && t.type !== "range") return;
+    if (e.ctrlKey || e.metaKey || e.altKey || typing(e.target)) return;
     if (e.key === "p" || e.key === "P") {
       setPresenter(!root.classList.contains("presenter"));
       e.preventDefault();

@@ -24,9 +24,16 @@ export const GRAD = [
   [0.75, "#d95f0e"],
   [1, "#7f2704"],
 ];
+// One palette, one meaning per colour, on every page: orange is a gradient (and nothing else), green is the
+// target (the class, or the next token, that the loss L is measured against), purple is the time cursor; a class
+// keeps its own colour in the bars and in the lines; each cell type keeps its colour in every chart.
 export const ACCENT = "#7c3aed"; // the time cursor
-export const CELL_COLORS = { rnn: "#d95f02", lstm: "#1b9e77", gru: "#1f6fb4" };
-export const LINE_COLORS = ["#1f6fb4", "#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#a6761d", "#444444"];
+export const TARGET = "#15803d"; // = --good in the CSS
+export const GRAD_LINES = ["#d95f0e", "#7f2704", "#fe9929", "#a63603"]; // gradient norms: shades of the GRAD ramp
+export const CELL_COLORS = { rnn: "#c2185b", lstm: "#0e7490", gru: "#3730a3" }; // = .cell-* in the CSS
+export const CLASS_COLORS = ["#1f6fb4", "#9d174d", "#6a51a3", "#8c510a", "#0e7490", "#525252", "#737000", "#1e3a8a"];
+export const LINE_COLORS = ["#1f6fb4", "#c2185b", "#6a51a3", "#8c510a", "#0e7490", "#525252", "#737000", "#1e3a8a"];
+export const classColor = (i) => CLASS_COLORS[i % CLASS_COLORS.length];
 
 function hex(c) {
   return [1, 3, 5].map((i) => Number.parseInt(c.slice(i, i + 2), 16));

@@ -1,6 +1,8 @@
 // The input bar of a model's page (model, compare, learning): the "Examples…" menu filled from the model card,
 // the first input from the URL or the card, and a run on Enter, on submit and on choosing an example.
 
+import { bus } from "./bus.js";
+
 const $ = (id) => document.getElementById(id);
 
 /** One option per example: its text as the value, its label (classifiers) in data-label. */
@@ -23,6 +25,8 @@ export function bindInputBar(card, params, run, fallback = "hello") {
   const examples = $("examples");
   const labelSelect = $("label-select");
   fillExamples(examples, card.examples);
+  // The default target: the class the input names (the memory task's first symbol), or the model's own answer.
+  if (labelSelect && card.target === "first_token") labelSelect.options[0].textContent = "from the input";
   const first = card.examples[0];
   input.value = params.text || first?.text || fallback;
   let label = params.label || (params.text ? "" : first?.label ?? "");
@@ -40,6 +44,11 @@ export function bindInputBar(card, params, run, fallback = "hello") {
   $("run-form").addEventListener("submit", (e) => {
     e.preventDefault();
     if (input.value.trim()) again();
+    else bus.emit("status", { kind: "error", message: "The input is empty: type something to run, then Enter." });
+  });
+  // A typed input is no longer the example its chosen target belonged to: it goes back to its own target.
+  input.addEventListener("input", () => {
+    if (labelSelect) labelSelect.value = "";
   });
   input.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey) {

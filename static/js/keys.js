@@ -1,7 +1,10 @@
 // Keyboard: the same keys on every page that has a player.
 //   Space play/pause · ←/→ step · Home/End · B switch sweep · +/− speed · [ ] unit · / edit input
 
-const typing = (el) => el && (el.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(el.tagName)) && el.type !== "range";
+// A clicker's keys: a one-line text field has no use for them, so they act even while one has focus.
+const CLICKER = new Set(["PageUp", "PageDown"]);
+
+export const typing = (el) => el && (el.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(el.tagName)) && el.type !== "range";
 
 /** The player's keys, which every page with a player shares (a page may override some). */
 export function playerKeys(player) {
@@ -21,15 +24,20 @@ export function playerKeys(player) {
 }
 
 /**
- * Listen for keys pressed outside text fields (Escape leaves a field). `keysFor(e)` maps e.key to an action;
- * a key it has no action for goes to `other(e)`, which returns true if it used it.
+ * Listen for keys pressed outside text fields (Escape leaves a field; a clicker's Page Up / Page Down leave it
+ * and act). `keysFor(e)` maps e.key to an action; a key it has no action for goes to `other(e)`, which returns
+ * true if it used it.
  */
 export function onKeys(keysFor, other = () => false) {
   document.addEventListener("keydown", (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     if (typing(e.target)) {
-      if (e.key === "Escape") e.target.blur();
-      return;
+      if (e.key === "Escape") {
+        e.target.blur();
+        return;
+      }
+      if (!CLICKER.has(e.key) || !keysFor(e)[e.key]) return;
+      e.target.blur();
     }
     const act = keysFor(e)[e.key];
     if (act) {

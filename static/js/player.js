@@ -1,7 +1,9 @@
 // The time cursor. A presentation is one sweep of positions p = 0 … 2T−1: the forward sweep t = p
 // (left to right), then the BPTT sweep t = 2T−1−p (right to left). The player never runs ahead of the frames
 // that have arrived. It emits "cursor" at most once per animation frame and records how long the views took
-// to render it (window.__unrolled.frames), which bench/frame_time.py reads.
+// to render it (window.__unrolled.frames), which bench/frame_time.py reads. With `sweeps: "forward"` play stops
+// at the end of the forward sweep (for a scene shown before BPTT is taught, or a classifier that ends on its
+// verdict); stepping and B still reach the BPTT sweep.
 
 import { bus } from "./bus.js";
 
@@ -18,7 +20,8 @@ export class Player {
     this.available = { steps: 0, gradFrom: 0 };
     this.p = 0;
     this.playing = false;
-    this.speed = nearestSpeed(speed);
+    this.speed = clampSpeed(speed);
+    this.sweeps = "both";
     this.carry = 0;
     this.lastTime = null;
     this.dirty = false;
@@ -34,10 +37,11 @@ export class Player {
     return this.p < this.T ? this.p : 2 * this.T - 1 - this.p;
   }
 
-  /** A new trace: T steps; the cursor goes to (phase, t) once it can. */
-  reset(T, { phase = "forward", t = 0 } = {}) {
+  /** A new trace: T steps; the cursor goes to (phase, t) once it can; play runs `sweeps` ("both" or "forward"). */
+  reset(T, { phase = "forward", t = 0, sweeps = "both" } = {}) {
     this.playing = false;
     this.T = T;
+    this.sweeps = sweeps;
     this.available = { steps: 0, gradFrom: T };
     this.wanted = { phase, t };
     this.p = 0;
@@ -77,9 +81,14 @@ export class Player {
     return 2 * this.T - 1 - gradFrom < this.T ? this.T - 1 : 2 * this.T - 1 - gradFrom;
   }
 
+  /** Where play stops: the end of the BPTT sweep, or of the forward sweep when only that one is played. */
+  lastP() {
+    return this.sweeps === "forward" && this.p < this.T ? this.T - 1 : 2 * this.T - 1;
+  }
+
   play() {
     if (this.T === 0) return;
-    if (this.p >= 2 * this.T - 1) this.p = 0; // at the end: start again
+    if (this.p >= this.lastP()) this.p = 0; // at the end: start again
     this.playing = true;
     this.lastTime = null;
     this.carry = 0;
@@ -129,16 +138,18 @@ export class Player {
     this.seek(this.t, this.phase === "forward" ? "backward" : "forward");
   }
 
+  /** The next speed of SPEEDS up (or down) from the current one, which may lie between two of them. */
   faster() {
-    this.setSpeed(SPEEDS[Math.min(SPEEDS.length - 1, SPEEDS.indexOf(this.speed) + 1)]);
+    this.setSpeed(SPEEDS.find((v) => v > this.speed * 1.001) ?? SPEEDS[SPEEDS.length - 1]);
   }
 
   slower() {
-    this.setSpeed(SPEEDS[Math.max(0, SPEEDS.indexOf(this.speed) - 1)]);
+    this.setSpeed([...SPEEDS].reverse().find((v) => v < this.speed / 1.001) ?? SPEEDS[0]);
   }
 
+  /** Steps per second, exactly as asked (a tour's "speed": 3 plays at 3), within SPEEDS' range. */
   setSpeed(s) {
-    this.speed = nearestSpeed(s);
+    this.speed = clampSpeed(s);
     this.emit();
   }
 
@@ -162,7 +173,7 @@ export class Player {
         const k = Math.floor(this.carry);
         if (k > 0) {
           this.carry -= k;
-          const limit = Math.min(this.maxP(), 2 * this.T - 1);
+          const limit = Math.min(this.maxP(), this.lastP());
           if (this.p + k > limit) this.carry = 0; // waiting for frames: do not bank time
           const target = Math.min(this.p + k, limit);
           if (target !== this.p) {
@@ -172,7 +183,7 @@ export class Player {
         }
       }
       this.lastTime = now;
-      if (this.p >= 2 * this.T - 1) {
+      if (this.p >= this.lastP()) {
         this.playing = false;
         this.dirty = true;
       } else {
@@ -193,6 +204,11 @@ export class Player {
 function push(a, v) {
   if (a.length >= MAX_SAMPLES) a.shift();
   a.push(v);
+}
+
+function clampSpeed(s) {
+  const v = Number(s);
+  return Number.isFinite(v) && v > 0 ? Math.max(SPEEDS[0], Math.min(SPEEDS[SPEEDS.length - 1], v)) : 8;
 }
 
 function nearestSpeed(s) {

@@ -151,13 +151,15 @@ export class CertaintyView {
     this.gd.style.height = "300px";
     Plotly.react(this.gd, data, layout, plotConfig(this.name));
     this.built = key;
+    this.builtT = this.runs[0].lines[0].trace.T;
     this.overlay.measure();
   }
 
+  /** The cursor on the plot that is drawn: while a new input's traces arrive, that is still the last one's. */
   render() {
     if (!this.built) return;
     const { phase, t } = this.cursor;
-    const T = this.runs[0].lines[0].trace.T;
+    const T = this.builtT;
     this.overlay.setCursor(t >= 0 ? t + 1 : null);
     this.overlay.setMask(phase === "forward" && t < T - 1 ? [t + 1.5, T + 0.5] : null, "not read yet");
   }

@@ -50,13 +50,16 @@ function ratioTable() {
   return table;
 }
 
-/** The request body of a traced input. */
-function traceBody(scene, text, extra = {}) {
+/**
+ * The request body of a traced input. The scene's label is the target of the scene's own input only: an input
+ * the audience typed is scored against its own target (the memory task's first symbol, or the model's answer).
+ */
+function traceBody(scene, text, own, extra = {}) {
   return {
     text,
     top_k: 5,
     precision: 4,
-    ...(scene.label ? { label: scene.label } : {}),
+    ...(scene.label && own ? { label: scene.label } : {}),
     ...(scene.loss ? { loss: scene.loss } : {}),
     ...(scene.checkpoint ? { checkpoint: scene.checkpoint } : {}),
     ...extra,
@@ -130,6 +133,16 @@ class Stage {
 
   speed(T) {
     return this.ctx.start.speed || this.scene.speed || speedFor(T);
+  }
+
+  /** Where the cursor starts and what play runs, for player.reset. */
+  startOf(T) {
+    return { ...this.startAt(T), sweeps: this.scene.sweeps ?? "both" };
+  }
+
+  /** Is the stage running the scene's own input (so that the scene's label applies)? */
+  get own() {
+    return !this.ctx.edited;
   }
 
   markReady() {
@@ -256,7 +269,7 @@ export class ModelStage extends Stage {
   }
 
   body(text) {
-    return traceBody(this.scene, text);
+    return traceBody(this.scene, text, this.own);
   }
 
   start(inputs) {
@@ -270,8 +283,9 @@ export class ModelStage extends Stage {
     this.unit = Math.min(this.unit, tr.H - 1);
     this.layer = Math.min(this.layer, tr.L - 1);
     this.player.setSpeed(this.speed(tr.T));
-    this.player.reset(tr.T, this.startAt(tr.T));
+    this.player.reset(tr.T, this.startOf(tr.T));
     this.push({ trace: tr, unit: this.unit, layer: this.layer, version: tr.version });
+    this.ctx.onTarget?.([tr]);
   }
 
   onData(tr) {
@@ -385,7 +399,7 @@ export class LearningStage extends ModelStage {
   }
 
   body(text) {
-    return traceBody(this.scene, text, this.checkpoint ? { checkpoint: this.checkpoint } : {});
+    return traceBody(this.scene, text, this.own, this.checkpoint ? { checkpoint: this.checkpoint } : {});
   }
 
   /** Another checkpoint, the same input and the same moment. */
@@ -477,7 +491,7 @@ export class CompareStage extends Stage {
     this.traces.fill(null);
     this.started = false;
     // L is the last step's loss by default: BPTT then starts at one step, and the fall of ‖∂L/∂h_t‖ is plain.
-    const body = traceBody(this.scene, inputs[0], { loss: this.scene.loss ?? "last", top_k: 3 });
+    const body = traceBody(this.scene, inputs[0], this.own, { loss: this.scene.loss ?? "last", top_k: 3 });
     return Promise.all(this.sessions.map((s) => s.start(body).catch((e) => this.fail(e))));
   }
 
@@ -492,7 +506,8 @@ export class CompareStage extends Stage {
       this.started = true;
       this.trace = ready[0];
       this.player.setSpeed(this.speed(T));
-      this.player.reset(T, this.startAt(T));
+      this.player.reset(T, this.startOf(T));
+      this.ctx.onTarget?.(ready);
     }
     this.player.setAvailable(Math.min(steps, T), Math.min(gradFrom, T), T);
     const version = ready.map((tr) => tr.version).join(",");
@@ -539,7 +554,7 @@ export class GenerateStage extends Stage {
         if (this.closed) return;
         this.trace = tr;
         this.player.setSpeed(this.ctx.start.speed || this.scene.speed || 15);
-        this.player.reset(tr.T);
+        this.player.reset(tr.T, { sweeps: this.scene.sweeps ?? "both" });
         this.push({ trace: tr, version: tr.version });
         this.player.play(); // the cursor follows the tokens as they are sampled
       },

@@ -19,6 +19,7 @@ export class Trace {
     this.gateNames = meta.gates ?? [];
     this.labels = meta.labels ?? null;
     this.label = meta.label ?? null;
+    this.labelSource = meta.label_source ?? null; // "given", "input" (the memory task's symbol) or "predicted"
     this.promptSteps = meta.prompt_steps ?? 0;
     this.totalLoss = meta.total_loss ?? null;
     this.unknown = new Set(meta.unknown ?? []);

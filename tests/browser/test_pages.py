@@ -62,7 +62,10 @@ def test_unknown_model_is_a_page_not_a_crash(page: Page, live: LiveServer) -> No
 def test_play_runs_forward_then_bptt_backward(page: Page, recorder: Recorder, live: LiveServer) -> None:
     page.goto(live.url + f"/models/chars-lstm?text={quote('the cat sat on the mat')}&speed=30")
     wait_loaded(page)
-    assert state(page)["t"] == 0 and state(page)["phase"] == "forward"
+    # opened without a step: at the end of the forward sweep, every panel filled and ready to read
+    assert state(page)["t"] == len("the cat sat on the mat") - 1 and state(page)["phase"] == "forward"
+    page.keyboard.press("Home")
+    page.wait_for_function("() => window.__unrolled.cursor.t === 0")
     page.click("#player [data-action=play]")
     page.wait_for_function("() => window.__unrolled.cursor.t >= 3 && window.__unrolled.cursor.phase === 'forward'")
     page.wait_for_function("() => window.__unrolled.cursor.phase === 'backward'")
@@ -224,7 +227,7 @@ def test_learning_slider_changes_the_internals(page: Page, recorder: Recorder, l
 
 
 def test_keyboard_drives_the_player(page: Page, live: LiveServer) -> None:
-    page.goto(live.url + f"/models/chars-gru?text={quote(TEXT)}")
+    page.goto(live.url + f"/models/chars-gru?text={quote(TEXT)}&step=1")
     wait_loaded(page)
     page.keyboard.press("ArrowRight")
     page.keyboard.press("ArrowRight")

@@ -7,6 +7,7 @@ import { exportButtons } from "../export.js";
 import { bindKeys } from "../keys.js";
 import { Player, speedFor } from "../player.js";
 import { Session } from "../session.js";
+import { showTarget } from "../target.js";
 import { readParams, writeParams } from "../url.js";
 import { Controls } from "../views/controls.js";
 import { GradCompareView } from "../views/gradcompare.js";
@@ -64,6 +65,7 @@ function sync() {
     started = true;
     if (!P.speed) player.setSpeed(speedFor(T));
     player.reset(T, { phase: P.phase, t: P.step - 1 });
+    showTarget($("target-now"), ready);
   }
   player.setAvailable(Math.min(steps, T), Math.min(gradFrom, T), T);
   const version = ready.map((tr) => tr.version).join(",");

@@ -6,6 +6,7 @@ import { bindInputBar } from "../examples.js";
 import { ACCENT } from "../colors.js";
 import { Plotly, baseLayout, makePlot, plotConfig } from "../plots.js";
 import { Trace } from "../trace.js";
+import { showTarget } from "../target.js";
 import { readParams, writeParams } from "../url.js";
 import { GradientView } from "../views/gradients.js";
 import { STATE_SERIES, TimeHeatmap } from "../views/heatmap.js";
@@ -37,6 +38,7 @@ function show() {
   writeParams({ checkpoint: ck.name });
   drawCurve();
   if (!tr) return;
+  showTarget($("target-now"), [tr]);
   const cursor = { ...CURSOR, T: tr.T };
   text.update({ trace: tr, unit: state.unit, cursor });
   states.update({ trace: tr, unit: state.unit, cursor });

@@ -8,6 +8,7 @@ import { exportButtons } from "../export.js";
 import { bindKeys } from "../keys.js";
 import { Player, speedFor } from "../player.js";
 import { Session } from "../session.js";
+import { showTarget } from "../target.js";
 import { link, readParams, writeParams } from "../url.js";
 import { CellStepView } from "../views/cellstep.js";
 import { Controls } from "../views/controls.js";
@@ -26,7 +27,7 @@ const P = readParams({
   text: { default: "" },
   label: { default: "" },
   loss: { default: "", values: ["", "sum", "last"] },
-  step: { type: "int", default: 1 },
+  step: { type: "int", default: 0 }, // 0: not given; the page opens at the end of the forward sweep
   phase: { default: "forward", values: ["forward", "backward"] },
   unit: { type: "int", default: 0 },
   layer: { type: "int", default: 0 },
@@ -108,8 +109,10 @@ const session = new Session(modelId, {
     state.layer = Math.min(state.layer, trace.L - 1);
     showUnit();
     if (!P.speed) player.setSpeed(speedFor(trace.T));
-    player.reset(trace.T, { phase: P.phase, t: P.step - 1 });
+    // Opened without a step: at the end of the forward sweep, every panel filled, ready to read.
+    player.reset(trace.T, { phase: P.phase, t: P.step ? P.step - 1 : trace.T - 1 });
     push({ trace, unit: state.unit, layer: state.layer, version: trace.version });
+    showTarget($("target-now"), [trace]);
   },
   onData(trace) {
     player.setAvailable(trace.steps, trace.gradFrom, trace.T);
@@ -159,8 +162,10 @@ async function main() {
     card,
     P,
     (newText, target) => {
+      // a new input plays from its first step: the presenter typed it to watch it being read
       P.step = 1;
       P.phase = "forward";
+      P.play = true;
       run(newText, target);
     },
     fallback,

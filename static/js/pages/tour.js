@@ -7,6 +7,7 @@ import { bus } from "../bus.js";
 import { onKeys, playerKeys } from "../keys.js";
 import { Player } from "../player.js";
 import { inputCount, makeStage } from "../tour-stages.js";
+import { showTarget } from "../target.js";
 import { link, readParams, writeParams } from "../url.js";
 import { Controls } from "../views/controls.js";
 
@@ -159,6 +160,7 @@ async function show(i, { first = false } = {}) {
       perf.tour = { ...perf.tour, ready: true };
       perf.loaded = (perf.loaded ?? 0) + 1;
     },
+    onTarget: (traces) => visit === state.visit && showTarget($("target-now"), traces),
     onError: (_, e) => {
       if (visit === state.visit) perf.tour = { ...perf.tour, error: e?.message ?? String(e) };
     },
@@ -174,6 +176,8 @@ function run(inputs, { first = false } = {}) {
   state.inputs = inputs;
   perf.tour = { ...perf.tour, ready: false };
   stage.ready = false;
+  stage.ctx.edited = inputs.some((v, j) => v !== state.own[j]); // the scene's label belongs to its own input
+  showTarget($("target-now"), []);
   // an edited input goes in the URL (a reload keeps it); the scene's own is left out
   writeParams(Object.fromEntries(INPUT_KEYS.map((k, j) => [k, inputs[j] !== undefined && inputs[j] !== state.own[j] ? inputs[j] : null])), { now: true });
   stage.start(inputs);
@@ -253,8 +257,12 @@ function init() {
   $("run-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const inputs = readInputs();
-    if (!inputs.length || !inputs.every((v) => v.trim())) return;
-    document.activeElement?.blur(); // the clicker's keys drive the tour again
+    document.activeElement?.blur(); // Enter leaves the field: the clicker's keys drive the tour again
+    if (!inputs.length) return;
+    if (!inputs.every((v) => v.trim())) {
+      bus.emit("status", { kind: "error", message: "An input is empty: press / and type something, then Enter (R restores the scene's own)." });
+      return;
+    }
     run(inputs);
   });
   $("restore").addEventListener("click", restore);

@@ -1,7 +1,7 @@
 // BPTT gradient norms over time on a log axis: ‖∂L/∂h_t‖ per layer, ‖∂L/∂c_t‖ (LSTM), ‖∂L/∂x_t‖ and each
 // step's term of ‖∂L/∂W_hh‖. Drawn once the sweep's frames are in; the BPTT sweep uncovers it right to left.
 
-import { LINE_COLORS, fmtNorm } from "../colors.js";
+import { GRAD_LINES, fmtNorm } from "../colors.js";
 import { Overlay, Plotly, baseLayout, makePlot, plotConfig, timeTicks, visibility } from "../plots.js";
 
 const positive = (a) => Array.from(a, (v) => (v > 0 ? v : null));
@@ -55,7 +55,7 @@ export class GradientView {
       x,
       y: positive(s.a),
       name: s.name,
-      line: { color: LINE_COLORS[i % LINE_COLORS.length], dash: s.dash, width: s.width },
+      line: { color: GRAD_LINES[i % GRAD_LINES.length], dash: s.dash, width: s.width },
       marker: { size: 5 },
       hovertemplate: `${s.name}<br>step %{x}<br>%{y:.3e}<extra></extra>`,
     }));

@@ -1,18 +1,23 @@
 // What the model predicts at the current step: the top-k next tokens (bars), or, for classifiers, the class
 // probabilities as bars and as lines over time (evolving step by step as the words are read).
 
-import { LINE_COLORS } from "../colors.js";
+import { TARGET, classColor } from "../colors.js";
 import { exportButtons } from "../export.js";
 import { Overlay, Plotly, baseLayout, exportFigure, makePlot, plotConfig, timeTicks } from "../plots.js";
 import { showToken } from "../trace.js";
+
+/** A card's label, safe inside Plotly's pseudo-HTML (legend, hover). */
+const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 
 export class PredictionsView {
   constructor(root, { tools, name = "predictions" }) {
     this.root = root;
     this.name = name;
+    this.legend = document.createElement("p");
+    this.legend.className = "bar-legend";
     this.bars = document.createElement("div");
     this.bars.className = "bars";
-    root.append(this.bars);
+    root.append(this.legend, this.bars);
     this.trace = null;
     this.cursor = { phase: "forward", t: 0 };
     this.rows = [];
@@ -24,7 +29,9 @@ export class PredictionsView {
     if (data.trace !== undefined && data.trace !== this.trace) {
       this.trace = data.trace;
       this.rows = [];
+      this.bars.replaceChildren(); // a new input's bars replace the last one's, never stack above them
       this.built = null;
+      this.writeLegend();
     }
     if (data.cursor) this.cursor = data.cursor;
     const tr = this.trace;
@@ -35,15 +42,24 @@ export class PredictionsView {
     this.render();
   }
 
-  /** [{label, p, hit}] at step t */
+  /** What green means here: the target L is measured against (a class), or the token that came next. */
+  writeLegend() {
+    const tr = this.trace;
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    const text = !tr ? "" : tr.kind === "classify" ? "the target: the class the loss L is measured against" : "the target: the token that actually comes next";
+    this.legend.replaceChildren(...(tr ? [swatch, text] : []));
+  }
+
+  /** [{label, p, hit, color}] at step t: a class keeps its colour (the same as its line); tokens are grey. */
   items(t) {
     const tr = this.trace;
     if (tr.kind === "classify") {
       const p = tr.probsAt(t);
-      return Array.from(p, (v, i) => ({ label: String(tr.labels[i]), p: v, hit: tr.label !== null && String(tr.labels[i]) === String(tr.label) }));
+      return Array.from(p, (v, i) => ({ label: String(tr.labels[i]), p: v, hit: tr.label !== null && String(tr.labels[i]) === String(tr.label), color: classColor(i) }));
     }
     const next = tr.tokens[t + 1];
-    return (tr.predictions[t] ?? []).map(({ token, p }) => ({ label: showToken(token), p, hit: token === next }));
+    return (tr.predictions[t] ?? []).map(({ token, p }) => ({ label: showToken(token), p, hit: token === next, color: "#64748b" }));
   }
 
   render() {
@@ -72,6 +88,7 @@ export class PredictionsView {
       if (!it) return;
       if (r.label.textContent !== it.label) r.label.textContent = it.label;
       r.fill.style.width = `${(it.p * 100).toFixed(1)}%`;
+      r.fill.style.setProperty("--bar", it.color);
       r.value.textContent = it.p.toFixed(2);
       r.row.classList.toggle("hit", it.hit);
     });
@@ -96,9 +113,9 @@ export class PredictionsView {
       mode: tr.T > 60 ? "lines" : "lines+markers",
       x: steps.map((t) => t + 1),
       y: steps.map((t) => (t < tr.steps ? tr.probs[t * n + i] : null)),
-      name: String(label),
-      line: { color: LINE_COLORS[i % LINE_COLORS.length], width: String(label) === String(tr.label) ? 4 : 2 },
-      hovertemplate: `p(${label})<br>step %{x}<br>%{y:.3f}<extra></extra>`,
+      name: String(label) === String(tr.label) ? `${esc(label)} (target)` : esc(label),
+      line: { color: classColor(i), width: String(label) === String(tr.label) ? 4.5 : 2.5 },
+      hovertemplate: `p(${esc(label)})<br>step %{x}<br>%{y:.3f}<extra></extra>`,
     }));
     const layout = baseLayout({
       height: 230,
@@ -119,7 +136,7 @@ export class PredictionsView {
     const t = Math.min(this.cursor.t, tr.steps - 1);
     const items = this.items(t);
     const figure = {
-      data: [{ type: "bar", orientation: "h", x: items.map((i) => i.p), y: items.map((i) => i.label), marker: { color: items.map((i) => (i.hit ? "#1b9e77" : "#64748b")) } }],
+      data: [{ type: "bar", orientation: "h", x: items.map((i) => i.p), y: items.map((i) => i.label), marker: { color: items.map((i) => i.color), line: { color: items.map((i) => (i.hit ? TARGET : i.color)), width: 3 } } }],
       layout: { title: { text: `${tr.model} · step ${t + 1} “${showToken(tr.tokens[t])}”` }, xaxis: { range: [0, 1], title: { text: "p" } }, yaxis: { autorange: "reversed", type: "category" }, margin: { l: 90, r: 20, t: 50, b: 50 } },
     };
     exportFigure(figure, format, this.name, { width: 700, height: 120 + items.length * 36 });
