@@ -135,6 +135,7 @@ class MemoryTask(Task[MemoryData]):
     name = "memory"
     kind = "classify"
     labels = tuple(SYMBOLS)
+    target = "first_token"  # the input names its own answer: the symbol it starts with
     description = (
         "Long-range recall: read a letter A–H, then N random digits, then '?', and name the letter. "
         "At N = 100 the gradient that must teach the first step vanishes in a plain RNN."
