@@ -1,0 +1,110 @@
+"""Every number and direction a built-in tour caption states holds on the scene's own input and models: each test
+recomputes the claim with the engine (the same trace the page shows) and looks for it, as written, in the caption.
+A retrained model or an edited input that changes a fact fails here until the caption says the new one."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import pytest
+
+from app.config import ROOT
+from app.rnn.model import LoadedModel, load_model
+from app.rnn.trace import Trace, trace
+from app.tour import BUILTIN_TOURS, DEFAULT_TOUR, Scene, load_tour
+
+TOUR = load_tour(BUILTIN_TOURS / f"{DEFAULT_TOUR}.json")
+
+
+@cache
+def model(model_id: str) -> LoadedModel:
+    return load_model(ROOT / "models", model_id)
+
+
+def scene(title_start: str) -> Scene:
+    found = [s for s in TOUR.scenes if s.title.startswith(title_start)]
+    assert len(found) == 1, f"the built-in tour has no single scene titled {title_start!r}…"
+    return found[0]
+
+
+def own_trace(s: Scene, model_id: str | None = None, text: str | None = None) -> Trace:
+    """The scene's own trace, as the page asks for it (compare scenes measure L at the last step)."""
+    m = model(model_id or s.model or "")
+    text = text if text is not None else s.input if isinstance(s.input, str) else ""
+    loss = s.loss or ("last" if s.view == "compare" else None)
+    return trace(m, text, label=s.label, loss=loss)
+
+
+def p_next(tr: Trace) -> np.ndarray:
+    """p(the token that came next) at each step but the last: exp(−the step's loss), as the certainty plot draws."""
+    return np.exp(-tr.step_loss[:-1])
+
+
+def span(values: list[float]) -> str:
+    """A range as captions write it: 0.15–0.17 (or one number when both ends agree)."""
+    lo, hi = f"{min(values):.2f}", f"{max(values):.2f}"
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+def test_scene_1_each_cell_reads_one_character() -> None:
+    s = scene("Sequences are everywhere")
+    assert "each cell reads one character and guesses the next" in s.caption
+    tr = own_trace(s)
+    assert tr.tokens == list(str(s.input)) and tr.top_ids.shape[1] > 0
+
+
+def test_scene_2_a_run_is_recognised_forwards_and_never_backwards() -> None:
+    s = scene("Sequential memory")
+    assert isinstance(s.input, list) and s.models
+    forwards, backwards = s.input
+    runs = [p_next(own_trace(s, m, forwards)) for m in s.models]
+    g = own_trace(s, s.models[0], forwards).tokens.index("G")
+    assert f"after G, p(H) is only {span([p[g] for p in runs])}" in s.caption
+    assert f"after G H, p(I) is {span([p[g + 1] for p in runs])}" in s.caption
+    assert f"after G H I, p(J) is {span([p[g + 2] for p in runs])}, and above 0.95 from then on" in s.caption
+    assert all((p[g + 3 :] > 0.95).all() for p in runs)
+    assert "Backwards, a sequence never seen, it stays at or below 0.05" in s.caption
+    assert all((p_next(own_trace(s, m, backwards)) <= 0.05).all() for m in s.models)
+
+
+def test_scene_3_the_cell_is_the_plain_rnn_of_its_equation() -> None:
+    s = scene("The recurrent cell")
+    assert "h_t = tanh(W_xh x_t + W_hh h_{t−1} + b)" in s.caption
+    m = model(s.model or "")
+    assert m.card.cell == "rnn" and m.model.rnn.nonlinearity == "tanh"
+    assert len(own_trace(s).tokens) == len(str(s.input))  # one copy of the cell per step
+
+
+def test_scene_4_the_error_shrinks_back_to_the_first_step_and_the_last_steps_take_most_of_the_update() -> None:
+    s = scene("Backpropagation through time")
+    tr = own_trace(s)
+    assert tr.loss_mode == "last" and "the loss L is measured at the last step" in s.caption
+    h = tr.layers[0].grad_hidden
+    assert (np.diff(h) > 0).all(), "‖∂L/∂h_t‖ grows towards the loss at every step"
+    assert f"it shrinks from {h[-1]:.2g} at the last step to {h[0]:.2g} at the first" in s.caption
+    w = np.asarray(tr.layers[0].grad_weight_hh)
+    assert f"{100 * w[-3:].sum() / w.sum():.0f} % from the last three steps" in s.caption
+
+
+def test_scene_8_the_verdict_turns_where_the_caption_says() -> None:
+    s = scene("Applications: reading a review")
+    tr = own_trace(s)
+    m = model(s.model or "")
+    pos = np.asarray(tr.probs)[:, (m.card.labels or []).index(m.card.positive_label or "positive")]
+    words = tr.tokens
+    low = int(pos.argmin())
+    assert f"it falls to {pos[low]:.2f} at “{words[low]}”" in s.caption
+    but = words.index("but")
+    assert f"is still {pos[but]:.2f} after “but”" in s.caption
+    cross = next(t for t in range(low, len(words)) if pos[t] > 0.5)
+    assert f"crosses 0.5 at “{words[cross]}”" in s.caption
+    assert f"ends at {pos[-1]:.2f}, the verdict, after “{words[-2]}”" in s.caption
+    assert s.sweeps == "forward", "a classifier scene ends on its verdict, not back at the first word"
+
+
+@pytest.mark.parametrize("s", TOUR.scenes, ids=lambda s: s.title)
+def test_scenes_shown_before_bptt_is_taught_play_the_forward_sweep_only(s: Scene) -> None:
+    before_bptt = TOUR.scenes.index(s) < TOUR.scenes.index(scene("Backpropagation through time"))
+    if before_bptt or s.view == "generate":
+        assert s.sweeps == "forward"
