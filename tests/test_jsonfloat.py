@@ -12,7 +12,7 @@ import numpy as np
 import orjson
 import pytest
 
-from app.api.jsonfloat import Writing, round_significant, write_predictions
+from app.api.jsonfloat import round_significant, write_predictions, write_rows
 
 NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
@@ -32,7 +32,7 @@ def edge_bits() -> np.ndarray:
 
 def test_edge_values_match_orjson() -> None:
     a = edge_bits().view(np.float32).reshape(-1, 12)
-    (rows,) = Writing([a]).result()
+    (rows,) = write_rows([a])
     assert rows.text == reference(a)
 
 
@@ -40,7 +40,7 @@ def test_round_numbers_and_notation_boundaries_match_orjson() -> None:
     # Where orjson switches between 0.000001, 1e-7, 1000000000000.0 and 1e+13, and exact powers of ten.
     values = [10.0**e * m for e in range(-45, 38) for m in (1, 1.5, 9.999999, 2.5)] + [3.4028235e38] * 4
     a = np.array(values, np.float32).reshape(-1, 4)
-    (rows,) = Writing([a]).result()
+    (rows,) = write_rows([a])
     assert rows.text == reference(a)
 
 
@@ -48,7 +48,7 @@ def test_two_million_random_bit_patterns_match_orjson() -> None:
     rng = np.random.default_rng(20261126)
     bits = rng.integers(0, 2**32, size=(2000, 1000), dtype=np.uint64).astype(np.uint32)
     a = bits.view(np.float32)
-    (rows,) = Writing([a]).result()
+    (rows,) = write_rows([a])
     assert rows.text == reference(a)
 
 
@@ -57,7 +57,7 @@ def test_rows_are_the_arrays_rows_whatever_the_chunking(shape: tuple[int, int]) 
     rng = np.random.default_rng(shape[0])
     a = np.tanh(rng.standard_normal(shape)).astype(np.float32)
     b = (rng.standard_normal(shape) * 1e-20).astype(np.float32)
-    rows_a, rows_b = Writing([a, b[:, ::-1]]).result()  # a strided view is written as its values
+    rows_a, rows_b = write_rows([a, b[:, ::-1]])  # a strided view is written as its values
     assert rows_a.text == reference(a)
     assert rows_b.text == reference(b[:, ::-1])
     for t in {0, shape[0] // 2, shape[0] - 1}:
@@ -67,7 +67,7 @@ def test_rows_are_the_arrays_rows_whatever_the_chunking(shape: tuple[int, int]) 
 def test_a_row_is_valid_json_and_reads_back_to_the_same_float32() -> None:
     rng = np.random.default_rng(7)
     a = rng.standard_normal((50, 33)).astype(np.float32) * np.float32(1e-3)
-    (rows,) = Writing([a]).result()
+    (rows,) = write_rows([a])
     for t in range(50):
         row = np.array(orjson.loads(rows.raw(t)), np.float32)
         assert row.tobytes() == a[t].tobytes()
@@ -79,7 +79,7 @@ def test_writings_from_many_threads_at_once_each_get_their_own_text() -> None:
     results: dict[int, bytes] = {}
 
     def write(n: int) -> None:
-        (rows,) = Writing([arrays[n]]).result()
+        (rows,) = write_rows([arrays[n]])
         results[n] = rows.text
 
     threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
@@ -119,7 +119,7 @@ def test_rounding_gives_the_float_nearest_the_correctly_rounded_decimal(dtype: t
 def test_a_writing_with_digits_writes_the_rounded_values() -> None:
     rng = np.random.default_rng(5)
     a = np.tanh(rng.standard_normal((300, 64))).astype(np.float32)
-    (rows,) = Writing([a], digits=3).result()
+    (rows,) = write_rows([a], digits=3)
     assert rows.text == reference(round_significant(a, 3))
     written = np.array(orjson.loads(rows.text)).ravel()  # float32 keeps 6 digits: the text is the 3-digit decimal
     assert all(float(f"{x:.2e}") == x for x in written)

@@ -19,7 +19,7 @@ import collections
 import functools
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -408,26 +408,30 @@ def _write(bits: NDArray[np.uint32]) -> Chunk:
 
 
 class Writing:
-    """2-D float32 arrays being written as JSON, in chunks of rows that the pool's threads take as they come;
+    """2-D float32 arrays, each under a name, being written as JSON, in chunks of rows that the pool's threads take
+    as they come;
     whoever asks for the result takes the chunks still waiting, so a busy pool never makes it wait idle. The
     thread that writes an array's last chunk joins the array's text.
 
     Arrays may be added while it runs: the server adds each of the forward's states and gates as soon as torch
     has computed it, and they are written while the rest of the trace (BPTT) runs, since it only reads them."""
 
-    def __init__(self, arrays: list[NDArray[Any]] | None = None, digits: int | None = None) -> None:
+    def __init__(self, arrays: Iterable[tuple[Hashable, NDArray[Any]]] = (), digits: int | None = None) -> None:
         self.digits = digits  # each value rounded to this many significant digits first (round_significant)
+        self._names: list[Hashable] = []  # per array, the name its text is asked for by
         self._waiting: collections.deque[tuple[int, int, NDArray[np.float32]]] = collections.deque()
         self._pieces: list[list[Chunk | None]] = []  # per array, its chunks' text once written
         self._finished: list[itertools.count[int]] = []  # per array: next() on it counts its chunks written
         self._rows: list[Rows | None] = []
         self._helpers: list[Future[None]] = []
-        self.add(arrays or [])
+        self.add(arrays)
 
-    def add(self, arrays: list[NDArray[Any]]) -> None:
+    def add(self, arrays: Iterable[tuple[Hashable, NDArray[Any]]]) -> None:
+        """Begin writing these (name, array) pairs; each name once."""
         values_added = 0
-        for a in arrays:
+        for name, a in arrays:
             n = len(self._rows)
+            self._names.append(name)
             values = np.ascontiguousarray(a, np.float32)
             values_added += values.size
             step = max(1, _CHUNK // max(1, values.shape[1]))
@@ -454,12 +458,13 @@ class Writing:
             if next(self._finished[n]) == len(pieces):  # this thread wrote the array's last chunk
                 self._rows[n] = _join(pieces)  # type: ignore[arg-type]
 
-    def result(self) -> list[Rows]:
+    def result(self) -> dict[Hashable, Rows]:
+        """Every array's text, by its name."""
         self._work()
         for helper in self._helpers:
             helper.result()
-        assert all(r is not None for r in self._rows)
-        return self._rows  # type: ignore[return-value]
+        assert all(r is not None for r in self._rows) and len(set(self._names)) == len(self._names)
+        return dict(zip(self._names, self._rows, strict=True))  # type: ignore[arg-type]
 
 
 def _join(pieces: list[Chunk]) -> Rows:
@@ -478,8 +483,9 @@ def _join(pieces: list[Chunk]) -> Rows:
     return Rows(b"".join(parts), np.concatenate([empty, *starts]).tolist(), np.concatenate([empty, *ends]).tolist())
 
 
-def write_rows(arrays: list[NDArray[Any]]) -> list[Rows]:
-    return Writing(arrays).result()
+def write_rows(arrays: list[NDArray[Any]], digits: int | None = None) -> list[Rows]:
+    """Arrays as JSON text, in the order given."""
+    return list(Writing(enumerate(arrays), digits).result().values())
 
 
 @functools.lru_cache(maxsize=64)
@@ -503,6 +509,6 @@ def write_predictions(ids: NDArray[np.int64], probs: NDArray[np.float32], vocab:
 
 def warm_up() -> None:
     """Compile (or load from the cache) the writers and the rounding once, so that no request pays for it."""
-    Writing([np.zeros((2, 2), np.float32)], digits=3).result()
+    write_rows([np.zeros((2, 2), np.float32)], digits=3)
     round_significant(np.zeros(2), 3)  # float64: gradient norms and losses
     write_predictions(np.zeros((2, 1), np.int64), np.zeros((2, 1), np.float32), ("a",))

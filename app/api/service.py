@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from app.api.errors import LimitExceeded
 from app.api.jsonfloat import Writing
 from app.api.schemas import GenerateRequest, TraceRequest
-from app.api.wire import WireTrace
+from app.api.wire import WireTrace, state_key
 from app.config import Settings
 from app.rnn.generate import Step, generate
 from app.rnn.model import LoadedModel
@@ -31,7 +31,7 @@ def compute_trace(loaded: LoadedModel, req: TraceRequest, settings: Settings, js
     check_top_k(req.top_k, settings)
     check_chars("text", req.text, settings.max_steps, "max_steps")
     # Each state and gate array is rounded (if asked) and written as JSON on the pool's threads as soon as torch
-    # has computed it, while BPTT runs here. on_array sees them in the order of wire.text_arrays().
+    # has computed it, while BPTT runs here; the wire asks for each text by the array's name.
     writing = Writing(digits=req.precision) if json else None
     tr = trace(
         loaded,
@@ -41,7 +41,7 @@ def compute_trace(loaded: LoadedModel, req: TraceRequest, settings: Settings, js
         checkpoint=req.checkpoint,
         top_k=req.top_k,
         max_steps=settings.max_steps,
-        on_array=None if writing is None else lambda _layer, _name, array: writing.add([array]),
+        on_array=None if writing is None else lambda layer, name, array: writing.add([(state_key(layer, name), array)]),
     )
     return WireTrace.build(loaded, tr, req.precision, writing)
 

@@ -8,7 +8,7 @@ value for value; binary records hold the same rounded values. NaN (a step with n
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -30,10 +30,11 @@ def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, option=JSON_OPTIONS)
 
 
-def text_arrays(layers: Iterable[tuple[Array, Array | None, dict[str, Array]]]) -> list[Array]:
-    """The float32 arrays a trace sends as JSON text, in order: each layer's hidden, cell_state, gates (the order
-    in which trace(on_array=…) hands them over)."""
-    return [a for h, c, gates in layers for a in (h, *([] if c is None else [c]), *gates.values())]
+def state_key(layer: int, name: str) -> str:
+    """The wire's name of a layer's state or gate array ("hidden", "cell_state" or a gate, as the engine names
+    them): "layers.0.hidden", "layers.1.gates.forget". The JSON text, the binary layout and the arrays the engine
+    hands over while it runs are all matched by this name, never by position."""
+    return f"layers.{layer}.{name}" if name in ("hidden", "cell_state") else f"layers.{layer}.gates.{name}"
 
 
 @dataclass
@@ -58,7 +59,7 @@ class WireTrace:
     grad_input: Array
     vocab: tuple[str, ...]
     labels: list[str] | None
-    writing: Writing | None = None  # text_arrays() being written as JSON (rounded to precision), if begun already
+    writing: Writing | None = None  # state_arrays() being written as JSON (rounded to precision), if begun already
 
     @classmethod
     def build(
@@ -86,13 +87,29 @@ class WireTrace:
             writing=writing,
         )
 
+    def state_arrays(self) -> list[tuple[str, Array]]:
+        """Every layer's hidden states, cell states and gates under their wire names, in the binary record's order."""
+        out: list[tuple[str, Array]] = []
+        for k, (h, c, gates) in enumerate(zip(self.hidden, self.cell_state, self.gates, strict=True)):
+            out.append((state_key(k, "hidden"), h))
+            if c is not None:
+                out.append((state_key(k, "cell_state"), c))
+            out += [(state_key(k, n), g) for n, g in gates.items()]
+        return out
+
     @cached_property
     def layer_text(self) -> list[tuple[Rows, Rows | None, dict[str, Rows]]]:
         """Each layer's hidden states, cell states and gates as JSON text, written once (and only if JSON is
-        asked for) for both the REST body and the stream's frames."""
-        layers = list(zip(self.hidden, self.cell_state, self.gates, strict=True))
-        text = iter((self.writing or Writing(text_arrays(layers), digits=self.precision)).result())
-        return [(next(text), None if c is None else next(text), {n: next(text) for n in g}) for _, c, g in layers]
+        asked for) for both the REST body and the stream's frames; looked up by name."""
+        text = (self.writing or Writing(self.state_arrays(), digits=self.precision)).result()
+        return [
+            (
+                text[state_key(k, "hidden")],
+                None if c is None else text[state_key(k, "cell_state")],
+                {n: text[state_key(k, n)] for n in g},
+            )
+            for k, (c, g) in enumerate(zip(self.cell_state, self.gates, strict=True))
+        ]
 
     @property
     def is_lstm(self) -> bool:
@@ -190,14 +207,7 @@ class WireTrace:
 
     def binary_layout(self) -> list[dict[str, Any]]:
         """What a binary step frame holds after its uint32 t: float32 fields in this order, then uint32 ids."""
-        fields: list[dict[str, Any]] = []
-        for k, (h, c, gates) in enumerate(zip(self.hidden, self.cell_state, self.gates, strict=True)):
-            fields.append({"name": f"layers.{k}.hidden", "dtype": "float32", "size": h.shape[1]})
-            if c is not None:
-                fields.append({"name": f"layers.{k}.cell_state", "dtype": "float32", "size": c.shape[1]})
-            fields += [
-                {"name": f"layers.{k}.gates.{n}", "dtype": "float32", "size": g.shape[1]} for n, g in gates.items()
-            ]
+        fields = [{"name": name, "dtype": "float32", "size": a.shape[1]} for name, a in self.state_arrays()]
         fields.append({"name": "loss", "dtype": "float32", "size": 1})
         if self.trace.kind == "classify":
             fields.append({"name": "probs", "dtype": "float32", "size": self.probs.shape[1]})
@@ -218,8 +228,7 @@ class WireTrace:
     def binary_steps(self, batch: int = 1) -> Iterator[bytes]:
         """Step records in messages of up to `batch` records each. A record: little-endian uint32 t, then the
         float32 fields of binary_layout(), then uint32 token ids; every record of a trace has the same size."""
-        layers = zip(self.hidden, self.cell_state, self.gates, strict=True)
-        parts = [round_significant(a, self.precision) for a in text_arrays(layers)]
+        parts = [round_significant(a, self.precision) for _, a in self.state_arrays()]
         parts.append(self.step_loss[:, None])
         parts.append(self.probs if self.trace.kind == "classify" else self.top_probs)
         T = self.trace.steps
