@@ -10,7 +10,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -223,16 +223,3 @@ def _train(
         data_source=data.data_source,
     )
     return card, model
-
-
-def train_many(
-    tasks: Sequence[str],
-    cells: Sequence[Cell],
-    out: Path,
-    *,
-    seed: int = DEFAULT_SEED,
-    dry_run: bool = False,
-    cache: Path = DEFAULT_CACHE,
-    progress: bool = True,
-) -> list[ModelCard]:
-    return [train(t, c, out, seed=seed, dry_run=dry_run, cache=cache, progress=progress) for t in tasks for c in cells]

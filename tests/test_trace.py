@@ -181,4 +181,4 @@ def test_each_array_handed_over_while_the_trace_runs_is_the_one_its_name_says(ce
     for k, name, array in seen:
         layer = tr.layers[k]
         own = {"hidden": layer.hidden, "cell_state": layer.cell_state, **layer.gates}[name]
-        assert np.array_equal(array, own), f"layer {k}: the array named {name} is another one"
+        assert own is not None and np.array_equal(array, own), f"layer {k}: the array named {name} is another one"

@@ -11,7 +11,6 @@ from typing import Annotated, Any, Literal
 from annotated_types import Ge, Le
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 CHECKPOINT_PATTERN = r"^[0-9]{1,3}$"
 
 
@@ -52,12 +51,6 @@ class ModelSummary(BaseModel):
 
 class ModelList(BaseModel):
     models: list[ModelSummary]
-
-
-class Example(BaseModel):
-    text: str
-    note: str = ""
-    label: str | None = None
 
 
 class CheckpointInfo(BaseModel):

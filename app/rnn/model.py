@@ -27,7 +27,6 @@ GATES: dict[str, tuple[str, ...]] = {
     "lstm": ("input", "forget", "candidate", "output"),
     "gru": ("reset", "update", "candidate"),
 }
-GATE_ROWS = {"rnn": 1, "lstm": 4, "gru": 3}  # weight_hh has GATE_ROWS × hidden rows
 RNN_CLASSES: dict[str, Callable[..., nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
@@ -232,10 +231,6 @@ def load_model(folder: Path, model_id: str) -> LoadedModel:
     return LoadedModel(card=card, vocab=card.make_vocab(), model=model, checkpoints=checkpoints)
 
 
-def torch_state(model: SeqModel) -> dict[str, Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
 __all__ = [
     "GATES",
     "Checkpoint",
@@ -246,5 +241,4 @@ __all__ = [
     "build_model",
     "load_model",
     "save_model",
-    "torch_state",
 ]

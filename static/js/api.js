@@ -32,7 +32,6 @@ function post(path, body) {
 
 const modelPath = (id) => `/api/models/${encodeURIComponent(id)}`;
 
-export const listModels = () => request("/api/models");
 export const getModel = (id) => request(modelPath(id));
 /** The whole trace in one body: {text, loss?, label?, top_k, checkpoint?, precision?}. */
 export const trace = (id, body) => post(`${modelPath(id)}/trace`, body);

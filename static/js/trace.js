@@ -204,15 +204,6 @@ export class Trace {
     return this.mode !== "trace" || this.steps === this.T;
   }
 
-  hiddenAt(l, t) {
-    return this.layers[l].hidden.subarray(t * this.H, (t + 1) * this.H);
-  }
-
-  /** value of unit u of a T×H array at step t */
-  static at(a, H, t, u) {
-    return a[t * H + u];
-  }
-
   probsAt(t) {
     const n = this.labels.length;
     return this.probs.subarray(t * n, (t + 1) * n);
