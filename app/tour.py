@@ -182,7 +182,7 @@ class LoadedTour:
 @dataclass
 class Tours:
     tours: dict[str, LoadedTour] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)  # path → why it was not loaded
+    skipped: dict[str, str] = field(default_factory=dict)  # file name → why it was not loaded (paths: the log)
 
     def default(self) -> LoadedTour | None:
         if DEFAULT_TOUR in self.tours:
@@ -233,13 +233,13 @@ def load_tours(folders: Sequence[Path]) -> Tours:
     for path in tour_files(folders):
         name = path.stem
         if not NAME_RE.fullmatch(name):
-            result.skipped[str(path)] = f"the file name {name!r} is not a tour name (a-z, 0-9, - and _)"
-            log.error("tour %s skipped: %s", path, result.skipped[str(path)])
+            result.skipped[path.name] = f"the file name {name!r} is not a tour name (a-z, 0-9, - and _)"
+            log.error("tour %s skipped: %s", path, result.skipped[path.name])
             continue
         try:
             tour = load_tour(path)
         except TourError as e:
-            result.skipped[str(path)] = str(e)
+            result.skipped[path.name] = str(e).replace(str(path), path.name)
             log.error("tour %s skipped: %s", path, e)
             continue
         if name in result.tours:

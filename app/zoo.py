@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,7 +39,8 @@ class Zoo:
             try:
                 models[model_id] = load_model(folder, model_id)
             except (EngineError, OSError, KeyError, ValueError) as e:
-                skipped[model_id] = str(e)
+                # the page says why without the server's own paths; the log keeps them
+                skipped[model_id] = str(e).replace(f"{folder}{os.sep}", "").replace(str(folder), "the models folder")
                 log.error("model %s skipped: %s", model_id, e)
         log.info("loaded %d models from %s (%d skipped)", len(models), folder, len(skipped))
         return cls(models, skipped)

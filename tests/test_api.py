@@ -221,10 +221,14 @@ def test_broken_model_files_are_skipped_not_fatal(tmp_path: Any, models_dir: Any
     (tmp_path / "chars-rnn.safetensors").write_bytes(b"truncated")
     (tmp_path / "words-lstm.json").write_text("{ not a card")
     (tmp_path / "orphan.json").write_text('{"id": "orphan"}')
+    card = (tmp_path / "chars-lstm.json").read_text().replace('"id": "chars-lstm"', '"id": "ghost"')
+    (tmp_path / "ghost.json").write_text(card)  # a card whose weights file is missing
     with TestClient(create_app(settings.model_copy(update={"models_dir": tmp_path}))) as c:
         ids = {m["id"] for m in c.get("/api/models").json()["models"]}
         assert ids == {"chars-lstm", "chars-gru"}
         assert c.get("/readyz").status_code == 200
+        home = c.get("/").text  # says which files were skipped and why, without the server's own paths
+        assert "chars-rnn" in home and "ghost" in home and str(tmp_path) not in home
 
 
 def test_requests_wait_in_a_bounded_line_for_a_slot(settings: Settings) -> None:
@@ -244,3 +248,12 @@ def test_requests_wait_in_a_bounded_line_for_a_slot(settings: Settings) -> None:
             assert results == []  # still waiting while the slot is held
         waiter.join(10)
         assert results == [200]
+
+
+def test_a_prompt_is_limited_by_the_steps_it_reads_as_not_its_characters(client: TestClient) -> None:
+    # "İ" lower-cases to two characters (i and a combining dot): 999 characters read as 1998 steps, and with
+    # 2000 more to write that is over max_steps (3000), though the characters are within the prompt's limit.
+    r = client.post("/api/models/chars-lstm/generate", json={"prompt": "İ" * 999, "length": 2000})
+    assert r.status_code == 422
+    assert r.json()["error"] == "over_limit" and "1998 steps" in r.json()["message"]
+    assert client.post("/api/models/chars-lstm/generate", json={"prompt": "İ" * 400, "length": 2000}).status_code == 200

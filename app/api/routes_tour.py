@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -34,6 +35,9 @@ def tour_payload(loaded: LoadedTour, zoo: Zoo) -> dict[str, Any]:
     }
 
 
+SCENE_RE = re.compile(r"[0-9]{1,6}")
+
+
 @router.get("/tour", response_class=HTMLResponse)
 def tour_view(
     request: Request, zoo: ZooDep, settings: SettingsDep, name: str | None = None, scene: str | None = None
@@ -46,7 +50,8 @@ def tour_view(
         return not_found(request, f"no tour {name!r}; the tours are: {known}" if name else "no tour is installed")
     payload = tour_payload(loaded, zoo)
     n = len(payload["scenes"])
-    index = int(scene) if scene and scene.isdigit() else 1
+    # ASCII digits only ("²".isdigit() is true, and int() of 4,000 digits raises): anything else is scene 1
+    index = int(scene) if scene and SCENE_RE.fullmatch(scene) else 1
     index = min(max(1, index), n)
     current = payload["scenes"][index - 1]
     return page(request, "tour.html", tour=payload, index=index, current=current, others=list(tours.tours.values()))

@@ -63,6 +63,12 @@ class Generation:
             raise LimitExceeded(f"length is {req.length}; the limit is {settings.max_generate} (max_generate)")
         check_chars("prompt", req.prompt, settings.max_prompt_chars(), "max_steps − max_generate")
         prompt = loaded.vocab.encode(req.prompt, settings.max_steps)
+        # steps, not characters: a vocabulary may read one character as two (upper-casing "ß" gives "SS")
+        if len(prompt.ids) + req.length > settings.max_steps:
+            raise LimitExceeded(
+                f"the prompt reads as {len(prompt.ids)} steps and length is {req.length}: together over the limit "
+                f"of {settings.max_steps} steps (max_steps)"
+            )
         steps = generate(loaded.model, prompt.ids, req.length, req.temperature, req.seed)  # checks the model
         return cls(loaded, req, prompt.ids, steps, [])
 
