@@ -4,6 +4,7 @@ and the server is healthy afterwards."""
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -68,6 +69,19 @@ def test_deeply_nested_json_is_refused(http: httpx.Client) -> None:
 def test_ten_megabyte_body_is_413(http: httpx.Client) -> None:
     body = assert_json_4xx(http.post(TRACE, content=b'{"text": "' + b"a" * 10_000_000 + b'"}'), 413)
     assert "max_body_bytes" in body["message"]
+
+
+def test_a_chunked_body_over_the_limit_is_413_and_one_within_it_is_read(http: httpx.Client) -> None:
+    def chunks(total: int) -> Iterator[bytes]:  # no content-length: the server learns the size as it reads
+        yield b'{"text": "'
+        for _ in range(total // 100_000):
+            yield b"a" * 100_000
+        yield b'"}'
+
+    body = assert_json_4xx(http.post(TRACE, content=chunks(2_000_000)), 413)
+    assert "max_body_bytes" in body["message"]
+    r = http.post(TRACE, content=iter([b'{"text": ', b'"hello"}']), headers={"content-type": "application/json"})
+    assert r.status_code == 200 and r.json()["steps"] == 5
 
 
 @pytest.mark.parametrize(

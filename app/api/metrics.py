@@ -87,6 +87,15 @@ class MetricsAndLimits:
             await self._too_large(send)
             self.metrics.observe(scope["method"], "body_limit", 413, time.perf_counter() - start)
             return
+        if declared is None and scope["method"] in ("POST", "PUT", "PATCH"):
+            # A chunked body has no length to check up front: read it here, at most max_body bytes, and refuse it
+            # with 413 before the app sees it (the app's body parser would turn an error into a 400).
+            buffered = await self._read_bounded(receive)
+            if buffered is None:
+                await self._too_large(send)
+                self.metrics.observe(scope["method"], "body_limit", 413, time.perf_counter() - start)
+                return
+            receive = _replay(buffered, receive)
         received = 0
 
         async def counting_receive() -> Message:
@@ -110,6 +119,21 @@ class MetricsAndLimits:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             self.metrics.observe(scope["method"], route, status, time.perf_counter() - start)
 
+    async def _read_bounded(self, receive: Receive) -> list[Message] | None:
+        """The request's body messages, or None once they pass max_body bytes."""
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                return messages  # the client left: the app sees it as it would have
+            size += len(message.get("body", b""))
+            if size > self.max_body:
+                return None
+            if not message.get("more_body", False):
+                return messages
+
     async def _too_large(self, send: Send) -> None:
         body = orjson.dumps(error_body("too_large", str(BodyTooLarge(self.max_body))))
         await send(
@@ -120,3 +144,13 @@ class MetricsAndLimits:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A receive that gives these messages first, then whatever the client sends next (a disconnect)."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replay
