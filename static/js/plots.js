@@ -10,8 +10,14 @@ export const Plotly = window.Plotly;
 export const isPresenter = () => document.documentElement.classList.contains("presenter");
 const FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, "Liberation Sans", sans-serif';
 
+/** Talk mode (/tour): type sized to be read from the back of a room, whatever the page's zoom. */
+export const isTalk = () => document.body?.dataset.page === "tour";
+
+/** A plot's height: the pages' own, or talk mode's (each scene fits a 1280×720 screen whole). */
+export const sized = (normal, talk) => (isTalk() ? talk : normal);
+
 export function fontSize() {
-  return isPresenter() ? 17 : 12;
+  return isPresenter() ? 17 : isTalk() ? 15 : 12;
 }
 
 /** The common layout; `extra` is merged in (one level deep for axes). */
@@ -39,10 +45,14 @@ export function baseLayout(extra = {}) {
 /** Tick labels for a time axis (steps t = 1 … T): every token when they fit, else step numbers. */
 export function timeTicks(tokens, T, widthPx) {
   const per = widthPx / Math.max(1, T);
-  if (per >= 11 && T <= 120) {
+  // in talk mode a token is written whole or not at all: no label may run into the next one
+  const longest = isTalk() ? Math.max(1, ...tokens.slice(0, T).map((t) => showToken(t).length)) : 1;
+  const need = isTalk() ? Math.max(11, 0.6 * fontSize() * longest + 6) : 11;
+  if (per >= need && T <= 120) {
     return { tickmode: "array", tickvals: [...Array(T).keys()].map((t) => t + 1), ticktext: tokens.slice(0, T).map(showToken), tickangle: 0 };
   }
-  return { tickmode: "auto", title: { text: "time step t", standoff: 4 } };
+  // talk mode: the steps' numbers say what the axis is (the room is the scene's)
+  return { tickmode: "auto", title: { text: isTalk() ? "" : "time step t", standoff: 4 } };
 }
 
 /** Export a figure (or a live plot, with its cursor overlay drawn as shapes) as PNG or SVG. */

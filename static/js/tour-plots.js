@@ -4,10 +4,14 @@
 //   WeightShareView  each step's term of ∂L/∂W_hh as a share of them all, uncovered by the BPTT sweep
 
 import { CELL_COLORS, LINE_COLORS } from "./colors.js";
-import { Overlay, Plotly, baseLayout, makePlot, plotConfig, timeTicks } from "./plots.js";
+import { Overlay, Plotly, baseLayout, fontSize, makePlot, plotConfig, timeTicks } from "./plots.js";
 import { showToken } from "./trace.js";
 
 const range = (n) => [...Array(n).keys()];
+// The plots' heights: these plots are talk mode's only, sized so that a scene fits a 1280×720 screen whole.
+const SERIES_HEIGHT = 180;
+const CERTAINTY_HEIGHT = 190;
+const SHARES_HEIGHT = 150;
 /** Text from a scene file or the input box, safe inside Plotly's pseudo-HTML labels. */
 const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 
@@ -42,7 +46,7 @@ export class SeriesView {
   build() {
     const axes = row(this.series.length);
     const data = [];
-    const layout = baseLayout({ height: 230, margin: { l: 50, r: 12, t: 34, b: 36 } });
+    const layout = baseLayout({ height: SERIES_HEIGHT, margin: { l: 50, r: 12, t: fontSize() + 14, b: 36 } });
     const { xaxis, yaxis } = baseLayout();
     layout.annotations = [];
     this.series.forEach((s, i) => {
@@ -56,6 +60,8 @@ export class SeriesView {
         y: s.values,
         text: s.labels?.map(esc),
         textposition: "top center",
+        textfont: { size: fontSize() },
+        cliponaxis: false, // a note's name over the highest note is drawn whole, above the axis if it must
         line: { color: LINE_COLORS[i % LINE_COLORS.length], width: 2.5, shape: notes ? "hv" : "linear" },
         marker: { size: notes ? 9 : 6 },
         xaxis: a.x,
@@ -65,14 +71,18 @@ export class SeriesView {
       });
       const ticks = !notes && s.labels ? { tickmode: "array", tickvals: x, ticktext: s.labels.map(esc) } : {};
       layout[a.xaxis] = { ...xaxis, ...ticks, domain: a.domain, anchor: a.y, title: { text: "step", standoff: 2 } };
-      layout[a.yaxis] = { ...yaxis, anchor: a.x, title: { text: notes ? "pitch" : "value", standoff: 2 }, ...(notes ? { dtick: 2 } : {}) };
-      layout.annotations.push({ text: `<b>${esc(s.name)}</b>`, xref: "paper", yref: "paper", x: a.domain[0], y: 1.1, xanchor: "left", yanchor: "bottom", showarrow: false });
+      // room over the highest point for its label
+      const lo = Math.min(...s.values);
+      const hi = Math.max(...s.values);
+      const pad = notes && s.labels ? { range: [lo - 0.08 * (hi - lo + 1), hi + 0.3 * (hi - lo + 1)] } : {};
+      layout[a.yaxis] = { ...yaxis, anchor: a.x, title: { text: notes ? "pitch" : "value", standoff: 2 }, ...(notes ? { dtick: 2 } : {}), ...pad };
+      layout.annotations.push({ text: `<b>${esc(s.name)}</b>`, xref: "paper", yref: "paper", x: a.domain[0], y: 1, yshift: 4, xanchor: "left", yanchor: "bottom", showarrow: false });
     });
     // one marker per series at the cursor's step (moved with restyle, not a redraw)
     this.series.forEach((s, i) => {
       data.push({ type: "scatter", mode: "markers", x: [], y: [], xaxis: axes[i].x, yaxis: axes[i].y, marker: { size: 16, color: "rgba(124,58,237,0.55)", line: { color: "#7c3aed", width: 2 } }, hoverinfo: "skip" });
     });
-    this.gd.style.height = "230px";
+    this.gd.style.height = `${SERIES_HEIGHT}px`;
     Plotly.react(this.gd, data, layout, plotConfig(this.name));
     this.built = true;
     this.t = null;
@@ -116,7 +126,7 @@ export class CertaintyView {
     const axes = row(this.runs.length, 0.06);
     const width = this.root.clientWidth || 900;
     const data = [];
-    const layout = baseLayout({ height: 300, showlegend: true, margin: { l: 60, r: 12, t: 58, b: 44 } });
+    const layout = baseLayout({ height: CERTAINTY_HEIGHT, showlegend: true, margin: { l: 60, r: 12, t: fontSize() + 16, b: 30 } });
     const { xaxis, yaxis } = baseLayout();
     layout.annotations = [];
     this.runs.forEach((run, i) => {
@@ -134,21 +144,21 @@ export class CertaintyView {
           y,
           xaxis: a.x,
           yaxis: a.y,
-          name: `${tr.cell.toUpperCase()} (${tr.model})`,
+          name: tr.cell.toUpperCase(), // the model: in the hover
           legendgroup: tr.model,
           showlegend: i === 0,
           line: { color: CELL_COLORS[tr.cell] ?? "#444", width: 3.5 },
           marker: { size: 8 },
           customdata: range(T).map((t) => [showToken(tr.tokens[t] ?? ""), showToken(tr.tokens[t + 1] ?? "")]),
-          hovertemplate: `${tr.cell.toUpperCase()}: after “%{customdata[0]}”, p(“%{customdata[1]}”) = %{y:.3f}<extra></extra>`,
+          hovertemplate: `${tr.cell.toUpperCase()} (${esc(tr.model)}): after “%{customdata[0]}”, p(“%{customdata[1]}”) = %{y:.3f}<extra></extra>`,
         });
       });
       layout[a.xaxis] = { ...xaxis, ...ticks, domain: a.domain, anchor: a.y, range: [0.5, T + 0.5] };
-      layout[a.yaxis] = { ...yaxis, anchor: a.x, range: [0, 1.05], ...(i === 0 ? { title: { text: "p(the next token that came)" } } : {}) };
+      layout[a.yaxis] = { ...yaxis, anchor: a.x, range: [0, 1.05], ...(i === 0 ? { title: { text: "p(next)" } } : {}) };
       layout.annotations.push({ text: `<b>${esc(run.input)}</b>`, xref: "paper", yref: "paper", x: (a.domain[0] + a.domain[1]) / 2, y: 1.0, xanchor: "center", yanchor: "bottom", showarrow: false, font: { size: layout.font.size + 2 } });
     });
-    layout.legend = { ...layout.legend, y: 1.12 };
-    this.gd.style.height = "300px";
+    layout.legend = { ...layout.legend, yref: "container", y: 1, yanchor: "top" };
+    this.gd.style.height = `${CERTAINTY_HEIGHT}px`;
     Plotly.react(this.gd, data, layout, plotConfig(this.name));
     this.built = key;
     this.builtT = this.runs[0].lines[0].trace.T;
@@ -214,13 +224,13 @@ export class WeightShareView {
       },
     ];
     const layout = baseLayout({
-      height: 300,
+      height: SHARES_HEIGHT,
       margin: { l: 60, r: 12, t: 12, b: 44 },
       bargap: 0.15,
       xaxis: { range: [0.5, tr.T + 0.5], ...timeTicks(tr.tokens, tr.T, width - 90) },
-      yaxis: { title: { text: "share of ∂L/∂W_hh (%)" }, rangemode: "tozero" },
+      yaxis: { title: { text: "share (%)" }, rangemode: "tozero" }, // of ∂L/∂W_hh: the panel's title
     });
-    this.gd.style.height = "300px";
+    this.gd.style.height = `${SHARES_HEIGHT}px`;
     Plotly.react(this.gd, data, layout, plotConfig(this.name));
     this.built = { trace: tr, shares };
     this.overlay.measure();

@@ -28,7 +28,8 @@ import { PredictionsView } from "./views/predictions.js";
 import { TextView } from "./views/text.js";
 import { UnrolledView } from "./views/unrolled.js";
 
-const HALF = new Set(["predictions", "gradients", "weights", "pca", "checkpoints", "output"]);
+// Panels that share a row (in pairs, in the order given): a scene fits a 1280×720 screen whole.
+const HALF = new Set(["predictions", "gradients", "weights", "pca", "checkpoints", "output", "states", "gates", "cell"]);
 // The gate that keeps memory, per cell: the one to watch open and close.
 const KEY_GATES = {
   lstm: { gates: ["forget"], says: "forget gate f (1: keep c_{t−1})" },
@@ -242,7 +243,7 @@ export class ModelStage extends Stage {
       case "norms": {
         p = this.panel(key, "‖∂L/∂h_t‖ as BPTT carries the error back (log scale)");
         const table = ratioTable();
-        const v = new GradCompareView(p.body, { table, name: "tour-gradient-h" });
+        const v = new GradCompareView(p.body, { table, name: "tour-gradient-h", talkHeight: 185 });
         p.section.append(table);
         this.views.push({ update: (d) => v.update({ ...d, ...(d.trace ? { traces: [d.trace] } : {}) }) });
         break;
@@ -452,7 +453,7 @@ export class CompareStage extends Stage {
     if (key === "norms") {
       const p = this.panel(key, "‖∂L/∂h_t‖ of each cell, one log axis", { size });
       const table = ratioTable();
-      this.norms = new GradCompareView(p.body, { table, name: "tour-gradients-compared" });
+      this.norms = new GradCompareView(p.body, { table, name: "tour-gradients-compared", talkHeight: 270 });
       p.section.append(table);
     } else if (key === "cells") {
       const p = this.panel(key, "The same input through each cell");
@@ -470,7 +471,7 @@ export class CompareStage extends Stage {
         return { view, pred };
       });
     } else if (key === "gates") {
-      const p = this.panel(key, "The gates that keep memory, over time", { info: true, size });
+      const p = this.panel(key, "The gates that keep memory, over time", { size }); // the values: hover the map
       this.gates = [];
       this.cards.forEach((card, i) => {
         const keep = KEY_GATES[card.cell];
@@ -479,7 +480,7 @@ export class CompareStage extends Stage {
         const host = node("div");
         p.body.append(host);
         const series = (tr) => GATE_SERIES(tr).filter((s) => keep.gates.includes(s.key));
-        this.gates.push({ i, view: new TimeHeatmap(host, { series, name: `tour-gates-${card.id}`, info: p.info }) });
+        this.gates.push({ i, view: new TimeHeatmap(host, { series, name: `tour-gates-${card.id}`, info: p.info, talk: { area: 54, axis: false } }) });
       });
       if (!this.gates.length) p.body.append(node("p", "caption", "None of these cells has gates."));
     } else {
@@ -524,8 +525,7 @@ export class CompareStage extends Stage {
       const tr = this.traces[i];
       if (!tr || c.t < 0 || c.t >= tr.steps) return;
       const top = tr.topPrediction(c.t);
-      const g = c.phase === "backward" && c.t >= tr.gradFrom ? ` · ‖∂L/∂h‖ ${tr.grad.hidden[0][c.t].toExponential(1)}` : "";
-      r.pred.textContent = top ? `→ ${top.token} ${top.p.toFixed(2)}${g}` : "";
+      r.pred.textContent = top ? `→ ${top.token} ${top.p.toFixed(2)}` : ""; // ‖∂L/∂h_t‖: in the cell's box
     });
     this.norms?.update({ cursor: c });
     this.gates?.forEach((g) => g.view.update({ cursor: c }));

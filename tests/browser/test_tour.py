@@ -94,22 +94,86 @@ def check_scene(page: Page, scene: dict[str, Any], n: int) -> list[dict[str, Any
 FITS = """() => ({
   zoom: window.__unrolled.tour.zoom ?? 1, stage: Number(getComputedStyle(document.getElementById('stage')).zoom),
   height: document.documentElement.scrollHeight, screen: window.innerHeight,
+  bottom: document.getElementById('stage').getBoundingClientRect().bottom,
 })"""
-MIN_ZOOM = 0.55  # static/js/pages/tour.js
+MIN_PX = 14  # no text that carries meaning is drawn smaller (read from the back of a room, on a 1280×720 projector)
+EXCEPTED = 0.01  # of a scene's characters, at most, may be smaller (a decoration, a label shown on hover)
+
+# Every visible piece of text on the page, with the size it is drawn at on screen, CSS zoom and SVG scaling
+# included: for SVG text, font-size × (its box's height on screen ÷ its height in user units); for HTML,
+# font-size × the zoom in force (its width on screen ÷ its layout width).
+MEASURE = """() => {
+  const out = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  const seen = new Set();
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const text = n.textContent.trim();
+    const el = n.parentElement;
+    if (!text || !el || seen.has(el)) continue;
+    seen.add(el);
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0) continue;
+    if (r.bottom < 0 || r.top > innerHeight || r.right < 0 || r.left > innerWidth) continue;
+    const cs = getComputedStyle(el);
+    if (cs.visibility === 'hidden' || Number(cs.opacity) === 0) continue;
+    let hidden = false;
+    for (let a = el; a; a = a.parentElement) {
+      const s = getComputedStyle(a);
+      if (s.display === 'none' || Number(s.opacity) === 0) { hidden = true; break; }
+    }
+    if (hidden) continue;
+    let scale = 1;
+    if (el instanceof SVGGraphicsElement && el.getBBox) {
+      const b = el.getBBox();
+      scale = b.height > 0 ? r.height / b.height : 1;
+    } else {
+      const w = el.offsetWidth;
+      scale = w > 0 ? r.width / w : 1;
+    }
+    const px = parseFloat(cs.fontSize) * scale;
+    out.push({ text: text.slice(0, 40), px: Math.round(px * 100) / 100, tag: el.tagName,
+               cls: String(el.className?.baseVal ?? el.className).slice(0, 40), chars: text.length });
+  }
+  return out;
+}"""
 
 
-def assert_fits(page: Page, n: int, allow_min_zoom: bool) -> None:
-    """Scene n is shown whole, as a slide: the page does not scroll (the stage shrinks to fit if it must)."""
+def settle(page: Page) -> dict[str, Any]:
+    """The stage's zoom and height once they stop changing (views lay themselves out again at a new zoom)."""
+    last: dict[str, Any] = {}
+    for _ in range(40):
+        page.wait_for_timeout(150)
+        fit: dict[str, Any] = page.evaluate(FITS)
+        if fit == last:
+            return fit
+        last = fit
+    return last
+
+
+def assert_fits(page: Page, n: int) -> dict[str, Any]:
+    """Scene n is shown whole, as a slide: the page does not scroll (tour.js fitStage zooms the stage to the
+    room, never below the zoom that keeps its text at MIN_PX)."""
     try:
-        page.wait_for_function(
-            f"() => {{ const f = ({FITS})(); return f.height <= f.screen + 1 || ({str(allow_min_zoom).lower()}"
-            f" && f.zoom <= {MIN_ZOOM}); }}",
-            timeout=5_000,
-        )
+        page.wait_for_function(f"() => {{ const f = ({FITS})(); return f.height <= f.screen + 1; }}", timeout=5_000)
     except PlaywrightTimeout:
         pytest.fail(f"scene {n} does not fit the screen: {page.evaluate(FITS)}")
-    fit = page.evaluate(FITS)
+    fit = settle(page)
+    assert fit["height"] <= fit["screen"] + 1, f"scene {n} does not fit the screen: {fit}"
     assert abs(fit["stage"] - fit["zoom"]) < 0.01, fit  # the zoom reported is the zoom applied
+    return fit
+
+
+def text_sizes(page: Page, n: int, enforce: bool) -> dict[str, Any]:
+    """The sizes text is drawn at; enforce: at most EXCEPTED of the characters below MIN_PX (the rest fail the
+    test, listed)."""
+    items: list[dict[str, Any]] = page.evaluate(MEASURE)
+    total = sum(i["chars"] for i in items)
+    small = sorted((i for i in items if i["px"] < MIN_PX), key=lambda i: i["px"])
+    share = sum(i["chars"] for i in small) / max(1, total)
+    if enforce and share > EXCEPTED:
+        listed = "\n  ".join(f"{i['px']:.1f} px {i['tag']}.{i['cls']} {i['text']!r}" for i in small[:40])
+        pytest.fail(f"scene {n}: {100 * share:.1f} % of the text is below {MIN_PX} px:\n  {listed}", pytrace=False)
+    return {"min_px": min((i["px"] for i in items), default=0), "below_pct": round(100 * share, 2), "chars": total}
 
 
 def assert_clean(recorder: Recorder) -> None:
@@ -134,6 +198,9 @@ def serve_builtin_tour(zoo_dir: Path) -> LiveServer:
 
 
 def walk_builtin_tour(page: Page, recorder: Recorder, zoo_dir: Path) -> None:
+    """Every scene, with a clicker's keys: its panels have data, and it is a readable slide at 1280×720 (whole, no
+    text below MIN_PX) and at 1920×1080 (whole, the room used). The sizes go to test-output/tour-fit.json."""
+    report: list[dict[str, Any]] = []
     with serve_builtin_tour(zoo_dir) as server:
         page.goto(server.url + "/tour")
         tour = json.loads(page.evaluate("() => document.body.dataset.tour"))
@@ -143,10 +210,18 @@ def walk_builtin_tour(page: Page, recorder: Recorder, zoo_dir: Path) -> None:
             wait_scene(page, n)
             assert parse_qs(urlsplit(page.url).query)["scene"] == [str(n)]
             check_scene(page, scene, n)
-            assert_fits(page, n, allow_min_zoom=True)  # 1280×720: whole, unless the stage is at its smallest
-            screenshot(page, f"tour-{n}-{slug(scene['title'])}")
+            small = assert_fits(page, n)
+            sizes = text_sizes(page, n, enforce=True)
+            screenshot(page, f"tour-{n}-{slug(scene['title'])}-1280")
             page.set_viewport_size({"width": 1920, "height": 1080})
-            assert_fits(page, n, allow_min_zoom=False)  # 1080p: every scene whole
+            big = assert_fits(page, n)
+            screenshot(page, f"tour-{n}-{slug(scene['title'])}-1920")
+            report.append({
+                "scene": n, "title": scene["title"],
+                "1280": {**sizes, "zoom": small["zoom"], "used": round(small["bottom"] / small["screen"], 3)},
+                "1920": {**text_sizes(page, n, enforce=False), "zoom": big["zoom"],
+                         "used": round(big["bottom"] / big["screen"], 3)},
+            })  # fmt: skip
             page.set_viewport_size({"width": 1280, "height": 720})
             page.keyboard.press("ArrowRight" if n % 2 else "PageDown")  # what a clicker sends
         page.keyboard.press("ArrowRight")  # past the last scene: it stays
@@ -154,6 +229,15 @@ def walk_builtin_tour(page: Page, recorder: Recorder, zoo_dir: Path) -> None:
         wait_scene(page, len(scenes) - 1)
         page.keyboard.press("ArrowLeft")
         wait_scene(page, len(scenes) - 2)
+    out = ROOT / "test-output" / "tour-fit.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
+    for r in report:
+        a, b = r["1280"], r["1920"]
+        print(
+            f"scene {r['scene']}: 1280×720 smallest {a['min_px']:.1f} px, {a['below_pct']:.1f} % below {MIN_PX} px,"
+            f" zoom {a['zoom']:.2f}, used {a['used']:.0%}; 1920×1080 zoom {b['zoom']:.2f}, used {b['used']:.0%}"
+        )
     assert_clean(recorder)
     assert any(u.startswith("ws://127.0.0.1") for u in recorder.requests), "the scenes did not use the stream"
 

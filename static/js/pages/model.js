@@ -97,6 +97,10 @@ bus.on("unit", ({ unit, layer }) => {
   perf.state = { ...perf.state, unit: state.unit, layer: state.layer };
 });
 
+// In presenter mode the controls are an overlay at the top (shown for a while after each mouse move): the page
+// leaves room for them, so that they never cover the top of the unrolled network.
+new ResizeObserver(() => document.documentElement.style.setProperty("--chrome-height", `${$("chrome").offsetHeight}px`)).observe($("chrome"));
+
 bus.on("layout", () => {
   unrolled.resize();
   push({ relayout: true, trace: state.trace, cursor: state.cursor ?? undefined });

@@ -87,6 +87,7 @@ function inputBoxes(values) {
       const t = document.createElement("textarea");
       t.id = `input-${k}`;
       t.rows = 1;
+      t.wrap = "off"; // one whole line that scrolls sideways, never half of a second one
       t.spellcheck = false;
       t.value = v;
       t.setAttribute("aria-label", values.length > 1 ? `Input ${k + 1}` : "Input");
@@ -208,21 +209,26 @@ bus.on("layout", () => {
   requestAnimationFrame(fitStage);
 });
 
-// A scene is shown whole, as a slide is: on a 1280×720 projector nothing of it should need scrolling. When the
-// panels are taller than the room under the caption, the stage shrinks (CSS zoom, which also lays it out wider)
-// until they fit, but never below MIN_ZOOM, where type would be too small to read from the back of a room.
-const MIN_ZOOM = 0.55;
+// A scene is shown whole, as a slide is: on a 1280×720 projector nothing of it should need scrolling, and on a
+// bigger screen it uses the room. The views are sized for 1280×720 in talk mode (plots.js isTalk), with no text
+// below 15 px; the stage is then zoomed (CSS zoom, which also lays it out narrower or wider) to the room under
+// the caption: up (a bigger screen) as long as it keeps the width it was designed for, down only a little, so that
+// no text is drawn below 14 px (what can be read from the back of a room).
+const MIN_ZOOM = 0.94;
+const DESIGN_WIDTH = 1100; // CSS px: the narrowest the stage is laid out at when zoomed in
 function fitStage() {
   const el = $("stage");
   const before = el.style.zoom;
   el.style.zoom = "";
   const box = el.getBoundingClientRect();
-  const room = window.innerHeight - (box.top + window.scrollY) - 14; // and main's bottom padding
-  const fit = box.height > room ? Math.max(MIN_ZOOM, room / box.height) : 1;
+  const room = window.innerHeight - (box.top + window.scrollY) - 18; // main's bottom padding, and a margin
+  const most = Math.max(1, box.width / DESIGN_WIDTH);
+  const fit = box.height > 0 ? Math.max(MIN_ZOOM, Math.min(most, room / box.height)) : 1;
   const was = Number(before) || 1;
-  // Views laid out again at the new width may change height a little: settle rather than chase a few pixels.
-  const zoom = Math.abs(fit - was) < 0.01 && fit <= was ? was : fit;
-  el.style.zoom = zoom < 1 ? zoom.toFixed(3) : "";
+  // Views laid out again at the new width may change height a little: grow only by a step worth taking (so
+  // that it settles), shrink whenever it must (so that nothing scrolls).
+  const zoom = fit > was && fit - was < 0.02 ? was : Math.floor(fit * 1000) / 1000;
+  el.style.zoom = zoom !== 1 ? zoom.toFixed(3) : "";
   perf.tour = { ...perf.tour, zoom };
   if (el.style.zoom !== before) bus.emit("layout", {}); // widths changed: the views lay themselves out again
 }

@@ -5,7 +5,7 @@
 import { bus } from "../bus.js";
 import { ACCENT, DIVERGING, GATE, isTanhGate, packed } from "../colors.js";
 import { exportButtons } from "../export.js";
-import { exportFigure, isPresenter, scale } from "../plots.js";
+import { exportFigure, isPresenter, isTalk, scale } from "../plots.js";
 import { showToken } from "../trace.js";
 
 export class CellStepView {
@@ -57,11 +57,12 @@ export class CellStepView {
 
   geometry() {
     const big = isPresenter();
+    const talk = isTalk() && !big;
     const w = this.width;
-    const labelW = big ? 110 : 84;
-    const rowH = big ? 30 : 22;
+    const labelW = big ? 110 : talk ? 96 : 84;
+    const rowH = big ? 30 : talk ? 24 : 22;
     const n = this.rows().length;
-    return { w, labelW, rowH, h: n * rowH + 4, cw: (w - labelW - 4) / this.trace.H, font: big ? 16 : 12 };
+    return { w, labelW, rowH, h: n * rowH + 4, cw: (w - labelW - 4) / this.trace.H, font: big ? 16 : talk ? 15 : 12 };
   }
 
   render() {

@@ -1,11 +1,13 @@
 // Several models' ‖∂L/∂h_t‖ (first layer) on one log axis: the vanishing-gradient lesson in one picture.
 
 import { CELL_COLORS, fmtNorm } from "../colors.js";
-import { Overlay, Plotly, baseLayout, makePlot, plotConfig, timeTicks } from "../plots.js";
+import { Overlay, Plotly, baseLayout, isTalk, makePlot, plotConfig, sized, timeTicks } from "../plots.js";
 
 export class GradCompareView {
-  constructor(root, { table, name = "gradient-norms-compared" }) {
+  /** talkHeight: the plot's height in talk mode */
+  constructor(root, { table, name = "gradient-norms-compared", talkHeight = 200 }) {
     this.root = root;
+    this.talkHeight = talkHeight;
     this.table = table;
     this.name = name;
     this.gd = makePlot(root, name, "plot-grad");
@@ -55,13 +57,13 @@ export class GradCompareView {
       }
     }
     const layout = baseLayout({
-      height: 380,
-      showlegend: true,
-      margin: { l: 76, r: 16, t: 46, b: 44 },
+      height: sized(380, this.talkHeight),
+      showlegend: !isTalk(), // talk mode: the table's cells are written in their lines' colours
+      margin: { l: 76, r: 16, t: sized(46, 10), b: sized(44, 30) },
       xaxis: { range: [0.5, T + 0.5], ...timeTicks(trs[0].tokens, T, width - 100) },
-      yaxis: { type: "log", title: { text: "‖∂L/∂h_t‖ (log scale)" }, exponentformat: "power" },
+      yaxis: { type: "log", title: { text: "‖∂L/∂h_t‖ (log scale)" }, exponentformat: "power", ...(isTalk() ? { tickfont: { size: 17.5 } } : {}) },
     });
-    this.gd.style.height = "380px";
+    this.gd.style.height = `${sized(380, this.talkHeight)}px`;
     Plotly.react(this.gd, data, layout, plotConfig(this.name));
     this.built = key;
     this.overlay.measure();
@@ -85,6 +87,11 @@ export class GradCompareView {
           const td = document.createElement("td");
           td.textContent = v;
           row.append(td);
+        }
+        const name = row.firstElementChild;
+        if (name) {
+          name.style.color = CELL_COLORS[tr.cell] ?? "";
+          name.style.fontWeight = "700";
         }
         return row;
       }),

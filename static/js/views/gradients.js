@@ -2,7 +2,7 @@
 // step's term of ‖∂L/∂W_hh‖. Drawn once the sweep's frames are in; the BPTT sweep uncovers it right to left.
 
 import { GRAD_LINES, fmtNorm } from "../colors.js";
-import { Overlay, Plotly, baseLayout, makePlot, plotConfig, timeTicks, visibility } from "../plots.js";
+import { Overlay, Plotly, baseLayout, isTalk, makePlot, plotConfig, sized, timeTicks, visibility } from "../plots.js";
 
 const positive = (a) => Array.from(a, (v) => (v > 0 ? v : null));
 
@@ -60,13 +60,14 @@ export class GradientView {
       hovertemplate: `${s.name}<br>step %{x}<br>%{y:.3e}<extra></extra>`,
     }));
     const layout = baseLayout({
-      height: 320,
+      height: sized(320, 150),
       showlegend: true,
-      margin: { l: 70, r: 16, t: 40, b: 44 },
+      ...(isTalk() ? { legend: { orientation: "h", xref: "container", x: 0, y: 1, yref: "container", yanchor: "top", font: { size: 15 } } } : {}),
+      margin: { l: 70, r: 16, t: sized(40, 30), b: sized(44, 30) },
       xaxis: { range: [0.5, tr.T + 0.5], ...timeTicks(tr.tokens, tr.T, width - 100) },
-      yaxis: { type: "log", title: { text: "norm (log scale)" }, exponentformat: "power" },
+      yaxis: { type: "log", title: { text: "norm (log scale)" }, exponentformat: "power", ...(isTalk() ? { tickfont: { size: 17.5 }, nticks: 4 } : {}) },
     });
-    this.gd.style.height = "320px";
+    this.gd.style.height = `${sized(320, 150)}px`;
     Plotly.react(this.gd, data, layout, plotConfig(this.name));
     this.built = { trace: tr, T: tr.T };
     this.overlay.measure();

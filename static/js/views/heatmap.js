@@ -4,7 +4,7 @@
 
 import { bus } from "../bus.js";
 import { DIVERGING, GATE, isTanhGate } from "../colors.js";
-import { Overlay, Plotly, baseLayout, heatColumns, makePlot, plotConfig, scale, timeTicks, visibility } from "../plots.js";
+import { Overlay, Plotly, baseLayout, heatColumns, isTalk, makePlot, plotConfig, scale, timeTicks, visibility } from "../plots.js";
 import { showToken } from "../trace.js";
 
 /** The series a panel can show: {label, title, array(trace, layer), scale, zmax(trace)} */
@@ -36,8 +36,10 @@ export const GATE_SERIES = (trace) =>
 const REBUILD_MS = 400;
 
 export class TimeHeatmap {
-  constructor(root, { series, name, info }) {
+  /** talk: {area, axis} in talk mode, the height (px) all the series share and whether the time axis is labelled */
+  constructor(root, { series, name, info, talk = {} }) {
     this.root = root;
+    this.talk = { area: 110, axis: true, ...talk };
     this.seriesOf = series;
     this.name = name;
     this.info = info; // an element for the hovered value, the unit and the token
@@ -88,11 +90,19 @@ export class TimeHeatmap {
     const width = this.root.clientWidth || 800;
     const maxCols = Math.max(50, Math.floor(width - 120));
     const n = series.length;
+    const talk = isTalk();
     const gap = n > 1 ? 0.06 : 0;
     const data = [];
     const layout = baseLayout({
-      margin: { l: 64, r: 64, t: 6, b: 36 },
-      xaxis: { range: [0.5, tr.T + 0.5], ...timeTicks(tr.tokens, tr.T, width - 130), showgrid: false, zeroline: false, anchor: n > 1 ? `y${n}` : "y" },
+      margin: { l: 64, r: 64, t: 6, b: talk && !this.talk.axis ? 4 : 36 },
+      xaxis: {
+        range: [0.5, tr.T + 0.5],
+        ...timeTicks(tr.tokens, tr.T, width - 130),
+        ...(talk && !this.talk.axis ? { showticklabels: false, title: { text: "" } } : {}),
+        showgrid: false,
+        zeroline: false,
+        anchor: n > 1 ? `y${n}` : "y",
+      },
     });
     // the token under the pointer, in the tooltip itself while every column is one step
     const tokenRow = tr.T <= maxCols ? tr.tokens.slice(0, tr.T).map(showToken) : null;
@@ -109,7 +119,7 @@ export class TimeHeatmap {
         showgrid: false,
         zeroline: false,
         ticks: "",
-        nticks: 4,
+        nticks: talk ? 3 : 4,
         linecolor: "#374151",
         automargin: true,
       };
@@ -138,7 +148,9 @@ export class TimeHeatmap {
       s.k = cols.k;
     });
     this.series = series;
-    const height = Math.max(160, Math.min(n * Math.max(90, Math.min(tr.H * 1.6, 220)), 520)) + 40;
+    const height = talk
+      ? this.talk.area + (this.talk.axis ? 40 : 10)
+      : Math.max(160, Math.min(n * Math.max(90, Math.min(tr.H * 1.6, 220)), 520)) + 40;
     layout.height = height;
     this.gd.style.height = `${height}px`;
     const fresh = !this.gd.data;

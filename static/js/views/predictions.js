@@ -3,7 +3,7 @@
 
 import { TARGET, classColor } from "../colors.js";
 import { exportButtons } from "../export.js";
-import { Overlay, Plotly, baseLayout, exportFigure, makePlot, plotConfig, timeTicks } from "../plots.js";
+import { Overlay, Plotly, baseLayout, exportFigure, isTalk, makePlot, plotConfig, sized, timeTicks } from "../plots.js";
 import { showToken } from "../trace.js";
 
 /** A card's label, safe inside Plotly's pseudo-HTML (legend, hover). */
@@ -118,13 +118,13 @@ export class PredictionsView {
       hovertemplate: `p(${esc(label)})<br>step %{x}<br>%{y:.3f}<extra></extra>`,
     }));
     const layout = baseLayout({
-      height: 230,
-      showlegend: true,
-      margin: { l: 56, r: 12, t: 30, b: 40 },
+      height: sized(230, 120),
+      showlegend: !isTalk(), // talk mode: the bars above name the classes in their lines' colours
+      margin: { l: 56, r: 12, t: sized(30, 8), b: sized(40, 30) },
       xaxis: { range: [0.5, tr.T + 0.5], ...timeTicks(tr.tokens, tr.T, width - 80) },
       yaxis: { range: [0, 1], title: { text: "p(class)" } },
     });
-    this.gd.style.height = "230px";
+    this.gd.style.height = `${sized(230, 120)}px`;
     Plotly.react(this.gd, data, layout, plotConfig(`${this.name}-over-time`));
     this.built = { trace: tr, steps: tr.steps };
     this.overlay.measure();

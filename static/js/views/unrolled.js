@@ -6,7 +6,7 @@
 import { bus } from "../bus.js";
 import { ACCENT, diverging, fmtNorm, gradColor, inkOn, packRgb, packed, sub } from "../colors.js";
 import { exportSvg, exportSvgAsPng } from "../export.js";
-import { isPresenter } from "../plots.js";
+import { isPresenter, isTalk } from "../plots.js";
 import { showToken } from "../trace.js";
 
 const NS = "http://www.w3.org/2000/svg";
@@ -84,23 +84,36 @@ export class UnrolledView {
   }
 
   geometry() {
-    const big = isPresenter() && !this.compact;
+    const talk = isTalk();
+    const big = (isPresenter() || talk) && !this.compact;
     const L = this.trace ? this.trace.L : 1;
     const g = {
-      pitch: big ? 136 : this.compact ? 78 : 112,
-      bw: big ? 76 : this.compact ? 50 : 60,
-      bh: big ? 54 : this.compact ? 34 : 46,
-      gap: big ? 40 : this.compact ? 22 : 34,
-      font: big ? 17 : this.compact ? 12 : 13,
-      tok: big ? 24 : this.compact ? 15 : 19,
+      pitch: big ? 136 : this.compact ? (talk ? 96 : 78) : 112,
+      bw: big ? 76 : this.compact ? (talk ? 74 : 50) : 60,
+      bh: big ? (talk ? 48 : 54) : this.compact ? (talk ? 31 : 34) : 46,
+      gap: big ? (talk ? 24 : 40) : this.compact ? 22 : 34,
+      font: big ? (talk ? 16 : 17) : this.compact ? (talk ? 15 : 12) : 13,
+      tok: big ? (talk ? 22 : 24) : this.compact ? (talk ? 17 : 15) : 19,
     };
-    g.predY = g.tok + 4;
-    g.top = this.compact ? g.tok + 30 : g.tok + 44; // top of the highest box
+    // the size of each kind of label; in talk mode none is below 15 px (read from the back of a room)
+    const min = talk ? 15 : 0;
+    g.size = {
+      pred: Math.max(min, g.tok * 0.8),
+      p: Math.max(min, g.font * 0.85),
+      hh: Math.max(min, g.font * 0.9),
+      carry: Math.max(min, g.font * 0.8),
+      t: Math.max(min, g.font * 0.85),
+    };
+    // talk mode's compact rows (several networks on one screen): the boxes and the tokens only; each row's
+    // prediction is written beside it
+    g.bare = talk && this.compact;
+    g.predY = talk && !this.compact ? 20 : g.tok + 4;
+    g.top = g.bare ? 3 : talk ? 62 : this.compact ? g.tok + 30 : g.tok + 44; // top of the highest box
     g.boxTop = (l) => g.top + (L - 1 - l) * (g.bh + g.gap);
     g.bottom = g.boxTop(0) + g.bh;
-    g.tokY = g.bottom + g.gap + g.tok * 0.9;
-    g.tY = g.tokY + g.font + 4;
-    g.height = g.tY + 6;
+    g.tokY = g.bare ? g.bottom + 3 + g.tok * 0.85 : g.bottom + g.gap + g.tok * 0.9;
+    g.tY = g.tokY + (talk ? g.size.t + 2 : g.font + 4);
+    g.height = g.bare ? g.tokY + 5 : g.tY + 5;
     this.g = g;
   }
 
@@ -131,18 +144,18 @@ export class UnrolledView {
     const cx = g.pitch / 2;
     const s = { root, t: -1, key: "", layers: [] };
     s.hit = el("rect", { class: "hit", x: 0, y: 0, width: g.pitch, height: g.height }, root);
-    s.pred = el("text", { class: "pred", x: cx, y: g.predY - g.font * 0.2, "text-anchor": "middle", "font-size": g.tok * 0.8 }, root);
-    s.p = el("text", { class: "p", x: cx, y: g.predY + g.font * 0.9, "text-anchor": "middle", "font-size": g.font * 0.85, fill: "#4b5563" }, root);
+    s.pred = el("text", { class: "pred", x: cx, y: g.predY - g.font * 0.2, "text-anchor": "middle", "font-size": g.size.pred }, root);
+    s.p = el("text", { class: "p", x: cx, y: g.predY + g.size.p + 1, "text-anchor": "middle", "font-size": g.size.p, fill: "#4b5563" }, root);
     const topBox = g.boxTop(L - 1);
-    s.hy = el("line", { class: "arrow", x1: cx, y1: topBox - 2, x2: cx, y2: g.predY + g.font * 1.3 }, root);
-    s.hyLabel = el("text", { class: "w", x: cx + 5, y: (topBox + g.predY + g.font) / 2 + 4, "font-size": g.font }, root);
+    s.hy = el("line", { class: "arrow", x1: cx, y1: topBox - 2, x2: cx, y2: g.predY + g.size.p + 6 }, root);
+    s.hyLabel = el("text", { class: "w", x: cx + 5, y: (topBox + g.predY + g.size.p + 6) / 2 + g.font * 0.35, "font-size": g.font }, root);
     s.hyLabel.textContent = "W_hy";
     for (let l = 0; l < L; l++) {
       const y = g.boxTop(l);
       const lay = {};
       const sup = L > 1 ? SUP[l] : "";
       lay.box = el("rect", { class: "box", x: cx - g.bw / 2, y, width: g.bw, height: g.bh, rx: 7, fill: "#ffffff" }, root);
-      lay.label = el("text", { x: cx, y: y + g.bh * 0.42, "text-anchor": "middle", "font-size": g.font }, root);
+      lay.label = el("text", { x: cx, y: g.bare ? y + g.bh / 2 + g.font * 0.36 : y + g.bh * 0.42, "text-anchor": "middle", "font-size": g.font }, root);
       lay.strip = [];
       if (!this.compact) {
         const sw = (g.bw - 10) / STRIP;
@@ -155,20 +168,22 @@ export class UnrolledView {
       const x0 = cx + g.bw / 2 + 2;
       const x1 = g.pitch + cx - g.bw / 2 - 3;
       lay.hh = el("line", { class: "arrow", x1: x0, y1: ay - 5, x2: x1, y2: ay - 5 }, root);
-      lay.hhLabel = el("text", { class: "w", x: g.pitch, y: ay - 10, "text-anchor": "middle", "font-size": g.font * 0.9 }, root);
+      lay.hhLabel = el("text", { class: "w", x: g.pitch, y: ay - 10, "text-anchor": "middle", "font-size": g.size.hh }, root);
       lay.hhLabel.textContent = `W_hh${sup}`;
       lay.back = el("line", { class: "back", x1: x1, y1: ay + 6, x2: x0 + 1, y2: ay + 6 }, root);
       lay.back.setAttribute("marker-end", `url(#${this.name}-ah-back)`);
-      lay.hhCarry = el("text", { x: g.pitch, y: ay + g.font + 3, "text-anchor": "middle", "font-size": g.font * 0.8, fill: "#6b7280" }, root);
+      lay.hhCarry = el("text", { x: g.pitch, y: ay + g.size.carry + 4, "text-anchor": "middle", "font-size": g.size.carry, fill: "#6b7280" }, root);
       // input from below: the token (layer 0) or the layer underneath
       const below = l === 0 ? g.tokY - g.tok : g.boxTop(l - 1) - 2;
       lay.xh = el("line", { class: "arrow", x1: cx, y1: below, x2: cx, y2: y + g.bh + 2 }, root);
       lay.xhLabel = el("text", { class: "w", x: cx + 5, y: (below + y + g.bh) / 2 + 4, "font-size": g.font }, root);
       lay.xhLabel.textContent = `W_xh${sup}`;
+      if (g.bare) lay.xh.style.display = "none";
       s.layers.push(lay);
     }
     s.tok = el("text", { class: "tok", x: cx, y: g.tokY, "text-anchor": "middle", "font-size": g.tok }, root);
-    s.tLabel = el("text", { class: "tlabel", x: cx, y: g.tY, "text-anchor": "middle", "font-size": g.font * 0.85 }, root);
+    s.tLabel = el("text", { class: "tlabel", x: cx, y: g.tY, "text-anchor": "middle", "font-size": g.size.t }, root);
+    if (g.bare) for (const e of [s.pred, s.p, s.hy, s.hyLabel, s.tLabel]) e.style.display = "none";
     return s;
   }
 
