@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     max_queue: int = Field(64, ge=0, le=100_000, description="computations waiting for a slot; beyond: 503")
     max_streams: int = Field(64, ge=1, description="open WebSocket streams; beyond: refused")
     send_timeout: float = Field(10.0, gt=0, description="seconds a stream waits on a client that reads nothing")
-    request_timeout: float = Field(30.0, gt=0, description="seconds a new stream has to send its request")
+    request_timeout: float = Field(5.0, gt=0, description="seconds a new stream has to send its request")
     shutdown_grace: float = Field(10.0, ge=0, description="seconds streams get to finish on SIGTERM")
     cors_origins: list[str] = Field(default_factory=list, description="allowed browser origins (none by default)")
 

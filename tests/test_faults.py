@@ -144,3 +144,23 @@ def test_read_only_models_folder_and_full_disk_do_not_stop_serving(
         assert httpx.get(f"{live.url}/readyz").json()["models"] == 4
         r = httpx.post(f"{live.url}/api/models/chars-gru/trace", json={"text": "read only"}, timeout=30)
         assert r.status_code == 200 and r.json()["steps"] == 9
+
+
+def test_sockets_that_connect_and_send_nothing_cannot_lock_visitors_out(settings: Settings) -> None:
+    with (
+        LiveServer(settings, UNROLLED_MAX_STREAMS="4", UNROLLED_REQUEST_TIMEOUT="2") as live,
+        ExitStack() as idle,
+    ):
+        silent = [idle.enter_context(connect(f"{live.ws_url}/api/models/chars-lstm/stream")) for _ in range(12)]
+        # three times max_streams of them, and a visitor is still served: only a request makes a stream count
+        with connect(f"{live.ws_url}/api/models/chars-lstm/stream") as ws:
+            ws.send(orjson.dumps({"text": "hello"}).decode())
+            kinds = []
+            while not kinds or kinds[-1] != "done":
+                kinds.append(orjson.loads(ws.recv(timeout=30))["type"])
+        assert kinds[0] == "meta" and kinds.count("step") == 5
+        assert gauges(live)["unrolled_active_streams"] == 0
+        # and the silent ones are told why and closed once request_timeout has passed
+        for ws in silent:
+            frame = orjson.loads(ws.recv(timeout=30))
+            assert frame["type"] == "error" and frame["error"] == "timeout", frame

@@ -53,13 +53,17 @@ async def stream(ws: WebSocket, model_id: str) -> None:
     settings: Settings = state.settings
     metrics: Metrics = state.metrics
     await ws.accept()
-    metrics.active_streams += 1
-    metrics.streams_total += 1
     sender = Sender(ws, settings.send_timeout)
+    counted = False
     try:
+        # A stream counts once its request has arrived: sockets that connect and say nothing cannot fill
+        # max_streams and lock visitors out; they are closed after request_timeout (a few seconds).
+        request = await _read_request(ws, settings.request_timeout)
+        metrics.active_streams += 1
+        metrics.streams_total += 1
+        counted = True
         if metrics.active_streams > settings.max_streams:
             raise StreamError(503, "busy", f"too many open streams (max_streams {settings.max_streams}); retry later")
-        request = await _read_request(ws, settings.request_timeout)
         await _serve(sender, state.zoo, state.compute, metrics, settings, model_id, request)
     except StreamError as e:
         await _close_with_error(sender, e.status, e.error, str(e))
@@ -74,7 +78,8 @@ async def stream(ws: WebSocket, model_id: str) -> None:
             message = str(e)
         await _close_with_error(sender, status, name, message)
     finally:
-        metrics.active_streams -= 1
+        if counted:
+            metrics.active_streams -= 1
 
 
 class Sender:
