@@ -155,7 +155,7 @@ def test_sockets_that_connect_and_send_nothing_cannot_lock_visitors_out(settings
         # three times max_streams of them, and a visitor is still served: only a request makes a stream count
         with connect(f"{live.ws_url}/api/models/chars-lstm/stream") as ws:
             ws.send(orjson.dumps({"text": "hello"}).decode())
-            kinds = []
+            kinds: list[str] = []
             while not kinds or kinds[-1] != "done":
                 kinds.append(orjson.loads(ws.recv(timeout=30))["type"])
         assert kinds[0] == "meta" and kinds.count("step") == 5
