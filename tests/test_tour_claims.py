@@ -108,3 +108,42 @@ def test_scenes_shown_before_bptt_is_taught_play_the_forward_sweep_only(s: Scene
     before_bptt = TOUR.scenes.index(s) < TOUR.scenes.index(scene("Backpropagation through time"))
     if before_bptt or s.view == "generate":
         assert s.sweeps == "forward"
+
+
+def orders_lost(tr: Trace) -> float:
+    """log10 of ‖∂L/∂h_T‖ ÷ ‖∂L/∂h_1‖, as the scene's table shows it."""
+    h = tr.layers[0].grad_hidden
+    return float(np.log10(h[-1] / h[0]))
+
+
+def p_label(tr: Trace, m: LoadedModel, label: str) -> float:
+    return float(tr.probs[-1][(m.card.labels or []).index(label)])
+
+
+def test_scene_5_the_rnn_loses_the_symbol_at_100_digits_and_keeps_it_at_5() -> None:
+    s = scene("The vanishing gradient")
+    tr = own_trace(s)
+    m = model(s.model or "")
+    assert s.label == "C" and tr.tokens[0] == "C"
+    assert f"falls by {orders_lost(tr):.1f} orders of magnitude before it reaches the C" in s.caption
+    assert f"it gives C only p = {p_label(tr, m, 'C'):.2f}, a guess" in s.caption
+    assert p_label(tr, m, "C") < 0.5
+    accuracy = m.card.metrics["accuracy_by_n"]["5"]  # recomputed from the weights by tests/test_zoo.py
+    assert f"With 5 digits it is right {100 * accuracy:.0f} % of the time (type E 31415 ?)" in s.caption
+    short = trace(m, "E 31415 ?")
+    assert (m.card.labels or [])[int(short.probs[-1].argmax())] == "E"
+
+
+def test_scene_6_the_table_and_the_answers_are_the_ones_the_caption_gives() -> None:
+    s = scene("LSTM and GRU")
+    assert s.task == "memory" and s.label == "C"
+    traces = {cell: own_trace(s, f"memory-{cell}") for cell in ("rnn", "lstm", "gru")}
+    lost = {cell: f"{orders_lost(tr):.1f}" for cell, tr in traces.items()}
+    assert (
+        f"loses {lost['rnn']} orders of magnitude in the RNN, {lost['lstm']} in the LSTM and {lost['gru']} in the GRU"
+        in (s.caption)
+    )
+    p = {cell: p_label(tr, model(f"memory-{cell}"), "C") for cell, tr in traces.items()}
+    assert f"both name it (p = {min(p['lstm'], p['gru']):.2f})" in s.caption and min(p["lstm"], p["gru"]) > 0.9
+    assert f"it guesses (p = {p['rnn']:.2f})" in s.caption and p["rnn"] < 0.5
+    assert "nearly undamped" not in s.caption  # the LSTM does lose orders of magnitude: the table shows it
