@@ -147,3 +147,19 @@ def test_scene_6_the_table_and_the_answers_are_the_ones_the_caption_gives() -> N
     assert f"both name it (p = {min(p['lstm'], p['gru']):.2f})" in s.caption and min(p["lstm"], p["gru"]) > 0.9
     assert f"it guesses (p = {p['rnn']:.2f})" in s.caption and p["rnn"] < 0.5
     assert "nearly undamped" not in s.caption  # the LSTM does lose orders of magnitude: the table shows it
+
+
+def test_scene_7_the_language_model_of_speeches_writes_words_spaces_and_punctuation() -> None:
+    from app.rnn.generate import generate
+
+    s = scene("Applications: the network writes")
+    m = model(s.model or "")
+    assert "a character language model of US convention speeches" in s.caption
+    assert m.card.vocab["level"] == "char" and "convention speeches" in m.card.data_source
+    prompt = m.vocab.encode(str(s.input)).ids
+    steps = list(generate(m.model, prompt, s.length, s.temperature, s.seed))  # what the page shows, same seed
+    written = m.vocab.decode([st.token_id for st in steps[len(prompt) :]])
+    words = written.split()
+    assert len(words) >= s.length / 10 and all(len(w) <= 20 for w in words), written  # words, between spaces
+    assert 3 <= sum(len(w) for w in words) / len(words) <= 8, written
+    assert any(c in written for c in ".,;:!?"), written  # and punctuation
