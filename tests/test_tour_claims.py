@@ -72,8 +72,9 @@ def test_scene_3_the_cell_is_the_plain_rnn_of_its_equation() -> None:
     s = scene("The recurrent cell")
     assert "h_t = tanh(W_xh x_t + W_hh h_{t−1} + b)" in s.caption
     m = model(s.model or "")
-    assert m.card.cell == "rnn" and m.model.rnn.nonlinearity == "tanh"
-    assert len(own_trace(s).tokens) == len(str(s.input))  # one copy of the cell per step
+    assert m.card.cell == "rnn" and m.model.rnn.nonlinearity == "tanh" and m.card.num_layers == 1  # one cell
+    assert "one per word" in s.caption and m.card.vocab["level"] == "word"
+    assert len(own_trace(s).tokens) == len(m.vocab.encode(str(s.input)).ids)  # one copy of the cell per step
 
 
 def test_scene_4_the_error_shrinks_back_to_the_first_step_and_the_last_steps_take_most_of_the_update() -> None:
@@ -144,8 +145,11 @@ def test_scene_6_the_table_and_the_answers_are_the_ones_the_caption_gives() -> N
         in (s.caption)
     )
     p = {cell: p_label(tr, model(f"memory-{cell}"), "C") for cell, tr in traces.items()}
-    assert f"both name it (p = {min(p['lstm'], p['gru']):.2f})" in s.caption and min(p["lstm"], p["gru"]) > 0.9
-    assert f"it guesses (p = {p['rnn']:.2f})" in s.caption and p["rnn"] < 0.5
+    assert (
+        f"the LSTM and the GRU name the C (p = {min(p['lstm'], p['gru']):.2f})" in s.caption
+        and min(p["lstm"], p["gru"]) > 0.9
+    )
+    assert f"the RNN guesses (p = {p['rnn']:.2f})" in s.caption and p["rnn"] < 0.5
     assert "nearly undamped" not in s.caption  # the LSTM does lose orders of magnitude: the table shows it
 
 
