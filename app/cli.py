@@ -13,18 +13,10 @@ from app.serve import add_serve, add_trace
 
 
 def _summary(card: ModelCard) -> str:
-    m = card.metrics
-    if card.task == "alphabet":
-        key = f"G-run p {m['g_run']['p']}, backwards max p {m['backwards']['max_p']}"
-    elif card.task == "memory":
-        key = f"acc@N=100 {m.get('accuracy_n100')}, grad ratio {m['gradient']['ratio_first_last']}"
-    elif card.task == "charlm":
-        key = f"held-out bpc {m['heldout_bpc']}"
-    elif card.task == "sentiment":
-        key = f"test accuracy {m['test_accuracy']}"
-    else:
-        key = ""
-    return f"{card.id}: {card.train_seconds:.1f} s, {key}"
+    from app.tasks import TASKS
+
+    km = TASKS[card.task].key_metric(card.metrics) if card.task in TASKS else None
+    return f"{card.id}: {card.train_seconds:.1f} s" + (f", {km.label} {km.value}" if km else "")
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -22,57 +21,33 @@ from jinja2 import Undefined
 from app.api.deps import ZooDep
 from app.api.security import HOST_RE, content_security_policy
 from app.config import ROOT
-from app.rnn.model import LoadedModel
+from app.rnn.model import LoadedModel, ModelCard
+from app.tasks import TASKS, KeyMetric
+from app.tasks.base import percent
 from app.zoo import UnknownModel, Zoo
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=ROOT / "templates")
 
 CELL_ORDER = {"rnn": 0, "lstm": 1, "gru": 2}
-TASK_TITLES = {
-    "alphabet": "Alphabet runs: sequential memory",
-    "memory": "Remember the first symbol: the vanishing gradient",
-    "charlm": "A character language model",
-    "sentiment": "Sentiment, word by word",
-}
-# The metric a card shows first, in order of preference, and how to say it.
-KEY_METRICS: list[tuple[str, str, str]] = [
-    ("accuracy_n100", "accuracy, 100 digits back", "percent"),
-    ("test_accuracy", "test accuracy", "percent"),
-    ("heldout_bpc", "bits per character, held out", "number"),
-    ("run_accuracy_from_third_letter", "accuracy in a run, from its third letter", "percent"),
-    ("heldout_accuracy", "held-out accuracy", "percent"),
-    ("accuracy", "accuracy", "percent"),
-]
 
 
-NOT_KEY = {"chance", "heldout_per_n", "eval_streams"}  # numbers on a card that do not say how good it is
-
-
-@dataclass(frozen=True)
-class KeyMetric:
-    label: str
-    value: str
-
-
-def key_metric(metrics: dict[str, Any]) -> KeyMetric | None:
-    for name, label, kind in KEY_METRICS:
-        value = metrics.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return KeyMetric(label, f"{100 * value:.1f} %" if kind == "percent" else f"{value:.3g}")
-    by_n = metrics.get("accuracy_by_n")
-    if isinstance(by_n, dict) and by_n:
-        n = max(by_n, key=lambda k: int(k) if str(k).isdigit() else -1)
-        if isinstance(by_n[n], int | float):
-            return KeyMetric(f"accuracy, {n} digits back", f"{100 * by_n[n]:.1f} %")
-    for name, value in metrics.items():
-        if name not in NOT_KEY and isinstance(value, int | float) and not isinstance(value, bool):
-            return KeyMetric(name.replace("_", " "), f"{value:.3g}")
-    return None
+def key_metric(card: ModelCard) -> KeyMetric | None:
+    """The number a card shows first: the task says which (app/tasks); a model of no known task shows its
+    accuracy, or else its first number."""
+    task = TASKS.get(card.task)
+    if task is not None:
+        return task.key_metric(card.metrics)
+    numbers = {k: v for k, v in card.metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    if "accuracy" in numbers:
+        return KeyMetric("accuracy", percent(numbers["accuracy"]))
+    name, value = next(iter(numbers.items()), (None, None))
+    return None if name is None or value is None else KeyMetric(name.replace("_", " "), f"{value:.3g}")
 
 
 def task_title(task: str) -> str:
-    return TASK_TITLES.get(task, task.replace("-", " "))
+    known = TASKS.get(task)
+    return known.title if known is not None else task.replace("-", " ")
 
 
 def tasks_of(zoo: Zoo) -> dict[str, list[LoadedModel]]:
@@ -82,7 +57,7 @@ def tasks_of(zoo: Zoo) -> dict[str, list[LoadedModel]]:
         out.setdefault(m.card.task, []).append(m)
     for models in out.values():
         models.sort(key=lambda m: (CELL_ORDER.get(m.card.cell, 9), m.card.id))
-    order = list(TASK_TITLES)
+    order = list(TASKS)
     return dict(sorted(out.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])))
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from app.tasks import alphabet, charlm, memory, sentiment
-from app.tasks.base import Batch, Budget, ModelSize, Task, TaskData
+from app.tasks.base import Batch, Budget, KeyMetric, ModelSize, Task, TaskData
 
 TASKS: dict[str, Task[Any]] = {t.name: t for t in (alphabet.TASK, memory.TASK, charlm.TASK, sentiment.TASK)}
 
-__all__ = ["TASKS", "Batch", "Budget", "ModelSize", "Task", "TaskData"]
+__all__ = ["TASKS", "Batch", "Budget", "KeyMetric", "ModelSize", "Task", "TaskData"]

@@ -17,7 +17,19 @@ import torch
 
 from app.rnn.model import Cell, SeqModel
 from app.rnn.tokenize import UNK, Vocab
-from app.tasks.base import LN2, Batch, Budget, ModelSize, Task, TaskData, batch_loss, next_probs, rounded
+from app.tasks.base import (
+    LN2,
+    Batch,
+    Budget,
+    KeyMetric,
+    ModelSize,
+    Task,
+    TaskData,
+    batch_loss,
+    next_probs,
+    percent,
+    rounded,
+)
 
 LETTERS = string.ascii_uppercase
 P_STOP = 0.01  # chance that a run stops early at each letter (it always stops after Z)
@@ -80,6 +92,7 @@ class AlphabetData(TaskData):
 
 class AlphabetTask(Task[AlphabetData]):
     name = "alphabet"
+    title = "Alphabet runs: sequential memory"
     kind = "next_token"
     description = (
         "Next-letter prediction on random letters interleaved with forward alphabet runs (G H I J …): "
@@ -116,6 +129,10 @@ class AlphabetTask(Task[AlphabetData]):
             {"text": "XQGTBM UVW", "note": "A short run at the end of the alphabet."},
             {"text": "HELLOWORLD", "note": "Ordinary text: only L→M or O→P would be a run."},
         ]
+
+    def key_metric(self, metrics: dict[str, Any]) -> KeyMetric | None:
+        value = metrics.get("run_accuracy_from_third_letter")
+        return None if value is None else KeyMetric("accuracy in a run, from its third letter", percent(value))
 
     def metrics(self, model: SeqModel, data: AlphabetData) -> dict[str, Any]:
         assert data.heldout is not None

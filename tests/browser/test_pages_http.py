@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import gzip
+from dataclasses import replace
 
 from fastapi.testclient import TestClient
 
 from app.api.pages import key_metric
+from app.config import ROOT
+from app.tasks import TASKS, KeyMetric
+from app.zoo import Zoo
 
 
 def test_home_lists_every_model_grouped_by_task(client: TestClient) -> None:
@@ -58,9 +62,15 @@ def test_static_modules_are_served_as_javascript(client: TestClient) -> None:
 
 
 def test_a_card_shows_the_metric_that_says_how_good_it_is() -> None:
-    assert key_metric({"chance": 0.125, "accuracy_n100": 0.97}) is not None
-    m = key_metric({"chance": 0.125, "accuracy_by_n": {"10": 0.9, "100": 0.55}})
-    assert m is not None and m.value == "55.0 %" and "100" in m.label
-    bpc = key_metric({"heldout_bpc": 2.134, "eval_streams": 32})
+    memory = TASKS["memory"].key_metric({"chance": 0.125, "accuracy_by_n": {"5": 0.99, "100": 0.26}})
+    assert memory == KeyMetric("accuracy, 5 / 100 digits back", "99.0 % / 26.0 %")  # short memory, and long
+    bpc = TASKS["charlm"].key_metric({"heldout_bpc": 2.134, "eval_streams": 32})
     assert bpc is not None and bpc.value == "2.13"
-    assert key_metric({"chance": 0.125}) is None
+    assert TASKS["memory"].key_metric({"chance": 0.125}) is None
+    zoo = Zoo.load(ROOT / "models")
+    assert all(key_metric(m.card) is not None for m in zoo)  # every task of the zoo says how good its models are
+    # a model of no task the app knows (someone's own): its accuracy, else its first number
+    card = next(iter(zoo)).card
+    own = replace(card, task="my-task", metrics={"loss": 0.31, "accuracy": 0.5})
+    assert key_metric(own) == KeyMetric("accuracy", "50.0 %")
+    assert key_metric(replace(own, metrics={"loss": 0.31})) == KeyMetric("loss", "0.31")
