@@ -187,3 +187,39 @@ def test_a_tour_speed_is_played_as_written(page: Page, recorder: Recorder, tour_
     assert page.evaluate("() => window.__unrolled.cursor.speed") == 3
     assert "3 steps/s" in page.inner_text("#player")
     assert_clean(recorder)
+
+
+# What the audience might call out, per scene: never one of the scene's or the model's own examples.
+TYPED = {
+    SEQUENCES: "rain on a tin roof",
+    CERTAINTY: "PQRS TUVWXYZ",
+    CELL: "A dull and tiresome film.",
+    BPTT: "Not funny at all.",
+    VANISHING: "B 27182 81828 ?",
+    GATES: "F 16180 33988 7 ?",
+    WRITES: "Tonight we ",
+    REVIEW: "Slow at first, then gripping.",
+}
+
+
+@pytest.mark.parametrize("scene", sorted(TYPED))
+def test_every_scene_runs_what_the_audience_types(
+    page: Page, recorder: Recorder, tour_server: LiveServer, scene: int
+) -> None:
+    open_scene(page, tour_server, scene)
+    type_input(page, TYPED[scene])
+    if scene == WRITES:  # the prompt, then what the model writes after it
+        page.wait_for_function(
+            "(p) => window.__unrolled.tour.ready && window.__unrolled.trace?.done"
+            " && window.__unrolled.trace.tokens.join('').startsWith(p)",
+            arg=TYPED[scene],
+        )
+        page.wait_for_function(  # shown as the cursor plays on through what it wrote
+            "(n) => document.querySelector('[data-panel=output] .gen-output').innerText.length > n",
+            arg=len(TYPED[scene]) + 40,
+        )
+    else:
+        wait_ready_on(page, TYPED[scene])
+    assert "text=" in page.url  # the edited input is in the URL: a reload keeps it
+    page.wait_for_function("() => document.querySelectorAll('#stage .tour-panel').length > 0")
+    assert_clean(recorder)
