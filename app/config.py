@@ -49,7 +49,15 @@ class Settings(BaseSettings):
     max_concurrent: int = Field(2, ge=1, le=1024, description="model computations running at once")
     max_queue: int = Field(64, ge=0, le=100_000, description="computations waiting for a slot; beyond: 503")
     max_streams: int = Field(64, ge=1, description="open WebSocket streams; beyond: refused")
-    send_timeout: float = Field(10.0, gt=0, description="seconds a stream waits on a client that reads nothing")
+    send_timeout: float = Field(
+        10.0, gt=0, description="seconds a REST body or stream waits on a client that reads nothing"
+    )
+    max_bytes_in_flight: int = Field(
+        512_000_000, ge=1_000_000, description="bytes held at once for clients still reading (bodies, streams)"
+    )
+    min_stream_rate: int = Field(
+        262_144, ge=1, description="bytes per second a stream's client must read on average, after send_timeout"
+    )
     request_timeout: float = Field(5.0, gt=0, description="seconds a new stream has to send its request")
     shutdown_grace: float = Field(10.0, ge=0, description="seconds streams get to finish on SIGTERM")
     cors_origins: list[str] = Field(default_factory=list, description="allowed browser origins (none by default)")

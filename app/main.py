@@ -17,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from app.api import errors, health, jsonfloat, openapi, pages, routes_models, routes_tour, routes_trace, stream
+from app.api.budget import ByteBudget
 from app.api.compute import Compute
 from app.api.metrics import Metrics, MetricsAndLimits
 from app.api.security import SecurityHeaders
@@ -70,9 +71,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ready = False
     app.state.stopping = False
     app.state.compute = Compute(settings.max_concurrent, settings.max_queue)
+    app.state.budget = ByteBudget(settings.max_bytes_in_flight)
     metrics = Metrics()
     metrics.gauges["unrolled_computations_in_flight"] = lambda: app.state.compute.admitted
     metrics.gauges["unrolled_computations_running"] = lambda: app.state.compute.running
+    metrics.gauges["unrolled_bytes_in_flight"] = lambda: app.state.budget.held
     metrics.gauges["unrolled_models_loaded"] = lambda: len(app.state.zoo)
     app.state.metrics = metrics
 

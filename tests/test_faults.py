@@ -8,7 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
@@ -18,6 +18,7 @@ import httpx
 import orjson
 import pytest
 from websockets.asyncio.client import connect as aconnect
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from app.config import Settings
@@ -164,3 +165,85 @@ def test_sockets_that_connect_and_send_nothing_cannot_lock_visitors_out(settings
         for ws in silent:
             frame = orjson.loads(ws.recv(timeout=30))
             assert frame["type"] == "error" and frame["error"] == "timeout", frame
+
+
+def post_and_never_read(live: LiveServer, body: dict[str, Any]) -> socket.socket:
+    """A raw client that posts a trace request, with a small receive buffer, and then reads nothing."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", live.port))
+    raw = orjson.dumps(body)
+    s.sendall(
+        b"POST /api/models/wide-lstm/trace HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(raw)}\r\n\r\n".encode()
+        + raw
+    )
+    return s
+
+
+def peak_rss_while(live: LiveServer, done: Callable[[], bool], within: float) -> float:
+    peak = rss_mb(live)
+    deadline = time.monotonic() + within
+    while not done() and time.monotonic() < deadline:
+        peak = max(peak, rss_mb(live))
+        time.sleep(0.05)
+    return max(peak, rss_mb(live))
+
+
+@pytest.fixture
+def budget_server(settings: Settings, models_dir: Path, tmp_path: Path) -> Iterator[LiveServer]:
+    shutil.copytree(models_dir, tmp_path, dirs_exist_ok=True)
+    write_model(tmp_path, "wide-lstm", "lstm", "next_token", hidden=256)  # ~13 kB of JSON a step
+    local = settings.model_copy(update={"models_dir": tmp_path})
+    env = {"UNROLLED_MAX_BYTES_IN_FLIGHT": "60000000", "UNROLLED_SEND_TIMEOUT": "3", "UNROLLED_MAX_QUEUE": "64"}
+    with LiveServer(local, **env) as live:
+        yield live
+
+
+def test_clients_that_never_read_big_bodies_hold_at_most_the_byte_budget(budget_server: LiveServer) -> None:
+    live = budget_server
+    budget_mb = 60  # UNROLLED_MAX_BYTES_IN_FLIGHT
+    body = {"text": "the quick brown fox " * 145, "top_k": 20}  # 2,900 steps: a body of ~45 MB
+    size_mb = len(httpx.post(f"{live.url}/api/models/wide-lstm/trace", json=body, timeout=60).content) / 1e6
+    assert size_mb > budget_mb / 2  # one such body fits the budget, two do not
+    httpx.post(f"{live.url}/api/models/wide-lstm/trace", json={"text": "warm"}, timeout=30)  # settle
+    before = rss_mb(live)
+    held = [post_and_never_read(live, body) for _ in range(12)]
+    # while they sit there: a visitor is served, and the server holds no more than the budget for them
+    r = httpx.post(f"{live.url}/api/models/chars-lstm/trace", json={"text": "hello"}, timeout=30)
+    assert r.status_code == 200
+    in_flight = gauges_named(live, "unrolled_bytes_in_flight")
+    assert in_flight <= budget_mb * 1e6
+    peak = peak_rss_while(live, lambda: gauges_named(live, "unrolled_bytes_in_flight") == 0, within=30)
+    # the bound: the budget, plus the bodies of the computations that may run at once (max_concurrent 4 here),
+    # each built once as JSON text and once as the body
+    assert peak - before < budget_mb + 4 * 2 * size_mb, f"resident memory {before:.0f} → {peak:.0f} MB"
+    # the server gave up on them after send_timeout: nothing is held, and the memory is handed back
+    assert gauges_named(live, "unrolled_bytes_in_flight") == 0
+    time.sleep(2.5)  # memory.TRIM_INTERVAL: the trim after the last body was let go
+    httpx.post(f"{live.url}/api/models/chars-lstm/trace", json={"text": "a"}, timeout=30)
+    assert rss_mb(live) - before < 100, f"resident memory stayed at {rss_mb(live):.0f} MB (from {before:.0f})"
+    for s in held:
+        s.close()
+
+
+def test_a_stream_read_in_a_trickle_is_closed(budget_server: LiveServer) -> None:
+    live = budget_server
+    text = "the quick brown fox " * 145
+    with connect(f"{live.ws_url}/api/models/wide-lstm/stream", max_size=2**24, max_queue=1) as ws:
+        ws.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        ws.send(orjson.dumps({"text": text, "encoding": "binary", "batch": 1}).decode())
+        received = 0
+        with pytest.raises(ConnectionClosed):
+            while received < 10_000:  # 5,800 records and the frames around them, were it read to the end
+                ws.recv(timeout=30)
+                received += 1
+                time.sleep(0.05)  # ~100 kB/s at most, below min_stream_rate's 256 kB/s
+    assert received < 2 * 2900
+    assert wait_idle(live, 10)["unrolled_active_streams"] == 0
+    assert gauges_named(live, "unrolled_bytes_in_flight") == 0
+
+
+def gauges_named(live: LiveServer, name: str) -> float:
+    text = httpx.get(f"{live.url}/metrics").text
+    return float(next(ln.split()[1] for ln in text.splitlines() if ln.startswith(name + " ")))

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
+from app.api.budget import ByteBudget
 from app.api.compute import Compute
 from app.api.metrics import Metrics
 from app.config import Settings
@@ -31,6 +32,11 @@ async def get_compute(conn: HTTPConnection) -> Compute:
     return compute
 
 
+async def get_budget(conn: HTTPConnection) -> ByteBudget:
+    budget: ByteBudget = conn.app.state.budget
+    return budget
+
+
 async def get_metrics(conn: HTTPConnection) -> Metrics:
     metrics: Metrics = conn.app.state.metrics
     return metrics
@@ -40,3 +46,4 @@ ZooDep = Annotated[Zoo, Depends(get_zoo)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ComputeDep = Annotated[Compute, Depends(get_compute)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+BudgetDep = Annotated[ByteBudget, Depends(get_budget)]

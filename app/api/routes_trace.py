@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
+import anyio
 from fastapi import APIRouter
 from fastapi.responses import Response
+from starlette.types import Receive, Scope, Send
 
-from app.api.deps import ComputeDep, SettingsDep, ZooDep
+from app.api.budget import ByteBudget, Held
+from app.api.compute import Compute
+from app.api.deps import BudgetDep, ComputeDep, SettingsDep, ZooDep
 from app.api.schemas import ErrorBody, GenerateRequest, GenerateResponse, TraceRequest, TraceResponse
-from app.api.service import Generation, compute_trace
-from app.api.wire import dumps
+from app.api.service import Generation, compute_trace, trace_steps
+from app.api.wire import dumps, estimate_body_bytes
+from app.config import Settings
 
+log = logging.getLogger("unrolled.api")
 router = APIRouter(prefix="/api", tags=["trace"])
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -24,30 +32,72 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-class JSONBytes(Response):
+class HeldJSON(Response):
+    """A JSON body that holds its size in the server's byte budget until it has been sent. It leaves in chunks,
+    each of which the client must take within send_timeout: one that stops reading is given up on (uvicorn then
+    closes the connection), so a client cannot keep a big body in the server's memory by not reading it."""
+
     media_type = "application/json"
+    CHUNK = 1 << 20
+
+    def __init__(self, body: bytes, held: Held, timeout: float) -> None:
+        super().__init__(body)
+        self.held = held
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            body, self.body = memoryview(self.body), b""
+            for start in range(0, max(1, len(body)), self.CHUNK):
+                with anyio.fail_after(self.timeout):
+                    chunk = bytes(body[start : start + self.CHUNK])
+                    await send(
+                        {"type": "http.response.body", "body": chunk, "more_body": start + self.CHUNK < len(body)}
+                    )
+        except TimeoutError:
+            log.info("gave up on a client that read nothing for %g s", self.timeout)
+        finally:
+            self.held.release()
+
+
+async def held_json(
+    work: Callable[[], bytes], compute: Compute, budget: ByteBudget, estimate: int, settings: Settings
+) -> HeldJSON:
+    """Compute a body that has room in the byte budget: its estimated size is taken before computing (over the
+    budget: a 503 at once, nothing computed), then its exact size, held until it has been sent."""
+    held = budget.take(estimate)
+    try:
+        body = await compute.run(work)
+        held.resize(len(body))
+    except BaseException:
+        held.release()
+        raise
+    return HeldJSON(body, held, settings.send_timeout)
 
 
 @router.post("/models/{model_id}/trace", response_model=TraceResponse, responses=ERRORS)
 async def trace_model(
-    model_id: str, req: TraceRequest, zoo: ZooDep, compute: ComputeDep, settings: SettingsDep
+    model_id: str, req: TraceRequest, zoo: ZooDep, compute: ComputeDep, budget: BudgetDep, settings: SettingsDep
 ) -> Response:
     """Trace a text: every step's states, gates, predictions, losses and BPTT gradient norms."""
     loaded = zoo.get(model_id)
+    steps = trace_steps(loaded, req, settings)
 
     def work() -> bytes:
         return dumps(compute_trace(loaded, req, settings).body())
 
-    return JSONBytes(await compute.run(work))
+    return await held_json(work, compute, budget, estimate_body_bytes(loaded.card, steps, req.top_k), settings)
 
 
 @router.post("/models/{model_id}/generate", response_model=GenerateResponse, responses=ERRORS)
 async def generate_text(
-    model_id: str, req: GenerateRequest, zoo: ZooDep, compute: ComputeDep, settings: SettingsDep
+    model_id: str, req: GenerateRequest, zoo: ZooDep, compute: ComputeDep, budget: BudgetDep, settings: SettingsDep
 ) -> Response:
     """Sample text from a next-token model, with the trace of the whole sequence."""
     loaded = zoo.get(model_id)
     generation = Generation.start(loaded, req, settings)
+    steps = len(generation.prompt_ids) + req.length
 
     def work() -> bytes:
         for _ in generation.run():
@@ -55,4 +105,4 @@ async def generate_text(
         text, written, wire = generation.finish()
         return dumps({"text": text, "generated": written, "trace": wire.body()})
 
-    return JSONBytes(await compute.run(work))
+    return await held_json(work, compute, budget, estimate_body_bytes(loaded.card, steps, req.top_k), settings)

@@ -26,6 +26,13 @@ def check_chars(what: str, text: str, limit: int, setting: str) -> None:
         raise LimitExceeded(f"{what} has {len(text)} characters; the limit is {limit} ({setting})")
 
 
+def trace_steps(loaded: LoadedModel, req: TraceRequest, settings: Settings) -> int:
+    """The steps a trace request will take, its limits checked first: known before anything is computed."""
+    check_top_k(req.top_k, settings)
+    check_chars("text", req.text, settings.max_steps, "max_steps")
+    return len(loaded.vocab.encode(req.text, settings.max_steps).ids)
+
+
 def compute_trace(loaded: LoadedModel, req: TraceRequest, settings: Settings, json: bool = True) -> WireTrace:
     """Trace the request's text; the result is ready to send whole or step by step (json: as JSON text)."""
     check_top_k(req.top_k, settings)

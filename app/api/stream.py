@@ -14,6 +14,7 @@ would answer (4400 malformed, 4404 unknown model, checkpoint or label, 4408 no r
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -23,12 +24,13 @@ from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
+from app.api.budget import ByteBudget
 from app.api.compute import Compute
 from app.api.errors import classify
 from app.api.metrics import Metrics
 from app.api.schemas import StreamGenerateRequest, StreamTraceRequest
-from app.api.service import Generation, compute_trace
-from app.api.wire import WireTrace, dumps, generated_step_frame
+from app.api.service import Generation, compute_trace, trace_steps
+from app.api.wire import WireTrace, dumps, estimate_body_bytes, generated_step_frame
 from app.config import Settings
 from app.rnn.generate import Step
 from app.zoo import Zoo
@@ -53,7 +55,7 @@ async def stream(ws: WebSocket, model_id: str) -> None:
     settings: Settings = state.settings
     metrics: Metrics = state.metrics
     await ws.accept()
-    sender = Sender(ws, settings.send_timeout)
+    sender = Sender(ws, settings.send_timeout, settings.min_stream_rate)
     counted = False
     try:
         # A stream counts once its request has arrived: sockets that connect and say nothing cannot fill
@@ -64,7 +66,7 @@ async def stream(ws: WebSocket, model_id: str) -> None:
         counted = True
         if metrics.active_streams > settings.max_streams:
             raise StreamError(503, "busy", f"too many open streams (max_streams {settings.max_streams}); retry later")
-        await _serve(sender, state.zoo, state.compute, metrics, settings, model_id, request)
+        await _serve(sender, state.zoo, state.compute, state.budget, metrics, settings, model_id, request)
     except StreamError as e:
         await _close_with_error(sender, e.status, e.error, str(e))
     except (ClientGone, WebSocketDisconnect):
@@ -83,16 +85,21 @@ async def stream(ws: WebSocket, model_id: str) -> None:
 
 
 class Sender:
-    """Sends frames; a client that has gone, or takes nothing for send_timeout seconds, raises ClientGone."""
+    """Sends frames; a client that has gone, or takes nothing for send_timeout seconds, raises ClientGone. So does
+    one that reads a trickle: the time spent waiting on the client may not pass send_timeout plus what its bytes
+    take at min_stream_rate (a generation's own pace between frames does not count: only the waits in send)."""
 
     # Messages sent under one deadline: a deadline of its own costs a small frame more than sending it. A group
     # is at most 64 messages or 64 KiB, so big messages still leave as soon as each is ready.
     GROUP = 64
     GROUP_BYTES = 65536
 
-    def __init__(self, ws: WebSocket, timeout: float) -> None:
+    def __init__(self, ws: WebSocket, timeout: float, min_rate: float = float("inf")) -> None:
         self.ws = ws
         self.timeout = timeout
+        self.min_rate = min_rate
+        self.sent = 0  # bytes handed to the client so far
+        self.waited = 0.0  # seconds spent in send
 
     async def text(self, payload: bytes) -> None:
         await self._send({"type": "websocket.send", "text": payload.decode()})
@@ -119,8 +126,13 @@ class Sender:
             await self._send(*group)
 
     async def _send(self, *messages: dict[str, Any]) -> None:
+        size = sum(len(m.get("text") or m.get("bytes") or b"") for m in messages)
+        allowed = min(self.timeout, self.timeout + (self.sent + size) / self.min_rate - self.waited)
+        started = time.monotonic()
         try:
-            with anyio.fail_after(self.timeout):
+            if allowed <= 0:
+                raise TimeoutError
+            with anyio.fail_after(allowed):
                 for message in messages:
                     await self.ws.send(message)
         except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError) as e:
@@ -129,6 +141,9 @@ class Sender:
             if type(e).__name__ in {"ClientDisconnected", "ConnectionClosed", "ConnectionClosedOK"}:
                 raise ClientGone from e
             raise
+        finally:
+            self.waited += time.monotonic() - started
+        self.sent += size
 
 
 async def _read_request(ws: WebSocket, timeout: float) -> StreamTraceRequest | StreamGenerateRequest:
@@ -161,6 +176,7 @@ async def _serve(
     sender: Sender,
     zoo: Zoo,
     compute: Compute,
+    budget: ByteBudget,
     metrics: Metrics,
     settings: Settings,
     model_id: str,
@@ -181,16 +197,21 @@ async def _serve(
             wire.layer_text  # noqa: B018 (written here, not on the event loop)
         return wire
 
-    wire = await compute.run(work)
-    await sender.frame(wire.meta_frame(binary, req.batch))
-    if binary:
-        # Binary: T step records, then T grad records (last step first), batched into messages; then done.
-        await sender.binaries(wire.binary_steps(req.batch))
-        await sender.binaries(wire.binary_grads(req.batch))
-    else:
-        await sender.texts(wire.step_frames(req.batch))
-        await sender.texts(wire.grad_frames(req.batch))
-    await sender.frame({"type": "done"})
+    # Held in the byte budget from before it is computed (an estimate; over the budget: busy, nothing computed)
+    # until its last frame has left (its exact size).
+    steps = trace_steps(loaded, req, settings)
+    with budget.hold(estimate_body_bytes(loaded.card, steps, req.top_k)) as held:
+        wire = await compute.run(work)
+        held.resize(wire.held_bytes())
+        await sender.frame(wire.meta_frame(binary, req.batch))
+        if binary:
+            # Binary: T step records, then T grad records (last step first), batched into messages; then done.
+            await sender.binaries(wire.binary_steps(req.batch))
+            await sender.binaries(wire.binary_grads(req.batch))
+        else:
+            await sender.texts(wire.step_frames(req.batch))
+            await sender.texts(wire.grad_frames(req.batch))
+        await sender.frame({"type": "done"})
 
 
 async def _serve_generate(sender: Sender, compute: Compute, metrics: Metrics, gen: Generation) -> None:

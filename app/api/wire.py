@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from app.api.jsonfloat import Rows, Writing, round_significant, write_predictions, write_rows
 from app.rnn.generate import Step
-from app.rnn.model import LoadedModel
+from app.rnn.model import LoadedModel, ModelCard
 from app.rnn.trace import Trace
 
 Array = NDArray[Any]
@@ -35,6 +35,14 @@ def state_key(layer: int, name: str) -> str:
     them): "layers.0.hidden", "layers.1.gates.forget". The JSON text, the binary layout and the arrays the engine
     hands over while it runs are all matched by this name, never by position."""
     return f"layers.{layer}.{name}" if name in ("hidden", "cell_state") else f"layers.{layer}.gates.{name}"
+
+
+def estimate_body_bytes(card: ModelCard, steps: int, top_k: int) -> int:
+    """About how long a trace's JSON body will be, known before computing it: ~12 characters a float32 value
+    (its shortest digits and a comma), ~32 a top-k prediction, ~48 a step's losses and gradient norms."""
+    values = card.num_layers * card.hidden_size * (1 + (card.cell == "lstm") + len(card.gate_names))
+    per_step = 12 * values + (32 * top_k if card.kind == "next_token" else 12 * len(card.labels or [])) + 48
+    return steps * per_step + 1024
 
 
 @dataclass
@@ -96,6 +104,16 @@ class WireTrace:
                 out.append((state_key(k, "cell_state"), c))
             out += [(state_key(k, n), g) for n, g in gates.items()]
         return out
+
+    def held_bytes(self) -> int:
+        """What this trace keeps in memory while it is sent: its arrays, and their JSON text if written."""
+        arrays = [a for _, a in self.state_arrays()] + [self.probs, self.top_probs, self.trace.top_ids]
+        size = sum(a.nbytes for a in arrays)
+        if "layer_text" in self.__dict__:  # the cached JSON text
+            size += sum(
+                len(r.text) for h, c, g in self.layer_text for r in (h, *([] if c is None else [c]), *g.values())
+            )
+        return size
 
     @cached_property
     def layer_text(self) -> list[tuple[Rows, Rows | None, dict[str, Rows]]]:
