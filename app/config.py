@@ -56,7 +56,7 @@ class Settings(BaseSettings):
         512_000_000, ge=1_000_000, description="bytes held at once for clients still reading (bodies, streams)"
     )
     min_stream_rate: int = Field(
-        262_144, ge=1, description="bytes per second a stream's client must read on average, after send_timeout"
+        65_536, ge=1, description="bytes per second a stream's client must read on average, after send_timeout"
     )
     request_timeout: float = Field(5.0, gt=0, description="seconds a new stream has to send its request")
     shutdown_grace: float = Field(10.0, ge=0, description="seconds streams get to finish on SIGTERM")

@@ -195,7 +195,12 @@ def budget_server(settings: Settings, models_dir: Path, tmp_path: Path) -> Itera
     shutil.copytree(models_dir, tmp_path, dirs_exist_ok=True)
     write_model(tmp_path, "wide-lstm", "lstm", "next_token", hidden=256)  # ~13 kB of JSON a step
     local = settings.model_copy(update={"models_dir": tmp_path})
-    env = {"UNROLLED_MAX_BYTES_IN_FLIGHT": "60000000", "UNROLLED_SEND_TIMEOUT": "3", "UNROLLED_MAX_QUEUE": "64"}
+    env = {
+        "UNROLLED_MAX_BYTES_IN_FLIGHT": "60000000",
+        "UNROLLED_SEND_TIMEOUT": "3",
+        "UNROLLED_MAX_QUEUE": "64",
+        "UNROLLED_MIN_STREAM_RATE": "262144",
+    }
     with LiveServer(local, **env) as live:
         yield live
 
