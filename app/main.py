@@ -7,10 +7,12 @@ import signal
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import anyio.to_thread
+import fastapi_offline
 import torch
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -65,6 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Every time step of an RNN, LSTM and GRU: hidden states, gates, and BPTT gradient norms.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # /docs is a page of ours (app.api.pages): Swagger UI from its package, not from a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.zoo = Zoo({})
@@ -85,6 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.include_router(pages.router)
     app.include_router(routes_tour.router)
+    swagger_ui = Path(fastapi_offline.__file__).parent / "static"  # Swagger UI 5 (OpenAPI 3.1), from its package
+    app.mount("/static/vendor/swagger-ui", StaticFiles(directory=swagger_ui), name="swagger-ui")
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     app.add_middleware(MetricsAndLimits, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)

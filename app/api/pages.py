@@ -19,7 +19,6 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Undefined
 
 from app.api.deps import ZooDep
-from app.api.security import HOST_RE, content_security_policy
 from app.config import ROOT
 from app.rnn.model import LoadedModel, ModelCard
 from app.tasks import TASKS, KeyMetric
@@ -77,14 +76,8 @@ def link(path: str, **query: Any) -> str:
 
 def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     context = {"task_title": task_title, "link": link, **context}
-    response = templates.TemplateResponse(request, name, context, status_code=status_code)
-    # The policy app.api.security's middleware sets on every response (it keeps a header already set).
-    host = request.headers.get("host", "")
-    response.headers["Content-Security-Policy"] = content_security_policy(
-        host if HOST_RE.fullmatch(host) else "localhost", docs=False
-    )
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    # The security headers are the middleware's (app.api.security), as on every response.
+    return templates.TemplateResponse(request, name, context, status_code=status_code)
 
 
 def not_found(request: Request, message: str) -> HTMLResponse:
@@ -149,6 +142,12 @@ def plotly_js() -> tuple[bytes, bytes, str]:
     """plotly.min.js from the installed plotly package: (raw, gzipped, ETag)."""
     raw = (resources.files("plotly") / "package_data" / "plotly.min.js").read_bytes()
     return raw, gzip.compress(raw, compresslevel=6, mtime=0), '"' + hashlib.sha256(raw).hexdigest()[:20] + '"'
+
+
+@router.get("/docs", response_class=HTMLResponse)
+def api_docs(request: Request) -> HTMLResponse:
+    """The API's documentation (Swagger UI from the installed fastapi-offline package: offline, no CDN)."""
+    return page(request, "docs.html")
 
 
 @router.get("/static/vendor/plotly.min.js")

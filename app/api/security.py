@@ -7,20 +7,17 @@ import re
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# Swagger UI and ReDoc (FastAPI's /docs and /redoc) load their assets from a CDN; everything else is 'self'.
-DOCS_PATHS = ("/docs", "/redoc")
-DOCS_CDN = "https://cdn.jsdelivr.net"
 HOST_RE = re.compile(r"[A-Za-z0-9.\-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
 
 
-def content_security_policy(host: str, docs: bool) -> str:
-    cdn = f" {DOCS_CDN}" if docs else ""
+def content_security_policy(host: str) -> str:
+    """One policy for every response, the API docs included (served from the fastapi-offline package)."""
     return "; ".join(
         [
             "default-src 'self'",
-            f"script-src 'self'{cdn}" + (" 'unsafe-inline'" if docs else ""),
-            f"style-src 'self' 'unsafe-inline'{cdn}",  # Plotly sets inline styles on its SVG
-            "img-src 'self' data: blob:" + (" https://fastapi.tiangolo.com" if docs else ""),
+            "script-src 'self'",
+            "style-src 'self' 'unsafe-inline'",  # Plotly and Swagger UI set inline styles
+            "img-src 'self' data: blob:",
             "font-src 'self'",
             f"connect-src 'self' ws://{host} wss://{host}",
             "object-src 'none'",
@@ -39,7 +36,6 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path: str = scope.get("path", "")
         host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
         if not HOST_RE.fullmatch(host):
             host = "localhost"  # the Host header is the client's: never let it write into the policy
@@ -47,9 +43,7 @@ class SecurityHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                headers.setdefault(
-                    "Content-Security-Policy", content_security_policy(host, path.startswith(DOCS_PATHS))
-                )
+                headers.setdefault("Content-Security-Policy", content_security_policy(host))
                 headers.setdefault("X-Frame-Options", "DENY")
                 headers.setdefault("X-Content-Type-Options", "nosniff")
                 headers.setdefault("Referrer-Policy", "no-referrer")

@@ -304,3 +304,11 @@ def test_plots_export_png_and_svg(page: Page, live: LiveServer) -> None:
     assert plot_svg.value.suggested_filename == "gradient-norms.svg"
     content = Path(plot_svg.value.path()).read_text(encoding="utf-8")
     assert content.startswith("<svg") and "‖∂L/∂h_t‖" in content
+
+
+def test_the_api_docs_render_offline(page: Page, recorder: Recorder, live: LiveServer) -> None:
+    page.goto(live.url + "/docs")
+    page.wait_for_selector(".opblock-summary-path")  # the operations, read from /openapi.json
+    paths = page.locator(".opblock-summary-path").all_inner_texts()
+    assert any("/api/models/{model_id}/trace" in p.replace("\u200b", "") for p in paths), paths
+    assert recorder.outside() == [] and recorder.errors == []  # no CDN, no policy violation

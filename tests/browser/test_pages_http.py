@@ -74,3 +74,13 @@ def test_a_card_shows_the_metric_that_says_how_good_it_is() -> None:
     own = replace(card, task="my-task", metrics={"loss": 0.31, "accuracy": 0.5})
     assert key_metric(own) == KeyMetric("accuracy", "50.0 %")
     assert key_metric(replace(own, metrics={"loss": 0.31})) == KeyMetric("loss", "0.31")
+
+
+def test_the_api_docs_are_served_from_the_installed_package_under_the_strict_policy(client: TestClient) -> None:
+    r = client.get("/docs")
+    assert r.status_code == 200 and "/static/vendor/swagger-ui/swagger-ui-bundle.js" in r.text
+    assert "http" not in r.text.replace('charset="utf-8"', "")  # nothing from outside the server
+    csp = r.headers["content-security-policy"]
+    assert "script-src 'self';" in csp and "http" not in csp  # no CDN, no inline script
+    assert client.get(r.url.path.replace("/docs", "/static/vendor/swagger-ui/swagger-ui-bundle.js")).status_code == 200
+    assert client.get("/redoc").status_code == 404
