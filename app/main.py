@@ -22,7 +22,7 @@ from app.api import errors, health, jsonfloat, openapi, pages, routes_models, ro
 from app.api.budget import ByteBudget
 from app.api.compute import Compute
 from app.api.metrics import Metrics, MetricsAndLimits
-from app.api.security import SecurityHeaders
+from app.api.security import SecurityHeaders, SlashRedirect
 from app.config import ROOT, Settings, get_settings
 from app.rnn import kernels
 from app.zoo import Zoo
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Every time step of an RNN, LSTM and GRU: hidden states, gates, and BPTT gradient norms.",
         version="0.1.0",
         lifespan=lifespan,
+        redirect_slashes=False,  # app.api.security.SlashRedirect does it without trusting Host
         docs_url=None,  # /docs is a page of ours (app.api.pages): Swagger UI from its package, not from a CDN
         redoc_url=None,
     )
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static/vendor/swagger-ui", StaticFiles(directory=swagger_ui), name="swagger-ui")
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     app.add_middleware(MetricsAndLimits, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(SlashRedirect)
     app.add_middleware(SecurityHeaders)
     if settings.cors_origins:
         app.add_middleware(

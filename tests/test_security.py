@@ -58,3 +58,17 @@ def test_sigterm_stops_taking_work_closes_streams_properly_and_exits(settings: S
         assert server.proc.wait(timeout=15) in (0, -signal.SIGTERM)
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{server.url}/healthz", timeout=2)
+
+
+def test_a_trailing_slash_redirects_to_a_path_never_to_the_hosts_a_client_names(client: TestClient) -> None:
+    cases = {
+        "/tours/": "/tours",
+        "/api/models/?x=1": "/api/models?x=1",
+        "//evil.example/": "/evil.example",  # never the protocol-relative //evil.example
+        "/\\evil.example/": "/%5Cevil.example",  # nor /\evil.example, which browsers read as //evil.example
+    }
+    for path, location in cases.items():
+        r = client.get("http://testserver" + path, headers={"host": "evil.example"}, follow_redirects=False)
+        assert r.status_code == 307 and r.headers["location"] == location, (path, r.headers.get("location"))
+        assert "content-security-policy" in r.headers
+    assert client.get("/tours/").status_code == 200  # and the redirect leads to the page

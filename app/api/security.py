@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -51,3 +52,28 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class SlashRedirect:
+    """/tours/ → /tours, with a Location that is a path only. Starlette's own redirect builds an absolute URL from
+    the Host header, which a client chooses (and always http): a forged Host would send the visitor elsewhere.
+    Leading slashes are collapsed too, so that //host/ cannot become the protocol-relative //host."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or len(path) < 2 or not path.endswith("/"):
+            await self.app(scope, receive, send)
+            return
+        query = scope.get("query_string", b"").decode("latin-1")
+        target = quote("/" + path.strip("/"), safe="/:@!$&'()*+,;=-._~") + (f"?{query}" if query else "")
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 307,
+                "headers": [(b"location", target.encode()), (b"content-length", b"0")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
