@@ -11,6 +11,7 @@ import orjson
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Origin
 
 from tests.conftest import LiveServer
 
@@ -264,3 +265,18 @@ def test_binary_records_hold_the_rest_values(
             if norms["cell_state"] is not None:
                 assert fields[f"cell_state.{k}"] == norms["cell_state"][k][t]
         assert fields["input"] == norms["input"][t]
+
+
+def test_a_stream_opened_by_another_sites_page_is_refused(live: LiveServer) -> None:
+    url = f"{live.ws_url}/api/models/chars-lstm/stream"
+    with connect(url, origin=Origin("http://evil.example")) as ws:
+        frame = orjson.loads(ws.recv(timeout=30))
+        assert frame["type"] == "error" and frame["error"] == "forbidden_origin"
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+    # this server's own pages (their Origin names its host), and clients that send no Origin, are served
+    for origin in (Origin(f"http://127.0.0.1:{live.port}"), None):
+        with connect(url, origin=origin) as ws:
+            ws.send(orjson.dumps({"text": "abc"}).decode())
+            assert orjson.loads(ws.recv(timeout=30))["type"] == "meta"

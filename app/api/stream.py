@@ -7,8 +7,8 @@ travel n to a message, as a JSON array of frames. With "encoding": "binary" they
 records (float32 states, float64 gradient norms; the meta frame gives their layouts), `batch` records to a
 message: T step records, then T grad records, then {"type": "done"}.
 On bad input it sends {"type": "error", "error", "message"} and closes with code 4000 + the HTTP status REST
-would answer (4400 malformed, 4404 unknown model, checkpoint or label, 4408 no request in time, 4409 wrong model kind,
-4413 too large, 4422 invalid or over a limit, 4503 busy).
+would answer (4400 malformed, 4403 opened by another site's page (its Origin), 4404 unknown model, checkpoint or
+label, 4408 no request in time, 4409 wrong model kind, 4413 too large, 4422 invalid or over a limit, 4503 busy).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import orjson
@@ -39,6 +40,14 @@ log = logging.getLogger("unrolled.stream")
 router = APIRouter(prefix="/api", tags=["stream"])
 
 
+def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> bool:
+    """A browser names the page that opens a WebSocket in Origin: this server's own pages, or a configured origin.
+    Clients that are not browsers send none, and are let in as on the REST API."""
+    if origin is None:
+        return True
+    return origin in allowed or urlsplit(origin).netloc == (host or "")
+
+
 class ClientGone(Exception):
     """The client closed the connection or stopped reading: stop working for it."""
 
@@ -58,6 +67,9 @@ async def stream(ws: WebSocket, model_id: str) -> None:
     sender = Sender(ws, settings.send_timeout, settings.min_stream_rate)
     counted = False
     try:
+        if not origin_allowed(ws.headers.get("origin"), ws.headers.get("host"), settings.cors_origins):
+            # another site's page, spending this server's CPU through its visitors' browsers
+            raise StreamError(403, "forbidden_origin", "streams are open to this server's own pages (and cors_origins)")
         # A stream counts once its request has arrived: sockets that connect and say nothing cannot fill
         # max_streams and lock visitors out; they are closed after request_timeout (a few seconds).
         request = await _read_request(ws, settings.request_timeout)
