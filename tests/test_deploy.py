@@ -23,7 +23,10 @@ def validate(*paths: Path) -> subprocess.CompletedProcess[str]:
 
 def test_manifests_cover_deployment_service_and_autoscaler_and_validate() -> None:
     kinds = {p.name for p in MANIFESTS}
-    assert {"deployment.yaml", "service.yaml", "hpa.yaml"} <= kinds
+    assert {"deployment.yaml", "service.yaml", "hpa.yaml", "networkpolicy.yaml", "pdb.yaml", "ingress.yaml"} <= kinds
+    deployment = (ROOT / "deploy/kubernetes/deployment.yaml").read_text()
+    assert "automountServiceAccountToken: false" in deployment  # no API token in a public-facing pod
+    assert "egress: []" in (ROOT / "deploy/kubernetes/networkpolicy.yaml").read_text()  # it calls nothing
     result = validate(*MANIFESTS)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("passed") == len(MANIFESTS)
