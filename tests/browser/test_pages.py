@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
@@ -9,8 +11,9 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 from playwright.sync_api import Page
 
+from app.config import Settings
 from tests.browser.conftest import Recorder, screenshot, state, wait_loaded
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, write_model
 
 TEXT = "hello world"
 PAGES = [
@@ -312,3 +315,25 @@ def test_the_api_docs_render_offline(page: Page, recorder: Recorder, live: LiveS
     paths = page.locator(".opblock-summary-path").all_inner_texts()
     assert any("/api/models/{model_id}/trace" in p.replace("\u200b", "") for p in paths), paths
     assert recorder.outside() == [] and recorder.errors == []  # no CDN, no policy violation
+
+
+def test_card_labels_reach_the_page_as_text_never_markup(
+    page: Page, recorder: Recorder, settings: Settings, tmp_path: Path
+) -> None:
+    shutil.copytree(settings.models_dir, tmp_path, dirs_exist_ok=True)
+    write_model(tmp_path, "hostile-lstm", "lstm", "classify")
+    card_path = tmp_path / "hostile-lstm.json"
+    card = json.loads(card_path.read_text())
+    labels = ['<a href="https://evil.example/">neg</a>', '<span style="font-size:80px;color:red">pos</span>']
+    card.update(labels=labels, positive_label=labels[1])
+    card_path.write_text(json.dumps(card))
+    with LiveServer(settings.model_copy(update={"models_dir": tmp_path})) as live:
+        page.goto(live.url + f"/models/hostile-lstm?text={quote('a good film')}")
+        wait_loaded(page)
+        page.wait_for_selector("#panel-predictions .legendtext")
+        shown = page.locator("#panel-predictions .legendtext").all_text_contents()
+        assert any(labels[0] in t for t in shown) and any(labels[1] in t for t in shown), shown  # as written
+        markup = "#panel-predictions svg a, #panel-predictions svg tspan[style*='80px']"  # what Plotly would make
+        assert page.locator(markup).count() == 0  # not as markup
+        assert page.locator("#panel-predictions .bar-label").all_text_contents() == labels
+    assert recorder.outside() == []
