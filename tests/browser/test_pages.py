@@ -337,3 +337,20 @@ def test_card_labels_reach_the_page_as_text_never_markup(
         assert page.locator(markup).count() == 0  # not as markup
         assert page.locator("#panel-predictions .bar-label").all_text_contents() == labels
     assert recorder.outside() == []
+
+
+def test_a_classifiers_target_is_shown_and_a_typed_input_goes_back_to_its_own(
+    page: Page, recorder: Recorder, live: LiveServer
+) -> None:
+    page.goto(live.url + f"/models/words-lstm?text={quote('a good film')}&label=negative")
+    wait_loaded(page)
+    assert page.inner_text("#target-now") == "target negative (as chosen)"
+    # typing a new review: the chosen target belonged to the last one, so the model's own answer applies
+    page.fill("#text-input", "not bad at all")
+    page.press("#text-input", "Enter")
+    wait_loaded(page, 2)
+    label = page.evaluate("() => window.__unrolled.trace.label")
+    assert page.input_value("#label-select") == ""
+    assert page.inner_text("#target-now") == f"target {label} (the model's own answer)"
+    assert "label" not in parse_qs(urlsplit(page.url).query)
+    assert recorder.errors == [] and recorder.outside() == []
