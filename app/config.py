@@ -48,6 +48,20 @@ class Settings(BaseSettings):
     max_generate: int = Field(2_000, ge=1, description="most tokens a generate request may sample")
     max_concurrent: int = Field(2, ge=1, le=1024, description="model computations running at once")
     max_queue: int = Field(64, ge=0, le=100_000, description="computations waiting for a slot; beyond: 503")
+    max_queue_per_client: int = Field(
+        16, ge=1, description="computations one client (address) may have running or waiting; beyond: 503"
+    )
+    expensive_steps: int = Field(
+        2_000, ge=1, description="a computation of at least this many time steps is expensive (max_expensive)"
+    )
+    max_expensive: int = Field(
+        0, ge=0, description="slots expensive computations may hold at once; 0 = all but one of max_concurrent"
+    )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="proxies trusted to name the client (X-Forwarded-For), comma-separated, or *: the address "
+        "that fair queueing tells clients apart by",
+    )
     max_streams: int = Field(64, ge=1, description="open WebSocket streams; beyond: refused")
     send_timeout: float = Field(
         10.0, gt=0, description="seconds a REST body or stream waits on a client that reads nothing"
@@ -58,6 +72,10 @@ class Settings(BaseSettings):
     min_stream_rate: int = Field(
         65_536, ge=1, description="bytes per second a stream's client must read on average, after send_timeout"
     )
+    max_header_bytes: int = Field(
+        65_536, ge=1024, description="largest request head (request line and headers); beyond: 431"
+    )
+    header_timeout: float = Field(10.0, gt=0, description="seconds a request's head may take to arrive; then 408")
     request_timeout: float = Field(5.0, gt=0, description="seconds a new stream has to send its request")
     shutdown_grace: float = Field(10.0, ge=0, description="seconds streams get to finish on SIGTERM")
     cors_origins: list[str] = Field(default_factory=list, description="allowed browser origins (none by default)")

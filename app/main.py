@@ -75,7 +75,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.zoo = Zoo({})
     app.state.ready = False
     app.state.stopping = False
-    app.state.compute = Compute(settings.max_concurrent, settings.max_queue)
+    app.state.compute = Compute(
+        settings.max_concurrent, settings.max_queue, settings.max_queue_per_client, settings.max_expensive
+    )
     app.state.budget = ByteBudget(settings.max_bytes_in_flight)
     metrics = Metrics()
     metrics.gauges["unrolled_computations_in_flight"] = lambda: app.state.compute.admitted

@@ -11,6 +11,7 @@ import orjson
 import uvicorn
 
 from app import memory
+from app.api.request_head import BoundedHead
 from app.config import get_settings
 from app.logs import log_config
 
@@ -31,6 +32,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ws_per_message_deflate=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace),
         server_header=False,
+        http=BoundedHead,  # httptools with caps on a request head's size and time
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     return 0
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from app.api.compute import Work
 from app.config import Settings
 from app.main import create_app
 from app.rnn.model import load_model
@@ -207,7 +208,7 @@ def test_saturated_server_answers_503_with_retry_after(settings: Settings) -> No
     app = create_app(settings.model_copy(update={"max_concurrent": 1, "max_queue": 0}))
     with TestClient(app) as c:
         assert c.portal is not None
-        with c.portal.wrap_async_context_manager(app.state.compute.slot()):  # the one slot is taken
+        with c.portal.wrap_async_context_manager(app.state.compute.slot(Work("tester"))):  # the one slot is taken
             r = post_trace(c, "chars-lstm", text="abc")
         assert r.status_code == 503
         assert r.headers["retry-after"] == "1" and r.json()["error"] == "busy"
@@ -239,7 +240,7 @@ def test_requests_wait_in_a_bounded_line_for_a_slot(settings: Settings) -> None:
     with TestClient(app) as c:
         assert c.portal is not None
         results: list[int] = []
-        with c.portal.wrap_async_context_manager(app.state.compute.slot()):
+        with c.portal.wrap_async_context_manager(app.state.compute.slot(Work("tester"))):
             waiter = threading.Thread(target=lambda: results.append(post_trace(c, "chars-lstm", text="ab").status_code))
             waiter.start()
             while app.state.compute.admitted < 2:  # the waiter has taken its place in line

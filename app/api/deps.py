@@ -11,7 +11,7 @@ from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from app.api.budget import ByteBudget
-from app.api.compute import Compute
+from app.api.compute import Compute, Work
 from app.api.metrics import Metrics
 from app.config import Settings
 from app.zoo import Zoo
@@ -40,6 +40,14 @@ async def get_budget(conn: HTTPConnection) -> ByteBudget:
 async def get_metrics(conn: HTTPConnection) -> Metrics:
     metrics: Metrics = conn.app.state.metrics
     return metrics
+
+
+def work_of(conn: HTTPConnection, steps: int) -> Work:
+    """The computation a request asks for: its client, by address (behind a trusted proxy, the forwarded one:
+    uvicorn rewrites the address from X-Forwarded-For for forwarded_allow_ips), and whether it is expensive."""
+    settings: Settings = conn.app.state.settings
+    client = conn.client.host if conn.client else "unknown"
+    return Work(client, steps >= settings.expensive_steps)
 
 
 ZooDep = Annotated[Zoo, Depends(get_zoo)]

@@ -9,11 +9,12 @@ from typing import Any
 import anyio
 from fastapi import APIRouter
 from fastapi.responses import Response
+from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from app.api.budget import ByteBudget, Held
-from app.api.compute import Compute
-from app.api.deps import BudgetDep, ComputeDep, SettingsDep, ZooDep
+from app.api.compute import Compute, Work
+from app.api.deps import BudgetDep, ComputeDep, SettingsDep, ZooDep, work_of
 from app.api.schemas import ErrorBody, GenerateRequest, GenerateResponse, TraceRequest, TraceResponse
 from app.api.service import Generation, compute_trace, trace_steps
 from app.api.wire import dumps, estimate_body_bytes
@@ -62,13 +63,13 @@ class HeldJSON(Response):
 
 
 async def held_json(
-    work: Callable[[], bytes], compute: Compute, budget: ByteBudget, estimate: int, settings: Settings
+    fn: Callable[[], bytes], work: Work, compute: Compute, budget: ByteBudget, estimate: int, settings: Settings
 ) -> HeldJSON:
     """Compute a body that has room in the byte budget: its estimated size is taken before computing (over the
     budget: a 503 at once, nothing computed), then its exact size, held until it has been sent."""
     held = budget.take(estimate)
     try:
-        body = await compute.run(work)
+        body = await compute.run(work, fn)
         held.resize(len(body))
     except BaseException:
         held.release()
@@ -78,7 +79,13 @@ async def held_json(
 
 @router.post("/models/{model_id}/trace", response_model=TraceResponse, responses=ERRORS)
 async def trace_model(
-    model_id: str, req: TraceRequest, zoo: ZooDep, compute: ComputeDep, budget: BudgetDep, settings: SettingsDep
+    model_id: str,
+    req: TraceRequest,
+    request: Request,
+    zoo: ZooDep,
+    compute: ComputeDep,
+    budget: BudgetDep,
+    settings: SettingsDep,
 ) -> Response:
     """Trace a text: every step's states, gates, predictions, losses and BPTT gradient norms."""
     loaded = zoo.get(model_id)
@@ -87,12 +94,19 @@ async def trace_model(
     def work() -> bytes:
         return dumps(compute_trace(loaded, req, settings).body())
 
-    return await held_json(work, compute, budget, estimate_body_bytes(loaded.card, steps, req.top_k), settings)
+    estimate = estimate_body_bytes(loaded.card, steps, req.top_k)
+    return await held_json(work, work_of(request, steps), compute, budget, estimate, settings)
 
 
 @router.post("/models/{model_id}/generate", response_model=GenerateResponse, responses=ERRORS)
 async def generate_text(
-    model_id: str, req: GenerateRequest, zoo: ZooDep, compute: ComputeDep, budget: BudgetDep, settings: SettingsDep
+    model_id: str,
+    req: GenerateRequest,
+    request: Request,
+    zoo: ZooDep,
+    compute: ComputeDep,
+    budget: BudgetDep,
+    settings: SettingsDep,
 ) -> Response:
     """Sample text from a next-token model, with the trace of the whole sequence."""
     loaded = zoo.get(model_id)
@@ -105,4 +119,5 @@ async def generate_text(
         text, written, wire = generation.finish()
         return dumps({"text": text, "generated": written, "trace": wire.body()})
 
-    return await held_json(work, compute, budget, estimate_body_bytes(loaded.card, steps, req.top_k), settings)
+    estimate = estimate_body_bytes(loaded.card, steps, req.top_k)
+    return await held_json(work, work_of(request, steps), compute, budget, estimate, settings)

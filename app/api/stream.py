@@ -26,7 +26,8 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from app.api.budget import ByteBudget
-from app.api.compute import Compute
+from app.api.compute import Compute, Work
+from app.api.deps import work_of
 from app.api.errors import classify
 from app.api.metrics import Metrics
 from app.api.schemas import StreamGenerateRequest, StreamTraceRequest
@@ -78,7 +79,7 @@ async def stream(ws: WebSocket, model_id: str) -> None:
         counted = True
         if metrics.active_streams > settings.max_streams:
             raise StreamError(503, "busy", f"too many open streams (max_streams {settings.max_streams}); retry later")
-        await _serve(sender, state.zoo, state.compute, state.budget, metrics, settings, model_id, request)
+        await _serve(sender, state.zoo, state.compute, state.budget, metrics, settings, model_id, request, ws)
     except StreamError as e:
         await _close_with_error(sender, e.status, e.error, str(e))
     except (ClientGone, WebSocketDisconnect):
@@ -193,17 +194,20 @@ async def _serve(
     settings: Settings,
     model_id: str,
     req: StreamTraceRequest | StreamGenerateRequest,
+    ws: WebSocket,
 ) -> None:
     loaded = zoo.get(model_id)
     if isinstance(req, StreamGenerateRequest):
-        await _serve_generate(sender, compute, metrics, Generation.start(loaded, req, settings))
+        gen = Generation.start(loaded, req, settings)
+        work = work_of(ws, len(gen.prompt_ids) + req.length)
+        await _serve_generate(sender, compute, work, metrics, gen)
         return
 
     # One trace, computed off the event loop, with its JSON text if JSON is asked for; its frames are put
     # together one at a time as they are sent (a few µs each), so the first leaves as soon as the trace is done.
     binary = req.encoding == "binary"
 
-    def work() -> WireTrace:
+    def compute_wire() -> WireTrace:
         wire = compute_trace(loaded, req, settings, json=not binary)
         if not binary:
             wire.layer_text  # noqa: B018 (written here, not on the event loop)
@@ -213,7 +217,7 @@ async def _serve(
     # until its last frame has left (its exact size).
     steps = trace_steps(loaded, req, settings)
     with budget.hold(estimate_body_bytes(loaded.card, steps, req.top_k)) as held:
-        wire = await compute.run(work)
+        wire = await compute.run(work_of(ws, steps), compute_wire)
         held.resize(wire.held_bytes())
         await sender.frame(wire.meta_frame(binary, req.batch))
         if binary:
@@ -226,7 +230,7 @@ async def _serve(
         await sender.frame({"type": "done"})
 
 
-async def _serve_generate(sender: Sender, compute: Compute, metrics: Metrics, gen: Generation) -> None:
+async def _serve_generate(sender: Sender, compute: Compute, work: Work, metrics: Metrics, gen: Generation) -> None:
     """Each step frame leaves as soon as its token is sampled; then the BPTT sweep of the whole text."""
     req = gen.req
     steps: Iterator[Step] = gen.run()
@@ -238,8 +242,8 @@ async def _serve_generate(sender: Sender, compute: Compute, metrics: Metrics, ge
 
     # Admitted once, like any computation; then each step takes a slot only while it computes, never while its
     # frame waits on the client, so a client that stops reading holds no slot and stalls no one.
-    async with compute.slot():
-        first = await compute.run_in_slot(next_frame, 0)
+    async with compute.admitted_for(work):
+        first = await compute.run_in_slot(work, next_frame, 0)
     card = gen.loaded.card
     await sender.frame({"type": "meta", "mode": "generate", "model": card.id, "steps": total, "cell": card.cell,
                         "gates": list(card.gate_names), "num_layers": card.num_layers,
@@ -250,8 +254,8 @@ async def _serve_generate(sender: Sender, compute: Compute, metrics: Metrics, ge
             break
         metrics.generated_steps_total += 1
         await sender.text(payload)
-        payload = await compute.step(next_frame, t) if t < total else None
-    text, written, wire = await compute.step(gen.finish)
+        payload = await compute.run_in_slot(work, next_frame, t) if t < total else None
+    text, written, wire = await compute.run_in_slot(work, gen.finish)
     await sender.texts(wire.grad_frames())
     await sender.frame({"type": "done", "text": text, "generated": written, "total_loss": wire.trace.loss})
 
