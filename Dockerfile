@@ -5,8 +5,12 @@
 #
 # Every setting is an environment variable (UNROLLED_PORT, UNROLLED_WORKERS, UNROLLED_MODELS_DIR,
 # UNROLLED_MAX_STEPS, UNROLLED_MAX_CONCURRENT, UNROLLED_CORS_ORIGINS, UNROLLED_LOG_LEVEL, …; see app/config.py).
+# /metrics is on its own port, UNROLLED_METRICS_PORT (9100), not on the public one.
 
-ARG BASE_IMAGE=python:3.11-slim
+# Pinned by digest (the multi-platform index of python:3.11-slim), so a rebuild gets the same base, not whatever
+# the tag points at that day. To move it on: `docker buildx imagetools inspect python:3.11-slim` and paste the
+# digest here (or let Renovate/Dependabot propose it). Where no registry is reachable, docker-test passes its own.
+ARG BASE_IMAGE=python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
 
 FROM ${BASE_IMAGE} AS build
 # CPU-only torch from PyTorch's CPU index (plain PyPI would pull a multi-GB CUDA build). Where that index is out
@@ -37,14 +41,15 @@ FROM ${BASE_IMAGE}
 RUN groupadd --system --gid 10001 unrolled \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin unrolled
 COPY --from=build /opt/venv /opt/venv
-COPY --from=build --chown=unrolled /opt/numba-cache /opt/numba-cache
+# root's, read-only for the server (app/jit.py): compiled code it loads, and must not be able to replace
+COPY --from=build /opt/numba-cache /opt/numba-cache
 COPY --from=build /app/app /app/app
 COPY templates /app/templates
 COPY static /app/static
 COPY tours /app/tours
 COPY models /app/models
 # Readable by the server's user whatever the build context's modes (safetensors writes files 0600).
-RUN chmod -R a+rX /app
+RUN chmod -R a+rX,go-w /app /opt/numba-cache
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONUNBUFFERED=1 \
@@ -53,12 +58,14 @@ ENV PATH=/opt/venv/bin:$PATH \
     UNROLLED_MODELS_DIR=/app/models \
     UNROLLED_HOST=0.0.0.0 \
     UNROLLED_PORT=8000 \
+    UNROLLED_METRICS_PORT=9100 \
     UNROLLED_WORKERS=1 \
     UNROLLED_LOG_JSON=true \
     UNROLLED_LOG_LEVEL=info
 WORKDIR /app
 USER 10001:10001
-EXPOSE 8000
+# 8000: the app and its API, public; 9100: /metrics, for Prometheus only
+EXPOSE 8000 9100
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ['UNROLLED_PORT']}/healthz\", timeout=2)"]
 STOPSIGNAL SIGTERM

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64, description="server processes")
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="serve /metrics on this port (same host) instead of the public one"
+    )
     torch_threads: int = Field(
         0, ge=0, le=256, description="torch threads per computation; 0 = cores ÷ (workers × max_concurrent)"
     )
@@ -84,6 +87,8 @@ class Settings(BaseSettings):
     def _generation_fits(self) -> Settings:
         if self.max_generate >= self.max_steps:
             raise ValueError("max_generate must be below max_steps: a prompt and its generated text share max_steps")
+        if self.metrics_port is not None and (self.metrics_port == self.port or self.workers > 1):
+            raise ValueError("metrics_port needs one worker (metrics are per process) and a port other than port")
         return self
 
     def max_prompt_chars(self) -> int:

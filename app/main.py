@@ -22,6 +22,7 @@ from app.api import errors, health, jsonfloat, openapi, pages, routes_models, ro
 from app.api.budget import ByteBudget
 from app.api.compute import Compute
 from app.api.metrics import Metrics, MetricsAndLimits
+from app.api.metrics_port import MetricsServer
 from app.api.security import SecurityHeaders, SlashRedirect
 from app.config import ROOT, Settings, get_settings
 from app.rnn import kernels
@@ -58,9 +59,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await anyio.to_thread.run_sync(kernels.warm_up)
         await anyio.to_thread.run_sync(jsonfloat.warm_up)
         _on_termination(app)
+        metrics_server = None
+        if settings.metrics_port is not None:
+            metrics_server = MetricsServer(app.state.metrics, settings.host, settings.metrics_port)
+            metrics_server.start()
         app.state.ready = True
         yield
         app.state.ready = False
+        if metrics_server is not None:
+            await metrics_server.stop()
 
     app = FastAPI(
         title="Unrolled",
@@ -90,6 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     openapi.install(app, settings)
     for router in (health.router, routes_models.router, routes_trace.router, stream.router):
         app.include_router(router)
+    if settings.metrics_port is None:
+        app.include_router(health.metrics_router)
     app.include_router(pages.router)
     app.include_router(routes_tour.router)
     swagger_ui = Path(fastapi_offline.__file__).parent / "static"  # Swagger UI 5 (OpenAPI 3.1), from its package

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -18,9 +19,11 @@ from app.logs import log_config
 
 def cmd_serve(args: argparse.Namespace) -> int:
     memory.limit_arenas()
+    # --host and --port become the settings the app reads too (the metrics port binds the same host).
+    os.environ.update({k: str(v) for k, v in (("UNROLLED_HOST", args.host), ("UNROLLED_PORT", args.port)) if v})
+    get_settings.cache_clear()
     settings = get_settings()
-    host = args.host or settings.host
-    port = args.port or settings.port
+    host, port = settings.host, settings.port
     uvicorn.run(
         "app.main:app",
         host=host,

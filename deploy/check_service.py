@@ -44,6 +44,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("url")
     parser.add_argument("--server-uid", default="unknown")
+    parser.add_argument("--metrics-url", help="where /metrics is served, apart from the public port")
+    parser.add_argument("--cache-writable", default="unknown", help="whether the server's user may write its cache")
     parser.add_argument("--ready-timeout", type=float, default=90)
     args = parser.parse_args()
     url = args.url.rstrip("/")
@@ -95,8 +97,18 @@ def main() -> None:
     def not_root() -> tuple[bool, str]:
         return args.server_uid not in ("0", "unknown"), f"server process uid {args.server_uid}"
 
+    def metrics_apart() -> tuple[bool, str]:
+        public = httpx.get(f"{url}/metrics").status_code
+        private = httpx.get(f"{args.metrics_url}/metrics") if args.metrics_url else None
+        ok = public == 404 and private is not None and "unrolled_requests_total" in private.text
+        return ok, f"public port {public}, metrics port {private.status_code if private else 'not given'}"
+
+    def cache_read_only() -> tuple[bool, str]:
+        return args.cache_writable == "False", f"compiled-kernel cache writable by the server: {args.cache_writable}"
+
     for name, fn in [("healthz", healthz), ("readyz", readyz), ("trace", trace), ("stream", stream_check),
-                     ("page", page), ("non-root", not_root)]:  # fmt: skip
+                     ("page", page), ("non-root", not_root), ("metrics", metrics_apart),
+                     ("cache", cache_read_only)]:  # fmt: skip
         check(name, fn)
     for name, ok, detail in results:
         print(f"{'PASS' if ok else 'FAIL'}  {name:9} {detail}")

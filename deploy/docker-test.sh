@@ -10,7 +10,9 @@ cd "$(dirname "$0")/.."
 IMAGE=${IMAGE:-localhost/unrolled:test}
 BASE_IMAGE=${BASE_IMAGE:-}
 WHEELS=${WHEELS:-/opt/wheels}
-PORT=${PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+PORT=${PORT:-$(free_port)}
+METRICS_PORT=${METRICS_PORT:-$(free_port)}
 PY=${PY:-.venv/bin/python}
 
 # The host's Debian mirror, for debootstrap: the URIs: line of a deb822 .sources file, or the address after `deb`
@@ -29,7 +31,7 @@ debian_mirror() {
 }
 
 if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
-  ENGINE=(docker); BUILD_FLAGS=(); RUN_FLAGS=(-p "127.0.0.1:$PORT:$PORT")
+  ENGINE=(docker); BUILD_FLAGS=(); RUN_FLAGS=(-p "127.0.0.1:$PORT:$PORT" -p "127.0.0.1:$METRICS_PORT:$METRICS_PORT")
 else
   if ! command -v podman >/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -68,11 +70,15 @@ size=$("${ENGINE[@]}" image inspect "$IMAGE" --format '{{.Size}}')
 echo "image $IMAGE: $(( size / 1000000 )) MB, built in ${built} s"
 
 name=unrolled-test-$$
-"${ENGINE[@]}" run -d --name "$name" "${RUN_FLAGS[@]}" -e "UNROLLED_PORT=$PORT" "$IMAGE" >/dev/null
+"${ENGINE[@]}" run -d --name "$name" "${RUN_FLAGS[@]}" -e "UNROLLED_PORT=$PORT" -e "UNROLLED_METRICS_PORT=$METRICS_PORT" \
+  "$IMAGE" >/dev/null
 trap '"${ENGINE[@]}" logs "$name" > /tmp/docker-test-run.log 2>&1 || true; "${ENGINE[@]}" rm -f "$name" >/dev/null 2>&1 || true' EXIT
 
 server_uid=$("${ENGINE[@]}" exec "$name" awk '/^Uid:/{print $2}' /proc/1/status)  # PID 1 is the server (exec-form CMD)
-"$PY" -m deploy.check_service "http://127.0.0.1:$PORT" --server-uid "${server_uid:-unknown}"
+# As the server's own user (the image's USER): may it write the compiled-kernel cache it loads?
+cache_writable=$("${ENGINE[@]}" exec "$name" python3 -c 'import os; print(os.access("/opt/numba-cache", os.W_OK))' || echo unknown)
+"$PY" -m deploy.check_service "http://127.0.0.1:$PORT" --server-uid "${server_uid:-unknown}" \
+  --metrics-url "http://127.0.0.1:$METRICS_PORT" --cache-writable "$cache_writable"
 "${ENGINE[@]}" stop -t 15 "$name" >/dev/null
 echo "stopped cleanly: exit code $("${ENGINE[@]}" inspect "$name" --format "{{.State.ExitCode}}")"
 "${ENGINE[@]}" image prune -f >/dev/null 2>&1 || true  # the build stage

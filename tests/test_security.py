@@ -13,7 +13,7 @@ from websockets.sync.client import connect
 
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, free_port
 
 
 def test_every_response_carries_the_security_headers(client: TestClient) -> None:
@@ -72,3 +72,16 @@ def test_a_trailing_slash_redirects_to_a_path_never_to_the_hosts_a_client_names(
         assert r.status_code == 307 and r.headers["location"] == location, (path, r.headers.get("location"))
         assert "content-security-policy" in r.headers
     assert client.get("/tours/").status_code == 200  # and the redirect leads to the page
+
+
+def test_metrics_can_leave_the_public_port(settings: Settings) -> None:
+    """With metrics_port set, /metrics is served there (by the same process, counting the public port's requests)
+    and is not found on the public port."""
+    port = free_port()
+    with LiveServer(settings, UNROLLED_METRICS_PORT=str(port)) as live:
+        assert httpx.post(f"{live.url}/api/models/chars-lstm/trace", json={"text": "hi"}).status_code == 200
+        public = httpx.get(f"{live.url}/metrics")
+        assert public.status_code == 404 and public.json()["error"] == "not_found"
+        private = httpx.get(f"http://127.0.0.1:{port}/metrics")
+        assert private.status_code == 200
+        assert 'route="/api/models/{model_id}/trace",status="200"} 1' in private.text

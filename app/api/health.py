@@ -10,6 +10,7 @@ from app.api.deps import MetricsDep, ZooDep
 from app.api.schemas import Health
 
 router = APIRouter(tags=["health"])
+metrics_router = APIRouter(tags=["health"])  # on the public port only when no metrics_port is set
 
 
 @router.get("/healthz", response_model=Health)
@@ -33,7 +34,7 @@ def readyz(conn: HTTPConnection, zoo: ZooDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+@metrics_router.get("/metrics", response_class=PlainTextResponse)
 def metrics(m: MetricsDep) -> PlainTextResponse:
     """Prometheus text: requests, latencies, active streams, computations in flight."""
     return PlainTextResponse(m.render(), media_type="text/plain; version=0.0.4")
