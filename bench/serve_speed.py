@@ -26,7 +26,7 @@ import torch
 from websockets.asyncio.client import connect
 
 from app.config import ROOT, Settings
-from app.rnn.model import LoadedModel, load_model
+from app.rnn.model import LoadedModel, SeqModel, load_model
 from bench.common import table
 from bench.trace_speed import baseline
 
@@ -155,6 +155,7 @@ def main() -> None:
     text = input_text(loaded, args.steps)
     ids = torch.tensor(loaded.vocab.encode(text).ids)
     model = loaded.model
+    assert isinstance(model, SeqModel), f"{args.model} is not a sequence model"
     model.requires_grad_(True)
     # The baseline runs on as many threads as the server gives each computation (Settings.threads_per_worker).
     threads = Settings().threads_per_worker()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from app.config import ROOT
-from app.rnn.model import LoadedModel, load_model
+from app.rnn.model import LoadedModel, SeqModel, load_model
 from app.rnn.trace import Trace, trace
 from app.tour import BUILTIN_TOURS, DEFAULT_TOUR, Scene, load_tour
 
@@ -72,6 +72,7 @@ def test_scene_3_the_cell_is_the_plain_rnn_of_its_equation() -> None:
     s = scene("The recurrent cell")
     assert "h_t = tanh(W_xh x_t + W_hh h_{t−1} + b)" in s.caption
     m = model(s.model or "")
+    assert isinstance(m.model, SeqModel)
     assert m.card.cell == "rnn" and m.model.rnn.nonlinearity == "tanh" and m.card.num_layers == 1  # one cell
     assert "one per word" in s.caption and m.card.vocab["level"] == "word"
     assert len(own_trace(s).tokens) == len(m.vocab.encode(str(s.input)).ids)  # one copy of the cell per step

@@ -30,3 +30,27 @@ class UnknownCheckpoint(EngineError):
 
 class ModelFileError(EngineError):
     """A weights file or card that does not match what it claims to be."""
+
+
+class OverLimit(EngineError):
+    """A text or setting over one of its limits, named (a translation's source, prefix, target or beam)."""
+
+    def __init__(self, what: str, value: int, limit: int, name: str) -> None:
+        unit = "" if what == "beam" else " steps"
+        super().__init__(f"{what} has {value}{unit}; the limit is {limit}{unit} ({name}). Shorten it.")
+        self.what = what
+        self.value = value
+        self.limit = limit
+        self.name = name
+
+
+class UnknownTokens(EngineError):
+    """Pieces of a text that the model's vocabulary lacks, by position (0-based, in the vocabulary's pieces)."""
+
+    def __init__(self, what: str, tokens: list[str], positions: list[int]) -> None:
+        shown = ", ".join(f"{tokens[i]!r} at {i}" for i in positions[:5])
+        more = f" and {len(positions) - 5} more" if len(positions) > 5 else ""
+        super().__init__(f"the {what} has pieces the model does not know: {shown}{more}")
+        self.what = what
+        self.tokens = tokens
+        self.positions = positions

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from app.rnn.errors import EngineError, WrongModelKind
 from app.rnn.model import SeqModel
+from app.rnn.seq2seq import Seq2SeqModel
 from app.rnn.trace import LayerForward, layer_forward
 
 
@@ -24,13 +25,15 @@ class Step:
 
 
 def generate(
-    model: SeqModel, prompt_ids: list[int], length: int, temperature: float, seed: int | None
+    model: SeqModel | Seq2SeqModel, prompt_ids: list[int], length: int, temperature: float, seed: int | None
 ) -> Iterator[Step]:
     """Read the prompt, then sample `length` tokens, yielding every step as soon as it is computed.
 
     The same layer_forward as the trace computes each step, so the numbers are the trace's own maths.
     temperature → 0 is greedy decoding; a seed makes the sample reproducible.
     """
+    if isinstance(model, Seq2SeqModel):
+        raise WrongModelKind("generate needs a next-token model; this one translates (use translate)")
     if model.config.kind != "next_token":
         raise WrongModelKind("generate needs a next-token model; this one is a classifier")
     if not prompt_ids:

@@ -11,27 +11,31 @@ activations in torch.nn's order); gradients are float64. Every kernel writes, pe
 ‖∂L/∂h_t‖, ‖∂L/∂c_t‖ (LSTM; else 0) and ‖step t's term of ∂L/∂W_hh‖ = ‖δ_t‖·‖h_{t−1}‖ (an outer product's norm),
 and dgi (T, G·H) = ∂L/∂(W_ih x_t + b_ih) with its norm and unit rows, from which trace.py gets ∂L/∂(the layer's
 input) in one float32 product. norms (T, 4) = ‖∂L/∂h_t‖, ‖∂L/∂c_t‖, ‖W_hh term‖, ‖dgi_t‖.
+
+A layer may start from a state (h0, c0) other than zeros and hand its last state on (an encoder's to a decoder):
+the gradient arriving at h_{T−1} from after the sequence is part of ext's last row, the one arriving at c_{T−1}
+is `dc_last`.
 """
 
 from __future__ import annotations
 
 import math
-import os
+from pathlib import Path
 from typing import Any
 
-import numba
 import numpy as np
+
+from app.jit import cache_mode, njit
 
 # Reassociation lets the W_hhᵀ·δ reduction vectorise. No "nnan"/"ninf": tiny and huge values are the lesson.
 _FAST = {"reassoc", "contract"}
-# Compiled kernels are cached on disk beside this file, or where NUMBA_CACHE_DIR points; numba refuses a cache it
-# cannot write, so on a read-only install they are compiled at start-up instead (a few seconds).
-_CACHE_DIR = os.environ.get("NUMBA_CACHE_DIR") or os.path.dirname(__file__)
-CACHE = os.access(_CACHE_DIR if os.path.isdir(_CACHE_DIR) else os.path.dirname(_CACHE_DIR), os.W_OK)
+# Compiled kernels are cached on disk beside this file, or where NUMBA_CACHE_DIR points (app.jit: read-only there
+# in the image).
+CACHE_MODE = cache_mode(Path(__file__).parent)
 
 
 def _jit(fn: Any) -> Any:
-    return numba.njit(cache=CACHE, fastmath=_FAST, boundscheck=False, nogil=True)(fn)
+    return njit(CACHE_MODE, fastmath=_FAST, boundscheck=False, nogil=True)(fn)
 
 
 # Below this, a sum of squares in float64 may have lost digits to underflow: recompute it scaled by max|v|.
@@ -112,6 +116,8 @@ def lstm_backward(
     ext: Any,
     act: Any,
     c: Any,
+    c0: Any,
+    dc_last: Any,
     tanh_c: Any,
     h_prev_norm: Any,
     dh: Any,
@@ -120,7 +126,8 @@ def lstm_backward(
     unit: Any,
     norms: Any,
 ) -> None:
-    """One LSTM layer. ext (T, H) = ∂L/∂h_t from the head or the layer above, not through the recurrence.
+    """One LSTM layer. ext (T, H) = ∂L/∂h_t from the head or the layer above, not through the recurrence;
+    c0 (H,) = c_{−1}; dc_last (H,) = what reaches c_{T−1} from after the sequence (f_{T} ∂L/∂c_{T}).
 
     ∂L/∂h_t = ext_t + W_hhᵀ δ_{t+1};  ∂L/∂c_t = ∂L/∂h_t · o(1 − tanh²c_t) + f_{t+1} ∂L/∂c_{t+1};
     δ_t = ∂L/∂[i, f, g, o pre-activations] = [dc·g·i(1−i), dc·c_{t−1}·f(1−f), dc·i(1−g²), dh·tanh(c)·o(1−o)].
@@ -128,16 +135,15 @@ def lstm_backward(
     """
     T, H = ext.shape
     rec = np.zeros(H)
-    zero64 = np.zeros(H)
-    zero32 = np.zeros(H, np.float32)
+    one32 = np.ones(H, np.float32)
     for t in range(T - 1, -1, -1):
-        # Branch-free rows for the inner loop (so it vectorises): the last step has nothing after it.
+        # Branch-free rows for the inner loop (so it vectorises): after the last step comes only dc_last.
         if t < T - 1:
             _recurrent(WT, dgi[t + 1], rec)
             dc_next, f_next = dc[t + 1], act[t + 1, H : 2 * H]
         else:
-            dc_next, f_next = zero64, zero32
-        c_prev = c[t - 1] if t > 0 else zero32
+            dc_next, f_next = dc_last, one32
+        c_prev = c[t - 1] if t > 0 else c0
         a, e, tch = act[t], ext[t], tanh_c[t]
         d_h, d_c, d = dh[t], dc[t], dgi[t]
         for j in range(H):
@@ -163,6 +169,7 @@ def gru_backward(
     act: Any,
     gh_n: Any,
     h: Any,
+    h0: Any,
     h_prev_norm: Any,
     dh: Any,
     dgh: Any,
@@ -170,7 +177,7 @@ def gru_backward(
     unit: Any,
     norms: Any,
 ) -> None:
-    """One GRU layer. act (T, 3H) = [r, z, n]; gh_n (T, H) = W_hn h_{t−1} + b_hn.
+    """One GRU layer. act (T, 3H) = [r, z, n]; gh_n (T, H) = W_hn h_{t−1} + b_hn; h0 (H,) = h_{−1}.
 
     h_t = (1 − z) n + z h_{t−1}, n = tanh(W_in x + b_in + r ⊙ gh_n), so
     ∂L/∂h_t = ext_t + z_{t+1} ∂L/∂h_{t+1} + W_hhᵀ dgh_{t+1}, with dgh = ∂L/∂(W_hh h + b_hh) =
@@ -187,7 +194,7 @@ def gru_backward(
             s = ext[t, j]
             if not last:
                 s += rec[j] + act[t + 1, H + j] * dh[t + 1, j]
-            h_prev = h[t - 1, j] if t > 0 else 0.0
+            h_prev = h[t - 1, j] if t > 0 else h0[j]
             dn = s * (1.0 - z) * (1.0 - n * n)
             d_r = dn * gh_n[t, j] * r * (1.0 - r)
             d_z = s * (h_prev - n) * z * (1.0 - z)
@@ -260,9 +267,11 @@ def warm_up() -> None:
         WT, dgi, unit = np.zeros((H, G * H), np.float32), np.zeros((T, G * H)), np.zeros((T, G * H), np.float32)
         if G == 4:
             lstm_cell_forward(gates32, f32[0], f32.copy())
-            lstm_backward(WT, f64, gates32, f32, f32, np.zeros(T), f64.copy(), f64.copy(), dgi, unit, norms)
+            lstm_backward(
+                WT, f64, gates32, f32, f32[0], f64[0], f32, np.zeros(T), f64.copy(), f64.copy(), dgi, unit, norms
+            )
         elif G == 3:
-            gru_backward(WT, f64, gates32, f32, f32, np.zeros(T), f64.copy(), dgi.copy(), dgi, unit, norms)
+            gru_backward(WT, f64, gates32, f32, f32, f32[0], np.zeros(T), f64.copy(), dgi.copy(), dgi, unit, norms)
         else:
             rnn_backward(WT, f64, f32, np.zeros(T), f64.copy(), dgi, unit, norms)
     row_norms(f64, np.zeros(T))

@@ -1,7 +1,8 @@
 """SeqModel (token embedding → recurrent layers → linear head), its card, and safetensors I/O.
 
 Parameter names and shapes are exactly torch.nn's (`embedding.weight`, `rnn.weight_ih_l0`, …, `head.weight`),
-so a state dict of any torch.nn.RNN/LSTM/GRU with an embedding and a linear head loads unchanged.
+so a state dict of any torch.nn.RNN/LSTM/GRU with an embedding and a linear head loads unchanged. A card of kind
+"translate" names an encoder–decoder instead (app/rnn/seq2seq.py); `load_model` builds whichever the card names.
 """
 
 from __future__ import annotations
@@ -10,16 +11,20 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from app.rnn.errors import ModelFileError, UnknownCheckpoint
+from app.rnn.errors import ModelFileError, UnknownCheckpoint, WrongModelKind
 from app.rnn.tokenize import Vocab
 
+if TYPE_CHECKING:
+    from app.rnn.seq2seq import Seq2SeqModel
+
 Cell = Literal["rnn", "lstm", "gru"]
-Kind = Literal["next_token", "classify"]
+SeqKind = Literal["next_token", "classify"]  # the shapes SeqModel computes
+Kind = Literal["next_token", "classify", "translate"]
 
 # torch.nn's gate order inside weight_ih/weight_hh, named in the module's words.
 GATES: dict[str, tuple[str, ...]] = {
@@ -33,7 +38,7 @@ RNN_CLASSES: dict[str, Callable[..., nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.L
 @dataclass(frozen=True)
 class ModelConfig:
     cell: Cell
-    kind: Kind
+    kind: SeqKind
     vocab_size: int
     num_outputs: int  # vocab_size for next_token models, the number of labels for classifiers
     embed_size: int
@@ -46,6 +51,25 @@ class LayerWeights(NamedTuple):
     weight_hh: Tensor
     bias_ih: Tensor
     bias_hh: Tensor
+
+
+def layer_views(rnn: nn.RNNBase, cell: Cell, input_size: int) -> list[nn.RNNBase]:
+    """Each layer of `rnn` as a one-layer torch.nn module whose parameters are `rnn`'s own tensors."""
+    layers = []
+    for i in range(rnn.num_layers):
+        in_size = input_size if i == 0 else rnn.hidden_size
+        one = RNN_CLASSES[cell](in_size, rnn.hidden_size, num_layers=1, batch_first=True)
+        one.train(False)  # inference path: torch picks its fused oneDNN kernel
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            setattr(one, f"{name}_l0", getattr(rnn, f"{name}_l{i}"))
+        layers.append(one)
+    return layers
+
+
+def layer_weights(rnn: nn.RNNBase, k: int) -> LayerWeights:
+    """Layer k's parameters, torch.nn's tensors themselves (W_ih (G·H, in), W_hh (G·H, H))."""
+    get = rnn.get_parameter
+    return LayerWeights(get(f"weight_ih_l{k}"), get(f"weight_hh_l{k}"), get(f"bias_ih_l{k}"), get(f"bias_hh_l{k}"))
 
 
 class SeqModel(nn.Module):
@@ -76,37 +100,31 @@ class SeqModel(nn.Module):
         """Layer k as a one-layer torch.nn module whose parameters are this model's own tensors."""
         layers: list[nn.RNNBase] | None = self.__dict__["_layers"]
         if layers is None:
-            layers = []
-            cfg = self.config
-            for i in range(cfg.num_layers):
-                in_size = cfg.embed_size if i == 0 else cfg.hidden_size
-                one = RNN_CLASSES[cfg.cell](in_size, cfg.hidden_size, num_layers=1, batch_first=True)
-                one.train(False)  # inference path: torch picks its fused oneDNN kernel
-                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                    setattr(one, f"{name}_l0", getattr(self.rnn, f"{name}_l{i}"))
-                layers.append(one)
+            layers = layer_views(self.rnn, self.config.cell, self.config.embed_size)
             self.__dict__["_layers"] = layers
         return layers[k]
 
     def weights(self, k: int) -> LayerWeights:
         """Layer k's parameters, torch.nn's tensors themselves (W_ih (G·H, in), W_hh (G·H, H))."""
-        get = self.rnn.get_parameter
-        return LayerWeights(get(f"weight_ih_l{k}"), get(f"weight_hh_l{k}"), get(f"bias_ih_l{k}"), get(f"bias_hh_l{k}"))
+        return layer_weights(self.rnn, k)
 
     def load_state_dict_checked(self, state: dict[str, Tensor]) -> None:
         """Load a state dict, with an error that names the first key or shape that does not fit."""
-        own = self.state_dict()
-        missing = sorted(set(own) - set(state))
-        extra = sorted(set(state) - set(own))
-        if missing or extra:
-            raise ModelFileError(f"weights do not fit the card: missing {missing[:3]}, unexpected {extra[:3]}")
-        for key, value in own.items():
-            if tuple(state[key].shape) != tuple(value.shape):
-                raise ModelFileError(
-                    f"{key} has shape {tuple(state[key].shape)}; the card implies {tuple(value.shape)}"
-                )
-        self.load_state_dict(state)
+        load_checked(self, state)
         self.__dict__["_layers"] = None
+
+
+def load_checked(module: nn.Module, state: dict[str, Tensor]) -> None:
+    """Load a state dict into `module`, with an error that names the first key or shape that does not fit."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    if missing or extra:
+        raise ModelFileError(f"weights do not fit the card: missing {missing[:3]}, unexpected {extra[:3]}")
+    for key, value in own.items():
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise ModelFileError(f"{key} has shape {tuple(state[key].shape)}; the card implies {tuple(value.shape)}")
+    module.load_state_dict(state)
 
 
 @dataclass
@@ -142,6 +160,13 @@ class ModelCard:
     # at the last step; "first_token": the class the input's first token names (the memory task: its symbol), so
     # that an edited input is scored against its own answer, not a target fixed for another input.
     target: Literal["predicted", "first_token"] = "predicted"
+    # translation models (kind "translate"): `vocab` is the source's, `target_vocab` the decoder's; attention_size
+    # is 0 without attention; `equations` say how every number is computed; max_length bounds an output's steps.
+    target_vocab: dict[str, Any] | None = None
+    attention: bool = False
+    attention_size: int = 0
+    equations: str = ""
+    max_length: int = 0
 
     @property
     def gate_names(self) -> tuple[str, ...]:
@@ -151,6 +176,8 @@ class ModelCard:
         return Vocab.from_json(self.vocab)
 
     def config(self) -> ModelConfig:
+        if self.kind == "translate":
+            raise WrongModelKind(f"{self.id} is a translation model: it has no SeqModel config")
         vocab_size = len(self.vocab["tokens"])
         outputs = vocab_size if self.kind == "next_token" else len(self.labels or [])
         return ModelConfig(
@@ -170,6 +197,8 @@ class ModelCard:
     def from_json(cls, data: dict[str, Any]) -> ModelCard:
         data = dict(data)
         data["checkpoints"] = [Checkpoint(**c) for c in data.get("checkpoints", [])]
+        if data.get("kind") == "translate" and not data.get("target_vocab"):
+            raise ModelFileError("card is not valid: a translation model needs its target_vocab")
         if data.get("target", "predicted") not in ("predicted", "first_token"):
             raise ModelFileError(f"card is not valid: target {data['target']!r} is not 'predicted' or 'first_token'")
         try:
@@ -180,14 +209,18 @@ class ModelCard:
 
 @dataclass
 class LoadedModel:
-    """A model of the zoo: its card, its vocabulary, its final weights and its saved checkpoints."""
+    """A model of the zoo: its card, its vocabulary, its final weights and its saved checkpoints.
+
+    A translation model (card.kind "translate") holds a Seq2SeqModel, `vocab` is its source vocabulary and
+    `target_vocab` its decoder's; every other model holds a SeqModel and has no target_vocab."""
 
     card: ModelCard
     vocab: Vocab
-    model: SeqModel
-    checkpoints: dict[str, SeqModel] = field(default_factory=dict)
+    model: SeqModel | Seq2SeqModel
+    checkpoints: dict[str, SeqModel | Seq2SeqModel] = field(default_factory=dict)
+    target_vocab: Vocab | None = None
 
-    def at(self, checkpoint: str | None) -> SeqModel:
+    def at(self, checkpoint: str | None) -> SeqModel | Seq2SeqModel:
         if checkpoint is None:
             return self.model
         try:
@@ -197,7 +230,7 @@ class LoadedModel:
             raise UnknownCheckpoint(f"checkpoint {checkpoint!r} does not exist; choose one of {names}") from None
 
 
-def save_model(folder: Path, card: ModelCard, model: SeqModel) -> None:
+def save_model(folder: Path, card: ModelCard, model: nn.Module) -> None:
     """Write models/<id>.safetensors and models/<id>.json (checkpoints are written by the trainer)."""
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
@@ -205,8 +238,14 @@ def save_model(folder: Path, card: ModelCard, model: SeqModel) -> None:
     (folder / f"{card.id}.json").write_text(json.dumps(card.to_json(), indent=1) + "\n")
 
 
-def build_model(card: ModelCard, weights: Path) -> SeqModel:
-    model = SeqModel(card.config())
+def build_model(card: ModelCard, weights: Path) -> SeqModel | Seq2SeqModel:
+    model: SeqModel | Seq2SeqModel
+    if card.kind == "translate":
+        from app.rnn.seq2seq import Seq2SeqConfig, Seq2SeqModel
+
+        model = Seq2SeqModel(Seq2SeqConfig.from_card(card))
+    else:
+        model = SeqModel(card.config())
     try:
         state = load_file(str(weights))
     except Exception as e:  # safetensors raises several types for truncated or corrupt files
@@ -228,12 +267,16 @@ def load_model(folder: Path, model_id: str) -> LoadedModel:
         raise ModelFileError(f"{card_path.name} names itself {card.id!r}")
     model = build_model(card, folder / f"{model_id}.safetensors")
     checkpoints = {c.name: build_model(card, folder / c.file) for c in card.checkpoints}
-    return LoadedModel(card=card, vocab=card.make_vocab(), model=model, checkpoints=checkpoints)
+    target_vocab = Vocab.from_json(card.target_vocab) if card.target_vocab is not None else None
+    return LoadedModel(
+        card=card, vocab=card.make_vocab(), model=model, checkpoints=checkpoints, target_vocab=target_vocab
+    )
 
 
 __all__ = [
     "GATES",
     "Checkpoint",
+    "Kind",
     "LoadedModel",
     "ModelCard",
     "ModelConfig",

@@ -14,16 +14,16 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from torch import Tensor
+from torch import Tensor, nn
 
 from app.rnn import kernels
 from app.rnn.errors import EmptyInput, InputTooLong, UnknownLabel, WrongModelKind
-from app.rnn.model import GATES, LoadedModel, SeqModel
+from app.rnn.model import GATES, Cell, LayerWeights, LoadedModel, SeqModel
 from app.rnn.tokenize import Encoded
 
 LossMode = Literal["sum", "last"]
@@ -36,6 +36,22 @@ F32 = NDArray[np.float32]
 OnArray = Callable[[int, str, F32], None]
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
+
+
+class StackConfig(Protocol):
+    @property
+    def cell(self) -> Cell: ...
+    @property
+    def hidden_size(self) -> int: ...
+
+
+class Stack(Protocol):
+    """Recurrent layers as the layer code reads them: SeqModel's, or one side of an encoder–decoder."""
+
+    @property
+    def config(self) -> StackConfig: ...
+    def layer(self, k: int) -> nn.RNNBase: ...
+    def weights(self, k: int) -> LayerWeights: ...
 
 
 @dataclass
@@ -93,7 +109,10 @@ def trace(
     max_steps: int = MAX_STEPS,
     on_array: OnArray | None = None,
 ) -> Trace:
-    """Trace a zoo model on text (or token ids): every state, gate, prediction, loss and gradient norm."""
+    """Trace a zoo model on text (or token ids): every state, gate, prediction, loss and gradient norm.
+    Translation models have their own trace (app.rnn.seq2seq_trace.trace_translation)."""
+    if loaded.card.kind == "translate":
+        raise WrongModelKind("this is a translation model: trace it with a source text and an optional target")
     encoded: Encoded = (
         loaded.vocab.encode(inputs, max_steps) if isinstance(inputs, str) else loaded.vocab.from_ids(inputs)
     )
@@ -114,8 +133,10 @@ def trace(
             raise UnknownLabel(f"label index {label} is out of range: the labels are {labels}")
         else:
             label_id = label
+    model = loaded.at(checkpoint)
+    assert isinstance(model, SeqModel)
     result = trace_ids(
-        loaded.at(checkpoint), encoded.ids, loss=loss, label=label_id, top_k=top_k, max_steps=max_steps,
+        model, encoded.ids, loss=loss, label=label_id, top_k=top_k, max_steps=max_steps,
         on_array=on_array,
     )  # fmt: skip
     result.tokens = encoded.tokens
@@ -195,7 +216,8 @@ def trace_ids(
     # 4. BPTT, top layer first; each layer's ∂L/∂(its input) is the external gradient of the layer below.
     layers: list[LayerTrace] = [None] * cfg.num_layers  # type: ignore[list-item]
     for k in range(cfg.num_layers - 1, -1, -1):
-        layers[k], ext = _layer_backward(model, k, forwards[k], ext)
+        back = layer_backward(model, k, forwards[k], ext)
+        layers[k], ext = back.trace, back.d_input
     grad_input = np.empty(T)
     kernels.row_norms(ext, grad_input)
 
@@ -239,7 +261,7 @@ class LayerForward:
 
 @torch.no_grad()
 def layer_forward(
-    model: SeqModel,
+    model: Stack,
     k: int,
     inp: Tensor,
     h0: Tensor | None = None,
@@ -266,7 +288,7 @@ def layer_forward(
     return fwd
 
 
-def _gates(model: SeqModel, k: int, inp: Tensor, h: Tensor, h0: Tensor, c0: Tensor) -> LayerForward:
+def _gates(model: Stack, k: int, inp: Tensor, h: Tensor, h0: Tensor, c0: Tensor) -> LayerForward:
     """Every step's gates at once, from the inputs and the hidden states torch computed (and the cell states)."""
     cell = model.config.cell
     w = model.weights(k)
@@ -289,34 +311,63 @@ def _gates(model: SeqModel, k: int, inp: Tensor, h: Tensor, h0: Tensor, c0: Tens
     return LayerForward(h, act, None, gh_n.contiguous())
 
 
-def _layer_backward(model: SeqModel, k: int, fwd: LayerForward, ext: F64) -> tuple[LayerTrace, F64]:
-    """Run layer k's reverse recursion; return its trace and ∂L/∂(its input), the layer below's ext."""
+@dataclass
+class LayerBackward:
+    trace: LayerTrace
+    d_input: F64  # (T, in) ∂L/∂(the layer's input)_t: the layer below's ext
+    d_h0: F64  # (H,) ∂L/∂h_{−1}: what reaches the state the layer started from (an encoder's last)
+    d_c0: F64 | None  # (H,) ∂L/∂c_{−1}, LSTM
+
+
+def layer_backward(
+    model: Stack,
+    k: int,
+    fwd: LayerForward,
+    ext: F64,
+    h0: Tensor | None = None,
+    c0: Tensor | None = None,
+    dc_last: F64 | None = None,
+) -> LayerBackward:
+    """Run layer k's reverse recursion from ext (T, H), the gradient reaching each h_t from outside the
+    recurrence. (h0, c0): the state the forward started from (zeros if None); dc_last: the gradient reaching
+    c_{T−1} from after the sequence (LSTM; a decoder's, when this is its encoder)."""
     cell = model.config.cell
     w = model.weights(k)
     WT = np.ascontiguousarray(w.weight_hh.T.numpy())  # (H, G·H) float32
-    h_prev_norm = np.empty(len(fwd.hidden))  # ‖h_{t−1}‖, with h_{−1} = 0: each step's W_hh term is δ_t ⊗ h_{t−1}
-    h_prev_norm[0] = 0.0
-    h_prev_norm[1:] = torch.linalg.vector_norm(fwd.hidden[:-1], dim=1).numpy()  # |h| ≤ 1: float32 is exact enough
     h = fwd.hidden.numpy()
     T, H = h.shape
+    h0_ = np.zeros(H, np.float32) if h0 is None else np.ascontiguousarray(h0.numpy(), dtype=np.float32)
+    c0_ = np.zeros(H, np.float32) if c0 is None else np.ascontiguousarray(c0.numpy(), dtype=np.float32)
+    h_prev_norm = np.empty(T)  # ‖h_{t−1}‖: each step's W_hh term is δ_t ⊗ h_{t−1}
+    h_prev_norm[0] = float(np.linalg.norm(h0_.astype(np.float64)))
+    h_prev_norm[1:] = torch.linalg.vector_norm(fwd.hidden[:-1], dim=1).numpy()  # |h| ≤ 1: float32 is exact enough
     G = w.weight_hh.shape[0] // H
     dh = np.empty((T, H))
     dgi = np.empty((T, G * H))
     unit = np.empty((T, G * H), np.float32)  # dgi_t / ‖dgi_t‖
     norms = np.zeros((T, 4))  # ‖∂L/∂h_t‖, ‖∂L/∂c_t‖, ‖W_hh term_t‖, ‖dgi_t‖
     c = None if fwd.cell_state is None else fwd.cell_state.numpy()
+    W_hh = w.weight_hh.double().numpy()
+    d_c0: F64 | None = None
     if cell == "lstm":
         assert c is not None
         tanh_c = torch.from_numpy(c).tanh().numpy()
         dc = np.empty((T, H))
-        kernels.lstm_backward(WT, ext, fwd.act.numpy(), c, tanh_c, h_prev_norm, dh, dc, dgi, unit, norms)
+        dc_end = np.zeros(H) if dc_last is None else np.ascontiguousarray(dc_last, dtype=np.float64)
+        act = fwd.act.numpy()
+        kernels.lstm_backward(WT, ext, act, c, c0_, dc_end, tanh_c, h_prev_norm, dh, dc, dgi, unit, norms)
+        d_h0 = W_hh.T @ dgi[0]
+        d_c0 = act[0, H : 2 * H] * dc[0]  # c_0 = f_0 c_{−1} + …
     elif cell == "gru":
         assert fwd.gh_candidate is not None
         dgh = np.empty((T, G * H))
         gh_n = fwd.gh_candidate.numpy()
-        kernels.gru_backward(WT, ext, fwd.act.numpy(), gh_n, h, h_prev_norm, dh, dgh, dgi, unit, norms)
+        act = fwd.act.numpy()
+        kernels.gru_backward(WT, ext, act, gh_n, h, h0_, h_prev_norm, dh, dgh, dgi, unit, norms)
+        d_h0 = W_hh.T @ dgh[0] + act[0, H : 2 * H] * dh[0]  # h_0 = (1 − z_0) n_0 + z_0 h_{−1}
     else:
         kernels.rnn_backward(WT, ext, h, h_prev_norm, dh, dgi, unit, norms)
+        d_h0 = W_hh.T @ dgi[0]
     layer = LayerTrace(
         hidden=h,
         cell_state=c,
@@ -328,4 +379,4 @@ def _layer_backward(model: SeqModel, k: int, fwd: LayerForward, ext: F64) -> tup
     # ∂L/∂(input)_t = W_ihᵀ dgi_t = ‖dgi_t‖ · (W_ihᵀ unit_t): one float32 product, then each row's own scale.
     d_input = (torch.from_numpy(unit) @ w.weight_ih).double().numpy()  # (T, in)
     d_input *= norms[:, 3:4]
-    return layer, d_input
+    return LayerBackward(layer, d_input, d_h0, d_c0)
