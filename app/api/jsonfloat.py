@@ -30,7 +30,8 @@ import orjson
 from numpy.typing import NDArray
 
 from app.config import usable_cores
-from app.rnn.kernels import CACHE
+from app.jit import njit
+from app.rnn.kernels import CACHE_MODE
 
 _POW5_INV_BITCOUNT = 59
 _POW5_BITCOUNT = 61
@@ -54,7 +55,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _jit(fn: F) -> F:
-    return cast(F, numba.njit(cache=CACHE, nogil=True, boundscheck=False, error_model="numpy")(fn))
+    return njit(CACHE_MODE, nogil=True, boundscheck=False, error_model="numpy")(fn)
 
 
 def _inline(fn: F) -> F:
