@@ -10,7 +10,7 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-test install-browser run test lint bench zoo clean lock docker-test
+.PHONY: install install-test install-train install-browser run test lint bench zoo clean lock docker-test
 
 $(PY):
 	$(shell command -v $(PYTHON) || echo python3) -m venv $(VENV)
@@ -28,6 +28,13 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 
+# What training needs beyond the server: num2words writes the numbers task's data.
+$(VENV)/.installed-train: $(VENV)/.installed
+	$(PIP) install --quiet -c requirements.lock -e '.[train]'
+	touch $@
+
+install-train: $(VENV)/.installed-train
+
 run: install
 	$(VENV)/bin/unrolled serve --host $(HOST) --port $(PORT)
 
@@ -43,7 +50,7 @@ install-browser:
 	  fi; \
 	fi
 
-test: install-test install-browser
+test: install-test install-train install-browser
 	$(PY) -m pytest -q
 
 lint: install-test
@@ -53,18 +60,19 @@ lint: install-test
 
 bench: install
 	$(PY) -m bench.trace_speed
+	$(PY) -m bench.seq2seq_speed
 
 # Build the image and run it for real (docker, or podman where no Docker engine runs), then check it from outside.
 docker-test: install-test
 	deploy/docker-test.sh
 
-zoo: install
+zoo: install-train
 	$(VENV)/bin/unrolled train all
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-output
 
 # Re-pin every installed version (after changing pyproject.toml's dependencies and running make install-test).
-lock: install-test
+lock: install-test install-train
 	{ head -n 2 requirements.lock; $(PIP) freeze --all --exclude-editable | grep -vE '^(unrolled|pip)=='; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock

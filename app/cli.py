@@ -28,9 +28,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     cards = []
     for task in tasks:
         for cell in cells:
-            card = train(task, cell, args.out, seed=args.seed, dry_run=args.dry_run, cache=args.data_cache)
-            print(_summary(card), flush=True)
-            cards.append(card)
+            for variant in TASKS[task].variants(cell):
+                card = train(
+                    task, cell, args.out, seed=args.seed, dry_run=args.dry_run, cache=args.data_cache, variant=variant
+                )
+                print(_summary(card), flush=True)
+                cards.append(card)
     if len(cards) > 1:
         print("\n".join(["", "summary:", *(_summary(c) for c in cards)]))
     return 0

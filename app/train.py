@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import save_file
+from torch import nn
 from tqdm import tqdm
 
-from app.rnn.model import Cell, Checkpoint, ModelCard, ModelConfig, SeqModel, save_model
+from app.rnn.model import Cell, Checkpoint, ModelCard, save_model
 from app.tasks import TASKS
-from app.tasks.base import Budget, ModelSize, Task, batch_loss
+from app.tasks.base import Budget, ModelSize, Task
 
 CELLS: tuple[Cell, ...] = ("rnn", "lstm", "gru")
 CHECKPOINTS: tuple[tuple[str, float], ...] = (("0", 0.0), ("5", 0.05), ("20", 0.2), ("100", 1.0))
@@ -34,8 +35,8 @@ DEFAULT_CACHE = Path(os.environ.get("UNROLLED_DATA_CACHE", "data-cache"))
 TRAIN_THREADS = 1
 
 
-def model_id(task: str, cell: str) -> str:
-    return f"{task}-{cell}"
+def model_id(task: str, cell: str, variant: str = "") -> str:
+    return f"{task}-{cell}-{variant}" if variant else f"{task}-{cell}"
 
 
 @contextmanager
@@ -56,7 +57,7 @@ def deterministic(seed: int) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def save_checkpoint(model: SeqModel, path: Path) -> None:
+def save_checkpoint(model: nn.Module, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(path))
 
@@ -79,16 +80,20 @@ def train(
     dry_run: bool = False,
     cache: Path = DEFAULT_CACHE,
     progress: bool = True,
+    variant: str = "",
 ) -> ModelCard:
-    """Train one model of the zoo and write it (weights, card, checkpoints) into `out`."""
+    """Train one model of the zoo and write it (weights, card, checkpoints) into `out`. `variant`: one of the
+    task's variants for the cell (Task.variants), e.g. numbers-gru-"attention"."""
     if task_name not in TASKS:
         raise ValueError(f"unknown task {task_name!r}; choose one of {sorted(TASKS)}")
     if cell not in CELLS:
         raise ValueError(f"unknown cell {cell!r}; choose one of {list(CELLS)}")
     task = TASKS[task_name]
+    if variant not in task.variants(cell):
+        raise ValueError(f"{task_name} has no {cell} model {variant!r}; it has {list(task.variants(cell))}")
     started = time.perf_counter()
     with deterministic(seed):
-        card, model = _train(task, cell, out, seed, dry_run, cache, progress, started)
+        card, model = _train(task, cell, variant, out, seed, dry_run, cache, progress, started)
     card.train_seconds = round(time.perf_counter() - started, 1)
     save_model(out, card, model)
     return card
@@ -97,28 +102,19 @@ def train(
 def _train(
     task: Task[Any],
     cell: Cell,
+    variant: str,
     out: Path,
     seed: int,
     dry_run: bool,
     cache: Path,
     progress: bool,
     started: float,
-) -> tuple[ModelCard, SeqModel]:
-    mid = model_id(task.name, cell)
+) -> tuple[ModelCard, nn.Module]:
+    mid = model_id(task.name, cell, variant)
     data = task.load(dry_run, cache)
     size: ModelSize = task.dry_size(cell) if dry_run else task.size(cell)
-    budget: Budget = task.dry_budget(cell) if dry_run else task.budget(cell)
-    num_outputs = len(data.vocab) if task.kind == "next_token" else len(task.labels or ())
-    config = ModelConfig(
-        cell=cell,
-        kind=task.kind,
-        vocab_size=len(data.vocab),
-        num_outputs=num_outputs,
-        embed_size=size.embed_size,
-        hidden_size=size.hidden_size,
-        num_layers=size.num_layers,
-    )
-    model = SeqModel(config)
+    budget: Budget = task.dry_budget(cell) if dry_run else task.variant_budget(cell, variant)
+    model = task.build_model(cell, size, data, variant)
     task.init_model(model, data)
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=budget.lr, weight_decay=budget.weight_decay)
@@ -143,8 +139,8 @@ def _train(
     model.train()
     for step in bar:
         batch = data.batch(rng, budget.batch_size)
-        logits = model(batch.ids)
-        loss = batch_loss(task.kind, logits, batch, task.every_step_weight)
+        logits = task.forward(model, batch)
+        loss = task.loss(logits, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), budget.clip))
@@ -221,5 +217,6 @@ def _train(
         checkpoints=checkpoints,
         seed=seed,
         data_source=data.data_source,
+        **task.card_fields(model, data),
     )
     return card, model

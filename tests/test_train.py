@@ -14,7 +14,7 @@ from app.cli import build_parser, main
 from app.rnn.model import load_model
 from app.tasks import TASKS
 from app.tasks.wheel import DataUnavailable, fetch_wheel
-from app.train import CELLS, DEFAULT_CACHE, checkpoint_steps, cosine, train
+from app.train import CELLS, DEFAULT_CACHE, checkpoint_steps, cosine, model_id, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,11 +30,12 @@ def need_data(task: str) -> None:
 @pytest.mark.parametrize("task", list(TASKS))
 def test_dry_run_of_each_task_writes_a_loadable_model_with_checkpoints(task: str, tmp_path: Path) -> None:
     need_data(task)
-    for cell in CELLS:
-        card = train(task, cell, tmp_path, seed=3, dry_run=True, progress=False)
-        loaded = load_model(tmp_path, f"{task}-{cell}")
+    for cell, variant in ((c, v) for c in CELLS for v in TASKS[task].variants(c)):
+        card = train(task, cell, tmp_path, seed=3, dry_run=True, progress=False, variant=variant)
+        mid = model_id(task, cell, variant)
+        loaded = load_model(tmp_path, mid)
         c = loaded.card
-        assert (c.id, c.task, c.cell, c.kind) == (f"{task}-{cell}", task, cell, TASKS[task].kind)
+        assert (c.id, c.task, c.cell, c.kind) == (mid, task, cell, TASKS[task].kind)
         assert c == card
         assert [k.name for k in c.checkpoints] == ["0", "5", "20", "100"]
         steps = [k.step for k in c.checkpoints]
@@ -65,6 +66,25 @@ def test_training_is_reproducible_with_the_same_seed(tmp_path: Path) -> None:
     weights = [(tmp_path / d / "memory-gru.safetensors").read_bytes() for d in "abc"]
     assert weights[0] == weights[1] and weights[0] != weights[2]
     assert a.curve == b.curve and a.metrics == b.metrics and a.curve != c.curve
+
+
+def test_numbers_trains_two_attention_models_and_one_without(tmp_path: Path) -> None:
+    """`unrolled train numbers` writes numbers-gru-attention, numbers-lstm-attention and numbers-gru; each card
+    names its target vocabulary, its attention and its equations, and its metrics give accuracy by length."""
+    assert main(["train", "numbers", "--dry-run", "--out", str(tmp_path)]) == 0
+    cards = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
+    assert set(cards) == {"numbers-gru-attention", "numbers-lstm-attention", "numbers-gru"}
+    for mid, card in cards.items():
+        assert card["kind"] == "translate" and card["attention"] == mid.endswith("attention")
+        assert card["target_vocab"]["tokens"][:3] == ["<unk>", "<s>", "</s>"] and "c_t" in card["equations"]
+        assert (card["attention_size"] > 0) == card["attention"]
+        m = card["metrics"]
+        assert 0 <= m["heldout_exact_match"] <= 1 and set(m["exact_match_by_source_length"]) == {
+            "1-3", "4-6", "7-9", "10-12", "13-15"
+        }  # fmt: skip
+        loaded = load_model(tmp_path, mid)
+        keys = set(loaded.model.state_dict())
+        assert ("attention.energy.weight" in keys) == card["attention"]
 
 
 def test_checkpoints_fall_at_0_5_20_and_100_percent() -> None:

@@ -23,6 +23,7 @@ TASKS = ("alphabet", "memory", "charlm", "sentiment")
 CELLS = ("rnn", "lstm", "gru")
 IDS = [f"{t}-{c}" for t in TASKS for c in CELLS]
 GATED = ("lstm", "gru")
+NUMBERS = ("numbers-gru-attention", "numbers-lstm-attention", "numbers-gru")
 
 
 @functools.cache
@@ -99,8 +100,8 @@ def test_plain_torch_forward_agrees_with_the_app_model(model_id: str) -> None:
 def test_zoo_folder_is_small_and_pickle_free() -> None:
     files = [p for p in MODELS.rglob("*") if p.is_file()]
     assert {p.suffix for p in files} == {".json", ".safetensors"}
-    assert len([p for p in files if p.suffix == ".json"]) == 12
-    assert sum(p.stat().st_size for p in files) < 12_000_000
+    assert len([p for p in files if p.suffix == ".json"]) == 12 + len(NUMBERS)
+    assert sum(p.stat().st_size for p in files) < 20_000_000
 
 
 # --- alphabet -----------------------------------------------------------------------------------------------
@@ -354,3 +355,90 @@ def test_sentiment_heldout_accuracy_and_example_predictions(cell: str) -> None:
         ids = torch.tensor([ids_of(card, pred["text"])])
         p = float(torch.softmax(plain(card.id).logits(ids)[0, -1], -1)[1])
         assert abs(p - pred["p_positive"]) < 1e-3
+
+
+# --- numbers (translation) ----------------------------------------------------------------------------------
+
+
+class PlainTranslator:
+    """The card's equations with torch.nn modules filled straight from the safetensors file: greedy decoding."""
+
+    def __init__(self, card: ModelCard, path: Path) -> None:
+        state = load_file(str(path))
+        cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[card.cell]
+        E, H, L = card.embed_size, card.hidden_size, card.num_layers
+        self.src_emb = nn.Embedding.from_pretrained(state["encoder_embedding.weight"])  # type: ignore[no-untyped-call]
+        self.tgt_emb = nn.Embedding.from_pretrained(state["decoder_embedding.weight"])  # type: ignore[no-untyped-call]
+        self.encoder = cls(E, H, num_layers=L, batch_first=True)
+        self.decoder = cls(E, H, num_layers=L, batch_first=True)
+        for prefix, module in (("encoder.", self.encoder), ("decoder.", self.decoder)):
+            module.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+        self.state = state
+        self.attention = card.attention
+
+    @torch.no_grad()
+    def greedy(self, ids: list[int], max_length: int) -> list[int]:
+        memory, state = self.encoder(self.src_emb(torch.tensor([ids])))
+        token, out_ids = 1, []  # <s>
+        st = self.state
+        for _ in range(max_length):
+            out, state = self.decoder(self.tgt_emb(torch.tensor([[token]])), state)
+            s = out[0, 0]
+            if self.attention:
+                e = torch.tanh(st["attention.query.weight"] @ s + memory[0] @ st["attention.key.weight"].T
+                               + st["attention.key.bias"]) @ st["attention.energy.weight"][0]  # fmt: skip
+                s = torch.cat([s, torch.softmax(e, 0) @ memory[0]])
+            logits = st["head.weight"] @ s + st["head.bias"]
+            logits[:2] = -torch.inf  # never <unk> or <s>
+            token = int(logits.argmax())
+            out_ids.append(token)
+            if token == 2:  # </s>
+                break
+        return out_ids
+
+
+@pytest.mark.parametrize("model_id", NUMBERS)
+def test_numbers_model_loads_with_a_complete_card(model_id: str) -> None:
+    m = loaded(model_id)
+    c = m.card
+    assert c.kind == "translate" and c.task == "numbers" and c.attention == model_id.endswith("attention")
+    assert c.target_vocab is not None and c.equations and c.max_length >= 64
+    assert 0 < c.train_seconds <= 180, "every model trains in at most three minutes"
+    training = c.metrics["training"]
+    assert training["dry_run"] is False and not training["stopped"].startswith("time cap")
+    assert [k.name for k in c.checkpoints] == ["0", "5", "20", "100"]
+    final = m.model.state_dict()
+    assert all(torch.equal(final[k], v) for k, v in m.checkpoints["100"].state_dict().items())
+    assert 40 <= len(c.curve) <= 60 and c.curve[-1]["loss"] < c.curve[0]["loss"]
+
+
+def test_numbers_attention_models_translate_held_out_numbers_and_the_plain_one_falls_behind_on_long_ones() -> None:
+    metrics = {mid: loaded(mid).card.metrics for mid in NUMBERS}
+    for mid in NUMBERS[:2]:
+        assert metrics[mid]["heldout_exact_match"] >= 0.95, mid
+    longest = {mid: m["exact_match_by_source_length"]["13-15"]["exact_match"] for mid, m in metrics.items()}
+    shortest = metrics["numbers-gru"]["exact_match_by_source_length"]["1-3"]["exact_match"]
+    assert longest["numbers-gru"] <= min(longest[m] for m in NUMBERS[:2]) - 0.1, longest
+    assert longest["numbers-gru"] < shortest, "without attention the longest numbers are the hardest"
+
+
+@pytest.mark.parametrize("model_id", NUMBERS)
+def test_numbers_examples_recomputed_with_plain_torch_nn(model_id: str) -> None:
+    """The card's examples, decoded by the equations with plain torch.nn modules, equal the engine's greedy
+    output; the attention models write the German number words num2words writes."""
+    from app.rnn.seq2seq_trace import translate
+
+    num2words = pytest.importorskip("num2words")
+    m = loaded(model_id)
+    assert m.target_vocab is not None
+    plain_ = PlainTranslator(m.card, MODELS / f"{model_id}.safetensors")
+    english = {num2words.num2words(n, lang="en"): n for n in range(1_000)} | {
+        "one thousand and one": 1001,
+        "nine hundred and ninety-eight thousand, seven hundred and sixty-five": 998_765,
+    }
+    for ex in m.card.examples:
+        ids = m.vocab.encode(ex["text"]).ids
+        engine = translate(m, ex["text"])
+        assert engine.beams[0].token_ids == plain_.greedy(ids, m.card.max_length)
+        if m.card.attention:
+            assert engine.output == num2words.num2words(english[ex["text"]], lang="de"), ex["text"]

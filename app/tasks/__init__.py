@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.tasks import alphabet, charlm, memory, sentiment
+from app.tasks import alphabet, charlm, memory, numbers, sentiment
 from app.tasks.base import Batch, Budget, KeyMetric, ModelSize, Task, TaskData
 
-TASKS: dict[str, Task[Any]] = {t.name: t for t in (alphabet.TASK, memory.TASK, charlm.TASK, sentiment.TASK)}
+TASKS: dict[str, Task[Any]] = {
+    t.name: t for t in (alphabet.TASK, memory.TASK, charlm.TASK, sentiment.TASK, numbers.TASK)
+}
 
 __all__ = ["TASKS", "Batch", "Budget", "KeyMetric", "ModelSize", "Task", "TaskData"]

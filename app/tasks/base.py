@@ -15,10 +15,10 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.nn import functional as F
 
-from app.rnn.model import Cell, Kind, SeqModel
+from app.rnn.model import Cell, Kind, ModelConfig, SeqKind, SeqModel
 from app.rnn.tokenize import Vocab
 
 LN2 = math.log(2.0)
@@ -29,12 +29,15 @@ class Batch:
     """One training or evaluation batch, batch first.
 
     next_token: `targets` is (B, T), the id that follows each step. classify: `targets` is (B,) label ids and
-    `lengths` (B,) the number of real steps of each row; padding (id 0) follows the real steps.
+    `lengths` (B,) the number of real steps of each row; padding (id 0) follows the real steps. translate: `ids`
+    and `lengths` are the source's, `decoder_ids` (B, T) what the decoder reads and `targets` (B, T) what it
+    should write (padding: −100, which the loss ignores).
     """
 
     ids: Tensor
     targets: Tensor
     lengths: Tensor | None = None
+    decoder_ids: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ class TaskData(ABC):
         """Called after every training step with the batch's logits: training metrics for the curve."""
         return {}
 
-    def dev_score(self, model: SeqModel) -> float | None:
+    def dev_score(self, model: Any) -> float | None:
         """A score on a development set (higher is better) for early stopping, or None if the task has none."""
         return None
 
@@ -137,10 +140,39 @@ class Task(ABC, Generic[D]):
         return None
 
     @abstractmethod
-    def metrics(self, model: SeqModel, data: D) -> dict[str, Any]:
+    def metrics(self, model: Any, data: D) -> dict[str, Any]:
         """The trained model's metrics on held-out data, for the card."""
 
-    def init_model(self, model: SeqModel, data: D) -> None:
+    # The model a task trains: a SeqModel unless the task overrides these (translation: a Seq2SeqModel).
+    def variants(self, cell: Cell) -> tuple[str, ...]:
+        """The models this task trains for a cell, as suffixes of their ids ("": the id is <task>-<cell>)."""
+        return ("",)
+
+    def variant_budget(self, cell: Cell, variant: str) -> Budget:
+        """The training budget of one variant (by default the cell's)."""
+        return self.budget(cell)
+
+    def build_model(self, cell: Cell, size: ModelSize, data: D, variant: str) -> nn.Module:
+        num_outputs = len(data.vocab) if self.kind == "next_token" else len(self.labels or ())
+        kind: SeqKind = "classify" if self.kind == "classify" else "next_token"
+        config = ModelConfig(
+            cell, kind, len(data.vocab), num_outputs, size.embed_size, size.hidden_size, size.num_layers
+        )
+        return SeqModel(config)
+
+    def forward(self, model: Any, batch: Batch) -> Tensor:
+        """The batch's logits, as `loss` and the data's `after_step` read them."""
+        logits: Tensor = model(batch.ids)
+        return logits
+
+    def loss(self, logits: Tensor, batch: Batch) -> Tensor:
+        return batch_loss(self.kind, logits, batch, self.every_step_weight)
+
+    def card_fields(self, model: Any, data: D) -> dict[str, Any]:
+        """ModelCard fields beyond the common ones (a translation model's target vocabulary, attention, …)."""
+        return {}
+
+    def init_model(self, model: Any, data: D) -> None:
         """Initialisation beyond torch's default. LSTM: forget-gate bias 1 (the sum bias_ih + bias_hh)."""
         if model.config.cell == "lstm":
             h = model.config.hidden_size
