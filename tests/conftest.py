@@ -20,10 +20,13 @@ from safetensors.torch import save_file
 from app.config import ROOT, Settings
 from app.main import create_app
 from app.rnn.model import Checkpoint, ModelCard, SeqModel, save_model
-from app.rnn.tokenize import UNK
+from app.rnn.seq2seq import BOS, EOS, EOS_ID, EQUATIONS, Seq2SeqConfig, Seq2SeqModel
+from app.rnn.tokenize import UNK, Vocab
 
 LETTERS = [UNK, *"abcdefghijklmnopqrstuvwxyz .,"]
 WORDS = [UNK, "a", "good", "bad", "film", "great", "awful", "plot", "not", "very", "."]
+NUMBER_WORDS = [UNK, "one", "two", "three", "twenty", "hundred", "and", "-"]
+TARGET_LETTERS = [UNK, BOS, EOS, *"eindrzwhut"]
 
 
 def write_model(folder: Path, model_id: str, cell: str, kind: str, layers: int = 1, hidden: int = 16) -> ModelCard:
@@ -57,6 +60,30 @@ def write_model(folder: Path, model_id: str, cell: str, kind: str, layers: int =
     return card
 
 
+def write_translation_model(folder: Path, model_id: str, cell: str, attention: bool, layers: int = 1) -> ModelCard:
+    """A real encoder–decoder file and card (number words → letters), with random weights (seeded) whose outputs
+    end within max_length, and one checkpoint."""
+    vocab = Vocab(tokens=tuple(NUMBER_WORDS), level="word", case="lower")
+    target = Vocab(tokens=tuple(TARGET_LETTERS), level="char")
+    cfg = Seq2SeqConfig(cell, len(NUMBER_WORDS), len(TARGET_LETTERS), 8, 16, layers, 12 if attention else 0)  # type: ignore[arg-type]
+    card = ModelCard(
+        id=model_id, task="test-numbers", cell=cfg.cell, kind="translate", embed_size=8, hidden_size=16,
+        num_layers=layers, vocab=vocab.to_json(), target_vocab=target.to_json(), attention=attention,
+        attention_size=cfg.attention_size, equations=EQUATIONS, max_length=24, description=f"a test {cell}",
+        examples=[{"text": "twenty-one", "note": "test"}], metrics={"exact_match": 0.5}, seed=1,
+    )  # fmt: skip
+    torch.manual_seed(sum(map(ord, model_id)))
+    model = Seq2SeqModel(cfg)
+    with torch.no_grad():
+        model.head.bias[EOS_ID] += 2.0  # outputs that end within max_length
+    path = f"checkpoints/{model_id}-0.safetensors"
+    (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in Seq2SeqModel(cfg).state_dict().items()}, str(folder / path))
+    card.checkpoints.append(Checkpoint(name="0", step=0, file=path))
+    save_model(folder, card, model)
+    return card
+
+
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("models")
@@ -64,6 +91,9 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_model(folder, "chars-gru", "gru", "next_token", layers=2)
     write_model(folder, "chars-rnn", "rnn", "next_token")
     write_model(folder, "words-lstm", "lstm", "classify")
+    write_translation_model(folder, "numbers-gru-attention", "gru", attention=True)
+    write_translation_model(folder, "numbers-lstm-attention", "lstm", attention=True, layers=2)
+    write_translation_model(folder, "numbers-gru", "gru", attention=False)
     return folder
 
 

@@ -24,7 +24,8 @@ def test_models_lists_every_loaded_model(client: TestClient) -> None:
     r = client.get("/api/models")
     assert r.status_code == 200
     models = {m["id"]: m for m in r.json()["models"]}
-    assert set(models) == {"chars-lstm", "chars-gru", "chars-rnn", "words-lstm"}
+    assert set(models) == {"chars-lstm", "chars-gru", "chars-rnn", "words-lstm", "numbers-gru-attention",
+                           "numbers-lstm-attention", "numbers-gru"}  # fmt: skip
     assert models["chars-gru"]["num_layers"] == 2
     assert models["words-lstm"]["kind"] == "classify"
     assert models["chars-lstm"]["vocab_size"] == 30
@@ -189,7 +190,7 @@ def test_generate_limits_and_classifiers(client: TestClient) -> None:
 def test_health_ready_and_metrics(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok", "models": None}
     r = client.get("/readyz")
-    assert r.status_code == 200 and r.json()["models"] == 4
+    assert r.status_code == 200 and r.json()["models"] == 7
     client.get("/api/models")
     text = client.get("/metrics").text
     assert 'unrolled_requests_total{method="GET",route="/api/models",status="200"}' in text
@@ -226,7 +227,7 @@ def test_broken_model_files_are_skipped_not_fatal(tmp_path: Any, models_dir: Any
     (tmp_path / "ghost.json").write_text(card)  # a card whose weights file is missing
     with TestClient(create_app(settings.model_copy(update={"models_dir": tmp_path}))) as c:
         ids = {m["id"] for m in c.get("/api/models").json()["models"]}
-        assert ids == {"chars-lstm", "chars-gru"}
+        assert ids == {"chars-lstm", "chars-gru", "numbers-gru-attention", "numbers-lstm-attention", "numbers-gru"}
         assert c.get("/readyz").status_code == 200
         home = c.get("/").text  # says which files were skipped and why, without the server's own paths
         assert "chars-rnn" in home and "ghost" in home and str(tmp_path) not in home

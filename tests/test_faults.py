@@ -262,6 +262,7 @@ def test_a_greedy_clients_backlog_does_not_starve_a_visitor(settings: Settings) 
     from another address, arriving after them, is served beside them, not after them."""
     greedy_body = {"prompt": "a", "length": 1999}  # 2,000 steps: expensive work, one slot of two at most
     with LiveServer(settings, UNROLLED_MAX_CONCURRENT="2") as live, ThreadPoolExecutor(13) as pool:
+
         def generate(_: int) -> int:
             r = httpx.post(f"{live.url}/api/models/chars-lstm/generate", json=greedy_body, timeout=120,
                            headers={"X-Forwarded-For": "10.0.0.1"})  # fmt: skip

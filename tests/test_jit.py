@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from app.config import ROOT
 
 # Warms every kernel, then reports the cache mode and numba's own hit and miss counts over all of them.
 PROBE = """

@@ -8,12 +8,17 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from app.config import Settings
+from app.rnn.seq2seq_trace import MAX_SOURCE_STEPS
 
 
 def limits(settings: Settings) -> dict[str, dict[str, dict[str, int]]]:
     """Schema name → property → JSON-schema keywords the service enforces (app.api.service)."""
     return {
         "TraceRequest": {"text": {"maxLength": settings.max_steps}, "top_k": {"maximum": settings.max_top_k}},
+        "TranslateRequest": {
+            "text": {"maxLength": min(settings.max_steps, MAX_SOURCE_STEPS)},
+            "top_k": {"maximum": settings.max_top_k},
+        },
         "GenerateRequest": {
             "prompt": {"maxLength": settings.max_prompt_chars()},
             "length": {"maximum": settings.max_generate},

@@ -31,7 +31,7 @@ class BoundedHead(HttpToolsProtocol):
         self.max_head = settings.max_header_bytes
         self.head_timeout = settings.header_timeout
         self.head_bytes = 0
-        self.in_head = True  # reading a head: from the connection's start, and after each response
+        self.in_head = True  # reading a head: from the connection's start, and after each request's end
         self.head_timer: asyncio.TimerHandle | None = None
         self.refused = False
 
@@ -67,9 +67,11 @@ class BoundedHead(HttpToolsProtocol):
         if not self.refused:
             super().send_400_response(msg)
 
-    def on_response_complete(self) -> None:
-        self.in_head = True  # the next request's head, timed from its first byte (idle: timeout_keep_alive)
-        super().on_response_complete()
+    def on_message_complete(self) -> None:
+        # Whatever comes next is the next request's head, timed from its first byte (idle: timeout_keep_alive).
+        # Not on the response's completion: a 413 leaves before the rest of its body has been read.
+        self.in_head = True
+        super().on_message_complete()
 
     def _arm(self) -> None:
         self._disarm()

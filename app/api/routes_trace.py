@@ -12,13 +12,24 @@ from fastapi.responses import Response
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
+from app.api import translation
 from app.api.budget import ByteBudget, Held
 from app.api.compute import Compute, Work
 from app.api.deps import BudgetDep, ComputeDep, SettingsDep, ZooDep, work_of
-from app.api.schemas import ErrorBody, GenerateRequest, GenerateResponse, TraceRequest, TraceResponse
+from app.api.schemas import (
+    ErrorBody,
+    GenerateRequest,
+    GenerateResponse,
+    TraceRequest,
+    TraceResponse,
+    TranslateRequest,
+    TranslateResponse,
+    TranslationTraceResponse,
+)
 from app.api.service import Generation, compute_trace, trace_steps
 from app.api.wire import dumps, estimate_body_bytes
 from app.config import Settings
+from app.rnn.errors import WrongModelKind
 
 log = logging.getLogger("unrolled.api")
 router = APIRouter(prefix="/api", tags=["trace"])
@@ -77,7 +88,7 @@ async def held_json(
     return HeldJSON(body, held, settings.send_timeout)
 
 
-@router.post("/models/{model_id}/trace", response_model=TraceResponse, responses=ERRORS)
+@router.post("/models/{model_id}/trace", response_model=TraceResponse | TranslationTraceResponse, responses=ERRORS)
 async def trace_model(
     model_id: str,
     req: TraceRequest,
@@ -87,8 +98,18 @@ async def trace_model(
     budget: BudgetDep,
     settings: SettingsDep,
 ) -> Response:
-    """Trace a text: every step's states, gates, predictions, losses and BPTT gradient norms."""
+    """Trace a text: every step's states, gates, predictions, losses and BPTT gradient norms. A translation model
+    traces its encoder and decoder: on `target` (teacher forcing) or on its own greedy output."""
     loaded = zoo.get(model_id)
+    if translation.is_translation(loaded):
+        steps = translation.translation_steps(loaded, req.text, None, 1, req.top_k, settings)
+
+        def translation_work() -> bytes:
+            return dumps(translation.trace_request(loaded, req, settings).body())
+
+        estimate = translation.estimate_bytes(loaded, steps, req.top_k)
+        return await held_json(translation_work, work_of(request, steps), compute, budget, estimate, settings)
+    translation.refuse_translation_fields(loaded, req)
     steps = trace_steps(loaded, req, settings)
 
     def work() -> bytes:
@@ -120,4 +141,29 @@ async def generate_text(
         return dumps({"text": text, "generated": written, "trace": wire.body()})
 
     estimate = estimate_body_bytes(loaded.card, steps, req.top_k)
+    return await held_json(work, work_of(request, steps), compute, budget, estimate, settings)
+
+
+@router.post("/models/{model_id}/translate", response_model=TranslateResponse, responses=ERRORS)
+async def translate_text(
+    model_id: str,
+    req: TranslateRequest,
+    request: Request,
+    zoo: ZooDep,
+    compute: ComputeDep,
+    budget: BudgetDep,
+    settings: SettingsDep,
+) -> Response:
+    """Translate a text: beam search (every candidate and its score), after an optional forced prefix, with the
+    trace of the best output."""
+    loaded = zoo.get(model_id)
+    if not translation.is_translation(loaded):
+        raise WrongModelKind(f"{model_id} is a {loaded.card.kind} model, not a translation model")
+    steps = translation.translation_steps(loaded, req.text, req.max_length, req.beam, req.top_k, settings)
+
+    def work() -> bytes:
+        wire = translation.translate_request(loaded, req, settings)
+        return dumps({"output": wire.trace.output, "beams": wire.header()["beams"], "trace": wire.body()})
+
+    estimate = translation.estimate_bytes(loaded, steps, req.top_k)
     return await held_json(work, work_of(request, steps), compute, budget, estimate, settings)

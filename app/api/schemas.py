@@ -41,7 +41,7 @@ class ModelSummary(BaseModel):
     id: str
     task: str
     cell: Literal["rnn", "lstm", "gru"]
-    kind: Literal["next_token", "classify"]
+    kind: Literal["next_token", "classify", "translate"]
     hidden_size: int
     num_layers: int
     vocab_size: int
@@ -70,6 +70,10 @@ class ModelCardOut(ModelSummary):
         "own answer at the last step, or the class the input's first token names (the memory task)",
     )
     gates: list[str] = Field(description="gate names in torch.nn's order")
+    target_vocab: list[str] | None = Field(None, description="translation models: the decoder's tokens")
+    attention: bool | None = Field(None, description="translation models: whether the decoder attends")
+    max_length: int | None = Field(None, description="translation models: the longest output, in steps")
+    equations: str | None = Field(None, description="translation models: how every number is computed")
     examples: list[dict[str, Any]]
     checkpoints: list[CheckpointInfo]
     curve: list[dict[str, float]]
@@ -85,6 +89,29 @@ class TraceRequest(Strict):
     )
     label: str | None = Field(None, max_length=64, description="classifiers: the label L is measured against")
     top_k: Int = Field(5, ge=1, description="next-token models: predictions listed per step (at most max_top_k)")
+    checkpoint: str | None = Field(None, pattern=CHECKPOINT_PATTERN, description="a saved checkpoint's name")
+    precision: Precision | None = Field(None, description="significant digits; omitted: full float32")
+    target: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1000,
+        description="translation models: the output the decoder is scored on (teacher forcing); omitted: the "
+        "model's own greedy output",
+    )
+
+
+class TranslateRequest(Strict):
+    text: str = Field(min_length=1, description="the source text")
+    beam: Annotated[int, Ge(1), Le(8), BeforeValidator(_json_number)] = Field(
+        1, description="beam width; 1 is greedy decoding"
+    )
+    max_length: Annotated[int, Ge(1), Le(400), BeforeValidator(_json_number)] | None = Field(
+        None, description="the longest output, in decoder steps; default: the card's max_length"
+    )
+    top_k: Int = Field(5, ge=1, description="predictions listed per decoder step (at most max_top_k)")
+    prefix: str | None = Field(
+        None, max_length=400, description="what the decoder is forced to write first ('what if it had written this')"
+    )
     checkpoint: str | None = Field(None, pattern=CHECKPOINT_PATTERN, description="a saved checkpoint's name")
     precision: Precision | None = Field(None, description="significant digits; omitted: full float32")
 
@@ -106,6 +133,12 @@ class StreamTraceRequest(TraceRequest):
         description="frames per WebSocket message, for long inputs (e.g. 64): binary records end to end, or in "
         "JSON an array of frames; the meta and done frames always travel alone",
     )
+
+
+class StreamTranslateRequest(TranslateRequest):
+    mode: Literal["translate"]
+    encoding: Literal["json", "binary"] = Field("json", description="binary: fixed-size binary records")
+    batch: Annotated[int, Ge(1), Le(4096), BeforeValidator(_json_number)] = Field(1)
 
 
 class StreamGenerateRequest(GenerateRequest):
@@ -159,6 +192,62 @@ class GenerateResponse(BaseModel):
     text: str = Field(description="the prompt followed by what the model wrote")
     generated: str
     trace: TraceResponse
+
+
+class TranslationGradNorms(BaseModel):
+    hidden: list[list[float]] = Field(description="[layer][steps] ‖∂L/∂h_t‖")
+    cell_state: list[list[float]] | None = Field(description="[layer][steps] ‖∂L/∂c_t‖, LSTM only")
+    input: list[float] = Field(description="[steps] ‖∂L/∂x_t‖, x_t the step's input embedding")
+    weight_hh: list[list[float]]
+    via_attention: list[float] | None = Field(
+        None, description="encoder: [J] ‖the part of ∂L/∂h_j (top layer) that arrives through attention‖"
+    )
+    context: list[float] | None = Field(None, description="decoder: [T] ‖∂L/∂c_t‖ of the attention context")
+
+
+class SideBody(BaseModel):
+    tokens: list[str] = Field(description="what each step read (the decoder: <s>, then its own previous output)")
+    layers: list[LayerBody]
+    predictions: list[list[Prediction]] | None = Field(None, description="decoder: top-k per step")
+
+
+class BeamBody(BaseModel):
+    output: str
+    score: float = Field(description="Σ log p of every written token, </s> included; not length-normalised")
+    finished: bool
+
+
+class TranslationTraceResponse(BaseModel):
+    model: str
+    cell: str
+    kind: Literal["translate"]
+    checkpoint: str | None
+    attention_used: bool
+    source_tokens: list[str]
+    source_ids: list[int]
+    unknown: list[int]
+    target_tokens: list[str] = Field(description="what each decoder step should write; </s> last if it ended")
+    target_ids: list[int]
+    target_source: Literal["given", "greedy"]
+    prefix_length: int
+    output: str
+    finished: bool
+    source_steps: int
+    target_steps: int
+    total_loss: float = Field(description="−log p(target | source)")
+    beams: list[BeamBody] | None
+    encoder: SideBody
+    decoder: SideBody
+    attention: list[list[float]] | None = Field(description="[T][J] α_tj; null without attention")
+    context: list[list[float]] | None = Field(description="[T][H] c_t")
+    loss: list[float] = Field(description="[T] −log p(y_t)")
+    grad_norms: dict[str, TranslationGradNorms] = Field(description='{"encoder": …, "decoder": …}')
+
+
+class TranslateResponse(BaseModel):
+    output: str = Field(description="the best candidate")
+    beams: list[BeamBody] = Field(description="every final candidate, best first")
+    trace: TranslationTraceResponse
 
 
 class Health(BaseModel):

@@ -6,6 +6,10 @@ the last back to the first (the BPTT sweep), then {"type": "done"}. With "batch"
 travel n to a message, as a JSON array of frames. With "encoding": "binary" they travel as fixed-size binary
 records (float32 states, float64 gradient norms; the meta frame gives their layouts), `batch` records to a
 message: T step records, then T grad records, then {"type": "done"}.
+A translation model (or {"mode": "translate", …} with a translate body) sends meta, {"type": "encoder_step"}
+per source step, {"type": "decoder_step"} per output step (with its attention row and prediction),
+{"type": "decoder_grad"} from the last output step back, {"type": "encoder_grad"} from the last source step
+back, then done; in binary, the same four sections of records, each with its own layout in the meta frame.
 On bad input it sends {"type": "error", "error", "message"} and closes with code 4000 + the HTTP status REST
 would answer (4400 malformed, 4403 opened by another site's page (its Origin), 4404 unknown model, checkpoint or
 label, 4408 no request in time, 4409 wrong model kind, 4413 too large, 4422 invalid or over a limit, 4503 busy).
@@ -25,16 +29,19 @@ from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
+from app.api import translation
 from app.api.budget import ByteBudget
 from app.api.compute import Compute, Work
 from app.api.deps import work_of
 from app.api.errors import classify
 from app.api.metrics import Metrics
-from app.api.schemas import StreamGenerateRequest, StreamTraceRequest
+from app.api.schemas import StreamGenerateRequest, StreamTraceRequest, StreamTranslateRequest
 from app.api.service import Generation, compute_trace, trace_steps
 from app.api.wire import WireTrace, dumps, estimate_body_bytes, generated_step_frame
 from app.config import Settings
+from app.rnn.errors import WrongModelKind
 from app.rnn.generate import Step
+from app.rnn.model import LoadedModel
 from app.zoo import Zoo
 
 log = logging.getLogger("unrolled.stream")
@@ -159,7 +166,9 @@ class Sender:
         self.sent += size
 
 
-async def _read_request(ws: WebSocket, timeout: float) -> StreamTraceRequest | StreamGenerateRequest:
+async def _read_request(
+    ws: WebSocket, timeout: float
+) -> StreamTraceRequest | StreamGenerateRequest | StreamTranslateRequest:
     with anyio.move_on_after(timeout) as scope:
         message = await ws.receive()
     if scope.cancelled_caught:
@@ -178,6 +187,8 @@ async def _read_request(ws: WebSocket, timeout: float) -> StreamTraceRequest | S
     try:
         if data.get("mode") == "generate":
             return StreamGenerateRequest.model_validate(data)
+        if data.get("mode") == "translate":
+            return StreamTranslateRequest.model_validate(data)
         return StreamTraceRequest.model_validate(data)
     except ValidationError as e:
         first = e.errors()[0]
@@ -193,10 +204,17 @@ async def _serve(
     metrics: Metrics,
     settings: Settings,
     model_id: str,
-    req: StreamTraceRequest | StreamGenerateRequest,
+    req: StreamTraceRequest | StreamGenerateRequest | StreamTranslateRequest,
     ws: WebSocket,
 ) -> None:
     loaded = zoo.get(model_id)
+    if translation.is_translation(loaded) or isinstance(req, StreamTranslateRequest):
+        if isinstance(req, StreamGenerateRequest):
+            raise WrongModelKind(f"{model_id} translates: open a stream with mode translate or trace, not generate")
+        await _serve_translation(sender, compute, budget, settings, loaded, req, ws)
+        return
+    if isinstance(req, StreamTraceRequest):
+        translation.refuse_translation_fields(loaded, req)
     if isinstance(req, StreamGenerateRequest):
         gen = Generation.start(loaded, req, settings)
         work = work_of(ws, len(gen.prompt_ids) + req.length)
@@ -228,6 +246,37 @@ async def _serve(
             await sender.texts(wire.step_frames(req.batch))
             await sender.texts(wire.grad_frames(req.batch))
         await sender.frame({"type": "done"})
+
+
+async def _serve_translation(
+    sender: Sender,
+    compute: Compute,
+    budget: ByteBudget,
+    settings: Settings,
+    loaded: LoadedModel,
+    req: StreamTraceRequest | StreamTranslateRequest,
+    ws: WebSocket,
+) -> None:
+    """meta, the encoder's steps, the decoder's steps, the decoder's BPTT, the encoder's BPTT, done."""
+    if not translation.is_translation(loaded):
+        raise WrongModelKind(f"{loaded.card.id} is a {loaded.card.kind} model, not a translation model")
+    is_translate = isinstance(req, StreamTranslateRequest)
+    beam = req.beam if isinstance(req, StreamTranslateRequest) else 1
+    max_length = req.max_length if isinstance(req, StreamTranslateRequest) else None
+    steps = translation.translation_steps(loaded, req.text, max_length, beam, req.top_k, settings)
+    binary = req.encoding == "binary"
+    with budget.hold(translation.estimate_bytes(loaded, steps, req.top_k)) as held:
+        wire = await compute.run(work_of(ws, steps), translation.stream_request, loaded, req, settings)
+        held.resize(wire.held_bytes())
+        await sender.frame(wire.meta_frame(binary, req.batch))
+        if binary:
+            await sender.binaries(wire.binary_frames(req.batch))
+        else:
+            await sender.texts(wire.frames(req.batch))
+        done: dict[str, Any] = {"type": "done", "output": wire.trace.output, "total_loss": wire.trace.loss}
+        if is_translate:
+            done["beams"] = wire.header()["beams"]
+        await sender.frame(done)
 
 
 async def _serve_generate(sender: Sender, compute: Compute, work: Work, metrics: Metrics, gen: Generation) -> None:

@@ -116,12 +116,13 @@ def encode_source(
     return enc.tokens, enc.ids, enc.unknown
 
 
-def encode_target(vocab: Vocab, text: str, what: str, limit: int) -> list[int]:
-    """Target text → ids (no </s>), with UnknownTokens for letters the decoder cannot write."""
+def encode_target(vocab: Vocab, text: str, what: str, limit: int, allow_unknown: bool = False) -> list[int]:
+    """Target text → ids (no </s>), with UnknownTokens for letters the decoder cannot write (or, with
+    allow_unknown, <unk> in their place: a target the decoder could never write, scored as such)."""
     if not text:
         return []
     enc = vocab.encode(text)
-    if enc.unknown:
+    if enc.unknown and not allow_unknown:
         raise UnknownTokens(what, enc.tokens, enc.unknown)
     if len(enc.ids) >= limit:
         raise OverLimit(what, len(enc.ids) + 1, limit, "max_length")
@@ -148,11 +149,11 @@ def trace_translation(
     if target is not None and prefix:
         raise EngineError("give a target or a prefix, not both: a target is followed to its end")
     if target is not None:
-        target_ids = [*encode_target(tvocab, target, "target", limit), EOS_ID]
+        target_ids = [*encode_target(tvocab, target, "target", limit, allow_unknown), EOS_ID]
         how: TargetSource = "given"
         forced = 0
     else:
-        forced_ids = encode_target(tvocab, prefix or "", "prefix", limit)
+        forced_ids = encode_target(tvocab, prefix or "", "prefix", limit, allow_unknown)
         target_ids = list(greedy_output(model, ids, limit, forced_ids).ids)
         how, forced = "greedy", len(forced_ids)
     result = trace_ids(model, tvocab, ids, target_ids, top_k=top_k, source_tokens=tokens)
@@ -183,7 +184,7 @@ def translate(
     model, tvocab = translator(loaded, checkpoint)
     limit = max_length or loaded.card.max_length or DEFAULT_MAX_LENGTH
     tokens, ids, unknown = encode_source(loaded, source, max_source_steps, allow_unknown)
-    forced = encode_target(tvocab, prefix or "", "prefix", limit)
+    forced = encode_target(tvocab, prefix or "", "prefix", limit, allow_unknown)
     candidates = beam_search(model, ids, beam, limit, forced)
     beams = [Beam(_text(tvocab, c.ids), c.score, c.finished, list(c.ids)) for c in candidates]
     best = trace_ids(model, tvocab, ids, list(candidates[0].ids), top_k=top_k, source_tokens=tokens)
