@@ -30,7 +30,7 @@ DEFAULT_TOUR = "deep-learning-for-sequences"
 MAX_FILE_BYTES = 1_000_000
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
-View = Literal["model", "unrolled", "sequences", "certainty", "bptt", "compare", "generate", "learning"]
+View = Literal["model", "unrolled", "sequences", "certainty", "bptt", "compare", "generate", "learning", "translate"]
 Panel = Literal[
     "unrolled",
     "text",
@@ -47,6 +47,8 @@ Panel = Literal[
     "checkpoints",
     "cells",
     "output",
+    "attention",
+    "beams",
 ]
 
 # What each view may show, and what it shows when a scene does not say. The special views are the model view
@@ -62,6 +64,9 @@ VIEW_PANELS: dict[str, frozenset[str]] = {
     "learning": MODEL_PANELS | {"checkpoints"},
     "compare": frozenset({"norms", "cells", "gates"}),
     "generate": frozenset({"output", "predictions", "unrolled", "states", "gradients"}),
+    # an encoder–decoder: its two rows unrolled with the attention between them, the attention heatmap, the
+    # beam's candidates, the decoder's top-k (predictions) and both BPTT sweeps on one axis (gradients)
+    "translate": frozenset({"unrolled", "attention", "beams", "predictions", "gradients"}),
 }
 DEFAULT_PANELS: dict[str, tuple[str, ...]] = {
     "model": ("unrolled", "predictions", "gradients"),
@@ -71,6 +76,7 @@ DEFAULT_PANELS: dict[str, tuple[str, ...]] = {
     "learning": ("checkpoints", "text", "gradients"),
     "compare": ("norms", "cells"),
     "generate": ("output", "predictions", "unrolled"),
+    "translate": ("unrolled", "attention", "beams"),
 }
 NEXT_TOKEN_ONLY = {"generate", "certainty"}
 
@@ -125,6 +131,7 @@ class Scene(Strict):
     length: int = Field(100, ge=1, le=2000, description="generate: tokens to write")
     temperature: float = Field(0.8, ge=0, le=2)
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    beam: int = Field(1, ge=1, le=8, description="translate: the beam width (1: greedy decoding)")
 
     @model_validator(mode="after")
     def _fits_its_view(self) -> Scene:
@@ -141,6 +148,10 @@ class Scene(Strict):
                 raise ValueError("a certainty scene needs models (or a model)")
         elif not self.model:
             raise ValueError(f"a {view} scene needs a model")
+        if view == "translate" and self.models is not None and len(self.models) > 1:
+            raise ValueError("a translate scene takes a model and at most one more (its task, attention switched)")
+        if view != "translate" and self.beam != 1:
+            raise ValueError(f"beam is for translate scenes; a {view} scene does not decode")
         if isinstance(self.input, list):
             if view != "certainty":
                 raise ValueError(f"input is a list only in a certainty scene; a {view} scene takes one text")
@@ -286,7 +297,7 @@ def scene_models(scene: Scene, zoo: Zoo) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     ids = scene.named_models()
     if scene.view == "compare" and not scene.models and scene.task:
-        in_task = [m for m in zoo if m.card.task == scene.task]
+        in_task = [m for m in zoo if m.card.task == scene.task and m.card.kind != "translate"]
         if not in_task:
             tasks = sorted({m.card.task for m in zoo})
             problems.append(f"no model of the zoo has the task {scene.task!r}; the tasks are: {', '.join(tasks)}")
@@ -303,11 +314,24 @@ def scene_models(scene: Scene, zoo: Zoo) -> tuple[list[str], list[str]]:
         except UnknownModel as e:
             problems.append(str(e))
             continue
-        if scene.view in NEXT_TOKEN_ONLY and m.card.kind != "next_token":
-            problems.append(f"{model_id} is a classifier: a {scene.view} scene needs a next-token model")
+        kind = m.card.kind
+        if scene.view in NEXT_TOKEN_ONLY and kind != "next_token":
+            what = "translates" if kind == "translate" else "is a classifier"
+            problems.append(f"{model_id} {what}: a {scene.view} scene needs a next-token model")
+        elif scene.view == "translate" and kind != "translate":
+            problems.append(f"{model_id} is a {kind} model: a translate scene needs a translation model")
+        elif scene.view not in NEXT_TOKEN_ONLY | {"translate"} and kind == "translate":
+            problems.append(f'{model_id} translates: show it in a translate scene (view "translate")')
         if scene.checkpoint and scene.checkpoint not in {c.name for c in m.card.checkpoints}:
             known = ", ".join(c.name for c in m.card.checkpoints) or "none"
             problems.append(f"{model_id} has no checkpoint {scene.checkpoint!r}; its checkpoints: {known}")
         if scene.label and m.card.labels is not None and scene.label not in m.card.labels:
             problems.append(f"{model_id} has no label {scene.label!r}; its labels: {', '.join(m.card.labels)}")
+    if scene.view == "translate" and len(ids) == 2 and not problems:
+        a, b = (zoo.get(i).card for i in ids)
+        if bool(a.attention) == bool(b.attention) or a.task != b.task:
+            problems.append(
+                f"a translate scene's second model is its first with attention switched: {a.id} and {b.id} are not "
+                "(the same task, one with attention and one without)"
+            )
     return ids, problems

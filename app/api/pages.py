@@ -61,11 +61,25 @@ def tasks_of(zoo: Zoo) -> dict[str, list[LoadedModel]]:
 
 
 def comparable(models: list[LoadedModel]) -> list[LoadedModel]:
-    """One model per cell type (the first of each), for the compare page."""
+    """One model per cell type (the first of each), for the compare page. Translation models are not compared
+    cell by cell (one time axis cannot hold an encoder and a decoder): their page switches attention instead."""
     seen: dict[str, LoadedModel] = {}
     for m in models:
-        seen.setdefault(m.card.cell, m)
+        if m.card.kind != "translate":
+            seen.setdefault(m.card.cell, m)
     return list(seen.values())
+
+
+def attention_peer(zoo: Zoo, card: ModelCard) -> LoadedModel | None:
+    """The translation model of the same task with attention switched (on ↔ off): the same cell and depth if the
+    zoo has it, else the nearest; None if the task has no such model."""
+    others = [
+        m
+        for m in zoo
+        if m.card.kind == "translate" and m.card.task == card.task and bool(m.card.attention) != bool(card.attention)
+    ]
+    others.sort(key=lambda m: (m.card.cell != card.cell, m.card.num_layers != card.num_layers, m.card.id))
+    return others[0] if others else None
 
 
 def link(path: str, **query: Any) -> str:
@@ -101,13 +115,27 @@ def model_page(request: Request, zoo: Zoo, model_id: str, template: str, writes:
     except UnknownModel as e:
         return not_found(request, str(e))
     if writes and m.card.kind != "next_token":
-        return not_found(request, f"{model_id} is a classifier: only next-token models can write text.")
+        what = "translates (its page: /models/" + model_id + ")" if m.card.kind == "translate" else "is a classifier"
+        return not_found(request, f"{model_id} {what}: only next-token models can write text.")
+    if template == "learning.html" and m.card.kind == "translate":
+        return not_found(
+            request,
+            f"{model_id} is a translation model: the learning page shows next-token models and classifiers. "
+            f"Its encoder, decoder and attention are on its own page, /models/{model_id}.",
+        )
     return page(request, template, m=m, peers=comparable(tasks_of(zoo)[m.card.task]))
 
 
 @router.get("/models/{model_id}", response_class=HTMLResponse)
 def model_view(request: Request, model_id: str, zoo: ZooDep) -> HTMLResponse:
-    """One model, unrolled: the network, hidden state, gates, gradients, text and trajectory."""
+    """One model, unrolled: the network, hidden state, gates, gradients, text and trajectory; a translation model,
+    its encoder and decoder unrolled with the attention between them."""
+    try:
+        m = zoo.get(model_id)
+    except UnknownModel as e:
+        return not_found(request, str(e))
+    if m.card.kind == "translate":
+        return page(request, "translate.html", m=m, peer=attention_peer(zoo, m.card))
     return model_page(request, zoo, model_id, "model.html")
 
 
@@ -130,8 +158,15 @@ def compare_view(request: Request, zoo: ZooDep, task: str | None = None) -> HTML
     choices = [t for t, models in groups.items() if len(comparable(models)) > 1]
     if task is None and choices:
         task = choices[0]
-    if task is None or task not in groups:
+    if task is None or task not in groups or not comparable(groups[task]):
         known = ", ".join(choices) or "none"
+        if task in groups and any(m.card.kind == "translate" for m in groups[task]):
+            first = groups[task][0].card.id
+            return not_found(
+                request,
+                f"the task {task!r} translates: its models are not compared cell by cell but with and without "
+                f"attention, on a translation model's page (/models/{first}). Tasks with several cells: {known}",
+            )
         return not_found(request, f"no task {task!r} to compare; tasks with several cells: {known}")
     models = comparable(groups[task])
     return page(request, "compare.html", task=task, models=models, choices=choices)

@@ -36,6 +36,8 @@ export const getModel = (id) => request(modelPath(id));
 /** The whole trace in one body: {text, loss?, label?, top_k, checkpoint?, precision?}. */
 export const trace = (id, body) => post(`${modelPath(id)}/trace`, body);
 export const generate = (id, body) => post(`${modelPath(id)}/generate`, body);
+/** A translation model: {text, beam, top_k, max_length?, prefix?, precision?} → {output, beams, trace}. */
+export const translate = (id, body) => post(`${modelPath(id)}/translate`, body);
 
 /**
  * Open the stream for one request (a trace body, or {mode: "generate", …}) and hand every frame to onFrame.

@@ -8,6 +8,7 @@
 //   LearningStage  a model stage at a checkpoint of training, with a slider over the checkpoints
 //   CompareStage   several models on one input: gradient norms on one axis, their gates, their unrolled rows
 //   GenerateStage  a next-token model writing, streamed
+//   TranslateStage an encoder–decoder translating, its attention drawn; a switch runs the model without it
 
 import { trace as traceRest } from "./api.js";
 import { bus } from "./bus.js";
@@ -27,9 +28,15 @@ import { PcaView } from "./views/pca.js";
 import { PredictionsView } from "./views/predictions.js";
 import { TextView } from "./views/text.js";
 import { UnrolledView } from "./views/unrolled.js";
+import { TranslateSession, showLetter } from "./translation.js";
+import { AttentionView } from "./views/attention.js";
+import { BeamsView } from "./views/beams.js";
+import { EncDecView } from "./views/encdec.js";
+import { EncDecGradView } from "./views/encdecgrad.js";
+import { TopKView } from "./views/topk.js";
 
 // Panels that share a row (in pairs, in the order given): a scene fits a 1280×720 screen whole.
-const HALF = new Set(["predictions", "gradients", "weights", "pca", "checkpoints", "output", "states", "gates", "cell"]);
+const HALF = new Set(["predictions", "gradients", "weights", "pca", "checkpoints", "output", "states", "gates", "cell", "attention", "beams"]);
 // The gate that keeps memory, per cell: the one to watch open and close.
 const KEY_GATES = {
   lstm: { gates: ["forget"], says: "forget gate f (1: keep c_{t−1})" },
@@ -610,6 +617,135 @@ export class GenerateStage extends Stage {
   }
 }
 
+/**
+ * An encoder–decoder on one input: its two rows unrolled with the attention between them, the attention
+ * heatmap, the beam's candidates, the decoder's top-k, both BPTT sweeps. With a second model (the scene's
+ * `models`: the same task with attention switched), a switch (or A) runs the same input on it.
+ */
+export class TranslateStage extends Stage {
+  constructor(ctx) {
+    super(ctx);
+    this.index = 0; // which of the scene's models runs
+    this.session = new TranslateSession(this.card.id, {
+      onTrace: (tr) => this.onTrace(tr),
+      onData: (tr) => this.onData(tr),
+      onDone: (tr) => {
+        this.onData(tr);
+        this.markReady();
+      },
+    });
+    this.sessions.push(this.session);
+    for (const key of this.scene.panels) this.addPanel(key);
+    this.balance();
+  }
+
+  addPanel(key) {
+    let p;
+    if (key === "unrolled") {
+      p = this.panel(key, "The encoder reads, the decoder writes");
+      this.output = node("span", "translation-now");
+      p.section.querySelector(".panel-head h2").after(this.output);
+      if (this.cards.length > 1) {
+        this.switch = node("button", "switch");
+        Object.assign(this.switch, { type: "button", title: "The same input with / without attention (A)" });
+        this.switch.setAttribute("role", "switch");
+        const track = node("span", "switch-track");
+        track.append(node("span", "switch-knob"));
+        const kbd = node("kbd", "", "A");
+        this.switch.append(track, " attention ", kbd);
+        this.switch.addEventListener("click", () => this.toggleAttention());
+        p.tools.append(this.switch);
+      }
+      const v = new EncDecView(p.body, { name: "tour-encoder-decoder" });
+      exportButtons(p.tools, () => v.exportPng(), () => v.exportSvg());
+      this.views.push(v);
+    } else if (key === "attention") {
+      p = this.panel(key, "Attention α: where each letter looks", { info: true });
+      this.views.push(new AttentionView(p.body, { info: p.info, name: "tour-attention" }));
+    } else if (key === "beams") {
+      p = this.panel(key, `Beam search (width ${this.scene.beam ?? 1}): score Σ log p`);
+      const list = node("ol", "beams");
+      p.body.append(list);
+      this.views.push(new BeamsView(list));
+    } else if (key === "predictions") {
+      p = this.panel(key, "The decoder's top 5 at this step");
+      this.views.push(new TopKView(p.body));
+    } else if (key === "gradients") {
+      p = this.panel(key, "BPTT: the decoder, then the encoder (log scale)", { info: true });
+      this.views.push(new EncDecGradView(p.body, { readout: p.info, name: "tour-encoder-decoder-gradients" }));
+    } else {
+      throw new Error(`a translate scene has no ${key} panel`);
+    }
+  }
+
+  get model() {
+    return this.cards[this.index];
+  }
+
+  start(inputs) {
+    this.inputs = inputs;
+    this.showSwitch();
+    this.session.modelId = this.model.id;
+    const body = { text: inputs[0], beam: this.scene.beam ?? 1, top_k: 5, precision: 4 };
+    return this.session.start(body).catch((e) => this.fail(e));
+  }
+
+  /** The scene's other model (attention switched), on the same input, from the first step. */
+  toggleAttention() {
+    if (this.cards.length < 2 || !this.inputs) return;
+    this.index = 1 - this.index;
+    this.ctx.start = { ...this.ctx.start, step: 1, phase: "forward", play: true };
+    this.ready = false;
+    this.start(this.inputs);
+  }
+
+  showSwitch() {
+    if (!this.switch) return;
+    this.switch.setAttribute("aria-checked", String(Boolean(this.model.attention)));
+    this.switch.title = `Now ${this.model.id}: press A for ${this.cards[1 - this.index].id} (${this.model.attention ? "without" : "with"} attention)`;
+  }
+
+  onKey(key) {
+    if (key === "a" || key === "A") this.toggleAttention();
+  }
+
+  onTrace(tr) {
+    if (this.closed) return;
+    this.trace = tr;
+    this.player.setSpeed(this.speed(tr.T));
+    this.player.reset(tr.T, this.startOf(tr.T));
+    this.push({ trace: tr, version: tr.version });
+  }
+
+  onData(tr) {
+    if (this.closed) return;
+    this.player.setAvailable(tr.steps, tr.gradFrom, tr.T);
+    this.push({ trace: tr, version: tr.version });
+    this.showOutput();
+  }
+
+  onCursor(cursor) {
+    super.onCursor(cursor);
+    this.showOutput();
+  }
+
+  /** The German written so far (by the cursor), the rest to come in grey. */
+  showOutput() {
+    const tr = this.trace;
+    if (!this.output || !tr) return;
+    const letters = tr.written.filter((w) => w !== "</s>");
+    const c = this.cursor ?? { phase: "forward", t: 0 };
+    const { side, i } = tr.at(c.t);
+    const n = c.phase === "backward" ? letters.length : side === "decoder" ? Math.min(letters.length, i + 1) : 0;
+    const key = `${tr.model}|${tr.version}|${n}`;
+    if (this.output.dataset.key === key) return;
+    this.output.dataset.key = key;
+    const arrow = node("span", "out-arrow", "→");
+    this.output.replaceChildren(arrow, node("span", "out-written", letters.slice(0, n).join("")), node("span", "out-ahead", letters.slice(n).join("")));
+    this.output.title = `${tr.model}: ${tr.output}${tr.finished ? "" : "…"} ${showLetter("</s>")}`;
+  }
+}
+
 const STAGES = {
   model: ModelStage,
   sequences: ModelStage,
@@ -618,6 +754,7 @@ const STAGES = {
   learning: LearningStage,
   compare: CompareStage,
   generate: GenerateStage,
+  translate: TranslateStage,
 };
 
 export function makeStage(ctx) {

@@ -251,6 +251,8 @@ onKeys(
           r: restore,
           R: restore,
           "/": () => $("input-0")?.focus(),
+          a: () => state.stage?.onKey?.("a"),
+          A: () => state.stage?.onKey?.("A"),
         },
   (e) => {
     if ($("help")?.open || !/^[1-9]$/.test(e.key)) return false;

@@ -57,7 +57,8 @@ export class Controls {
     }
     if (this.where) {
       const tok = trace?.tokens[t];
-      const text = T ? `step ${t + 1} / ${T}${tok !== undefined ? `  “${tokenText(tok)}”` : ""}` : "";
+      const own = T && trace?.where ? trace.where(t) : null; // a translation: "encoder 2 / 6 “hundred”"
+      const text = own ?? (T ? `step ${t + 1} / ${T}${tok !== undefined ? `  “${tokenText(tok)}”` : ""}` : "");
       if (this.where.textContent !== text) this.where.textContent = text;
     }
     if (this.speed) {

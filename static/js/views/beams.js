@@ -1,0 +1,48 @@
+// Beam search's result: every candidate the beam kept, best first, with its score Σ log p (every written
+// token, the end included) and p = exp(score) as a bar. The first is the one the page traces.
+
+import { showLetter } from "../translation.js";
+
+function node(tag, className = "", text = "") {
+  const e = document.createElement(tag);
+  if (className) e.className = className;
+  if (text) e.textContent = text;
+  return e;
+}
+
+export class BeamsView {
+  /** root: an <ol> (or any element) the candidates are listed in. */
+  constructor(root) {
+    this.root = root;
+    this.key = null;
+  }
+
+  update({ trace }) {
+    if (trace === undefined) return;
+    const beams = trace?.beams ?? [];
+    const key = trace ? `${trace.model}|${trace.version}|${beams.length}` : "";
+    if (key === this.key) return;
+    this.key = key;
+    this.root.replaceChildren(
+      ...beams.map((b, n) => {
+        const li = node("li", `beam${n === 0 ? " best" : ""}${b.finished ? "" : " unfinished"}`);
+        li.dataset.score = String(b.score);
+        const out = node("span", "beam-output", b.output === "" ? "(nothing: it ended at once)" : b.output);
+        if (b.output === "") out.classList.add("beam-empty");
+        const end = node("span", "beam-end", b.finished ? showLetter("</s>") : "…");
+        end.title = b.finished ? "ended with </s>" : "stopped at max_length without ending";
+        out.append(end);
+        const score = node("span", "beam-score", b.score.toFixed(2));
+        score.title = "Σ log p of every written token, the end included";
+        const p = node("span", "beam-p", `p ${Math.exp(b.score).toPrecision(2)}`);
+        const track = node("span", "bar-track");
+        const fill = node("span", "bar-fill");
+        fill.style.width = `${(100 * Math.exp(b.score)).toFixed(1)}%`;
+        track.append(fill);
+        li.append(out, score, p, track);
+        return li;
+      }),
+    );
+    if (!beams.length && trace) this.root.append(node("li", "beam beam-empty", "the beams arrive with the translation"));
+  }
+}

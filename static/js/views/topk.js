@@ -1,0 +1,64 @@
+// The decoder's top-k at the cursor: p(next letter) read from s_t (and the context c_t) through the head and a
+// softmax; green: the letter this output has at that step (what the loss L is measured against).
+
+import { showToken } from "../trace.js";
+import { showLetter } from "../translation.js";
+
+function node(tag, className = "", text = "") {
+  const e = document.createElement(tag);
+  if (className) e.className = className;
+  if (text) e.textContent = text;
+  return e;
+}
+
+export class TopKView {
+  constructor(root, { k = 5 } = {}) {
+    this.root = root;
+    root.classList.add("topk");
+    this.k = k;
+    this.note = node("p", "bar-legend");
+    this.bars = node("div", "bars");
+    root.append(this.note, this.bars);
+    this.rows = Array.from({ length: k }, () => {
+      const bar = node("div", "bar");
+      const label = node("span", "bar-label");
+      const track = node("span", "bar-track");
+      const fill = node("span", "bar-fill");
+      track.append(fill);
+      const value = node("span", "bar-value");
+      bar.append(label, track, value);
+      this.bars.append(bar);
+      return { bar, label, fill, value };
+    });
+    this.trace = null;
+    this.cursor = { phase: "forward", t: 0 };
+    this.key = null;
+  }
+
+  update(data) {
+    if (data.trace !== undefined) this.trace = data.trace;
+    if (data.cursor) this.cursor = data.cursor;
+    const tr = this.trace;
+    if (!tr) return;
+    const k = this.cursor.t;
+    const key = `${tr.model}|${tr.version}|${k}`;
+    if (key === this.key) return;
+    this.key = key;
+    const { side, i } = tr.at(k);
+    const preds = side === "decoder" ? tr.predictions[i] : null;
+    let note;
+    if (side === "encoder") note = `The encoder reads “${showToken(tr.source[i])}”: the decoder writes once the whole number is read.`;
+    else if (!preds) note = "";
+    else note = `Letter ${i + 1}: green is “${showLetter(tr.written[i])}”, the letter this output has here.`;
+    if (this.note.textContent !== note) this.note.textContent = note;
+    this.rows.forEach((r, n) => {
+      const p = preds?.[n];
+      r.bar.hidden = !p;
+      if (!p) return;
+      r.label.textContent = showLetter(p.token);
+      r.fill.style.width = `${(100 * p.p).toFixed(1)}%`;
+      r.value.textContent = p.p.toFixed(2);
+      r.bar.classList.toggle("hit", p.token === tr.written[i]);
+    });
+  }
+}
