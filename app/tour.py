@@ -298,7 +298,9 @@ def scene_models(scene: Scene, zoo: Zoo) -> tuple[list[str], list[str]]:
     ids = scene.named_models()
     if scene.view == "compare" and not scene.models and scene.task:
         in_task = [m for m in zoo if m.card.task == scene.task and m.card.kind != "translate"]
-        if not in_task:
+        if not in_task and any(m.card.task == scene.task for m in zoo):
+            problems.append(f"the task {scene.task!r} translates: its models are shown in a translate scene")
+        elif not in_task:
             tasks = sorted({m.card.task for m in zoo})
             problems.append(f"no model of the zoo has the task {scene.task!r}; the tasks are: {', '.join(tasks)}")
         order = {"rnn": 0, "lstm": 1, "gru": 2}

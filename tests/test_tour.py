@@ -97,6 +97,12 @@ def test_a_valid_file_loads_with_its_defaults(tmp_path: Path) -> None:
         ({"title": "x", "model": "m", "panels": ["series"]}, "needs series"),
         ({"title": "", "model": "m"}, "title"),
         ({"title": "x", "view": "generate", "model": "m", "temperature": 9}, "temperature"),
+        ({"title": "x", "view": "translate"}, "needs a model"),
+        ({"title": "x", "view": "translate", "model": "m", "models": ["a", "b"]}, "at most one more"),
+        ({"title": "x", "view": "translate", "model": "m", "beam": 9}, "beam"),
+        ({"title": "x", "model": "m", "beam": 3}, "beam is for translate scenes"),
+        ({"title": "x", "view": "translate", "model": "m", "panels": ["states"]}, "cannot show"),
+        ({"title": "x", "model": "m", "panels": ["attention"]}, "cannot show"),
     ],
 )
 def test_an_invalid_scene_is_refused_with_where_and_why(tmp_path: Path, scene: dict[str, Any], says: str) -> None:
@@ -158,6 +164,37 @@ def test_scene_models_are_checked_against_the_zoo(zoo: Zoo) -> None:
     assert ids == ["chars-rnn", "chars-lstm", "chars-gru"] and none == []
 
 
+def test_translate_scenes_take_translation_models_and_their_attention_peer(zoo: Zoo) -> None:
+    def resolved(**scene: Any) -> tuple[list[str], list[str]]:
+        return scene_models(Scene.model_validate({"title": "x", **scene}), zoo)
+
+    scene = Scene.model_validate({"title": "x", "view": "translate", "model": "numbers-gru-attention", "input": "one"})
+    assert scene.shown_panels() == ["unrolled", "attention", "beams"] and scene.beam == 1
+    assert resolved(view="translate", model="numbers-gru-attention", models=["numbers-gru"], beam=3) == (
+        ["numbers-gru-attention", "numbers-gru"],
+        [],
+    )
+    assert "needs a translation model" in resolved(view="translate", model="chars-lstm")[1][0]
+    # the second model switches attention: two models with attention are not a with/without pair
+    pair = resolved(view="translate", model="numbers-gru-attention", models=["numbers-lstm-attention"])[1]
+    assert len(pair) == 1 and "attention switched" in pair[0]
+    # a translation model in any other view would break its page: said, not shown
+    for view in ("model", "bptt", "learning"):
+        assert "show it in a translate scene" in resolved(view=view, model="numbers-gru")[1][0]
+    assert "translates" in resolved(view="generate", model="numbers-gru")[1][0]
+    assert "translates" in resolved(view="compare", task="test-numbers")[1][0]
+    assert "show it in a translate scene" in resolved(view="compare", models=["chars-lstm", "numbers-gru"])[1][0]
+
+
+def test_the_builtin_translation_scene_switches_attention_on_the_zoos_models() -> None:
+    tour = load_tour(BUILTIN_TOURS / f"{DEFAULT_TOUR}.json")
+    scene = next(s for s in tour.scenes if s.view == "translate")
+    assert scene.title == "Applications: translation"
+    titles = [s.title for s in tour.scenes]
+    assert titles.index(scene.title) == titles.index("Applications: reading a review") + 1  # beside the others
+    assert scene_models(scene, Zoo.load(ROOT / "models")) == (["numbers-gru-attention", "numbers-gru"], [])
+
+
 @pytest.fixture(scope="module")
 def tour_client(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     folder = tmp_path_factory.mktemp("tours")
@@ -165,7 +202,9 @@ def tour_client(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> A
         *SMALL["scenes"],
         {"title": "Missing", "model": "no-such-model", "input": "x"},
         {"title": "Quotes", "caption": 'It\'s "quoted" </script><script>alert(1)</script>', "model": "chars-lstm"},
-    ]
+        {"title": "Translating", "view": "translate", "model": "numbers-gru-attention", "models": ["numbers-gru"],
+         "input": "twenty-one", "beam": 2},
+    ]  # fmt: skip
     write(folder, "mine", {**SMALL, "scenes": scenes})
     write(folder, "broken", "{")
     settings = Settings(models_dir=models_dir, tour_dir=folder, max_steps=3000, max_generate=2000)
@@ -186,13 +225,16 @@ def test_the_tour_page_carries_its_scenes_and_their_problems(tour_client: TestCl
     assert "script-src 'self'" in r.headers["content-security-policy"]
     assert "<script>" not in r.text and "https://" not in r.text
     data = tour_data(r.text)
-    assert data["name"] == "mine" and len(data["scenes"]) == 6
-    first, compare, _, certainty, missing, quotes = data["scenes"]
+    assert data["name"] == "mine" and len(data["scenes"]) == 7
+    first, compare, _, certainty, missing, quotes, translating = data["scenes"]
     assert first["view"] == "model" and first["models"] == ["chars-lstm"] and first["inputs"] == ["hi"]
     assert compare["models"] == ["chars-rnn", "chars-lstm", "chars-gru"] and compare["panels"] == ["norms", "cells"]
     assert certainty["inputs"] == ["abc", "cba"]
     assert missing["problems"] and "does not exist" in missing["problems"][0]
     assert quotes["caption"].startswith('It\'s "quoted" </script>')
+    assert translating["view"] == "translate" and translating["models"] == ["numbers-gru-attention", "numbers-gru"]
+    assert translating["beam"] == 2 and translating["panels"] == ["unrolled", "attention", "beams"]
+    assert translating["problems"] == []
     # the requested scene is rendered by the server too, its problem in place of the views
     assert 'id="scene-title">Missing<' in r.text and "no-such-model" in r.text.split('id="scene-problems"')[1]
 
@@ -201,12 +243,12 @@ def test_tour_urls(tour_client: TestClient) -> None:
     r = tour_client.get("/tour")
     assert r.status_code == 200 and tour_data(r.text)["name"] == DEFAULT_TOUR
     assert tour_client.get("/tour?name=mine&scene=99").text.count('aria-current="step"') == 1
-    assert 'id="scene-number">6 / 6<' in tour_client.get("/tour?name=mine&scene=99").text
-    assert 'id="scene-number">1 / 6<' in tour_client.get("/tour?name=mine&scene=x").text
+    assert 'id="scene-number">7 / 7<' in tour_client.get("/tour?name=mine&scene=99").text
+    assert 'id="scene-number">1 / 7<' in tour_client.get("/tour?name=mine&scene=x").text
     # digits that are not ASCII, and a number too long for int(): scene 1, not a 500
     for odd in ("²", "٣", "1" * 4301):
         r = tour_client.get("/tour", params={"name": "mine", "scene": odd})
-        assert r.status_code == 200 and 'id="scene-number">1 / 6<' in r.text, odd
+        assert r.status_code == 200 and 'id="scene-number">1 / 7<' in r.text, odd
     missing = tour_client.get("/tour?name=nope")
     assert missing.status_code == 404 and "mine" in missing.text and DEFAULT_TOUR in missing.text
 

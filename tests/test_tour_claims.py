@@ -4,6 +4,7 @@ A retrained model or an edited input that changes a fact fails here until the ca
 
 from __future__ import annotations
 
+import math
 from functools import cache
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 from app.config import ROOT
 from app.rnn.model import LoadedModel, SeqModel, load_model
+from app.rnn.seq2seq_trace import translate
 from app.rnn.trace import Trace, trace
 from app.tour import BUILTIN_TOURS, DEFAULT_TOUR, Scene, load_tour
 
@@ -168,3 +170,17 @@ def test_scene_7_the_language_model_of_speeches_writes_words_spaces_and_punctuat
     assert len(words) >= s.length / 10 and all(len(w) <= 20 for w in words), written  # words, between spaces
     assert 3 <= sum(len(w) for w in words) / len(words) <= 8, written
     assert any(c in written for c in ".,;:!?"), written  # and punctuation
+
+
+def test_scene_9_with_attention_it_translates_and_without_it_does_not() -> None:
+    s = scene("Applications: translation")
+    assert s.view == "translate" and s.model and s.models and isinstance(s.input, str)
+    (without,) = s.models
+    with_attention = translate(model(s.model), s.input, beam=s.beam)
+    alone = translate(model(without), s.input, beam=s.beam)
+    assert model(s.model).card.attention and not model(without).card.attention
+    p = math.exp(with_attention.beams[0].score)  # the best beam, as the beams panel shows it
+    assert f"“{with_attention.output}” (p = {p:.2f})" in s.caption
+    assert f"Without attention (press A), {without} writes “{alone.output}”" in s.caption
+    assert with_attention.output == "dreihunderteinundzwanzig" != alone.output  # 321, right; and wrong
+    assert s.input == "three hundred and twenty-one"

@@ -24,7 +24,8 @@ def test_home_lists_every_model_grouped_by_task(client: TestClient) -> None:
 
 
 def test_pages_run_only_their_own_scripts(client: TestClient) -> None:
-    for path in ("/", "/models/chars-lstm", "/compare", "/models/chars-lstm/generate", "/models/words-lstm/learning"):
+    pages = ("/", "/models/chars-lstm", "/compare", "/models/chars-lstm/generate", "/models/words-lstm/learning")
+    for path in (*pages, "/models/numbers-gru-attention", "/models/numbers-gru?text=twenty-one&beam=3"):
         r = client.get(path)
         assert r.status_code == 200, path
         policy = r.headers["content-security-policy"]
@@ -84,3 +85,37 @@ def test_the_api_docs_are_served_from_the_installed_package_under_the_strict_pol
     assert "script-src 'self';" in csp and "http" not in csp  # no CDN, no inline script
     assert client.get(r.url.path.replace("/docs", "/static/vendor/swagger-ui/swagger-ui-bundle.js")).status_code == 200
     assert client.get("/redoc").status_code == 404
+
+
+def test_a_translation_model_has_its_own_page_with_its_attention_peer(client: TestClient) -> None:
+    r = client.get("/models/numbers-gru-attention?text=twenty-one")
+    assert r.status_code == 200 and 'data-page="translate"' in r.text
+    assert 'data-model="numbers-gru-attention"' in r.text and 'data-attention="1"' in r.text
+    assert 'data-peer="numbers-gru"' in r.text  # the same task and cell, attention switched
+    assert "/static/js/pages/translate.js" in r.text and 'id="attention-switch"' in r.text
+    off = client.get("/models/numbers-gru").text
+    assert 'data-attention="0"' in off and 'data-peer="numbers-gru-attention"' in off
+    # the LSTM with attention has no LSTM without: its peer is the task's model without attention
+    assert 'data-peer="numbers-gru"' in client.get("/models/numbers-lstm-attention").text
+
+
+def test_the_home_page_leads_translators_to_their_page_and_nowhere_else(client: TestClient) -> None:
+    r = client.get("/")
+    card = r.text.split('data-model-id="numbers-gru-attention"')[1].split("</article>")[0]
+    assert 'href="/models/numbers-gru-attention">Translate</a>' in card
+    assert 'href="/models/numbers-gru-attention?text=twenty-one"' in card  # an example, on its page
+    assert "/learning" not in card and "/generate" not in card and "encoder–decoder, with attention" in card
+    assert "/compare?task=test-numbers" not in r.text  # translators are not compared cell by cell
+
+
+def test_pages_a_translator_does_not_have_say_where_it_is(client: TestClient) -> None:
+    for path, says in [
+        ("/models/numbers-gru/generate", "translates (its page: /models/numbers-gru)"),
+        ("/models/numbers-gru/learning", "is a translation model"),
+        ("/compare?task=test-numbers", "/models/numbers-lstm-attention"),
+    ]:
+        r = client.get(path)
+        assert r.status_code == 404 and r.headers["content-type"].startswith("text/html"), path
+        assert says in r.text and "Back to the model zoo" in r.text, path
+    compare = client.get("/compare").text
+    assert "test-numbers" not in compare.split('class="crumbs"')[1].split("</nav>")[0]  # not offered as a task
