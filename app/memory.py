@@ -7,6 +7,7 @@ Both functions are no-ops where the C library is not glibc.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import time
 from functools import cache
@@ -48,3 +49,26 @@ def trim_when_idle() -> None:
         return
     _last_trim = time.monotonic()
     libc.malloc_trim(0)
+
+
+_pending: asyncio.TimerHandle | None = None
+
+
+def trim_soon() -> None:
+    """From the event loop: trim in a worker thread now, or, if one ran within TRIM_INTERVAL, once that has
+    passed. A release that comes just after a trim would otherwise leave its pages resident until the next one."""
+    global _pending
+    if _libc() is None or _pending is not None:
+        return
+    loop = asyncio.get_running_loop()
+    wait = TRIM_INTERVAL - (time.monotonic() - _last_trim)
+    if wait <= 0:
+        loop.run_in_executor(None, trim_when_idle)
+        return
+
+    def later() -> None:
+        global _pending
+        _pending = None
+        trim_soon()
+
+    _pending = loop.call_later(wait, later)

@@ -71,8 +71,10 @@ def server(settings: Settings, models_dir: Path, tmp_path_factory: pytest.TempPa
     # Wide enough that a stream (~17 kB a frame) overflows every socket buffer of a client that stops reading.
     write_model(folder, "wide-lstm", "lstm", "next_token", hidden=256)
     local = settings.model_copy(update={"models_dir": folder})
-    # Its hundred clients share one address: give that address the whole line (fairness is tested elsewhere).
-    env = {"UNROLLED_MAX_QUEUE": "256", "UNROLLED_MAX_QUEUE_PER_CLIENT": "256", "UNROLLED_SEND_TIMEOUT": "3"}
+    # Its hundred clients share one address: give that address the whole line (fairness is tested elsewhere), and
+    # its eight stuck streams their memory (the byte budget is tested elsewhere).
+    env = {"UNROLLED_MAX_QUEUE": "256", "UNROLLED_MAX_QUEUE_PER_CLIENT": "256", "UNROLLED_SEND_TIMEOUT": "3",
+           "UNROLLED_MAX_BYTES_IN_FLIGHT": "2000000000"}  # fmt: skip
     with LiveServer(local, **env) as live:
         yield live
 
@@ -144,7 +146,7 @@ def test_read_only_models_folder_and_full_disk_do_not_stop_serving(
     subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)  # and make it read-only
     env = {"TMPDIR": str(scratch), "NUMBA_CACHE_DIR": str(scratch / "numba")}
     with LiveServer(settings.model_copy(update={"models_dir": models}), **env) as live:
-        assert httpx.get(f"{live.url}/readyz").json()["models"] == 4
+        assert httpx.get(f"{live.url}/readyz").json()["models"] == 7
         r = httpx.post(f"{live.url}/api/models/chars-gru/trace", json={"text": "read only"}, timeout=30)
         assert r.status_code == 200 and r.json()["steps"] == 9
 
@@ -198,7 +200,7 @@ def budget_server(settings: Settings, models_dir: Path, tmp_path: Path) -> Itera
     write_model(tmp_path, "wide-lstm", "lstm", "next_token", hidden=256)  # ~13 kB of JSON a step
     local = settings.model_copy(update={"models_dir": tmp_path})
     env = {
-        "UNROLLED_MAX_BYTES_IN_FLIGHT": "60000000",
+        "UNROLLED_MAX_BYTES_IN_FLIGHT": "200000000",
         "UNROLLED_SEND_TIMEOUT": "3",
         "UNROLLED_MAX_QUEUE": "64",
         "UNROLLED_MAX_QUEUE_PER_CLIENT": "64",  # the clients share one address; the byte budget is what is tested
@@ -210,10 +212,11 @@ def budget_server(settings: Settings, models_dir: Path, tmp_path: Path) -> Itera
 
 def test_clients_that_never_read_big_bodies_hold_at_most_the_byte_budget(budget_server: LiveServer) -> None:
     live = budget_server
-    budget_mb = 60  # UNROLLED_MAX_BYTES_IN_FLIGHT
+    budget_mb = 200  # UNROLLED_MAX_BYTES_IN_FLIGHT
     body = {"text": "the quick brown fox " * 145, "top_k": 20}  # 2,900 steps: a body of ~45 MB
     size_mb = len(httpx.post(f"{live.url}/api/models/wide-lstm/trace", json=body, timeout=60).content) / 1e6
-    assert size_mb > budget_mb / 2  # one such body fits the budget, two do not
+    # Computing one takes ~3 bodies (arrays, text, body: wire.WORKING_FACTOR); beside two held bodies, no more.
+    assert 3 * size_mb < budget_mb < 5 * size_mb
     httpx.post(f"{live.url}/api/models/wide-lstm/trace", json={"text": "warm"}, timeout=30)  # settle
     before = rss_mb(live)
     held = [post_and_never_read(live, body) for _ in range(12)]
@@ -223,9 +226,8 @@ def test_clients_that_never_read_big_bodies_hold_at_most_the_byte_budget(budget_
     in_flight = gauges_named(live, "unrolled_bytes_in_flight")
     assert in_flight <= budget_mb * 1e6
     peak = peak_rss_while(live, lambda: gauges_named(live, "unrolled_bytes_in_flight") == 0, within=30)
-    # the bound: the budget, plus the bodies of the computations that may run at once (max_concurrent 4 here),
-    # each built once as JSON text and once as the body
-    assert peak - before < budget_mb + 4 * 2 * size_mb, f"resident memory {before:.0f} → {peak:.0f} MB"
+    # the bound: the budget, which counts what computing takes too, and the allocator's slack over it
+    assert peak - before < 1.5 * budget_mb, f"resident memory {before:.0f} → {peak:.0f} MB"
     # the server gave up on them after send_timeout: nothing is held, and the memory is handed back
     assert gauges_named(live, "unrolled_bytes_in_flight") == 0
     time.sleep(2.5)  # memory.TRIM_INTERVAL: the trim after the last body was let go

@@ -9,12 +9,15 @@ with Retry-After, before or instead of holding more.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from app import memory
 from app.api.errors import Overloaded
+
+# A release this big trims at once even while others are held: under steady load the budget is never empty, and
+# a computation's freed working memory would stay resident.
+TRIM_AFTER = 32_000_000
 
 
 class ByteBudget:
@@ -40,8 +43,8 @@ class ByteBudget:
 
     def _give_back(self, size: int) -> None:
         self.held -= size
-        if self.held == 0 and memory.trim_due():  # the big texts are free: hand their pages back
-            asyncio.get_running_loop().run_in_executor(None, memory.trim_when_idle)
+        if self.held == 0 or size >= TRIM_AFTER:  # big texts are free: hand their pages back
+            memory.trim_soon()
 
     def _over(self, size: int) -> Overloaded:
         mb = 1 / 1e6
@@ -69,5 +72,8 @@ class Held:
         if budget.held - self.size + size > budget.limit:
             self.release()
             raise budget._over(size)
+        shrunk = self.size - size
         budget.held += size - self.size
         self.size = size
+        if shrunk >= TRIM_AFTER:  # the working memory of a computation is free now
+            memory.trim_soon()

@@ -87,8 +87,8 @@ class Compute:
             self._admitted_by[work.client] -= 1
             if not self._admitted_by[work.client]:
                 del self._admitted_by[work.client]
-            if self.admitted == 0 and memory.trim_due():  # idle: give freed memory back, off the event loop
-                asyncio.get_running_loop().run_in_executor(None, memory.trim_when_idle)
+            if self.admitted == 0:  # idle: give freed memory back, off the event loop
+                memory.trim_soon()
 
     @asynccontextmanager
     async def slot(self, work: Work) -> AsyncIterator[None]:

@@ -62,6 +62,10 @@ class BoundedHead(HttpToolsProtocol):
             self._refuse(431, "headers_too_large", f"the request's head is over {self.max_head} bytes")
             raise _Refused  # httptools stops parsing; send_400_response below stays quiet
         super().on_headers_complete()
+        # An ASGI extension: a response that gives up on a client that does not read resets the connection, so
+        # the megabytes queued for it in the kernel go too (a plain close would keep them until it reads).
+        extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
+        extensions["unrolled.abort"] = self.transport.abort
 
     def send_400_response(self, msg: str) -> None:
         if not self.refused:

@@ -27,7 +27,7 @@ from app.api.schemas import (
     TranslationTraceResponse,
 )
 from app.api.service import Generation, compute_trace, trace_steps
-from app.api.wire import dumps, estimate_body_bytes
+from app.api.wire import dumps, estimate_working_bytes
 from app.config import Settings
 from app.rnn.errors import WrongModelKind
 
@@ -42,6 +42,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorBody, "description": "the request is malformed or names an unknown label or checkpoint"},
     503: {"model": ErrorBody, "description": "busy: retry after the Retry-After header's seconds"},
 }
+
+
+ABORT = "unrolled.abort"  # an ASGI extension of `unrolled serve` (app.api.request_head): reset the connection
 
 
 class HeldJSON(Response):
@@ -69,6 +72,10 @@ class HeldJSON(Response):
                     )
         except TimeoutError:
             log.info("gave up on a client that read nothing for %g s", self.timeout)
+            abort = scope.get("extensions", {}).get(ABORT)
+            if abort is not None:  # reset the connection: what the kernel still holds for it is dropped too
+                abort()
+                await anyio.sleep(0)  # the server learns of the lost connection, and expects no more of the body
         finally:
             self.held.release()
 
@@ -76,8 +83,9 @@ class HeldJSON(Response):
 async def held_json(
     fn: Callable[[], bytes], work: Work, compute: Compute, budget: ByteBudget, estimate: int, settings: Settings
 ) -> HeldJSON:
-    """Compute a body that has room in the byte budget: its estimated size is taken before computing (over the
-    budget: a 503 at once, nothing computed), then its exact size, held until it has been sent."""
+    """Compute a body that has room in the byte budget: what computing it takes at its peak (an estimate) is taken
+    before computing (over the budget: a 503 at once, nothing computed), then only the body's exact size, held
+    until it has been sent."""
     held = budget.take(estimate)
     try:
         body = await compute.run(work, fn)
@@ -115,7 +123,7 @@ async def trace_model(
     def work() -> bytes:
         return dumps(compute_trace(loaded, req, settings).body())
 
-    estimate = estimate_body_bytes(loaded.card, steps, req.top_k)
+    estimate = estimate_working_bytes(loaded.card, steps, req.top_k, "rest")
     return await held_json(work, work_of(request, steps), compute, budget, estimate, settings)
 
 
@@ -140,7 +148,7 @@ async def generate_text(
         text, written, wire = generation.finish()
         return dumps({"text": text, "generated": written, "trace": wire.body()})
 
-    estimate = estimate_body_bytes(loaded.card, steps, req.top_k)
+    estimate = estimate_working_bytes(loaded.card, steps, req.top_k, "rest")
     return await held_json(work, work_of(request, steps), compute, budget, estimate, settings)
 
 

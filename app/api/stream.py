@@ -37,7 +37,7 @@ from app.api.errors import classify
 from app.api.metrics import Metrics
 from app.api.schemas import StreamGenerateRequest, StreamTraceRequest, StreamTranslateRequest
 from app.api.service import Generation, compute_trace, trace_steps
-from app.api.wire import WireTrace, dumps, estimate_body_bytes, generated_step_frame
+from app.api.wire import WireTrace, dumps, estimate_working_bytes, generated_step_frame
 from app.config import Settings
 from app.rnn.errors import WrongModelKind
 from app.rnn.generate import Step
@@ -231,10 +231,10 @@ async def _serve(
             wire.layer_text  # noqa: B018 (written here, not on the event loop)
         return wire
 
-    # Held in the byte budget from before it is computed (an estimate; over the budget: busy, nothing computed)
-    # until its last frame has left (its exact size).
+    # Held in the byte budget from before it is computed (what computing it takes at its peak, an estimate; over
+    # the budget: busy, nothing computed) until its last frame has left (its exact size once computed).
     steps = trace_steps(loaded, req, settings)
-    with budget.hold(estimate_body_bytes(loaded.card, steps, req.top_k)) as held:
+    with budget.hold(estimate_working_bytes(loaded.card, steps, req.top_k, "binary" if binary else "json")) as held:
         wire = await compute.run(work_of(ws, steps), compute_wire)
         held.resize(wire.held_bytes())
         await sender.frame(wire.meta_frame(binary, req.batch))

@@ -38,11 +38,24 @@ def state_key(layer: int, name: str) -> str:
 
 
 def estimate_body_bytes(card: ModelCard, steps: int, top_k: int) -> int:
-    """About how long a trace's JSON body will be, known before computing it: ~12 characters a float32 value
-    (its shortest digits and a comma), ~32 a top-k prediction, ~48 a step's losses and gradient norms."""
+    """About how long a trace's JSON body will be (a little over), known before computing it: ~13 characters a
+    float32 value (its shortest digits and a comma: 11.6 on charlm-lstm), ~32 a top-k prediction, ~48 a step's
+    losses and gradient norms."""
     values = card.num_layers * card.hidden_size * (1 + (card.cell == "lstm") + len(card.gate_names))
-    per_step = 12 * values + (32 * top_k if card.kind == "next_token" else 12 * len(card.labels or [])) + 48
+    per_step = 13 * values + (32 * top_k if card.kind == "next_token" else 12 * len(card.labels or [])) + 48
     return steps * per_step + 1024
+
+
+# What computing a trace takes at its peak, as a multiple of its JSON body's estimated size (measured on a
+# 10,000-step charlm-lstm trace, VmHWM over the idle server): the arrays (4 bytes a value), float64 BPTT
+# temporaries, the JSON text (~13 a value) and the writer's buffers; a REST body also joins the text into one.
+WORKING_FACTOR = {"rest": 3.0, "json": 3.4, "binary": 1.6}
+
+
+def estimate_working_bytes(card: ModelCard, steps: int, top_k: int, form: str) -> int:
+    """What computing a trace takes at its peak, for a REST body ("rest") or a stream ("json", "binary"): taken
+    from the byte budget before computing, and brought down to what is held while sending once computed."""
+    return int(estimate_body_bytes(card, steps, top_k) * WORKING_FACTOR[form])
 
 
 @dataclass
