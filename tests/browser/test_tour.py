@@ -29,8 +29,9 @@ REPORT = """() => [...document.querySelectorAll('#stage .tour-panel')].map((p) =
     const ys = d.z ?? d.y ?? [];
     return n + ys.flat().filter((v) => v !== null && v !== undefined && Number.isFinite(Number(v))).length;
   }, 0)),
-  cells: p.querySelectorAll('svg.unrolled-svg .step').length,
-  read: p.querySelectorAll('svg.unrolled-svg .step:not(.ghost)').length,
+  cells: p.querySelectorAll('svg.unrolled-svg .step, svg.encdec-svg .cell').length,
+  read: p.querySelectorAll('svg.unrolled-svg .step:not(.ghost), svg.encdec-svg .cell:not(.ghost)').length,
+  beams: p.querySelectorAll('.beams li.beam').length,
   bars: p.querySelectorAll('.bar:not([hidden])').length,
   written: p.querySelectorAll('.gen-output span').length,
   tokens: p.querySelectorAll('.textview .tk').length,
@@ -47,6 +48,7 @@ NEEDS: dict[str, list[str]] = {
     "predictions": ["bars"],
     "cell": ["canvases"],
     "norms": ["plots", "rows"],
+    "beams": ["beams"],
 }
 HAS_DATA = f"""(needs) => {{
   const report = ({REPORT})();

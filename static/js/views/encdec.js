@@ -158,7 +158,7 @@ export class EncDecView {
       c.tok = el("text", { class: "word", x: g.enc(j), y: g.wordY, "text-anchor": "middle", "font-size": g.word }, c.root);
       c.tok.textContent = showToken(tr.source[j]);
       if (tr.unknown.has(j)) c.tok.setAttribute("fill", "#b91c1c");
-      c.via = el("rect", { x: g.enc(j) - g.bwe / 2, y: g.viaTop, width: g.bwe, height: g.viaH, rx: g.viaH / 2 }, c.root);
+      c.via = el("rect", { class: "via", x: g.enc(j) - g.bwe / 2, y: g.viaTop, width: g.bwe, height: g.viaH, rx: g.viaH / 2 }, c.root);
       c.viaText = el("text", { x: g.enc(j), y: g.viaTop + g.viaH / 2 + g.small * 0.36, "text-anchor": "middle", "font-size": g.small, "font-weight": 700 }, c.root);
     });
     this.lastKey = null;
