@@ -63,7 +63,7 @@ export class AttentionView {
     const words = tr.source.map((w) => esc(showToken(w)));
     const custom = Array.from({ length: tr.J }, (_, j) => Array.from({ length: tr.Tout }, (_, t) => [esc(letters[t]), words[j]]));
     // a row per word: as tall as the room the scene has (talk), or beside the beams and the top 5 (the page)
-    const height = talk ? Math.max(140, tr.J * 22 + 48) : Math.max(300, tr.J * 28 + 62);
+    const height = talk ? Math.max(130, tr.J * 20 + 46) : Math.max(300, tr.J * 28 + 62);
     const ticks = timeTicks(letters.map(esc), tr.Tout, width - 150);
     const data = [
       {
@@ -78,7 +78,7 @@ export class AttentionView {
         ygap: 1,
         customdata: custom,
         hovertemplate: "“%{customdata[0]}” looks at “%{customdata[1]}”: α = %{z:.3f}<extra></extra>",
-        colorbar: { thickness: 10, len: 1, outlinewidth: 0, tickvals: [0, 0.5, 1], title: { text: "α", side: "right" } },
+        colorbar: { thickness: 10, len: 1, outlinewidth: 0, tickvals: [0, 0.5, 1], title: { text: "α", side: "top" } },
       },
     ];
     const layout = baseLayout({

@@ -104,7 +104,7 @@ export class EncDecView {
     g.letterY = g.letter + 2;
     g.decTop = g.letterY + (talk ? 6 : 8);
     g.decH = talk ? 30 : big ? 36 : 32;
-    g.band = talk ? 76 : big ? 128 : 112;
+    g.band = talk ? 72 : big ? 128 : 112;
     g.encTop = g.decTop + g.decH + g.band;
     g.encH = talk ? 34 : big ? 44 : 40;
     g.wordY = g.encTop + g.encH + g.word + (talk ? 4 : 6);
