@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from app.rnn.model import SeqModel
+from app.rnn.series import SeriesModel
 
 
 @dataclass
@@ -29,17 +30,20 @@ class Reference:
     label: int | None
 
 
-def reference(model: SeqModel, ids: list[int], mode: str, label: int | None = None) -> Reference:
-    cfg = model.config
-    sd = {k: v.detach().double() for k, v in model.state_dict().items()}
-    T, H = len(ids), cfg.hidden_size
-    xs = [sd["embedding.weight"][i].clone().requires_grad_(True) for i in ids]
+@dataclass
+class Layers:
+    hidden: list[list[Tensor]]  # per layer, per step h_t (retained)
+    cells: list[list[Tensor]]
+    gates: list[dict[str, list[Tensor]]]
+    w_steps: list[list[Tensor]]  # per layer, per step its own copy of W_hh (a leaf)
+
+
+def run_layers(sd: dict[str, Tensor], cell: str, layers: int, hidden_size: int, xs: list[Tensor]) -> Layers:
+    """torch.nn's cell formulas over the inputs xs, layer by layer, every state retained for autograd."""
+    H = hidden_size
     inputs: list[Tensor] = xs
-    hidden: list[list[Tensor]] = []
-    cells: list[list[Tensor]] = []
-    gates: list[dict[str, list[Tensor]]] = []
-    w_steps: list[list[Tensor]] = []
-    for k in range(cfg.num_layers):
+    out = Layers([], [], [], [])
+    for k in range(layers):
         W_ih, W_hh = sd[f"rnn.weight_ih_l{k}"], sd[f"rnn.weight_hh_l{k}"]
         b_ih, b_hh = sd[f"rnn.bias_ih_l{k}"], sd[f"rnn.bias_hh_l{k}"]
         h = torch.zeros(H, dtype=torch.float64)
@@ -48,12 +52,12 @@ def reference(model: SeqModel, ids: list[int], mode: str, label: int | None = No
         cs: list[Tensor] = []
         gs: dict[str, list[Tensor]] = {}
         ws: list[Tensor] = []
-        for t in range(T):
+        for t in range(len(xs)):
             Wt = W_hh.clone().requires_grad_(True)  # step t's own copy: its grad is step t's BPTT term
             ws.append(Wt)
             gi = W_ih @ inputs[t] + b_ih
             gh = Wt @ h + b_hh
-            if cfg.cell == "lstm":
+            if cell == "lstm":
                 i, f, g, o = (gi + gh).chunk(4)
                 i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
                 c = f * c + i * g
@@ -61,7 +65,7 @@ def reference(model: SeqModel, ids: list[int], mode: str, label: int | None = No
                 cs.append(c)
                 h = o * c.tanh()
                 step = {"input": i, "forget": f, "candidate": g, "output": o}
-            elif cfg.cell == "gru":
+            elif cell == "gru":
                 ir, iz, in_ = gi.chunk(3)
                 hr, hz, hn = gh.chunk(3)
                 r, z = (ir + hr).sigmoid(), (iz + hz).sigmoid()
@@ -75,11 +79,25 @@ def reference(model: SeqModel, ids: list[int], mode: str, label: int | None = No
             hs.append(h)
             for name, v in step.items():
                 gs.setdefault(name, []).append(v)
-        hidden.append(hs)
-        cells.append(cs)
-        gates.append(gs)
-        w_steps.append(ws)
+        out.hidden.append(hs)
+        out.cells.append(cs)
+        out.gates.append(gs)
+        out.w_steps.append(ws)
         inputs = hs
+    return out
+
+
+def norms(ts: list[Tensor]) -> Tensor:
+    return torch.stack([t.grad.norm() if t.grad is not None else torch.zeros((), dtype=torch.float64) for t in ts])
+
+
+def reference(model: SeqModel, ids: list[int], mode: str, label: int | None = None) -> Reference:
+    cfg = model.config
+    sd = {k: v.detach().double() for k, v in model.state_dict().items()}
+    T = len(ids)
+    xs = [sd["embedding.weight"][i].clone().requires_grad_(True) for i in ids]
+    run = run_layers(sd, cfg.cell, cfg.num_layers, cfg.hidden_size, xs)
+    hidden, cells, gates, w_steps = run.hidden, run.cells, run.gates, run.w_steps
 
     logits = torch.stack(hidden[-1]) @ sd["head.weight"].T + sd["head.bias"]
     logp = torch.log_softmax(logits, dim=-1)
@@ -97,9 +115,6 @@ def reference(model: SeqModel, ids: list[int], mode: str, label: int | None = No
         L = losses.sum() if mode == "sum" else losses[-1]
     L.backward()  # type: ignore[no-untyped-call]
 
-    def norms(ts: list[Tensor]) -> Tensor:
-        return torch.stack([t.grad.norm() if t.grad is not None else torch.zeros((), dtype=torch.float64) for t in ts])
-
     return Reference(
         hidden=[torch.stack(hs).detach() for hs in hidden],
         cell_state=[torch.stack(cs).detach() if cs else None for cs in cells],
@@ -112,4 +127,49 @@ def reference(model: SeqModel, ids: list[int], mode: str, label: int | None = No
         grad_weight_hh=[norms(ws) for ws in w_steps],
         grad_input=norms(xs),
         label=label_id,
+    )
+
+
+@dataclass
+class SeriesReference:
+    hidden: list[Tensor]  # per layer (T, H)
+    cell_state: list[Tensor | None]
+    gates: list[dict[str, Tensor]]
+    predicted: Tensor  # (T, F) x̂_{t+1}, scaled
+    step_loss: Tensor  # (T,), NaN at the last step
+    loss: float
+    grad_hidden: list[Tensor]
+    grad_cell_state: list[Tensor | None]
+    grad_weight_hh: list[Tensor]
+    grad_input: Tensor  # (T,) ‖∂L/∂x_t‖
+    grad_x: Tensor  # (T, F) ∂L/∂x_t
+
+
+def reference_series(model: SeriesModel, x: Tensor, mode: str) -> SeriesReference:
+    """A series model (app/rnn/series.py) on scaled inputs x (T, F): the same cells, a linear head, squared
+    errors against the next step's input, every x_t a leaf."""
+    cfg = model.config
+    sd = {k: v.detach().double() for k, v in model.state_dict().items()}
+    T = len(x)
+    xs = [x[t].double().clone().requires_grad_(True) for t in range(T)]
+    run = run_layers(sd, cfg.cell, cfg.num_layers, cfg.hidden_size, xs)
+    pred = torch.stack(run.hidden[-1]) @ sd["head.weight"].T + sd["head.bias"]  # (T, F)
+    step_loss = torch.full((T,), float("nan"), dtype=torch.float64)
+    target = x[1:].double()  # the targets are data, not leaves: ∂L/∂x_t is through the network only
+    losses = ((pred[:-1] - target) ** 2).sum(1)
+    step_loss[:-1] = losses.detach()
+    L = losses.sum() if mode == "sum" else losses[-1] if T > 1 else pred.sum() * 0
+    L.backward()
+    return SeriesReference(
+        hidden=[torch.stack(hs).detach() for hs in run.hidden],
+        cell_state=[torch.stack(cs).detach() if cs else None for cs in run.cells],
+        gates=[{n: torch.stack(v).detach() for n, v in gs.items()} for gs in run.gates],
+        predicted=pred.detach(),
+        step_loss=step_loss,
+        loss=float(L.detach()),
+        grad_hidden=[norms(hs) for hs in run.hidden],
+        grad_cell_state=[norms(cs) if cs else None for cs in run.cells],
+        grad_weight_hh=[norms(ws) for ws in run.w_steps],
+        grad_input=norms(xs),
+        grad_x=torch.stack([t.grad if t.grad is not None else torch.zeros_like(t) for t in xs]),
     )

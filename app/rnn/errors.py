@@ -54,3 +54,22 @@ class UnknownTokens(EngineError):
         self.what = what
         self.tokens = tokens
         self.positions = positions
+
+
+class BadNote(EngineError):
+    """A note of a melody's text that is not `PITCH:DUR` (app/rnn/notes.py), by position (0-based)."""
+
+    def __init__(self, token: str, position: int, problem: str) -> None:
+        super().__init__(f"note {token!r} at position {position}: {problem}")
+        self.token = token
+        self.position = position
+        self.problem = problem
+
+
+class BadValues(EngineError):
+    """Numbers a series model cannot read (not a number, NaN, infinite, the wrong width), by step (0-based)."""
+
+    def __init__(self, problem: str, step: int | None = None) -> None:
+        super().__init__(problem if step is None else f"step {step}: {problem}")
+        self.problem = problem
+        self.step = step

@@ -11,6 +11,7 @@ from torch import Tensor
 from app.rnn.errors import EngineError, WrongModelKind
 from app.rnn.model import SeqModel
 from app.rnn.seq2seq import Seq2SeqModel
+from app.rnn.series import SeriesModel
 from app.rnn.trace import LayerForward, layer_forward
 
 
@@ -25,7 +26,11 @@ class Step:
 
 
 def generate(
-    model: SeqModel | Seq2SeqModel, prompt_ids: list[int], length: int, temperature: float, seed: int | None
+    model: SeqModel | Seq2SeqModel | SeriesModel,
+    prompt_ids: list[int],
+    length: int,
+    temperature: float,
+    seed: int | None,
 ) -> Iterator[Step]:
     """Read the prompt, then sample `length` tokens, yielding every step as soon as it is computed.
 
@@ -34,6 +39,8 @@ def generate(
     """
     if isinstance(model, Seq2SeqModel):
         raise WrongModelKind("generate needs a next-token model; this one translates (use translate)")
+    if isinstance(model, SeriesModel):
+        raise WrongModelKind("generate needs a next-token model; this one reads numbers (forecast it)")
     if model.config.kind != "next_token":
         raise WrongModelKind("generate needs a next-token model; this one is a classifier")
     if not prompt_ids:

@@ -135,14 +135,14 @@ def lstm_backward(
     """
     T, H = ext.shape
     rec = np.zeros(H)
-    one32 = np.ones(H, np.float32)
+    ones = np.ones_like(act[0, :H])  # f after the last step, in act's own dtype (float32, or a series' float64)
     for t in range(T - 1, -1, -1):
         # Branch-free rows for the inner loop (so it vectorises): after the last step comes only dc_last.
         if t < T - 1:
             _recurrent(WT, dgi[t + 1], rec)
             dc_next, f_next = dc[t + 1], act[t + 1, H : 2 * H]
         else:
-            dc_next, f_next = dc_last, one32
+            dc_next, f_next = dc_last, ones
         c_prev = c[t - 1] if t > 0 else c0
         a, e, tch = act[t], ext[t], tanh_c[t]
         d_h, d_c, d = dh[t], dc[t], dgi[t]
@@ -274,5 +274,16 @@ def warm_up() -> None:
             gru_backward(WT, f64, gates32, f32, f32, f32[0], np.zeros(T), f64.copy(), dgi.copy(), dgi, unit, norms)
         else:
             rnn_backward(WT, f64, f32, np.zeros(T), f64.copy(), dgi, unit, norms)
+    # Series models (app/rnn/series_trace.py) run their forward in float64: the same kernels on float64 inputs.
+    g64 = np.ones((T, 4 * H))
+    lstm_cell_forward(g64, f64[0], f64.copy())
+    W64, d64, u64 = np.zeros((H, 4 * H)), np.zeros((T, 4 * H)), np.zeros((T, 4 * H), np.float32)
+    lstm_backward(W64, f64, g64, f64, f64[0], f64[0], f64, np.zeros(T), f64.copy(), f64.copy(), d64, u64, norms)
+    W64, d64, u64 = np.zeros((H, 3 * H)), np.zeros((T, 3 * H)), np.zeros((T, 3 * H), np.float32)
+    gru_backward(
+        W64, f64, g64[:, : 3 * H].copy(), f64, f64, f64[0], np.zeros(T), f64.copy(), d64.copy(), d64, u64, norms
+    )
+    W64, d64, u64 = np.zeros((H, H)), np.zeros((T, H)), np.zeros((T, H), np.float32)
+    rnn_backward(W64, f64, f64, np.zeros(T), f64.copy(), d64, u64, norms)
     row_norms(f64, np.zeros(T))
     top_k(f32, np.zeros((T, 2), np.int64), np.zeros((T, 2), np.float32))

@@ -2,7 +2,8 @@
 
 Parameter names and shapes are exactly torch.nn's (`embedding.weight`, `rnn.weight_ih_l0`, …, `head.weight`),
 so a state dict of any torch.nn.RNN/LSTM/GRU with an embedding and a linear head loads unchanged. A card of kind
-"translate" names an encoder–decoder instead (app/rnn/seq2seq.py); `load_model` builds whichever the card names.
+"translate" names an encoder–decoder instead (app/rnn/seq2seq.py), one of kind "series" a model that reads
+numbers (app/rnn/series.py); `load_model` builds whichever the card names.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from app.rnn.tokenize import Vocab
 
 if TYPE_CHECKING:
     from app.rnn.seq2seq import Seq2SeqModel
+    from app.rnn.series import SeriesModel
 
 Cell = Literal["rnn", "lstm", "gru"]
 SeqKind = Literal["next_token", "classify"]  # the shapes SeqModel computes
-Kind = Literal["next_token", "classify", "translate"]
+Kind = Literal["next_token", "classify", "translate", "series"]
 
 # torch.nn's gate order inside weight_ih/weight_hh, named in the module's words.
 GATES: dict[str, tuple[str, ...]] = {
@@ -167,6 +169,9 @@ class ModelCard:
     attention_size: int = 0
     equations: str = ""
     max_length: int = 0
+    # series models (kind "series"): the scaling of their numbers (app.rnn.series.Scaling: features, mean, std,
+    # units, step); their `vocab` has level "value" and no token but <unk>, and embed_size is 0 (no embedding).
+    series: dict[str, Any] | None = None
 
     @property
     def gate_names(self) -> tuple[str, ...]:
@@ -176,8 +181,8 @@ class ModelCard:
         return Vocab.from_json(self.vocab)
 
     def config(self) -> ModelConfig:
-        if self.kind == "translate":
-            raise WrongModelKind(f"{self.id} is a translation model: it has no SeqModel config")
+        if self.kind == "translate" or self.kind == "series":
+            raise WrongModelKind(f"{self.id} is a {self.kind} model: it has no SeqModel config")
         vocab_size = len(self.vocab["tokens"])
         outputs = vocab_size if self.kind == "next_token" else len(self.labels or [])
         return ModelConfig(
@@ -199,6 +204,8 @@ class ModelCard:
         data["checkpoints"] = [Checkpoint(**c) for c in data.get("checkpoints", [])]
         if data.get("kind") == "translate" and not data.get("target_vocab"):
             raise ModelFileError("card is not valid: a translation model needs its target_vocab")
+        if data.get("kind") == "series" and not data.get("series"):
+            raise ModelFileError("card is not valid: a series model needs its series (features, mean, std)")
         if data.get("target", "predicted") not in ("predicted", "first_token"):
             raise ModelFileError(f"card is not valid: target {data['target']!r} is not 'predicted' or 'first_token'")
         try:
@@ -212,15 +219,16 @@ class LoadedModel:
     """A model of the zoo: its card, its vocabulary, its final weights and its saved checkpoints.
 
     A translation model (card.kind "translate") holds a Seq2SeqModel, `vocab` is its source vocabulary and
-    `target_vocab` its decoder's; every other model holds a SeqModel and has no target_vocab."""
+    `target_vocab` its decoder's; a series model (kind "series") holds a SeriesModel and a vocabulary of level
+    "value" (it reads numbers); every other model holds a SeqModel and has no target_vocab."""
 
     card: ModelCard
     vocab: Vocab
-    model: SeqModel | Seq2SeqModel
-    checkpoints: dict[str, SeqModel | Seq2SeqModel] = field(default_factory=dict)
+    model: SeqModel | Seq2SeqModel | SeriesModel
+    checkpoints: dict[str, SeqModel | Seq2SeqModel | SeriesModel] = field(default_factory=dict)
     target_vocab: Vocab | None = None
 
-    def at(self, checkpoint: str | None) -> SeqModel | Seq2SeqModel:
+    def at(self, checkpoint: str | None) -> SeqModel | Seq2SeqModel | SeriesModel:
         if checkpoint is None:
             return self.model
         try:
@@ -238,12 +246,16 @@ def save_model(folder: Path, card: ModelCard, model: nn.Module) -> None:
     (folder / f"{card.id}.json").write_text(json.dumps(card.to_json(), indent=1) + "\n")
 
 
-def build_model(card: ModelCard, weights: Path) -> SeqModel | Seq2SeqModel:
-    model: SeqModel | Seq2SeqModel
+def build_model(card: ModelCard, weights: Path) -> SeqModel | Seq2SeqModel | SeriesModel:
+    model: SeqModel | Seq2SeqModel | SeriesModel
     if card.kind == "translate":
         from app.rnn.seq2seq import Seq2SeqConfig, Seq2SeqModel
 
         model = Seq2SeqModel(Seq2SeqConfig.from_card(card))
+    elif card.kind == "series":
+        from app.rnn.series import SeriesConfig, SeriesModel
+
+        model = SeriesModel(SeriesConfig.from_card(card))
     else:
         model = SeqModel(card.config())
     try:

@@ -1,4 +1,10 @@
-"""Vocabularies: text to token ids and back, with an explicit unknown token."""
+"""Vocabularies: text to token ids and back, with an explicit unknown token.
+
+Levels: `char`, `word`, `note` (a melody's `PITCH:DUR` notes, app/rnn/notes.py: split on whitespace, each note
+written in its one spelling, so `Db4:1` reads as the vocabulary's `C#4:1`; a note that is not `PITCH:DUR` is a
+BadNote naming it and its position, a valid note the vocabulary lacks is unknown, by position, like a character)
+and `value` (a series model's: it reads numbers, not text, and has no tokens but the unknown one).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from app.rnn.errors import EmptyInput, InputTooLong
+from app.rnn import notes
+from app.rnn.errors import EmptyInput, InputTooLong, WrongModelKind
 
 UNK = "<unk>"
 WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
 
-Level = Literal["char", "word"]
+Level = Literal["char", "word", "note", "value"]
 Case = Literal["keep", "lower", "upper"]
 
 
@@ -25,7 +32,7 @@ class Encoded:
 
 @dataclass(frozen=True)
 class Vocab:
-    """A character- or word-level vocabulary. Index 0 is always the unknown token."""
+    """A character-, word- or note-level vocabulary. Index 0 is always the unknown token."""
 
     tokens: tuple[str, ...]
     level: Level = "char"
@@ -42,6 +49,10 @@ class Vocab:
         return len(self.tokens)
 
     def split(self, text: str) -> list[str]:
+        if self.level == "note":
+            return notes.normalise(text)
+        if self.level == "value":
+            raise WrongModelKind("this model reads numbers (values), not text")
         if self.case == "lower":
             text = text.lower()
         elif self.case == "upper":
@@ -62,6 +73,10 @@ class Vocab:
         unknown = [i for i, t in enumerate(ids) if t == 0]
         return Encoded(tokens=pieces, ids=ids, unknown=unknown)
 
+    def index(self, token: str) -> int:
+        """The id of a token as the vocabulary writes it; 0 (unknown) if it lacks it."""
+        return self._index.get(token, 0)
+
     def from_ids(self, ids: Sequence[int]) -> Encoded:
         if not ids:
             raise EmptyInput("the input is empty: give at least one token")
@@ -75,7 +90,7 @@ class Vocab:
         )
 
     def decode(self, ids: Sequence[int]) -> str:
-        sep = " " if self.level == "word" else ""
+        sep = " " if self.level in ("word", "note") else ""
         return sep.join(self.tokens[i] for i in ids)
 
     def to_json(self) -> dict[str, Any]:

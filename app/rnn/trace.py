@@ -113,6 +113,8 @@ def trace(
     Translation models have their own trace (app.rnn.seq2seq_trace.trace_translation)."""
     if loaded.card.kind == "translate":
         raise WrongModelKind("this is a translation model: trace it with a source text and an optional target")
+    if loaded.card.kind == "series":
+        raise WrongModelKind(f"{loaded.card.id} reads numbers, not text: trace it with values")
     encoded: Encoded = (
         loaded.vocab.encode(inputs, max_steps) if isinstance(inputs, str) else loaded.vocab.from_ids(inputs)
     )
@@ -134,7 +136,8 @@ def trace(
         else:
             label_id = label
     model = loaded.at(checkpoint)
-    assert isinstance(model, SeqModel)
+    if not isinstance(model, SeqModel):
+        raise WrongModelKind(f"{loaded.card.id} reads numbers: trace it with values (app.rnn.series_trace)")
     result = trace_ids(
         model, encoded.ids, loss=loss, label=label_id, top_k=top_k, max_steps=max_steps,
         on_array=on_array,
@@ -301,7 +304,7 @@ def _gates(model: Stack, k: int, inp: Tensor, h: Tensor, h0: Tensor, c0: Tensor)
         pre = torch.addmm(gi + w.bias_hh, h_prev, w.weight_hh.T)  # (T, 4H)
         act = pre.sigmoid()  # i, f, o; the candidate g is a tanh
         act[:, 2 * H : 3 * H] = pre[:, 2 * H : 3 * H].tanh()
-        c = np.empty((T, H), np.float32)
+        c = np.empty((T, H), np.float32 if act.dtype == torch.float32 else np.float64)
         kernels.lstm_cell_forward(act.numpy(), c0.numpy(), c)
         return LayerForward(h, act, torch.from_numpy(c), None)
     gh = torch.addmm(w.bias_hh, h_prev, w.weight_hh.T)  # (T, 3H)
@@ -327,17 +330,19 @@ def layer_backward(
     h0: Tensor | None = None,
     c0: Tensor | None = None,
     dc_last: F64 | None = None,
+    exact_input: bool = False,
 ) -> LayerBackward:
     """Run layer k's reverse recursion from ext (T, H), the gradient reaching each h_t from outside the
     recurrence. (h0, c0): the state the forward started from (zeros if None); dc_last: the gradient reaching
-    c_{T−1} from after the sequence (LSTM; a decoder's, when this is its encoder)."""
+    c_{T−1} from after the sequence (LSTM; a decoder's, when this is its encoder). exact_input: ∂L/∂(input) in
+    float64 (a few input numbers, whose sum over the gate rows may cancel), not one float32 product."""
     cell = model.config.cell
     w = model.weights(k)
-    WT = np.ascontiguousarray(w.weight_hh.T.numpy())  # (H, G·H) float32
+    WT = np.ascontiguousarray(w.weight_hh.T.numpy())  # (H, G·H) float32 (a series model's float64)
     h = fwd.hidden.numpy()
     T, H = h.shape
-    h0_ = np.zeros(H, np.float32) if h0 is None else np.ascontiguousarray(h0.numpy(), dtype=np.float32)
-    c0_ = np.zeros(H, np.float32) if c0 is None else np.ascontiguousarray(c0.numpy(), dtype=np.float32)
+    h0_ = np.zeros(H, h.dtype) if h0 is None else np.ascontiguousarray(h0.numpy(), dtype=h.dtype)
+    c0_ = np.zeros(H, h.dtype) if c0 is None else np.ascontiguousarray(c0.numpy(), dtype=h.dtype)
     h_prev_norm = np.empty(T)  # ‖h_{t−1}‖: each step's W_hh term is δ_t ⊗ h_{t−1}
     h_prev_norm[0] = float(np.linalg.norm(h0_.astype(np.float64)))
     h_prev_norm[1:] = torch.linalg.vector_norm(fwd.hidden[:-1], dim=1).numpy()  # |h| ≤ 1: float32 is exact enough
@@ -377,6 +382,9 @@ def layer_backward(
         grad_weight_hh=norms[:, 2].copy(),
     )
     # ∂L/∂(input)_t = W_ihᵀ dgi_t = ‖dgi_t‖ · (W_ihᵀ unit_t): one float32 product, then each row's own scale.
-    d_input = (torch.from_numpy(unit) @ w.weight_ih).double().numpy()  # (T, in)
-    d_input *= norms[:, 3:4]
+    if exact_input or w.weight_ih.dtype == torch.float64:
+        d_input = dgi @ w.weight_ih.double().numpy()  # (T, in)
+    else:
+        d_input = (torch.from_numpy(unit) @ w.weight_ih).double().numpy()  # (T, in)
+        d_input *= norms[:, 3:4]
     return LayerBackward(layer, d_input, d_h0, d_c0)
