@@ -28,7 +28,8 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 
-# What training needs beyond the server: num2words writes the numbers task's data.
+# What training needs beyond the server: num2words writes the numbers task's data, music21 ships the melody
+# task's folk songs and statsmodels the sunspots task's series.
 $(VENV)/.installed-train: $(VENV)/.installed
 	$(PIP) install --quiet -c requirements.lock -e '.[train]'
 	touch $@

@@ -23,12 +23,15 @@ def rng(seed: int = 0) -> np.random.Generator:
 # --- the registry -------------------------------------------------------------------------------------------
 
 
-def test_registry_has_the_four_tasks_with_their_kinds() -> None:
+def test_registry_has_every_task_with_its_kind() -> None:
     assert {name: t.kind for name, t in TASKS.items()} == {
         "alphabet": "next_token",
         "memory": "classify",
         "charlm": "next_token",
         "sentiment": "classify",
+        "numbers": "translate",
+        "melody": "next_token",
+        "sunspots": "series",
     }
     for name, task in TASKS.items():
         assert task.name == name
@@ -40,7 +43,11 @@ def test_classifier_examples_carry_a_known_label_and_every_task_has_examples() -
         examples = task.examples()
         assert len(examples) >= 3
         for ex in examples:
-            assert ex["text"].strip() and ex["note"].strip()
+            assert ex["note"].strip()
+            if task.kind == "series":  # numbers in the data's units, not text
+                assert ex["values"] and all(isinstance(v, float) for v in ex["values"])
+            else:
+                assert ex["text"].strip()
             if task.kind == "classify":
                 assert task.labels is not None and ex["label"] in task.labels
     assert sentiment.TASK.positive_label in (sentiment.TASK.labels or ())

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.tasks import alphabet, charlm, memory, numbers, sentiment
+from app.tasks import alphabet, charlm, melody, memory, numbers, sentiment, sunspots
 from app.tasks.base import Batch, Budget, KeyMetric, ModelSize, Task, TaskData
 
 TASKS: dict[str, Task[Any]] = {
-    t.name: t for t in (alphabet.TASK, memory.TASK, charlm.TASK, sentiment.TASK, numbers.TASK)
+    t.name: t
+    for t in (alphabet.TASK, memory.TASK, charlm.TASK, sentiment.TASK, numbers.TASK, melody.TASK, sunspots.TASK)
 }
 
 __all__ = ["TASKS", "Batch", "Budget", "KeyMetric", "ModelSize", "Task", "TaskData"]
