@@ -101,7 +101,7 @@ def test_unknown_source_words_are_read_as_unknown_and_named_by_position(client: 
         ("translate", "numbers-gru", {"text": "one", "beam": 9}, 422, "beam"),
         ("translate", "numbers-gru", {"text": "one", "top_k": 1000}, 422, "max_top_k"),
         ("translate", "numbers-gru", {"text": "one", "max_length": 3, "prefix": "zweizwei"}, 422, "max_length"),
-        ("trace", "numbers-gru", {"text": "one", "target": "e" * 40}, 422, "max_length"),
+        ("trace", "numbers-gru", {"text": "one", "target": "e" * 1001}, 422, "target"),
         ("translate", "nothing", {"text": "one"}, 404, "nothing"),
     ],
 )

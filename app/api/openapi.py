@@ -14,7 +14,11 @@ from app.rnn.seq2seq_trace import MAX_SOURCE_STEPS
 def limits(settings: Settings) -> dict[str, dict[str, dict[str, int]]]:
     """Schema name → property → JSON-schema keywords the service enforces (app.api.service)."""
     return {
-        "TraceRequest": {"text": {"maxLength": settings.max_steps}, "top_k": {"maximum": settings.max_top_k}},
+        "TraceRequest": {
+            "text": {"maxLength": settings.max_steps},
+            "values": {"maxItems": settings.max_steps},
+            "top_k": {"maximum": settings.max_top_k},
+        },
         "TranslateRequest": {
             "text": {"maxLength": min(settings.max_steps, MAX_SOURCE_STEPS)},
             "top_k": {"maximum": settings.max_top_k},

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from app.api import translation
+from app.api import series, translation
 from app.api.budget import ByteBudget, Held
 from app.api.compute import Compute, Work
 from app.api.deps import BudgetDep, ComputeDep, SettingsDep, ZooDep, work_of
@@ -26,7 +26,7 @@ from app.api.schemas import (
     TranslateResponse,
     TranslationTraceResponse,
 )
-from app.api.service import Generation, compute_trace, trace_steps
+from app.api.service import Generation, compute_trace, text_of, trace_steps
 from app.api.wire import dumps, estimate_working_bytes
 from app.config import Settings
 from app.rnn.errors import WrongModelKind
@@ -109,8 +109,17 @@ async def trace_model(
     """Trace a text: every step's states, gates, predictions, losses and BPTT gradient norms. A translation model
     traces its encoder and decoder: on `target` (teacher forcing) or on its own greedy output."""
     loaded = zoo.get(model_id)
+    if series.is_series(loaded):
+        values = series.values_of(loaded, req.values)
+        steps = series.value_steps(values, settings)
+
+        def series_work() -> bytes:
+            return dumps(series.trace_request(loaded, req, settings).body())
+
+        estimate = series.estimate_bytes(loaded, steps)
+        return await held_json(series_work, work_of(request, steps), compute, budget, estimate, settings)
     if translation.is_translation(loaded):
-        steps = translation.translation_steps(loaded, req.text, None, 1, req.top_k, settings)
+        steps = translation.translation_steps(loaded, text_of(loaded, req.text), None, 1, req.top_k, settings)
 
         def translation_work() -> bytes:
             return dumps(translation.trace_request(loaded, req, settings).body())
@@ -137,8 +146,19 @@ async def generate_text(
     budget: BudgetDep,
     settings: SettingsDep,
 ) -> Response:
-    """Sample text from a next-token model, with the trace of the whole sequence."""
+    """Sample text from a next-token model, with the trace of the whole sequence; from a series model, a
+    free-running forecast of `length` values (each prediction fed back as the next input)."""
     loaded = zoo.get(model_id)
+    if series.is_series(loaded):
+        forecasting = series.SeriesGeneration.start(loaded, req, settings)
+        total = forecasting.given + req.length
+
+        def forecast_work() -> bytes:
+            forecast, wire = forecasting.finish()
+            return dumps({"values": wire.values[: forecasting.given], "forecast": forecast, "trace": wire.body()})
+
+        estimate = series.estimate_bytes(loaded, total)
+        return await held_json(forecast_work, work_of(request, total), compute, budget, estimate, settings)
     generation = Generation.start(loaded, req, settings)
     steps = len(generation.prompt_ids) + req.length
 
@@ -167,7 +187,9 @@ async def translate_text(
     loaded = zoo.get(model_id)
     if not translation.is_translation(loaded):
         raise WrongModelKind(f"{model_id} is a {loaded.card.kind} model, not a translation model")
-    steps = translation.translation_steps(loaded, req.text, req.max_length, req.beam, req.top_k, settings)
+    steps = translation.translation_steps(
+        loaded, text_of(loaded, req.text), req.max_length, req.beam, req.top_k, settings
+    )
 
     def work() -> bytes:
         wire = translation.translate_request(loaded, req, settings)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Le
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 CHECKPOINT_PATTERN = r"^[0-9]{1,3}$"
 
@@ -21,6 +22,16 @@ def _json_number(value: Any) -> Any:
     return value
 
 
+def _unicode(value: str) -> str:
+    """A text with an unpaired surrogate (JSON allows "\ud800") can be neither tokenised nor echoed in UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"not valid unicode: an unpaired surrogate at {e.start}") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_unicode)]
 Int = Annotated[int, BeforeValidator(_json_number)]
 Float = Annotated[float, BeforeValidator(_json_number)]
 Precision = Annotated[int, Ge(1), Le(9), BeforeValidator(_json_number)]
@@ -82,8 +93,43 @@ class ModelCardOut(ModelSummary):
     data_source: str
 
 
+Values = Annotated[
+    list[Any],
+    Field(
+        min_length=1,
+        description="series models: the numbers, one step each: a flat list for one feature, or T lists of F",
+        # checked by the engine, which names the step of a bad number (app.rnn.series.read_values)
+        json_schema_extra={"items": {"anyOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"}}]}},
+    ),
+]
+
+
+def _one_input(text: str | None, values: list[Any] | None, what: str) -> None:
+    if (text is None) == (values is None):
+        raise ValueError(f"give {what} or values (series models), one of them")
+
+
+def _no_nulls(data: Any, *names: str) -> Any:
+    """An input is a string or a list, or left out: the schema says so (oneOf, no null), and so does the server."""
+    if isinstance(data, dict):
+        for name in names:
+            if name in data and data[name] is None:
+                raise ValueError(f"{name} is null: give it, or leave it out")
+    return data
+
+
+# The schema of a request that takes text (or a prompt) or values: exactly one, neither of them null.
+def _one_of(first: str) -> dict[str, Any]:
+    return {"oneOf": [{"required": [first]}, {"required": ["values"]}]}
+
+
 class TraceRequest(Strict):
-    text: str = Field(min_length=1, description="the input; each character (or word) is one time step")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_of("text"))
+
+    text: Text | SkipJsonSchema[None] = Field(
+        None, min_length=1, description="the input; each character, word or note is one time step"
+    )
+    values: Values | SkipJsonSchema[None] = None
     loss: Literal["sum", "last"] | None = Field(
         None, description="sum of every step's loss, or the last step's; default: sum (next-token), last (classify)"
     )
@@ -98,6 +144,16 @@ class TraceRequest(Strict):
         description="translation models: the output the decoder is scored on (teacher forcing); omitted: the "
         "model's own greedy output",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _present(cls, data: Any) -> Any:
+        return _no_nulls(data, "text", "values")
+
+    @model_validator(mode="after")
+    def _one_input(self) -> TraceRequest:
+        _one_input(self.text, self.values, "text")
+        return self
 
 
 class TranslateRequest(Strict):
@@ -117,12 +173,27 @@ class TranslateRequest(Strict):
 
 
 class GenerateRequest(Strict):
-    prompt: str = Field(min_length=1)
-    length: Int = Field(100, ge=1, description="tokens to sample (at most the server's max_generate)")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_of("prompt"))
+
+    prompt: Text | SkipJsonSchema[None] = Field(None, min_length=1, description="what the model reads before it writes")
+    values: Values | SkipJsonSchema[None] = Field(None, description="series models: the numbers a forecast starts from")
+    length: Int = Field(
+        100, ge=1, description="tokens to sample, or values to forecast (at most the server's max_generate)"
+    )
     temperature: Float = Field(0.8, ge=0.0, le=10.0, allow_inf_nan=False)
     seed: Seed | None = Field(None, description="the same seed writes the same text")
     top_k: Int = Field(5, ge=1)
     precision: Precision | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _present(cls, data: Any) -> Any:
+        return _no_nulls(data, "prompt", "values")
+
+    @model_validator(mode="after")
+    def _one_input(self) -> GenerateRequest:
+        _one_input(self.prompt, self.values, "prompt")
+        return self
 
 
 class StreamTraceRequest(TraceRequest):

@@ -10,6 +10,7 @@ from app.api.jsonfloat import Writing
 from app.api.schemas import GenerateRequest, TraceRequest
 from app.api.wire import WireTrace, state_key
 from app.config import Settings
+from app.rnn.errors import WrongModelKind
 from app.rnn.generate import Step, generate
 from app.rnn.model import LoadedModel
 from app.rnn.trace import trace
@@ -26,23 +27,32 @@ def check_chars(what: str, text: str, limit: int, setting: str) -> None:
         raise LimitExceeded(f"{what} has {len(text)} characters; the limit is {limit} ({setting})")
 
 
+def text_of(loaded: LoadedModel, text: str | None) -> str:
+    """The text a model that reads text is given; numbers sent to it are a 409 that says what it reads."""
+    if text is None:
+        raise WrongModelKind(f"{loaded.card.id} reads text: send `text` (or a prompt), not values")
+    return text
+
+
 def trace_steps(loaded: LoadedModel, req: TraceRequest, settings: Settings) -> int:
     """The steps a trace request will take, its limits checked first: known before anything is computed."""
     check_top_k(req.top_k, settings)
-    check_chars("text", req.text, settings.max_steps, "max_steps")
-    return len(loaded.vocab.encode(req.text, settings.max_steps).ids)
+    text = text_of(loaded, req.text)
+    check_chars("text", text, settings.max_steps, "max_steps")
+    return len(loaded.vocab.encode(text, settings.max_steps).ids)
 
 
 def compute_trace(loaded: LoadedModel, req: TraceRequest, settings: Settings, json: bool = True) -> WireTrace:
     """Trace the request's text; the result is ready to send whole or step by step (json: as JSON text)."""
     check_top_k(req.top_k, settings)
-    check_chars("text", req.text, settings.max_steps, "max_steps")
+    text = text_of(loaded, req.text)
+    check_chars("text", text, settings.max_steps, "max_steps")
     # Each state and gate array is rounded (if asked) and written as JSON on the pool's threads as soon as torch
     # has computed it, while BPTT runs here; the wire asks for each text by the array's name.
     writing = Writing(digits=req.precision) if json else None
     tr = trace(
         loaded,
-        req.text,
+        text,
         loss=req.loss,
         label=req.label,
         checkpoint=req.checkpoint,
@@ -68,8 +78,9 @@ class Generation:
         check_top_k(req.top_k, settings)
         if req.length > settings.max_generate:
             raise LimitExceeded(f"length is {req.length}; the limit is {settings.max_generate} (max_generate)")
-        check_chars("prompt", req.prompt, settings.max_prompt_chars(), "max_steps − max_generate")
-        prompt = loaded.vocab.encode(req.prompt, settings.max_steps)
+        text = text_of(loaded, req.prompt)
+        check_chars("prompt", text, settings.max_prompt_chars(), "max_steps − max_generate")
+        prompt = loaded.vocab.encode(text, settings.max_steps)
         # steps, not characters: a vocabulary may read one character as two (upper-casing "ß" gives "SS")
         if len(prompt.ids) + req.length > settings.max_steps:
             raise LimitExceeded(

@@ -29,14 +29,14 @@ from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
-from app.api import translation
+from app.api import series, translation
 from app.api.budget import ByteBudget
 from app.api.compute import Compute, Work
 from app.api.deps import work_of
 from app.api.errors import classify
 from app.api.metrics import Metrics
 from app.api.schemas import StreamGenerateRequest, StreamTraceRequest, StreamTranslateRequest
-from app.api.service import Generation, compute_trace, trace_steps
+from app.api.service import Generation, compute_trace, text_of, trace_steps
 from app.api.wire import WireTrace, dumps, estimate_working_bytes, generated_step_frame
 from app.config import Settings
 from app.rnn.errors import WrongModelKind
@@ -208,6 +208,9 @@ async def _serve(
     ws: WebSocket,
 ) -> None:
     loaded = zoo.get(model_id)
+    if series.is_series(loaded) and not isinstance(req, StreamTranslateRequest):
+        await _serve_series(sender, compute, budget, metrics, settings, loaded, req, ws)
+        return
     if translation.is_translation(loaded) or isinstance(req, StreamTranslateRequest):
         if isinstance(req, StreamGenerateRequest):
             raise WrongModelKind(f"{model_id} translates: open a stream with mode translate or trace, not generate")
@@ -248,6 +251,67 @@ async def _serve(
         await sender.frame({"type": "done"})
 
 
+async def _serve_series(
+    sender: Sender,
+    compute: Compute,
+    budget: ByteBudget,
+    metrics: Metrics,
+    settings: Settings,
+    loaded: LoadedModel,
+    req: StreamTraceRequest | StreamGenerateRequest,
+    ws: WebSocket,
+) -> None:
+    """A series model: a trace (meta, steps, grads, done), or a forecast whose steps leave as they are computed."""
+    values = series.values_of(loaded, req.values)
+    if isinstance(req, StreamGenerateRequest):
+        forecasting = series.SeriesGeneration.start(loaded, req, settings)
+        await _serve_forecast(sender, compute, work_of(ws, forecasting.given + req.length), metrics, forecasting)
+        return
+    steps = series.value_steps(values, settings)
+    binary = req.encoding == "binary"
+    with budget.hold(series.estimate_bytes(loaded, steps)) as held:
+        wire = await compute.run(work_of(ws, steps), series.trace_request, loaded, req, settings)
+        held.resize(wire.held_bytes())
+        await sender.frame(wire.meta_frame(binary, req.batch))
+        if binary:
+            await sender.binaries(wire.binary_steps(req.batch))
+            await sender.binaries(wire.binary_grads(req.batch))
+        else:
+            await sender.texts(wire.step_frames(req.batch))
+            await sender.texts(wire.grad_frames(req.batch))
+        await sender.frame({"type": "done"})
+
+
+async def _serve_forecast(
+    sender: Sender, compute: Compute, work: Work, metrics: Metrics, forecasting: series.SeriesGeneration
+) -> None:
+    """Each step frame leaves as soon as it is computed (the given values, then the forecast fed back); then the
+    BPTT sweep of the whole sequence, and done with the forecast."""
+    steps = forecasting.run()
+    total = forecasting.given + forecasting.req.length - 1
+
+    def next_frame(t: int) -> bytes | None:
+        step = next(steps, None)
+        return None if step is None else dumps(forecasting.step_frame(step, t))
+
+    async with compute.admitted_for(work):
+        first = await compute.run_in_slot(work, next_frame, 0)
+    card = forecasting.loaded.card
+    await sender.frame({"type": "meta", "mode": "generate", "model": card.id, "kind": "series", "steps": total,
+                        "given_steps": forecasting.given, "cell": card.cell, "gates": list(card.gate_names),
+                        "num_layers": card.num_layers, "hidden_size": card.hidden_size})  # fmt: skip
+    payload = first
+    for t in range(1, total + 1):
+        if payload is None:
+            break
+        metrics.generated_steps_total += 1
+        await sender.text(payload)
+        payload = await compute.run_in_slot(work, next_frame, t) if t < total else None
+    forecast, wire = await compute.run_in_slot(work, forecasting.finish)
+    await sender.texts(wire.grad_frames())
+    await sender.frame({"type": "done", "forecast": forecast, "total_loss": wire.trace.loss})
+
+
 async def _serve_translation(
     sender: Sender,
     compute: Compute,
@@ -263,7 +327,7 @@ async def _serve_translation(
     is_translate = isinstance(req, StreamTranslateRequest)
     beam = req.beam if isinstance(req, StreamTranslateRequest) else 1
     max_length = req.max_length if isinstance(req, StreamTranslateRequest) else None
-    steps = translation.translation_steps(loaded, req.text, max_length, beam, req.top_k, settings)
+    steps = translation.translation_steps(loaded, text_of(loaded, req.text), max_length, beam, req.top_k, settings)
     binary = req.encoding == "binary"
     with budget.hold(translation.estimate_bytes(loaded, steps, req.top_k)) as held:
         wire = await compute.run(work_of(ws, steps), translation.stream_request, loaded, req, settings)

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from app.api.errors import LimitExceeded
 from app.api.jsonfloat import round_significant
 from app.api.schemas import StreamTraceRequest, StreamTranslateRequest, TraceRequest, TranslateRequest
-from app.api.service import check_chars, check_top_k
+from app.api.service import check_chars, check_top_k, text_of
 from app.api.wire import dumps
 from app.config import Settings
 from app.rnn.errors import WrongModelKind
@@ -78,8 +78,11 @@ def trace_request(loaded: LoadedModel, req: TraceRequest, settings: Settings) ->
     check_top_k(req.top_k, settings)
     tr = trace_translation(
         loaded,
-        req.text,
+        text_of(loaded, req.text),
         req.target,
+        # a given target is bounded by the schema (1,000 letters), not by the card's max_length, which bounds
+        # what the decoder writes on its own
+        max_length=None if req.target is None else len(req.target) + 2,
         top_k=req.top_k,
         checkpoint=req.checkpoint,
         max_source_steps=min(settings.max_steps, MAX_SOURCE_STEPS),
