@@ -62,10 +62,11 @@ def tasks_of(zoo: Zoo) -> dict[str, list[LoadedModel]]:
 
 def comparable(models: list[LoadedModel]) -> list[LoadedModel]:
     """One model per cell type (the first of each), for the compare page. Translation models are not compared
-    cell by cell (one time axis cannot hold an encoder and a decoder): their page switches attention instead."""
+    cell by cell (one time axis cannot hold an encoder and a decoder): their page switches attention instead; series
+    models (numbers in) are compared on their own page by their held-out error, not here."""
     seen: dict[str, LoadedModel] = {}
     for m in models:
-        if m.card.kind != "translate":
+        if m.card.kind not in ("translate", "series"):
             seen.setdefault(m.card.cell, m)
     return list(seen.values())
 
@@ -82,14 +83,47 @@ def attention_peer(zoo: Zoo, card: ModelCard) -> LoadedModel | None:
     return others[0] if others else None
 
 
+def is_melody(m: LoadedModel) -> bool:
+    """A next-note model: its text is PITCH:DUR notes (app/rnn/notes.py), shown on the melody page."""
+    return m.card.kind == "next_token" and m.vocab.level == "note"
+
+
+def is_series(m: LoadedModel) -> bool:
+    return m.card.kind == "series"
+
+
+def page_card(m: LoadedModel) -> dict[str, Any]:
+    """What the pages read of a card, as GET /api/models/{id} gives it. A page about a melody or series model
+    carries these cards (data-cards) so that it needs no request for them (api.js getModel reads them first)."""
+    c = m.card
+    return {
+        "id": c.id, "task": c.task, "cell": c.cell, "kind": c.kind, "hidden_size": c.hidden_size,
+        "num_layers": c.num_layers, "embed_size": c.embed_size, "description": c.description,
+        "vocab": None if is_series(m) else list(m.vocab.tokens), "vocab_level": m.vocab.level,
+        "labels": c.labels, "target": None, "gates": list(c.gate_names), "examples": c.examples,
+        "checkpoints": [{"name": k.name, "step": k.step} for k in c.checkpoints], "series": c.series,
+        "metrics": {k: v for k, v in c.metrics.items() if isinstance(v, int | float | str)},
+    }  # fmt: skip
+
+
+def page_cards(zoo: Zoo) -> dict[str, dict[str, Any]]:
+    return {m.card.id: page_card(m) for m in zoo if is_melody(m) or is_series(m)}
+
+
 def link(path: str, **query: Any) -> str:
     """A relative link with a query string; parameters that are None are left out."""
     params = {k: v for k, v in query.items() if v is not None and not isinstance(v, Undefined)}
     return f"{path}?{urlencode(params, quote_via=quote)}" if params else path
 
 
+# Pages that may show a melody or series model: they carry those models' cards (see page_card).
+CARD_PAGES = {"melody.html", "series.html", "compare.html", "generate.html", "tour.html"}
+
+
 def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     context = {"task_title": task_title, "link": link, **context}
+    if name in CARD_PAGES:
+        context["cards"] = page_cards(request.app.state.zoo)
     # The security headers are the middleware's (app.api.security), as on every response.
     return templates.TemplateResponse(request, name, context, status_code=status_code)
 
@@ -114,6 +148,21 @@ def model_page(request: Request, zoo: Zoo, model_id: str, template: str, writes:
         m = zoo.get(model_id)
     except UnknownModel as e:
         return not_found(request, str(e))
+    if writes and is_melody(m):
+        return page(request, "melody.html", m=m, peers=comparable(tasks_of(zoo)[m.card.task]), writing=True)
+    if writes and is_series(m):
+        return not_found(
+            request,
+            f"{model_id} reads numbers: its free-running forecast (what it writes) is on its own page, "
+            f"/models/{model_id}.",
+        )
+    if template == "learning.html" and (is_melody(m) or is_series(m)):
+        what = "melody" if is_melody(m) else "series"
+        return not_found(
+            request,
+            f"{model_id} is a {what} model: the learning page shows text models and classifiers. "
+            f"Its {what} is on its own page, /models/{model_id}.",
+        )
     if writes and m.card.kind != "next_token":
         what = "translates (its page: /models/" + model_id + ")" if m.card.kind == "translate" else "is a classifier"
         return not_found(request, f"{model_id} {what}: only next-token models can write text.")
@@ -136,6 +185,10 @@ def model_view(request: Request, model_id: str, zoo: ZooDep) -> HTMLResponse:
         return not_found(request, str(e))
     if m.card.kind == "translate":
         return page(request, "translate.html", m=m, peer=attention_peer(zoo, m.card))
+    if is_melody(m):
+        return page(request, "melody.html", m=m, peers=comparable(tasks_of(zoo)[m.card.task]), writing=False)
+    if is_series(m):
+        return page(request, "series.html", m=m, peers=tasks_of(zoo)[m.card.task])
     return model_page(request, zoo, model_id, "model.html")
 
 
@@ -160,6 +213,14 @@ def compare_view(request: Request, zoo: ZooDep, task: str | None = None) -> HTML
         task = choices[0]
     if task is None or task not in groups or not comparable(groups[task]):
         known = ", ".join(choices) or "none"
+        if task in groups and any(m.card.kind == "series" for m in groups[task]):
+            first = groups[task][0].card.id
+            return not_found(
+                request,
+                f"the task {task!r} reads numbers: its models are compared by their held-out error against "
+                f"persistence and AR(p) on each model's page (/models/{first}), not cell by cell here. "
+                f"Tasks with several cells: {known}",
+            )
         if task in groups and any(m.card.kind == "translate" for m in groups[task]):
             first = groups[task][0].card.id
             return not_found(

@@ -32,7 +32,24 @@ function post(path, body) {
 
 const modelPath = (id) => `/api/models/${encodeURIComponent(id)}`;
 
-export const getModel = (id) => request(modelPath(id));
+/** The cards a page carries (data-cards: its melody and series models), read once. */
+let carried = null;
+function carriedCard(id) {
+  if (carried === null) {
+    try {
+      carried = JSON.parse(document.body?.dataset.cards ?? "{}");
+    } catch {
+      carried = {};
+    }
+  }
+  return carried[id] ?? null;
+}
+
+/** A model's card: the one the page carries, else GET /api/models/{id}. */
+export const getModel = (id) => {
+  const card = carriedCard(id);
+  return card ? Promise.resolve(card) : request(modelPath(id));
+};
 /** The whole trace in one body: {text, loss?, label?, top_k, checkpoint?, precision?}. */
 export const trace = (id, body) => post(`${modelPath(id)}/trace`, body);
 export const generate = (id, body) => post(`${modelPath(id)}/generate`, body);

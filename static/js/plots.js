@@ -16,9 +16,10 @@ export const isTalk = () => document.body?.dataset.page === "tour";
 /** A plot's height: the pages' own, or talk mode's (each scene fits a 1280×720 screen whole). */
 export const sized = (normal, talk) => (isTalk() ? talk : normal);
 
-/** The translation page is made for a projector too: no plot text below 14 px there. */
+/** The translation, melody and series pages are made for a projector too: no plot text below 14 px there. */
+const PROJECTED = new Set(["translate", "melody", "series"]);
 export function fontSize() {
-  return isPresenter() ? 17 : isTalk() ? 15 : document.body?.dataset.page === "translate" ? 14 : 12;
+  return isPresenter() ? 17 : isTalk() ? 15 : PROJECTED.has(document.body?.dataset.page) ? 14 : 12;
 }
 
 /** The common layout; `extra` is merged in (one level deep for axes). */

@@ -79,7 +79,8 @@ export class Session {
     bus.emit("status", { message: "" });
     // A traced input's steps travel as float32 arrays (half the bytes of JSON, and nothing to parse) when the
     // card's vocabulary can name the predicted tokens; generation streams JSON as each token is sampled.
-    const binary = request.mode !== "generate" && (this.card?.kind === "classify" || this.card?.vocab);
+    // (A series model's steps travel as JSON: a few numbers beside the states.)
+    const binary = request.mode !== "generate" && this.card?.kind !== "series" && (this.card?.kind === "classify" || this.card?.vocab);
     const body = binary ? { ...request, encoding: "binary", batch: 64 } : request;
     try {
       this.handle = stream(this.modelId, body, onFrame);

@@ -5,6 +5,9 @@
 export const showToken = (tok) =>
   tok === " " ? "␣" : tok === "\n" ? "⏎" : tok === "\t" ? "⇥" : tok === "<unk>" ? "�" : tok;
 
+/** A number as the unrolled view writes it under a cell: three significant digits at most. */
+export const showValue = (v) => (v === null || v === undefined ? "" : Math.abs(v) >= 100 ? v.toFixed(0) : Number(v.toPrecision(3)).toString());
+
 export class Trace {
   /** meta: {model, cell, kind, steps, num_layers, hidden_size, gates, labels, tokens?, checkpoint?, mode?} */
   constructor(meta) {
@@ -34,7 +37,15 @@ export class Trace {
     this.layers = Array.from({ length: this.L }, layer);
     this.predictions = new Array(T).fill(null); // next_token: [{token, p}] per step
     this.probs = this.labels ? new Float32Array(T * this.labels.length) : null; // classify: T × labels
-    this.sampled = new Uint8Array(T);
+    this.sampled = new Uint8Array(T); // generated: a sampled token, or a forecast value fed back (series)
+    // series models: each step's numbers in the data's units, the prediction made there for the next step,
+    // and ∂L/∂value_t (signed); `givenSteps`: a forecast's values given before it runs free
+    this.features = meta.features ?? null;
+    this.units = meta.units ?? "";
+    this.givenSteps = meta.given_steps ?? 0;
+    this.values = new Array(T).fill(null);
+    this.predicted = new Array(T).fill(null);
+    this.gradValues = new Array(T).fill(null);
     this.loss = new Float64Array(T).fill(Number.NaN);
     this.grad = {
       hidden: Array.from({ length: this.L }, () => new Float64Array(T)),
@@ -67,6 +78,12 @@ export class Trace {
     if (f.prediction) this.predictions[t] = f.prediction;
     if (f.probs && this.probs) this.probs.set(f.probs, t * this.labels.length);
     if (f.sampled) this.sampled[t] = 1;
+    if (f.value !== undefined) {
+      this.values[t] = f.value;
+      this.predicted[t] = f.predicted;
+      this.tokens[t] = showValue(f.value[0]);
+      if (f.forecast) this.sampled[t] = 1;
+    }
     this.loss[t] = f.loss ?? Number.NaN;
     this.steps = Math.max(this.steps, t + 1);
     this.version++;
@@ -129,6 +146,7 @@ export class Trace {
     if (this.grad.cell && f.cell_state) f.cell_state.forEach((v, l) => (this.grad.cell[l][t] = v ?? 0));
     this.grad.input[t] = f.input ?? 0;
     f.weight_hh.forEach((v, l) => (this.grad.weightHH[l][t] = v ?? 0));
+    if (f.values) this.gradValues[t] = f.values;
     this.gradFrom = Math.min(this.gradFrom, t);
     this.version++;
   }
@@ -154,6 +172,7 @@ export class Trace {
     if (this.probs) this.probs = this.probs.subarray(0, T * this.labels.length);
     this.loss = this.loss.subarray(0, T);
     this.sampled = this.sampled.subarray(0, T);
+    for (const a of [this.values, this.predicted, this.gradValues]) a.length = T;
     this.gradFrom = Math.min(this.gradFrom, T);
   }
 
@@ -177,6 +196,7 @@ export class Trace {
           gates: Object.fromEntries(Object.entries(l.gates).map(([g, a]) => [g, a[t]])),
         })),
         prediction: body.predictions ? body.predictions[t] : undefined,
+        ...(body.kind === "series" ? { value: body.values[t], predicted: body.predicted[t] } : {}),
         probs: body.step_probs ? body.step_probs[t] : undefined,
         loss: body.loss[t],
       });
@@ -189,6 +209,7 @@ export class Trace {
         cell_state: g.cell_state ? g.cell_state.map((a) => a[t]) : null,
         input: g.input[t],
         weight_hh: g.weight_hh.map((a) => a[t]),
+        values: g.values ? g.values[t] : undefined,
       });
     }
     tr.finish({ total_loss: body.total_loss });
