@@ -1,0 +1,228 @@
+// The series page: a model that reads numbers. Paste numbers (commas, spaces or new lines between them): the
+// stream traces them (one-step predictions, states, gates, BPTT with ∂L/∂x_t) and the generate endpoint runs
+// the free-running forecast. A bad number is the API's own message, shown under the input.
+
+import { ApiError, generate, getModel } from "../api.js";
+import { bus } from "../bus.js";
+import { GRAD, pow10 } from "../colors.js";
+import { bindKeys } from "../keys.js";
+import { Player, speedFor } from "../player.js";
+import { Session } from "../session.js";
+import { link, readParams, writeParams } from "../url.js";
+import { CellStepView } from "../views/cellstep.js";
+import { Controls } from "../views/controls.js";
+import { GradientView } from "../views/gradients.js";
+import { STATE_SERIES, TimeHeatmap } from "../views/heatmap.js";
+import { InputGradView, SeriesPlotView } from "../views/seriesplot.js";
+import { UnrolledView } from "../views/unrolled.js";
+
+const $ = (id) => document.getElementById(id);
+const modelId = document.body.dataset.model;
+const perf = window.__unrolled;
+
+const P = readParams({
+  values: { default: "" },
+  first: { default: "" },
+  example: { type: "int", default: 1 },
+  loss: { default: "last", values: ["last", "sum"] },
+  length: { type: "int", default: 20 },
+  step: { type: "int", default: 0 },
+  phase: { default: "forward", values: ["forward", "backward"] },
+  play: { type: "bool", default: false },
+});
+
+const state = { unit: 0, layer: 0, trace: null, cursor: null, forecast: null, first: null, run: 0 };
+const player = new Player({ speed: 8 });
+const controls = new Controls($("player"), player);
+const first = () => state.first;
+const plot = new SeriesPlotView($("series"), { first, forecast: () => state.forecast, readout: $("series-readout") });
+const inputGrad = new InputGradView($("input-grad"), { first, readout: $("input-grad-readout") });
+const unrolled = new UnrolledView($("unrolled"));
+const states = new TimeHeatmap($("states"), { series: STATE_SERIES, name: "hidden-state", info: $("states-info") });
+const cellstep = new CellStepView($("cellstep"), { tools: $("tools-cellstep"), readout: $("cellstep-readout") });
+const gradients = new GradientView($("gradients"), { readout: $("gradients-readout") });
+const views = [controls, plot, inputGrad, unrolled, states, cellstep, gradients];
+
+function push(data) {
+  for (const v of views) v.update(data);
+}
+
+/**
+ * The numbers typed: split at commas, semicolons, spaces and new lines. What does not read as a number is sent
+ * as it is, so that the API names it and its step.
+ */
+export function parseNumbers(text) {
+  return text
+    .split(/[\s,;]+/)
+    .filter((s) => s !== "")
+    .map((s) => (/^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(s) ? Number(s) : s));
+}
+
+function showError(message) {
+  const el = $("values-error");
+  el.textContent = message ?? "";
+  el.hidden = !message;
+  perf.valuesError = message ?? "";
+}
+
+function gradLegend(trace) {
+  const el = $("grad-legend");
+  if (!trace || trace.gradFrom >= trace.T || state.cursor?.phase !== "backward") {
+    el.hidden = true;
+    return;
+  }
+  const [lo, hi] = trace.gradLogRange();
+  const a = document.createElement("span");
+  a.textContent = `‖∂L/∂h_t‖  ${pow10(lo)}`;
+  const bar = document.createElement("span");
+  bar.className = "legend-bar";
+  bar.style.background = `linear-gradient(to right, ${GRAD.map(([x, c]) => `${c} ${x * 100}%`).join(", ")})`;
+  const b = document.createElement("span");
+  b.textContent = pow10(hi);
+  el.replaceChildren(a, bar, b);
+  el.hidden = false;
+}
+
+bus.on("cursor", (cursor) => {
+  const phaseChanged = state.cursor?.phase !== cursor.phase;
+  state.cursor = cursor;
+  push({ cursor, trace: state.trace });
+  if (phaseChanged) gradLegend(state.trace);
+  writeParams({ step: cursor.t + 1, phase: cursor.phase === "backward" ? "backward" : null });
+  perf.state = { ...cursor, unit: state.unit, layer: state.layer, steps: state.trace?.steps ?? 0 };
+});
+
+bus.on("unit", ({ unit }) => {
+  if (!state.trace) return;
+  state.unit = Math.max(0, Math.min(state.trace.H - 1, unit));
+  $("unit-value").textContent = String(state.unit);
+  push({ unit: state.unit, layer: state.layer });
+});
+
+new ResizeObserver(() => document.documentElement.style.setProperty("--chrome-height", `${$("chrome").offsetHeight}px`)).observe($("chrome"));
+bus.on("layout", () => {
+  unrolled.resize();
+  push({ relayout: true, trace: state.trace, cursor: state.cursor ?? undefined });
+});
+
+const session = new Session(modelId, {
+  onTrace(trace) {
+    state.trace = trace;
+    state.unit = Math.min(state.unit, trace.H - 1);
+    player.setSpeed(speedFor(trace.T));
+    player.reset(trace.T, { phase: P.phase, t: P.step ? P.step - 1 : trace.T - 1 });
+    push({ trace, unit: state.unit, layer: state.layer, version: trace.version });
+  },
+  onData(trace) {
+    player.setAvailable(trace.steps, trace.gradFrom, trace.T);
+    push({ trace, version: trace.version });
+    gradLegend(trace);
+  },
+  onDone(trace) {
+    perf.loaded = (perf.loaded ?? 0) + 1;
+    perf.series = { steps: trace.T, values: trace.values.map((v) => v?.[0]), predicted: trace.predicted.map((v) => v?.[0]) };
+    if (P.play) {
+      P.play = false;
+      player.play();
+    }
+  },
+});
+
+async function run() {
+  const text = $("text-input").value;
+  const values = parseNumbers(text);
+  const typed = $("first-input").value.trim();
+  state.first = /^-?\d{1,6}$/.test(typed) ? Number(typed) : null;
+  const loss = $("loss-select").value;
+  const length = Number($("length-select").value);
+  writeParams({ values: values.join(", "), first: state.first ?? null, loss: loss === "last" ? null : loss, length: length === 20 ? null : length, example: null }, { now: true });
+  for (const a of document.querySelectorAll("[data-keep]")) {
+    const url = new URL(a.href, window.location.href);
+    url.searchParams.set("values", values.join(", "));
+    if (state.first !== null) url.searchParams.set("first", String(state.first));
+    a.href = url.pathname + url.search;
+  }
+  if (values.length === 0) {
+    showError("No numbers: paste some, with commas, spaces or new lines between them, then Enter.");
+    return;
+  }
+  const run = ++state.run;
+  showError("");
+  state.forecast = null;
+  perf.forecast = null;
+  try {
+    await session.start({ values, loss, precision: 4 });
+  } catch (e) {
+    if (run === state.run) showError(e.message);
+    return;
+  }
+  try {
+    const reply = await generate(modelId, { values, length, precision: 6 });
+    if (run !== state.run) return;
+    state.forecast = reply.forecast;
+    perf.forecast = reply.forecast.map((v) => v[0]);
+    push({ trace: state.trace, version: state.trace?.version });
+  } catch (e) {
+    if (run === state.run) showError(e instanceof ApiError ? e.message : String(e));
+  }
+}
+
+async function main() {
+  let card;
+  try {
+    card = await getModel(modelId);
+  } catch (e) {
+    bus.emit("status", { kind: "error", message: e.message });
+    return;
+  }
+  session.card = card;
+  const examples = card.examples ?? [];
+  examples.forEach((ex, i) => {
+    const o = new Option(`${ex.values.length} values${ex.first !== undefined ? ` from ${ex.first}` : ""}${ex.note ? ` — ${ex.note}` : ""}`, String(i));
+    $("examples").append(o);
+  });
+  const useExample = (i) => {
+    const ex = examples[i];
+    if (!ex) return;
+    $("text-input").value = ex.values.map((v) => (Array.isArray(v) ? v.join(" ") : String(v))).join(", ");
+    $("first-input").value = ex.first !== undefined ? String(ex.first) : "";
+  };
+  if (P.values) {
+    $("text-input").value = P.values;
+    $("first-input").value = P.first;
+  } else useExample(Math.max(0, P.example - 1));
+  $("loss-select").value = P.loss;
+  if (![...$("length-select").options].some((o) => Number(o.value) === P.length)) $("length-select").append(new Option(String(P.length), String(P.length)));
+  $("length-select").value = String(P.length);
+  $("examples").addEventListener("change", () => {
+    const i = $("examples").value;
+    if (i === "") return;
+    useExample(Number(i));
+    $("examples").value = "";
+    P.step = 0;
+    run();
+  });
+  for (const id of ["loss-select", "length-select"]) $(id).addEventListener("change", () => $("run-form").requestSubmit());
+  $("run-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    P.step = 0;
+    P.phase = "forward";
+    run();
+  });
+  $("text-input").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey) {
+      e.preventDefault();
+      $("run-form").requestSubmit();
+    }
+  });
+  document.querySelector(".unit-box").addEventListener("click", (e) => {
+    const b = e.target.closest("[data-unit]");
+    if (b) bus.emit("unit", { unit: state.unit + Number(b.dataset.unit) });
+  });
+  bindKeys(player, { units: (d) => bus.emit("unit", { unit: state.unit + d }), input: $("text-input") });
+  await run();
+}
+
+perf.page = "series";
+perf.link = (q) => link(window.location.pathname, q);
+main();

@@ -1,0 +1,141 @@
+// A series model's numbers: the series itself, the one-step predictions (each made at step t for step t + 1,
+// drawn at t + 1), the free-running forecast after the last value, and the time cursor; and ∂L/∂x_t as bars,
+// "which past years mattered" for the loss L, uncovered right to left by the BPTT sweep.
+
+import { Overlay, Plotly, baseLayout, makePlot, plotConfig, sized } from "../plots.js";
+
+const ACTUAL = "#111827";
+const PREDICTED = "#1f6fb4";
+const FORECAST = "#15803d";
+
+const fmt = (v) => (v === null || v === undefined || !Number.isFinite(v) ? "–" : Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(1));
+
+/** The x of step t: a year (first + t) when the first year is known, else the step t + 1. */
+export const xOf = (first, t) => (first === null ? t + 1 : first + t);
+
+export class SeriesPlotView {
+  /** opts: {first: () => first year or null, forecast: () => [[v]…] or null, readout, height} */
+  constructor(root, { first, forecast, readout = null, height = 340, name = "series" }) {
+    this.root = root;
+    this.first = first;
+    this.forecast = forecast;
+    this.readout = readout;
+    this.height = height;
+    this.gd = makePlot(root, name, "plot-series");
+    this.overlay = new Overlay(this.gd);
+    this.trace = null;
+    this.cursor = { phase: "forward", t: 0 };
+    this.built = null;
+  }
+
+  update(data) {
+    if (data.trace !== undefined) this.trace = data.trace;
+    if (data.cursor) this.cursor = data.cursor;
+    const tr = this.trace;
+    if (!tr || tr.steps === 0) return;
+    const fc = this.forecast();
+    const key = `${tr.model}|${tr.version}|${tr.steps}|${fc ? fc.length : 0}|${this.first()}`;
+    if (data.relayout || (tr.drawable && key !== this.built)) this.build(key);
+    const t = Math.min(this.cursor.t, tr.steps - 1);
+    this.overlay.setCursor(xOf(this.first(), t));
+    this.say(t);
+  }
+
+  build(key) {
+    const tr = this.trace;
+    const first = this.first();
+    const T = tr.steps;
+    const xs = [...Array(T).keys()].map((t) => xOf(first, t));
+    const given = tr.givenSteps || T;
+    const unit = tr.features?.[0] ?? "value";
+    const actual = { type: "scatter", mode: T > 80 ? "lines" : "lines+markers", name: `${unit} (the data)`, x: xs.slice(0, given), y: tr.values.slice(0, given).map((v) => v?.[0] ?? null),
+      line: { color: ACTUAL, width: 2.5 }, marker: { size: 6, color: ACTUAL }, hovertemplate: `%{x}: %{y:.1f}<extra>the data</extra>` }; // prettier-ignore
+    const px = [...Array(Math.min(T, given)).keys()].map((t) => xOf(first, t + 1));
+    const py = tr.predicted.slice(0, given).map((v) => v?.[0] ?? null);
+    const predicted = { type: "scatter", mode: "lines+markers", name: "one step ahead: predicted from the years before", x: px, y: py,
+      line: { color: PREDICTED, width: 2, dash: "dot" }, marker: { size: 7, symbol: "circle-open", color: PREDICTED }, hovertemplate: `%{x}: %{y:.1f}<extra>predicted the year before</extra>` }; // prettier-ignore
+    const data = [actual, predicted];
+    const fc = this.forecast();
+    if (fc && fc.length) {
+      const fx = [xOf(first, given - 1), ...fc.map((_, i) => xOf(first, given + i))];
+      const fy = [tr.values[given - 1]?.[0] ?? null, ...fc.map((v) => v[0])];
+      data.push({ type: "scatter", mode: "lines+markers", name: `forecast: ${fc.length} steps, each prediction fed back`, x: fx, y: fy,
+        line: { color: FORECAST, width: 3 }, marker: { size: 6, color: FORECAST }, hovertemplate: `%{x}: %{y:.1f}<extra>forecast</extra>` }); // prettier-ignore
+    }
+    const layout = baseLayout({
+      height: sized(this.height, 250),
+      showlegend: true,
+      margin: { l: 64, r: 16, t: 8, b: 44 },
+      xaxis: { title: { text: first === null ? "step" : tr.stepName ?? "year", standoff: 6 } },
+      yaxis: { title: { text: unit, standoff: 6 }, rangemode: "tozero" },
+    });
+    Plotly.react(this.gd, data, layout, plotConfig("series")).then(() => this.overlay.measure());
+    this.built = key;
+  }
+
+  say(t) {
+    if (!this.readout) return;
+    const tr = this.trace;
+    const first = this.first();
+    const v = tr.values[t]?.[0];
+    const p = tr.predicted[t]?.[0];
+    const next = tr.values[t + 1]?.[0];
+    const name = (k) => (first === null ? `step ${k + 1}` : String(first + k));
+    let text = `${name(t)}: ${fmt(v)}${tr.sampled[t] ? " (a forecast fed back)" : ""}. From it and every value before, the model predicts ${name(t + 1)}: ${fmt(p)}`;
+    if (next !== undefined && next !== null && t + 1 < (tr.givenSteps || tr.steps)) text += `; it was ${fmt(next)} (error ${fmt(p - next)}).`;
+    else text += ".";
+    if (this.readout.textContent !== text) this.readout.textContent = text;
+  }
+}
+
+export class InputGradView {
+  constructor(root, { first, readout = null, height = 260, name = "input-gradient" }) {
+    this.root = root;
+    this.first = first;
+    this.readout = readout;
+    this.height = height;
+    this.gd = makePlot(root, name, "plot-input-grad");
+    this.overlay = new Overlay(this.gd);
+    this.trace = null;
+    this.cursor = { phase: "forward", t: 0 };
+    this.built = null;
+  }
+
+  update(data) {
+    if (data.trace !== undefined) this.trace = data.trace;
+    if (data.cursor) this.cursor = data.cursor;
+    const tr = this.trace;
+    if (!tr) return;
+    const ready = tr.gradFrom === 0 && tr.steps === tr.T;
+    const key = `${tr.model}|${tr.version}|${this.first()}`;
+    if (ready && (key !== this.built || data.relayout)) this.build(key);
+    if (!ready) return;
+    const first = this.first();
+    const { phase, t } = this.cursor;
+    this.overlay.setCursor(xOf(first, t));
+    if (phase === "forward") this.overlay.setMask([xOf(first, 0) - 0.5, xOf(first, tr.T - 1) + 0.5], "∂L/∂x_t arrives with the BPTT sweep (B)");
+    else this.overlay.setMask(t > 0 ? [xOf(first, 0) - 0.5, xOf(first, t) - 0.5] : null, "BPTT has not reached these yet");
+    if (this.readout) {
+      const g = tr.gradValues[t]?.[0];
+      const text = phase === "backward" && g !== undefined && g !== null ? `∂L/∂x at ${first === null ? `step ${t + 1}` : first + t}: ${g.toPrecision(3)} — raising that value by 1 would change L by about this much.` : "";
+      if (this.readout.textContent !== text) this.readout.textContent = text;
+    }
+  }
+
+  build(key) {
+    const tr = this.trace;
+    const first = this.first();
+    const xs = [...Array(tr.T).keys()].map((t) => xOf(first, t));
+    const ys = tr.gradValues.map((g) => g?.[0] ?? 0);
+    const bars = { type: "bar", x: xs, y: ys, marker: { color: ys.map((v) => (v >= 0 ? "#d95f0e" : "#1f6fb4")) }, hovertemplate: "%{x}: ∂L/∂x = %{y:.3g}<extra></extra>" };
+    const layout = baseLayout({
+      height: sized(this.height, 200),
+      bargap: 0.15,
+      margin: { l: 64, r: 16, t: 8, b: 44 },
+      xaxis: { title: { text: first === null ? "step" : "year", standoff: 6 } },
+      yaxis: { title: { text: "∂L/∂x_t", standoff: 6 }, exponentformat: "power" },
+    });
+    Plotly.react(this.gd, [bars], layout, plotConfig("input-gradient")).then(() => this.overlay.measure());
+    this.built = key;
+  }
+}
