@@ -30,7 +30,10 @@ DEFAULT_TOUR = "deep-learning-for-sequences"
 MAX_FILE_BYTES = 1_000_000
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
-View = Literal["model", "unrolled", "sequences", "certainty", "bptt", "compare", "generate", "learning", "translate"]
+View = Literal[
+    "model", "unrolled", "sequences", "certainty", "bptt", "compare", "generate", "learning", "translate",
+    "melody", "series",
+]  # fmt: skip
 Panel = Literal[
     "unrolled",
     "text",
@@ -49,6 +52,9 @@ Panel = Literal[
     "output",
     "attention",
     "beams",
+    "roll",
+    "forecast",
+    "mattered",
 ]
 
 # What each view may show, and what it shows when a scene does not say. The special views are the model view
@@ -67,7 +73,16 @@ VIEW_PANELS: dict[str, frozenset[str]] = {
     # an encoder–decoder: its two rows unrolled with the attention between them, the attention heatmap, the
     # beam's candidates, the decoder's top-k (predictions) and both BPTT sweeps on one axis (gradients)
     "translate": frozenset({"unrolled", "attention", "beams", "predictions", "gradients"}),
+    # a melody model (notes): its piano roll, played on the scene's cursor (sound from the first key or click)
+    "melody": frozenset({"roll", "unrolled", "predictions", "states", "cell", "gates", "gradients"}),
+    # a series model (numbers): the series, its one-step predictions and forecast; ∂L/∂x_t (mattered)
+    "series": frozenset({"forecast", "mattered", "unrolled", "states", "cell", "gates", "gradients"}),
 }
+# The sequences scene may also show a melody (roll) and a series (forecast) beside its model, each run on its own
+# model named in `models` (its first example).
+VIEW_PANELS["sequences"] = MODEL_PANELS | {"roll", "forecast"}
+# The panel that needs a model of its own kind, in a scene whose main model is of another.
+GUEST_PANELS = {"roll": "melody", "forecast": "series"}
 DEFAULT_PANELS: dict[str, tuple[str, ...]] = {
     "model": ("unrolled", "predictions", "gradients"),
     "sequences": ("unrolled", "series"),
@@ -77,6 +92,8 @@ DEFAULT_PANELS: dict[str, tuple[str, ...]] = {
     "compare": ("norms", "cells"),
     "generate": ("output", "predictions", "unrolled"),
     "translate": ("unrolled", "attention", "beams"),
+    "melody": ("roll", "unrolled", "predictions"),
+    "series": ("forecast", "unrolled", "mattered"),
 }
 NEXT_TOKEN_ONLY = {"generate", "certainty"}
 
@@ -165,6 +182,9 @@ class Scene(Strict):
         wrong = [p for p in self.panels or [] if p not in VIEW_PANELS[view]]
         if wrong:
             raise ValueError(f"a {view} scene cannot show {wrong}; it can show {sorted(VIEW_PANELS[view])}")
+        guests = [p for p in self.shown_panels() if p in GUEST_PANELS and view != GUEST_PANELS[p]]
+        if guests and not self.models:
+            raise ValueError(f"the {guests[0]} panel runs a {GUEST_PANELS[guests[0]]} model: name it in models")
         if "series" in self.shown_panels() and not self.series:
             raise ValueError('the "series" panel needs series to plot')
         return self
@@ -310,6 +330,8 @@ def scene_models(scene: Scene, zoo: Zoo) -> tuple[list[str], list[str]]:
         ids = list(seen.values())
         if len(ids) == 1:
             problems.append(f"the task {scene.task!r} has one cell only ({ids[0]}): there is nothing to compare")
+    guests = {GUEST_PANELS[p] for p in scene.shown_panels() if p in GUEST_PANELS and scene.view != GUEST_PANELS[p]}
+    found: set[str] = set()
     for model_id in ids:
         try:
             m = zoo.get(model_id)
@@ -317,7 +339,19 @@ def scene_models(scene: Scene, zoo: Zoo) -> tuple[list[str], list[str]]:
             problems.append(str(e))
             continue
         kind = m.card.kind
-        if scene.view in NEXT_TOKEN_ONLY and kind != "next_token":
+        shape = "melody" if kind == "next_token" and m.vocab.level == "note" else "series" if kind == "series" else kind
+        guest = model_id != scene.model and shape in guests
+        if guest:
+            found.add(shape)
+        if scene.view in ("melody", "series") and model_id == scene.model and shape != scene.view:
+            what = {"melody": "a melody (note) model", "series": "a series model (numbers in)"}[scene.view]
+            problems.append(f"{model_id} is a {kind} model of {m.vocab.level}s: a {scene.view} scene needs {what}")
+        elif shape == "series" and scene.view != "series" and not guest:
+            problems.append(
+                f'{model_id} reads numbers: show it in a series scene (view "series"), or as the forecast panel of '
+                "a sequences scene"
+            )
+        elif scene.view in NEXT_TOKEN_ONLY and kind != "next_token":
             what = "translates" if kind == "translate" else "is a classifier"
             problems.append(f"{model_id} {what}: a {scene.view} scene needs a next-token model")
         elif scene.view == "translate" and kind != "translate":
@@ -329,6 +363,10 @@ def scene_models(scene: Scene, zoo: Zoo) -> tuple[list[str], list[str]]:
             problems.append(f"{model_id} has no checkpoint {scene.checkpoint!r}; its checkpoints: {known}")
         if scene.label and m.card.labels is not None and scene.label not in m.card.labels:
             problems.append(f"{model_id} has no label {scene.label!r}; its labels: {', '.join(m.card.labels)}")
+    for missing in sorted(guests - found):
+        panel = next(p for p, s in GUEST_PANELS.items() if s == missing)
+        what = "a melody model (notes)" if missing == "melody" else "a series model (numbers)"
+        problems.append(f"the {panel} panel needs {what} in the scene's models; it names none")
     if scene.view == "translate" and len(ids) == 2 and not problems:
         a, b = (zoo.get(i).card for i in ids)
         if bool(a.attention) == bool(b.attention) or a.task != b.task:

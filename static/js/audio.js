@@ -13,6 +13,12 @@ export class Synth {
     const wake = () => this.start();
     window.addEventListener("keydown", wake, { capture: true });
     window.addEventListener("pointerdown", wake, { capture: true });
+    this.attach(indicator);
+  }
+
+  /** Show the state in (another) indicator button, which toggles mute. */
+  attach(indicator) {
+    this.indicator = indicator;
     indicator?.addEventListener("click", (e) => {
       e.preventDefault();
       this.setMuted(!this.muted);
@@ -116,4 +122,12 @@ export class Synth {
     el.setAttribute("aria-pressed", String(state === "running"));
     el.title = this.failed ? `No sound: ${this.failed}. The page works without it.` : state === "running" ? "Sound is on: click or M to mute" : state === "muted" ? "Muted: click or M for sound" : "Browsers start sound after a key or a click";
   }
+}
+
+let shared = null;
+/** One synthesiser for a page whose panels come and go (talk mode). */
+export function sharedSynth(indicator) {
+  if (!shared) shared = new Synth(indicator);
+  else shared.attach(indicator);
+  return shared;
 }

@@ -9,8 +9,11 @@
 //   CompareStage   several models on one input: gradient norms on one axis, their gates, their unrolled rows
 //   GenerateStage  a next-token model writing, streamed
 //   TranslateStage an encoder–decoder translating, its attention drawn; a switch runs the model without it
+//   MelodyStage    a melody model: its piano roll on the cursor, each note sounding as the cursor reaches it
+//   SeriesStage    a series model: the series, its one-step predictions and forecast, ∂L/∂x_t
+// A model stage's roll and forecast panels, in a scene of another model, are guests (tour-sequences.js).
 
-import { trace as traceRest } from "./api.js";
+import { generate, trace as traceRest } from "./api.js";
 import { bus } from "./bus.js";
 import { ACCENT } from "./colors.js";
 import { exportButtons } from "./export.js";
@@ -34,6 +37,12 @@ import { BeamsView } from "./views/beams.js";
 import { EncDecView } from "./views/encdec.js";
 import { EncDecGradView } from "./views/encdecgrad.js";
 import { TopKView } from "./views/topk.js";
+import { sharedSynth } from "./audio.js";
+import { parseNumbers } from "./numbers.js";
+import { MelodyGuest, SeriesGuest, TEMPO, isMelodyCard, isSeriesCard, soundButton, soundNote } from "./tour-sequences.js";
+import { PianoRollView } from "./views/pianoroll.js";
+import { InputGradView, SeriesPlotView } from "./views/seriesplot.js";
+import { parseNote } from "./notes.js";
 
 // Panels that share a row (in pairs, in the order given): a scene fits a 1280×720 screen whole.
 const HALF = new Set(["predictions", "gradients", "weights", "pca", "checkpoints", "output", "states", "gates", "cell", "attention", "beams"]);
@@ -92,6 +101,7 @@ class Stage {
     this.layer = 0;
     this.closed = false;
     this.ready = false;
+    this.guests = []; // a melody or series run beside the scene's model (tour-sequences.js)
   }
 
   /** A panel of the stage: {section, body, tools, info}. */
@@ -187,6 +197,7 @@ class Stage {
   close() {
     this.closed = true;
     for (const s of this.sessions) s.close();
+    for (const g of this.guests) g.close();
   }
 }
 
@@ -267,6 +278,33 @@ export class ModelStage extends Stage {
         p = this.panel(key, "Other sequences, read the same way");
         this.views.push(new SeriesView(p.body, { series: this.scene.series, name: "tour-sequences" }));
         break;
+      case "roll": {
+        if (isMelodyCard(card)) {
+          p = this.panel(key, `The melody, one note per step (${card.id})`, { info: true });
+          this.synth = soundButton(p.tools);
+          this.views.push(new PianoRollView(p.body, { height: 230, readout: p.info }));
+        } else {
+          const guest = this.cards.find(isMelodyCard);
+          p = this.panel(key, `A melody, note by note: ${guest.id}`, { info: true, size: "half" });
+          this.guests.push(new MelodyGuest(p, guest));
+        }
+        break;
+      }
+      case "forecast": {
+        if (isSeriesCard(card)) {
+          p = this.panel(key, `The series, predicted one step ahead, then forecast (${card.id})`, { info: true });
+          this.views.push(new SeriesPlotView(p.body, { first: () => this.first(), forecast: () => this.forecast, readout: p.info, height: 250, name: "tour-series" }));
+        } else {
+          const guest = this.cards.find(isSeriesCard);
+          p = this.panel(key, `A series, year by year: ${guest.id}`, { info: true, size: "half" });
+          this.guests.push(new SeriesGuest(p, guest));
+        }
+        break;
+      }
+      case "mattered":
+        p = this.panel(key, "Which past years mattered: ∂L/∂x_t", { info: true });
+        this.views.push(new InputGradView(p.body, { first: () => this.first(), readout: p.info, height: 200, name: "tour-input-gradient" }));
+        break;
       default:
         this.addSpecialPanel(key);
     }
@@ -282,6 +320,7 @@ export class ModelStage extends Stage {
 
   start(inputs) {
     this.inputs = inputs;
+    for (const g of this.guests) g.start();
     return this.session.start(this.body(inputs[0])).catch((e) => this.fail(e));
   }
 
@@ -303,7 +342,68 @@ export class ModelStage extends Stage {
   }
 
   onDone() {
-    this.markReady();
+    Promise.all(this.guests.map((g) => g.ready)).then(() => this.markReady());
+  }
+}
+
+/** A melody model on the scene's cursor: in the forward sweep each note lasts its length and sounds. */
+export class MelodyStage extends ModelStage {
+  constructor(ctx) {
+    super(ctx);
+    this.synth = this.synth ?? sharedSynth(null);
+    this.sounded = -1;
+  }
+
+  onCursor(cursor) {
+    super.onCursor(cursor);
+    const tr = this.trace;
+    if (!tr) return;
+    if (cursor.phase !== "forward") {
+      this.sounded = -1;
+      return;
+    }
+    if (cursor.t === this.sounded || cursor.t >= tr.steps) return;
+    this.sounded = cursor.t;
+    soundNote(this.synth, tr, cursor.t);
+    if (cursor.playing) this.player.setSpeed(TEMPO / 60 / Math.max(0.125, (parseNote(tr.tokens[cursor.t]) ?? { dur: 1 }).dur));
+  }
+}
+
+/** A series model: its input is numbers; after the trace, the forecast from them (the generate endpoint). */
+export class SeriesStage extends ModelStage {
+  constructor(ctx) {
+    super(ctx);
+    this.forecast = null;
+  }
+
+  /** The first year of the scene's own input (its model's example), else steps are counted. */
+  first() {
+    return this.own ? (this.card.examples?.[0]?.first ?? null) : null;
+  }
+
+  body(text) {
+    return {
+      values: parseNumbers(text),
+      loss: this.scene.loss ?? "last",
+      precision: 4,
+      ...(this.scene.checkpoint ? { checkpoint: this.scene.checkpoint } : {}),
+    };
+  }
+
+  start(inputs) {
+    this.inputs = inputs;
+    this.forecast = null;
+    const body = this.body(inputs[0]);
+    return this.session
+      .start(body)
+      .then(async (tr) => {
+        if (!tr || this.closed) return;
+        const reply = await generate(this.card.id, { values: body.values, length: Math.min(this.scene.length, 40), precision: 6 });
+        if (this.closed) return;
+        this.forecast = reply.forecast;
+        this.push({ trace: tr, version: tr.version, relayout: true });
+      })
+      .catch((e) => this.fail(e));
   }
 }
 
@@ -755,6 +855,8 @@ const STAGES = {
   compare: CompareStage,
   generate: GenerateStage,
   translate: TranslateStage,
+  melody: MelodyStage,
+  series: SeriesStage,
 };
 
 export function makeStage(ctx) {

@@ -6,6 +6,7 @@ import { ApiError, generate, getModel } from "../api.js";
 import { bus } from "../bus.js";
 import { GRAD, pow10 } from "../colors.js";
 import { bindKeys } from "../keys.js";
+import { exampleText, parseNumbers } from "../numbers.js";
 import { Player, speedFor } from "../player.js";
 import { Session } from "../session.js";
 import { link, readParams, writeParams } from "../url.js";
@@ -45,17 +46,6 @@ const views = [controls, plot, inputGrad, unrolled, states, cellstep, gradients]
 
 function push(data) {
   for (const v of views) v.update(data);
-}
-
-/**
- * The numbers typed: split at commas, semicolons, spaces and new lines. What does not read as a number is sent
- * as it is, so that the API names it and its step.
- */
-export function parseNumbers(text) {
-  return text
-    .split(/[\s,;]+/)
-    .filter((s) => s !== "")
-    .map((s) => (/^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(s) ? Number(s) : s));
 }
 
 function showError(message) {
@@ -184,7 +174,7 @@ async function main() {
   const useExample = (i) => {
     const ex = examples[i];
     if (!ex) return;
-    $("text-input").value = ex.values.map((v) => (Array.isArray(v) ? v.join(" ") : String(v))).join(", ");
+    $("text-input").value = exampleText(ex);
     $("first-input").value = ex.first !== undefined ? String(ex.first) : "";
   };
   if (P.values) {

@@ -5,6 +5,7 @@
 import { getModel } from "../api.js";
 import { bus } from "../bus.js";
 import { onKeys, playerKeys } from "../keys.js";
+import { exampleText } from "../numbers.js";
 import { Player } from "../player.js";
 import { inputCount, makeStage } from "../tour-stages.js";
 import { showTarget } from "../target.js";
@@ -109,7 +110,8 @@ function readInputs() {
 /** The scene's own inputs: the file's, or the first model's first example. */
 function ownInputs(scene, sceneCards) {
   const n = inputCount(scene);
-  const example = sceneCards[0]?.examples?.[0]?.text ?? "";
+  const first = sceneCards[0]?.examples?.[0];
+  const example = first?.text ?? exampleText(first);
   return Array.from({ length: n }, (_, k) => scene.inputs[k] ?? (k === 0 ? example : ""));
 }
 

@@ -69,12 +69,14 @@ export class PianoRollView {
     const g = el("g");
     // rows: black keys shaded, C's and the notes played labelled
     const used = new Set(pitches);
-    for (let m = lo; m <= hi; m++) {
+    let lastLabel = -Infinity;
+    for (let m = hi; m >= lo; m--) {
       const black = [1, 3, 6, 8, 10].includes(((m % 12) + 12) % 12);
       el("rect", { x: left, y: yp(m), width: width - left - right, height: rowH, fill: black ? "#f1f5f9" : "#ffffff" }, g);
       if (m % 12 === 0) el("line", { x1: left, x2: width - right, y1: yp(m) + rowH, y2: yp(m) + rowH, stroke: "#cbd5e1" }, g);
-      const every = Math.ceil(font / Math.max(1, rowH));
-      if ((used.has(m) || m % 12 === 0) && (m - lo) % every === 0) {
+      // the notes played (and each C) named, none closer than a line of text to the one above
+      if ((used.has(m) || m % 12 === 0) && yp(m) - lastLabel >= font) {
+        lastLabel = yp(m);
         const label = el("text", { x: left - 6, y: yp(m) + rowH / 2, "text-anchor": "end", "dominant-baseline": "central", "font-size": font, class: "roll-label" }, g);
         label.textContent = midiName(m);
       }
@@ -137,7 +139,9 @@ export class PianoRollView {
       if (n) {
         const what = n.midi === null ? `a rest of ${n.dur}` : `${midiName(n.midi)} for ${n.dur} beat${n.dur === 1 ? "" : "s"}`;
         text = `Note ${cur + 1} of ${tr.T}: ${what}.`;
-        if (phase === "forward" && guesses.length) text += ` Next, the model expects ${preds.slice(0, 3).map((p) => `${p.token} (${p.p.toFixed(2)})`).join(", ")}${came ? `; then came ${came}` : ""}.`;
+        const top = (k) => preds.slice(0, k).map((p) => `${p.token} (${p.p.toFixed(2)})`).join(", ");
+        if (phase === "forward" && guesses.length && isTalk()) text += ` Next: ${top(2)}.`;
+        else if (phase === "forward" && guesses.length) text += ` Next, the model expects ${top(3)}${came ? `; then came ${came}` : ""}.`;
       }
       if (this.readout.textContent !== text) this.readout.textContent = text;
     }

@@ -2,7 +2,7 @@
 // drawn at t + 1), the free-running forecast after the last value, and the time cursor; and ∂L/∂x_t as bars,
 // "which past years mattered" for the loss L, uncovered right to left by the BPTT sweep.
 
-import { Overlay, Plotly, baseLayout, makePlot, plotConfig, sized } from "../plots.js";
+import { Overlay, Plotly, baseLayout, isTalk, makePlot, plotConfig, sized } from "../plots.js";
 
 const ACTUAL = "#111827";
 const PREDICTED = "#1f6fb4";
@@ -48,25 +48,25 @@ export class SeriesPlotView {
     const xs = [...Array(T).keys()].map((t) => xOf(first, t));
     const given = tr.givenSteps || T;
     const unit = tr.features?.[0] ?? "value";
-    const actual = { type: "scatter", mode: T > 80 ? "lines" : "lines+markers", name: `${unit} (the data)`, x: xs.slice(0, given), y: tr.values.slice(0, given).map((v) => v?.[0] ?? null),
+    const actual = { type: "scatter", mode: T > 80 ? "lines" : "lines+markers", name: isTalk() ? "the data" : `${unit} (the data)`, x: xs.slice(0, given), y: tr.values.slice(0, given).map((v) => v?.[0] ?? null),
       line: { color: ACTUAL, width: 2.5 }, marker: { size: 6, color: ACTUAL }, hovertemplate: `%{x}: %{y:.1f}<extra>the data</extra>` }; // prettier-ignore
     const px = [...Array(Math.min(T, given)).keys()].map((t) => xOf(first, t + 1));
     const py = tr.predicted.slice(0, given).map((v) => v?.[0] ?? null);
-    const predicted = { type: "scatter", mode: "lines+markers", name: "one step ahead: predicted from the years before", x: px, y: py,
+    const predicted = { type: "scatter", mode: "lines+markers", name: isTalk() ? "one step ahead" : "one step ahead: predicted from the years before", x: px, y: py,
       line: { color: PREDICTED, width: 2, dash: "dot" }, marker: { size: 7, symbol: "circle-open", color: PREDICTED }, hovertemplate: `%{x}: %{y:.1f}<extra>predicted the year before</extra>` }; // prettier-ignore
     const data = [actual, predicted];
     const fc = this.forecast();
     if (fc && fc.length) {
       const fx = [xOf(first, given - 1), ...fc.map((_, i) => xOf(first, given + i))];
       const fy = [tr.values[given - 1]?.[0] ?? null, ...fc.map((v) => v[0])];
-      data.push({ type: "scatter", mode: "lines+markers", name: `forecast: ${fc.length} steps, each prediction fed back`, x: fx, y: fy,
+      data.push({ type: "scatter", mode: "lines+markers", name: isTalk() ? "forecast" : `forecast: ${fc.length} steps, each prediction fed back`, x: fx, y: fy,
         line: { color: FORECAST, width: 3 }, marker: { size: 6, color: FORECAST }, hovertemplate: `%{x}: %{y:.1f}<extra>forecast</extra>` }); // prettier-ignore
     }
     const layout = baseLayout({
-      height: sized(this.height, 250),
+      height: sized(this.height, this.height),
       showlegend: true,
       margin: { l: 64, r: 16, t: 8, b: 44 },
-      xaxis: { title: { text: first === null ? "step" : tr.stepName ?? "year", standoff: 6 } },
+      xaxis: { title: { text: isTalk() ? "" : first === null ? "step" : "year", standoff: 6 } },
       yaxis: { title: { text: unit, standoff: 6 }, rangemode: "tozero" },
     });
     Plotly.react(this.gd, data, layout, plotConfig("series")).then(() => this.overlay.measure());
@@ -129,7 +129,7 @@ export class InputGradView {
     const ys = tr.gradValues.map((g) => g?.[0] ?? 0);
     const bars = { type: "bar", x: xs, y: ys, marker: { color: ys.map((v) => (v >= 0 ? "#d95f0e" : "#1f6fb4")) }, hovertemplate: "%{x}: ∂L/∂x = %{y:.3g}<extra></extra>" };
     const layout = baseLayout({
-      height: sized(this.height, 200),
+      height: sized(this.height, this.height),
       bargap: 0.15,
       margin: { l: 64, r: 16, t: 8, b: 44 },
       xaxis: { title: { text: first === null ? "step" : "year", standoff: 6 } },
