@@ -38,53 +38,68 @@ class Layers:
     w_steps: list[list[Tensor]]  # per layer, per step its own copy of W_hh (a leaf)
 
 
-def run_layers(sd: dict[str, Tensor], cell: str, layers: int, hidden_size: int, xs: list[Tensor]) -> Layers:
-    """torch.nn's cell formulas over the inputs xs, layer by layer, every state retained for autograd."""
+def run_layers(
+    sd: dict[str, Tensor], cell: str, layers: int, hidden_size: int, xs: list[Tensor], directions: int = 1
+) -> Layers:
+    """torch.nn's cell formulas over the inputs xs, layer by layer, every state retained for autograd. With two
+    directions each layer also runs over xs last to first (`_reverse` weights); entries are in torch's order
+    (l0, l0_reverse, …), each indexed by the input's step, and layer k+1 reads [forward; reverse] of layer k."""
     H = hidden_size
     inputs: list[Tensor] = xs
     out = Layers([], [], [], [])
+    T = len(xs)
     for k in range(layers):
-        W_ih, W_hh = sd[f"rnn.weight_ih_l{k}"], sd[f"rnn.weight_hh_l{k}"]
-        b_ih, b_hh = sd[f"rnn.bias_ih_l{k}"], sd[f"rnn.bias_hh_l{k}"]
-        h = torch.zeros(H, dtype=torch.float64)
-        c = torch.zeros(H, dtype=torch.float64)
-        hs: list[Tensor] = []
-        cs: list[Tensor] = []
-        gs: dict[str, list[Tensor]] = {}
-        ws: list[Tensor] = []
-        for t in range(len(xs)):
-            Wt = W_hh.clone().requires_grad_(True)  # step t's own copy: its grad is step t's BPTT term
-            ws.append(Wt)
-            gi = W_ih @ inputs[t] + b_ih
-            gh = Wt @ h + b_hh
-            if cell == "lstm":
-                i, f, g, o = (gi + gh).chunk(4)
-                i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
-                c = f * c + i * g
-                c.retain_grad()
-                cs.append(c)
-                h = o * c.tanh()
-                step = {"input": i, "forget": f, "candidate": g, "output": o}
-            elif cell == "gru":
-                ir, iz, in_ = gi.chunk(3)
-                hr, hz, hn = gh.chunk(3)
-                r, z = (ir + hr).sigmoid(), (iz + hz).sigmoid()
-                n = (in_ + r * hn).tanh()
-                h = (1 - z) * n + z * h
-                step = {"reset": r, "update": z, "candidate": n}
-            else:
-                h = (gi + gh).tanh()
-                step = {}
-            h.retain_grad()
-            hs.append(h)
-            for name, v in step.items():
-                gs.setdefault(name, []).append(v)
-        out.hidden.append(hs)
-        out.cells.append(cs)
-        out.gates.append(gs)
-        out.w_steps.append(ws)
-        inputs = hs
+        per_direction: list[list[Tensor]] = []
+        for d in range(directions):
+            s = f"_l{k}" + ("_reverse" if d else "")
+            W_ih, W_hh = sd[f"rnn.weight_ih{s}"], sd[f"rnn.weight_hh{s}"]
+            b_ih, b_hh = sd[f"rnn.bias_ih{s}"], sd[f"rnn.bias_hh{s}"]
+            h = torch.zeros(H, dtype=torch.float64)
+            c = torch.zeros(H, dtype=torch.float64)
+            hs: dict[int, Tensor] = {}
+            cs: dict[int, Tensor] = {}
+            gs: dict[str, dict[int, Tensor]] = {}
+            ws: dict[int, Tensor] = {}
+            for t in range(T - 1, -1, -1) if d else range(T):
+                Wt = W_hh.clone().requires_grad_(True)  # step t's own copy: its grad is step t's BPTT term
+                ws[t] = Wt
+                gi = W_ih @ inputs[t] + b_ih
+                gh = Wt @ h + b_hh
+                if cell == "lstm":
+                    i, f, g, o = (gi + gh).chunk(4)
+                    i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
+                    c = f * c + i * g
+                    c.retain_grad()
+                    cs[t] = c
+                    h = o * c.tanh()
+                    step = {"input": i, "forget": f, "candidate": g, "output": o}
+                elif cell == "gru":
+                    ir, iz, in_ = gi.chunk(3)
+                    hr, hz, hn = gh.chunk(3)
+                    r, z = (ir + hr).sigmoid(), (iz + hz).sigmoid()
+                    n = (in_ + r * hn).tanh()
+                    h = (1 - z) * n + z * h
+                    step = {"reset": r, "update": z, "candidate": n}
+                else:
+                    h = (gi + gh).tanh()
+                    step = {}
+                h.retain_grad()
+                hs[t] = h
+                for name, v in step.items():
+                    gs.setdefault(name, {})[t] = v
+            in_order = [hs[t] for t in range(T)]
+            per_direction.append(in_order)
+            out.hidden.append(in_order)
+            out.cells.append([cs[t] for t in range(T)] if cs else [])
+            out.gates.append({name: [v[t] for t in range(T)] for name, v in gs.items()})
+            out.w_steps.append([ws[t] for t in range(T)])
+        inputs = per_direction[0] if directions == 1 else [torch.cat(hs_t) for hs_t in zip(*per_direction, strict=True)]
     return out
+
+
+def top_output(run: Layers, directions: int) -> Tensor:
+    """The top layer's output (T, D·H): [forward; reverse] at every step."""
+    return torch.cat([torch.stack(hs) for hs in run.hidden[-directions:]], dim=1)
 
 
 def norms(ts: list[Tensor]) -> Tensor:
@@ -96,10 +111,10 @@ def reference(model: SeqModel, ids: list[int], mode: str, label: int | None = No
     sd = {k: v.detach().double() for k, v in model.state_dict().items()}
     T = len(ids)
     xs = [sd["embedding.weight"][i].clone().requires_grad_(True) for i in ids]
-    run = run_layers(sd, cfg.cell, cfg.num_layers, cfg.hidden_size, xs)
+    run = run_layers(sd, cfg.cell, cfg.num_layers, cfg.hidden_size, xs, cfg.directions)
     hidden, cells, gates, w_steps = run.hidden, run.cells, run.gates, run.w_steps
 
-    logits = torch.stack(hidden[-1]) @ sd["head.weight"].T + sd["head.bias"]
+    logits = top_output(run, cfg.directions) @ sd["head.weight"].T + sd["head.bias"]
     logp = torch.log_softmax(logits, dim=-1)
     if cfg.kind == "next_token":
         step_loss = torch.full((T,), float("nan"), dtype=torch.float64)

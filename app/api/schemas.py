@@ -223,6 +223,9 @@ class Prediction(BaseModel):
 
 
 class LayerBody(BaseModel):
+    direction: Literal["forward", "reverse"] = Field(
+        "forward", description="the direction this layer read the input in; layers in torch's order (l0, l0_reverse, …)"
+    )
     hidden: list[list[float]] = Field(description="T × H")
     cell_state: list[list[float]] | None = Field(description="T × H, LSTM only")
     gates: dict[str, list[list[float]]] = Field(description="gate name → T × H")

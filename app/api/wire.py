@@ -41,7 +41,7 @@ def estimate_body_bytes(card: ModelCard, steps: int, top_k: int) -> int:
     """About how long a trace's JSON body will be (a little over), known before computing it: ~13 characters a
     float32 value (its shortest digits and a comma: 11.6 on charlm-lstm), ~32 a top-k prediction, ~48 a step's
     losses and gradient norms."""
-    values = card.num_layers * card.hidden_size * (1 + (card.cell == "lstm") + len(card.gate_names))
+    values = card.num_layers * card.directions * card.hidden_size * (1 + (card.cell == "lstm") + len(card.gate_names))
     per_step = 13 * values + (32 * top_k if card.kind == "next_token" else 12 * len(card.labels or [])) + 48
     return steps * per_step + 1024
 
@@ -70,6 +70,7 @@ class WireTrace:
     hidden: list[Array]  # per layer (T, H)
     cell_state: list[Array | None]
     gates: list[dict[str, Array]]
+    directions: list[str]  # per layer entry, in torch's order (l0, l0_reverse, …): "forward" or "reverse"
     # The small arrays, rounded already.
     probs: Array  # (T, outputs)
     top_probs: Array
@@ -96,6 +97,7 @@ class WireTrace:
             hidden=[layer.hidden for layer in tr.layers],
             cell_state=[layer.cell_state for layer in tr.layers],
             gates=[layer.gates for layer in tr.layers],
+            directions=[layer.direction for layer in tr.layers],
             probs=r(tr.probs),
             top_probs=r(tr.top_probs),
             step_loss=r(tr.step_loss),
@@ -178,8 +180,13 @@ class WireTrace:
         return {
             **self.header(),
             "layers": [
-                {"hidden": h.whole(), "cell_state": c and c.whole(), "gates": {n: g.whole() for n, g in gates.items()}}
-                for h, c, gates in self.layer_text
+                {
+                    "direction": d,
+                    "hidden": h.whole(),
+                    "cell_state": c and c.whole(),
+                    "gates": {n: g.whole() for n, g in gs.items()},
+                }
+                for d, (h, c, gs) in zip(self.directions, self.layer_text, strict=True)
             ],
             "predictions": None if classify else self.predictions.whole(),
             "probs": self.probs[-1] if classify else None,
@@ -207,19 +214,21 @@ class WireTrace:
             "num_layers": len(self.hidden),
             "hidden_size": int(self.hidden[0].shape[1]),
             "gates": list(self.gates[0]),
+            "directions": self.directions,
             "labels": self.labels,
         }
 
     def step_frames(self, batch: int = 1) -> Iterator[bytes]:
         """The forward sweep's frames as JSON, in order, `batch` to a message: {"type": "step", "t", "token",
-        "layers": [{"hidden", "cell_state", "gates"}], "loss", "prediction" or "probs"}. Put together from text
-        written once, by joining bytes: building a dict for orjson per frame would cost more than the frame's
-        own values."""
+        "layers": [{"direction", "hidden", "cell_state", "gates"}], "loss", "prediction" or "probs"}. Put together
+        from text written once, by joining bytes: building a dict for orjson per frame would cost more than the
+        frame's own values."""
         return _messages(self._step_frame_parts(), batch)
 
     def _step_frame_parts(self) -> Iterator[list[bytes]]:
         layers = self.layer_text
         keys = [[orjson.dumps(name) + b":" for name in gates] for _, _, gates in layers]
+        opening = [b'{"direction":' + orjson.dumps(d) + b',"hidden":' for d in self.directions]
         tokens = [orjson.dumps(token) for token in self.trace.tokens]
         losses = [orjson.dumps(loss) for loss in self.step_loss.tolist()]  # NaN (no target) → null
         if self.trace.kind == "classify":
@@ -229,7 +238,7 @@ class WireTrace:
         for t in range(self.trace.steps):
             parts = [b'{"type":"step","t":', b"%d" % t, b',"token":', tokens[t], b',"layers":[']
             for k, (h, c, gates) in enumerate(layers):
-                parts += [b',{"hidden":' if k else b'{"hidden":', h.raw(t), b',"cell_state":',
+                parts += [b',' if k else b'', opening[k], h.raw(t), b',"cell_state":',
                           b"null" if c is None else c.raw(t), b',"gates":{']  # fmt: skip
                 parts.append(b",".join(name + g.raw(t) for name, g in zip(keys[k], gates.values(), strict=True)))
                 parts.append(b"}}")
@@ -237,8 +246,17 @@ class WireTrace:
             yield parts
 
     def binary_layout(self) -> list[dict[str, Any]]:
-        """What a binary step frame holds after its uint32 t: float32 fields in this order, then uint32 ids."""
-        fields = [{"name": name, "dtype": "float32", "size": a.shape[1]} for name, a in self.state_arrays()]
+        """What a binary step frame holds after its uint32 t: float32 fields in this order, then uint32 ids. A
+        layer's fields carry its direction."""
+        fields: list[dict[str, Any]] = [
+            {
+                "name": name,
+                "dtype": "float32",
+                "size": a.shape[1],
+                "direction": self.directions[int(name.split(".")[1])],
+            }
+            for name, a in self.state_arrays()
+        ]
         fields.append({"name": "loss", "dtype": "float32", "size": 1})
         if self.trace.kind == "classify":
             fields.append({"name": "probs", "dtype": "float32", "size": self.probs.shape[1]})
@@ -254,7 +272,11 @@ class WireTrace:
         names = [f"hidden.{k}" for k in range(L)]
         names += [f"cell_state.{k}" for k in range(L)] if self.is_lstm else []
         names += ["input"] + [f"weight_hh.{k}" for k in range(L)]
-        return [{"name": n, "dtype": "float64", "size": 1} for n in names]
+
+        def direction(name: str) -> dict[str, str]:
+            return {} if name == "input" else {"direction": self.directions[int(name.split(".")[1])]}
+
+        return [{"name": n, "dtype": "float64", "size": 1, **direction(n)} for n in names]
 
     def binary_steps(self, batch: int = 1) -> Iterator[bytes]:
         """Step records in messages of up to `batch` records each. A record: little-endian uint32 t, then the
@@ -338,6 +360,7 @@ def generated_step_frame(loaded: LoadedModel, step: Step, t: int, top_k: int, pr
         "sampled": step.sampled,
         "layers": [
             {
+                "direction": "forward",  # generation runs one direction only
                 "hidden": r(f.hidden[0].numpy()),
                 "cell_state": None if f.cell_state is None else r(f.cell_state[0].numpy()),
                 "gates": {n: r(g[0]) for n, g in f.gates(loaded.card.cell).items()},

@@ -43,6 +43,8 @@ def generate(
         raise WrongModelKind("generate needs a next-token model; this one reads numbers (forecast it)")
     if model.config.kind != "next_token":
         raise WrongModelKind("generate needs a next-token model; this one is a classifier")
+    if model.config.bidirectional:  # its reverse direction reads the text from its end, which sampling has not got
+        raise WrongModelKind("generate needs a one-direction model; this one reads the text both ways")
     if not prompt_ids:
         raise EngineError("the prompt is empty: give at least one token")
     return _steps(model, prompt_ids, length, temperature, seed)

@@ -46,6 +46,20 @@ class ModelConfig:
     embed_size: int
     hidden_size: int
     num_layers: int = 1
+    bidirectional: bool = False  # torch.nn's: each layer also runs last step to first, its states beside
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+
+MAX_LAYERS = 4  # recurrent layers a model may have (imported models; the zoo trains 1 or 2)
+
+
+def suffix(j: int, directions: int) -> str:
+    """torch.nn's parameter suffix of entry j in its order (l0, l0_reverse, l1, l1_reverse, …): "_l1_reverse"."""
+    k, d = divmod(j, directions)
+    return f"_l{k}" + ("_reverse" if d else "")
 
 
 class LayerWeights(NamedTuple):
@@ -56,50 +70,60 @@ class LayerWeights(NamedTuple):
 
 
 def layer_views(rnn: nn.RNNBase, cell: Cell, input_size: int) -> list[nn.RNNBase]:
-    """Each layer of `rnn` as a one-layer torch.nn module whose parameters are `rnn`'s own tensors."""
+    """Each layer (and direction, in torch's order) of `rnn` as a one-layer, one-direction torch.nn module whose
+    parameters are `rnn`'s own tensors. A reverse direction's view runs forwards: the trace gives it the input
+    reversed in time."""
+    D = 2 if rnn.bidirectional else 1
     layers = []
-    for i in range(rnn.num_layers):
-        in_size = input_size if i == 0 else rnn.hidden_size
+    for j in range(rnn.num_layers * D):
+        in_size = input_size if j < D else rnn.hidden_size * D  # layer k+1 reads [forward; reverse] of layer k
         one = RNN_CLASSES[cell](in_size, rnn.hidden_size, num_layers=1, batch_first=True)
         one.train(False)  # inference path: torch picks its fused oneDNN kernel
         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            setattr(one, f"{name}_l0", getattr(rnn, f"{name}_l{i}"))
+            setattr(one, f"{name}_l0", getattr(rnn, f"{name}{suffix(j, D)}"))
         layers.append(one)
     return layers
 
 
-def layer_weights(rnn: nn.RNNBase, k: int) -> LayerWeights:
-    """Layer k's parameters, torch.nn's tensors themselves (W_ih (G·H, in), W_hh (G·H, H))."""
+def layer_weights(rnn: nn.RNNBase, j: int) -> LayerWeights:
+    """Entry j's parameters in torch's order (l0, l0_reverse, …), torch.nn's tensors themselves
+    (W_ih (G·H, in), W_hh (G·H, H))."""
     get = rnn.get_parameter
-    return LayerWeights(get(f"weight_ih_l{k}"), get(f"weight_hh_l{k}"), get(f"bias_ih_l{k}"), get(f"bias_hh_l{k}"))
+    s = suffix(j, 2 if rnn.bidirectional else 1)
+    return LayerWeights(get(f"weight_ih{s}"), get(f"weight_hh{s}"), get(f"bias_ih{s}"), get(f"bias_hh{s}"))
 
 
 class SeqModel(nn.Module):
-    """Token embedding → 1 or 2 recurrent layers → linear head applied at every step."""
+    """Token embedding → 1–4 recurrent layers, one or two directions → linear head applied at every step."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         if config.cell not in RNN_CLASSES:
             raise ValueError(f"cell must be one of {sorted(RNN_CLASSES)}, not {config.cell!r}")
-        if config.num_layers not in (1, 2):
-            raise ValueError("num_layers must be 1 or 2")
+        if not 1 <= config.num_layers <= MAX_LAYERS:
+            raise ValueError(f"num_layers must be 1 to {MAX_LAYERS}")
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embed_size)
         self.rnn = RNN_CLASSES[config.cell](
-            config.embed_size, config.hidden_size, num_layers=config.num_layers, batch_first=True
+            config.embed_size,
+            config.hidden_size,
+            num_layers=config.num_layers,
+            batch_first=True,
+            bidirectional=config.bidirectional,
         )
-        self.head = nn.Linear(config.hidden_size, config.num_outputs)
+        self.head = nn.Linear(config.hidden_size * config.directions, config.num_outputs)
         # Single-layer views that share this model's parameters: the trace runs layer by layer.
         self.__dict__["_layers"] = None
 
     def forward(self, ids: Tensor) -> Tensor:
         """(B, T) token ids → (B, T, num_outputs) logits at every step."""
-        out, _ = self.rnn(self.embedding(ids))  # (B, T, H)
+        out, _ = self.rnn(self.embedding(ids))  # (B, T, D·H)
         logits: Tensor = self.head(out)
         return logits
 
     def layer(self, k: int) -> nn.RNNBase:
-        """Layer k as a one-layer torch.nn module whose parameters are this model's own tensors."""
+        """Entry k (torch's order: l0, l0_reverse, l1, …) as a one-layer torch.nn module whose parameters are
+        this model's own tensors."""
         layers: list[nn.RNNBase] | None = self.__dict__["_layers"]
         if layers is None:
             layers = layer_views(self.rnn, self.config.cell, self.config.embed_size)
@@ -107,7 +131,7 @@ class SeqModel(nn.Module):
         return layers[k]
 
     def weights(self, k: int) -> LayerWeights:
-        """Layer k's parameters, torch.nn's tensors themselves (W_ih (G·H, in), W_hh (G·H, H))."""
+        """Entry k's parameters, torch.nn's tensors themselves (W_ih (G·H, in), W_hh (G·H, H))."""
         return layer_weights(self.rnn, k)
 
     def load_state_dict_checked(self, state: dict[str, Tensor]) -> None:
@@ -149,6 +173,7 @@ class ModelCard:
     num_layers: int
     vocab: dict[str, Any]
     labels: list[str] | None = None
+    bidirectional: bool = False  # each layer also runs last step to first (torch.nn's bidirectional=True)
     positive_label: str | None = None  # sentiment: which label is the positive class
     description: str = ""
     examples: list[dict[str, Any]] = field(default_factory=list)  # {"text", "note", "label"?}
@@ -193,7 +218,12 @@ class ModelCard:
             embed_size=self.embed_size,
             hidden_size=self.hidden_size,
             num_layers=self.num_layers,
+            bidirectional=self.bidirectional,
         )
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -287,6 +317,7 @@ def load_model(folder: Path, model_id: str) -> LoadedModel:
 
 __all__ = [
     "GATES",
+    "MAX_LAYERS",
     "Checkpoint",
     "Kind",
     "LoadedModel",

@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from torch import Tensor, nn
 
 from app.rnn.errors import BadValues, EmptyInput, InputTooLong, ModelFileError
-from app.rnn.model import RNN_CLASSES, Cell, LayerWeights, layer_views, layer_weights, load_checked
+from app.rnn.model import MAX_LAYERS, RNN_CLASSES, Cell, LayerWeights, layer_views, layer_weights, load_checked
 
 if TYPE_CHECKING:
     from app.rnn.model import ModelCard
@@ -105,8 +105,8 @@ class SeriesModel(nn.Module):
         super().__init__()
         if config.cell not in RNN_CLASSES:
             raise ValueError(f"cell must be one of {sorted(RNN_CLASSES)}, not {config.cell!r}")
-        if config.num_layers not in (1, 2):
-            raise ValueError("num_layers must be 1 or 2")
+        if not 1 <= config.num_layers <= MAX_LAYERS:
+            raise ValueError(f"num_layers must be 1 to {MAX_LAYERS}")
         self.config = config
         self.rnn = RNN_CLASSES[config.cell](
             config.features, config.hidden_size, num_layers=config.num_layers, batch_first=True

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from app.rnn.model import GATES, Cell, LayerWeights, LoadedModel, SeqModel
 from app.rnn.tokenize import Encoded
 
 LossMode = Literal["sum", "last"]
+Direction = Literal["forward", "reverse"]
 LabelSource = Literal["given", "input", "predicted"]
 MAX_STEPS = 10_000
 
@@ -62,6 +63,26 @@ class LayerTrace:
     grad_hidden: F64  # (T,) ‖∂L/∂h_t‖, the total derivative through the recurrence and the layers above
     grad_cell_state: F64 | None  # (T,) ‖∂L/∂c_t‖, LSTM only
     grad_weight_hh: F64  # (T,) ‖step t's term of ∂L/∂W_hh‖ = ‖δ_t‖·‖h_{t−1}‖ (an outer product's norm)
+    # "reverse": the layer read the input last step to first. Its arrays are still indexed by step t of the input
+    # (h_t has read x_{T−1} … x_t, as torch.nn's output), and its h_{t−1} above is the state after step t+1.
+    direction: Direction = "forward"
+
+    def reversed_in_time(self, direction: Direction) -> LayerTrace:
+        """This layer's arrays with their steps in the other order (a reverse direction's, computed in its own
+        time, put in the input's), named with `direction`."""
+
+        def flip(a: NDArray[np.float64]) -> NDArray[np.float64]:
+            return np.ascontiguousarray(a[::-1])
+
+        return LayerTrace(
+            hidden=np.ascontiguousarray(self.hidden[::-1]),
+            cell_state=None if self.cell_state is None else np.ascontiguousarray(self.cell_state[::-1]),
+            gates={name: np.ascontiguousarray(g[::-1]) for name, g in self.gates.items()},
+            grad_hidden=flip(self.grad_hidden),
+            grad_cell_state=None if self.grad_cell_state is None else flip(self.grad_cell_state),
+            grad_weight_hh=flip(self.grad_weight_hh),
+            direction=direction,
+        )
 
 
 @dataclass
@@ -173,15 +194,9 @@ def trace_ids(
     if int(ids_t.min()) < 0 or int(ids_t.max()) >= cfg.vocab_size:
         raise ValueError(f"token ids must lie in [0, {cfg.vocab_size})")
 
-    # 1–2. Forward, layer by layer, and every step's gates at once.
+    # 1–2. Forward, layer by layer (each direction), and every step's gates at once.
     x = model.embedding.weight[ids_t]  # (T, E)
-    forwards = []
-    inp = x
-    for k in range(cfg.num_layers):
-        fwd = layer_forward(model, k, inp, on_array=None if on_array is None else functools.partial(on_array, k))
-        forwards.append(fwd)
-        inp = fwd.hidden
-    top = forwards[-1].hidden  # (T, H)
+    forwards, top = stack_forward(model, x, cfg.num_layers, cfg.directions, on_array)  # top: (T, D·H)
 
     # 3. Head, probabilities, per-step losses and ∂L/∂logits for all steps at once.
     logits = top @ model.head.weight.T + model.head.bias  # (T, outputs)
@@ -214,13 +229,10 @@ def trace_ids(
     dlogits = probs * weight[:, None]  # ∂L/∂logits = w_t (p_t − onehot(target_t))
     dlogits[torch.arange(T), targets] -= weight
     total = float((step_loss.nan_to_num() * weight).sum())
-    ext = (dlogits @ model.head.weight.double()).numpy()  # (T, H) ∂L/∂h_t from the head
+    ext = (dlogits @ model.head.weight.double()).numpy()  # (T, D·H) ∂L/∂h_t from the head
 
     # 4. BPTT, top layer first; each layer's ∂L/∂(its input) is the external gradient of the layer below.
-    layers: list[LayerTrace] = [None] * cfg.num_layers  # type: ignore[list-item]
-    for k in range(cfg.num_layers - 1, -1, -1):
-        back = layer_backward(model, k, forwards[k], ext)
-        layers[k], ext = back.trace, back.d_input
+    layers, ext = stack_backward(model, forwards, ext, cfg.num_layers, cfg.directions)
     grad_input = np.empty(T)
     kernels.row_norms(ext, grad_input)
 
@@ -388,3 +400,72 @@ def layer_backward(
         d_input = (torch.from_numpy(unit) @ w.weight_ih).double().numpy()  # (T, in)
         d_input *= norms[:, 3:4]
     return LayerBackward(layer, d_input, d_h0, d_c0)
+
+
+def stack_forward(
+    model: Stack,
+    x: Tensor,
+    num_layers: int,
+    directions: int,
+    on_array: Callable[[int, str, NDArray[Any]], None] | None = None,
+) -> tuple[list[LayerForward], Tensor]:
+    """Every layer's forward over x (T, in), in torch's order (l0, l0_reverse, l1, …), and the top layer's
+    output (T, D·H). A reverse direction is the same layer run on the input reversed in time: its LayerForward
+    keeps its own time (what its backward needs); what it hands to on_array, and to the layer above, is put back
+    in the input's order. Layer k+1 reads [forward; reverse] of layer k, as torch.nn does."""
+    cell = model.config.cell
+    forwards: list[LayerForward] = []
+    inp = x
+    for k in range(num_layers):
+        outs = []
+        for d in range(directions):
+            j = k * directions + d
+            if d == 0:
+                fwd = layer_forward(
+                    model, j, inp, on_array=None if on_array is None else functools.partial(on_array, j)
+                )
+                outs.append(fwd.hidden)
+            else:
+                fwd = layer_forward(model, j, inp.flip(0))
+                outs.append(fwd.hidden.flip(0))
+                if on_array is not None:
+                    on_array(j, "hidden", np.ascontiguousarray(fwd.hidden.numpy()[::-1]))
+                    if fwd.cell_state is not None:
+                        on_array(j, "cell_state", np.ascontiguousarray(fwd.cell_state.numpy()[::-1]))
+                    for name, gate in fwd.gates(cell).items():
+                        on_array(j, name, np.ascontiguousarray(gate[::-1]))
+            forwards.append(fwd)
+        inp = outs[0] if directions == 1 else torch.cat(outs, dim=1)  # (T, D·H)
+    return forwards, inp
+
+
+def stack_backward(
+    model: Stack,
+    forwards: list[LayerForward],
+    ext: F64,
+    num_layers: int,
+    directions: int,
+    exact_input: bool = False,
+) -> tuple[list[LayerTrace], F64]:
+    """BPTT through stack_forward's layers, top layer first, from ext (T, D·H): ∂L/∂(the top output)_t from
+    outside the recurrence. Each direction takes its own H columns; a reverse direction's recursion runs in its
+    own time, from the input's first step to its last. Returns every layer's trace (in the input's time, torch's
+    order) and ∂L/∂x_t (T, in), the sum of both directions' shares."""
+    H = model.config.hidden_size
+    layers: list[LayerTrace] = [None] * len(forwards)  # type: ignore[list-item]
+    for k in range(num_layers - 1, -1, -1):
+        d_input: F64 | None = None
+        for d in range(directions):
+            j = k * directions + d
+            own = ext[:, d * H : (d + 1) * H]
+            exact = exact_input and k == 0
+            if d == 0:
+                back = layer_backward(model, j, forwards[j], np.ascontiguousarray(own), exact_input=exact)
+                layers[j], share = back.trace, back.d_input
+            else:
+                back = layer_backward(model, j, forwards[j], np.ascontiguousarray(own[::-1]), exact_input=exact)
+                layers[j], share = back.trace.reversed_in_time("reverse"), back.d_input[::-1]
+            d_input = share if d_input is None else d_input + share
+        assert d_input is not None
+        ext = np.ascontiguousarray(d_input)
+    return layers, ext
