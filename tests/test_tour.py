@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from app.config import ROOT, Settings
 from app.main import create_app
@@ -268,3 +269,48 @@ def test_the_setting_reads_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.delenv("UNROLLED_TOUR_DIR")
     assert Settings().tour_dir is None
     assert BUILTIN_TOURS == ROOT / "tours"
+
+
+def test_melody_and_series_scenes_take_models_of_their_kind() -> None:
+    zoo = Zoo.load(ROOT / "models")
+
+    def resolved(**scene: Any) -> tuple[list[str], list[str]]:
+        return scene_models(Scene.model_validate({"title": "x", **scene}), zoo)
+
+    assert Scene.model_validate({"title": "x", "view": "melody", "model": "melody-lstm"}).shown_panels() == [
+        "roll",
+        "unrolled",
+        "predictions",
+    ]
+    assert resolved(view="melody", model="melody-gru", panels=["roll", "states", "gates"]) == (["melody-gru"], [])
+    assert resolved(view="series", model="sunspots-rnn", panels=["forecast", "mattered", "states"]) == (
+        ["sunspots-rnn"],
+        [],
+    )
+    assert "a melody scene needs a melody (note) model" in resolved(view="melody", model="charlm-lstm")[1][0]
+    assert "a series scene needs a series model" in resolved(view="series", model="melody-lstm")[1][0]
+    # a series model anywhere else would be sent text: said, not shown
+    for view in ("model", "bptt", "learning"):
+        assert "reads numbers: show it in a series scene" in resolved(view=view, model="sunspots-lstm")[1][0]
+    # the sequences scene's guests: a roll needs a melody model in models, a forecast a series model
+    guests = {"view": "sequences", "model": "charlm-lstm", "panels": ["unrolled", "roll", "forecast"]}
+    assert resolved(**guests, models=["melody-rnn", "sunspots-gru"]) == (
+        ["charlm-lstm", "melody-rnn", "sunspots-gru"],
+        [],
+    )
+    wrong = resolved(**guests, models=["alphabet-lstm", "sunspots-gru"])[1]
+    assert wrong == ["the roll panel needs a melody model (notes) in the scene's models; it names none"]
+
+
+@pytest.mark.parametrize(
+    ("scene", "says"),
+    [
+        ({"view": "melody", "model": "m", "panels": ["forecast"]}, "a melody scene cannot show ['forecast']"),
+        ({"view": "series", "model": "m", "panels": ["roll"]}, "a series scene cannot show ['roll']"),
+        ({"view": "model", "model": "m", "panels": ["roll"]}, "a model scene cannot show ['roll']"),
+        ({"view": "sequences", "model": "m", "panels": ["roll"]}, "the roll panel runs a melody model: name it in"),
+    ],
+)
+def test_melody_and_series_panels_fit_their_views(scene: dict[str, Any], says: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(says)):
+        Scene.model_validate({"title": "x", **scene})

@@ -51,9 +51,24 @@ def span(values: list[float]) -> str:
 
 def test_scene_1_each_cell_reads_one_character() -> None:
     s = scene("Sequences are everywhere")
-    assert "each cell reads one character and guesses the next" in s.caption
+    assert "Above, it reads characters and guesses the next" in s.caption
     tr = own_trace(s)
     assert tr.tokens == list(str(s.input)) and tr.top_ids.shape[1] > 0
+
+
+def test_scene_1_plays_ode_to_joy_and_forecasts_the_sunspots_after_1968() -> None:
+    """The scene's melody and series are its guest models' first examples (the page runs those)."""
+    s = scene("Sequences are everywhere")
+    assert s.models is not None and "roll" in s.shown_panels() and "forecast" in s.shown_panels()
+    melody, series = (model(i) for i in s.models)
+    assert melody.vocab.level == "note" and series.card.kind == "series"
+    tune = melody.card.examples[0]
+    assert "Ode to Joy note by note" in s.caption and str(tune["note"]).startswith("Ode to Joy")
+    assert tune["text"].startswith("E4:1 E4:1 F4:1 G4:1 G4:1 F4:1 E4:1 D4:1 C4:1")  # its opening bars
+    years = series.card.examples[0]
+    first, last = years["first"], years["first"] + len(years["values"]) - 1
+    assert f"the yearly sunspot numbers of {first}–{last}, then forecasts the years after" in s.caption
+    assert series.card.metrics["heldout_years"][0] == last + 1  # what it forecasts, no model trained on
 
 
 def test_scene_2_a_run_is_recognised_forwards_and_never_backwards() -> None:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import gzip
+import html
+import json
+from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from app.api.pages import key_metric
-from app.config import ROOT
+from app.config import ROOT, Settings
+from app.main import create_app
 from app.tasks import TASKS, KeyMetric
 from app.zoo import Zoo
 
@@ -119,3 +125,66 @@ def test_pages_a_translator_does_not_have_say_where_it_is(client: TestClient) ->
         assert says in r.text and "Back to the model zoo" in r.text, path
     compare = client.get("/compare").text
     assert "test-numbers" not in compare.split('class="crumbs"')[1].split("</nav>")[0]  # not offered as a task
+
+
+@pytest.fixture(scope="module")
+def zoo_client(settings: Settings) -> Iterator[TestClient]:
+    """The app on the zoo's own models: its melody (notes) and sunspots (numbers) tasks."""
+    with TestClient(create_app(settings.model_copy(update={"models_dir": ROOT / "models"}))) as c:
+        yield c
+
+
+def carried_cards(body: str) -> dict[str, Any]:
+    raw = html.unescape(body.split("data-cards='")[1].split("'")[0])
+    cards: dict[str, Any] = json.loads(raw)
+    return cards
+
+
+def test_a_melody_model_has_a_page_that_plays_it(zoo_client: TestClient) -> None:
+    r = zoo_client.get("/models/melody-lstm?text=C4:1%20E4:1")
+    assert r.status_code == 200 and 'data-page="melody"' in r.text and 'data-writing="0"' in r.text
+    assert "/static/js/pages/melody.js" in r.text and 'id="roll"' in r.text and 'id="sound"' in r.text
+    card = carried_cards(r.text)["melody-lstm"]  # the page needs no request for its card
+    assert card["vocab_level"] == "note" and "E4:1" in card["vocab"] and card["examples"][0]["text"].startswith("E4:1")
+    # generation is the same page, writing
+    w = zoo_client.get("/models/melody-gru/generate")
+    assert w.status_code == 200 and 'data-page="melody"' in w.text and 'data-writing="1"' in w.text
+
+
+def test_a_series_model_has_a_page_with_its_baselines(zoo_client: TestClient) -> None:
+    r = zoo_client.get("/models/sunspots-gru")
+    assert r.status_code == 200 and 'data-page="series"' in r.text and "/static/js/pages/series.js" in r.text
+    card = carried_cards(r.text)["sunspots-gru"]
+    assert card["kind"] == "series" and card["vocab"] is None and card["series"]["features"] == ["sunspots"]
+    table = r.text.split('id="metrics"')[1].split("</table>")[0]
+    metrics = card["metrics"]
+    for figure in (metrics["heldout_rmse"], metrics["heldout_persistence_rmse"], metrics["heldout_ar_rmse"]):
+        assert f"<td>{figure:.1f}</td>" in table
+    assert "sunspots-rnn" in table and "sunspots-lstm" in table and 'class="this"><td>GRU (sunspots-gru)' in table
+
+
+def test_the_home_page_leads_melody_and_series_models_to_their_pages(zoo_client: TestClient) -> None:
+    r = zoo_client.get("/")
+    assert r.status_code == 200
+    series = r.text.split('data-model-id="sunspots-lstm"')[1].split("</article>")[0]
+    assert 'href="/models/sunspots-lstm">Forecast</a>' in series and 'href="/models/sunspots-lstm?example=1"' in series
+    assert "/learning" not in series and "/generate" not in series and "/compare?task=sunspots" not in r.text
+    melody = r.text.split('data-model-id="melody-lstm"')[1].split("</article>")[0]
+    assert 'href="/models/melody-lstm">Play</a>' in melody
+    assert 'href="/models/melody-lstm/generate">Generate</a>' in melody
+    assert "/learning" not in melody and 'href="/compare?task=melody' in r.text  # three next-note cells to compare
+
+
+def test_pages_a_melody_or_series_model_does_not_have_say_where_it_is(zoo_client: TestClient) -> None:
+    for path, says in [
+        ("/models/sunspots-lstm/generate", "its free-running forecast (what it writes) is on its own page"),
+        ("/models/sunspots-lstm/learning", "is a series model"),
+        ("/models/melody-rnn/learning", "is a melody model"),
+        ("/compare?task=sunspots", "reads numbers"),
+    ]:
+        r = zoo_client.get(path)
+        assert r.status_code == 404 and r.headers["content-type"].startswith("text/html"), path
+        assert says in r.text and "Back to the model zoo" in r.text, path
+    compare = zoo_client.get("/compare?task=melody")
+    assert compare.status_code == 200
+    assert set(carried_cards(compare.text)) >= {"melody-rnn", "melody-lstm", "melody-gru"}
