@@ -58,8 +58,47 @@ def add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_train)
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from app import importer
+
+    try:
+        imported = importer.build(
+            args.weights, args.vocab, args.id, maps=args.map, labels_path=args.labels, cell=args.cell,
+            level=args.level, unk=args.unk,
+        )  # fmt: skip
+        for line in imported.matched:
+            print(f"matched: {line}")
+        weights, card = importer.write(imported, args.models_dir)
+    except importer.ImportProblem as e:
+        print(f"unrolled import: {e}; nothing was written", file=sys.stderr)
+        return 2
+    print(f"wrote {weights} and {card}; a running server serves {args.id} within a few seconds")
+    return 0
+
+
+def add_import(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from app.config import get_settings
+
+    p = sub.add_parser(
+        "import",
+        help="import a model trained elsewhere",
+        description="Import a torch.nn RNN/LSTM/GRU (1–4 layers, one or two directions) with an nn.Embedding and "
+        "a Linear head, from safetensors or a state-dict file (read with torch.load(weights_only=True) only).",
+    )
+    p.add_argument("weights", type=Path, help="the weights: .safetensors, or a torch state dict (.pt/.pth)")
+    p.add_argument("--vocab", type=Path, required=True, help="a JSON list of tokens, or a {token: id} map")
+    p.add_argument("--id", required=True, help="the model's id in the zoo (lower case, digits, . _ -)")
+    p.add_argument("--models-dir", type=Path, default=None, help="the models folder (default: the server's)")
+    p.add_argument("--map", action="append", default=[], metavar="FROM=TO", help="rename a key or module")
+    p.add_argument("--labels", type=Path, help="a classifier's labels, a JSON list in the head's order")
+    p.add_argument("--cell", choices=["rnn", "lstm", "gru"], help="the cell, checked against the weights")
+    p.add_argument("--level", choices=["char", "word"], help="what a token is (default: inferred)")
+    p.add_argument("--unk", help="the vocabulary's token for text it lacks (default: <unk>, <UNK> or [UNK])")
+    p.set_defaults(func=cmd_import, models_dir_default=lambda: get_settings().models_dir)
+
+
 # Subcommands, in the order `unrolled --help` lists them. Add e.g. `add_serve` and `add_trace` here.
-SUBCOMMANDS = [add_serve, add_trace, add_train]
+SUBCOMMANDS = [add_serve, add_trace, add_train, add_import]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "models_dir", 0) is None:
+        args.models_dir = args.models_dir_default()
     return int(args.func(args))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import threading
@@ -26,7 +27,7 @@ from app.api.metrics_port import MetricsServer
 from app.api.security import SecurityHeaders, SlashRedirect
 from app.config import ROOT, Settings, get_settings
 from app.rnn import kernels
-from app.zoo import Zoo
+from app.zoo import RESCAN_SECONDS, Zoo
 
 log = logging.getLogger("unrolled")
 
@@ -49,6 +50,20 @@ def _on_termination(app: FastAPI) -> None:
         signal.signal(signum, handler)
 
 
+async def _rescan_zoo(app: FastAPI, folder: Path) -> None:
+    """Serve models added to (or changed in) the folder since start-up, e.g. by `unrolled import`, within a few
+    seconds: every RESCAN_SECONDS, a stat of each card and its weights, and a load of those that changed."""
+    while True:
+        await asyncio.sleep(RESCAN_SECONDS)
+        try:
+            zoo = await anyio.to_thread.run_sync(app.state.zoo.rescan, folder)
+        except Exception:  # a rescan that fails must not stop the next one
+            log.exception("rescanning the models folder failed")
+            continue
+        if zoo is not None:
+            app.state.zoo = zoo
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -64,7 +79,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics_server = MetricsServer(app.state.metrics, settings.host, settings.metrics_port)
             metrics_server.start()
         app.state.ready = True
+        rescanning = asyncio.create_task(_rescan_zoo(app, settings.models_dir))
         yield
+        rescanning.cancel()
         app.state.ready = False
         if metrics_server is not None:
             await metrics_server.stop()

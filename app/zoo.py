@@ -1,4 +1,5 @@
-"""The zoo: every model of the models folder, loaded once at start-up and checked against its card."""
+"""The zoo: every model of the models folder, loaded at start-up and checked against its card; `rescan` picks up
+cards and weights added, changed or removed since (an import into a running server), by their mtimes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,26 @@ from app.rnn.model import LoadedModel, load_model
 
 log = logging.getLogger("unrolled.zoo")
 
+RESCAN_SECONDS = 2.0  # how often a running server looks for changed model files (a few stats, no reads)
+Signature = tuple[tuple[int, int] | None, tuple[int, int] | None]  # (mtime_ns, size) of <id>.json, <id>.safetensors
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def signatures(folder: Path) -> dict[str, Signature]:
+    """Each card's id → the (mtime, size) of its card and its weights: what says a model's files changed."""
+    try:
+        cards = sorted(folder.glob("*.json"))
+    except OSError:
+        return {}
+    return {c.stem: (_stat(c), _stat(c.with_suffix(".safetensors"))) for c in cards}
+
 
 class UnknownModel(LookupError):
     def __init__(self, model_id: str, known: list[str]) -> None:
@@ -20,30 +41,41 @@ class UnknownModel(LookupError):
 
 
 class Zoo:
-    def __init__(self, models: dict[str, LoadedModel], skipped: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        models: dict[str, LoadedModel],
+        skipped: dict[str, str] | None = None,
+        seen: dict[str, Signature] | None = None,
+    ) -> None:
         self._models = dict(sorted(models.items()))
         self.skipped = skipped or {}  # id → why it was not loaded
+        self.seen = seen or {}  # id → its files' signature when loaded (or skipped)
 
     @classmethod
     def load(cls, folder: Path) -> Zoo:
         """Load every <id>.json card of the folder; a broken or missing file is logged and skipped."""
-        models: dict[str, LoadedModel] = {}
-        skipped: dict[str, str] = {}
         try:
-            cards = sorted(folder.glob("*.json"))
+            next(folder.iterdir(), None)
         except OSError as e:
             log.error("models folder %s cannot be read: %s", folder, e)
-            cards = []
-        for card in cards:
-            model_id = card.stem
-            try:
-                models[model_id] = load_model(folder, model_id)
-            except (EngineError, OSError, KeyError, ValueError) as e:
-                # the page says why without the server's own paths; the log keeps them
-                skipped[model_id] = str(e).replace(f"{folder}{os.sep}", "").replace(str(folder), "the models folder")
-                log.error("model %s skipped: %s", model_id, e)
+        seen = signatures(folder)
+        models, skipped = _load_each(folder, list(seen))
         log.info("loaded %d models from %s (%d skipped)", len(models), folder, len(skipped))
-        return cls(models, skipped)
+        return cls(models, skipped, seen)
+
+    def rescan(self, folder: Path) -> Zoo | None:
+        """A new zoo if a card or its weights were added, changed or removed since this one was loaded (only
+        those models are loaded again), else None."""
+        now = signatures(folder)
+        if now == self.seen:
+            return None
+        changed = [i for i, sig in now.items() if self.seen.get(i) != sig]
+        models = {i: m for i, m in self._models.items() if i in now and i not in changed}
+        skipped = {i: why for i, why in self.skipped.items() if i in now and i not in changed}
+        fresh, failed = _load_each(folder, changed)
+        log.info("models folder changed: %d loaded, %d skipped, %d gone", len(fresh), len(failed),
+                 len(set(self.seen) - set(now)))  # fmt: skip
+        return Zoo({**models, **fresh}, {**skipped, **failed}, now)
 
     def get(self, model_id: str) -> LoadedModel:
         try:
@@ -56,3 +88,16 @@ class Zoo:
 
     def __len__(self) -> int:
         return len(self._models)
+
+
+def _load_each(folder: Path, ids: list[str]) -> tuple[dict[str, LoadedModel], dict[str, str]]:
+    models: dict[str, LoadedModel] = {}
+    skipped: dict[str, str] = {}
+    for model_id in ids:
+        try:
+            models[model_id] = load_model(folder, model_id)
+        except (EngineError, OSError, KeyError, ValueError) as e:
+            # the page says why without the server's own paths; the log keeps them
+            skipped[model_id] = str(e).replace(f"{folder}{os.sep}", "").replace(str(folder), "the models folder")
+            log.error("model %s skipped: %s", model_id, e)
+    return models, skipped
