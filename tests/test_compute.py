@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pytest
 
 from app.api.compute import Compute, Work
 from app.api.errors import Overloaded
+
+T = TypeVar("T")
 
 
 class Holder:
@@ -27,6 +32,13 @@ class Holder:
             await self.release.wait()
         for task in self.after_release:  # no await since the slot was handed on: the next holder has not resumed
             task.cancel()
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run in a thread of its own: other tests (Playwright's sync API) may leave an event loop running in
+    this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 async def settle() -> None:
@@ -48,7 +60,7 @@ def test_a_greedy_clients_backlog_does_not_make_a_visitor_wait_for_all_of_it() -
         await asyncio.gather(*(h.task for h in [*greedy, visitor]))
         return started
 
-    started = asyncio.run(main())
+    started = run(main())
     # first come, first served would give ["greedy0", …, "greedy5", "visitor"]
     assert started[:2] == ["greedy0", "visitor"]
     assert started[2:] == [f"greedy{i}" for i in range(1, 6)]
@@ -69,7 +81,7 @@ def test_expensive_work_leaves_a_slot_for_small_work() -> None:
         await asyncio.gather(*(h.task for h in [*heavy, small]))
         return started, running_heavy
 
-    started, running_heavy = asyncio.run(main())
+    started, running_heavy = run(main())
     assert running_heavy == 1
     assert started == ["heavy0", "small", "heavy1", "heavy2"]
 
@@ -95,7 +107,7 @@ def test_one_client_cannot_fill_the_line() -> None:
         await asyncio.gather(*(h.task for h in [*mine, other]))
         return refused, admitted_other
 
-    assert asyncio.run(main()) == (1, True)
+    assert run(main()) == (1, True)
 
 
 @pytest.mark.parametrize("when", ["waiting", "just granted"])
@@ -121,6 +133,6 @@ def test_a_caller_that_leaves_gives_its_place_or_slot_on(when: str) -> None:
             await leaver.task
         return started, compute.running, compute.admitted, compute.waiting
 
-    started, running, admitted, waiting = asyncio.run(main())
+    started, running, admitted, waiting = run(main())
     assert started == ["first", "last"]
     assert (running, admitted, waiting) == (0, 0, 0)
