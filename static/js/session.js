@@ -6,8 +6,12 @@ import { bus } from "./bus.js";
 import { Trace } from "./trace.js";
 
 export class Session {
-  /** onTrace(trace): a new trace began; onData(trace): more frames (coalesced); onDone(trace, frame). */
-  constructor(modelId, { onTrace, onData, onDone = () => {}, card = null }) {
+  /**
+   * onTrace(trace): a new trace began; onData(trace): more frames (coalesced); onDone(trace, frame). expose: the
+   * trace is the page's (window.__unrolled.trace); false for a run beside it (a tour scene's guest melody).
+   */
+  constructor(modelId, { onTrace, onData, onDone = () => {}, card = null, expose = true }) {
+    this.expose = expose;
     this.modelId = modelId;
     this.onTrace = onTrace;
     this.onData = onData;
@@ -46,8 +50,10 @@ export class Session {
         this.meta = f;
         this.stepRecords = 0;
         this.trace = new Trace({ ...f, labels: f.labels ?? this.card?.labels ?? null });
-        window.__unrolled.trace = this.trace;
-        window.__unrolled.encoding = f.encoding ?? "json";
+        if (this.expose) {
+          window.__unrolled.trace = this.trace;
+          window.__unrolled.encoding = f.encoding ?? "json";
+        }
         this.onTrace(this.trace);
       } else if (f.type === "binary") {
         // Binary messages carry whole records: the trace's T step records first, then its grad records.
@@ -88,7 +94,7 @@ export class Session {
       if (done.closed) return null;
       this.onData(this.trace); // everything in before the page hears it is done
       this.onDone(this.trace, done);
-      window.__unrolled.transport = "stream";
+      if (this.expose) window.__unrolled.transport = "stream";
       return this.trace;
     } catch (e) {
       if (run !== this.run) return null;
@@ -107,7 +113,7 @@ export class Session {
     this.onTrace(this.trace);
     this.onData(this.trace);
     this.onDone(this.trace, {});
-    window.__unrolled.transport = "rest";
+    if (this.expose) window.__unrolled.transport = "rest";
     return this.trace;
   }
 }

@@ -41,7 +41,7 @@ export class MelodyGuest {
     this.trace = null;
     this.timer = null;
     this.closed = false;
-    this.session = new Session(card.id, { card, onTrace: (tr) => (this.trace = tr), onData: () => {}, onDone: (tr) => this.begin(tr) });
+    this.session = new Session(card.id, { card, onTrace: (tr) => (this.trace = tr), onData: () => {}, onDone: (tr) => this.begin(tr), expose: false });
     let done;
     this.ready = new Promise((resolve) => (done = resolve));
     this.done = done;
@@ -52,7 +52,10 @@ export class MelodyGuest {
     panel.body.addEventListener("click", () => this.playFrom(0));
   }
 
+  /** Runs once: an input the audience types is the scene's model's, not the guest's. */
   start() {
+    if (this.started) return;
+    this.started = true;
     const text = this.card.examples?.[0]?.text ?? "C4:1 E4:1 G4:1 C5:2";
     this.session.start({ text, top_k: 5, precision: 4 }).catch(() => this.done());
   }
@@ -70,6 +73,7 @@ export class MelodyGuest {
     const tr = this.trace;
     const step = (k) => {
       if (this.closed) return;
+      this.at = k;
       this.roll.update({ trace: tr, cursor: { phase: "forward", t: k } });
       const n = soundNote(this.synth, tr, k);
       perf.tourMelody = { model: tr.model, t: k, T: tr.T, playing: k < tr.T - 1, sounded: (perf.tourMelody?.sounded ?? 0) + 1 };
@@ -78,7 +82,10 @@ export class MelodyGuest {
     step(t);
   }
 
-  update() {}
+  /** The stage was zoomed: draw the roll again at its new width. */
+  relayout() {
+    if (this.trace && this.at !== undefined) this.roll.update({ trace: this.trace, cursor: { phase: "forward", t: this.at }, relayout: true });
+  }
 
   close() {
     this.closed = true;
@@ -100,10 +107,11 @@ export class SeriesGuest {
     this.closed = false;
     const first = this.example.first ?? null;
     this.plot = new SeriesPlotView(panel.body, { first: () => first, forecast: () => this.forecast, readout: panel.info, height, name: "tour-series" });
-    this.session = new Session(card.id, { card, onTrace: (tr) => (this.trace = tr), onData: () => {}, onDone: () => {} });
+    this.session = new Session(card.id, { card, onTrace: (tr) => (this.trace = tr), onData: () => {}, onDone: () => {}, expose: false });
   }
 
   start() {
+    if (this.ready) return;
     const values = this.example.values;
     this.ready = (async () => {
       try {
@@ -119,7 +127,9 @@ export class SeriesGuest {
     })();
   }
 
-  update() {}
+  relayout() {
+    this.plot.update({ relayout: true });
+  }
 
   close() {
     this.closed = true;

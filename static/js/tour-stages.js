@@ -192,6 +192,7 @@ class Stage {
   onLayout() {
     for (const v of this.unrolledViews) v.resize();
     this.push({ relayout: true, trace: this.trace ?? undefined, cursor: this.cursor ?? undefined });
+    for (const g of this.guests) g.relayout();
   }
 
   close() {
@@ -285,7 +286,7 @@ export class ModelStage extends Stage {
           this.views.push(new PianoRollView(p.body, { height: 230, readout: p.info }));
         } else {
           const guest = this.cards.find(isMelodyCard);
-          p = this.panel(key, `A melody, note by note: ${guest.id}`, { info: true, size: "half" });
+          p = this.panel(key, `A melody: ${guest.id}`, { info: true, size: "half" });
           this.guests.push(new MelodyGuest(p, guest));
         }
         break;
@@ -296,7 +297,7 @@ export class ModelStage extends Stage {
           this.views.push(new SeriesPlotView(p.body, { first: () => this.first(), forecast: () => this.forecast, readout: p.info, height: 250, name: "tour-series" }));
         } else {
           const guest = this.cards.find(isSeriesCard);
-          p = this.panel(key, `A series, year by year: ${guest.id}`, { info: true, size: "half" });
+          p = this.panel(key, `A series: ${guest.id}`, { info: true, size: "half" });
           this.guests.push(new SeriesGuest(p, guest));
         }
         break;

@@ -140,7 +140,7 @@ def test_the_series_page_at_1920_with_a_forecast(page: Page, recorder: Recorder,
     wait_loaded(page)
     page.wait_for_function("() => window.__unrolled.forecast?.length === 20")
     small = page.evaluate(
-        """() => [...document.querySelectorAll('#series svg text, #input-grad svg text')]
+        """() => [...document.querySelectorAll('#series svg text, #input-grad svg text, .overlay-mask span')]
           .filter((t) => t.textContent.trim() && t.getBoundingClientRect().width > 0)
           .map((t) => parseFloat(getComputedStyle(t).fontSize)).filter((s) => s < 14)"""
     )

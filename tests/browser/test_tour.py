@@ -37,6 +37,7 @@ REPORT = """() => [...document.querySelectorAll('#stage .tour-panel')].map((p) =
   tokens: p.querySelectorAll('.textview .tk').length,
   canvases: p.querySelectorAll('canvas').length,
   rows: p.querySelectorAll('.ratio-table tbody tr').length,
+  notes: p.querySelectorAll('svg.pianoroll-svg rect.note').length,
 }))"""
 
 # A panel has data when: its plots have points, its unrolled network has cells it has read, and so on.
@@ -49,6 +50,7 @@ NEEDS: dict[str, list[str]] = {
     "cell": ["canvases"],
     "norms": ["plots", "rows"],
     "beams": ["beams"],
+    "roll": ["notes"],
 }
 HAS_DATA = f"""(needs) => {{
   const report = ({REPORT})();
