@@ -259,3 +259,17 @@ def test_a_prompt_is_limited_by_the_steps_it_reads_as_not_its_characters(client:
     assert r.status_code == 422
     assert r.json()["error"] == "over_limit" and "1998 steps" in r.json()["message"]
     assert client.post("/api/models/chars-lstm/generate", json={"prompt": "İ" * 400, "length": 2000}).status_code == 200
+
+
+def test_every_zoo_card_is_served(settings: Settings) -> None:
+    """Every model in the repository's zoo (notes, numbers, translators included) has a card over the API."""
+    from app.config import ROOT
+
+    with TestClient(create_app(settings.model_copy(update={"models_dir": ROOT / "models"}))) as c:
+        models = c.get("/api/models")
+        assert models.status_code == 200
+        ids = [m["id"] for m in models.json()["models"]]
+        assert {"melody-lstm", "sunspots-gru", "numbers-gru-attention", "charlm-lstm"} <= set(ids)
+        for model_id in ids:
+            r = c.get(f"/api/models/{model_id}")
+            assert r.status_code == 200, (model_id, r.text[:200])

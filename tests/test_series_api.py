@@ -186,3 +186,11 @@ def test_a_streamed_forecast_sends_each_step_then_the_sweep(server: LiveServer) 
     assert got[-1]["type"] == "done"
     np.testing.assert_allclose(got[-1]["forecast"], rest["forecast"], rtol=1e-6)
     assert sum(f["type"] == "grad" for f in got) == len(SERIES) + 4
+
+
+@pytest.mark.parametrize("model_id", ["toy-series-gru", "toy-series-lstm"])
+def test_a_series_models_card_says_what_it_reads(api: TestClient, model_id: str) -> None:
+    card = api.get(f"/api/models/{model_id}").json()
+    assert card["kind"] == "series" and card["vocab_level"] == "value"
+    assert card["series"]["units"] == "units" and len(card["series"]["features"]) in (1, 2)
+    assert model_id in {m["id"] for m in api.get("/api/models").json()["models"]}

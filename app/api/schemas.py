@@ -52,7 +52,7 @@ class ModelSummary(BaseModel):
     id: str
     task: str
     cell: Literal["rnn", "lstm", "gru"]
-    kind: Literal["next_token", "classify", "translate"]
+    kind: Literal["next_token", "classify", "translate", "series"]
     hidden_size: int
     num_layers: int
     vocab_size: int
@@ -72,7 +72,13 @@ class CheckpointInfo(BaseModel):
 class ModelCardOut(ModelSummary):
     embed_size: int
     vocab: list[str] | None = Field(None, description="next-token models: the tokens, index 0 is <unk>")
-    vocab_level: Literal["char", "word"]
+    vocab_level: Literal["char", "word", "note", "value"] = Field(
+        description="what one step reads: a character, a word, a note (PITCH:DUR) or numbers (series models)"
+    )
+    bidirectional: bool = Field(False, description="whether its layers read the input both ways (imported models)")
+    series: dict[str, Any] | None = Field(
+        None, description="series models: the numbers' features, mean, std, units and what one step is"
+    )
     labels: list[str] | None = Field(None, description="classifiers: the class labels")
     positive_label: str | None = None
     target: Literal["predicted", "first_token"] | None = Field(
