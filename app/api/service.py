@@ -10,9 +10,10 @@ from app.api.jsonfloat import Writing
 from app.api.schemas import GenerateRequest, TraceRequest
 from app.api.wire import WireTrace, state_key
 from app.config import Settings
-from app.rnn.errors import WrongModelKind
+from app.rnn.errors import UnknownTokens, WrongModelKind
 from app.rnn.generate import Step, generate
 from app.rnn.model import LoadedModel
+from app.rnn.tokenize import Encoded
 from app.rnn.trace import trace
 
 
@@ -34,12 +35,21 @@ def text_of(loaded: LoadedModel, text: str | None) -> str:
     return text
 
 
+def readable(loaded: LoadedModel, encoded: Encoded, what: str) -> Encoded:
+    """A melody's notes must all be notes the model knows: one it lacks is a 422 naming it and its position (a
+    character or word a text model lacks is read as unknown and listed in the trace, as a reader skips a typo;
+    a note read as "unknown" would be a melody the page cannot play)."""
+    if loaded.vocab.level == "note" and encoded.unknown:
+        raise UnknownTokens(what, encoded.tokens, encoded.unknown)
+    return encoded
+
+
 def trace_steps(loaded: LoadedModel, req: TraceRequest, settings: Settings) -> int:
     """The steps a trace request will take, its limits checked first: known before anything is computed."""
     check_top_k(req.top_k, settings)
     text = text_of(loaded, req.text)
     check_chars("text", text, settings.max_steps, "max_steps")
-    return len(loaded.vocab.encode(text, settings.max_steps).ids)
+    return len(readable(loaded, loaded.vocab.encode(text, settings.max_steps), "melody").ids)
 
 
 def compute_trace(loaded: LoadedModel, req: TraceRequest, settings: Settings, json: bool = True) -> WireTrace:
@@ -80,7 +90,7 @@ class Generation:
             raise LimitExceeded(f"length is {req.length}; the limit is {settings.max_generate} (max_generate)")
         text = text_of(loaded, req.prompt)
         check_chars("prompt", text, settings.max_prompt_chars(), "max_steps − max_generate")
-        prompt = loaded.vocab.encode(text, settings.max_steps)
+        prompt = readable(loaded, loaded.vocab.encode(text, settings.max_steps), "melody")
         # steps, not characters: a vocabulary may read one character as two (upper-casing "ß" gives "SS")
         if len(prompt.ids) + req.length > settings.max_steps:
             raise LimitExceeded(
