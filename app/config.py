@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,6 +82,14 @@ class Settings(BaseSettings):
     request_timeout: float = Field(5.0, gt=0, description="seconds a new stream has to send its request")
     shutdown_grace: float = Field(10.0, ge=0, description="seconds streams get to finish on SIGTERM")
     cors_origins: list[str] = Field(default_factory=list, description="allowed browser origins (none by default)")
+    admin_token: SecretStr | None = Field(
+        None,
+        description="bearer token for uploading and deleting models (POST, DELETE /api/models); unset or empty: "
+        "uploads are off",
+    )
+    max_upload_bytes: int = Field(
+        64_000_000, ge=1024, description="largest upload body (POST /api/models), in place of max_body_bytes"
+    )
 
     @model_validator(mode="after")
     def _generation_fits(self) -> Settings:
@@ -90,6 +98,10 @@ class Settings(BaseSettings):
         if self.metrics_port is not None and (self.metrics_port == self.port or self.workers > 1):
             raise ValueError("metrics_port needs one worker (metrics are per process) and a port other than port")
         return self
+
+    def uploads_on(self) -> bool:
+        """Uploads (and deletes) are on only with an admin token that is not empty."""
+        return self.admin_token is not None and bool(self.admin_token.get_secret_value())
 
     def max_prompt_chars(self) -> int:
         """A generate prompt may take what max_steps leaves after max_generate."""

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from app.api import errors, health, jsonfloat, openapi, pages, routes_models, routes_tour, routes_trace, stream
+from app.api import errors, health, jsonfloat, openapi, pages, routes_models, routes_tour, routes_trace, stream, upload
 from app.api.budget import ByteBudget
 from app.api.compute import Compute
 from app.api.metrics import Metrics, MetricsAndLimits
@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     errors.install(app)
     openapi.install(app, settings)
-    for router in (health.router, routes_models.router, routes_trace.router, stream.router):
+    for router in (health.router, routes_models.router, upload.router, routes_trace.router, stream.router):
         app.include_router(router)
     if settings.metrics_port is None:
         app.include_router(health.metrics_router)
@@ -121,7 +121,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     swagger_ui = Path(fastapi_offline.__file__).parent / "static"  # Swagger UI 5 (OpenAPI 3.1), from its package
     app.mount("/static/vendor/swagger-ui", StaticFiles(directory=swagger_ui), name="swagger-ui")
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
-    app.add_middleware(MetricsAndLimits, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        MetricsAndLimits,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        route_limits={("POST", "/api/models"): settings.max_upload_bytes},  # the upload's own limit
+    )
     app.add_middleware(SlashRedirect)
     app.add_middleware(SecurityHeaders)
     if settings.cors_origins:

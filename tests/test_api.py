@@ -201,8 +201,9 @@ def test_health_ready_and_metrics(client: TestClient) -> None:
 def test_unknown_route_and_method_are_json_errors(client: TestClient) -> None:
     r = client.get("/api/nothing")
     assert r.status_code == 404 and r.json()["error"] == "not_found"
-    r = client.delete("/api/models/chars-lstm")
+    r = client.put("/api/models/chars-lstm")
     assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
+    assert r.headers["allow"] == "DELETE, GET"  # every route of the path: GET, and DELETE (uploads)
 
 
 def test_saturated_server_answers_503_with_retry_after(settings: Settings) -> None:

@@ -8,9 +8,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app.rnn.errors import EmptyInput, EngineError, InputTooLong, UnknownCheckpoint, UnknownLabel, WrongModelKind
 from app.zoo import UnknownModel
+
+METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 class Overloaded(Exception):
@@ -20,8 +23,8 @@ class Overloaded(Exception):
 
 
 class BodyTooLarge(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the request body is larger than {limit} bytes (max_body_bytes)")
+    def __init__(self, limit: int, setting: str = "max_body_bytes") -> None:
+        super().__init__(f"the request body is larger than {limit} bytes ({setting})")
 
 
 class LimitExceeded(Exception):
@@ -66,6 +69,12 @@ def _json_safe(errors: list[Any]) -> list[dict[str, Any]]:
             for e in errors]  # fmt: skip
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of this path takes (GET and DELETE /api/models/{id} are two routes)."""
+    routes = request.app.router.routes
+    return [m for m in METHODS if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes)]
+
+
 def install(app: FastAPI) -> None:
     async def domain_error(request: Request, exc: Exception) -> JSONResponse:
         status, name = classify(exc)
@@ -80,10 +89,13 @@ def install(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         names = {400: "malformed", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # Starlette names the methods of the first route of the path only
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
         return JSONResponse(
             error_body(names.get(exc.status_code, "http_error"), str(exc.detail)),
             status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            headers=headers,
         )
 
     for exc_type in (UnknownModel, EngineError, Overloaded, BodyTooLarge, LimitExceeded):

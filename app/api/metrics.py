@@ -8,7 +8,7 @@ from __future__ import annotations
 import bisect
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -68,12 +68,23 @@ class Metrics:
 
 
 class MetricsAndLimits:
-    """Pure ASGI middleware: records every HTTP request; refuses bodies over max_body_bytes with a JSON 413."""
+    """Pure ASGI middleware: records every HTTP request; refuses bodies over max_body_bytes with a JSON 413.
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+    `route_limits` gives (method, path) pairs a limit of their own (the upload's max_upload_bytes). Such a route
+    reads its body itself, after checking who asks: a chunked body is not read ahead here, and going over the
+    limit while the route reads raises BodyTooLarge (a JSON 413 from the app's handler)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        max_body_bytes: int,
+        route_limits: Mapping[tuple[str, str], int] | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body_bytes
+        self.route_limits = dict(route_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -83,16 +94,18 @@ class MetricsAndLimits:
         status = 500
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
-            await self._too_large(send)
+        own = self.route_limits.get((scope["method"], scope["path"]))
+        limit = self.max_body if own is None else own
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await self._too_large(send, limit)
             self.metrics.observe(scope["method"], "body_limit", 413, time.perf_counter() - start)
             return
-        if declared is None and scope["method"] in ("POST", "PUT", "PATCH"):
+        if declared is None and own is None and scope["method"] in ("POST", "PUT", "PATCH"):
             # A chunked body has no length to check up front: read it here, at most max_body bytes, and refuse it
             # with 413 before the app sees it (the app's body parser would turn an error into a 400).
             buffered = await self._read_bounded(receive)
             if buffered is None:
-                await self._too_large(send)
+                await self._too_large(send, limit)
                 self.metrics.observe(scope["method"], "body_limit", 413, time.perf_counter() - start)
                 return
             receive = _replay(buffered, receive)
@@ -103,8 +116,8 @@ class MetricsAndLimits:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body:
-                    raise BodyTooLarge(self.max_body)
+                if received > limit:
+                    raise BodyTooLarge(limit, "max_body_bytes" if own is None else "max_upload_bytes")
             return message
 
         async def recording_send(message: Message) -> None:
@@ -134,8 +147,9 @@ class MetricsAndLimits:
             if not message.get("more_body", False):
                 return messages
 
-    async def _too_large(self, send: Send) -> None:
-        body = orjson.dumps(error_body("too_large", str(BodyTooLarge(self.max_body))))
+    async def _too_large(self, send: Send, limit: int) -> None:
+        setting = "max_body_bytes" if limit == self.max_body else "max_upload_bytes"
+        body = orjson.dumps(error_body("too_large", str(BodyTooLarge(limit, setting))))
         await send(
             {
                 "type": "http.response.start",
