@@ -8,8 +8,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml  # type: ignore[import-untyped]
 
 from app.config import ROOT, usable_cores
 
@@ -24,7 +26,8 @@ def validate(*paths: Path) -> subprocess.CompletedProcess[str]:
 
 def test_manifests_cover_deployment_service_and_autoscaler_and_validate() -> None:
     kinds = {p.name for p in MANIFESTS}
-    assert {"deployment.yaml", "service.yaml", "hpa.yaml", "networkpolicy.yaml", "pdb.yaml", "ingress.yaml"} <= kinds
+    assert {"deployment.yaml", "service.yaml", "hpa.yaml", "networkpolicy.yaml", "pdb.yaml", "ingress.yaml",
+            "models-pvc.yaml", "ingress-upload.yaml"} <= kinds  # fmt: skip
     deployment = (ROOT / "deploy/kubernetes/deployment.yaml").read_text()
     assert "automountServiceAccountToken: false" in deployment  # no API token in a public-facing pod
     assert "egress: []" in (ROOT / "deploy/kubernetes/networkpolicy.yaml").read_text()  # it calls nothing
@@ -76,3 +79,60 @@ def test_usable_cores_follow_a_container_cpu_limit(tmp_path: Path, cpu_max: str,
     path.write_text(cpu_max)
     assert usable_cores(path) == (affinity if cap is None else min(affinity, cap))
     assert usable_cores(tmp_path / "absent") == affinity
+
+
+def load(name: str) -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "deploy/kubernetes" / name).read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_the_replicas_share_one_models_folder_and_take_the_admin_token_from_a_secret() -> None:
+    pvc = load("models-pvc.yaml")
+    assert pvc["kind"] == "PersistentVolumeClaim" and pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    pod = load("deployment.yaml")["spec"]["template"]["spec"]
+    claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v
+    }
+    assert claims == {"models": pvc["metadata"]["name"]}
+    server, zoo = pod["containers"][0], pod["initContainers"][0]
+    env = {e["name"]: e for e in server["env"]}
+    folder = env["UNROLLED_MODELS_DIR"]["value"]
+    assert folder != "/app/models"  # not over the image's zoo: the shared volume, filled from it
+    for container in (server, zoo):
+        assert {"name": "models", "mountPath": folder} in container["volumeMounts"]
+        assert container["image"] == server["image"] and container["securityContext"]["readOnlyRootFilesystem"]
+    secret = env["UNROLLED_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert secret["optional"] is True and "value" not in env["UNROLLED_ADMIN_TOKEN"]  # no token in the manifests
+    upload = load("ingress-upload.yaml")
+    assert upload["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == "64m"
+    assert int(env["UNROLLED_MAX_UPLOAD_BYTES"]["value"]) == 64_000_000
+    assert upload["spec"]["rules"][0]["http"]["paths"][0] == {
+        "path": "/api/models",
+        "pathType": "Exact",
+        "backend": {"service": {"name": "unrolled", "port": {"name": "http"}}},
+    }
+
+
+def test_the_init_container_copies_the_zoo_without_touching_what_is_there(tmp_path: Path) -> None:
+    """The init container's own script, run on a copy of a zoo: an empty folder gets every file; then an uploaded
+    model and a changed file are left alone, and a model new in the image is added."""
+    zoo = load("deployment.yaml")["spec"]["template"]["spec"]["initContainers"][0]
+    script = zoo["command"][-1]
+    src, dst = tmp_path / "image-zoo", tmp_path / "shared"
+    (src / "checkpoints").mkdir(parents=True)
+    for name in ("a.json", "a.safetensors", "checkpoints/a-0.safetensors"):
+        (src / name).write_text(name)
+    dst.mkdir()
+    env = {**os.environ, "ZOO_DIR": str(src), "UNROLLED_MODELS_DIR": str(dst)}
+
+    def run() -> list[str]:
+        subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
+        return sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file())
+
+    assert run() == ["a.json", "a.safetensors", "checkpoints/a-0.safetensors"]
+    (dst / "up.json").write_text("uploaded")
+    (dst / "a.json").write_text("kept")
+    (src / "b.json").write_text("b.json")
+    assert run() == ["a.json", "a.safetensors", "b.json", "checkpoints/a-0.safetensors", "up.json"]
+    assert (dst / "a.json").read_text() == "kept" and (dst / "up.json").read_text() == "uploaded"
