@@ -10,7 +10,6 @@ A generate request is a free-running forecast: each prediction fed back as the n
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,7 @@ from numpy.typing import NDArray
 from app.api.errors import LimitExceeded
 from app.api.jsonfloat import round_significant
 from app.api.schemas import GenerateRequest, TraceRequest
-from app.api.wire import dumps
+from app.api.wire import frame_messages, grad_records, record_messages, step_records
 from app.config import Settings
 from app.rnn.errors import WrongModelKind
 from app.rnn.model import LoadedModel
@@ -171,7 +170,7 @@ class SeriesWire:
                 yield {"type": "step", "t": t, "value": self.values[t], "predicted": self.predicted[t],
                        "layers": _layers_at(self.layers, t), "loss": self.step_loss[t]}  # fmt: skip
 
-        return _messages(frames(), batch)
+        return frame_messages(frames(), batch)
 
     def grad_frames(self, batch: int = 1) -> Iterator[bytes]:
         def frames() -> Iterator[dict[str, Any]]:
@@ -186,7 +185,7 @@ class SeriesWire:
                     "values": self.grad_values[t],
                 }
 
-        return _messages(frames(), batch)
+        return frame_messages(frames(), batch)
 
     def _state_arrays(self) -> list[tuple[str, Array]]:
         out: list[tuple[str, Array]] = []
@@ -219,25 +218,11 @@ class SeriesWire:
 
     def binary_steps(self, batch: int = 1) -> Iterator[bytes]:
         parts = [self.values, self.predicted, *(a for _, a in self._state_arrays()), self.step_loss[:, None]]
-        T = self.trace.steps
-        width = sum(p.shape[1] for p in parts)
-        rows = np.empty((T, 1 + width), dtype="<f4")
-        rows.view("<u4")[:, 0] = np.arange(T)
-        np.concatenate([p.astype("<f4", copy=False) for p in parts], axis=1, out=rows[:, 1:])
-        for t0 in range(0, T, batch):
-            yield rows[t0 : t0 + batch].tobytes()
+        return record_messages(step_records(parts), batch)
 
     def binary_grads(self, batch: int = 1) -> Iterator[bytes]:
         columns = [*self.grad_hidden, *(self.grad_cell_state or []), self.grad_input, *self.grad_weight_hh]
-        T = self.trace.steps
-        rows = np.empty((T, 1 + len(columns) + self.grad_values.shape[1]), dtype="<f8")
-        rows[:, 0] = np.arange(T)
-        for i, col in enumerate(columns):
-            rows[:, 1 + i] = col
-        rows[:, 1 + len(columns) :] = self.grad_values
-        backwards = rows[::-1]
-        for t0 in range(0, T, batch):
-            yield np.ascontiguousarray(backwards[t0 : t0 + batch]).tobytes()
+        return record_messages(grad_records([*columns, self.grad_values]), batch)
 
 
 @dataclass
@@ -316,11 +301,3 @@ def _layers_at(layers: list[dict[str, Any]], t: int) -> list[dict[str, Any]]:
         }
         for layer in layers
     ]
-
-
-def _messages(frames: Iterator[dict[str, Any]], batch: int) -> Iterator[bytes]:
-    if batch == 1:
-        yield from (dumps(f) for f in frames)
-        return
-    while group := list(itertools.islice(frames, batch)):
-        yield dumps(group)

@@ -11,7 +11,6 @@ model's are, one layout per kind of record, named in the meta frame.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,7 @@ from app.api.errors import LimitExceeded
 from app.api.jsonfloat import round_significant
 from app.api.schemas import StreamTraceRequest, StreamTranslateRequest, TraceRequest, TranslateRequest
 from app.api.service import check_chars, check_top_k, text_of
-from app.api.wire import dumps
+from app.api.wire import frame_messages, grad_records, record_messages, step_records
 from app.config import Settings
 from app.rnn.errors import WrongModelKind
 from app.rnn.model import LoadedModel
@@ -320,7 +319,7 @@ class TranslationWire:
         """Every JSON frame after meta and before done, in order, `batch` to a message (never two sections in one
         message)."""
         for section in (self._encoder_steps(), self._decoder_steps(), self._decoder_grads(), self._encoder_grads()):
-            yield from _messages(section, batch)
+            yield from frame_messages(section, batch)
 
     def _encoder_steps(self) -> Iterator[dict[str, Any]]:
         for t, token in enumerate(self.trace.encoder.tokens):
@@ -375,16 +374,16 @@ class TranslationWire:
     def binary_frames(self, batch: int = 1) -> Iterator[bytes]:
         """The four sections as binary records, in the JSON frames' order, `batch` records to a message."""
         enc = [a for _, a in self.encoder.state_arrays()]
-        yield from _batched(_step_records(enc, None), batch)
+        yield from record_messages(step_records(enc, None), batch)
         dec = [a for _, a in self.decoder.state_arrays()]
         if self.attention is not None:
             dec.append(self.attention)
         dec += [self.step_loss[:, None], self.top_probs]
-        yield from _batched(_step_records(dec, self.trace.top_ids), batch)
+        yield from record_messages(step_records(dec, self.trace.top_ids), batch)
         extra_d = [] if self.grad_context is None else [self.grad_context]
         extra_e = [] if self.via_attention is None else [self.via_attention]
-        yield from _batched(_grad_records([a for _, a in self.decoder.grad_columns()] + extra_d), batch)
-        yield from _batched(_grad_records([a for _, a in self.encoder.grad_columns()] + extra_e), batch)
+        yield from record_messages(grad_records([a for _, a in self.decoder.grad_columns()] + extra_d), batch)
+        yield from record_messages(grad_records([a for _, a in self.encoder.grad_columns()] + extra_e), batch)
 
 
 def _rounded(a: Array, precision: int | None) -> Array:
@@ -406,40 +405,6 @@ def _grad_frames(kind: str, side: _Side, extra: str, values: Array | None) -> It
         }
 
 
-def _messages(frames: Iterator[dict[str, Any]], batch: int) -> Iterator[bytes]:
-    if batch == 1:
-        yield from (dumps(f) for f in frames)
-        return
-    while group := list(itertools.islice(frames, batch)):
-        yield dumps(group)
-
-
 def _record_bytes(section: str, fields: list[dict[str, Any]]) -> int:
     width = 8 if section.endswith("_grad") else 4
     return width * (1 + sum(int(f["size"]) for f in fields))
-
-
-def _step_records(parts: list[Array], ids: NDArray[np.int64] | None) -> Array:
-    T = parts[0].shape[0]
-    width = sum(p.shape[1] for p in parts)
-    k = 0 if ids is None else ids.shape[1]
-    rows = np.empty((T, 1 + width + k), dtype="<f4")
-    rows.view("<u4")[:, 0] = np.arange(T)
-    np.concatenate([p.astype("<f4", copy=False) for p in parts], axis=1, out=rows[:, 1 : 1 + width])
-    if ids is not None:
-        rows.view("<u4")[:, 1 + width :] = ids
-    return rows
-
-
-def _grad_records(columns: list[Array]) -> Array:
-    T = len(columns[0])
-    rows = np.empty((T, 1 + len(columns)), dtype="<f8")
-    rows[:, 0] = np.arange(T)
-    for i, col in enumerate(columns):
-        rows[:, 1 + i] = col
-    return rows[::-1]  # the last step first, as BPTT runs
-
-
-def _batched(rows: Array, batch: int) -> Iterator[bytes]:
-    for t0 in range(0, len(rows), batch):
-        yield np.ascontiguousarray(rows[t0 : t0 + batch]).tobytes()

@@ -279,33 +279,18 @@ class WireTrace:
         return [{"name": n, "dtype": "float64", "size": 1, **direction(n)} for n in names]
 
     def binary_steps(self, batch: int = 1) -> Iterator[bytes]:
-        """Step records in messages of up to `batch` records each. A record: little-endian uint32 t, then the
-        float32 fields of binary_layout(), then uint32 token ids; every record of a trace has the same size."""
+        """Step records in messages of up to `batch` records each (wire.step_records: uint32 t, the float32 fields
+        of binary_layout(), then uint32 token ids)."""
         parts = [round_significant(a, self.precision) for _, a in self.state_arrays()]
         parts.append(self.step_loss[:, None])
         parts.append(self.probs if self.trace.kind == "classify" else self.top_probs)
-        T = self.trace.steps
-        k = self.trace.top_ids.shape[1]
-        width = sum(p.shape[1] for p in parts)
-        rows = np.empty((T, 1 + width + k), dtype="<f4")
-        rows.view("<u4")[:, 0] = np.arange(T)
-        np.concatenate([p.astype("<f4", copy=False) for p in parts], axis=1, out=rows[:, 1 : 1 + width])
-        rows.view("<u4")[:, 1 + width :] = self.trace.top_ids
-        for t0 in range(0, T, batch):
-            yield rows[t0 : t0 + batch].tobytes()
+        return record_messages(step_records(parts, self.trace.top_ids), batch)
 
     def binary_grads(self, batch: int = 1) -> Iterator[bytes]:
         """Grad records, from the last step back to the first, in messages of up to `batch` records each."""
         columns = [*self.grad_hidden, *(self.grad_cell_state if self.is_lstm else []), self.grad_input,
                    *self.grad_weight_hh]  # fmt: skip
-        T = self.trace.steps
-        rows = np.empty((T, 1 + len(columns)), dtype="<f8")
-        rows[:, 0] = np.arange(T)
-        for i, col in enumerate(columns):
-            rows[:, 1 + i] = col
-        backwards = rows[::-1]
-        for t0 in range(0, T, batch):
-            yield backwards[t0 : t0 + batch].tobytes()
+        return record_messages(grad_records([c for c in columns if c is not None]), batch)
 
     def grad_frames(self, batch: int = 1) -> Iterator[bytes]:
         """The BPTT sweep's frames as JSON, from the last step back to the first, `batch` to a message: {"type":
@@ -344,6 +329,47 @@ def _messages(frames: Iterator[list[bytes]], batch: int) -> Iterator[bytes]:
             message.append(b",")
         message[-1] = b"]"  # the last frame's comma
         yield b"".join(message)
+
+
+def step_records(parts: list[Array], ids: NDArray[np.int64] | None = None) -> Array:
+    """Binary step records, one row per step: little-endian uint32 t, the parts' float32 columns side by side,
+    then uint32 token ids (if any): every record of a trace has the same size."""
+    T = parts[0].shape[0]
+    width = sum(p.shape[1] for p in parts)
+    k = 0 if ids is None else ids.shape[1]
+    rows = np.empty((T, 1 + width + k), dtype="<f4")
+    rows.view("<u4")[:, 0] = np.arange(T)
+    np.concatenate([p.astype("<f4", copy=False) for p in parts], axis=1, out=rows[:, 1 : 1 + width])
+    if ids is not None:
+        rows.view("<u4")[:, 1 + width :] = ids
+    return rows
+
+
+def grad_records(columns: list[Array]) -> Array:
+    """Binary grad records, the last step first (as BPTT runs): float64 t, then each column's value(s) at t
+    (float64 keeps 1e-300); a column is (T,) or (T, k)."""
+    cols = [c[:, None] if c.ndim == 1 else c for c in columns]
+    T = cols[0].shape[0]
+    rows = np.empty((T, 1 + sum(c.shape[1] for c in cols)), dtype="<f8")
+    rows[:, 0] = np.arange(T)
+    np.concatenate(cols, axis=1, out=rows[:, 1:])
+    return rows[::-1]
+
+
+def record_messages(rows: Array, batch: int) -> Iterator[bytes]:
+    """Records, `batch` to a message."""
+    for t0 in range(0, len(rows), batch):
+        yield np.ascontiguousarray(rows[t0 : t0 + batch]).tobytes()
+
+
+def frame_messages(frames: Iterator[dict[str, Any]], batch: int) -> Iterator[bytes]:
+    """Frames built as dicts (the small traces: translation, series) as messages: one frame each, or a JSON array
+    of up to `batch` frames."""
+    if batch == 1:
+        yield from (dumps(f) for f in frames)
+        return
+    while group := list(itertools.islice(frames, batch)):
+        yield dumps(group)
 
 
 def generated_step_frame(loaded: LoadedModel, step: Step, t: int, top_k: int, precision: int | None) -> dict[str, Any]:
