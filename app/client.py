@@ -1,0 +1,152 @@
+"""A small Python client for a running server: traces as numpy arrays, over the stream's binary records.
+
+    from app.client import Client
+
+    client = Client("http://localhost:8000")
+    arrays = client.trace("charlm-lstm", "The cat sat on the mat.")
+    arrays["layers.0.hidden"]          # (T, H) float32: the hidden states
+    arrays["grad_norms.hidden.0"]      # (T,) float64: ‖∂L/∂h_t‖
+
+The trace travels as the stream's binary records (`"encoding": "binary"`), whose layout the meta frame gives; each
+field is a numpy view of the received bytes (numpy.frombuffer: nothing is parsed or copied, so the arrays are
+read-only). They hold the same values as the REST body: float32 states and probabilities, float64 gradient norms.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+Arrays = dict[str, NDArray[Any]]
+BATCH = 4096  # records per message: the most the server sends at once
+
+
+class ClientError(RuntimeError):
+    """The server refused a request: `status` is the HTTP status REST would answer (the stream closes with 4000 +
+    it), `error` its short name, the message what went wrong."""
+
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(f"{status} {error}: {message}")
+        self.status, self.error = status, error
+
+
+@dataclass
+class Traced:
+    """A trace as the stream sends it: the meta frame (tokens, token ids, label, total loss, layouts…) and the
+    arrays."""
+
+    meta: dict[str, Any]
+    arrays: Arrays
+
+
+class Client:
+    def __init__(self, url: str, timeout: float = 60.0) -> None:
+        """`url`: the server's address, e.g. http://localhost:8000 (https for wss)."""
+        self.url = url.rstrip("/")
+        parts = urllib.parse.urlsplit(self.url)
+        scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+        self.ws_url = urllib.parse.urlunsplit((scheme, parts.netloc, parts.path, "", ""))
+        self.timeout = timeout
+
+    def models(self) -> list[dict[str, Any]]:
+        """The server's models: id, task, cell, kind, sizes, description, metrics (GET /api/models)."""
+        with urllib.request.urlopen(f"{self.url}/api/models", timeout=self.timeout) as r:
+            models: list[dict[str, Any]] = json.loads(r.read())["models"]
+        return models
+
+    def trace(self, model_id: str, text: str, **options: Any) -> Arrays:
+        """A model's trace of `text` as numpy arrays, by field name: "layers.{k}.hidden" and "layers.{k}.cell_state"
+        (T, H), "layers.{k}.gates.{gate}" (T, H), "loss" (T,), "prediction.p" and "prediction.token_id" (T, top_k)
+        or "probs" (T, labels) for a classifier, "grad_norms.hidden.{k}", "grad_norms.cell_state.{k}",
+        "grad_norms.weight_hh.{k}" and "grad_norms.input" (T,), and "token_ids" (T,). Layer entries k are in
+        torch's order (l0, l0_reverse, …). `options` are the trace request's: top_k, loss, checkpoint, label,
+        precision."""
+        return self.traced(model_id, text, **options).arrays
+
+    def traced(self, model_id: str, text: str, **options: Any) -> Traced:
+        """The trace and its meta frame."""
+        request = {**options, "text": text, "encoding": "binary", "batch": BATCH}
+        path = f"{self.ws_url}/api/models/{urllib.parse.quote(model_id, safe='')}/stream"
+        with connect(path, max_size=None, open_timeout=self.timeout, close_timeout=1) as ws:
+            ws.send(json.dumps(request))
+            meta = _frame(_receive(ws, self.timeout))
+            steps, step_bytes = meta["steps"], meta["step_record_bytes"]
+            records = _binary(ws, steps * step_bytes, self.timeout)
+            grads = _binary(ws, steps * meta["grad_record_bytes"], self.timeout)
+            done = _frame(_receive(ws, self.timeout))
+            if done.get("type") != "done":
+                raise ClientError(502, "protocol", f"expected the done frame, got {done.get('type')!r}")
+        arrays = decode_steps(records, meta["layout"], steps)
+        arrays.update(decode_grads(grads, meta["grad_layout"], steps))
+        arrays["token_ids"] = np.asarray(meta["token_ids"], dtype=np.int64)
+        return Traced(meta, arrays)
+
+
+def decode_steps(data: bytes, layout: list[dict[str, Any]], steps: int) -> Arrays:
+    """Step records (uint32 t, then the layout's fields: float32 first, uint32 last) as views, one per field."""
+    words = np.frombuffer(data, dtype="<f4").reshape(steps, -1)
+    if steps and not np.array_equal(words[:, 0].view("<u4"), np.arange(steps, dtype="<u4")):
+        raise ClientError(502, "protocol", "step records out of order")
+    out: Arrays = {}
+    at = 1
+    for field in layout:
+        size = int(field["size"])
+        column = words[:, at : at + size]
+        if field["dtype"] == "uint32":
+            column = column.view("<u4")
+        out[field["name"]] = column[:, 0] if field["name"] == "loss" else column
+        at += size
+    if at != words.shape[1]:
+        raise ClientError(502, "protocol", f"a step record holds {words.shape[1]} words, its layout {at}")
+    return out
+
+
+def decode_grads(data: bytes, layout: list[dict[str, Any]], steps: int) -> Arrays:
+    """Grad records (float64 t, then one float64 a field; sent last step first) as views in step order."""
+    rows = np.frombuffer(data, dtype="<f8").reshape(steps, 1 + len(layout))[::-1]
+    if steps and not np.array_equal(rows[:, 0], np.arange(steps)):
+        raise ClientError(502, "protocol", "grad records out of order")
+    return {f"grad_norms.{field['name']}": rows[:, 1 + i] for i, field in enumerate(layout)}
+
+
+def _receive(ws: Any, timeout: float) -> str | bytes:
+    try:
+        message: str | bytes = ws.recv(timeout=timeout)
+    except ConnectionClosed as e:
+        raise ClientError(502, "closed", f"the server closed the stream ({e.rcvd})") from e
+    return message
+
+
+def _frame(message: str | bytes) -> dict[str, Any]:
+    if isinstance(message, bytes):
+        raise ClientError(502, "protocol", "expected a JSON frame, got binary records")
+    frame: dict[str, Any] = json.loads(message)
+    if frame.get("type") == "error":
+        code = frame.get("error", "error")
+        status = {"not_found": 404, "wrong_model_kind": 409, "too_large": 413, "busy": 503}.get(code, 422)
+        raise ClientError(status, code, frame.get("message", ""))
+    return frame
+
+
+def _binary(ws: Any, total: int, timeout: float) -> bytes:
+    """`total` bytes of records, in as many binary messages as the server sent them."""
+    parts: list[bytes] = []
+    got = 0
+    while got < total:
+        message = _receive(ws, timeout)
+        if isinstance(message, str):
+            _frame(message)  # an error frame raises
+            raise ClientError(502, "protocol", "expected binary records, got a JSON frame")
+        parts.append(message)
+        got += len(message)
+    if got != total:
+        raise ClientError(502, "protocol", f"expected {total} bytes of records, got {got}")
+    return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -1,0 +1,94 @@
+"""app.client against a real server: its numpy arrays (from the stream's binary records) equal the REST body's
+values, for a next-token LSTM, a two-layer GRU and a classifier; errors arrive as ClientError."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from app.client import Client, ClientError
+from app.config import ROOT, Settings
+from tests.conftest import LiveServer
+
+
+def rest(live: LiveServer, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    r = httpx.post(f"{live.url}/api/models/{model_id}/trace", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    out: dict[str, Any] = r.json()
+    return out
+
+
+def equal(a: Any, b: Any, dtype: str) -> None:
+    want = np.array([np.nan if v is None else v for v in b] if isinstance(b, list) and b and b[0] is None else b,
+                    dtype=dtype)  # fmt: skip
+    np.testing.assert_array_equal(a, want)  # exactly: the same float32 (or float64) values, NaN where null
+
+
+@pytest.mark.parametrize(
+    ("model_id", "text", "options"),
+    [
+        ("chars-lstm", "hello world, hello there", {"top_k": 3}),
+        ("chars-gru", "the quick brown fox", {"top_k": 5, "loss": "last"}),
+        ("words-lstm", "a good film not bad", {"label": "positive"}),
+        ("chars-rnn", "abc", {"precision": 4}),
+    ],
+)
+def test_the_clients_arrays_equal_the_rest_body(
+    live: LiveServer, model_id: str, text: str, options: dict[str, Any]
+) -> None:
+    traced = Client(live.url).traced(model_id, text, **options)
+    got = traced.arrays
+    body = rest(live, model_id, {"text": text, **options})
+    T = body["steps"]
+    assert traced.meta["tokens"] == body["tokens"]
+    np.testing.assert_array_equal(got["token_ids"], body["token_ids"])
+    for k, layer in enumerate(body["layers"]):
+        equal(got[f"layers.{k}.hidden"], layer["hidden"], "float32")
+        if layer["cell_state"] is not None:
+            equal(got[f"layers.{k}.cell_state"], layer["cell_state"], "float32")
+        for gate, values in layer["gates"].items():
+            equal(got[f"layers.{k}.gates.{gate}"], values, "float32")
+        for name in ("hidden", "weight_hh", *(["cell_state"] if layer["cell_state"] is not None else [])):
+            equal(got[f"grad_norms.{name}.{k}"], body["grad_norms"][name][k], "float64")
+    equal(got["grad_norms.input"], body["grad_norms"]["input"], "float64")
+    equal(got["loss"], body["loss"], "float32")
+    if body["kind"] == "classify":
+        equal(got["probs"], body["step_probs"], "float32")
+    else:
+        equal(got["prediction.p"], [[p["p"] for p in step] for step in body["predictions"]], "float32")
+        tokens = [[p["token"] for p in step] for step in body["predictions"]]
+        vocab = {m: i for i, m in enumerate(httpx.get(f"{live.url}/api/models/{model_id}").json()["vocab"])}
+        np.testing.assert_array_equal(got["prediction.token_id"], [[vocab[t] for t in row] for row in tokens])
+    assert all(a.shape[0] == T for a in got.values())
+
+
+def test_models_and_errors(live: LiveServer) -> None:
+    client = Client(live.url + "/")
+    ids = [m["id"] for m in client.models()]
+    assert "chars-lstm" in ids and "words-lstm" in ids
+    with pytest.raises(ClientError) as e:
+        client.trace("no-such-model", "abc")
+    assert e.value.status == 404 and "no-such-model" in str(e.value)
+    with pytest.raises(ClientError) as e:
+        client.trace("chars-lstm", "")
+    assert e.value.status == 422
+
+
+def test_the_readmes_client_example_runs_as_written() -> None:
+    """The README's block, against a real server of the repository's own zoo (charlm-lstm)."""
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```python\n(from app\.client import Client\n.*?)```", readme, re.S)
+    assert block is not None
+    settings = Settings(models_dir=ROOT / "models", max_steps=1000, max_generate=100, max_concurrent=2)
+    with LiveServer(settings) as live:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(block.group(1).replace("http://localhost:8000", live.url), {})
+    lines = out.getvalue().splitlines()
+    assert "charlm-lstm" in lines[0] and lines[1] == "(44, 128)"
