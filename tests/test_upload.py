@@ -10,10 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
+from app.client import Client
 from app.config import Settings
 from tests.conftest import LiveServer, write_model
 from tests.test_import import LABELS, WORDS, bad_cases, check_against_oracle, train_char_model, train_review_model
@@ -175,6 +177,10 @@ def test_a_good_upload_is_served_exactly_and_deleted(
     trace = httpx.post(f"{url}/api/models/up-bilstm/trace", json={"text": "the cat"}).json()
     assert [layer["direction"] for layer in trace["layers"]] == ["forward", "reverse"] * 2
     check_against_oracle(trace, models, "up-bilstm", trace["token_ids"], "sum")
+    arrays = Client(url).trace("up-bilstm", "the cat")  # …and the client's arrays are the same values
+    for k, layer in enumerate(trace["layers"]):
+        np.testing.assert_array_equal(arrays[f"layers.{k}.hidden"], np.array(layer["hidden"], dtype=np.float32))
+        np.testing.assert_array_equal(arrays[f"grad_norms.hidden.{k}"], trace["grad_norms"]["hidden"][k])
 
     r = httpx.delete(f"{url}/api/models/chars-gru", headers=auth())
     assert r.status_code == 403 and r.json()["error"] == "read_only" and "zoo" in r.json()["message"]
