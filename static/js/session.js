@@ -5,18 +5,22 @@ import { ApiError, generate, stream, trace as traceRest } from "./api.js";
 import { bus } from "./bus.js";
 import { Trace } from "./trace.js";
 
-export class Session {
+/**
+ * What a model's run and a translation's share: one stream at a time (a new start closes the last), the page told
+ * at most once per animation frame that more has arrived, and REST (the subclass's rest) if the stream cannot be
+ * opened.
+ */
+export class StreamSession {
   /**
    * onTrace(trace): a new trace began; onData(trace): more frames (coalesced); onDone(trace, frame). expose: the
    * trace is the page's (window.__unrolled.trace); false for a run beside it (a tour scene's guest melody).
    */
-  constructor(modelId, { onTrace, onData, onDone = () => {}, card = null, expose = true }) {
+  constructor(modelId, { onTrace, onData, onDone = () => {}, expose = true }) {
     this.expose = expose;
     this.modelId = modelId;
     this.onTrace = onTrace;
     this.onData = onData;
     this.onDone = onDone;
-    this.card = card;
     this.handle = null;
     this.trace = null;
     this.pending = false;
@@ -37,16 +41,49 @@ export class Session {
     this.handle = null;
   }
 
-  /** request: a trace body, or {mode: "generate", …}. Resolves with the finished Trace. */
-  async start(request) {
+  /**
+   * Streams `body`, each frame of this run to `read(f)` (which fills this.trace); resolves with the finished
+   * trace, or null if closed or replaced by a newer run. If the stream cannot be opened, this.rest(request, run).
+   */
+  async open(request, body, read) {
     this.close();
     const run = ++this.run;
     this.trace = null;
     let gotMeta = false;
     const onFrame = (f) => {
       if (run !== this.run) return;
+      if (f.type === "meta") gotMeta = true;
+      read(f);
+    };
+    bus.emit("status", { message: "" });
+    try {
+      this.handle = stream(this.modelId, body, onFrame);
+      const done = await this.handle.done;
+      if (done.closed || run !== this.run) return null;
+      this.onData(this.trace); // everything in before the page hears it is done
+      this.onDone(this.trace, done);
+      if (this.expose) window.__unrolled.transport = "stream";
+      return this.trace;
+    } catch (e) {
+      if (run !== this.run) return null;
+      if (!gotMeta && e instanceof ApiError && e.status === 0) return this.rest(request, run);
+      bus.emit("status", { kind: "error", message: `${e.message}` });
+      throw e;
+    }
+  }
+}
+
+export class Session extends StreamSession {
+  /** As StreamSession; card: the model's card (its vocabulary and labels), or set later as session.card. */
+  constructor(modelId, { card = null, ...rest }) {
+    super(modelId, rest);
+    this.card = card;
+  }
+
+  /** request: a trace body, or {mode: "generate", …}. Resolves with the finished Trace. */
+  async start(request) {
+    const read = (f) => {
       if (f.type === "meta") {
-        gotMeta = true;
         this.meta = f;
         this.stepRecords = 0;
         this.trace = new Trace({ ...f, labels: f.labels ?? this.card?.labels ?? null });
@@ -82,26 +119,12 @@ export class Session {
         this.flush();
       }
     };
-    bus.emit("status", { message: "" });
     // A traced input's steps travel as float32 arrays (half the bytes of JSON, and nothing to parse) when the
     // card's vocabulary can name the predicted tokens; generation streams JSON as each token is sampled.
     // (A series model's steps travel as JSON: a few numbers beside the states.)
     const binary = request.mode !== "generate" && this.card?.kind !== "series" && (this.card?.kind === "classify" || this.card?.vocab);
     const body = binary ? { ...request, encoding: "binary", batch: 64 } : request;
-    try {
-      this.handle = stream(this.modelId, body, onFrame);
-      const done = await this.handle.done;
-      if (done.closed) return null;
-      this.onData(this.trace); // everything in before the page hears it is done
-      this.onDone(this.trace, done);
-      if (this.expose) window.__unrolled.transport = "stream";
-      return this.trace;
-    } catch (e) {
-      if (run !== this.run) return null;
-      if (!gotMeta && e instanceof ApiError && e.status === 0) return this.rest(request, run);
-      bus.emit("status", { kind: "error", message: `${e.message}` });
-      throw e;
-    }
+    return this.open(request, body, read);
   }
 
   /** The stream could not be opened (a proxy without WebSockets): the same trace over REST. */

@@ -4,7 +4,7 @@
 //   WeightShareView  each step's term of ∂L/∂W_hh as a share of them all, uncovered by the BPTT sweep
 
 import { CELL_COLORS, LINE_COLORS } from "./colors.js";
-import { Overlay, Plotly, baseLayout, fontSize, makePlot, plotConfig, timeTicks } from "./plots.js";
+import { Overlay, Plotly, baseLayout, fontSize, makePlot, plotConfig, startPlotView, takeUpdate, timeTicks } from "./plots.js";
 import { showToken } from "./trace.js";
 
 const range = (n) => [...Array(n).keys()];
@@ -184,17 +184,11 @@ export class WeightShareView {
     this.root = root;
     this.readout = readout;
     this.name = name;
-    this.gd = makePlot(root, name, "plot-shares");
-    this.overlay = new Overlay(this.gd);
-    this.trace = null;
-    this.cursor = { phase: "forward", t: 0 };
-    this.built = null;
+    startPlotView(this, root, name, "plot-shares");
   }
 
   update(data) {
-    if (data.trace !== undefined) this.trace = data.trace;
-    if (data.cursor) this.cursor = data.cursor;
-    const tr = this.trace;
+    const tr = takeUpdate(this, data);
     if (!tr) return;
     const ready = tr.gradFrom === 0 && tr.steps === tr.T;
     if (ready && (!this.built || this.built.trace !== tr || data.relayout)) this.build();

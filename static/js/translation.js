@@ -6,8 +6,8 @@
 // `steps` counts the positions whose step frames have arrived; `gradFrom` is the first position whose
 // gradient norms have.
 
-import { ApiError, stream, translate as translateRest } from "./api.js";
-import { bus } from "./bus.js";
+import { translate as translateRest } from "./api.js";
+import { StreamSession } from "./session.js";
 import { showToken } from "./trace.js";
 
 export const EOS = "</s>";
@@ -167,43 +167,16 @@ export class TranslationTrace {
  * TranslationTrace and tells the page, at most once per animation frame, that more has arrived. If the stream
  * cannot be opened (a proxy without WebSockets), the same translation over REST.
  */
-export class TranslateSession {
+export class TranslateSession extends StreamSession {
   constructor(modelId, { onTrace, onData, onDone = () => {} }) {
-    this.modelId = modelId;
-    this.onTrace = onTrace;
-    this.onData = onData;
-    this.onDone = onDone;
-    this.handle = null;
-    this.trace = null;
-    this.pending = false;
-    this.run = 0;
-  }
-
-  flush() {
-    if (this.pending) return;
-    this.pending = true;
-    requestAnimationFrame(() => {
-      this.pending = false;
-      if (this.trace) this.onData(this.trace);
-    });
-  }
-
-  close() {
-    this.handle?.close();
-    this.handle = null;
+    super(modelId, { onTrace, onData, onDone });
   }
 
   /** request: {text, beam, top_k, …} (a translate body). Resolves with the finished trace (null if replaced). */
   async start(request) {
-    this.close();
-    const run = ++this.run;
-    this.trace = null;
-    let gotMeta = false;
-    const onFrame = (f) => {
-      if (run !== this.run) return;
+    const read = (f) => {
       const tr = this.trace;
       if (f.type === "meta") {
-        gotMeta = true;
         this.trace = new TranslationTrace(f);
         window.__unrolled.trace = this.trace;
         this.onTrace(this.trace);
@@ -213,21 +186,7 @@ export class TranslateSession {
       else if (f.type === "done") tr.finish(f);
       if (f.type !== "meta") this.flush();
     };
-    bus.emit("status", { message: "" });
-    try {
-      this.handle = stream(this.modelId, { mode: "translate", ...request }, onFrame);
-      const done = await this.handle.done;
-      if (done.closed || run !== this.run) return null;
-      this.onData(this.trace);
-      this.onDone(this.trace);
-      window.__unrolled.transport = "stream";
-      return this.trace;
-    } catch (e) {
-      if (run !== this.run) return null;
-      if (!gotMeta && e instanceof ApiError && e.status === 0) return this.rest(request, run);
-      bus.emit("status", { kind: "error", message: e.message });
-      throw e;
-    }
+    return this.open(request, { mode: "translate", ...request }, read);
   }
 
   async rest(request, run) {

@@ -4,15 +4,14 @@
 // Write (W) lets the model continue the notes: each note plays as it is written, at the chosen temperature.
 
 import { Synth } from "../audio.js";
-import { getModel } from "../api.js";
 import { bus } from "../bus.js";
-import { GRAD, pow10 } from "../colors.js";
 import { fillExamples } from "../examples.js";
 import { onKeys, playerKeys } from "../keys.js";
 import { frequency, parseNote } from "../notes.js";
+import { arrived, bindUnitBox, exposePage, followCursor, followLayout, followUnit, loadCard, pusher, submitOnEnter } from "../pagekit.js";
 import { Player, speedFor } from "../player.js";
 import { Session } from "../session.js";
-import { link, readParams, writeParams } from "../url.js";
+import { readParams, writeParams } from "../url.js";
 import { CellStepView } from "../views/cellstep.js";
 import { Controls } from "../views/controls.js";
 import { GradientView } from "../views/gradients.js";
@@ -48,9 +47,7 @@ const cellstep = new CellStepView($("cellstep"), { tools: $("tools-cellstep"), r
 const gradients = new GradientView($("gradients"), { readout: $("gradients-readout") });
 const views = [controls, roll, unrolled, predictions, states, cellstep, gradients];
 
-function push(data) {
-  for (const v of views) v.update(data);
-}
+const push = pusher(views);
 
 const tempo = () => Number($("tempo").value) || 120;
 const noteAt = (t) => parseNote(state.trace?.tokens[t]) ?? { midi: null, dur: 1 };
@@ -63,54 +60,22 @@ function sound(t) {
   perf.sounded = { t, midi: n.midi, count: (perf.sounded?.count ?? 0) + 1 };
 }
 
-function gradLegend(trace) {
-  const el = $("grad-legend");
-  if (!trace || trace.gradFrom >= trace.T || state.cursor?.phase !== "backward") {
-    el.hidden = true;
-    return;
-  }
-  const [lo, hi] = trace.gradLogRange();
-  const a = document.createElement("span");
-  a.textContent = `‖∂L/∂h_t‖  ${pow10(lo)}`;
-  const bar = document.createElement("span");
-  bar.className = "legend-bar";
-  bar.style.background = `linear-gradient(to right, ${GRAD.map(([x, c]) => `${c} ${x * 100}%`).join(", ")})`;
-  const b = document.createElement("span");
-  b.textContent = pow10(hi);
-  el.replaceChildren(a, bar, b);
-  el.hidden = false;
-}
-
-bus.on("cursor", (cursor) => {
-  const phaseChanged = state.cursor?.phase !== cursor.phase;
-  state.cursor = cursor;
-  push({ cursor, trace: state.trace });
-  if (phaseChanged) gradLegend(state.trace);
-  if (cursor.phase === "forward" && state.trace && cursor.t !== state.sounded && cursor.t < state.trace.steps) {
-    state.sounded = cursor.t;
-    sound(cursor.t);
-    // the melody's own time: the cursor stays on each note for its length
-    if (cursor.playing) player.setSpeed(noteSpeed(cursor.t));
-  } else if (cursor.phase === "backward") {
-    state.sounded = -1;
-    if (state.trace && cursor.playing && Math.abs(cursor.speed - speedFor(state.trace.T)) > 1e-9) player.setSpeed(speedFor(state.trace.T));
-  }
-  writeParams({ step: cursor.t + 1, phase: cursor.phase === "backward" ? "backward" : null });
-  perf.state = { ...cursor, unit: state.unit, layer: state.layer, steps: state.trace?.steps ?? 0 };
+followCursor(state, push, {
+  also(cursor) {
+    if (cursor.phase === "forward" && state.trace && cursor.t !== state.sounded && cursor.t < state.trace.steps) {
+      state.sounded = cursor.t;
+      sound(cursor.t);
+      // the melody's own time: the cursor stays on each note for its length
+      if (cursor.playing) player.setSpeed(noteSpeed(cursor.t));
+    } else if (cursor.phase === "backward") {
+      state.sounded = -1;
+      if (state.trace && cursor.playing && Math.abs(cursor.speed - speedFor(state.trace.T)) > 1e-9) player.setSpeed(speedFor(state.trace.T));
+    }
+  },
 });
 
-bus.on("unit", ({ unit }) => {
-  if (!state.trace) return;
-  state.unit = Math.max(0, Math.min(state.trace.H - 1, unit));
-  $("unit-value").textContent = String(state.unit);
-  push({ unit: state.unit, layer: state.layer });
-});
-
-new ResizeObserver(() => document.documentElement.style.setProperty("--chrome-height", `${$("chrome").offsetHeight}px`)).observe($("chrome"));
-bus.on("layout", () => {
-  unrolled.resize();
-  push({ relayout: true, trace: state.trace, cursor: state.cursor ?? undefined });
-});
+followUnit(state, push);
+followLayout(state, push, unrolled);
 
 const session = new Session(modelId, {
   onTrace(trace) {
@@ -126,9 +91,7 @@ const session = new Session(modelId, {
     }
   },
   onData(trace) {
-    player.setAvailable(trace.steps, trace.gradFrom, trace.T);
-    push({ trace, version: trace.version });
-    gradLegend(trace);
+    arrived(trace, state, player, push);
     perf.state = { ...perf.state, steps: trace.steps, gradFrom: trace.gradFrom, T: trace.T, done: trace.done };
   },
   onDone(trace) {
@@ -177,13 +140,8 @@ async function write() {
 }
 
 async function main() {
-  let card;
-  try {
-    card = await getModel(modelId);
-  } catch (e) {
-    bus.emit("status", { kind: "error", message: e.message });
-    return;
-  }
+  const card = await loadCard(modelId);
+  if (!card) return;
   session.card = card;
   const input = $("text-input");
   fillExamples($("examples"), card.examples);
@@ -208,17 +166,9 @@ async function main() {
     if (input.value.trim()) run(input.value.trim(), { play: true });
     else bus.emit("status", { kind: "error", message: "No notes: type PITCH:DUR notes, e.g. C4:1 D4:0.5, then Enter." });
   });
-  input.addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && !e.shiftKey) {
-      e.preventDefault();
-      $("run-form").requestSubmit();
-    }
-  });
+  submitOnEnter(input);
   $("write").addEventListener("click", write);
-  document.querySelector(".unit-box").addEventListener("click", (e) => {
-    const b = e.target.closest("[data-unit]");
-    if (b) bus.emit("unit", { unit: state.unit + Number(b.dataset.unit) });
-  });
+  bindUnitBox(state);
   onKeys(() => ({
     ...playerKeys(player),
     "]": () => bus.emit("unit", { unit: state.unit + 1 }),
@@ -233,6 +183,5 @@ async function main() {
   else await run(input.value.trim(), { play: P.play });
 }
 
-perf.page = "melody";
-perf.link = (q) => link(window.location.pathname, q);
+exposePage("melody");
 main();

@@ -1,15 +1,14 @@
 // The model view: one input through one model, every view on one time cursor.
 
-import { getModel } from "../api.js";
 import { bus } from "../bus.js";
 import { bindInputBar } from "../examples.js";
-import { GRAD, pow10 } from "../colors.js";
 import { exportButtons } from "../export.js";
 import { bindKeys } from "../keys.js";
+import { arrived, bindUnitBox, exposePage, followCursor, followLayout, followUnit, loadCard, pusher, showUnit } from "../pagekit.js";
 import { Player, speedFor } from "../player.js";
 import { Session } from "../session.js";
 import { showTarget } from "../target.js";
-import { link, readParams, writeParams } from "../url.js";
+import { readParams, writeParams } from "../url.js";
 import { CellStepView } from "../views/cellstep.js";
 import { Controls } from "../views/controls.js";
 import { GradientView } from "../views/gradients.js";
@@ -50,68 +49,21 @@ const gradients = new GradientView($("gradients"), { readout: $("gradients-reado
 const pca = new PcaView($("pca"), { caption: $("pca-caption") });
 const views = [controls, unrolled, text, predictions, states, cellstep, gatesTime, gradients, pca].filter(Boolean);
 
-function push(data) {
-  for (const v of views) v.update(data);
-}
+const push = pusher(views);
 
-function showUnit() {
-  $("unit-value").textContent = String(state.unit);
-  for (const el of document.querySelectorAll(".unit-ref")) el.textContent = String(state.unit);
-}
-
-function gradLegend(trace) {
-  const el = $("grad-legend");
-  if (!trace || trace.gradFrom >= trace.T || state.cursor?.phase !== "backward") {
-    el.hidden = true;
-    return;
-  }
-  const [lo, hi] = trace.gradLogRange();
-  el.hidden = false;
-  el.replaceChildren();
-  const a = document.createElement("span");
-  a.textContent = `‖∂L/∂h_t‖  ${pow10(lo)}`;
-  const bar = document.createElement("span");
-  bar.className = "legend-bar";
-  bar.style.background = `linear-gradient(to right, ${GRAD.map(([x, c]) => `${c} ${x * 100}%`).join(", ")})`;
-  const b = document.createElement("span");
-  b.textContent = pow10(hi);
-  el.append(a, bar, b);
-}
-
-bus.on("cursor", (cursor) => {
-  const phaseChanged = state.cursor?.phase !== cursor.phase;
-  state.cursor = cursor;
-  push({ cursor, trace: state.trace });
-  if (phaseChanged) gradLegend(state.trace);
-  writeParams({ step: cursor.t + 1, phase: cursor.phase === "backward" ? "backward" : null, speed: cursor.speed });
-  perf.state = { ...cursor, unit: state.unit, layer: state.layer, steps: state.trace?.steps ?? 0 };
-});
-
-bus.on("unit", ({ unit, layer }) => {
-  if (!state.trace) return;
-  state.unit = Math.max(0, Math.min(state.trace.H - 1, unit));
-  if (layer !== undefined) state.layer = layer;
-  showUnit();
-  push({ unit: state.unit, layer: state.layer });
+followCursor(state, push, { params: (cursor) => ({ speed: cursor.speed }) });
+followUnit(state, push, () => {
   writeParams({ unit: state.unit || null, layer: state.layer || null });
   perf.state = { ...perf.state, unit: state.unit, layer: state.layer };
 });
-
-// In presenter mode the controls are an overlay at the top (shown for a while after each mouse move): the page
-// leaves room for them, so that they never cover the top of the unrolled network.
-new ResizeObserver(() => document.documentElement.style.setProperty("--chrome-height", `${$("chrome").offsetHeight}px`)).observe($("chrome"));
-
-bus.on("layout", () => {
-  unrolled.resize();
-  push({ relayout: true, trace: state.trace, cursor: state.cursor ?? undefined });
-});
+followLayout(state, push, unrolled);
 
 const session = new Session(modelId, {
   onTrace(trace) {
     state.trace = trace;
     state.unit = Math.min(state.unit, trace.H - 1);
     state.layer = Math.min(state.layer, trace.L - 1);
-    showUnit();
+    showUnit(state.unit);
     if (!P.speed) player.setSpeed(speedFor(trace.T));
     // Opened without a step: at the end of the forward sweep, every panel filled, ready to read.
     player.reset(trace.T, { phase: P.phase, t: P.step ? P.step - 1 : trace.T - 1 });
@@ -119,9 +71,7 @@ const session = new Session(modelId, {
     showTarget($("target-now"), [trace]);
   },
   onData(trace) {
-    player.setAvailable(trace.steps, trace.gradFrom, trace.T);
-    push({ trace, version: trace.version });
-    gradLegend(trace);
+    arrived(trace, state, player, push);
     perf.state = { ...perf.state, steps: trace.steps, gradFrom: trace.gradFrom, T: trace.T, done: trace.done };
   },
   onDone(trace) {
@@ -153,13 +103,8 @@ async function run(text, label) {
 }
 
 async function main() {
-  let card;
-  try {
-    card = await getModel(modelId);
-  } catch (e) {
-    bus.emit("status", { kind: "error", message: e.message });
-    return;
-  }
+  const card = await loadCard(modelId);
+  if (!card) return;
   session.card = card;
   const fallback = card.vocab ? card.vocab.slice(1, 12).join("") : "a";
   const { input, text, label } = bindInputBar(
@@ -178,14 +123,10 @@ async function main() {
   $("loss-select").addEventListener("change", () => $("run-form").requestSubmit());
   $("layer-select").value = String(state.layer);
   $("layer-select").addEventListener("change", (e) => bus.emit("unit", { unit: state.unit, layer: Number(e.target.value) }));
-  document.querySelector(".unit-box").addEventListener("click", (e) => {
-    const b = e.target.closest("[data-unit]");
-    if (b) bus.emit("unit", { unit: state.unit + Number(b.dataset.unit) });
-  });
+  bindUnitBox(state);
   bindKeys(player, { units: (d) => bus.emit("unit", { unit: state.unit + d }), input });
   await run(text, label);
 }
 
-perf.page = "model";
-perf.link = (q) => link(window.location.pathname, q);
+exposePage("model");
 main();

@@ -2,14 +2,14 @@
 // stream traces them (one-step predictions, states, gates, BPTT with ∂L/∂x_t) and the generate endpoint runs
 // the free-running forecast. A bad number is the API's own message, shown under the input.
 
-import { ApiError, generate, getModel } from "../api.js";
+import { ApiError, generate } from "../api.js";
 import { bus } from "../bus.js";
-import { GRAD, pow10 } from "../colors.js";
 import { bindKeys } from "../keys.js";
 import { exampleText, parseNumbers } from "../numbers.js";
+import { arrived, bindUnitBox, exposePage, followCursor, followLayout, followUnit, loadCard, pusher, submitOnEnter } from "../pagekit.js";
 import { Player, speedFor } from "../player.js";
 import { Session } from "../session.js";
-import { link, readParams, writeParams } from "../url.js";
+import { readParams, writeParams } from "../url.js";
 import { CellStepView } from "../views/cellstep.js";
 import { Controls } from "../views/controls.js";
 import { GradientView } from "../views/gradients.js";
@@ -44,9 +44,7 @@ const cellstep = new CellStepView($("cellstep"), { tools: $("tools-cellstep"), r
 const gradients = new GradientView($("gradients"), { readout: $("gradients-readout") });
 const views = [controls, plot, inputGrad, unrolled, states, cellstep, gradients];
 
-function push(data) {
-  for (const v of views) v.update(data);
-}
+const push = pusher(views);
 
 function showError(message) {
   const el = $("values-error");
@@ -55,45 +53,9 @@ function showError(message) {
   perf.valuesError = message ?? "";
 }
 
-function gradLegend(trace) {
-  const el = $("grad-legend");
-  if (!trace || trace.gradFrom >= trace.T || state.cursor?.phase !== "backward") {
-    el.hidden = true;
-    return;
-  }
-  const [lo, hi] = trace.gradLogRange();
-  const a = document.createElement("span");
-  a.textContent = `‖∂L/∂h_t‖  ${pow10(lo)}`;
-  const bar = document.createElement("span");
-  bar.className = "legend-bar";
-  bar.style.background = `linear-gradient(to right, ${GRAD.map(([x, c]) => `${c} ${x * 100}%`).join(", ")})`;
-  const b = document.createElement("span");
-  b.textContent = pow10(hi);
-  el.replaceChildren(a, bar, b);
-  el.hidden = false;
-}
-
-bus.on("cursor", (cursor) => {
-  const phaseChanged = state.cursor?.phase !== cursor.phase;
-  state.cursor = cursor;
-  push({ cursor, trace: state.trace });
-  if (phaseChanged) gradLegend(state.trace);
-  writeParams({ step: cursor.t + 1, phase: cursor.phase === "backward" ? "backward" : null });
-  perf.state = { ...cursor, unit: state.unit, layer: state.layer, steps: state.trace?.steps ?? 0 };
-});
-
-bus.on("unit", ({ unit }) => {
-  if (!state.trace) return;
-  state.unit = Math.max(0, Math.min(state.trace.H - 1, unit));
-  $("unit-value").textContent = String(state.unit);
-  push({ unit: state.unit, layer: state.layer });
-});
-
-new ResizeObserver(() => document.documentElement.style.setProperty("--chrome-height", `${$("chrome").offsetHeight}px`)).observe($("chrome"));
-bus.on("layout", () => {
-  unrolled.resize();
-  push({ relayout: true, trace: state.trace, cursor: state.cursor ?? undefined });
-});
+followCursor(state, push);
+followUnit(state, push);
+followLayout(state, push, unrolled);
 
 const session = new Session(modelId, {
   onTrace(trace) {
@@ -104,9 +66,7 @@ const session = new Session(modelId, {
     push({ trace, unit: state.unit, layer: state.layer, version: trace.version });
   },
   onData(trace) {
-    player.setAvailable(trace.steps, trace.gradFrom, trace.T);
-    push({ trace, version: trace.version });
-    gradLegend(trace);
+    arrived(trace, state, player, push);
   },
   onDone(trace) {
     perf.loaded = (perf.loaded ?? 0) + 1;
@@ -158,13 +118,8 @@ async function run() {
 }
 
 async function main() {
-  let card;
-  try {
-    card = await getModel(modelId);
-  } catch (e) {
-    bus.emit("status", { kind: "error", message: e.message });
-    return;
-  }
+  const card = await loadCard(modelId);
+  if (!card) return;
   session.card = card;
   const examples = card.examples ?? [];
   examples.forEach((ex, i) => {
@@ -199,20 +154,11 @@ async function main() {
     P.phase = "forward";
     run();
   });
-  $("text-input").addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && !e.shiftKey) {
-      e.preventDefault();
-      $("run-form").requestSubmit();
-    }
-  });
-  document.querySelector(".unit-box").addEventListener("click", (e) => {
-    const b = e.target.closest("[data-unit]");
-    if (b) bus.emit("unit", { unit: state.unit + Number(b.dataset.unit) });
-  });
+  submitOnEnter($("text-input"));
+  bindUnitBox(state);
   bindKeys(player, { units: (d) => bus.emit("unit", { unit: state.unit + d }), input: $("text-input") });
   await run();
 }
 
-perf.page = "series";
-perf.link = (q) => link(window.location.pathname, q);
+exposePage("series");
 main();

@@ -2,7 +2,7 @@
 // in the row above), one row per source word. A column appears as its decoder step arrives and is uncovered as
 // the cursor reaches it; the cursor's column (or, in the BPTT sweep on a word, its row) is marked.
 
-import { Overlay, Plotly, baseLayout, exportPlot, isTalk, makePlot, plotConfig, timeTicks, visibility } from "../plots.js";
+import { Plotly, baseLayout, exportPlot, isTalk, plotConfig, startPlotView, takeUpdate, timeTicks, visibility } from "../plots.js";
 import { exportButtons } from "../export.js";
 import { showToken } from "../trace.js";
 import { showLetter } from "../translation.js";
@@ -23,11 +23,7 @@ export class AttentionView {
     this.root = root;
     this.info = info;
     this.name = name;
-    this.gd = makePlot(root, name, "plot-attention");
-    this.overlay = new Overlay(this.gd);
-    this.trace = null;
-    this.cursor = { phase: "forward", t: 0 };
-    this.built = null;
+    startPlotView(this, root, name, "plot-attention");
     this.view = visibility(root, () => this.update({}));
     this.empty = document.createElement("p");
     this.empty.className = "caption attention-none";
@@ -37,9 +33,7 @@ export class AttentionView {
   }
 
   update(data) {
-    if (data.trace !== undefined) this.trace = data.trace;
-    if (data.cursor) this.cursor = data.cursor;
-    const tr = this.trace;
+    const tr = takeUpdate(this, data);
     if (!tr) return;
     const none = !tr.attention;
     this.empty.hidden = !none;

@@ -4,7 +4,7 @@
 // it from the right (the decoder's last letter) to the left (the first word).
 
 import { GRAD_LINES, fmtNorm } from "../colors.js";
-import { Overlay, Plotly, baseLayout, fontSize, isTalk, makePlot, plotConfig, sized, visibility } from "../plots.js";
+import { Plotly, baseLayout, fontSize, isTalk, plotConfig, sized, startPlotView, takeUpdate, visibility } from "../plots.js";
 import { showToken } from "../trace.js";
 import { showLetter } from "../translation.js";
 
@@ -17,18 +17,12 @@ export class EncDecGradView {
     this.readout = readout;
     this.name = name;
     this.talkHeight = talkHeight;
-    this.gd = makePlot(root, name, "plot-grad");
-    this.overlay = new Overlay(this.gd);
-    this.trace = null;
-    this.cursor = { phase: "forward", t: 0 };
-    this.built = null;
+    startPlotView(this, root, name, "plot-grad");
     this.view = visibility(root, () => this.update({}));
   }
 
   update(data) {
-    if (data.trace !== undefined) this.trace = data.trace;
-    if (data.cursor) this.cursor = data.cursor;
-    const tr = this.trace;
+    const tr = takeUpdate(this, data);
     if (!tr) return;
     const ready = tr.gradFrom === 0 && tr.steps === tr.T && this.view.visible;
     if (ready && (!this.built || this.built.trace !== tr || data.relayout)) this.build();

@@ -2,7 +2,7 @@
 // step's term of ‖∂L/∂W_hh‖. Drawn once the sweep's frames are in; the BPTT sweep uncovers it right to left.
 
 import { GRAD_LINES, fmtNorm } from "../colors.js";
-import { Overlay, Plotly, baseLayout, isTalk, makePlot, plotConfig, sized, timeTicks, visibility } from "../plots.js";
+import { Plotly, baseLayout, isTalk, plotConfig, sized, startPlotView, takeUpdate, timeTicks, visibility } from "../plots.js";
 
 const positive = (a) => Array.from(a, (v) => (v > 0 ? v : null));
 
@@ -21,18 +21,12 @@ export class GradientView {
     this.root = root;
     this.readout = readout;
     this.name = name;
-    this.gd = makePlot(root, name, "plot-grad");
-    this.overlay = new Overlay(this.gd);
-    this.trace = null;
-    this.cursor = { phase: "forward", t: 0 };
-    this.built = null;
+    startPlotView(this, root, name, "plot-grad");
     this.view = visibility(root, () => this.update({}));
   }
 
   update(data) {
-    if (data.trace !== undefined) this.trace = data.trace;
-    if (data.cursor) this.cursor = data.cursor;
-    const tr = this.trace;
+    const tr = takeUpdate(this, data);
     if (!tr) return;
     const ready = tr.gradFrom === 0 && tr.steps === tr.T && this.view.visible;
     if (ready && (!this.built || this.built.trace !== tr || this.built.T !== tr.T || data.relayout)) this.build();

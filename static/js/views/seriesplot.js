@@ -2,7 +2,7 @@
 // drawn at t + 1), the free-running forecast after the last value, and the time cursor; and ∂L/∂x_t as bars,
 // "which past years mattered" for the loss L, uncovered right to left by the BPTT sweep.
 
-import { Overlay, Plotly, baseLayout, isTalk, makePlot, plotConfig, sized } from "../plots.js";
+import { Plotly, baseLayout, isTalk, plotConfig, sized, startPlotView, takeUpdate } from "../plots.js";
 
 const ACTUAL = "#111827";
 const PREDICTED = "#1f6fb4";
@@ -21,17 +21,11 @@ export class SeriesPlotView {
     this.forecast = forecast;
     this.readout = readout;
     this.height = height;
-    this.gd = makePlot(root, name, "plot-series");
-    this.overlay = new Overlay(this.gd);
-    this.trace = null;
-    this.cursor = { phase: "forward", t: 0 };
-    this.built = null;
+    startPlotView(this, root, name, "plot-series");
   }
 
   update(data) {
-    if (data.trace !== undefined) this.trace = data.trace;
-    if (data.cursor) this.cursor = data.cursor;
-    const tr = this.trace;
+    const tr = takeUpdate(this, data);
     if (!tr || tr.steps === 0) return;
     const fc = this.forecast();
     const key = `${tr.model}|${tr.version}|${tr.steps}|${fc ? fc.length : 0}|${this.first()}`;
@@ -94,17 +88,11 @@ export class InputGradView {
     this.first = first;
     this.readout = readout;
     this.height = height;
-    this.gd = makePlot(root, name, "plot-input-grad");
-    this.overlay = new Overlay(this.gd);
-    this.trace = null;
-    this.cursor = { phase: "forward", t: 0 };
-    this.built = null;
+    startPlotView(this, root, name, "plot-input-grad");
   }
 
   update(data) {
-    if (data.trace !== undefined) this.trace = data.trace;
-    if (data.cursor) this.cursor = data.cursor;
-    const tr = this.trace;
+    const tr = takeUpdate(this, data);
     if (!tr) return;
     const ready = tr.gradFrom === 0 && tr.steps === tr.T;
     const key = `${tr.model}|${tr.version}|${this.first()}`;
