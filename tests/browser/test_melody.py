@@ -146,3 +146,21 @@ def test_the_tours_first_scene_plays_a_melody_and_forecasts_a_series(
     assert readout.startswith("1968: 106. From it and every value before, the model predicts 1969:")
     assert page.locator(".tour-panel[data-panel=forecast] .plot .scatterlayer .trace").count() == 3
     assert_clean(recorder)
+
+
+SMALL_TEXT = """() => [...document.querySelectorAll('svg text')]
+  .filter((t) => t.textContent.trim() && t.getBoundingClientRect().width > 0)
+  .map((t) => [t.textContent.trim(), parseFloat(getComputedStyle(t).fontSize)]).filter(([, s]) => s < 14)"""
+
+
+def test_a_typed_melody_reads_at_1280_by_720(page: Page, recorder: Recorder, zoo: LiveServer) -> None:
+    """A melody a presenter types (no example has it) is drawn note for note, and nothing on the projector at
+    1280×720 is under 14 px."""
+    typed = "C4:0.5 D4:0.5 E4:1 G4:2 R:1 G4:1 E4:1 C4:2"
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.goto(zoo.url + f"/models/melody-gru?text={quote(typed)}&presenter=1")
+    wait_loaded(page)
+    assert roll(page)["notes"] == 7  # eight steps, one of them a rest: seven bars on the roll
+    assert state(page)["steps"] == 8
+    assert page.evaluate(SMALL_TEXT) == []
+    assert_clean(recorder)

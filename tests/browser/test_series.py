@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import pytest
@@ -146,4 +146,22 @@ def test_the_series_page_at_1920_with_a_forecast(page: Page, recorder: Recorder,
     )
     assert small == []
     screenshot(page, "series-forecast")
+    assert_clean(recorder)
+
+
+def test_typed_numbers_read_at_1280_by_720_in_presenter_mode(page: Page, recorder: Recorder, zoo: LiveServer) -> None:
+    """Numbers a presenter types (no example has them), projected at 1280×720: no text on the plots or the
+    unrolled network under 14 px."""
+    page.set_viewport_size({"width": 1280, "height": 720})
+    values = quote(", ".join(f"{v:g}" for v in NUMBERS))
+    page.goto(zoo.url + f"/models/sunspots-gru?values={values}&presenter=1")
+    wait_loaded(page)
+    page.wait_for_function("() => window.__unrolled.forecast?.length > 0")
+    assert series(page)["values"] == NUMBERS
+    small = page.evaluate(
+        """() => [...document.querySelectorAll('svg text')]
+          .filter((t) => t.textContent.trim() && t.getBoundingClientRect().width > 0)
+          .map((t) => [t.textContent.trim(), parseFloat(getComputedStyle(t).fontSize)]).filter(([, s]) => s < 14)"""
+    )
+    assert small == []
     assert_clean(recorder)

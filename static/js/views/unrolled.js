@@ -95,8 +95,9 @@ export class UnrolledView {
       font: big ? (talk ? 16 : 17) : this.compact ? (talk ? 15 : 12) : 13,
       tok: big ? (talk ? 22 : 24) : this.compact ? (talk ? 17 : 15) : 19,
     };
-    // the size of each kind of label; in talk mode none is below 15 px (read from the back of a room)
-    const min = talk ? 15 : 0;
+    // the size of each kind of label; in talk mode none is below 15 px (read from the back of a room), in
+    // presenter mode none below 14 px (projected)
+    const min = talk ? 15 : big ? 14 : 0;
     g.size = {
       pred: Math.max(min, g.tok * 0.8),
       p: Math.max(min, g.font * 0.85),
