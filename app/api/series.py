@@ -10,6 +10,7 @@ A generate request is a free-running forecast: each prediction fed back as the n
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -215,6 +216,13 @@ class SeriesWire:
         fields = [{"name": n, "dtype": "float64", "size": 1} for n in names]
         fields.append({"name": "values", "dtype": "float64", "size": self.values.shape[1]})
         return fields
+
+    def frames(self, batch: int = 1) -> Iterator[bytes]:
+        """Every JSON frame between meta and done: the step frames, then the grad frames (last step first)."""
+        return itertools.chain(self.step_frames(batch), self.grad_frames(batch))
+
+    def binary_frames(self, batch: int = 1) -> Iterator[bytes]:
+        return itertools.chain(self.binary_steps(batch), self.binary_grads(batch))
 
     def binary_steps(self, batch: int = 1) -> Iterator[bytes]:
         parts = [self.values, self.predicted, *(a for _, a in self._state_arrays()), self.step_loss[:, None]]

@@ -17,10 +17,11 @@ label, 4408 no request in time, 4409 wrong model kind, 4413 too large, 4422 inva
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -234,21 +235,47 @@ async def _serve(
             wire.layer_text  # noqa: B018 (written here, not on the event loop)
         return wire
 
-    # Held in the byte budget from before it is computed (what computing it takes at its peak, an estimate; over
-    # the budget: busy, nothing computed) until its last frame has left (its exact size once computed).
     steps = trace_steps(loaded, req, settings)
-    with budget.hold(estimate_working_bytes(loaded.card, steps, req.top_k, "binary" if binary else "json")) as held:
-        wire = await compute.run(work_of(ws, steps), compute_wire)
+    estimate = estimate_working_bytes(loaded.card, steps, req.top_k, "binary" if binary else "json")
+    await _send_trace(sender, compute, budget, work_of(ws, steps), estimate, compute_wire, req, lambda _: DONE)
+
+
+class StreamedTrace(Protocol):
+    """A trace ready to stream: a token model's, a series model's or a translation's."""
+
+    def held_bytes(self) -> int: ...
+    def meta_frame(self, binary: bool = False, batch: int = 1) -> dict[str, Any]: ...
+    def frames(self, batch: int = 1) -> Iterator[bytes]: ...
+    def binary_frames(self, batch: int = 1) -> Iterator[bytes]: ...
+
+
+W = TypeVar("W", bound=StreamedTrace)
+DONE = {"type": "done"}
+
+
+async def _send_trace(
+    sender: Sender,
+    compute: Compute,
+    budget: ByteBudget,
+    work: Work,
+    estimate: int,
+    compute_wire: Callable[[], W],
+    req: StreamTraceRequest | StreamTranslateRequest,
+    done: Callable[[W], dict[str, Any]],
+) -> None:
+    """Meta, every frame (JSON or binary records, `batch` to a message), done. The trace is held in the byte budget
+    from before it is computed (what computing it takes at its peak, an estimate; over the budget: busy, nothing
+    computed) until its last frame has left (its exact size once computed)."""
+    binary = req.encoding == "binary"
+    with budget.hold(estimate) as held:
+        wire = await compute.run(work, compute_wire)
         held.resize(wire.held_bytes())
         await sender.frame(wire.meta_frame(binary, req.batch))
         if binary:
-            # Binary: T step records, then T grad records (last step first), batched into messages; then done.
-            await sender.binaries(wire.binary_steps(req.batch))
-            await sender.binaries(wire.binary_grads(req.batch))
+            await sender.binaries(wire.binary_frames(req.batch))
         else:
-            await sender.texts(wire.step_frames(req.batch))
-            await sender.texts(wire.grad_frames(req.batch))
-        await sender.frame({"type": "done"})
+            await sender.texts(wire.frames(req.batch))
+        await sender.frame(done(wire))
 
 
 async def _serve_series(
@@ -268,18 +295,9 @@ async def _serve_series(
         await _serve_forecast(sender, compute, work_of(ws, forecasting.given + req.length), metrics, forecasting)
         return
     steps = series.value_steps(values, settings)
-    binary = req.encoding == "binary"
-    with budget.hold(series.estimate_bytes(loaded, steps)) as held:
-        wire = await compute.run(work_of(ws, steps), series.trace_request, loaded, req, settings)
-        held.resize(wire.held_bytes())
-        await sender.frame(wire.meta_frame(binary, req.batch))
-        if binary:
-            await sender.binaries(wire.binary_steps(req.batch))
-            await sender.binaries(wire.binary_grads(req.batch))
-        else:
-            await sender.texts(wire.step_frames(req.batch))
-            await sender.texts(wire.grad_frames(req.batch))
-        await sender.frame({"type": "done"})
+    estimate = series.estimate_bytes(loaded, steps)
+    trace_wire = functools.partial(series.trace_request, loaded, req, settings)
+    await _send_trace(sender, compute, budget, work_of(ws, steps), estimate, trace_wire, req, lambda _: DONE)
 
 
 async def _serve_forecast(
@@ -328,19 +346,16 @@ async def _serve_translation(
     beam = req.beam if isinstance(req, StreamTranslateRequest) else 1
     max_length = req.max_length if isinstance(req, StreamTranslateRequest) else None
     steps = translation.translation_steps(loaded, text_of(loaded, req.text), max_length, beam, req.top_k, settings)
-    binary = req.encoding == "binary"
-    with budget.hold(translation.estimate_bytes(loaded, steps, req.top_k)) as held:
-        wire = await compute.run(work_of(ws, steps), translation.stream_request, loaded, req, settings)
-        held.resize(wire.held_bytes())
-        await sender.frame(wire.meta_frame(binary, req.batch))
-        if binary:
-            await sender.binaries(wire.binary_frames(req.batch))
-        else:
-            await sender.texts(wire.frames(req.batch))
-        done: dict[str, Any] = {"type": "done", "output": wire.trace.output, "total_loss": wire.trace.loss}
+
+    def done(wire: translation.TranslationWire) -> dict[str, Any]:
+        frame: dict[str, Any] = {"type": "done", "output": wire.trace.output, "total_loss": wire.trace.loss}
         if is_translate:
-            done["beams"] = wire.header()["beams"]
-        await sender.frame(done)
+            frame["beams"] = wire.header()["beams"]
+        return frame
+
+    estimate = translation.estimate_bytes(loaded, steps, req.top_k)
+    trace_wire = functools.partial(translation.stream_request, loaded, req, settings)
+    await _send_trace(sender, compute, budget, work_of(ws, steps), estimate, trace_wire, req, done)
 
 
 async def _serve_generate(sender: Sender, compute: Compute, work: Work, metrics: Metrics, gen: Generation) -> None:

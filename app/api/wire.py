@@ -292,6 +292,14 @@ class WireTrace:
                    *self.grad_weight_hh]  # fmt: skip
         return record_messages(grad_records([c for c in columns if c is not None]), batch)
 
+    def frames(self, batch: int = 1) -> Iterator[bytes]:
+        """Every JSON frame between meta and done: the forward sweep's, then the BPTT sweep's."""
+        return itertools.chain(self.step_frames(batch), self.grad_frames(batch))
+
+    def binary_frames(self, batch: int = 1) -> Iterator[bytes]:
+        """Every binary message between meta and done: T step records, then T grad records (last step first)."""
+        return itertools.chain(self.binary_steps(batch), self.binary_grads(batch))
+
     def grad_frames(self, batch: int = 1) -> Iterator[bytes]:
         """The BPTT sweep's frames as JSON, from the last step back to the first, `batch` to a message: {"type":
         "grad", "t", "hidden": [per layer], "cell_state": [per layer] or null, "input", "weight_hh": [per layer]},
