@@ -91,6 +91,16 @@ class Settings(BaseSettings):
         64_000_000, ge=1024, description="largest upload body (POST /api/models), in place of max_body_bytes"
     )
 
+    # The lab (/lab, /api/lab/*, /api/models/{id}/jacobian and /diff): limits of its live experiments.
+    lab_max_steps: int = Field(1_000, ge=2, description="longest sequence of the gradient knobs (/api/lab/gradients)")
+    lab_max_hidden: int = Field(256, ge=1, description="largest hidden size of the gradient knobs")
+    jacobian_max_steps: int = Field(300, ge=2, description="longest input of /jacobian (T² matrices of H × H)")
+    max_training_runs: int = Field(1, ge=0, description="live training runs (/api/lab/train) at once; beyond: 503")
+    lab_max_seconds: float = Field(60.0, gt=0, description="longest live training run, in seconds")
+    lab_max_gap: int = Field(200, ge=1, description="largest memory gap N a live training run may choose")
+    lab_models_kept: int = Field(12, ge=0, description="models trained live that are kept (the oldest go first)")
+    lab_model_ttl: float = Field(3_600.0, gt=0, description="seconds a model trained live is kept")
+
     @model_validator(mode="after")
     def _generation_fits(self) -> Settings:
         if self.max_generate >= self.max_steps:

@@ -19,7 +19,21 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from app.api import errors, health, jsonfloat, openapi, pages, routes_models, routes_tour, routes_trace, stream, upload
+from app.api import (
+    errors,
+    health,
+    jsonfloat,
+    lab_train,
+    openapi,
+    pages,
+    routes_jacobian,
+    routes_lab,
+    routes_models,
+    routes_tour,
+    routes_trace,
+    stream,
+    upload,
+)
 from app.api.budget import ByteBudget
 from app.api.compute import Compute
 from app.api.metrics import Metrics, MetricsAndLimits
@@ -112,7 +126,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     errors.install(app)
     openapi.install(app, settings)
-    for router in (health.router, routes_models.router, upload.router, routes_trace.router, stream.router):
+    for router in (
+        health.router,
+        routes_models.router,
+        upload.router,
+        routes_trace.router,
+        stream.router,
+        routes_lab.router,
+        routes_jacobian.router,
+        lab_train.router,
+    ):
         app.include_router(router)
     if settings.metrics_port is None:
         app.include_router(health.metrics_router)
