@@ -62,9 +62,13 @@ def cmd_import(args: argparse.Namespace) -> int:
     from app import importer
 
     try:
+        series = importer.SeriesOptions(
+            features=tuple(args.features or ()), mean=tuple(args.mean or ()), std=tuple(args.std or ()),
+            units=args.units or "", step=args.step or "",
+        )  # fmt: skip
         imported = importer.build(
             args.weights, args.vocab, args.id, maps=args.map, labels_path=args.labels, cell=args.cell,
-            level=args.level, unk=args.unk,
+            level=args.level, unk=args.unk, series=series,
         )  # fmt: skip
         for line in imported.matched:
             print(f"matched: {line}")
@@ -83,10 +87,12 @@ def add_import(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "import",
         help="import a model trained elsewhere",
         description="Import a torch.nn RNN/LSTM/GRU (1–4 layers, one or two directions) with an nn.Embedding and "
-        "a Linear head, from safetensors or a state-dict file (read with torch.load(weights_only=True) only).",
+        "a Linear head, from safetensors or a state-dict file (read with torch.load(weights_only=True) only). "
+        "Without --vocab: a series model, whose layers read numbers (no embedding) and whose head predicts the next "
+        "step's numbers.",
     )
     p.add_argument("weights", type=Path, help="the weights: .safetensors, or a torch state dict (.pt/.pth)")
-    p.add_argument("--vocab", type=Path, required=True, help="a JSON list of tokens, or a {token: id} map")
+    p.add_argument("--vocab", type=Path, help="a JSON list of tokens, or a {token: id} map (none: a series model)")
     p.add_argument("--id", required=True, help="the model's id in the zoo (lower case, digits, . _ -)")
     p.add_argument("--models-dir", type=Path, default=None, help="the models folder (default: the server's)")
     p.add_argument("--map", action="append", default=[], metavar="FROM=TO", help="rename a key or module")
@@ -94,7 +100,28 @@ def add_import(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--cell", choices=["rnn", "lstm", "gru"], help="the cell, checked against the weights")
     p.add_argument("--level", choices=["char", "word"], help="what a token is (default: inferred)")
     p.add_argument("--unk", help="the vocabulary's token for text it lacks (default: <unk>, <UNK> or [UNK])")
+    series = p.add_argument_group("series models (no --vocab): what the numbers are")
+    series.add_argument("--features", type=_names, help="names of the numbers a step reads, comma-separated")
+    series.add_argument("--mean", type=_numbers, help="the training data's mean per feature (the model reads "
+                        "(value − mean) / std; default 0)")  # fmt: skip
+    series.add_argument("--std", type=_numbers, help="the training data's standard deviation per feature (default 1)")
+    series.add_argument("--units", help="what the numbers measure, e.g. 'mm of rain'")
+    series.add_argument("--step", help="what one step is, e.g. 'day'")
     p.set_defaults(func=cmd_import, models_dir_default=lambda: get_settings().models_dir)
+
+
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"{text!r}: names separated by commas, none empty")
+    return names
+
+
+def _numbers(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: numbers separated by commas, e.g. 43.6 or 1.5,20") from None
 
 
 # Subcommands, in the order `unrolled --help` lists them. Add e.g. `add_serve` and `add_trace` here.

@@ -153,8 +153,9 @@ def _pick(mods: dict[str, dict[str, Tensor]], names: Sequence[str], fits: Callab
     return ""
 
 
-def match_keys(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
-    """SeqModel's names for a state dict's keys, and what matched what."""
+def match_keys(state: dict[str, Tensor], embedded: bool = True) -> tuple[dict[str, Tensor], list[str]]:
+    """SeqModel's names for a state dict's keys (SeriesModel's, `embedded=False`: no embedding), and what matched
+    what."""
     mods = _modules(state)
     recurrent = [m for m, ps in mods.items() if ps and all(RECURRENT_RE.match(p) for p in ps)]
     if not recurrent:
@@ -168,7 +169,12 @@ def match_keys(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
     rest = {m: ps for m, ps in mods.items() if m != rnn}
     embedding = _pick(rest, EMBEDDING_NAMES, lambda ps: set(ps) == {"weight"} and ps["weight"].dim() == 2)
     head = _pick(rest, HEAD_NAMES, lambda ps: set(ps) <= {"weight", "bias"} and ps["weight"].dim() == 2)
-    if not embedding:
+    if not embedded and embedding:
+        raise ImportProblem(
+            f"{embedding}.weight looks like an nn.Embedding: a model that reads tokens needs its vocabulary "
+            "(--vocab VOCAB.json); without one, the weights must read numbers directly (no embedding)"
+        )
+    if embedded and not embedding:
         raise ImportProblem(
             f"no embedding found among {sorted(rest)}: expected emb.weight, embedding.weight or encoder.weight "
             "(an nn.Embedding); name yours with --map FROM=embedding"
@@ -185,7 +191,7 @@ def match_keys(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
         )
     out: dict[str, Tensor] = {}
     matched = []
-    for src, dst in ((embedding, "embedding"), (rnn, "rnn"), (head, "head")):
+    for src, dst in ((embedding, "embedding"), (rnn, "rnn"), (head, "head"))[0 if embedded else 1 :]:
         for p, v in mods[src].items():
             out[f"{dst}.{p}"] = v
         matched.append(f"{src}.* → {dst}.*" if src != dst else f"{src}.*")
@@ -196,9 +202,11 @@ def match_keys(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
 
 
 def infer(state: dict[str, Tensor], cell: Cell | None) -> tuple[Cell, int, int, int, bool, dict[str, Tensor]]:
-    """(cell, embed size, hidden size, layers, bidirectional) from the weights, every shape checked; missing
-    biases (bias=False) filled with zeros, which is the same model."""
-    emb = state["embedding.weight"]
+    """(cell, input size, hidden size, layers, bidirectional) from the weights, every shape checked; missing
+    biases (bias=False) filled with zeros, which is the same model. The input size is the embedding's width, or
+    with no embedding (a series model) the numbers weight_ih_l0 reads."""
+    w_ih = state.get("rnn.weight_ih_l0")
+    emb = state.get("embedding.weight")
     w_hh = state.get("rnn.weight_hh_l0")
     if w_hh is None or w_hh.dim() != 2:
         raise ImportProblem("rnn.weight_hh_l0 is missing or not a matrix: every layer needs weight_ih and weight_hh")
@@ -221,7 +229,9 @@ def infer(state: dict[str, Tensor], cell: Cell | None) -> tuple[Cell, int, int, 
         raise ImportProblem(f"{L} recurrent layers: at most {MAX_LAYERS} can be traced")
     bidirectional = any(k.endswith("_reverse") for k in state if k.startswith("rnn."))
     D = 2 if bidirectional else 1
-    E = emb.shape[1]
+    if emb is None and (w_ih is None or w_ih.dim() != 2):
+        raise ImportProblem("rnn.weight_ih_l0 is missing or not a matrix: every layer needs weight_ih and weight_hh")
+    E = emb.shape[1] if emb is not None else cast(Tensor, w_ih).shape[1]
     for k in range(L):
         for s in ("", "_reverse")[:D]:
             in_size = E if k == 0 else D * H
@@ -232,7 +242,8 @@ def infer(state: dict[str, Tensor], cell: Cell | None) -> tuple[Cell, int, int, 
                                         f"layers 0 … {L - 1})")  # fmt: skip
                 got = tuple(state[f"rnn.{name}"].shape)
                 if got != shape:
-                    reason = "the embedding size" if k == 0 and "ih" in name else f"{D} × the hidden size {H}"
+                    first = "the embedding size" if emb is not None else "the input size"
+                    reason = first if k == 0 and "ih" in name else f"{D} × the hidden size {H}"
                     raise ImportProblem(f"{name} has shape {got}; the weights imply {shape} ({rows} rows, {reason})")
             for b in ("ih", "hh"):
                 key = f"rnn.bias_{b}_l{k}{s}"
@@ -278,9 +289,93 @@ def infer_level(tokens: Sequence[str]) -> Level:
     return "char" if plain and all(len(t) == 1 for t in plain) else "word"
 
 
+@dataclass(frozen=True)
+class SeriesOptions:
+    """What a series model's weights cannot say: the names of the numbers a step reads, and the scaling the model
+    was trained on (it reads (value − mean) / std). Unset, the model reads the numbers as they are given."""
+
+    features: tuple[str, ...] = ()
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    units: str = ""
+    step: str = ""
+
+
+def _per_feature(values: tuple[float, ...], F: int, what: str, default: float) -> tuple[float, ...]:
+    if not values:
+        return (default,) * F
+    if len(values) == 1:
+        return values * F
+    if len(values) != F:
+        raise ImportProblem(f"--{what} gives {len(values)} numbers; the model reads {F} per step: give 1 or {F}")
+    return values
+
+
+def build_series(weights: Path, model_id: str, raw: dict[str, Tensor], maps_matched: list[str], cell: Cell | None,
+                 options: SeriesOptions) -> Imported:  # fmt: skip
+    """A model that reads numbers (no embedding) and whose head predicts the next step's numbers: SeriesModel."""
+    from app.rnn.series import Scaling, SeriesConfig, SeriesModel
+
+    state, matched = match_keys(raw, embedded=False)
+    found, F, H, L, bidirectional, state = infer(state, cell)
+    if bidirectional:
+        raise ImportProblem(
+            "the layers are bidirectional: a series model forecasts the next step from the steps before it, and a "
+            "reverse direction reads the future; a bidirectional model of tokens can be imported with --vocab"
+        )
+    outputs = state["head.weight"].shape[0]
+    if outputs != F:
+        raise ImportProblem(
+            f"the head has {outputs} outputs for {F} input number{'s' * (F > 1)} a step: a series model predicts "
+            "the next step's numbers, as many as it reads"
+        )
+    names = options.features or (("value",) if F == 1 else tuple(f"x{i + 1}" for i in range(F)))
+    if len(names) != F:
+        raise ImportProblem(f"--features names {len(names)} numbers; the model reads {F} per step")
+    try:
+        scaling = Scaling(
+            features=names,
+            mean=_per_feature(options.mean, F, "mean", 0.0),
+            std=_per_feature(options.std, F, "std", 1.0),
+            units=options.units,
+            step=options.step,
+        )
+    except ModelFileError as e:
+        raise ImportProblem(f"--mean/--std: {e}".replace("card is not valid: ", "")) from e
+    card = ModelCard(
+        id=model_id,
+        task="imported",
+        cell=found,
+        kind="series",
+        embed_size=0,
+        hidden_size=H,
+        num_layers=L,
+        vocab=Vocab(tokens=(UNK,), level="value", case="keep").to_json(),
+        description=(
+            f"imported from {weights.name}: a {L}-layer {found.upper()} ({H} hidden units) that reads {F} "
+            f"number{'s' * (F > 1)} a step ({', '.join(names)}) and predicts the next step's"
+        ),
+        examples=[
+            {"values": [list(scaling.mean) if F > 1 else scaling.mean[0]] * 8, "note": "eight steps at the mean"}
+        ],
+        data_source=f"imported from {weights.name}",
+        series=scaling.to_json(),
+    )
+    try:
+        SeriesModel(SeriesConfig.from_card(card)).load_state_dict_checked(state)
+    except (ModelFileError, ValueError) as e:
+        raise ImportProblem(str(e)) from e
+    matched = maps_matched + matched
+    matched.append(
+        f"{found}: {L} layer{'s' * (L > 1)}, reads {F} number{'s' * (F > 1)} a step (no embedding), hidden {H}, "
+        f"head {outputs} (series: the next step's numbers)"
+    )
+    return Imported(card, state, matched)
+
+
 def build(
     weights: Path,
-    vocab_path: Path,
+    vocab_path: Path | None,
     model_id: str,
     *,
     maps: Sequence[str] = (),
@@ -288,11 +383,21 @@ def build(
     cell: Cell | None = None,
     level: Level | None = None,
     unk: str | None = None,
+    series: SeriesOptions | None = None,
 ) -> Imported:
-    """Everything an import writes, checked; raises ImportProblem naming the first thing wrong."""
+    """Everything an import writes, checked; raises ImportProblem naming the first thing wrong. With no
+    vocabulary, the weights must be a series model's (numbers in, the next step's numbers out)."""
     if not ID_RE.match(model_id):
         raise ImportProblem(f"--id {model_id!r}: use lower-case letters, digits, '.', '_' and '-' (up to 64)")
     raw = check_values(apply_maps(read_weights(weights), maps))  # named as in the file
+    if vocab_path is None:
+        if labels_path is not None:
+            raise ImportProblem("--labels without --vocab: a classifier reads tokens, and needs its vocabulary")
+        return build_series(weights, model_id, raw, [], cell, series or SeriesOptions())
+    if series is not None and series != SeriesOptions():
+        raise ImportProblem(
+            "--features, --mean and --std describe a series model's numbers: not with a vocabulary (a model of tokens)"
+        )
     state, matched = match_keys(raw)
     found, E, H, L, bidirectional, state = infer(state, cell)
     V = state["embedding.weight"].shape[0]

@@ -41,10 +41,10 @@ bearer = HTTPBearer(auto_error=False, description="UNROLLED_ADMIN_TOKEN, as `Aut
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 FILES = ("weights", "vocab", "labels")
-FIELDS = ("id", "map", "level", "cell", "unk")
+FIELDS = ("id", "map", "level", "cell", "unk", "features", "mean", "std", "units", "step")
 LEVELS: tuple[Level, ...] = ("char", "word")
 CELLS: tuple[Cell, ...] = ("rnn", "lstm", "gru")
-MAX_FIELD_BYTES = 4096  # id, map, level, cell, unk: short text
+MAX_FIELD_BYTES = 4096  # id, map, level, cell, unk, a series' features, mean, std, units, step: short text
 MAX_MAPS = 16  # --map FROM=TO renames in one upload
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -101,7 +101,7 @@ UPLOAD_BODY: dict[str, Any] = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "required": ["weights", "vocab", "id"],
+                    "required": ["weights", "id"],
                     "additionalProperties": False,
                     "properties": {
                         "weights": {
@@ -112,7 +112,8 @@ UPLOAD_BODY: dict[str, Any] = {
                         "vocab": {
                             "type": "string",
                             "format": "binary",
-                            "description": "JSON: a list of tokens, or a {token: id} map",
+                            "description": "JSON: a list of tokens, or a {token: id} map; none for a series model "
+                            "(its layers read numbers, its head predicts the next step's)",
                         },
                         "labels": {
                             "type": "string",
@@ -129,6 +130,11 @@ UPLOAD_BODY: dict[str, Any] = {
                         "level": {"type": "string", "enum": list(LEVELS)},
                         "cell": {"type": "string", "enum": list(CELLS)},
                         "unk": {"type": "string", "description": "the vocabulary's unknown token"},
+                        "features": {"type": "string", "description": "a series model: its numbers' names, a,b"},
+                        "mean": {"type": "string", "description": "a series model: the data's mean per feature"},
+                        "std": {"type": "string", "description": "a series model: the data's std per feature"},
+                        "units": {"type": "string", "description": "a series model: what the numbers measure"},
+                        "step": {"type": "string", "description": "a series model: what one step is"},
                     },
                 }
             }
@@ -151,6 +157,22 @@ def _choice(form: FormData, name: str, allowed: tuple[str, ...]) -> str | None:
     if value is not None and value not in allowed:
         raise Refused(422, "invalid", f"{name}: {value!r} is not one of {', '.join(allowed)}")
     return value
+
+
+def _names(form: FormData, name: str) -> tuple[str, ...]:
+    text = _text(form, name)
+    names = tuple(n.strip() for n in text.split(",")) if text else ()
+    if not all(names):
+        raise Refused(422, "invalid", f"{name}: names separated by commas, none empty")
+    return names
+
+
+def _numbers(form: FormData, name: str) -> tuple[float, ...]:
+    text = _text(form, name)
+    try:
+        return tuple(float(x) for x in text.split(",")) if text else ()
+    except ValueError:
+        raise Refused(422, "invalid", f"{name}: {text!r} is not numbers separated by commas") from None
 
 
 def _file(form: FormData, name: str, required: bool) -> UploadFile | None:
@@ -176,7 +198,7 @@ async def _save(upload: UploadFile, folder: Path, field: str) -> Path:
 
 
 def _build_and_write(files: dict[str, Path], model_id: str, options: dict[str, Any], folder: Path) -> importer.Imported:
-    done = importer.build(files["weights"], files["vocab"], model_id, labels_path=files.get("labels"), **options)
+    done = importer.build(files["weights"], files.get("vocab"), model_id, labels_path=files.get("labels"), **options)
     if (folder / f"{model_id}.json").exists():
         raise Refused(409, "exists", f"a model {model_id!r} exists already: delete it first, or choose another id")
     importer.write(done, folder)
@@ -225,8 +247,15 @@ async def upload_model(request: Request, credentials: Credentials) -> Any:
                 "level": _choice(form, "level", LEVELS),
                 "cell": _choice(form, "cell", CELLS),
                 "unk": _text(form, "unk"),
+                "series": importer.SeriesOptions(
+                    features=_names(form, "features"),
+                    mean=_numbers(form, "mean"),
+                    std=_numbers(form, "std"),
+                    units=_text(form, "units") or "",
+                    step=_text(form, "step") or "",
+                ),
             }
-            uploads = {f: _file(form, f, required=f != "labels") for f in FILES}
+            uploads = {f: _file(form, f, required=f == "weights") for f in FILES}
             with tempfile.TemporaryDirectory(prefix="unrolled-upload-") as tmp:
                 files = {f: await _save(u, Path(tmp), f) for f, u in uploads.items() if u is not None}
                 try:
