@@ -121,7 +121,8 @@ CARD_PAGES = {"melody.html", "series.html", "compare.html", "generate.html", "to
 
 
 def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    context = {"task_title": task_title, "link": link, **context}
+    # uploads_on: whether the upload form and the Delete button are offered (an admin token is configured)
+    context = {"task_title": task_title, "link": link, "uploads_on": request.app.state.settings.uploads_on(), **context}
     if name in CARD_PAGES:
         context["cards"] = page_cards(request.app.state.zoo)
     # The security headers are the middleware's (app.api.security), as on every response.
@@ -202,6 +203,12 @@ def generate_view(request: Request, model_id: str, zoo: ZooDep) -> HTMLResponse:
 def learning_view(request: Request, model_id: str, zoo: ZooDep) -> HTMLResponse:
     """The same input's internals at each saved checkpoint of training."""
     return model_page(request, zoo, model_id, "learning.html")
+
+
+@router.get("/upload", response_class=HTMLResponse)
+def upload_view(request: Request) -> HTMLResponse:
+    """Upload a model trained elsewhere (POST /api/models, for whoever holds the admin token)."""
+    return page(request, "upload.html", max_upload_bytes=request.app.state.settings.max_upload_bytes)
 
 
 @router.get("/compare", response_class=HTMLResponse)

@@ -56,6 +56,45 @@ export const generate = (id, body) => post(`${modelPath(id)}/generate`, body);
 /** A translation model: {text, beam, top_k, max_length?, prefix?, precision?} → {output, beams, trace}. */
 export const translate = (id, body) => post(`${modelPath(id)}/translate`, body);
 
+// ---- uploads (issue 16): POST /api/models and DELETE /api/models/{id}, with the admin token ----
+
+/**
+ * Upload a model: `form` a FormData of weights, vocab, labels?, id, map*, level?, cell?, unk?; `token` the admin
+ * token (sent as a bearer token, nowhere else). Resolves with {model, matched}; rejects with an ApiError carrying
+ * the server's status and message. XMLHttpRequest rather than fetch: only it reports how much of the body was sent,
+ * onProgress(sent, total), then onProgress(total, total) while the server checks the files.
+ */
+export function uploadModel(form, token, onProgress = () => {}) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", "/api/models");
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.setRequestHeader("Authorization", `Bearer ${token}`);
+    xhr.responseType = "text";
+    xhr.upload.addEventListener("progress", (e) => onProgress(e.loaded, e.lengthComputable ? e.total : 0));
+    xhr.addEventListener("load", () => {
+      let body = null;
+      try {
+        body = JSON.parse(xhr.responseText);
+      } catch {
+        body = null;
+      }
+      if (xhr.status >= 200 && xhr.status < 300) resolve(body);
+      else reject(new ApiError(xhr.status, body?.error ?? "http_error", body?.message ?? (xhr.statusText || `HTTP ${xhr.status}`)));
+    });
+    const offline = () => reject(new ApiError(0, "offline", "the server did not answer, or closed the connection before the upload was sent"));
+    xhr.addEventListener("error", offline);
+    xhr.addEventListener("abort", offline);
+    xhr.send(form);
+  });
+}
+
+/** Delete an uploaded model (the zoo's own are read-only: 403). Resolves with null (204). */
+export const deleteModel = (id, token) =>
+  request(modelPath(id), { method: "DELETE", headers: { Accept: "application/json", Authorization: `Bearer ${token}` } });
+
+// ---- end of uploads ----
+
 /**
  * Open the stream for one request (a trace body, or {mode: "generate", …}) and hand every frame to onFrame.
  * Returns {done, close}: done resolves after the "done" frame and rejects with an ApiError on an error frame

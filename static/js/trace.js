@@ -35,6 +35,9 @@ export class Trace {
       gates: Object.fromEntries(this.gateNames.map((g) => [g, new Float32Array(T * H)])),
     });
     this.layers = Array.from({ length: this.L }, layer);
+    // Each layer entry's direction, in torch's order (l0, l0_reverse, l1, …): a bidirectional layer is two entries.
+    this.directions = meta.directions ?? new Array(this.L).fill("forward");
+    this.bidirectional = this.directions.includes("reverse");
     this.predictions = new Array(T).fill(null); // next_token: [{token, p}] per step
     this.probs = this.labels ? new Float32Array(T * this.labels.length) : null; // classify: T × labels
     this.sampled = new Uint8Array(T); // generated: a sampled token, or a forecast value fed back (series)
@@ -184,6 +187,7 @@ export class Trace {
       num_layers: body.layers.length,
       hidden_size: first.hidden[0].length,
       gates: Object.keys(first.gates),
+      directions: body.layers.map((l) => l.direction ?? "forward"),
       labels: body.step_probs ? (card?.labels ?? body.step_probs[0].map((_, i) => String(i))) : null,
     });
     for (let t = 0; t < body.steps; t++) {
@@ -248,6 +252,19 @@ export class Trace {
     if (!Number.isFinite(lo)) return [-8, 0];
     if (hi - lo < 1) return [hi - 1, hi];
     return [lo, hi];
+  }
+
+  /** Whether layer entry l reads the input last step to first (its BPTT runs first step to last). */
+  isReverse(l) {
+    return this.directions[l] === "reverse";
+  }
+
+  /** Layer entry l's name: "layer 2", or with two directions "layer 1 →" / "layer 1 ← reverse". */
+  layerName(l) {
+    if (!this.bidirectional) return `layer ${l + 1}`;
+    let k = 0; // the layer's own number: entries before l that read forward
+    for (let j = 0; j < l; j++) if (this.directions[j] === "forward") k++;
+    return this.isReverse(l) ? `layer ${k} ← reverse` : `layer ${k + 1} →`;
   }
 
   /** Short label of step t's top prediction: a token or a class. */

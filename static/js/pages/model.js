@@ -7,6 +7,7 @@ import { bindKeys } from "../keys.js";
 import { arrived, bindUnitBox, exposePage, followCursor, followLayout, followUnit, loadCard, pusher, showUnit } from "../pagekit.js";
 import { Player, speedFor } from "../player.js";
 import { Session } from "../session.js";
+import { bindDeleteButton } from "../upload.js";
 import { showTarget } from "../target.js";
 import { readParams, writeParams } from "../url.js";
 import { CellStepView } from "../views/cellstep.js";
@@ -52,7 +53,18 @@ const views = [controls, unrolled, text, predictions, states, cellstep, gatesTim
 const push = pusher(views);
 
 followCursor(state, push, { params: (cursor) => ({ speed: cursor.speed }) });
+/** A bidirectional model: the layer picker and the panels that show one layer name its direction. */
+function showLayer() {
+  const tr = state.trace;
+  if (!tr?.bidirectional) return;
+  for (const el of document.querySelectorAll(".layer-ref")) el.textContent = tr.layerName(state.layer).replace("→", "→ forward");
+  const select = $("layer-select");
+  for (const option of select.options) option.textContent = tr.layerName(Number(option.value)).replace(/^layer /, "").replace("→", "→ forward");
+  select.value = String(state.layer);
+}
+
 followUnit(state, push, () => {
+  showLayer();
   writeParams({ unit: state.unit || null, layer: state.layer || null });
   perf.state = { ...perf.state, unit: state.unit, layer: state.layer };
 });
@@ -64,6 +76,7 @@ const session = new Session(modelId, {
     state.unit = Math.min(state.unit, trace.H - 1);
     state.layer = Math.min(state.layer, trace.L - 1);
     showUnit(state.unit);
+    showLayer();
     if (!P.speed) player.setSpeed(speedFor(trace.T));
     // Opened without a step: at the end of the forward sweep, every panel filled, ready to read.
     player.reset(trace.T, { phase: P.phase, t: P.step ? P.step - 1 : trace.T - 1 });
@@ -129,4 +142,5 @@ async function main() {
 }
 
 exposePage("model");
+bindDeleteButton(modelId);
 main();

@@ -118,7 +118,8 @@ export class CellStepView {
       ctx.strokeRect(g.labelW + this.unit * g.cw - 1, 1, g.cw + 2, rows.length * g.rowH + 2);
     }
     if (this.readout) {
-      const text = `unit ${this.unit} at step ${t + 1} “${showToken(tr.tokens[t] ?? "")}”: ${values.join(" · ")}`;
+      const where = tr.bidirectional ? `${tr.layerName(this.layer)}, ` : "";
+      const text = `${where}unit ${this.unit} at step ${t + 1} “${showToken(tr.tokens[t] ?? "")}”: ${values.join(" · ")}`;
       if (this.readout.textContent !== text) this.readout.textContent = text;
     }
   }
@@ -164,7 +165,7 @@ export class CellStepView {
       zmax: r.max ?? 1,
       showscale: false,
     }));
-    const layout = { title: { text: `${tr.model} · layer ${this.layer + 1} · step ${t + 1} “${showToken(tr.tokens[t])}”` }, margin: { l: 90, r: 20, t: 50, b: 40 }, xaxis: { title: { text: "unit" } } };
+    const layout = { title: { text: `${tr.model} · ${tr.layerName(this.layer)} · step ${t + 1} “${showToken(tr.tokens[t])}”` }, margin: { l: 90, r: 20, t: 50, b: 40 }, xaxis: { title: { text: "unit" } } };
     rows.forEach((_, i) => {
       layout[i === 0 ? "yaxis" : `yaxis${i + 1}`] = { domain: [1 - (i + 1) / rows.length, 1 - i / rows.length - 0.02] };
     });

@@ -1,18 +1,24 @@
 // BPTT gradient norms over time on a log axis: ‖∂L/∂h_t‖ per layer, ‖∂L/∂c_t‖ (LSTM), ‖∂L/∂x_t‖ and each
 // step's term of ‖∂L/∂W_hh‖. Drawn once the sweep's frames are in; the BPTT sweep uncovers it right to left.
+// A bidirectional layer's two directions are two lines each, named: the reverse direction's BPTT runs first step to
+// last, so for it there is nothing to uncover right to left (no mask in the BPTT sweep; the cursor still shows).
 
 import { GRAD_LINES, fmtNorm } from "../colors.js";
 import { Plotly, baseLayout, isTalk, plotConfig, sized, startPlotView, takeUpdate, timeTicks, visibility } from "../plots.js";
+
+const REVERSE_LINES = ["#1d4ed8", "#1e3a8a", "#60a5fa", "#1e40af"]; // a reverse direction's norms
 
 const positive = (a) => Array.from(a, (v) => (v > 0 ? v : null));
 
 export function gradientSeries(tr) {
   const out = [];
-  const sup = (l) => (tr.L > 1 ? ` (layer ${l + 1})` : "");
-  tr.grad.hidden.forEach((a, l) => out.push({ name: `‖∂L/∂h_t‖${sup(l)}`, a, dash: "solid", width: 3 }));
-  (tr.grad.cell ?? []).forEach((a, l) => out.push({ name: `‖∂L/∂c_t‖${sup(l)}`, a, dash: "dash", width: 2.5 }));
-  out.push({ name: "‖∂L/∂x_t‖", a: tr.grad.input, dash: "dot", width: 2 });
-  tr.grad.weightHH.forEach((a, l) => out.push({ name: `‖∂L/∂W_hh‖ step term${sup(l)}`, a, dash: "dashdot", width: 1.5 }));
+  const sup = (l) => (tr.bidirectional ? ` (${tr.layerName(l)})` : tr.L > 1 ? ` (layer ${l + 1})` : "");
+  const rev = (l) => tr.isReverse(l);
+  tr.grad.hidden.forEach((a, l) => out.push({ name: `‖∂L/∂h_t‖${sup(l)}`, a, dash: "solid", width: 3, reverse: rev(l) }));
+  (tr.grad.cell ?? []).forEach((a, l) => out.push({ name: `‖∂L/∂c_t‖${sup(l)}`, a, dash: "dash", width: 2.5, reverse: rev(l) }));
+  out.push({ name: "‖∂L/∂x_t‖", a: tr.grad.input, dash: "dot", width: 2, reverse: false });
+  // (two directions: the W_hh step terms are left out, or the lines of ‖∂L/∂h_t‖ and ‖∂L/∂c_t‖ would drown)
+  if (!tr.bidirectional) tr.grad.weightHH.forEach((a, l) => out.push({ name: `‖∂L/∂W_hh‖ step term${sup(l)}`, a, dash: "dashdot", width: 1.5, reverse: rev(l) }));
   return out;
 }
 
@@ -43,13 +49,16 @@ export class GradientView {
     const width = this.root.clientWidth || 800;
     const series = gradientSeries(tr);
     const x = [...Array(tr.T).keys()].map((t) => t + 1);
-    const data = series.map((s, i) => ({
+    // the reverse direction's lines in blues beside the forward's oranges
+    const seen = { true: 0, false: 0 };
+    const color = (s) => (s.reverse ? REVERSE_LINES : GRAD_LINES)[seen[s.reverse]++ % 4];
+    const data = series.map((s) => ({
       type: "scatter",
       mode: tr.T > 60 ? "lines" : "lines+markers",
       x,
       y: positive(s.a),
       name: s.name,
-      line: { color: GRAD_LINES[i % GRAD_LINES.length], dash: s.dash, width: s.width },
+      line: { color: color(s), dash: s.dash, width: s.width },
       marker: { size: 5 },
       hovertemplate: `${s.name}<br>step %{x}<br>%{y:.3e}<extra></extra>`,
     }));
@@ -73,9 +82,10 @@ export class GradientView {
     const { phase, t } = this.cursor;
     if (this.built) {
       this.overlay.setCursor(phase === "backward" && t >= 0 ? t + 1 : null);
+      const sweep = tr.bidirectional ? "the BPTT sweeps reveal these (forward: right to left; reverse: left to right)" : "the BPTT sweep reveals these, right to left";
       this.overlay.setMask(
-        phase === "forward" ? [0.5, tr.T + 0.5] : t > 0 ? [0.5, t + 0.5] : null,
-        phase === "forward" ? "the BPTT sweep reveals these, right to left" : "not reached yet",
+        phase === "forward" ? [0.5, tr.T + 0.5] : t > 0 && !tr.bidirectional ? [0.5, t + 0.5] : null,
+        phase === "forward" ? sweep : "not reached yet",
       );
     }
     if (this.readout) {

@@ -137,7 +137,7 @@ export class TimeHeatmap {
         zmin: s.kind === "gate" ? 0 : -zmax,
         zmax,
         zsmooth: false,
-        name: s.title,
+        name: tr.bidirectional ? `${s.title}, ${tr.layerName(l)}` : s.title,
         ...(tokenRow && cols.k === 1 ? { text: Array.from({ length: tr.H }, () => tokenRow) } : {}),
         hovertemplate: tokenRow
           ? `${s.title}<br>unit %{y}<br>step %{x} “%{text}”<br>value %{z:.3f}<extra></extra>`
@@ -180,7 +180,10 @@ export class TimeHeatmap {
     if (!tr || !this.built) return;
     const { phase, t } = this.cursor;
     this.overlay.setCursor(t >= 0 ? t + 1 : null);
-    this.overlay.setMask(phase === "forward" && t < tr.T - 1 ? [t + 1.5, tr.T + 0.5] : null, "not read yet");
+    // a reverse direction reads from the last step: at the cursor it has read steps T−t…T (numbered from 1)
+    const reverse = tr.isReverse(this.layer);
+    const unread = reverse ? [0.5, tr.T - t - 0.5] : [t + 1.5, tr.T + 0.5];
+    this.overlay.setMask(phase === "forward" && t < tr.T - 1 ? unread : null, reverse ? "not read yet (this direction reads right to left)" : "not read yet");
     this.overlay.setRow(this.unit);
   }
 }

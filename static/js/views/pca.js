@@ -158,7 +158,7 @@ export class PcaView {
       this.bound = true;
     }
     this.built = { trace: tr, layer: this.layer, steps: n };
-    if (this.caption) this.caption.textContent = `Layer ${this.layer + 1}: the two directions hold ${pct(explained[0] + explained[1])} of the variance of h_t over this input.`;
+    if (this.caption) this.caption.textContent = `${tr.bidirectional ? tr.layerName(this.layer) : `Layer ${this.layer + 1}`}: the two principal directions hold ${pct(explained[0] + explained[1])} of the variance of h_t over this input.`;
     this.measure();
   }
 

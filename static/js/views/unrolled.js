@@ -2,6 +2,8 @@
 // it, h_t passed along as an arrow, and the same W_xh, W_hh, W_hy labelled at every step. During the BPTT
 // sweep each step is coloured by ‖∂L/∂h_t‖ on a log scale. Only a window of steps around the cursor is drawn
 // (a pool of cell groups that are re-filled as they scroll in), with an overview strip of the whole input.
+// A bidirectional layer is two rows, each labelled: the reverse row's h_t passes right to left, it reads the input
+// from the last step as the forward row reads it from the first, and its BPTT sweep runs first step to last.
 
 import { bus } from "../bus.js";
 import { ACCENT, diverging, fmtNorm, gradColor, inkOn, packRgb, packed, sub } from "../colors.js";
@@ -28,7 +30,8 @@ const STYLE = `
   .ghost .box { stroke: #cbd5e1; stroke-dasharray: 4 3; fill: #f8fafc; }
   .ghost .arrow { stroke: #cbd5e1; }
   .ghost text.w, .ghost .pred, .ghost .p { fill: #cbd5e1; }
-  .current .box { stroke: ${ACCENT}; stroke-width: 4; }
+  .box.unread { stroke: #cbd5e1; stroke-dasharray: 4 3; }
+  .box.cur { stroke: ${ACCENT}; stroke-width: 4; }
   .current .tok { fill: ${ACCENT}; }
   .hit { fill: transparent; cursor: pointer; }
 `;
@@ -65,7 +68,10 @@ export class UnrolledView {
     this.viewport = el("g", { class: "viewport" }, this.svg);
     this.box = document.createElement("div");
     this.box.className = "unrolled-box";
-    this.box.append(this.svg);
+    this.rowLabels = document.createElement("div"); // a bidirectional model's row names, over the left edge
+    this.rowLabels.className = "unrolled-rows";
+    Object.assign(this.rowLabels.style, { position: "absolute", left: "0", top: "0", pointerEvents: "none" });
+    this.box.append(this.svg, this.rowLabels);
     this.root.append(this.box);
     this.overview = document.createElement("canvas");
     this.overview.className = "overview";
@@ -116,6 +122,57 @@ export class UnrolledView {
     g.tY = g.tokY + (talk ? g.size.t + 2 : g.font + 4);
     g.height = g.bare ? g.tokY + 5 : g.tY + 5;
     this.g = g;
+    this.labelRows();
+  }
+
+  /** With two directions each row is named ("layer 1 →", "layer 1 ← reverse") just above its boxes, at the left. */
+  labelRows() {
+    const tr = this.trace;
+    const g = this.g;
+    if (!tr?.bidirectional || g.bare) {
+      this.rowLabels.replaceChildren();
+      return;
+    }
+    const size = Math.max(g.size.t, 12);
+    this.rowLabels.replaceChildren(
+      ...Array.from({ length: tr.L }, (_, l) => {
+        const span = document.createElement("span");
+        span.className = "unrolled-row";
+        span.dataset.direction = tr.directions[l];
+        span.textContent = tr.layerName(l);
+        Object.assign(span.style, {
+          position: "absolute",
+          left: "2px",
+          top: `${g.boxTop(l) - size - 6}px`,
+          whiteSpace: "nowrap",
+          fontSize: `${size}px`,
+          fontWeight: "700",
+          lineHeight: "1.1",
+          padding: "1px 5px",
+          borderRadius: "4px",
+          background: "rgba(255, 255, 255, 0.88)",
+          color: tr.isReverse(l) ? "#7c2d12" : "#1e3a8a",
+        });
+        return span;
+      }),
+    );
+  }
+
+  /**
+   * How far each row's sweeps have gone at the cursor: a forward row has read steps 0…t and its BPTT reached t…T−1;
+   * a reverse row reads from the last step, so at the same moment it has read T−1−t…T−1 and its BPTT (first step
+   * to last) reached 0…T−1−t. {revealed, grad, front}: read, coloured by its gradient, the sweep's front.
+   */
+  rowAt(l, t) {
+    const tr = this.trace;
+    const { phase, t: ct } = this.cursor;
+    const back = phase === "backward";
+    const arrived = t < tr.steps;
+    if (tr.isReverse(l)) {
+      const m = tr.T - 1 - ct;
+      return { revealed: arrived && (back || t >= m), grad: back && t <= m && t >= tr.gradFrom, front: t === m };
+    }
+    return { revealed: arrived && (back || t <= ct), grad: back && t >= ct && t >= tr.gradFrom, front: t === ct };
   }
 
   resize() {
@@ -151,12 +208,17 @@ export class UnrolledView {
     s.hy = el("line", { class: "arrow", x1: cx, y1: topBox - 2, x2: cx, y2: g.predY + g.size.p + 6 }, root);
     s.hyLabel = el("text", { class: "w", x: cx + 5, y: (topBox + g.predY + g.size.p + 6) / 2 + g.font * 0.35, "font-size": g.font }, root);
     s.hyLabel.textContent = "W_hy";
+    const tr = this.trace;
+    const two = Boolean(tr?.bidirectional);
+    let k = -1; // the layer's own number (a bidirectional layer is two rows)
     for (let l = 0; l < L; l++) {
       const y = g.boxTop(l);
-      const lay = {};
-      const sup = L > 1 ? SUP[l] : "";
+      const reverse = two && tr.isReverse(l);
+      if (!reverse) k++;
+      const lay = { reverse };
+      const sup = two ? `${L > 2 ? SUP[k] : ""}${reverse ? "ʳ" : ""}` : L > 1 ? SUP[l] : "";
       lay.box = el("rect", { class: "box", x: cx - g.bw / 2, y, width: g.bw, height: g.bh, rx: 7, fill: "#ffffff" }, root);
-      lay.label = el("text", { x: cx, y: g.bare ? y + g.bh / 2 + g.font * 0.36 : y + g.bh * 0.42, "text-anchor": "middle", "font-size": g.font }, root);
+      lay.label = el("text", { x: cx, y: g.bare ? y + g.bh / 2 + g.font * 0.36 : y + g.bh * 0.42, "text-anchor": "middle", "font-size": g.font, "data-row": l, "data-direction": reverse ? "reverse" : "forward" }, root);
       lay.strip = [];
       if (!this.compact) {
         const sw = (g.bw - 10) / STRIP;
@@ -168,17 +230,33 @@ export class UnrolledView {
       const ay = y + g.bh / 2;
       const x0 = cx + g.bw / 2 + 2;
       const x1 = g.pitch + cx - g.bw / 2 - 3;
-      lay.hh = el("line", { class: "arrow", x1: x0, y1: ay - 5, x2: x1, y2: ay - 5 }, root);
-      lay.hhLabel = el("text", { class: "w", x: g.pitch, y: ay - 10, "text-anchor": "middle", "font-size": g.size.hh }, root);
+      // the reverse row passes h_t the other way: from step t+1 into step t, and its gradient from t into t+1
+      const [hFrom, hTo] = reverse ? [x1, x0] : [x0, x1];
+      lay.hh = el("line", { class: "arrow", x1: hFrom, y1: ay - 5, x2: hTo, y2: ay - 5, "data-row": l }, root);
+      // beside a reverse twin's input path (which passes this row on the right), the label moves right to clear it
+      const twinned = two && !reverse;
+      lay.hhLabel = el("text", { class: "w", x: g.pitch + (twinned ? 8 : 0), y: ay - 10, "text-anchor": "middle", "font-size": g.size.hh }, root);
       lay.hhLabel.textContent = `W_hh${sup}`;
-      lay.back = el("line", { class: "back", x1: x1, y1: ay + 6, x2: x0 + 1, y2: ay + 6 }, root);
+      lay.back = el("line", { class: "back", x1: hTo, y1: ay + 6, x2: hFrom + (reverse ? -1 : 1), y2: ay + 6 }, root);
       lay.back.setAttribute("marker-end", `url(#${this.name}-ah-back)`);
       lay.hhCarry = el("text", { x: g.pitch, y: ay + g.size.carry + 4, "text-anchor": "middle", "font-size": g.size.carry, fill: "#6b7280" }, root);
       // input from below: the token (layer 0) or the layer underneath
-      const below = l === 0 ? g.tokY - g.tok : g.boxTop(l - 1) - 2;
-      lay.xh = el("line", { class: "arrow", x1: cx, y1: below, x2: cx, y2: y + g.bh + 2 }, root);
+      // input from below: the token (layer 0) or the layer underneath; a reverse row reads what its forward twin
+      // reads, so its arrow leaves the same source and passes the twin on its right
+      const twin = reverse ? l - 1 : l;
+      const below = twin === 0 ? g.tokY - g.tok : g.boxTop(twin - 1) - 2;
+      if (reverse) {
+        const y1 = below - 6; // it branches off just above the source, clear of the twin's W_xh label
+        const xr = cx + g.bw / 2 + 6;
+        const y2 = (y + g.bh + g.boxTop(twin)) / 2;
+        const xi = cx - g.bw / 4;
+        lay.xh = el("path", { class: "arrow", d: `M${cx},${below} L${cx},${y1} L${xr},${y1} L${xr},${y2} L${xi},${y2} L${xi},${y + g.bh + 2}` }, root);
+      } else {
+        lay.xh = el("line", { class: "arrow", x1: cx, y1: below, x2: cx, y2: y + g.bh + 2 }, root);
+      }
       lay.xhLabel = el("text", { class: "w", x: cx + 5, y: (below + y + g.bh) / 2 + 4, "font-size": g.font }, root);
       lay.xhLabel.textContent = `W_xh${sup}`;
+      if (reverse) lay.xhLabel.style.display = "none"; // its row's label names it; its path has no straight run
       if (g.bare) lay.xh.style.display = "none";
       s.layers.push(lay);
     }
@@ -192,7 +270,8 @@ export class UnrolledView {
   update(data) {
     let full = false;
     if (data.trace !== undefined && data.trace !== this.trace) {
-      const layersChanged = !this.trace || !data.trace || this.trace.L !== data.trace.L;
+      const layersChanged =
+        !this.trace || !data.trace || this.trace.L !== data.trace.L || String(this.trace.directions) !== String(data.trace.directions);
       this.trace = data.trace;
       if (layersChanged) {
         this.geometry();
@@ -224,7 +303,7 @@ export class UnrolledView {
   render(full = false) {
     const tr = this.trace;
     if (!tr || !this.slots.length) return;
-    const { phase, t: ct } = this.cursor;
+    const { t: ct } = this.cursor;
     const off = this.offset();
     const first = Math.max(0, Math.floor(-off / this.g.pitch) - 1);
     // Scrolling moves the whole SVG (a composited layer: no repaint); its contents shift only on a rebase.
@@ -242,14 +321,14 @@ export class UnrolledView {
     for (let t = first; t <= last; t++) {
       const s = this.slots[t % n];
       used.add(t % n);
-      const revealed = phase === "backward" || t <= ct;
-      const grad = phase === "backward" && t >= ct && t >= tr.gradFrom;
-      const arrived = t < tr.steps;
-      const key = `${t}|${revealed && arrived}|${grad}|${t === ct}|${grad ? this.rangeKey : ""}`;
+      const rows = Array.from({ length: tr.L }, (_, l) => this.rowAt(l, t));
+      const rowsAfter = t + 1 < tr.T ? Array.from({ length: tr.L }, (_, l) => this.rowAt(l, t + 1)) : null;
+      const code = (r) => `${+r.revealed}${+r.grad}${+r.front}`;
+      const key = `${t}|${rows.map(code).join("")}|${rowsAfter ? rowsAfter.map(code).join("") : ""}|${t === ct}|${rows.some((r) => r.grad) ? this.rangeKey : ""}`;
       if (s.t !== t || s.key !== key || full) {
         s.t = t;
         s.key = key;
-        this.fill(s, t, revealed && arrived, grad, t === ct);
+        this.fill(s, t, rows, rowsAfter, t === ct);
       }
       s.root.style.display = "";
     }
@@ -267,10 +346,14 @@ export class UnrolledView {
     return this.logRange;
   }
 
-  fill(s, t, revealed, grad, current) {
+  /** rows: each row's rowAt(l, t); after: the same at t+1 (null at the last step); current: the cursor's step. */
+  fill(s, t, rows, after, current) {
     const tr = this.trace;
     const g = this.g;
     const T = tr.T;
+    // the column is read once a row has read it; its prediction (from the top layer) once every row has
+    const revealed = rows.some((r) => r.revealed);
+    const complete = rows.every((r) => r.revealed);
     s.root.setAttribute("transform", `translate(${t * g.pitch},0)`);
     s.root.setAttribute("class", `step${revealed ? "" : " ghost"}${current ? " current" : ""}`);
     s.hit.dataset.t = String(t);
@@ -279,11 +362,12 @@ export class UnrolledView {
     s.tok.textContent = unwritten ? "" : showToken(tr.tokens[t] ?? "");
     s.tok.setAttribute("fill", tr.unknown.has(t) ? "#b91c1c" : "");
     s.tLabel.textContent = `t=${t + 1}`;
-    const top = revealed ? tr.topPrediction(t) : null;
+    const top = complete ? tr.topPrediction(t) : null;
     s.pred.textContent = top ? showToken(top.token) : "";
     s.p.textContent = top ? `p ${top.p.toFixed(2)}` : "";
     const last = t === T - 1;
     s.layers.forEach((lay, l) => {
+      const { revealed, grad, front } = rows[l];
       let fill = "#ffffff";
       let label = tr.cell.toUpperCase();
       if (grad) {
@@ -295,6 +379,7 @@ export class UnrolledView {
         label = "";
       }
       lay.box.setAttribute("fill", fill);
+      lay.box.setAttribute("class", `box${revealed || grad ? "" : " unread"}${front ? " cur" : ""}`);
       lay.label.textContent = label;
       lay.label.setAttribute("fill", grad ? inkOn(fill) : revealed ? "#111827" : "#cbd5e1");
       lay.label.setAttribute("font-weight", grad ? "700" : "600");
@@ -308,24 +393,26 @@ export class UnrolledView {
           r.style.display = u < H && !grad ? "" : "none";
         });
       }
-      const nextRevealed = revealed && (this.cursor.phase === "backward" || t + 1 <= this.cursor.t);
+      const nextRevealed = revealed && Boolean(after?.[l].revealed);
       lay.hh.style.display = last ? "none" : "";
       lay.hh.setAttribute("class", nextRevealed ? "arrow" : "arrow ghost-arrow");
       lay.hh.setAttribute("stroke", nextRevealed ? "#374151" : "#cbd5e1");
       lay.hh.setAttribute("marker-end", `url(#${this.name}-${nextRevealed ? "ah" : "ah-ghost"})`);
       lay.hhLabel.style.display = last || this.compact ? "none" : "";
-      const i = t + 1 < 100 ? sub(t + 1) : ""; // long inputs: the step's number is under the token
+      // the state carried: h_t forward, h_{t+1} back from the next step in a reverse row
+      const carried = lay.reverse ? t + 2 : t + 1;
+      const i = carried < 100 ? sub(carried) : ""; // long inputs: the step's number is under the token
       lay.hhCarry.textContent = last || this.compact ? "" : tr.cell === "lstm" ? `h${i} c${i}` : `h${i}`;
       lay.hhCarry.style.display = grad ? "none" : "";
-      // the gradient flows from step t+1 back into step t
-      const backOn = grad && !last && t + 1 >= this.cursor.t;
+      // the gradient flows from step t+1 back into step t (in a reverse row, from t into t+1)
+      const backOn = grad && !last && Boolean(after?.[l].grad);
       lay.back.style.display = backOn ? "" : "none";
       lay.xh.setAttribute("stroke", revealed ? "#374151" : "#cbd5e1");
       lay.xh.setAttribute("marker-end", `url(#${this.name}-${revealed ? "ah" : "ah-ghost"})`);
-      lay.xhLabel.style.display = this.compact ? "none" : "";
+      lay.xhLabel.style.display = this.compact || lay.reverse ? "none" : "";
     });
-    s.hy.setAttribute("stroke", revealed ? "#374151" : "#cbd5e1");
-    s.hy.setAttribute("marker-end", `url(#${this.name}-${revealed ? "ah" : "ah-ghost"})`);
+    s.hy.setAttribute("stroke", complete ? "#374151" : "#cbd5e1");
+    s.hy.setAttribute("marker-end", `url(#${this.name}-${complete ? "ah" : "ah-ghost"})`);
     s.hyLabel.style.display = this.compact ? "none" : "";
   }
 
