@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Undefined
 
-from app.api.deps import ZooDep
+from app.api.deps import SettingsDep, ZooDep
 from app.config import ROOT
 from app.rnn.model import LoadedModel, ModelCard
 from app.tasks import TASKS, KeyMetric
@@ -238,6 +238,16 @@ def compare_view(request: Request, zoo: ZooDep, task: str | None = None) -> HTML
         return not_found(request, f"no task {task!r} to compare; tasks with several cells: {known}")
     models = comparable(groups[task])
     return page(request, "compare.html", task=task, models=models, choices=choices)
+
+
+@router.get("/lab", response_class=HTMLResponse)
+def lab_view(request: Request, zoo: ZooDep, settings: SettingsDep) -> HTMLResponse:
+    """The lab: the knobs of the vanishing gradient, live training, every step's influence, one token changed.
+    Its lower sections read tasks with an RNN, an LSTM and a GRU of text (task → their ids)."""
+    tasks = {t: [m.card.id for m in comparable(ms)] for t, ms in tasks_of(zoo).items() if not any(map(is_melody, ms))}
+    limits = {"steps": settings.lab_max_steps, "hidden": settings.lab_max_hidden, "gap": settings.lab_max_gap,
+              "seconds": settings.lab_max_seconds}  # fmt: skip
+    return page(request, "lab.html", tasks={t: ids for t, ids in tasks.items() if len(ids) == 3}, limits=limits)
 
 
 @lru_cache(maxsize=1)

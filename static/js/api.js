@@ -146,3 +146,63 @@ export function stream(id, body, onFrame) {
     },
   };
 }
+
+// ---- the lab (/lab): the gradient knobs, the Jacobian, the one-token diff, live training ----
+
+/** {cell, steps, hidden_size, radius, nonlinearity, forget_bias, clip, seed} → {grad_norms, bound, radius_measured, …}. */
+export const labGradients = (body) => post("/api/lab/gradients", body);
+/** {text, layer?, norm?} → {tokens, norms: [T][T]} (‖∂h_t/∂h_s‖, null above the diagonal). */
+export const jacobian = (id, body) => post(`${modelPath(id)}/jacobian`, body);
+/** {text, edited} → {tokens, edited_tokens, changed, state_change, cell_change, prediction_change}. */
+export const diff = (id, body) => post(`${modelPath(id)}/diff`, body);
+
+/**
+ * A live training run: sends `body` ({task, n, cells, seconds}) and hands every frame to onFrame. Returns
+ * {done, stop, close}: done resolves with the "done" frame and rejects with an ApiError (the error frame's, its
+ * status from the close code 4000 + status) on an error or a connection that ends early; stop() asks the server
+ * to stop (it still sends its done frame); close() leaves.
+ */
+export function labTrain(body, onFrame) {
+  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(`${scheme}//${window.location.host}/api/lab/train`);
+  let settled = false;
+  let failure = null;
+  let resolveDone;
+  let rejectDone;
+  const done = new Promise((resolve, reject) => {
+    resolveDone = resolve;
+    rejectDone = reject;
+  });
+  const finish = (fn, value) => {
+    if (settled) return;
+    settled = true;
+    fn(value);
+  };
+  ws.addEventListener("open", () => ws.send(JSON.stringify(body)));
+  ws.addEventListener("message", (event) => {
+    if (settled || typeof event.data !== "string") return;
+    const frame = JSON.parse(event.data);
+    if (frame.type === "error") {
+      failure = frame; // its status arrives with the close code
+      return;
+    }
+    onFrame(frame);
+    if (frame.type === "done") finish(resolveDone, frame);
+  });
+  ws.addEventListener("close", (event) => {
+    const status = event.code >= 4000 ? event.code - 4000 : 0;
+    if (failure) finish(rejectDone, new ApiError(status, failure.error, failure.message));
+    else finish(rejectDone, new ApiError(status, event.reason || "closed", "the training run ended before it was done"));
+  });
+  return {
+    done,
+    stop() {
+      if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "stop" }));
+    },
+    close() {
+      finish(resolveDone, { closed: true });
+      if (ws.readyState <= WebSocket.OPEN) ws.close(1000);
+    },
+  };
+}
+// ---- end of the lab ----

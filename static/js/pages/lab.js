@@ -1,0 +1,369 @@
+// The lab: the knobs of the vanishing gradient, live training, every step's influence (the Jacobian), one token
+// changed (the diff) and gate saturation, the last three for the RNN, LSTM and GRU of one task on one input.
+
+import { ApiError, diff, getModel, jacobian, labGradients, labTrain, trace as traceRest } from "../api.js";
+import { bus } from "../bus.js";
+import { onKeys } from "../keys.js";
+import { exposePage, showUnit } from "../pagekit.js";
+import { Trace } from "../trace.js";
+import { readParams, writeParams } from "../url.js";
+import { DiffView } from "../views/diffview.js";
+import { JacobianView } from "../views/jacobian.js";
+import { KnobsView } from "../views/knobs.js";
+import { TrainView } from "../views/labtrain.js";
+import { SaturationView } from "../views/saturation.js";
+
+const $ = (id) => document.getElementById(id);
+const perf = window.__unrolled;
+const TASKS = JSON.parse(document.body.dataset.tasks || "{}");
+const CELLS = ["rnn", "lstm", "gru"];
+
+const P = readParams({
+  task: { default: TASKS.memory ? "memory" : Object.keys(TASKS)[0] ?? "" },
+  text: { default: "" },
+  edited: { default: "" },
+  cell: { default: "lstm", values: CELLS },
+  unit: { type: "int", default: 0 },
+});
+
+/** A failed request as a sentence for the page (a missing endpoint says so plainly). */
+function problem(e) {
+  if (e instanceof ApiError && (e.status === 404 || e.status === 405) && !e.message.includes("model")) return "not available on this server yet";
+  return e instanceof ApiError ? `${e.status ? `${e.status}: ` : ""}${e.message}` : String(e?.message ?? e);
+}
+
+// ---- 1. the knobs ----
+
+const knobs = new KnobsView($("knobs-plot"), { readout: $("knobs-readout") });
+const knobState = { inflight: false, queued: null, seq: 0 };
+perf.knobs = { latencies: [], draws: 0, requests: 0, asked: 0, inflight: 0, maxInflight: 0, last: null };
+
+function knobSettings() {
+  const num = (id, fallback) => {
+    const v = Number($(id).value);
+    return Number.isFinite(v) && $(id).value !== "" ? v : fallback;
+  };
+  const clip = $("knob-clip").value.trim();
+  return {
+    cell: $("knob-cell").value,
+    steps: Math.round(num("knob-steps", 200)),
+    hidden_size: Math.round(num("knob-hidden", 32)),
+    radius: num("knob-radius", 0.9),
+    nonlinearity: $("knob-nonlinearity").value,
+    forget_bias: num("knob-forget", 0),
+    clip: clip === "" ? null : Number(clip),
+    seed: Math.round(num("knob-seed", 0)),
+  };
+}
+
+function showKnobs() {
+  const cell = $("knob-cell").value;
+  for (const el of document.querySelectorAll("#knobs [data-for]")) el.hidden = el.dataset.for !== cell;
+  $("knob-radius-value").textContent = Number($("knob-radius").value).toFixed(2);
+  $("knob-forget-value").textContent = Number($("knob-forget").value).toFixed(2);
+}
+
+/** A knob moved: at most one request in flight; the latest settings wait for it and win. */
+function knobChanged() {
+  showKnobs();
+  const request = { settings: knobSettings(), at: performance.now(), seq: ++knobState.seq };
+  perf.knobs.asked = request.seq;
+  if (knobState.inflight) {
+    knobState.queued = request;
+    return;
+  }
+  sendKnobs(request);
+}
+
+async function sendKnobs(request) {
+  knobState.inflight = true;
+  perf.knobs.requests++;
+  perf.knobs.inflight++;
+  perf.knobs.maxInflight = Math.max(perf.knobs.maxInflight, perf.knobs.inflight);
+  let reply = null;
+  try {
+    reply = await labGradients(request.settings);
+    $("knobs-readout").dataset.kind = "info";
+  } catch (e) {
+    $("knobs-readout").textContent = `The gradient knobs: ${problem(e)}`;
+    $("knobs-readout").dataset.kind = "error";
+  }
+  knobState.inflight = false;
+  perf.knobs.inflight--;
+  const next = knobState.queued;
+  knobState.queued = null;
+  if (next) sendKnobs(next); // the newer settings are asked for while this answer is drawn
+  if (!reply) return;
+  await knobs.update({ result: { settings: request.settings, reply } });
+  const ms = performance.now() - request.at;
+  perf.knobs.latencies.push(ms);
+  perf.knobs.draws++;
+  perf.knobs.last = { settings: request.settings, seq: request.seq, ms };
+  writeParams({ radius: request.settings.radius });
+}
+
+for (const el of document.querySelectorAll("#knobs input, #knobs select")) {
+  el.addEventListener(el.type === "range" ? "input" : "change", knobChanged);
+}
+$("knobs").addEventListener("submit", (e) => e.preventDefault());
+const keep = () => knobs.update({ keep: true });
+const clear = () => knobs.update({ clear: true });
+$("knob-keep").addEventListener("click", keep);
+$("knob-clear").addEventListener("click", clear);
+
+// ---- 2. train it yourself ----
+
+const train = new TrainView($("train-plots"), { done: $("train-done"), message: $("train-message") });
+let run = null;
+
+function setRunning(on) {
+  $("train-start").firstChild.textContent = on ? "Stop " : "Start ";
+  $("train-start").classList.toggle("running", on);
+}
+
+async function startTraining() {
+  if (run) {
+    run.stop();
+    train.update({ message: "Stopping…" });
+    return;
+  }
+  const cells = [...document.querySelectorAll("#train-form input[name=cells]:checked")].map((c) => c.value);
+  const body = { task: "memory", n: Number($("train-n").value), cells, seconds: Number($("train-seconds").value) };
+  train.update({ message: `Training ${cells.map((c) => c.toUpperCase()).join(", ")} on the memory task, gap N = ${body.n}, for ${body.seconds} s…` });
+  perf.labTrain = { state: "running", points: 0 };
+  setRunning(true);
+  const handle = labTrain(body, (f) => {
+    if (f.type === "start") {
+      perf.labTrain.run = f.run;
+      train.update({ start: f });
+    } else if (f.type === "step") train.update({ step: f });
+    else if (f.type === "done") train.update({ done: f });
+  });
+  run = handle;
+  try {
+    const done = await handle.done;
+    perf.labTrain = { ...perf.labTrain, state: "done", done };
+  } catch (e) {
+    const why = e instanceof ApiError && e.status === 503 ? `Busy: ${e.message}` : problem(e);
+    train.update({ error: `The training run failed — ${why}` });
+    perf.labTrain = { ...perf.labTrain, state: "error", error: e.message, status: e.status };
+  } finally {
+    run = null;
+    setRunning(false);
+  }
+}
+
+$("train-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  startTraining();
+});
+
+// ---- 3–5. one task, one input: the Jacobian, the diff, gate saturation ----
+
+const lower = { task: null, models: [], cards: {}, text: "", edited: "", traces: {}, unit: Math.max(0, P.unit), run: 0 };
+const jacobianView = new JacobianView($("jacobian-plots"), { unrolledRoot: $("jacobian-unrolled"), readout: $("jacobian-readout"), legend: $("jacobian-legend") });
+const diffView = new DiffView($("diff-plots"), { tokens: $("diff-tokens"), readout: $("diff-readout"), onToken: changeToken });
+const saturationView = new SaturationView($("saturation-plot"), { unitRoot: $("saturation-unit"), readout: $("saturation-readout") });
+
+/** The model of each cell type for a task (the route lists them RNN, LSTM, GRU). */
+const modelsOf = (task) => (TASKS[task] ?? []).map((id, i) => ({ id, cell: CELLS[i] }));
+
+/** Where token i of a text is: character models read one token per character (skipping whitespace if they do). */
+function tokenPositions(text, card) {
+  if (card?.vocab_level !== "char") return null;
+  const skip = !(card.vocab ?? []).includes(" ");
+  const out = [];
+  [...text].forEach((ch, k) => {
+    if (!(skip && /\s/.test(ch))) out.push(k);
+  });
+  return out;
+}
+
+/**
+ * Another token of `old`'s kind (a digit for a digit, a letter for a letter; a classifier's label for a label):
+ * the first of them, or with `cycle` the one after `old`. The vocabulary's, or for a classifier (its card has no
+ * vocabulary) its labels and the input's own characters.
+ */
+function otherToken(old, card, text, cycle = false) {
+  const up = old.toUpperCase();
+  const labels = card?.labels ?? [];
+  const known = card?.vocab ?? [...new Set([...labels, ...text.toUpperCase()])].sort();
+  const vocab = known.filter((t) => t.length === 1 && t.trim());
+  const kind = labels.includes(up) ? labels : vocab.filter((t) => /\d/.test(t) === /\d/.test(up) && !labels.includes(t));
+  const pool = kind.length > 1 ? kind : vocab;
+  if (!pool.length) return old;
+  return cycle ? pool[(pool.indexOf(up) + 1) % pool.length] : pool.find((t) => t !== up) ?? old;
+}
+
+/** The text with token i changed (the first by default); `from`: the token shown there now, to cycle on from it. */
+function editOf(text, card, i = 0, from = null) {
+  const at = tokenPositions(text, card);
+  if (!at || at[i] === undefined) return text;
+  const chars = [...text];
+  const next = otherToken(from ?? chars[at[i]], card, text, from !== null);
+  chars[at[i]] = next.toUpperCase() === chars[at[i]].toUpperCase() ? otherToken(next, card, text, true) : next;
+  return chars.join("");
+}
+
+/** A click on token i of the input: the edit moves there (clicked again, the token changes again). */
+function changeToken(i) {
+  const card = lower.cards[lower.models[0]?.id];
+  const base = $("text-input").value;
+  const at = tokenPositions(base, card);
+  if (!at || at[i] === undefined) return;
+  const current = [...$("edited-input").value];
+  const was = current.length === [...base].length && current[at[i]] !== [...base][at[i]] ? current[at[i]] : null;
+  $("edited-input").value = editOf(base, card, i, was);
+  runDiff();
+}
+
+async function loadTask(task) {
+  lower.task = task;
+  lower.models = modelsOf(task);
+  const cards = await Promise.all(lower.models.map((m) => getModel(m.id).catch(() => null)));
+  lower.cards = Object.fromEntries(lower.models.map((m, i) => [m.id, cards[i]]));
+}
+
+async function runLower({ keepEdit = false } = {}) {
+  const text = $("text-input").value.trim();
+  if (!text) {
+    bus.emit("status", { kind: "error", message: "The input is empty: type something to run, then Enter." });
+    return;
+  }
+  const card = lower.cards[lower.models[0]?.id];
+  if (!keepEdit || !$("edited-input").value.trim()) $("edited-input").value = editOf(text, card);
+  lower.text = text;
+  writeParams({ task: lower.task, text }, { now: true });
+  const n = ++lower.run;
+  bus.emit("status", { message: "" });
+  const settle = (promises) => Promise.all(promises.map((p) => p.then((r) => r, (e) => ({ error: problem(e) }))));
+  const [traces, jac] = await Promise.all([
+    settle(lower.models.map((m) => traceRest(m.id, { text, top_k: 1, precision: 4 }))),
+    settle(lower.models.map((m) => jacobian(m.id, { text, layer: 0, norm: "spectral" }))),
+    runDiff(n),
+  ]);
+  if (n !== lower.run) return;
+  lower.traces = {};
+  lower.models.forEach((m, i) => {
+    if (!traces[i].error) lower.traces[m.id] = Trace.fromBody(traces[i], lower.cards[m.id]);
+  });
+  const failed = lower.models.filter((m, i) => traces[i].error).map((m, i) => `${m.id}: ${traces[i].error}`);
+  if (failed.length) bus.emit("status", { kind: "error", message: failed.join(" · ") });
+  jacobianView.update({ traces: lower.traces, models: lower.models, replies: jac });
+  showSaturation();
+  perf.loaded = (perf.loaded ?? 0) + 1;
+}
+
+async function runDiff(n = lower.run) {
+  const text = $("text-input").value.trim();
+  const edited = $("edited-input").value.trim();
+  if (!text || !edited) return;
+  writeParams({ edited: edited === editOf(text, lower.cards[lower.models[0]?.id]) ? null : edited });
+  const replies = await Promise.all(lower.models.map((m) => diff(m.id, { text, edited }).catch((e) => ({ error: problem(e) }))));
+  if (n !== lower.run) return;
+  diffView.update({ models: lower.models, replies });
+}
+
+function saturationModel() {
+  const cell = $("saturation-cell").value;
+  return lower.models.find((m) => m.cell === cell) ?? lower.models[0];
+}
+
+function showSaturation() {
+  const m = saturationModel();
+  const tr = m ? lower.traces[m.id] ?? null : null;
+  if (tr) lower.unit = Math.min(lower.unit, tr.H - 1);
+  showUnit(lower.unit);
+  saturationView.update({ trace: tr, unit: lower.unit });
+  const link = $("saturation-link");
+  if (m) {
+    const q = new URLSearchParams({ text: lower.text });
+    if (lower.unit) q.set("unit", String(lower.unit));
+    link.href = `/models/${encodeURIComponent(m.id)}?${q}`;
+    link.textContent = `open ${m.id} in the model view`;
+  }
+  writeParams({ cell: $("saturation-cell").value, unit: lower.unit || null });
+}
+
+// The unit followed: the same bus event the model page uses; here the saturation scatter, its unit plot, the unit
+// box and the model link follow it.
+bus.on("unit", ({ unit }) => {
+  const tr = lower.traces[saturationModel()?.id];
+  lower.unit = Math.max(0, Math.min((tr?.H ?? 1) - 1, unit));
+  perf.state = { ...perf.state, unit: lower.unit };
+  showSaturation();
+});
+document.querySelector(".unit-box").addEventListener("click", (e) => {
+  const b = e.target.closest("[data-unit]");
+  if (b) bus.emit("unit", { unit: lower.unit + Number(b.dataset.unit) });
+});
+$("saturation-cell").addEventListener("change", showSaturation);
+
+$("run-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  runLower();
+});
+$("text-input").addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && !e.shiftKey) {
+    e.preventDefault();
+    $("run-form").requestSubmit();
+  }
+});
+$("edited-input").addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && !e.shiftKey) {
+    e.preventDefault();
+    runDiff();
+  }
+});
+$("diff-run").addEventListener("click", () => runDiff());
+$("task-select").addEventListener("change", async (e) => {
+  await loadTask(e.target.value);
+  $("text-input").value = lower.cards[lower.models[0]?.id]?.examples?.[0]?.text ?? "";
+  runLower();
+});
+
+bus.on("layout", () => {
+  knobs.render();
+  jacobianView.unrolled.resize();
+  jacobianView.update({ relayout: true });
+  diffView.update({ relayout: true });
+  saturationView.update({});
+});
+
+onKeys(() => ({
+  k: keep,
+  K: keep,
+  c: clear,
+  C: clear,
+  t: startTraining,
+  T: startTraining,
+  r: () => $("knob-radius").focus(),
+  R: () => $("knob-radius").focus(),
+  "/": () => $("text-input").focus(),
+  e: () => $("edited-input").focus(),
+  E: () => $("edited-input").focus(),
+  "]": () => bus.emit("unit", { unit: lower.unit + 1 }),
+  "[": () => bus.emit("unit", { unit: lower.unit - 1 }),
+}));
+
+async function main() {
+  const r = readParams({ radius: { type: "float", default: 0 } }).radius;
+  if (r > 0) $("knob-radius").value = String(r);
+  showKnobs();
+  knobChanged();
+  const select = $("task-select");
+  for (const task of Object.keys(TASKS)) select.append(new Option(task, task));
+  if (!select.options.length) {
+    $("run-form").hidden = true;
+    return;
+  }
+  select.value = TASKS[P.task] ? P.task : select.options[0].value;
+  $("saturation-cell").value = P.cell;
+  await loadTask(select.value);
+  $("text-input").value = P.text || lower.cards[lower.models[0]?.id]?.examples?.[0]?.text || "";
+  if (P.edited) $("edited-input").value = P.edited;
+  await runLower({ keepEdit: Boolean(P.edited) });
+}
+
+exposePage("lab");
+main();
