@@ -1,0 +1,67 @@
+"""How fast do the gradient knobs answer? `python -m bench.knobs_speed [--steps 200] [--hidden 128]`
+
+For each cell, in one process on one thread, interleaved: the knobs' whole computation (app.rnn.knobs.gradients:
+weights set, forward, the reverse recursion with its per-step norms, the bound), for a slider move (the seed's
+draw cached) and for a new seed (its blocks' eigenvalues computed); the baseline is torch.nn's own layer with the
+same weights in float64, forward over the T inputs and .backward() of the same loss w·h_{T−1} (which gives the
+parameters' gradients but not one ‖∂L/∂h_t‖). The page's budget is 100 ms from knob to redrawn plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+
+import torch
+
+from app.rnn import knobs
+from app.rnn.model import RNN_CLASSES, Cell
+from bench.common import interleaved, table
+
+CELLS: list[Cell] = ["rnn", "lstm", "gru"]
+
+
+def torch_layer(cell: Cell, hidden: int, radius: float) -> tuple[torch.nn.RNNBase, knobs.KnobLayer]:
+    layer = knobs.knob_layer(cell, hidden, radius, 1.0)
+    module = RNN_CLASSES[cell](knobs.INPUT_SIZE, hidden, batch_first=True, dtype=torch.float64)
+    module.load_state_dict(
+        {"weight_ih_l0": layer.weight_ih, "weight_hh_l0": layer.weight_hh, "bias_ih_l0": layer.bias,
+         "bias_hh_l0": torch.zeros_like(layer.bias)}
+    )  # fmt: skip
+    return module, layer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    T, H = args.steps, args.hidden
+    x = knobs.knob_inputs(T, 0)[None]
+    fresh_seeds = itertools.count(1000)
+    rows = []
+    for cell in CELLS:
+        module, layer = torch_layer(cell, H, 1.0)
+
+        def baseline(module: torch.nn.RNNBase = module, layer: knobs.KnobLayer = layer) -> None:
+            module.zero_grad(set_to_none=True)
+            out, _ = module(x)
+            (out[0, -1] @ layer.readout).backward()
+
+        def slider(cell: Cell = cell) -> None:
+            knobs.gradients(cell, T, H, 1.1, "tanh", 1.0, None, 0)
+
+        def new_seed(cell: Cell = cell) -> None:
+            knobs.gradients(cell, T, H, 1.1, "tanh", 1.0, None, next(fresh_seeds))
+
+        t_base, t_slider, t_seed = interleaved([baseline, slider, new_seed], args.repeats)
+        rows.append([cell, f"{t_base * 1e3:.2f}", f"{t_slider * 1e3:.2f}", f"{t_slider / t_base:.2f}×",
+                     f"{t_seed * 1e3:.1f}"])  # fmt: skip
+    print(f"T = {T}, H = {H}, float64, 1 thread; median of {args.repeats} interleaved runs (ms)")
+    print(table(["cell", "torch.nn fwd+bwd", "knobs (slider)", "knobs ÷ torch", "knobs (new seed)"], rows))
+
+
+if __name__ == "__main__":
+    main()
