@@ -40,6 +40,7 @@ from app.api.metrics import Metrics, MetricsAndLimits
 from app.api.metrics_port import MetricsServer
 from app.api.security import SecurityHeaders, SlashRedirect
 from app.config import ROOT, Settings, get_settings
+from app.lab import LabModels
 from app.rnn import kernels
 from app.zoo import RESCAN_SECONDS, Zoo
 
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.max_concurrent, settings.max_queue, settings.max_queue_per_client, settings.max_expensive
     )
     app.state.budget = ByteBudget(settings.max_bytes_in_flight)
+    app.state.lab_models = LabModels(settings.lab_models_kept, settings.lab_model_ttl)
     metrics = Metrics()
     metrics.gauges["unrolled_computations_in_flight"] = lambda: app.state.compute.admitted
     metrics.gauges["unrolled_computations_running"] = lambda: app.state.compute.running

@@ -50,6 +50,23 @@ class Zoo:
         self._models = dict(sorted(models.items()))
         self.skipped = skipped or {}  # id → why it was not loaded
         self.seen = seen or {}  # id → its files' signature when loaded (or skipped)
+        self._extra: dict[str, LoadedModel] = {}  # models not from the folder (the lab's): see with_models
+        self._listed: list[LoadedModel] | None = None
+
+    def with_models(self, extra: dict[str, LoadedModel]) -> Zoo:
+        """This zoo with models that are not in its folder (those trained live in the lab): a view, no copy.
+
+        Every route finds them by id. They are listed (iterated: /api/models, the home page, a task's peers)
+        only when the zoo has no model of their task: listed beside the zoo's own memory models, a run's
+        half-trained models would take their place on the compare page and in the tour (peers are the first of
+        each cell by id, and "lab-…" sorts first); without any, a page about one needs its task listed."""
+        if not extra:
+            return self
+        view = Zoo.__new__(Zoo)
+        view._models, view.skipped, view.seen = self._models, self.skipped, self.seen
+        view._extra = {i: m for i, m in extra.items() if i not in self._models}
+        view._listed = None
+        return view
 
     @classmethod
     def load(cls, folder: Path) -> Zoo:
@@ -78,16 +95,23 @@ class Zoo:
         return Zoo({**models, **fresh}, {**skipped, **failed}, now)
 
     def get(self, model_id: str) -> LoadedModel:
-        try:
-            return self._models[model_id]
-        except KeyError:
-            raise UnknownModel(model_id, list(self._models)) from None
+        found = self._models.get(model_id) or self._extra.get(model_id)
+        if found is None:
+            raise UnknownModel(model_id, [m.card.id for m in self])
+        return found
+
+    def listed(self) -> list[LoadedModel]:
+        if self._listed is None:
+            tasks = {m.card.task for m in self._models.values()}
+            extra = [m for _, m in sorted(self._extra.items()) if m.card.task not in tasks]
+            self._listed = [*self._models.values(), *extra]
+        return self._listed
 
     def __iter__(self) -> Iterator[LoadedModel]:
-        return iter(self._models.values())
+        return iter(self._models.values()) if not self._extra else iter(self.listed())
 
     def __len__(self) -> int:
-        return len(self._models)
+        return len(self._models) if not self._extra else len(self.listed())
 
 
 def _load_each(folder: Path, ids: list[str]) -> tuple[dict[str, LoadedModel], dict[str, str]]:

@@ -18,8 +18,10 @@ from app.zoo import Zoo
 
 
 async def get_zoo(conn: HTTPConnection) -> Zoo:
+    """The zoo, with the models trained live in the lab (app.lab.LabModels) found by id beside its own."""
     zoo: Zoo = conn.app.state.zoo
-    return zoo
+    lab = getattr(conn.app.state, "lab_models", None)
+    return zoo if lab is None else zoo.with_models(lab.snapshot())
 
 
 async def get_settings(conn: HTTPConnection) -> Settings:

@@ -33,7 +33,7 @@ from starlette.websockets import WebSocketDisconnect
 from app.api import series, translation
 from app.api.budget import ByteBudget
 from app.api.compute import Compute, Work
-from app.api.deps import work_of
+from app.api.deps import get_zoo, work_of
 from app.api.errors import classify
 from app.api.metrics import Metrics
 from app.api.schemas import StreamGenerateRequest, StreamTraceRequest, StreamTranslateRequest
@@ -87,7 +87,8 @@ async def stream(ws: WebSocket, model_id: str) -> None:
         counted = True
         if metrics.active_streams > settings.max_streams:
             raise StreamError(503, "busy", f"too many open streams (max_streams {settings.max_streams}); retry later")
-        await _serve(sender, state.zoo, state.compute, state.budget, metrics, settings, model_id, request, ws)
+        zoo = await get_zoo(ws)  # with the models trained live in the lab
+        await _serve(sender, zoo, state.compute, state.budget, metrics, settings, model_id, request, ws)
     except StreamError as e:
         await _close_with_error(sender, e.status, e.error, str(e))
     except (ClientGone, WebSocketDisconnect):

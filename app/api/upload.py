@@ -275,7 +275,11 @@ async def upload_model(request: Request, credentials: Credentials) -> Any:
     "/models/{model_id}",
     status_code=204,
     response_class=Response,
-    responses={404: {"model": ErrorBody, "description": "no such model"}, **ERRORS},
+    responses={
+        404: {"model": ErrorBody, "description": "no such model"},
+        409: {"model": ErrorBody, "description": "a model trained live in the lab (kept in memory, not deletable)"},
+        **ERRORS,
+    },
 )
 async def delete_model(model_id: str, request: Request, credentials: Credentials) -> Response:
     """Delete an uploaded (or imported) model (needs the admin token); the zoo's own models are read-only."""
@@ -283,6 +287,9 @@ async def delete_model(model_id: str, request: Request, credentials: Credentials
     folder = settings.models_dir
     try:
         check_admin(settings, credentials)
+        if model_id in request.app.state.lab_models:  # in memory only: it goes by itself (app.lab.LabModels)
+            raise Refused(409, "lab_model", f"{model_id} was trained live in the lab: it is not in the models folder, "
+                          "and goes by itself (lab_model_ttl, lab_models_kept)")  # fmt: skip
         card = folder / f"{model_id}.json"
         if not importer.ID_RE.match(model_id) or not card.is_file():
             raise Refused(404, "not_found", f"model {model_id!r} does not exist")

@@ -1,0 +1,358 @@
+"""The lab's live training: an RNN, an LSTM and a GRU learn the memory task side by side, step by step.
+
+Each chosen cell is a SeqModel of the memory task's size, initialised from the same seed, trained in turn on the
+same batches, one optimiser step each (Adam, the task's learning rate and clip). Every step gives its loss, the
+batch's accuracy and grad_ratio = ‖∂L/∂h_1‖/‖∂L/∂h_T‖, the total derivative of the loss with respect to the top
+layer's hidden state at the first step against the last, over the batch: how much of the error reaches the symbol.
+
+`LabModels` keeps the models trained live for a while (bounded in number and age), so that they open in the
+model view and every model API under the ids a run's done frame names.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from app.rnn.model import Cell, Checkpoint, LoadedModel, ModelCard, SeqModel
+from app.tasks import memory
+from app.tasks.base import ModelSize
+
+CELLS: tuple[Cell, ...] = ("rnn", "lstm", "gru")
+TASK = memory.TASK
+SIZE = ModelSize(embed_size=16, hidden_size=64)  # the zoo's memory models'
+BUDGET = TASK.budget("lstm")  # batch size, learning rate and clip: the same for every cell
+SEED = 0  # every cell's initial weights and the batches
+# A tenth of the batches have a gap of 1-3 (memory.SHORT_NS) where the error still reaches the symbol in every
+# cell: without them no cell has a signal that says what to keep at the start (see app/tasks/memory.py).
+SHORT_SHARE = memory.SHORT_SHARE
+HELDOUT_SEED = memory.HELDOUT_SEED
+HELDOUT = 256  # held-out sequences at the chosen gap, for the done frame's accuracy
+CURVE_POINTS = 100  # at most, on the card: the learning page's curve
+
+Reason = Literal["stopped", "time"]
+
+
+def init_weights(model: SeqModel, seed: int) -> None:
+    """torch.nn's default initialisation (embedding N(0, 1), recurrent weights and biases U(±1/√H), the head
+    U(±1/√fan_in)), drawn from a generator of our own: seeding torch's global one would reach into every other
+    computation of the server. Then the task's own (an LSTM's forget-gate bias 1)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        model.embedding.weight.normal_(generator=gen)
+        bound = 1 / math.sqrt(model.config.hidden_size)
+        for p in model.rnn.parameters():
+            p.uniform_(-bound, bound, generator=gen)
+        bound = 1 / math.sqrt(model.head.in_features)
+        model.head.weight.uniform_(-bound, bound, generator=gen)
+        model.head.bias.uniform_(-bound, bound, generator=gen)
+    TASK.init_model(model, DATA)
+
+
+DATA = memory.MemoryData(vocab=memory.vocab(), data_source="the lab")  # what building a model reads: the vocabulary
+
+
+def build(cell: Cell, size: ModelSize = SIZE, seed: int = SEED) -> SeqModel:
+    model = TASK.build_model(cell, size, DATA, "")
+    assert isinstance(model, SeqModel)
+    init_weights(model, seed)
+    return model
+
+
+def draw_gap(rng: np.random.Generator, n: int, short_share: float = SHORT_SHARE) -> int:
+    """One batch's gap: the chosen n, or with probability short_share a short gap of 1-3 (never longer than n)."""
+    if n > memory.SHORT_NS[1] and rng.random() < short_share:
+        return int(rng.integers(memory.SHORT_NS[0], memory.SHORT_NS[1] + 1))
+    return n
+
+
+def forward_ratio(model: SeqModel, ids: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The loss at the last step, its logits, and the top layer's hidden state after step 1 and after step T,
+    both kept for their gradients. Step 1 runs alone and the rest from its state, through torch.nn's fused
+    modules: h_1 is then a tensor of the graph whose .grad is the total derivative ∂L/∂h_1 (every path through
+    later steps), and the last output's .grad is ∂L/∂h_T."""
+    x = model.embedding(ids)
+    first, state = model.rnn(x[:, :1])
+    h1 = state[0] if isinstance(state, tuple) else state  # (layers, B, H): what step 2 reads
+    h1.retain_grad()
+    rest_state: Tensor | tuple[Tensor, Tensor] = (h1, state[1]) if isinstance(state, tuple) else h1
+    if ids.shape[1] > 1:
+        out, _ = model.rnn(x[:, 1:], rest_state)
+    else:
+        out = first
+    h_last = out[:, -1]
+    h_last.retain_grad()
+    logits = model.head(h_last)
+    return F.cross_entropy(logits, labels), logits, h1, h_last
+
+
+def grad_ratio(h1: Tensor, h_last: Tensor) -> float | None:
+    """‖∂L/∂h_1‖/‖∂L/∂h_T‖ over the batch (Frobenius norms of the (B, H) gradients; the top layer's h_1)."""
+    if h1.grad is None or h_last.grad is None:
+        return None
+    last = float(h_last.grad.norm())
+    first = float(h1.grad[-1].norm())
+    if last == 0.0 or not math.isfinite(last) or not math.isfinite(first):
+        return None
+    return first / last
+
+
+@dataclass
+class CellRun:
+    """One cell's model, optimiser and what its steps gave."""
+
+    cell: Cell
+    model: SeqModel
+    optimizer: torch.optim.Optimizer
+    initial: dict[str, Tensor]
+    steps: int = 0
+    busy: float = 0.0  # seconds spent in its steps: its own steps per second, apart from the other cells'
+    history: list[tuple[float, float, float | None]] = field(default_factory=list)  # (loss, accuracy, ratio)
+
+    @classmethod
+    def start(cls, cell: Cell, size: ModelSize = SIZE, seed: int = SEED) -> CellRun:
+        model = build(cell, size, seed)
+        model.train()
+        initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return cls(cell, model, torch.optim.Adam(model.parameters(), lr=BUDGET.lr), initial)
+
+    def step(self, ids: Tensor, labels: Tensor) -> tuple[float, float, float | None]:
+        """One optimiser step on a batch: its loss, accuracy and grad_ratio (before the update)."""
+        started = time.perf_counter()
+        loss, logits, h1, h_last = forward_ratio(self.model, ids, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        nn.utils.clip_grad_norm_(self.model.parameters(), BUDGET.clip)
+        self.optimizer.step()
+        accuracy = float((logits.detach().argmax(-1) == labels).float().mean())
+        result = (float(loss.detach()), accuracy, grad_ratio(h1, h_last))
+        self.steps += 1
+        self.history.append(result)
+        self.busy += time.perf_counter() - started
+        return result
+
+
+def heldout_accuracy(model: SeqModel, n: int, count: int = HELDOUT) -> float:
+    """Accuracy over `count` fixed sequences (seed HELDOUT_SEED) at gap n."""
+    ids, labels = memory.sequences(np.random.default_rng(HELDOUT_SEED), count, n)
+    model.eval()
+    with torch.no_grad():
+        pred = model(torch.from_numpy(ids))[:, -1].argmax(-1)
+    return float((pred == torch.from_numpy(labels)).float().mean())
+
+
+def curve(history: Sequence[tuple[float, float, float | None]], points: int = CURVE_POINTS) -> list[dict[str, float]]:
+    """The training curve as the zoo's cards keep it: windows of steps, each its mean loss and accuracy (and the
+    geometric mean of grad_ratio), at most `points` of them."""
+    if not history:
+        return []
+    every = max(1, math.ceil(len(history) / points))
+    out: list[dict[str, float]] = []
+    for start in range(0, len(history), every):
+        window = history[start : start + every]
+        point = {
+            "step": start + len(window),
+            "loss": round(sum(w[0] for w in window) / len(window), 4),
+            "acc": round(sum(w[1] for w in window) / len(window), 4),
+        }
+        ratios = [w[2] for w in window if w[2] is not None and w[2] > 0]
+        if ratios:
+            point["grad_ratio"] = float(f"{math.exp(sum(math.log(r) for r in ratios) / len(ratios)):.4g}")
+        out.append(point)
+    return out
+
+
+@dataclass(frozen=True)
+class LabRequest:
+    task: str
+    n: int
+    cells: tuple[Cell, ...]
+    seconds: float
+
+
+@dataclass
+class RunResult:
+    reason: Reason
+    models: dict[str, LoadedModel]  # cell → the trained model, its card filled in
+    steps: dict[str, int]
+    accuracy: dict[str, float]
+
+
+class Training:
+    """One live run: the cells trained in turn on the same batches until `seconds` pass or `stop` is set. Runs in
+    one worker thread; `emit` gets each step's frame (it must not block) and is called from that thread."""
+
+    def __init__(
+        self,
+        run: str,
+        request: LabRequest,
+        stop: threading.Event,
+        emit: Callable[[dict[str, Any]], None],
+        clock: Callable[[], float] = time.monotonic,
+        size: ModelSize = SIZE,
+        short_share: float = SHORT_SHARE,
+    ) -> None:
+        self.run_id = run
+        self.request = request
+        self.stop = stop
+        self.emit = emit
+        self.clock = clock
+        self.size = size
+        self.short_share = short_share
+        self.cells: list[CellRun] = []
+        self.started = 0.0
+        self.seconds = 0.0
+
+    def start_frame(self) -> dict[str, Any]:
+        r = self.request
+        return {"type": "start", "run": self.run_id, "task": r.task, "n": r.n, "cells": list(r.cells),
+                "seconds": r.seconds, "batch_size": BUDGET.batch_size, "hidden_size": self.size.hidden_size,
+                "embed_size": self.size.embed_size}  # fmt: skip
+
+    def train(self) -> Reason:
+        """Step every cell in turn until the time is up or stop is set; then the reason."""
+        self.cells = [CellRun.start(cell, self.size) for cell in self.request.cells]
+        rng = np.random.default_rng(SEED)
+        self.started = self.clock()
+        reason: Reason = "time"
+        try:
+            while True:
+                gap = draw_gap(rng, self.request.n, self.short_share)
+                ids_np, labels_np = memory.sequences(rng, BUDGET.batch_size, gap)
+                ids, labels = torch.from_numpy(ids_np), torch.from_numpy(labels_np)
+                for run in self.cells:
+                    if self.stop.is_set():
+                        reason = "stopped"
+                        return reason
+                    elapsed = self.clock() - self.started
+                    if elapsed >= self.request.seconds:
+                        return reason
+                    loss, accuracy, ratio = run.step(ids, labels)
+                    self.emit({"type": "step", "cell": run.cell, "step": run.steps, "loss": loss,
+                               "accuracy": accuracy, "grad_ratio": ratio,
+                               "elapsed": round(self.clock() - self.started, 4)})  # fmt: skip
+        finally:
+            self.seconds = self.clock() - self.started
+
+    def finish(self, reason: Reason) -> RunResult:
+        """Each cell's held-out accuracy at gap n, and its model as the zoo would load it."""
+        models: dict[str, LoadedModel] = {}
+        accuracy: dict[str, float] = {}
+        for run in self.cells:
+            accuracy[run.cell] = heldout_accuracy(run.model, self.request.n)
+            models[run.cell] = self.loaded(run, accuracy[run.cell], reason)
+        return RunResult(reason, models, {r.cell: r.steps for r in self.cells}, accuracy)
+
+    def loaded(self, run: CellRun, accuracy: float, reason: Reason) -> LoadedModel:
+        n = self.request.n
+        model_id = f"lab-{self.run_id}-{run.cell}"
+        run.model.eval()
+        run.model.requires_grad_(False)
+        run.model.__dict__["_layers"] = None
+        initial = SeqModel(run.model.config)
+        initial.load_state_dict(run.initial)
+        initial.eval()
+        initial.requires_grad_(False)
+        example = {
+            "text": memory.example_text(n, seed=n, symbol=memory.SYMBOLS[n % len(memory.SYMBOLS)]),
+            "label": memory.SYMBOLS[n % len(memory.SYMBOLS)],
+            "note": f"N = {n}: the gap this model was trained on in the lab.",
+        }
+        card = ModelCard(
+            id=model_id,
+            task=TASK.name,
+            cell=run.cell,
+            kind="classify",
+            embed_size=self.size.embed_size,
+            hidden_size=self.size.hidden_size,
+            num_layers=1,
+            vocab=memory.vocab().to_json(),
+            labels=list(memory.SYMBOLS),
+            description=(
+                f"Trained live in the lab: {run.steps} steps in {self.seconds:.1f} s at gap N = {n} "
+                f"({'stopped by the presenter' if reason == 'stopped' else 'its time was up'}), the same batches "
+                f"and initial weights as the run's other cells. {TASK.description}"
+            ),
+            examples=[example, *TASK.examples()],
+            metrics={
+                "accuracy": round(accuracy, 4),
+                "n": n,
+                "chance": round(1 / len(memory.SYMBOLS), 4),
+                "heldout": HELDOUT,
+                "training": {
+                    "steps": run.steps,
+                    "seconds": round(self.seconds, 2),
+                    "batch_size": BUDGET.batch_size,
+                    "lr": BUDGET.lr,
+                    "clip": BUDGET.clip,
+                    "short_share": self.short_share,
+                    "stopped": reason,
+                },
+            },
+            curve=curve(run.history),
+            checkpoints=[Checkpoint("0", 0, ""), Checkpoint("100", run.steps, "")],
+            seed=SEED,
+            train_seconds=round(self.seconds, 1),
+            data_source=(
+                f"generated live: a letter from {memory.SYMBOLS}, N = {n} random digits, '?'"
+                + (f"; {self.short_share:.0%} of batches a short gap of 1-3" if self.short_share and n > 3 else "")
+                + f"; held-out {HELDOUT} sequences at N = {n} from seed {HELDOUT_SEED}"
+            ),
+            target="first_token",
+        )
+        return LoadedModel(
+            card=card, vocab=memory.vocab(), model=run.model, checkpoints={"0": initial, "100": run.model}
+        )
+
+
+class LabModels:
+    """The models trained live: at most `kept` (the oldest go first), each for `ttl` seconds (expired ones are
+    dropped whenever the store is read). Thread-safe. Also counts the training runs going, which
+    max_training_runs bounds."""
+
+    def __init__(self, kept: int, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.kept = kept
+        self.ttl = ttl
+        self.clock = clock
+        self._models: OrderedDict[str, tuple[float, LoadedModel]] = OrderedDict()  # id → (added, model), oldest first
+        self._lock = threading.Lock()
+        self.runs = 0  # training runs going (changed on the event loop only)
+
+    def add(self, models: Sequence[LoadedModel]) -> None:
+        with self._lock:
+            now = self.clock()
+            for m in models:
+                self._models.pop(m.card.id, None)
+                self._models[m.card.id] = (now, m)
+            while len(self._models) > self.kept:
+                self._models.popitem(last=False)
+            self._expire(now)
+
+    def snapshot(self) -> dict[str, LoadedModel]:
+        """The models kept now, by id."""
+        with self._lock:
+            self._expire(self.clock())
+            return {i: m for i, (_, m) in self._models.items()}
+
+    def __contains__(self, model_id: object) -> bool:
+        return model_id in self.snapshot()
+
+    def __len__(self) -> int:
+        return len(self.snapshot())
+
+    def _expire(self, now: float) -> None:
+        while self._models:
+            added = next(iter(self._models.values()))[0]
+            if now - added < self.ttl:
+                return
+            self._models.popitem(last=False)

@@ -1,0 +1,313 @@
+"""Live training in the lab (WebSocket /api/lab/train, app/lab.py) against a real uvicorn: the frames, stop,
+a client that leaves, one run at a time, bad requests; the store of models trained live, and grad_ratio against
+the float64 reference of app/tasks/memory.py."""
+
+from __future__ import annotations
+
+import math
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+import torch
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from app.api.lab_train import thin
+from app.config import Settings
+from app.lab import CELLS, LabModels, LabRequest, Training, forward_ratio, grad_ratio
+from app.rnn.model import Cell, LoadedModel
+from app.tasks import memory
+from app.zoo import UnknownModel, Zoo
+from tests.conftest import LiveServer
+
+TOKEN = "lab-test-token"
+ID = re.compile(r"lab-[0-9a-f]{8}-(rnn|lstm|gru)")
+WAIT = 30.0  # a bound on every wait, so that a broken server fails the test instead of hanging it
+
+
+@pytest.fixture(scope="module")
+def server(settings: Settings) -> Iterator[LiveServer]:
+    with LiveServer(settings, UNROLLED_ADMIN_TOKEN=TOKEN, UNROLLED_LAB_MAX_GAP="60") as live:
+        yield live
+
+
+def open_lab(live: LiveServer) -> ClientConnection:
+    return connect(f"{live.ws_url}/api/lab/train", open_timeout=10)
+
+
+def recv(ws: ClientConnection) -> dict[str, Any]:
+    frame: dict[str, Any] = orjson.loads(ws.recv(timeout=WAIT))
+    return frame
+
+
+def until_closed(ws: ClientConnection) -> tuple[list[dict[str, Any]], int | None]:
+    frames = []
+    try:
+        while True:
+            frames.append(recv(ws))
+    except ConnectionClosed:
+        pass
+    return frames, ws.close_code
+
+
+def running(live: LiveServer) -> float:
+    for line in httpx.get(f"{live.url}/metrics").text.splitlines():
+        if line.startswith("unrolled_computations_running "):
+            return float(line.split()[1])
+    raise AssertionError("no unrolled_computations_running gauge")
+
+
+def wait_idle(live: LiveServer) -> None:
+    deadline = time.monotonic() + WAIT
+    while running(live) != 0:
+        assert time.monotonic() < deadline, "the run's compute slot was not released"
+        time.sleep(0.05)
+
+
+def test_a_short_run_streams_each_cells_steps_and_its_models_open_everywhere(server: LiveServer) -> None:
+    wait_idle(server)
+    with open_lab(server) as ws:
+        ws.send(orjson.dumps({"task": "memory", "n": 5, "cells": ["rnn", "lstm", "gru"], "seconds": 2}).decode())
+        frames, code = until_closed(ws)
+    start, steps, done = frames[0], frames[1:-1], frames[-1]
+    assert start["type"] == "start" and re.fullmatch(r"[0-9a-f]{8}", start["run"])
+    assert (start["task"], start["n"], start["cells"], start["seconds"]) == ("memory", 5, ["rnn", "lstm", "gru"], 2)
+    assert start["batch_size"] > 0 and start["hidden_size"] > 0 and start["embed_size"] > 0
+    assert code == 1000 and done["type"] == "done" and done["reason"] == "time"
+    for cell in CELLS:
+        mine = [f for f in steps if f["cell"] == cell]
+        assert [f["step"] for f in mine] == list(range(1, len(mine) + 1))  # a reader this fast misses none
+        assert len(mine) >= 2 and done["steps"][cell] == len(mine)
+        for f in mine:
+            assert f["type"] == "step" and math.isfinite(f["loss"]) and 0 <= f["accuracy"] <= 1
+            assert f["grad_ratio"] is None or (math.isfinite(f["grad_ratio"]) and f["grad_ratio"] >= 0)
+        assert [f["elapsed"] for f in mine] == sorted(f["elapsed"] for f in mine)
+        assert done["models"][cell] == f"lab-{start['run']}-{cell}"
+        assert 0 <= done["accuracy"][cell] <= 1
+    assert {f["type"] for f in steps} == {"step"}
+
+    with httpx.Client(base_url=server.url, timeout=WAIT) as http:
+        for cell, model_id in done["models"].items():
+            card = http.get(f"/api/models/{model_id}").json()
+            assert (card["task"], card["cell"], card["kind"]) == ("memory", cell, "classify")
+            assert "lab" in card["description"] and card["labels"] == list(memory.SYMBOLS)
+            trace = http.post(f"/api/models/{model_id}/trace", json={"text": "E 31415 ?"})
+            assert trace.status_code == 200, trace.text
+            assert trace.json()["tokens"] == list("E31415?")
+            page = http.get(f"/models/{model_id}")
+            assert page.status_code == 200 and "text/html" in page.headers["content-type"] and model_id in page.text
+            learning = http.get(f"/models/{model_id}/learning")
+            assert learning.status_code == 200
+            at_start = http.post(f"/api/models/{model_id}/trace", json={"text": "E 31415 ?", "checkpoint": "0"})
+            assert at_start.status_code == 200, at_start.text
+            # not on disk: the upload's DELETE says so instead of "does not exist"
+            gone = http.delete(f"/api/models/{model_id}", headers={"Authorization": f"Bearer {TOKEN}"})
+            assert gone.status_code == 409 and gone.json()["error"] == "lab_model"
+        # this folder has no memory models: the lab's are listed, so that their task is there for their pages
+        listed = {m["id"] for m in http.get("/api/models").json()["models"]}
+        assert set(done["models"].values()) <= listed
+        home = http.get("/")
+        assert home.status_code == 200 and all(i in home.text for i in done["models"].values())
+    with connect(f"{server.ws_url}/api/models/{done['models']['lstm']}/stream", open_timeout=10) as ws:
+        ws.send(orjson.dumps({"text": "E 31415 ?"}).decode())
+        assert recv(ws)["type"] == "meta"
+
+
+def test_a_stop_frame_ends_the_run_with_reason_stopped(server: LiveServer) -> None:
+    wait_idle(server)
+    with open_lab(server) as ws:
+        ws.send(orjson.dumps({"task": "memory", "n": 10, "cells": ["lstm"], "seconds": 60}).decode())
+        assert recv(ws)["type"] == "start"
+        while recv(ws)["type"] != "step":
+            pass
+        asked = time.monotonic()
+        ws.send(orjson.dumps({"type": "stop"}).decode())
+        frames, code = until_closed(ws)
+        took = time.monotonic() - asked
+    done = frames[-1]
+    assert done["type"] == "done" and done["reason"] == "stopped" and code == 1000
+    assert took < WAIT  # stopped, not run out (a bound, not a speed claim)
+    assert set(done["models"]) == {"lstm"} and done["steps"]["lstm"] >= 1
+
+
+@pytest.mark.parametrize("how", ["close", "drop"])
+def test_a_run_stops_when_its_client_leaves(server: LiveServer, how: str) -> None:
+    """A client that closes, or whose connection simply drops, ends the run (it asked for 60 s): the slot is free
+    again, so the training thread has returned; a new run may start (one run at a time); the abandoned run stored
+    no models."""
+    wait_idle(server)
+    with open_lab(server) as ws:
+        ws.send(orjson.dumps({"task": "memory", "n": 20, "cells": ["rnn", "gru"], "seconds": 60}).decode())
+        run = recv(ws)["run"]
+        for _ in range(3):
+            assert recv(ws)["type"] == "step"
+        assert running(server) == 1
+        if how == "drop":
+            ws.socket.shutdown(socket.SHUT_RDWR)  # no close frame: the TCP connection just ends
+        else:
+            ws.close()
+    # the slot is released only once the training thread has returned
+    wait_idle(server)
+    with open_lab(server) as again:
+        again.send(orjson.dumps({"task": "memory", "n": 2, "cells": ["rnn"], "seconds": 0.5}).decode())
+        frames, code = until_closed(again)
+    assert frames[0]["type"] == "start" and frames[-1]["type"] == "done" and code == 1000
+    assert httpx.get(f"{server.url}/api/models/lab-{run}-rnn").status_code == 404
+
+
+def test_one_run_at_a_time_a_second_is_refused_at_once(server: LiveServer) -> None:
+    wait_idle(server)
+    with open_lab(server) as first:
+        first.send(orjson.dumps({"task": "memory", "n": 10, "cells": ["rnn"], "seconds": 60}).decode())
+        assert recv(first)["type"] == "start"
+        with open_lab(server) as second:
+            second.send(orjson.dumps({"task": "memory", "n": 10, "cells": ["gru"], "seconds": 5}).decode())
+            frames, code = until_closed(second)
+        assert frames == [{"type": "error", "error": "busy", "message": frames[0]["message"]}]
+        assert code == 4503 and "max_training_runs" in frames[0]["message"]
+        first.send(orjson.dumps({"type": "stop"}).decode())
+        frames, code = until_closed(first)
+        assert frames[-1]["type"] == "done" and code == 1000
+
+
+def test_a_run_holds_a_compute_slot_for_long_work_and_is_refused_when_none_is_free(settings: Settings) -> None:
+    """Two runs allowed, one slot for long work: the second run is refused at once (503), while small requests
+    still find the other slot."""
+    env = {"UNROLLED_MAX_CONCURRENT": "2", "UNROLLED_MAX_EXPENSIVE": "1", "UNROLLED_MAX_TRAINING_RUNS": "2"}
+    with LiveServer(settings, **env) as live, open_lab(live) as first:
+        first.send(orjson.dumps({"task": "memory", "n": 10, "cells": ["lstm"], "seconds": 60}).decode())
+        assert recv(first)["type"] == "start"
+        assert running(live) == 1
+        with open_lab(live) as second:
+            second.send(orjson.dumps({"task": "memory", "n": 10, "cells": ["rnn"], "seconds": 5}).decode())
+            frames, code = until_closed(second)
+        assert code == 4503 and frames[0]["error"] == "busy" and "compute slot" in frames[0]["message"]
+        trace = httpx.post(f"{live.url}/api/models/chars-lstm/trace", json={"text": "hello"}, timeout=WAIT)
+        assert trace.status_code == 200
+        first.send(orjson.dumps({"type": "stop"}).decode())
+        frames, code = until_closed(first)
+        assert frames[-1]["type"] == "done" and code == 1000
+
+
+GOOD: dict[str, Any] = {"task": "memory", "n": 5, "cells": ["rnn"], "seconds": 1}
+
+
+@pytest.mark.parametrize(
+    ("request_", "named"),
+    [
+        ({**GOOD, "n": 0}, "n:"),
+        ({**GOOD, "n": 61}, "lab_max_gap"),
+        ({**GOOD, "n": 2.5}, "n:"),
+        ({**GOOD, "n": True}, "n:"),
+        ({**GOOD, "seconds": 61}, "lab_max_seconds"),
+        ({**GOOD, "seconds": 0}, "seconds:"),
+        ({**GOOD, "seconds": "ten"}, "seconds:"),
+        ({**GOOD, "cells": ["rnn", "transformer"]}, "cells:"),
+        ({**GOOD, "cells": ["lstm", "lstm"]}, "cells:"),
+        ({**GOOD, "cells": []}, "cells:"),
+        ({**GOOD, "cells": "rnn"}, "cells:"),
+        ({**GOOD, "task": "charlm"}, "task:"),
+        ({k: v for k, v in GOOD.items() if k != "n"}, "n:"),
+        ({**GOOD, "batch_size": 4096}, "batch_size:"),
+        ([GOOD], "request:"),
+        ("not json {", "request:"),
+    ],
+)
+def test_a_bad_request_is_a_422_naming_its_field(server: LiveServer, request_: Any, named: str) -> None:
+    with open_lab(server) as ws:
+        ws.send(request_ if isinstance(request_, str) else orjson.dumps(request_).decode())
+        frames, code = until_closed(ws)
+    assert code == 4422 and len(frames) == 1
+    assert frames[0]["type"] == "error" and frames[0]["error"] == "invalid" and named in frames[0]["message"]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def trained() -> dict[str, LoadedModel]:
+    """Three tiny models trained for a moment, as a run stores them."""
+    training = Training("0badcafe", LabRequest("memory", 3, CELLS, 0.2), threading.Event(), lambda _: None)
+    return training.finish(training.train()).models
+
+
+def renamed(m: LoadedModel, model_id: str) -> LoadedModel:
+    return LoadedModel(card=type(m.card)(**{**m.card.__dict__, "id": model_id}), vocab=m.vocab, model=m.model)
+
+
+def test_lab_models_keep_the_newest_up_to_their_number(trained: dict[str, LoadedModel]) -> None:
+    lab = LabModels(kept=4, ttl=60, clock=FakeClock())
+    first = [renamed(trained["rnn"], f"lab-0000000{i}-rnn") for i in range(3)]
+    lab.add(first)
+    lab.add([renamed(trained["lstm"], "lab-00000009-lstm"), renamed(trained["gru"], "lab-00000009-gru")])
+    assert list(lab.snapshot()) == ["lab-00000001-rnn", "lab-00000002-rnn", "lab-00000009-lstm", "lab-00000009-gru"]
+    assert "lab-00000000-rnn" not in lab and len(lab) == 4
+
+
+def test_lab_models_expire_after_their_ttl(trained: dict[str, LoadedModel]) -> None:
+    clock = FakeClock()
+    lab = LabModels(kept=12, ttl=100, clock=clock)
+    lab.add([trained["rnn"]])
+    clock.now += 60
+    lab.add([trained["lstm"]])
+    clock.now += 39.9
+    assert set(lab.snapshot()) == {trained["rnn"].card.id, trained["lstm"].card.id}
+    clock.now += 0.2  # the first is 100.1 s old, the second 40.1 s
+    assert set(lab.snapshot()) == {trained["lstm"].card.id}
+    clock.now += 60
+    assert lab.snapshot() == {}
+
+
+def test_the_zoo_serves_lab_models_by_id_and_lists_them_only_beside_no_model_of_their_task(
+    trained: dict[str, LoadedModel],
+) -> None:
+    lab = {m.card.id: m for m in trained.values()}
+    with_memory = Zoo({"memory-lstm": renamed(trained["lstm"], "memory-lstm")}).with_models(lab)
+    assert [m.card.id for m in with_memory] == ["memory-lstm"] and len(with_memory) == 1
+    for model_id in lab:
+        assert with_memory.get(model_id) is lab[model_id]
+    without = Zoo({}).with_models(lab)
+    assert sorted(m.card.id for m in without) == sorted(lab)
+    with pytest.raises(UnknownModel):
+        Zoo({}).get(next(iter(lab)))
+
+
+def test_thinning_keeps_every_other_frame_of_each_cell_and_its_newest() -> None:
+    frames = [{"cell": c, "step": k} for k in range(1, 6) for c in ("rnn", "lstm")]
+    kept = thin(frames)
+    assert [(f["cell"], f["step"]) for f in kept] == [("rnn", 2), ("lstm", 2), ("rnn", 4), ("lstm", 4),
+                                                      ("rnn", 5), ("lstm", 5)]  # fmt: skip
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("n", [4, 30])
+def test_grad_ratio_is_the_float64_references_over_the_batch(cell: Cell, n: int) -> None:
+    """‖∂L/∂h_1‖/‖∂L/∂h_T‖ of the batch (Frobenius norms) from the per-sequence float64 norms of
+    memory.hidden_grad_norms: a mean loss scales each sequence's gradient alike, so the ratio is
+    √Σ‖∂L_b/∂h_1‖² / √Σ‖∂L_b/∂h_T‖²."""
+    training = Training("00000000", LabRequest("memory", n, (cell,), 0.0), threading.Event(), lambda _: None)
+    training.train()
+    model = training.cells[0].model
+    with torch.no_grad():  # weights away from the initial ones, so the ratio is not a special case
+        for p in model.rnn.parameters():
+            p.mul_(1.6)
+    ids, labels = memory.sequences(np.random.default_rng(5), 4, n)
+    loss, _, h1, h_last = forward_ratio(model, torch.from_numpy(ids), torch.from_numpy(labels))
+    loss.backward()  # type: ignore[no-untyped-call]
+    got = grad_ratio(h1, h_last)
+    norms = [memory.hidden_grad_norms(model, row.tolist(), int(label)) for row, label in zip(ids, labels, strict=True)]
+    want = math.sqrt(sum(g[0] ** 2 for g in norms)) / math.sqrt(sum(g[-1] ** 2 for g in norms))
+    assert got is not None and got == pytest.approx(want, rel=1e-4)
