@@ -4,12 +4,14 @@ the float64 reference of app/tasks/memory.py."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -20,7 +22,7 @@ import torch
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from app.api.lab_train import thin
+from app.api.lab_train import Outbox, thin
 from app.config import Settings
 from app.lab import CELLS, LabModels, LabRequest, Training, forward_ratio, grad_ratio
 from app.rnn.model import Cell, LoadedModel
@@ -290,6 +292,54 @@ def test_thinning_keeps_every_other_frame_of_each_cell_and_its_newest() -> None:
     kept = thin(frames)
     assert [(f["cell"], f["step"]) for f in kept] == [("rnn", 2), ("lstm", 2), ("rnn", 4), ("lstm", 4),
                                                       ("rnn", 5), ("lstm", 5)]  # fmt: skip
+
+
+def in_own_loop(coro: Coroutine[Any, Any, Any]) -> Any:
+    """asyncio.run in a thread of its own (Playwright's loop may be running in this one)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def produce(box: Outbox, steps: int) -> None:
+    for k in range(1, steps + 1):
+        for cell in ("rnn", "lstm"):
+            box.put({"cell": cell, "step": k})
+
+
+def test_the_outbox_passes_every_frame_in_order_to_a_reader_that_keeps_up() -> None:
+    async def main() -> list[dict[str, Any]]:
+        box = Outbox(asyncio.get_running_loop(), limit=100_000)
+        got: list[dict[str, Any]] = []
+
+        async def read() -> None:
+            while (frames := await box.take()) is not None:
+                got.extend(frames)
+
+        reader = asyncio.create_task(read())
+        await asyncio.to_thread(produce, box, 5000)
+        box.close()
+        await asyncio.wait_for(reader, WAIT)
+        return got
+
+    got = in_own_loop(main())
+    assert got == [{"cell": c, "step": k} for k in range(1, 5001) for c in ("rnn", "lstm")]
+
+
+def test_the_outbox_thins_what_a_reader_has_not_taken_and_keeps_each_cells_newest() -> None:
+    async def main() -> tuple[list[dict[str, Any]], int]:
+        box = Outbox(asyncio.get_running_loop(), limit=100)
+        await asyncio.to_thread(produce, box, 1000)  # the trainer never waits: no one reads meanwhile
+        box.close()
+        got: list[dict[str, Any]] = []
+        while (frames := await box.take()) is not None:
+            got.extend(frames)
+        return got, box.thinned
+
+    got, thinned = in_own_loop(main())
+    assert len(got) <= 100 and thinned == 2000 - len(got)
+    for cell in ("rnn", "lstm"):
+        steps = [f["step"] for f in got if f["cell"] == cell]
+        assert steps == sorted(set(steps)) and steps[-1] == 1000 and len(steps) > 10
 
 
 @pytest.mark.parametrize("cell", CELLS)
