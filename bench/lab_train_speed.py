@@ -1,43 +1,54 @@
 """Live training in the lab: steps per second per cell, and what each cell has learned after 30 and 60 s.
-`python -m bench.lab_train_speed [--n 20 30 50] [--seconds 60] [--short-share 0.1] [--threads 1]`
+`python -m bench.lab_train_speed [--n 20 50 100] [--threads 1] [--learn [--seconds 60] [--marks 15 30 45]]`
 
-Each N is one run as the server does it (app.lab.Training: the cells in turn on the same batches, one step
-each, one thread). Baseline, measured in the same run: a bare torch forward + backward + Adam step of the same
-LSTM on the same batch (no first-step split, no grad_ratio), so the table shows what the lab's exact
-‖∂L/∂h_1‖/‖∂L/∂h_T‖ costs. At each checkpoint time the held-out accuracy at gap N (256 sequences, as the done
-frame reports it) is measured on a copy of the weights, outside the clock.
+Speed: each cell's median time per training step at gap N, as the lab takes it (app.lab.CellRun.step: step 1
+alone, the rest from its state, ‖∂L/∂h_1‖/‖∂L/∂h_T‖ read), against a baseline measured in the same run,
+interleaved: a bare step of the same model on the same batch (one fused forward, backward, clip, Adam).
+With --learn, each N is one run as the server does it (app.lab.Training: the cells in turn on the same batches,
+one step each, one thread), and at each mark the held-out accuracy at gap N (256 sequences, as the done frame
+reports it) is measured on a copy of the weights, off the run's clock.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from app.lab import BUDGET, SIZE, LabRequest, Training, build, heldout_accuracy
+from app.lab import BUDGET, CELLS, SIZE, CellRun, LabRequest, Training, build, heldout_accuracy
+from app.rnn.model import SeqModel
 from app.tasks import memory
 from app.tasks.base import ModelSize
 from bench.common import interleaved, table
 
 
-def bare_step_seconds(n: int) -> float:
-    """A bare training step of the LSTM at gap n: the baseline."""
-    model = build("lstm")
-    opt = torch.optim.Adam(model.parameters(), lr=BUDGET.lr)
+def step_seconds(n: int, size: ModelSize) -> dict[str, tuple[float, float]]:
+    """Each cell's median seconds per training step at gap n, the lab's (with grad_ratio) and the bare one (one
+    fused forward, backward, clip and Adam step), all interleaved so that machine noise hits them alike."""
     ids, labels = (torch.from_numpy(a) for a in memory.sequences(np.random.default_rng(0), BUDGET.batch_size, n))
+    fns: list[Callable[[], object]] = []
+    for cell in CELLS:
+        lab = CellRun.start(cell, size)
+        bare = build(cell, size)
+        opt = torch.optim.Adam(bare.parameters(), lr=BUDGET.lr)
 
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(ids)[:, -1], labels).backward()  # type: ignore[no-untyped-call]
-        opt.step()
+        def bare_step(model: SeqModel = bare, opt: torch.optim.Optimizer = opt) -> None:
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(ids)[:, -1], labels).backward()  # type: ignore[no-untyped-call]
+            torch.nn.utils.clip_grad_norm_(model.parameters(), BUDGET.clip)
+            opt.step()
 
-    return interleaved([step], repeats=50)[0]
+        fns += [functools.partial(lab.step, ids, labels), bare_step]
+    times = interleaved(fns, repeats=30)
+    return {cell: (times[2 * i], times[2 * i + 1]) for i, cell in enumerate(CELLS)}
 
 
 def run(n: int, seconds: float, marks: list[float], short_share: float, size: ModelSize = SIZE) -> dict[str, Any]:
@@ -73,25 +84,31 @@ def run(n: int, seconds: float, marks: list[float], short_share: float, size: Mo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, nargs="+", default=[20, 30, 50])
+    parser.add_argument("--n", type=int, nargs="+", default=[20, 50, 100])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--marks", type=float, nargs="*", default=[10.0, 20.0, 30.0])
     parser.add_argument("--short-share", type=float, default=memory.SHORT_SHARE)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--hidden", type=int, default=SIZE.hidden_size)
+    parser.add_argument("--learn", action="store_true", help="also train for --seconds at each N: accuracies")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    size = ModelSize(embed_size=SIZE.embed_size, hidden_size=args.hidden)
+    speed = []
+    for n in args.n:
+        for cell, (lab, bare) in step_seconds(n, size).items():
+            speed.append([n, cell, f"{1 / lab:.1f}", f"{1 / bare:.1f}", f"{lab / bare:.2f}"])
+    print(table(["N", "cell", "lab steps/s", "bare steps/s (baseline)", "lab / bare time"], speed), flush=True)
+    if not args.learn:
+        return
     rows = []
     for n in args.n:
-        base = bare_step_seconds(n)
-        size = ModelSize(embed_size=SIZE.embed_size, hidden_size=args.hidden)
         out = run(n, args.seconds, [m for m in args.marks if m < args.seconds], args.short_share, size)
-        for cell in ("rnn", "lstm", "gru"):
+        for cell in CELLS:
             accs = [f"{out['at'][m][cell]:.2f}" for m in sorted(out["at"])]
-            rows.append([n, cell, out["steps"][cell], f"{out['steps_per_s'][cell]:.1f}",
-                         f"{1 / base:.0f}" if cell == "lstm" else "", *accs])  # fmt: skip
-        print(table(["N", "cell", "steps", "steps/s (alone)", "bare LSTM steps/s",
-                     *[f"acc@{m:g}s" for m in sorted(out["at"])]], rows), flush=True)  # fmt: skip
+            rows.append([n, cell, out["steps"][cell], f"{out['steps_per_s'][cell]:.1f}", *accs])
+        print(table(["N", "cell", "steps", "steps/s (own time)", *[f"acc@{m:g}s" for m in sorted(out["at"])]], rows),
+              flush=True)  # fmt: skip
     print(
         f"threads {args.threads}, short-gap share {args.short_share}, batch {BUDGET.batch_size}, hidden {args.hidden}"
     )
