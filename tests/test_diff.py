@@ -289,3 +289,9 @@ def test_too_long_is_a_422_naming_max_steps(client: TestClient, settings: Settin
 
 def test_unknown_model_is_404(client: TestClient) -> None:
     assert client.post("/api/models/nope/diff", json={"text": "a", "edited": "b"}).status_code == 404
+
+
+def test_the_schema_states_the_limits(client: TestClient, settings: Settings) -> None:
+    props = client.get("/openapi.json").json()["components"]["schemas"]["DiffRequest"]["properties"]
+    assert props["text"]["maxLength"] == props["edited"]["maxLength"] == settings.max_steps
+

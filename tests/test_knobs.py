@@ -268,3 +268,12 @@ def test_bad_input_is_a_422_naming_it(
     r = client.post("/api/lab/gradients", content=content, headers={"content-type": "application/json"})
     assert r.status_code == 422, r.text
     assert named in r.json()["message"]
+
+
+def test_the_schema_states_the_limits(client: TestClient, settings: Settings) -> None:
+    """The OpenAPI schema names the server's own limits, so a client (or a fuzzer) knows them."""
+    props = client.get("/openapi.json").json()["components"]["schemas"]["GradientsRequest"]["properties"]
+    assert props["steps"]["maximum"] == settings.lab_max_steps
+    assert props["hidden_size"]["maximum"] == settings.lab_max_hidden
+    assert props["radius"]["maximum"] == 10 and props["radius"]["exclusiveMinimum"] == 0
+

@@ -28,6 +28,11 @@ def limits(settings: Settings) -> dict[str, dict[str, dict[str, int]]]:
             "length": {"maximum": settings.max_generate},
             "top_k": {"maximum": settings.max_top_k},
         },
+        "GradientsRequest": {
+            "steps": {"maximum": settings.lab_max_steps},
+            "hidden_size": {"maximum": settings.lab_max_hidden},
+        },
+        "DiffRequest": {"text": {"maxLength": settings.max_steps}, "edited": {"maxLength": settings.max_steps}},
     }
 
 
