@@ -32,7 +32,7 @@ NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 View = Literal[
     "model", "unrolled", "sequences", "certainty", "bptt", "compare", "generate", "learning", "translate",
-    "melody", "series",
+    "melody", "series", "knobs", "train",
 ]  # fmt: skip
 Panel = Literal[
     "unrolled",
@@ -55,6 +55,8 @@ Panel = Literal[
     "roll",
     "forecast",
     "mattered",
+    "knobs",
+    "training",
 ]
 
 # What each view may show, and what it shows when a scene does not say. The special views are the model view
@@ -78,6 +80,11 @@ VIEW_PANELS: dict[str, frozenset[str]] = {
     # a series model (numbers): the series, its one-step predictions and forecast; ∂L/∂x_t (mattered)
     "series": frozenset({"forecast", "mattered", "unrolled", "states", "cell", "gates", "gradients"}),
 }
+# The lab's scenes (/lab): the knobs of the vanishing gradient on a fresh network, and cells trained live. They run
+# no model of the zoo.
+VIEW_PANELS["knobs"] = frozenset({"knobs"})
+VIEW_PANELS["train"] = frozenset({"training"})
+LAB_VIEWS = {"knobs", "train"}
 # The sequences scene may also show a melody (roll) and a series (forecast) beside its model, each run on its own
 # model named in `models` (its first example).
 VIEW_PANELS["sequences"] = MODEL_PANELS | {"roll", "forecast"}
@@ -94,6 +101,8 @@ DEFAULT_PANELS: dict[str, tuple[str, ...]] = {
     "translate": ("unrolled", "attention", "beams"),
     "melody": ("roll", "unrolled", "predictions"),
     "series": ("forecast", "unrolled", "mattered"),
+    "knobs": ("knobs",),
+    "train": ("training",),
 }
 NEXT_TOKEN_ONLY = {"generate", "certainty"}
 
@@ -118,6 +127,36 @@ class Series(Strict):
     def _labels_fit(self) -> Series:
         if self.labels is not None and len(self.labels) != len(self.values):
             raise ValueError(f"labels has {len(self.labels)} entries; values has {len(self.values)}")
+        return self
+
+
+LabCell = Literal["rnn", "lstm", "gru"]
+LAB_CELLS: tuple[LabCell, ...] = ("rnn", "lstm", "gru")
+
+
+class Knobs(Strict):
+    """One curve of a knobs scene: the settings of POST /api/lab/gradients (its limits are the server's)."""
+
+    cell: LabCell = "rnn"
+    steps: int = Field(200, ge=2, le=100_000)
+    hidden_size: int = Field(32, ge=1, le=100_000)
+    radius: float = Field(0.9, gt=0, le=10)
+    nonlinearity: Literal["tanh", "relu", "identity"] = "tanh"
+    forget_bias: float = Field(0.0, ge=-50, le=50)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+
+class Training(Strict):
+    """A train scene's run: the first frame of /api/lab/train (the memory task; its limits are the server's)."""
+
+    n: int = Field(20, ge=1, le=100_000, description="the memory task's gap: digits between the letter and '?'")
+    seconds: float = Field(20.0, gt=0, le=3600)
+    cells: list[LabCell] = Field(default_factory=lambda: list(LAB_CELLS), min_length=1, max_length=3)
+
+    @model_validator(mode="after")
+    def _no_repeats(self) -> Training:
+        if len(set(self.cells)) != len(self.cells):
+            raise ValueError(f"cells names a cell twice: {self.cells}")
         return self
 
 
@@ -149,6 +188,10 @@ class Scene(Strict):
     temperature: float = Field(0.8, ge=0, le=2)
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     beam: int = Field(1, ge=1, le=8, description="translate: the beam width (1: greedy decoding)")
+    knobs: list[Knobs] | None = Field(
+        None, min_length=1, max_length=6, description="knobs: the curves; the first is live ([ and ] turn its radius)"
+    )
+    training: Training | None = Field(None, description="train: the live run (it starts with the scene if play)")
 
     @model_validator(mode="after")
     def _fits_its_view(self) -> Scene:
@@ -163,8 +206,19 @@ class Scene(Strict):
         elif view == "certainty":
             if not (self.models or self.model):
                 raise ValueError("a certainty scene needs models (or a model)")
+        elif view in LAB_VIEWS:
+            if self.model or self.models or self.input is not None:
+                raise ValueError(f"a {view} scene runs no model of the zoo and reads no input")
+            if view == "knobs" and not self.knobs:
+                raise ValueError("a knobs scene needs knobs: the settings of its curves")
+            if view == "train" and self.training is None:
+                self.training = Training()
         elif not self.model:
             raise ValueError(f"a {view} scene needs a model")
+        if view != "knobs" and self.knobs is not None:
+            raise ValueError(f"knobs are for knobs scenes; a {view} scene does not turn them")
+        if view != "train" and self.training is not None:
+            raise ValueError(f"training is for train scenes; a {view} scene does not train")
         if view == "translate" and self.models is not None and len(self.models) > 1:
             raise ValueError("a translate scene takes a model and at most one more (its task, attention switched)")
         if view != "translate" and self.beam != 1:

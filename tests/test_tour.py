@@ -104,6 +104,16 @@ def test_a_valid_file_loads_with_its_defaults(tmp_path: Path) -> None:
         ({"title": "x", "model": "m", "beam": 3}, "beam is for translate scenes"),
         ({"title": "x", "view": "translate", "model": "m", "panels": ["states"]}, "cannot show"),
         ({"title": "x", "model": "m", "panels": ["attention"]}, "cannot show"),
+        ({"title": "x", "view": "knobs"}, "a knobs scene needs knobs"),
+        ({"title": "x", "view": "knobs", "model": "m", "knobs": [{}]}, "runs no model of the zoo"),
+        ({"title": "x", "view": "train", "input": "abc"}, "reads no input"),
+        ({"title": "x", "model": "m", "knobs": [{}]}, "knobs are for knobs scenes"),
+        ({"title": "x", "model": "m", "training": {}}, "training is for train scenes"),
+        ({"title": "x", "view": "knobs", "knobs": [{"radius": 0}]}, "knobs.0.radius"),
+        ({"title": "x", "view": "knobs", "knobs": [{"nonlinearity": "sigmoid"}]}, "knobs.0.nonlinearity"),
+        ({"title": "x", "view": "train", "training": {"cells": ["rnn", "rnn"]}}, "names a cell twice"),
+        ({"title": "x", "view": "train", "training": {"seconds": 0}}, "training.seconds"),
+        ({"title": "x", "view": "train", "panels": ["knobs"]}, "a train scene cannot show ['knobs']"),
     ],
 )
 def test_an_invalid_scene_is_refused_with_where_and_why(tmp_path: Path, scene: dict[str, Any], says: str) -> None:
@@ -314,3 +324,19 @@ def test_melody_and_series_scenes_take_models_of_their_kind() -> None:
 def test_melody_and_series_panels_fit_their_views(scene: dict[str, Any], says: str) -> None:
     with pytest.raises(ValidationError, match=re.escape(says)):
         Scene.model_validate({"title": "x", **scene})
+
+
+def test_the_labs_scenes_run_no_model_and_take_their_defaults() -> None:
+    """A knobs scene draws its curves, a train scene trains (the memory task, all three cells, unless it says):
+    neither names a model of the zoo, so neither has a problem with it."""
+    zoo = Zoo.load(ROOT / "models")
+    knobs = Scene.model_validate({"title": "x", "view": "knobs", "knobs": [{"radius": 0.5}, {"cell": "lstm"}]})
+    assert knobs.shown_panels() == ["knobs"] and knobs.knobs is not None
+    assert [(k.cell, k.steps, k.radius, k.nonlinearity) for k in knobs.knobs] == [
+        ("rnn", 200, 0.5, "tanh"),
+        ("lstm", 200, 0.9, "tanh"),
+    ]
+    train = Scene.model_validate({"title": "x", "view": "train"})
+    assert train.shown_panels() == ["training"] and train.training is not None
+    assert (train.training.n, train.training.seconds, train.training.cells) == (20, 20.0, ["rnn", "lstm", "gru"])
+    assert scene_models(knobs, zoo) == ([], []) and scene_models(train, zoo) == ([], [])

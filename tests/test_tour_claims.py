@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from app.config import ROOT
+from app.rnn import knobs
 from app.rnn.model import LoadedModel, SeqModel, load_model
 from app.rnn.seq2seq_trace import translate
 from app.rnn.trace import Trace, trace
-from app.tour import BUILTIN_TOURS, DEFAULT_TOUR, Scene, load_tour
+from app.tour import BUILTIN_TOURS, DEFAULT_TOUR, Knobs, Scene, load_tour
 
 TOUR = load_tour(BUILTIN_TOURS / f"{DEFAULT_TOUR}.json")
 
@@ -199,3 +200,33 @@ def test_scene_9_with_attention_it_translates_and_without_it_does_not() -> None:
     assert f"Without attention (press A), {without} writes “{alone.output}”" in s.caption
     assert with_attention.output == "dreihunderteinundzwanzig" != alone.output  # 321, right; and wrong
     assert s.input == "three hundred and twenty-one"
+
+
+def orders(k: Knobs) -> float:
+    """Orders of magnitude ‖∂L/∂h_t‖ changes from the loss (the last step) back to the first step, as the page's
+    knobs curve shows it (the same engine as POST /api/lab/gradients)."""
+    g = knobs.gradients(k.cell, k.steps, k.hidden_size, k.radius, k.nonlinearity, k.forget_bias, seed=k.seed)
+    return float(np.log10(g.grad_norms[0] / g.grad_norms[-1]))
+
+
+def test_the_knobs_scene_falls_grows_and_stays_flat_by_what_the_caption_says() -> None:
+    s = scene("Turn the knobs")
+    assert s.view == "knobs" and s.knobs is not None
+    live, half, relu, lstm = s.knobs
+    assert (live.cell, live.nonlinearity, live.radius) == ("rnn", "tanh", 1.0) and live.steps == 200
+    assert (half.nonlinearity, half.radius) == ("tanh", 0.5) and (relu.nonlinearity, relu.radius) == ("relu", 1.5)
+    assert (lstm.cell, lstm.forget_bias) == ("lstm", 4.0)
+    assert f"With tanh at radius 0.5 it falls {-orders(half):.1f} orders of magnitude" in s.caption
+    assert f"at radius 1.0 (the live curve: turn it with [ and ]) it still falls {-orders(live):.1f}" in s.caption
+    assert f"ReLU at radius 1.5 grows {orders(relu):.1f} orders instead" in s.caption
+    assert f"biased open (+4) loses only {-orders(lstm):.1f}" in s.caption
+    assert orders(half) < orders(live) < orders(lstm) < 0 < orders(relu)
+
+
+def test_the_training_scene_trains_what_its_caption_says() -> None:
+    s = scene("Train it yourself")
+    assert s.view == "train" and s.training is not None and s.play
+    t = s.training
+    assert f"The memory task with {t.n} digits between the letter and the '?'" in s.caption
+    assert f"for {t.seconds:g} seconds" in s.caption and t.cells == ["rnn", "lstm", "gru"]
+    assert "an RNN, an LSTM and a GRU trained side by side" in s.caption

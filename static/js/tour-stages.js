@@ -11,6 +11,7 @@
 //   TranslateStage an encoder–decoder translating, its attention drawn; a switch runs the model without it
 //   MelodyStage    a melody model: its piano roll on the cursor, each note sounding as the cursor reaches it
 //   SeriesStage    a series model: the series, its one-step predictions and forecast, ∂L/∂x_t
+//   KnobsStage, TrainStage  the lab's (tour-lab.js): the gradient knobs, cells trained live; no model, no cursor
 // A model stage's roll and forecast panels, in a scene of another model, are guests (tour-sequences.js).
 
 import { generate, trace as traceRest } from "./api.js";
@@ -43,6 +44,7 @@ import { MelodyGuest, SeriesGuest, TEMPO, isMelodyCard, isSeriesCard, soundButto
 import { PianoRollView } from "./views/pianoroll.js";
 import { InputGradView, SeriesPlotView } from "./views/seriesplot.js";
 import { parseNote } from "./notes.js";
+import { KnobsStage, LAB_VIEWS, TrainStage } from "./tour-lab.js";
 
 // Panels that share a row (in pairs, in the order given): a scene fits a 1280×720 screen whole.
 const HALF = new Set(["predictions", "gradients", "weights", "pca", "checkpoints", "output", "states", "gates", "cell", "attention", "beams"]);
@@ -858,6 +860,8 @@ const STAGES = {
   translate: TranslateStage,
   melody: MelodyStage,
   series: SeriesStage,
+  knobs: KnobsStage,
+  train: TrainStage,
 };
 
 export function makeStage(ctx) {
@@ -866,4 +870,4 @@ export function makeStage(ctx) {
 }
 
 /** How many input boxes a scene has: a certainty scene one per input, every other scene one. */
-export const inputCount = (scene) => (scene.view === "certainty" ? Math.max(1, scene.inputs.length) : 1);
+export const inputCount = (scene) => (scene.view === "certainty" ? Math.max(1, scene.inputs.length) : LAB_VIEWS.has(scene.view) ? 0 : 1);

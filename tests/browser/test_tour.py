@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 from playwright.sync_api import Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -363,4 +364,49 @@ def test_a_scene_is_edited_live_and_restored(page: Page, recorder: Recorder, own
     page.keyboard.press("?")
     assert page.locator("#help").is_visible() and "Page Down" in page.inner_text("#help")
     page.keyboard.press("Escape")
+    assert_clean(recorder)
+
+
+KNOBS_PLOT = "() => document.querySelector('#stage [data-panel=knobs] .plot').data.map((d) => d.name)"
+TRAINED = "() => [...document.querySelectorAll('#stage [data-panel=training] .plot')].map((gd) => gd.data.map((d) => d.x.length))"  # noqa: E501
+
+
+def test_the_labs_scenes_turn_the_knobs_and_train_live(page: Page, recorder: Recorder) -> None:
+    """The knobs scene: its four curves, [ and ] turn the live one's radius, K keeps it; the training scene starts
+    with the scene, draws every cell's steps, stops on T and links the trained models, which open (200)."""
+    titles = [s.title for s in load_tour(BUILTIN_TOURS / f"{DEFAULT_TOUR}.json").scenes]
+    knobs = titles.index("Turn the knobs of the vanishing gradient") + 1
+    train = titles.index("Train it yourself") + 1
+    with serve_builtin_tour(ZOO) as server:
+        page.goto(server.url + f"/tour?scene={knobs}")
+        wait_scene(page, knobs)
+        names = page.evaluate(KNOBS_PLOT)
+        assert names[-1] == "RNN · tanh · radius 1.00 · H 32 · T 200" and names[-2] == "the bound"
+        assert [n.split(" · ")[:3] for n in names[:3]] == [
+            ["kept: RNN", "tanh", "radius 0.50"],
+            ["kept: RNN", "relu", "radius 1.50"],
+            ["kept: LSTM", "radius 0.90", "forget bias 4.00"],
+        ]
+        assert page.locator("#player").is_hidden() and page.locator("#inputs").is_hidden()  # keys drive it
+        page.keyboard.press("]")
+        page.wait_for_function("() => window.__unrolled.tourKnobs.drawn === 1.05")
+        assert page.evaluate(KNOBS_PLOT)[-1].startswith("RNN · tanh · radius 1.05")
+        page.keyboard.press("[")
+        page.keyboard.press("[")
+        page.wait_for_function("() => window.__unrolled.tourKnobs.drawn === 0.95")
+        page.keyboard.press("k")
+        page.wait_for_function(f"() => ({KNOBS_PLOT})().length === {len(names) + 1}")
+        assert page.evaluate(KNOBS_PLOT)[3].startswith("kept: RNN · tanh · radius 0.95")
+        page.keyboard.press(str(train))
+        wait_scene(page, train)
+        page.wait_for_function("() => window.__unrolled.tourTrain.state === 'running'")
+        page.wait_for_function(f"() => ({TRAINED})().flat().every((n) => n > 0)", timeout=30_000)
+        screenshot(page, "tour-lab-training")
+        page.keyboard.press("t")  # stop: the run ends and says so
+        page.wait_for_function("() => window.__unrolled.tourTrain.state !== 'running'", timeout=30_000)
+        assert page.evaluate("() => window.__unrolled.tourTrain.state") == "done"
+        links = page.eval_on_selector_all("#stage a.model-link", "(as) => as.map((a) => a.getAttribute('href'))")
+        assert [link.rsplit("-", 1)[-1] for link in links] == ["rnn", "lstm", "gru"]
+        assert all(httpx.get(server.url + link, timeout=10).status_code == 200 for link in links)
+        assert "Stopped" in page.inner_text("#stage [data-panel=training] .info")
     assert_clean(recorder)

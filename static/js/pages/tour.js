@@ -7,6 +7,7 @@ import { bus } from "../bus.js";
 import { onKeys, playerKeys } from "../keys.js";
 import { exampleText } from "../numbers.js";
 import { Player } from "../player.js";
+import { LAB_VIEWS } from "../tour-lab.js";
 import { inputCount, makeStage } from "../tour-stages.js";
 import { showTarget } from "../target.js";
 import { link, readParams, writeParams } from "../url.js";
@@ -133,6 +134,7 @@ async function show(i, { first = false } = {}) {
   else writeParams({ scene: i }, { now: true });
   bus.emit("status", { message: "" });
   document.body.classList.toggle("stage-empty", Boolean(scene.problems?.length));
+  document.body.classList.toggle("stage-lab", LAB_VIEWS.has(scene.view)); // no input, no player: keys drive it
   if (scene.problems?.length) {
     inputBoxes([]);
     perf.tour.ready = true;
@@ -255,6 +257,8 @@ onKeys(
           "/": () => $("input-0")?.focus(),
           a: () => state.stage?.onKey?.("a"),
           A: () => state.stage?.onKey?.("A"),
+          // the lab's scenes: [ ] turn the radius, K keeps a curve, T starts or stops the training
+          ...Object.fromEntries(["[", "]", "k", "K", "t", "T"].map((k) => [k, () => state.stage?.onKey?.(k)])),
         },
   (e) => {
     if ($("help")?.open || !/^[1-9]$/.test(e.key)) return false;

@@ -2,7 +2,7 @@
 // dashed, redrawn with Plotly.react (never a new plot) each time a knob moves; kept curves stay for comparison.
 
 import { CELL_COLORS, fmtNorm } from "../colors.js";
-import { Plotly, baseLayout, isPresenter, makePlot, plotConfig } from "../plots.js";
+import { Plotly, baseLayout, isPresenter, makePlot, plotConfig, sized } from "../plots.js";
 
 const KEPT_COLORS = ["#6b7280", "#1f6fb4", "#8c510a", "#737000", "#6a51a3", "#525252"];
 
@@ -75,7 +75,7 @@ export class KnobsView {
       line: { color, width: 3.5 },
       hovertemplate: `${label}<br>step %{x}<br>‖∂L/∂h_t‖ %{y:.3e}<extra></extra>`,
     });
-    const height = isPresenter() ? 380 : 340;
+    const height = sized(isPresenter() ? 380 : 340, 330);
     this.gd.style.height = `${height}px`;
     const layout = baseLayout({
       height,

@@ -3,7 +3,7 @@
 // while a run streams); the done frame brings links to the trained models and their held-out accuracies.
 
 import { CELL_COLORS } from "../colors.js";
-import { Plotly, baseLayout, isPresenter, makePlot, plotConfig } from "../plots.js";
+import { Plotly, baseLayout, fontSize, isPresenter, makePlot, plotConfig, sized } from "../plots.js";
 
 const PLOTS = [
   { key: "loss", title: "loss (cross-entropy)", log: false },
@@ -57,7 +57,7 @@ export class TrainView {
     this.points = 0;
     this.doneEl.hidden = true;
     this.doneEl.replaceChildren();
-    const height = isPresenter() ? 300 : 260;
+    const height = sized(isPresenter() ? 300 : 260, 250);
     for (const p of this.plots) {
       const data = this.cells.map((cell) => ({
         type: "scatter",
@@ -73,7 +73,7 @@ export class TrainView {
         height,
         showlegend: true,
         margin: { l: 64, r: 12, t: 64, b: 48 },
-        title: { text: p.title, x: 0, xanchor: "left", y: 0.98, yanchor: "top", font: { size: isPresenter() ? 17 : 14 } },
+        title: { text: p.title, x: 0, xanchor: "left", y: 0.98, yanchor: "top", font: { size: fontSize() } },
         legend: { orientation: "h", y: 1.0, yanchor: "bottom", x: 0 },
         xaxis: { title: { text: "training step" }, rangemode: "tozero" },
         yaxis: p.log ? { type: "log", exponentformat: "power" } : { rangemode: "tozero", ...(p.range ? { range: p.range } : {}) },
