@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from annotated_types import Gt
+from pydantic import AllowInfNan, BaseModel, BeforeValidator, Field
 
-from app.api.schemas import CHECKPOINT_PATTERN, Float, Int, Seed, Strict, Text
+from app.api.schemas import CHECKPOINT_PATTERN, Float, Int, Seed, Strict, Text, _json_number
 
 MAX_RADIUS = 10.0
 MAX_FORGET_BIAS = 20.0  # beyond it the forget gate is 0 or 1 to within 2e-9
@@ -30,10 +31,8 @@ class GradientsRequest(Strict):
         allow_inf_nan=False,
         description="the LSTM's forget gate bias; the other cells ignore it",
     )
-    clip: Float | None = Field(
+    clip: Annotated[float, Gt(0.0), AllowInfNan(False), BeforeValidator(_json_number)] | None = Field(
         None,
-        gt=0.0,
-        allow_inf_nan=False,
         description="clipped BPTT: the message ∂L/∂h_t is rescaled to this norm wherever it is longer",
     )
     seed: Seed = Field(0, description="draws the weights, the inputs and the loss's readout")

@@ -28,10 +28,14 @@ from app.rnn.trace import Direction, stack_forward
 F64 = NDArray[np.float64]
 
 
+def _tokens(n: int) -> str:
+    return f"{n} token" if n == 1 else f"{n} tokens"
+
+
 class TokenCountMismatch(EngineError):
     def __init__(self, steps: int, edited_steps: int) -> None:
         super().__init__(
-            f"text reads as {steps} tokens and edited as {edited_steps}: change tokens, do not add or remove any "
+            f"text reads as {_tokens(steps)} and edited as {edited_steps}: change tokens, do not add or remove any "
             "(both must have the same number of tokens)"
         )
         self.steps = steps
