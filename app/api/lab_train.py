@@ -277,4 +277,9 @@ async def _run(ws: WebSocket, sender: Sender, lab: LabModels, request: LabReques
         tasks.cancel_scope.cancel()
     if failed is not None:
         raise failed
+    r = request
+    steps = {run.cell: run.steps for run in training.cells}
+    end = "client left" if gone.is_set() else result.reason if result is not None else "?"
+    log.info("lab run %s: memory n=%d %s for %.1f s of %g: %s, steps %s", training.run_id, r.n, "/".join(r.cells),
+             training.seconds, r.seconds, end, steps)  # fmt: skip
     return None if gone.is_set() else result
