@@ -19,12 +19,14 @@ import numpy as np
 import orjson
 import pytest
 import torch
+from fastapi.testclient import TestClient
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from app.api.lab_train import Outbox, thin
-from app.config import Settings
+from app.config import ROOT, Settings
 from app.lab import BUDGET, CELLS, LabModels, LabRequest, Training
+from app.main import create_app
 from app.rnn.model import Cell, LoadedModel
 from app.tasks import memory
 from app.zoo import UnknownModel, Zoo
@@ -285,6 +287,24 @@ def test_the_zoo_serves_lab_models_by_id_and_lists_them_only_beside_no_model_of_
     assert sorted(m.card.id for m in without) == sorted(lab)
     with pytest.raises(UnknownModel):
         Zoo({}).get(next(iter(lab)))
+
+
+def test_beside_the_zoos_memory_models_lab_models_open_by_id_but_leave_its_lists_alone(
+    settings: Settings, trained: dict[str, LoadedModel]
+) -> None:
+    """With the real zoo: the home page, /api/models and the compare page show the zoo's own memory models (a
+    run's half-trained ones would otherwise take their place: "lab-…" sorts first); the lab's open by id."""
+    with TestClient(create_app(settings.model_copy(update={"models_dir": ROOT / "models"}))) as http:
+        http.app.state.lab_models.add(list(trained.values()))  # type: ignore[attr-defined]
+        ids = [m.card.id for m in trained.values()]
+        listed = [m["id"] for m in http.get("/api/models").json()["models"]]
+        assert {"memory-rnn", "memory-lstm", "memory-gru"} <= set(listed) and not set(ids) & set(listed)
+        for page in ("/", "/compare?task=memory"):
+            text = http.get(page).text
+            assert "memory-lstm" in text and not any(i in text for i in ids)
+        for model_id in ids:
+            assert http.get(f"/models/{model_id}").status_code == 200
+            assert http.get(f"/api/models/{model_id}").json()["id"] == model_id
 
 
 def test_thinning_keeps_every_other_frame_of_each_cell_and_its_newest() -> None:
