@@ -4,7 +4,9 @@ For each cell, in one process on one thread, interleaved: the knobs' whole compu
 weights set, forward, the reverse recursion with its per-step norms, the bound), for a slider move (the seed's
 draw cached) and for a new seed (its blocks' eigenvalues computed); the baseline is torch.nn's own layer with the
 same weights in float64, forward over the T inputs and .backward() of the same loss w·h_{T−1} (which gives the
-parameters' gradients but not one ‖∂L/∂h_t‖). The page's budget is 100 ms from knob to redrawn plot.
+parameters' gradients but not one ‖∂L/∂h_t‖). "endpoint" is POST /api/lab/gradients in process (TestClient: the
+validation, the compute scheduler's thread, the JSON body; no socket). The page's budget is 100 ms from knob to
+redrawn plot.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import argparse
 import itertools
 
 import torch
+from fastapi.testclient import TestClient
 
+from app.config import Settings
+from app.main import create_app
 from app.rnn import knobs
 from app.rnn.model import RNN_CLASSES, Cell
 from bench.common import interleaved, table
@@ -42,6 +47,8 @@ def main() -> None:
     x = knobs.knob_inputs(T, 0)[None]
     fresh_seeds = itertools.count(1000)
     rows = []
+    client = TestClient(create_app(Settings(torch_threads=1)))
+    client.__enter__()
     for cell in CELLS:
         module, layer = torch_layer(cell, H, 1.0)
 
@@ -56,11 +63,17 @@ def main() -> None:
         def new_seed(cell: Cell = cell) -> None:
             knobs.gradients(cell, T, H, 1.1, "tanh", 1.0, None, next(fresh_seeds))
 
-        t_base, t_slider, t_seed = interleaved([baseline, slider, new_seed], args.repeats)
+        def endpoint(cell: Cell = cell) -> None:
+            body = {"cell": cell, "steps": T, "hidden_size": H, "radius": 1.1, "forget_bias": 1.0}
+            assert client.post("/api/lab/gradients", json=body).status_code == 200
+
+        t_base, t_slider, t_seed, t_end = interleaved([baseline, slider, new_seed, endpoint], args.repeats)
         rows.append([cell, f"{t_base * 1e3:.2f}", f"{t_slider * 1e3:.2f}", f"{t_slider / t_base:.2f}×",
-                     f"{t_seed * 1e3:.1f}"])  # fmt: skip
+                     f"{t_seed * 1e3:.1f}", f"{t_end * 1e3:.2f}"])  # fmt: skip
+    client.__exit__(None, None, None)
     print(f"T = {T}, H = {H}, float64, 1 thread; median of {args.repeats} interleaved runs (ms)")
-    print(table(["cell", "torch.nn fwd+bwd", "knobs (slider)", "knobs ÷ torch", "knobs (new seed)"], rows))
+    headers = ["cell", "torch.nn fwd+bwd", "knobs (slider)", "knobs ÷ torch", "knobs (new seed)", "endpoint"]
+    print(table(headers, rows))
 
 
 if __name__ == "__main__":
