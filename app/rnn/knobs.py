@@ -153,15 +153,16 @@ def forward(cell: Cell, nonlinearity: Nonlinearity, layer: KnobLayer, x: torch.T
             half = np.full(4 * H, 0.5)
             half[2 * H : 3 * H] = 1.0  # the candidate g is a tanh of its own pre-activation
             W_half, xw_half = W * half[:, None], xw * half
-            sig = np.ones(4 * H, dtype=bool)
-            sig[2 * H : 3 * H] = False
+            offset = np.where(half == 0.5, 0.5, 0.0)
             cell_state = np.empty((T, H))
             c = np.zeros(H)
             for t in range(T):
                 gates = act[t]
-                np.tanh(xw_half[t] + W_half @ h, out=gates)
-                np.multiply(gates, half, out=gates)
-                np.add(gates, half, out=gates, where=sig)
+                z = W_half @ h
+                z += xw_half[t]
+                np.tanh(z, out=gates)
+                gates *= half
+                gates += offset
                 c = cell_state[t] = gates[H : 2 * H] * c + gates[:H] * gates[2 * H : 3 * H]
                 h = hidden[t] = gates[3 * H :] * np.tanh(c)
             return Forward(hidden, np.empty((T, 0)), act, cell_state, None)
@@ -223,15 +224,19 @@ def backward(cell: Cell, nonlinearity: Nonlinearity, layer: KnobLayer, fwd: Forw
             # ∂(i, f, g pre-activations)/∂c_t, then ∂(o pre-activation)/∂h_t: dpre_t = [dc_t·A_t, dh_t·B_t]
             A = np.concatenate([cand * i * (1 - i), c_prev * f * (1 - f), i * (1 - cand**2)], axis=1)
             B = tanh_c * o * (1 - o)
+            A3 = A.reshape(T, 3, H)
             dc_next = np.zeros(H)  # ∂L/∂c_t through c_{t+1}: f_{t+1} ∂L/∂c_{t+1}
             dpre = np.empty(4 * H)
+            dpre_cell, dpre_output = dpre[: 3 * H].reshape(3, H), dpre[3 * H :]
         else:
             assert fwd.gh_candidate is not None
             act = fwd.act
             r, z, n = (act[:, k * H : (k + 1) * H] for k in range(3))
             to_n = (1 - z) * (1 - n**2)  # ∂h_t/∂(the candidate's pre-activation)
             # ∂L/∂(W_hh h_{t−1} + b_hh)_t = dh_t · Q_t, rows r, z, n; h_{t−1} is also carried on by z_t
-            Q = np.concatenate([to_n * fwd.gh_candidate * r * (1 - r), (h_prev - n) * z * (1 - z), to_n * r], axis=1)
+            Q = np.stack([to_n * fwd.gh_candidate * r * (1 - r), (h_prev - n) * z * (1 - z), to_n * r], axis=1)
+            dpre = np.empty(3 * H)
+            dpre3 = dpre.reshape(3, H)
         for t in range(T - 1, -1, -1):
             if clip is not None:
                 norm = _length(g)
@@ -244,13 +249,17 @@ def backward(cell: Cell, nonlinearity: Nonlinearity, layer: KnobLayer, fwd: Forw
             if cell == "rnn":
                 g = (deriv[t] * g) @ W  # W_hhᵀ (φ'(a_t) ⊙ g)
             elif cell == "lstm":
-                dc = dc_next + g * to_cell[t]
-                np.multiply(A[t].reshape(3, H), dc, out=dpre[: 3 * H].reshape(3, H))
-                np.multiply(B[t], g, out=dpre[3 * H :])
+                dc = g * to_cell[t]
+                dc += dc_next
+                np.multiply(A3[t], dc, out=dpre_cell)
+                np.multiply(B[t], g, out=dpre_output)
                 dc_next = dc * f[t]
                 g = dpre @ W
             else:
-                g = (Q[t].reshape(3, H) * g).reshape(-1) @ W + g * z[t]
+                np.multiply(Q[t], g, out=dpre3)  # Q: (T, 3, H)
+                carry = g * z[t]
+                g = dpre @ W
+                g += carry
     return Backward(dh_all, clipped)
 
 
