@@ -294,4 +294,3 @@ def test_unknown_model_is_404(client: TestClient) -> None:
 def test_the_schema_states_the_limits(client: TestClient, settings: Settings) -> None:
     props = client.get("/openapi.json").json()["components"]["schemas"]["DiffRequest"]["properties"]
     assert props["text"]["maxLength"] == props["edited"]["maxLength"] == settings.max_steps
-

@@ -276,4 +276,3 @@ def test_the_schema_states_the_limits(client: TestClient, settings: Settings) ->
     assert props["steps"]["maximum"] == settings.lab_max_steps
     assert props["hidden_size"]["maximum"] == settings.lab_max_hidden
     assert props["radius"]["maximum"] == 10 and props["radius"]["exclusiveMinimum"] == 0
-
