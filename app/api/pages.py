@@ -164,6 +164,12 @@ def model_page(request: Request, zoo: Zoo, model_id: str, template: str, writes:
             f"{model_id} is a {what} model: the learning page shows text models and classifiers. "
             f"Its {what} is on its own page, /models/{model_id}.",
         )
+    if writes and m.card.bidirectional:
+        return not_found(
+            request,
+            f"{model_id} reads its input both ways (bidirectional): it cannot write text one token at a time. "
+            f"Its trace is on its own page, /models/{model_id}.",
+        )
     if writes and m.card.kind != "next_token":
         what = "translates (its page: /models/" + model_id + ")" if m.card.kind == "translate" else "is a classifier"
         return not_found(request, f"{model_id} {what}: only next-token models can write text.")

@@ -93,6 +93,10 @@ def test_both_directions_are_drawn_and_named(page: Page, recorder: Recorder, bid
         "1 → forward", "1 ← reverse", "2 → forward", "2 ← reverse"
     ]  # fmt: skip
     assert "bidirectional" in page.inner_text(".model-shape")
+    # it reads its input both ways, so it cannot write text token by token: no Generate link, and that page says why
+    assert page.locator(".crumbs a", has_text="Generate").count() == 0
+    generate = httpx.get(f"{bidi_server.url}/models/{MODEL}/generate")
+    assert generate.status_code == 404 and "both ways" in generate.text
 
     drawn = cells(page)
     assert len(drawn) >= 8 and any(c["t"] < ct for c in drawn) and any(c["t"] > T - 1 - ct for c in drawn)
