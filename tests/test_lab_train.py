@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import signal
 import socket
 import threading
 import time
@@ -165,6 +166,21 @@ def test_a_run_stops_when_its_client_leaves(server: LiveServer, how: str) -> Non
         frames, code = until_closed(again)
     assert frames[0]["type"] == "start" and frames[-1]["type"] == "done" and code == 1000
     assert httpx.get(f"{server.url}/api/models/lab-{run}-rnn").status_code == 404
+
+
+def test_a_run_ends_when_the_server_shuts_down(settings: Settings) -> None:
+    """SIGTERM during a 60 s run: the server exits long before the run would have ended, the run's thread stopped
+    with it (the process waits for its threads), and the client sees the connection end."""
+    live = LiveServer(settings, UNROLLED_SHUTDOWN_GRACE="1")
+    with live, open_lab(live) as ws:
+        ws.send(orjson.dumps({"task": "memory", "n": 20, "cells": ["lstm"], "seconds": 60}).decode())
+        assert recv(ws)["type"] == "start" and recv(ws)["type"] == "step"
+        assert live.proc is not None
+        live.proc.terminate()
+        assert live.proc.wait(timeout=WAIT) in (0, -signal.SIGTERM)  # uvicorn re-raises it once shut down
+        with pytest.raises(ConnectionClosed):
+            while True:
+                recv(ws)
 
 
 def test_one_run_at_a_time_a_second_is_refused_at_once(server: LiveServer) -> None:

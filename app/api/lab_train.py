@@ -227,21 +227,25 @@ async def _run(ws: WebSocket, sender: Sender, lab: LabModels, request: LabReques
         stop.set()
 
     async def listen() -> None:
-        while True:
-            try:
-                message = await ws.receive()
-            except (WebSocketDisconnect, RuntimeError, OSError):
-                leave()
-                return
-            if message["type"] == "websocket.disconnect":
-                leave()
-                return
-            try:
-                data = orjson.loads(message.get("text") or message.get("bytes") or b"")
-            except orjson.JSONDecodeError:
-                continue  # only a stop frame means anything now
-            if isinstance(data, dict) and data.get("type") == "stop":
-                stop.set()
+        try:
+            while True:
+                try:
+                    message = await ws.receive()
+                except (WebSocketDisconnect, RuntimeError, OSError):
+                    leave()
+                    return
+                if message["type"] == "websocket.disconnect":
+                    leave()
+                    return
+                try:
+                    data = orjson.loads(message.get("text") or message.get("bytes") or b"")
+                except orjson.JSONDecodeError:
+                    continue  # only a stop frame means anything now
+                if isinstance(data, dict) and data.get("type") == "stop":
+                    stop.set()
+        finally:
+            # cancelled (the server shutting down): the thread, which cancellation waits for, must end too
+            stop.set()
 
     sent_all = anyio.Event()
 
