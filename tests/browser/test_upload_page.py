@@ -21,6 +21,7 @@ from tests.test_import import train_char_model
 
 TOKEN = "browser-admin-token"
 MODEL = "my-bilstm"
+LIMIT = 400_000  # the server's max_upload_bytes: the bidirectional LSTM's files are well under it
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def admin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServe
     models = tmp_path_factory.mktemp("upload-models")
     write_model(models, "chars-gru", "gru", "next_token")  # one of "the zoo": read-only, no Delete button
     settings = Settings(models_dir=models, max_steps=200, max_generate=10, max_concurrent=2, send_timeout=5.0)
-    with LiveServer(settings, UNROLLED_ADMIN_TOKEN=TOKEN) as live:
+    with LiveServer(settings, UNROLLED_ADMIN_TOKEN=TOKEN, UNROLLED_MAX_UPLOAD_BYTES=str(LIMIT)) as live:
         yield live
 
 
@@ -119,6 +120,46 @@ def test_an_uploaded_bidirectional_lstm_is_served_and_deleted(
     response = page.goto(f"{url}/models/{MODEL}")
     assert response is not None and response.status == 404
     assert_clean(recorder, refused=(401, 404))
+
+
+@pytest.mark.parametrize("problem", ["too-large", "bad-vocabulary"])
+def test_a_refused_upload_shows_the_servers_message(
+    page: Page,
+    recorder: Recorder,
+    admin_server: LiveServer,
+    bilstm_files: dict[str, Path],
+    tmp_path: Path,
+    problem: str,
+) -> None:
+    """A body over max_upload_bytes (413) and a vocabulary that does not fit the embedding (422): the page shows
+    the status and the message the server gives for the same files, and offers no link."""
+    files = dict(bilstm_files)
+    if problem == "too-large":
+        files["weights"] = tmp_path / "huge.safetensors"
+        files["weights"].write_bytes(b"\0" * (LIMIT + 1))
+    else:
+        files["vocab"] = tmp_path / "short-vocab.json"
+        files["vocab"].write_text(json.dumps(["<unk>", "a", "b"]))
+    parts = [(name, (path.name, path.read_bytes())) for name, path in files.items()]
+    answer = httpx.post(
+        f"{admin_server.url}/api/models",
+        files=parts,
+        data={"id": "refused"},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    status = 413 if problem == "too-large" else 422
+    assert answer.status_code == status
+    page.goto(admin_server.url + "/upload")
+    assert page.inner_text("#upload-limit").startswith("Up to 400 kB in all")  # LIMIT, said before it is hit
+    fill_form(page, files, "refused", TOKEN)
+    page.click("#upload-submit")
+    message = page.locator("#upload-message")
+    message.wait_for(state="visible")
+    assert message.inner_text() == f"{status}: {answer.json()['message']}"
+    assert page.locator("#upload-result").is_hidden() and page.locator("#upload-progress").is_hidden()
+    assert httpx.get(f"{admin_server.url}/api/models/refused").status_code == 404  # nothing was written
+    screenshot(page, f"upload-refused-{problem}", full_page=True)
+    assert_clean(recorder, refused=(status,))
 
 
 def test_a_zoo_model_has_no_delete_button(page: Page, recorder: Recorder, admin_server: LiveServer) -> None:
