@@ -167,6 +167,12 @@ def test_the_reverse_rows_read_from_the_last_step(page: Page, recorder: Recorder
     for t, text in predictions:
         assert bool(text) == (T - 1 - ct <= t <= ct), (t, text)
     panel_shot(page, "#panel-unrolled", "bidirectional-forward")
+    # the text coloured by a unit of the forward layer: read up to the cursor; of its reverse: from the last step back
+    unread = "() => [...document.querySelectorAll('#text-view .tk')].map((e, i) => [i, e.classList.contains('unread')])"
+    assert [i for i, u in page.evaluate(unread) if u] == list(range(ct + 1, T))
+    page.select_option("#layer-select", "1")
+    page.wait_for_function("() => new URL(location.href).searchParams.get('layer') === '1'")
+    assert [i for i, u in page.evaluate(unread) if u] == list(range(0, T - 1 - ct))
     assert_clean(recorder)
 
 

@@ -129,12 +129,16 @@ export class TextView {
   render() {
     const tr = this.trace;
     const { phase, t } = this.cursor;
-    const upTo = Math.min(tr.steps - 1, phase === "backward" ? tr.T - 1 : t);
+    // a reverse direction (a bidirectional layer's second entry) reads from the last step: at the cursor it has
+    // read steps T−1−t…T−1
+    const reverse = tr.directions?.[this.layer] === "reverse" && phase !== "backward";
+    const from = reverse ? Math.max(0, tr.T - 1 - t) : 0;
+    const upTo = Math.min(tr.steps - 1, phase === "backward" || reverse ? tr.T - 1 : t);
     const H = tr.H;
     const h = tr.layers[this.layer].hidden;
     const u = Math.min(this.unit, H - 1);
     for (let i = 0; i < this.items.length; i++) {
-      const want = i <= upTo ? 1 : 0;
+      const want = i >= from && i <= upTo ? 1 : 0;
       if (this.colored[i] === want) continue;
       this.colored[i] = want;
       const it = this.items[i];
