@@ -155,8 +155,8 @@ export class JacobianView {
       const layout = baseLayout({
         height,
         margin: { l: 56, r: last ? 16 : 10, t: 8, b: 48 },
-        xaxis: { title: { text: "step s" }, range: [0.5, T + 0.5], constrain: "domain" },
-        yaxis: { title: { text: "step t" }, autorange: "reversed", scaleanchor: "x" },
+        xaxis: { title: { text: "step s" }, range: [0.5, T + 0.5] },
+        yaxis: { title: { text: "step t" }, range: [T + 0.5, 0.5] }, // t grows downwards, as a matrix's rows
       });
       Plotly.react(p.gd, [trace], layout, plotConfig(`jacobian-${m.id}`));
       if (!p.bound) {
