@@ -41,7 +41,8 @@ function show(el, text, kind) {
   if (text) el.scrollIntoView({ block: "nearest" });
 }
 
-/** The fields of the form as POST /api/models takes them: files, id, map (one FROM=TO per line), options. */
+/** The fields of the form as POST /api/models takes them: files, id, map (one FROM=TO per line), the options and a
+ * series model's description; a field left empty is not sent (the server infers it, or asks for it by name). */
 function formData(form) {
   const data = new FormData();
   for (const name of ["weights", "vocab", "labels"]) {
@@ -50,7 +51,7 @@ function formData(form) {
   }
   data.append("id", form.elements.id.value.trim());
   for (const line of form.elements.map.value.split("\n")) if (line.trim()) data.append("map", line.trim());
-  for (const name of ["cell", "level", "unk"]) {
+  for (const name of ["cell", "level", "unk", "features", "mean", "std", "units", "step"]) {
     const value = form.elements[name].value.trim();
     if (value) data.append(name, value);
   }

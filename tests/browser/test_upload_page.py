@@ -18,6 +18,7 @@ from app.config import Settings
 from tests.browser.conftest import Recorder, screenshot, wait_loaded
 from tests.conftest import LiveServer, write_model
 from tests.test_import import train_char_model
+from tests.test_import_series import train_weather_model
 
 TOKEN = "browser-admin-token"
 MODEL = "my-bilstm"
@@ -160,6 +161,42 @@ def test_a_refused_upload_shows_the_servers_message(
     assert httpx.get(f"{admin_server.url}/api/models/refused").status_code == 404  # nothing was written
     screenshot(page, f"upload-refused-{problem}", full_page=True)
     assert_clean(recorder, refused=(status,))
+
+
+def test_a_series_model_uploads_without_a_vocabulary(
+    page: Page, recorder: Recorder, admin_server: LiveServer, tmp_path: Path
+) -> None:
+    """A forecaster reading two numbers a step (no embedding): the form's series fields say what they are, its page
+    is the series page, with a Delete button of its own."""
+    weights = tmp_path / "weather.pt"
+    torch.save(train_weather_model().state_dict(), weights)
+    page.goto(admin_server.url + "/upload")
+    page.set_input_files("#upload-weights", str(weights))
+    page.fill("#upload-id", "my-weather")
+    page.click("#upload-series summary")
+    for field, value in {
+        "features": "rain,temp",
+        "mean": "3,15",
+        "std": "2,5",
+        "units": "mm, °C",
+        "step": "day",
+    }.items():
+        page.fill(f"#upload-{field}", value)
+    page.fill("#upload-token", TOKEN)
+    page.click("#upload-submit")
+    page.locator("#upload-link").wait_for(state="visible")
+    card = httpx.get(f"{admin_server.url}/api/models/my-weather").json()
+    assert (
+        card["kind"] == "series" and card["series"]["features"] == ["rain", "temp"] and card["series"]["step"] == "day"
+    )
+    page.click("#upload-link")
+    page.wait_for_url(f"{admin_server.url}/models/my-weather")
+    assert page.evaluate("() => document.body.dataset.page") == "series"
+    page.click("#delete-open")
+    page.click("#delete-confirm")  # the token is this tab's already
+    page.wait_for_function("() => window.__unrolled.deleted === 'my-weather'")
+    assert httpx.get(f"{admin_server.url}/api/models/my-weather").status_code == 404
+    assert_clean(recorder)
 
 
 def test_a_zoo_model_has_no_delete_button(page: Page, recorder: Recorder, admin_server: LiveServer) -> None:

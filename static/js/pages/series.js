@@ -9,6 +9,7 @@ import { exampleText, parseNumbers } from "../numbers.js";
 import { arrived, bindUnitBox, exposePage, followCursor, followLayout, followUnit, loadCard, pusher, submitOnEnter } from "../pagekit.js";
 import { Player, speedFor } from "../player.js";
 import { Session } from "../session.js";
+import { bindDeleteButton } from "../upload.js";
 import { readParams, writeParams } from "../url.js";
 import { CellStepView } from "../views/cellstep.js";
 import { Controls } from "../views/controls.js";
@@ -161,4 +162,5 @@ async function main() {
 }
 
 exposePage("series");
+bindDeleteButton(modelId); // an uploaded series model's Delete (templates/_delete.html)
 main();
