@@ -1,7 +1,82 @@
-"""(being written)"""
+"""POST /api/models/{id}/jacobian: every step's influence on every later step, ‖∂h_t/∂h_s‖ (app.rnn.jacobian)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import Response
+from starlette.requests import Request
+
+from app.api import series, translation
+from app.api.deps import BudgetDep, ComputeDep, SettingsDep, ZooDep, work_of
+from app.api.errors import LimitExceeded
+from app.api.jacobian_schemas import JacobianRequest, JacobianResponse
+from app.api.routes_trace import ERRORS, held_json
+from app.api.service import check_chars, readable
+from app.api.wire import dumps
+from app.rnn.errors import WrongModelKind
+from app.rnn.jacobian import jacobian_norms
+from app.rnn.model import SeqModel
 
 router = APIRouter(prefix="/api", tags=["lab"])
+
+
+def working_bytes(steps: int, hidden: int, lstm: bool) -> int:
+    """What computing a triangle takes at its peak: the step Jacobians and two buffers of products (the LSTM's
+    twice as tall, plus ∂c_t/∂h_s), 8 bytes a float64; and the body, ~25 characters a norm."""
+    matrices = steps * hidden * hidden * 8
+    return matrices * (7 if lstm else 3) + 25 * steps * steps + (1 << 20)
+
+
+@router.post("/models/{model_id}/jacobian", response_model=JacobianResponse, responses=ERRORS)
+async def jacobian(
+    model_id: str,
+    req: JacobianRequest,
+    request: Request,
+    zoo: ZooDep,
+    compute: ComputeDep,
+    budget: BudgetDep,
+    settings: SettingsDep,
+) -> Response:
+    """‖∂h_t/∂h_s‖ for every pair of steps of one layer entry, through that layer's own recurrence (its inputs
+    held; for the LSTM, h_s perturbed with c_s held), exact in float64: a triangle, null where s is not upstream
+    of t. Text models only (series and translation models: 409); at most jacobian_max_steps steps."""
+    loaded = zoo.get(model_id)
+    if series.is_series(loaded) or translation.is_translation(loaded):
+        raise WrongModelKind(
+            f"{model_id} is a {loaded.card.kind} model: the Jacobian is computed for text models (next-token or "
+            "classifier) only"
+        )
+    model = loaded.at(req.checkpoint)
+    if not isinstance(model, SeqModel):  # pragma: no cover - a text model's weights are a SeqModel
+        raise WrongModelKind(f"{model_id} is a {loaded.card.kind} model, not a text model")
+    limit = settings.jacobian_max_steps
+    check_chars("text", req.text, settings.max_steps, "max_steps")
+    encoded = readable(loaded, loaded.vocab.encode(req.text), "melody")
+    steps = len(encoded.ids)
+    if steps > limit:
+        raise LimitExceeded(f"the text reads as {steps} steps; the limit is {limit} steps (jacobian_max_steps)")
+    entries = loaded.card.num_layers * loaded.card.directions
+    if req.layer >= entries:
+        raise LimitExceeded(
+            f"layer is {req.layer}; this model has {entries} layer entr{'y' if entries == 1 else 'ies'} "
+            f"(0 to {entries - 1}, torch's order: l0{', l0_reverse' if loaded.card.directions == 2 else ''}, …)"
+        )
+
+    def work() -> bytes:
+        result = jacobian_norms(model, encoded.ids, req.layer, req.norm, max_steps=limit)
+        norms = result.norms.numpy()
+        return dumps(
+            {
+                "tokens": encoded.tokens,
+                "layer": req.layer,
+                "norm": req.norm,
+                "hidden_size": result.hidden_size,
+                "direction": result.direction,
+                "norms": norms,  # orjson writes NaN (s not upstream of t) and ±inf as null
+            }
+        )
+
+    # Its cost grows as T² (T²/2 products of H × H): counted as T²/45 trace steps, expensive from T = 300.
+    work_steps = max(steps, steps * steps // 45)
+    estimate = working_bytes(steps, loaded.card.hidden_size, loaded.card.cell == "lstm")
+    return await held_json(work, work_of(request, work_steps), compute, budget, estimate, settings)
