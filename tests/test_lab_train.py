@@ -78,6 +78,8 @@ def wait_idle(live: LiveServer) -> None:
 
 
 def test_a_short_run_streams_each_cells_steps_and_its_models_open_everywhere(server: LiveServer) -> None:
+    """Start, each cell's steps, done; then every trained model opens in the card, trace (final weights and the
+    initial ones), Jacobian, diff, stream, model page and learning page, and cannot be deleted (not on disk)."""
     wait_idle(server)
     with open_lab(server) as ws:
         ws.send(orjson.dumps({"task": "memory", "n": 5, "cells": ["rnn", "lstm", "gru"], "seconds": 2}).decode())
@@ -109,6 +111,10 @@ def test_a_short_run_streams_each_cells_steps_and_its_models_open_everywhere(ser
             assert trace.json()["tokens"] == list("E31415?")
             page = http.get(f"/models/{model_id}")
             assert page.status_code == 200 and "text/html" in page.headers["content-type"] and model_id in page.text
+            jacobian = http.post(f"/api/models/{model_id}/jacobian", json={"text": "E 31415 ?"})
+            assert jacobian.status_code == 200 and len(jacobian.json()["norms"]) == 7, jacobian.text
+            diff = http.post(f"/api/models/{model_id}/diff", json={"text": "E 31415 ?", "edited": "A 31415 ?"})
+            assert diff.status_code == 200 and diff.json()["changed"] == [0], diff.text
             learning = http.get(f"/models/{model_id}/learning")
             assert learning.status_code == 200
             at_start = http.post(f"/api/models/{model_id}/trace", json={"text": "E 31415 ?", "checkpoint": "0"})
