@@ -36,7 +36,7 @@ function problem(e) {
 
 const knobs = new KnobsView($("knobs-plot"), { readout: $("knobs-readout") });
 const knobState = { inflight: false, queued: null, seq: 0 };
-perf.knobs = { latencies: [], draws: 0, requests: 0, asked: 0, inflight: 0, maxInflight: 0, last: null };
+perf.knobs = { latencies: [], parts: [], draws: 0, requests: 0, asked: 0, inflight: 0, maxInflight: 0, last: null };
 
 function knobSettings() {
   const num = (id, fallback) => {
@@ -94,9 +94,11 @@ async function sendKnobs(request) {
   knobState.queued = null;
   if (next) sendKnobs(next); // the newer settings are asked for while this answer is drawn
   if (!reply) return;
+  const answered = performance.now();
   await knobs.update({ result: { settings: request.settings, reply } });
   const ms = performance.now() - request.at;
   perf.knobs.latencies.push(ms);
+  perf.knobs.parts.push({ answer: answered - request.at, draw: performance.now() - answered }); // where the time goes
   perf.knobs.draws++;
   perf.knobs.last = { settings: request.settings, seq: request.seq, ms };
   writeParams({ radius: request.settings.radius });

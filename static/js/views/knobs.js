@@ -2,7 +2,7 @@
 // dashed, redrawn with Plotly.react (never a new plot) each time a knob moves; kept curves stay for comparison.
 
 import { CELL_COLORS, fmtNorm } from "../colors.js";
-import { Plotly, baseLayout, isPresenter, makePlot, plotConfig, sized } from "../plots.js";
+import { Plotly, baseLayout, fontSize, isPresenter, makePlot, plotConfig, sized } from "../plots.js";
 
 const KEPT_COLORS = ["#6b7280", "#1f6fb4", "#8c510a", "#737000", "#6a51a3", "#525252"];
 
@@ -80,9 +80,12 @@ export class KnobsView {
     const layout = baseLayout({
       height,
       showlegend: true,
-      margin: { l: 76, r: 16, t: 40 + 22 * Math.ceil((this.kept.length + 2) / 2), b: 48 },
-      xaxis: { title: { text: "step t (the loss is at the last step)" }, range: [0.5, reply.grad_norms.length + 0.5] },
-      yaxis: { type: "log", title: { text: "‖∂L/∂h_t‖ (log scale)" }, exponentformat: "power" },
+      margin: { l: isPresenter() ? 112 : 98, r: 16, t: 40 + 22 * Math.ceil((this.kept.length + 2) / 2), b: 56 },
+      // fixed margins (no automargin): a slider's redraw is one pass, not a pass and a relayout
+      xaxis: { title: { text: "step t (the loss is at the last step)" }, range: [0.5, reply.grad_norms.length + 0.5], automargin: false },
+      yaxis: { type: "log", exponentformat: "power", automargin: false },
+      // the y title as an annotation at the margin's edge: without automargin Plotly's own may overlap the ticks
+      annotations: [{ text: "‖∂L/∂h_t‖ (log scale)", xref: "paper", yref: "paper", x: 0, y: 0.5, xshift: -(isPresenter() ? 100 : 86), textangle: -90, showarrow: false, font: { size: fontSize() + 2 } }],
       uirevision: "knobs",
     });
     this.describe(settings, reply);
