@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -109,6 +110,12 @@ def test_both_directions_are_drawn_and_named(page: Page, recorder: Recorder, bid
             reached = c["t"] >= ct if r["direction"] == "forward" else c["t"] <= T - 1 - ct
             assert (r["label"] != "LSTM") == reached, (c["t"], r)
     panel_shot(page, "#panel-unrolled", "bidirectional-backward")
+    # the exported picture names its rows too (on the page the names are HTML over the SVG)
+    with page.expect_download() as svg:
+        page.click("#tools-unrolled [data-export=svg]")
+    exported = Path(svg.value.path()).read_text(encoding="utf-8")
+    assert all(f">{name}</text>" in exported for name in NAMES)
+    assert page.locator("#unrolled svg .row-names").count() == 0  # written for the export only
 
     # The norms drawn are the trace's: the same as the REST body's, direction by direction.
     body = httpx.post(f"{bidi_server.url}/api/models/{MODEL}/trace", json={"text": TEXT, "loss": "last"}).json()

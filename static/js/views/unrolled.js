@@ -488,10 +488,30 @@ export class UnrolledView {
   }
 
   exportPng() {
-    exportSvgAsPng(this.svg, this.name, 2, this.visibleBox());
+    this.withRowNames(() => exportSvgAsPng(this.svg, this.name, 2, this.visibleBox()));
   }
 
   exportSvg() {
-    exportSvg(this.svg, this.name, this.visibleBox());
+    this.withRowNames(() => exportSvg(this.svg, this.name, this.visibleBox()));
+  }
+
+  /** The rows' names (HTML over the picture on the page) written into the SVG while `fn` serialises it. */
+  withRowNames(fn) {
+    const tr = this.trace;
+    if (!tr?.bidirectional || this.g.bare) {
+      fn();
+      return;
+    }
+    const g = el("g", { class: "row-names" }, this.svg);
+    const size = Math.max(this.g.size.t, 12);
+    for (let l = 0; l < tr.L; l++) {
+      const t = el("text", { x: -this.shift + 4, y: this.g.boxTop(l) - 6, "font-size": size, "font-weight": 700, fill: tr.isReverse(l) ? "#7c2d12" : "#1e3a8a", stroke: "#ffffff", "stroke-width": 4, "paint-order": "stroke" }, g);
+      t.textContent = tr.layerName(l);
+    }
+    try {
+      fn();
+    } finally {
+      g.remove();
+    }
   }
 }
