@@ -28,6 +28,7 @@ from app.rnn.errors import ModelFileError
 from app.rnn.model import GATES, MAX_LAYERS, Cell, ModelCard, SeqKind, SeqModel
 from app.rnn.tokenize import UNK, Level, Vocab
 
+LAB_PREFIX = "lab-"  # app.lab names the models it trains live lab-<run>-<cell>
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 RECURRENT_RE = re.compile(r"^(weight|bias)_(ih|hh)_l(\d+)(_reverse)?$")
 # Module names people give their parts, matched on a key's last module name ("model.emb.weight" → "emb").
@@ -389,6 +390,8 @@ def build(
     vocabulary, the weights must be a series model's (numbers in, the next step's numbers out)."""
     if not ID_RE.match(model_id):
         raise ImportProblem(f"--id {model_id!r}: use lower-case letters, digits, '.', '_' and '-' (up to 64)")
+    if model_id.startswith(LAB_PREFIX):  # the lab's models trained live (app/lab.py) go by these ids
+        raise ImportProblem(f"--id {model_id!r}: ids starting with {LAB_PREFIX!r} are the lab's: choose another")
     raw = check_values(apply_maps(read_weights(weights), maps))  # named as in the file
     if vocab_path is None:
         if labels_path is not None:

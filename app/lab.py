@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from app.importer import LAB_PREFIX
 from app.rnn.model import Cell, Checkpoint, LoadedModel, ModelCard, SeqModel
 from app.tasks import memory
 from app.tasks.base import ModelSize
@@ -264,7 +265,7 @@ class Training:
 
     def loaded(self, run: CellRun, accuracy: float, reason: Reason) -> LoadedModel:
         n = self.request.n
-        model_id = f"lab-{self.run_id}-{run.cell}"
+        model_id = f"{LAB_PREFIX}{self.run_id}-{run.cell}"
         run.model.eval()
         run.model.requires_grad_(False)
         run.model.__dict__["_layers"] = None

@@ -178,3 +178,11 @@ def test_every_bad_series_file_is_refused_by_name_and_nothing_is_written(
         assert code == 2, f"{name} {args} was imported"
         assert says in err and "nothing was written" in err, f"{name} {args}: {err}"
         assert list(models.iterdir()) == [], f"{name} left {list(models.iterdir())}"
+
+
+def test_an_id_of_the_labs_is_refused(imported: tuple[Path, WeatherModel], tmp_path: Path) -> None:
+    """Models trained live in the lab go by lab-<run>-<cell>: an import may not take such an id."""
+    torch.save(imported[1].state_dict(), tmp_path / "w.pt")
+    done = run_import(tmp_path / "w.pt", "--id", "lab-0123abcd-lstm", "--models-dir", tmp_path / "models")
+    assert done.returncode == 2 and "are the lab's" in done.stderr
+    assert not (tmp_path / "models").exists() or not list((tmp_path / "models").iterdir())
