@@ -35,7 +35,7 @@ WORKDIR /app
 # Compile the BPTT kernels and the JSON writer once, here, so that no container pays for it at start-up.
 ENV NUMBA_CACHE_DIR=/opt/numba-cache
 RUN PYTHONPATH=/app /opt/venv/bin/python -c \
-    "from app.rnn import kernels; from app.api import jsonfloat; kernels.warm_up(); jsonfloat.warm_up()"
+    "from app.rnn import jacobian, kernels; from app.api import jsonfloat; kernels.warm_up(); jsonfloat.warm_up(); jacobian.warm_up()"
 
 FROM ${BASE_IMAGE}
 RUN groupadd --system --gid 10001 unrolled \

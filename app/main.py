@@ -41,7 +41,7 @@ from app.api.metrics_port import MetricsServer
 from app.api.security import SecurityHeaders, SlashRedirect
 from app.config import ROOT, Settings, get_settings
 from app.lab import LabModels
-from app.rnn import kernels
+from app.rnn import jacobian, kernels
 from app.zoo import RESCAN_SECONDS, Zoo
 
 log = logging.getLogger("unrolled")
@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         torch.set_num_threads(settings.threads_per_worker())
         app.state.zoo = await anyio.to_thread.run_sync(Zoo.load, settings.models_dir)
         await anyio.to_thread.run_sync(kernels.warm_up)
+        await anyio.to_thread.run_sync(jacobian.warm_up)
         await anyio.to_thread.run_sync(jsonfloat.warm_up)
         _on_termination(app)
         metrics_server = None

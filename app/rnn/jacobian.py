@@ -361,9 +361,8 @@ def top_singular_value(
 
 def warm_up() -> None:
     """Compile (or load from the cache) the kernels once, so that no request pays for it."""
-    torch.manual_seed(0)
-    for cell in ("rnn", "lstm"):
-        cfg = ModelConfig(cell, "next_token", 3, 3, 2, 2)
-        model = SeqModel(cfg).eval().requires_grad_(False)
-        for norm in ("spectral", "frobenius"):
-            jacobian_norms(model, [0, 1, 2], 0, norm)
+    with torch.random.fork_rng():  # the weights' draw leaves the process's generator as it was
+        for cell in ("rnn", "lstm"):
+            model = SeqModel(ModelConfig(cell, "next_token", 3, 3, 2, 2)).eval().requires_grad_(False)
+            for norm in ("spectral", "frobenius"):
+                jacobian_norms(model, [0, 1, 2], 0, norm)
