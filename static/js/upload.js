@@ -60,7 +60,7 @@ function formData(form) {
 
 /** The /upload page's form: sends the files with the token, shows the progress, then the model's link or the refusal. */
 export function bindUploadForm(form) {
-  const token = form.elements.token;
+  const token = $("upload-token"); // a field with no name: only this script reads it
   const progress = $("upload-progress");
   const status = $("upload-status");
   const message = $("upload-message");

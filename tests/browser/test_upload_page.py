@@ -96,6 +96,7 @@ def test_an_uploaded_bidirectional_lstm_is_served_and_deleted(
     assert page.evaluate("() => sessionStorage.getItem('unrolled.admin-token')") == TOKEN
     assert page.evaluate("() => Object.values(localStorage).join('')").find(TOKEN) == -1
     assert TOKEN not in page.url
+    assert page.get_attribute("#upload-token", "name") is None  # no form submission could ever carry it
     # the server serves it
     card = httpx.get(f"{url}/api/models/{MODEL}").json()
     assert card["bidirectional"] is True and card["task"] == "imported"
@@ -112,6 +113,7 @@ def test_an_uploaded_bidirectional_lstm_is_served_and_deleted(
     dialog = page.locator("#delete-dialog")
     dialog.wait_for(state="visible")
     assert page.input_value("#delete-token") == TOKEN
+    assert page.get_attribute("#delete-token", "name") is None
     screenshot(page, "upload-delete-confirm")
     assert httpx.get(f"{url}/api/models/{MODEL}").status_code == 200  # opening the dialog deleted nothing
     page.click("#delete-confirm")
