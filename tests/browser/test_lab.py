@@ -263,6 +263,7 @@ def test_one_changed_token_is_marked_and_its_travel_drawn_for_each_cell(
     assert all(t["y"][k] is None for t in d["traces"] for k in range(4))  # nothing differs before the change
     page.locator("#panel-diff").scroll_into_view_if_needed()
     screenshot(page, "lab-diff")
+    screenshot(page, "lab-page", full_page=True)
     assert_clean(recorder)
 
 
