@@ -21,10 +21,11 @@ router = APIRouter(prefix="/api", tags=["lab"])
 
 
 def working_bytes(steps: int, hidden: int, lstm: bool) -> int:
-    """What computing a triangle takes at its peak: the step Jacobians and two buffers of products (the LSTM's
-    twice as tall, plus ∂c_t/∂h_s), 8 bytes a float64; and the body, ~25 characters a norm."""
+    """What computing a triangle takes at its peak: every step's Jacobian in float64 and the temporaries that
+    build them (the LSTM's twice as tall, with its gate blocks beside), the (T, T) norms, and the body, ~25
+    characters a norm. The products themselves take one H × H matrix or two per thread."""
     matrices = steps * hidden * hidden * 8
-    return matrices * (7 if lstm else 3) + 25 * steps * steps + (1 << 20)
+    return matrices * (5 if lstm else 3) + 33 * steps * steps + (1 << 20)
 
 
 @router.post("/models/{model_id}/jacobian", response_model=JacobianResponse, responses=ERRORS)
