@@ -15,21 +15,26 @@ from torch import Tensor, nn
 
 from app.config import ROOT, Settings
 from app.main import create_app
-from app.rnn.jacobian import jacobian_norms
+from app.rnn.jacobian import jacobian_norms, series_jacobian_norms
 from app.rnn.model import ModelConfig, SeqModel, load_model, suffix
+from app.rnn.series import SeriesConfig, SeriesModel
 from tests.conftest import LiveServer
 
-CELLS: dict[str, Callable[[int, int], nn.RNNCellBase]] = {"rnn": nn.RNNCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}
+CELLS: dict[type[nn.RNNBase], Callable[[int, int], nn.RNNCellBase]] = {
+    nn.RNN: nn.RNNCell,
+    nn.LSTM: nn.LSTMCell,
+    nn.GRU: nn.GRUCell,
+}
 
 
-def cell_of(model: SeqModel, entry: int) -> nn.RNNCellBase:
-    """Entry `entry`'s weights in a float64 torch.nn cell module."""
-    cfg = model.config
-    in_size = cfg.embed_size if entry < cfg.directions else cfg.hidden_size * cfg.directions
-    cell = CELLS[cfg.cell](in_size, cfg.hidden_size).double()
-    s = suffix(entry, cfg.directions)
+def cell_of(rnn: nn.RNNBase, entry: int) -> nn.RNNCellBase:
+    """Entry `entry`'s weights (torch's order) in a float64 torch.nn cell module."""
+    D = 2 if rnn.bidirectional else 1
+    in_size = rnn.input_size if entry < D else rnn.hidden_size * D
+    cell = CELLS[type(rnn)](in_size, rnn.hidden_size).double()
+    s = suffix(entry, D)
     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-        getattr(cell, name).data = getattr(model.rnn, f"{name}{s}").detach().double().clone()
+        getattr(cell, name).data = getattr(rnn, f"{name}{s}").detach().double().clone()
     return cell
 
 
@@ -45,34 +50,39 @@ def run_cell(cell: nn.RNNCellBase, xs: Tensor, h: Tensor, c: Tensor | None) -> t
     return hs, cs
 
 
-def layer_inputs(model: SeqModel, ids: list[int], entry: int) -> Tensor:
-    """What entry `entry` reads (in the input's time), from an independent float64 cell loop of the layers below."""
-    cfg = model.config
-    x = model.embedding.weight[torch.tensor(ids)].double()
-    for k in range(entry // cfg.directions):
+def embedded(model: SeqModel, ids: list[int]) -> Tensor:
+    return model.embedding.weight[torch.tensor(ids)].double()
+
+
+def layer_inputs(rnn: nn.RNNBase, x: Tensor, entry: int) -> Tensor:
+    """What entry `entry` reads (in the input's time) when the stack reads x, from an independent float64 cell loop
+    of the layers below."""
+    D = 2 if rnn.bidirectional else 1
+    lstm = isinstance(rnn, nn.LSTM)
+    for k in range(entry // D):
         outs = []
-        for d in range(cfg.directions):
-            cell = cell_of(model, k * cfg.directions + d)
-            zero = torch.zeros(cfg.hidden_size, dtype=torch.float64)
+        for d in range(D):
+            cell = cell_of(rnn, k * D + d)
+            zero = torch.zeros(rnn.hidden_size, dtype=torch.float64)
             xs = x if d == 0 else x.flip(0)
-            hs, _ = run_cell(cell, xs, zero, zero.clone() if cfg.cell == "lstm" else None)
+            hs, _ = run_cell(cell, xs, zero, zero.clone() if lstm else None)
             out = torch.stack(hs)
             outs.append(out if d == 0 else out.flip(0))
         x = torch.cat(outs, dim=1)
     return x
 
 
-def autograd_norms(model: SeqModel, ids: list[int], entry: int, ord: float | str) -> Tensor:
-    """norms[t][s] = ‖∂h_t/∂h_s‖ in the entry's own time (s ≤ t), each ∂h_{s+1…}/∂h_s from autograd's jacobian of
-    a loop that takes h_s as its input (the LSTM's c_s held)."""
-    cfg = model.config
-    cell = cell_of(model, entry)
-    xs = layer_inputs(model, ids, entry)
-    if entry % cfg.directions:
+def autograd_norms(rnn: nn.RNNBase, x: Tensor, entry: int, ord: float | str) -> Tensor:
+    """norms[t][s] = ‖∂h_t/∂h_s‖ of the stack reading x (T, in), in the entry's own time (s ≤ t), each
+    ∂h_{s+1…}/∂h_s from autograd's jacobian of a loop that takes h_s as its input (the LSTM's c_s held)."""
+    D = 2 if rnn.bidirectional else 1
+    cell = cell_of(rnn, entry)
+    xs = layer_inputs(rnn, x.double(), entry)
+    if entry % D:
         xs = xs.flip(0)
-    H, T = cfg.hidden_size, len(ids)
+    H, T = rnn.hidden_size, len(x)
     zero = torch.zeros(H, dtype=torch.float64)
-    lstm = cfg.cell == "lstm"
+    lstm = isinstance(rnn, nn.LSTM)
     hs, cs = run_cell(cell, xs, zero, zero.clone() if lstm else None)
     out = torch.full((T, T), math.nan, dtype=torch.float64)
     for s in range(T):
@@ -85,8 +95,8 @@ def autograd_norms(model: SeqModel, ids: list[int], entry: int, ord: float | str
             later, _ = run_cell(cell, xs[s + 1 :], h_s, c_s)
             return torch.stack(later)
 
-        jac = torch.autograd.functional.jacobian(after, hs[s].detach(), vectorize=True)  # type: ignore[no-untyped-call]  # (T−1−s, H, H)
-        out[s + 1 :, s] = torch.linalg.matrix_norm(jac, ord=ord)
+        jac = torch.autograd.functional.jacobian(after, hs[s].detach(), vectorize=True)  # type: ignore[no-untyped-call]
+        out[s + 1 :, s] = torch.linalg.matrix_norm(jac, ord=ord)  # jac: (T−1−s, H, H)
     return out
 
 
@@ -121,7 +131,7 @@ def test_every_entry_equals_float64_autograd(cell: str, layers: int, entry: int,
     model = random_model(cell, layers, scale=0.5 if cell == "rnn" else 1.0, seed=layers)
     got = jacobian_norms(model, IDS, entry, "spectral" if ord == 2 else "frobenius")
     assert got.direction == "forward" and got.hidden_size == 7
-    oracle = autograd_norms(model, IDS, entry, ord)
+    oracle = autograd_norms(model.rnn, embedded(model, IDS), entry, ord)
     assert float(oracle[-1, 0]) < 1e-3  # the test reaches small values
     assert_close_everywhere(got.norms, oracle, 1e-9)
 
@@ -133,7 +143,7 @@ def test_a_reverse_entry_is_given_for_s_after_t_and_equals_autograd(cell: str, l
     input's time; a forward entry above it reads both directions of the layer below."""
     model = random_model(cell, layers, bidirectional=True, seed=entry)
     got = jacobian_norms(model, IDS[:12], entry, "spectral")
-    oracle = autograd_norms(model, IDS[:12], entry, 2)  # in the entry's own time
+    oracle = autograd_norms(model.rnn, embedded(model, IDS[:12]), entry, 2)  # in the entry's own time
     if entry % 2:
         assert got.direction == "reverse"
         assert math.isnan(float(got.norms[5, 4])) and not math.isnan(float(got.norms[4, 5]))
@@ -150,7 +160,7 @@ def test_products_far_below_float32s_range_are_exact() -> None:
     ids = (IDS * 3)[:60]
     for norm, ord in (("spectral", 2), ("frobenius", "fro")):
         got = jacobian_norms(model, ids, 0, norm)  # type: ignore[arg-type]
-        oracle = autograd_norms(model, ids, 0, ord)
+        oracle = autograd_norms(model.rnn, embedded(model, ids), 0, ord)
         assert float(oracle[-1, 0]) < 1e-100
         assert_close_everywhere(got.norms, oracle, 1e-9)
 
@@ -183,12 +193,43 @@ def test_the_rnn_forgets_the_first_step_where_the_lstm_and_gru_remember(zoo_api:
     assert last_first["lstm"] / last_first["rnn"] > 1e30
 
 
-def test_series_and_translation_models_are_409_and_an_unknown_note_is_422(zoo_api: TestClient) -> None:
-    for model_id in ("sunspots-rnn", "numbers-gru"):
-        r = zoo_api.post(f"/api/models/{model_id}/jacobian", json={"text": "one two"})
-        assert r.status_code == 409 and "text models" in r.json()["message"], r.text
+def test_a_translation_model_is_409_and_an_unknown_note_is_422(zoo_api: TestClient) -> None:
+    r = zoo_api.post("/api/models/numbers-gru/jacobian", json={"text": "one two"})
+    assert r.status_code == 409 and "translation model" in r.json()["message"], r.text
     r = zoo_api.post("/api/models/melody-gru/jacobian", json={"text": "E4:1 C8:0.125 E4:1"})
     assert r.status_code == 422 and "'C8:0.125' at 1" in r.json()["message"], r.text
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_a_series_model_reads_values_and_equals_autograd(cell: str) -> None:
+    """A series model's layers read its scaled numbers (two features here, two layers): the same triangle."""
+    torch.manual_seed(5)
+    model = SeriesModel(SeriesConfig(cell, 2, 6, 2)).eval().requires_grad_(False)  # type: ignore[arg-type]
+    x = torch.randn(14, 2, dtype=torch.float64)
+    for layer in (0, 1):
+        got = series_jacobian_norms(model, x, layer, "spectral")
+        assert_close_everywhere(got.norms, autograd_norms(model.rnn, x, layer, 2), 1e-9)
+
+
+def test_the_zoos_series_models_over_rest(zoo_api: TestClient) -> None:
+    card = zoo_api.get("/api/models/sunspots-lstm").json()
+    values = card["examples"][0]["values"]
+    r = zoo_api.post("/api/models/sunspots-lstm/jacobian", json={"values": values, "norm": "frobenius"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    T = len(values)
+    assert len(body["tokens"]) == T and len(body["norms"]) == T and body["norms"][0][1] is None
+    assert body["norms"][T - 1][0] > 0 and body["norms"][3][3] == math.sqrt(card["hidden_size"])
+    for body, words in (
+        ({"text": "1 2 3"}, "reads numbers"),
+        ({"values": ["x", 2]}, "step 0"),
+        ({"values": [1.0] * 301}, "the limit is 300 steps (jacobian_max_steps)"),
+        ({"values": values, "layer": card["num_layers"]}, f"this model has {card['num_layers']} layer entr"),
+    ):
+        r = zoo_api.post("/api/models/sunspots-lstm/jacobian", json=body)
+        assert r.status_code in (409, 422) and words in r.json()["message"], r.text
+    r = zoo_api.post("/api/models/memory-rnn/jacobian", json={"values": [1, 2]})
+    assert r.status_code == 409 and "reads text" in r.json()["message"], r.text
 
 
 # --- REST on the test models ------------------------------------------------------------------------------------
@@ -238,9 +279,10 @@ def test_a_checkpoint_gives_its_own_weights_triangle(client: TestClient) -> None
         ("chars-rnn", {"text": "abc", "layer": "0"}, 422, "layer"),
         ("chars-rnn", {"text": "abc", "norm": "nuclear"}, 422, "norm"),
         ("chars-rnn", {"text": ""}, 422, "text"),
-        ("chars-rnn", {"values": [1, 2]}, 422, "text: Field required"),
+        ("chars-rnn", {"values": [1, 2]}, 409, "reads text"),
         ("chars-rnn", {"text": "abc", "top_k": 3}, 422, "top_k"),
-        ("numbers-gru", {"text": "twenty - one"}, 409, "text models"),
+        ("numbers-gru", {"text": "twenty - one"}, 409, "translation model"),
+        ("chars-rnn", {"text": "abc", "values": [1]}, 422, "one of them"),
         ("no-such-model", {"text": "abc"}, 404, "no-such-model"),
     ],
 )

@@ -3,16 +3,22 @@ serialised by orjson; this model documents it in OpenAPI)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from annotated_types import Ge
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
-from app.api.schemas import CHECKPOINT_PATTERN, Strict, Text, _json_number
+from app.api.schemas import CHECKPOINT_PATTERN, Strict, Text, Values, _json_number, _no_nulls, _one_input, _one_of
 
 
 class JacobianRequest(Strict):
-    text: Text = Field(min_length=1, description="the input; each character, word or note is one time step")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_of("text"))
+
+    text: Text | SkipJsonSchema[None] = Field(
+        None, min_length=1, description="the input; each character, word or note is one time step"
+    )
+    values: Values | SkipJsonSchema[None] = None
     layer: Annotated[int, Ge(0), BeforeValidator(_json_number)] = Field(
         0, description="the layer entry, in torch's order (l0, l0_reverse, l1, …); 0 is the first layer"
     )
@@ -21,9 +27,22 @@ class JacobianRequest(Strict):
     )
     checkpoint: str | None = Field(None, pattern=CHECKPOINT_PATTERN, description="a saved checkpoint's name")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _present(cls, data: Any) -> Any:
+        return _no_nulls(data, "text", "values")
+
+    @model_validator(mode="after")
+    def _one_input(self) -> JacobianRequest:
+        _one_input(self.text, self.values, "text")
+        return self
+
 
 class JacobianResponse(BaseModel):
-    tokens: list[str] = Field(description="the input's steps, as the model's vocabulary reads it")
+    tokens: list[str] = Field(
+        description="the input's steps, as the model's vocabulary reads them (a series model's: each step's numbers "
+        'as text, e.g. "3.5" or "3.5, 8")'
+    )
     layer: int
     norm: Literal["spectral", "frobenius"]
     hidden_size: int

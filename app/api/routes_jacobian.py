@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import torch
 from fastapi import APIRouter
 from fastapi.responses import Response
 from starlette.requests import Request
@@ -11,13 +14,20 @@ from app.api.deps import BudgetDep, ComputeDep, SettingsDep, ZooDep, work_of
 from app.api.errors import LimitExceeded
 from app.api.jacobian_schemas import JacobianRequest, JacobianResponse
 from app.api.routes_trace import ERRORS, held_json
-from app.api.service import check_chars, readable
+from app.api.service import check_chars, readable, text_of
 from app.api.wire import dumps
 from app.rnn.errors import WrongModelKind
-from app.rnn.jacobian import jacobian_norms
+from app.rnn.jacobian import JacobianNorms, jacobian_norms, series_jacobian_norms
 from app.rnn.model import SeqModel
+from app.rnn.series import read_values, scaled_tensor
+from app.rnn.series_trace import series_model
 
 router = APIRouter(prefix="/api", tags=["lab"])
+
+
+def over_limit(steps: int, limit: int) -> None:
+    if steps > limit:
+        raise LimitExceeded(f"the input reads as {steps} steps; the limit is {limit} steps (jacobian_max_steps)")
 
 
 def working_bytes(steps: int, hidden: int, lstm: bool) -> int:
@@ -40,23 +50,43 @@ async def jacobian(
 ) -> Response:
     """‖∂h_t/∂h_s‖ for every pair of steps of one layer entry, through that layer's own recurrence (its inputs
     held; for the LSTM, h_s perturbed with c_s held), exact in float64: a triangle, null where s is not upstream
-    of t. Text models only (series and translation models: 409); at most jacobian_max_steps steps."""
+    of t. Text models take `text`, series models `values`; translation models are a 409; at most
+    jacobian_max_steps steps."""
     loaded = zoo.get(model_id)
-    if series.is_series(loaded) or translation.is_translation(loaded):
+    if translation.is_translation(loaded):
         raise WrongModelKind(
-            f"{model_id} is a {loaded.card.kind} model: the Jacobian is computed for text models (next-token or "
-            "classifier) only"
+            f"{model_id} is a translation model: the Jacobian is computed for one recurrent stack (text and series "
+            "models) only"
         )
-    model = loaded.at(req.checkpoint)
-    if not isinstance(model, SeqModel):  # pragma: no cover - a text model's weights are a SeqModel
-        raise WrongModelKind(f"{model_id} is a {loaded.card.kind} model, not a text model")
     limit = settings.jacobian_max_steps
-    check_chars("text", req.text, settings.max_steps, "max_steps")
-    encoded = readable(loaded, loaded.vocab.encode(req.text), "melody")
-    steps = len(encoded.ids)
-    if steps > limit:
-        raise LimitExceeded(f"the text reads as {steps} steps; the limit is {limit} steps (jacobian_max_steps)")
-    entries = loaded.card.num_layers * loaded.card.directions
+    compute_norms: Callable[[], JacobianNorms]
+    if series.is_series(loaded):
+        values = series.values_of(loaded, req.values)
+        over_limit(len(values), limit)
+        model, scaling = series_model(loaded, req.checkpoint)
+        array = read_values(values, scaling.width, limit, scaling)
+        tokens = [", ".join(f"{v:g}" for v in row) for row in array]
+        x = scaled_tensor(scaling, array, torch.float64)
+
+        def compute_norms() -> JacobianNorms:
+            return series_jacobian_norms(model, x, req.layer, req.norm, max_steps=limit)
+
+        entries = loaded.card.num_layers
+    else:
+        text = text_of(loaded, req.text)
+        token_model = loaded.at(req.checkpoint)
+        if not isinstance(token_model, SeqModel):  # pragma: no cover - a text model's weights are a SeqModel
+            raise WrongModelKind(f"{model_id} is a {loaded.card.kind} model, not a text model")
+        check_chars("text", text, settings.max_steps, "max_steps")
+        encoded = readable(loaded, loaded.vocab.encode(text), "melody")
+        over_limit(len(encoded.ids), limit)
+        tokens = encoded.tokens
+
+        def compute_norms() -> JacobianNorms:
+            return jacobian_norms(token_model, encoded.ids, req.layer, req.norm, max_steps=limit)
+
+        entries = loaded.card.num_layers * loaded.card.directions
+    steps = len(tokens)
     if req.layer >= entries:
         raise LimitExceeded(
             f"layer is {req.layer}; this model has {entries} layer entr{'y' if entries == 1 else 'ies'} "
@@ -64,16 +94,15 @@ async def jacobian(
         )
 
     def work() -> bytes:
-        result = jacobian_norms(model, encoded.ids, req.layer, req.norm, max_steps=limit)
-        norms = result.norms.numpy()
+        result = compute_norms()
         return dumps(
             {
-                "tokens": encoded.tokens,
+                "tokens": tokens,
                 "layer": req.layer,
                 "norm": req.norm,
                 "hidden_size": result.hidden_size,
                 "direction": result.direction,
-                "norms": norms,  # orjson writes NaN (s not upstream of t) and ±inf as null
+                "norms": result.norms.numpy(),  # orjson writes NaN (s not upstream of t) and ±inf as null
             }
         )
 

@@ -54,7 +54,8 @@ from torch import Tensor, nn
 from app.jit import cache_mode, njit
 from app.rnn.errors import EmptyInput, EngineError, InputTooLong
 from app.rnn.model import Cell, LayerWeights, ModelConfig, SeqModel, layer_views, layer_weights
-from app.rnn.trace import Direction, LayerForward, stack_forward
+from app.rnn.series import SeriesModel
+from app.rnn.trace import Direction, LayerForward, Stack, stack_forward
 
 Norm = Literal["spectral", "frobenius"]
 
@@ -89,29 +90,51 @@ class _Float64Stack:
 
 
 @torch.no_grad()
-def jacobian_norms(model: SeqModel, ids: Sequence[int], layer: int = 0, norm: Norm = "spectral",
-                   max_steps: int = 300) -> JacobianNorms:  # fmt: skip
+def jacobian_norms(
+    model: SeqModel, ids: Sequence[int], layer: int = 0, norm: Norm = "spectral", max_steps: int = 300
+) -> JacobianNorms:
     """‖∂h_t/∂h_s‖ of layer entry `layer` (torch's order) on the token ids, for every pair of steps (see the
     module's docstring for the definition)."""
     cfg = model.config
-    entries = cfg.num_layers * cfg.directions
-    if not 0 <= layer < entries:
-        raise BadLayer(f"layer {layer} does not exist: this model has {entries} layer entries (0 to {entries - 1})")
-    T = len(ids)
-    if T == 0:
-        raise EmptyInput("the input is empty: give at least one token")
-    if T > max_steps:
-        raise InputTooLong(T, max_steps)
+    _check(cfg.num_layers * cfg.directions, layer, len(ids), max_steps)
     stack = _Float64Stack(model)
     x = model.embedding.weight[torch.as_tensor(list(ids), dtype=torch.long)].double()
+    nonlinearity = getattr(stack.rnn, "nonlinearity", "tanh")
+    return _triangle(stack, x, cfg.num_layers, cfg.directions, layer, norm, nonlinearity)
+
+
+@torch.no_grad()
+def series_jacobian_norms(
+    model: SeriesModel, x: Tensor, layer: int = 0, norm: Norm = "spectral", max_steps: int = 300
+) -> JacobianNorms:
+    """The same for a series model, on its inputs x (T, F) as W_ih reads them (scaled), in its float64 twin."""
+    cfg = model.config
+    _check(cfg.num_layers, layer, len(x), max_steps)
+    twin = model.float64()
+    nonlinearity = getattr(twin.rnn, "nonlinearity", "tanh")
+    return _triangle(twin, x.double(), cfg.num_layers, 1, layer, norm, nonlinearity)
+
+
+def _check(entries: int, layer: int, T: int, max_steps: int) -> None:
+    if not 0 <= layer < entries:
+        raise BadLayer(f"layer {layer} does not exist: this model has {entries} layer entries (0 to {entries - 1})")
+    if T == 0:
+        raise EmptyInput("the input is empty: give at least one step")
+    if T > max_steps:
+        raise InputTooLong(T, max_steps)
+
+
+def _triangle(
+    stack: Stack, x: Tensor, num_layers: int, directions: int, layer: int, norm: Norm, nonlinearity: str
+) -> JacobianNorms:
     # Only the layers up to the asked one's are run.
-    depth = layer // cfg.directions + 1
-    forwards, _ = stack_forward(stack, x, depth, cfg.directions)
-    direction: Direction = "reverse" if layer % cfg.directions else "forward"
+    forwards, _ = stack_forward(stack, x, layer // directions + 1, directions)
+    direction: Direction = "reverse" if layer % directions else "forward"
     fwd = forwards[layer]  # a reverse entry's arrays are in its own time: last step first
-    steps = step_jacobians(cfg.cell, stack.weights(layer), fwd, getattr(stack.rnn, "nonlinearity", "tanh"))
-    own = product_norms(steps, cfg.hidden_size, norm)
-    return JacobianNorms(own if direction == "forward" else own.flip(0, 1), direction, cfg.hidden_size)
+    H = stack.config.hidden_size
+    steps = step_jacobians(stack.config.cell, stack.weights(layer), fwd, nonlinearity)
+    own = product_norms(steps, H, norm)
+    return JacobianNorms(own if direction == "forward" else own.flip(0, 1), direction, H)
 
 
 @dataclass
