@@ -18,7 +18,7 @@ from app.main import create_app
 from app.rnn.jacobian import jacobian_norms, series_jacobian_norms
 from app.rnn.model import ModelConfig, SeqModel, load_model, suffix
 from app.rnn.series import SeriesConfig, SeriesModel
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, write_model
 
 CELLS: dict[type[nn.RNNBase], Callable[[int, int], nn.RNNCellBase]] = {
     nn.RNN: nn.RNNCell,
@@ -301,3 +301,14 @@ def test_three_hundred_steps_over_a_real_server(live: LiveServer) -> None:
     norms = r.json()["norms"]
     assert len(norms) == 300 and norms[299][0] is not None and norms[0][299] is None
     assert all(norms[t][t] == 1.0 for t in range(300))
+
+
+def test_a_wide_models_step_limit_shrinks_with_its_work(settings: Settings, tmp_path: Path) -> None:
+    """The work grows as T²H³: a model of hidden size 256 may be given 300 · (128/256)^1.5 = 106 steps."""
+    write_model(tmp_path, "wide-rnn", "rnn", "next_token", hidden=256)
+    with TestClient(create_app(settings.model_copy(update={"models_dir": tmp_path}))) as c:
+        r = c.post("/api/models/wide-rnn/jacobian", json={"text": "abc " * 30})
+        assert r.status_code == 422, r.text
+        assert "for a model of hidden size 256 the limit is 106 steps" in r.json()["message"]
+        r = c.post("/api/models/wide-rnn/jacobian", json={"text": "a" * 106})
+        assert r.status_code == 200 and len(r.json()["norms"]) == 106, r.text
