@@ -30,7 +30,13 @@ The method (T steps, H hidden units), in float64 throughout:
    time on memory-gru, whose clustered singular values near 1 take Lanczos the longest), or after H vectors,
    where it is exact.
 
-Tests hold every entry, down to 1e−11 and below, against float64 autograd (to 1e−9 relative).
+Tests hold every entry, down to 1e−100 and below, against float64 autograd (to 1e−9 relative). On the memory
+card's example (102 steps), ‖∂h_101/∂h_0‖ (spectral) is 3.2e−58 for memory-rnn, 4.6e−5 for memory-lstm and 1.05
+for memory-gru: the RNN's first step has all but vanished from its last state; the gated cells' has not.
+
+Speed (bench/jacobian_speed.py, 2 threads on a shared 2-core machine): T = 300, H = 128 in 2.5–3.7 s (RNN, GRU)
+and 6 s (LSTM), dgemm-bound (OpenBLAS at ~48 GFLOP/s a core); the zoo's ~100-step inputs in 0.03–0.26 s (hidden 64)
+and 0.3–0.7 s (hidden 128).
 """
 
 from __future__ import annotations
