@@ -312,3 +312,9 @@ def test_a_wide_models_step_limit_shrinks_with_its_work(settings: Settings, tmp_
         assert "for a model of hidden size 256 the limit is 106 steps" in r.json()["message"]
         r = c.post("/api/models/wide-rnn/jacobian", json={"text": "a" * 106})
         assert r.status_code == 200 and len(r.json()["norms"]) == 106, r.text
+
+
+def test_one_step_is_the_identity_alone(client: TestClient) -> None:
+    for norm, value in (("spectral", 1.0), ("frobenius", 4.0)):
+        r = client.post("/api/models/chars-lstm/jacobian", json={"text": "a", "norm": norm})
+        assert r.status_code == 200 and r.json()["norms"] == [[value]], r.text

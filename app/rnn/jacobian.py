@@ -105,8 +105,7 @@ def jacobian_norms(
     _check(cfg.num_layers * cfg.directions, layer, len(ids), max_steps)
     stack = _Float64Stack(model)
     x = model.embedding.weight[torch.as_tensor(list(ids), dtype=torch.long)].double()
-    nonlinearity = getattr(stack.rnn, "nonlinearity", "tanh")
-    return _triangle(stack, x, cfg.num_layers, cfg.directions, layer, norm, nonlinearity)
+    return _triangle(stack, x, cfg.directions, layer, norm)
 
 
 @torch.no_grad()
@@ -117,8 +116,7 @@ def series_jacobian_norms(
     cfg = model.config
     _check(cfg.num_layers, layer, len(x), max_steps)
     twin = model.float64()
-    nonlinearity = getattr(twin.rnn, "nonlinearity", "tanh")
-    return _triangle(twin, x.double(), cfg.num_layers, 1, layer, norm, nonlinearity)
+    return _triangle(twin, x.double(), 1, layer, norm)
 
 
 def _check(entries: int, layer: int, T: int, max_steps: int) -> None:
@@ -130,15 +128,13 @@ def _check(entries: int, layer: int, T: int, max_steps: int) -> None:
         raise InputTooLong(T, max_steps)
 
 
-def _triangle(
-    stack: Stack, x: Tensor, num_layers: int, directions: int, layer: int, norm: Norm, nonlinearity: str
-) -> JacobianNorms:
+def _triangle(stack: Stack, x: Tensor, directions: int, layer: int, norm: Norm) -> JacobianNorms:
     # Only the layers up to the asked one's are run.
     forwards, _ = stack_forward(stack, x, layer // directions + 1, directions)
     direction: Direction = "reverse" if layer % directions else "forward"
     fwd = forwards[layer]  # a reverse entry's arrays are in its own time: last step first
     H = stack.config.hidden_size
-    steps = step_jacobians(stack.config.cell, stack.weights(layer), fwd, nonlinearity)
+    steps = step_jacobians(stack.config.cell, stack.weights(layer), fwd)
     own = product_norms(steps, H, norm)
     return JacobianNorms(own if direction == "forward" else own.flip(0, 1), direction, H)
 
@@ -158,15 +154,15 @@ class StepJacobians:
         return self.hh.shape[0] + 1
 
 
-def step_jacobians(cell: Cell, w: LayerWeights, fwd: LayerForward, nonlinearity: str = "tanh") -> StepJacobians:
-    """J_k for every step k ≥ 1 at once, in closed form from the forward's states and gates (float64)."""
+def step_jacobians(cell: Cell, w: LayerWeights, fwd: LayerForward) -> StepJacobians:
+    """J_k for every step k ≥ 1 at once, in closed form from the forward's states and gates (float64). The RNN is
+    torch.nn's tanh RNN, the only one the engine runs (its layer views are built with the default nonlinearity)."""
     W = w.weight_hh.double()
     h = fwd.hidden.double()
     H = h.shape[1]
     if cell == "rnn":
         h_k = h[1:]
-        d = (h_k > 0).double() if nonlinearity == "relu" else 1 - h_k * h_k  # the activation's derivative
-        return StepJacobians(d[:, :, None] * W)
+        return StepJacobians((1 - h_k * h_k)[:, :, None] * W)  # tanh' = 1 − tanh²
     act = fwd.act.double()[1:]
     h_prev = h[:-1]
     if cell == "gru":
