@@ -16,9 +16,9 @@ from torch import Tensor, nn
 from app.config import ROOT, Settings
 from app.main import create_app
 from app.rnn.jacobian import jacobian_norms, series_jacobian_norms
-from app.rnn.model import ModelConfig, SeqModel, load_model, suffix
+from app.rnn.model import ModelConfig, SeqModel, load_model, save_model, suffix
 from app.rnn.series import SeriesConfig, SeriesModel
-from tests.conftest import LiveServer, write_model
+from tests.conftest import LETTERS, LiveServer, write_model
 
 CELLS: dict[type[nn.RNNBase], Callable[[int, int], nn.RNNCellBase]] = {
     nn.RNN: nn.RNNCell,
@@ -318,3 +318,22 @@ def test_one_step_is_the_identity_alone(client: TestClient) -> None:
     for norm, value in (("spectral", 1.0), ("frobenius", 4.0)):
         r = client.post("/api/models/chars-lstm/jacobian", json={"text": "a", "norm": norm})
         assert r.status_code == 200 and r.json()["norms"] == [[value]], r.text
+
+
+def test_a_bidirectional_models_reverse_entry_over_rest(settings: Settings, tmp_path: Path) -> None:
+    card = write_model(tmp_path, "both-gru", "gru", "next_token")
+    card.bidirectional = True
+    torch.manual_seed(2)
+    model = SeqModel(card.config())
+    card.checkpoints = []
+    save_model(tmp_path, card, model)
+    with TestClient(create_app(settings.model_copy(update={"models_dir": tmp_path}))) as c:
+        r = c.post("/api/models/both-gru/jacobian", json={"text": "hello", "layer": 1})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["direction"] == "reverse"
+        engine = jacobian_norms(model, [LETTERS.index(ch) for ch in "hello"], 1, "spectral").norms
+        assert body["norms"] == [[None if math.isnan(v) else v for v in row] for row in engine.tolist()]
+        assert body["norms"][4][0] is None and body["norms"][0][4] is not None
+        r = c.post("/api/models/both-gru/jacobian", json={"text": "hello", "layer": 2})
+        assert r.status_code == 422 and "2 layer entries (0 to 1, torch's order: l0, l0_reverse" in r.text, r.text
