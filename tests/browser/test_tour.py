@@ -384,7 +384,7 @@ def test_the_labs_scenes_turn_the_knobs_and_train_live(page: Page, recorder: Rec
         assert names[-1] == "RNN · tanh · radius 1.00 · H 32 · T 200" and names[-2] == "the bound"
         assert [n.split(" · ")[:3] for n in names[:3]] == [
             ["kept: RNN", "tanh", "radius 0.50"],
-            ["kept: RNN", "relu", "radius 1.50"],
+            ["kept: RNN", "relu", "radius 2.00"],
             ["kept: LSTM", "radius 0.90", "forget bias 4.00"],
         ]
         assert page.locator("#player").is_hidden() and page.locator("#inputs").is_hidden()  # keys drive it
