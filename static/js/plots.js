@@ -31,7 +31,8 @@ export function baseLayout(extra = {}) {
     paper_bgcolor: "rgba(0,0,0,0)",
     plot_bgcolor: "#ffffff",
     margin: { l: 56, r: 16, t: 8, b: 40 },
-    hoverlabel: { font: { family: FONT, size: size + 1 }, bgcolor: "#111827", bordercolor: "#111827" },
+    // white on the dark box: unset, Plotly takes the layout's dark font colour for some traces (heatmaps)
+    hoverlabel: { font: { family: FONT, size: size + 1, color: "#ffffff" }, bgcolor: "#111827", bordercolor: "#111827" },
     legend: { orientation: "h", y: 1.02, yanchor: "bottom", x: 0, font: { size } },
     showlegend: false,
     dragmode: false,

@@ -224,6 +224,11 @@ def test_the_jacobian_triangles_render_and_a_hover_marks_s_and_t(
         f"() => window.__unrolled.labHover?.model === 'memory-gru' && window.__unrolled.labHover.t === {T - 1}"
     )
     assert page.evaluate(MARKED)["s"] == [0]
+    # Plotly's hover box is dark: its text must be light to be read (it once took the layout's dark font colour)
+    hover_text = (
+        "() => [...document.querySelectorAll('.hoverlayer .hovertext text')].map((t) => getComputedStyle(t).fill)"  # noqa: E501
+    )
+    assert page.evaluate(hover_text) and set(page.evaluate(hover_text)) == {"rgb(255, 255, 255)"}
     screenshot(page, "lab-jacobian")
     assert_clean(recorder)
 
