@@ -32,7 +32,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from app.api.compute import Compute, Work
 from app.api.errors import Overloaded
-from app.api.stream import ClientGone, Sender, StreamError, _close_with_error, origin_allowed
+from app.api.stream import ClientGone, Sender, StreamError, _close_with_error, origin_allowed, receive_request
 from app.api.wire import dumps
 from app.config import Settings
 from app.lab import CELLS, LabModels, LabRequest, RunResult, Training
@@ -81,15 +81,7 @@ def parse_request(data: Any, settings: Settings) -> LabRequest:
 
 
 async def _read_request(ws: WebSocket, settings: Settings) -> LabRequest:
-    with anyio.move_on_after(settings.request_timeout) as scope:
-        message = await ws.receive()
-    if scope.cancelled_caught:
-        raise StreamError(408, "timeout", f"no request within {settings.request_timeout:g} s of connecting")
-    if message["type"] == "websocket.disconnect":
-        raise ClientGone
-    raw = message.get("text")
-    if raw is None:
-        raw = message.get("bytes") or b""
+    raw = await receive_request(ws, settings.request_timeout)
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as e:

@@ -168,18 +168,22 @@ class Sender:
         self.sent += size
 
 
-async def _read_request(
-    ws: WebSocket, timeout: float
-) -> StreamTraceRequest | StreamGenerateRequest | StreamTranslateRequest:
+async def receive_request(ws: WebSocket, timeout: float) -> str | bytes:
+    """A WebSocket's first message, its request, as sent: 408 if none comes within `timeout` of connecting."""
     with anyio.move_on_after(timeout) as scope:
         message = await ws.receive()
     if scope.cancelled_caught:
         raise StreamError(408, "timeout", f"no request within {timeout:g} s of connecting")
     if message["type"] == "websocket.disconnect":
         raise ClientGone
-    raw = message.get("text")
-    if raw is None:
-        raw = message.get("bytes") or b""
+    raw: str | bytes | None = message.get("text")
+    return raw if raw is not None else message.get("bytes") or b""
+
+
+async def _read_request(
+    ws: WebSocket, timeout: float
+) -> StreamTraceRequest | StreamGenerateRequest | StreamTranslateRequest:
+    raw = await receive_request(ws, timeout)
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
