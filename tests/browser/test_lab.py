@@ -226,7 +226,7 @@ def test_the_jacobian_triangles_render_and_a_hover_marks_s_and_t(
     assert page.evaluate(MARKED)["s"] == [0]
     # Plotly's hover box is dark: its text must be light to be read (it once took the layout's dark font colour)
     hover_text = (
-        "() => [...document.querySelectorAll('.hoverlayer .hovertext text')].map((t) => getComputedStyle(t).fill)"  # noqa: E501
+        "() => [...document.querySelectorAll('.hoverlayer .hovertext text')].map((t) => getComputedStyle(t).fill)"
     )
     assert page.evaluate(hover_text) and set(page.evaluate(hover_text)) == {"rgb(255, 255, 255)"}
     screenshot(page, "lab-jacobian")
