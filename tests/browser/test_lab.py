@@ -375,6 +375,39 @@ def test_presenter_mode_at_1280_by_720_has_no_text_under_14_px(page: Page, recor
     assert_clean(recorder)
 
 
+def test_an_input_the_audience_types_runs_through_every_section_at_1280_by_720(
+    page: Page, recorder: Recorder, zoo: LiveServer
+) -> None:
+    """A memory input no example has, typed into the lab's input bar in presenter mode: the triangles, the
+    one-token diff and the saturation scatter are all of it, and nothing on screen is under 14 px."""
+    page.set_viewport_size({"width": 1280, "height": 720})
+    lab(page, zoo, "?presenter=1")
+    lower_loaded(page)
+    typed = "E 27182 81828 ?"
+    tokens = [c for c in typed if c != " "]
+    page.fill("#text-input", typed)
+    page.click("#run")
+    page.wait_for_function(
+        "(n) => [...document.querySelectorAll('#jacobian-plots .plot')].every((gd) => gd.data?.[0]?.z?.length === n)",
+        arg=len(tokens),
+    )
+    triangles = page.evaluate(JACOBIAN)
+    assert len(triangles) == 3
+    for tri in triangles:  # nothing above the diagonal, the identity's norm on it
+        z = tri["z"]
+        assert all(z[t][s] is None for t in range(len(tokens)) for s in range(t + 1, len(tokens)))
+        assert all(abs(z[t][t]) < 1e-6 for t in range(len(tokens)))
+    diff_tokens = "(n) => document.querySelectorAll('.diff-row-original .diff-tok').length === n"
+    page.wait_for_function(diff_tokens, arg=len(tokens))
+    d = page.evaluate(DIFF)
+    assert d["original"] == tokens and d["edited"][1:] == tokens[1:] and d["edited"][0] != "E"
+    assert all(len(t["y"]) == len(tokens) for t in d["traces"])
+    page.wait_for_function("(n) => window.__unrolled.labSaturation?.steps === n", arg=len(tokens))
+    small = [x for x in page.evaluate(TEXT_SIZES) if x[1] < 14]
+    assert small == [], small
+    assert_clean(recorder)
+
+
 def test_a_refused_training_run_is_said_plainly(page: Page, recorder: Recorder, zoo: LiveServer) -> None:
     """A gap over the server's limit is a 422 naming it; a second run while one trains is a 503, said as busy."""
     lab(page, zoo)

@@ -116,7 +116,7 @@ export class SaturationView {
     this.renderUnit(gates);
     const sel = gates.map((g) => `${g} ${Math.round(100 * sat[g].left[this.unit])} % shut, ${Math.round(100 * sat[g].right[this.unit])} % open`);
     this.readout.textContent = `${tr.model}, ${tr.H} units × ${gates.length} gates over ${tr.T} steps. Unit ${this.unit}: ${sel.join(" · ")}.`;
-    window.__unrolled.labSaturation = { model: tr.model, points: data.slice(0, -1).reduce((n, d) => n + d.x.length, 0), gates, unit: this.unit };
+    window.__unrolled.labSaturation = { model: tr.model, points: data.slice(0, -1).reduce((n, d) => n + d.x.length, 0), gates, unit: this.unit, steps: tr.T };
   }
 
   /** The followed unit's gates at every step, with the two thresholds. */
