@@ -96,15 +96,13 @@ export const deleteModel = (id, token) =>
 // ---- end of uploads ----
 
 /**
- * Open the stream for one request (a trace body, or {mode: "generate", …}) and hand every frame to onFrame.
- * Returns {done, close}: done resolves after the "done" frame and rejects with an ApiError on an error frame
- * or a connection that ends early. close() ends the stream (its done then resolves with {closed: true}).
+ * A WebSocket to `path` that sends `body` once open, and the `done` promise a run over it settles once:
+ * finish(resolveDone | rejectDone, value) settles it, later calls do nothing; settled() says whether it has been.
  */
-export function stream(id, body, onFrame) {
+function socketRun(path, body) {
   const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(`${scheme}//${window.location.host}${modelPath(id)}/stream`);
-  ws.binaryType = "arraybuffer"; // {"encoding": "binary"}: step frames as float32 arrays
-  let settled = false;
+  const ws = new WebSocket(`${scheme}//${window.location.host}${path}`);
+  let isSettled = false;
   let resolveDone;
   let rejectDone;
   const done = new Promise((resolve, reject) => {
@@ -112,13 +110,24 @@ export function stream(id, body, onFrame) {
     rejectDone = reject;
   });
   const finish = (fn, value) => {
-    if (settled) return;
-    settled = true;
+    if (isSettled) return;
+    isSettled = true;
     fn(value);
   };
   ws.addEventListener("open", () => ws.send(JSON.stringify(body)));
+  return { ws, done, finish, resolveDone, rejectDone, settled: () => isSettled };
+}
+
+/**
+ * Open the stream for one request (a trace body, or {mode: "generate", …}) and hand every frame to onFrame.
+ * Returns {done, close}: done resolves after the "done" frame and rejects with an ApiError on an error frame
+ * or a connection that ends early. close() ends the stream (its done then resolves with {closed: true}).
+ */
+export function stream(id, body, onFrame) {
+  const { ws, done, finish, resolveDone, rejectDone, settled } = socketRun(`${modelPath(id)}/stream`, body);
+  ws.binaryType = "arraybuffer"; // {"encoding": "binary"}: step frames as float32 arrays
   ws.addEventListener("message", (event) => {
-    if (settled) return;
+    if (settled()) return;
     if (event.data instanceof ArrayBuffer) {
       onFrame({ type: "binary", buffer: event.data });
       return;
@@ -163,24 +172,10 @@ export const diff = (id, body) => post(`${modelPath(id)}/diff`, body);
  * to stop (it still sends its done frame); close() leaves.
  */
 export function labTrain(body, onFrame) {
-  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(`${scheme}//${window.location.host}/api/lab/train`);
-  let settled = false;
+  const { ws, done, finish, resolveDone, rejectDone, settled } = socketRun("/api/lab/train", body);
   let failure = null;
-  let resolveDone;
-  let rejectDone;
-  const done = new Promise((resolve, reject) => {
-    resolveDone = resolve;
-    rejectDone = reject;
-  });
-  const finish = (fn, value) => {
-    if (settled) return;
-    settled = true;
-    fn(value);
-  };
-  ws.addEventListener("open", () => ws.send(JSON.stringify(body)));
   ws.addEventListener("message", (event) => {
-    if (settled || typeof event.data !== "string") return;
+    if (settled() || typeof event.data !== "string") return;
     const frame = JSON.parse(event.data);
     if (frame.type === "error") {
       failure = frame; // its status arrives with the close code
