@@ -198,4 +198,13 @@ def test_presenter_mode_has_no_text_under_14_px(page: Page, recorder: Recorder, 
         if y == 0:
             screenshot(page, "bidirectional-presenter")
     assert small == [], "\n".join(small)
+    # what the audience types (no example of the model's): both directions read it, and it stays legible
+    typed = "a dog on a log"
+    page.evaluate("() => window.scrollTo(0, 0)")
+    page.fill("#text-input", typed)
+    page.press("#text-input", "Enter")
+    page.wait_for_function("(n) => window.__unrolled.trace?.T === n && window.__unrolled.trace.done", arg=len(typed))
+    assert page.locator("#unrolled .unrolled-row").all_inner_texts() == NAMES
+    items = page.evaluate(MEASURE)
+    assert [i for i in items if i["px"] < MIN_PX] == []
     assert_clean(recorder)
