@@ -12,6 +12,10 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
+# Set by `unrolled serve` for the processes it starts: its uvicorn settings (no per-message deflate, the bounded
+# request head, ws_max_size) are the ones the app is measured and hardened with. Under another launcher the app
+# still runs and says at start-up what it is missing.
+SERVED_BY_CLI = "UNROLLED_SERVED_BY_CLI"
 
 
 @lru_cache

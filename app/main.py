@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import threading
 from collections.abc import AsyncIterator
@@ -39,7 +40,7 @@ from app.api.compute import Compute
 from app.api.metrics import Metrics, MetricsAndLimits
 from app.api.metrics_port import MetricsServer
 from app.api.security import SecurityHeaders, SlashRedirect
-from app.config import ROOT, Settings, get_settings
+from app.config import ROOT, SERVED_BY_CLI, Settings, get_settings
 from app.lab import LabModels
 from app.rnn import jacobian, kernels
 from app.zoo import RESCAN_SECONDS, Zoo
@@ -84,6 +85,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not os.environ.get(SERVED_BY_CLI):
+            log.warning(
+                "not started by `unrolled serve`: start uvicorn with --ws-per-message-deflate false (else every "
+                "binary trace frame a browser receives is compressed on the event loop, ~8x slower) and "
+                "--ws-max-size %d, or run `unrolled serve`, which sets both",
+                settings.max_body_bytes,
+            )
         torch.set_num_threads(settings.threads_per_worker())
         app.state.zoo = await anyio.to_thread.run_sync(Zoo.load, settings.models_dir)
         await anyio.to_thread.run_sync(kernels.warm_up)

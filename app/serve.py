@@ -13,7 +13,7 @@ import uvicorn
 
 from app import memory
 from app.api.request_head import BoundedHead
-from app.config import get_settings
+from app.config import SERVED_BY_CLI, get_settings
 from app.logs import log_config
 
 
@@ -21,6 +21,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     memory.limit_arenas()
     # --host and --port become the settings the app reads too (the metrics port binds the same host).
     os.environ.update({k: str(v) for k, v in (("UNROLLED_HOST", args.host), ("UNROLLED_PORT", args.port)) if v})
+    os.environ[SERVED_BY_CLI] = "1"
     get_settings.cache_clear()
     settings = get_settings()
     host, port = settings.host, settings.port

@@ -6,11 +6,15 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import subprocess
+import sys
+import time
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+from websockets.sync.client import connect
 
 from app.client import Client, ClientError
 from app.config import ROOT, Settings
@@ -92,3 +96,37 @@ def test_the_readmes_client_example_runs_as_written() -> None:
             exec(block.group(1).replace("http://localhost:8000", live.url), {})
     lines = out.getvalue().splitlines()
     assert "charlm-lstm" in lines[0] and lines[1] == "(44, 128)"
+
+
+class PlainUvicorn(LiveServer):
+    """The app run the FastAPI way, `uvicorn app.main:app`, with uvicorn's defaults (per-message deflate on)."""
+
+    def __enter__(self) -> LiveServer:
+        self.env.pop("UNROLLED_SERVED_BY_CLI", None)
+        cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(self.port)]
+        self.proc = subprocess.Popen(cmd, env=self.env, cwd=ROOT, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.__exit__()
+                raise RuntimeError("uvicorn did not become ready")
+            time.sleep(0.1)
+
+
+def test_the_client_offers_no_compression_and_plain_uvicorn_says_what_it_needs(settings: Settings) -> None:
+    with PlainUvicorn(settings) as server:
+        path = f"{server.ws_url}/api/models/chars-lstm/stream"
+        # The same server compresses for a client that offers it (the browser's case), so the check below can fail.
+        with connect(path) as ws:
+            assert ws.response is not None
+            assert "permessage-deflate" in (ws.response.headers.get("Sec-WebSocket-Extensions") or "")
+        with Client(server.url).open(path) as ws:
+            assert ws.response is not None
+            assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
+        assert Client(server.url).trace("chars-lstm", "a new day")["layers.0.hidden"].shape[0] == len("a new day")
+    assert server.proc is not None and server.proc.stderr is not None
+    log = server.proc.stderr.read().decode()
+    assert "not started by `unrolled serve`" in log and "--ws-per-message-deflate false" in log
