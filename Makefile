@@ -10,7 +10,7 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-test install-train install-browser run test lint bench zoo clean lock docker-test
+.PHONY: install install-test install-train install-browser run test test-fast lint bench zoo clean lock docker-test
 
 $(PY):
 	$(shell command -v $(PYTHON) || echo python3) -m venv $(VENV)
@@ -53,6 +53,11 @@ install-browser:
 
 test: install-test install-train install-browser
 	$(PY) -m pytest -q
+
+# The fast tier, for the edit-test loop: the engine, the wire and the API in-process. Not the browser, not a
+# server or other process, not the zoo's measured lessons, not the slow ones (tests/conftest.py: TIERS).
+test-fast: install-test install-train
+	$(PY) -m pytest -q -m "not browser and not live and not claims and not slow"
 
 lint: install-test
 	$(VENV)/bin/ruff check app tests bench deploy

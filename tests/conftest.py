@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -82,6 +86,65 @@ def write_translation_model(folder: Path, model_id: str, cell: str, attention: b
     card.checkpoints.append(Checkpoint(name="0", step=0, file=path))
     save_model(folder, card, model)
     return card
+
+
+# The suite's tiers (`make test-fast` runs what is in none of them; `make test`, and so CI, runs everything).
+TIERS = {
+    "browser": "drives a real Chromium (tests/browser/)",
+    "live": "starts a real server or another process (uvicorn, the CLI, a mount)",
+    "claims": "measures the lessons on the zoo's own trained models",
+    "slow": "takes more than a few seconds on its own",
+}
+# A test is live when it (not a fixture it asks for by name) starts a process: these are the ways the suite does.
+STARTS_A_PROCESS = re.compile(r"LiveServer\(|serve_builtin_tour\(|subprocess\.|Popen\(")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, meaning in TIERS.items():
+        config.addinivalue_line("markers", f"{name}: {meaning}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tiers from what a test does, so a new test lands in the right one without anyone remembering to mark it:
+    everything under tests/browser/ is browser and live; a test whose own code, a fixture of the suite's it uses,
+    or a helper of its module they call starts a process is live. `claims` and `slow` are marked by hand."""
+    for item in items:
+        if "browser" in item.path.parts:
+            item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.live)
+            continue
+        if any(_starts_a_process(f) for f in _own_code(item)):
+            item.add_marker(pytest.mark.live)
+
+
+def _own_code(item: pytest.Item) -> Iterator[Any]:
+    """The test function and every fixture function of the suite's it uses (the whole closure)."""
+    function = getattr(item, "function", None)
+    if function is not None:
+        yield function
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in info.name2fixturedefs.values() if info is not None else ():
+        for fixturedef in defs:
+            if fixturedef.baseid and inspect.isfunction(fixturedef.func):
+                yield fixturedef.func
+
+
+@functools.cache
+def _starts_a_process(function: Any) -> bool:
+    """Whether a function's code, or that of a helper of the suite's it calls (a `server()` that returns a
+    LiveServer, a `run_import()` of the CLI, a LiveServer of its own), however deep, starts a process."""
+    seen, todo = {function}, [function]
+    while todo:
+        source = inspect.getsource(todo.pop())
+        if STARTS_A_PROCESS.search(source):
+            return True
+        module = inspect.getmodule(function)
+        for name, helper in vars(module).items():
+            own = (inspect.isfunction(helper) or inspect.isclass(helper)) and helper.__module__.startswith("tests")
+            if own and helper not in seen and re.search(rf"\b{name}\(", source):
+                seen.add(helper)
+                todo.append(helper)
+    return False
 
 
 @pytest.fixture(scope="session")

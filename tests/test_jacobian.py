@@ -303,6 +303,7 @@ def test_three_hundred_steps_over_a_real_server(live: LiveServer) -> None:
     assert all(norms[t][t] == 1.0 for t in range(300))
 
 
+@pytest.mark.slow
 def test_a_wide_models_step_limit_shrinks_with_its_work(settings: Settings, tmp_path: Path) -> None:
     """The work grows as T²H³: a model of hidden size 256 may be given 300 · (128/256)^1.5 = 106 steps."""
     write_model(tmp_path, "wide-rnn", "rnn", "next_token", hidden=256)

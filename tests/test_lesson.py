@@ -10,6 +10,8 @@ from app.config import ROOT
 from app.rnn.model import load_model
 from app.rnn.trace import trace
 
+pytestmark = pytest.mark.claims  # the zoo's own models: `make test` runs these, `make test-fast` does not
+
 
 def first_over_last(cell: str) -> tuple[float, float]:
     loaded = load_model(ROOT / "models", f"memory-{cell}")

@@ -122,6 +122,7 @@ def heldout_rows() -> tuple[list[list[int]], list[list[int]], tuple[str, ...]]:
     return rows, train_rows, vocab.tokens
 
 
+@pytest.mark.slow
 def test_the_cards_figures_are_recomputed_from_the_corpus_and_the_weights() -> None:
     """Bits per note from the weights with plain torch.nn, and both baselines, on music21's own tunes."""
     from app.tasks.melody import NgramBaselines

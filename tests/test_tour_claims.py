@@ -20,6 +20,8 @@ from app.rnn.trace import Trace, trace
 from app.tasks import memory
 from app.tour import BUILTIN_TOURS, DEFAULT_TOUR, Knobs, Scene, load_tour
 
+pytestmark = pytest.mark.claims  # the zoo's own models: `make test` runs these, `make test-fast` does not
+
 TOUR = load_tour(BUILTIN_TOURS / f"{DEFAULT_TOUR}.json")
 
 

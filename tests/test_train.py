@@ -68,6 +68,7 @@ def test_training_is_reproducible_with_the_same_seed(tmp_path: Path) -> None:
     assert a.curve == b.curve and a.metrics == b.metrics and a.curve != c.curve
 
 
+@pytest.mark.slow
 def test_numbers_trains_two_attention_models_and_one_without(tmp_path: Path) -> None:
     """`unrolled train numbers` writes numbers-gru-attention, numbers-lstm-attention and numbers-gru; each card
     names its target vocabulary, its attention and its equations, and its metrics give accuracy by length."""

@@ -18,6 +18,8 @@ from torch.nn import functional as F
 
 from app.rnn.model import LoadedModel, ModelCard, load_model
 
+pytestmark = pytest.mark.claims  # the zoo's own models: `make test` runs these, `make test-fast` does not
+
 MODELS = Path(__file__).resolve().parents[1] / "models"
 TASKS = ("alphabet", "memory", "charlm", "sentiment", "melody")
 CELLS = ("rnn", "lstm", "gru")
