@@ -84,9 +84,9 @@ def test_models_and_errors(live: LiveServer) -> None:
     assert e.value.status == 422
 
 
-def test_the_readmes_client_example_runs_as_written() -> None:
-    """The README's block, against a real server of the repository's own zoo (charlm-lstm)."""
-    readme = (ROOT / "README.md").read_text()
+def test_the_api_guides_client_example_runs_as_written() -> None:
+    """docs/api.md's block, against a real server of the repository's own zoo (charlm-lstm)."""
+    readme = (ROOT / "docs" / "api.md").read_text()
     block = re.search(r"```python\n(from app\.client import Client\n.*?)```", readme, re.S)
     assert block is not None
     settings = Settings(models_dir=ROOT / "models", max_steps=1000, max_generate=100, max_concurrent=2)

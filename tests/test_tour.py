@@ -64,14 +64,13 @@ def test_the_builtin_tour_is_a_valid_tour_file() -> None:
     assert isinstance(vanishing.input, str) and sum(c.isdigit() for c in vanishing.input) == 100
 
 
-def test_the_readmes_example_is_a_valid_tour_file(tmp_path: Path) -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Talk mode", 1)[1].split("\n## ", 1)[0]
+def test_the_talk_guides_example_is_a_valid_tour_file(tmp_path: Path) -> None:
+    section = (ROOT / "docs" / "talk.md").read_text(encoding="utf-8")
     example = section.split("```json", 1)[1].split("```", 1)[0]
     tour = load_tour(write(tmp_path, "readme", example))
     assert {s.view for s in tour.scenes} >= {"model", "compare", "generate"}
     for field in ("view", "model", "input", "step", "phase", "caption", "title", "panels"):
-        assert f"`{field}`" in section, f"the README's table does not explain {field}"
+        assert f"`{field}`" in section, f"docs/talk.md's table does not explain {field}"
 
 
 def test_a_valid_file_loads_with_its_defaults(tmp_path: Path) -> None:
