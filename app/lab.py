@@ -17,11 +17,12 @@ model view and every model API under the ids a run's done frame names.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -229,17 +230,29 @@ class Training:
                 "seconds": r.seconds, "batch_size": BUDGET.batch_size, "hidden_size": self.size.hidden_size,
                 "embed_size": self.size.embed_size}  # fmt: skip
 
-    def train(self) -> Reason:
-        """Step every cell in turn until the time is up or stop is set; then the reason."""
-        self.cells = [CellRun.start(cell, self.size) for cell in self.request.cells]
+    def batches(self) -> Iterator[tuple[int, Tensor, Tensor]]:
+        """The run's batches, the same for every run of this request: each one's gap (n, or a short 1-3), its
+        token ids (B, gap + 2: the letter, the digits, '?') and its labels."""
         rng = np.random.default_rng(SEED)
+        while True:
+            gap = draw_gap(rng, self.request.n, self.short_share)
+            ids, labels = memory.sequences(rng, BUDGET.batch_size, gap)
+            yield gap, torch.from_numpy(ids), torch.from_numpy(labels)
+
+    def train(self) -> Reason:
+        """Step every cell in turn until the time is up or stop is set; then the reason. Each step frame names
+        its batch's gap: a short one (1-3) reaches the letter in every cell, so the curves tell them apart."""
+        # Grad mode is per thread, and this one comes from a pool whose threads also run the no-grad inference
+        # of every other route: never inherit what they left behind.
+        with torch.enable_grad():
+            return self._train()
+
+    def _train(self) -> Reason:
+        self.cells = [CellRun.start(cell, self.size) for cell in self.request.cells]
         self.started = self.clock()
         reason: Reason = "time"
         try:
-            while True:
-                gap = draw_gap(rng, self.request.n, self.short_share)
-                ids_np, labels_np = memory.sequences(rng, BUDGET.batch_size, gap)
-                ids, labels = torch.from_numpy(ids_np), torch.from_numpy(labels_np)
+            for gap, ids, labels in self.batches():
                 for run in self.cells:
                     if self.stop.is_set():
                         reason = "stopped"
@@ -248,9 +261,10 @@ class Training:
                     if elapsed >= self.request.seconds:
                         return reason
                     loss, accuracy, ratio = run.step(ids, labels)
-                    self.emit({"type": "step", "cell": run.cell, "step": run.steps, "loss": loss,
+                    self.emit({"type": "step", "cell": run.cell, "step": run.steps, "gap": gap, "loss": loss,
                                "accuracy": accuracy, "grad_ratio": ratio,
                                "elapsed": round(self.clock() - self.started, 4)})  # fmt: skip
+            raise AssertionError("unreachable: the batches never end")
         finally:
             self.seconds = self.clock() - self.started
 
@@ -328,7 +342,8 @@ class Training:
 class LabModels:
     """The models trained live: at most `kept` (the oldest go first), each for `ttl` seconds (expired ones are
     dropped whenever the store is read). Thread-safe. Also counts the training runs going, which
-    max_training_runs bounds."""
+    max_training_runs bounds, and those of them whose client has left: each is over within one training step
+    (its thread checks the stop flag every step), so a new request waits for them instead of being refused."""
 
     def __init__(self, kept: int, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.kept = kept
@@ -336,7 +351,23 @@ class LabModels:
         self.clock = clock
         self._models: OrderedDict[str, tuple[float, LoadedModel]] = OrderedDict()  # id → (added, model), oldest first
         self._lock = threading.Lock()
-        self.runs = 0  # training runs going (changed on the event loop only)
+        # changed and read on the event loop only
+        self.runs = 0  # training runs going
+        self.leaving = 0  # of them, those whose client has left
+        self.ends = 0.0  # time.monotonic() when the newest run's time is up
+        self._over: asyncio.Event | None = None  # set when a run is over (a new one for each)
+
+    def run_over(self) -> None:
+        """A run has ended: wake whoever waits for one."""
+        if self._over is not None:
+            self._over.set()
+            self._over = None
+
+    async def wait_run_over(self) -> None:
+        """Until the next run ends."""
+        if self._over is None:
+            self._over = asyncio.Event()
+        await self._over.wait()
 
     def add(self, models: Sequence[LoadedModel]) -> None:
         with self._lock:

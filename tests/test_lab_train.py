@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,10 +25,11 @@ from fastapi.testclient import TestClient
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from app.api.lab_train import Outbox, thin
+from app.api.lab_train import RETRY_MAX, Outbox, thin
 from app.config import ROOT, Settings
 from app.lab import BUDGET, CELLS, LabModels, LabRequest, Training
 from app.main import create_app
+from app.rnn.generate import generate
 from app.rnn.model import Cell, LoadedModel
 from app.tasks import memory
 from app.zoo import UnknownModel, Zoo
@@ -174,6 +176,46 @@ def test_a_run_stops_when_its_client_leaves(server: LiveServer, how: str) -> Non
     assert httpx.get(f"{server.url}/api/models/lab-{run}-rnn").status_code == 404
 
 
+def test_a_client_that_closes_mid_run_and_reconnects_at_once_starts_a_new_run_five_times(server: LiveServer) -> None:
+    """Leaving the training scene and coming back at once (issue 22, item 1): the run whose client left holds its
+    slot until its thread has returned, within one step; the new request waits for it instead of being refused
+    ("busy") or failing (500). Each reconnection gets a new run that streams steps, no error frame."""
+    wait_idle(server)
+    request = orjson.dumps({"task": "memory", "n": 60, "cells": ["rnn", "lstm", "gru"], "seconds": 60}).decode()
+    runs = []
+    for _ in range(5):
+        with open_lab(server) as ws:
+            ws.send(request)
+            frames = [recv(ws) for _ in range(4)]
+        # closed: the next connection opens at once
+        assert [f["type"] for f in frames] == ["start", "step", "step", "step"], frames
+        runs.append(frames[0]["run"])
+    assert len(set(runs)) == 5
+    wait_idle(server)
+
+
+def test_a_run_trains_in_a_worker_thread_that_other_work_left_without_grad_mode() -> None:
+    """Grad mode is per thread and the pool's threads also run inference: a run must not inherit it (it failed
+    with "can't retain_grad" when a generation had left its thread in no_grad)."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(torch.set_grad_enabled, False).result()
+        training = Training("00000000", LabRequest("memory", 4, ("rnn",), 0.5), threading.Event(), lambda _: None)
+        assert pool.submit(training.train).result() == "time"
+        assert training.cells[0].steps >= 1 and not pool.submit(torch.is_grad_enabled).result()
+
+
+def test_a_generation_stepped_from_several_threads_leaves_each_ones_grad_mode_alone(models_dir: Path) -> None:
+    """A stream's generation steps in whichever pool thread is free: no step may leave no_grad on behind it."""
+    loaded = Zoo.load(models_dir).get("chars-lstm")
+    steps = generate(loaded.model, [1, 2, 3], 4, 0.0, 0)
+    with ThreadPoolExecutor(1) as first, ThreadPoolExecutor(1) as second:
+        first.submit(next, steps).result()
+        second.submit(next, steps).result()
+        assert first.submit(torch.is_grad_enabled).result() and second.submit(torch.is_grad_enabled).result()
+        assert len(list(steps)) == 5  # and the rest still computes without gradients
+    assert all(not s.probs.requires_grad for s in generate(loaded.model, [1, 2], 2, 0.0, 0))
+
+
 def test_a_run_ends_when_the_server_shuts_down(settings: Settings) -> None:
     """SIGTERM during a 60 s run: the server exits long before the run would have ended, the run's thread stopped
     with it (the process waits for its threads), and the client sees the connection end."""
@@ -197,8 +239,8 @@ def test_one_run_at_a_time_a_second_is_refused_at_once(server: LiveServer) -> No
         with open_lab(server) as second:
             second.send(orjson.dumps({"task": "memory", "n": 10, "cells": ["gru"], "seconds": 5}).decode())
             frames, code = until_closed(second)
-        assert frames == [{"type": "error", "error": "busy", "message": frames[0]["message"]}]
-        assert code == 4503 and "max_training_runs" in frames[0]["message"]
+        assert frames == [{"type": "error", "error": "busy", "message": frames[0]["message"], "retry_after": RETRY_MAX}]
+        assert code == 4503 and "max_training_runs" in frames[0]["message"]  # of its 60 s, at most RETRY_MAX
         first.send(orjson.dumps({"type": "stop"}).decode())
         frames, code = until_closed(first)
         assert frames[-1]["type"] == "done" and code == 1000
