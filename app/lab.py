@@ -24,6 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -48,6 +49,13 @@ SHORT_SHARE = memory.SHORT_SHARE
 HELDOUT_SEED = memory.HELDOUT_SEED
 HELDOUT = 256  # held-out sequences at the chosen gap, for the done frame's accuracy
 CURVE_POINTS = 100  # at most, on the card: the learning page's curve
+# The lesson (the gated cells learn, the plain RNN stays at chance) at N = 100 takes ~450 (GRU) to ~650 (LSTM)
+# steps per cell (bench/lab_train_speed.py --learn): a run that cannot reach LESSON_STEPS in its time is told so
+# by the page, which then offers the run recorded on the server (`unrolled lab-record`, RECORDING).
+LESSON_N = 100
+LESSON_STEPS = 650
+RECORDING = Path("lab") / f"memory-{LESSON_N}-recorded.json"  # under the models folder (not a model: no card)
+RECORD_COLUMNS = ("cell", "step", "gap", "loss", "accuracy", "grad_ratio", "elapsed")  # cell: its index
 
 Reason = Literal["stopped", "time"]
 
@@ -228,7 +236,8 @@ class Training:
         r = self.request
         return {"type": "start", "run": self.run_id, "task": r.task, "n": r.n, "cells": list(r.cells),
                 "seconds": r.seconds, "batch_size": BUDGET.batch_size, "hidden_size": self.size.hidden_size,
-                "embed_size": self.size.embed_size}  # fmt: skip
+                "embed_size": self.size.embed_size,
+                "lesson_steps": LESSON_STEPS if r.n == LESSON_N else None}  # fmt: skip
 
     def batches(self) -> Iterator[tuple[int, Tensor, Tensor]]:
         """The run's batches, the same for every run of this request: each one's gap (n, or a short 1-3), its
@@ -337,6 +346,43 @@ class Training:
         return LoadedModel(
             card=card, vocab=memory.vocab(), model=run.model, checkpoints={"0": initial, "100": run.model}
         )
+
+
+def record(request: LabRequest, machine: str, clock: Callable[[], float] = time.thread_time) -> dict[str, Any]:
+    """A whole run, trained here in this thread as the server trains one, as the page plays it back: the start
+    frame, every step frame as a row of RECORD_COLUMNS (in the order they were sent) and the done frame (the
+    held-out accuracies; no models: they are not kept). Timed by default by this thread's CPU time (torch on one
+    thread computes in it), so that other work on the machine does not slow the recording down: its pace is this
+    machine's when it trains alone."""
+    rows: list[list[float | int | None]] = []
+    cells = list(request.cells)
+
+    def keep(frame: dict[str, Any]) -> None:
+        ratio = frame["grad_ratio"]
+        rows.append([cells.index(frame["cell"]), frame["step"], frame["gap"], round(frame["loss"], 4),
+                     round(frame["accuracy"], 4), None if ratio is None else float(f"{ratio:.4g}"),
+                     round(frame["elapsed"], 3)])  # fmt: skip
+
+    training = Training("recorded", request, threading.Event(), keep, clock=clock)
+    result = training.finish(training.train())
+    return {
+        "recorded": {
+            "date": time.strftime("%Y-%m-%d", time.gmtime()),
+            "machine": machine,
+            "seconds": round(training.seconds, 2),
+            "steps_per_second": {r.cell: round(r.steps / training.seconds, 2) for r in training.cells},
+        },
+        "start": training.start_frame(),
+        "columns": list(RECORD_COLUMNS),
+        "rows": rows,
+        "done": {
+            "type": "done",
+            "reason": result.reason,
+            "models": {},
+            "steps": result.steps,
+            "accuracy": {c: round(a, 4) for c, a in result.accuracy.items()},
+        },
+    }
 
 
 class LabModels:

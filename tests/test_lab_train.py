@@ -27,7 +27,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from app.api.lab_train import RETRY_MAX, Outbox, thin
 from app.config import ROOT, Settings
-from app.lab import BUDGET, CELLS, LabModels, LabRequest, Training
+from app.lab import BUDGET, CELLS, LESSON_N, LESSON_STEPS, RECORDING, CellRun, LabModels, LabRequest, Training
 from app.main import create_app
 from app.rnn.generate import generate
 from app.rnn.model import Cell, LoadedModel
@@ -90,6 +90,7 @@ def test_a_short_run_streams_each_cells_steps_and_its_models_open_everywhere(ser
     assert start["type"] == "start" and re.fullmatch(r"[0-9a-f]{8}", start["run"])
     assert (start["task"], start["n"], start["cells"], start["seconds"]) == ("memory", 5, ["rnn", "lstm", "gru"], 2)
     assert start["batch_size"] > 0 and start["hidden_size"] > 0 and start["embed_size"] > 0
+    assert start["lesson_steps"] is None and start["recording"] is None  # measured, and recorded, at N = 100 only
     assert code == 1000 and done["type"] == "done" and done["reason"] == "time"
     for cell in CELLS:
         mine = [f for f in steps if f["cell"] == cell]
@@ -447,3 +448,87 @@ def test_grad_ratio_is_the_float64_references_over_the_batch(cell: Cell, n: int,
     assert got is not None and got == pytest.approx(want, rel=1e-4, abs=0)
     if cell == "rnn" and n == 100:
         assert want < 1e-20
+
+
+class StepClock:
+    """Time that moves on only when read: a run of a fixed number of steps whatever the machine's speed."""
+
+    def __init__(self, tick: float) -> None:
+        self.now = 0.0
+        self.tick = tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def test_each_step_frame_names_the_gap_of_the_batch_it_trained_on() -> None:
+    """The frame's gap is the number of digits between the letter and the '?' in the batch the step trained on
+    (its loss is that batch's, as a model stepped on the run's batches in turn gives it): one batch in ten or so
+    is short (1-3), the others have the chosen N."""
+    n = 30
+    frames: list[dict[str, Any]] = []
+    training = Training("00000000", LabRequest("memory", n, ("gru",), 1.0), threading.Event(), frames.append,
+                        clock=StepClock(1 / 120))  # fmt: skip
+    training.train()
+    assert len(frames) >= 30
+    again = CellRun.start("gru")
+    for frame, (_, ids, labels) in zip(frames, Training("x", training.request, threading.Event(), frames.append)
+                                       .batches(), strict=False):  # fmt: skip
+        digits = ids[:, 1:-1]
+        assert bool(((digits >= min(memory.DIGIT_IDS)) & (digits <= max(memory.DIGIT_IDS))).all())
+        assert bool((ids[:, -1] == memory.QUERY_ID).all())
+        assert frame["gap"] == digits.shape[1]
+        assert frame["loss"] == pytest.approx(again.step(ids, labels)[0], rel=1e-5)
+    gaps = [f["gap"] for f in frames]
+    assert n in gaps and any(1 <= g <= 3 for g in gaps) and set(gaps) <= {1, 2, 3, n}
+
+
+RECORDED = ROOT / "models" / RECORDING
+
+
+def recorded_frames() -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    rec = orjson.loads(RECORDED.read_bytes())
+    cells = rec["start"]["cells"]
+    steps = [dict(zip(rec["columns"], row, strict=True)) for row in rec["rows"]]
+    for f in steps:
+        f["cell"] = cells[f["cell"]]
+    return rec["start"], steps, rec["done"]
+
+
+def test_the_recorded_run_is_this_codes_run_at_the_lessons_gap_with_each_batchs_gap() -> None:
+    """The committed recording (`unrolled lab-record`) is a run of this code: the lesson's gap, all three cells,
+    every cell's steps in order on the run's own batches (each row's gap is its batch's), done with each cell's
+    held-out accuracy; and it shows the lesson the tour's caption claims on the long-gap batches, by LESSON_STEPS:
+    the GRU and the LSTM have learned the letter, the RNN is near chance (1 in 8)."""
+    start, steps, done = recorded_frames()
+    assert (start["n"], start["cells"], start["lesson_steps"]) == (LESSON_N, list(CELLS), LESSON_STEPS)
+    training = Training("x", LabRequest("memory", LESSON_N, CELLS, start["seconds"]), threading.Event(), print)
+    batches = training.batches()
+    for cell in CELLS:
+        mine = [f for f in steps if f["cell"] == cell]
+        assert [f["step"] for f in mine] == list(range(1, len(mine) + 1)) and done["steps"][cell] == len(mine)
+        assert len(mine) >= LESSON_STEPS  # the lesson is reached
+    gaps = [next(batches)[0] for _ in range(max(done["steps"].values()))]
+    assert all(f["gap"] == gaps[f["step"] - 1] for f in steps)
+    assert [f["elapsed"] for f in steps] == sorted(f["elapsed"] for f in steps)
+
+    def accuracy_near_the_lesson(cell: str) -> float:
+        """The mean batch accuracy over its long-gap batches of the 100 steps up to LESSON_STEPS."""
+        mine = [f["accuracy"] for f in steps if f["cell"] == cell and f["gap"] == LESSON_N
+                and LESSON_STEPS - 100 < f["step"] <= LESSON_STEPS]  # fmt: skip
+        return sum(mine) / len(mine)
+
+    assert accuracy_near_the_lesson("gru") > 0.9 and accuracy_near_the_lesson("lstm") > 0.5
+    assert accuracy_near_the_lesson("rnn") < 0.25 and done["accuracy"]["gru"] > 0.9
+
+
+def test_the_recording_is_served_where_it_is_and_a_404_naming_the_command_where_it_is_not(
+    settings: Settings,
+) -> None:
+    with TestClient(create_app(settings.model_copy(update={"models_dir": ROOT / "models"}))) as http:
+        got = http.get("/api/lab/recording")
+        assert got.status_code == 200 and got.json() == orjson.loads(RECORDED.read_bytes())
+    with TestClient(create_app(settings)) as http:
+        got = http.get("/api/lab/recording")
+        assert got.status_code == 404 and "unrolled lab-record" in got.json()["message"]

@@ -33,15 +33,16 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import orjson
-from fastapi import APIRouter, WebSocket
+from fastapi import APIRouter, Request, WebSocket
+from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.websockets import WebSocketDisconnect
 
 from app.api.compute import Compute, Work
-from app.api.errors import Overloaded
+from app.api.errors import Overloaded, error_body
 from app.api.stream import ClientGone, Sender, StreamError, _close_with_error, origin_allowed, receive_request
 from app.api.wire import dumps
 from app.config import Settings
-from app.lab import CELLS, LabModels, LabRequest, RunResult, Training
+from app.lab import CELLS, LESSON_N, RECORDING, LabModels, LabRequest, RunResult, Training
 
 log = logging.getLogger("unrolled.lab")
 router = APIRouter(prefix="/api", tags=["lab"])
@@ -157,6 +158,18 @@ def thin(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [f for i, f in enumerate(frames) if i in keep]
 
 
+@router.get("/lab/recording", summary="The training run recorded on this server, for a machine too slow to train live")
+async def lab_recording(request: Request) -> Response:
+    """The run `unrolled lab-record` recorded (app.lab.record): its start frame, its step frames as rows, its done
+    frame. The lab plays it through the live run's view at the pace it was recorded."""
+    settings: Settings = request.app.state.settings
+    path = settings.models_dir / RECORDING
+    if not path.is_file():
+        message = f"no training run is recorded on this server (`unrolled lab-record` writes {RECORDING} there)"
+        return JSONResponse(error_body("not_found", message), 404)
+    return FileResponse(path, media_type="application/json")
+
+
 @router.websocket("/lab/train")
 async def lab_train(ws: WebSocket) -> None:
     state = ws.app.state
@@ -229,7 +242,8 @@ async def _serve(
     lab.ends = time.monotonic() + request.seconds
     try:
         async with compute.slot(work):
-            result = await _run(ws, sender, lab, request, on_leave)
+            recorded = request.n == LESSON_N and (settings.models_dir / RECORDING).is_file()
+            result = await _run(ws, sender, lab, request, on_leave, recorded)
     finally:
         # the thread has returned (cancellation too waits for it): the slot is free again, so is the run
         lab.runs -= 1
@@ -257,15 +271,21 @@ async def _close_busy(sender: Sender, message: str, retry_after: int) -> None:
 
 
 async def _run(
-    ws: WebSocket, sender: Sender, lab: LabModels, request: LabRequest, on_leave: Callable[[], None]
+    ws: WebSocket,
+    sender: Sender,
+    lab: LabModels,
+    request: LabRequest,
+    on_leave: Callable[[], None],
+    recorded: bool = False,
 ) -> RunResult | None:
     """Train in one worker thread while one task sends its frames and another listens for stop or a disconnect
-    (on_leave is called once if the client goes); the models, once stored, or None if the client has gone."""
+    (on_leave is called once if the client goes); the models, once stored, or None if the client has gone.
+    recorded: a recorded run of this request's gap is served (its address goes in the start frame)."""
     stop = threading.Event()
     gone = threading.Event()
     outbox = Outbox(asyncio.get_running_loop())
     training = Training(secrets.token_hex(4), request, stop, outbox.put)
-    await sender.frame(training.start_frame())
+    await sender.frame({**training.start_frame(), "recording": "/api/lab/recording" if recorded else None})
 
     def leave() -> None:  # on the event loop
         if not gone.is_set():
