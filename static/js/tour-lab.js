@@ -177,8 +177,8 @@ export class TrainStage extends LabStage {
 
   toggle() {
     if (this.trainer.active) {
+      this.view.update({ message: "Stopping…" }); // first: a playback or a wait ends at once, saying so
       this.trainer.stop();
-      this.view.update({ message: "Stopping…" });
       return;
     }
     const t = this.scene.training;

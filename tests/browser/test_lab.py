@@ -332,7 +332,7 @@ def test_a_live_training_run_draws_points_and_its_models_open(page: Page, record
     assert run["state"] == "done", run
     for gd in page.query_selector_all("#train-plots .plot"):
         lengths = gd.evaluate("(gd) => gd.data.map((d) => d.x.length)")
-        assert len(lengths) == 3 and all(n > 0 for n in lengths)
+        assert len(lengths) == 6 and all(n > 0 for n in lengths)  # each cell's long-gap batches and their average
     links = page.eval_on_selector_all("#train-done a.model-link", "(as) => as.map((a) => a.getAttribute('href'))")
     assert len(links) == 3
     assert [link.rsplit("-", 1)[-1] for link in links] == CELLS

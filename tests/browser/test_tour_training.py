@@ -10,7 +10,6 @@ import httpx
 import pytest
 from playwright.sync_api import Page
 
-from app.lab import LESSON_N
 from app.tour import BUILTIN_TOURS, DEFAULT_TOUR, load_tour
 from tests.browser.conftest import Recorder, screenshot
 from tests.browser.test_tour import ZOO, assert_clean, serve_builtin_tour, wait_scene
@@ -20,14 +19,12 @@ TITLES = [s.title for s in load_tour(BUILTIN_TOURS / f"{DEFAULT_TOUR}.json").sce
 TRAIN = TITLES.index("Train it yourself") + 1
 PANEL = "#stage [data-panel=training]"
 # each plot's traces: per cell, its long-gap batches (raw) then their moving average
-TRACES = f"() => [...document.querySelectorAll('{PANEL} .plot')].map((gd) => gd.data.map((d) => d.x))"
+TRACES = f"() => [...document.querySelectorAll('{PANEL} .plot')].map((gd) => (gd.data ?? []).map((d) => d.x))"
 
 
-# a run other than `before` has drawn steps, or the scene has failed
-NEW_RUN_OR_ERROR = """(before) => {
-  const t = window.__unrolled.tourTrain, l = window.__unrolled.labTrain ?? {};
-  return t.state === 'error' || (l.run !== undefined && l.run !== before && l.points > 0);
-}"""
+# the scene's (new) plots have drawn steps, or the scene has failed
+DREW_OR_FAILED = f"""() => window.__unrolled.tourTrain.state === 'error'
+  || ({TRACES})().flat().some((x) => x.length > 0)"""
 
 
 @pytest.fixture(scope="module")
@@ -50,17 +47,20 @@ def test_coming_back_to_the_training_scene_restarts_the_run_with_no_error(
     wait_scene(page, TRAIN)
     page.wait_for_function("() => (window.__unrolled.labTrain?.points ?? 0) > 0", timeout=30_000)
     for _ in range(3):
-        before = page.evaluate("() => window.__unrolled.labTrain.run")
         page.keyboard.press("PageDown")
         wait_scene(page, TRAIN + 1)
         page.keyboard.press("PageUp")
         wait_scene(page, TRAIN)
-        page.wait_for_function(NEW_RUN_OR_ERROR, arg=before, timeout=30_000)
+        page.wait_for_function(DREW_OR_FAILED, timeout=30_000)
         state = train_state(page)
         assert state["state"] == "running", state
         assert page.get_attribute(f"{PANEL} .info", "data-kind") != "error", page.inner_text(f"{PANEL} .info")
         assert "failed" not in page.inner_text(PANEL)
-    page.wait_for_function(f"() => ({TRACES})().flat().every((x) => x.length > 0)", timeout=30_000)
+    page.wait_for_function(
+        f"() => ({TRACES})().flat().filter((x) => x.length > 0).length === 18", timeout=30_000
+    )  # 3 plots, 3 cells, raw and average
+    page.wait_for_function("() => document.querySelector('.train-rate').textContent.includes('steps/s')")
+    screenshot(page, "tour-8-training-live-1280")
     page.keyboard.press("t")
     page.wait_for_function("() => window.__unrolled.tourTrain.state === 'done'", timeout=30_000)
     assert_clean(recorder)
@@ -75,7 +75,7 @@ def test_the_recorded_run_plays_through_the_same_view_its_short_gap_batches_left
     recording = httpx.get(server.url + "/api/lab/recording", timeout=10).json()
     col = {c: i for i, c in enumerate(recording["columns"])}
     first = [r for r in recording["rows"] if r[col["cell"]] == 0]
-    short = {r[col["step"]] for r in first if r[col["gap"]] != LESSON_N}
+    short = {r[col["step"]] for r in first if r[col["gap"]] != recording["start"]["n"]}
     assert short and all(r[col["gap"]] <= 3 for r in first if r[col["step"]] in short)
     page.goto(server.url + f"/tour?scene={TRAIN}")
     wait_scene(page, TRAIN)
@@ -86,7 +86,7 @@ def test_the_recorded_run_plays_through_the_same_view_its_short_gap_batches_left
     page.wait_for_function("() => (window.__unrolled.labTrain?.short ?? 0) >= 3", timeout=30_000)
     page.wait_for_function("() => document.querySelector('.train-rate').textContent.startsWith('Recorded: ')")
     rate = page.inner_text(".train-rate")
-    assert rate.startswith("Recorded: ") and "steps/s per cell" in rate and "short-gap batches" in rate
+    assert rate.startswith("Recorded: ") and "steps/s per cell" in rate and "with a short gap (1–3" in rate
     screenshot(page, "tour-8-training-recorded-1280")
     for plot in page.evaluate(TRACES):
         assert len(plot) == 2 * len(recording["start"]["cells"])
@@ -105,13 +105,14 @@ def test_a_run_too_short_for_the_lesson_says_so_and_offers_the_recorded_run(
     """On the lab page, a run at the lesson's gap given too few seconds for its ~650 steps per cell: once its
     steps per second are measured the page says how many steps it will reach and that the lesson needs more,
     and offers the recorded run, which then plays through the same plots."""
+    lesson = httpx.get(server.url + "/api/lab/recording", timeout=10).json()["start"]  # N = 100, ~650 steps
     page.goto(server.url + "/lab")
-    page.fill("#train-n", str(LESSON_N))
+    page.fill("#train-n", str(lesson["n"]))
     page.fill("#train-seconds", "4.5")
     page.click("#train-start")
     page.wait_for_function("() => window.__unrolled.labTrain?.slow === true", timeout=30_000)
     rate = page.inner_text(".train-rate")
-    assert "steps/s per cell" in rate and "too few for the lesson" in rate and "650" in rate
+    assert "steps/s per cell" in rate and "too few for the lesson" in rate and str(lesson["lesson_steps"]) in rate
     assert page.get_attribute(".train-rate", "data-kind") == "error"
     page.click(".train-rate button.train-replay")
     page.wait_for_function("() => window.__unrolled.labTrain?.state === 'replaying'")

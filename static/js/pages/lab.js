@@ -131,8 +131,8 @@ function setRunning(on) {
 
 function startTraining() {
   if (trainer.active) {
+    train.update({ message: "Stopping…" }); // first: a playback or a wait ends at once, saying so
     trainer.stop();
-    train.update({ message: "Stopping…" });
     return;
   }
   const cells = [...document.querySelectorAll("#train-form input[name=cells]:checked")].map((c) => c.value);

@@ -105,10 +105,10 @@ export class TrainView {
       const layout = baseLayout({
         height,
         showlegend: true,
-        margin: { l: 64, r: 12, t: 64, b: 48 },
+        margin: { l: p.log ? 96 : 64, r: 12, t: 64, b: 48 }, // room for 10⁻²⁵: automargin is not redone as traces extend
         title: { text: p.title, x: 0, xanchor: "left", y: 0.98, yanchor: "top", font: { size: fontSize() } },
         legend: { orientation: "h", y: 1.0, yanchor: "bottom", x: 0 },
-        xaxis: { title: { text: `training step (batches with gap ${start.n})` }, rangemode: "tozero" },
+        xaxis: { title: { text: "training step" }, rangemode: "tozero" },
         yaxis: p.log ? { type: "log", exponentformat: "power" } : { rangemode: "tozero", ...(p.range ? { range: p.range } : {}) },
       });
       Plotly.react(p.gd, data, layout, plotConfig(`training-${p.key}`));
@@ -166,7 +166,7 @@ export class TrainView {
     if (!frames.length) return;
     const elapsed = Math.max(...frames.map((f) => f.elapsed));
     const steps = Math.min(...frames.map((f) => f.step));
-    const skipped = `${this.short} short-gap batch${this.short === 1 ? "" : "es"} (gap 1–3, which every cell gets right) left out of the curves`;
+    const skipped = `${this.short} with a short gap (1–3, which every cell gets right) left out`;
     if (elapsed < RATE_AFTER) return;
     this.stepsPerSecond = steps / elapsed;
     const rate = `${this.stepsPerSecond.toFixed(1)} steps/s per cell · step ${steps}`;
@@ -189,7 +189,7 @@ export class TrainView {
       return;
     }
     this.rate.dataset.kind = "info";
-    this.rate.textContent = `${start.recorded ? "Recorded: " : ""}${rate} · ${skipped}`;
+    this.rate.textContent = `${start.recorded ? "Recorded: " : ""}${rate} · curves: the batches with gap ${start.n}, bold their moving average; ${skipped}`;
   }
 
   finish(done) {
