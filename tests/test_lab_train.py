@@ -515,7 +515,7 @@ def test_the_recorded_run_is_this_codes_run_at_the_lessons_gap_with_each_batchs_
 
     def accuracy_near_the_lesson(cell: str) -> float:
         """The mean batch accuracy over its long-gap batches of the 100 steps up to LESSON_STEPS."""
-        mine = [f["accuracy"] for f in steps if f["cell"] == cell and f["gap"] == LESSON_N
+        mine = [float(f["accuracy"]) for f in steps if f["cell"] == cell and f["gap"] == LESSON_N
                 and LESSON_STEPS - 100 < f["step"] <= LESSON_STEPS]  # fmt: skip
         return sum(mine) / len(mine)
 
