@@ -196,6 +196,10 @@ export class TrainStage extends LabStage {
     else if (key === "v" || key === "V") this.replay();
   }
 
+  onLayout() {
+    this.view.relayout();
+  }
+
   /** Leaving the scene leaves the run: the server stops it the moment its client goes. */
   close() {
     super.close();

@@ -115,6 +115,11 @@ export class TrainView {
     }
   }
 
+  /** The plots to their boxes' widths again (the tour's zoom changed: the done table came or went). */
+  relayout() {
+    for (const p of this.plots) if (p.gd.data) Plotly.Plots.resize(p.gd);
+  }
+
   /** The queued step frames, drawn at once: one extendTraces per plot, the long-gap batches only. */
   render() {
     this.pending = false;
