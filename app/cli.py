@@ -124,8 +124,52 @@ def _numbers(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"{text!r}: numbers separated by commas, e.g. 43.6 or 1.5,20") from None
 
 
+def cmd_lab_record(args: argparse.Namespace) -> int:
+    import json
+    import os
+    import platform
+    import time
+
+    import torch
+
+    from app.config import Settings
+    from app.lab import CELLS, RECORDING, LabRequest, record
+
+    # the server's threads per computation: the recording's pace is a live run's on this machine
+    # (one thread, as on a small server: record() then times the run by this thread's CPU time)
+    threads = Settings().threads_per_worker()
+    torch.set_num_threads(threads)
+    clock = time.thread_time if threads == 1 else time.monotonic
+    machine = f"{os.cpu_count()} cores, {platform.machine()}, torch {torch.__version__} on {threads} thread(s)"
+    rec = record(LabRequest("memory", args.n, CELLS, args.seconds), machine, clock)
+    out = args.out / RECORDING
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rec, separators=(",", ":")) + "\n")
+    done, info = rec["done"], rec["recorded"]
+    print(f"{out}: {info['seconds']} s, {os.path.getsize(out)} bytes", flush=True)
+    for cell in CELLS:
+        print(f"  {cell}: {done['steps'][cell]} steps ({info['steps_per_second'][cell]} steps/s), "
+              f"held-out accuracy {done['accuracy'][cell]:.3f}")  # fmt: skip
+    return 0
+
+
+def add_lab_record(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from app.lab import LESSON_N, RECORDING
+
+    p = sub.add_parser(
+        "lab-record",
+        help="record a live training run for the lab to play back",
+        description=f"Train the lab's live run (the memory task, RNN, LSTM and GRU) here and write every step to "
+        f"<out>/{RECORDING}: the lab plays it back, at its pace, where the machine is too slow to train live.",
+    )
+    p.add_argument("--out", type=Path, default=Path("models"), help="the models folder (default: models)")
+    p.add_argument("--n", type=int, default=LESSON_N, help=f"the gap (default: {LESSON_N}, the lesson's)")
+    p.add_argument("--seconds", type=float, default=60.0, help="how long it trains (default: 60, the tour's)")
+    p.set_defaults(func=cmd_lab_record)
+
+
 # Subcommands, in the order `unrolled --help` lists them. Add e.g. `add_serve` and `add_trace` here.
-SUBCOMMANDS = [add_serve, add_trace, add_train, add_import]
+SUBCOMMANDS = [add_serve, add_trace, add_train, add_import, add_lab_record]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,12 +17,14 @@ model view and every model API under the ids a run's done frame names.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -47,6 +49,13 @@ SHORT_SHARE = memory.SHORT_SHARE
 HELDOUT_SEED = memory.HELDOUT_SEED
 HELDOUT = 256  # held-out sequences at the chosen gap, for the done frame's accuracy
 CURVE_POINTS = 100  # at most, on the card: the learning page's curve
+# The lesson (the gated cells learn, the plain RNN stays at chance) at N = 100 takes ~450 (GRU) to ~650 (LSTM)
+# steps per cell (bench/lab_train_speed.py --learn): a run that cannot reach LESSON_STEPS in its time is told so
+# by the page, which then offers the run recorded on the server (`unrolled lab-record`, RECORDING).
+LESSON_N = 100
+LESSON_STEPS = 650
+RECORDING = Path("lab") / f"memory-{LESSON_N}-recorded.json"  # under the models folder (not a model: no card)
+RECORD_COLUMNS = ("cell", "step", "gap", "loss", "accuracy", "grad_ratio", "elapsed")  # cell: its index
 
 Reason = Literal["stopped", "time"]
 
@@ -227,19 +236,32 @@ class Training:
         r = self.request
         return {"type": "start", "run": self.run_id, "task": r.task, "n": r.n, "cells": list(r.cells),
                 "seconds": r.seconds, "batch_size": BUDGET.batch_size, "hidden_size": self.size.hidden_size,
-                "embed_size": self.size.embed_size}  # fmt: skip
+                "embed_size": self.size.embed_size,
+                "lesson_steps": LESSON_STEPS if r.n == LESSON_N else None}  # fmt: skip
+
+    def batches(self) -> Iterator[tuple[int, Tensor, Tensor]]:
+        """The run's batches, the same for every run of this request: each one's gap (n, or a short 1-3), its
+        token ids (B, gap + 2: the letter, the digits, '?') and its labels."""
+        rng = np.random.default_rng(SEED)
+        while True:
+            gap = draw_gap(rng, self.request.n, self.short_share)
+            ids, labels = memory.sequences(rng, BUDGET.batch_size, gap)
+            yield gap, torch.from_numpy(ids), torch.from_numpy(labels)
 
     def train(self) -> Reason:
-        """Step every cell in turn until the time is up or stop is set; then the reason."""
+        """Step every cell in turn until the time is up or stop is set; then the reason. Each step frame names
+        its batch's gap: a short one (1-3) reaches the letter in every cell, so the curves tell them apart."""
+        # Grad mode is per thread, and this one comes from a pool whose threads also run the no-grad inference
+        # of every other route: never inherit what they left behind.
+        with torch.enable_grad():
+            return self._train()
+
+    def _train(self) -> Reason:
         self.cells = [CellRun.start(cell, self.size) for cell in self.request.cells]
-        rng = np.random.default_rng(SEED)
         self.started = self.clock()
         reason: Reason = "time"
         try:
-            while True:
-                gap = draw_gap(rng, self.request.n, self.short_share)
-                ids_np, labels_np = memory.sequences(rng, BUDGET.batch_size, gap)
-                ids, labels = torch.from_numpy(ids_np), torch.from_numpy(labels_np)
+            for gap, ids, labels in self.batches():
                 for run in self.cells:
                     if self.stop.is_set():
                         reason = "stopped"
@@ -248,9 +270,10 @@ class Training:
                     if elapsed >= self.request.seconds:
                         return reason
                     loss, accuracy, ratio = run.step(ids, labels)
-                    self.emit({"type": "step", "cell": run.cell, "step": run.steps, "loss": loss,
+                    self.emit({"type": "step", "cell": run.cell, "step": run.steps, "gap": gap, "loss": loss,
                                "accuracy": accuracy, "grad_ratio": ratio,
                                "elapsed": round(self.clock() - self.started, 4)})  # fmt: skip
+            raise AssertionError("unreachable: the batches never end")
         finally:
             self.seconds = self.clock() - self.started
 
@@ -325,10 +348,48 @@ class Training:
         )
 
 
+def record(request: LabRequest, machine: str, clock: Callable[[], float] = time.thread_time) -> dict[str, Any]:
+    """A whole run, trained here in this thread as the server trains one, as the page plays it back: the start
+    frame, every step frame as a row of RECORD_COLUMNS (in the order they were sent) and the done frame (the
+    held-out accuracies; no models: they are not kept). Timed by default by this thread's CPU time (torch on one
+    thread computes in it), so that other work on the machine does not slow the recording down: its pace is this
+    machine's when it trains alone."""
+    rows: list[list[float | int | None]] = []
+    cells = list(request.cells)
+
+    def keep(frame: dict[str, Any]) -> None:
+        ratio = frame["grad_ratio"]
+        rows.append([cells.index(frame["cell"]), frame["step"], frame["gap"], round(frame["loss"], 4),
+                     round(frame["accuracy"], 4), None if ratio is None else float(f"{ratio:.4g}"),
+                     round(frame["elapsed"], 3)])  # fmt: skip
+
+    training = Training("recorded", request, threading.Event(), keep, clock=clock)
+    result = training.finish(training.train())
+    return {
+        "recorded": {
+            "date": time.strftime("%Y-%m-%d", time.gmtime()),
+            "machine": machine,
+            "seconds": round(training.seconds, 2),
+            "steps_per_second": {r.cell: round(r.steps / training.seconds, 2) for r in training.cells},
+        },
+        "start": training.start_frame(),
+        "columns": list(RECORD_COLUMNS),
+        "rows": rows,
+        "done": {
+            "type": "done",
+            "reason": result.reason,
+            "models": {},
+            "steps": result.steps,
+            "accuracy": {c: round(a, 4) for c, a in result.accuracy.items()},
+        },
+    }
+
+
 class LabModels:
     """The models trained live: at most `kept` (the oldest go first), each for `ttl` seconds (expired ones are
     dropped whenever the store is read). Thread-safe. Also counts the training runs going, which
-    max_training_runs bounds."""
+    max_training_runs bounds, and those of them whose client has left: each is over within one training step
+    (its thread checks the stop flag every step), so a new request waits for them instead of being refused."""
 
     def __init__(self, kept: int, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.kept = kept
@@ -336,7 +397,23 @@ class LabModels:
         self.clock = clock
         self._models: OrderedDict[str, tuple[float, LoadedModel]] = OrderedDict()  # id → (added, model), oldest first
         self._lock = threading.Lock()
-        self.runs = 0  # training runs going (changed on the event loop only)
+        # changed and read on the event loop only
+        self.runs = 0  # training runs going
+        self.leaving = 0  # of them, those whose client has left
+        self.ends = 0.0  # time.monotonic() when the newest run's time is up
+        self._over: asyncio.Event | None = None  # set when a run is over (a new one for each)
+
+    def run_over(self) -> None:
+        """A run has ended: wake whoever waits for one."""
+        if self._over is not None:
+            self._over.set()
+            self._over = None
+
+    async def wait_run_over(self) -> None:
+        """Until the next run ends."""
+        if self._over is None:
+            self._over = asyncio.Event()
+        await self._over.wait()
 
     def add(self, models: Sequence[LoadedModel]) -> None:
         with self._lock:

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,10 +25,11 @@ from fastapi.testclient import TestClient
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from app.api.lab_train import Outbox, thin
+from app.api.lab_train import RETRY_MAX, Outbox, thin
 from app.config import ROOT, Settings
-from app.lab import BUDGET, CELLS, LabModels, LabRequest, Training
+from app.lab import BUDGET, CELLS, LESSON_N, LESSON_STEPS, RECORDING, CellRun, LabModels, LabRequest, Training
 from app.main import create_app
+from app.rnn.generate import generate
 from app.rnn.model import Cell, LoadedModel
 from app.tasks import memory
 from app.zoo import UnknownModel, Zoo
@@ -88,6 +90,7 @@ def test_a_short_run_streams_each_cells_steps_and_its_models_open_everywhere(ser
     assert start["type"] == "start" and re.fullmatch(r"[0-9a-f]{8}", start["run"])
     assert (start["task"], start["n"], start["cells"], start["seconds"]) == ("memory", 5, ["rnn", "lstm", "gru"], 2)
     assert start["batch_size"] > 0 and start["hidden_size"] > 0 and start["embed_size"] > 0
+    assert start["lesson_steps"] is None and start["recording"] is None  # measured, and recorded, at N = 100 only
     assert code == 1000 and done["type"] == "done" and done["reason"] == "time"
     for cell in CELLS:
         mine = [f for f in steps if f["cell"] == cell]
@@ -174,6 +177,46 @@ def test_a_run_stops_when_its_client_leaves(server: LiveServer, how: str) -> Non
     assert httpx.get(f"{server.url}/api/models/lab-{run}-rnn").status_code == 404
 
 
+def test_a_client_that_closes_mid_run_and_reconnects_at_once_starts_a_new_run_five_times(server: LiveServer) -> None:
+    """Leaving the training scene and coming back at once (issue 22, item 1): the run whose client left holds its
+    slot until its thread has returned, within one step; the new request waits for it instead of being refused
+    ("busy") or failing (500). Each reconnection gets a new run that streams steps, no error frame."""
+    wait_idle(server)
+    request = orjson.dumps({"task": "memory", "n": 60, "cells": ["rnn", "lstm", "gru"], "seconds": 60}).decode()
+    runs = []
+    for _ in range(5):
+        with open_lab(server) as ws:
+            ws.send(request)
+            frames = [recv(ws) for _ in range(4)]
+        # closed: the next connection opens at once
+        assert [f["type"] for f in frames] == ["start", "step", "step", "step"], frames
+        runs.append(frames[0]["run"])
+    assert len(set(runs)) == 5
+    wait_idle(server)
+
+
+def test_a_run_trains_in_a_worker_thread_that_other_work_left_without_grad_mode() -> None:
+    """Grad mode is per thread and the pool's threads also run inference: a run must not inherit it (it failed
+    with "can't retain_grad" when a generation had left its thread in no_grad)."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(torch.set_grad_enabled, False).result()
+        training = Training("00000000", LabRequest("memory", 4, ("rnn",), 0.5), threading.Event(), lambda _: None)
+        assert pool.submit(training.train).result() == "time"
+        assert training.cells[0].steps >= 1 and not pool.submit(torch.is_grad_enabled).result()
+
+
+def test_a_generation_stepped_from_several_threads_leaves_each_ones_grad_mode_alone(models_dir: Path) -> None:
+    """A stream's generation steps in whichever pool thread is free: no step may leave no_grad on behind it."""
+    loaded = Zoo.load(models_dir).get("chars-lstm")
+    steps = generate(loaded.model, [1, 2, 3], 4, 0.0, 0)
+    with ThreadPoolExecutor(1) as first, ThreadPoolExecutor(1) as second:
+        first.submit(next, steps).result()
+        second.submit(next, steps).result()
+        assert first.submit(torch.is_grad_enabled).result() and second.submit(torch.is_grad_enabled).result()
+        assert len(list(steps)) == 5  # and the rest still computes without gradients
+    assert all(not s.probs.requires_grad for s in generate(loaded.model, [1, 2], 2, 0.0, 0))
+
+
 def test_a_run_ends_when_the_server_shuts_down(settings: Settings) -> None:
     """SIGTERM during a 60 s run: the server exits long before the run would have ended, the run's thread stopped
     with it (the process waits for its threads), and the client sees the connection end."""
@@ -197,8 +240,8 @@ def test_one_run_at_a_time_a_second_is_refused_at_once(server: LiveServer) -> No
         with open_lab(server) as second:
             second.send(orjson.dumps({"task": "memory", "n": 10, "cells": ["gru"], "seconds": 5}).decode())
             frames, code = until_closed(second)
-        assert frames == [{"type": "error", "error": "busy", "message": frames[0]["message"]}]
-        assert code == 4503 and "max_training_runs" in frames[0]["message"]
+        assert frames == [{"type": "error", "error": "busy", "message": frames[0]["message"], "retry_after": RETRY_MAX}]
+        assert code == 4503 and "max_training_runs" in frames[0]["message"]  # of its 60 s, at most RETRY_MAX
         first.send(orjson.dumps({"type": "stop"}).decode())
         frames, code = until_closed(first)
         assert frames[-1]["type"] == "done" and code == 1000
@@ -405,3 +448,87 @@ def test_grad_ratio_is_the_float64_references_over_the_batch(cell: Cell, n: int,
     assert got is not None and got == pytest.approx(want, rel=1e-4, abs=0)
     if cell == "rnn" and n == 100:
         assert want < 1e-20
+
+
+class StepClock:
+    """Time that moves on only when read: a run of a fixed number of steps whatever the machine's speed."""
+
+    def __init__(self, tick: float) -> None:
+        self.now = 0.0
+        self.tick = tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def test_each_step_frame_names_the_gap_of_the_batch_it_trained_on() -> None:
+    """The frame's gap is the number of digits between the letter and the '?' in the batch the step trained on
+    (its loss is that batch's, as a model stepped on the run's batches in turn gives it): one batch in ten or so
+    is short (1-3), the others have the chosen N."""
+    n = 30
+    frames: list[dict[str, Any]] = []
+    training = Training("00000000", LabRequest("memory", n, ("gru",), 1.0), threading.Event(), frames.append,
+                        clock=StepClock(1 / 120))  # fmt: skip
+    training.train()
+    assert len(frames) >= 30
+    again = CellRun.start("gru")
+    for frame, (_, ids, labels) in zip(frames, Training("x", training.request, threading.Event(), frames.append)
+                                       .batches(), strict=False):  # fmt: skip
+        digits = ids[:, 1:-1]
+        assert bool(((digits >= min(memory.DIGIT_IDS)) & (digits <= max(memory.DIGIT_IDS))).all())
+        assert bool((ids[:, -1] == memory.QUERY_ID).all())
+        assert frame["gap"] == digits.shape[1]
+        assert frame["loss"] == pytest.approx(again.step(ids, labels)[0], rel=1e-5)
+    gaps = [f["gap"] for f in frames]
+    assert n in gaps and any(1 <= g <= 3 for g in gaps) and set(gaps) <= {1, 2, 3, n}
+
+
+RECORDED = ROOT / "models" / RECORDING
+
+
+def recorded_frames() -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    rec = orjson.loads(RECORDED.read_bytes())
+    cells = rec["start"]["cells"]
+    steps = [dict(zip(rec["columns"], row, strict=True)) for row in rec["rows"]]
+    for f in steps:
+        f["cell"] = cells[f["cell"]]
+    return rec["start"], steps, rec["done"]
+
+
+def test_the_recorded_run_is_this_codes_run_at_the_lessons_gap_with_each_batchs_gap() -> None:
+    """The committed recording (`unrolled lab-record`) is a run of this code: the lesson's gap, all three cells,
+    every cell's steps in order on the run's own batches (each row's gap is its batch's), done with each cell's
+    held-out accuracy; and it shows the lesson the tour's caption claims on the long-gap batches, by LESSON_STEPS:
+    the GRU and the LSTM have learned the letter, the RNN is near chance (1 in 8)."""
+    start, steps, done = recorded_frames()
+    assert (start["n"], start["cells"], start["lesson_steps"]) == (LESSON_N, list(CELLS), LESSON_STEPS)
+    training = Training("x", LabRequest("memory", LESSON_N, CELLS, start["seconds"]), threading.Event(), print)
+    batches = training.batches()
+    for cell in CELLS:
+        mine = [f for f in steps if f["cell"] == cell]
+        assert [f["step"] for f in mine] == list(range(1, len(mine) + 1)) and done["steps"][cell] == len(mine)
+        assert len(mine) >= LESSON_STEPS  # the lesson is reached
+    gaps = [next(batches)[0] for _ in range(max(done["steps"].values()))]
+    assert all(f["gap"] == gaps[f["step"] - 1] for f in steps)
+    assert [f["elapsed"] for f in steps] == sorted(f["elapsed"] for f in steps)
+
+    def accuracy_near_the_lesson(cell: str) -> float:
+        """The mean batch accuracy over its long-gap batches of the 100 steps up to LESSON_STEPS."""
+        mine = [float(f["accuracy"]) for f in steps if f["cell"] == cell and f["gap"] == LESSON_N
+                and LESSON_STEPS - 100 < f["step"] <= LESSON_STEPS]  # fmt: skip
+        return sum(mine) / len(mine)
+
+    assert accuracy_near_the_lesson("gru") > 0.9 and accuracy_near_the_lesson("lstm") > 0.5
+    assert accuracy_near_the_lesson("rnn") < 0.25 and done["accuracy"]["gru"] > 0.9
+
+
+def test_the_recording_is_served_where_it_is_and_a_404_naming_the_command_where_it_is_not(
+    settings: Settings,
+) -> None:
+    with TestClient(create_app(settings.model_copy(update={"models_dir": ROOT / "models"}))) as http:
+        got = http.get("/api/lab/recording")
+        assert got.status_code == 200 and got.json() == orjson.loads(RECORDED.read_bytes())
+    with TestClient(create_app(settings)) as http:
+        got = http.get("/api/lab/recording")
+        assert got.status_code == 404 and "unrolled lab-record" in got.json()["message"]

@@ -4,6 +4,7 @@ before anything runs; the free-running forecast."""
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -281,3 +282,15 @@ def test_sunspots_card_and_held_out_rmse_recomputed_with_plain_torch_nn(cell: st
     assert tr.grad_input[-1] == 0, "the last value reaches only the last prediction, which has no target"
     fc = forecast(m, whole[:-40], 40)
     assert fc.forecast.shape == (40, 1) and np.isfinite(fc.forecast).all()
+
+
+def test_a_forecast_stepped_from_several_threads_leaves_each_ones_grad_mode_alone() -> None:
+    """A stream's forecast steps in whichever pool thread is free: no step may leave no_grad on behind it (a live
+    training run in that thread then failed)."""
+    sc = scaling(1)
+    steps = forecast_steps(loaded_series(make_series("gru", 1, 1, seed=0), sc), series_values(4, 1, 0).tolist(), 3)
+    with ThreadPoolExecutor(1) as first, ThreadPoolExecutor(1) as second:
+        first.submit(next, steps).result()
+        second.submit(next, steps).result()
+        assert first.submit(torch.is_grad_enabled).result() and second.submit(torch.is_grad_enabled).result()
+    assert len(list(steps)) == 4

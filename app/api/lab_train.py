@@ -5,12 +5,15 @@ then one {"type": "step", "cell", "step", "loss", "accuracy", "grad_ratio", "ela
 cell, and at the end {"type": "done", "reason", "models", "steps", "accuracy"} and a normal close (1000). The
 client may send {"type": "stop"} at any time. Errors: {"type": "error", "error", "message"} and close code
 4000 + status (4403 another site's page, 4408 no request in time, 4422 a bad request, naming the field and its
-limit ("request" if it is not a JSON object), 4503 no compute slot or training run free: refused at once, never
-queued).
+limit ("request" if it is not a JSON object), 4503 no compute slot or training run free, the frame then with
+"retry_after": the seconds to wait before asking again).
 
 The run holds one compute slot (expensive work) for its whole length and trains in one worker thread, which
 checks a stop flag every step: set by the client's stop frame, by its disconnect (the receiving task sees it at
-once) or by a send that fails. Step frames go to the event loop through an outbox the trainer never waits on;
+once) or by a send that fails. A run whose client has left keeps its slot until its thread has returned, within
+one step: a request that finds only such runs in its way waits for them (at most LEAVING_WAIT) rather than being
+refused, so a page that leaves its run and comes back at once starts a new one. A run going for another client
+is refused at once, never queued. Step frames go to the event loop through an outbox the trainer never waits on;
 a client that reads slowly gets each cell's curve thinned (every other step), never the done frame dropped.
 The trained models join app.state.lab_models (app.lab.LabModels), served under their ids by every model route.
 """
@@ -18,30 +21,38 @@ The trained models join app.state.lab_models (app.lab.LabModels), served under t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import secrets
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 import anyio.to_thread
 import orjson
-from fastapi import APIRouter, WebSocket
+from fastapi import APIRouter, Request, WebSocket
+from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.websockets import WebSocketDisconnect
 
 from app.api.compute import Compute, Work
-from app.api.errors import Overloaded
+from app.api.errors import Overloaded, error_body
 from app.api.stream import ClientGone, Sender, StreamError, _close_with_error, origin_allowed, receive_request
 from app.api.wire import dumps
 from app.config import Settings
-from app.lab import CELLS, LabModels, LabRequest, RunResult, Training
+from app.lab import CELLS, LESSON_N, RECORDING, LabModels, LabRequest, RunResult, Training
 
 log = logging.getLogger("unrolled.lab")
 router = APIRouter(prefix="/api", tags=["lab"])
 
 FIELDS = ("task", "n", "cells", "seconds")
 OUTBOX_LIMIT = 3000  # step frames waiting for a slow client; past it each cell's waiting frames are thinned
+# Seconds a request waits for runs whose client has left: each is over after the step it is in (well under a
+# second at lab_max_gap), this is only a bound should the machine stall.
+LEAVING_WAIT = 10.0
+RETRY_MAX = 10  # the longest retry_after a busy frame suggests (a run may be stopped before its time is up)
 
 
 def parse_request(data: Any, settings: Settings) -> LabRequest:
@@ -147,6 +158,18 @@ def thin(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [f for i, f in enumerate(frames) if i in keep]
 
 
+@router.get("/lab/recording", summary="The training run recorded on this server, for a machine too slow to train live")
+async def lab_recording(request: Request) -> Response:
+    """The run `unrolled lab-record` recorded (app.lab.record): its start frame, its step frames as rows, its done
+    frame. The lab plays it through the live run's view at the pace it was recorded."""
+    settings: Settings = request.app.state.settings
+    path = settings.models_dir / RECORDING
+    if not path.is_file():
+        message = f"no training run is recorded on this server (`unrolled lab-record` writes {RECORDING} there)"
+        return JSONResponse(error_body("not_found", message), 404)
+    return FileResponse(path, media_type="application/json")
+
+
 @router.websocket("/lab/train")
 async def lab_train(ws: WebSocket) -> None:
     state = ws.app.state
@@ -158,10 +181,12 @@ async def lab_train(ws: WebSocket) -> None:
             raise StreamError(403, "forbidden_origin", "the lab is open to this server's own pages (and cors_origins)")
         request = await _read_request(ws, settings)
         await _serve(ws, sender, state.compute, state.lab_models, settings, request)
+    except Busy as e:
+        await _close_busy(sender, str(e), e.retry_after)
     except StreamError as e:
         await _close_with_error(sender, e.status, e.error, str(e))
     except Overloaded as e:
-        await _close_with_error(sender, 503, "busy", str(e))
+        await _close_busy(sender, str(e), Overloaded.retry_after)
     except (ClientGone, WebSocketDisconnect):
         pass
     except Exception:
@@ -169,30 +194,61 @@ async def lab_train(ws: WebSocket) -> None:
         await _close_with_error(sender, 500, "internal", "internal error: the server could not complete this run")
 
 
-def _busy(compute: Compute, lab: LabModels, settings: Settings) -> str | None:
-    """Why a run cannot start now, or None. Checked and taken on the event loop with no await between: a run
-    that may start takes its slot at once, one that may not is refused at once, never queued."""
+class Busy(Exception):
+    """No run may start now: a 503 whose frame says when to ask again."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _busy(compute: Compute, lab: LabModels, settings: Settings) -> Busy | None:
+    """Why a run cannot start now, or None."""
     if lab.runs >= settings.max_training_runs:
-        return (f"a live training run is going already (max_training_runs {settings.max_training_runs}); "
-                "retry when it is done")  # fmt: skip
+        left = min(max(lab.ends - time.monotonic(), 1.0), RETRY_MAX)
+        return Busy(f"a live training run is going already (max_training_runs {settings.max_training_runs}); "
+                    "retry when it is done", math.ceil(left))  # fmt: skip
     if compute.running >= compute.max_concurrent or compute.running_expensive >= compute.max_expensive:
-        return "every compute slot for long work is taken; retry in a few seconds"
+        return Busy("every compute slot for long work is taken; retry in a few seconds", Overloaded.retry_after)
     return None
+
+
+async def _admit(compute: Compute, lab: LabModels, settings: Settings) -> None:
+    """Return once a run may start; raise Busy if it may not. Runs whose client has left are waited for (each is
+    over within a step); any other is not. Checked on the event loop with no await between the last check and the
+    caller taking its slot: a run that may start takes it at once."""
+    busy = _busy(compute, lab, settings)
+    with anyio.move_on_after(LEAVING_WAIT):
+        while busy is not None and lab.leaving:
+            await lab.wait_run_over()
+            busy = _busy(compute, lab, settings)
+    if busy is not None:
+        raise busy
 
 
 async def _serve(
     ws: WebSocket, sender: Sender, compute: Compute, lab: LabModels, settings: Settings, request: LabRequest
 ) -> None:
-    busy = _busy(compute, lab, settings)
-    if busy is not None:
-        raise StreamError(503, "busy", busy)
+    await _admit(compute, lab, settings)
     work = Work(ws.client.host if ws.client else "unknown", expensive=True)
+    left = False
+
+    def on_leave() -> None:
+        nonlocal left
+        left = True
+        lab.leaving += 1
+
     lab.runs += 1
+    lab.ends = time.monotonic() + request.seconds
     try:
         async with compute.slot(work):
-            result = await _run(ws, sender, lab, request)
+            recorded = request.n == LESSON_N and (settings.models_dir / RECORDING).is_file()
+            result = await _run(ws, sender, lab, request, on_leave, recorded)
     finally:
+        # the thread has returned (cancellation too waits for it): the slot is free again, so is the run
         lab.runs -= 1
+        lab.leaving -= left
+        lab.run_over()
     if result is None:
         return  # the client left: no one to tell
     await sender.frame({
@@ -202,20 +258,39 @@ async def _serve(
         "steps": result.steps,
         "accuracy": {cell: round(a, 4) for cell, a in result.accuracy.items()},
     })  # fmt: skip
-    await ws.close(code=1000)
+    with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):  # it may have left after the done frame
+        await ws.close(code=1000)
 
 
-async def _run(ws: WebSocket, sender: Sender, lab: LabModels, request: LabRequest) -> RunResult | None:
-    """Train in one worker thread while one task sends its frames and another listens for stop or a disconnect;
-    the models, once stored, or None if the client has gone."""
+async def _close_busy(sender: Sender, message: str, retry_after: int) -> None:
+    try:
+        await sender.frame({"type": "error", "error": "busy", "message": message, "retry_after": retry_after})
+        await sender.ws.close(code=4503, reason="busy")
+    except (ClientGone, RuntimeError, OSError):
+        pass
+
+
+async def _run(
+    ws: WebSocket,
+    sender: Sender,
+    lab: LabModels,
+    request: LabRequest,
+    on_leave: Callable[[], None],
+    recorded: bool = False,
+) -> RunResult | None:
+    """Train in one worker thread while one task sends its frames and another listens for stop or a disconnect
+    (on_leave is called once if the client goes); the models, once stored, or None if the client has gone.
+    recorded: a recorded run of this request's gap is served (its address goes in the start frame)."""
     stop = threading.Event()
     gone = threading.Event()
     outbox = Outbox(asyncio.get_running_loop())
     training = Training(secrets.token_hex(4), request, stop, outbox.put)
-    await sender.frame(training.start_frame())
+    await sender.frame({**training.start_frame(), "recording": "/api/lab/recording" if recorded else None})
 
-    def leave() -> None:
-        gone.set()
+    def leave() -> None:  # on the event loop
+        if not gone.is_set():
+            gone.set()
+            on_leave()
         stop.set()
 
     async def listen() -> None:

@@ -50,26 +50,29 @@ def generate(
     return _steps(model, prompt_ids, length, temperature, seed)
 
 
+# no_grad as a decorator: torch enters it around each resumption only. A `with` block around the yields would
+# leave grad mode off in the worker thread that ran the first step (each step may run in another thread of the
+# pool), and training in that thread later (the lab's live run) would fail.
+@torch.no_grad()
 def _steps(model: SeqModel, prompt_ids: list[int], length: int, temperature: float, seed: int | None) -> Iterator[Step]:
     gen = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
     states: list[tuple[Tensor | None, Tensor | None]] = [(None, None)] * model.config.num_layers
     token = prompt_ids[0]
     total = len(prompt_ids) + length
-    with torch.no_grad():
-        for t in range(total):
-            x = model.embedding.weight[token][None]  # (1, E)
-            layers = []
-            for k in range(model.config.num_layers):
-                fwd = layer_forward(model, k, x, *states[k])
-                states[k] = fwd.final_state()
-                layers.append(fwd)
-                x = fwd.hidden
-            logits = (x @ model.head.weight.T + model.head.bias)[0].double()
-            probs = torch.softmax(logits, dim=-1)
-            yield Step(token_id=token, layers=layers, probs=probs.float(), sampled=t >= len(prompt_ids))
-            if t + 1 == total:
-                break
-            token = prompt_ids[t + 1] if t + 1 < len(prompt_ids) else _sample(logits, temperature, gen)
+    for t in range(total):
+        x = model.embedding.weight[token][None]  # (1, E)
+        layers = []
+        for k in range(model.config.num_layers):
+            fwd = layer_forward(model, k, x, *states[k])
+            states[k] = fwd.final_state()
+            layers.append(fwd)
+            x = fwd.hidden
+        logits = (x @ model.head.weight.T + model.head.bias)[0].double()
+        probs = torch.softmax(logits, dim=-1)
+        yield Step(token_id=token, layers=layers, probs=probs.float(), sampled=t >= len(prompt_ids))
+        if t + 1 == total:
+            break
+        token = prompt_ids[t + 1] if t + 1 < len(prompt_ids) else _sample(logits, temperature, gen)
 
 
 def _sample(logits: Tensor, temperature: float, gen: torch.Generator) -> int:

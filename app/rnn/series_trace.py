@@ -208,34 +208,34 @@ def forecast_steps(
     return _forecast(model, scaling, array, steps)
 
 
+@torch.no_grad()  # around each resumption only, not across the yields: see app/rnn/generate.py's _steps
 def _forecast(model: SeriesModel, scaling: Scaling, values: F64, steps: int) -> Iterator[SeriesStep]:
     L = model.config.num_layers
     W_o, b_o = model.head.weight, model.head.bias
-    with torch.no_grad():
-        # The given values at once, layer by layer, then cut into steps.
-        inp = scaled_tensor(scaling, values)
-        given: list[LayerForward] = []
+    # The given values at once, layer by layer, then cut into steps.
+    inp = scaled_tensor(scaling, values)
+    given: list[LayerForward] = []
+    for k in range(L):
+        fwd = layer_forward(model, k, inp)
+        given.append(fwd)
+        inp = fwd.hidden
+    pred = (inp @ W_o.T + b_o).double().numpy()  # (T, F) scaled
+    for t in range(len(values)):
+        yield SeriesStep(values[t], [_step_of(f, t) for f in given], scaling.unscale(pred[t]), forecast=False)
+    states = [f.final_state() for f in given]
+    x_next = torch.from_numpy(pred[-1].astype(np.float32))
+    for _ in range(steps - 1):
+        x = x_next[None]  # (1, F): the prediction, fed back as it is (scaled)
+        layers = []
         for k in range(L):
-            fwd = layer_forward(model, k, inp)
-            given.append(fwd)
-            inp = fwd.hidden
-        pred = (inp @ W_o.T + b_o).double().numpy()  # (T, F) scaled
-        for t in range(len(values)):
-            yield SeriesStep(values[t], [_step_of(f, t) for f in given], scaling.unscale(pred[t]), forecast=False)
-        states = [f.final_state() for f in given]
-        x_next = torch.from_numpy(pred[-1].astype(np.float32))
-        for _ in range(steps - 1):
-            x = x_next[None]  # (1, F): the prediction, fed back as it is (scaled)
-            layers = []
-            for k in range(L):
-                fwd = layer_forward(model, k, x, *states[k])
-                states[k] = fwd.final_state()
-                layers.append(fwd)
-                x = fwd.hidden
-            out = (x @ W_o.T + b_o)[0]
-            value = scaling.unscale(x_next.double().numpy())
-            yield SeriesStep(value, layers, scaling.unscale(out.double().numpy()), forecast=True)
-            x_next = out
+            fwd = layer_forward(model, k, x, *states[k])
+            states[k] = fwd.final_state()
+            layers.append(fwd)
+            x = fwd.hidden
+        out = (x @ W_o.T + b_o)[0]
+        value = scaling.unscale(x_next.double().numpy())
+        yield SeriesStep(value, layers, scaling.unscale(out.double().numpy()), forecast=True)
+        x_next = out
 
 
 def _step_of(fwd: LayerForward, t: int) -> LayerForward:

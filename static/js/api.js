@@ -168,8 +168,8 @@ export const diff = (id, body) => post(`${modelPath(id)}/diff`, body);
 /**
  * A live training run: sends `body` ({task, n, cells, seconds}) and hands every frame to onFrame. Returns
  * {done, stop, close}: done resolves with the "done" frame and rejects with an ApiError (the error frame's, its
- * status from the close code 4000 + status) on an error or a connection that ends early; stop() asks the server
- * to stop (it still sends its done frame); close() leaves.
+ * status from the close code 4000 + status, a busy one's retry_after as retryAfter) on an error or a connection
+ * that ends early; stop() asks the server to stop (it still sends its done frame); close() leaves.
  */
 export function labTrain(body, onFrame) {
   const { ws, done, finish, resolveDone, rejectDone, settled } = socketRun("/api/lab/train", body);
@@ -186,7 +186,7 @@ export function labTrain(body, onFrame) {
   });
   ws.addEventListener("close", (event) => {
     const status = event.code >= 4000 ? event.code - 4000 : 0;
-    if (failure) finish(rejectDone, new ApiError(status, failure.error, failure.message));
+    if (failure) finish(rejectDone, Object.assign(new ApiError(status, failure.error, failure.message), { retryAfter: failure.retry_after }));
     else finish(rejectDone, new ApiError(status, event.reason || "closed", "the training run ended before it was done"));
   });
   return {
@@ -200,4 +200,6 @@ export function labTrain(body, onFrame) {
     },
   };
 }
+/** The run recorded on the server (`unrolled lab-record`): {recorded, start, columns, rows, done}. */
+export const labRecording = () => request("/api/lab/recording");
 // ---- end of the lab ----

@@ -1,14 +1,14 @@
 // Talk mode's lab stages (the lab page's views, /lab, on a tour's scene): the knobs of the vanishing gradient and
 // cells trained live. They run no model of the zoo and have no time cursor: keys drive them ([ and ] turn the live
-// curve's radius, K keeps it; T starts or stops the training).
+// curve's radius, K keeps it; T starts or stops the training, V plays the run recorded on the server).
 //
 //   KnobsStage  a fresh network's ‖∂L/∂h_t‖ on a log axis for each of the scene's knob settings, the first live
 //   TrainStage  the memory task trained live, each cell's loss, accuracy and ‖∂L/∂h_1‖ ÷ ‖∂L/∂h_T‖ per step
 
-import { ApiError, labGradients, labTrain } from "./api.js";
+import { ApiError, labGradients } from "./api.js";
 import { bus } from "./bus.js";
 import { KnobsView } from "./views/knobs.js";
-import { TrainView } from "./views/labtrain.js";
+import { TrainView, Trainer } from "./views/labtrain.js";
 
 export const LAB_VIEWS = new Set(["knobs", "train"]);
 const RADIUS_STEP = 0.05;
@@ -156,8 +156,16 @@ export class TrainStage extends LabStage {
     const done = node("div", "train-done");
     done.hidden = true;
     p.body.append(done);
-    this.view = new TrainView(plots, { done, message: p.info });
-    this.run = null;
+    this.view = new TrainView(plots, { done, message: p.info, onReplay: () => this.replay() });
+    this.trainer = new Trainer(this.view, {
+      report: (r) => {
+        if (this.closed) return;
+        const running = r.state === "running" || r.state === "retrying" || r.state === "replaying";
+        this.button.textContent = running ? "Stop (T)" : "Start (T)";
+        const points = r.state === "done" ? { points: this.view.points } : {};
+        window.__unrolled.tourTrain = { ...window.__unrolled.tourTrain, ...points, ...r, error: r.error };
+      },
+    });
     window.__unrolled.tourTrain = { state: "idle", points: 0 };
   }
 
@@ -167,43 +175,34 @@ export class TrainStage extends LabStage {
     if (this.scene.play) this.toggle();
   }
 
-  async toggle() {
-    if (this.run) {
-      this.run.stop();
-      this.view.update({ message: "Stopping…" });
+  toggle() {
+    if (this.trainer.active) {
+      this.view.update({ message: "Stopping…" }); // first: a playback or a wait ends at once, saying so
+      this.trainer.stop();
       return;
     }
     const t = this.scene.training;
-    this.button.textContent = "Stop (T)";
-    this.view.update({ message: `Training for ${t.seconds} s… (T stops it)` });
     window.__unrolled.tourTrain = { state: "running", points: 0 };
-    const handle = labTrain({ task: "memory", n: t.n, cells: t.cells, seconds: t.seconds }, (f) => {
-      if (this.closed) return;
-      if (f.type === "start") this.view.update({ start: f });
-      else if (f.type === "step") this.view.update({ step: f });
-      else if (f.type === "done") this.view.update({ done: f });
-    });
-    this.run = handle;
-    try {
-      await handle.done;
-      window.__unrolled.tourTrain = { ...window.__unrolled.tourTrain, state: "done", points: this.view.points };
-    } catch (e) {
-      if (!this.closed) this.view.update({ error: `The training run failed — ${e instanceof ApiError && e.status === 503 ? "busy: " : ""}${e.message}` });
-      window.__unrolled.tourTrain = { ...window.__unrolled.tourTrain, state: "error", error: e.message };
-    } finally {
-      this.run = null;
-      this.button.textContent = "Start (T)";
-    }
+    this.trainer.start({ task: "memory", n: t.n, cells: t.cells, seconds: t.seconds }, `Training for ${t.seconds} s… (T stops it)`);
+  }
+
+  /** The run recorded on the server, instead of a live one that this machine is too slow for. */
+  replay() {
+    this.trainer.replay();
   }
 
   onKey(key) {
     if (key === "t" || key === "T") this.toggle();
+    else if (key === "v" || key === "V") this.replay();
+  }
+
+  onLayout() {
+    this.view.relayout();
   }
 
   /** Leaving the scene leaves the run: the server stops it the moment its client goes. */
   close() {
     super.close();
-    this.run?.close();
-    this.run = null;
+    this.trainer.close();
   }
 }

@@ -332,7 +332,7 @@ def test_a_live_training_run_draws_points_and_its_models_open(page: Page, record
     assert run["state"] == "done", run
     for gd in page.query_selector_all("#train-plots .plot"):
         lengths = gd.evaluate("(gd) => gd.data.map((d) => d.x.length)")
-        assert len(lengths) == 3 and all(n > 0 for n in lengths)
+        assert len(lengths) == 6 and all(n > 0 for n in lengths)  # each cell's long-gap batches and their average
     links = page.eval_on_selector_all("#train-done a.model-link", "(as) => as.map((a) => a.getAttribute('href'))")
     assert len(links) == 3
     assert [link.rsplit("-", 1)[-1] for link in links] == CELLS
@@ -408,8 +408,11 @@ def test_an_input_the_audience_types_runs_through_every_section_at_1280_by_720(
     assert_clean(recorder)
 
 
-def test_a_refused_training_run_is_said_plainly(page: Page, recorder: Recorder, zoo: LiveServer) -> None:
-    """A gap over the server's limit is a 422 naming it; a second run while one trains is a 503, said as busy."""
+def test_a_refused_training_run_is_said_plainly_and_a_busy_one_retried(
+    page: Page, recorder: Recorder, zoo: LiveServer
+) -> None:
+    """A gap over the server's limit is a 422 naming it. A second run while another page's trains is refused
+    (503): the page says another run is going and retries by itself, and starts once the other stops."""
     lab(page, zoo)
     lower_loaded(page)  # the lower sections' computations are done: a run's compute slot is free
     page.fill("#train-n", "100000")
@@ -423,15 +426,21 @@ def test_a_refused_training_run_is_said_plainly(page: Page, recorder: Recorder, 
     other.goto(zoo.url + "/lab")
     lower_loaded(other)
     other.fill("#train-n", "5")
-    other.fill("#train-seconds", "6")
+    other.fill("#train-seconds", "60")
     other.click("#train-start")
     other.wait_for_function("() => (window.__unrolled.labTrain?.points ?? 0) > 0", timeout=30_000)
-    page.fill("#train-n", "5")
+    page.fill("#train-n", "7")
+    page.fill("#train-seconds", "3")
     page.click("#train-start")
-    page.wait_for_function("() => window.__unrolled.labTrain?.status === 503")
-    assert page.inner_text("#train-message").startswith("The training run failed — Busy: ")
+    page.wait_for_function("() => window.__unrolled.labTrain?.state === 'retrying'")
+    assert page.inner_text("#train-message").startswith("Another run is going on the server; retrying in ")
+    assert page.get_attribute("#train-message", "data-kind") == "info"
     other.click("#train-start")  # Stop: the first run ends at once and says so
     other.wait_for_function("() => window.__unrolled.labTrain?.state === 'done'", timeout=30_000)
     assert other.inner_text("#train-message").startswith("Stopped.")
+    # the retry starts a run of its own (its retry_after and backoff are at most a few seconds)
+    page.wait_for_function("() => window.__unrolled.labTrain?.state === 'done'", timeout=40_000)
+    assert page.evaluate("() => window.__unrolled.labTrain.attempt") >= 1
+    assert page.inner_text("#train-message").startswith("Time is up.")
     other.close()
     assert_clean(recorder)

@@ -1,7 +1,7 @@
 // The lab: the knobs of the vanishing gradient, live training, every step's influence (the Jacobian), one token
 // changed (the diff) and gate saturation, the last three for the RNN, LSTM and GRU of one task on one input.
 
-import { ApiError, diff, getModel, jacobian, labGradients, labTrain, trace as traceRest } from "../api.js";
+import { ApiError, diff, getModel, jacobian, labGradients, trace as traceRest } from "../api.js";
 import { bus } from "../bus.js";
 import { onKeys } from "../keys.js";
 import { exposePage, showUnit } from "../pagekit.js";
@@ -10,7 +10,7 @@ import { readParams, writeParams } from "../url.js";
 import { DiffView } from "../views/diffview.js";
 import { JacobianView } from "../views/jacobian.js";
 import { KnobsView } from "../views/knobs.js";
-import { TrainView } from "../views/labtrain.js";
+import { TrainView, Trainer } from "../views/labtrain.js";
 import { SaturationView } from "../views/saturation.js";
 
 const $ = (id) => document.getElementById(id);
@@ -115,44 +115,36 @@ $("knob-clear").addEventListener("click", clear);
 
 // ---- 2. train it yourself ----
 
-const train = new TrainView($("train-plots"), { done: $("train-done"), message: $("train-message") });
-let run = null;
+const train = new TrainView($("train-plots"), { done: $("train-done"), message: $("train-message"), onReplay: replayTraining });
+const trainer = new Trainer(train, {
+  report: (r) => {
+    setRunning(r.state === "running" || r.state === "retrying" || r.state === "replaying");
+    const done = r.done ? { done: r.done } : {};
+    perf.labTrain = { ...perf.labTrain, ...r, ...done, points: train.points };
+  },
+});
 
 function setRunning(on) {
   $("train-start").firstChild.textContent = on ? "Stop " : "Start ";
   $("train-start").classList.toggle("running", on);
 }
 
-async function startTraining() {
-  if (run) {
-    run.stop();
-    train.update({ message: "Stopping…" });
+function startTraining() {
+  if (trainer.active) {
+    train.update({ message: "Stopping…" }); // first: a playback or a wait ends at once, saying so
+    trainer.stop();
     return;
   }
   const cells = [...document.querySelectorAll("#train-form input[name=cells]:checked")].map((c) => c.value);
   const body = { task: "memory", n: Number($("train-n").value), cells, seconds: Number($("train-seconds").value) };
-  train.update({ message: `Training ${cells.map((c) => c.toUpperCase()).join(", ")} on the memory task, gap N = ${body.n}, for ${body.seconds} s…` });
   perf.labTrain = { state: "running", points: 0 };
-  setRunning(true);
-  const handle = labTrain(body, (f) => {
-    if (f.type === "start") {
-      perf.labTrain.run = f.run;
-      train.update({ start: f });
-    } else if (f.type === "step") train.update({ step: f });
-    else if (f.type === "done") train.update({ done: f });
-  });
-  run = handle;
-  try {
-    const done = await handle.done;
-    perf.labTrain = { ...perf.labTrain, state: "done", done };
-  } catch (e) {
-    const why = e instanceof ApiError && e.status === 503 ? `Busy: ${e.message}` : problem(e);
-    train.update({ error: `The training run failed — ${why}` });
-    perf.labTrain = { ...perf.labTrain, state: "error", error: e.message, status: e.status };
-  } finally {
-    run = null;
-    setRunning(false);
-  }
+  trainer.start(body, `Training ${cells.map((c) => c.toUpperCase()).join(", ")} on the memory task, gap N = ${body.n}, for ${body.seconds} s…`);
+}
+
+/** The run recorded on the server, played through the same plots at its pace. */
+function replayTraining() {
+  perf.labTrain = { state: "replaying", points: 0 };
+  trainer.replay();
 }
 
 $("train-form").addEventListener("submit", (e) => {
@@ -339,6 +331,8 @@ onKeys(() => ({
   C: clear,
   t: startTraining,
   T: startTraining,
+  v: replayTraining,
+  V: replayTraining,
   r: () => $("knob-radius").focus(),
   R: () => $("knob-radius").focus(),
   "/": () => $("text-input").focus(),

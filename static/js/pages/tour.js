@@ -257,8 +257,8 @@ onKeys(
           "/": () => $("input-0")?.focus(),
           a: () => state.stage?.onKey?.("a"),
           A: () => state.stage?.onKey?.("A"),
-          // the lab's scenes: [ ] turn the radius, K keeps a curve, T starts or stops the training
-          ...Object.fromEntries(["[", "]", "k", "K", "t", "T"].map((k) => [k, () => state.stage?.onKey?.(k)])),
+          // the lab's scenes: [ ] turn the radius, K keeps a curve, T starts or stops the training, V plays the recorded run
+          ...Object.fromEntries(["[", "]", "k", "K", "t", "T", "v", "V"].map((k) => [k, () => state.stage?.onKey?.(k)])),
         },
   (e) => {
     if ($("help")?.open || !/^[1-9]$/.test(e.key)) return false;
