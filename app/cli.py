@@ -141,7 +141,7 @@ def cmd_lab_record(args: argparse.Namespace) -> int:
     torch.set_num_threads(threads)
     clock = time.thread_time if threads == 1 else time.monotonic
     machine = f"{os.cpu_count()} cores, {platform.machine()}, torch {torch.__version__} on {threads} thread(s)"
-    rec = record(LabRequest("memory", args.n, CELLS, args.seconds), machine, clock)
+    rec = record(LabRequest("memory", args.n, CELLS, args.seconds, args.steps or None), machine, clock)
     out = args.out / RECORDING
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rec, separators=(",", ":")) + "\n")
@@ -154,7 +154,7 @@ def cmd_lab_record(args: argparse.Namespace) -> int:
 
 
 def add_lab_record(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from app.lab import LESSON_N, RECORDING
+    from app.lab import LESSON_N, LESSON_STEP_CAP, RECORDING
 
     p = sub.add_parser(
         "lab-record",
@@ -165,6 +165,8 @@ def add_lab_record(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.add_argument("--out", type=Path, default=Path("models"), help="the models folder (default: models)")
     p.add_argument("--n", type=int, default=LESSON_N, help=f"the gap (default: {LESSON_N}, the lesson's)")
     p.add_argument("--seconds", type=float, default=60.0, help="how long it trains (default: 60, the tour's)")
+    cap = f"at most this many steps per cell (default: {LESSON_STEP_CAP}, the tour's; 0: no cap)"
+    p.add_argument("--steps", type=int, default=LESSON_STEP_CAP, help=cap)
     p.set_defaults(func=cmd_lab_record)
 
 

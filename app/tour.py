@@ -151,6 +151,7 @@ class Training(Strict):
 
     n: int = Field(20, ge=1, le=100_000, description="the memory task's gap: digits between the letter and '?'")
     seconds: float = Field(20.0, gt=0, le=3600)
+    steps: int | None = Field(None, ge=1, le=1_000_000, description="at most this many steps per cell")
     cells: list[LabCell] = Field(default_factory=lambda: list(LAB_CELLS), min_length=1, max_length=3)
 
     @model_validator(mode="after")

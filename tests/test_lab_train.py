@@ -27,7 +27,18 @@ from websockets.sync.client import ClientConnection, connect
 
 from app.api.lab_train import RETRY_MAX, Outbox, thin
 from app.config import ROOT, Settings
-from app.lab import BUDGET, CELLS, LESSON_N, LESSON_STEPS, RECORDING, CellRun, LabModels, LabRequest, Training
+from app.lab import (
+    BUDGET,
+    CELLS,
+    LESSON_N,
+    LESSON_STEP_CAP,
+    LESSON_STEPS,
+    RECORDING,
+    CellRun,
+    LabModels,
+    LabRequest,
+    Training,
+)
 from app.main import create_app
 from app.rnn.generate import generate
 from app.rnn.model import Cell, LoadedModel
@@ -286,6 +297,8 @@ GOOD: dict[str, Any] = {"task": "memory", "n": 5, "cells": ["rnn"], "seconds": 1
         ({**GOOD, "task": "charlm"}, "task:"),
         ({k: v for k, v in GOOD.items() if k != "n"}, "n:"),
         ({**GOOD, "batch_size": 4096}, "batch_size:"),
+        ({**GOOD, "steps": 0}, "steps:"),
+        ({**GOOD, "steps": 2.5}, "steps:"),
         ([GOOD], "request:"),
         ("not json {", "request:"),
     ],
@@ -462,6 +475,13 @@ class StepClock:
         return self.now
 
 
+def test_a_run_with_a_step_cap_ends_when_every_cell_has_taken_it() -> None:
+    frames: list[dict[str, Any]] = []
+    training = Training("00000000", LabRequest("memory", 4, CELLS, 600.0, steps=3), threading.Event(), frames.append)
+    assert training.train() == "steps"
+    assert {cell: [f["step"] for f in frames if f["cell"] == cell] for cell in CELLS} == {c: [1, 2, 3] for c in CELLS}
+
+
 def test_each_step_frame_names_the_gap_of_the_batch_it_trained_on() -> None:
     """The frame's gap is the number of digits between the letter and the '?' in the batch the step trained on
     (its loss is that batch's, as a model stepped on the run's batches in turn gives it): one batch in ten or so
@@ -521,6 +541,10 @@ def test_the_recorded_run_is_this_codes_run_at_the_lessons_gap_with_each_batchs_
 
     assert accuracy_near_the_lesson("gru") > 0.9 and accuracy_near_the_lesson("lstm") > 0.5
     assert accuracy_near_the_lesson("rnn") < 0.25 and done["accuracy"]["gru"] > 0.9
+    # capped at the tour's steps, the run ends on the lesson too: the held-out table the page shows at the end
+    assert start["steps"] == LESSON_STEP_CAP and done["reason"] == "steps"
+    assert set(done["steps"].values()) == {LESSON_STEP_CAP}
+    assert done["accuracy"]["rnn"] < 0.3 < done["accuracy"]["lstm"] and done["accuracy"]["lstm"] > 0.5
 
 
 def test_the_recording_is_served_where_it_is_and_a_404_naming_the_command_where_it_is_not(

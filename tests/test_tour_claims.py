@@ -237,7 +237,9 @@ def test_the_training_scene_trains_what_its_caption_says() -> None:
     assert s.view == "train" and s.training is not None and s.play
     t = s.training
     assert f"The memory task with {t.n} digits between the letter and the '?'" in s.caption
-    assert f"for {t.seconds:g} seconds" in s.caption and t.cells == ["rnn", "lstm", "gru"]
+    assert f"for {t.steps} steps each ({t.seconds:g} seconds at most" in s.caption and t.cells == ["rnn", "lstm", "gru"]
+    # the cap the scene trains to is the lab's: enough steps for the gated cells, too few for the RNN to escape
+    assert t.steps == lab.LESSON_STEP_CAP and t.steps >= lab.LESSON_STEPS
     assert "an RNN, an LSTM and a GRU trained side by side" in s.caption
 
 

@@ -1,6 +1,7 @@
 """WebSocket /api/lab/train: an RNN, an LSTM and a GRU learn the memory task live, every step streamed.
 
-Protocol: the client sends {"task": "memory", "n", "cells", "seconds"}. The server answers {"type": "start", …},
+Protocol: the client sends {"task": "memory", "n", "cells", "seconds", "steps"?} (steps: at
+most this many per cell). The server answers {"type": "start", …},
 then one {"type": "step", "cell", "step", "loss", "accuracy", "grad_ratio", "elapsed"} per training step of each
 cell, and at the end {"type": "done", "reason", "models", "steps", "accuracy"} and a normal close (1000). The
 client may send {"type": "stop"} at any time. Errors: {"type": "error", "error", "message"} and close code
@@ -48,6 +49,8 @@ log = logging.getLogger("unrolled.lab")
 router = APIRouter(prefix="/api", tags=["lab"])
 
 FIELDS = ("task", "n", "cells", "seconds")
+OPTIONAL = ("steps",)  # at most this many steps per cell: the lesson is a number of steps, not of seconds
+MAX_STEPS = 1_000_000
 OUTBOX_LIMIT = 3000  # step frames waiting for a slow client; past it each cell's waiting frames are thinned
 # Seconds a request waits for runs whose client has left: each is over after the step it is in (well under a
 # second at lab_max_gap), this is only a bound should the machine stall.
@@ -59,9 +62,10 @@ def parse_request(data: Any, settings: Settings) -> LabRequest:
     """The first frame as a LabRequest, or a 422 naming the field and its limit."""
     if not isinstance(data, dict):
         raise StreamError(422, "invalid", 'request: a JSON object {"task", "n", "cells", "seconds"}')
-    unknown = sorted(set(data) - set(FIELDS))
+    unknown = sorted(set(data) - set(FIELDS) - set(OPTIONAL))
     if unknown:
-        raise StreamError(422, "invalid", f"{unknown[0]}: unknown field; the fields are {', '.join(FIELDS)}")
+        raise StreamError(422, "invalid", f"{unknown[0]}: unknown field; the fields are "
+                          f"{', '.join(FIELDS + OPTIONAL)}")  # fmt: skip
     for name in FIELDS:
         if name not in data:
             raise StreamError(422, "invalid", f"{name}: required")
@@ -88,7 +92,12 @@ def parse_request(data: Any, settings: Settings) -> LabRequest:
     ):
         raise StreamError(422, "invalid", f"seconds: more than 0 and at most {settings.lab_max_seconds:g} "
                           "(lab_max_seconds)")  # fmt: skip
-    return LabRequest("memory", n, tuple(cells), float(seconds))
+    steps = data.get("steps")
+    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= MAX_STEPS):
+        raise StreamError(
+            422, "invalid", f"steps: a whole number of steps per cell from 1 to {MAX_STEPS:,}, or left out"
+        )
+    return LabRequest("memory", n, tuple(cells), float(seconds), steps)
 
 
 async def _read_request(ws: WebSocket, settings: Settings) -> LabRequest:

@@ -146,7 +146,7 @@ export class TrainStage extends LabStage {
   constructor(ctx) {
     super(ctx);
     const t = this.scene.training;
-    const p = this.panel("training", `The memory task, gap N = ${t.n}: ${t.cells.map((c) => c.toUpperCase()).join(", ")} trained live for ${t.seconds} s`);
+    const p = this.panel("training", `The memory task, gap N = ${t.n}: ${t.cells.map((c) => c.toUpperCase()).join(", ")} trained live for ${t.steps ? `${t.steps} steps each (${t.seconds} s at most)` : `${t.seconds} s`}`);
     this.button = node("button", "btn btn-accent", "Start (T)");
     this.button.type = "button";
     this.button.addEventListener("click", () => this.toggle());
@@ -183,7 +183,8 @@ export class TrainStage extends LabStage {
     }
     const t = this.scene.training;
     window.__unrolled.tourTrain = { state: "running", points: 0 };
-    this.trainer.start({ task: "memory", n: t.n, cells: t.cells, seconds: t.seconds }, `Training for ${t.seconds} s… (T stops it)`);
+    const request = { task: "memory", n: t.n, cells: t.cells, seconds: t.seconds, ...(t.steps ? { steps: t.steps } : {}) };
+    this.trainer.start(request, `Training for ${t.steps ? `${t.steps} steps each, ` : ""}${t.seconds} s at most… (T stops it)`);
   }
 
   /** The run recorded on the server, instead of a live one that this machine is too slow for. */

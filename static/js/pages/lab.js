@@ -136,9 +136,9 @@ function startTraining() {
     return;
   }
   const cells = [...document.querySelectorAll("#train-form input[name=cells]:checked")].map((c) => c.value);
-  const body = { task: "memory", n: Number($("train-n").value), cells, seconds: Number($("train-seconds").value) };
+  const body = { task: "memory", n: Number($("train-n").value), cells, seconds: Number($("train-seconds").value), steps: Number($("train-steps").value) };
   perf.labTrain = { state: "running", points: 0 };
-  trainer.start(body, `Training ${cells.map((c) => c.toUpperCase()).join(", ")} on the memory task, gap N = ${body.n}, for ${body.seconds} s…`);
+  trainer.start(body, `Training ${cells.map((c) => c.toUpperCase()).join(", ")} on the memory task, gap N = ${body.n}, for ${body.steps} steps each (${body.seconds} s at most)…`);
 }
 
 /** The run recorded on the server, played through the same plots at its pace. */
