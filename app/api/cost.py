@@ -10,12 +10,14 @@ its own formula from the model's size (hidden size, layers, directions, gates, v
 - a generation reads its prompt and samples one token at a time (a Python loop around a one-step forward), then
   traces it all; a series forecast reads its given values at once and predicts one step at a time;
 - a translation's decoder may run beam × max_length steps (the bound, since nothing says where it stops);
-- a diff reads two inputs: two traces' worth, as the brief of issue 23 asks (it is less: no backward pass);
+- a diff reads two inputs: two traces' worth (an upper bound: it has no backward pass, and measured half that);
 - the lab's gradient knobs run T steps of a random H × H recurrence, forward and back.
 
 The constants below were fitted on this machine (2 cores, torch_threads 1) from the CPU seconds of real requests,
 measured with `PYTHONPATH=. .venv/bin/python -m bench.admission_cost --calibrate` (it prints estimate beside
-measurement for the zoo's models: each estimate within 0.8×–2× of it; the table is in the report of issue 23).
+measurement: 0.8×–2.2× of it for each endpoint's worst request, 0.7×–1.2× near expensive_seconds; the table is in
+bench/admission_cost.txt). So small work is at most ~0.07 s of CPU,
+and a visitor waits for at most one such computation: the other slot, or the next, is theirs (app.api.compute).
 """
 
 from __future__ import annotations
