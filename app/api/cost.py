@@ -16,8 +16,8 @@ its own formula from the model's size (hidden size, layers, directions, gates, v
 The constants below were fitted on this machine (2 cores, torch_threads 1) from the CPU seconds of real requests,
 measured with `PYTHONPATH=. .venv/bin/python -m bench.admission_cost --calibrate` (it prints estimate beside
 measurement: 0.8×–2.2× of it for each endpoint's worst request, 0.7×–1.2× near expensive_seconds; the table is in
-bench/admission_cost.txt). So small work is at most ~0.07 s of CPU,
-and a visitor waits for at most one such computation: the other slot, or the next, is theirs (app.api.compute).
+bench/admission_cost.txt). So small work is at most ~0.07 s of CPU, and a visitor waits for at most one such
+computation: the other slot, or the next, is theirs (app.api.compute).
 """
 
 from __future__ import annotations
