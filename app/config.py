@@ -58,8 +58,11 @@ class Settings(BaseSettings):
     max_queue_per_client: int = Field(
         16, ge=1, description="computations one client (address) may have running or waiting; beyond: 503"
     )
-    expensive_steps: int = Field(
-        2_000, ge=1, description="a computation of at least this many time steps is expensive (max_expensive)"
+    expensive_seconds: float = Field(
+        0.05,
+        gt=0,
+        description="a computation estimated (app/api/cost.py) to take at least this many CPU seconds is expensive "
+        "(max_expensive): small work waits for at most one such computation, so a visitor's trace within ~100 ms",
     )
     max_expensive: int = Field(
         0, ge=0, description="slots expensive computations may hold at once; 0 = all but one of max_concurrent"

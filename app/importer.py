@@ -14,7 +14,10 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Callable, Sequence
+import time
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -29,7 +32,9 @@ from app.rnn.model import GATES, MAX_LAYERS, Cell, ModelCard, SeqKind, SeqModel
 from app.rnn.tokenize import UNK, Level, Vocab
 
 LAB_PREFIX = "lab-"  # app.lab names the models it trains live lab-<run>-<cell>
-ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"  # for JSON Schema; in Python, `$` also matches before a final "\n"
+ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # whole ids only: valid_id()
+CLAIM_STALE = 600.0  # seconds after which a claim on an id is taken to be left by a writer that died
 RECURRENT_RE = re.compile(r"^(weight|bias)_(ih|hh)_l(\d+)(_reverse)?$")
 # Module names people give their parts, matched on a key's last module name ("model.emb.weight" → "emb").
 EMBEDDING_NAMES = ("embedding", "emb", "embed", "embeddings", "encoder", "word_embeddings", "tok_emb")
@@ -40,6 +45,40 @@ CELL_OF_GATES: dict[int, Cell] = {len(GATES[c]) or 1: c for c in ("rnn", "lstm",
 
 class ImportProblem(ValueError):
     """A weights, vocabulary or labels file that cannot be imported; the message says what is wrong."""
+
+
+class Claimed(ImportProblem):
+    """Another upload, import or delete of the same id is writing it now (in this server or another of the folder)."""
+
+
+def valid_id(model_id: str) -> bool:
+    """The whole id, to its last character: re's `$` would let "nl2\n" through (files "nl2\n.json" …)."""
+    return ID_RE.fullmatch(model_id) is not None
+
+
+@contextmanager
+def claim(folder: Path, model_id: str) -> Iterator[None]:
+    """The id's claim file, created with O_CREAT | O_EXCL (atomic, also between servers sharing the folder), for
+    the block: one writer (upload, import or delete) of an id at a time; another gets Claimed. A claim older
+    than CLAIM_STALE was left by a writer that died, and is taken over."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f".{model_id}.claim"
+    for attempt in range(2):
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            break
+        except FileExistsError:
+            try:
+                stale = time.time() - path.stat().st_mtime > CLAIM_STALE
+            except FileNotFoundError:
+                stale = True  # released meanwhile: try again
+            if attempt or not stale:
+                raise Claimed(f"{model_id!r} is being written by another upload, import or delete; retry") from None
+            path.unlink(missing_ok=True)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -63,6 +102,7 @@ def read_weights(path: Path) -> dict[str, Tensor]:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as e:
             raise ImportProblem(f"{path.name} is a truncated or corrupt safetensors file: {e}") from e
+    check_archive(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, … by file
@@ -86,6 +126,29 @@ def read_weights(path: Path) -> dict[str, Tensor]:
     return cast(dict[str, Tensor], obj)
 
 
+def check_archive(path: Path) -> None:
+    """A torch file (a zip archive since torch 1.6) must hold its records stored, as torch.save writes them, and
+    no more bytes than the file: torch.load inflates a DEFLATE-compressed record to the size the archive claims
+    before anything else is checked (a 1 MB upload took the server to 3.3 GB), so such a file is refused unread."""
+    if not zipfile.is_zipfile(path):
+        return  # torch's legacy format, or not a torch file: torch.load says which
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise ImportProblem(f"{path.name} is a truncated or corrupt torch file (its zip archive: {e})") from e
+    compressed = next((r for r in records if r.compress_type != zipfile.ZIP_STORED), None)
+    if compressed is not None:
+        raise ImportProblem(
+            f"{path.name}: its record {compressed.filename[:100]!r} is compressed ({compressed.compress_size} bytes "
+            f"that inflate to {compressed.file_size}); torch.save stores records uncompressed, and a compressed "
+            "one is not loaded (it could inflate without bound). Save it again with torch.save, or as safetensors"
+        )
+    total, size = sum(r.file_size for r in records), path.stat().st_size
+    if total > size:
+        raise ImportProblem(f"{path.name}: its records claim {total} bytes, more than the file's {size}")
+
+
 def read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -93,6 +156,8 @@ def read_json(path: Path, what: str) -> Any:
         raise ImportProblem(f"the {what} {path.name} cannot be read: {e.strerror}") from e
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ImportProblem(f"the {what} {path.name} is not valid JSON: {e}") from e
+    except RecursionError:  # [[[[…: the decoder recurses once a level
+        raise ImportProblem(f"the {what} {path.name} is nested too deeply: a flat JSON list is expected") from None
 
 
 def read_vocab_tokens(data: Any, name: str) -> list[str]:
@@ -110,9 +175,11 @@ def read_vocab_tokens(data: Any, name: str) -> list[str]:
         raise ImportProblem(f"the vocabulary {name} must be a JSON list of tokens or a {{token: id}} map")
     if not tokens or not all(isinstance(t, str) and t for t in tokens):
         raise ImportProblem(f"the vocabulary {name} must hold non-empty strings")
-    if len(set(tokens)) != len(tokens):
-        dup = next(t for t in tokens if tokens.count(t) > 1)
-        raise ImportProblem(f"the vocabulary {name} holds {dup!r} twice")
+    first: dict[str, int] = {}  # token → its first position: one pass (tokens.count() in a loop was quadratic)
+    for i, token in enumerate(tokens):
+        at = first.setdefault(token, i)
+        if at != i:
+            raise ImportProblem(f"the vocabulary {name} holds {token[:64]!r} twice: at positions {at} and {i}")
     return list(tokens)
 
 
@@ -388,7 +455,7 @@ def build(
 ) -> Imported:
     """Everything an import writes, checked; raises ImportProblem naming the first thing wrong. With no
     vocabulary, the weights must be a series model's (numbers in, the next step's numbers out)."""
-    if not ID_RE.match(model_id):
+    if not valid_id(model_id):
         raise ImportProblem(f"--id {model_id!r}: use lower-case letters, digits, '.', '_' and '-' (up to 64)")
     if model_id.startswith(LAB_PREFIX):  # the lab's models trained live (app/lab.py) go by these ids
         raise ImportProblem(f"--id {model_id!r}: ids starting with {LAB_PREFIX!r} are the lab's: choose another")
@@ -505,8 +572,12 @@ def _write_text(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def write(imported: Imported, folder: Path) -> tuple[Path, Path]:
-    """<id>.safetensors, then <id>.json (the zoo looks for cards: a card never names weights not yet there)."""
+def write(imported: Imported, folder: Path, claimed: bool = False) -> tuple[Path, Path]:
+    """<id>.safetensors, then <id>.json (the zoo looks for cards: a card never names weights not yet there), under
+    the id's claim (unless the caller holds it): a card and weights of two different writers never pair up."""
+    if not claimed:
+        with claim(folder, imported.card.id):
+            return write(imported, folder, claimed=True)
     card = imported.card
     folder.mkdir(parents=True, exist_ok=True)
     card_path = folder / f"{card.id}.json"

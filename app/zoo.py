@@ -34,10 +34,18 @@ def signatures(folder: Path) -> dict[str, Signature]:
     return {c.stem: (_stat(c), _stat(c.with_suffix(".safetensors"))) for c in cards}
 
 
+SHOWN_ID = 64  # characters of an id echoed in a message: an id is at most 64; a bad one of 5,000 is cut
+
+
+def shown_id(model_id: str) -> str:
+    """An id as a message quotes it: whole up to SHOWN_ID characters, else its start and "…"."""
+    return repr(model_id) if len(model_id) <= SHOWN_ID else f"{model_id[:SHOWN_ID]!r}…"
+
+
 class UnknownModel(LookupError):
     def __init__(self, model_id: str, known: list[str]) -> None:
         shown = ", ".join(known[:20]) or "none are loaded"
-        super().__init__(f"model {model_id!r} does not exist; the models are: {shown}")
+        super().__init__(f"model {shown_id(model_id)} does not exist; the models are: {shown}")
 
 
 class Zoo:

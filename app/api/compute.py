@@ -5,9 +5,9 @@ Past that, callers get Overloaded (503 with Retry-After) at once instead of queu
 The line is fair between clients, not first come, first served: when a slot frees, it goes to the waiting client
 that has the fewest computations running, and among those to the one served least recently. So one client's
 backlog of twelve long generations does not make a visitor's five-letter trace wait for all of them. A client may
-hold at most max_queue_per_client places, so one client cannot fill the line either. Expensive work (at least
-expensive_steps time steps) has its own budget of max_expensive slots, below max_concurrent, so a slot is always
-left for small requests however much expensive work is waiting.
+hold at most max_queue_per_client places, so one client cannot fill the line either. Expensive work (estimated at
+expensive_seconds of CPU or more: app.api.cost) has its own budget of max_expensive slots, below max_concurrent,
+so a slot is always left for small requests however much expensive work is waiting.
 """
 
 from __future__ import annotations

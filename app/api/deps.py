@@ -44,12 +44,13 @@ async def get_metrics(conn: HTTPConnection) -> Metrics:
     return metrics
 
 
-def work_of(conn: HTTPConnection, steps: int) -> Work:
+def work_of(conn: HTTPConnection, seconds: float) -> Work:
     """The computation a request asks for: its client, by address (behind a trusted proxy, the forwarded one:
-    uvicorn rewrites the address from X-Forwarded-For for forwarded_allow_ips), and whether it is expensive."""
+    uvicorn rewrites the address from X-Forwarded-For for forwarded_allow_ips), and whether it is expensive, by
+    its estimated CPU seconds (app.api.cost)."""
     settings: Settings = conn.app.state.settings
     client = conn.client.host if conn.client else "unknown"
-    return Work(client, steps >= settings.expensive_steps)
+    return Work(client, seconds >= settings.expensive_seconds)
 
 
 ZooDep = Annotated[Zoo, Depends(get_zoo)]

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from starlette.requests import Request
 
-from app.api import series, translation
+from app.api import cost, series, translation
 from app.api.deps import BudgetDep, ComputeDep, SettingsDep, ZooDep, work_of
 from app.api.errors import LimitExceeded
 from app.api.jacobian_schemas import JacobianRequest, JacobianResponse
@@ -126,7 +126,7 @@ async def jacobian(
             }
         )
 
-    # Its cost grows as T² (T²/2 products of H × H): counted as T²/45 trace steps, expensive from T = 300.
-    work_steps = max(steps, steps * steps // 45)
+    # Its cost grows as T²H³ (T²/2 products of H × H), not as its steps
     estimate = working_bytes(steps, loaded.card.hidden_size, loaded.card.cell)
-    return await held_json(work, work_of(request, work_steps), compute, budget, estimate, settings)
+    admitted = work_of(request, cost.jacobian_seconds(loaded, steps))
+    return await held_json(work, admitted, compute, budget, estimate, settings)

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from starlette.requests import Request
 
+from app.api import cost
 from app.api.deps import BudgetDep, ComputeDep, SettingsDep, ZooDep, work_of
 from app.api.errors import LimitExceeded
 from app.api.lab_schemas import DiffRequest, DiffResponse, GradientsRequest, GradientsResponse
@@ -54,7 +55,8 @@ async def gradients(req: GradientsRequest, request: Request, compute: ComputeDep
             }
         )
 
-    body = await compute.run(work_of(request, req.steps), work)
+    admitted = work_of(request, cost.knobs_seconds(req.cell, req.steps, req.hidden_size))
+    body = await compute.run(admitted, work)
     return Response(body, media_type="application/json")
 
 
@@ -104,4 +106,5 @@ async def diff(
     # the float64 copy of the model, both inputs' states and gates (float64), and the body (~22 bytes a value)
     params = sum(p.numel() for p in model.parameters())
     estimate = 8 * params + 2 * 8 * steps * entries * cfg.hidden_size * 6 + 22 * steps * (2 * entries + 1) + 4096
-    return await held_json(work, work_of(request, steps), compute, budget, estimate, settings)
+    admitted = work_of(request, cost.diff_seconds(loaded, steps))
+    return await held_json(work, admitted, compute, budget, estimate, settings)

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from app.api import series, translation
+from app.api import cost, series, translation
 from app.api.budget import ByteBudget, Held
 from app.api.compute import Compute, Work
 from app.api.deps import BudgetDep, ComputeDep, SettingsDep, ZooDep, work_of
@@ -117,7 +117,8 @@ async def trace_model(
             return dumps(series.trace_request(loaded, req, settings).body())
 
         estimate = series.estimate_bytes(loaded, steps)
-        return await held_json(series_work, work_of(request, steps), compute, budget, estimate, settings)
+        admitted = work_of(request, cost.trace_seconds(loaded, steps))
+        return await held_json(series_work, admitted, compute, budget, estimate, settings)
     if translation.is_translation(loaded):
         steps = translation.translation_steps(loaded, text_of(loaded, req.text), None, 1, req.top_k, settings)
 
@@ -125,7 +126,8 @@ async def trace_model(
             return dumps(translation.trace_request(loaded, req, settings).body())
 
         estimate = translation.estimate_bytes(loaded, steps, req.top_k)
-        return await held_json(translation_work, work_of(request, steps), compute, budget, estimate, settings)
+        admitted = work_of(request, cost.translate_seconds(loaded, steps))
+        return await held_json(translation_work, admitted, compute, budget, estimate, settings)
     translation.refuse_translation_fields(loaded, req)
     steps = trace_steps(loaded, req, settings)
 
@@ -133,7 +135,8 @@ async def trace_model(
         return dumps(compute_trace(loaded, req, settings).body())
 
     estimate = estimate_working_bytes(loaded.card, steps, req.top_k, "rest")
-    return await held_json(work, work_of(request, steps), compute, budget, estimate, settings)
+    admitted = work_of(request, cost.trace_seconds(loaded, steps))
+    return await held_json(work, admitted, compute, budget, estimate, settings)
 
 
 @router.post("/models/{model_id}/generate", response_model=GenerateResponse, responses=ERRORS)
@@ -158,7 +161,8 @@ async def generate_text(
             return dumps({"values": wire.values[: forecasting.given], "forecast": forecast, "trace": wire.body()})
 
         estimate = series.estimate_bytes(loaded, total)
-        return await held_json(forecast_work, work_of(request, total), compute, budget, estimate, settings)
+        admitted = work_of(request, cost.forecast_seconds(loaded, forecasting.given, req.length))
+        return await held_json(forecast_work, admitted, compute, budget, estimate, settings)
     generation = Generation.start(loaded, req, settings)
     steps = len(generation.prompt_ids) + req.length
 
@@ -169,7 +173,8 @@ async def generate_text(
         return dumps({"text": text, "generated": written, "trace": wire.body()})
 
     estimate = estimate_working_bytes(loaded.card, steps, req.top_k, "rest")
-    return await held_json(work, work_of(request, steps), compute, budget, estimate, settings)
+    admitted = work_of(request, cost.generate_seconds(loaded, len(generation.prompt_ids), req.length))
+    return await held_json(work, admitted, compute, budget, estimate, settings)
 
 
 @router.post("/models/{model_id}/translate", response_model=TranslateResponse, responses=ERRORS)
@@ -196,4 +201,5 @@ async def translate_text(
         return dumps({"output": wire.trace.output, "beams": wire.header()["beams"], "trace": wire.body()})
 
     estimate = translation.estimate_bytes(loaded, steps, req.top_k)
-    return await held_json(work, work_of(request, steps), compute, budget, estimate, settings)
+    admitted = work_of(request, cost.translate_seconds(loaded, steps))
+    return await held_json(work, admitted, compute, budget, estimate, settings)

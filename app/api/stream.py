@@ -30,7 +30,7 @@ from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
-from app.api import series, translation
+from app.api import cost, series, translation
 from app.api.budget import ByteBudget
 from app.api.compute import Compute, Work
 from app.api.deps import get_zoo, work_of
@@ -226,7 +226,7 @@ async def _serve(
         translation.refuse_translation_fields(loaded, req)
     if isinstance(req, StreamGenerateRequest):
         gen = Generation.start(loaded, req, settings)
-        work = work_of(ws, len(gen.prompt_ids) + req.length)
+        work = work_of(ws, cost.generate_seconds(loaded, len(gen.prompt_ids), req.length))
         await _serve_generate(sender, compute, work, metrics, gen)
         return
 
@@ -242,7 +242,8 @@ async def _serve(
 
     steps = trace_steps(loaded, req, settings)
     estimate = estimate_working_bytes(loaded.card, steps, req.top_k, "binary" if binary else "json")
-    await _send_trace(sender, compute, budget, work_of(ws, steps), estimate, compute_wire, req, lambda _: DONE)
+    work = work_of(ws, cost.trace_seconds(loaded, steps))
+    await _send_trace(sender, compute, budget, work, estimate, compute_wire, req, lambda _: DONE)
 
 
 class StreamedTrace(Protocol):
@@ -297,12 +298,14 @@ async def _serve_series(
     values = series.values_of(loaded, req.values)
     if isinstance(req, StreamGenerateRequest):
         forecasting = series.SeriesGeneration.start(loaded, req, settings)
-        await _serve_forecast(sender, compute, work_of(ws, forecasting.given + req.length), metrics, forecasting)
+        work = work_of(ws, cost.forecast_seconds(loaded, forecasting.given, req.length))
+        await _serve_forecast(sender, compute, work, metrics, forecasting)
         return
     steps = series.value_steps(values, settings)
     estimate = series.estimate_bytes(loaded, steps)
     trace_wire = functools.partial(series.trace_request, loaded, req, settings)
-    await _send_trace(sender, compute, budget, work_of(ws, steps), estimate, trace_wire, req, lambda _: DONE)
+    work = work_of(ws, cost.trace_seconds(loaded, steps))
+    await _send_trace(sender, compute, budget, work, estimate, trace_wire, req, lambda _: DONE)
 
 
 async def _serve_forecast(
@@ -360,7 +363,8 @@ async def _serve_translation(
 
     estimate = translation.estimate_bytes(loaded, steps, req.top_k)
     trace_wire = functools.partial(translation.stream_request, loaded, req, settings)
-    await _send_trace(sender, compute, budget, work_of(ws, steps), estimate, trace_wire, req, done)
+    work = work_of(ws, cost.translate_seconds(loaded, steps))
+    await _send_trace(sender, compute, budget, work, estimate, trace_wire, req, done)
 
 
 async def _serve_generate(sender: Sender, compute: Compute, work: Work, metrics: Metrics, gen: Generation) -> None:

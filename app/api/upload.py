@@ -28,13 +28,14 @@ from pydantic import BaseModel
 from starlette.datastructures import FormData, UploadFile
 
 from app import importer
+from app.api.budget import ByteBudget
 from app.api.errors import error_body
 from app.api.routes_models import summary
 from app.api.schemas import ErrorBody, ModelSummary
 from app.config import Settings
 from app.rnn.model import Cell
 from app.rnn.tokenize import Level
-from app.zoo import Zoo
+from app.zoo import Zoo, shown_id
 
 router = APIRouter(prefix="/api", tags=["models"])
 bearer = HTTPBearer(auto_error=False, description="UNROLLED_ADMIN_TOKEN, as `Authorization: Bearer …`")
@@ -46,6 +47,12 @@ LEVELS: tuple[Level, ...] = ("char", "word")
 CELLS: tuple[Cell, ...] = ("rnn", "lstm", "gru")
 MAX_FIELD_BYTES = 4096  # id, map, level, cell, unk, a series' features, mean, std, units, step: short text
 MAX_MAPS = 16  # --map FROM=TO renames in one upload
+# What reading an upload takes at its peak, per byte of its files, taken from the byte budget while it is read
+# and checked (in a thread nothing can cancel, outside the compute line): the weights are loaded, converted and
+# written (~4 copies); a JSON vocabulary or label list becomes Python strings, a list and the duplicate check's
+# dict (~40 bytes per byte of a list of one-letter tokens, 4 bytes each in the file).
+WEIGHT_BYTES_FACTOR = 4
+JSON_BYTES_FACTOR = 40
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -120,7 +127,7 @@ UPLOAD_BODY: dict[str, Any] = {
                             "format": "binary",
                             "description": "JSON list of class labels (a classifier)",
                         },
-                        "id": {"type": "string", "pattern": importer.ID_RE.pattern},
+                        "id": {"type": "string", "pattern": importer.ID_PATTERN},
                         "map": {
                             "type": "array",
                             "items": {"type": "string"},
@@ -198,11 +205,19 @@ async def _save(upload: UploadFile, folder: Path, field: str) -> Path:
 
 
 def _build_and_write(files: dict[str, Path], model_id: str, options: dict[str, Any], folder: Path) -> importer.Imported:
+    """Under the id's claim (the caller holds it): a second upload of the id, here or on another server, is a 409
+    however the two interleave."""
     done = importer.build(files["weights"], files.get("vocab"), model_id, labels_path=files.get("labels"), **options)
     if (folder / f"{model_id}.json").exists():
         raise Refused(409, "exists", f"a model {model_id!r} exists already: delete it first, or choose another id")
-    importer.write(done, folder)
+    importer.write(done, folder, claimed=True)
     return done
+
+
+def _reading_bytes(files: dict[str, Path]) -> int:
+    sizes = {field: path.stat().st_size for field, path in files.items()}
+    json_bytes = sizes.get("vocab", 0) + sizes.get("labels", 0)
+    return WEIGHT_BYTES_FACTOR * sizes.get("weights", 0) + JSON_BYTES_FACTOR * json_bytes
 
 
 async def _rescan(request: Request, settings: Settings) -> None:
@@ -236,12 +251,14 @@ async def upload_model(request: Request, credentials: Credentials) -> Any:
             model_id = _text(form, "id")
             if model_id is None:
                 raise Refused(422, "invalid", "id: the model's id is required")
-            if not importer.ID_RE.match(model_id):
-                raise Refused(422, "invalid", f"id {model_id!r}: use lower-case letters, digits, '.', '_' and '-' "
-                              "(up to 64), starting with a letter or digit")  # fmt: skip
+            if not importer.valid_id(model_id):
+                raise Refused(422, "invalid", f"id {shown_id(model_id)}: use lower-case letters, digits, '.', '_' "
+                              "and '-' (up to 64), starting with a letter or digit")  # fmt: skip
             maps = form.getlist("map")
             if not all(isinstance(m, str) for m in maps):
                 raise Refused(422, "invalid", "map: text fields FROM=TO, not files")
+            if len(maps) > MAX_MAPS:
+                raise Refused(422, "invalid", f"map: {len(maps)} renames; the limit is {MAX_MAPS}")
             options: dict[str, Any] = {
                 "maps": [m for m in maps if isinstance(m, str)],
                 "level": _choice(form, "level", LEVELS),
@@ -256,19 +273,24 @@ async def upload_model(request: Request, credentials: Credentials) -> Any:
                 ),
             }
             uploads = {f: _file(form, f, required=f == "weights") for f in FILES}
+            budget: ByteBudget = request.app.state.budget
             with tempfile.TemporaryDirectory(prefix="unrolled-upload-") as tmp:
                 files = {f: await _save(u, Path(tmp), f) for f, u in uploads.items() if u is not None}
-                try:
-                    done = await anyio.to_thread.run_sync(
-                        _build_and_write, files, model_id, options, settings.models_dir
-                    )
-                except importer.ImportProblem as e:
-                    raise Refused(422, "bad_model", f"{e}; nothing was written") from e
+                # held until this server serves the model: a delete (here or on another server) waits for it
+                with budget.hold(_reading_bytes(files)), importer.claim(settings.models_dir, model_id):
+                    try:
+                        done = await anyio.to_thread.run_sync(
+                            _build_and_write, files, model_id, options, settings.models_dir
+                        )
+                    except importer.ImportProblem as e:
+                        raise Refused(422, "bad_model", f"{e}; nothing was written") from e
+                    await _rescan(request, settings)
+                    zoo: Zoo = request.app.state.zoo
+                    return Uploaded(model=summary(zoo.get(model_id)), matched=done.matched)
+    except importer.Claimed as e:
+        return refusal(Refused(409, "busy_id", str(e)))
     except Refused as e:
         return refusal(e)
-    await _rescan(request, settings)
-    zoo: Zoo = request.app.state.zoo
-    return Uploaded(model=summary(zoo.get(model_id)), matched=done.matched)
 
 
 @router.delete(
@@ -290,18 +312,23 @@ async def delete_model(model_id: str, request: Request, credentials: Credentials
         if model_id in request.app.state.lab_models:  # in memory only: it goes by itself (app.lab.LabModels)
             raise Refused(409, "lab_model", f"{model_id} was trained live in the lab: it is not in the models folder, "
                           "and goes by itself (lab_model_ttl, lab_models_kept)")  # fmt: skip
-        card = folder / f"{model_id}.json"
-        if not importer.ID_RE.match(model_id) or not card.is_file():
-            raise Refused(404, "not_found", f"model {model_id!r} does not exist")
-        try:
-            task = json.loads(card.read_text(encoding="utf-8")).get("task")
-        except (OSError, ValueError, AttributeError):
-            task = None
-        if task != "imported":
-            raise Refused(403, "read_only", f"{model_id} is one of the zoo's own models: only uploaded (imported) "
-                          "models can be deleted")  # fmt: skip
-        card.unlink(missing_ok=True)  # the card first: no server then sees a card without its weights
-        card.with_suffix(".safetensors").unlink(missing_ok=True)
+        if not importer.valid_id(model_id) or not (folder / f"{model_id}.json").is_file():
+            raise Refused(404, "not_found", f"model {shown_id(model_id)} does not exist")
+        with importer.claim(folder, model_id):  # not while an upload of the id is being written
+            card = folder / f"{model_id}.json"
+            try:
+                task = json.loads(card.read_text(encoding="utf-8")).get("task")
+            except (OSError, ValueError, AttributeError):
+                task = None
+            if task is None and not card.is_file():
+                raise Refused(404, "not_found", f"model {model_id!r} does not exist")  # deleted meanwhile
+            if task != "imported":
+                raise Refused(403, "read_only", f"{model_id} is one of the zoo's own models: only uploaded "
+                              "(imported) models can be deleted")  # fmt: skip
+            card.unlink(missing_ok=True)  # the card first: no server then sees a card without its weights
+            card.with_suffix(".safetensors").unlink(missing_ok=True)
+    except importer.Claimed as e:
+        return refusal(Refused(409, "busy_id", str(e)))
     except Refused as e:
         return refusal(e)
     await _rescan(request, settings)
