@@ -2,6 +2,11 @@
 
 Training is reproducible: torch, numpy and random are seeded, torch runs its deterministic algorithms, and the
 number of steps (not the clock) decides when training ends. Weights are written with safetensors only.
+
+Two clocks: the card's `train_seconds` is the wall time, and metrics.training.cpu_seconds the time this process ran
+on the CPU (one thread: TRAIN_THREADS). The budget's safety cap (Budget.max_seconds) reads the CPU clock, so that a
+machine shared with other work stretches a run's wall time but never cuts its steps short: the same seed and
+budget give the same model on a busy machine and on an idle one.
 """
 
 from __future__ import annotations
@@ -92,9 +97,11 @@ def train(
     if variant not in task.variants(cell):
         raise ValueError(f"{task_name} has no {cell} model {variant!r}; it has {list(task.variants(cell))}")
     started = time.perf_counter()
+    cpu_started = time.process_time()
     with deterministic(seed):
-        card, model = _train(task, cell, variant, out, seed, dry_run, cache, progress, started)
+        card, model = _train(task, cell, variant, out, seed, dry_run, cache, progress, cpu_started)
     card.train_seconds = round(time.perf_counter() - started, 1)
+    card.metrics["training"]["cpu_seconds"] = round(time.process_time() - cpu_started, 1)
     save_model(out, card, model)
     return card
 
@@ -108,7 +115,7 @@ def _train(
     dry_run: bool,
     cache: Path,
     progress: bool,
-    started: float,
+    cpu_started: float,
 ) -> tuple[ModelCard, nn.Module]:
     mid = model_id(task.name, cell, variant)
     data = task.load(dry_run, cache)
@@ -175,8 +182,8 @@ def _train(
             if budget.patience and evals_since_best >= budget.patience and step >= ck_steps["20"]:
                 stopped = f"early stop: dev score did not improve for {budget.patience} evaluations"
                 break
-        if time.perf_counter() - started > budget.max_seconds:
-            stopped = f"time cap: stopped after {step} of {budget.steps} steps ({budget.max_seconds:.0f} s)"
+        if time.process_time() - cpu_started > budget.max_seconds:
+            stopped = f"time cap: stopped after {step} of {budget.steps} steps ({budget.max_seconds:.0f} CPU s)"
             tqdm.write(f"{mid}: {stopped}")
             break
     bar.close()

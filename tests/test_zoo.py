@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from app.rnn.model import LoadedModel, ModelCard, load_model
+from app.rnn.seq2seq import EOS_ID, Seq2SeqModel
 
 pytestmark = pytest.mark.claims  # the zoo's own models: `make test` runs these, `make test-fast` does not
 
@@ -61,6 +62,12 @@ def plain(model_id: str) -> Plain:
     return Plain(loaded(model_id).card, MODELS / f"{model_id}.safetensors")
 
 
+def cpu_seconds(card: ModelCard) -> float:
+    """The seconds a model took to train on one core: the CPU clock where the card has it (a machine shared with
+    other work stretches the wall clock, card.train_seconds, not the model's cost), else the wall clock."""
+    return float(card.metrics["training"].get("cpu_seconds", card.train_seconds))
+
+
 def ids_of(card: ModelCard, text: str) -> list[int]:
     enc = loaded(card.id).vocab.encode(text)
     assert not enc.unknown or card.task in ("sentiment", "charlm")
@@ -79,8 +86,8 @@ def test_model_loads_with_a_complete_card(model_id: str) -> None:
     assert c.kind == ("classify" if task in ("memory", "sentiment") else "next_token")
     assert 32 <= c.hidden_size <= 128 and c.num_layers in (1, 2)
     assert c.description and c.data_source and len(c.examples) >= 3
-    assert 0 < c.train_seconds <= 180, "every model trains in at most three minutes"
     training = c.metrics["training"]
+    assert 0 < cpu_seconds(c) <= 180, "every model trains in at most three minutes"
     assert training["dry_run"] is False and not training["stopped"].startswith("time cap")
     assert [k.name for k in c.checkpoints] == ["0", "5", "20", "100"]
     assert [k.step for k in c.checkpoints] == sorted(k.step for k in c.checkpoints)
@@ -360,6 +367,29 @@ def test_sentiment_heldout_accuracy_and_example_predictions(cell: str) -> None:
         assert abs(p - pred["p_positive"]) < 1e-3
 
 
+# Negation sentences (sentiment.NEGATIONS, never trained on) each model gets right: measured on the retrained
+# models (before negation-aware training: rnn 5, lstm 9, gru 10 of 30). `python -m bench.zoo_sets` prints them.
+NEGATIONS_RIGHT = {"rnn": 21, "lstm": 27, "gru": 27}
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_sentiment_reads_common_negations(cell: str) -> None:
+    """ "Not bad at all." is positive and "Not funny at all." negative: each model gets at least the stated number
+    of the held-out negation sentences right, recomputed with plain torch.nn, as its card says."""
+    from app.tasks.sentiment import NEGATIONS
+
+    card = loaded(f"sentiment-{cell}").card
+    p = {}
+    for text, _, _ in NEGATIONS:
+        ids = torch.tensor([ids_of(card, text)])
+        p[text] = float(torch.softmax(plain(card.id).logits(ids)[0, -1], -1)[1])
+    right = {text for text, label, _ in NEGATIONS if (p[text] > 0.5) == (label == "positive")}
+    assert len(right) >= NEGATIONS_RIGHT[cell], sorted(set(p) - right)
+    assert {"Not bad at all.", "Not funny at all.", "This movie is not good."} <= right
+    assert card.metrics["negations_right"] == len(right)
+    assert all(abs(n["p_positive"] - p[n["text"]]) < 1e-3 for n in card.metrics["negations"])
+
+
 # --- numbers (translation) ----------------------------------------------------------------------------------
 
 
@@ -406,8 +436,8 @@ def test_numbers_model_loads_with_a_complete_card(model_id: str) -> None:
     c = m.card
     assert c.kind == "translate" and c.task == "numbers" and c.attention == model_id.endswith("attention")
     assert c.target_vocab is not None and c.equations and c.max_length >= 64
-    assert 0 < c.train_seconds <= 180, "every model trains in at most three minutes"
     training = c.metrics["training"]
+    assert 0 < cpu_seconds(c) <= 180, "every model trains in at most three minutes"
     assert training["dry_run"] is False and not training["stopped"].startswith("time cap")
     assert [k.name for k in c.checkpoints] == ["0", "5", "20", "100"]
     final = m.model.state_dict()
@@ -423,6 +453,47 @@ def test_numbers_attention_models_translate_held_out_numbers_and_the_plain_one_f
     shortest = metrics["numbers-gru"]["exact_match_by_source_length"]["1-3"]["exact_match"]
     assert longest["numbers-gru"] <= min(longest[m] for m in NUMBERS[:2]) - 0.1, longest
     assert longest["numbers-gru"] < shortest, "without attention the longest numbers are the hardest"
+
+
+# Greedy exact match on the held-out round and near-round numbers (numbers.number_sets()["round"], 238 never
+# trained on) and on 0 to 100, measured on the retrained models (1.000, 1.000, 0.290 and 1.000 on 0 to 100), stated
+# with a margin. Before (uniform training only): round 0.773, 0.807, 0.000, with 2, 0, 0 outputs at the length cap.
+# `python -m bench.zoo_sets --task numbers` prints them.
+ROUND_EXACT = {"numbers-gru-attention": 0.98, "numbers-lstm-attention": 0.98, "numbers-gru": 0.25}
+SMALL_EXACT = {"numbers-gru-attention": 1.0, "numbers-lstm-attention": 1.0, "numbers-gru": 0.98}
+
+
+@functools.cache
+def number_pairs() -> dict[str, Any]:
+    from app.tasks import numbers
+
+    pytest.importorskip("num2words")
+    pair = numbers.pair_writer()
+    sets = numbers.number_sets()
+    return {"round": [pair(n) for n in sets["round"]], "small": [pair(n) for n in sets["small"]],
+            "audience": [pair(n) for n in numbers.AUDIENCE]}  # fmt: skip
+
+
+@pytest.mark.parametrize("model_id", NUMBERS)
+def test_numbers_translate_round_numbers_and_never_repeat_to_the_length_cap(model_id: str) -> None:
+    """What an audience types first: "one hundred" once wrote "einhunderteinhundert…" to the length cap. Each
+    model translates the held-out round and near-round numbers and 0 to 100 (greedy) at least as well as stated,
+    no output runs to the length cap, and the attention models write every number of numbers.AUDIENCE."""
+    from app.tasks import numbers
+
+    m = loaded(model_id)
+    assert isinstance(m.model, Seq2SeqModel)
+    pairs = number_pairs()
+    scores = {name: numbers.set_scores(m.model, pairs[name], m.card.max_length) for name in ("round", "small")}
+    assert scores["round"]["exact_match"] >= ROUND_EXACT[model_id], scores
+    assert scores["small"]["exact_match"] >= SMALL_EXACT[model_id], scores
+    assert scores["round"]["at_length_cap"] == scores["small"]["at_length_cap"] == 0, scores
+    outs = numbers.greedy_batch(m.model, pairs["audience"], m.card.max_length)
+    assert all(EOS_ID in o for o in outs), "every output ends"
+    if m.card.attention:
+        assert [o for o, p in zip(outs, pairs["audience"], strict=True) if o != p.target] == []
+    card = m.card.metrics["exact_match_by_set"]
+    assert {name: card[name] for name in scores} == scores, "the card says what the weights do"
 
 
 @pytest.mark.parametrize("model_id", NUMBERS)

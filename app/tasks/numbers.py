@@ -13,11 +13,19 @@ one per letter, which is what lets these models train in the budget, and it give
 column per word, so that "ein" can be seen to look at "one" and "zwanzig" at "twenty". Characters on the
 target, because German runs its words together: the decoder has to spell "dreihunderteinundzwanzig" itself.
 
-Numbers are drawn by their count of digits (1 to 6, then uniformly among the numbers of that many digits), so
-that short numbers are not drowned by the 900,000 six-digit ones. A fixed, seeded set (5 % of each digit count,
-at most 400 per count) is held out: never trained on, it gives the card's exact match and its accuracy by source
-length. The model without attention has only the encoder's last state to go on: it falls behind on the longest
-numbers.
+Training draws numbers as people write them, not only uniformly: an audience types "one hundred", "two
+thousand", "ten thousand" first, and uniform sampling over 0–999,999 almost never draws a round number (a model
+trained on it wrote "einhunderteinhundert…" to the length cap). Each training number is one of: by digit count
+(1 to 6, then uniformly among the numbers of that many digits, so that short numbers are not drowned by the
+900,000 six-digit ones), 60 %; round (at most two significant digits at every magnitude: 10, 250, 2000, 110000),
+15 %; near-round (a round number plus 1 to 99 in its zeros: 101, 1001, 2005, 300012), 15 %; small (0 to 100), 10 %.
+
+Three fixed, seeded sets measure it, each reported in the card's `exact_match_by_set`: "uniform", the held-out
+numbers by digit count (5 % of each count, at most 400 per count: never trained on; they also give the card's
+exact match and its accuracy by source length); "round", a quarter of the round numbers and 150 near-round ones,
+never trained on; "small", every number 0 to 100 (there are too few to hold any out: the model must know them
+all). AUDIENCE, the numbers a lecture's audience types first, are always trained on, never held out. The model
+without attention has only the encoder's last state to go on: it falls behind on the longest numbers.
 """
 
 from __future__ import annotations
@@ -83,6 +91,14 @@ HELDOUT_CAP = 400  # per digit count
 POOL_PER_DIGITS = 12_000  # training numbers per digit count (fewer where fewer exist); num2words is slow
 DRY_POOL_PER_DIGITS = 200
 DEV_PER_DIGITS = 100  # 4 to 6 digits: the final weights are chosen on these (neither trained on nor held out)
+ROUND_SEED = HELDOUT_SEED + 2  # which round and near-round numbers are held out: fixed, whatever the training seed
+ROUND_HELDOUT_FRACTION = 0.25  # of the round numbers
+NEAR_ROUND_HELDOUT = 150
+NEAR_ROUND_POOL = 3000  # near-round training numbers (a pool, drawn once; num2words is slow)
+SMALL_MAX = 100
+AUDIENCE = (10, 20, 100, 200, 1000, 2000, 10_000, 100_000)  # typed first; trained on, not held out
+MIXTURE = (("digits", 0.60), ("round", 0.15), ("near_round", 0.15), ("small", 0.10))  # what a training number is
+DEV_ROUND = 60  # round and near-round dev numbers (neither trained on nor held out)
 LENGTH_BUCKETS = ((1, 3), (4, 6), (7, 9), (10, 12), (13, 15))  # source words (incl. "-" and ",")
 MAX_LENGTH = 80  # decoder steps: the longest German number has 63 letters, and </s>
 VARIANTS: dict[str, tuple[str, ...]] = {"gru": ("attention", ""), "lstm": ("attention",), "rnn": ()}
@@ -121,6 +137,35 @@ def heldout_numbers() -> list[int]:
     return out
 
 
+def round_numbers() -> list[int]:
+    """Every number from 10 to 999,999 with at most two significant digits and a zero last: m × 10^k, m 1–99, k ≥ 1."""
+    return sorted({m * 10**k for k in range(1, 6) for m in range(1, 100) if m * 10**k <= MAX_NUMBER})
+
+
+def near_round(rng: np.random.Generator, size: int) -> list[int]:
+    """Near-round numbers: a round number with at least two zeros last plus 1 to 99 that leaves a zero between
+    them (101, 2005, 300012, 110001); an offset below 10 half the time, or whenever only that fits."""
+    rounds = [n for n in round_numbers() if n % 100 == 0]
+    out: list[int] = []
+    while len(out) < size:
+        r = rounds[int(rng.integers(len(rounds)))]
+        top = 10 if r % 1000 else 100  # 100 → 101…109; 1000 → 1001…1099
+        offset = int(rng.integers(1, 10)) if top == 10 or rng.random() < 0.5 else int(rng.integers(10, top))
+        out.append(r + offset)
+    return out
+
+
+def number_sets() -> dict[str, list[int]]:
+    """The fixed evaluation sets, the same in every run: "uniform" (held out by digit count), "round" (a quarter
+    of the round numbers above 100 and 150 near-round ones, held out; AUDIENCE excepted) and "small" (0 to 100, all)."""
+    rng = np.random.default_rng(ROUND_SEED)
+    rounds = [n for n in round_numbers() if n not in AUDIENCE and n > SMALL_MAX]  # every small one is trained on
+    held_round = rng.choice(rounds, size=round(ROUND_HELDOUT_FRACTION * len(rounds)), replace=False).tolist()
+    near = [n for n in dict.fromkeys(near_round(rng, 4 * NEAR_ROUND_HELDOUT)) if n not in AUDIENCE]
+    held = sorted({int(n) for n in held_round} | set(near[:NEAR_ROUND_HELDOUT]))
+    return {"uniform": heldout_numbers(), "round": held, "small": list(range(SMALL_MAX + 1))}
+
+
 @dataclass
 class Pair:
     number: int
@@ -128,16 +173,36 @@ class Pair:
     target: list[int]  # character ids, </s> last
 
 
+def pair_writer() -> Callable[[int], Pair]:
+    """n → its Pair, both sides written by num2words (training and evaluation only)."""
+    words = translator()
+    src, tgt = source_vocab(), target_vocab()
+
+    def pair(n: int) -> Pair:
+        en, de = words(n, "en"), words(n, "de")
+        s, t = src.encode(en), tgt.encode(de)
+        if s.unknown or t.unknown:
+            raise RuntimeError(f"{NUM2WORDS} wrote {en!r} → {de!r}, outside the vocabularies")
+        return Pair(n, s.ids, [*t.ids, EOS_ID])
+
+    return pair
+
+
 @dataclass
 class NumbersData(TaskData):
     target_vocab: Vocab = field(default_factory=target_vocab)
     train: dict[int, list[Pair]] = field(default_factory=dict)  # digit count → pairs
+    people: dict[str, list[Pair]] = field(default_factory=dict)  # "round", "near_round", "small" → pairs
     heldout: list[Pair] = field(default_factory=list)
+    sets: dict[str, list[Pair]] = field(default_factory=dict)  # number_sets(), as pairs
     dev: list[Pair] = field(default_factory=list)  # for choosing the final weights: neither trained on nor held out
 
     def batch(self, rng: np.random.Generator, batch_size: int) -> Batch:
-        digits = rng.choice(DIGITS, size=batch_size)
-        pairs = [self.train[int(d)][int(rng.integers(len(self.train[int(d)])))] for d in digits]
+        kinds = rng.choice(len(MIXTURE), size=batch_size, p=[share for _, share in MIXTURE])
+        pairs = []
+        for k in kinds.tolist():
+            pool = self.train[int(rng.choice(DIGITS))] if MIXTURE[k][0] == "digits" else self.people[MIXTURE[k][0]]
+            pairs.append(pool[int(rng.integers(len(pool)))])
         return pair_batch(pairs)
 
     def after_step(self, batch: Batch, logits: Tensor) -> dict[str, float]:
@@ -190,6 +255,18 @@ def greedy_batch(model: Seq2SeqModel, pairs: list[Pair], max_length: int = MAX_L
     for row in outputs.tolist():
         result.append(row[: row.index(EOS_ID) + 1] if EOS_ID in row else row)
     return result
+
+
+def set_scores(model: Seq2SeqModel, pairs: list[Pair], max_length: int = MAX_LENGTH) -> dict[str, Any]:
+    """Exact match (greedy) on one evaluation set, and how many outputs ran to the length cap without </s>: a
+    decoder that repeats itself ("einhunderteinhundert…") never ends."""
+    was_training = model.training
+    model.eval()
+    outs = greedy_batch(model, pairs, max_length)
+    model.train(was_training)
+    right = sum(o == p.target for o, p in zip(outs, pairs, strict=True))
+    capped = sum(EOS_ID not in o for o in outs)
+    return {"n": len(pairs), "exact_match": rounded(right / max(len(pairs), 1)), "at_length_cap": capped}
 
 
 def exact_match(model: Seq2SeqModel, pairs: list[Pair]) -> float:
@@ -269,18 +346,11 @@ class NumbersTask(Task[NumbersData]):
         }
 
     def load(self, dry_run: bool, cache: Path) -> NumbersData:
-        words = translator()
         src, tgt = source_vocab(), target_vocab()
-
-        def pair(n: int) -> Pair:
-            en, de = words(n, "en"), words(n, "de")
-            s, t = src.encode(en), tgt.encode(de)
-            if s.unknown or t.unknown:
-                raise RuntimeError(f"{NUM2WORDS} wrote {en!r} → {de!r}, outside the vocabularies")
-            return Pair(n, s.ids, [*t.ids, EOS_ID])
-
-        held = heldout_numbers()
-        held_set = set(held)
+        pair = pair_writer()
+        sets = number_sets()
+        held = sets["uniform"]
+        never = set(held) | set(sets["round"])  # the small set is trained on: all 101 of it
         rng = np.random.default_rng(HELDOUT_SEED + 1)
         per_digits = DRY_POOL_PER_DIGITS if dry_run else POOL_PER_DIGITS
         train: dict[int, list[Pair]] = {}
@@ -289,24 +359,52 @@ class NumbersTask(Task[NumbersData]):
         for d in DIGITS:
             lo, hi = digit_range(d)
             if hi - lo + 1 <= per_digits + n_dev + HELDOUT_CAP:
-                chosen = [n for n in range(lo, hi + 1) if n not in held_set]
+                chosen = [n for n in range(lo, hi + 1) if n not in never]
                 train[d] = [pair(n) for n in rng.permutation(chosen)[:per_digits].tolist()]
             else:
                 draw = rng.choice(np.arange(lo, hi + 1), size=per_digits + n_dev + HELDOUT_CAP, replace=False)
-                chosen = [int(n) for n in draw if int(n) not in held_set]
+                chosen = [int(n) for n in draw if int(n) not in never]
                 train[d] = [pair(n) for n in chosen[:per_digits]]
                 dev.extend(pair(n) for n in chosen[per_digits : per_digits + n_dev])
-        heldout = [pair(n) for n in (held[::8] if dry_run else held)]
-        n_train = sum(len(v) for v in train.values())
+        rounds = [n for n in round_numbers() if n not in never]
+        near = [n for n in dict.fromkeys(near_round(rng, NEAR_ROUND_POOL + DEV_ROUND)) if n not in never]
+        candidates = [n for n in [*rounds, *near] if n not in AUDIENCE]
+        n_dev_round = DEV_ROUND // 4 if dry_run else DEV_ROUND
+        dev_round = {int(n) for n in rng.choice(candidates, size=n_dev_round, replace=False)}
+        rounds, near = [n for n in rounds if n not in dev_round], [n for n in near if n not in dev_round]
+        if dry_run:
+            rounds, near = rounds[::8], near[:DRY_POOL_PER_DIGITS]
+        people = {
+            "round": [pair(n) for n in rounds],
+            "near_round": [pair(n) for n in near[:NEAR_ROUND_POOL]],
+            "small": [pair(n) for n in range(SMALL_MAX + 1) if n not in never],
+        }
+        dev.extend(pair(n) for n in sorted(dev_round))
+        step = 8 if dry_run else 1
+        heldout = [pair(n) for n in held[::step]]
+        eval_sets = {name: heldout if name == "uniform" else [pair(n) for n in ns[::step]] for name, ns in sets.items()}
+        n_train = sum(len(v) for v in train.values()) + sum(len(v) for v in people.values())
+        mixture = ", ".join(f"{name.replace('_', '-')} {share:.0%}" for name, share in MIXTURE)
         source = (
-            f"generated with {NUM2WORDS} (English → German, lang 'en' and 'de'): {n_train} training numbers drawn "
-            f"by digit count (1 to 6 digits, each count equally often; at most {per_digits} per count, seed "
-            f"{HELDOUT_SEED + 1}); {len(held)} held-out numbers never trained on ({HELDOUT_FRACTION:.0%} of each "
-            f"digit count, at most {HELDOUT_CAP} per count, seed {HELDOUT_SEED})"
+            f"generated with {NUM2WORDS} (English → German, lang 'en' and 'de'): {n_train} training numbers "
+            f"({mixture} of each batch): by digit count (1 to 6 digits, each count equally often; at most "
+            f"{per_digits} per count, seed {HELDOUT_SEED + 1}), round (at most two significant digits, every "
+            f"magnitude), near-round (a round number plus 1 to 99) and small (0 to {SMALL_MAX}); held out, never "
+            f"trained on: {len(held)} numbers by digit count ({HELDOUT_FRACTION:.0%} of each digit count, at most "
+            f"{HELDOUT_CAP} per count, seed {HELDOUT_SEED}) and {len(sets['round'])} round and near-round numbers "
+            f"(seed {ROUND_SEED})"
         )
         extra = {"train_numbers": n_train, "heldout_numbers": len(heldout)}
         return NumbersData(
-            vocab=src, data_source=source, extra=extra, target_vocab=tgt, train=train, heldout=heldout, dev=dev
+            vocab=src,
+            data_source=source,
+            extra=extra,
+            target_vocab=tgt,
+            train=train,
+            people=people,
+            heldout=heldout,
+            sets=eval_sets,
+            dev=dev,
         )
 
     def examples(self) -> list[dict[str, Any]]:
@@ -361,6 +459,7 @@ class NumbersTask(Task[NumbersData]):
             "exact_match_by_source_length": by_length,  # source words, "-" and "," included
             "exact_match_by_digits": by_digits,
             "heldout_mistakes": mistakes,
+            "exact_match_by_set": {name: set_scores(model, ps) for name, ps in data.sets.items()},
             "decoding": "greedy",
             **data.extra,
         }

