@@ -155,7 +155,8 @@ async def generate_text(
 
         def forecast_work() -> bytes:
             forecast, wire = forecasting.finish()
-            return dumps({"values": wire.values[: forecasting.given], "forecast": forecast, "trace": wire.body()})
+            return dumps({"values": wire.values[: forecasting.given], "forecast": forecast,
+                          "outliers": forecasting.outliers(), "trace": wire.body()})  # fmt: skip
 
         estimate = series.estimate_bytes(loaded, total)
         return await held_json(forecast_work, work_of(request, total), compute, budget, estimate, settings)
