@@ -38,8 +38,9 @@ card's example (102 steps), ‖∂h_101/∂h_0‖ (spectral) is 3.2e−58 for me
 for memory-gru: the RNN's first step has all but vanished from its last state; the gated cells' has not.
 
 Speed (bench/jacobian_speed.py, 2 threads on a shared 2-core machine): T = 300, H = 128 in 2.5–3.7 s (RNN, GRU)
-and 6 s (LSTM), dgemm-bound (OpenBLAS at ~48 GFLOP/s a core); the zoo's ~100-step inputs in 0.03–0.26 s (hidden 64)
-and 0.3–0.7 s (hidden 128).
+and 6 s (LSTM, when it carried h_s's H columns only; with c_s's too its products take twice the work: on a machine
+at load 10, 22 CPU seconds against the RNN's 7), dgemm-bound (OpenBLAS at ~48 GFLOP/s a core); the zoo's ~100-step
+inputs in 0.03–0.26 s (hidden 64) and 0.3–0.7 s (hidden 128).
 """
 
 from __future__ import annotations
