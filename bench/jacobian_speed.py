@@ -67,7 +67,7 @@ def forward_backward(model: SeqModel, ids: list[int]) -> Callable[[], object]:
 
 
 def naive(model: SeqModel, ids: list[int]) -> Callable[[], object]:
-    """The triangle by autograd: for each s, the Jacobian of h_{s+1…T−1} with respect to h_s (c_s held)."""
+    """The triangle by autograd: for each s, the Jacobian of h_{s+1…T−1} with respect to h_s (the LSTM's (h_s, c_s))."""
     cfg = model.config
     cell = CELL_MODULES[cfg.cell](cfg.embed_size, cfg.hidden_size).double()
     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
@@ -90,13 +90,15 @@ def naive(model: SeqModel, ids: list[int]) -> Callable[[], object]:
         zero = torch.zeros(cfg.hidden_size, dtype=torch.float64)
         with torch.no_grad():
             hs, cs = steps(zero, zero.clone() if lstm else None, xs)
+        H = cfg.hidden_size
         for s in range(len(ids) - 1):
-            c_s = cs[s] if lstm else None
+            state = torch.cat([hs[s], cs[s]]) if lstm else hs[s]
 
-            def after(h_s: Tensor, s: int = s, c_s: Tensor | None = c_s) -> Tensor:
+            def after(state: Tensor, s: int = s) -> Tensor:
+                h_s, c_s = (state[:H], state[H:]) if lstm else (state, None)
                 return torch.stack(steps(h_s, c_s, xs[s + 1 :])[0])
 
-            jac = torch.autograd.functional.jacobian(after, hs[s], vectorize=True)  # type: ignore[no-untyped-call]
+            jac = torch.autograd.functional.jacobian(after, state, vectorize=True)  # type: ignore[no-untyped-call]
             torch.linalg.matrix_norm(jac, ord=2)
 
     return run

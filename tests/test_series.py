@@ -234,6 +234,12 @@ def test_scaling_round_trips_and_rejects_a_zero_std() -> None:
 
     with pytest.raises(ModelFileError):
         Scaling(features=("a",), mean=(0.0,), std=(0.0,))
+    ranged = Scaling(("a", "b"), (0.0, 1.0), (1.0, 2.0), seen=((0.0, 10.0), (-5.0, 5.0)), least=(0.0, None))
+    assert Scaling.from_json(ranged.to_json()) == ranged
+    assert ranged.plausible() == [(0.0, 15.0), (-10.0, 10.0)]  # widened by half the range, never below the least
+    for bad in ({"seen": ((3.0, 1.0), (0.0, 1.0))}, {"least": (0.0,)}):
+        with pytest.raises(ModelFileError):
+            Scaling(("a", "b"), (0.0, 1.0), (1.0, 2.0), **bad)
 
 
 # --- the zoo's sunspots models ------------------------------------------------------------------------------

@@ -17,10 +17,10 @@ import torch
 from fastapi.testclient import TestClient
 from websockets.sync.client import connect
 
-from app.config import Settings
+from app.config import ROOT, Settings
 from app.main import create_app
 from app.rnn.model import ModelCard, load_model, save_model
-from app.rnn.series import Scaling, SeriesConfig, SeriesModel
+from app.rnn.series import MARGIN, Scaling, SeriesConfig, SeriesModel
 from app.rnn.series_trace import forecast, trace_series
 from tests.conftest import LiveServer
 
@@ -194,3 +194,55 @@ def test_a_series_models_card_says_what_it_reads(api: TestClient, model_id: str)
     assert card["kind"] == "series" and card["vocab_level"] == "value"
     assert card["series"]["units"] == "units" and len(card["series"]["features"]) in (1, 2)
     assert model_id in {m["id"] for m in api.get("/api/models").json()["models"]}
+
+
+# --- values far outside what a model was trained on ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def zoo_api(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings.model_copy(update={"models_dir": ROOT / "models"}))) as c:
+        yield c
+
+
+FAR = [10, 40, 80, -20, 120, 90, 60, 90000, 30]  # a sunspot number is never negative; 90,000 is ~580× the most seen
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_sunspot_numbers_far_outside_the_training_years_are_named_with_the_range(
+    zoo_api: TestClient, cell: str
+) -> None:
+    card = zoo_api.get(f"/api/models/sunspots-{cell}").json()["series"]
+    (least, most), floor = card["seen"][0], card["least"][0]
+    assert (least, floor) == (0.0, 0.0) and 150 < most < 160  # the training years 1700–1938
+    body = zoo_api.post(f"/api/models/sunspots-{cell}/trace", json={"values": FAR}).json()
+    far = body["outliers"]
+    assert [(v["t"], v["value"]) for v in far["values"]] == [(3, -20.0), (7, 90000.0)]
+    assert far["trained"] == [[least, most]]
+    assert far["plausible"] == [[floor, pytest.approx(most + MARGIN * (most - least))]]
+    assert "-20 (step 3), 90000 (step 7)" in far["message"] and "Trained on 0 to 154.4" in far["message"]
+    assert body["values"] == [[v] for v in FAR]  # warned of, still read
+    reply = zoo_api.post(f"/api/models/sunspots-{cell}/generate", json={"values": FAR, "length": 5}).json()
+    assert reply["outliers"] == far and reply["trace"]["outliers"] == far  # the forecast's own values are not named
+    # the card's own examples (the real series, a sine, a flat line) are all plausible
+    for example in zoo_api.get(f"/api/models/sunspots-{cell}").json()["examples"]:
+        assert (
+            zoo_api.post(f"/api/models/sunspots-{cell}/trace", json={"values": example["values"]}).json()["outliers"]
+            is None
+        )
+
+
+def test_without_a_training_range_far_is_five_standard_deviations(api: TestClient) -> None:
+    """toy-series-gru's card gives a mean of 8 and a std of 4 and no range: plausible is −12 to 28."""
+    body = api.post("/api/models/toy-series-gru/trace", json={"values": [8, -11.9, 28, 28.5, -13]}).json()
+    assert [(v["t"], v["value"]) for v in body["outliers"]["values"]] == [(3, 28.5), (4, -13.0)]
+    assert body["outliers"]["trained"] is None and body["outliers"]["plausible"] == [[-12.0, 28.0]]
+    pairs = api.post("/api/models/toy-series-lstm/trace", json={"values": [[8, 8], [8, 100]]}).json()["outliers"]
+    assert pairs["values"] == [{"t": 1, "feature": 1, "value": 100.0}] and "(step 1, other)" in pairs["message"]
+
+
+def test_the_streams_meta_names_far_values(server: LiveServer) -> None:
+    for request in ({"values": [8, 9, 40]}, {"mode": "generate", "values": [8, 9, 40], "length": 3}):
+        meta = frames_of(server, "toy-series-gru", request)[0]
+        assert meta["type"] == "meta" and [v["t"] for v in meta["outliers"]["values"]] == [2], request
+    assert frames_of(server, "toy-series-gru", {"values": [8, 9, 10]})[0]["outliers"] is None

@@ -51,7 +51,8 @@ class JacobianResponse(BaseModel):
         "reads last step to first): for s ≥ t"
     )
     norms: list[list[float | None]] = Field(
-        description="norms[t][s] = ‖∂h_t/∂h_s‖ through the layer's own recurrence (its inputs held; the LSTM's "
-        "c_s held), for every s upstream of t (s ≤ t, or s ≥ t for a reverse entry), null elsewhere; the diagonal "
-        "is the identity's norm (1, or √H for Frobenius). Below ~1e-308 a norm is 0; an infinite one is null"
+        description="norms[t][s] = ‖∂h_t/∂h_s‖ through the layer's own recurrence (its inputs held; the LSTM's: "
+        "‖∂h_t/∂(h_s, c_s)‖, of its whole state at s), for every s upstream of t (s ≤ t, or s ≥ t for a reverse "
+        "entry), null elsewhere; the diagonal is the identity's norm (1, or √H for Frobenius). Below ~1e-308 a norm "
+        "is 0; an infinite one is null"
     )

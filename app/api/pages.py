@@ -253,7 +253,11 @@ def lab_view(request: Request, zoo: ZooDep, settings: SettingsDep) -> HTMLRespon
     tasks = {t: [m.card.id for m in comparable(ms)] for t, ms in tasks_of(zoo).items() if not any(map(is_melody, ms))}
     limits = {"steps": settings.lab_max_steps, "hidden": settings.lab_max_hidden, "gap": settings.lab_max_gap,
               "seconds": settings.lab_max_seconds}  # fmt: skip
-    return page(request, "lab.html", tasks={t: ids for t, ids in tasks.items() if len(ids) == 3}, limits=limits)
+    tasks = {t: ids for t, ids in tasks.items() if len(ids) == 3}
+    # the lower sections' lessons that need a long input (the memory task's gap), said beside the input
+    lessons = {t: {"min_gap": task.lesson_gap, "what": task.lesson_gap_what}
+               for t in tasks if (task := TASKS.get(t)) is not None and task.lesson_gap is not None}  # fmt: skip
+    return page(request, "lab.html", tasks=tasks, limits=limits, lessons=lessons)
 
 
 @lru_cache(maxsize=1)

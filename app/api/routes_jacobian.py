@@ -69,8 +69,8 @@ async def jacobian(
     settings: SettingsDep,
 ) -> Response:
     """‖∂h_t/∂h_s‖ for every pair of steps of one layer entry, through that layer's own recurrence (its inputs
-    held; for the LSTM, h_s perturbed with c_s held), exact in float64: a triangle, null where s is not upstream
-    of t. Text models take `text`, series models `values`; translation models are a 409; at most
+    held; for the LSTM, of its whole state at s: ‖∂h_t/∂(h_s, c_s)‖), exact in float64: a triangle, null where s is
+    not upstream of t. Text models take `text`, series models `values`; translation models are a 409; at most
     jacobian_max_steps steps."""
     loaded = zoo.get(model_id)
     if translation.is_translation(loaded):

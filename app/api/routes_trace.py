@@ -158,7 +158,8 @@ async def generate_text(
 
         def forecast_work() -> bytes:
             forecast, wire = forecasting.finish()
-            return dumps({"values": wire.values[: forecasting.given], "forecast": forecast, "trace": wire.body()})
+            return dumps({"values": wire.values[: forecasting.given], "forecast": forecast,
+                          "outliers": forecasting.outliers(), "trace": wire.body()})  # fmt: skip
 
         estimate = series.estimate_bytes(loaded, total)
         admitted = work_of(request, cost.forecast_seconds(loaded, forecasting.given, req.length))

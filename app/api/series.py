@@ -3,7 +3,9 @@ body or stream frames.
 
 The body is a token model's with values in place of tokens: {"features", "values": [T][F], "predicted": [T][F]
 (made at step t for step t + 1, in the data's units), "error", "layers", "loss", "grad_norms": {"hidden",
-"cell_state", "input", "weight_hh", "values": [T][F] ∂L/∂value_t, signed}}. The stream sends meta, one step frame
+"cell_state", "input", "weight_hh", "values": [T][F] ∂L/∂value_t, signed}, "outliers": given values far outside
+what the model was trained on, {"message", "values": [{"t", "feature", "value"}], "trained", "plausible"}, or
+null (app.rnn.series.far_values)}. The stream sends meta (with "outliers"), one step frame
 per value ({"t", "value", "predicted", "layers", "loss"}), one grad frame per value from the last back, then done.
 A generate request is a free-running forecast: each prediction fed back as the next input.
 """
@@ -25,8 +27,8 @@ from app.api.wire import frame_messages, grad_records, record_messages, step_rec
 from app.config import Settings
 from app.rnn.errors import WrongModelKind
 from app.rnn.model import LoadedModel
-from app.rnn.series import Scaling
-from app.rnn.series_trace import SeriesStep, SeriesTrace, forecast_steps, trace_series
+from app.rnn.series import FarValues, Scaling, far_values, read_values
+from app.rnn.series_trace import SeriesStep, SeriesTrace, forecast_steps, series_model, trace_series
 
 Array = NDArray[Any]
 
@@ -78,18 +80,24 @@ class SeriesWire:
     grad_weight_hh: list[Array]
     grad_input: Array
     grad_values: Array
+    far: FarValues | None  # given values far outside what the model was trained on
 
     @classmethod
-    def build(cls, loaded: LoadedModel, tr: SeriesTrace, precision: int | None = None) -> SeriesWire:
+    def build(
+        cls, loaded: LoadedModel, tr: SeriesTrace, precision: int | None = None, given: int | None = None
+    ) -> SeriesWire:
+        """`given`: how many of the values came from outside (a forecast's are the model's own, fed back)."""
+
         def r(a: Array) -> Array:
             return np.ascontiguousarray(round_significant(a, precision))
 
         lstm = tr.cell == "lstm"
         assert loaded.card.series is not None
+        scaling = Scaling.from_json(loaded.card.series)
         return cls(
             model_id=loaded.card.id,
             trace=tr,
-            scaling=Scaling.from_json(loaded.card.series),
+            scaling=scaling,
             precision=precision,
             layers=[
                 {
@@ -110,6 +118,7 @@ class SeriesWire:
             grad_weight_hh=[r(layer.grad_weight_hh) for layer in tr.layers],
             grad_input=r(tr.grad_input),
             grad_values=r(tr.grad_values),
+            far=far_values(tr.values[:given], scaling),
         )
 
     def header(self) -> dict[str, Any]:
@@ -125,6 +134,7 @@ class SeriesWire:
             "steps": tr.steps,
             "loss_mode": tr.loss_mode,
             "total_loss": tr.loss,
+            "outliers": None if self.far is None else self.far.to_json(),
         }
 
     def body(self) -> dict[str, Any]:
@@ -242,6 +252,7 @@ class SeriesGeneration:
     given: int
     pending: Iterator[SeriesStep]
     steps: list[SeriesStep]
+    far: FarValues | None  # the given values far outside what the model was trained on (the forecast's are its own)
 
     @classmethod
     def start(cls, loaded: LoadedModel, req: GenerateRequest, settings: Settings) -> SeriesGeneration:
@@ -255,7 +266,12 @@ class SeriesGeneration:
                 "steps (max_steps)"
             )
         pending = forecast_steps(loaded, values, req.length, max_steps=settings.max_steps)  # checks the numbers
-        return cls(loaded, req, given, pending, [])
+        _, scaling = series_model(loaded)
+        far = far_values(read_values(values, scaling.width, settings.max_steps, scaling), scaling)
+        return cls(loaded, req, given, pending, [], far)
+
+    def outliers(self) -> dict[str, Any] | None:
+        return None if self.far is None else self.far.to_json()
 
     def run(self) -> Iterator[SeriesStep]:
         for step in self.pending:
@@ -293,7 +309,7 @@ class SeriesGeneration:
         given = np.array([s.value for s in self.steps[: self.given]], dtype=np.float64)
         whole = np.concatenate([given, forecast[:-1]]) if len(forecast) else given
         tr = trace_series(self.loaded, whole.tolist(), max_steps=len(whole))
-        return forecast, SeriesWire.build(self.loaded, tr, self.req.precision)
+        return forecast, SeriesWire.build(self.loaded, tr, self.req.precision, given=self.given)
 
 
 def _layer_arrays(layer: dict[str, Any]) -> list[Array]:

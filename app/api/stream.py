@@ -325,7 +325,8 @@ async def _serve_forecast(
     card = forecasting.loaded.card
     await sender.frame({"type": "meta", "mode": "generate", "model": card.id, "kind": "series", "steps": total,
                         "given_steps": forecasting.given, "cell": card.cell, "gates": list(card.gate_names),
-                        "num_layers": card.num_layers, "hidden_size": card.hidden_size})  # fmt: skip
+                        "num_layers": card.num_layers, "hidden_size": card.hidden_size,
+                        "outliers": forecasting.outliers()})  # fmt: skip
     payload = first
     for t in range(1, total + 1):
         if payload is None:

@@ -2,9 +2,12 @@
 
 The definition. h is one layer entry's hidden state (torch's order: l0, l0_reverse, l1, …). ∂h_t/∂h_s is the
 derivative through that entry's own recurrence only: the entry's inputs (the embeddings, or the layer below's
-states) do not depend on its own h_s, so they are held. For the LSTM the state is (h, c) and h_s is perturbed with
-c_s held: the partial derivative with respect to h_s as an independent input; after step s every path, through h
-and through c, counts. The diagonal ∂h_t/∂h_t is the identity (spectral norm 1, Frobenius √H). A reverse entry
+states) do not depend on its own h_s, so they are held. For the LSTM the state is (h, c), and step s's influence is
+that of its whole state: ‖∂h_t/∂(h_s, c_s)‖, the norm of the H × 2H matrix [∂h_t/∂h_s, ∂h_t/∂c_s]; after step s
+every path, through h and through c, counts. (With c_s held, the LSTM's memory, which lives in c, was left out:
+on the memory task's `G 58 31 907 24 6 ?` ‖∂h_T/∂h_0‖ was 0.048 with c_0 held, below the plain RNN's 0.066, and
+is 0.43 with it.) The diagonal ∂h_t/∂h_t is the identity ([I, 0] for the LSTM: spectral norm 1, Frobenius √H),
+and ‖∂L/∂(h_s, c_s)‖ ≤ ‖∂h_t/∂(h_s, c_s)‖ ‖∂L/∂h_t‖ for a loss L read from h_t. A reverse entry
 reads the input last step to first, so its h_t depends on h_s for s ≥ t: its norms are given for s ≥ t.
 
 The method (T steps, H hidden units), in float64 throughout:
@@ -16,9 +19,9 @@ The method (T steps, H hidden units), in float64 throughout:
 3. The products P(t, s) = J_t ⋯ J_{s+1}, T²/2 of them: each s's chain P(t, s) = J_t P(t−1, s), t = s+1 … T−1,
    is independent of every other s's, so the chains are shared out among the threads (s = i, i + n, …: even
    work), each run by one compiled kernel (product_chains) whose H × H product stays in cache from one step to
-   the next, one dgemm per step; the LSTM carries ∂c_t/∂h_s beside ∂h_t/∂h_s, its two diagonal blocks applied
-   element-wise. No synchronisation per step: a batched torch version that waited on both threads at each t was
-   several times slower on a busy machine.
+   the next, one dgemm per step; the LSTM carries ∂c_t/∂(h_s, c_s) beside ∂h_t/∂(h_s, c_s) (2H columns, twice
+   the RNN's work per product), its two diagonal blocks applied element-wise. No synchronisation per step: a
+   batched torch version that waited on both threads at each t was several times slower on a busy machine.
 4. Each product's norm as soon as it is made. A product of 300 contracting Jacobians reaches 1e−100 and beyond,
    where float32 has long underflowed (its least normal is ~1e−38): each chain keeps its product divided by a
    scale, whose logarithm is booked aside, back to norm 1 whenever it leaves [1e−100, 1e100]; a norm is
@@ -31,12 +34,13 @@ The method (T steps, H hidden units), in float64 throughout:
    where it is exact.
 
 Tests hold every entry, down to 1e−100 and below, against float64 autograd (to 1e−9 relative). On the memory
-card's example (102 steps), ‖∂h_101/∂h_0‖ (spectral) is 3.2e−58 for memory-rnn, 4.6e−5 for memory-lstm and 1.05
+card's example (102 steps), ‖∂h_101/∂h_0‖ (spectral) is 3.2e−58 for memory-rnn, 8.2e−5 for memory-lstm and 1.05
 for memory-gru: the RNN's first step has all but vanished from its last state; the gated cells' has not.
 
 Speed (bench/jacobian_speed.py, 2 threads on a shared 2-core machine): T = 300, H = 128 in 2.5–3.7 s (RNN, GRU)
-and 6 s (LSTM), dgemm-bound (OpenBLAS at ~48 GFLOP/s a core); the zoo's ~100-step inputs in 0.03–0.26 s (hidden 64)
-and 0.3–0.7 s (hidden 128).
+and 6 s (LSTM, when it carried h_s's H columns only; with c_s's too its products take twice the work: on a machine
+at load 10, 22 CPU seconds against the RNN's 7), dgemm-bound (OpenBLAS at ~48 GFLOP/s a core); the zoo's ~100-step
+inputs in 0.03–0.26 s (hidden 64) and 0.3–0.7 s (hidden 128).
 """
 
 from __future__ import annotations
@@ -189,7 +193,7 @@ def step_jacobians(cell: Cell, w: LayerWeights, fwd: LayerForward) -> StepJacobi
 
 
 def product_norms(steps: StepJacobians, H: int, norm: Norm) -> Tensor:
-    """(T, T) norms[t][s] = ‖J_t ⋯ J_{s+1}‖ for s < t (the LSTM: the h rows of the product applied to [I; 0]),
+    """(T, T) norms[t][s] = ‖J_t ⋯ J_{s+1}‖ for s < t (the LSTM: the product's h rows, ∂h_t/∂(h_s, c_s)),
     the identity's norm on the diagonal, NaN above it. Each s's chain of products P(t, s) = J_t P(t−1, s) is
     independent of every other s's: the chains are shared out among torch's threads, each run by one compiled
     kernel whose matrices stay in cache (no synchronisation per step)."""
@@ -203,7 +207,7 @@ def product_norms(steps: StepJacobians, H: int, norm: Norm) -> Tensor:
     empty = np.zeros((1, 1))
     h_from_c = empty if steps.h_from_c is None else steps.h_from_c.contiguous().numpy()
     forget = empty if steps.forget is None else steps.forget.contiguous().numpy()
-    nudge = np.random.default_rng(0).standard_normal(H)
+    nudge = np.random.default_rng(0).standard_normal(2 * H if lstm else H)  # in the space of the state at s
     nudge /= np.linalg.norm(nudge)
     o = out.numpy()
     threads = max(1, min(torch.get_num_threads(), (T - 1) // 4))
@@ -253,25 +257,32 @@ _jit = njit(cache_mode(Path(__file__).parent), fastmath=_FAST, boundscheck=False
 @_jit
 def product_chains(hh: Any, h_from_c: Any, forget: Any, lstm: bool, spectral: bool, chains: Any, nudge: Any,
                    settled: float, out: Any) -> None:  # fmt: skip
-    """For each s in `chains`, out[t, s] = ‖P(t, s)‖ for t = s+1 … T−1, P(s+1, s) = J_{s+1} = hh[s] and
-    P(t, s) = J_t P(t−1, s) (the LSTM: [X; Y] = [∂h_t/∂h_s; ∂c_t/∂h_s], X' = hh_h X + h_from_c ⊙ Y,
-    Y' = hh_c X + forget ⊙ Y). P is kept divided by exp(log_scale) within [1/RESCALE, RESCALE], so that neither
-    it nor its squares under- or overflow."""
+    """For each s in `chains`, out[t, s] = ‖P(t, s)‖ for t = s+1 … T−1, P(s+1, s) = J_{s+1} and
+    P(t, s) = J_t P(t−1, s). The RNN and GRU: P = ∂h_t/∂h_s, J_{s+1} = hh[s]. The LSTM: P = [X; Y] =
+    [∂h_t/∂(h_s, c_s); ∂c_t/∂(h_s, c_s)], H × 2H each, P(s+1, s) = [hh_h[s], diag(h_from_c[s]); hh_c[s],
+    diag(forget[s])], X' = hh_h X + h_from_c ⊙ Y, Y' = hh_c X + forget ⊙ Y, and the norm is X's. P is kept divided
+    by exp(log_scale) within [1/RESCALE, RESCALE], so that neither it nor its squares under- or overflow."""
     T = hh.shape[0] + 1
     H = hh.shape[2]
-    X = np.empty((H, H))
-    Y = np.empty((H, H))
-    Z = np.empty((hh.shape[1], H))
-    v = np.empty(H)
-    basis = np.empty((H + 1, H))  # the Lanczos vectors
-    alpha = np.empty(H)
-    beta = np.empty(H)
+    W = 2 * H if lstm else H  # the columns: the state at s that is perturbed (h_s, and the LSTM's c_s)
+    X = np.zeros((H, W))
+    Y = np.zeros((H, W))
+    Z = np.empty((hh.shape[1], W))
+    v = np.empty(W)
+    basis = np.empty((W + 1, W))  # the Lanczos vectors
+    alpha = np.empty(W)
+    beta = np.empty(W)
     u = np.empty(H)
-    z = np.empty(H)
+    z = np.empty(W)
     for s in chains:
-        X[:, :] = hh[s, :H]
+        X[:, :H] = hh[s, :H]
         if lstm:
-            Y[:, :] = hh[s, H:]
+            Y[:, :H] = hh[s, H:]
+            X[:, H:] = 0.0
+            Y[:, H:] = 0.0
+            for i in range(H):
+                X[i, H + i] = h_from_c[s, i]
+                Y[i, H + i] = forget[s, i]
         v[:] = nudge
         log_scale = 0.0
         for t in range(s + 1, T):
@@ -280,7 +291,7 @@ def product_chains(hh: Any, h_from_c: Any, forget: Any, lstm: bool, spectral: bo
                 if lstm:
                     for i in range(H):
                         a, f = h_from_c[t - 1, i], forget[t - 1, i]
-                        for j in range(H):
+                        for j in range(W):
                             y = Y[i, j]
                             X[i, j] = Z[i, j] + a * y
                             Y[i, j] = Z[H + i, j] + f * y
@@ -288,14 +299,14 @@ def product_chains(hh: Any, h_from_c: Any, forget: Any, lstm: bool, spectral: bo
                     X[:, :] = Z
             frob = 0.0
             for i in range(H):
-                for j in range(H):
+                for j in range(W):
                     frob += X[i, j] * X[i, j]
             frob = math.sqrt(frob)
             size = frob
             if lstm:
                 q = 0.0
                 for i in range(H):
-                    for j in range(H):
+                    for j in range(W):
                         q += Y[i, j] * Y[i, j]
                 size = max(size, math.sqrt(q))
             if size > 0.0 and (size > RESCALE or size < 1.0 / RESCALE):
@@ -307,7 +318,7 @@ def product_chains(hh: Any, h_from_c: Any, forget: Any, lstm: bool, spectral: bo
                 frob *= inv
             value = frob
             if spectral and frob > 0.0:
-                for j in range(H):  # a start off the last singular vector by a little: see top_singular_value
+                for j in range(W):  # a start off the last singular vector by a little: see top_singular_value
                     v[j] += 1e-6 * nudge[j]
                 value = top_singular_value(X, frob, v, settled, basis, alpha, beta, u, z)
             out[t, s] = math.exp(log_scale + math.log(value)) if value > 0.0 else 0.0
@@ -317,48 +328,48 @@ def product_chains(hh: Any, h_from_c: Any, forget: Any, lstm: bool, spectral: bo
 def top_singular_value(
     M: Any, frob: float, v: Any, settled: float, Q: Any, alpha: Any, beta: Any, u: Any, z: Any
 ) -> float:
-    """The largest singular value of M (H, H), whose Frobenius norm is frob: Lanczos on (M/frob)ᵀ(M/frob), whose
+    """The largest singular value of M (R, C), whose Frobenius norm is frob: Lanczos on (M/frob)ᵀ(M/frob), whose
     entries are then at most 1 (M's own at 1e−80 would have their squares' squares underflow), from v, with full
     reorthogonalisation; v ends as the top Ritz vector, the start for the next product of the chain. It stops when
     the top Ritz value θ's residual β_k|y_k| is at most `settled`·θ (an eigenvalue lies that close: the Krylov
-    space's largest, the top one), or the space is invariant, or it holds H vectors: then θ is exact. Q, alpha,
-    beta, u, z: work arrays ((H+1, H), H, H, H, H)."""
-    H = M.shape[0]
+    space's largest, the top one), or the space is invariant, or it holds C vectors: then θ is exact. v (C); Q,
+    alpha, beta, u, z: work arrays ((C+1, C), C, C, R, C)."""
+    R, C = M.shape
     size = 0.0
-    for j in range(H):
+    for j in range(C):
         size += v[j] * v[j]
     size = math.sqrt(size)
-    for j in range(H):
+    for j in range(C):
         Q[0, j] = v[j] / size
     theta = 0.0
     inv = 1.0 / frob
-    for k in range(1, H + 1):
-        for i in range(H):  # z = Mᵀ(M q) / frob²
+    for k in range(1, C + 1):
+        for i in range(R):  # z = Mᵀ(M q) / frob²
             acc = 0.0
-            for j in range(H):
+            for j in range(C):
                 acc += M[i, j] * Q[k - 1, j]
             u[i] = acc * inv
-        for j in range(H):
+        for j in range(C):
             z[j] = 0.0
-        for i in range(H):
+        for i in range(R):
             ui = u[i]
-            for j in range(H):
+            for j in range(C):
                 z[j] += M[i, j] * ui
-        for j in range(H):
+        for j in range(C):
             z[j] *= inv
         a = 0.0
-        for j in range(H):
+        for j in range(C):
             a += Q[k - 1, j] * z[j]
         alpha[k - 1] = a
         for _ in range(2):  # against every earlier vector, twice: the basis stays orthonormal to rounding
             for i in range(k):
                 d = 0.0
-                for j in range(H):
+                for j in range(C):
                     d += Q[i, j] * z[j]
-                for j in range(H):
+                for j in range(C):
                     z[j] -= d * Q[i, j]
         b = 0.0
-        for j in range(H):
+        for j in range(C):
             b += z[j] * z[j]
         b = math.sqrt(b)
         beta[k - 1] = b
@@ -366,7 +377,7 @@ def top_singular_value(
         for i in range(k):
             top = max(top, abs(alpha[i]))
         invariant = b <= 1e-15 * top
-        if invariant or k == H or k % 3 == 0:
+        if invariant or k == C or k % 3 == 0:
             T = np.zeros((k, k))
             for i in range(k):
                 T[i, i] = alpha[i]
@@ -375,14 +386,14 @@ def top_singular_value(
                     T[i + 1, i] = beta[i]
             w, Y = np.linalg.eigh(T)
             theta = w[k - 1]
-            if invariant or k == H or b * abs(Y[k - 1, k - 1]) <= settled * theta:
-                for j in range(H):
+            if invariant or k == C or b * abs(Y[k - 1, k - 1]) <= settled * theta:
+                for j in range(C):
                     acc = 0.0
                     for i in range(k):
                         acc += Q[i, j] * Y[i, k - 1]
                     v[j] = acc
                 break
-        for j in range(H):
+        for j in range(C):
             Q[k, j] = z[j] / b
     return math.sqrt(max(theta, 0.0)) * frob
 

@@ -35,6 +35,11 @@ if TYPE_CHECKING:
     from app.rnn.model import ModelCard
 
 MAX_SCALED = 1e6  # |value − mean| / std beyond this is not data the model could have meant to read
+# A value is far outside what the model was trained on (warned of, still read) beyond the training data's range
+# widened by MARGIN of its width on each side: the sunspots' training years ran 0–154.4, so up to 231.6, which
+# the years no model trained on (1939–2008, at most 190.2, where the held-out RMSE is measured) stay within.
+MARGIN = 0.5
+FAR_STDS = 5.0  # a card that gives no training range: beyond this many standard deviations from the mean
 
 
 @dataclass(frozen=True)
@@ -46,12 +51,19 @@ class Scaling:
     std: tuple[float, ...]
     units: str = ""
     step: str = ""  # what one step is ("year")
+    seen: tuple[tuple[float, float], ...] | None = None  # per feature, the training data's least and greatest value
+    least: tuple[float | None, ...] | None = None  # per feature, the least value there can be (a count's 0), or None
 
     def __post_init__(self) -> None:
         if not self.features or not len(self.features) == len(self.mean) == len(self.std):
             raise ModelFileError("card is not valid: series needs as many means and stds as features")
         if not all(math.isfinite(s) and s > 0 for s in self.std) or not all(math.isfinite(m) for m in self.mean):
             raise ModelFileError("card is not valid: a series' std must be positive and finite, its mean finite")
+        for name, given in (("seen", self.seen), ("least", self.least)):
+            if given is not None and len(given) != len(self.features):
+                raise ModelFileError(f"card is not valid: series {name} needs one entry per feature")
+        if self.seen is not None and not all(math.isfinite(a) and math.isfinite(b) and a <= b for a, b in self.seen):
+            raise ModelFileError("card is not valid: series seen needs a finite [least, greatest] per feature")
 
     @property
     def width(self) -> int:
@@ -66,22 +78,95 @@ class Scaling:
         values: NDArray[np.float64] = x * np.array(self.std) + np.array(self.mean)
         return values
 
+    def plausible(self) -> list[tuple[float, float]]:
+        """Per feature, the values the model can be expected to read: the training range widened by MARGIN of its
+        width on each side (without one, FAR_STDS standard deviations from the mean), never below the least there
+        can be."""
+        out = []
+        for f in range(self.width):
+            if self.seen is not None:
+                lo, hi = self.seen[f]
+                width = (hi - lo) or self.std[f]
+                lo, hi = lo - MARGIN * width, hi + MARGIN * width
+            else:
+                lo, hi = self.mean[f] - FAR_STDS * self.std[f], self.mean[f] + FAR_STDS * self.std[f]
+            least = None if self.least is None else self.least[f]
+            out.append((lo if least is None else max(lo, least), hi))
+        return out
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+        return {k: v for k, v in out.items() if not (k in ("seen", "least") and v is None)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Scaling:
         try:
+            seen, least = data.get("seen"), data.get("least")
             return cls(
                 features=tuple(str(f) for f in data["features"]),
                 mean=tuple(float(m) for m in data["mean"]),
                 std=tuple(float(s) for s in data["std"]),
                 units=str(data.get("units", "")),
                 step=str(data.get("step", "")),
+                seen=None if seen is None else tuple((float(a), float(b)) for a, b in seen),
+                least=None if least is None else tuple(None if v is None else float(v) for v in least),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ModelFileError(f"card is not valid: series {e}") from e
+
+
+@dataclass(frozen=True)
+class FarValue:
+    t: int  # the step (0-based)
+    feature: int
+    value: float
+
+
+@dataclass(frozen=True)
+class FarValues:
+    """Values far outside what a series model was trained on: read all the same, but what it makes of them is
+    extrapolation (and one of them can stretch a plot's axis until the rest looks flat)."""
+
+    values: list[FarValue]
+    scaling: Scaling
+
+    def message(self) -> str:
+        sc = self.scaling
+        shown = ", ".join(f"{v.value:g} (step {v.t}{'' if sc.width == 1 else f', {sc.features[v.feature]}'})"
+                          for v in self.values[:8])  # fmt: skip
+        more = f" and {len(self.values) - 8} more" if len(self.values) > 8 else ""
+        count = "1 value lies" if len(self.values) == 1 else f"{len(self.values)} values lie"
+        ranges = "; ".join(
+            (f"{sc.features[f]}: " if sc.width > 1 else "")
+            + (f"trained on {sc.seen[f][0]:g} to {sc.seen[f][1]:g}, " if sc.seen is not None else "")
+            + f"plausible {lo:g} to {hi:g}"
+            for f, (lo, hi) in enumerate(sc.plausible())
+        )
+        units = f" ({sc.units})" if sc.units else ""
+        return (f"{count} far outside what the model was trained on: {shown}{more}. {ranges[0].upper()}{ranges[1:]}"
+                f"{units}; what the model makes of values beyond is extrapolation.")  # fmt: skip
+
+    def to_json(self) -> dict[str, Any]:
+        sc = self.scaling
+        return {
+            "message": self.message(),
+            "values": [{"t": v.t, "feature": v.feature, "value": v.value} for v in self.values],
+            "trained": None if sc.seen is None else [list(r) for r in sc.seen],
+            "plausible": [[round(lo, 6), round(hi, 6)] for lo, hi in sc.plausible()],
+        }
+
+
+def far_values(values: NDArray[np.float64], scaling: Scaling) -> FarValues | None:
+    """The values (T, F), in the data's units, outside scaling.plausible(), or None if there are none."""
+    ranges = scaling.plausible()
+    lo = np.array([r[0] for r in ranges])
+    hi = np.array([r[1] for r in ranges])
+    far = (values < lo) | (values > hi)
+    if not far.any():
+        return None
+    found = [FarValue(int(t), int(f), float(values[t, f])) for t, f in np.argwhere(far)]
+    return FarValues(found, scaling)
 
 
 @dataclass(frozen=True)

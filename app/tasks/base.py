@@ -111,6 +111,10 @@ class Task(ABC, Generic[D]):
     # Classifiers: weight of an extra loss on the label at every real step ("target replication"); the
     # prediction is still the last step's. It trains faster and makes the per-step predictions meaningful.
     every_step_weight: ClassVar[float] = 0.0
+    # A lesson that needs distance: the least number of steps between an input's first and last (what the lab
+    # names as `lesson_gap_what`) for its pictures to teach it on this task's models; None: any input will do.
+    lesson_gap: ClassVar[int | None] = None
+    lesson_gap_what: ClassVar[str] = "steps between the first and the last"
 
     @abstractmethod
     def size(self, cell: Cell) -> ModelSize:

@@ -161,7 +161,13 @@ class SunspotsTask(Task[SunspotsData]):
         n_train = n - HELDOUT_YEARS - DEV_YEARS
         train = values[:n_train]
         scaling = Scaling(
-            features=FEATURES, mean=(float(train.mean()),), std=(float(train.std()),), units=UNITS, step="year"
+            features=FEATURES,
+            mean=(float(train.mean()),),
+            std=(float(train.std()),),
+            units=UNITS,
+            step="year",
+            seen=((float(train.min()), float(train.max())),),  # a value far outside it is warned of
+            least=(0.0,),  # a sunspot number counts spots: never below 0
         )
         held = slice(n - HELDOUT_YEARS, n)
         persistence = rmse(values[n - HELDOUT_YEARS - 1 : n - 1], values[held])

@@ -46,6 +46,7 @@ export class Trace {
     this.features = meta.features ?? null;
     this.units = meta.units ?? "";
     this.givenSteps = meta.given_steps ?? 0;
+    this.outliers = meta.outliers ?? null; // given values far outside what the model was trained on (the API's)
     this.values = new Array(T).fill(null);
     this.predicted = new Array(T).fill(null);
     this.gradValues = new Array(T).fill(null);

@@ -165,3 +165,45 @@ def test_typed_numbers_read_at_1280_by_720_in_presenter_mode(page: Page, recorde
     )
     assert small == []
     assert_clean(recorder)
+
+
+FAR_TYPED = "12, 35, 70, -20, 110, 95, 60, 90000, 28, 9, 4"  # a sunspot number is never negative; 90,000 is absurd
+
+
+def test_values_far_outside_the_training_range_are_warned_of_and_the_axis_keeps_the_rest_readable(
+    page: Page, recorder: Recorder, zoo: LiveServer
+) -> None:
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.goto(zoo.url + "/models/sunspots-gru?presenter=1")
+    wait_loaded(page)
+    page.fill("#text-input", FAR_TYPED)
+    page.fill("#first-input", "1911")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => window.__unrolled.series?.steps === 11 && window.__unrolled.forecast?.length > 0")
+    warning = page.locator("#values-warning")
+    assert warning.is_visible()
+    text = warning.inner_text()
+    assert "-20 (1914)" in text and "90000 (1918)" in text and "(0 to 154.4)" in text, text
+    plot = page.evaluate(
+        """() => { const gd = document.querySelector('#series .plot');
+          const far = gd.data.find((d) => d.name.startsWith('far outside'));
+          return {range: gd._fullLayout.yaxis.range, x: far.x, y: far.y, text: far.text}; }"""
+    )
+    lo, hi = plot["range"]
+    # the axis holds the plausible values (up to 110) and not the 90,000, which would flatten them all to 0
+    assert lo <= 0 and 110 < hi < 231.6, plot["range"]
+    assert plot["x"] == [1914, 1918] and plot["y"] == [lo, hi]  # each far value marked at the edge it lies beyond
+    assert plot["text"] == ["-20.0 ↓", "90000 ↑"]
+    small = page.evaluate(
+        """() => [...document.querySelectorAll('#series svg text, #values-warning')]
+          .filter((t) => t.textContent.trim() && t.getBoundingClientRect().width > 0)
+          .map((t) => [t.textContent.trim(), parseFloat(getComputedStyle(t).fontSize)]).filter(([, s]) => s < 14)"""
+    )
+    assert small == [], small
+    screenshot(page, "series-far-values")
+    # plausible numbers again: no warning, the axis its own
+    page.fill("#text-input", "12, 35, 70, 110, 95, 60, 28")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => window.__unrolled.series?.steps === 7")
+    page.wait_for_function("() => document.getElementById('values-warning').hidden")
+    assert_clean(recorder)

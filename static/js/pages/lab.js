@@ -16,6 +16,9 @@ import { SaturationView } from "../views/saturation.js";
 const $ = (id) => document.getElementById(id);
 const perf = window.__unrolled;
 const TASKS = JSON.parse(document.body.dataset.tasks || "{}");
+// task → {min_gap, what}: the least gap between an input's first and last token from which the Jacobian and
+// the one-token diff teach their lesson on the task's models (measured: app/tasks/memory.py)
+const LESSONS = JSON.parse(document.body.dataset.lessons || "{}");
 const CELLS = ["rnn", "lstm", "gru"];
 
 const P = readParams({
@@ -211,6 +214,33 @@ function changeToken(i) {
   runDiff();
 }
 
+/**
+ * The input's gap against the task's lesson: {need, gap, short}, or null when the task's lesson takes any input.
+ * Beside the input it is always said; an input too short gets the message in place of the Jacobian's and the
+ * diff's pictures, which over a short gap show the opposite of the lesson (nothing has had time to vanish yet).
+ */
+function lessonGap(text) {
+  const lesson = LESSONS[lower.task];
+  const at = tokenPositions(text, lower.cards[lower.models[0]?.id]) ?? [];
+  const gap = Math.max(0, at.length - 2);
+  const short = Boolean(lesson) && gap < lesson.min_gap;
+  const need = $("lesson-need");
+  need.hidden = !lesson;
+  need.dataset.kind = short ? "warning" : "info";
+  need.textContent = lesson ? `This lesson needs a gap of at least ${lesson.min_gap} ${lesson.what}${text ? `: this input has ${gap}` : ""}.` : "";
+  const message = short
+    ? `This lesson needs a gap of at least ${lesson.min_gap} ${lesson.what}; this input has ${gap}. Over a shorter gap nothing has had time to vanish: the plain RNN still holds the letter, and the pictures would show the opposite of the lesson. Add digits, or pick an example.`
+    : "";
+  for (const id of ["jacobian-short", "diff-short"]) {
+    $(id).textContent = message;
+    $(id).hidden = !short;
+  }
+  for (const id of ["jacobian-plots", "jacobian-readout", "jacobian-unrolled", "jacobian-legend", "diff-tokens", "diff-plots", "diff-readout"]) $(id).hidden = short;
+  if (!lesson) return null;
+  perf.labLesson = { need: lesson.min_gap, gap, short, checked: (perf.labLesson?.checked ?? 0) + 1 };
+  return { need: lesson.min_gap, gap, short };
+}
+
 async function loadTask(task) {
   lower.task = task;
   lower.models = modelsOf(task);
@@ -230,10 +260,11 @@ async function runLower({ keepEdit = false } = {}) {
   writeParams({ task: lower.task, text }, { now: true });
   const n = ++lower.run;
   bus.emit("status", { message: "" });
+  const short = lessonGap(text)?.short ?? false;
   const settle = (promises) => Promise.all(promises.map((p) => p.then((r) => r, (e) => ({ error: problem(e) }))));
   const [traces, jac] = await Promise.all([
     settle(lower.models.map((m) => traceRest(m.id, { text, top_k: 1, precision: 4 }))),
-    settle(lower.models.map((m) => jacobian(m.id, { text, layer: 0, norm: "spectral" }))),
+    short ? null : settle(lower.models.map((m) => jacobian(m.id, { text, layer: 0, norm: "spectral" }))),
     runDiff(n),
   ]);
   if (n !== lower.run) return;
@@ -243,7 +274,7 @@ async function runLower({ keepEdit = false } = {}) {
   });
   const failed = lower.models.filter((m, i) => traces[i].error).map((m, i) => `${m.id}: ${traces[i].error}`);
   if (failed.length) bus.emit("status", { kind: "error", message: failed.join(" · ") });
-  jacobianView.update({ traces: lower.traces, models: lower.models, replies: jac });
+  if (jac) jacobianView.update({ traces: lower.traces, models: lower.models, replies: jac });
   showSaturation();
   perf.loaded = (perf.loaded ?? 0) + 1;
 }
@@ -251,7 +282,7 @@ async function runLower({ keepEdit = false } = {}) {
 async function runDiff(n = lower.run) {
   const text = $("text-input").value.trim();
   const edited = $("edited-input").value.trim();
-  if (!text || !edited) return;
+  if (!text || !edited || lessonGap(text)?.short) return;
   writeParams({ edited: edited === editOf(text, lower.cards[lower.models[0]?.id]) ? null : edited });
   const replies = await Promise.all(lower.models.map((m) => diff(m.id, { text, edited }).catch((e) => ({ error: problem(e) }))));
   if (n !== lower.run) return;

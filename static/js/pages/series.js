@@ -54,6 +54,22 @@ function showError(message) {
   perf.valuesError = message ?? "";
 }
 
+/** Values far outside what the model was trained on (the trace's `outliers`): named beside the input, by year. */
+function showWarning(outliers) {
+  const el = $("values-warning");
+  const far = outliers?.values ?? [];
+  const where = (t) => (state.first === null ? `value ${t + 1}` : String(state.first + t));
+  const [lo, hi] = outliers?.plausible?.[0] ?? [0, 0];
+  const trained = outliers?.trained?.[0];
+  const named = far.slice(0, 6).map((o) => `${o.value} (${where(o.t)})`).join(", ") + (far.length > 6 ? ` and ${far.length - 6} more` : "");
+  const text = far.length
+    ? `Far outside what the model was trained on${trained ? ` (${trained[0]} to ${trained[1]})` : ""}: ${named}. What it predicts from ${far.length === 1 ? "it" : "them"} is extrapolation; the plot keeps its axis to the plausible ${lo} to ${hi} and marks ${far.length === 1 ? "it" : "them"} at its edge.`
+    : "";
+  el.textContent = text;
+  el.hidden = !text;
+  perf.valuesWarning = text;
+}
+
 followCursor(state, push);
 followUnit(state, push);
 followLayout(state, push, unrolled);
@@ -61,6 +77,7 @@ followLayout(state, push, unrolled);
 const session = new Session(modelId, {
   onTrace(trace) {
     state.trace = trace;
+    showWarning(trace.outliers);
     state.unit = Math.min(state.unit, trace.H - 1);
     player.setSpeed(speedFor(trace.T));
     player.reset(trace.T, { phase: P.phase, t: P.step ? P.step - 1 : trace.T - 1 });
@@ -99,6 +116,7 @@ async function run() {
   }
   const run = ++state.run;
   showError("");
+  showWarning(null);
   state.forecast = null;
   perf.forecast = null;
   try {

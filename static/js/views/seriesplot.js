@@ -8,6 +8,21 @@ const ACTUAL = "#111827";
 const PREDICTED = "#1f6fb4";
 const FORECAST = "#15803d";
 
+const FAR = "#b91c1c"; // a value far outside what the model was trained on
+
+/**
+ * The y range that keeps the data readable when some values lie far outside the training range (the API's
+ * `outliers`): every drawn value inside the plausible range fits, padded; the far ones are marked at its edges.
+ */
+export function readableRange(outliers, ...series) {
+  const [lo, hi] = outliers.plausible[0];
+  const inside = series.flat().filter((v) => v !== null && Number.isFinite(v) && v >= lo && v <= hi);
+  const top = inside.length ? Math.max(...inside) : hi;
+  const bottom = inside.length ? Math.min(0, ...inside) : lo;
+  const pad = 0.08 * (top - bottom || 1);
+  return [bottom - (bottom < 0 ? pad : 0), top + pad];
+}
+
 const fmt = (v) => (v === null || v === undefined || !Number.isFinite(v) ? "–" : Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(1));
 
 /** The x of step t: a year (first + t) when the first year is known, else the step t + 1. */
@@ -56,12 +71,27 @@ export class SeriesPlotView {
       data.push({ type: "scatter", mode: "lines+markers", name: isTalk() ? "forecast" : `forecast: ${fc.length} steps, each prediction fed back`, x: fx, y: fy,
         line: { color: FORECAST, width: 3 }, marker: { size: 6, color: FORECAST }, hovertemplate: `%{x}: %{y:.1f}<extra>forecast</extra>` }); // prettier-ignore
     }
+    const yaxis = { title: { text: unit, standoff: 6 }, rangemode: "tozero" };
+    const far = tr.outliers?.values?.filter((o) => o.feature === 0 && o.t < given) ?? [];
+    if (far.length) {
+      // one far value would stretch the axis until the rest looks flat at 0: the axis keeps the plausible data,
+      // and each far value is a marker at the edge it lies beyond, labelled with its value
+      const range = readableRange(tr.outliers, actual.y, py, data[2]?.y ?? []);
+      Object.assign(yaxis, { range, autorange: false });
+      const above = (o) => o.value > range[1];
+      data.push({ type: "scatter", mode: "markers+text", name: isTalk() ? "far outside" : "far outside the training range", cliponaxis: false,
+        x: far.map((o) => xOf(first, o.t)), y: far.map((o) => (above(o) ? range[1] : range[0])),
+        text: far.map((o) => `${fmt(o.value)} ${above(o) ? "↑" : "↓"}`), textposition: far.map((o) => (above(o) ? "bottom center" : "top center")),
+        textfont: { color: FAR }, customdata: far.map((o) => o.value),
+        marker: { symbol: far.map((o) => (above(o) ? "triangle-up" : "triangle-down")), size: 14, color: FAR },
+        hovertemplate: `%{x}: %{customdata}<extra>far outside the training range</extra>` }); // prettier-ignore
+    }
     const layout = baseLayout({
       height: sized(this.height, this.height),
       showlegend: true,
       margin: { l: 64, r: 16, t: 8, b: 44 },
       xaxis: { title: { text: isTalk() ? "" : first === null ? "step" : "year", standoff: 6 } },
-      yaxis: { title: { text: unit, standoff: 6 }, rangemode: "tozero" },
+      yaxis,
     });
     Plotly.react(this.gd, data, layout, plotConfig("series")).then(() => this.overlay.measure());
     this.built = key;
