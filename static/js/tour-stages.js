@@ -21,6 +21,7 @@ import { exportButtons } from "./export.js";
 import { speedFor } from "./player.js";
 import { Plotly, baseLayout, makePlot, plotConfig } from "./plots.js";
 import { Session } from "./session.js";
+import { showRead } from "./unknown.js";
 import { Trace } from "./trace.js";
 import { CertaintyView, SeriesView, WeightShareView } from "./tour-plots.js";
 import { CellStepView } from "./views/cellstep.js";
@@ -436,6 +437,7 @@ export class CertaintyStage extends ModelStage {
           .then((body) => {
             if (this.closed || id !== this.runId) return;
             line.trace = Trace.fromBody(body, this.cards[j]);
+            showRead(line.trace, this.cards[j]);
             this.arrived();
           })
           .catch((e) => id === this.runId && this.fail(e));

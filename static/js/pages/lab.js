@@ -6,6 +6,7 @@ import { bus } from "../bus.js";
 import { onKeys } from "../keys.js";
 import { exposePage, showUnit } from "../pagekit.js";
 import { Trace } from "../trace.js";
+import { clearUnknown, showRead } from "../unknown.js";
 import { readParams, writeParams } from "../url.js";
 import { DiffView } from "../views/diffview.js";
 import { JacobianView } from "../views/jacobian.js";
@@ -238,6 +239,7 @@ async function runLower({ keepEdit = false } = {}) {
   writeParams({ task: lower.task, text }, { now: true });
   const n = ++lower.run;
   bus.emit("status", { message: "" });
+  clearUnknown();
   const settle = (promises) => Promise.all(promises.map((p) => p.then((r) => r, (e) => ({ error: problem(e) }))));
   const [traces, jac] = await Promise.all([
     settle(lower.models.map((m) => traceRest(m.id, { text, top_k: 1, precision: 4 }))),
@@ -248,6 +250,7 @@ async function runLower({ keepEdit = false } = {}) {
   lower.traces = {};
   lower.models.forEach((m, i) => {
     if (!traces[i].error) lower.traces[m.id] = Trace.fromBody(traces[i], lower.cards[m.id]);
+    showRead(lower.traces[m.id], lower.cards[m.id]);
   });
   const failed = lower.models.filter((m, i) => traces[i].error).map((m, i) => `${m.id}: ${traces[i].error}`);
   if (failed.length) bus.emit("status", { kind: "error", message: failed.join(" · ") });

@@ -4,9 +4,11 @@ import { getModel, trace as traceRest } from "../api.js";
 import { bus } from "../bus.js";
 import { bindInputBar } from "../examples.js";
 import { ACCENT } from "../colors.js";
+import { onKeys } from "../keys.js";
 import { Plotly, baseLayout, makePlot, plotConfig } from "../plots.js";
 import { Trace } from "../trace.js";
 import { showTarget } from "../target.js";
+import { clearUnknown, showRead } from "../unknown.js";
 import { readParams, writeParams } from "../url.js";
 import { GradientView } from "../views/gradients.js";
 import { STATE_SERIES, TimeHeatmap } from "../views/heatmap.js";
@@ -116,6 +118,7 @@ function drawCurve() {
 async function load(text, label) {
   const run = ++state.run;
   state.traces.clear();
+  clearUnknown();
   writeParams({ text, label: label || null }, { now: true });
   for (const a of document.querySelectorAll("[data-keep]")) {
     const url = new URL(a.href, window.location.href);
@@ -130,6 +133,7 @@ async function load(text, label) {
       const body = await traceRest(modelId, { text, top_k: 3, precision: 4, checkpoint: ck.name, ...(label ? { label } : {}) });
       if (run !== state.run) return;
       state.traces.set(ck.name, Trace.fromBody(body, state.card));
+      if (i === state.index) showRead(state.traces.get(ck.name), state.card); // the one on screen: its answer
     } catch (e) {
       bus.emit("status", { kind: "error", message: e.message });
       return;

@@ -10,6 +10,7 @@ import { Player } from "../player.js";
 import { LAB_VIEWS } from "../tour-lab.js";
 import { inputCount, makeStage } from "../tour-stages.js";
 import { showTarget } from "../target.js";
+import { clearUnknown } from "../unknown.js";
 import { link, readParams, writeParams } from "../url.js";
 import { Controls } from "../views/controls.js";
 
@@ -130,9 +131,10 @@ async function show(i, { first = false } = {}) {
   const stageEl = $("stage");
   stageEl.replaceChildren();
   stageEl.dataset.view = scene.view;
-  if (!first) writeParams({ scene: i, step: null, phase: null, speed: null, ...Object.fromEntries(INPUT_KEYS.map((k) => [k, null])) }, { now: true });
+  if (!first) writeParams({ scene: i, step: null, phase: null, speed: null, seed: null, ...Object.fromEntries(INPUT_KEYS.map((k) => [k, null])) }, { now: true });
   else writeParams({ scene: i }, { now: true });
   bus.emit("status", { message: "" });
+  clearUnknown();
   document.body.classList.toggle("stage-empty", Boolean(scene.problems?.length));
   document.body.classList.toggle("stage-lab", LAB_VIEWS.has(scene.view)); // no input, no player: keys drive it
   if (scene.problems?.length) {
