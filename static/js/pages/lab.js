@@ -335,21 +335,16 @@ bus.on("layout", () => {
   saturationView.update({});
 });
 
-onKeys(() => ({
-  k: keep,
-  K: keep,
-  c: clear,
-  C: clear,
-  t: startTraining,
-  T: startTraining,
-  r: () => $("knob-radius").focus(),
-  R: () => $("knob-radius").focus(),
-  "/": () => $("text-input").focus(),
-  e: () => $("edited-input").focus(),
-  E: () => $("edited-input").focus(),
-  "]": () => bus.emit("unit", { unit: lower.unit + 1 }),
-  "[": () => bus.emit("unit", { unit: lower.unit - 1 }),
-}));
+onKeys([
+  { keys: ["r"], does: "the radius slider (then ← → turn it)", act: () => $("knob-radius").focus() },
+  { keys: ["k", "c"], does: "keep the current gradient curve / clear the kept ones", act: (e) => (e.key.toLowerCase() === "k" ? keep() : clear()) },
+  { keys: ["t"], does: "start / stop the live training", act: startTraining },
+  { keys: ["/"], does: "edit the input of the lower sections (Enter runs it)", act: () => $("text-input").focus() },
+  { keys: ["e"], does: "edit the changed input", act: () => $("edited-input").focus() },
+  { keys: ["j"], does: "pick a cell of the Jacobian triangles with the keyboard", act: () => jacobianView.focus() },
+  { keys: ["u"], does: "pick a unit in the gate saturation plot with the keyboard", act: () => saturationView.focus() },
+  { keys: ["[", "]"], does: "previous / next unit", act: (e) => bus.emit("unit", { unit: lower.unit + (e.key === "]" ? 1 : -1) }) },
+]);
 
 async function main() {
   const r = readParams({ radius: { type: "float", default: 0 } }).radius;

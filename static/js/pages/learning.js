@@ -184,25 +184,13 @@ async function main() {
     const act = { first: () => go(0), prev: () => go(state.index - 1), next: () => go(state.index + 1), last: () => go(checkpoints().length - 1), play: togglePlay }[b.dataset.ckpt];
     act?.();
   });
-  document.addEventListener("keydown", (e) => {
-    const t = e.target;
-    if (e.ctrlKey || e.metaKey || e.altKey) return;
-    if (t && ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName) && t.type !== "range") return;
-    const act = {
-      ArrowLeft: () => go(state.index - 1),
-      ArrowRight: () => go(state.index + 1),
-      Home: () => go(0),
-      End: () => go(checkpoints().length - 1),
-      " ": togglePlay,
-      "[": () => bus.emit("unit", { unit: state.unit - 1 }),
-      "]": () => bus.emit("unit", { unit: state.unit + 1 }),
-      "/": () => input.focus(),
-    }[e.key];
-    if (act) {
-      e.preventDefault();
-      act();
-    }
-  });
+  onKeys([
+    { keys: ["ArrowLeft", "ArrowRight"], does: "previous / next checkpoint", act: (e) => go(state.index + (e.key === "ArrowRight" ? 1 : -1)) },
+    { keys: ["Home", "End"], does: "first / last checkpoint", act: (e) => go(e.key === "Home" ? 0 : checkpoints().length - 1) },
+    { keys: [" "], does: "play / pause the checkpoints", act: togglePlay },
+    { keys: ["[", "]"], does: "previous / next unit", act: (e) => bus.emit("unit", { unit: state.unit + (e.key === "]" ? 1 : -1) }) },
+    { keys: ["/"], does: "edit the input", act: () => input.focus() },
+  ]);
   bus.on("unit", ({ unit }) => {
     const tr = state.traces.get(checkpoints()[state.index]?.name);
     state.unit = Math.max(0, Math.min((tr?.H ?? 1) - 1, unit));

@@ -212,12 +212,11 @@ async function main() {
   });
   $("beam-select").addEventListener("change", () => $("run-form").requestSubmit());
   $("attention-switch").addEventListener("click", switchAttention);
-  onKeys(() => ({
-    ...playerKeys(player),
-    "/": () => input.focus(),
-    a: switchAttention,
-    A: switchAttention,
-  }));
+  onKeys([
+    ...playerKeys(player, { ArrowLeft: "one step back / forward: the encoder's words, then the decoder's letters (BPTT runs back)" }),
+    { keys: ["a"], does: "the same input with / without attention", act: switchAttention },
+    { keys: ["/"], does: "type a number in words (Enter translates)", act: () => input.focus() },
+  ]);
   showModel(card);
   await run(input.value);
 }
