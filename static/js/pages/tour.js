@@ -27,6 +27,7 @@ const P = readParams({
   step: { type: "int", default: 0 },
   phase: { default: "", values: ["", "forward", "backward"] },
   speed: { type: "float", default: 0 },
+  seed: { type: "int", default: -1 },
   ...Object.fromEntries(INPUT_KEYS.map((k) => [k, { default: "" }])),
 });
 
@@ -162,6 +163,8 @@ async function show(i, { first = false } = {}) {
     player,
     cards: sceneCards,
     start,
+    seed: first && P.seed >= 0 ? P.seed : undefined, // a link's seed replays its text once
+    onSeed: (seed) => visit === state.visit && writeParams({ seed }, { now: true }),
     onReady: () => {
       if (visit !== state.visit) return;
       perf.tour = { ...perf.tour, ready: true };
