@@ -4,6 +4,8 @@
 //   Every run of a page's model(s) reports what it read (session.js for the streamed runs, a page for its REST
 //   ones); a new run clears the note.
 
+import { bus } from "./bus.js";
+
 const reads = new Map(); // model and input → {model, tokens, unknown, card, translates, answer}
 const perf = window.__unrolled;
 
@@ -68,9 +70,13 @@ function render() {
   const withUnknown = [...reads.values()].filter((r) => r.unknown.length);
   perf.unknown = withUnknown.map((r) => ({ model: r.model, tokens: r.unknown.map((j) => r.tokens[j]), lesson: lesson([r]) }));
   if (!withUnknown.length) {
-    note?.remove();
+    if (note) {
+      note.remove();
+      bus.emit("layout", {}); // the room below the input bar changed: the tour fits its stage again
+    }
     return;
   }
+  const fresh = !note;
   if (!note) {
     note = document.createElement("div");
     note.id = "unknown-note";
@@ -111,4 +117,5 @@ function render() {
     lines.push(p);
   }
   note.replaceChildren(...lines);
+  if (fresh) bus.emit("layout", {});
 }
