@@ -4,8 +4,6 @@
 //   Every run of a page's model(s) reports what it read (session.js for the streamed runs, a page for its REST
 //   ones); a new run clears the note.
 
-import { bus } from "./bus.js";
-
 const reads = new Map(); // model and input → {model, tokens, unknown, card, translates, answer}
 const perf = window.__unrolled;
 
@@ -70,13 +68,9 @@ function render() {
   const withUnknown = [...reads.values()].filter((r) => r.unknown.length);
   perf.unknown = withUnknown.map((r) => ({ model: r.model, tokens: r.unknown.map((j) => r.tokens[j]), lesson: lesson([r]) }));
   if (!withUnknown.length) {
-    if (note) {
-      note.remove();
-      bus.emit("layout", {}); // the room below the input bar changed: the tour fits its stage again
-    }
+    note?.remove();
     return;
   }
-  const fresh = !note;
   if (!note) {
     note = document.createElement("div");
     note.id = "unknown-note";
@@ -117,5 +111,4 @@ function render() {
     lines.push(p);
   }
   note.replaceChildren(...lines);
-  if (fresh) bus.emit("layout", {});
 }

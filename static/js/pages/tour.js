@@ -242,6 +242,8 @@ function fitStage() {
   if (el.style.zoom !== before) bus.emit("layout", {}); // widths changed: the views lay themselves out again
 }
 new ResizeObserver(() => requestAnimationFrame(fitStage)).observe($("stage"));
+// the bar above the stage grows when a note joins it (unknown.js): the stage has less room
+new ResizeObserver(() => requestAnimationFrame(fitStage)).observe($("run-form").parentElement);
 window.addEventListener("resize", () => requestAnimationFrame(fitStage));
 
 // Digits choose a scene; a second digit typed within DIGITS_MS of the first makes a two-digit number (1 then 1:
