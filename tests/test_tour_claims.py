@@ -185,12 +185,14 @@ def test_scene_7_the_language_model_of_speeches_writes_words_spaces_and_punctuat
     assert "a character language model of US convention speeches" in s.caption
     assert m.card.vocab["level"] == "char" and "convention speeches" in m.card.data_source
     prompt = m.vocab.encode(str(s.input)).ids
-    steps = list(generate(m.model, prompt, s.length, s.temperature, s.seed))  # what the page shows, same seed
-    written = m.vocab.decode([st.token_id for st in steps[len(prompt) :]])
-    words = written.split()
-    assert len(words) >= s.length / 10 and all(len(w) <= 20 for w in words), written  # words, between spaces
-    assert 3 <= sum(len(w) for w in words) / len(words) <= 8, written
-    assert any(c in written for c in ".,;:!?"), written  # and punctuation
+    assert s.seed is None  # the page samples afresh on every run: the claim holds for any seed it may draw
+    for seed in (1, 2, 3):
+        steps = list(generate(m.model, prompt, s.length, s.temperature, seed))
+        written = m.vocab.decode([st.token_id for st in steps[len(prompt) :]])
+        words = written.split()
+        assert len(words) >= s.length / 10 and all(len(w) <= 20 for w in words), written  # words, between spaces
+        assert 3 <= sum(len(w) for w in words) / len(words) <= 8, written
+        assert any(c in written for c in ".,;:!?"), written  # and punctuation
 
 
 def test_scene_9_with_attention_it_translates_and_without_it_does_not() -> None:

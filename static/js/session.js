@@ -4,6 +4,7 @@
 import { ApiError, generate, stream, trace as traceRest } from "./api.js";
 import { bus } from "./bus.js";
 import { Trace } from "./trace.js";
+import { clearUnknown, showRead } from "./unknown.js";
 
 /**
  * What a model's run and a translation's share: one stream at a time (a new start closes the last), the page told
@@ -56,11 +57,13 @@ export class StreamSession {
       read(f);
     };
     bus.emit("status", { message: "" });
+    if (this.expose) clearUnknown();
     try {
       this.handle = stream(this.modelId, body, onFrame);
       const done = await this.handle.done;
       if (done.closed || run !== this.run) return null;
       this.onData(this.trace); // everything in before the page hears it is done
+      if (this.expose) showRead(this.trace, this.card);
       this.onDone(this.trace, done);
       if (this.expose) window.__unrolled.transport = "stream";
       return this.trace;
@@ -135,6 +138,7 @@ export class Session extends StreamSession {
     this.trace = Trace.fromBody(reply, this.card);
     this.onTrace(this.trace);
     this.onData(this.trace);
+    if (this.expose) showRead(this.trace, this.card);
     this.onDone(this.trace, {});
     if (this.expose) window.__unrolled.transport = "rest";
     return this.trace;

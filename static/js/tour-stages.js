@@ -21,6 +21,7 @@ import { exportButtons } from "./export.js";
 import { speedFor } from "./player.js";
 import { Plotly, baseLayout, makePlot, plotConfig } from "./plots.js";
 import { Session } from "./session.js";
+import { showRead } from "./unknown.js";
 import { Trace } from "./trace.js";
 import { CertaintyView, SeriesView, WeightShareView } from "./tour-plots.js";
 import { CellStepView } from "./views/cellstep.js";
@@ -436,6 +437,7 @@ export class CertaintyStage extends ModelStage {
           .then((body) => {
             if (this.closed || id !== this.runId) return;
             line.trace = Trace.fromBody(body, this.cards[j]);
+            showRead(line.trace, this.cards[j]);
             this.arrived();
           })
           .catch((e) => id === this.runId && this.fail(e));
@@ -688,6 +690,8 @@ export class GenerateStage extends Stage {
     let p;
     if (key === "output") {
       p = this.panel(key, "The model writes", { info: true });
+      this.seedNote = node("span", "gen-seed");
+      p.tools.append(this.seedNote);
       const out = node("div", "gen-output");
       out.setAttribute("aria-live", "polite");
       p.body.append(out);
@@ -712,11 +716,25 @@ export class GenerateStage extends Stage {
     }
   }
 
+  /**
+   * Every run samples afresh: a new seed each time, unless the URL's (ctx.seed, a link that replays a text) or the
+   * scene file's names one for the first run. The seed is shown, and S samples again.
+   */
   start(inputs) {
     const s = this.scene;
-    const seed = s.seed ?? Math.floor(Math.random() * 1e9);
+    const seed = this.ctx.seed ?? (this.runs ? null : s.seed) ?? Math.floor(Math.random() * 2 ** 31);
+    this.ctx.seed = undefined;
+    this.runs = (this.runs ?? 0) + 1;
+    if (this.seedNote) this.seedNote.textContent = `seed ${seed} · S samples again`;
+    this.ctx.onSeed?.(seed);
+    window.__unrolled.tourSeed = seed;
     const body = { mode: "generate", prompt: inputs[0], length: s.length, temperature: s.temperature, seed, top_k: 5, precision: 4 };
     return this.session.start(body).catch((e) => this.fail(e));
+  }
+
+  /** S runs the stage again on its input (tour.js): a writing scene samples afresh. */
+  get samples() {
+    return true;
   }
 }
 

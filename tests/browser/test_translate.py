@@ -151,11 +151,11 @@ def test_a_typed_number_is_translated_and_the_beams_are_listed_best_first(
     assert beams[0]["text"] == reply["output"] == "viertausendsieben"
     assert [b["text"] for b in beams] == [b["output"] or "(nothing: it ended at once)" for b in reply["beams"]]
     assert parse_qs(urlsplit(page.url).query)["beam"] == ["4"]
-    # a word the model does not know is read as <unk>, and the page says which
+    # a word the model does not know is read as <unk>, and the note beside the input says which, struck through
     page.fill("#text-input", "four hundred apples")
     page.press("#text-input", "Enter")
     wait_loaded(page, 4)
-    assert "“apples”" in page.inner_text("#status") and "<unk>" in page.inner_text("#status")
+    assert page.inner_text("#unknown-note s.oov") == "apples" and "<unk>" in page.inner_text("#unknown-note")
     assert recorder.outside() == []
 
 

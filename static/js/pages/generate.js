@@ -35,6 +35,9 @@ const states = new TimeHeatmap($("states"), { series: STATE_SERIES, name: "hidde
 const gradients = new GradientView($("gradients"), { readout: $("gradients-readout"), name: "gradient-norms-generation" });
 const views = [controls, output, predictions, unrolled, states, gradients];
 let current = null;
+const seedNote = document.createElement("output");
+seedNote.className = "gen-seed";
+seedNote.setAttribute("for", "seed");
 
 const push = (data) => views.forEach((v) => v.update(data));
 
@@ -66,14 +69,18 @@ const session = new Session(modelId, {
   },
 });
 
-function write() {
+/** fresh: sample again (S): a new seed, whatever the field holds (a link's seed fills it: Write replays it). */
+function write({ fresh = false } = {}) {
   const prompt = $("prompt-input").value;
   if (!prompt.trim()) return;
   const temperature = Number($("temperature").value);
   const length = Number($("length").value);
+  if (fresh) $("seed").value = "";
   const typed = $("seed").value;
-  // A seed is always chosen and kept in the URL, so a link replays the same text; an empty field draws anew.
-  const seed = typed === "" ? Math.floor(Math.random() * 1e9) : Number(typed);
+  // A seed is always chosen, shown and kept in the URL, so a link replays the same text.
+  const seed = typed !== "" ? Number(typed) : Math.floor(Math.random() * 2 ** 31);
+  seedNote.textContent = typed !== "" ? "" : `seed ${seed}`; // a typed seed is on screen already
+  perf.seed = seed;
   writeParams({ prompt, temperature, length, seed }, { now: true });
   session.start({ mode: "generate", prompt, length, temperature, seed, top_k: 5, precision: 4 }).catch(() => {});
 }
@@ -89,6 +96,7 @@ function init() {
   if (!lengths.includes(P.length)) $("length").append(new Option(String(P.length), String(P.length)));
   $("length").value = String(P.length);
   if (P.seed >= 0) $("seed").value = String(P.seed);
+  $("seed").after(seedNote);
   $("gen-form").addEventListener("submit", (e) => {
     e.preventDefault();
     write();
@@ -99,7 +107,11 @@ function init() {
       $("gen-form").requestSubmit();
     }
   });
-  bindKeys(player, { input: $("prompt-input") });
+  bindKeys(player, {
+    input: $("prompt-input"),
+    words: { "/": "edit the prompt (Enter writes)" },
+    more: [{ keys: ["s"], does: "sample again, with a new seed (the seed is shown; ?seed= in a link replays one)", act: () => write({ fresh: true }) }],
+  });
   write();
 }
 

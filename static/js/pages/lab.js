@@ -6,6 +6,7 @@ import { bus } from "../bus.js";
 import { onKeys } from "../keys.js";
 import { exposePage, showUnit } from "../pagekit.js";
 import { Trace } from "../trace.js";
+import { clearUnknown, showRead } from "../unknown.js";
 import { readParams, writeParams } from "../url.js";
 import { DiffView } from "../views/diffview.js";
 import { JacobianView } from "../views/jacobian.js";
@@ -261,6 +262,7 @@ async function runLower({ keepEdit = false } = {}) {
   const n = ++lower.run;
   bus.emit("status", { message: "" });
   const short = lessonGap(text)?.short ?? false;
+  clearUnknown();
   const settle = (promises) => Promise.all(promises.map((p) => p.then((r) => r, (e) => ({ error: problem(e) }))));
   const [traces, jac] = await Promise.all([
     settle(lower.models.map((m) => traceRest(m.id, { text, top_k: 1, precision: 4 }))),
@@ -271,6 +273,7 @@ async function runLower({ keepEdit = false } = {}) {
   lower.traces = {};
   lower.models.forEach((m, i) => {
     if (!traces[i].error) lower.traces[m.id] = Trace.fromBody(traces[i], lower.cards[m.id]);
+    showRead(lower.traces[m.id], lower.cards[m.id]);
   });
   const failed = lower.models.filter((m, i) => traces[i].error).map((m, i) => `${m.id}: ${traces[i].error}`);
   if (failed.length) bus.emit("status", { kind: "error", message: failed.join(" · ") });
@@ -355,23 +358,17 @@ bus.on("layout", () => {
   saturationView.update({});
 });
 
-onKeys(() => ({
-  k: keep,
-  K: keep,
-  c: clear,
-  C: clear,
-  t: startTraining,
-  T: startTraining,
-  v: replayTraining,
-  V: replayTraining,
-  r: () => $("knob-radius").focus(),
-  R: () => $("knob-radius").focus(),
-  "/": () => $("text-input").focus(),
-  e: () => $("edited-input").focus(),
-  E: () => $("edited-input").focus(),
-  "]": () => bus.emit("unit", { unit: lower.unit + 1 }),
-  "[": () => bus.emit("unit", { unit: lower.unit - 1 }),
-}));
+onKeys([
+  { keys: ["r"], does: "the radius slider (then ← → turn it)", act: () => $("knob-radius").focus() },
+  { keys: ["k", "c"], does: "keep the current gradient curve / clear the kept ones", act: (e) => (e.key.toLowerCase() === "k" ? keep() : clear()) },
+  { keys: ["t"], does: "start / stop the live training", act: startTraining },
+  { keys: ["v"], does: "play the training run recorded on the server", act: replayTraining },
+  { keys: ["/"], does: "edit the input of the lower sections (Enter runs it)", act: () => $("text-input").focus() },
+  { keys: ["e"], does: "edit the changed input", act: () => $("edited-input").focus() },
+  { keys: ["j"], does: "pick a cell of the Jacobian triangles with the keyboard", act: () => jacobianView.focus() },
+  { keys: ["u"], does: "pick a unit in the gate saturation plot with the keyboard", act: () => saturationView.focus() },
+  { keys: ["[", "]"], does: "previous / next unit", act: (e) => bus.emit("unit", { unit: lower.unit + (e.key === "]" ? 1 : -1) }) },
+]);
 
 async function main() {
   const r = readParams({ radius: { type: "float", default: 0 } }).radius;

@@ -4,9 +4,11 @@ import { getModel, trace as traceRest } from "../api.js";
 import { bus } from "../bus.js";
 import { bindInputBar } from "../examples.js";
 import { ACCENT } from "../colors.js";
+import { onKeys } from "../keys.js";
 import { Plotly, baseLayout, makePlot, plotConfig } from "../plots.js";
 import { Trace } from "../trace.js";
 import { showTarget } from "../target.js";
+import { clearUnknown, showRead } from "../unknown.js";
 import { readParams, writeParams } from "../url.js";
 import { GradientView } from "../views/gradients.js";
 import { STATE_SERIES, TimeHeatmap } from "../views/heatmap.js";
@@ -116,6 +118,7 @@ function drawCurve() {
 async function load(text, label) {
   const run = ++state.run;
   state.traces.clear();
+  clearUnknown();
   writeParams({ text, label: label || null }, { now: true });
   for (const a of document.querySelectorAll("[data-keep]")) {
     const url = new URL(a.href, window.location.href);
@@ -130,6 +133,7 @@ async function load(text, label) {
       const body = await traceRest(modelId, { text, top_k: 3, precision: 4, checkpoint: ck.name, ...(label ? { label } : {}) });
       if (run !== state.run) return;
       state.traces.set(ck.name, Trace.fromBody(body, state.card));
+      if (i === state.index) showRead(state.traces.get(ck.name), state.card); // the one on screen: its answer
     } catch (e) {
       bus.emit("status", { kind: "error", message: e.message });
       return;
@@ -180,25 +184,13 @@ async function main() {
     const act = { first: () => go(0), prev: () => go(state.index - 1), next: () => go(state.index + 1), last: () => go(checkpoints().length - 1), play: togglePlay }[b.dataset.ckpt];
     act?.();
   });
-  document.addEventListener("keydown", (e) => {
-    const t = e.target;
-    if (e.ctrlKey || e.metaKey || e.altKey) return;
-    if (t && ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName) && t.type !== "range") return;
-    const act = {
-      ArrowLeft: () => go(state.index - 1),
-      ArrowRight: () => go(state.index + 1),
-      Home: () => go(0),
-      End: () => go(checkpoints().length - 1),
-      " ": togglePlay,
-      "[": () => bus.emit("unit", { unit: state.unit - 1 }),
-      "]": () => bus.emit("unit", { unit: state.unit + 1 }),
-      "/": () => input.focus(),
-    }[e.key];
-    if (act) {
-      e.preventDefault();
-      act();
-    }
-  });
+  onKeys([
+    { keys: ["ArrowLeft", "ArrowRight"], does: "previous / next checkpoint", act: (e) => go(state.index + (e.key === "ArrowRight" ? 1 : -1)) },
+    { keys: ["Home", "End"], does: "first / last checkpoint", act: (e) => go(e.key === "Home" ? 0 : checkpoints().length - 1) },
+    { keys: [" "], does: "play / pause the checkpoints", act: togglePlay },
+    { keys: ["[", "]"], does: "previous / next unit", act: (e) => bus.emit("unit", { unit: state.unit + (e.key === "]" ? 1 : -1) }) },
+    { keys: ["/"], does: "edit the input", act: () => input.focus() },
+  ]);
   bus.on("unit", ({ unit }) => {
     const tr = state.traces.get(checkpoints()[state.index]?.name);
     state.unit = Math.max(0, Math.min((tr?.H ?? 1) - 1, unit));

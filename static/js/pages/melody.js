@@ -169,16 +169,13 @@ async function main() {
   submitOnEnter(input);
   $("write").addEventListener("click", write);
   bindUnitBox(state);
-  onKeys(() => ({
-    ...playerKeys(player),
-    "]": () => bus.emit("unit", { unit: state.unit + 1 }),
-    "[": () => bus.emit("unit", { unit: state.unit - 1 }),
-    "/": () => input.focus(),
-    w: write,
-    W: write,
-    m: () => synth.setMuted(!synth.muted),
-    M: () => synth.setMuted(!synth.muted),
-  }));
+  onKeys([
+    ...playerKeys(player, { " ": "play / pause: the melody sounds as the cursor reads it", ArrowLeft: "one note back / forward (each note sounds)" }),
+    { keys: ["w"], does: "the model writes: it continues the notes, and each note plays as it is written", act: write },
+    { keys: ["m"], does: "sound on / off", act: () => synth.setMuted(!synth.muted) },
+    { keys: ["[", "]"], does: "previous / next unit", act: (e) => bus.emit("unit", { unit: state.unit + (e.key === "]" ? 1 : -1) }) },
+    { keys: ["/"], does: "edit the notes", act: () => input.focus() },
+  ]);
   if (P.write) await write();
   else await run(input.value.trim(), { play: P.play });
 }

@@ -175,7 +175,11 @@ async function main() {
   });
   submitOnEnter($("text-input"));
   bindUnitBox(state);
-  bindKeys(player, { units: (d) => bus.emit("unit", { unit: state.unit + d }), input: $("text-input") });
+  bindKeys(player, {
+    units: (d) => bus.emit("unit", { unit: state.unit + d }),
+    input: $("text-input"),
+    words: { b: "switch between the forward sweep and the BPTT sweep (∂L/∂x_t)", "/": "paste or edit the numbers" },
+  });
   await run();
 }
 

@@ -10,6 +10,7 @@ import { Player } from "../player.js";
 import { LAB_VIEWS } from "../tour-lab.js";
 import { inputCount, makeStage } from "../tour-stages.js";
 import { showTarget } from "../target.js";
+import { clearUnknown } from "../unknown.js";
 import { link, readParams, writeParams } from "../url.js";
 import { Controls } from "../views/controls.js";
 
@@ -26,6 +27,7 @@ const P = readParams({
   step: { type: "int", default: 0 },
   phase: { default: "", values: ["", "forward", "backward"] },
   speed: { type: "float", default: 0 },
+  seed: { type: "int", default: -1 },
   ...Object.fromEntries(INPUT_KEYS.map((k) => [k, { default: "" }])),
 });
 
@@ -130,9 +132,10 @@ async function show(i, { first = false } = {}) {
   const stageEl = $("stage");
   stageEl.replaceChildren();
   stageEl.dataset.view = scene.view;
-  if (!first) writeParams({ scene: i, step: null, phase: null, speed: null, ...Object.fromEntries(INPUT_KEYS.map((k) => [k, null])) }, { now: true });
+  if (!first) writeParams({ scene: i, step: null, phase: null, speed: null, seed: null, ...Object.fromEntries(INPUT_KEYS.map((k) => [k, null])) }, { now: true });
   else writeParams({ scene: i }, { now: true });
   bus.emit("status", { message: "" });
+  clearUnknown();
   document.body.classList.toggle("stage-empty", Boolean(scene.problems?.length));
   document.body.classList.toggle("stage-lab", LAB_VIEWS.has(scene.view)); // no input, no player: keys drive it
   if (scene.problems?.length) {
@@ -160,6 +163,8 @@ async function show(i, { first = false } = {}) {
     player,
     cards: sceneCards,
     start,
+    seed: first && P.seed >= 0 ? P.seed : undefined, // a link's seed replays its text once
+    onSeed: (seed) => visit === state.visit && writeParams({ seed }, { now: true }),
     onReady: () => {
       if (visit !== state.visit) return;
       perf.tour = { ...perf.tour, ready: true };
@@ -237,35 +242,58 @@ function fitStage() {
   if (el.style.zoom !== before) bus.emit("layout", {}); // widths changed: the views lay themselves out again
 }
 new ResizeObserver(() => requestAnimationFrame(fitStage)).observe($("stage"));
+// the bar above the stage grows when a note joins it (unknown.js): the stage has less room
+new ResizeObserver(() => requestAnimationFrame(fitStage)).observe($("run-form").parentElement);
 window.addEventListener("resize", () => requestAnimationFrame(fitStage));
 
-onKeys(
-  (e) =>
-    $("help")?.open
-      ? {}
-      : {
-          ...playerKeys(player),
-          // The clicker's keys move between scenes; with Shift, the arrows step the player.
-          ArrowRight: () => (e.shiftKey ? player.step(1) : go(state.index + 1)),
-          ArrowLeft: () => (e.shiftKey ? player.step(-1) : go(state.index - 1)),
-          PageDown: () => go(state.index + 1),
-          PageUp: () => go(state.index - 1),
-          c: () => setCaptions(root.classList.contains("no-captions")),
-          C: () => setCaptions(root.classList.contains("no-captions")),
-          r: restore,
-          R: restore,
-          "/": () => $("input-0")?.focus(),
-          a: () => state.stage?.onKey?.("a"),
-          A: () => state.stage?.onKey?.("A"),
-          // the lab's scenes: [ ] turn the radius, K keeps a curve, T starts or stops the training, V plays the recorded run
-          ...Object.fromEntries(["[", "]", "k", "K", "t", "T", "v", "V"].map((k) => [k, () => state.stage?.onKey?.(k)])),
-        },
-  (e) => {
-    if ($("help")?.open || !/^[1-9]$/.test(e.key)) return false;
-    go(Number(e.key));
-    return true;
-  },
-);
+// Digits choose a scene; a second digit typed within DIGITS_MS of the first makes a two-digit number (1 then 1:
+// scene 11). A digit that could begin one waits that long before it goes.
+const DIGITS_MS = 600;
+const digits = { typed: "", timer: null };
+function digit(d) {
+  clearTimeout(digits.timer);
+  const typed = digits.typed + d;
+  digits.typed = "";
+  if (typed.length === 1 && Number(typed) * 10 <= N) {
+    digits.typed = typed;
+    digits.timer = setTimeout(() => {
+      digits.typed = "";
+      go(Number(typed));
+    }, DIGITS_MS);
+    return;
+  }
+  go(Number(Number(typed) <= N ? typed : d));
+}
+
+/** The input boxes of the scene: / focuses the first, E the one after the last focused (at first the second). */
+function focusInput(next) {
+  const boxes = [...$("inputs").querySelectorAll("textarea")];
+  if (!boxes.length) return;
+  const at = Math.max(0, boxes.indexOf(state.lastInput));
+  (next ? boxes[(at + 1) % boxes.length] : boxes[0]).focus();
+}
+$("inputs").addEventListener("focusin", (e) => {
+  state.lastInput = e.target;
+});
+
+const stageKey = (keys, does) => ({ keys, does, act: (e) => state.stage?.onKey?.(e.key) });
+onKeys([
+  { keys: ["ArrowRight", "PageDown"], does: "next scene (a clicker's forward button)", act: () => go(state.index + 1) },
+  { keys: ["ArrowLeft", "PageUp"], does: "previous scene", act: () => go(state.index - 1) },
+  { keys: [..."1234567890"], show: ["1", "…", "9"], does: `go to scene 1 … 9; two digits typed quickly go to 10 … ${N} (1 then 1: scene ${Math.min(11, N)})`, act: (e) => digit(e.key) },
+  ...playerKeys(player, { " ": "play / pause the scene" }).filter((b) => b.keys[0] !== "ArrowLeft"),
+  { keys: ["Shift+ArrowRight", "Shift+ArrowLeft"], does: "one step forward / back (the BPTT sweep runs right to left)", act: (e) => player.step(e.key === "ArrowRight" ? 1 : -1) },
+  { keys: ["/"], does: "edit the input (Enter runs it, Esc leaves it; Page Up / Page Down still move between scenes)", act: () => focusInput(false) },
+  { keys: ["e"], does: "the scene's next input (scene 2's second)", act: () => focusInput(true) },
+  { keys: ["r"], does: "restore the scene's own input and moment", act: restore },
+  { keys: ["c"], does: "show / hide the captions", act: () => setCaptions(root.classList.contains("no-captions")) },
+  { keys: ["s"], does: "a writing scene: sample again, with a new seed (shown; ?seed= in a link replays one)", act: () => state.stage?.samples && run(state.inputs) },
+  stageKey(["a"], "a translation scene: the same input with / without attention"),
+  // the lab's scenes: [ ] turn the radius, K keeps a curve, T starts or stops the training
+  stageKey(["[", "]", "k"], "a knobs scene: turn the radius down / up, keep the curve"),
+  stageKey(["t"], "a training scene: start / stop the training"),
+  stageKey(["v"], "a training scene: play the run recorded on the server"),
+]);
 
 function init() {
   $("run-form").addEventListener("submit", (e) => {

@@ -96,11 +96,7 @@ const session = new TranslateSession(state.model, {
     if (!P.speed) player.setSpeed(speedFor(tr.T, 8));
     // Opened without a step: at the end of the forward sweep, the whole translation written, ready to read.
     player.reset(tr.T, { phase: P.phase, t: P.step ? P.step - 1 : tr.T - 1 });
-    push({ trace: tr, version: tr.version });
-    if (tr.unknown.size) {
-      const words = [...tr.unknown].map((j) => `“${tr.source[j]}”`).join(", ");
-      bus.emit("status", { kind: "error", message: `Not in the model's vocabulary, read as <unk>: ${words}. Type a number in English words.` });
-    }
+    push({ trace: tr, version: tr.version }); // a word it lacks: unknown.js's note, struck through beside the input
   },
   onData(tr) {
     player.setAvailable(tr.steps, tr.gradFrom, tr.T);
@@ -216,12 +212,11 @@ async function main() {
   });
   $("beam-select").addEventListener("change", () => $("run-form").requestSubmit());
   $("attention-switch").addEventListener("click", switchAttention);
-  onKeys(() => ({
-    ...playerKeys(player),
-    "/": () => input.focus(),
-    a: switchAttention,
-    A: switchAttention,
-  }));
+  onKeys([
+    ...playerKeys(player, { ArrowLeft: "one step back / forward: the encoder's words, then the decoder's letters (BPTT runs back)" }),
+    { keys: ["a"], does: "the same input with / without attention", act: switchAttention },
+    { keys: ["/"], does: "type a number in words (Enter translates)", act: () => input.focus() },
+  ]);
   showModel(card);
   await run(input.value);
 }

@@ -157,7 +157,10 @@ export class EncDecView {
     this.enc.forEach((c, j) => {
       c.tok = el("text", { class: "word", x: g.enc(j), y: g.wordY, "text-anchor": "middle", "font-size": g.word }, c.root);
       c.tok.textContent = showToken(tr.source[j]);
-      if (tr.unknown.has(j)) c.tok.setAttribute("fill", "#b91c1c");
+      if (tr.unknown.has(j)) {
+        c.tok.setAttribute("fill", "#b91c1c"); // not in the vocabulary: struck through (unknown.js names it)
+        c.tok.setAttribute("text-decoration", "line-through");
+      }
       c.via = el("rect", { class: "via", x: g.enc(j) - g.bwe / 2, y: g.viaTop, width: g.bwe, height: g.viaH, rx: g.viaH / 2 }, c.root);
       c.viaText = el("text", { x: g.enc(j), y: g.viaTop + g.viaH / 2 + g.small * 0.36, "text-anchor": "middle", "font-size": g.small, "font-weight": 700 }, c.root);
     });

@@ -1,8 +1,10 @@
 // Every step's influence on every later step: ‖∂h_t/∂h_s‖ as a triangle per cell (s on x, t on y, nothing
 // above the diagonal), one log colour scale for all of them; hovering a cell marks s and t in an unrolled view
-// of that model's trace.
+// of that model's trace. Each triangle can take the keyboard's focus: the arrow keys move a cell outlined on it
+// (the readout and the unrolled view follow, as for the mouse), Enter selects it.
 
 import { CELL_COLORS, GRAD, fmtNorm, pow10 } from "../colors.js";
+import { onKeysIn } from "../keys.js";
 import { Plotly, baseLayout, isPresenter, makePlot, plotConfig } from "../plots.js";
 import { showToken } from "../trace.js";
 import { UnrolledView } from "./unrolled.js";
@@ -79,6 +81,54 @@ export class JacobianView {
     this.traces = {};
     this.plots = [];
     this.hovered = null;
+    this.picks = []; // per triangle: the cell {s, t} the keyboard is on
+    const move = (ds, dt) => (e) => this.pick(e.target.closest(".lab-cell-plot"), ds, dt);
+    onKeysIn(root, "on a Jacobian triangle (J)", [
+      { keys: ["ArrowLeft", "ArrowRight"], does: "step s back / on", act: (e) => move(e.key === "ArrowRight" ? 1 : -1, 0)(e) },
+      { keys: ["ArrowUp", "ArrowDown"], does: "step t back / on", act: (e) => move(0, e.key === "ArrowDown" ? 1 : -1)(e) },
+      { keys: ["Enter"], does: "select the cell (the readout and the unrolled view keep it)", act: (e) => this.select(e.target.closest(".lab-cell-plot")) },
+    ]);
+  }
+
+  /** The keyboard's focus on the first triangle drawn. */
+  focus() {
+    const p = this.plots.find((x) => !x.box.hidden && !x.gd.hidden);
+    p?.box.focus();
+  }
+
+  /** Move triangle box's keyboard cell by (ds, dt), kept in the triangle s ≤ t; the readout follows. */
+  pick(box, ds, dt) {
+    const p = this.plots.find((x) => x.box === box);
+    const reply = p && this.replies[p.index];
+    if (!reply || reply.error) return;
+    const T = reply.norms.length;
+    const was = this.picks[p.index] ?? { s: 0, t: T - 1 };
+    const t = Math.max(0, Math.min(T - 1, was.t + dt));
+    const s = Math.max(0, Math.min(t, was.s + ds));
+    this.picks[p.index] = { s, t };
+    this.outline(p);
+    this.hover(p.index, { x: s + 1, y: t + 1 });
+  }
+
+  /** Enter on a triangle: its keyboard cell is the selection. */
+  select(box) {
+    const p = this.plots.find((x) => x.box === box);
+    if (!p) return;
+    if (!this.picks[p.index]) this.pick(box, 0, 0);
+    const at = this.picks[p.index];
+    if (!at) return;
+    this.hover(p.index, { x: at.s + 1, y: at.t + 1 });
+    this.selected = this.hovered;
+    this.readout.textContent = `Selected — ${this.readout.textContent}`;
+    window.__unrolled.labSelected = this.selected;
+  }
+
+  /** The keyboard's cell outlined on triangle p. */
+  outline(p) {
+    const at = this.picks[p.index];
+    if (!at || p.gd.hidden) return;
+    const shape = { type: "rect", x0: at.s + 0.5, x1: at.s + 1.5, y0: at.t + 0.5, y1: at.t + 1.5, line: { color: "#7c3aed", width: 3 } };
+    Plotly.relayout(p.gd, { shapes: [shape] });
   }
 
   /** data: {models: [{id, cell}], replies: [reply|{error}]} a new input; {traces: {id: Trace}}; {relayout}. */
@@ -95,6 +145,8 @@ export class JacobianView {
     while (this.plots.length < n) {
       const box = document.createElement("div");
       box.className = "lab-cell-plot";
+      box.tabIndex = 0;
+      box.setAttribute("aria-label", "a Jacobian triangle: arrow keys move the cell, Enter selects it");
       this.root.append(box);
       const title = document.createElement("h3");
       title.className = "sub lab-plot-title";
@@ -158,7 +210,10 @@ export class JacobianView {
         xaxis: { title: { text: "step s" }, range: [0.5, T + 0.5] },
         yaxis: { title: { text: "step t" }, range: [T + 0.5, 0.5] }, // t grows downwards, as a matrix's rows
       });
+      const at = this.picks[i];
+      if (at && at.t >= T) this.picks[i] = null; // a shorter input: the keyboard's cell starts again
       Plotly.react(p.gd, [trace], layout, plotConfig(`jacobian-${m.id}`));
+      this.outline(p);
       if (!p.bound) {
         p.bound = true;
         p.gd.on("plotly_hover", (ev) => this.hover(p.index, ev.points[0]));

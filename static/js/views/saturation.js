@@ -1,10 +1,12 @@
 // Gate saturation (Karpathy, Johnson & Fei-Fei 2015, fig. 3), from the ordinary trace of the input on screen: for
 // every unit of every sigmoid gate, the share of steps it is nearly shut (< 0.1, x) against nearly open (> 0.9,
 // y). Clicking a point follows that unit everywhere (the bus's "unit" event); the followed unit is ringed, and
-// its gates over time are drawn beside the scatter.
+// its gates over time are drawn beside the scatter. With the keyboard's focus on the scatter, the arrow keys move
+// a dashed ring from unit to unit (the readout says where it is) and Enter follows that unit.
 
 import { bus } from "../bus.js";
 import { isTanhGate } from "../colors.js";
+import { onKeysIn } from "../keys.js";
 import { Plotly, baseLayout, isPresenter, makePlot, plotConfig } from "../plots.js";
 
 export const LOW = 0.1;
@@ -40,7 +42,39 @@ export class SaturationView {
     this.unitGd = makePlot(unitRoot, "unit-gates", "plot-saturation");
     this.trace = null;
     this.unit = 0;
+    this.picked = null; // the unit the keyboard is on, until Enter follows it
     this.bound = false;
+    root.tabIndex = 0;
+    root.setAttribute("aria-label", "gate saturation: arrow keys move between units, Enter follows one");
+    const move = (d) => () => this.pick(d);
+    onKeysIn(root, "on the gate saturation plot (U)", [
+      { keys: ["ArrowLeft", "ArrowRight"], does: "previous / next unit", act: (e) => move(e.key === "ArrowRight" ? 1 : -1)() },
+      { keys: ["ArrowDown", "ArrowUp"], does: "8 units back / on", act: (e) => move(e.key === "ArrowUp" ? 8 : -8)() },
+      { keys: ["Enter"], does: "follow the unit everywhere", act: () => this.follow() },
+    ]);
+    root.addEventListener("blur", () => {
+      if (this.picked === null) return;
+      this.picked = null;
+      this.render();
+    });
+  }
+
+  focus() {
+    this.root.focus();
+  }
+
+  /** Move the keyboard's unit by d (wrapping around); the ring and the readout follow. */
+  pick(d) {
+    const H = this.trace?.H;
+    if (!H) return;
+    this.picked = (((this.picked ?? this.unit) + d) % H + H) % H;
+    this.render();
+  }
+
+  follow() {
+    const u = this.picked ?? this.unit;
+    this.picked = null;
+    bus.emit("unit", { unit: u, layer: 0 });
   }
 
   /** data: {trace} the model's trace (null clears); {unit}; {relayout}. */
@@ -90,6 +124,19 @@ export class SaturationView {
       marker: { color: "rgba(0,0,0,0)", size: big ? 24 : 20, line: { color: "#7c3aed", width: 3.5 } },
       hovertemplate: `unit %{customdata} (followed)<extra></extra>`,
     });
+    const picked = this.picked ?? this.unit;
+    if (picked !== this.unit) {
+      data.push({
+        type: "scatter",
+        mode: "markers",
+        x: gates.map((g) => sat[g].left[picked]),
+        y: gates.map((g) => sat[g].right[picked]),
+        customdata: gates.map(() => picked),
+        name: `unit ${picked} (Enter follows it)`,
+        marker: { color: "rgba(0,0,0,0)", size: big ? 28 : 24, line: { color: "#d95f0e", width: 3, dash: "dot" } },
+        hovertemplate: `unit %{customdata} (the keyboard's)<extra></extra>`,
+      });
+    }
     this.gd.style.height = `${height}px`;
     Plotly.react(
       this.gd,
@@ -114,9 +161,11 @@ export class SaturationView {
       });
     }
     this.renderUnit(gates);
-    const sel = gates.map((g) => `${g} ${Math.round(100 * sat[g].left[this.unit])} % shut, ${Math.round(100 * sat[g].right[this.unit])} % open`);
-    this.readout.textContent = `${tr.model}, ${tr.H} units × ${gates.length} gates over ${tr.T} steps. Unit ${this.unit}: ${sel.join(" · ")}.`;
-    window.__unrolled.labSaturation = { model: tr.model, points: data.slice(0, -1).reduce((n, d) => n + d.x.length, 0), gates, unit: this.unit, steps: tr.T };
+    const sel = gates.map((g) => `${g} ${Math.round(100 * sat[g].left[picked])} % shut, ${Math.round(100 * sat[g].right[picked])} % open`);
+    const which = picked === this.unit ? `Unit ${picked}` : `Unit ${picked} (Enter follows it; followed: ${this.unit})`;
+    this.readout.textContent = `${tr.model}, ${tr.H} units × ${gates.length} gates over ${tr.T} steps. ${which}: ${sel.join(" · ")}.`;
+    const points = data.slice(0, gates.length).reduce((n, d) => n + d.x.length, 0);
+    window.__unrolled.labSaturation = { model: tr.model, points, gates, unit: this.unit, picked, steps: tr.T };
   }
 
   /** The followed unit's gates at every step, with the two thresholds. */

@@ -98,7 +98,10 @@ export class TextView {
       if (it.filled) continue;
       it.filled = true;
       it.tok.textContent = showToken(tr.tokens[t]);
-      if (tr.unknown.has(t)) it.el.classList.add("unknown");
+      if (tr.unknown.has(t)) {
+        it.el.classList.add("unknown");
+        it.el.title = "not in the vocabulary";
+      }
       if (tr.sampled[t]) it.el.classList.add("sampled");
       it.preds.replaceChildren(...this.predictionEls(t));
     }

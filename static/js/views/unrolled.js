@@ -360,7 +360,9 @@ export class UnrolledView {
     // generated text is not shown before the cursor has written it; a traced input is known in advance
     const unwritten = tr.mode === "generate" && !revealed && t >= tr.promptSteps;
     s.tok.textContent = unwritten ? "" : showToken(tr.tokens[t] ?? "");
+    // a token not in the vocabulary: red and struck through (unknown.js names it beside the input)
     s.tok.setAttribute("fill", tr.unknown.has(t) ? "#b91c1c" : "");
+    s.tok.setAttribute("text-decoration", tr.unknown.has(t) ? "line-through" : "none");
     s.tLabel.textContent = `t=${t + 1}`;
     const top = complete ? tr.topPrediction(t) : null;
     s.pred.textContent = top ? showToken(top.token) : "";
