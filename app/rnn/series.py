@@ -96,7 +96,9 @@ class Scaling:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        out = {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+        # JSON's shape, as a card read back holds it: lists all the way down (seen is a tuple of pairs)
+        out = {k: [list(x) if isinstance(x, tuple) else x for x in v] if isinstance(v, tuple) else v
+               for k, v in data.items()}  # fmt: skip
         return {k: v for k, v in out.items() if not (k in ("seen", "least") and v is None)}
 
     @classmethod
