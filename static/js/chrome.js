@@ -1,5 +1,6 @@
-// What every page shares: presenter mode (large type, high contrast, controls hidden until the mouse moves;
-// key P, ?presenter=1) and the keyboard help (key ?).
+// What every page shares: presenter mode (large type, high contrast; key P, ?presenter=1), whose top bar folds
+// away while the mouse and the keys rest and comes back on either; the room's scale (--room); the keyboard help
+// (key ?).
 
 import { bus } from "./bus.js";
 import { typing } from "./keys.js";
@@ -17,7 +18,8 @@ function setPresenter(on) {
   bus.emit("layout", { presenter: on });
 }
 
-// The controls stay in view while a field of theirs has focus: the room sees its suggestion being typed.
+// The top bar folds away (unrolled.css: it takes its height with it, leaving no band) after IDLE_MS without a
+// mouse move or a key; it stays while a field has focus: the room sees its suggestion being typed.
 function wake() {
   root.classList.remove("idle");
   clearTimeout(idleTimer);
@@ -26,7 +28,15 @@ function wake() {
   }
 }
 
+// A screen bigger than the 1280×720 the pages are made for is a bigger room: --room is how much bigger (the
+// smaller of the two ratios, at least 1). Presenter mode and the tour's controls grow by it (unrolled.css).
+function measureRoom() {
+  const room = Math.max(1, Math.min(window.innerWidth / 1280, window.innerHeight / 720));
+  root.style.setProperty("--room", room.toFixed(3));
+}
+
 function init() {
+  measureRoom();
   const { presenter } = readParams({ presenter: { type: "bool", default: false } });
   if (presenter) setPresenter(true);
   document.getElementById("presenter-toggle")?.addEventListener("click", () => setPresenter(!root.classList.contains("presenter")));
@@ -37,6 +47,7 @@ function init() {
   document.addEventListener("focusout", () => setTimeout(wake)); // once focus has moved on
   document.addEventListener("keydown", (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey || typing(e.target)) return;
+    wake(); // a key (a step, play, a scene) brings the top bar back, as the mouse does
     if (e.key === "p" || e.key === "P") {
       setPresenter(!root.classList.contains("presenter"));
       e.preventDefault();
@@ -48,6 +59,7 @@ function init() {
   });
   let resizeTimer = null;
   window.addEventListener("resize", () => {
+    measureRoom();
     clearTimeout(resizeTimer);
     resizeTimer = setTimeout(() => bus.emit("layout", {}), 150);
   });

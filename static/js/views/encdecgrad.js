@@ -18,7 +18,7 @@ export class EncDecGradView {
     this.name = name;
     this.talkHeight = talkHeight;
     startPlotView(this, root, name, "plot-grad");
-    this.view = visibility(root, () => this.update({}));
+    this.view = visibility(root, (data) => this.update(data));
   }
 
   update(data) {
@@ -73,7 +73,7 @@ export class EncDecGradView {
     const layout = baseLayout({
       height,
       showlegend: true,
-      legend: { orientation: "h", x: 0, y: 1, yanchor: "bottom", font: { size: talk ? 15 : 13 } },
+      legend: { orientation: "h", x: 0, y: 1, yanchor: "bottom", font: { size: talk ? 15 : Math.max(13, fontSize()) } },
       margin: { l: 64, r: 12, t: talk ? 26 : 30, b: talk ? 30 : 50 },
       xaxis: { range: [0.5, tr.T + 0.5], tickmode: "array", tickvals, ticktext, tickangle: 0, showgrid: false },
       yaxis: { type: "log", exponentformat: "power", title: { text: talk ? "" : "norm (log)" }, ...(talk ? { nticks: 4 } : {}) },

@@ -28,7 +28,7 @@ export class GradientView {
     this.readout = readout;
     this.name = name;
     startPlotView(this, root, name, "plot-grad");
-    this.view = visibility(root, () => this.update({}));
+    this.view = visibility(root, (data) => this.update(data));
   }
 
   update(data) {
