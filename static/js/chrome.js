@@ -8,6 +8,7 @@ import { readParams, writeParams } from "./url.js";
 
 const root = document.documentElement;
 const IDLE_MS = 2500;
+const STATUS_MS = 8000;
 let idleTimer = null;
 
 function setPresenter(on) {
@@ -63,12 +64,20 @@ function init() {
     clearTimeout(resizeTimer);
     resizeTimer = setTimeout(() => bus.emit("layout", {}), 150);
   });
+  // The status line is a toast over the foot of the page (the melody's info line, a plot's axis): it goes after
+  // STATUS_MS, and never stays up over what it covers.
+  let statusTimer = null;
+  const status = document.getElementById("status");
+  const hideStatus = () => {
+    if (status) status.hidden = true;
+  };
   bus.on("status", ({ kind = "info", message }) => {
-    const el = document.getElementById("status");
-    if (!el) return;
-    el.hidden = !message;
-    el.textContent = message ?? "";
-    el.dataset.kind = kind;
+    if (!status) return;
+    status.hidden = !message;
+    status.textContent = message ?? "";
+    status.dataset.kind = kind;
+    clearTimeout(statusTimer);
+    if (message) statusTimer = setTimeout(hideStatus, STATUS_MS);
   });
 }
 

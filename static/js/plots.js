@@ -27,9 +27,9 @@ export function fontSize() {
  * down to 0.94: tour.js MIN_ZOOM), 11 px on a laptop. */
 const smallest = () => (isTalk() ? 14 / 0.94 : isPresenter() ? 14 : 11);
 
-/** A log axis's tick font: Plotly writes the exponent of 10⁻² and the minor labels (2, 5) of a short range at
- * 70 % of it, which must still be read (they were 9–12 px). */
-const logTickFont = (font) => ({ ...font, size: Math.max(font?.size ?? fontSize(), Math.ceil(smallest() / 0.7)) });
+/** A log axis's tick font: Plotly writes the minor labels (2, 5) of a short range at 75 % of it and the exponent
+ * of 10⁻² at 70 % (85 % here: unrolled.css), which must still be read (they were 9–12 px). */
+const logTickFont = (font) => ({ ...font, size: Math.max(font?.size ?? fontSize(), Math.ceil(smallest() / 0.75)) });
 
 /** The common layout; `extra` is merged in (one level deep for axes). */
 export function baseLayout(extra = {}) {
@@ -50,7 +50,11 @@ export function baseLayout(extra = {}) {
   };
   for (const [k, v] of Object.entries(extra)) {
     out[k] = k.match(/^[xy]axis/) && out[k] ? { ...out[k], ...v } : k.match(/^[xy]axis/) ? { ...axis, ...v } : v;
-    if (k.match(/^[xy]axis/) && v?.type === "log") out[k].tickfont = logTickFont(v.tickfont);
+    if (k.match(/^[xy]axis/) && v?.type === "log") {
+      out[k].tickfont = logTickFont(v.tickfont);
+      // talk mode's plots are short: a decade's minor labels (2, 5) crowded its ticks into each other
+      if (isTalk()) out[k].minorloglabels = "none";
+    }
   }
   return out;
 }
