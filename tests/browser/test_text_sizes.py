@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Page, ViewportSize
 
 from app.config import ROOT, Settings
 from tests.browser.conftest import Recorder
@@ -26,8 +26,8 @@ from tests.conftest import LiveServer
 BODY_PX = 14.0  # a laptop: body text
 PLOT_PX = 11.0  # a laptop: the text of a plot or a drawing (SVG)
 PRESENTER_PX = 14.0  # projected at 1280×720, read from the back of a room
-BIG = {"width": 1920, "height": 1080}
-SMALL = {"width": 1280, "height": 720}
+BIG: ViewportSize = {"width": 1920, "height": 1080}
+SMALL: ViewportSize = {"width": 1280, "height": 720}
 GROWTH = BIG["height"] / SMALL["height"]  # the room is 1.5× bigger: so is what it reads
 TOLERANCE = 0.05  # px: sizes are rounded to 0.01 px and zoom factors to 0.001
 
@@ -99,7 +99,7 @@ def visit_everything(page: Page) -> None:
     step = page.evaluate("() => innerHeight")
     for y in range(0, height + step, step // 2):
         page.evaluate(f"() => window.scrollTo(0, {y})")
-        page.wait_for_function(TWO_FRAMES)
+        page.evaluate(TWO_FRAMES)
     page.evaluate("() => window.scrollTo(0, 0)")
 
 

@@ -60,8 +60,8 @@ export class PianoRollView {
     const H = this.height;
     const rowH = (H - top - bottom) / (hi - lo + 1);
     // a row's name as tall as the row (at 15 px every other row of a wide range went unnamed), never under what
-    // can be read: 14 px projected, 11 px on a laptop
-    const font = Math.max(isTalk() || isPresenter() ? 14 : 11, Math.min(15, rowH));
+    // can be read: 15 px in the tour (its stage may be zoomed to 0.94), 14 px projected, 11 px on a laptop
+    const font = Math.max(isTalk() ? 15 : isPresenter() ? 14 : 11, Math.min(15, rowH));
     const xq = (q) => left + ((width - left - right) * q) / span;
     const yp = (m) => top + (hi - m) * rowH;
     this.svg.setAttribute("viewBox", `0 0 ${width} ${H}`);
