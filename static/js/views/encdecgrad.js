@@ -66,8 +66,19 @@ export class EncDecGradView {
     const everyWord = Math.ceil((charW * longest + 8) / per);
     const everyLetter = Math.ceil((charW + 5) / per);
     const keep = (every) => (_, n) => n % every === 0;
-    const tickvals = [...enc.filter(keep(everyWord)), ...dec.filter(keep(everyLetter))];
-    const ticktext = [...words.filter(keep(everyWord)), ...letters.filter(keep(everyLetter))];
+    // then left to right, a label only where it clears the one before: the last word and the first letters meet at
+    // the divider (a short output's letters ran into "zero")
+    const tickvals = [];
+    const ticktext = [];
+    let right = -Infinity;
+    const wanted = [...enc.filter(keep(everyWord)).map((x, n) => [x, words.filter(keep(everyWord))[n]]), ...dec.filter(keep(everyLetter)).map((x, n) => [x, letters.filter(keep(everyLetter))[n]])];
+    for (const [x, text] of wanted) {
+      const half = (charW * text.length + 6) / 2;
+      if ((x - 0.5) * per - half < right) continue;
+      tickvals.push(x);
+      ticktext.push(text);
+      right = (x - 0.5) * per + half;
+    }
     const height = sized(300, this.talkHeight);
     const divider = tr.J + 0.5;
     const layout = baseLayout({
