@@ -87,7 +87,7 @@ export class EncDecGradView {
       legend: { orientation: "h", x: 0, y: 1, yanchor: "bottom", font: { size: talk ? 15 : Math.max(13, fontSize()) } },
       margin: { l: 64, r: 12, t: talk ? 26 : 30, b: talk ? 30 : 50 },
       xaxis: { range: [0.5, tr.T + 0.5], tickmode: "array", tickvals, ticktext, tickangle: 0, showgrid: false },
-      yaxis: { type: "log", exponentformat: "power", title: { text: talk ? "" : "norm (log)" }, ...(talk ? { nticks: 4 } : {}) },
+      yaxis: { type: "log", exponentformat: "power", title: { text: talk ? "" : "norm (log)" }, nticks: talk ? 4 : 5 }, // a short output's narrow range labelled every 0.002 otherwise
       shapes: [{ type: "line", xref: "x", yref: "paper", x0: divider, x1: divider, y0: 0, y1: 1, line: { color: "#6b7280", width: 2, dash: "dot" } }],
     });
     this.gd.style.height = `${height}px`;
