@@ -62,7 +62,8 @@ def test_a_bad_note_is_named_with_its_position(text: str, token: str, position: 
     with pytest.raises(BadNote) as e:
         parse_notes(text)
     assert (e.value.token, e.value.position) == (token, position)
-    assert problem in e.value.problem and f"{token!r} at position {position}" in str(e.value)
+    # the message counts from 1, as the person who wrote the melody does
+    assert problem in e.value.problem and f"{token!r} at position {position + 1}:" in str(e.value)
 
 
 def test_a_note_vocabulary_reads_any_spelling_and_reports_unknown_notes_by_position() -> None:
@@ -72,7 +73,7 @@ def test_a_note_vocabulary_reads_any_spelling_and_reports_unknown_notes_by_posit
     assert enc.ids == [1, 2, 3, 0, 1] and enc.unknown == [3]
     assert vocab.decode([1, 2, 3]) == "C4:1 C#4:1 D4:0.5"
     assert Vocab.from_json(vocab.to_json()) == vocab
-    with pytest.raises(BadNote, match="position 1"):
+    with pytest.raises(BadNote, match="'Q4:1' at position 2:"):  # the second note
         vocab.encode("C4:1 Q4:1")
 
 
@@ -157,7 +158,7 @@ def test_a_melody_text_is_traced_note_by_note() -> None:
     tr = trace(m, "E4:1 E4:1 F4:1 G4:1 G4:1 F4:1 E4:1 D4:1", top_k=3)
     assert tr.steps == 8 and tr.tokens[2] == "F4:1" and not tr.unknown
     assert all(m.vocab.tokens[i].count(":") == 1 for i in tr.top_ids[0])
-    with pytest.raises(BadNote, match="'F4' at position 2"):
+    with pytest.raises(BadNote, match="'F4' at position 3:"):  # the third note
         trace(m, "E4:1 E4:1 F4 G4:1")
     unknown = trace(m, "E4:1 C8:0.125 E4:1")  # a valid note the vocabulary lacks: unknown, by position
     assert unknown.unknown == [1] and unknown.tokens[1] == "C8:0.125"

@@ -38,8 +38,8 @@ def test_a_melody_is_traced_one_note_a_step(api: TestClient) -> None:
 @pytest.mark.parametrize(
     ("text", "words"),
     [
-        ("E4:1 H4:1 F4:1", "note 'H4:1' at position 1: bad pitch"),
-        ("E4:1 E4:x", "note 'E4:x' at position 1"),
+        ("E4:1 H4:1 F4:1", "note 'H4:1' at position 2: bad pitch"),  # the second note, counted from 1
+        ("E4:1 E4:x", "note 'E4:x' at position 2"),
         ("E4:1 C8:0.125 E4:1", "'C8:0.125' at 1"),  # well written, but a note the model never learned
     ],
 )

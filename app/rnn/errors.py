@@ -57,10 +57,11 @@ class UnknownTokens(EngineError):
 
 
 class BadNote(EngineError):
-    """A note of a melody's text that is not `PITCH:DUR` (app/rnn/notes.py), by position (0-based)."""
+    """A note of a melody's text that is not `PITCH:DUR` (app/rnn/notes.py), by position (0-based); the message counts
+    notes as a musician does, from 1 (the third note is "position 3")."""
 
     def __init__(self, token: str, position: int, problem: str) -> None:
-        super().__init__(f"note {token!r} at position {position}: {problem}")
+        super().__init__(f"note {token!r} at position {position + 1}: {problem}")
         self.token = token
         self.position = position
         self.problem = problem

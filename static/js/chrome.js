@@ -1,5 +1,6 @@
-// What every page shares: presenter mode (large type, high contrast, controls hidden until the mouse moves;
-// key P, ?presenter=1) and the keyboard help (key ?).
+// What every page shares: presenter mode (large type, high contrast; key P, ?presenter=1), whose top bar folds
+// away while the mouse and the keys rest and comes back on either; the room's scale (--room); the keyboard help
+// (key ?).
 
 import { bus } from "./bus.js";
 import { typing } from "./keys.js";
@@ -7,6 +8,7 @@ import { readParams, writeParams } from "./url.js";
 
 const root = document.documentElement;
 const IDLE_MS = 2500;
+const STATUS_MS = 8000;
 let idleTimer = null;
 
 function setPresenter(on) {
@@ -17,7 +19,8 @@ function setPresenter(on) {
   bus.emit("layout", { presenter: on });
 }
 
-// The controls stay in view while a field of theirs has focus: the room sees its suggestion being typed.
+// The top bar folds away (unrolled.css: it takes its height with it, leaving no band) after IDLE_MS without a
+// mouse move or a key; it stays while a field has focus: the room sees its suggestion being typed.
 function wake() {
   root.classList.remove("idle");
   clearTimeout(idleTimer);
@@ -26,7 +29,15 @@ function wake() {
   }
 }
 
+// A screen bigger than the 1280×720 the pages are made for is a bigger room: --room is how much bigger (the
+// smaller of the two ratios, at least 1). Presenter mode and the tour's controls grow by it (unrolled.css).
+function measureRoom() {
+  const room = Math.max(1, Math.min(window.innerWidth / 1280, window.innerHeight / 720));
+  root.style.setProperty("--room", room.toFixed(3));
+}
+
 function init() {
+  measureRoom();
   const { presenter } = readParams({ presenter: { type: "bool", default: false } });
   if (presenter) setPresenter(true);
   document.getElementById("presenter-toggle")?.addEventListener("click", () => setPresenter(!root.classList.contains("presenter")));
@@ -37,6 +48,7 @@ function init() {
   document.addEventListener("focusout", () => setTimeout(wake)); // once focus has moved on
   document.addEventListener("keydown", (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey || typing(e.target)) return;
+    wake(); // a key (a step, play, a scene) brings the top bar back, as the mouse does
     if (e.key === "p" || e.key === "P") {
       setPresenter(!root.classList.contains("presenter"));
       e.preventDefault();
@@ -48,15 +60,24 @@ function init() {
   });
   let resizeTimer = null;
   window.addEventListener("resize", () => {
+    measureRoom();
     clearTimeout(resizeTimer);
     resizeTimer = setTimeout(() => bus.emit("layout", {}), 150);
   });
+  // The status line is a toast over the foot of the page (the melody's info line, a plot's axis): it goes after
+  // STATUS_MS, and never stays up over what it covers.
+  let statusTimer = null;
+  const status = document.getElementById("status");
+  const hideStatus = () => {
+    if (status) status.hidden = true;
+  };
   bus.on("status", ({ kind = "info", message }) => {
-    const el = document.getElementById("status");
-    if (!el) return;
-    el.hidden = !message;
-    el.textContent = message ?? "";
-    el.dataset.kind = kind;
+    if (!status) return;
+    status.hidden = !message;
+    status.textContent = message ?? "";
+    status.dataset.kind = kind;
+    clearTimeout(statusTimer);
+    if (message) statusTimer = setTimeout(hideStatus, STATUS_MS);
   });
 }
 

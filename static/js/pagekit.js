@@ -68,12 +68,8 @@ export function showUnit(unit) {
   for (const el of document.querySelectorAll(".unit-ref")) el.textContent = String(unit);
 }
 
-/**
- * In presenter mode the controls are an overlay at the top (shown for a while after each mouse move): the page
- * leaves room for them, so that they never cover the top of the unrolled network. A new layout redraws the views.
- */
+/** A new layout (presenter mode, the window's size) redraws the views. */
 export function followLayout(state, push, unrolled) {
-  new ResizeObserver(() => document.documentElement.style.setProperty("--chrome-height", `${$("chrome").offsetHeight}px`)).observe($("chrome"));
   bus.on("layout", () => {
     unrolled.resize();
     push({ relayout: true, trace: state.trace, cursor: state.cursor ?? undefined });

@@ -1,6 +1,7 @@
 // Plotly helpers: one look for every plot, an overlay that moves the time cursor without redrawing the
 // plot, reduced detail where the screen has fewer pixels than the data, and PNG / SVG export.
 
+import { bus } from "./bus.js";
 import { ACCENT } from "./colors.js";
 import { count, download } from "./export.js";
 import { showToken } from "./trace.js";
@@ -19,8 +20,16 @@ export const sized = (normal, talk) => (isTalk() ? talk : normal);
 /** The translation, melody and series pages are made for a projector too: no plot text below 14 px there. */
 const PROJECTED = new Set(["translate", "melody", "series"]);
 export function fontSize() {
-  return isPresenter() ? 17 : isTalk() ? 15 : PROJECTED.has(document.body?.dataset.page) ? 14 : 12;
+  return isPresenter() ? 17 : isTalk() ? 15 : PROJECTED.has(document.body?.dataset.page) ? 14 : 13;
 }
+
+/** The smallest a plot's text may be drawn: 14 px projected (presenter mode, the tour, whose stage may be zoomed
+ * down to 0.94: tour.js MIN_ZOOM), 11 px on a laptop. */
+const smallest = () => (isTalk() ? 14 / 0.94 : isPresenter() ? 14 : 11);
+
+/** A log axis's tick font: Plotly writes the minor labels (2, 5) of a short range at 75 % of it and the exponent
+ * of 10⁻² at 70 % (85 % here: unrolled.css), which must still be read (they were 9–12 px). */
+const logTickFont = (font) => ({ ...font, size: Math.max(font?.size ?? fontSize(), Math.ceil(smallest() / 0.75)) });
 
 /** The common layout; `extra` is merged in (one level deep for axes). */
 export function baseLayout(extra = {}) {
@@ -41,6 +50,11 @@ export function baseLayout(extra = {}) {
   };
   for (const [k, v] of Object.entries(extra)) {
     out[k] = k.match(/^[xy]axis/) && out[k] ? { ...out[k], ...v } : k.match(/^[xy]axis/) ? { ...axis, ...v } : v;
+    if (k.match(/^[xy]axis/) && v?.type === "log") {
+      out[k].tickfont = logTickFont(v.tickfont);
+      // talk mode's plots are short: a decade's minor labels (2, 5) crowded its ticks into each other
+      if (isTalk()) out[k].minorloglabels = "none";
+    }
   }
   return out;
 }
@@ -317,17 +331,25 @@ export function resizeAll() {
 }
 
 /**
- * Tracks whether an element is on (or near) the screen; `onShow` runs each time it comes into view. Plots off
- * screen wait to be drawn until the presenter scrolls to them.
+ * Tracks whether an element is on (or near) the screen; `onShow(data)` runs each time it comes into view. Plots
+ * off screen wait to be drawn until the presenter scrolls to them; one that missed a new layout while away (P's
+ * type sizes, a resize) gets {relayout: true}, or it would come back in the old sizes.
  */
 export function visibility(el, onShow) {
-  const v = { visible: false };
+  const v = { visible: false, stale: false };
+  bus.on("layout", () => {
+    if (!v.visible) v.stale = true;
+  });
   new IntersectionObserver(
     (entries) => {
       const now = entries[entries.length - 1].isIntersecting;
       const was = v.visible;
       v.visible = now;
-      if (now && !was) onShow();
+      if (now && !was) {
+        const data = v.stale ? { relayout: true } : {};
+        v.stale = false;
+        onShow(data);
+      }
     },
     { rootMargin: "400px 0px" },
   ).observe(el);

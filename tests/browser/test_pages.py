@@ -280,7 +280,9 @@ def test_url_holds_the_view_state(page: Page, live: LiveServer) -> None:
     screenshot(page, "model-presenter")
     page.wait_for_timeout(2700)  # controls hide when the mouse rests
     assert page.evaluate("() => document.documentElement.classList.contains('idle')")
-    page.wait_for_function("() => getComputedStyle(document.querySelector('#chrome')).opacity === '0'")
+    # the top bar folds away (taking its height: no band), the player with its step and sweep stays
+    page.wait_for_function("() => getComputedStyle(document.querySelector('.topbar')).display === 'none'")
+    assert page.locator("#player").is_visible()
     screenshot(page, "model-presenter-idle")
     page.mouse.move(200, 200)
     page.wait_for_function("() => !document.documentElement.classList.contains('idle')")

@@ -106,8 +106,9 @@ EXCEPTED = 0.01  # of a scene's characters, at most, may be smaller (a decoratio
 
 # Every visible piece of text on the page, with the size it is drawn at on screen, CSS zoom and SVG scaling
 # included: for SVG text, font-size × (its box's height on screen ÷ its height in user units); for HTML,
-# font-size × the zoom in force (its width on screen ÷ its layout width).
-MEASURE = """() => {
+# font-size × the zoom in force (currentCSSZoom, or its width on screen ÷ its layout width). `whole`: the whole
+# page, not only what is on the screen.
+MEASURE = """(whole) => {
   const out = [];
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   const seen = new Set();
@@ -118,7 +119,7 @@ MEASURE = """() => {
     seen.add(el);
     const r = el.getBoundingClientRect();
     if (r.width === 0 || r.height === 0) continue;
-    if (r.bottom < 0 || r.top > innerHeight || r.right < 0 || r.left > innerWidth) continue;
+    if (!whole && (r.bottom < 0 || r.top > innerHeight || r.right < 0 || r.left > innerWidth)) continue;
     const cs = getComputedStyle(el);
     if (cs.visibility === 'hidden' || Number(cs.opacity) === 0) continue;
     let hidden = false;
@@ -133,11 +134,12 @@ MEASURE = """() => {
       scale = b.height > 0 ? r.height / b.height : 1;
     } else {
       const w = el.offsetWidth;
-      scale = w > 0 ? r.width / w : 1;
+      scale = el.currentCSSZoom ?? (w > 0 ? r.width / w : 1);
     }
     const px = parseFloat(cs.fontSize) * scale;
     out.push({ text: text.slice(0, 40), px: Math.round(px * 100) / 100, tag: el.tagName,
-               cls: String(el.className?.baseVal ?? el.className).slice(0, 40), chars: text.length });
+               cls: String(el.className?.baseVal ?? el.className).slice(0, 40), chars: text.length,
+               svg: el instanceof SVGElement, top: Math.round(r.top) });
   }
   return out;
 }"""

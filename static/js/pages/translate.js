@@ -85,9 +85,6 @@ bus.on("cursor", (cursor) => {
   perf.state = { ...perf.state, ...cursor, side: tr ? tr.at(cursor.t).side : null };
 });
 
-// In presenter mode the controls are an overlay at the top: the page leaves room for them (as pages/model.js).
-new ResizeObserver(() => document.documentElement.style.setProperty("--chrome-height", `${$("chrome").offsetHeight}px`)).observe($("chrome"));
-
 bus.on("layout", () => push({ relayout: true, trace: state.trace, cursor: state.cursor ?? undefined }));
 
 const session = new TranslateSession(state.model, {

@@ -24,7 +24,7 @@ export class AttentionView {
     this.info = info;
     this.name = name;
     startPlotView(this, root, name, "plot-attention");
-    this.view = visibility(root, () => this.update({}));
+    this.view = visibility(root, (data) => this.update(data));
     this.empty = document.createElement("p");
     this.empty.className = "caption attention-none";
     this.empty.hidden = true;

@@ -18,7 +18,7 @@ export class EncDecGradView {
     this.name = name;
     this.talkHeight = talkHeight;
     startPlotView(this, root, name, "plot-grad");
-    this.view = visibility(root, () => this.update({}));
+    this.view = visibility(root, (data) => this.update(data));
   }
 
   update(data) {
@@ -66,17 +66,28 @@ export class EncDecGradView {
     const everyWord = Math.ceil((charW * longest + 8) / per);
     const everyLetter = Math.ceil((charW + 5) / per);
     const keep = (every) => (_, n) => n % every === 0;
-    const tickvals = [...enc.filter(keep(everyWord)), ...dec.filter(keep(everyLetter))];
-    const ticktext = [...words.filter(keep(everyWord)), ...letters.filter(keep(everyLetter))];
+    // then left to right, a label only where it clears the one before: the last word and the first letters meet at
+    // the divider (a short output's letters ran into "zero")
+    const tickvals = [];
+    const ticktext = [];
+    let right = -Infinity;
+    const wanted = [...enc.filter(keep(everyWord)).map((x, n) => [x, words.filter(keep(everyWord))[n]]), ...dec.filter(keep(everyLetter)).map((x, n) => [x, letters.filter(keep(everyLetter))[n]])];
+    for (const [x, text] of wanted) {
+      const half = (charW * text.length + 6) / 2;
+      if ((x - 0.5) * per - half < right) continue;
+      tickvals.push(x);
+      ticktext.push(text);
+      right = (x - 0.5) * per + half;
+    }
     const height = sized(300, this.talkHeight);
     const divider = tr.J + 0.5;
     const layout = baseLayout({
       height,
       showlegend: true,
-      legend: { orientation: "h", x: 0, y: 1, yanchor: "bottom", font: { size: talk ? 15 : 13 } },
+      legend: { orientation: "h", x: 0, y: 1, yanchor: "bottom", font: { size: talk ? 15 : Math.max(13, fontSize()) } },
       margin: { l: 64, r: 12, t: talk ? 26 : 30, b: talk ? 30 : 50 },
       xaxis: { range: [0.5, tr.T + 0.5], tickmode: "array", tickvals, ticktext, tickangle: 0, showgrid: false },
-      yaxis: { type: "log", exponentformat: "power", title: { text: talk ? "" : "norm (log)" }, ...(talk ? { nticks: 4 } : {}) },
+      yaxis: { type: "log", exponentformat: "power", title: { text: talk ? "" : "norm (log)" }, nticks: talk ? 4 : 5 }, // a short output's narrow range labelled every 0.002 otherwise
       shapes: [{ type: "line", xref: "x", yref: "paper", x0: divider, x1: divider, y0: 0, y1: 1, line: { color: "#6b7280", width: 2, dash: "dot" } }],
     });
     this.gd.style.height = `${height}px`;

@@ -61,7 +61,8 @@ export class GradCompareView {
       showlegend: !isTalk(), // talk mode: the table's cells are written in their lines' colours
       margin: { l: 76, r: 16, t: sized(46, 10), b: sized(44, 30) },
       xaxis: { range: [0.5, T + 0.5], ...timeTicks(trs[0].tokens, T, width - 100) },
-      yaxis: { type: "log", title: { text: "‖∂L/∂h_t‖ (log scale)" }, exponentformat: "power", ...(isTalk() ? { tickfont: { size: 17.5 } } : {}) },
+      // talk mode: the panel's title says "log" (the whole title, longer than the plot is tall, was clipped)
+      yaxis: { type: "log", title: { text: isTalk() ? "‖∂L/∂h_t‖" : "‖∂L/∂h_t‖ (log scale)" }, exponentformat: "power", ...(isTalk() ? { nticks: 3 } : {}) },
     });
     this.gd.style.height = `${sized(380, this.talkHeight)}px`;
     Plotly.react(this.gd, data, layout, plotConfig(this.name));

@@ -4,7 +4,7 @@
 // last, so for it there is nothing to uncover right to left (no mask in the BPTT sweep; the cursor still shows).
 
 import { GRAD_LINES, fmtNorm } from "../colors.js";
-import { Plotly, baseLayout, isPresenter, isTalk, plotConfig, sized, startPlotView, takeUpdate, timeTicks, visibility } from "../plots.js";
+import { Plotly, baseLayout, isTalk, plotConfig, sized, startPlotView, takeUpdate, timeTicks, visibility } from "../plots.js";
 
 const REVERSE_LINES = ["#1d4ed8", "#1e3a8a", "#60a5fa", "#1e40af"]; // a reverse direction's norms
 
@@ -28,7 +28,7 @@ export class GradientView {
     this.readout = readout;
     this.name = name;
     startPlotView(this, root, name, "plot-grad");
-    this.view = visibility(root, () => this.update({}));
+    this.view = visibility(root, (data) => this.update(data));
   }
 
   update(data) {
@@ -65,11 +65,13 @@ export class GradientView {
     const layout = baseLayout({
       height: sized(320, 150),
       showlegend: true,
-      ...(isTalk() ? { legend: { orientation: "h", xref: "container", x: 0, y: 1, yref: "container", yanchor: "top", font: { size: 15 } } } : {}),
-      margin: { l: 70, r: 16, t: sized(40, 30), b: sized(44, 30) },
+      // talk mode: the legend beside the plot, not above it (above, it left the 150 px plot ~30 px to draw in)
+      ...(isTalk() ? { legend: { orientation: "v", x: 1.01, xanchor: "left", y: 1, yanchor: "top", font: { size: 15 } } } : {}),
+      margin: { l: 70, r: 16, t: sized(40, 8), b: sized(44, 30) },
       xaxis: { range: [0.5, tr.T + 0.5], ...timeTicks(tr.tokens, tr.T, width - 100) },
-      // presenter mode: Plotly writes a log axis's minor labels (2, 5) at ¾ of the tick font; 19 px keeps them at 14
-      yaxis: { type: "log", title: { text: "norm (log scale)" }, exponentformat: "power", ...(isTalk() ? { tickfont: { size: 17.5 }, nticks: 4 } : isPresenter() ? { tickfont: { size: 19 } } : {}) },
+      // the tick font is plots.js logTickFont's; talk mode: the panel's title says what the axis is (its own title,
+      // longer than the short plot, overlapped the tick labels)
+      yaxis: { type: "log", title: { text: isTalk() ? "" : "norm (log scale)" }, exponentformat: "power", ...(isTalk() ? { nticks: 4 } : {}) },
     });
     this.gd.style.height = `${sized(320, 150)}px`;
     Plotly.react(this.gd, data, layout, plotConfig(this.name));

@@ -52,7 +52,7 @@ export class TimeHeatmap {
     this.built = null; // {trace, layer, steps, k}
     this.timer = null;
     this.lastBuild = 0;
-    this.view = visibility(root, () => this.update({}));
+    this.view = visibility(root, (data) => this.update(data));
   }
 
   update(data) {

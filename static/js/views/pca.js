@@ -99,7 +99,7 @@ export class PcaView {
     this.cursor = { phase: "forward", t: 0 };
     this.built = null;
     this.timer = null;
-    this.view = visibility(root, () => this.update({}));
+    this.view = visibility(root, (data) => this.update(data));
   }
 
   update(data) {

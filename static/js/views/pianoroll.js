@@ -3,7 +3,7 @@
 // comes, each as opaque as its probability (outlined in green: the note that came). Generated notes are green.
 
 import { ACCENT } from "../colors.js";
-import { isTalk } from "../plots.js";
+import { isPresenter, isTalk } from "../plots.js";
 import { midiName, parseNote, timeline } from "../notes.js";
 
 const NS = "http://www.w3.org/2000/svg";
@@ -53,13 +53,15 @@ export class PianoRollView {
     const hi = (pitches.length ? Math.max(...pitches) : 72) + 1;
     const next = cur >= 0 && cur < T ? notes[cur].onset + notes[cur].dur : 0;
     const span = Math.max(length, next + Math.max(1, ...guesses.map((g) => g.note.dur)), 4);
-    const font = isTalk() ? 15 : 15;
     const left = 56;
     const right = 12;
     const top = 8;
     const bottom = 30;
     const H = this.height;
     const rowH = (H - top - bottom) / (hi - lo + 1);
+    // a row's name as tall as the row (at 15 px every other row of a wide range went unnamed), never under what
+    // can be read: 15 px in the tour (its stage may be zoomed to 0.94), 14 px projected, 11 px on a laptop
+    const font = Math.max(isTalk() ? 15 : isPresenter() ? 14 : 11, Math.min(15, rowH));
     const xq = (q) => left + ((width - left - right) * q) / span;
     const yp = (m) => top + (hi - m) * rowH;
     this.svg.setAttribute("viewBox", `0 0 ${width} ${H}`);

@@ -98,12 +98,12 @@ export class UnrolledView {
       bw: big ? 76 : this.compact ? (talk ? 74 : 50) : 60,
       bh: big ? (talk ? 48 : 54) : this.compact ? (talk ? 31 : 34) : 46,
       gap: big ? (talk ? 24 : 40) : this.compact ? 22 : 34,
-      font: big ? (talk ? 16 : 17) : this.compact ? (talk ? 15 : 12) : 13,
+      font: big ? (talk ? 16 : 17) : this.compact ? (talk ? 15 : isPresenter() ? 14 : 12) : 13,
       tok: big ? (talk ? 22 : 24) : this.compact ? (talk ? 17 : 15) : 19,
     };
     // the size of each kind of label; in talk mode none is below 15 px (read from the back of a room), in
-    // presenter mode none below 14 px (projected)
-    const min = talk ? 15 : big ? 14 : 0;
+    // presenter mode none below 14 px (projected: the compact rows of /compare too), on a laptop none below 11 px
+    const min = talk ? 15 : isPresenter() ? 14 : 11;
     g.size = {
       pred: Math.max(min, g.tok * 0.8),
       p: Math.max(min, g.font * 0.85),
