@@ -369,8 +369,9 @@ def test_a_scene_is_edited_live_and_restored(page: Page, recorder: Recorder, own
     assert_clean(recorder)
 
 
-KNOBS_PLOT = "() => document.querySelector('#stage [data-panel=knobs] .plot').data.map((d) => d.name)"
-TRAINED = "() => [...document.querySelectorAll('#stage [data-panel=training] .plot')].map((gd) => gd.data.map((d) => d.x.length))"  # noqa: E501
+# Both read plots that may not be drawn yet (a wait asks again until they are): an undrawn plot has no data.
+KNOBS_PLOT = "() => (document.querySelector('#stage [data-panel=knobs] .plot')?.data ?? []).map((d) => d.name)"
+TRAINED = "() => [...document.querySelectorAll('#stage [data-panel=training] .plot')].map((gd) => (gd.data ?? [{x: []}]).map((d) => d.x.length))"  # noqa: E501
 
 
 def test_the_labs_scenes_turn_the_knobs_and_train_live(page: Page, recorder: Recorder) -> None:
@@ -402,7 +403,8 @@ def test_the_labs_scenes_turn_the_knobs_and_train_live(page: Page, recorder: Rec
         page.keyboard.press(str(train))
         wait_scene(page, train)
         page.wait_for_function("() => window.__unrolled.tourTrain.state === 'running'")
-        page.wait_for_function(f"() => ({TRAINED})().flat().every((n) => n > 0)", timeout=30_000)
+        drawn = f"(({TRAINED})().flat())"
+        page.wait_for_function(f"() => {drawn}.length > 0 && {drawn}.every((n) => n > 0)", timeout=30_000)
         screenshot(page, "tour-lab-training")
         page.keyboard.press("t")  # stop: the run ends and says so
         page.wait_for_function("() => window.__unrolled.tourTrain.state !== 'running'", timeout=30_000)

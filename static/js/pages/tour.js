@@ -236,8 +236,16 @@ function fitStage() {
   const was = Number(before) || 1;
   // Views laid out again at the new width may change height a little: grow only by a step worth taking (so
   // that it settles), shrink whenever it must (so that nothing scrolls).
-  const zoom = fit > was && fit - was < 0.02 ? was : Math.floor(fit * 1000) / 1000;
+  let zoom = fit > was && fit - was < 0.02 ? was : Math.floor(fit * 1000) / 1000;
   el.style.zoom = zoom !== 1 ? zoom.toFixed(3) : "";
+  // Zoomed, the stage is laid out narrower or wider than it was measured at, and its text may wrap to more lines
+  // than scaling predicts: measure what was drawn and shrink until it fits (each pass only shrinks, so it settles).
+  for (let pass = 0; pass < 4 && zoom > MIN_ZOOM; pass++) {
+    const drawn = el.getBoundingClientRect().height;
+    if (drawn <= room + 0.5) break;
+    zoom = Math.max(MIN_ZOOM, Math.floor(((zoom * room) / drawn) * 1000) / 1000);
+    el.style.zoom = zoom.toFixed(3);
+  }
   perf.tour = { ...perf.tour, zoom };
   if (el.style.zoom !== before) bus.emit("layout", {}); // widths changed: the views lay themselves out again
 }
