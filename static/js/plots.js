@@ -94,18 +94,22 @@ const ICON_SVG = {
   path: "M150 100h500l200 200v600h-700z M250 550h500v80h-500z M250 700h500v80h-500z M250 400h300v80h-300z",
 };
 
+// The mode bar's own buttons, made once: Plotly.react compares a plot's config with its last one, and a click made
+// afresh on each call makes every config look new. A new config makes react plot anew (Plotly.newPlot) and then
+// react again with the config it was given; two reacts in flight on one plot (a run's last frames, then a layout
+// in the same task) each found the other's config and plotted anew, for ever: the page hung, its memory climbing.
+const EXPORT_BUTTONS = [
+  { name: "png", title: "Download PNG", icon: Plotly.Icons.camera, click: (gd) => exportPlot(gd, "png") },
+  { name: "svg", title: "Download SVG", icon: ICON_SVG, click: (gd) => exportPlot(gd, "svg") },
+];
+
+/** A plot's config: equal (to Plotly) on every call with the same name, so that a react redraws and never replots. */
 export function plotConfig(name) {
   return {
     displaylogo: false,
     responsive: true,
     scrollZoom: false,
-    modeBarButtons: [
-      [
-        { name: "png", title: "Download PNG", icon: Plotly.Icons.camera, click: (gd) => exportPlot(gd, "png") },
-        { name: "svg", title: "Download SVG", icon: ICON_SVG, click: (gd) => exportPlot(gd, "svg") },
-      ],
-      ["zoom2d", "pan2d", "resetScale2d"],
-    ],
+    modeBarButtons: [EXPORT_BUTTONS.map((b) => ({ ...b })), ["zoom2d", "pan2d", "resetScale2d"]],
     toImageButtonOptions: { filename: name },
   };
 }
