@@ -40,6 +40,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from app.api.compute import Compute, Work
 from app.api.errors import Overloaded, error_body
+from app.api.schemas import ErrorBody
 from app.api.stream import ClientGone, Sender, StreamError, _close_with_error, origin_allowed, receive_request
 from app.api.wire import dumps
 from app.config import Settings
@@ -167,7 +168,11 @@ def thin(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [f for i, f in enumerate(frames) if i in keep]
 
 
-@router.get("/lab/recording", summary="The training run recorded on this server, for a machine too slow to train live")
+@router.get(
+    "/lab/recording",
+    summary="The training run recorded on this server, for a machine too slow to train live",
+    responses={404: {"model": ErrorBody, "description": "no run is recorded on this server"}},
+)
 async def lab_recording(request: Request) -> Response:
     """The run `unrolled lab-record` recorded (app.lab.record): its start frame, its step frames as rows, its done
     frame. The lab plays it through the live run's view at the pace it was recorded."""
