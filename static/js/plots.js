@@ -20,7 +20,7 @@ export const sized = (normal, talk) => (isTalk() ? talk : normal);
 /** The translation, melody and series pages are made for a projector too: no plot text below 14 px there. */
 const PROJECTED = new Set(["translate", "melody", "series"]);
 export function fontSize() {
-  return isPresenter() ? 17 : isTalk() ? 15 : PROJECTED.has(document.body?.dataset.page) ? 14 : 13;
+  return isTalk() ? 15 : isPresenter() ? 17 : PROJECTED.has(document.body?.dataset.page) ? 14 : 13; // the tour is already talk-sized: P keeps it
 }
 
 /** The smallest a plot's text may be drawn: 14 px projected (presenter mode, the tour, whose stage may be zoomed

@@ -253,6 +253,21 @@ def test_the_builtin_tour_walks_every_scene_with_the_keyboard(page: Page, record
     walk_builtin_tour(page, recorder, ZOO)
 
 
+def test_in_presenter_mode_every_builtin_scene_still_fits_1280x720(page: Page, recorder: Recorder) -> None:
+    """P on the tour (a lecturer's habit on every page) keeps each scene a slide: whole on the screen, no text
+    below MIN_PX (at 19 px type every scene overflowed 1280×720, by up to 174 px)."""
+    with serve_builtin_tour(ZOO) as server:
+        page.goto(server.url + "/tour?presenter=1")
+        count = len(json.loads(page.evaluate("() => document.body.dataset.tour"))["scenes"])
+        for n in range(1, count + 1):
+            wait_scene(page, n)
+            assert page.evaluate("() => document.documentElement.classList.contains('presenter')")
+            assert_fits(page, n)
+            text_sizes(page, n, enforce=True)
+            page.keyboard.press("PageDown")
+    assert_clean(recorder)
+
+
 OWN_SERIES = [{"name": "A <b>wave</b>", "values": [0, 1, 0, -1, 0, 1, 0], "labels": list("abcdefg")}]
 OWN_TOUR: dict[str, Any] = {
     "title": "My own talk",

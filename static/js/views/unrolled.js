@@ -427,7 +427,7 @@ export class UnrolledView {
     const tr = this.trace;
     const c = this.overview;
     const w = Math.max(1, Math.floor(this.width || 800));
-    const h = isPresenter() ? 22 : 16;
+    const h = isPresenter() && !isTalk() ? 22 : 16; // the tour is laid out to fit: P keeps its strip
     const dpr = window.devicePixelRatio || 1;
     if (c.width !== Math.round(w * dpr) || c.height !== Math.round(h * dpr)) {
       c.width = Math.round(w * dpr);
