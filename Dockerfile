@@ -4,7 +4,7 @@
 #   docker run --rm -p 8000:8000 unrolled        # then open http://127.0.0.1:8000
 #
 # Every setting is an environment variable (UNROLLED_PORT, UNROLLED_WORKERS, UNROLLED_MODELS_DIR,
-# UNROLLED_MAX_STEPS, UNROLLED_MAX_CONCURRENT, UNROLLED_CORS_ORIGINS, UNROLLED_LOG_LEVEL, …; see app/config.py).
+# UNROLLED_MAX_STEPS, UNROLLED_MAX_CONCURRENT, UNROLLED_CORS_ORIGINS, UNROLLED_LOG_LEVEL, …; see app/web/config.py).
 # /metrics is on its own port, UNROLLED_METRICS_PORT (9100), not on the public one.
 
 # Pinned by digest (the multi-platform index of python:3.11-slim), so a rebuild gets the same base, not whatever
@@ -35,13 +35,13 @@ WORKDIR /app
 # Compile the BPTT kernels and the JSON writer once, here, so that no container pays for it at start-up.
 ENV NUMBA_CACHE_DIR=/opt/numba-cache
 RUN PYTHONPATH=/app /opt/venv/bin/python -c \
-    "from app.rnn import jacobian, kernels; from app.api import jsonfloat; kernels.warm_up(); jsonfloat.warm_up(); jacobian.warm_up()"
+    "from app.engine import kernels; from app.engine.lab import jacobian; from app.wire import jsonfloat; kernels.warm_up(); jsonfloat.warm_up(); jacobian.warm_up()"
 
 FROM ${BASE_IMAGE}
 RUN groupadd --system --gid 10001 unrolled \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin unrolled
 COPY --from=build /opt/venv /opt/venv
-# root's, read-only for the server (app/jit.py): compiled code it loads, and must not be able to replace
+# root's, read-only for the server (app/engine/jit.py): compiled code it loads, and must not be able to replace
 COPY --from=build /opt/numba-cache /opt/numba-cache
 COPY --from=build /app/app /app/app
 COPY templates /app/templates

@@ -8,20 +8,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
-from app.rnn.model import Cell, ModelCard
-from app.serve import add_serve, add_trace
+from app.engine.token.model import Cell, ModelCard
+from app.web.serve import add_serve, add_trace
 
 
 def _summary(card: ModelCard) -> str:
-    from app.tasks import TASKS
+    from app.training.tasks import TASKS
 
     km = TASKS[card.task].key_metric(card.metrics) if card.task in TASKS else None
     return f"{card.id}: {card.train_seconds:.1f} s" + (f", {km.label} {km.value}" if km else "")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from app.tasks import TASKS
-    from app.train import CELLS, train
+    from app.training.loop import CELLS, train
+    from app.training.tasks import TASKS
 
     tasks = list(TASKS) if args.task == "all" else [args.task]
     cells = list(CELLS) if args.cell == "all" else [cast(Cell, args.cell)]
@@ -40,8 +40,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from app.tasks import TASKS
-    from app.train import CELLS, DEFAULT_CACHE, DEFAULT_SEED
+    from app.training.loop import CELLS, DEFAULT_CACHE, DEFAULT_SEED
+    from app.training.tasks import TASKS
 
     p = sub.add_parser("train", help="train models of the zoo", description="Train models of the zoo.")
     p.add_argument("task", choices=[*TASKS, "all"], help="the task to train, or all of them")
@@ -59,7 +59,7 @@ def add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from app import importer
+    from app.zoo import importer
 
     try:
         series = importer.SeriesOptions(
@@ -81,7 +81,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def add_import(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from app.config import get_settings
+    from app.web.config import get_settings
 
     p = sub.add_parser(
         "import",
@@ -132,8 +132,8 @@ def cmd_lab_record(args: argparse.Namespace) -> int:
 
     import torch
 
-    from app.config import Settings
-    from app.lab import CELLS, RECORDING, LabRequest, record
+    from app.training.live import CELLS, RECORDING, LabRequest, record
+    from app.web.config import Settings
 
     # the server's threads per computation: the recording's pace is a live run's on this machine
     # (one thread, as on a small server: record() then times the run by this thread's CPU time)
@@ -154,7 +154,7 @@ def cmd_lab_record(args: argparse.Namespace) -> int:
 
 
 def add_lab_record(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from app.lab import LESSON_N, LESSON_STEP_CAP, RECORDING
+    from app.training.live import LESSON_N, LESSON_STEP_CAP, RECORDING
 
     p = sub.add_parser(
         "lab-record",

@@ -43,7 +43,7 @@ from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 from websockets.typing import Origin
 
-from app.config import ROOT, Settings
+from app.web.config import ROOT, Settings
 from bench.common import table
 
 ATTACKER_IP = "10.0.0.1"

@@ -4,14 +4,14 @@ For every endpoint, the most expensive request the default limits allow (on the 
 `unrolled serve` (2 compute slots, 1 torch thread each, started afresh for each row):
   cpu s      the server's CPU seconds for the request alone
   peak MB    the server's peak resident memory while it ran (VmHWM, reset before it)
-  est. s     what app/api/cost.py estimates; "expensive" from expensive_seconds (0.05 s) on
+  est. s     what app/web/capacity/cost.py estimates; "expensive" from expensive_seconds (0.05 s) on
   old rule   what the step count of before issue 23 said (at least 2,000 steps, the Jacobian's as T²/45)
   visitor    a visitor's 5-letter trace (another client) on the idle server (median of 8), then while one client
              keeps four of these requests in flight (median / worst of 8; the byte budget may refuse some of the
              four: max_bytes_in_flight), and, where the old rule called the request small, the same under it
              (expensive_seconds 1e9: nothing is expensive, which is what the step count said of these)
 `--calibrate` prints, instead, the estimate beside the CPU seconds measured in this process for a spread of
-requests: how the constants of app/api/cost.py were fitted. Loopback only; not part of the test suite.
+requests: how the constants of app/web/capacity/cost.py were fitted. Loopback only; not part of the test suite.
 The last run's table: bench/admission_cost.txt.
 """
 
@@ -33,10 +33,10 @@ from typing import Any
 
 import httpx
 
-from app.api import cost
-from app.config import ROOT, Settings
-from app.rnn.model import LoadedModel
-from app.zoo import Zoo
+from app.engine.token.model import LoadedModel
+from app.web.capacity import cost
+from app.web.config import ROOT, Settings
+from app.zoo.zoo import Zoo
 from bench.common import table
 
 ATTACKER = {"X-Forwarded-For": "10.0.0.1"}
@@ -196,7 +196,7 @@ def calibrate(zoo: Zoo, settings: Settings) -> None:
     import torch
     from fastapi.testclient import TestClient
 
-    from app.main import create_app
+    from app.web.app import create_app
 
     torch.set_num_threads(1)
     client = TestClient(create_app(settings)).__enter__()

@@ -20,8 +20,8 @@ import torch
 from websockets.sync.client import connect
 
 from app.client import Client
-from app.config import ROOT, Settings
-from app.rnn.model import SeqModel, load_model
+from app.engine.token.model import SeqModel, load_model
+from app.web.config import ROOT, Settings
 from bench.common import interleaved, table
 from bench.serve_speed import input_text, start_server
 from bench.trace_speed import baseline

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from playwright.sync_api import CDPSession, Page, sync_playwright
 
-from app.config import ROOT, Settings
+from app.web.config import ROOT, Settings
 from bench.common import table
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import LiveServer, write_model

@@ -3,7 +3,7 @@
 Three tables, each measured in this one run (the machine may be shared: its load average is printed, and each
 time is given as wall seconds and CPU seconds, time.process_time over all threads, what it would take on idle
 cores):
-1. app.rnn.jacobian.jacobian_norms on a random model of each cell (embedding 32, hidden --hidden), --steps steps,
+1. app.engine.lab.jacobian.jacobian_norms on a random model of each cell (embedding 32, hidden --hidden), --steps steps,
    both norms; the baseline is one forward and backward of torch.nn's own layer with the same weights in float64
    over the same inputs (.backward() of Σ h_{T−1}: one gradient, where the triangle holds T²/2 matrices of H × H;
    the least of five runs).
@@ -25,10 +25,10 @@ import torch
 from fastapi.testclient import TestClient
 from torch import Tensor, nn
 
-from app.config import ROOT, Settings
-from app.main import create_app
-from app.rnn import jacobian
-from app.rnn.model import RNN_CLASSES, Cell, ModelConfig, SeqModel
+from app.engine.lab import jacobian
+from app.engine.token.model import RNN_CLASSES, Cell, ModelConfig, SeqModel
+from app.web.app import create_app
+from app.web.config import ROOT, Settings
 from bench.common import table
 
 CELLS: list[Cell] = ["rnn", "lstm", "gru"]

@@ -1,6 +1,6 @@
 """How fast do the gradient knobs answer? `python -m bench.knobs_speed [--steps 200] [--hidden 128]`
 
-For each cell, in one process on one thread, interleaved: the knobs' whole computation (app.rnn.knobs.gradients:
+For each cell, in one process on one thread, interleaved: the knobs' whole computation (app.engine.lab.knobs.gradients:
 weights set, forward, the reverse recursion with its per-step norms, the bound), for a slider move (the seed's
 draw cached) and for a new seed (its blocks' eigenvalues computed); the baseline is torch.nn's own layer with the
 same weights in float64, forward over the T inputs and .backward() of the same loss w·h_{T−1} (which gives the
@@ -19,10 +19,10 @@ import time
 import torch
 from fastapi.testclient import TestClient
 
-from app.config import Settings
-from app.main import create_app
-from app.rnn import knobs
-from app.rnn.model import RNN_CLASSES, Cell
+from app.engine.lab import knobs
+from app.engine.token.model import RNN_CLASSES, Cell
+from app.web.app import create_app
+from app.web.config import Settings
 from bench.common import interleaved, table
 
 CELLS: list[Cell] = ["rnn", "lstm", "gru"]

@@ -1,11 +1,11 @@
 """Live training in the lab: steps per second per cell, and what each cell has learned after 30 and 60 s.
 `python -m bench.lab_train_speed [--n 20 50 100] [--threads 1] [--learn [--seconds 60] [--marks 15 30 45]]`
 
-Speed: each cell's median time per training step at gap N, as the lab takes it (app.lab.CellRun.step: step 1
+Speed: each cell's median time per training step at gap N, as the lab takes it (app.training.live.CellRun.step: step 1
 alone, the rest from its state, ‖∂L/∂h_1‖/‖∂L/∂h_T‖ read), against a baseline measured in the same run,
 interleaved: a bare step of the same model on the same batch (one fused forward, backward, clip, Adam).
-With --learn, each N is one run as the server does it (app.lab.Training: the cells in turn on the same batches,
-one step each, one thread), and at each mark the held-out accuracy at gap N (256 sequences, as the done frame
+With --learn, each N is one run as the server does it (app.training.live.Training: the cells in turn on the same
+batches, one step each, one thread), and at each mark the held-out accuracy at gap N (256 sequences, as the done frame
 reports it) is measured on a copy of the weights, off the run's clock.
 """
 
@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from app.lab import BUDGET, CELLS, SIZE, CellRun, LabRequest, Training, build, heldout_accuracy
-from app.rnn.model import SeqModel
-from app.tasks import memory
-from app.tasks.base import ModelSize
+from app.engine.token.model import SeqModel
+from app.training.live import BUDGET, CELLS, SIZE, CellRun, LabRequest, Training, build, heldout_accuracy
+from app.training.tasks import memory
+from app.training.tasks.base import ModelSize
 from bench.common import interleaved, table
 
 

@@ -23,17 +23,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from app.config import ROOT
-from app.rnn.diff import diff_ids
-from app.rnn.jacobian import jacobian_norms
-from app.rnn.model import LoadedModel, SeqModel, load_model
-from app.tasks.memory import DIGITS, SYMBOLS
+from app.engine.lab.diff import diff_ids
+from app.engine.lab.jacobian import jacobian_norms
+from app.engine.token.model import LoadedModel, SeqModel, load_model
+from app.training.tasks.memory import DIGITS, SYMBOLS
+from app.web.config import ROOT
 from bench.common import table
 
 CELLS = ("rnn", "lstm", "gru")
 RELIABLE = 0.95  # the share of inputs on which a lesson must hold
 DECADE = 10.0  # an ordering must show on the pictures' log scales: a decade at least
-LONGEST = 120  # the longest gap the models were trained at (app.tasks.memory.LONG_NS)
+LONGEST = 120  # the longest gap the models were trained at (app.training.tasks.memory.LONG_NS)
 
 
 @dataclass

@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 from websockets.asyncio.client import connect
 
-from app.config import ROOT
+from app.web.config import ROOT
 from bench.common import table
 from bench.serve_speed import BATCH, start_server
 

@@ -16,10 +16,10 @@ from functools import partial
 import torch
 from torch import nn
 
-from app.rnn import kernels
-from app.rnn.seq2seq import BOS_ID, EOS_ID, Seq2SeqConfig, Seq2SeqModel
-from app.rnn.seq2seq_trace import trace_ids
-from app.rnn.tokenize import UNK, Vocab
+from app.engine import kernels
+from app.engine.translation.model import BOS_ID, EOS_ID, Seq2SeqConfig, Seq2SeqModel
+from app.engine.translation.trace import trace_ids
+from app.engine.vocab import UNK, Vocab
 from bench.common import interleaved, table
 
 SOURCE_VOCAB = 36

@@ -25,8 +25,8 @@ import orjson
 import torch
 from websockets.asyncio.client import connect
 
-from app.config import ROOT, Settings
-from app.rnn.model import LoadedModel, SeqModel, load_model
+from app.engine.token.model import LoadedModel, SeqModel, load_model
+from app.web.config import ROOT, Settings
 from bench.common import table
 from bench.trace_speed import baseline
 

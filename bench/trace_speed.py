@@ -15,9 +15,9 @@ from functools import partial
 import torch
 from torch import nn
 
-from app.rnn import kernels
-from app.rnn.model import ModelConfig, SeqModel
-from app.rnn.trace import trace_ids
+from app.engine import kernels
+from app.engine.layers import trace_ids
+from app.engine.token.model import ModelConfig, SeqModel
 from bench.common import interleaved, table
 
 VOCAB = 96

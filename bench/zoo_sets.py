@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from app.rnn.model import load_model
-from app.rnn.seq2seq import EOS_ID, Seq2SeqModel
-from app.rnn.tokenize import Vocab
-from app.tasks import numbers, sentiment
-from app.tasks.base import classify_accuracy
-from app.train import DEFAULT_CACHE
+from app.engine.token.model import load_model
+from app.engine.translation.model import EOS_ID, Seq2SeqModel
+from app.engine.vocab import Vocab
+from app.training.loop import DEFAULT_CACHE
+from app.training.tasks import numbers, sentiment
+from app.training.tasks.base import classify_accuracy
 from bench.common import table
 
 NUMBERS = ("numbers-gru-attention", "numbers-lstm-attention", "numbers-gru")

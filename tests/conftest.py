@@ -21,11 +21,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from safetensors.torch import save_file
 
-from app.config import ROOT, Settings
-from app.main import create_app
-from app.rnn.model import Checkpoint, ModelCard, SeqModel, save_model
-from app.rnn.seq2seq import BOS, EOS, EOS_ID, EQUATIONS, Seq2SeqConfig, Seq2SeqModel
-from app.rnn.tokenize import UNK, Vocab
+from app.engine.token.model import Checkpoint, ModelCard, SeqModel, save_model
+from app.engine.translation.model import BOS, EOS, EOS_ID, EQUATIONS, Seq2SeqConfig, Seq2SeqModel
+from app.engine.vocab import UNK, Vocab
+from app.web.app import create_app
+from app.web.config import ROOT, Settings
 
 LETTERS = [UNK, *"abcdefghijklmnopqrstuvwxyz .,"]
 WORDS = [UNK, "a", "good", "bad", "film", "great", "awful", "plot", "not", "very", "."]

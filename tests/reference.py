@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from app.rnn.model import SeqModel
-from app.rnn.series import SeriesModel
+from app.engine.series.model import SeriesModel
+from app.engine.token.model import SeqModel
 
 
 @dataclass
@@ -161,7 +161,7 @@ class SeriesReference:
 
 
 def reference_series(model: SeriesModel, x: Tensor, mode: str) -> SeriesReference:
-    """A series model (app/rnn/series.py) on scaled inputs x (T, F): the same cells, a linear head, squared
+    """A series model (app/engine/series/model.py) on scaled inputs x (T, F): the same cells, a linear head, squared
     errors against the next step's input, every x_t a leaf."""
     cfg = model.config
     sd = {k: v.detach().double() for k, v in model.state_dict().items()}

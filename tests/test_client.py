@@ -17,7 +17,7 @@ import pytest
 from websockets.sync.client import connect
 
 from app.client import Client, ClientError
-from app.config import ROOT, Settings
+from app.web.config import ROOT, Settings
 from tests.conftest import LiveServer
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from app.config import ROOT, usable_cores
+from app.web.config import ROOT, usable_cores
 
 BIN = Path(sys.executable).parent
 MANIFESTS = sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml"))

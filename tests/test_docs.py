@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from app.config import ROOT
+from app.web.config import ROOT
 
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 

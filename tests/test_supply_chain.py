@@ -9,7 +9,7 @@ from importlib import metadata
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from app.config import ROOT
+from app.web.config import ROOT
 
 
 def pinned() -> dict[str, str]:

@@ -1,4 +1,4 @@
-// A melody's notes as the API writes them: PITCH:DUR (app/rnn/notes.py), e.g. "F#4:0.5", "R:1" for a rest.
+// A melody's notes as the API writes them: PITCH:DUR (app/engine/token/notes.py), e.g. "F#4:0.5", "R:1" for a rest.
 
 const STEP = { C: 0, D: 2, E: 4, F: 5, G: 7, A: 9, B: 11 };
 const NOTE_RE = /^([A-G])(##|#|bb|b)?(-?\d+):(\d+(?:\.\d+)?)$/;

@@ -12,8 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import Page
 
-from app.config import ROOT, Settings
-from app.tour import BUILTIN_TOURS, DEFAULT_TOUR, load_tour
+from app.tour.tours import BUILTIN_TOURS, DEFAULT_TOUR, load_tour
+from app.web.config import ROOT, Settings
 from tests.browser.conftest import Recorder, screenshot
 from tests.conftest import LiveServer
 

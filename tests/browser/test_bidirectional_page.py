@@ -17,12 +17,12 @@ import pytest
 import torch
 from playwright.sync_api import Page
 
-from app import importer
-from app.config import Settings
+from app.web.config import Settings
+from app.zoo import importer
 from tests.browser.conftest import SCREENSHOTS, Recorder, screenshot, wait_loaded
 from tests.browser.test_tour import MEASURE, MIN_PX
 from tests.conftest import LiveServer
-from tests.test_import import train_char_model
+from tests.zoo.test_import import train_char_model
 
 MODEL = "their-bilstm"
 TEXT = "the cat sat on the mat"

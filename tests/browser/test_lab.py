@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page
 
-from app.config import ROOT, Settings
+from app.web.config import ROOT, Settings
 from tests.browser.conftest import Recorder, screenshot
 from tests.conftest import LiveServer
 
@@ -94,7 +94,7 @@ def test_the_radius_slider_redraws_the_curve_vanishing_and_exploding(
     assert last > 0 and (first is None or first < last * 1e-6), (first, last)
     assert all(b is None or b > 0 for b in c["bound"])
     # ReLU at 1.5 grows as it goes back. It switches about half the units off, so 1.5 is on the edge and the
-    # draw decides (tests/test_knobs.py test_relu_explodes_past_the_edge): seed 3's draw explodes
+    # draw decides (tests/engine/test_knobs.py test_relu_explodes_past_the_edge): seed 3's draw explodes
     set_knobs(page, nonlinearity="relu", radius="1.5", seed="3")
     c = curve(page)
     assert c["name"].startswith("RNN · relu · radius 1.50") and c["name"].endswith("seed 3")

@@ -1,5 +1,5 @@
 """The lab's Jacobian triangles and one-token diff on the memory task need a long gap between the letter and '?'
-(app/tasks/memory.py, MemoryTask.lesson_gap, measured by bench/lesson_gap.py): over a short one the plain RNN
+(app/training/tasks/memory.py, MemoryTask.lesson_gap, measured by bench/lesson_gap.py): over a short one the plain RNN
 still holds the letter and the pictures teach the opposite. Typed in presenter mode at 1280×720, an input too short
 gets the message in place of the pictures; one long enough gets the pictures, and they show the lesson."""
 
@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page
 
-from app.config import ROOT, Settings
-from app.tasks.memory import TASK
+from app.training.tasks.memory import TASK
+from app.web.config import ROOT, Settings
 from tests.browser.conftest import Recorder, screenshot
 from tests.browser.test_lab import JACOBIAN, TEXT_SIZES, assert_clean, lab, lower_loaded
 from tests.conftest import LiveServer

@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pytest
 from playwright.sync_api import Page
 
-from app.config import ROOT, Settings
+from app.web.config import ROOT, Settings
 from tests.browser.conftest import Recorder, screenshot, state, wait_loaded
 from tests.conftest import LiveServer
 

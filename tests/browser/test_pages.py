@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 from playwright.sync_api import Page
 
-from app.config import Settings
+from app.web.config import Settings
 from tests.browser.conftest import Recorder, screenshot, state, wait_loaded
 from tests.conftest import LiveServer, write_model
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api.pages import key_metric
-from app.config import ROOT, Settings
-from app.main import create_app
-from app.tasks import TASKS, KeyMetric
-from app.zoo import Zoo
+from app.training.tasks import TASKS, KeyMetric
+from app.web.app import create_app
+from app.web.config import ROOT, Settings
+from app.web.routes.pages import key_metric
+from app.zoo.zoo import Zoo
 
 
 def test_home_lists_every_model_grouped_by_task(client: TestClient) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page
 
-from app.config import ROOT, Settings
+from app.web.config import ROOT, Settings
 from tests.browser.conftest import Recorder, screenshot
 from tests.browser.test_text_sizes import BIG, SMALL
 from tests.browser.test_tour import assert_clean

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page
 
-from app.config import ROOT, Settings
+from app.web.config import ROOT, Settings
 from tests.browser.conftest import Recorder, screenshot, state, wait_loaded
 from tests.conftest import LiveServer
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page
 
-from app.tour import BUILTIN_TOURS, DEFAULT_TOUR, load_tour
+from app.tour.tours import BUILTIN_TOURS, DEFAULT_TOUR, load_tour
 from tests.browser.conftest import Recorder
 from tests.browser.test_tour import ZOO, assert_clean, serve_builtin_tour, wait_scene
 from tests.conftest import LiveServer

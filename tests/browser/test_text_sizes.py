@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, ViewportSize
 
-from app.config import ROOT, Settings
+from app.web.config import ROOT, Settings
 from tests.browser.conftest import Recorder
 from tests.browser.test_tour import MEASURE, assert_clean
 from tests.conftest import LiveServer

@@ -15,9 +15,9 @@ import pytest
 from playwright.sync_api import Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from app.config import ROOT, Settings
-from app.tour import BUILTIN_TOURS, DEFAULT_TOUR, load_tour, scene_models
-from app.zoo import Zoo
+from app.tour.tours import BUILTIN_TOURS, DEFAULT_TOUR, load_tour, scene_models
+from app.web.config import ROOT, Settings
+from app.zoo.zoo import Zoo
 from tests.browser.conftest import Recorder, screenshot
 from tests.conftest import LiveServer
 

@@ -14,11 +14,11 @@ import pytest
 import torch
 from playwright.sync_api import Page
 
-from app.config import Settings
+from app.web.config import Settings
 from tests.browser.conftest import Recorder, screenshot, wait_loaded
 from tests.conftest import LiveServer, write_model
-from tests.test_import import train_char_model
-from tests.test_import_series import train_weather_model
+from tests.zoo.test_import import train_char_model
+from tests.zoo.test_import_series import train_weather_model
 
 TOKEN = "browser-admin-token"
 MODEL = "my-bilstm"

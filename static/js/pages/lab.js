@@ -18,7 +18,7 @@ const $ = (id) => document.getElementById(id);
 const perf = window.__unrolled;
 const TASKS = JSON.parse(document.body.dataset.tasks || "{}");
 // task → {min_gap, what}: the least gap between an input's first and last token from which the Jacobian and
-// the one-token diff teach their lesson on the task's models (measured: app/tasks/memory.py)
+// the one-token diff teach their lesson on the task's models (measured: app/training/tasks/memory.py)
 const LESSONS = JSON.parse(document.body.dataset.lessons || "{}");
 const CELLS = ["rnn", "lstm", "gru"];
 

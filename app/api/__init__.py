@@ -1,1 +1,0 @@
-"""The web layer: requests become engine calls, traces become bodies and frames."""

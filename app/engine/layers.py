@@ -1,0 +1,471 @@
+"""trace(): one exact forward pass and BPTT sweep that records every internal of every time step.
+
+The method, in the order it runs (T steps, hidden size H, G gate rows):
+1. The forward: each layer runs torch.nn's own fused kernel once over the whole input (no autograd).
+2. Every step's gates are recomputed at once from all h_{t−1} in one matrix product (T, G·H); the LSTM cell
+   state follows from c_t = f_t c_{t−1} + i_t g_t, a compiled element-wise scan.
+3. The head, softmax, top-k, each step's loss and ∂loss/∂logits: all steps at once.
+4. BPTT: the reverse recursion (one W_hhᵀ matrix-vector product per step) compiled in kernels.py, in float64;
+   everything else (∂L/∂x_t, the per-step W_hh gradient terms, norms) is computed for all steps at once.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import Tensor, nn
+
+from app.engine import kernels
+from app.engine.errors import EmptyInput, InputTooLong, UnknownLabel, WrongModelKind
+from app.engine.token.model import GATES, Cell, LayerWeights, LoadedModel, SeqModel
+from app.engine.vocab import Encoded
+
+LossMode = Literal["sum", "last"]
+Direction = Literal["forward", "reverse"]
+LabelSource = Literal["given", "input", "predicted"]
+MAX_STEPS = 10_000
+
+F32 = NDArray[np.float32]
+# on_array(layer, name, array): called once per state and gate array ("hidden", "cell_state", then the gates) as
+# soon as it is final, before BPTT, which only reads it. The server starts writing it as JSON then.
+OnArray = Callable[[int, str, F32], None]
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+
+
+class StackConfig(Protocol):
+    @property
+    def cell(self) -> Cell: ...
+    @property
+    def hidden_size(self) -> int: ...
+
+
+class Stack(Protocol):
+    """Recurrent layers as the layer code reads them: SeqModel's, or one side of an encoder–decoder."""
+
+    @property
+    def config(self) -> StackConfig: ...
+    def layer(self, k: int) -> nn.RNNBase: ...
+    def weights(self, k: int) -> LayerWeights: ...
+
+
+@dataclass
+class LayerTrace:
+    hidden: F32  # (T, H) h_t
+    cell_state: F32 | None  # (T, H) c_t, LSTM only
+    gates: dict[str, F32]  # name → (T, H), torch.nn's order
+    grad_hidden: F64  # (T,) ‖∂L/∂h_t‖, the total derivative through the recurrence and the layers above
+    grad_cell_state: F64 | None  # (T,) ‖∂L/∂c_t‖, LSTM only
+    grad_weight_hh: F64  # (T,) ‖step t's term of ∂L/∂W_hh‖ = ‖δ_t‖·‖h_{t−1}‖ (an outer product's norm)
+    # "reverse": the layer read the input last step to first. Its arrays are still indexed by step t of the input
+    # (h_t has read x_{T−1} … x_t, as torch.nn's output), and its h_{t−1} above is the state after step t+1.
+    direction: Direction = "forward"
+
+    def reversed_in_time(self, direction: Direction) -> LayerTrace:
+        """This layer's arrays with their steps in the other order (a reverse direction's, computed in its own
+        time, put in the input's), named with `direction`."""
+
+        def flip(a: NDArray[np.float64]) -> NDArray[np.float64]:
+            return np.ascontiguousarray(a[::-1])
+
+        return LayerTrace(
+            hidden=np.ascontiguousarray(self.hidden[::-1]),
+            cell_state=None if self.cell_state is None else np.ascontiguousarray(self.cell_state[::-1]),
+            gates={name: np.ascontiguousarray(g[::-1]) for name, g in self.gates.items()},
+            grad_hidden=flip(self.grad_hidden),
+            grad_cell_state=None if self.grad_cell_state is None else flip(self.grad_cell_state),
+            grad_weight_hh=flip(self.grad_weight_hh),
+            direction=direction,
+        )
+
+
+@dataclass
+class Trace:
+    cell: str
+    kind: str
+    token_ids: list[int]
+    tokens: list[str]
+    unknown: list[int]
+    layers: list[LayerTrace]
+    probs: F32  # (T, outputs): next-token or class probabilities at every step
+    top_ids: I64  # (T, k) next-token models: the k most likely next tokens; classifiers: (T, 0)
+    top_probs: F32  # (T, k)
+    step_loss: F64  # (T,) each step's own loss; NaN where a step has no target
+    loss: float  # L, the loss that BPTT differentiates
+    loss_mode: LossMode
+    label: int | None  # classifiers: the label L is measured against
+    # where that label came from: the request ("given"), the input itself ("input", see ModelCard.target) or the
+    # model's own answer at the last step ("predicted")
+    label_source: LabelSource | None
+    grad_input: F64  # (T,) ‖∂L/∂x_t‖, x_t the step's input embedding
+    checkpoint: str | None = None
+
+    @property
+    def steps(self) -> int:
+        return len(self.token_ids)
+
+
+def input_target(rule: str, tokens: Sequence[str], labels: Sequence[str]) -> tuple[int | None, LabelSource]:
+    """The label an input carries by the card's rule, if any: under "first_token", the class its first token names.
+    An input that names none (or a card without the rule) is scored against the model's own answer."""
+    if rule == "first_token" and tokens and tokens[0] in labels:
+        return list(labels).index(tokens[0]), "input"
+    return None, "predicted"
+
+
+def trace(
+    loaded: LoadedModel,
+    inputs: str | Sequence[int],
+    *,
+    loss: LossMode | None = None,
+    label: str | int | None = None,
+    checkpoint: str | None = None,
+    top_k: int = 5,
+    max_steps: int = MAX_STEPS,
+    on_array: OnArray | None = None,
+) -> Trace:
+    """Trace a zoo model on text (or token ids): every state, gate, prediction, loss and gradient norm.
+    Translation models have their own trace (app.engine.translation.trace.trace_translation)."""
+    if loaded.card.kind == "translate":
+        raise WrongModelKind("this is a translation model: trace it with a source text and an optional target")
+    if loaded.card.kind == "series":
+        raise WrongModelKind(f"{loaded.card.id} reads numbers, not text: trace it with values")
+    encoded: Encoded = (
+        loaded.vocab.encode(inputs, max_steps) if isinstance(inputs, str) else loaded.vocab.from_ids(inputs)
+    )
+    label_id: int | None = None
+    source: LabelSource | None = None
+    labels = loaded.card.labels or []
+    if label is None and loaded.card.kind == "classify":
+        label_id, source = input_target(loaded.card.target, encoded.tokens, labels)
+    elif label is not None:
+        source = "given"
+        if loaded.card.kind != "classify":
+            raise WrongModelKind("label applies to classifiers only; this model predicts the next token")
+        if isinstance(label, str):
+            if label not in labels:
+                raise UnknownLabel(f"label {label!r} is not one of {labels}")
+            label_id = labels.index(label)
+        elif not 0 <= label < len(labels):
+            raise UnknownLabel(f"label index {label} is out of range: the labels are {labels}")
+        else:
+            label_id = label
+    model = loaded.at(checkpoint)
+    if not isinstance(model, SeqModel):
+        raise WrongModelKind(f"{loaded.card.id} reads numbers: trace it with values (app.engine.series.trace)")
+    result = trace_ids(
+        model, encoded.ids, loss=loss, label=label_id, top_k=top_k, max_steps=max_steps,
+        on_array=on_array,
+    )  # fmt: skip
+    result.tokens = encoded.tokens
+    if source is not None:
+        result.label_source = source
+    result.unknown = encoded.unknown
+    result.checkpoint = checkpoint
+    return result
+
+
+@torch.no_grad()
+def trace_ids(
+    model: SeqModel,
+    ids: Sequence[int],
+    *,
+    loss: LossMode | None = None,
+    label: int | None = None,
+    top_k: int = 5,
+    max_steps: int = MAX_STEPS,
+    on_array: OnArray | None = None,
+) -> Trace:
+    """The engine itself, on token ids."""
+    cfg = model.config
+    T = len(ids)
+    if T == 0:
+        raise EmptyInput("the input is empty: give at least one token")
+    if T > max_steps:
+        raise InputTooLong(T, max_steps)
+    mode: LossMode = loss or ("sum" if cfg.kind == "next_token" else "last")
+    ids_t = torch.as_tensor(list(ids), dtype=torch.long)
+    if int(ids_t.min()) < 0 or int(ids_t.max()) >= cfg.vocab_size:
+        raise ValueError(f"token ids must lie in [0, {cfg.vocab_size})")
+
+    # 1–2. Forward, layer by layer (each direction), and every step's gates at once.
+    x = model.embedding.weight[ids_t]  # (T, E)
+    forwards, top = stack_forward(model, x, cfg.num_layers, cfg.directions, on_array)  # top: (T, D·H)
+
+    # 3. Head, probabilities, per-step losses and ∂L/∂logits for all steps at once.
+    logits = top @ model.head.weight.T + model.head.bias  # (T, outputs)
+    logp = torch.log_softmax(logits.double(), dim=-1)  # float64: a loss of 1e-9 stays visible
+    probs = logp.exp()
+    probs32 = probs.float()
+    # weight[t] = how much step t's loss counts in L.
+    weight = torch.zeros(T, dtype=torch.float64)
+    if cfg.kind == "next_token":
+        step_loss = torch.full((T,), float("nan"), dtype=torch.float64)
+        targets = torch.cat([ids_t[1:], ids_t.new_zeros(1)])  # the target of step t is token t+1
+        if T > 1:
+            step_loss[:-1] = -logp[:-1].gather(1, targets[:-1, None])[:, 0]
+            if mode == "sum":
+                weight[:-1] = 1.0  # every step but the last, which has no target
+            else:
+                weight[-2] = 1.0  # the last step that has a target
+        label_id = None
+        k = min(top_k, cfg.num_outputs)
+        top_ids_np, top_probs_np = np.empty((T, k), np.int64), np.empty((T, k), np.float32)
+        kernels.top_k(probs32.numpy(), top_ids_np, top_probs_np)
+        top_ids, top_probs = torch.from_numpy(top_ids_np), torch.from_numpy(top_probs_np)
+    else:
+        label_id = int(probs[-1].argmax()) if label is None else label
+        targets = torch.full((T,), label_id, dtype=torch.long)
+        step_loss = -logp[:, label_id].clone()
+        weight[-1 if mode == "last" else 0 :] = 1.0
+        top_ids = torch.zeros((T, 0), dtype=torch.long)
+        top_probs = torch.zeros((T, 0))
+    dlogits = probs * weight[:, None]  # ∂L/∂logits = w_t (p_t − onehot(target_t))
+    dlogits[torch.arange(T), targets] -= weight
+    total = float((step_loss.nan_to_num() * weight).sum())
+    ext = (dlogits @ model.head.weight.double()).numpy()  # (T, D·H) ∂L/∂h_t from the head
+
+    # 4. BPTT, top layer first; each layer's ∂L/∂(its input) is the external gradient of the layer below.
+    layers, ext = stack_backward(model, forwards, ext, cfg.num_layers, cfg.directions)
+    grad_input = np.empty(T)
+    kernels.row_norms(ext, grad_input)
+
+    return Trace(
+        cell=cfg.cell,
+        kind=cfg.kind,
+        token_ids=ids_t.tolist(),
+        tokens=[],
+        unknown=[],
+        layers=layers,
+        probs=probs32.numpy(),
+        top_ids=top_ids.numpy(),
+        top_probs=top_probs.numpy(),
+        step_loss=step_loss.numpy(),
+        loss=total,
+        loss_mode=mode,
+        label=label_id,
+        label_source=None if label_id is None else "given" if label is not None else "predicted",
+        grad_input=grad_input,
+    )
+
+
+@dataclass
+class LayerForward:
+    """One layer's forward over T steps, everything the backward and the views need."""
+
+    hidden: Tensor  # (T, H)
+    act: Tensor  # (T, G·H) gate activations in torch.nn's order (the RNN: empty)
+    cell_state: Tensor | None  # (T, H), LSTM
+    gh_candidate: Tensor | None  # (T, H), GRU: W_hn h_{t−1} + b_hn, which the reset gate scales
+
+    def gates(self, cell: str) -> dict[str, F32]:
+        H = self.hidden.shape[1]
+        act = self.act.numpy()
+        return {name: act[:, n * H : (n + 1) * H] for n, name in enumerate(GATES[cell])}
+
+    def final_state(self) -> tuple[Tensor, Tensor | None]:
+        """(h_{T−1}, c_{T−1}): where the next step starts."""
+        return self.hidden[-1], None if self.cell_state is None else self.cell_state[-1]
+
+
+@torch.no_grad()
+def layer_forward(
+    model: Stack,
+    k: int,
+    inp: Tensor,
+    h0: Tensor | None = None,
+    c0: Tensor | None = None,
+    on_array: Callable[[str, F32], None] | None = None,
+) -> LayerForward:
+    """Layer k over inp (T, in) from the state (h0, c0) (zeros if None): torch's kernel, then all gates at once.
+    on_array(name, array), if given, sees each state and gate array as soon as it is computed."""
+    cell = model.config.cell
+    H = model.config.hidden_size
+    h0 = inp.new_zeros(H) if h0 is None else h0
+    c0 = inp.new_zeros(H) if c0 is None else c0
+    hx = (h0[None, None], c0[None, None]) if cell == "lstm" else h0[None, None]
+    out, _ = model.layer(k)(inp[None], hx)  # torch.nn's own (fused) kernel: (1, T, H)
+    h = out[0]
+    if on_array is not None:
+        on_array("hidden", h.numpy())
+    fwd = _gates(model, k, inp, h, h0, c0)
+    if on_array is not None:
+        if fwd.cell_state is not None:
+            on_array("cell_state", fwd.cell_state.numpy())
+        for name, gate in fwd.gates(cell).items():
+            on_array(name, gate)
+    return fwd
+
+
+def _gates(model: Stack, k: int, inp: Tensor, h: Tensor, h0: Tensor, c0: Tensor) -> LayerForward:
+    """Every step's gates at once, from the inputs and the hidden states torch computed (and the cell states)."""
+    cell = model.config.cell
+    w = model.weights(k)
+    T, H = h.shape
+    if cell == "rnn":
+        return LayerForward(h, h.new_empty(T, 0), None, None)
+    h_prev = torch.cat([h0[None], h[:-1]])  # (T, H)
+    gi = torch.addmm(w.bias_ih, inp, w.weight_ih.T)  # (T, G·H)
+    if cell == "lstm":
+        pre = torch.addmm(gi + w.bias_hh, h_prev, w.weight_hh.T)  # (T, 4H)
+        act = pre.sigmoid()  # i, f, o; the candidate g is a tanh
+        act[:, 2 * H : 3 * H] = pre[:, 2 * H : 3 * H].tanh()
+        c = np.empty((T, H), np.float32 if act.dtype == torch.float32 else np.float64)
+        kernels.lstm_cell_forward(act.numpy(), c0.numpy(), c)
+        return LayerForward(h, act, torch.from_numpy(c), None)
+    gh = torch.addmm(w.bias_hh, h_prev, w.weight_hh.T)  # (T, 3H)
+    act = (gi + gh).sigmoid_()  # r, z, and a placeholder for n
+    gh_n = gh[:, 2 * H :]
+    act[:, 2 * H :] = torch.tanh(gi[:, 2 * H :] + act[:, :H] * gh_n)
+    return LayerForward(h, act, None, gh_n.contiguous())
+
+
+@dataclass
+class LayerBackward:
+    trace: LayerTrace
+    d_input: F64  # (T, in) ∂L/∂(the layer's input)_t: the layer below's ext
+    d_h0: F64  # (H,) ∂L/∂h_{−1}: what reaches the state the layer started from (an encoder's last)
+    d_c0: F64 | None  # (H,) ∂L/∂c_{−1}, LSTM
+
+
+def layer_backward(
+    model: Stack,
+    k: int,
+    fwd: LayerForward,
+    ext: F64,
+    h0: Tensor | None = None,
+    c0: Tensor | None = None,
+    dc_last: F64 | None = None,
+    exact_input: bool = False,
+) -> LayerBackward:
+    """Run layer k's reverse recursion from ext (T, H), the gradient reaching each h_t from outside the
+    recurrence. (h0, c0): the state the forward started from (zeros if None); dc_last: the gradient reaching
+    c_{T−1} from after the sequence (LSTM; a decoder's, when this is its encoder). exact_input: ∂L/∂(input) in
+    float64 (a few input numbers, whose sum over the gate rows may cancel), not one float32 product."""
+    cell = model.config.cell
+    w = model.weights(k)
+    WT = np.ascontiguousarray(w.weight_hh.T.numpy())  # (H, G·H) float32 (a series model's float64)
+    h = fwd.hidden.numpy()
+    T, H = h.shape
+    h0_ = np.zeros(H, h.dtype) if h0 is None else np.ascontiguousarray(h0.numpy(), dtype=h.dtype)
+    c0_ = np.zeros(H, h.dtype) if c0 is None else np.ascontiguousarray(c0.numpy(), dtype=h.dtype)
+    h_prev_norm = np.empty(T)  # ‖h_{t−1}‖: each step's W_hh term is δ_t ⊗ h_{t−1}
+    h_prev_norm[0] = float(np.linalg.norm(h0_.astype(np.float64)))
+    h_prev_norm[1:] = torch.linalg.vector_norm(fwd.hidden[:-1], dim=1).numpy()  # |h| ≤ 1: float32 is exact enough
+    G = w.weight_hh.shape[0] // H
+    dh = np.empty((T, H))
+    dgi = np.empty((T, G * H))
+    unit = np.empty((T, G * H), np.float32)  # dgi_t / ‖dgi_t‖
+    norms = np.zeros((T, 4))  # ‖∂L/∂h_t‖, ‖∂L/∂c_t‖, ‖W_hh term_t‖, ‖dgi_t‖
+    c = None if fwd.cell_state is None else fwd.cell_state.numpy()
+    W_hh = w.weight_hh.double().numpy()
+    d_c0: F64 | None = None
+    if cell == "lstm":
+        assert c is not None
+        tanh_c = torch.from_numpy(c).tanh().numpy()
+        dc = np.empty((T, H))
+        dc_end = np.zeros(H) if dc_last is None else np.ascontiguousarray(dc_last, dtype=np.float64)
+        act = fwd.act.numpy()
+        kernels.lstm_backward(WT, ext, act, c, c0_, dc_end, tanh_c, h_prev_norm, dh, dc, dgi, unit, norms)
+        d_h0 = W_hh.T @ dgi[0]
+        d_c0 = act[0, H : 2 * H] * dc[0]  # c_0 = f_0 c_{−1} + …
+    elif cell == "gru":
+        assert fwd.gh_candidate is not None
+        dgh = np.empty((T, G * H))
+        gh_n = fwd.gh_candidate.numpy()
+        act = fwd.act.numpy()
+        kernels.gru_backward(WT, ext, act, gh_n, h, h0_, h_prev_norm, dh, dgh, dgi, unit, norms)
+        d_h0 = W_hh.T @ dgh[0] + act[0, H : 2 * H] * dh[0]  # h_0 = (1 − z_0) n_0 + z_0 h_{−1}
+    else:
+        kernels.rnn_backward(WT, ext, h, h_prev_norm, dh, dgi, unit, norms)
+        d_h0 = W_hh.T @ dgi[0]
+    layer = LayerTrace(
+        hidden=h,
+        cell_state=c,
+        gates=fwd.gates(cell),
+        grad_hidden=norms[:, 0].copy(),
+        grad_cell_state=norms[:, 1].copy() if cell == "lstm" else None,
+        grad_weight_hh=norms[:, 2].copy(),
+    )
+    # ∂L/∂(input)_t = W_ihᵀ dgi_t = ‖dgi_t‖ · (W_ihᵀ unit_t): one float32 product, then each row's own scale.
+    if exact_input or w.weight_ih.dtype == torch.float64:
+        d_input = dgi @ w.weight_ih.double().numpy()  # (T, in)
+    else:
+        d_input = (torch.from_numpy(unit) @ w.weight_ih).double().numpy()  # (T, in)
+        d_input *= norms[:, 3:4]
+    return LayerBackward(layer, d_input, d_h0, d_c0)
+
+
+def stack_forward(
+    model: Stack,
+    x: Tensor,
+    num_layers: int,
+    directions: int,
+    on_array: Callable[[int, str, NDArray[Any]], None] | None = None,
+) -> tuple[list[LayerForward], Tensor]:
+    """Every layer's forward over x (T, in), in torch's order (l0, l0_reverse, l1, …), and the top layer's
+    output (T, D·H). A reverse direction is the same layer run on the input reversed in time: its LayerForward
+    keeps its own time (what its backward needs); what it hands to on_array, and to the layer above, is put back
+    in the input's order. Layer k+1 reads [forward; reverse] of layer k, as torch.nn does."""
+    cell = model.config.cell
+    forwards: list[LayerForward] = []
+    inp = x
+    for k in range(num_layers):
+        outs = []
+        for d in range(directions):
+            j = k * directions + d
+            if d == 0:
+                fwd = layer_forward(
+                    model, j, inp, on_array=None if on_array is None else functools.partial(on_array, j)
+                )
+                outs.append(fwd.hidden)
+            else:
+                fwd = layer_forward(model, j, inp.flip(0))
+                outs.append(fwd.hidden.flip(0))
+                if on_array is not None:
+                    on_array(j, "hidden", np.ascontiguousarray(fwd.hidden.numpy()[::-1]))
+                    if fwd.cell_state is not None:
+                        on_array(j, "cell_state", np.ascontiguousarray(fwd.cell_state.numpy()[::-1]))
+                    for name, gate in fwd.gates(cell).items():
+                        on_array(j, name, np.ascontiguousarray(gate[::-1]))
+            forwards.append(fwd)
+        inp = outs[0] if directions == 1 else torch.cat(outs, dim=1)  # (T, D·H)
+    return forwards, inp
+
+
+def stack_backward(
+    model: Stack,
+    forwards: list[LayerForward],
+    ext: F64,
+    num_layers: int,
+    directions: int,
+    exact_input: bool = False,
+) -> tuple[list[LayerTrace], F64]:
+    """BPTT through stack_forward's layers, top layer first, from ext (T, D·H): ∂L/∂(the top output)_t from
+    outside the recurrence. Each direction takes its own H columns; a reverse direction's recursion runs in its
+    own time, from the input's first step to its last. Returns every layer's trace (in the input's time, torch's
+    order) and ∂L/∂x_t (T, in), the sum of both directions' shares."""
+    H = model.config.hidden_size
+    layers: list[LayerTrace] = [None] * len(forwards)  # type: ignore[list-item]
+    for k in range(num_layers - 1, -1, -1):
+        d_input: F64 | None = None
+        for d in range(directions):
+            j = k * directions + d
+            own = ext[:, d * H : (d + 1) * H]
+            exact = exact_input and k == 0
+            if d == 0:
+                back = layer_backward(model, j, forwards[j], np.ascontiguousarray(own), exact_input=exact)
+                layers[j], share = back.trace, back.d_input
+            else:
+                back = layer_backward(model, j, forwards[j], np.ascontiguousarray(own[::-1]), exact_input=exact)
+                layers[j], share = back.trace.reversed_in_time("reverse"), back.d_input[::-1]
+            d_input = share if d_input is None else d_input + share
+        assert d_input is not None
+        ext = np.ascontiguousarray(d_input)
+    return layers, ext

@@ -1,0 +1,133 @@
+"""POST /api/models/{id}/jacobian: every step's influence on every later step, ‖∂h_t/∂h_s‖ (app.engine.lab.jacobian)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from fastapi import APIRouter
+from fastapi.responses import Response
+from starlette.requests import Request
+
+from app.engine.errors import WrongModelKind
+from app.engine.lab.jacobian import JacobianNorms, jacobian_norms, series_jacobian_norms
+from app.engine.series.model import read_values, scaled_tensor
+from app.engine.series.trace import series_model
+from app.engine.token.model import SeqModel
+from app.web import series, translation
+from app.web.capacity import cost
+from app.web.deps import BudgetDep, ComputeDep, SettingsDep, ZooDep, work_of
+from app.web.errors import LimitExceeded
+from app.web.routes.trace import ERRORS, held_json
+from app.web.schemas.jacobian import JacobianRequest, JacobianResponse
+from app.web.service import check_chars, readable, text_of
+from app.wire.records import dumps
+
+router = APIRouter(prefix="/api", tags=["lab"])
+
+
+FULL_HIDDEN = 128  # models up to this hidden size get all of jacobian_max_steps
+
+
+def step_limit(max_steps: int, hidden: int) -> int:
+    """The most steps a model of this hidden size may be given: the work grows as T²H³ (T²/2 products of H × H),
+    so beyond FULL_HIDDEN the limit shrinks as (FULL_HIDDEN/H)^1.5, which keeps it at jacobian_max_steps' work at
+    H = FULL_HIDDEN (an imported model of hidden size 1024 would otherwise take an hour of a compute slot)."""
+    if hidden <= FULL_HIDDEN:
+        return max_steps
+    return max(2, int(max_steps * (FULL_HIDDEN / hidden) ** 1.5))
+
+
+def over_limit(steps: int, max_steps: int, hidden: int) -> None:
+    limit = step_limit(max_steps, hidden)
+    if steps <= limit:
+        return
+    if limit == max_steps:
+        raise LimitExceeded(f"the input reads as {steps} steps; the limit is {limit} steps (jacobian_max_steps)")
+    raise LimitExceeded(
+        f"the input reads as {steps} steps; for a model of hidden size {hidden} the limit is {limit} steps "
+        f"(jacobian_max_steps = {max_steps}, scaled by ({FULL_HIDDEN}/{hidden})^1.5: the work grows as T²H³)"
+    )
+
+
+def working_bytes(steps: int, hidden: int, cell: str) -> int:
+    """What computing a triangle takes at its peak: every step's Jacobian in float64 and the temporaries that
+    build them, the (T, T) norms, and the body, ~25 characters a norm (the products themselves take one H × H
+    matrix or two per thread). Measured at T = 300, H = 128 (peak resident rise): the RNN 40 MB (1 T·H² float64),
+    the GRU 119 MB (3), the LSTM 155 MB (4); each is given one T·H² more."""
+    matrices = steps * hidden * hidden * 8
+    return matrices * {"rnn": 2, "gru": 4, "lstm": 5}[cell] + 33 * steps * steps + (1 << 20)
+
+
+@router.post("/models/{model_id}/jacobian", response_model=JacobianResponse, responses=ERRORS)
+async def jacobian(
+    model_id: str,
+    req: JacobianRequest,
+    request: Request,
+    zoo: ZooDep,
+    compute: ComputeDep,
+    budget: BudgetDep,
+    settings: SettingsDep,
+) -> Response:
+    """‖∂h_t/∂h_s‖ for every pair of steps of one layer entry, through that layer's own recurrence (its inputs
+    held; for the LSTM, of its whole state at s: ‖∂h_t/∂(h_s, c_s)‖), exact in float64: a triangle, null where s is
+    not upstream of t. Text models take `text`, series models `values`; translation models are a 409; at most
+    jacobian_max_steps steps."""
+    loaded = zoo.get(model_id)
+    if translation.is_translation(loaded):
+        raise WrongModelKind(
+            f"{model_id} is a translation model: the Jacobian is computed for one recurrent stack (text and series "
+            "models) only"
+        )
+    limit = settings.jacobian_max_steps
+    compute_norms: Callable[[], JacobianNorms]
+    if series.is_series(loaded):
+        values = series.values_of(loaded, req.values)
+        over_limit(len(values), limit, loaded.card.hidden_size)
+        model, scaling = series_model(loaded, req.checkpoint)
+        array = read_values(values, scaling.width, limit, scaling)
+        tokens = [", ".join(f"{v:g}" for v in row) for row in array]
+        x = scaled_tensor(scaling, array, torch.float64)
+
+        def compute_norms() -> JacobianNorms:
+            return series_jacobian_norms(model, x, req.layer, req.norm, max_steps=limit)
+
+        entries = loaded.card.num_layers
+    else:
+        text = text_of(loaded, req.text)
+        token_model = loaded.at(req.checkpoint)
+        if not isinstance(token_model, SeqModel):  # pragma: no cover - a text model's weights are a SeqModel
+            raise WrongModelKind(f"{model_id} is a {loaded.card.kind} model, not a text model")
+        check_chars("text", text, settings.max_steps, "max_steps")
+        encoded = readable(loaded, loaded.vocab.encode(text), "melody")
+        over_limit(len(encoded.ids), limit, loaded.card.hidden_size)
+        tokens = encoded.tokens
+
+        def compute_norms() -> JacobianNorms:
+            return jacobian_norms(token_model, encoded.ids, req.layer, req.norm, max_steps=limit)
+
+        entries = loaded.card.num_layers * loaded.card.directions
+    steps = len(tokens)
+    if req.layer >= entries:
+        raise LimitExceeded(
+            f"layer is {req.layer}; this model has {entries} layer entr{'y' if entries == 1 else 'ies'} "
+            f"(0 to {entries - 1}, torch's order: l0{', l0_reverse' if loaded.card.directions == 2 else ''}, …)"
+        )
+
+    def work() -> bytes:
+        result = compute_norms()
+        return dumps(
+            {
+                "tokens": tokens,
+                "layer": req.layer,
+                "norm": req.norm,
+                "hidden_size": result.hidden_size,
+                "direction": result.direction,
+                "norms": result.norms.numpy(),  # orjson writes NaN (s not upstream of t) and ±inf as null
+            }
+        )
+
+    # Its cost grows as T²H³ (T²/2 products of H × H), not as its steps
+    estimate = working_bytes(steps, loaded.card.hidden_size, loaded.card.cell)
+    admitted = work_of(request, cost.jacobian_seconds(loaded, steps))
+    return await held_json(work, admitted, compute, budget, estimate, settings)

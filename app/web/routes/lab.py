@@ -1,0 +1,110 @@
+"""The lab's computations over REST: POST /api/lab/gradients (the knobs of the vanishing gradient) and
+POST /api/models/{id}/diff (change one token)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from starlette.requests import Request
+
+from app.engine.errors import WrongModelKind
+from app.engine.lab import knobs
+from app.engine.lab.diff import diff_ids
+from app.engine.token.model import SeqModel
+from app.web.capacity import cost
+from app.web.deps import BudgetDep, ComputeDep, SettingsDep, ZooDep, work_of
+from app.web.errors import LimitExceeded
+from app.web.routes.trace import ERRORS, held_json
+from app.web.schemas.lab import DiffRequest, DiffResponse, GradientsRequest, GradientsResponse
+from app.web.service import check_chars, readable, text_of
+from app.wire.records import dumps
+
+router = APIRouter(prefix="/api", tags=["lab"])
+
+
+def _over(what: str, value: int, limit: int, setting: str) -> None:
+    if value > limit:
+        raise LimitExceeded(f"{what} is {value}; the limit is {limit} ({setting})")
+
+
+@router.post("/lab/gradients", response_model=GradientsResponse, responses=ERRORS)
+async def gradients(req: GradientsRequest, request: Request, compute: ComputeDep, settings: SettingsDep) -> Response:
+    """‖∂L/∂h_t‖ at every step of one recurrent layer set by the knobs (spectral radius, nonlinearity, forget bias,
+    clipping), the loss at the last step, with the textbook bound (app/engine/lab/knobs.py says how)."""
+    _over("steps", req.steps, settings.lab_max_steps, "lab_max_steps")
+    _over("hidden_size", req.hidden_size, settings.lab_max_hidden, "lab_max_hidden")
+    nonlinearity: knobs.Nonlinearity = req.nonlinearity if req.cell == "rnn" else "tanh"
+
+    def work() -> bytes:
+        curves = knobs.gradients(
+            req.cell, req.steps, req.hidden_size, req.radius, nonlinearity, req.forget_bias, req.clip, req.seed
+        )
+        return dumps(
+            {
+                "cell": req.cell,
+                "steps": req.steps,
+                "hidden_size": req.hidden_size,
+                "nonlinearity": nonlinearity,
+                "radius": req.radius,
+                "radius_measured": curves.radius_measured,
+                "grad_norms": curves.grad_norms.tolist(),  # orjson writes inf and NaN as null
+                "bound": curves.bound.tolist(),
+                "clipped": curves.clipped.tolist(),
+            }
+        )
+
+    admitted = work_of(request, cost.knobs_seconds(req.cell, req.steps, req.hidden_size))
+    body = await compute.run(admitted, work)
+    return Response(body, media_type="application/json")
+
+
+@router.post("/models/{model_id}/diff", response_model=DiffResponse, responses=ERRORS)
+async def diff(
+    model_id: str,
+    req: DiffRequest,
+    request: Request,
+    zoo: ZooDep,
+    compute: ComputeDep,
+    budget: BudgetDep,
+    settings: SettingsDep,
+) -> Response:
+    """Read `text` and `edited` (as many tokens, some changed): how far the change travels, as ‖h_t − h'_t‖ per
+    layer entry (and ‖c_t − c'_t‖ for the LSTM) and the total variation distance of the two predictions per step."""
+    loaded = zoo.get(model_id)
+    if loaded.card.kind in ("translate", "series"):
+        raise WrongModelKind(f"{model_id} is a {loaded.card.kind} model: diff compares two texts read by a model "
+                             "that predicts the next token or a class")  # fmt: skip
+    encoded = []
+    for what, text in (("text", req.text), ("edited", req.edited)):
+        check_chars(what, text_of(loaded, text), settings.max_steps, "max_steps")
+        # tokenised as the trace tokenises: a melody's unknown note is the trace's 422
+        melody = "melody" if what == "text" else "edited melody"
+        encoded.append(readable(loaded, loaded.vocab.encode(text, settings.max_steps), melody))
+    model = loaded.at(req.checkpoint)
+    if not isinstance(model, SeqModel):
+        raise WrongModelKind(f"{model_id} does not read text")
+    first, edited = encoded
+    steps = len(first.ids)
+
+    def work() -> bytes:
+        d = diff_ids(model, first.ids, edited.ids)
+        body: dict[str, Any] = {
+            "tokens": first.tokens,
+            "edited_tokens": edited.tokens,
+            "changed": d.changed,
+            "directions": d.directions,
+            "state_change": d.state_change.tolist(),
+            "cell_change": None if d.cell_change is None else d.cell_change.tolist(),
+            "prediction_change": d.prediction_change.tolist(),
+        }
+        return dumps(body)
+
+    cfg = model.config
+    entries = cfg.num_layers * cfg.directions
+    # the float64 copy of the model, both inputs' states and gates (float64), and the body (~22 bytes a value)
+    params = sum(p.numel() for p in model.parameters())
+    estimate = 8 * params + 2 * 8 * steps * entries * cfg.hidden_size * 6 + 22 * steps * (2 * entries + 1) + 4096
+    admitted = work_of(request, cost.diff_seconds(loaded, steps))
+    return await held_json(work, admitted, compute, budget, estimate, settings)

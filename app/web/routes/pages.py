@@ -1,0 +1,285 @@
+"""The HTML pages (Jinja2 templates) and the vendored plotly.js, served from the installed plotly package.
+
+Pages carry no data beyond what a template needs to lay itself out: the browser fetches traces through
+static/js/api.js. No inline scripts: page parameters travel in data- attributes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.templating import Jinja2Templates
+from jinja2 import Undefined
+
+from app.engine.token.model import LoadedModel, ModelCard
+from app.training.tasks import TASKS, KeyMetric
+from app.training.tasks.base import percent
+from app.web.config import ROOT
+from app.web.deps import SettingsDep, ZooDep
+from app.zoo.zoo import UnknownModel, Zoo
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=ROOT / "templates")
+
+CELL_ORDER = {"rnn": 0, "lstm": 1, "gru": 2}
+
+
+def key_metric(card: ModelCard) -> KeyMetric | None:
+    """The number a card shows first: the task says which (app/tasks); a model of no known task shows its
+    accuracy, or else its first number."""
+    task = TASKS.get(card.task)
+    if task is not None:
+        return task.key_metric(card.metrics)
+    numbers = {k: v for k, v in card.metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    if "accuracy" in numbers:
+        return KeyMetric("accuracy", percent(numbers["accuracy"]))
+    name, value = next(iter(numbers.items()), (None, None))
+    return None if name is None or value is None else KeyMetric(name.replace("_", " "), f"{value:.3g}")
+
+
+def task_title(task: str) -> str:
+    known = TASKS.get(task)
+    return known.title if known is not None else task.replace("-", " ")
+
+
+def tasks_of(zoo: Zoo) -> dict[str, list[LoadedModel]]:
+    """Task → its models, RNN before LSTM before GRU."""
+    out: dict[str, list[LoadedModel]] = {}
+    for m in zoo:
+        out.setdefault(m.card.task, []).append(m)
+    for models in out.values():
+        models.sort(key=lambda m: (CELL_ORDER.get(m.card.cell, 9), m.card.id))
+    order = list(TASKS)
+    return dict(sorted(out.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])))
+
+
+def comparable(models: list[LoadedModel]) -> list[LoadedModel]:
+    """One model per cell type (the first of each), for the compare page. Translation models are not compared
+    cell by cell (one time axis cannot hold an encoder and a decoder): their page switches attention instead; series
+    models (numbers in) are compared on their own page by their held-out error, not here."""
+    seen: dict[str, LoadedModel] = {}
+    for m in models:
+        if m.card.kind not in ("translate", "series"):
+            seen.setdefault(m.card.cell, m)
+    return list(seen.values())
+
+
+def attention_peer(zoo: Zoo, card: ModelCard) -> LoadedModel | None:
+    """The translation model of the same task with attention switched (on ↔ off): the same cell and depth if the
+    zoo has it, else the nearest; None if the task has no such model."""
+    others = [
+        m
+        for m in zoo
+        if m.card.kind == "translate" and m.card.task == card.task and bool(m.card.attention) != bool(card.attention)
+    ]
+    others.sort(key=lambda m: (m.card.cell != card.cell, m.card.num_layers != card.num_layers, m.card.id))
+    return others[0] if others else None
+
+
+def is_melody(m: LoadedModel) -> bool:
+    """A next-note model: its text is PITCH:DUR notes (app/engine/token/notes.py), shown on the melody page."""
+    return m.card.kind == "next_token" and m.vocab.level == "note"
+
+
+def is_series(m: LoadedModel) -> bool:
+    return m.card.kind == "series"
+
+
+def page_card(m: LoadedModel) -> dict[str, Any]:
+    """What the pages read of a card, as GET /api/models/{id} gives it. A page about a melody or series model
+    carries these cards (data-cards) so that it needs no request for them (api.js getModel reads them first)."""
+    c = m.card
+    return {
+        "id": c.id, "task": c.task, "cell": c.cell, "kind": c.kind, "hidden_size": c.hidden_size,
+        "num_layers": c.num_layers, "embed_size": c.embed_size, "description": c.description,
+        "vocab": None if is_series(m) else list(m.vocab.tokens), "vocab_level": m.vocab.level,
+        "labels": c.labels, "target": None, "gates": list(c.gate_names), "examples": c.examples,
+        "checkpoints": [{"name": k.name, "step": k.step} for k in c.checkpoints], "series": c.series,
+        "metrics": {k: v for k, v in c.metrics.items() if isinstance(v, int | float | str)},
+    }  # fmt: skip
+
+
+def page_cards(zoo: Zoo) -> dict[str, dict[str, Any]]:
+    return {m.card.id: page_card(m) for m in zoo if is_melody(m) or is_series(m)}
+
+
+def link(path: str, **query: Any) -> str:
+    """A relative link with a query string; parameters that are None are left out."""
+    params = {k: v for k, v in query.items() if v is not None and not isinstance(v, Undefined)}
+    return f"{path}?{urlencode(params, quote_via=quote)}" if params else path
+
+
+# Pages that may show a melody or series model: they carry those models' cards (see page_card).
+CARD_PAGES = {"melody.html", "series.html", "compare.html", "generate.html", "tour.html"}
+
+
+def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    # uploads_on: whether the upload form and the Delete button are offered (an admin token is configured)
+    context = {"task_title": task_title, "link": link, "uploads_on": request.app.state.settings.uploads_on(), **context}
+    if name in CARD_PAGES:
+        context["cards"] = page_cards(request.app.state.zoo)
+    # The security headers are the middleware's (app.web.middleware.security), as on every response.
+    return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def not_found(request: Request, message: str) -> HTMLResponse:
+    return page(request, "not_found.html", status_code=404, message=message)
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request, zoo: ZooDep) -> HTMLResponse:
+    """The zoo: models as cards grouped by task, each example one click away."""
+    groups = [
+        {"task": task, "title": task_title(task), "models": models, "compare": len(comparable(models)) > 1}
+        for task, models in tasks_of(zoo).items()
+    ]
+    return page(request, "home.html", groups=groups, key_metric=key_metric, skipped=zoo.skipped)
+
+
+def model_page(request: Request, zoo: Zoo, model_id: str, template: str, writes: bool = False) -> HTMLResponse:
+    """A page about one model (and its peers of the same task); `writes`: next-token models only."""
+    try:
+        m = zoo.get(model_id)
+    except UnknownModel as e:
+        return not_found(request, str(e))
+    if writes and is_melody(m):
+        return page(request, "melody.html", m=m, peers=comparable(tasks_of(zoo)[m.card.task]), writing=True)
+    if writes and is_series(m):
+        return not_found(
+            request,
+            f"{model_id} reads numbers: its free-running forecast (what it writes) is on its own page, "
+            f"/models/{model_id}.",
+        )
+    if template == "learning.html" and (is_melody(m) or is_series(m)):
+        what = "melody" if is_melody(m) else "series"
+        return not_found(
+            request,
+            f"{model_id} is a {what} model: the learning page shows text models and classifiers. "
+            f"Its {what} is on its own page, /models/{model_id}.",
+        )
+    if writes and m.card.bidirectional:
+        return not_found(
+            request,
+            f"{model_id} reads its input both ways (bidirectional): it cannot write text one token at a time. "
+            f"Its trace is on its own page, /models/{model_id}.",
+        )
+    if writes and m.card.kind != "next_token":
+        what = "translates (its page: /models/" + model_id + ")" if m.card.kind == "translate" else "is a classifier"
+        return not_found(request, f"{model_id} {what}: only next-token models can write text.")
+    if template == "learning.html" and m.card.kind == "translate":
+        return not_found(
+            request,
+            f"{model_id} is a translation model: the learning page shows next-token models and classifiers. "
+            f"Its encoder, decoder and attention are on its own page, /models/{model_id}.",
+        )
+    return page(request, template, m=m, peers=comparable(tasks_of(zoo)[m.card.task]))
+
+
+@router.get("/models/{model_id}", response_class=HTMLResponse)
+def model_view(request: Request, model_id: str, zoo: ZooDep) -> HTMLResponse:
+    """One model, unrolled: the network, hidden state, gates, gradients, text and trajectory; a translation model,
+    its encoder and decoder unrolled with the attention between them."""
+    try:
+        m = zoo.get(model_id)
+    except UnknownModel as e:
+        return not_found(request, str(e))
+    if m.card.kind == "translate":
+        return page(request, "translate.html", m=m, peer=attention_peer(zoo, m.card))
+    if is_melody(m):
+        return page(request, "melody.html", m=m, peers=comparable(tasks_of(zoo)[m.card.task]), writing=False)
+    if is_series(m):
+        return page(request, "series.html", m=m, peers=tasks_of(zoo)[m.card.task])
+    return model_page(request, zoo, model_id, "model.html")
+
+
+@router.get("/models/{model_id}/generate", response_class=HTMLResponse)
+def generate_view(request: Request, model_id: str, zoo: ZooDep) -> HTMLResponse:
+    """Type a prompt and watch a next-token model write, its states streaming in."""
+    return model_page(request, zoo, model_id, "generate.html", writes=True)
+
+
+@router.get("/models/{model_id}/learning", response_class=HTMLResponse)
+def learning_view(request: Request, model_id: str, zoo: ZooDep) -> HTMLResponse:
+    """The same input's internals at each saved checkpoint of training."""
+    return model_page(request, zoo, model_id, "learning.html")
+
+
+@router.get("/upload", response_class=HTMLResponse)
+def upload_view(request: Request) -> HTMLResponse:
+    """Upload a model trained elsewhere (POST /api/models, for whoever holds the admin token)."""
+    return page(request, "upload.html", max_upload_bytes=request.app.state.settings.max_upload_bytes)
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_view(request: Request, zoo: ZooDep, task: str | None = None) -> HTMLResponse:
+    """The RNN, LSTM and GRU of one task on the same input, one time cursor, one log plot of gradients."""
+    groups = tasks_of(zoo)
+    choices = [t for t, models in groups.items() if len(comparable(models)) > 1]
+    if task is None and choices:
+        task = choices[0]
+    if task is None or task not in groups or not comparable(groups[task]):
+        known = ", ".join(choices) or "none"
+        if task in groups and any(m.card.kind == "series" for m in groups[task]):
+            first = groups[task][0].card.id
+            return not_found(
+                request,
+                f"the task {task!r} reads numbers: its models are compared by their held-out error against "
+                f"persistence and AR(p) on each model's page (/models/{first}), not cell by cell here. "
+                f"Tasks with several cells: {known}",
+            )
+        if task in groups and any(m.card.kind == "translate" for m in groups[task]):
+            first = groups[task][0].card.id
+            return not_found(
+                request,
+                f"the task {task!r} translates: its models are not compared cell by cell but with and without "
+                f"attention, on a translation model's page (/models/{first}). Tasks with several cells: {known}",
+            )
+        return not_found(request, f"no task {task!r} to compare; tasks with several cells: {known}")
+    models = comparable(groups[task])
+    return page(request, "compare.html", task=task, models=models, choices=choices)
+
+
+@router.get("/lab", response_class=HTMLResponse)
+def lab_view(request: Request, zoo: ZooDep, settings: SettingsDep) -> HTMLResponse:
+    """The lab: the knobs of the vanishing gradient, live training, every step's influence, one token changed.
+    Its lower sections read tasks with an RNN, an LSTM and a GRU of text (task → their ids)."""
+    tasks = {t: [m.card.id for m in comparable(ms)] for t, ms in tasks_of(zoo).items() if not any(map(is_melody, ms))}
+    limits = {"steps": settings.lab_max_steps, "hidden": settings.lab_max_hidden, "gap": settings.lab_max_gap,
+              "seconds": settings.lab_max_seconds}  # fmt: skip
+    tasks = {t: ids for t, ids in tasks.items() if len(ids) == 3}
+    # the lower sections' lessons that need a long input (the memory task's gap), said beside the input
+    lessons = {t: {"min_gap": task.lesson_gap, "what": task.lesson_gap_what}
+               for t in tasks if (task := TASKS.get(t)) is not None and task.lesson_gap is not None}  # fmt: skip
+    return page(request, "lab.html", tasks=tasks, limits=limits, lessons=lessons)
+
+
+@lru_cache(maxsize=1)
+def plotly_js() -> tuple[bytes, bytes, str]:
+    """plotly.min.js from the installed plotly package: (raw, gzipped, ETag)."""
+    raw = (resources.files("plotly") / "package_data" / "plotly.min.js").read_bytes()
+    return raw, gzip.compress(raw, compresslevel=6, mtime=0), '"' + hashlib.sha256(raw).hexdigest()[:20] + '"'
+
+
+@router.get("/docs", response_class=HTMLResponse)
+def api_docs(request: Request) -> HTMLResponse:
+    """The API's documentation (Swagger UI from the installed fastapi-offline package: offline, no CDN)."""
+    return page(request, "docs.html")
+
+
+@router.get("/static/vendor/plotly.min.js")
+def plotly_bundle(request: Request) -> Response:
+    """The plotly.js bundle shipped inside the plotly Python package: nothing is loaded from a CDN."""
+    raw, zipped, etag = plotly_js()
+    headers = {"Cache-Control": "public, max-age=86400", "ETag": etag, "Vary": "Accept-Encoding"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(zipped, media_type="text/javascript", headers={**headers, "Content-Encoding": "gzip"})
+    return Response(raw, media_type="text/javascript", headers=headers)

@@ -1,0 +1,208 @@
+"""POST /api/models/{id}/trace and /generate: the whole trace in one JSON body."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+from fastapi import APIRouter
+from fastapi.responses import Response
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
+
+from app.engine.errors import WrongModelKind
+from app.web import series, translation
+from app.web.capacity import cost
+from app.web.capacity.budget import ByteBudget, Held
+from app.web.capacity.compute import Compute, Work
+from app.web.config import Settings
+from app.web.deps import BudgetDep, ComputeDep, SettingsDep, ZooDep, work_of
+from app.web.schemas.models import (
+    ErrorBody,
+    GenerateRequest,
+    GenerateResponse,
+    TraceRequest,
+    TraceResponse,
+    TranslateRequest,
+    TranslateResponse,
+    TranslationTraceResponse,
+)
+from app.web.service import Generation, compute_trace, text_of, trace_steps
+from app.wire.records import dumps, estimate_working_bytes
+
+log = logging.getLogger("unrolled.api")
+router = APIRouter(prefix="/api", tags=["trace"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "the body is not JSON in UTF-8"},
+    404: {"model": ErrorBody, "description": "no such model, checkpoint or label"},
+    409: {"model": ErrorBody, "description": "the model is of the other kind (generate on a classifier, …)"},
+    413: {"model": ErrorBody, "description": "the body is over max_body_bytes"},
+    422: {"model": ErrorBody, "description": "the request is malformed or names an unknown label or checkpoint"},
+    503: {"model": ErrorBody, "description": "busy: retry after the Retry-After header's seconds"},
+}
+
+
+# an ASGI extension of `unrolled serve` (app.web.middleware.request_head): reset the connection
+ABORT = "unrolled.abort"
+
+
+class HeldJSON(Response):
+    """A JSON body that holds its size in the server's byte budget until it has been sent. It leaves in chunks,
+    each of which the client must take within send_timeout: one that stops reading is given up on (uvicorn then
+    closes the connection), so a client cannot keep a big body in the server's memory by not reading it."""
+
+    media_type = "application/json"
+    CHUNK = 1 << 20
+
+    def __init__(self, body: bytes, held: Held, timeout: float) -> None:
+        super().__init__(body)
+        self.held = held
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            body, self.body = memoryview(self.body), b""
+            for start in range(0, max(1, len(body)), self.CHUNK):
+                with anyio.fail_after(self.timeout):
+                    chunk = bytes(body[start : start + self.CHUNK])
+                    await send(
+                        {"type": "http.response.body", "body": chunk, "more_body": start + self.CHUNK < len(body)}
+                    )
+        except TimeoutError:
+            log.info("gave up on a client that read nothing for %g s", self.timeout)
+            abort = scope.get("extensions", {}).get(ABORT)
+            if abort is not None:  # reset the connection: what the kernel still holds for it is dropped too
+                abort()
+                await anyio.sleep(0)  # the server learns of the lost connection, and expects no more of the body
+        finally:
+            self.held.release()
+
+
+async def held_json(
+    fn: Callable[[], bytes], work: Work, compute: Compute, budget: ByteBudget, estimate: int, settings: Settings
+) -> HeldJSON:
+    """Compute a body that has room in the byte budget: what computing it takes at its peak (an estimate) is taken
+    before computing (over the budget: a 503 at once, nothing computed), then only the body's exact size, held
+    until it has been sent."""
+    held = budget.take(estimate)
+    try:
+        body = await compute.run(work, fn)
+        held.resize(len(body))
+    except BaseException:
+        held.release()
+        raise
+    return HeldJSON(body, held, settings.send_timeout)
+
+
+@router.post("/models/{model_id}/trace", response_model=TraceResponse | TranslationTraceResponse, responses=ERRORS)
+async def trace_model(
+    model_id: str,
+    req: TraceRequest,
+    request: Request,
+    zoo: ZooDep,
+    compute: ComputeDep,
+    budget: BudgetDep,
+    settings: SettingsDep,
+) -> Response:
+    """Trace a text: every step's states, gates, predictions, losses and BPTT gradient norms. A translation model
+    traces its encoder and decoder: on `target` (teacher forcing) or on its own greedy output."""
+    loaded = zoo.get(model_id)
+    if series.is_series(loaded):
+        values = series.values_of(loaded, req.values)
+        steps = series.value_steps(values, settings)
+
+        def series_work() -> bytes:
+            return dumps(series.trace_request(loaded, req, settings).body())
+
+        estimate = series.estimate_bytes(loaded, steps)
+        admitted = work_of(request, cost.trace_seconds(loaded, steps))
+        return await held_json(series_work, admitted, compute, budget, estimate, settings)
+    if translation.is_translation(loaded):
+        steps = translation.translation_steps(loaded, text_of(loaded, req.text), None, 1, req.top_k, settings)
+
+        def translation_work() -> bytes:
+            return dumps(translation.trace_request(loaded, req, settings).body())
+
+        estimate = translation.estimate_bytes(loaded, steps, req.top_k)
+        admitted = work_of(request, cost.translate_seconds(loaded, steps))
+        return await held_json(translation_work, admitted, compute, budget, estimate, settings)
+    translation.refuse_translation_fields(loaded, req)
+    steps = trace_steps(loaded, req, settings)
+
+    def work() -> bytes:
+        return dumps(compute_trace(loaded, req, settings).body())
+
+    estimate = estimate_working_bytes(loaded.card, steps, req.top_k, "rest")
+    admitted = work_of(request, cost.trace_seconds(loaded, steps))
+    return await held_json(work, admitted, compute, budget, estimate, settings)
+
+
+@router.post("/models/{model_id}/generate", response_model=GenerateResponse, responses=ERRORS)
+async def generate_text(
+    model_id: str,
+    req: GenerateRequest,
+    request: Request,
+    zoo: ZooDep,
+    compute: ComputeDep,
+    budget: BudgetDep,
+    settings: SettingsDep,
+) -> Response:
+    """Sample text from a next-token model, with the trace of the whole sequence; from a series model, a
+    free-running forecast of `length` values (each prediction fed back as the next input)."""
+    loaded = zoo.get(model_id)
+    if series.is_series(loaded):
+        forecasting = series.SeriesGeneration.start(loaded, req, settings)
+        total = forecasting.given + req.length
+
+        def forecast_work() -> bytes:
+            forecast, wire = forecasting.finish()
+            return dumps({"values": wire.values[: forecasting.given], "forecast": forecast,
+                          "outliers": forecasting.outliers(), "trace": wire.body()})  # fmt: skip
+
+        estimate = series.estimate_bytes(loaded, total)
+        admitted = work_of(request, cost.forecast_seconds(loaded, forecasting.given, req.length))
+        return await held_json(forecast_work, admitted, compute, budget, estimate, settings)
+    generation = Generation.start(loaded, req, settings)
+    steps = len(generation.prompt_ids) + req.length
+
+    def work() -> bytes:
+        for _ in generation.run():
+            pass
+        text, written, wire = generation.finish()
+        return dumps({"text": text, "generated": written, "trace": wire.body()})
+
+    estimate = estimate_working_bytes(loaded.card, steps, req.top_k, "rest")
+    admitted = work_of(request, cost.generate_seconds(loaded, len(generation.prompt_ids), req.length))
+    return await held_json(work, admitted, compute, budget, estimate, settings)
+
+
+@router.post("/models/{model_id}/translate", response_model=TranslateResponse, responses=ERRORS)
+async def translate_text(
+    model_id: str,
+    req: TranslateRequest,
+    request: Request,
+    zoo: ZooDep,
+    compute: ComputeDep,
+    budget: BudgetDep,
+    settings: SettingsDep,
+) -> Response:
+    """Translate a text: beam search (every candidate and its score), after an optional forced prefix, with the
+    trace of the best output."""
+    loaded = zoo.get(model_id)
+    if not translation.is_translation(loaded):
+        raise WrongModelKind(f"{model_id} is a {loaded.card.kind} model, not a translation model")
+    steps = translation.translation_steps(
+        loaded, text_of(loaded, req.text), req.max_length, req.beam, req.top_k, settings
+    )
+
+    def work() -> bytes:
+        wire = translation.translate_request(loaded, req, settings)
+        return dumps({"output": wire.trace.output, "beams": wire.header()["beams"], "trace": wire.body()})
+
+    estimate = translation.estimate_bytes(loaded, steps, req.top_k)
+    admitted = work_of(request, cost.translate_seconds(loaded, steps))
+    return await held_json(work, admitted, compute, budget, estimate, settings)

@@ -1,0 +1,408 @@
+"""A Trace on the wire: the REST body and the stream's frames, built from the same arrays.
+
+The arrays are rounded (if the request asks for a precision) and written as JSON text once (jsonfloat), then
+either sent whole (REST) or sliced row by row into frames (stream), so a stream's frames equal the REST body
+value for value; binary records hold the same rounded values. NaN (a step with no target) is written as null.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import orjson
+from numpy.typing import NDArray
+
+from app.engine.layers import Trace
+from app.engine.token.generate import Step
+from app.engine.token.model import LoadedModel, ModelCard
+from app.wire.jsonfloat import Rows, Writing, round_significant, write_predictions, write_rows
+
+Array = NDArray[Any]
+JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=JSON_OPTIONS)
+
+
+def state_key(layer: int, name: str) -> str:
+    """The wire's name of a layer's state or gate array ("hidden", "cell_state" or a gate, as the engine names
+    them): "layers.0.hidden", "layers.1.gates.forget". The JSON text, the binary layout and the arrays the engine
+    hands over while it runs are all matched by this name, never by position."""
+    return f"layers.{layer}.{name}" if name in ("hidden", "cell_state") else f"layers.{layer}.gates.{name}"
+
+
+def estimate_body_bytes(card: ModelCard, steps: int, top_k: int) -> int:
+    """About how long a trace's JSON body will be (a little over), known before computing it: ~13 characters a
+    float32 value (its shortest digits and a comma: 11.6 on charlm-lstm), ~32 a top-k prediction, ~48 a step's
+    losses and gradient norms."""
+    values = card.num_layers * card.directions * card.hidden_size * (1 + (card.cell == "lstm") + len(card.gate_names))
+    per_step = 13 * values + (32 * top_k if card.kind == "next_token" else 12 * len(card.labels or [])) + 48
+    return steps * per_step + 1024
+
+
+# What computing a trace takes at its peak, as a multiple of its JSON body's estimated size (measured on a
+# 10,000-step charlm-lstm trace, VmHWM over the idle server): the arrays (4 bytes a value), float64 BPTT
+# temporaries, the JSON text (~13 a value) and the writer's buffers; a REST body also joins the text into one.
+WORKING_FACTOR = {"rest": 3.0, "json": 3.4, "binary": 1.6}
+
+
+def estimate_working_bytes(card: ModelCard, steps: int, top_k: int, form: str) -> int:
+    """What computing a trace takes at its peak, for a REST body ("rest") or a stream ("json", "binary"): taken
+    from the byte budget before computing, and brought down to what is held while sending once computed."""
+    return int(estimate_body_bytes(card, steps, top_k) * WORKING_FACTOR[form])
+
+
+@dataclass
+class WireTrace:
+    """The trace of one request, ready to send: whole (body) or step by step (frames)."""
+
+    model_id: str
+    trace: Trace
+    precision: int | None  # significant digits of every value sent (None: full precision)
+    # The big arrays, as the trace computed them: rounded where they are sent (as text by the pool's threads,
+    # while the trace still runs, or as binary records), not here on the request's own thread.
+    hidden: list[Array]  # per layer (T, H)
+    cell_state: list[Array | None]
+    gates: list[dict[str, Array]]
+    directions: list[str]  # per layer entry, in torch's order (l0, l0_reverse, …): "forward" or "reverse"
+    # The small arrays, rounded already.
+    probs: Array  # (T, outputs)
+    top_probs: Array
+    step_loss: Array
+    grad_hidden: list[Array]
+    grad_cell_state: list[Array | None]
+    grad_weight_hh: list[Array]
+    grad_input: Array
+    vocab: tuple[str, ...]
+    labels: list[str] | None
+    writing: Writing | None = None  # state_arrays() being written as JSON (rounded to precision), if begun already
+
+    @classmethod
+    def build(
+        cls, loaded: LoadedModel, tr: Trace, precision: int | None = None, writing: Writing | None = None
+    ) -> WireTrace:
+        def r(a: Array) -> Array:
+            return round_significant(a, precision)
+
+        return cls(
+            model_id=loaded.card.id,
+            trace=tr,
+            precision=precision,
+            hidden=[layer.hidden for layer in tr.layers],
+            cell_state=[layer.cell_state for layer in tr.layers],
+            gates=[layer.gates for layer in tr.layers],
+            directions=[layer.direction for layer in tr.layers],
+            probs=r(tr.probs),
+            top_probs=r(tr.top_probs),
+            step_loss=r(tr.step_loss),
+            grad_hidden=[r(layer.grad_hidden) for layer in tr.layers],
+            grad_cell_state=[None if g is None else r(g) for g in (layer.grad_cell_state for layer in tr.layers)],
+            grad_weight_hh=[r(layer.grad_weight_hh) for layer in tr.layers],
+            grad_input=r(tr.grad_input),
+            vocab=loaded.vocab.tokens,
+            labels=loaded.card.labels,
+            writing=writing,
+        )
+
+    def state_arrays(self) -> list[tuple[str, Array]]:
+        """Every layer's hidden states, cell states and gates under their wire names, in the binary record's order."""
+        out: list[tuple[str, Array]] = []
+        for k, (h, c, gates) in enumerate(zip(self.hidden, self.cell_state, self.gates, strict=True)):
+            out.append((state_key(k, "hidden"), h))
+            if c is not None:
+                out.append((state_key(k, "cell_state"), c))
+            out += [(state_key(k, n), g) for n, g in gates.items()]
+        return out
+
+    def held_bytes(self) -> int:
+        """What this trace keeps in memory while it is sent: its arrays, and their JSON text if written."""
+        arrays = [a for _, a in self.state_arrays()] + [self.probs, self.top_probs, self.trace.top_ids]
+        size = sum(a.nbytes for a in arrays)
+        if "layer_text" in self.__dict__:  # the cached JSON text
+            size += sum(
+                len(r.text) for h, c, g in self.layer_text for r in (h, *([] if c is None else [c]), *g.values())
+            )
+        return size
+
+    @cached_property
+    def layer_text(self) -> list[tuple[Rows, Rows | None, dict[str, Rows]]]:
+        """Each layer's hidden states, cell states and gates as JSON text, written once (and only if JSON is
+        asked for) for both the REST body and the stream's frames; looked up by name."""
+        text = (self.writing or Writing(self.state_arrays(), digits=self.precision)).result()
+        return [
+            (
+                text[state_key(k, "hidden")],
+                None if c is None else text[state_key(k, "cell_state")],
+                {n: text[state_key(k, n)] for n in g},
+            )
+            for k, (c, g) in enumerate(zip(self.cell_state, self.gates, strict=True))
+        ]
+
+    @property
+    def is_lstm(self) -> bool:
+        return self.trace.cell == "lstm"
+
+    @cached_property
+    def predictions(self) -> Rows:
+        """Every step's top-k as JSON text, written once for the body and the frames."""
+        return write_predictions(self.trace.top_ids, self.top_probs, self.vocab)
+
+    def _label(self) -> str | None:
+        tr = self.trace
+        return None if tr.label is None or self.labels is None else self.labels[tr.label]
+
+    def header(self) -> dict[str, Any]:
+        tr = self.trace
+        return {
+            "model": self.model_id,
+            "cell": tr.cell,
+            "kind": tr.kind,
+            "checkpoint": tr.checkpoint,
+            "tokens": tr.tokens,
+            "token_ids": tr.token_ids,
+            "unknown": tr.unknown,
+            "steps": tr.steps,
+            "loss_mode": tr.loss_mode,
+            "total_loss": tr.loss,
+            "label": self._label(),
+            "label_source": self.trace.label_source,
+        }
+
+    def body(self) -> dict[str, Any]:
+        """The REST body: the whole trace."""
+        classify = self.trace.kind == "classify"
+        return {
+            **self.header(),
+            "layers": [
+                {
+                    "direction": d,
+                    "hidden": h.whole(),
+                    "cell_state": c and c.whole(),
+                    "gates": {n: g.whole() for n, g in gs.items()},
+                }
+                for d, (h, c, gs) in zip(self.directions, self.layer_text, strict=True)
+            ],
+            "predictions": None if classify else self.predictions.whole(),
+            "probs": self.probs[-1] if classify else None,
+            "step_probs": self.probs if classify else None,
+            "loss": self.step_loss,
+            "grad_norms": {
+                "hidden": self.grad_hidden,
+                "cell_state": self.grad_cell_state if self.is_lstm else None,
+                "input": self.grad_input,
+                "weight_hh": self.grad_weight_hh,
+            },
+        }
+
+    def meta_frame(self, binary: bool = False, batch: int = 1) -> dict[str, Any]:
+        extra: dict[str, Any] = {"encoding": "json", "batch": batch}
+        if binary:
+            layout, grad_layout = self.binary_layout(), self.grad_layout()
+            extra = {"encoding": "binary", "layout": layout, "grad_layout": grad_layout, "batch": batch,
+                     "step_record_bytes": 4 * (1 + sum(f["size"] for f in layout)),
+                     "grad_record_bytes": 8 * (1 + len(grad_layout))}  # fmt: skip
+        return {
+            "type": "meta",
+            **extra,
+            **self.header(),
+            "num_layers": len(self.hidden),
+            "hidden_size": int(self.hidden[0].shape[1]),
+            "gates": list(self.gates[0]),
+            "directions": self.directions,
+            "labels": self.labels,
+        }
+
+    def step_frames(self, batch: int = 1) -> Iterator[bytes]:
+        """The forward sweep's frames as JSON, in order, `batch` to a message: {"type": "step", "t", "token",
+        "layers": [{"direction", "hidden", "cell_state", "gates"}], "loss", "prediction" or "probs"}. Put together
+        from text written once, by joining bytes: building a dict for orjson per frame would cost more than the
+        frame's own values."""
+        return _messages(self._step_frame_parts(), batch)
+
+    def _step_frame_parts(self) -> Iterator[list[bytes]]:
+        layers = self.layer_text
+        keys = [[orjson.dumps(name) + b":" for name in gates] for _, _, gates in layers]
+        opening = [b'{"direction":' + orjson.dumps(d) + b',"hidden":' for d in self.directions]
+        tokens = [orjson.dumps(token) for token in self.trace.tokens]
+        losses = [orjson.dumps(loss) for loss in self.step_loss.tolist()]  # NaN (no target) → null
+        if self.trace.kind == "classify":
+            key, last = b',"probs":', write_rows([self.probs])[0]
+        else:
+            key, last = b',"prediction":', self.predictions
+        for t in range(self.trace.steps):
+            parts = [b'{"type":"step","t":', b"%d" % t, b',"token":', tokens[t], b',"layers":[']
+            for k, (h, c, gates) in enumerate(layers):
+                parts += [b',' if k else b'', opening[k], h.raw(t), b',"cell_state":',
+                          b"null" if c is None else c.raw(t), b',"gates":{']  # fmt: skip
+                parts.append(b",".join(name + g.raw(t) for name, g in zip(keys[k], gates.values(), strict=True)))
+                parts.append(b"}}")
+            parts += [b'],"loss":', losses[t], key, last.raw(t), b"}"]
+            yield parts
+
+    def binary_layout(self) -> list[dict[str, Any]]:
+        """What a binary step frame holds after its uint32 t: float32 fields in this order, then uint32 ids. A
+        layer's fields carry its direction."""
+        fields: list[dict[str, Any]] = [
+            {
+                "name": name,
+                "dtype": "float32",
+                "size": a.shape[1],
+                "direction": self.directions[int(name.split(".")[1])],
+            }
+            for name, a in self.state_arrays()
+        ]
+        fields.append({"name": "loss", "dtype": "float32", "size": 1})
+        if self.trace.kind == "classify":
+            fields.append({"name": "probs", "dtype": "float32", "size": self.probs.shape[1]})
+        else:
+            k = self.top_probs.shape[1]
+            fields.append({"name": "prediction.p", "dtype": "float32", "size": k})
+            fields.append({"name": "prediction.token_id", "dtype": "uint32", "size": k})
+        return fields
+
+    def grad_layout(self) -> list[dict[str, Any]]:
+        """What a binary grad record holds: float64 t, then these float64 fields (float64 keeps 1e-300)."""
+        L = len(self.hidden)
+        names = [f"hidden.{k}" for k in range(L)]
+        names += [f"cell_state.{k}" for k in range(L)] if self.is_lstm else []
+        names += ["input"] + [f"weight_hh.{k}" for k in range(L)]
+
+        def direction(name: str) -> dict[str, str]:
+            return {} if name == "input" else {"direction": self.directions[int(name.split(".")[1])]}
+
+        return [{"name": n, "dtype": "float64", "size": 1, **direction(n)} for n in names]
+
+    def binary_steps(self, batch: int = 1) -> Iterator[bytes]:
+        """Step records in messages of up to `batch` records each (wire.step_records: uint32 t, the float32 fields
+        of binary_layout(), then uint32 token ids)."""
+        parts = [round_significant(a, self.precision) for _, a in self.state_arrays()]
+        parts.append(self.step_loss[:, None])
+        parts.append(self.probs if self.trace.kind == "classify" else self.top_probs)
+        return record_messages(step_records(parts, self.trace.top_ids), batch)
+
+    def binary_grads(self, batch: int = 1) -> Iterator[bytes]:
+        """Grad records, from the last step back to the first, in messages of up to `batch` records each."""
+        columns = [*self.grad_hidden, *(self.grad_cell_state if self.is_lstm else []), self.grad_input,
+                   *self.grad_weight_hh]  # fmt: skip
+        return record_messages(grad_records([c for c in columns if c is not None]), batch)
+
+    def frames(self, batch: int = 1) -> Iterator[bytes]:
+        """Every JSON frame between meta and done: the forward sweep's, then the BPTT sweep's."""
+        return itertools.chain(self.step_frames(batch), self.grad_frames(batch))
+
+    def binary_frames(self, batch: int = 1) -> Iterator[bytes]:
+        """Every binary message between meta and done: T step records, then T grad records (last step first)."""
+        return itertools.chain(self.binary_steps(batch), self.binary_grads(batch))
+
+    def grad_frames(self, batch: int = 1) -> Iterator[bytes]:
+        """The BPTT sweep's frames as JSON, from the last step back to the first, `batch` to a message: {"type":
+        "grad", "t", "hidden": [per layer], "cell_state": [per layer] or null, "input", "weight_hh": [per layer]},
+        joined from each gradient norm's text (orjson writes a whole column at once; a number never holds a
+        comma)."""
+        return _messages(self._grad_frame_parts(), batch)
+
+    def _grad_frame_parts(self) -> Iterator[list[bytes]]:
+        def column(values: Array) -> list[bytes]:
+            return dumps(values)[1:-1].split(b",")
+
+        def per_layer(columns: list[list[bytes]], t: int) -> bytes:
+            return b"[" + b",".join(c[t] for c in columns) + b"]"
+
+        hidden = [column(g) for g in self.grad_hidden]
+        cell = [column(g) for g in self.grad_cell_state if g is not None] if self.is_lstm else None
+        weight_hh = [column(g) for g in self.grad_weight_hh]
+        grad_input = column(self.grad_input)
+        for t in range(self.trace.steps - 1, -1, -1):
+            yield [b'{"type":"grad","t":', b"%d" % t, b',"hidden":', per_layer(hidden, t),
+                   b',"cell_state":', b"null" if cell is None else per_layer(cell, t),
+                   b',"input":', grad_input[t], b',"weight_hh":', per_layer(weight_hh, t), b"}"]  # fmt: skip
+
+
+def _messages(frames: Iterator[list[bytes]], batch: int) -> Iterator[bytes]:
+    """Frames (each given as parts) as messages: one frame each, or a JSON array of up to `batch` frames, each
+    message joined once."""
+    if batch == 1:
+        yield from (b"".join(parts) for parts in frames)
+        return
+    while group := list(itertools.islice(frames, batch)):
+        message = [b"["]
+        for parts in group:
+            message += parts
+            message.append(b",")
+        message[-1] = b"]"  # the last frame's comma
+        yield b"".join(message)
+
+
+def step_records(parts: list[Array], ids: NDArray[np.int64] | None = None) -> Array:
+    """Binary step records, one row per step: little-endian uint32 t, the parts' float32 columns side by side,
+    then uint32 token ids (if any): every record of a trace has the same size."""
+    T = parts[0].shape[0]
+    width = sum(p.shape[1] for p in parts)
+    k = 0 if ids is None else ids.shape[1]
+    rows = np.empty((T, 1 + width + k), dtype="<f4")
+    rows.view("<u4")[:, 0] = np.arange(T)
+    np.concatenate([p.astype("<f4", copy=False) for p in parts], axis=1, out=rows[:, 1 : 1 + width])
+    if ids is not None:
+        rows.view("<u4")[:, 1 + width :] = ids
+    return rows
+
+
+def grad_records(columns: list[Array]) -> Array:
+    """Binary grad records, the last step first (as BPTT runs): float64 t, then each column's value(s) at t
+    (float64 keeps 1e-300); a column is (T,) or (T, k)."""
+    cols = [c[:, None] if c.ndim == 1 else c for c in columns]
+    T = cols[0].shape[0]
+    rows = np.empty((T, 1 + sum(c.shape[1] for c in cols)), dtype="<f8")
+    rows[:, 0] = np.arange(T)
+    np.concatenate(cols, axis=1, out=rows[:, 1:])
+    return rows[::-1]
+
+
+def record_messages(rows: Array, batch: int) -> Iterator[bytes]:
+    """Records, `batch` to a message."""
+    for t0 in range(0, len(rows), batch):
+        yield np.ascontiguousarray(rows[t0 : t0 + batch]).tobytes()
+
+
+def frame_messages(frames: Iterator[dict[str, Any]], batch: int) -> Iterator[bytes]:
+    """Frames built as dicts (the small traces: translation, series) as messages: one frame each, or a JSON array
+    of up to `batch` frames."""
+    if batch == 1:
+        yield from (dumps(f) for f in frames)
+        return
+    while group := list(itertools.islice(frames, batch)):
+        yield dumps(group)
+
+
+def generated_step_frame(loaded: LoadedModel, step: Step, t: int, top_k: int, precision: int | None) -> dict[str, Any]:
+    """A step frame for a step of generation, the same shape as those of WireTrace.step_frames."""
+
+    def r(a: Array) -> Array:
+        return round_significant(a, precision)
+
+    top_p, top_i = step.probs.topk(min(top_k, len(step.probs)))
+    return {
+        "type": "step",
+        "t": t,
+        "token": loaded.vocab.tokens[step.token_id],
+        "sampled": step.sampled,
+        "layers": [
+            {
+                "direction": "forward",  # generation runs one direction only
+                "hidden": r(f.hidden[0].numpy()),
+                "cell_state": None if f.cell_state is None else r(f.cell_state[0].numpy()),
+                "gates": {n: r(g[0]) for n, g in f.gates(loaded.card.cell).items()},
+            }
+            for f in step.layers
+        ],
+        "prediction": [
+            {"token": loaded.vocab.tokens[i], "p": p}
+            for i, p in zip(top_i.tolist(), r(top_p.numpy()).tolist(), strict=True)
+        ],
+    }
