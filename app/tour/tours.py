@@ -20,12 +20,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from app.web.config import ROOT
 from app.zoo.zoo import UnknownModel, Zoo
 
 log = logging.getLogger("unrolled.tour")
 
-BUILTIN_TOURS = ROOT / "tours"
+BUILTIN_TOURS = Path(__file__).resolve().parents[2] / "tours"  # the project's tours/ folder
 DEFAULT_TOUR = "deep-learning-for-sequences"
 MAX_FILE_BYTES = 1_000_000
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
