@@ -7,13 +7,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import orjson
 from websockets.asyncio.client import connect
+
+
+def canonical(name: str) -> str:
+    """A distribution's name as PEP 503 compares them (Jinja2 = jinja2, typing_extensions = typing-extensions)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def wait_ready(url: str, seconds: float) -> None:
@@ -46,6 +53,9 @@ def main() -> None:
     parser.add_argument("--server-uid", default="unknown")
     parser.add_argument("--metrics-url", help="where /metrics is served, apart from the public port")
     parser.add_argument("--cache-writable", default="unknown", help="whether the server's user may write its cache")
+    parser.add_argument("--installed", default="", help="the image's installed distributions, as NAME==VERSION words")
+    parser.add_argument("--healthcheck", default="unknown", help="the image's declared health check (inspect's JSON)")
+    parser.add_argument("--lock", type=Path, help="requirements.lock: the versions the image must hold")
     parser.add_argument("--ready-timeout", type=float, default=90)
     args = parser.parse_args()
     url = args.url.rstrip("/")
@@ -106,9 +116,25 @@ def main() -> None:
     def cache_read_only() -> tuple[bool, str]:
         return args.cache_writable == "False", f"compiled-kernel cache writable by the server: {args.cache_writable}"
 
+    def locked() -> tuple[bool, str]:
+        # The image installs with the lock as constraints (the Dockerfile's pip -c): every distribution in it that
+        # the lock names is at the locked version, and torch is the CPU build. Build tools are not the app's.
+        assert args.lock is not None, "no lock file given"
+        pins = dict(line.split("==") for line in args.lock.read_text().splitlines() if "==" in line)
+        pins = {canonical(name): version for name, version in pins.items()}
+        have = dict(word.split("==", 1) for word in args.installed.split() if "==" in word)
+        have = {canonical(name): version for name, version in have.items()}
+        tools = {"pip", "setuptools", "wheel", "unrolled"}
+        off = {n: (v, pins.get(n)) for n, v in have.items() if n not in tools and pins.get(n) != v}
+        ok = bool(have) and not off and have.get("torch", "").endswith("+cpu")
+        return ok, f"{len(have)} distributions, torch {have.get('torch')}, off the lock: {off or 'none'}"
+
+    def health() -> tuple[bool, str]:
+        return "/healthz" in args.healthcheck, f"declared health check: {args.healthcheck[:120]}"
+
     for name, fn in [("healthz", healthz), ("readyz", readyz), ("trace", trace), ("stream", stream_check),
                      ("page", page), ("non-root", not_root), ("metrics", metrics_apart),
-                     ("cache", cache_read_only)]:  # fmt: skip
+                     ("cache", cache_read_only), ("lock", locked), ("health", health)]:  # fmt: skip
         check(name, fn)
     for name, ok, detail in results:
         print(f"{'PASS' if ok else 'FAIL'}  {name:9} {detail}")

@@ -77,8 +77,13 @@ trap '"${ENGINE[@]}" logs "$name" > /tmp/docker-test-run.log 2>&1 || true; "${EN
 server_uid=$("${ENGINE[@]}" exec "$name" awk '/^Uid:/{print $2}' /proc/1/status)  # PID 1 is the server (exec-form CMD)
 # As the server's own user (the image's USER): may it write the compiled-kernel cache it loads?
 cache_writable=$("${ENGINE[@]}" exec "$name" python3 -c 'import os; print(os.access("/opt/numba-cache", os.W_OK))' || echo unknown)
+# What the image holds, seen from inside: every installed distribution and its version (checked against the lock),
+# and the health check the image declares (checked to ask /healthz).
+installed=$("${ENGINE[@]}" exec "$name" python3 -c 'import importlib.metadata as m; print(" ".join(f"{d.name}=={d.version}" for d in m.distributions()))' || echo unknown)
+healthcheck=$("${ENGINE[@]}" inspect "$name" --format '{{json .Config.Healthcheck}}' || echo unknown)
 "$PY" -m deploy.check_service "http://127.0.0.1:$PORT" --server-uid "${server_uid:-unknown}" \
-  --metrics-url "http://127.0.0.1:$METRICS_PORT" --cache-writable "$cache_writable"
+  --metrics-url "http://127.0.0.1:$METRICS_PORT" --cache-writable "$cache_writable" \
+  --installed "$installed" --healthcheck "$healthcheck" --lock requirements.lock
 "${ENGINE[@]}" stop -t 15 "$name" >/dev/null
 echo "stopped cleanly: exit code $("${ENGINE[@]}" inspect "$name" --format "{{.State.ExitCode}}")"
 "${ENGINE[@]}" image prune -f >/dev/null 2>&1 || true  # the build stage
