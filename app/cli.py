@@ -99,7 +99,11 @@ def add_import(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--labels", type=Path, help="a classifier's labels, a JSON list in the head's order")
     p.add_argument("--cell", choices=["rnn", "lstm", "gru"], help="the cell, checked against the weights")
     p.add_argument("--level", choices=["char", "word"], help="what a token is (default: inferred)")
-    p.add_argument("--unk", help="the vocabulary's token for text it lacks (default: <unk>, <UNK> or [UNK])")
+    p.add_argument(
+        "--unk",
+        help="which of the vocabulary's tokens stands for text it lacks (default: <unk>, <UNK>, "
+        "[UNK] or <oov> if it has one; with none, text outside it is refused); ids stay as they are",
+    )
     series = p.add_argument_group("series models (no --vocab): what the numbers are")
     series.add_argument("--features", type=_names, help="names of the numbers a step reads, comma-separated")
     series.add_argument("--mean", type=_numbers, help="the training data's mean per feature (the model reads "

@@ -1,9 +1,13 @@
-"""Vocabularies: text to token ids and back, with an explicit unknown token.
+"""Vocabularies: text to token ids and back, with the token that stands for text they lack, if they have one.
 
 Levels: `char`, `word`, `note` (a melody's `PITCH:DUR` notes, app/engine/token/notes.py: split on whitespace, each note
 written in its one spelling, so `Db4:1` reads as the vocabulary's `C#4:1`; a note that is not `PITCH:DUR` is a
 BadNote naming it and its position, a valid note the vocabulary lacks is unknown, by position, like a character)
 and `value` (a series model's: it reads numbers, not text, and has no tokens but the unknown one).
+
+The unknown token (`unk`) is one of the tokens, at any id: the zoo's vocabularies put `<unk>` first, an imported one
+keeps its own ids and names its own (`<UNK>` at id 57 stays there). A vocabulary built from `set(text)` has none
+(`unk` None): text outside it cannot be read, and is refused by name (UnknownTokens: the piece and its position).
 """
 
 from __future__ import annotations
@@ -11,9 +15,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from app.engine.errors import EmptyInput, InputTooLong, WrongModelKind
+from app.engine.errors import EmptyInput, InputTooLong, UnknownTokens, WrongModelKind
 from app.engine.token import notes
 
 UNK = "<unk>"
@@ -27,23 +31,32 @@ Case = Literal["keep", "lower", "upper"]
 class Encoded:
     tokens: list[str]  # what each step read, as written in the vocabulary (unknowns keep their text)
     ids: list[int]
-    unknown: list[int]  # positions that mapped to the unknown token
+    unknown: list[int]  # positions read as the unknown token (none in a vocabulary without one: refused instead)
 
 
 @dataclass(frozen=True)
 class Vocab:
-    """A character-, word- or note-level vocabulary. Index 0 is always the unknown token."""
+    """A character-, word- or note-level vocabulary; `unk` is the token text it lacks is read as (None: such text
+    is refused), and unk_id its id."""
 
     tokens: tuple[str, ...]
     level: Level = "char"
     case: Case = "keep"
     skip_whitespace: bool = False  # e.g. the alphabet: "G H I" reads as "GHI"
+    unk: str | None = UNK
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not self.tokens or self.tokens[0] != UNK:
-            raise ValueError(f"a vocabulary starts with {UNK!r}")
+        if not self.tokens:
+            raise ValueError("a vocabulary has at least one token")
         object.__setattr__(self, "_index", {tok: i for i, tok in enumerate(self.tokens)})
+        if self.unk is not None and self.unk not in self._index:
+            raise ValueError(f"its unknown token {self.unk!r} is not one of its tokens")
+
+    @property
+    def unk_id(self) -> int | None:
+        """The id text the vocabulary lacks is read as; None if it has no unknown token."""
+        return None if self.unk is None else self._index[self.unk]
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -63,19 +76,28 @@ class Vocab:
             return [ch for ch in text if not ch.isspace()]
         return list(text)
 
-    def encode(self, text: str, max_steps: int | None = None) -> Encoded:
+    def encode(self, text: str, max_steps: int | None = None, what: str = "text") -> Encoded:
+        """The text's pieces and ids; pieces the vocabulary lacks are read as its unknown token, or, if it has
+        none, refused: UnknownTokens names them and their positions (`what` names the text in its message)."""
         pieces = self.split(text)
         if not pieces:
             raise EmptyInput("the input is empty: give at least one token")
         if max_steps is not None and len(pieces) > max_steps:
             raise InputTooLong(len(pieces), max_steps)
-        ids = [self._index.get(p, 0) for p in pieces]
-        unknown = [i for i, t in enumerate(ids) if t == 0]
-        return Encoded(tokens=pieces, ids=ids, unknown=unknown)
+        found = [self._index.get(p) for p in pieces]
+        unknown = [i for i, t in enumerate(found) if t is None]
+        unk = self.unk_id
+        if unknown and unk is None:
+            raise UnknownTokens(what, pieces, unknown)
+        ids = [unk if t is None else t for t in found]
+        return Encoded(tokens=pieces, ids=cast(list[int], ids), unknown=unknown)
 
     def index(self, token: str) -> int:
-        """The id of a token as the vocabulary writes it; 0 (unknown) if it lacks it."""
-        return self._index.get(token, 0)
+        """The id of a token as the vocabulary writes it; the unknown token's if it lacks it (refused with none)."""
+        i = self._index.get(token, self.unk_id)
+        if i is None:
+            raise UnknownTokens("text", [token], [0])
+        return i
 
     def from_ids(self, ids: Sequence[int]) -> Encoded:
         if not ids:
@@ -86,7 +108,7 @@ class Vocab:
         return Encoded(
             tokens=[self.tokens[i] for i in ids],
             ids=list(ids),
-            unknown=[i for i, t in enumerate(ids) if t == 0],
+            unknown=[i for i, t in enumerate(ids) if t == self.unk_id],
         )
 
     def decode(self, ids: Sequence[int]) -> str:
@@ -99,6 +121,8 @@ class Vocab:
             "case": self.case,
             "skip_whitespace": self.skip_whitespace,
             "tokens": list(self.tokens),
+            # written only when it is not the zoo's <unk> (so cards written before the field read the same)
+            **({} if self.unk == UNK else {"unk": self.unk}),
         }
 
     @classmethod
@@ -108,6 +132,7 @@ class Vocab:
             level=data.get("level", "char"),
             case=data.get("case", "keep"),
             skip_whitespace=bool(data.get("skip_whitespace", False)),
+            unk=data.get("unk", UNK),
         )
 
     @classmethod

@@ -38,7 +38,8 @@ def text_of(loaded: LoadedModel, text: str | None) -> str:
 def readable(loaded: LoadedModel, encoded: Encoded, what: str) -> Encoded:
     """A melody's notes must all be notes the model knows: one it lacks is a 422 naming it and its position (a
     character or word a text model lacks is read as unknown and listed in the trace, as a reader skips a typo;
-    a note read as "unknown" would be a melody the page cannot play)."""
+    a note read as "unknown" would be a melody the page cannot play). A vocabulary with no unknown token refuses
+    what it lacks itself, with the same UnknownTokens (Vocab.encode)."""
     if loaded.vocab.level == "note" and encoded.unknown:
         raise UnknownTokens(what, encoded.tokens, encoded.unknown)
     return encoded
@@ -90,14 +91,15 @@ class Generation:
             raise LimitExceeded(f"length is {req.length}; the limit is {settings.max_generate} (max_generate)")
         text = text_of(loaded, req.prompt)
         check_chars("prompt", text, settings.max_prompt_chars(), "max_steps − max_generate")
-        prompt = readable(loaded, loaded.vocab.encode(text, settings.max_steps), "melody")
+        prompt = readable(loaded, loaded.vocab.encode(text, settings.max_steps, "prompt"), "melody")
         # steps, not characters: a vocabulary may read one character as two (upper-casing "ß" gives "SS")
         if len(prompt.ids) + req.length > settings.max_steps:
             raise LimitExceeded(
                 f"the prompt reads as {len(prompt.ids)} steps and length is {req.length}: together over the limit "
                 f"of {settings.max_steps} steps (max_steps)"
             )
-        steps = generate(loaded.model, prompt.ids, req.length, req.temperature, req.seed)  # checks the model
+        # generate checks the model (next-token, one direction) and never writes the vocabulary's unknown token
+        steps = generate(loaded.model, prompt.ids, req.length, req.temperature, req.seed, loaded.vocab.unk_id)
         return cls(loaded, req, prompt.ids, steps, [])
 
     def run(self) -> Iterator[Step]:

@@ -495,31 +495,23 @@ def build(
             f"the head has {outputs} outputs and the vocabulary {V} tokens: a next-token model predicts every "
             "token; a classifier needs its labels (--labels LABELS.json)"
         )
-    # The engine reads text it lacks as id 0, "<unk>": the vocabulary's own unknown token is moved there (rows
-    # of the embedding, and of a next-token head, moved with it: the same model).
+    # Token ids stay the script's (no row of the embedding or head moves, no token is renamed): the unknown token
+    # is the one --unk names, else one of the usual spellings, else none (text outside the vocabulary is refused).
+    if unk is not None and unk not in tokens:
+        raise ImportProblem(f"--unk {unk!r} is not in the vocabulary {vocab_path.name}")
     unk_token = unk if unk is not None else next((t for t in UNKNOWN_TOKENS if t in tokens), None)
-    if unk_token is None or unk_token not in tokens:
-        raise ImportProblem(
-            f"the vocabulary {vocab_path.name} has no unknown token ({', '.join(UNKNOWN_TOKENS[:3])}): name the "
-            "token that stands for text it lacks with --unk TOKEN (e.g. --unk '<pad>')"
-            if unk is None
-            else f"--unk {unk!r} is not in the vocabulary {vocab_path.name}"
-        )
-    u = tokens.index(unk_token)
-    order = [u, *(i for i in range(V) if i != u)]
-    if order != list(range(V)):
-        perm = torch.tensor(order)
-        state["embedding.weight"] = state["embedding.weight"][perm].contiguous()
-        if labels is None:
-            state["head.weight"] = state["head.weight"][perm].contiguous()
-            state["head.bias"] = state["head.bias"][perm].contiguous()
-        matched.append(f"token {unk_token!r} (id {u}) → id 0, the unknown token")
-    ordered = [UNK, *(tokens[i] for i in order[1:])]
-    lv = level or infer_level(ordered)
+    lv = level or infer_level(tokens)
     try:
-        vocab = Vocab(tokens=tuple(ordered), level=lv, case="keep")
+        vocab = Vocab(tokens=tuple(tokens), level=lv, case="keep", unk=unk_token)
     except ValueError as e:
         raise ImportProblem(f"the vocabulary {vocab_path.name}: {e}") from e
+    matched.append(
+        f"unknown token: {unk_token!r} (id {vocab.unk_id})"
+        if unk_token is not None
+        else f"no unknown token (none of {', '.join(UNKNOWN_TOKENS)}; --unk names one): text outside the "
+        "vocabulary is refused"
+    )
+    plain = [t for t in tokens if t != unk_token][:5]  # an example of its own tokens
     kind: SeqKind = "classify" if labels is not None else "next_token"
     card = ModelCard(
         id=model_id,
@@ -538,7 +530,7 @@ def build(
         ),
         examples=[
             {
-                "text": "".join(ordered[1:6]) if lv == "char" else " ".join(ordered[1:6]),
+                "text": "".join(plain) if lv == "char" else " ".join(plain),
                 "note": "tokens of its vocabulary",
             }
         ],

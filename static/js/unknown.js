@@ -86,7 +86,7 @@ function render() {
   }
   const lines = [];
   for (const group of groups.values()) {
-    const { tokens, unknown } = group[0];
+    const { tokens, unknown, card } = group[0];
     const p = document.createElement("p");
     p.append("Not in the vocabulary: ");
     const seen = new Set();
@@ -100,7 +100,7 @@ function render() {
       s.textContent = tokens[j];
       p.append(s);
     }
-    p.append(` — ${words(group.map((r) => r.model))} ${group.length > 1 ? "read" : "reads"} ${seen.size > 1 ? "them" : "it"} as the unknown token <unk>, a blank.`);
+    p.append(` — ${words(group.map((r) => r.model))} ${group.length > 1 ? "read" : "reads"} ${seen.size > 1 ? "them" : "it"} as the unknown token ${card?.unk ?? "<unk>"}, a blank.`);
     const why = lesson(group);
     if (why) {
       const b = document.createElement("strong");

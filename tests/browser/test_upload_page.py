@@ -16,8 +16,9 @@ from playwright.sync_api import Page
 
 from app.web.config import Settings
 from tests.browser.conftest import Recorder, screenshot, wait_loaded
+from tests.browser.test_audience_input import type_input
 from tests.conftest import LiveServer, write_model
-from tests.zoo.test_import import train_char_model
+from tests.zoo.test_import import train_char_model, train_set_model
 from tests.zoo.test_import_series import train_weather_model
 
 TOKEN = "browser-admin-token"
@@ -123,6 +124,39 @@ def test_an_uploaded_bidirectional_lstm_is_served_and_deleted(
     response = page.goto(f"{url}/models/{MODEL}")
     assert response is not None and response.status == 404
     assert_clean(recorder, refused=(401, 404))
+
+
+def test_an_uploaded_vocabulary_without_an_unknown_token_names_what_it_cannot_read(
+    page: Page, recorder: Recorder, admin_server: LiveServer, tmp_path: Path
+) -> None:
+    """A next-character model over set(text) (no <unk>) goes from the form to its page, which reads its own
+    characters; typed text with characters outside it is refused, and the status line names each and its
+    position, as the server's 422 does."""
+    model, vocab = train_set_model()
+    torch.save(model.state_dict(), tmp_path / "set.pt")
+    (tmp_path / "set-vocab.json").write_text(json.dumps(vocab))
+    url = admin_server.url
+    page.goto(url + "/upload")
+    fill_form(page, {"weights": tmp_path / "set.pt", "vocab": tmp_path / "set-vocab.json"}, "their-set-gru", TOKEN)
+    page.click("#upload-submit")
+    link = page.locator("#upload-link")
+    link.wait_for(state="visible")
+    assert "no unknown token" in page.inner_text("#upload-matched")
+    link.click()
+    page.wait_for_url(f"{url}/models/their-set-gru")
+    wait_loaded(page)
+    assert page.locator("#unknown-note").count() == 0  # its example is its own characters
+    type_input(page, "the fox sat")
+    status = page.locator("#status")
+    page.wait_for_function("() => document.getElementById('status').textContent.includes(\"'f' at 4\")")
+    refused = httpx.post(f"{url}/api/models/their-set-gru/trace", json={"text": "the fox sat"})
+    assert refused.status_code == 422 and "'f' at 4, 'x' at 6" in refused.json()["message"]
+    assert "'f' at 4, 'x' at 6" in status.inner_text()
+    screenshot(page, "upload-no-unknown-token-refused")
+    assert (
+        httpx.delete(f"{url}/api/models/their-set-gru", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 204
+    )
+    assert_clean(recorder)
 
 
 @pytest.mark.parametrize("problem", ["too-large", "bad-vocabulary"])

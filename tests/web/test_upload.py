@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -18,7 +19,17 @@ from safetensors.torch import save_file
 from app.client import Client
 from app.web.config import Settings
 from tests.conftest import LiveServer, write_model
-from tests.zoo.test_import import LABELS, WORDS, bad_cases, check_against_oracle, train_char_model, train_review_model
+from tests.web.test_stream import expect_error
+from tests.zoo.test_import import (
+    LABELS,
+    WORDS,
+    assert_traced_as_the_module,
+    bad_cases,
+    check_against_oracle,
+    train_char_model,
+    train_review_model,
+    train_set_model,
+)
 
 TOKEN = "s3cret-admin-token-for-the-tests"
 LIMIT = 400_000  # max_upload_bytes for these servers
@@ -193,6 +204,34 @@ def test_a_good_upload_is_served_exactly_and_deleted(
         assert httpx.get(f"{url}/api/models/{model_id}").status_code == 404
         assert not (models / f"{model_id}.json").exists() and not (models / f"{model_id}.safetensors").exists()
     assert listing(models) == ["chars-gru.json", "chars-gru.safetensors", "checkpoints"]
+
+
+def test_an_upload_without_an_unknown_token_is_served_as_it_is(
+    live_admin: LiveServer, models: Path, tmp_path: Path
+) -> None:
+    """A vocabulary built from set(text), uploaded: its ids the script's, its trace the script's module, and a
+    character outside it refused by name, by REST (422) and on the stream (an error frame, then close 4422)."""
+    url = live_admin.url
+    model, vocab = train_set_model()
+    torch.save(model.state_dict(), tmp_path / "set.pt")
+    files = {"weights": (tmp_path / "set.pt").read_bytes(), "vocab": json.dumps(vocab).encode()}
+    r = upload(url, files, id="up-set")
+    assert r.status_code == 201, r.text
+    assert any("no unknown token" in line for line in r.json()["matched"])
+    card = httpx.get(f"{url}/api/models/up-set").json()
+    assert card["vocab"] == vocab and card["unk"] is None
+    text = "the log sat on the dog"
+    r = httpx.post(f"{url}/api/models/up-set/trace", json={"text": text, "top_k": 3})
+    assert r.status_code == 200, r.text
+    assert_traced_as_the_module(r.json(), model, vocab, text)
+    check_against_oracle(r.json(), models, "up-set", r.json()["token_ids"], "sum")
+    r = httpx.post(f"{url}/api/models/up-set/trace", json={"text": "the fox"})
+    assert r.status_code == 422 and r.json()["error"] == "invalid", r.text
+    assert "'f' at 4, 'x' at 6" in r.json()["message"]
+    frame, code = expect_error(live_admin, "up-set", orjson.dumps({"text": "the fox"}).decode())
+    assert frame["type"] == "error" and frame["error"] == "invalid" and code == 4422
+    assert "'f' at 4, 'x' at 6" in str(frame["message"])
+    assert httpx.delete(f"{url}/api/models/up-set", headers=auth()).status_code == 204
 
 
 def test_two_servers_sharing_a_folder_both_serve_an_upload(

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -76,6 +77,58 @@ def train_char_model() -> tuple[CharModel, list[str]]:
         loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
     return model.eval(), vocab
+
+
+class SetCharModel(nn.Module):
+    """Someone's next-character model over a vocabulary built from set(text): no unknown token (the text has none),
+    and the space, first in sorted order, is id 0."""
+
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(vocab, 8)
+        self.gru = nn.GRU(8, 10, batch_first=True)
+        self.fc = nn.Linear(10, vocab)
+
+    def forward(self, ids: Tensor) -> tuple[Tensor, Tensor]:  # (B, T) → hidden states (B, T, H), logits (B, T, V)
+        out, _ = self.gru(self.emb(ids))
+        logits: Tensor = self.fc(out)
+        return out, logits
+
+
+def train_set_model() -> tuple[SetCharModel, list[str]]:
+    torch.manual_seed(2)
+    vocab = sorted(set(TEXT))
+    model = SetCharModel(len(vocab))
+    ids = torch.tensor([[vocab.index(c) for c in TEXT]])
+    opt = torch.optim.Adam(model.parameters(), lr=0.03)
+    for _ in range(60):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(ids[:, :-1])[1][0], ids[0, 1:])
+        loss.backward()  # type: ignore[no-untyped-call]
+        opt.step()
+    return model.eval(), vocab
+
+
+def assert_traced_as_the_module(body: dict[str, Any], model: SetCharModel, vocab: list[str], text: str) -> None:
+    """The trace of `text` is the script's own module run on the script's own ids (in float64)."""
+    ids = [vocab.index(c) for c in text]
+    assert body["token_ids"] == ids and body["tokens"] == list(text) and body["unknown"] == []
+    hidden, logits = model.double()(torch.tensor([ids]))
+    np.testing.assert_allclose(np.array(body["layers"][0]["hidden"]), hidden[0].detach().numpy(), atol=STATE_TOL)
+    probs = logits[0].softmax(-1).detach().numpy()
+    best = [step[0] for step in body["predictions"]]
+    assert [p["token"] for p in best] == [vocab[i] for i in probs.argmax(-1)]
+    np.testing.assert_allclose([p["p"] for p in best], probs.max(-1), atol=STATE_TOL)
+    model.float()
+
+
+def greedy(model: SetCharModel, vocab: list[str], prompt: str, length: int) -> str:
+    """What the script's own module writes after `prompt`, always its likeliest character (in float64)."""
+    ids = [vocab.index(c) for c in prompt]
+    for _ in range(length):
+        ids.append(int(model.double()(torch.tensor([ids]))[1][0, -1].argmax()))
+    model.float()
+    return "".join(vocab[i] for i in ids[len(prompt) :])
 
 
 def train_review_model() -> ReviewModel:
@@ -161,6 +214,68 @@ def test_a_bidirectional_lstm_trained_elsewhere_traces_exactly(
     top = np.array([[p["p"] for p in step] for step in body["predictions"]])
     np.testing.assert_allclose(top[:, 0], own.max(-1).values.detach().numpy(), atol=STATE_TOL)
     assert body["tokens"] == list(text) and body["unknown"] == []
+    # its ids are the script's, <unk> last as the script put it (no row moved): the card's vocabulary is the file's
+    assert body["token_ids"] == [vocab.index(c) for c in text]
+    card = client.get("/api/models/my-bilstm").json()
+    assert card["vocab"] == vocab and card["unk"] == "<unk>"
+    r = client.post("/api/models/my-bilstm/trace", json={"text": "the fox"})  # f and x: read as <unk>, listed
+    assert r.status_code == 200, r.text
+    assert r.json()["unknown"] == [4, 6] and r.json()["token_ids"][4] == vocab.index("<unk>")
+
+
+def test_a_vocabulary_without_an_unknown_token_is_imported_as_it_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A vocabulary built from set(text): its ids, tokens and rows as the script left them, its traces the script's
+    module, and text outside it refused by name (422: the character and its position), not read as another token."""
+    model, vocab = train_set_model()
+    assert "<unk>" not in vocab and vocab[0] == " "
+    torch.save(model.state_dict(), tmp_path / "set.pt")
+    (tmp_path / "set-vocab.json").write_text(json.dumps(vocab))
+    models = tmp_path / "models"
+    args = [
+        "import",
+        str(tmp_path / "set.pt"),
+        "--vocab",
+        str(tmp_path / "set-vocab.json"),
+        "--models-dir",
+        str(models),
+    ]
+    assert main([*args, "--id", "set-gru"]) == 0
+    assert "no unknown token" in capsys.readouterr().out
+    loaded = load_model(models, "set-gru")
+    assert list(loaded.vocab.tokens) == vocab and loaded.vocab.unk is None
+    state = loaded.model.state_dict()
+    for ours, theirs in (("embedding.weight", "emb.weight"), ("head.weight", "fc.weight"), ("head.bias", "fc.bias")):
+        assert torch.equal(state[ours], model.state_dict()[theirs]), ours  # no row moved
+    with TestClient(create_app(Settings(models_dir=models))) as c:
+        card = c.get("/api/models/set-gru").json()
+        assert card["vocab"] == vocab and card["unk"] is None
+        text = "the dog sat on the mat"
+        r = c.post("/api/models/set-gru/trace", json={"text": text, "top_k": 3})
+        assert r.status_code == 200, r.text
+        assert_traced_as_the_module(r.json(), model, vocab, text)
+        check_against_oracle(r.json(), models, "set-gru", r.json()["token_ids"], "sum")
+        for path, body, what in (
+            ("trace", {"text": "the fox"}, "text"),
+            ("generate", {"prompt": "the fox", "length": 3}, "prompt"),
+        ):
+            r = c.post(f"/api/models/set-gru/{path}", json=body)
+            assert r.status_code == 422, r.text
+            message = r.json()["message"]
+            assert f"the {what} has" in message and "'f' at 4" in message and "'x' at 6" in message, message
+        # it writes every token, the space (id 0) too: only an unknown token is never written
+        r = c.post("/api/models/set-gru/generate", json={"prompt": "the cat", "length": 12, "temperature": 0})
+        assert r.status_code == 200, r.text
+        assert r.json()["generated"] == greedy(model, vocab, "the cat", 12)
+
+    # --unk names one of its own tokens as the unknown one: nothing renamed or moved, unknown text read as it
+    assert main([*args, "--id", "set-gru-dot", "--unk", "."]) == 0
+    assert "unknown token: '.' (id 1)" in capsys.readouterr().out
+    loaded = load_model(models, "set-gru-dot")
+    assert list(loaded.vocab.tokens) == vocab and loaded.vocab.unk == "."
+    encoded = loaded.vocab.encode("the fox")
+    assert encoded.unknown == [4, 6] and encoded.ids[4] == encoded.ids[6] == vocab.index(".")
 
 
 def test_a_gru_classifier_trained_elsewhere_traces_exactly(
@@ -228,8 +343,7 @@ def bad_cases(src: Path) -> Iterator[tuple[str, list[str], str]]:
     (src / "short-vocab.json").write_text(json.dumps(vocab[:-3]))
     yield "whole.pt", ["--vocab", str(src / "short-vocab.json")], f"has {len(vocab) - 3} tokens but the embedding has"
 
-    (src / "no-unk.json").write_text(json.dumps([*CHARS, "#"]))
-    yield "whole.pt", ["--vocab", str(src / "no-unk.json")], "has no unknown token"
+    yield "whole.pt", [*good, "--unk", "<pad>"], "--unk '<pad>' is not in the vocabulary"
 
     (src / "labels.json").write_text(json.dumps(LABELS))
     yield (

@@ -31,11 +31,13 @@ def generate(
     length: int,
     temperature: float,
     seed: int | None,
+    unk_id: int | None = 0,
 ) -> Iterator[Step]:
     """Read the prompt, then sample `length` tokens, yielding every step as soon as it is computed.
 
     The same layer_forward as the trace computes each step, so the numbers are the trace's own maths.
-    temperature → 0 is greedy decoding; a seed makes the sample reproducible.
+    temperature → 0 is greedy decoding; a seed makes the sample reproducible. `unk_id` is the vocabulary's
+    unknown token (Vocab.unk_id; the zoo's is 0), never written; a vocabulary without one (None) writes any token.
     """
     if isinstance(model, Seq2SeqModel):
         raise WrongModelKind("generate needs a next-token model; this one translates (use translate)")
@@ -47,14 +49,16 @@ def generate(
         raise WrongModelKind("generate needs a one-direction model; this one reads the text both ways")
     if not prompt_ids:
         raise EngineError("the prompt is empty: give at least one token")
-    return _steps(model, prompt_ids, length, temperature, seed)
+    return _steps(model, prompt_ids, length, temperature, seed, unk_id)
 
 
 # no_grad as a decorator: torch enters it around each resumption only. A `with` block around the yields would
 # leave grad mode off in the worker thread that ran the first step (each step may run in another thread of the
 # pool), and training in that thread later (the lab's live run) would fail.
 @torch.no_grad()
-def _steps(model: SeqModel, prompt_ids: list[int], length: int, temperature: float, seed: int | None) -> Iterator[Step]:
+def _steps(
+    model: SeqModel, prompt_ids: list[int], length: int, temperature: float, seed: int | None, unk_id: int | None
+) -> Iterator[Step]:
     gen = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
     states: list[tuple[Tensor | None, Tensor | None]] = [(None, None)] * model.config.num_layers
     token = prompt_ids[0]
@@ -72,13 +76,14 @@ def _steps(model: SeqModel, prompt_ids: list[int], length: int, temperature: flo
         yield Step(token_id=token, layers=layers, probs=probs.float(), sampled=t >= len(prompt_ids))
         if t + 1 == total:
             break
-        token = prompt_ids[t + 1] if t + 1 < len(prompt_ids) else _sample(logits, temperature, gen)
+        token = prompt_ids[t + 1] if t + 1 < len(prompt_ids) else _sample(logits, temperature, gen, unk_id)
 
 
-def _sample(logits: Tensor, temperature: float, gen: torch.Generator) -> int:
-    """Draw the next token. Never the unknown token (index 0): it stands for what the vocabulary lacks."""
+def _sample(logits: Tensor, temperature: float, gen: torch.Generator, unk_id: int | None) -> int:
+    """Draw the next token. Never the unknown token: it stands for what the vocabulary lacks."""
     logits = logits.clone()
-    logits[0] = -torch.inf
+    if unk_id is not None:
+        logits[unk_id] = -torch.inf
     if temperature <= 1e-6:
         return int(logits.argmax())
     return int(torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1, generator=gen))

@@ -110,7 +110,7 @@ def encode_source(
     pieces = loaded.vocab.split(text)
     if len(pieces) > max_steps:
         raise OverLimit("source", len(pieces), max_steps, "max_source_steps")
-    enc = loaded.vocab.encode(text)
+    enc = loaded.vocab.encode(text, what="source")
     if enc.unknown and not allow_unknown:
         raise UnknownTokens("source", enc.tokens, enc.unknown)
     return enc.tokens, enc.ids, enc.unknown
@@ -121,7 +121,7 @@ def encode_target(vocab: Vocab, text: str, what: str, limit: int, allow_unknown:
     allow_unknown, <unk> in their place: a target the decoder could never write, scored as such)."""
     if not text:
         return []
-    enc = vocab.encode(text)
+    enc = vocab.encode(text, what=what)
     if enc.unknown and not allow_unknown:
         raise UnknownTokens(what, enc.tokens, enc.unknown)
     if len(enc.ids) >= limit:

@@ -174,7 +174,8 @@ def sample(model: SeqModel, vocab: Vocab, prompt: str, length: int, seed: int, t
     logits = model.head(out[:, -1])
     chars: list[str] = []
     for _ in range(length):
-        logits[:, 0] = -float("inf")
+        if vocab.unk_id is not None:
+            logits[:, vocab.unk_id] = -float("inf")
         nxt = int(torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=gen))
         chars.append(vocab.tokens[nxt])
         out, state = model.rnn(model.embedding(torch.tensor([[nxt]])), state)

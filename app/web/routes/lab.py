@@ -81,7 +81,7 @@ async def diff(
         check_chars(what, text_of(loaded, text), settings.max_steps, "max_steps")
         # tokenised as the trace tokenises: a melody's unknown note is the trace's 422
         melody = "melody" if what == "text" else "edited melody"
-        encoded.append(readable(loaded, loaded.vocab.encode(text, settings.max_steps), melody))
+        encoded.append(readable(loaded, loaded.vocab.encode(text, settings.max_steps, what), melody))
     model = loaded.at(req.checkpoint)
     if not isinstance(model, SeqModel):
         raise WrongModelKind(f"{model_id} does not read text")

@@ -42,6 +42,7 @@ def get_model(model_id: str, zoo: ZooDep) -> ModelCardOut:
         embed_size=c.embed_size,
         vocab=list(m.vocab.tokens) if c.kind != "classify" else None,
         vocab_level=m.vocab.level,
+        unk=m.vocab.unk,
         bidirectional=c.bidirectional,
         series=c.series,
         labels=c.labels,

@@ -100,7 +100,7 @@ def page_card(m: LoadedModel) -> dict[str, Any]:
         "id": c.id, "task": c.task, "cell": c.cell, "kind": c.kind, "hidden_size": c.hidden_size,
         "num_layers": c.num_layers, "embed_size": c.embed_size, "description": c.description,
         "vocab": None if is_series(m) else list(m.vocab.tokens), "vocab_level": m.vocab.level,
-        "labels": c.labels, "target": None, "gates": list(c.gate_names), "examples": c.examples,
+        "unk": m.vocab.unk, "labels": c.labels, "target": None, "gates": list(c.gate_names), "examples": c.examples,
         "checkpoints": [{"name": k.name, "step": k.step} for k in c.checkpoints], "series": c.series,
         "metrics": {k: v for k, v in c.metrics.items() if isinstance(v, int | float | str)},
     }  # fmt: skip

@@ -136,7 +136,11 @@ UPLOAD_BODY: dict[str, Any] = {
                         },
                         "level": {"type": "string", "enum": list(LEVELS)},
                         "cell": {"type": "string", "enum": list(CELLS)},
-                        "unk": {"type": "string", "description": "the vocabulary's unknown token"},
+                        "unk": {
+                            "type": "string",
+                            "description": "which of the vocabulary's tokens stands for text it lacks (default: "
+                            "<unk>, <UNK>, [UNK] or <oov> if it has one; with none, text outside it is refused)",
+                        },
                         "features": {"type": "string", "description": "a series model: its numbers' names, a,b"},
                         "mean": {"type": "string", "description": "a series model: the data's mean per feature"},
                         "std": {"type": "string", "description": "a series model: the data's std per feature"},

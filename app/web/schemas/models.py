@@ -71,7 +71,12 @@ class CheckpointInfo(BaseModel):
 
 class ModelCardOut(ModelSummary):
     embed_size: int
-    vocab: list[str] | None = Field(None, description="next-token models: the tokens, index 0 is <unk>")
+    vocab: list[str] | None = Field(None, description="next-token models: the tokens, in the order of their ids")
+    unk: str | None = Field(
+        None,
+        description="the token text outside the vocabulary is read as (the zoo's: <unk>, id 0); none: such text is "
+        "refused (422 naming it and its position)",
+    )
     vocab_level: Literal["char", "word", "note", "value"] = Field(
         description="what one step reads: a character, a word, a note (PITCH:DUR) or numbers (series models)"
     )

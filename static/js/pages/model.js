@@ -119,7 +119,8 @@ async function main() {
   const card = await loadCard(modelId);
   if (!card) return;
   session.card = card;
-  const fallback = card.vocab ? card.vocab.slice(1, 12).join("") : "a";
+  // tokens of its own (not the unknown one, wherever its id; a vocabulary may have none)
+  const fallback = card.vocab ? card.vocab.filter((t) => t !== card.unk).slice(0, 11).join("") : "a";
   const { input, text, label } = bindInputBar(
     card,
     P,
