@@ -23,7 +23,6 @@ from fastapi.staticfiles import StaticFiles
 from app.api import (
     errors,
     health,
-    jsonfloat,
     lab_train,
     openapi,
     pages,
@@ -96,7 +95,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.zoo = await anyio.to_thread.run_sync(Zoo.load, settings.models_dir)
         await anyio.to_thread.run_sync(kernels.warm_up)
         await anyio.to_thread.run_sync(jacobian.warm_up)
-        await anyio.to_thread.run_sync(jsonfloat.warm_up)
         _on_termination(app)
         metrics_server = None
         if settings.metrics_port is not None:

@@ -21,9 +21,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from app.api.errors import LimitExceeded
-from app.api.jsonfloat import round_significant
 from app.api.schemas import GenerateRequest, TraceRequest
-from app.api.wire import frame_messages, grad_records, record_messages, step_records
+from app.api.wire import frame_messages, grad_records, record_messages, round_significant, step_records
 from app.config import Settings
 from app.rnn.errors import WrongModelKind
 from app.rnn.model import LoadedModel
