@@ -73,8 +73,8 @@ class Client:
         (T, H), "layers.{k}.gates.{gate}" (T, H), "loss" (T,), "prediction.p" and "prediction.token_id" (T, top_k)
         or "probs" (T, labels) for a classifier, "grad_norms.hidden.{k}", "grad_norms.cell_state.{k}",
         "grad_norms.weight_hh.{k}" and "grad_norms.input" (T,), and "token_ids" (T,). Layer entries k are in
-        torch's order (l0, l0_reverse, …). `options` are the trace request's: top_k, loss, checkpoint, label,
-        precision."""
+        torch's order (l0, l0_reverse, …). `options` are the trace request's: top_k, loss, checkpoint, label
+        (a precision rounds JSON only: these arrays are the engine's values whole)."""
         return self.traced(model_id, text, **options).arrays
 
     def traced(self, model_id: str, text: str, **options: Any) -> Traced:
