@@ -219,6 +219,11 @@ class StreamTraceRequest(TraceRequest):
 class StreamTranslateRequest(TranslateRequest):
     mode: Literal["translate"]
     encoding: Literal["json", "binary"] = Field("json", description="binary: fixed-size binary records")
+    states: Literal["hidden", "all"] = Field(
+        "hidden",
+        description="hidden: each layer's hidden states only (what the translation page shows); all: its "
+        "cell states and gates too, as the REST body holds them",
+    )
     batch: Annotated[int, Ge(1), Le(4096), BeforeValidator(_json_number)] = Field(1)
 
 
