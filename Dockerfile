@@ -32,10 +32,10 @@ RUN /opt/venv/bin/pip install -c requirements.lock ${TORCH_INDEX:+--extra-index-
 WORKDIR /opt/venv/lib/python3.11/site-packages/torch
 RUN rm -rf test include && find bin -type f ! -name torch_shm_manager -delete
 WORKDIR /app
-# Compile the BPTT kernels and the JSON writer once, here, so that no container pays for it at start-up.
+# Compile the BPTT kernels once, here, so that no container pays for it at start-up.
 ENV NUMBA_CACHE_DIR=/opt/numba-cache
 RUN PYTHONPATH=/app /opt/venv/bin/python -c \
-    "from app.engine import kernels; from app.engine.lab import jacobian; from app.wire import jsonfloat; kernels.warm_up(); jsonfloat.warm_up(); jacobian.warm_up()"
+    "from app.engine import kernels; from app.engine.lab import jacobian; kernels.warm_up(); jacobian.warm_up()"
 
 FROM ${BASE_IMAGE}
 RUN groupadd --system --gid 10001 unrolled \

@@ -63,6 +63,7 @@ lint: install-test
 	$(VENV)/bin/ruff check app tests bench deploy
 	$(VENV)/bin/ruff format --check app tests bench deploy
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: install
 	$(PY) -m bench.trace_speed

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-Arrays = dict[str, NDArray[Any]]
+from app.wire.decode import Arrays, RecordError, grad_arrays, step_arrays
+
 BATCH = 4096  # records per message: the most the server sends at once
 
 
@@ -73,8 +73,8 @@ class Client:
         (T, H), "layers.{k}.gates.{gate}" (T, H), "loss" (T,), "prediction.p" and "prediction.token_id" (T, top_k)
         or "probs" (T, labels) for a classifier, "grad_norms.hidden.{k}", "grad_norms.cell_state.{k}",
         "grad_norms.weight_hh.{k}" and "grad_norms.input" (T,), and "token_ids" (T,). Layer entries k are in
-        torch's order (l0, l0_reverse, …). `options` are the trace request's: top_k, loss, checkpoint, label,
-        precision."""
+        torch's order (l0, l0_reverse, …). `options` are the trace request's: top_k, loss, checkpoint, label
+        (a precision rounds JSON only: these arrays are the engine's values whole)."""
         return self.traced(model_id, text, **options).arrays
 
     def traced(self, model_id: str, text: str, **options: Any) -> Traced:
@@ -90,37 +90,13 @@ class Client:
             done = _frame(_receive(ws, self.timeout))
             if done.get("type") != "done":
                 raise ClientError(502, "protocol", f"expected the done frame, got {done.get('type')!r}")
-        arrays = decode_steps(records, meta["layout"], steps)
-        arrays.update(decode_grads(grads, meta["grad_layout"], steps))
+        try:
+            arrays = step_arrays(records, meta["layout"], steps)
+            arrays.update(grad_arrays(grads, meta["grad_layout"], steps, prefix="grad_norms."))
+        except RecordError as e:
+            raise ClientError(502, "protocol", str(e)) from e
         arrays["token_ids"] = np.asarray(meta["token_ids"], dtype=np.int64)
         return Traced(meta, arrays)
-
-
-def decode_steps(data: bytes, layout: list[dict[str, Any]], steps: int) -> Arrays:
-    """Step records (uint32 t, then the layout's fields: float32 first, uint32 last) as views, one per field."""
-    words = np.frombuffer(data, dtype="<f4").reshape(steps, -1)
-    if steps and not np.array_equal(words[:, 0].view("<u4"), np.arange(steps, dtype="<u4")):
-        raise ClientError(502, "protocol", "step records out of order")
-    out: Arrays = {}
-    at = 1
-    for field in layout:
-        size = int(field["size"])
-        column = words[:, at : at + size]
-        if field["dtype"] == "uint32":
-            column = column.view("<u4")
-        out[field["name"]] = column[:, 0] if field["name"] == "loss" else column
-        at += size
-    if at != words.shape[1]:
-        raise ClientError(502, "protocol", f"a step record holds {words.shape[1]} words, its layout {at}")
-    return out
-
-
-def decode_grads(data: bytes, layout: list[dict[str, Any]], steps: int) -> Arrays:
-    """Grad records (float64 t, then one float64 a field; sent last step first) as views in step order."""
-    rows = np.frombuffer(data, dtype="<f8").reshape(steps, 1 + len(layout))[::-1]
-    if steps and not np.array_equal(rows[:, 0], np.arange(steps)):
-        raise ClientError(502, "protocol", "grad records out of order")
-    return {f"grad_norms.{field['name']}": rows[:, 1 + i] for i, field in enumerate(layout)}
 
 
 def _receive(ws: Any, timeout: float) -> str | bytes:

@@ -19,9 +19,8 @@ import pytest
 import torch
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from safetensors.torch import save_file
 
-from app.engine.token.model import Checkpoint, ModelCard, SeqModel, save_model
+from app.engine.token.model import Checkpoint, ModelCard, SeqModel, save_model, save_weights
 from app.engine.translation.model import BOS, EOS, EOS_ID, EQUATIONS, Seq2SeqConfig, Seq2SeqModel
 from app.engine.vocab import UNK, Vocab
 from app.web.app import create_app
@@ -58,7 +57,7 @@ def write_model(folder: Path, model_id: str, cell: str, kind: str, layers: int =
         model = SeqModel(card.config())
         path = f"checkpoints/{model_id}-{name}.safetensors"
         (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / path))
+        save_weights(model, folder / path)
         card.checkpoints.append(Checkpoint(name=name, step=int(name), file=path))
     save_model(folder, card, model)
     return card
@@ -82,7 +81,7 @@ def write_translation_model(folder: Path, model_id: str, cell: str, attention: b
         model.head.bias[EOS_ID] += 2.0  # outputs that end within max_length
     path = f"checkpoints/{model_id}-0.safetensors"
     (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in Seq2SeqModel(cfg).state_dict().items()}, str(folder / path))
+    save_weights(Seq2SeqModel(cfg), folder / path)
     card.checkpoints.append(Checkpoint(name="0", step=0, file=path))
     save_model(folder, card, model)
     return card

@@ -48,7 +48,8 @@ def test_the_clients_arrays_equal_the_rest_body(
 ) -> None:
     traced = Client(live.url).traced(model_id, text, **options)
     got = traced.arrays
-    body = rest(live, model_id, {"text": text, **options})
+    # A precision rounds JSON only: binary records hold the engine's values whole, the unrounded body's.
+    body = rest(live, model_id, {"text": text, **{k: v for k, v in options.items() if k != "precision"}})
     T = body["steps"]
     assert traced.meta["tokens"] == body["tokens"]
     np.testing.assert_array_equal(got["token_ids"], body["token_ids"])

@@ -11,10 +11,9 @@ The method, in the order it runs (T steps, hidden size H, G gate rows):
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -32,9 +31,6 @@ LabelSource = Literal["given", "input", "predicted"]
 MAX_STEPS = 10_000
 
 F32 = NDArray[np.float32]
-# on_array(layer, name, array): called once per state and gate array ("hidden", "cell_state", then the gates) as
-# soon as it is final, before BPTT, which only reads it. The server starts writing it as JSON then.
-OnArray = Callable[[int, str, F32], None]
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 
@@ -128,7 +124,6 @@ def trace(
     checkpoint: str | None = None,
     top_k: int = 5,
     max_steps: int = MAX_STEPS,
-    on_array: OnArray | None = None,
 ) -> Trace:
     """Trace a zoo model on text (or token ids): every state, gate, prediction, loss and gradient norm.
     Translation models have their own trace (app.engine.translation.trace.trace_translation)."""
@@ -159,10 +154,7 @@ def trace(
     model = loaded.at(checkpoint)
     if not isinstance(model, SeqModel):
         raise WrongModelKind(f"{loaded.card.id} reads numbers: trace it with values (app.engine.series.trace)")
-    result = trace_ids(
-        model, encoded.ids, loss=loss, label=label_id, top_k=top_k, max_steps=max_steps,
-        on_array=on_array,
-    )  # fmt: skip
+    result = trace_ids(model, encoded.ids, loss=loss, label=label_id, top_k=top_k, max_steps=max_steps)
     result.tokens = encoded.tokens
     if source is not None:
         result.label_source = source
@@ -180,7 +172,6 @@ def trace_ids(
     label: int | None = None,
     top_k: int = 5,
     max_steps: int = MAX_STEPS,
-    on_array: OnArray | None = None,
 ) -> Trace:
     """The engine itself, on token ids."""
     cfg = model.config
@@ -196,7 +187,7 @@ def trace_ids(
 
     # 1–2. Forward, layer by layer (each direction), and every step's gates at once.
     x = model.embedding.weight[ids_t]  # (T, E)
-    forwards, top = stack_forward(model, x, cfg.num_layers, cfg.directions, on_array)  # top: (T, D·H)
+    forwards, top = stack_forward(model, x, cfg.num_layers, cfg.directions)  # top: (T, D·H)
 
     # 3. Head, probabilities, per-step losses and ∂L/∂logits for all steps at once.
     logits = top @ model.head.weight.T + model.head.bias  # (T, outputs)
@@ -281,26 +272,15 @@ def layer_forward(
     inp: Tensor,
     h0: Tensor | None = None,
     c0: Tensor | None = None,
-    on_array: Callable[[str, F32], None] | None = None,
 ) -> LayerForward:
-    """Layer k over inp (T, in) from the state (h0, c0) (zeros if None): torch's kernel, then all gates at once.
-    on_array(name, array), if given, sees each state and gate array as soon as it is computed."""
+    """Layer k over inp (T, in) from the state (h0, c0) (zeros if None): torch's kernel, then all gates at once."""
     cell = model.config.cell
     H = model.config.hidden_size
     h0 = inp.new_zeros(H) if h0 is None else h0
     c0 = inp.new_zeros(H) if c0 is None else c0
     hx = (h0[None, None], c0[None, None]) if cell == "lstm" else h0[None, None]
     out, _ = model.layer(k)(inp[None], hx)  # torch.nn's own (fused) kernel: (1, T, H)
-    h = out[0]
-    if on_array is not None:
-        on_array("hidden", h.numpy())
-    fwd = _gates(model, k, inp, h, h0, c0)
-    if on_array is not None:
-        if fwd.cell_state is not None:
-            on_array("cell_state", fwd.cell_state.numpy())
-        for name, gate in fwd.gates(cell).items():
-            on_array(name, gate)
-    return fwd
+    return _gates(model, k, inp, out[0], h0, c0)
 
 
 def _gates(model: Stack, k: int, inp: Tensor, h: Tensor, h0: Tensor, c0: Tensor) -> LayerForward:
@@ -407,13 +387,11 @@ def stack_forward(
     x: Tensor,
     num_layers: int,
     directions: int,
-    on_array: Callable[[int, str, NDArray[Any]], None] | None = None,
 ) -> tuple[list[LayerForward], Tensor]:
     """Every layer's forward over x (T, in), in torch's order (l0, l0_reverse, l1, …), and the top layer's
     output (T, D·H). A reverse direction is the same layer run on the input reversed in time: its LayerForward
-    keeps its own time (what its backward needs); what it hands to on_array, and to the layer above, is put back
-    in the input's order. Layer k+1 reads [forward; reverse] of layer k, as torch.nn does."""
-    cell = model.config.cell
+    keeps its own time (what its backward needs); what it hands to the layer above is put back in the input's
+    order. Layer k+1 reads [forward; reverse] of layer k, as torch.nn does."""
     forwards: list[LayerForward] = []
     inp = x
     for k in range(num_layers):
@@ -421,19 +399,11 @@ def stack_forward(
         for d in range(directions):
             j = k * directions + d
             if d == 0:
-                fwd = layer_forward(
-                    model, j, inp, on_array=None if on_array is None else functools.partial(on_array, j)
-                )
+                fwd = layer_forward(model, j, inp)
                 outs.append(fwd.hidden)
             else:
                 fwd = layer_forward(model, j, inp.flip(0))
                 outs.append(fwd.hidden.flip(0))
-                if on_array is not None:
-                    on_array(j, "hidden", np.ascontiguousarray(fwd.hidden.numpy()[::-1]))
-                    if fwd.cell_state is not None:
-                        on_array(j, "cell_state", np.ascontiguousarray(fwd.cell_state.numpy()[::-1]))
-                    for name, gate in fwd.gates(cell).items():
-                        on_array(j, name, np.ascontiguousarray(gate[::-1]))
             forwards.append(fwd)
         inp = outs[0] if directions == 1 else torch.cat(outs, dim=1)  # (T, D·H)
     return forwards, inp

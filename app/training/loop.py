@@ -22,11 +22,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
-from app.engine.token.model import Cell, Checkpoint, ModelCard, save_model
+from app.engine.token.model import Cell, Checkpoint, ModelCard, save_model, save_weights
 from app.training.tasks import TASKS
 from app.training.tasks.base import Budget, ModelSize, Task
 
@@ -64,7 +63,7 @@ def deterministic(seed: int) -> Iterator[None]:
 
 def save_checkpoint(model: nn.Module, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(path))
+    save_weights(model, path)
 
 
 def checkpoint_steps(steps: int) -> dict[str, int]:

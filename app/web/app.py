@@ -36,7 +36,6 @@ from app.web.routes import lab as routes_lab
 from app.web.routes import models as routes_models
 from app.web.routes import tour as routes_tour
 from app.web.routes import trace as routes_trace
-from app.wire import jsonfloat
 from app.zoo.zoo import RESCAN_SECONDS, Zoo
 
 log = logging.getLogger("unrolled")
@@ -90,7 +89,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.zoo = await anyio.to_thread.run_sync(Zoo.load, settings.models_dir)
         await anyio.to_thread.run_sync(kernels.warm_up)
         await anyio.to_thread.run_sync(jacobian.warm_up)
-        await anyio.to_thread.run_sync(jsonfloat.warm_up)
         _on_termination(app)
         metrics_server = None
         if settings.metrics_port is not None:

@@ -27,8 +27,7 @@ from app.engine.token.model import LoadedModel
 from app.web.config import Settings
 from app.web.errors import LimitExceeded
 from app.web.schemas.models import GenerateRequest, TraceRequest
-from app.wire.jsonfloat import round_significant
-from app.wire.records import frame_messages, grad_records, record_messages, step_records
+from app.wire.records import frame_messages, grad_records, record_messages, round_significant, step_records
 
 Array = NDArray[Any]
 

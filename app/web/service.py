@@ -13,8 +13,7 @@ from app.engine.vocab import Encoded
 from app.web.config import Settings
 from app.web.errors import LimitExceeded
 from app.web.schemas.models import GenerateRequest, TraceRequest
-from app.wire.jsonfloat import Writing
-from app.wire.records import WireTrace, state_key
+from app.wire.records import WireTrace
 
 
 def check_top_k(top_k: int, settings: Settings) -> None:
@@ -53,14 +52,11 @@ def trace_steps(loaded: LoadedModel, req: TraceRequest, settings: Settings) -> i
     return len(readable(loaded, loaded.vocab.encode(text, settings.max_steps), "melody").ids)
 
 
-def compute_trace(loaded: LoadedModel, req: TraceRequest, settings: Settings, json: bool = True) -> WireTrace:
-    """Trace the request's text; the result is ready to send whole or step by step (json: as JSON text)."""
+def compute_trace(loaded: LoadedModel, req: TraceRequest, settings: Settings) -> WireTrace:
+    """Trace the request's text; the result is ready to send whole or step by step."""
     check_top_k(req.top_k, settings)
     text = text_of(loaded, req.text)
     check_chars("text", text, settings.max_steps, "max_steps")
-    # Each state and gate array is rounded (if asked) and written as JSON on the pool's threads as soon as torch
-    # has computed it, while BPTT runs here; the wire asks for each text by the array's name.
-    writing = Writing(digits=req.precision) if json else None
     tr = trace(
         loaded,
         text,
@@ -69,9 +65,8 @@ def compute_trace(loaded: LoadedModel, req: TraceRequest, settings: Settings, js
         checkpoint=req.checkpoint,
         top_k=req.top_k,
         max_steps=settings.max_steps,
-        on_array=None if writing is None else lambda layer, name, array: writing.add([(state_key(layer, name), array)]),
     )
-    return WireTrace.build(loaded, tr, req.precision, writing)
+    return WireTrace.build(loaded, tr, req.precision)
 
 
 @dataclass

@@ -33,8 +33,7 @@ from app.web.config import Settings
 from app.web.errors import LimitExceeded
 from app.web.schemas.models import StreamTraceRequest, StreamTranslateRequest, TraceRequest, TranslateRequest
 from app.web.service import check_chars, check_top_k, text_of
-from app.wire.jsonfloat import round_significant
-from app.wire.records import frame_messages, grad_records, record_messages, step_records
+from app.wire.records import frame_messages, grad_records, record_messages, round_significant, step_records
 
 Array = NDArray[Any]
 MAX_BEAM = 8
@@ -110,7 +109,11 @@ def stream_request(
     loaded: LoadedModel, req: StreamTraceRequest | StreamTranslateRequest, settings: Settings
 ) -> TranslationWire:
     if isinstance(req, StreamTranslateRequest):
-        return translate_request(loaded, req, settings)
+        wire = translate_request(loaded, req, settings)
+        if req.states == "hidden":  # what the translation page reads: the cell states and gates stay behind
+            wire.encoder.keep_hidden_only()
+            wire.decoder.keep_hidden_only()
+        return wire
     return trace_request(loaded, req, settings)
 
 
@@ -118,7 +121,7 @@ def stream_request(
 class _Side:
     """One side's arrays, rounded to the request's precision."""
 
-    layers: list[dict[str, Array | dict[str, Array] | None]]  # hidden, cell_state, gates
+    layers: list[dict[str, Array | dict[str, Array] | None]]  # hidden, cell_state, gates (or hidden only)
     grad_hidden: list[Array]
     grad_cell_state: list[Array] | None
     grad_weight_hh: list[Array]
@@ -147,22 +150,26 @@ class _Side:
             grad_input=r(side.grad_input),
         )
 
+    def keep_hidden_only(self) -> None:
+        """Send each layer's hidden states only: its frames and records then hold no cell state and no gate."""
+        self.layers = [{"hidden": layer["hidden"]} for layer in self.layers]
+
     def state_arrays(self) -> list[tuple[str, Array]]:
         out: list[tuple[str, Array]] = []
         for k, layer in enumerate(self.layers):
             out.append((f"layers.{k}.hidden", layer["hidden"]))  # type: ignore[arg-type]
-            if layer["cell_state"] is not None:
+            if layer.get("cell_state") is not None:
                 out.append((f"layers.{k}.cell_state", layer["cell_state"]))  # type: ignore[arg-type]
-            gates: dict[str, Array] = layer["gates"]  # type: ignore[assignment]
+            gates: dict[str, Array] = layer.get("gates") or {}  # type: ignore[assignment]
             out += [(f"layers.{k}.gates.{name}", g) for name, g in gates.items()]
         return out
 
     def layer_at(self, t: int) -> list[dict[str, Any]]:
+        """Each layer's arrays at step t, as the layers hold them (hidden, cell_state, gates; or hidden only)."""
         return [
             {
-                "hidden": layer["hidden"][t],  # type: ignore[index]
-                "cell_state": None if layer["cell_state"] is None else layer["cell_state"][t],  # type: ignore[index]
-                "gates": {name: g[t] for name, g in layer["gates"].items()},  # type: ignore[union-attr]
+                key: None if a is None else {n: g[t] for n, g in a.items()} if isinstance(a, dict) else a[t]
+                for key, a in layer.items()
             }
             for layer in self.layers
         ]

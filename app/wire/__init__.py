@@ -1,0 +1,1 @@
+"""The wire: how a trace travels (JSON bodies and frames, binary records) and how its records are read back."""

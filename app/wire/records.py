@@ -1,8 +1,9 @@
 """A Trace on the wire: the REST body and the stream's frames, built from the same arrays.
 
-The arrays are rounded (if the request asks for a precision) and written as JSON text once (jsonfloat), then
+The arrays are rounded (if the request asks for a precision) and written as JSON text once, by orjson, then
 either sent whole (REST) or sliced row by row into frames (stream), so a stream's frames equal the REST body
-value for value; binary records hold the same rounded values. NaN (a step with no target) is written as null.
+value for value. Binary records hold the arrays as the trace computed them: float32 and float64 travel whole, and
+rounding them would buy no byte. NaN (a step with no target) is written as null.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from numpy.typing import NDArray
 from app.engine.layers import Trace
 from app.engine.token.generate import Step
 from app.engine.token.model import LoadedModel, ModelCard
-from app.wire.jsonfloat import Rows, Writing, round_significant, write_predictions, write_rows
 
 Array = NDArray[Any]
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
@@ -30,10 +30,89 @@ def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, option=JSON_OPTIONS)
 
 
+def round_significant(a: Array, digits: int | None) -> Array:
+    """a rounded to `digits` significant digits (None: a itself), as a new array of a's dtype: each value, in
+    float64, scaled by the power of ten that leaves `digits` digits before the point, rounded half to even and
+    scaled back (divided and multiplied by 10^-k where k < 0, exact up to 10^22: 886135 to 1 digit is 900000.0).
+    Zeros, infinities and NaN stay as they are; so does a value whose scale overflows (below ~1e-300). Only JSON
+    is rounded: it is shorter for it, where a float32 or float64 record is not."""
+    if digits is None:
+        return a
+    v = np.asarray(a, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        size = np.abs(v)
+        e = np.floor(np.log10(size))
+        e += 10.0 ** (e + 1) <= size  # log10 may fall short by one just under a power of ten
+        k = digits - 1 - e  # v · 10^k has `digits` digits before the point
+        scale = 10.0 ** np.abs(k)
+        r = np.where(k >= 0, np.rint(v * scale) / scale, np.rint(v / scale) * scale)
+    out = np.where(np.isfinite(r) & (size != 0), r, v)
+    if v.dtype == a.dtype:
+        # Beyond 10^±22 a power of ten is inexact in float64, and the result can miss the double nearest the
+        # rounded decimal by an ulp: 2.9999999999999998e-210, not 3e-210, which defeats the short text. These are
+        # gradient norms and losses, a few per step: Python's correctly rounded conversion fixes them.
+        flat_in, flat_out = v.reshape(-1), out.reshape(-1)
+        far = np.flatnonzero(
+            np.isfinite(flat_in)
+            & (flat_in != 0)
+            & ((np.abs(flat_in) < 10.0 ** (digits - 23)) | (np.abs(flat_in) >= 1e22))
+        )
+        flat_out[far] = [float(f"{x:.{digits - 1}e}") for x in flat_in[far].tolist()]
+    with np.errstate(over="ignore"):  # a float32 near its largest rounds up to inf, as float32 arithmetic would
+        return out.astype(a.dtype, copy=False)
+
+
+class Rows:
+    """A 2-D array as JSON text, "[[…],[…]]", written once for both the REST body (whole) and the stream's
+    frames (row by row)."""
+
+    def __init__(self, text: bytes, rows: list[bytes] | None = None) -> None:
+        self.text = text
+        self._rows = rows
+
+    @classmethod
+    def of(cls, a: Array) -> Rows:
+        """orjson's text of a (its float32 values as float32's shortest digits; NaN as null)."""
+        return cls(dumps(np.ascontiguousarray(a)))
+
+    @classmethod
+    def joined(cls, rows: list[bytes]) -> Rows:
+        return cls(b"[" + b",".join(rows) + b"]", rows)
+
+    def whole(self) -> orjson.Fragment:
+        return orjson.Fragment(self.text)
+
+    def raw(self, t: int) -> bytes:
+        """Row t's text, "[…]"."""
+        if self._rows is None:
+            # Split once, on the first frame: numbers hold no brackets, so "],[" is only ever between two rows.
+            inner = self.text[2:-2]
+            self._rows = [b"[" + row + b"]" for row in inner.split(b"],[")] if len(self.text) > 2 else []
+        return self._rows[t]
+
+
+def write_predictions(ids: NDArray[np.int64], probs: Array, vocab: tuple[str, ...]) -> Rows:
+    """Each step's top-k tokens and probabilities (T, k) as JSON, [[{"token": "e", "p": 0.31}, …], …]: each
+    token's JSON string written once, the probabilities by orjson (a number never holds a comma)."""
+    names = [orjson.dumps(token) for token in vocab]
+    p = Rows.of(probs)
+    return Rows.joined(
+        [
+            b"["
+            + b",".join(
+                b'{"token":' + names[i] + b',"p":' + v + b"}"
+                for i, v in zip(row, p.raw(t)[1:-1].split(b","), strict=True)
+            )
+            + b"]"
+            for t, row in enumerate(ids.tolist())
+        ]
+    )
+
+
 def state_key(layer: int, name: str) -> str:
     """The wire's name of a layer's state or gate array ("hidden", "cell_state" or a gate, as the engine names
-    them): "layers.0.hidden", "layers.1.gates.forget". The JSON text, the binary layout and the arrays the engine
-    hands over while it runs are all matched by this name, never by position."""
+    them): "layers.0.hidden", "layers.1.gates.forget". The JSON text and the binary layout are both matched by this
+    name, never by position."""
     return f"layers.{layer}.{name}" if name in ("hidden", "cell_state") else f"layers.{layer}.gates.{name}"
 
 
@@ -65,8 +144,7 @@ class WireTrace:
     model_id: str
     trace: Trace
     precision: int | None  # significant digits of every value sent (None: full precision)
-    # The big arrays, as the trace computed them: rounded where they are sent (as text by the pool's threads,
-    # while the trace still runs, or as binary records), not here on the request's own thread.
+    # The big arrays, as the trace computed them: rounded only if they are written as JSON (layer_text).
     hidden: list[Array]  # per layer (T, H)
     cell_state: list[Array | None]
     gates: list[dict[str, Array]]
@@ -81,12 +159,9 @@ class WireTrace:
     grad_input: Array
     vocab: tuple[str, ...]
     labels: list[str] | None
-    writing: Writing | None = None  # state_arrays() being written as JSON (rounded to precision), if begun already
 
     @classmethod
-    def build(
-        cls, loaded: LoadedModel, tr: Trace, precision: int | None = None, writing: Writing | None = None
-    ) -> WireTrace:
+    def build(cls, loaded: LoadedModel, tr: Trace, precision: int | None = None) -> WireTrace:
         def r(a: Array) -> Array:
             return round_significant(a, precision)
 
@@ -107,7 +182,6 @@ class WireTrace:
             grad_input=r(tr.grad_input),
             vocab=loaded.vocab.tokens,
             labels=loaded.card.labels,
-            writing=writing,
         )
 
     def state_arrays(self) -> list[tuple[str, Array]]:
@@ -134,7 +208,7 @@ class WireTrace:
     def layer_text(self) -> list[tuple[Rows, Rows | None, dict[str, Rows]]]:
         """Each layer's hidden states, cell states and gates as JSON text, written once (and only if JSON is
         asked for) for both the REST body and the stream's frames; looked up by name."""
-        text = (self.writing or Writing(self.state_arrays(), digits=self.precision)).result()
+        text = {name: Rows.of(round_significant(a, self.precision)) for name, a in self.state_arrays()}
         return [
             (
                 text[state_key(k, "hidden")],
@@ -232,7 +306,7 @@ class WireTrace:
         tokens = [orjson.dumps(token) for token in self.trace.tokens]
         losses = [orjson.dumps(loss) for loss in self.step_loss.tolist()]  # NaN (no target) → null
         if self.trace.kind == "classify":
-            key, last = b',"probs":', write_rows([self.probs])[0]
+            key, last = b',"probs":', Rows.of(self.probs)
         else:
             key, last = b',"prediction":', self.predictions
         for t in range(self.trace.steps):
@@ -281,7 +355,7 @@ class WireTrace:
     def binary_steps(self, batch: int = 1) -> Iterator[bytes]:
         """Step records in messages of up to `batch` records each (wire.step_records: uint32 t, the float32 fields
         of binary_layout(), then uint32 token ids)."""
-        parts = [round_significant(a, self.precision) for _, a in self.state_arrays()]
+        parts = [a for _, a in self.state_arrays()]
         parts.append(self.step_loss[:, None])
         parts.append(self.probs if self.trace.kind == "classify" else self.top_probs)
         return record_messages(step_records(parts, self.trace.top_ids), batch)

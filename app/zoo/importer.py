@@ -24,11 +24,11 @@ from typing import Any, cast
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 
 from app.engine.errors import ModelFileError
-from app.engine.token.model import GATES, MAX_LAYERS, Cell, ModelCard, SeqKind, SeqModel
+from app.engine.token.model import GATES, MAX_LAYERS, Cell, ModelCard, SeqKind, SeqModel, save_weights
 from app.engine.vocab import UNK, Level, Vocab
 
 LAB_PREFIX = "lab-"  # app.training.live names the models it trains live lab-<run>-<cell>
@@ -581,7 +581,7 @@ def write(imported: Imported, folder: Path, claimed: bool = False) -> tuple[Path
         if old.get("task") != "imported":
             raise ImportProblem(f"{card.id} is a model of the zoo, not an imported one: choose another --id")
     weights_path = folder / f"{card.id}.safetensors"
-    tmp_w = _write_atomic(folder, weights_path.name, lambda p: save_file(imported.state, str(p)))
+    tmp_w = _write_atomic(folder, weights_path.name, lambda p: save_weights(imported.state, p))
     text = json.dumps(card.to_json(), indent=1) + "\n"
     try:
         tmp_c = _write_atomic(folder, card_path.name, lambda p: _write_text(p, text))

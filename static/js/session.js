@@ -126,7 +126,9 @@ export class Session extends StreamSession {
     // card's vocabulary can name the predicted tokens; generation streams JSON as each token is sampled.
     // (A series model's steps travel as JSON: a few numbers beside the states.)
     const binary = request.mode !== "generate" && this.card?.kind !== "series" && (this.card?.kind === "classify" || this.card?.vocab);
-    const body = binary ? { ...request, encoding: "binary", batch: 64 } : request;
+    // Binary records carry float32 and float64 whole, never rounded: a precision is for JSON (the REST fallback).
+    const { precision, ...exact } = request;
+    const body = binary ? { ...exact, encoding: "binary", batch: 64 } : request;
     return this.open(request, body, read);
   }
 

@@ -19,10 +19,9 @@ PROBE = """
 import json, numba
 from app.engine.lab import jacobian
 from app.engine import kernels
-from app.wire import jsonfloat
-kernels.warm_up(); jsonfloat.warm_up(); jacobian.warm_up()
+kernels.warm_up(); jacobian.warm_up()
 hits = misses = 0
-for module in (kernels, jsonfloat, jacobian):
+for module in (kernels, jacobian):
     for f in vars(module).values():
         if isinstance(f, numba.core.registry.CPUDispatcher):
             hits += sum(f.stats.cache_hits.values()); misses += sum(f.stats.cache_misses.values())

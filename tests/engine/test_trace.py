@@ -167,18 +167,3 @@ def test_a_memory_input_is_scored_against_the_symbol_it_starts_with(cell: str) -
     # an input that names no symbol: the model's own answer at the last step, as for any classifier
     none = trace(loaded, "9 12345 ?")
     assert none.label_source == "predicted" and none.label == int(none.probs[-1].argmax())
-
-
-@pytest.mark.parametrize("cell", CELLS)
-def test_each_array_handed_over_while_the_trace_runs_is_the_one_its_name_says(cell: str) -> None:
-    """The server writes these as JSON while BPTT runs and finds them again by name: a wrong name is a wrong
-    array on screen."""
-    model = make_model(cell, "next_token", 2, seed=9)
-    seen: list[tuple[int, str, NDArray[np.float32]]] = []
-    tr = trace_ids(model, [1, 4, 2, 7, 3, 9], on_array=lambda k, name, a: seen.append((k, name, a.copy())))
-    names = ["hidden", *(["cell_state"] if cell == "lstm" else []), *GATES[cell]]
-    assert sorted((k, n) for k, n, _ in seen) == sorted((k, n) for k in range(2) for n in names)
-    for k, name, array in seen:
-        layer = tr.layers[k]
-        own = {"hidden": layer.hidden, "cell_state": layer.cell_state, **layer.gates}[name]
-        assert own is not None and np.array_equal(array, own), f"layer {k}: the array named {name} is another one"

@@ -4,7 +4,6 @@ engine's values exactly, and every bad number a 422 that names it."""
 from __future__ import annotations
 
 import shutil
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from app.engine.series.trace import forecast, trace_series
 from app.engine.token.model import ModelCard, load_model, save_model
 from app.web.app import create_app
 from app.web.config import ROOT, Settings
+from app.wire.decode import grad_arrays, sections, step_arrays
 from tests.conftest import LiveServer
 
 SERIES = [3.0, 5.5, 9.0, 14.0, 9.5, 4.0, 1.5, 2.0, 6.5, 12.0, 15.5, 11.0]
@@ -170,11 +170,14 @@ def test_the_binary_stream_holds_the_same_values(server: LiveServer) -> None:
     got = frames_of(server, "toy-series-lstm", {"values": PAIRS, "encoding": "binary", "batch": 4})
     meta, records = got[0], b"".join(m for m in got if isinstance(m, bytes))
     T = len(PAIRS)
-    assert len(records) == T * (meta["step_record_bytes"] + meta["grad_record_bytes"])
-    t, v0, v1, p0, p1 = struct.unpack("<I4f", records[:20])  # step 0: t, value (2), predicted (2)
-    assert (t, [v0, v1]) == (0, PAIRS[0]) and [p0, p1] == [float(np.float32(x)) for x in body["predicted"][0]]
-    last_grad = records[T * meta["step_record_bytes"] :][: meta["grad_record_bytes"]]
-    assert struct.unpack("<d", last_grad[:8])[0] == T - 1  # BPTT: the last step first
+    step_blob, grad_blob = sections(records, [(T, meta["step_record_bytes"]), (T, meta["grad_record_bytes"])])
+    steps = step_arrays(step_blob, meta["layout"], T)
+    grads = grad_arrays(grad_blob, meta["grad_layout"], T)
+    np.testing.assert_array_equal(steps["value"], np.array(PAIRS, np.float32))
+    np.testing.assert_array_equal(steps["predicted"], np.array(body["predicted"], np.float32))
+    np.testing.assert_array_equal(steps["layers.0.cell_state"], np.array(body["layers"][0]["cell_state"], np.float32))
+    assert grads["hidden.0"].tolist() == body["grad_norms"]["hidden"][0]
+    assert grads["values"].tolist() == body["grad_norms"]["values"]
 
 
 def test_a_streamed_forecast_sends_each_step_then_the_sweep(server: LiveServer) -> None:

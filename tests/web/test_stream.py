@@ -13,6 +13,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin
 
+from app.wire.decode import grad_arrays, record_bytes, step_arrays
 from tests.conftest import LiveServer
 
 
@@ -203,13 +204,13 @@ def test_binary_records_hold_the_rest_values(
     live: LiveServer, model_id: str, batch: int, precision: int | None
 ) -> None:
     """Binary encoding: T step records (float32), then T grad records (float64, last step first), `batch` to a
-    message, each value equal to the REST body's (rounded alike when a precision is asked)."""
+    message, each value equal to the REST body's. A precision rounds JSON only: the records stay whole."""
     import numpy as np
 
     req: dict[str, Any] = {"text": "a good film, very good", "top_k": 3}
+    body = httpx.post(f"{live.url}/api/models/{model_id}/trace", json=req).json()
     if precision is not None:
         req["precision"] = precision
-    body = httpx.post(f"{live.url}/api/models/{model_id}/trace", json=req).json()
     vocab = httpx.get(f"{live.url}/api/models/{model_id}").json()["vocab"]
     T = body["steps"]
     messages: list[bytes] = []
@@ -221,50 +222,36 @@ def test_binary_records_hold_the_rest_values(
         assert orjson.loads(msg)["type"] == "done"
     assert meta["encoding"] == "binary" and meta["batch"] == batch
     step_size, grad_size = meta["step_record_bytes"], meta["grad_record_bytes"]
+    assert (step_size, grad_size) == (record_bytes(meta["layout"]), record_bytes(meta["grad_layout"], grad=True))
     n_step_messages = -(-T // batch)
     assert len(messages) == 2 * n_step_messages
-    steps = b"".join(messages[:n_step_messages])
-    grads = b"".join(messages[n_step_messages:])
     assert all(len(m) <= batch * step_size for m in messages[:n_step_messages])
-    assert len(steps) == T * step_size and len(grads) == T * grad_size
-    for t in range(T):
-        record = steps[t * step_size : (t + 1) * step_size]
-        assert int(np.frombuffer(record[:4], "<u4")[0]) == t
-        offset = 4
-        for field in meta["layout"]:
-            n = field["size"]
-            values = np.frombuffer(record[offset : offset + 4 * n], "<f4" if field["dtype"] == "float32" else "<u4")
-            offset += 4 * n
-            name = field["name"]
-            if name.startswith("layers."):
-                _, k, *path = name.split(".")
-                source: Any = body["layers"][int(k)]
-                for key in path:
-                    source = source[key]
-                expected = np.array(source[t], dtype=np.float32)
-            elif name == "loss":
-                expected = np.array([np.nan if body["loss"][t] is None else body["loss"][t]], dtype=np.float32)
-            elif name == "probs":
-                expected = np.array(body["step_probs"][t], dtype=np.float32)
-            elif name == "prediction.p":
-                expected = np.array([p["p"] for p in body["predictions"][t]], dtype=np.float32)
-            else:
-                assert [vocab[i] for i in values] == [p["token"] for p in body["predictions"][t]]
-                continue
-            np.testing.assert_array_equal(values, expected, err_msg=name)
-        assert offset == step_size
+    steps = step_arrays(b"".join(messages[:n_step_messages]), meta["layout"], T)
+    grads = grad_arrays(b"".join(messages[n_step_messages:]), meta["grad_layout"], T)
+    for name, values in steps.items():
+        if name.startswith("layers."):
+            _, k, *path = name.split(".")
+            source: Any = body["layers"][int(k)]
+            for key in path:
+                source = source[key]
+            expected = np.array(source, dtype=np.float32)
+        elif name == "loss":
+            expected = np.array([np.nan if v is None else v for v in body["loss"]], dtype=np.float32)
+        elif name == "probs":
+            expected = np.array(body["step_probs"], dtype=np.float32)
+        elif name == "prediction.p":
+            expected = np.array([[p["p"] for p in step] for step in body["predictions"]], dtype=np.float32)
+        else:
+            assert [[vocab[i] for i in row] for row in values] == [[p["token"] for p in s] for s in body["predictions"]]
+            continue
+        np.testing.assert_array_equal(values, expected, err_msg=name)
     norms = body["grad_norms"]
-    for i in range(T):
-        grad = np.frombuffer(grads[i * grad_size : (i + 1) * grad_size], "<f8")
-        t = T - 1 - i  # the BPTT sweep: last step first
-        assert grad[0] == t
-        fields = dict(zip([f["name"] for f in meta["grad_layout"]], grad[1:].tolist(), strict=True))
-        for k, layer in enumerate(norms["hidden"]):
-            assert fields[f"hidden.{k}"] == layer[t]
-            assert fields[f"weight_hh.{k}"] == norms["weight_hh"][k][t]
-            if norms["cell_state"] is not None:
-                assert fields[f"cell_state.{k}"] == norms["cell_state"][k][t]
-        assert fields["input"] == norms["input"][t]
+    for j, layer in enumerate(norms["hidden"]):
+        assert grads[f"hidden.{j}"].tolist() == layer
+        assert grads[f"weight_hh.{j}"].tolist() == norms["weight_hh"][j]
+        if norms["cell_state"] is not None:
+            assert grads[f"cell_state.{j}"].tolist() == norms["cell_state"][j]
+    assert grads["input"].tolist() == norms["input"]
 
 
 def test_a_stream_opened_by_another_sites_page_is_refused(live: LiveServer) -> None:

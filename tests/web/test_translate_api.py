@@ -3,7 +3,6 @@ values, in the issue's shapes; every misuse a clear 4xx."""
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from websockets.sync.client import connect
 
 from app.engine.token.model import load_model
 from app.engine.translation.trace import trace_translation, translate
+from app.wire.decode import grad_arrays, sections, step_arrays
 from tests.conftest import LiveServer
 
 MODELS = ["numbers-gru-attention", "numbers-lstm-attention", "numbers-gru"]
@@ -154,7 +154,7 @@ def frames(messages: Iterator[str | bytes]) -> list[dict[str, Any]]:
 def test_the_stream_sends_both_sides_in_order_with_the_rest_bodys_values(
     live: LiveServer, model_id: str, batch: int
 ) -> None:
-    request = {"mode": "translate", "text": TEXT, "beam": 3, "precision": 6}
+    request = {"mode": "translate", "text": TEXT, "beam": 3, "precision": 6, "states": "all"}
     rest = httpx.post(f"{live.url}/api/models/{model_id}/translate", json={"text": TEXT, "beam": 3, "precision": 6},
                       timeout=30).json()  # fmt: skip
     body = rest["trace"]
@@ -186,31 +186,56 @@ def test_the_stream_sends_both_sides_in_order_with_the_rest_bodys_values(
 
 
 def test_the_binary_stream_holds_the_same_values(live: LiveServer) -> None:
-    request = {"mode": "translate", "text": TEXT, "encoding": "binary", "batch": 3}
+    request = {"mode": "translate", "text": TEXT, "encoding": "binary", "batch": 3, "states": "all"}
     messages = list(stream(live, "numbers-lstm-attention", request))
     meta = orjson.loads(messages[0])
     body = frames(iter([messages[-1]]))[0]
     assert meta["encoding"] == "binary" and body["type"] == "done"
     J, T = meta["source_steps"], meta["target_steps"]
-    sizes = meta["record_bytes"]
+    sizes, layouts = meta["record_bytes"], meta["layouts"]
     blob = b"".join(m for m in messages[1:-1] if isinstance(m, bytes))
-    assert (
-        len(blob)
-        == J * sizes["encoder_step"] + T * (sizes["decoder_step"] + sizes["decoder_grad"]) + J * sizes["encoder_grad"]
-    )
+    encoder, decoder, decoder_grad, encoder_grad = sections(
+        blob, [(J, sizes["encoder_step"]), (T, sizes["decoder_step"]), (T, sizes["decoder_grad"]),
+               (J, sizes["encoder_grad"])]
+    )  # fmt: skip
     rest = httpx.post(f"{live.url}/api/models/numbers-lstm-attention/translate", json={"text": TEXT}).json()["trace"]
-    # the first encoder record: uint32 t, then layers.0.hidden (H float32)
-    H = meta["hidden_size"]
-    t0, *h = struct.unpack(f"<I{H}f", blob[: 4 * (1 + H)])
-    assert t0 == 0
-    np.testing.assert_array_equal(
-        np.array(h, np.float32), np.array(rest["encoder"]["layers"][0]["hidden"][0], np.float32)
+    enc = step_arrays(encoder, layouts["encoder_step"], J)
+    dec = step_arrays(decoder, layouts["decoder_step"], T)
+    for side, arrays in (("encoder", enc), ("decoder", dec)):
+        for k, layer in enumerate(rest[side]["layers"]):
+            np.testing.assert_array_equal(arrays[f"layers.{k}.hidden"], np.array(layer["hidden"], np.float32))
+            np.testing.assert_array_equal(arrays[f"layers.{k}.cell_state"], np.array(layer["cell_state"], np.float32))
+            for name, gate in layer["gates"].items():
+                np.testing.assert_array_equal(arrays[f"layers.{k}.gates.{name}"], np.array(gate, np.float32))
+    np.testing.assert_array_equal(dec["attention"], np.array(rest["attention"], np.float32))
+    norms = rest["grad_norms"]
+    for side, blob_, steps in (("decoder", decoder_grad, T), ("encoder", encoder_grad, J)):
+        grads = grad_arrays(blob_, layouts[f"{side}_grad"], steps)
+        assert [grads[f"hidden.{k}"].tolist() for k in range(meta["num_layers"])] == norms[side]["hidden"]
+    assert (
+        grad_arrays(encoder_grad, layouts["encoder_grad"], J)["via_attention"].tolist()
+        == norms["encoder"]["via_attention"]
     )
-    # the last section's first record: the encoder's last step's gradient norms, float64
-    start = J * sizes["encoder_step"] + T * (sizes["decoder_step"] + sizes["decoder_grad"])
-    t_last, grad_h0 = struct.unpack("<dd", blob[start : start + 16])
-    assert t_last == J - 1
-    assert grad_h0 == rest["grad_norms"]["encoder"]["hidden"][0][J - 1]
+
+
+def test_the_pages_stream_carries_the_hidden_states_only(live: LiveServer) -> None:
+    """What the translation page reads, and no more: by default a translate stream's step frames and records hold
+    each layer's hidden states, no cell state and no gate (an LSTM's would be five times as many values)."""
+    request = {"text": TEXT, "beam": 2, "precision": 4}
+    rest = httpx.post(f"{live.url}/api/models/numbers-lstm-attention/translate", json=request).json()["trace"]
+    request["mode"] = "translate"
+    got = frames(stream(live, "numbers-lstm-attention", request))
+    enc = [f for f in got if f["type"] == "encoder_step"]
+    dec = [f for f in got if f["type"] == "decoder_step"]
+    assert all(list(layer) == ["hidden"] for f in enc + dec for layer in f["layers"])
+    for side, steps in (("encoder", enc), ("decoder", dec)):
+        for k, layer in enumerate(rest[side]["layers"]):
+            assert [f["layers"][k]["hidden"] for f in steps] == layer["hidden"]
+    messages = list(stream(live, "numbers-lstm-attention", request | {"encoding": "binary"}))
+    layouts = orjson.loads(messages[0])["layouts"]
+    for section in ("encoder_step", "decoder_step"):
+        states = [f["name"] for f in layouts[section] if f["name"].startswith("layers.")]
+        assert states == [f"layers.{k}.hidden" for k in range(len(rest["encoder"]["layers"]))]
 
 
 def test_a_stream_of_the_wrong_kind_is_closed_with_an_error(live: LiveServer) -> None:

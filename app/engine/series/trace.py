@@ -16,13 +16,11 @@ values mattered for these predictions". `grad_values` is the same in the data's 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from numpy.typing import NDArray
 from torch import Tensor
 
 from app.engine import kernels
@@ -34,7 +32,6 @@ from app.engine.layers import (
     LayerForward,
     LayerTrace,
     LossMode,
-    OnArray,
     layer_backward,
     layer_forward,
 )
@@ -81,13 +78,12 @@ def trace_series(
     loss: LossMode | None = None,
     checkpoint: str | None = None,
     max_steps: int = MAX_STEPS,
-    on_array: OnArray | None = None,
 ) -> SeriesTrace:
     """Trace a series model on numbers in the data's units: a list of steps of F numbers, or a flat list for one
     feature (read_values says what is wrong with anything else: BadValues, EmptyInput, InputTooLong)."""
     model, scaling = series_model(loaded, checkpoint)
     array = read_values(values, scaling.width, max_steps, scaling)
-    result = trace_values(model, scaling, array, loss=loss, on_array=on_array)
+    result = trace_values(model, scaling, array, loss=loss)
     result.checkpoint = checkpoint
     return result
 
@@ -99,7 +95,6 @@ def trace_values(
     values: F64,
     *,
     loss: LossMode | None = None,
-    on_array: OnArray | None = None,
 ) -> SeriesTrace:
     """The engine itself, on checked values (T, F) in the data's units."""
     cfg = model.config
@@ -112,7 +107,7 @@ def trace_values(
     forwards = []
     inp = x
     for k in range(cfg.num_layers):
-        fwd = layer_forward(m64, k, inp, on_array=None if on_array is None else functools.partial(_as_f32, on_array, k))
+        fwd = layer_forward(m64, k, inp)
         forwards.append(fwd)
         inp = fwd.hidden
 
@@ -157,10 +152,6 @@ def trace_values(
         grad_input=grad_input,
         grad_values=ext / std,
     )
-
-
-def _as_f32(on_array: OnArray, k: int, name: str, array: NDArray[np.float64]) -> None:
-    on_array(k, name, array.astype(np.float32))
 
 
 def _layer_f32(layer: LayerTrace) -> LayerTrace:

@@ -9,7 +9,7 @@ numbers (app/engine/series/model.py); `load_model` builds whichever the card nam
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
@@ -268,11 +268,17 @@ class LoadedModel:
             raise UnknownCheckpoint(f"checkpoint {checkpoint!r} does not exist; choose one of {names}") from None
 
 
+def save_weights(weights: nn.Module | Mapping[str, Tensor], path: Path) -> None:
+    """The one writer of weights: a module's state dict (or a state dict) as safetensors at `path`, each tensor
+    detached and contiguous, as safetensors requires."""
+    state = weights.state_dict() if isinstance(weights, nn.Module) else weights
+    save_file({k: v.detach().contiguous() for k, v in state.items()}, str(path))
+
+
 def save_model(folder: Path, card: ModelCard, model: nn.Module) -> None:
     """Write models/<id>.safetensors and models/<id>.json (checkpoints are written by the trainer)."""
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / f"{card.id}.safetensors"))
+    save_weights(model, folder / f"{card.id}.safetensors")
     (folder / f"{card.id}.json").write_text(json.dumps(card.to_json(), indent=1) + "\n")
 
 

@@ -215,6 +215,9 @@ async def _serve(
     ws: WebSocket,
 ) -> None:
     loaded = zoo.get(model_id)
+    if not isinstance(req, StreamGenerateRequest) and req.encoding == "binary":
+        # Binary records carry float32 states and float64 gradient norms whole: rounding them buys no byte.
+        req = req.model_copy(update={"precision": None})
     if series.is_series(loaded) and not isinstance(req, StreamTranslateRequest):
         await _serve_series(sender, compute, budget, metrics, settings, loaded, req, ws)
         return
@@ -236,7 +239,7 @@ async def _serve(
     binary = req.encoding == "binary"
 
     def compute_wire() -> WireTrace:
-        wire = compute_trace(loaded, req, settings, json=not binary)
+        wire = compute_trace(loaded, req, settings)
         if not binary:
             wire.layer_text  # noqa: B018 (written here, not on the event loop)
         return wire

@@ -147,7 +147,9 @@ class TraceRequest(Strict):
     label: str | None = Field(None, max_length=64, description="classifiers: the label L is measured against")
     top_k: Int = Field(5, ge=1, description="next-token models: predictions listed per step (at most max_top_k)")
     checkpoint: str | None = Field(None, pattern=CHECKPOINT_PATTERN, description="a saved checkpoint's name")
-    precision: Precision | None = Field(None, description="significant digits; omitted: full float32")
+    precision: Precision | None = Field(
+        None, description="significant digits of JSON numbers (binary records are never rounded); omitted: full float32"
+    )
     target: str | None = Field(
         None,
         min_length=1,
@@ -180,7 +182,9 @@ class TranslateRequest(Strict):
         None, max_length=400, description="what the decoder is forced to write first ('what if it had written this')"
     )
     checkpoint: str | None = Field(None, pattern=CHECKPOINT_PATTERN, description="a saved checkpoint's name")
-    precision: Precision | None = Field(None, description="significant digits; omitted: full float32")
+    precision: Precision | None = Field(
+        None, description="significant digits of JSON numbers (binary records are never rounded); omitted: full float32"
+    )
 
 
 class GenerateRequest(Strict):
@@ -220,6 +224,11 @@ class StreamTraceRequest(TraceRequest):
 class StreamTranslateRequest(TranslateRequest):
     mode: Literal["translate"]
     encoding: Literal["json", "binary"] = Field("json", description="binary: fixed-size binary records")
+    states: Literal["hidden", "all"] = Field(
+        "hidden",
+        description="hidden: each layer's hidden states only (what the translation page shows); all: its "
+        "cell states and gates too, as the REST body holds them",
+    )
     batch: Annotated[int, Ge(1), Le(4096), BeforeValidator(_json_number)] = Field(1)
 
 
