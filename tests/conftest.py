@@ -211,7 +211,7 @@ class LiveServer:
         # The real entry point (`unrolled serve`), so its uvicorn settings (e.g. ws_max_size) are what is tested.
         cmd = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         self.proc = subprocess.Popen(cmd, env={"UNROLLED_LOG_LEVEL": "warning", **self.env}, cwd=ROOT)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a guard against a hang, not a speed target: a loaded machine starts slowly
         while True:
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
