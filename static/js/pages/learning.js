@@ -53,7 +53,7 @@ function show() {
 
 function stats(tr) {
   const items = [["L on this input", tr.totalLoss?.toFixed(3) ?? "–"]];
-  if (tr.kind === "next_token") {
+  if (tr.family.head === "tokens") {
     let right = 0;
     let n = 0;
     for (let t = 0; t < tr.T - 1; t++) {

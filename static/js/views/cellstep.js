@@ -41,9 +41,9 @@ export class CellStepView {
   rows() {
     const tr = this.trace;
     const l = this.layer;
-    const out = tr.gateNames.map((g) => ({ label: g, a: tr.layers[l].gates[g], kind: isTanhGate(g) ? "diverging" : "gate" }));
-    if (tr.cell === "lstm") out.push({ label: "c_t", a: tr.layers[l].cell, kind: "diverging", max: Math.min(tr.cellAbsMax, 5) });
-    out.push({ label: "h_t", a: tr.layers[l].hidden, kind: "diverging" });
+    const out = tr.gateNames.map((g) => ({ label: g, a: tr.layers[l].gates[g], scale: isTanhGate(g) ? "diverging" : "gate" }));
+    if (tr.cell === "lstm") out.push({ label: "c_t", a: tr.layers[l].cell, scale: "diverging", max: Math.min(tr.cellAbsMax, 5) });
+    out.push({ label: "h_t", a: tr.layers[l].hidden, scale: "diverging" });
     return out;
   }
 
@@ -99,7 +99,7 @@ export class CellStepView {
       ctx.textAlign = "right";
       ctx.fillText(r.label, g.labelW - 8, y + g.rowH / 2);
       const max = r.max ?? 1;
-      const gate = r.kind === "gate";
+      const gate = r.scale === "gate";
       for (let u = 0; u < H; u++) {
         const v = r.a[t * H + u];
         px[i * H + u] = gate ? packed("gate", v) : packed("diverging", 0.5 + v / (2 * max));
@@ -160,8 +160,8 @@ export class CellStepView {
       z: [Array.from(r.a.subarray(t * tr.H, (t + 1) * tr.H))],
       y: [r.label],
       yaxis: i === 0 ? "y" : `y${i + 1}`,
-      colorscale: scale(r.kind === "gate" ? GATE : DIVERGING),
-      zmin: r.kind === "gate" ? 0 : -(r.max ?? 1),
+      colorscale: scale(r.scale === "gate" ? GATE : DIVERGING),
+      zmin: r.scale === "gate" ? 0 : -(r.max ?? 1),
       zmax: r.max ?? 1,
       showscale: false,
     }));

@@ -9,14 +9,14 @@ import { showToken } from "../trace.js";
 
 /** The series a panel can show: {label, title, array(trace, layer), scale, zmax(trace)} */
 export const STATE_SERIES = (trace) => {
-  const out = [{ key: "hidden", label: "h_t", title: "hidden state h_t", array: (tr, l) => tr.layers[l].hidden, kind: "diverging", zmax: () => 1 }];
+  const out = [{ key: "hidden", label: "h_t", title: "hidden state h_t", array: (tr, l) => tr.layers[l].hidden, scale: "diverging", zmax: () => 1 }];
   if (trace.cell === "lstm") {
     out.push({
       key: "cell",
       label: "c_t",
       title: "cell state c_t",
       array: (tr, l) => tr.layers[l].cell,
-      kind: "diverging",
+      scale: "diverging",
       zmax: (tr) => Math.min(tr.cellAbsMax, 5),
     });
   }
@@ -29,7 +29,7 @@ export const GATE_SERIES = (trace) =>
     label: g,
     title: `${g} gate`,
     array: (tr, l) => tr.layers[l].gates[g],
-    kind: isTanhGate(g) ? "diverging" : "gate",
+    scale: isTanhGate(g) ? "diverging" : "gate",
     zmax: () => 1,
   }));
 
@@ -133,8 +133,8 @@ export class TimeHeatmap {
         dy: 1,
         xaxis: "x",
         yaxis: i === 0 ? "y" : `y${i + 1}`,
-        colorscale: scale(s.kind === "gate" ? GATE : DIVERGING),
-        zmin: s.kind === "gate" ? 0 : -zmax,
+        colorscale: scale(s.scale === "gate" ? GATE : DIVERGING),
+        zmin: s.scale === "gate" ? 0 : -zmax,
         zmax,
         zsmooth: false,
         name: tr.bidirectional ? `${s.title}, ${tr.layerName(l)}` : s.title,
@@ -142,7 +142,7 @@ export class TimeHeatmap {
         hovertemplate: tokenRow
           ? `${s.title}<br>unit %{y}<br>step %{x} “%{text}”<br>value %{z:.3f}<extra></extra>`
           : `${s.title}<br>unit %{y}<br>around step %{x:.0f}<br>value %{z:.3f}<extra></extra>`,
-        showscale: i === 0 || series[i - 1].kind !== s.kind || s.key === "cell",
+        showscale: i === 0 || series[i - 1].scale !== s.scale || s.key === "cell",
         colorbar: { thickness: 10, len: dom[1] - dom[0], y: (dom[0] + dom[1]) / 2, yanchor: "middle", outlinewidth: 0, x: 1.005, xpad: 4 },
       });
       s.k = cols.k;

@@ -36,7 +36,7 @@ export class PredictionsView {
     if (data.cursor) this.cursor = data.cursor;
     const tr = this.trace;
     if (!tr || !tr.steps) return;
-    if (tr.kind === "classify" && tr.drawable && (!this.built || this.built.trace !== tr || this.built.steps !== tr.steps || data.relayout)) {
+    if (tr.family.head === "classes" && tr.drawable && (!this.built || this.built.trace !== tr || this.built.steps !== tr.steps || data.relayout)) {
       this.buildLines();
     }
     this.render();
@@ -47,14 +47,14 @@ export class PredictionsView {
     const tr = this.trace;
     const swatch = document.createElement("span");
     swatch.className = "swatch";
-    const text = !tr ? "" : tr.kind === "classify" ? "the target: the class the loss L is measured against" : "the target: the token that actually comes next";
+    const text = tr?.family.target ?? "";
     this.legend.replaceChildren(...(tr ? [swatch, text] : []));
   }
 
   /** [{label, p, hit, color}] at step t: a class keeps its colour (the same as its line); tokens are grey. */
   items(t) {
     const tr = this.trace;
-    if (tr.kind === "classify") {
+    if (tr.family.head === "classes") {
       const p = tr.probsAt(t);
       return Array.from(p, (v, i) => ({ label: String(tr.labels[i]), p: v, hit: tr.label !== null && String(tr.labels[i]) === String(tr.label), color: classColor(i) }));
     }

@@ -111,7 +111,7 @@ export class TextView {
   predictionEls(t) {
     const tr = this.trace;
     const out = [];
-    if (tr.kind === "classify") {
+    if (tr.family.head === "classes") {
       const top = tr.topPrediction(t);
       const s = document.createElement("span");
       s.className = "pr";
