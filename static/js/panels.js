@@ -21,6 +21,7 @@ import { GenOutputView } from "./views/genoutput.js";
 import { GradCompareView } from "./views/gradcompare.js";
 import { GradientView } from "./views/gradients.js";
 import { GATE_SERIES, STATE_SERIES, TimeHeatmap } from "./views/heatmap.js";
+import { LossView } from "./views/loss.js";
 import { PcaView } from "./views/pca.js";
 import { PianoRollView } from "./views/pianoroll.js";
 import { PredictionsView } from "./views/predictions.js";
@@ -123,6 +124,12 @@ export const PANELS = {
     size: "half",
     info: true,
     make: (p, at) => new GradientView(p.body, { readout: p.info, ...named(at, at.writing ? "gradient-norms-generation" : "gradient-norms") }),
+  },
+  loss: {
+    title: () => "The loss at each step",
+    size: "half",
+    info: true,
+    make: (p, at) => new LossView(p.body, { readout: p.info, ...named(at, "loss-per-step") }),
   },
   norms: {
     title: () => "‖∂L/∂h_t‖ as BPTT carries the error back (log scale)",
