@@ -7,22 +7,18 @@ import { ACCENT, DIVERGING, GATE, isTanhGate, packed } from "../colors.js";
 import { exportButtons } from "../export.js";
 import { exportFigure, isPresenter, isTalk, scale } from "../plots.js";
 import { showToken } from "../trace.js";
+import { View } from "./base.js";
 
-export class CellStepView {
+export class CellStepView extends View {
   constructor(root, { tools, readout, name = "cell-at-step" }) {
-    this.root = root;
+    super(root, { name });
     this.readout = readout;
-    this.name = name;
     this.canvas = document.createElement("canvas");
     this.canvas.className = "cellstep";
     this.tip = document.createElement("div");
     this.tip.className = "tip";
     this.tip.hidden = true;
     root.append(this.canvas, this.tip);
-    this.trace = null;
-    this.layer = 0;
-    this.unit = 0;
-    this.cursor = { phase: "forward", t: 0 };
     this.canvas.addEventListener("mousemove", (e) => this.hover(e));
     this.canvas.addEventListener("mouseleave", () => (this.tip.hidden = true));
     this.canvas.addEventListener("click", (e) => {
@@ -47,11 +43,9 @@ export class CellStepView {
     return out;
   }
 
+  /** Drawn whole at every update (a canvas of H units × a few rows): nothing to prepare, all is render(). */
   update(data) {
-    if (data.trace !== undefined) this.trace = data.trace;
-    if (data.layer !== undefined) this.layer = data.layer;
-    if (data.unit !== undefined) this.unit = data.unit;
-    if (data.cursor) this.cursor = data.cursor;
+    this.take(data);
     this.render();
   }
 
