@@ -18,8 +18,12 @@ const FAMILIES = {
   translate: { head: "letters", binary: () => false, target: "", fills: [], step: null },
 };
 
-/** The family's name of a card or a trace: a next-token model over notes is a melody model. */
+/**
+ * The family's name of a card or a trace: the server's (card.family, once the family registry sends it), else
+ * read from the kind, a next-token model over notes being a melody model.
+ */
 export function familyName(x) {
+  if (x?.family in FAMILIES) return x.family;
   const name = x?.kind ?? "next_token";
   return (x?.vocab_level === "note" && FAMILIES[name]?.overNotes) || name;
 }

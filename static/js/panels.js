@@ -75,8 +75,8 @@ export const PANELS = {
     size: "full",
     make(p, at) {
       const strip = node("div", "strip");
-      if (!tour(at)) strip.id = "unit-strip";
       const host = node("div");
+      if (!tour(at)) [strip.id, host.id] = ["unit-strip", "text-view"]; // the page's: its links and tests name them
       p.body.append(strip, host);
       return new TextView(host, { strip });
     },
