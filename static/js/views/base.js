@@ -44,8 +44,9 @@ export class View {
     if (key === null) {
       if (this.drawn && this.drawn[0] !== this.trace && this.clear() !== false) this.drawn = null;
     } else if (data.relayout || !sameKey(key, this.drawn)) {
+      const last = this.drawn;
       this.drawn = key;
-      this.prepare();
+      this.prepare(last, data);
     }
     this.render();
   }
@@ -55,8 +56,11 @@ export class View {
     return null;
   }
 
-  /** The costly drawing (a Plotly figure, the DOM of every step). */
-  prepare() {}
+  /**
+   * The costly drawing (a Plotly figure, the DOM of every step). last: the key drawn before, for a view that
+   * draws a growing trace less often than its steps arrive.
+   */
+  prepare(last, data) {}
 
   /** Another trace came while there is nothing of it to draw: false keeps the old drawing, else it is gone. */
   clear() {
