@@ -4,8 +4,9 @@
 
 import { bus } from "../bus.js";
 import { DIVERGING, GATE, isTanhGate } from "../colors.js";
-import { Overlay, Plotly, baseLayout, heatColumns, isTalk, makePlot, plotConfig, scale, timeTicks, visibility } from "../plots.js";
+import { Overlay, Plotly, baseLayout, heatColumns, isTalk, makePlot, plotConfig, scale, timeTicks } from "../plots.js";
 import { showToken } from "../trace.js";
+import { View } from "./base.js";
 
 /** The series a panel can show: {label, title, array(trace, layer), scale, zmax(trace)} */
 export const STATE_SERIES = (trace) => {
@@ -35,37 +36,29 @@ export const GATE_SERIES = (trace) =>
 
 const REBUILD_MS = 400;
 
-export class TimeHeatmap {
+export class TimeHeatmap extends View {
   /** talk: {area, axis} in talk mode, the height (px) all the series share and whether the time axis is labelled */
   constructor(root, { series, name, info, talk = {} }) {
-    this.root = root;
+    super(root, { name, onScreen: true });
     this.talk = { area: 110, axis: true, ...talk };
     this.seriesOf = series;
-    this.name = name;
     this.info = info; // an element for the hovered value, the unit and the token
     this.gd = makePlot(root, name, "plot-heat");
     this.overlay = new Overlay(this.gd);
-    this.trace = null;
-    this.layer = 0;
-    this.unit = 0;
-    this.cursor = { phase: "forward", t: 0 };
-    this.built = null; // {trace, layer, steps, k}
+    this.built = null; // what the plot is drawn from: {trace, layer, steps, T}
     this.timer = null;
     this.lastBuild = 0;
-    this.view = visibility(root, (data) => this.update(data));
   }
 
-  update(data) {
-    if (data.trace !== undefined) this.trace = data.trace;
-    if (data.layer !== undefined) this.layer = data.layer;
-    if (data.unit !== undefined) this.unit = data.unit;
-    if (data.cursor) this.cursor = data.cursor;
+  /** Drawn as the steps arrive (at most every REBUILD_MS while they stream), at once for a new trace or layer. */
+  drawKey() {
     const tr = this.trace;
-    if (!tr) return;
-    const b = this.built;
-    const stale = !b || b.trace !== tr || b.layer !== this.layer || b.steps !== tr.steps || b.T !== tr.T || data.relayout;
-    if (stale && tr.steps > 0 && tr.drawable && this.view.visible) this.scheduleBuild(!b || b.trace !== tr || b.layer !== this.layer || tr.steps === tr.T || data.relayout);
-    this.render();
+    return tr.steps > 0 && tr.drawable ? [tr, this.layer, tr.steps, tr.T] : null;
+  }
+
+  prepare(last, data) {
+    const tr = this.trace;
+    this.scheduleBuild(!last || last[0] !== tr || last[1] !== this.layer || tr.steps === tr.T || data.relayout);
   }
 
   scheduleBuild(now) {
