@@ -1,10 +1,11 @@
 // The one panel registry: every panel a model's page or a tour scene shows, declared once — its title, how much
 // room it takes on a stage, whether it has a line of readout under it, and how it is made (which view, with which
-// options). Pages and talk mode's stages build their panels from here, so a panel is added by its view and one
-// entry below (and maybe a CSS rule).
+// options). Pages and talk mode's stages build their panels from here, so a panel is added by its view, one
+// entry below and its place in a page's template (or a tour scene's list).
 //
 // make(p, at) returns the view fed with the stage's updates (or null): p is the panel's parts {section, body,
-// tools, info}; `at` is where it is made: {card, cards, scene, on: "page" | "tour", writing, stage}. A family
+// tools, info, legend}; `at` is where it is made: {card, cards, scene, on: "page" | "tour", stage} and what the
+// stage shows: `writing` (a model generating) or `checkpoint` (a model at a checkpoint of its training). A family
 // with panels of its own under the same keys (an encoder–decoder's unrolled rows, its top-k) names them in
 // FAMILY_PANELS: the scene asks for "unrolled", the registry gives the encoder–decoder's.
 
@@ -71,7 +72,7 @@ export const PANELS = {
     make: (p, at) => unrolledPanel(p, at, at.writing ? named(at, "unrolled-generation") : named(at, "unrolled-network", "unrolled")),
   },
   text: {
-    title: () => "The text, coloured by one unit",
+    title: (at) => (at.checkpoint ? "The input, read at this checkpoint" : "The text, coloured by one unit"),
     size: "full",
     make(p, at) {
       const strip = node("div", "strip");
@@ -94,11 +95,12 @@ export const PANELS = {
     title(at) {
       const lstm = at.card.cell === "lstm";
       if (tour(at) && !at.writing) return lstm ? "Hidden state h_t and cell state c_t, units × time" : "Hidden state h_t, units × time";
+      if (at.checkpoint) return `Hidden state${lstm ? " and cell state" : ""} at this checkpoint`;
       return `Hidden state${lstm && !tour(at) ? " and cell state" : ""}, units × ${stepWord(at) ? `${stepWord(at)}s` : "time"}`;
     },
     size: "half",
     info: true,
-    make: (p, at) => new TimeHeatmap(p.body, { series: STATE_SERIES, info: p.info, ...named(at, at.writing ? "hidden-state-generation" : "hidden-state") }),
+    make: (p, at) => new TimeHeatmap(p.body, { series: STATE_SERIES, info: p.info, ...named(at, `hidden-state${at.writing ? "-generation" : at.checkpoint ? "-at-checkpoint" : ""}`) }),
   },
   cell: {
     title(at) {
@@ -120,10 +122,13 @@ export const PANELS = {
     },
   },
   gradients: {
-    title: (at) => (at.writing ? "Gradient norms, BPTT over the written text" : `Gradient norms, BPTT${tour(at) ? " (log scale)" : ""}`),
+    title(at) {
+      if (at.writing) return "Gradient norms, BPTT over the written text";
+      return at.checkpoint ? "Gradient norms at this checkpoint" : `Gradient norms, BPTT${tour(at) ? " (log scale)" : ""}`;
+    },
     size: "half",
     info: true,
-    make: (p, at) => new GradientView(p.body, { readout: p.info, ...named(at, at.writing ? "gradient-norms-generation" : "gradient-norms") }),
+    make: (p, at) => new GradientView(p.body, { readout: p.info, ...named(at, `gradient-norms${at.writing ? "-generation" : at.checkpoint ? "-at-checkpoint" : ""}`) }),
   },
   loss: {
     title: () => "The loss at each step",
