@@ -28,6 +28,7 @@ export class Trace {
     this.labelSource = meta.label_source ?? null; // "given", "input" (the memory task's symbol) or "predicted"
     this.promptSteps = meta.prompt_steps ?? 0;
     this.totalLoss = meta.total_loss ?? null;
+    this.lossMode = meta.loss_mode ?? "sum"; // L: the sum of every step's term, or the last step's alone
     this.unknown = new Set(meta.unknown ?? []);
     this.tokens = meta.tokens ? [...meta.tokens] : new Array(this.T).fill("");
     const T = this.T;

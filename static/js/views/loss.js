@@ -1,12 +1,21 @@
-// The loss L, step by step: each step's own term −log p(the target at that step), as bars, and where BPTT
-// starts from. L is their sum (or the last one alone, L = last step only): a step with no bar adds nothing to L,
-// so its ‖∂L/∂h_t‖ comes only from the steps after it. The forward sweep uncovers the bars as the steps are read.
+// The loss, step by step: each step's −log p(its target) as a bar, coloured where it is a term of L (every
+// step's, or the last alone: L = last step only) and grey where L leaves it out: BPTT starts from the coloured
+// ones, so a grey step's ‖∂L/∂h_t‖ comes only from the steps after it. The forward sweep uncovers the bars.
 
 import { Overlay, Plotly, baseLayout, isTalk, makePlot, plotConfig, sized, timeTicks } from "../plots.js";
 import { showToken } from "../trace.js";
 import { View } from "./base.js";
 
-const BAR = "#d95f0e";
+const IN_L = "#d95f0e";
+const LEFT_OUT = "#cbd5e1";
+
+/** Is step t's loss a term of L? (L = last step only: the last step that has one.) */
+function inL(tr, t) {
+  if (!Number.isFinite(tr.loss[t])) return false;
+  if (tr.lossMode !== "last") return true;
+  for (let k = t + 1; k < tr.steps; k++) if (Number.isFinite(tr.loss[k])) return false;
+  return true;
+}
 
 export class LossView extends View {
   constructor(root, { readout = null, name = "loss-per-step" } = {}) {
@@ -34,7 +43,8 @@ export class LossView extends View {
       xaxis: { range: [0.5, tr.T + 0.5], ...timeTicks(tr.tokens, tr.T, (this.root.clientWidth || 600) - 90) },
       yaxis: { title: { text: isTalk() ? "" : "−log p" }, rangemode: "tozero", nticks: 4 },
     });
-    const bars = { type: "bar", x, y, marker: { color: BAR }, hovertemplate: "step %{x}: −log p = %{y:.3f}<extra></extra>" };
+    const color = x.map((_, t) => (inL(tr, t) ? IN_L : LEFT_OUT));
+    const bars = { type: "bar", x, y, marker: { color }, hovertemplate: "step %{x}: −log p = %{y:.3f}<extra></extra>" };
     this.gd.style.height = `${height}px`;
     Plotly.react(this.gd, [bars], layout, plotConfig(this.name));
     this.overlay.measure();
@@ -49,9 +59,10 @@ export class LossView extends View {
     }
     if (!this.readout) return;
     const l = tr.loss[t];
+    const where = inL(tr, t) ? "a term of L" : "left out of L (L = last step only)";
     const text = Number.isFinite(l)
-      ? `step ${t + 1} “${showToken(tr.tokens[t] ?? "")}”: −log p = ${l.toFixed(3)} (p = ${Math.exp(-l).toFixed(2)}) · L = ${tr.totalLoss?.toFixed(3) ?? "–"}`
-      : `step ${t + 1}: no term in L here (L is measured ${tr.steps === tr.T ? "at other steps" : "once the steps are read"})`;
+      ? `step ${t + 1} “${showToken(tr.tokens[t] ?? "")}”: −log p = ${l.toFixed(3)} (p = ${Math.exp(-l).toFixed(2)}), ${where} · L = ${tr.totalLoss?.toFixed(3) ?? "–"}`
+      : `step ${t + 1}: no target here, nothing to add to L`;
     if (this.readout.textContent !== text) this.readout.textContent = text;
   }
 }
