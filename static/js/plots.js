@@ -127,25 +127,6 @@ export function makePlot(parent, name, className = "") {
 }
 
 /**
- * A plot view's start: its plot in root (makePlot), the overlay on it, no trace yet, the cursor at the first step
- * of the forward sweep, nothing built.
- */
-export function startPlotView(view, root, name, className) {
-  view.gd = makePlot(root, name, className);
-  view.overlay = new Overlay(view.gd);
-  view.trace = null;
-  view.cursor = { phase: "forward", t: 0 };
-  view.built = null;
-}
-
-/** What an update brings every plot view: the trace (null clears it) and the cursor. Returns the trace. */
-export function takeUpdate(view, data) {
-  if (data.trace !== undefined) view.trace = data.trace;
-  if (data.cursor) view.cursor = data.cursor;
-  return view.trace;
-}
-
-/**
  * A layer over a Plotly plot's drawing area, in the plot's own x coordinates: the time cursor (a line),
  * the part not yet revealed (a mask) and an optional marked row (y). Moving them costs a style write, not
  * a redraw of the plot.

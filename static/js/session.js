@@ -3,6 +3,7 @@
 
 import { ApiError, generate, stream, trace as traceRest } from "./api.js";
 import { bus } from "./bus.js";
+import { familyOf } from "./families.js";
 import { Trace } from "./trace.js";
 import { clearUnknown, showRead } from "./unknown.js";
 
@@ -125,7 +126,7 @@ export class Session extends StreamSession {
     // A traced input's steps travel as float32 arrays (half the bytes of JSON, and nothing to parse) when the
     // card's vocabulary can name the predicted tokens; generation streams JSON as each token is sampled.
     // (A series model's steps travel as JSON: a few numbers beside the states.)
-    const binary = request.mode !== "generate" && this.card?.kind !== "series" && (this.card?.kind === "classify" || this.card?.vocab);
+    const binary = request.mode !== "generate" && familyOf(this.card).binary(this.card);
     // Binary records carry float32 and float64 whole, never rounded: a precision is for JSON (the REST fallback).
     const { precision, ...exact } = request;
     const body = binary ? { ...exact, encoding: "binary", batch: 64 } : request;

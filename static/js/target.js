@@ -9,7 +9,7 @@ const SOURCE = {
 
 /** "target C (named by the input's first symbol)"; for several traces, one target or one per cell; "" if none. */
 export function targetText(traces) {
-  const cls = traces.filter((tr) => tr && tr.kind === "classify" && tr.label !== null);
+  const cls = traces.filter((tr) => tr && tr.family.head === "classes" && tr.label !== null);
   if (!cls.length) return "";
   const labels = new Set(cls.map((tr) => tr.label));
   const sources = new Set(cls.map((tr) => tr.labelSource));

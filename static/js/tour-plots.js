@@ -1,11 +1,12 @@
-// The plots only talk mode needs, as views with the same lifecycle as views/*.js (update(data) → render):
+// The plots only talk mode needs, as views with the same lifecycle as views/*.js (views/base.js):
 //   SeriesView       sequences that are not text (a time series, a melody), a marker at the cursor's step
 //   CertaintyView    p(the token that actually comes next) per step, one line per model, one plot per input
 //   WeightShareView  each step's term of ∂L/∂W_hh as a share of them all, uncovered by the BPTT sweep
 
 import { CELL_COLORS, LINE_COLORS } from "./colors.js";
-import { Overlay, Plotly, baseLayout, fontSize, makePlot, plotConfig, startPlotView, takeUpdate, timeTicks } from "./plots.js";
+import { Overlay, Plotly, baseLayout, fontSize, makePlot, plotConfig, timeTicks } from "./plots.js";
 import { showToken } from "./trace.js";
+import { View } from "./views/base.js";
 
 const range = (n) => [...Array(n).keys()];
 // The plots' heights: these plots are talk mode's only, sized so that a scene fits a 1280×720 screen whole.
@@ -27,23 +28,31 @@ function row(n, gap = 0.07) {
   }));
 }
 
-export class SeriesView {
+export class SeriesView extends View {
   /** series: [{name, values, kind: "line" | "notes", labels?}] from the scene file */
   constructor(root, { series, name = "sequences" }) {
-    this.root = root;
+    super(root, { name });
     this.series = series;
-    this.name = name;
     this.gd = makePlot(root, name, "plot-series");
     this.t = null;
-    this.built = false;
   }
 
+  /** The scene's series, drawn with or without a trace; the marker follows a cursor once one has come. */
   update(data) {
-    if (!this.built || data.relayout) this.build();
-    if (data.cursor) this.mark(data.cursor.t);
+    this.take(data);
+    this.cursorCame = this.cursorCame || Boolean(data.cursor);
+    this.refresh(data);
   }
 
-  build() {
+  drawKey() {
+    return [this.series];
+  }
+
+  render() {
+    if (this.cursorCame) this.mark(this.cursor.t);
+  }
+
+  prepare() {
     const axes = row(this.series.length);
     const data = [];
     const layout = baseLayout({ height: SERIES_HEIGHT, margin: { l: 50, r: 12, t: fontSize() + 14, b: 36 } });
@@ -84,12 +93,11 @@ export class SeriesView {
     });
     this.gd.style.height = `${SERIES_HEIGHT}px`;
     Plotly.react(this.gd, data, layout, plotConfig(this.name));
-    this.built = true;
     this.t = null;
   }
 
   mark(t) {
-    if (t === this.t || !this.built) return;
+    if (t === this.t || !this.drawn) return;
     this.t = t;
     const n = this.series.length;
     const xs = this.series.map((s) => (t >= 0 ? [(t % s.values.length) + 1] : []));
@@ -102,27 +110,28 @@ export class SeriesView {
  * p(the token that comes next | the tokens so far) at every step: exp(−loss_t), each step's own loss being
  * −log p of the next token. runs: [{input, lines: [{model, cell, trace}]}]. The cursor is drawn on the first plot.
  */
-export class CertaintyView {
+export class CertaintyView extends View {
   constructor(root, { name = "p-next-token" }) {
-    this.root = root;
-    this.name = name;
+    super(root, { name });
     this.gd = makePlot(root, name, "plot-certainty");
     this.overlay = new Overlay(this.gd);
     this.runs = [];
-    this.cursor = { phase: "forward", t: 0 };
-    this.built = null;
   }
 
+  /** Several runs (data.runs), not one trace. */
   update(data) {
     if (data.runs) this.runs = data.runs;
-    if (data.cursor) this.cursor = data.cursor;
-    const ready = this.runs.length > 0 && this.runs.every((r) => r.lines.every((l) => l.trace?.done));
-    const key = this.runs.map((r) => r.lines.map((l) => l.trace?.version).join(",")).join("|");
-    if (ready && (this.built !== key || data.relayout)) this.build(key);
-    this.render();
+    this.take(data);
+    this.refresh(data);
   }
 
-  build(key) {
+  /** Drawn once every run's traces are done, again when one of them is new. */
+  drawKey() {
+    const ready = this.runs.length > 0 && this.runs.every((r) => r.lines.every((l) => l.trace?.done));
+    return ready ? [this.runs.map((r) => r.lines.map((l) => l.trace.version).join(",")).join("|")] : null;
+  }
+
+  prepare() {
     const axes = row(this.runs.length, 0.06);
     const width = this.root.clientWidth || 900;
     const data = [];
@@ -160,14 +169,13 @@ export class CertaintyView {
     layout.legend = { ...layout.legend, yref: "container", y: 1, yanchor: "top" };
     this.gd.style.height = `${CERTAINTY_HEIGHT}px`;
     Plotly.react(this.gd, data, layout, plotConfig(this.name));
-    this.built = key;
     this.builtT = this.runs[0].lines[0].trace.T;
     this.overlay.measure();
   }
 
   /** The cursor on the plot that is drawn: while a new input's traces arrive, that is still the last one's. */
   render() {
-    if (!this.built) return;
+    if (!this.drawn) return;
     const { phase, t } = this.cursor;
     const T = this.builtT;
     this.overlay.setCursor(t >= 0 ? t + 1 : null);
@@ -179,20 +187,18 @@ export class CertaintyView {
  * W_hh is the same at every step, so ∂L/∂W_hh is a sum of one term per step; the bar of step t is its term's
  * norm ‖∂L_t/∂W_hh‖ as a share of all the terms' norms. The BPTT sweep uncovers them from the last step back.
  */
-export class WeightShareView {
+export class WeightShareView extends View {
   constructor(root, { readout, name = "weight-update-shares" }) {
-    this.root = root;
+    super(root, { name });
     this.readout = readout;
-    this.name = name;
-    startPlotView(this, root, name, "plot-shares");
+    this.gd = makePlot(root, name, "plot-shares");
+    this.overlay = new Overlay(this.gd);
   }
 
-  update(data) {
-    const tr = takeUpdate(this, data);
-    if (!tr) return;
-    const ready = tr.gradFrom === 0 && tr.steps === tr.T;
-    if (ready && (!this.built || this.built.trace !== tr || data.relayout)) this.build();
-    this.render();
+  /** Drawn once the BPTT sweep is all in. */
+  drawKey() {
+    const tr = this.trace;
+    return tr.gradFrom === 0 && tr.steps === tr.T ? [tr] : null;
   }
 
   shares() {
@@ -203,7 +209,7 @@ export class WeightShareView {
     return range(tr.T).map((t) => (sum > 0 && a[t] > 0 ? (100 * a[t]) / sum : 0));
   }
 
-  build() {
+  prepare() {
     const tr = this.trace;
     const width = this.root.clientWidth || 600;
     const shares = this.shares();
@@ -226,13 +232,13 @@ export class WeightShareView {
     });
     this.gd.style.height = `${SHARES_HEIGHT}px`;
     Plotly.react(this.gd, data, layout, plotConfig(this.name));
-    this.built = { trace: tr, shares };
+    this.drawnShares = shares;
     this.overlay.measure();
   }
 
   render() {
     const tr = this.trace;
-    if (!tr || !this.built) return;
+    if (!tr || !this.drawn) return;
     const { phase, t } = this.cursor;
     this.overlay.setCursor(phase === "backward" && t >= 0 ? t + 1 : null);
     this.overlay.setMask(
@@ -240,7 +246,7 @@ export class WeightShareView {
       phase === "forward" ? "the BPTT sweep fills these in, right to left" : "not reached yet",
     );
     if (this.readout) {
-      const s = this.built.shares;
+      const s = this.drawnShares;
       let text;
       if (phase === "forward") text = "Forward sweep: no error yet. BPTT starts at the loss.";
       else {

@@ -13,8 +13,6 @@ import { SeriesPlotView } from "./views/seriesplot.js";
 export const TEMPO = 120; // quarter notes a minute
 const perf = (window.__unrolled = window.__unrolled ?? {});
 
-export const isMelodyCard = (card) => card?.kind === "next_token" && card?.vocab_level === "note";
-export const isSeriesCard = (card) => card?.kind === "series";
 
 /** A sound indicator for a panel's tools. */
 export function soundButton(tools) {

@@ -17,58 +17,27 @@
 import { generate, trace as traceRest } from "./api.js";
 import { bus } from "./bus.js";
 import { ACCENT } from "./colors.js";
-import { exportButtons } from "./export.js";
+import { makePanel, node, panelSection, ratioTable } from "./panels.js";
 import { speedFor } from "./player.js";
 import { Plotly, baseLayout, makePlot, plotConfig } from "./plots.js";
 import { Session } from "./session.js";
 import { showRead } from "./unknown.js";
 import { Trace } from "./trace.js";
-import { CertaintyView, SeriesView, WeightShareView } from "./tour-plots.js";
-import { CellStepView } from "./views/cellstep.js";
-import { GenOutputView } from "./views/genoutput.js";
 import { GradCompareView } from "./views/gradcompare.js";
-import { GradientView } from "./views/gradients.js";
-import { GATE_SERIES, STATE_SERIES, TimeHeatmap } from "./views/heatmap.js";
-import { PcaView } from "./views/pca.js";
-import { PredictionsView } from "./views/predictions.js";
-import { TextView } from "./views/text.js";
+import { GATE_SERIES, TimeHeatmap } from "./views/heatmap.js";
 import { UnrolledView } from "./views/unrolled.js";
 import { TranslateSession, showLetter } from "./translation.js";
-import { AttentionView } from "./views/attention.js";
-import { BeamsView } from "./views/beams.js";
-import { EncDecView } from "./views/encdec.js";
-import { EncDecGradView } from "./views/encdecgrad.js";
-import { TopKView } from "./views/topk.js";
 import { sharedSynth } from "./audio.js";
 import { parseNumbers } from "./numbers.js";
-import { MelodyGuest, SeriesGuest, TEMPO, isMelodyCard, isSeriesCard, soundButton, soundNote } from "./tour-sequences.js";
-import { PianoRollView } from "./views/pianoroll.js";
-import { InputGradView, SeriesPlotView } from "./views/seriesplot.js";
+import { TEMPO, soundNote } from "./tour-sequences.js";
 import { parseNote } from "./notes.js";
 import { KnobsStage, LAB_VIEWS, TrainStage } from "./tour-lab.js";
 
-// Panels that share a row (in pairs, in the order given): a scene fits a 1280×720 screen whole.
-const HALF = new Set(["predictions", "gradients", "weights", "pca", "checkpoints", "output", "states", "gates", "cell", "attention", "beams"]);
 // The gate that keeps memory, per cell: the one to watch open and close.
 const KEY_GATES = {
   lstm: { gates: ["forget"], says: "forget gate f (1: keep c_{t−1})" },
   gru: { gates: ["update"], says: "update gate z (1: copy h_{t−1})" },
 };
-
-function node(tag, className = "", text = "") {
-  const e = document.createElement(tag);
-  if (className) e.className = className;
-  if (text) e.textContent = text;
-  return e;
-}
-
-function ratioTable() {
-  const table = node("table", "ratio-table");
-  const head = table.createTHead().insertRow();
-  for (const h of ["cell", "‖∂L/∂h_1‖", "‖∂L/∂h‖ at the loss", "first ÷ last", "orders of magnitude lost"]) head.append(node("th", "", h));
-  table.createTBody();
-  return table;
-}
 
 /**
  * The request body of a traced input. The scene's label is the target of the scene's own input only: an input
@@ -107,23 +76,20 @@ class Stage {
     this.guests = []; // a melody or series run beside the scene's model (tour-sequences.js)
   }
 
-  /** A panel of the stage: {section, body, tools, info}. */
-  panel(key, title, { info = false, size = null } = {}) {
-    const section = node("section", `panel tour-panel size-${size ?? (HALF.has(key) ? "half" : "full")}`);
-    section.dataset.panel = key;
-    const head = node("header", "panel-head");
-    head.append(node("h2", "", title));
-    const tools = node("span", "panel-tools");
-    head.append(tools);
-    const body = node("div", "panel-body");
-    section.append(head, body);
-    const out = { section, body, tools, info: null };
-    if (info) {
-      out.info = node("p", "info");
-      section.append(out.info);
-    }
-    this.root.append(section);
-    return out;
+  /** A panel of the stage's own (not in the registry): {section, body, tools, info}. */
+  panel(key, title, { info = false, size = "full" } = {}) {
+    const p = panelSection(key, title, { info, size });
+    this.root.append(p.section);
+    return p;
+  }
+
+  /** A panel of the registry (panels.js): its view joins the stage's views. */
+  addPanel(key, extra = {}) {
+    if (this.addOwnPanel?.(key)) return;
+    const { view, entry } = makePanel(this.root, key, { card: this.card, cards: this.cards, scene: this.scene, on: "tour", stage: this, ...extra });
+    if (!view) return;
+    this.views.push(view);
+    if (entry.resizes) this.unrolledViews.push(view);
   }
 
   /** Half-width panels pair up in the order given; one left without a partner takes the whole row. */
@@ -218,104 +184,6 @@ export class ModelStage extends Stage {
     this.sessions.push(this.session);
     for (const key of this.scene.panels) this.addPanel(key);
     this.balance();
-  }
-
-  addPanel(key) {
-    const card = this.card;
-    const nextToken = card.kind === "next_token";
-    let p;
-    switch (key) {
-      case "unrolled": {
-        p = this.panel(key, "The unrolled network");
-        const v = new UnrolledView(p.body, { name: "tour-unrolled" });
-        exportButtons(p.tools, () => v.exportPng(), () => v.exportSvg());
-        this.unrolledViews.push(v);
-        this.views.push(v);
-        break;
-      }
-      case "text": {
-        p = this.panel(key, "The text, coloured by one unit");
-        const strip = node("div", "strip");
-        const host = node("div");
-        p.body.append(strip, host);
-        this.views.push(new TextView(host, { strip }));
-        break;
-      }
-      case "predictions":
-        p = this.panel(key, nextToken ? "What comes next?" : "p(class), word by word");
-        this.views.push(new PredictionsView(p.body, { tools: p.tools, name: "tour-predictions" }));
-        break;
-      case "states":
-        p = this.panel(key, card.cell === "lstm" ? "Hidden state h_t and cell state c_t, units × time" : "Hidden state h_t, units × time", { info: true });
-        this.views.push(new TimeHeatmap(p.body, { series: STATE_SERIES, name: "tour-hidden-state", info: p.info }));
-        break;
-      case "cell":
-        p = this.panel(key, card.cell === "rnn" ? "The cell at this step: h_t, unit by unit" : "The gates at this step", { info: true });
-        this.views.push(new CellStepView(p.body, { tools: p.tools, readout: p.info, name: "tour-cell-at-step" }));
-        break;
-      case "gates":
-        p = this.panel(key, "Each gate over time", { info: true });
-        if (card.cell === "rnn") p.body.append(node("p", "caption", "A plain RNN has no gates: h_t = tanh(W_xh x_t + W_hh h_{t−1} + b)."));
-        else this.views.push(new TimeHeatmap(p.body, { series: GATE_SERIES, name: "tour-gates", info: p.info }));
-        break;
-      case "gradients":
-        p = this.panel(key, "Gradient norms, BPTT (log scale)", { info: true });
-        this.views.push(new GradientView(p.body, { readout: p.info, name: "tour-gradient-norms" }));
-        break;
-      case "norms": {
-        p = this.panel(key, "‖∂L/∂h_t‖ as BPTT carries the error back (log scale)");
-        const table = ratioTable();
-        const v = new GradCompareView(p.body, { table, name: "tour-gradient-h", talkHeight: 185 });
-        p.section.append(table);
-        this.views.push({ update: (d) => v.update({ ...d, ...(d.trace ? { traces: [d.trace] } : {}) }) });
-        break;
-      }
-      case "weights":
-        p = this.panel(key, "Each step's share of the W_hh update", { info: true });
-        this.views.push(new WeightShareView(p.body, { readout: p.info, name: "tour-weight-shares" }));
-        break;
-      case "pca":
-        p = this.panel(key, "The hidden-state trajectory (PCA)", { info: true });
-        this.views.push(new PcaView(p.body, { caption: p.info, name: "tour-pca" }));
-        break;
-      case "series":
-        p = this.panel(key, "Other sequences, read the same way");
-        this.views.push(new SeriesView(p.body, { series: this.scene.series, name: "tour-sequences" }));
-        break;
-      case "roll": {
-        if (isMelodyCard(card)) {
-          p = this.panel(key, `The melody, one note per step (${card.id})`, { info: true });
-          this.synth = soundButton(p.tools);
-          this.views.push(new PianoRollView(p.body, { height: 230, readout: p.info }));
-        } else {
-          const guest = this.cards.find(isMelodyCard);
-          p = this.panel(key, `A melody: ${guest.id}`, { info: true, size: "half" });
-          this.guests.push(new MelodyGuest(p, guest));
-        }
-        break;
-      }
-      case "forecast": {
-        if (isSeriesCard(card)) {
-          p = this.panel(key, `The series, predicted one step ahead, then forecast (${card.id})`, { info: true });
-          this.views.push(new SeriesPlotView(p.body, { first: () => this.first(), forecast: () => this.forecast, readout: p.info, height: 250, name: "tour-series" }));
-        } else {
-          const guest = this.cards.find(isSeriesCard);
-          p = this.panel(key, `A series: ${guest.id}`, { info: true, size: "half" });
-          this.guests.push(new SeriesGuest(p, guest));
-        }
-        break;
-      }
-      case "mattered":
-        p = this.panel(key, "Which past years mattered: ∂L/∂x_t", { info: true });
-        this.views.push(new InputGradView(p.body, { first: () => this.first(), readout: p.info, height: 200, name: "tour-input-gradient" }));
-        break;
-      default:
-        this.addSpecialPanel(key);
-    }
-  }
-
-  addSpecialPanel(key) {
-    throw new Error(`a ${this.scene.view} scene has no ${key} panel`);
   }
 
   body(text) {
@@ -416,13 +284,6 @@ export class SeriesStage extends ModelStage {
  * (−log p of the next token). The unrolled view and the cursor follow the first model on the first input.
  */
 export class CertaintyStage extends ModelStage {
-  addSpecialPanel(key) {
-    if (key !== "certainty") return super.addSpecialPanel(key);
-    const p = this.panel(key, "p(the next letter), step by step");
-    this.certainty = new CertaintyView(p.body, { name: "tour-p-next" });
-    this.views.push(this.certainty);
-  }
-
   start(inputs) {
     this.inputs = inputs;
     this.runs = inputs.map((input) => ({ input, lines: this.cards.map((c) => ({ model: c.id, trace: null })) }));
@@ -472,9 +333,9 @@ export class LearningStage extends ModelStage {
     this.showCheckpoint();
   }
 
-  addSpecialPanel(key) {
-    if (key !== "checkpoints") return super.addSpecialPanel(key);
-    const p = this.panel(key, "Training: the same input at a checkpoint");
+  addOwnPanel(key) {
+    if (key !== "checkpoints") return false;
+    const p = this.panel(key, "Training: the same input at a checkpoint", { size: "half" });
     const cks = this.card.checkpoints;
     const bar = node("div", "ckpt-box");
     this.slider = node("input");
@@ -489,6 +350,7 @@ export class LearningStage extends ModelStage {
       this.showCheckpoint();
       this.rerun();
     });
+    return true;
   }
 
   showCheckpoint() {
@@ -682,38 +544,8 @@ export class GenerateStage extends Stage {
       },
     });
     this.sessions.push(this.session);
-    for (const key of this.scene.panels) this.addPanel(key);
+    for (const key of this.scene.panels) this.addPanel(key, { writing: true });
     this.balance();
-  }
-
-  addPanel(key) {
-    let p;
-    if (key === "output") {
-      p = this.panel(key, "The model writes", { info: true });
-      this.seedNote = node("span", "gen-seed");
-      p.tools.append(this.seedNote);
-      const out = node("div", "gen-output");
-      out.setAttribute("aria-live", "polite");
-      p.body.append(out);
-      this.views.push(new GenOutputView(out, { info: p.info }));
-    } else if (key === "predictions") {
-      p = this.panel(key, "What it samples from");
-      this.views.push(new PredictionsView(p.body, { tools: p.tools, name: "tour-sampled-from" }));
-    } else if (key === "unrolled") {
-      p = this.panel(key, "The unrolled network feeds itself");
-      const v = new UnrolledView(p.body, { name: "tour-unrolled-generation" });
-      exportButtons(p.tools, () => v.exportPng(), () => v.exportSvg());
-      this.unrolledViews.push(v);
-      this.views.push(v);
-    } else if (key === "states") {
-      p = this.panel(key, "Hidden state, units × time", { info: true });
-      this.views.push(new TimeHeatmap(p.body, { series: STATE_SERIES, name: "tour-hidden-state-generation", info: p.info }));
-    } else if (key === "gradients") {
-      p = this.panel(key, "Gradient norms, BPTT over the written text", { info: true });
-      this.views.push(new GradientView(p.body, { readout: p.info, name: "tour-gradient-norms-generation" }));
-    } else {
-      throw new Error(`a generate scene has no ${key} panel`);
-    }
   }
 
   /**
@@ -760,43 +592,20 @@ export class TranslateStage extends Stage {
     this.balance();
   }
 
-  addPanel(key) {
-    let p;
-    if (key === "unrolled") {
-      p = this.panel(key, "The encoder reads, the decoder writes");
-      this.output = node("span", "translation-now");
-      p.section.querySelector(".panel-head h2").after(this.output);
-      if (this.cards.length > 1) {
-        this.switch = node("button", "switch");
-        Object.assign(this.switch, { type: "button", title: "The same input with / without attention (A)" });
-        this.switch.setAttribute("role", "switch");
-        const track = node("span", "switch-track");
-        track.append(node("span", "switch-knob"));
-        const kbd = node("kbd", "", "A");
-        this.switch.append(track, " attention ", kbd);
-        this.switch.addEventListener("click", () => this.toggleAttention());
-        p.tools.append(this.switch);
-      }
-      const v = new EncDecView(p.body, { name: "tour-encoder-decoder" });
-      exportButtons(p.tools, () => v.exportPng(), () => v.exportSvg());
-      this.views.push(v);
-    } else if (key === "attention") {
-      p = this.panel(key, "Attention α: where each letter looks", { info: true });
-      this.views.push(new AttentionView(p.body, { info: p.info, name: "tour-attention" }));
-    } else if (key === "beams") {
-      p = this.panel(key, `Beam search (width ${this.scene.beam ?? 1}): score Σ log p`);
-      const list = node("ol", "beams");
-      p.body.append(list);
-      this.views.push(new BeamsView(list));
-    } else if (key === "predictions") {
-      p = this.panel(key, "The decoder's top 5 at this step");
-      this.views.push(new TopKView(p.body));
-    } else if (key === "gradients") {
-      p = this.panel(key, "BPTT: the decoder, then the encoder (log scale)", { info: true });
-      this.views.push(new EncDecGradView(p.body, { readout: p.info, name: "tour-encoder-decoder-gradients" }));
-    } else {
-      throw new Error(`a translate scene has no ${key} panel`);
-    }
+  /** The encoder–decoder's panel (panels.js) carries the German written so far and the attention switch. */
+  decorateEncDec(p) {
+    this.output = node("span", "translation-now");
+    p.section.querySelector(".panel-head h2").after(this.output);
+    if (this.cards.length < 2) return;
+    this.switch = node("button", "switch");
+    Object.assign(this.switch, { type: "button", title: "The same input with / without attention (A)" });
+    this.switch.setAttribute("role", "switch");
+    const track = node("span", "switch-track");
+    track.append(node("span", "switch-knob"));
+    const kbd = node("kbd", "", "A");
+    this.switch.append(track, " attention ", kbd);
+    this.switch.addEventListener("click", () => this.toggleAttention());
+    p.tools.append(this.switch);
   }
 
   get model() {

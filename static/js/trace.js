@@ -2,6 +2,8 @@
 // Views read it; only the page controller writes it. `steps` counts the step frames received (0…T),
 // `gradFrom` is the first step whose gradient norms have arrived (T until the BPTT sweep begins).
 
+import { familyOf } from "./families.js";
+
 export const showToken = (tok) =>
   tok === " " ? "␣" : tok === "\n" ? "⏎" : tok === "\t" ? "⇥" : tok === "<unk>" ? "�" : tok;
 
@@ -14,6 +16,7 @@ export class Trace {
     this.model = meta.model;
     this.cell = meta.cell;
     this.kind = meta.kind ?? "next_token";
+    this.family = familyOf(meta); // what its head predicts, how its target reads (families.js)
     this.mode = meta.mode ?? "trace";
     this.checkpoint = meta.checkpoint ?? null;
     this.T = meta.steps;
@@ -25,6 +28,7 @@ export class Trace {
     this.labelSource = meta.label_source ?? null; // "given", "input" (the memory task's symbol) or "predicted"
     this.promptSteps = meta.prompt_steps ?? 0;
     this.totalLoss = meta.total_loss ?? null;
+    this.lossMode = meta.loss_mode ?? "sum"; // L: the sum of every step's term, or the last step's alone
     this.unknown = new Set(meta.unknown ?? []);
     this.tokens = meta.tokens ? [...meta.tokens] : new Array(this.T).fill("");
     const T = this.T;
@@ -201,7 +205,7 @@ export class Trace {
           gates: Object.fromEntries(Object.entries(l.gates).map(([g, a]) => [g, a[t]])),
         })),
         prediction: body.predictions ? body.predictions[t] : undefined,
-        ...(body.kind === "series" ? { value: body.values[t], predicted: body.predicted[t] } : {}),
+        ...(familyOf(body).head === "values" ? { value: body.values[t], predicted: body.predicted[t] } : {}),
         probs: body.step_probs ? body.step_probs[t] : undefined,
         loss: body.loss[t],
       });
@@ -270,7 +274,7 @@ export class Trace {
 
   /** Short label of step t's top prediction: a token or a class. */
   topPrediction(t) {
-    if (this.kind === "classify") {
+    if (this.family.head === "classes") {
       const p = this.probsAt(t);
       let best = 0;
       for (let i = 1; i < p.length; i++) if (p[i] > p[best]) best = i;

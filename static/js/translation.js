@@ -6,6 +6,7 @@
 // `steps` counts the positions whose step frames have arrived; `gradFrom` is the first position whose
 // gradient norms have.
 
+import { familyOf } from "./families.js";
 import { translate as translateRest } from "./api.js";
 import { StreamSession } from "./session.js";
 import { showToken } from "./trace.js";
@@ -21,6 +22,7 @@ export class TranslationTrace {
     this.model = meta.model;
     this.cell = meta.cell;
     this.kind = "translate";
+    this.family = familyOf(this);
     this.checkpoint = meta.checkpoint ?? null;
     this.attentionUsed = Boolean(meta.attention_used);
     this.source = [...meta.source_tokens];

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
+import httpx
 import pytest
 from playwright.sync_api import Page
 
@@ -144,6 +145,36 @@ def test_streamed_trace_equals_the_rest_body(page: Page, live: LiveServer, model
     assert page.evaluate("() => window.__unrolled.encoding") == "binary"
     compared = page.evaluate(COMPARE_WITH_REST, text)
     assert compared["diffs"] == [] and compared["steps"] == compared["T"] and compared["tokens"], compared
+
+
+LOSS_BARS = """() => {
+  const d = document.querySelector('#panel-loss .js-plotly-plot').data[0];
+  return {y: d.y, color: d.marker.color};
+}"""
+
+
+@pytest.mark.parametrize(
+    ("model", "text", "loss"), [("chars-lstm", "zebra hums", "sum"), ("words-lstm", "film not a good bad", "last")]
+)
+def test_the_loss_panel_shows_each_steps_loss_and_the_terms_of_l(
+    page: Page, live: LiveServer, model: str, text: str, loss: str
+) -> None:
+    """The loss panel's bars are the API's per-step losses; the ones coloured as terms of L add up to L: every
+    step's with L = sum, the last step's alone with L = last."""
+    page.goto(live.url + f"/models/{model}?text={quote(text)}&loss={loss}")
+    wait_loaded(page)
+    page.locator("#panel-loss").scroll_into_view_if_needed()
+    page.wait_for_function("() => document.querySelector('#panel-loss .js-plotly-plot')?.data?.[0]?.y?.length")
+    bars = page.evaluate(LOSS_BARS)
+    body = httpx.post(f"{live.url}/api/models/{model}/trace", json={"text": text, "loss": loss}, timeout=60).json()
+    assert body["loss_mode"] == loss
+    assert len(bars["y"]) == body["steps"] == len(body["loss"])
+    for mine, theirs in zip(bars["y"], body["loss"], strict=True):  # the page asks for 4 significant digits
+        assert (mine is None) == (theirs is None)
+        assert theirs is None or mine == pytest.approx(theirs, rel=1e-3, abs=1e-6)
+    terms = [y for y, colour in zip(bars["y"], bars["color"], strict=True) if colour != "#cbd5e1"]
+    assert len(terms) == (1 if loss == "last" else sum(v is not None for v in body["loss"]))
+    assert sum(terms) == pytest.approx(body["total_loss"], rel=1e-3)
 
 
 def test_choosing_a_unit_recolours_the_text(page: Page, live: LiveServer) -> None:

@@ -1,17 +1,12 @@
 // Generate: type a prompt and watch the model write, its states streaming in as each token is sampled.
 
 import { bus } from "../bus.js";
-import { exportButtons } from "../export.js";
 import { bindKeys } from "../keys.js";
+import { mountPage } from "../panels.js";
 import { Player } from "../player.js";
 import { Session } from "../session.js";
 import { readParams, writeParams } from "../url.js";
 import { Controls } from "../views/controls.js";
-import { GenOutputView } from "../views/genoutput.js";
-import { GradientView } from "../views/gradients.js";
-import { STATE_SERIES, TimeHeatmap } from "../views/heatmap.js";
-import { PredictionsView } from "../views/predictions.js";
-import { UnrolledView } from "../views/unrolled.js";
 
 const $ = (id) => document.getElementById(id);
 const perf = window.__unrolled;
@@ -27,13 +22,11 @@ const P = readParams({
 
 const player = new Player({ speed: P.speed });
 const controls = new Controls($("player"), player);
-const output = new GenOutputView($("gen-output"), { info: $("gen-info") });
-const predictions = new PredictionsView($("predictions"), { tools: $("tools-predictions"), name: "sampled-from" });
-const unrolled = new UnrolledView($("unrolled"), { name: "unrolled-generation" });
-exportButtons($("tools-unrolled"), () => unrolled.exportPng(), () => unrolled.exportSvg());
-const states = new TimeHeatmap($("states"), { series: STATE_SERIES, name: "hidden-state-generation", info: $("states-info") });
-const gradients = new GradientView($("gradients"), { readout: $("gradients-readout"), name: "gradient-norms-generation" });
-const views = [controls, output, predictions, unrolled, states, gradients];
+// the panels (panels.js), as a model writing shows them
+const { cell, kind } = document.body.dataset;
+const panels = mountPage({ card: { id: modelId, cell, kind }, writing: true });
+const unrolled = panels.unrolled;
+const views = [controls, ...Object.values(panels)];
 let current = null;
 const seedNote = document.createElement("output");
 seedNote.className = "gen-seed";

@@ -5,14 +5,12 @@ import { bus } from "../bus.js";
 import { bindInputBar } from "../examples.js";
 import { ACCENT } from "../colors.js";
 import { onKeys } from "../keys.js";
+import { mountPage } from "../panels.js";
 import { Plotly, baseLayout, makePlot, plotConfig } from "../plots.js";
 import { Trace } from "../trace.js";
 import { showTarget } from "../target.js";
 import { clearUnknown, showRead } from "../unknown.js";
 import { readParams, writeParams } from "../url.js";
-import { GradientView } from "../views/gradients.js";
-import { STATE_SERIES, TimeHeatmap } from "../views/heatmap.js";
-import { TextView } from "../views/text.js";
 
 const $ = (id) => document.getElementById(id);
 const perf = window.__unrolled;
@@ -22,9 +20,8 @@ const P = readParams({ text: { default: "" }, label: { default: "" }, checkpoint
 // Every step read and every gradient shown: this page's time is training time, not the sequence's.
 const CURSOR = { phase: "backward", t: -1, T: 0, playing: false }; // t −1: no step cursor drawn
 const state = { card: null, traces: new Map(), index: 0, unit: Math.max(0, P.unit), run: 0, playing: null };
-const text = new TextView($("text-view"), { strip: $("unit-strip") });
-const states = new TimeHeatmap($("states"), { series: STATE_SERIES, name: "hidden-state-at-checkpoint", info: $("states-info") });
-const gradients = new GradientView($("gradients"), { readout: $("gradients-readout"), name: "gradient-norms-at-checkpoint" });
+// the panels (panels.js), as a model at a checkpoint of its training shows them
+const { text, states, gradients } = mountPage({ card: { id: modelId, cell: document.body.dataset.cell, kind: document.body.dataset.kind }, checkpoint: true });
 const curve = makePlot($("curve"), "training-curve", "plot-curve");
 const slider = $("ckpt");
 
@@ -53,7 +50,7 @@ function show() {
 
 function stats(tr) {
   const items = [["L on this input", tr.totalLoss?.toFixed(3) ?? "–"]];
-  if (tr.kind === "next_token") {
+  if (tr.family.head === "tokens") {
     let right = 0;
     let n = 0;
     for (let t = 0; t < tr.T - 1; t++) {

@@ -8,17 +8,12 @@ import { bus } from "../bus.js";
 import { fillExamples } from "../examples.js";
 import { onKeys, playerKeys } from "../keys.js";
 import { frequency, parseNote } from "../notes.js";
+import { mountPage } from "../panels.js";
 import { arrived, bindUnitBox, exposePage, followCursor, followLayout, followUnit, loadCard, pusher, submitOnEnter } from "../pagekit.js";
 import { Player, speedFor } from "../player.js";
 import { Session } from "../session.js";
 import { readParams, writeParams } from "../url.js";
-import { CellStepView } from "../views/cellstep.js";
 import { Controls } from "../views/controls.js";
-import { GradientView } from "../views/gradients.js";
-import { STATE_SERIES, TimeHeatmap } from "../views/heatmap.js";
-import { PianoRollView } from "../views/pianoroll.js";
-import { PredictionsView } from "../views/predictions.js";
-import { UnrolledView } from "../views/unrolled.js";
 
 const $ = (id) => document.getElementById(id);
 const modelId = document.body.dataset.model;
@@ -39,13 +34,10 @@ const state = { unit: 0, layer: 0, trace: null, cursor: null, sounded: -1, writi
 const synth = new Synth($("sound"));
 const player = new Player({ speed: 2 });
 const controls = new Controls($("player"), player);
-const roll = new PianoRollView($("roll"), { height: 300, readout: $("roll-readout") });
-const unrolled = new UnrolledView($("unrolled"));
-const predictions = new PredictionsView($("predictions"), { tools: $("tools-predictions") });
-const states = new TimeHeatmap($("states"), { series: STATE_SERIES, name: "hidden-state", info: $("states-info") });
-const cellstep = new CellStepView($("cellstep"), { tools: $("tools-cellstep"), readout: $("cellstep-readout") });
-const gradients = new GradientView($("gradients"), { readout: $("gradients-readout") });
-const views = [controls, roll, unrolled, predictions, states, cellstep, gradients];
+// the panels (panels.js): a melody model's, from what the page knows before the card arrives
+const panels = mountPage({ card: { id: modelId, cell: document.body.dataset.cell, kind: document.body.dataset.kind, vocab_level: "note" } });
+const { unrolled } = panels;
+const views = [controls, ...Object.values(panels)];
 
 const push = pusher(views);
 

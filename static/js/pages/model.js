@@ -2,22 +2,15 @@
 
 import { bus } from "../bus.js";
 import { bindInputBar } from "../examples.js";
-import { exportButtons } from "../export.js";
 import { bindKeys } from "../keys.js";
+import { mountPage } from "../panels.js";
 import { arrived, bindUnitBox, exposePage, followCursor, followLayout, followUnit, loadCard, pusher, showUnit } from "../pagekit.js";
 import { Player, speedFor } from "../player.js";
 import { Session } from "../session.js";
 import { bindDeleteButton } from "../upload.js";
 import { showTarget } from "../target.js";
 import { readParams, writeParams } from "../url.js";
-import { CellStepView } from "../views/cellstep.js";
 import { Controls } from "../views/controls.js";
-import { GradientView } from "../views/gradients.js";
-import { GATE_SERIES, STATE_SERIES, TimeHeatmap } from "../views/heatmap.js";
-import { PcaView } from "../views/pca.js";
-import { PredictionsView } from "../views/predictions.js";
-import { TextView } from "../views/text.js";
-import { UnrolledView } from "../views/unrolled.js";
 
 const $ = (id) => document.getElementById(id);
 const modelId = document.body.dataset.model;
@@ -39,16 +32,10 @@ const state = { unit: Math.max(0, P.unit), layer: Math.max(0, P.layer), trace: n
 const player = new Player({ speed: P.speed || 8 });
 const controls = new Controls($("player"), player);
 
-const unrolled = new UnrolledView($("unrolled"));
-exportButtons($("tools-unrolled"), () => unrolled.exportPng(), () => unrolled.exportSvg());
-const text = new TextView($("text-view"), { strip: $("unit-strip") });
-const predictions = new PredictionsView($("predictions"), { tools: $("tools-predictions") });
-const states = new TimeHeatmap($("states"), { series: STATE_SERIES, name: "hidden-state", info: $("states-info") });
-const cellstep = new CellStepView($("cellstep"), { tools: $("tools-cellstep"), readout: $("cellstep-readout") });
-const gatesTime = $("gates-time") ? new TimeHeatmap($("gates-time"), { series: GATE_SERIES, name: "gates-over-time", info: $("gates-info") }) : null;
-const gradients = new GradientView($("gradients"), { readout: $("gradients-readout") });
-const pca = new PcaView($("pca"), { caption: $("pca-caption") });
-const views = [controls, unrolled, text, predictions, states, cellstep, gatesTime, gradients, pca].filter(Boolean);
+// the panels (panels.js), titled and made from what the page knows before the card arrives
+const panels = mountPage({ card: { id: modelId, cell: document.body.dataset.cell, kind: document.body.dataset.kind } });
+const unrolled = panels.unrolled;
+const views = [controls, ...Object.values(panels)];
 
 const push = pusher(views);
 

@@ -6,17 +6,13 @@ import { ApiError, generate } from "../api.js";
 import { bus } from "../bus.js";
 import { bindKeys } from "../keys.js";
 import { exampleText, parseNumbers } from "../numbers.js";
+import { mountPage } from "../panels.js";
 import { arrived, bindUnitBox, exposePage, followCursor, followLayout, followUnit, loadCard, pusher, submitOnEnter } from "../pagekit.js";
 import { Player, speedFor } from "../player.js";
 import { Session } from "../session.js";
 import { bindDeleteButton } from "../upload.js";
 import { readParams, writeParams } from "../url.js";
-import { CellStepView } from "../views/cellstep.js";
 import { Controls } from "../views/controls.js";
-import { GradientView } from "../views/gradients.js";
-import { STATE_SERIES, TimeHeatmap } from "../views/heatmap.js";
-import { InputGradView, SeriesPlotView } from "../views/seriesplot.js";
-import { UnrolledView } from "../views/unrolled.js";
 
 const $ = (id) => document.getElementById(id);
 const modelId = document.body.dataset.model;
@@ -36,14 +32,11 @@ const P = readParams({
 const state = { unit: 0, layer: 0, trace: null, cursor: null, forecast: null, first: null, run: 0 };
 const player = new Player({ speed: 8 });
 const controls = new Controls($("player"), player);
-const first = () => state.first;
-const plot = new SeriesPlotView($("series"), { first, forecast: () => state.forecast, readout: $("series-readout") });
-const inputGrad = new InputGradView($("input-grad"), { first, readout: $("input-grad-readout") });
-const unrolled = new UnrolledView($("unrolled"));
-const states = new TimeHeatmap($("states"), { series: STATE_SERIES, name: "hidden-state", info: $("states-info") });
-const cellstep = new CellStepView($("cellstep"), { tools: $("tools-cellstep"), readout: $("cellstep-readout") });
-const gradients = new GradientView($("gradients"), { readout: $("gradients-readout") });
-const views = [controls, plot, inputGrad, unrolled, states, cellstep, gradients];
+// the panels (panels.js): the series and ∂L/∂x_t read the first year and the forecast from the page's state
+const { cell, kind, step } = document.body.dataset;
+const panels = mountPage({ card: { id: modelId, cell, kind, step }, stage: { first: () => state.first, get forecast() { return state.forecast; } } });
+const unrolled = panels.unrolled;
+const views = [controls, ...Object.values(panels)];
 
 const push = pusher(views);
 

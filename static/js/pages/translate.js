@@ -5,17 +5,12 @@
 import { getModel } from "../api.js";
 import { bus } from "../bus.js";
 import { fillExamples } from "../examples.js";
-import { exportButtons } from "../export.js";
+import { mountPage } from "../panels.js";
 import { onKeys, playerKeys } from "../keys.js";
 import { Player, speedFor } from "../player.js";
 import { TranslateSession } from "../translation.js";
 import { link, readParams, writeParams } from "../url.js";
-import { AttentionView } from "../views/attention.js";
-import { BeamsView } from "../views/beams.js";
 import { Controls } from "../views/controls.js";
-import { EncDecView } from "../views/encdec.js";
-import { EncDecGradView } from "../views/encdecgrad.js";
-import { TopKView } from "../views/topk.js";
 
 const $ = (id) => document.getElementById(id);
 const perf = window.__unrolled;
@@ -39,12 +34,9 @@ const state = {
 };
 const player = new Player({ speed: P.speed || 4 });
 const controls = new Controls($("player"), player);
-const encdec = new EncDecView($("encdec"), { legend: $("encdec-legend") });
-exportButtons($("tools-encdec"), () => encdec.exportPng(), () => encdec.exportSvg());
-const attention = new AttentionView($("attention"), { info: $("attention-info"), tools: $("tools-attention") });
-const beams = new BeamsView($("beams"));
-const topk = new TopKView($("topk"));
-const grads = new EncDecGradView($("encdec-gradients"), { readout: $("gradients-readout") });
+// the panels (panels.js), an encoder–decoder's
+const panels = mountPage({ card: { id: document.body.dataset.model, cell: document.body.dataset.cell, kind: "translate" } });
+const { encdec, attention, beams, topk, encdecGradients: grads } = panels;
 const views = [controls, encdec, attention, beams, topk, grads];
 
 function push(data) {

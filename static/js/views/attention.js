@@ -2,10 +2,11 @@
 // in the row above), one row per source word. A column appears as its decoder step arrives and is uncovered as
 // the cursor reaches it; the cursor's column (or, in the BPTT sweep on a word, its row) is marked.
 
-import { Plotly, baseLayout, exportPlot, isTalk, plotConfig, startPlotView, takeUpdate, timeTicks, visibility } from "../plots.js";
+import { Overlay, Plotly, baseLayout, exportPlot, isTalk, makePlot, plotConfig, timeTicks } from "../plots.js";
 import { exportButtons } from "../export.js";
 import { showToken } from "../trace.js";
 import { showLetter } from "../translation.js";
+import { View } from "./base.js";
 
 /** A token, safe inside Plotly's pseudo-HTML (axis labels, hover). */
 const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
@@ -18,13 +19,12 @@ export const ALPHA_SCALE = [
   [1, "#0b2f66"],
 ];
 
-export class AttentionView {
+export class AttentionView extends View {
   constructor(root, { info = null, tools = null, name = "attention" } = {}) {
-    this.root = root;
+    super(root, { name, onScreen: true });
     this.info = info;
-    this.name = name;
-    startPlotView(this, root, name, "plot-attention");
-    this.view = visibility(root, (data) => this.update(data));
+    this.gd = makePlot(root, name, "plot-attention");
+    this.overlay = new Overlay(this.gd);
     this.empty = document.createElement("p");
     this.empty.className = "caption attention-none";
     this.empty.hidden = true;
@@ -33,7 +33,8 @@ export class AttentionView {
   }
 
   update(data) {
-    const tr = takeUpdate(this, data);
+    this.take(data);
+    const tr = this.trace;
     if (!tr) return;
     const none = !tr.attention;
     this.empty.hidden = !none;
@@ -43,12 +44,16 @@ export class AttentionView {
       if (this.info) this.info.textContent = "";
       return;
     }
-    const stale = !this.built || this.built.trace !== tr || this.built.steps !== tr.decSteps || data.relayout;
-    if (this.view.visible && stale && tr.decSteps > 0) this.build();
-    this.render();
+    this.refresh(data);
   }
 
-  build() {
+  /** Drawn again as each decoder step arrives. */
+  drawKey() {
+    const tr = this.trace;
+    return tr.decSteps > 0 ? [tr, tr.decSteps] : null;
+  }
+
+  prepare() {
     const tr = this.trace;
     const talk = isTalk();
     const width = this.root.clientWidth || 600;
@@ -92,13 +97,12 @@ export class AttentionView {
         this.info.textContent = `letter ${p.x} “${unesc(letter)}” looks at word ${p.y + 1} “${unesc(word)}”: α = ${Number(p.z).toFixed(3)}`;
       });
     }
-    this.built = { trace: tr, steps: tr.decSteps };
     this.overlay.measure();
   }
 
   render() {
     const tr = this.trace;
-    if (!tr || !this.built) return;
+    if (!tr || !this.drawn) return;
     const { phase, t: k } = this.cursor;
     const { side, i } = tr.at(k);
     const back = phase === "backward";
@@ -122,7 +126,7 @@ export class AttentionView {
   }
 
   export(format) {
-    if (this.built) exportPlot(this.gd, format);
+    if (this.drawn) exportPlot(this.gd, format);
   }
 }
 

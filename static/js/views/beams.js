@@ -2,6 +2,7 @@
 // token, the end included) and p = exp(score) as a bar. The first is the one the page traces.
 
 import { showLetter } from "../translation.js";
+import { View } from "./base.js";
 
 function node(tag, className = "", text = "") {
   const e = document.createElement(tag);
@@ -10,19 +11,27 @@ function node(tag, className = "", text = "") {
   return e;
 }
 
-export class BeamsView {
+export class BeamsView extends View {
   /** root: an <ol> (or any element) the candidates are listed in. */
   constructor(root) {
-    this.root = root;
-    this.key = null;
+    super(root);
   }
 
-  update({ trace }) {
-    if (trace === undefined) return;
+  /** Only a trace (or none: the list empties) changes the candidates; the cursor does not. */
+  update(data) {
+    if (data.trace === undefined) return;
+    this.take(data);
+    this.refresh(data);
+  }
+
+  drawKey() {
+    const tr = this.trace;
+    return [tr, tr?.version, tr?.beams?.length ?? 0];
+  }
+
+  prepare() {
+    const trace = this.trace;
     const beams = trace?.beams ?? [];
-    const key = trace ? `${trace.model}|${trace.version}|${beams.length}` : "";
-    if (key === this.key) return;
-    this.key = key;
     this.root.replaceChildren(
       ...beams.map((b, n) => {
         const li = node("li", `beam${n === 0 ? " best" : ""}${b.finished ? "" : " unfinished"}`);

@@ -7,22 +7,18 @@ import { ACCENT, DIVERGING, GATE, isTanhGate, packed } from "../colors.js";
 import { exportButtons } from "../export.js";
 import { exportFigure, isPresenter, isTalk, scale } from "../plots.js";
 import { showToken } from "../trace.js";
+import { View } from "./base.js";
 
-export class CellStepView {
+export class CellStepView extends View {
   constructor(root, { tools, readout, name = "cell-at-step" }) {
-    this.root = root;
+    super(root, { name });
     this.readout = readout;
-    this.name = name;
     this.canvas = document.createElement("canvas");
     this.canvas.className = "cellstep";
     this.tip = document.createElement("div");
     this.tip.className = "tip";
     this.tip.hidden = true;
     root.append(this.canvas, this.tip);
-    this.trace = null;
-    this.layer = 0;
-    this.unit = 0;
-    this.cursor = { phase: "forward", t: 0 };
     this.canvas.addEventListener("mousemove", (e) => this.hover(e));
     this.canvas.addEventListener("mouseleave", () => (this.tip.hidden = true));
     this.canvas.addEventListener("click", (e) => {
@@ -41,17 +37,15 @@ export class CellStepView {
   rows() {
     const tr = this.trace;
     const l = this.layer;
-    const out = tr.gateNames.map((g) => ({ label: g, a: tr.layers[l].gates[g], kind: isTanhGate(g) ? "diverging" : "gate" }));
-    if (tr.cell === "lstm") out.push({ label: "c_t", a: tr.layers[l].cell, kind: "diverging", max: Math.min(tr.cellAbsMax, 5) });
-    out.push({ label: "h_t", a: tr.layers[l].hidden, kind: "diverging" });
+    const out = tr.gateNames.map((g) => ({ label: g, a: tr.layers[l].gates[g], scale: isTanhGate(g) ? "diverging" : "gate" }));
+    if (tr.cell === "lstm") out.push({ label: "c_t", a: tr.layers[l].cell, scale: "diverging", max: Math.min(tr.cellAbsMax, 5) });
+    out.push({ label: "h_t", a: tr.layers[l].hidden, scale: "diverging" });
     return out;
   }
 
+  /** Drawn whole at every update (a canvas of H units × a few rows): nothing to prepare, all is render(). */
   update(data) {
-    if (data.trace !== undefined) this.trace = data.trace;
-    if (data.layer !== undefined) this.layer = data.layer;
-    if (data.unit !== undefined) this.unit = data.unit;
-    if (data.cursor) this.cursor = data.cursor;
+    this.take(data);
     this.render();
   }
 
@@ -99,7 +93,7 @@ export class CellStepView {
       ctx.textAlign = "right";
       ctx.fillText(r.label, g.labelW - 8, y + g.rowH / 2);
       const max = r.max ?? 1;
-      const gate = r.kind === "gate";
+      const gate = r.scale === "gate";
       for (let u = 0; u < H; u++) {
         const v = r.a[t * H + u];
         px[i * H + u] = gate ? packed("gate", v) : packed("diverging", 0.5 + v / (2 * max));
@@ -160,8 +154,8 @@ export class CellStepView {
       z: [Array.from(r.a.subarray(t * tr.H, (t + 1) * tr.H))],
       y: [r.label],
       yaxis: i === 0 ? "y" : `y${i + 1}`,
-      colorscale: scale(r.kind === "gate" ? GATE : DIVERGING),
-      zmin: r.kind === "gate" ? 0 : -(r.max ?? 1),
+      colorscale: scale(r.scale === "gate" ? GATE : DIVERGING),
+      zmin: r.scale === "gate" ? 0 : -(r.max ?? 1),
       zmax: r.max ?? 1,
       showscale: false,
     }));

@@ -4,37 +4,35 @@
 // it from the right (the decoder's last letter) to the left (the first word).
 
 import { GRAD_LINES, fmtNorm } from "../colors.js";
-import { Plotly, baseLayout, fontSize, isTalk, plotConfig, sized, startPlotView, takeUpdate, visibility } from "../plots.js";
+import { Overlay, Plotly, baseLayout, fontSize, isTalk, makePlot, plotConfig, sized } from "../plots.js";
 import { showToken } from "../trace.js";
 import { showLetter } from "../translation.js";
+import { View } from "./base.js";
 
 const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 const positive = (a) => Array.from(a, (v) => (v > 0 ? v : null));
 
-export class EncDecGradView {
+export class EncDecGradView extends View {
   constructor(root, { readout = null, name = "encoder-decoder-gradients", talkHeight = 170 } = {}) {
-    this.root = root;
+    super(root, { name, onScreen: true });
     this.readout = readout;
-    this.name = name;
     this.talkHeight = talkHeight;
-    startPlotView(this, root, name, "plot-grad");
-    this.view = visibility(root, (data) => this.update(data));
+    this.gd = makePlot(root, name, "plot-grad");
+    this.overlay = new Overlay(this.gd);
   }
 
-  update(data) {
-    const tr = takeUpdate(this, data);
-    if (!tr) return;
-    const ready = tr.gradFrom === 0 && tr.steps === tr.T && this.view.visible;
-    if (ready && (!this.built || this.built.trace !== tr || data.relayout)) this.build();
-    if (!ready && this.built && this.built.trace !== tr) {
-      Plotly.purge(this.gd);
-      this.built = null;
-      this.overlay.measure();
-    }
-    this.render();
+  /** Drawn once both BPTT sweeps are in. */
+  drawKey() {
+    const tr = this.trace;
+    return tr.gradFrom === 0 && tr.steps === tr.T ? [tr] : null;
   }
 
-  build() {
+  clear() {
+    Plotly.purge(this.gd);
+    this.overlay.measure();
+  }
+
+  prepare() {
     const tr = this.trace;
     const talk = isTalk();
     const l = tr.top;
@@ -92,7 +90,6 @@ export class EncDecGradView {
     });
     this.gd.style.height = `${height}px`;
     Plotly.react(this.gd, data, layout, plotConfig(this.name));
-    this.built = { trace: tr };
     this.overlay.measure();
   }
 
@@ -100,7 +97,7 @@ export class EncDecGradView {
     const tr = this.trace;
     if (!tr) return;
     const { phase, t: k } = this.cursor;
-    if (this.built) {
+    if (this.drawn) {
       this.overlay.setCursor(phase === "backward" ? k + 1 : null);
       this.overlay.setMask(
         phase === "forward" ? [0.5, tr.T + 0.5] : k > 0 ? [0.5, k + 0.5] : null,

@@ -1,14 +1,13 @@
 // The text being written: the prompt, then each sampled token, shown up to the time cursor.
 
 import { bus } from "../bus.js";
+import { View } from "./base.js";
 
-export class GenOutputView {
+export class GenOutputView extends View {
   constructor(root, { info }) {
-    this.root = root;
+    super(root);
     this.info = info;
-    this.trace = null;
     this.spans = [];
-    this.cursor = { phase: "forward", t: 0 };
     this.current = -1;
     this.shown = -1;
     root.addEventListener("click", (e) => {
@@ -17,17 +16,24 @@ export class GenOutputView {
     });
   }
 
-  update(data) {
+  /** A new text starts from nothing. */
+  take(data) {
     if (data.trace !== undefined && data.trace !== this.trace) {
-      this.trace = data.trace;
       this.root.replaceChildren();
       this.spans = [];
       this.current = -1;
       this.shown = -1;
     }
-    if (data.cursor) this.cursor = data.cursor;
+    super.take(data);
+  }
+
+  /** One span per token, appended as the tokens are sampled. */
+  drawKey() {
+    return [this.trace, this.trace.steps];
+  }
+
+  prepare() {
     const tr = this.trace;
-    if (!tr) return;
     while (this.spans.length < tr.steps) {
       const t = this.spans.length;
       const s = document.createElement("span");
@@ -37,6 +43,10 @@ export class GenOutputView {
       this.root.append(s);
       this.spans.push(s);
     }
+  }
+
+  render() {
+    const tr = this.trace;
     const upTo = this.cursor.phase === "backward" ? tr.steps - 1 : Math.min(this.cursor.t, tr.steps - 1);
     if (upTo !== this.shown) {
       const lo = Math.min(upTo, this.shown) + 1;

@@ -2,32 +2,33 @@
 
 import { CELL_COLORS, fmtNorm } from "../colors.js";
 import { Overlay, Plotly, baseLayout, isTalk, makePlot, plotConfig, sized, timeTicks } from "../plots.js";
+import { View } from "./base.js";
 
-export class GradCompareView {
+export class GradCompareView extends View {
   /** talkHeight: the plot's height in talk mode */
   constructor(root, { table, name = "gradient-norms-compared", talkHeight = 200 }) {
-    this.root = root;
+    super(root, { name });
     this.talkHeight = talkHeight;
     this.table = table;
-    this.name = name;
     this.gd = makePlot(root, name, "plot-grad");
     this.overlay = new Overlay(this.gd);
     this.traces = [];
-    this.cursor = { phase: "forward", t: 0 };
-    this.built = null;
   }
 
+  /** Several traces (data.traces), not one. */
   update(data) {
     if (data.traces) this.traces = data.traces;
-    if (data.cursor) this.cursor = data.cursor;
-    const trs = this.traces;
-    const ready = trs.length > 0 && trs.every((tr) => tr && tr.done && tr.gradFrom === 0);
-    const key = trs.map((tr) => tr?.version).join(",");
-    if (ready && (this.built !== key || data.relayout)) this.build(key);
-    this.render();
+    this.take(data);
+    this.refresh(data);
   }
 
-  build(key) {
+  /** Drawn once every trace is done, again when one of them is new. */
+  drawKey() {
+    const trs = this.traces;
+    return trs.length > 0 && trs.every((tr) => tr && tr.done && tr.gradFrom === 0) ? [trs.map((tr) => tr.version).join(",")] : null;
+  }
+
+  prepare() {
     const trs = this.traces;
     const T = Math.min(...trs.map((tr) => tr.T));
     const width = this.root.clientWidth || 900;
@@ -66,7 +67,6 @@ export class GradCompareView {
     });
     this.gd.style.height = `${sized(380, this.talkHeight)}px`;
     Plotly.react(this.gd, data, layout, plotConfig(this.name));
-    this.built = key;
     this.overlay.measure();
     this.fillTable(T);
   }
@@ -100,7 +100,7 @@ export class GradCompareView {
   }
 
   render() {
-    if (!this.built) return;
+    if (!this.drawn) return;
     const T = Math.min(...this.traces.map((tr) => tr.T));
     const { phase, t } = this.cursor;
     this.overlay.setCursor(phase === "backward" ? t + 1 : null);

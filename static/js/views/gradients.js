@@ -4,7 +4,8 @@
 // last, so for it there is nothing to uncover right to left (no mask in the BPTT sweep; the cursor still shows).
 
 import { GRAD_LINES, fmtNorm } from "../colors.js";
-import { Plotly, baseLayout, isTalk, plotConfig, sized, startPlotView, takeUpdate, timeTicks, visibility } from "../plots.js";
+import { Overlay, Plotly, baseLayout, isTalk, makePlot, plotConfig, sized, timeTicks } from "../plots.js";
+import { View } from "./base.js";
 
 const REVERSE_LINES = ["#1d4ed8", "#1e3a8a", "#60a5fa", "#1e40af"]; // a reverse direction's norms
 
@@ -22,29 +23,26 @@ export function gradientSeries(tr) {
   return out;
 }
 
-export class GradientView {
+export class GradientView extends View {
   constructor(root, { readout, name = "gradient-norms" }) {
-    this.root = root;
+    super(root, { name, onScreen: true });
     this.readout = readout;
-    this.name = name;
-    startPlotView(this, root, name, "plot-grad");
-    this.view = visibility(root, (data) => this.update(data));
+    this.gd = makePlot(root, name, "plot-grad");
+    this.overlay = new Overlay(this.gd);
   }
 
-  update(data) {
-    const tr = takeUpdate(this, data);
-    if (!tr) return;
-    const ready = tr.gradFrom === 0 && tr.steps === tr.T && this.view.visible;
-    if (ready && (!this.built || this.built.trace !== tr || this.built.T !== tr.T || data.relayout)) this.build();
-    if (!ready && this.built && this.built.trace !== tr) {
-      Plotly.purge(this.gd);
-      this.built = null;
-      this.overlay.measure();
-    }
-    this.render();
+  /** Drawn once the BPTT sweep is all in. */
+  drawKey() {
+    const tr = this.trace;
+    return tr.gradFrom === 0 && tr.steps === tr.T ? [tr, tr.T] : null;
   }
 
-  build() {
+  clear() {
+    Plotly.purge(this.gd);
+    this.overlay.measure();
+  }
+
+  prepare() {
     const tr = this.trace;
     const width = this.root.clientWidth || 800;
     const series = gradientSeries(tr);
@@ -75,7 +73,6 @@ export class GradientView {
     });
     this.gd.style.height = `${sized(320, 150)}px`;
     Plotly.react(this.gd, data, layout, plotConfig(this.name));
-    this.built = { trace: tr, T: tr.T };
     this.overlay.measure();
   }
 
@@ -83,7 +80,7 @@ export class GradientView {
     const tr = this.trace;
     if (!tr) return;
     const { phase, t } = this.cursor;
-    if (this.built) {
+    if (this.drawn) {
       this.overlay.setCursor(phase === "backward" && t >= 0 ? t + 1 : null);
       const sweep = tr.bidirectional ? "the BPTT sweeps reveal these (forward: right to left; reverse: left to right)" : "the BPTT sweep reveals these, right to left";
       this.overlay.setMask(

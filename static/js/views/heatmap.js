@@ -4,19 +4,20 @@
 
 import { bus } from "../bus.js";
 import { DIVERGING, GATE, isTanhGate } from "../colors.js";
-import { Overlay, Plotly, baseLayout, heatColumns, isTalk, makePlot, plotConfig, scale, timeTicks, visibility } from "../plots.js";
+import { Overlay, Plotly, baseLayout, heatColumns, isTalk, makePlot, plotConfig, scale, timeTicks } from "../plots.js";
 import { showToken } from "../trace.js";
+import { View } from "./base.js";
 
 /** The series a panel can show: {label, title, array(trace, layer), scale, zmax(trace)} */
 export const STATE_SERIES = (trace) => {
-  const out = [{ key: "hidden", label: "h_t", title: "hidden state h_t", array: (tr, l) => tr.layers[l].hidden, kind: "diverging", zmax: () => 1 }];
+  const out = [{ key: "hidden", label: "h_t", title: "hidden state h_t", array: (tr, l) => tr.layers[l].hidden, scale: "diverging", zmax: () => 1 }];
   if (trace.cell === "lstm") {
     out.push({
       key: "cell",
       label: "c_t",
       title: "cell state c_t",
       array: (tr, l) => tr.layers[l].cell,
-      kind: "diverging",
+      scale: "diverging",
       zmax: (tr) => Math.min(tr.cellAbsMax, 5),
     });
   }
@@ -29,43 +30,35 @@ export const GATE_SERIES = (trace) =>
     label: g,
     title: `${g} gate`,
     array: (tr, l) => tr.layers[l].gates[g],
-    kind: isTanhGate(g) ? "diverging" : "gate",
+    scale: isTanhGate(g) ? "diverging" : "gate",
     zmax: () => 1,
   }));
 
 const REBUILD_MS = 400;
 
-export class TimeHeatmap {
+export class TimeHeatmap extends View {
   /** talk: {area, axis} in talk mode, the height (px) all the series share and whether the time axis is labelled */
   constructor(root, { series, name, info, talk = {} }) {
-    this.root = root;
+    super(root, { name, onScreen: true });
     this.talk = { area: 110, axis: true, ...talk };
     this.seriesOf = series;
-    this.name = name;
     this.info = info; // an element for the hovered value, the unit and the token
     this.gd = makePlot(root, name, "plot-heat");
     this.overlay = new Overlay(this.gd);
-    this.trace = null;
-    this.layer = 0;
-    this.unit = 0;
-    this.cursor = { phase: "forward", t: 0 };
-    this.built = null; // {trace, layer, steps, k}
+    this.built = null; // what the plot is drawn from: {trace, layer, steps, T}
     this.timer = null;
     this.lastBuild = 0;
-    this.view = visibility(root, (data) => this.update(data));
   }
 
-  update(data) {
-    if (data.trace !== undefined) this.trace = data.trace;
-    if (data.layer !== undefined) this.layer = data.layer;
-    if (data.unit !== undefined) this.unit = data.unit;
-    if (data.cursor) this.cursor = data.cursor;
+  /** Drawn as the steps arrive (at most every REBUILD_MS while they stream), at once for a new trace or layer. */
+  drawKey() {
     const tr = this.trace;
-    if (!tr) return;
-    const b = this.built;
-    const stale = !b || b.trace !== tr || b.layer !== this.layer || b.steps !== tr.steps || b.T !== tr.T || data.relayout;
-    if (stale && tr.steps > 0 && tr.drawable && this.view.visible) this.scheduleBuild(!b || b.trace !== tr || b.layer !== this.layer || tr.steps === tr.T || data.relayout);
-    this.render();
+    return tr.steps > 0 && tr.drawable ? [tr, this.layer, tr.steps, tr.T] : null;
+  }
+
+  prepare(last, data) {
+    const tr = this.trace;
+    this.scheduleBuild(!last || last[0] !== tr || last[1] !== this.layer || tr.steps === tr.T || data.relayout);
   }
 
   scheduleBuild(now) {
@@ -133,8 +126,8 @@ export class TimeHeatmap {
         dy: 1,
         xaxis: "x",
         yaxis: i === 0 ? "y" : `y${i + 1}`,
-        colorscale: scale(s.kind === "gate" ? GATE : DIVERGING),
-        zmin: s.kind === "gate" ? 0 : -zmax,
+        colorscale: scale(s.scale === "gate" ? GATE : DIVERGING),
+        zmin: s.scale === "gate" ? 0 : -zmax,
         zmax,
         zsmooth: false,
         name: tr.bidirectional ? `${s.title}, ${tr.layerName(l)}` : s.title,
@@ -142,7 +135,7 @@ export class TimeHeatmap {
         hovertemplate: tokenRow
           ? `${s.title}<br>unit %{y}<br>step %{x} “%{text}”<br>value %{z:.3f}<extra></extra>`
           : `${s.title}<br>unit %{y}<br>around step %{x:.0f}<br>value %{z:.3f}<extra></extra>`,
-        showscale: i === 0 || series[i - 1].kind !== s.kind || s.key === "cell",
+        showscale: i === 0 || series[i - 1].scale !== s.scale || s.key === "cell",
         colorbar: { thickness: 10, len: dom[1] - dom[0], y: (dom[0] + dom[1]) / 2, yanchor: "middle", outlinewidth: 0, x: 1.005, xpad: 4 },
       });
       s.k = cols.k;

@@ -3,8 +3,9 @@
 // tail are an SVG overlay moved per frame.
 
 import { ACCENT } from "../colors.js";
-import { Plotly, baseLayout, isPresenter, makePlot, plotConfig, visibility } from "../plots.js";
+import { Plotly, baseLayout, isPresenter, makePlot, plotConfig } from "../plots.js";
 import { showToken } from "../trace.js";
+import { View } from "./base.js";
 
 const TAIL = 12;
 const NS = "http://www.w3.org/2000/svg";
@@ -70,10 +71,9 @@ export function pca2(X, n, H) {
   return { points, explained: vals.map((l) => (total > 0 ? l / total : 0)) };
 }
 
-export class PcaView {
+export class PcaView extends View {
   constructor(root, { name = "hidden-trajectory-pca", caption }) {
-    this.root = root;
-    this.name = name;
+    super(root, { name, onScreen: true });
     this.caption = caption;
     this.gd = makePlot(root, name, "plot-pca");
     this.svg = document.createElementNS(NS, "svg");
@@ -94,30 +94,26 @@ export class PcaView {
     this.svg.style.display = "none"; // until the plot is drawn
     this.gd.parentElement.append(this.svg);
     this.gd.__overlay = { shapes: () => this.shapes() };
-    this.trace = null;
-    this.layer = 0;
-    this.cursor = { phase: "forward", t: 0 };
-    this.built = null;
+    this.built = null; // what the path is drawn from: {trace, layer, steps}
     this.timer = null;
-    this.view = visibility(root, (data) => this.update(data));
   }
 
-  update(data) {
-    if (data.trace !== undefined) this.trace = data.trace;
-    if (data.layer !== undefined) this.layer = data.layer;
-    if (data.cursor) this.cursor = data.cursor;
+  /** Drawn once two steps are in, again as more arrive (at most every half second) and for another layer. */
+  drawKey() {
     const tr = this.trace;
-    if (!tr || tr.steps < 2 || !tr.drawable || !this.view.visible) return;
-    const b = this.built;
-    if (!b || b.trace !== tr || b.layer !== this.layer || data.relayout) this.build();
-    else if (b.steps !== tr.steps && !this.timer) {
-      this.timer = setTimeout(() => {
-        this.timer = null;
-        this.build();
-        this.render();
-      }, tr.steps === tr.T ? 0 : 500);
-    }
-    this.render();
+    return tr.steps >= 2 && tr.drawable ? [tr, this.layer, tr.steps] : null;
+  }
+
+  prepare(last, data) {
+    const tr = this.trace;
+    const more = last && last[0] === tr && last[1] === this.layer && !data.relayout;
+    if (!more) return this.build();
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.build();
+      this.render();
+    }, tr.steps === tr.T ? 0 : 500);
   }
 
   build() {
@@ -178,7 +174,7 @@ export class PcaView {
 
   render() {
     const tr = this.trace;
-    if (!this.built || !this.px || !tr) return;
+    if (!this.built || !this.px || !tr || this.built.trace !== tr) return;
     const n = this.built.steps;
     const t = Math.min(this.cursor.t, n - 1);
     const key = `${t}|${n}`;

@@ -5,6 +5,7 @@
 import { ACCENT } from "../colors.js";
 import { isPresenter, isTalk } from "../plots.js";
 import { midiName, parseNote, timeline } from "../notes.js";
+import { View } from "./base.js";
 
 const NS = "http://www.w3.org/2000/svg";
 
@@ -15,32 +16,31 @@ function el(name, attrs = {}, parent = null) {
   return e;
 }
 
-export class PianoRollView {
+export class PianoRollView extends View {
   constructor(root, { height = 300, readout = null } = {}) {
-    this.root = root;
+    super(root);
     this.height = height;
     this.readout = readout;
     this.svg = el("svg", { class: "pianoroll-svg", role: "img", "aria-label": "the melody as a piano roll" });
     root.classList.add("pianoroll");
     root.append(this.svg);
-    this.trace = null;
-    this.cursor = { phase: "forward", t: 0 };
-    this.key = null;
   }
 
-  update(data) {
-    if (data.trace !== undefined) this.trace = data.trace;
-    if (data.cursor) this.cursor = data.cursor;
+  /** The roll is one SVG drawn whole: again when the trace grows, the cursor moves or the width changes. */
+  drawKey() {
     const tr = this.trace;
-    if (!tr) return;
-    const width = Math.max(320, Math.round(this.root.clientWidth || 800));
-    const key = `${tr.model}|${tr.version}|${tr.steps}|${this.cursor.phase}|${this.cursor.t}|${width}|${data.relayout ? Math.random() : ""}`;
-    if (key === this.key) return;
-    this.key = key;
-    this.render(width);
+    return [tr, tr.version, tr.steps, this.cursor.phase, this.cursor.t, this.width()];
   }
 
-  render(width) {
+  width() {
+    return Math.max(320, Math.round(this.root.clientWidth || 800));
+  }
+
+  prepare() {
+    this.draw(this.width());
+  }
+
+  draw(width) {
     const tr = this.trace;
     const T = tr.steps;
     const { notes, length } = timeline(tr.tokens, T);

@@ -5,41 +5,48 @@ import { TARGET, classColor } from "../colors.js";
 import { exportButtons } from "../export.js";
 import { Overlay, Plotly, baseLayout, exportFigure, isTalk, makePlot, plotConfig, sized, timeTicks } from "../plots.js";
 import { showToken } from "../trace.js";
+import { View } from "./base.js";
 
 /** A card's label, safe inside Plotly's pseudo-HTML (legend, hover). */
 const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 
-export class PredictionsView {
+export class PredictionsView extends View {
   constructor(root, { tools, name = "predictions" }) {
-    this.root = root;
-    this.name = name;
+    super(root, { name });
     this.legend = document.createElement("p");
     this.legend.className = "bar-legend";
     this.bars = document.createElement("div");
     this.bars.className = "bars";
     root.append(this.legend, this.bars);
-    this.trace = null;
-    this.cursor = { phase: "forward", t: 0 };
     this.rows = [];
     this.gd = null;
     if (tools) exportButtons(tools, () => this.export("png"), () => this.export("svg"));
   }
 
+  /** A new input's bars replace the last one's (never stack above them), and its legend says what green is. */
+  take(data) {
+    const fresh = data.trace !== undefined && data.trace !== this.trace;
+    super.take(data);
+    if (!fresh) return;
+    this.rows = [];
+    this.bars.replaceChildren();
+    this.drawn = null;
+    this.writeLegend();
+  }
+
   update(data) {
-    if (data.trace !== undefined && data.trace !== this.trace) {
-      this.trace = data.trace;
-      this.rows = [];
-      this.bars.replaceChildren(); // a new input's bars replace the last one's, never stack above them
-      this.built = null;
-      this.writeLegend();
-    }
-    if (data.cursor) this.cursor = data.cursor;
+    this.take(data);
+    if (this.trace?.steps) this.refresh(data);
+  }
+
+  /** A classifier's p(class) lines over time, drawn again as steps arrive; the bars are render()'s. */
+  drawKey() {
     const tr = this.trace;
-    if (!tr || !tr.steps) return;
-    if (tr.kind === "classify" && tr.drawable && (!this.built || this.built.trace !== tr || this.built.steps !== tr.steps || data.relayout)) {
-      this.buildLines();
-    }
-    this.render();
+    return tr.family.head === "classes" && tr.drawable ? [tr, tr.steps] : null;
+  }
+
+  prepare() {
+    this.buildLines();
   }
 
   /** What green means here: the target L is measured against (a class), or the token that came next. */
@@ -47,14 +54,14 @@ export class PredictionsView {
     const tr = this.trace;
     const swatch = document.createElement("span");
     swatch.className = "swatch";
-    const text = !tr ? "" : tr.kind === "classify" ? "the target: the class the loss L is measured against" : "the target: the token that actually comes next";
+    const text = tr?.family.target ?? "";
     this.legend.replaceChildren(...(tr ? [swatch, text] : []));
   }
 
   /** [{label, p, hit, color}] at step t: a class keeps its colour (the same as its line); tokens are grey. */
   items(t) {
     const tr = this.trace;
-    if (tr.kind === "classify") {
+    if (tr.family.head === "classes") {
       const p = tr.probsAt(t);
       return Array.from(p, (v, i) => ({ label: String(tr.labels[i]), p: v, hit: tr.label !== null && String(tr.labels[i]) === String(tr.label), color: classColor(i) }));
     }
@@ -92,7 +99,7 @@ export class PredictionsView {
       r.value.textContent = it.p.toFixed(2);
       r.row.classList.toggle("hit", it.hit);
     });
-    if (this.overlay && this.built) {
+    if (this.overlay && this.drawn) {
       const { phase, t: ct } = this.cursor;
       this.overlay.setCursor(ct + 1);
       this.overlay.setMask(phase === "forward" && ct < tr.T - 1 ? [ct + 1.5, tr.T + 0.5] : null, "not read yet");
@@ -126,7 +133,6 @@ export class PredictionsView {
     });
     this.gd.style.height = `${sized(230, 120)}px`;
     Plotly.react(this.gd, data, layout, plotConfig(`${this.name}-over-time`));
-    this.built = { trace: tr, steps: tr.steps };
     this.overlay.measure();
   }
 

@@ -2,7 +2,8 @@
 // drawn at t + 1), the free-running forecast after the last value, and the time cursor; and ∂L/∂x_t as bars,
 // "which past years mattered" for the loss L, uncovered right to left by the BPTT sweep.
 
-import { Plotly, baseLayout, isTalk, plotConfig, sized, startPlotView, takeUpdate } from "../plots.js";
+import { Overlay, Plotly, baseLayout, isTalk, makePlot, plotConfig, sized } from "../plots.js";
+import { View } from "./base.js";
 
 const ACTUAL = "#111827";
 const PREDICTED = "#1f6fb4";
@@ -28,29 +29,37 @@ const fmt = (v) => (v === null || v === undefined || !Number.isFinite(v) ? "–"
 /** The x of step t: a year (first + t) when the first year is known, else the step t + 1. */
 export const xOf = (first, t) => (first === null ? t + 1 : first + t);
 
-export class SeriesPlotView {
+export class SeriesPlotView extends View {
   /** opts: {first: () => first year or null, forecast: () => [[v]…] or null, readout, height} */
   constructor(root, { first, forecast, readout = null, height = 340, name = "series" }) {
-    this.root = root;
+    super(root, { name });
     this.first = first;
     this.forecast = forecast;
     this.readout = readout;
     this.height = height;
-    startPlotView(this, root, name, "plot-series");
+    this.gd = makePlot(root, name, "plot-series");
+    this.overlay = new Overlay(this.gd);
   }
 
   update(data) {
-    const tr = takeUpdate(this, data);
-    if (!tr || tr.steps === 0) return;
+    this.take(data);
+    if (this.trace?.steps) this.refresh(data);
+  }
+
+  /** Drawn again as steps arrive (when the trace may be drawn) and when the forecast comes. */
+  drawKey() {
+    const tr = this.trace;
     const fc = this.forecast();
-    const key = `${tr.model}|${tr.version}|${tr.steps}|${fc ? fc.length : 0}|${this.first()}`;
-    if (data.relayout || (tr.drawable && key !== this.built)) this.build(key);
-    const t = Math.min(this.cursor.t, tr.steps - 1);
+    return tr.drawable ? [tr, tr.version, tr.steps, fc ? fc.length : 0, this.first()] : null;
+  }
+
+  render() {
+    const t = Math.min(this.cursor.t, this.trace.steps - 1);
     this.overlay.setCursor(xOf(this.first(), t));
     this.say(t);
   }
 
-  build(key) {
+  prepare() {
     const tr = this.trace;
     const first = this.first();
     const T = tr.steps;
@@ -94,7 +103,6 @@ export class SeriesPlotView {
       yaxis,
     });
     Plotly.react(this.gd, data, layout, plotConfig("series")).then(() => this.overlay.measure());
-    this.built = key;
   }
 
   say(t) {
@@ -112,22 +120,25 @@ export class SeriesPlotView {
   }
 }
 
-export class InputGradView {
+export class InputGradView extends View {
   constructor(root, { first, readout = null, height = 260, name = "input-gradient" }) {
-    this.root = root;
+    super(root, { name });
     this.first = first;
     this.readout = readout;
     this.height = height;
-    startPlotView(this, root, name, "plot-input-grad");
+    this.gd = makePlot(root, name, "plot-input-grad");
+    this.overlay = new Overlay(this.gd);
   }
 
-  update(data) {
-    const tr = takeUpdate(this, data);
-    if (!tr) return;
-    const ready = tr.gradFrom === 0 && tr.steps === tr.T;
-    const key = `${tr.model}|${tr.version}|${this.first()}`;
-    if (ready && (key !== this.built || data.relayout)) this.build(key);
-    if (!ready) return;
+  /** Drawn once the BPTT sweep is all in. */
+  drawKey() {
+    const tr = this.trace;
+    return tr.gradFrom === 0 && tr.steps === tr.T ? [tr, tr.version, this.first()] : null;
+  }
+
+  render() {
+    const tr = this.trace;
+    if (!this.drawKey()) return;
     const first = this.first();
     const { phase, t } = this.cursor;
     this.overlay.setCursor(xOf(first, t));
@@ -140,7 +151,7 @@ export class InputGradView {
     }
   }
 
-  build(key) {
+  prepare() {
     const tr = this.trace;
     const first = this.first();
     const xs = [...Array(tr.T).keys()].map((t) => xOf(first, t));
@@ -154,6 +165,5 @@ export class InputGradView {
       yaxis: { title: { text: "∂L/∂x_t", standoff: 6 }, exponentformat: "power" },
     });
     Plotly.react(this.gd, [bars], layout, plotConfig("input-gradient")).then(() => this.overlay.measure());
-    this.built = key;
   }
 }

@@ -6,22 +6,18 @@ import { bus } from "../bus.js";
 import { ACCENT, diverging, inkOn } from "../colors.js";
 import { isPresenter } from "../plots.js";
 import { showToken } from "../trace.js";
+import { View } from "./base.js";
 
 const SHOW_K = 3;
 const CHUNK = 40; // tokens per chunk, ended at the next space
 
-export class TextView {
+export class TextView extends View {
   constructor(root, { strip, name = "text" }) {
-    this.root = root;
-    this.name = name;
+    super(root, { name });
     this.box = document.createElement("div");
     this.box.className = "textview";
     root.append(this.box);
     this.strip = strip ? new UnitStrip(strip) : null;
-    this.trace = null;
-    this.layer = 0;
-    this.unit = 0;
-    this.cursor = { phase: "forward", t: 0 };
     this.items = [];
     this.colored = new Uint8Array(0);
     this.current = -1;
@@ -31,28 +27,26 @@ export class TextView {
     });
   }
 
-  update(data) {
-    let rebuild = false;
-    let recolor = false;
-    if (data.trace !== undefined && data.trace !== this.trace) {
-      this.trace = data.trace;
-      rebuild = true;
-    }
-    if (data.layer !== undefined && data.layer !== this.layer) {
-      this.layer = data.layer;
-      recolor = true;
-    }
-    if (data.unit !== undefined && data.unit !== this.unit) {
-      this.unit = data.unit;
-      recolor = true;
-    }
-    if (data.cursor) this.cursor = data.cursor;
-    const tr = this.trace;
-    if (!tr) return;
-    if (rebuild || this.items.length !== tr.T || this.builtSteps !== tr.steps) this.build(rebuild);
+  /** Another unit or layer: every token is coloured again. */
+  take(data) {
+    const recolor = (data.layer !== undefined && data.layer !== this.layer) || (data.unit !== undefined && data.unit !== this.unit);
+    super.take(data);
     if (recolor) this.colored.fill(2);
-    this.render();
-    this.strip?.update({ trace: tr, layer: this.layer, unit: this.unit, cursor: this.cursor });
+  }
+
+  /** One element per token, its predictions filled as their steps arrive. */
+  drawKey() {
+    return [this.trace, this.trace.T, this.trace.steps];
+  }
+
+  prepare(last) {
+    this.build(!last || last[0] !== this.trace);
+  }
+
+  /** The unit strip follows the same update. */
+  update(data) {
+    super.update(data);
+    if (this.trace) this.strip?.update({ trace: this.trace, layer: this.layer, unit: this.unit, cursor: this.cursor });
   }
 
   /** Token elements for every step; predictions are filled as their steps arrive. */
@@ -111,7 +105,7 @@ export class TextView {
   predictionEls(t) {
     const tr = this.trace;
     const out = [];
-    if (tr.kind === "classify") {
+    if (tr.family.head === "classes") {
       const top = tr.topPrediction(t);
       const s = document.createElement("span");
       s.className = "pr";

@@ -3,6 +3,7 @@
 
 import { showToken } from "../trace.js";
 import { showLetter } from "../translation.js";
+import { View } from "./base.js";
 
 function node(tag, className = "", text = "") {
   const e = document.createElement(tag);
@@ -11,9 +12,9 @@ function node(tag, className = "", text = "") {
   return e;
 }
 
-export class TopKView {
+export class TopKView extends View {
   constructor(root, { k = 5 } = {}) {
-    this.root = root;
+    super(root);
     root.classList.add("topk");
     this.k = k;
     this.note = node("p", "bar-legend");
@@ -30,21 +31,16 @@ export class TopKView {
       this.bars.append(bar);
       return { bar, label, fill, value };
     });
-    this.trace = null;
-    this.cursor = { phase: "forward", t: 0 };
-    this.key = null;
   }
 
-  update(data) {
-    if (data.trace !== undefined) this.trace = data.trace;
-    if (data.cursor) this.cursor = data.cursor;
+  /** Drawn again at each step of the cursor and as the trace grows. */
+  drawKey() {
+    return [this.trace, this.trace.version, this.cursor.t];
+  }
+
+  prepare() {
     const tr = this.trace;
-    if (!tr) return;
-    const k = this.cursor.t;
-    const key = `${tr.model}|${tr.version}|${k}`;
-    if (key === this.key) return;
-    this.key = key;
-    const { side, i } = tr.at(k);
+    const { side, i } = tr.at(this.cursor.t);
     const preds = side === "decoder" ? tr.predictions[i] : null;
     let note;
     if (side === "encoder") note = `The encoder reads “${showToken(tr.source[i])}”: the decoder writes once the whole number is read.`;
