@@ -4,6 +4,7 @@
 
 import { ApiError, generate } from "../api.js";
 import { bus } from "../bus.js";
+import { showInputError } from "../inputerror.js";
 import { bindKeys } from "../keys.js";
 import { exampleText, parseNumbers } from "../numbers.js";
 import { arrived, bindUnitBox, exposePage, followCursor, followLayout, followUnit, loadCard, pusher, submitOnEnter } from "../pagekit.js";
@@ -47,10 +48,9 @@ const views = [controls, plot, inputGrad, unrolled, states, cellstep, gradients]
 
 const push = pusher(views);
 
+/** A bad number's message under the numbers (#values-error: the page's own place for the shared line). */
 function showError(message) {
-  const el = $("values-error");
-  el.textContent = message ?? "";
-  el.hidden = !message;
+  showInputError(message);
   perf.valuesError = message ?? "";
 }
 
@@ -75,6 +75,7 @@ followUnit(state, push);
 followLayout(state, push, unrolled);
 
 const session = new Session(modelId, {
+  besideInput: true,
   onTrace(trace) {
     state.trace = trace;
     showWarning(trace.outliers);
