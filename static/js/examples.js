@@ -1,7 +1,7 @@
 // The input bar of a model's page (model, compare, learning): the "Examples…" menu filled from the model card,
 // the first input from the URL or the card, and a run on Enter, on submit and on choosing an example.
 
-import { bus } from "./bus.js";
+import { showInputError } from "./inputerror.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -44,7 +44,7 @@ export function bindInputBar(card, params, run, fallback = "hello") {
   $("run-form").addEventListener("submit", (e) => {
     e.preventDefault();
     if (input.value.trim()) again();
-    else bus.emit("status", { kind: "error", message: "The input is empty: type something to run, then Enter." });
+    else showInputError("The input is empty: type something to run, then Enter.");
   });
   // A typed input is no longer the example its chosen target belonged to: it goes back to its own target.
   input.addEventListener("input", () => {

@@ -4,6 +4,7 @@
 import { ApiError, generate, stream, trace as traceRest } from "./api.js";
 import { bus } from "./bus.js";
 import { familyOf } from "./families.js";
+import { clearInputError, reportRunError } from "./inputerror.js";
 import { Trace } from "./trace.js";
 import { clearUnknown, showRead } from "./unknown.js";
 
@@ -16,11 +17,17 @@ export class StreamSession {
   /**
    * onTrace(trace): a new trace began; onData(trace): more frames (coalesced); onDone(trace, frame). expose: the
    * trace is the page's (window.__unrolled.trace); false for a run beside it (a tour scene's guest melody).
+   * besideInput: a bad input's error is shown beside the page's input (inputerror.js) until a run is accepted,
+   * not in the status toast.
    */
-  constructor(modelId, { onTrace, onData, onDone = () => {}, expose = true }) {
+  constructor(modelId, { onTrace, onData, onDone = () => {}, expose = true, besideInput = false }) {
     this.expose = expose;
+    this.besideInput = besideInput;
     this.modelId = modelId;
-    this.onTrace = onTrace;
+    this.onTrace = (trace) => {
+      if (besideInput) clearInputError(); // the server took the input: the last one's error goes
+      onTrace(trace);
+    };
     this.onData = onData;
     this.onDone = onDone;
     this.handle = null;
@@ -70,10 +77,23 @@ export class StreamSession {
       return this.trace;
     } catch (e) {
       if (run !== this.run) return null;
-      if (!gotMeta && e instanceof ApiError && e.status === 0) return this.rest(request, run);
-      bus.emit("status", { kind: "error", message: `${e.message}` });
+      if (!gotMeta && e instanceof ApiError && e.status === 0) {
+        try {
+          return await this.rest(request, run);
+        } catch (restError) {
+          if (run === this.run) this.fail(restError); // over REST, a bad input is named as over the stream
+          throw restError;
+        }
+      }
+      this.fail(e);
       throw e;
     }
+  }
+
+  /** Tell the presenter why a run failed: beside the input (besideInput), or in the status toast. */
+  fail(e) {
+    if (this.besideInput) reportRunError(e);
+    else bus.emit("status", { kind: "error", message: `${e.message}` });
   }
 }
 

@@ -170,8 +170,8 @@ export class TranslationTrace {
  * cannot be opened (a proxy without WebSockets), the same translation over REST.
  */
 export class TranslateSession extends StreamSession {
-  constructor(modelId, { onTrace, onData, onDone = () => {} }) {
-    super(modelId, { onTrace, onData, onDone });
+  constructor(modelId, { onTrace, onData, onDone = () => {}, besideInput = false }) {
+    super(modelId, { onTrace, onData, onDone, besideInput });
   }
 
   /** request: {text, beam, top_k, …} (a translate body). Resolves with the finished trace (null if replaced). */

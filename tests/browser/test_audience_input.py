@@ -1,8 +1,9 @@
-"""What an audience types, in a real browser on the repository's zoo (issue 22, items 3, 10 and 13): input outside
+"""What an audience types, in a real browser on the repository's zoo (issue 22, items 3, 7, 10 and 13): input outside
 a model's vocabulary is struck through and named on every page that shows it, and where it takes away what the
-answer is about the page says so; the writing scene samples afresh on every run (the seed shown, S samples again,
-a link's seed replays); every scene, the Jacobian triangles' cells, the saturation plot's units and scene 2's second
-input are reached from the keyboard, and the Keys panel lists what works on the page."""
+answer is about the page says so; an input the API refuses is named beside it; the writing scene samples afresh on
+every run (the seed shown, S samples again, a link's seed replays); every scene, the Jacobian triangles' cells, the
+saturation plot's units and scene 2's second input are reached from the keyboard, and the Keys panel lists what
+works on the page."""
 
 from __future__ import annotations
 
@@ -56,6 +57,38 @@ def struck(page: Page) -> list[str]:
 
 def wait_scene(page: Page, n: int) -> None:
     page.wait_for_function(f"() => window.__unrolled?.tour?.scene === {n} && window.__unrolled.tour.ready")
+
+
+# ---- 7. a refused input is named beside it ----
+
+INPUT_ERROR = """() => {
+  const el = document.getElementById('input-error');
+  const bar = document.getElementById('run-form').getBoundingClientRect();
+  return el && !el.hidden ? {text: el.textContent, size: parseFloat(getComputedStyle(el).fontSize),
+    gap: el.getBoundingClientRect().top - bar.bottom, toast: !document.getElementById('status').hidden} : null;
+}"""
+
+
+@pytest.mark.parametrize(("path", "word"), [("/models/charlm-gru", "wobble "), ("/models/numbers-gru", "seven ")])
+def test_an_input_the_api_refuses_is_named_beside_it_on_the_model_and_translate_pages(
+    page: Page, recorder: Recorder, zoo: LiveServer, path: str, word: str
+) -> None:
+    """As on the melody page (a bad note): an input the API refuses (longer than its limit) is named under the run
+    bar at 14 px or more in presenter mode at 1280×720, not in the status toast, and the next run clears it."""
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.goto(zoo.url + path + "?presenter=1")
+    page.wait_for_function("() => (window.__unrolled?.loaded ?? 0) >= 1")
+    typed = word * 3001
+    page.fill("#text-input", typed)
+    page.keyboard.press("Enter")
+    page.wait_for_function(INPUT_ERROR)
+    shown = page.evaluate(INPUT_ERROR)
+    assert f"text has {len(typed)} characters; the limit is" in shown["text"], shown
+    assert 0 <= shown["gap"] < 20 and shown["size"] >= 14 and not shown["toast"], shown
+    type_input(page, word.strip())
+    page.wait_for_function("() => (window.__unrolled?.loaded ?? 0) >= 2")
+    assert page.evaluate(INPUT_ERROR) is None
+    assert_clean(recorder)
 
 
 # ---- 3. input outside the vocabulary ----

@@ -106,8 +106,15 @@ def test_scene_4_the_error_shrinks_back_to_the_first_step_and_the_last_steps_tak
     tr = own_trace(s)
     assert tr.loss_mode == "last" and "the loss L is measured at the last step" in s.caption
     h = tr.layers[0].grad_hidden
-    assert (np.diff(h) > 0).all(), "‖∂L/∂h_t‖ grows towards the loss at every step"
+    # A trained RNN's error need not shrink at every single step (the sentiment RNN, trained to carry "not" across
+    # words, loses less of it over the first words); the caption says what it does: the last step's error is the
+    # largest, the first step gets a small fraction of it, and the lowest point is named where it is not the first.
+    assert int(h.argmax()) == len(h) - 1, "the error is largest at the step the loss is measured at"
+    assert h[0] < h[-1] / 5, "the first step gets a small fraction of the last step's error"
     assert f"it shrinks from {h[-1]:.2g} at the last step to {h[0]:.2g} at the first" in s.caption
+    low = int(h.argmin())
+    if low != 0:
+        assert f"({h[low]:.2g} at “{tr.tokens[low]}”)" in s.caption
     w = np.asarray(tr.layers[0].grad_weight_hh)
     assert f"{100 * w[-3:].sum() / w.sum():.0f} % from the last three steps" in s.caption
 

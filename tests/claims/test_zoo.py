@@ -369,9 +369,19 @@ def test_sentiment_heldout_accuracy_and_example_predictions(cell: str) -> None:
         assert abs(p - pred["p_positive"]) < 1e-3
 
 
-# Negation sentences (sentiment.NEGATIONS, never trained on) each model gets right: measured on the retrained
-# models (before negation-aware training: rnn 5, lstm 9, gru 10 of 30). `python -m bench.zoo_sets` prints them.
-NEGATIONS_RIGHT = {"rnn": 21, "lstm": 27, "gru": 27}
+# Negation sentences (sentiment.NEGATIONS, never trained on) each model gets right, as measured on the committed
+# models (training is deterministic): before negation-aware training rnn 5, lstm 9, gru 10 of 30; with templates
+# put next to the negated word only, 21, 27, 27 (the RNN read "Never boring for a minute." at p 0.08); with frames
+# drawn part by part, either label's words as often, 27, 28, 28. `python -m bench.zoo_sets` prints them.
+NEGATIONS_RIGHT = {"rnn": 27, "lstm": 28, "gru": 28}
+# The issue's own examples ("not bad", "not good", "never boring"): every cell reads them.
+COMMON_NEGATIONS = {
+    "Not bad at all.",
+    "Not good.",
+    "Never boring for a minute.",
+    "Not funny at all.",
+    "This movie is not good.",
+}
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -387,7 +397,7 @@ def test_sentiment_reads_common_negations(cell: str) -> None:
         p[text] = float(torch.softmax(plain(card.id).logits(ids)[0, -1], -1)[1])
     right = {text for text, label, _ in NEGATIONS if (p[text] > 0.5) == (label == "positive")}
     assert len(right) >= NEGATIONS_RIGHT[cell], sorted(set(p) - right)
-    assert {"Not bad at all.", "Not funny at all.", "This movie is not good."} <= right
+    assert COMMON_NEGATIONS <= right, sorted(COMMON_NEGATIONS - right)
     assert card.metrics["negations_right"] == len(right)
     assert all(abs(n["p_positive"] - p[n["text"]]) < 1e-3 for n in card.metrics["negations"])
 

@@ -289,23 +289,45 @@ def test_sentiment_negation_sentences_are_held_out_and_their_words_never_templat
     polar = sentiment.negation_words([words[i] for i in tr], [labels[i] for i in tr], lexicon, vocab)
     assert len(polar) > 100 and {"horrible", "wonderful"} <= set(polar) and polar["horrible"] == 0
     held = {w for _, _, negated in sentiment.NEGATIONS for w in negated}
-    templates = sentiment.negation_templates(polar, vocab)
-    assert held.isdisjoint(polar) and not any(held & set(vocab.decode(ids).split()) for ids, _ in templates)
-    not_horrible = vocab.encode("it is not horrible .").ids
-    assert (not_horrible, 1) in templates and (vocab.encode("it is horrible .").ids, 0) in templates
+    assert held.isdisjoint(polar)
+    trained, dev = sentiment.split_words(polar)
+    assert trained.keys().isdisjoint(dev) and trained | dev == polar and sentiment.split_words(polar) == (trained, dev)
+    assert len(dev) == pytest.approx(len(polar) * sentiment.NEGATION_DEV_SHARE, abs=2)
+    templates = sentiment.negation_templates(trained, vocab)
+    assert templates is not None
+    draw = rng(0)
+    sentences = [(vocab.decode(ids).split(), y) for ids, y in (templates.draw(draw) for _ in range(5000))]
+    negators = {"not", "never", "hardly", "isn't"}
+    polarities = []
+    for said, y in sentences:
+        assert not (held | dev.keys()) & set(said), said  # only the training words are ever templated
+        (word,) = [w for w in said if w in trained]
+        polarities.append(trained[word])
+        assert y == (1 - trained[word] if negators & set(said) else trained[word]), said
+    assert sum(polarities) / len(polarities) == pytest.approx(0.5, abs=0.03), "either label's words as often"
+    assert sum(bool(negators & set(w)) for w, _ in sentences) / len(sentences) == pytest.approx(
+        sentiment.NEGATED_SHARE, abs=0.03
+    )
+    assert any(w[0] == "not" and len(w) == 3 for w, _ in sentences), "the shortest negation: not {w} ."
 
 
-def test_sentiment_batches_mix_in_the_templates_at_their_share() -> None:
+def test_sentiment_batches_mix_in_the_templates_at_their_share_and_never_drop_their_words() -> None:
+    one = ((),)
     data = sentiment.SentimentData(
         vocab=sentiment.build_vocab([["good"], ["bad"]]),
         data_source="test",
-        train=[([1], 1)],
-        negations=[([2], 0)],
-        word_dropout=0.0,
+        train=[([1, 1, 1], 1)],
+        templates=sentiment.Templates(
+            words=((2,), (3,)), negated=((4,),), plain=one, before=one, negated_tails=one, plain_tails=one, stop=(5,)
+        ),
+        word_dropout=0.5,
     )
     batch = data.batch(rng(0), 4000)
-    share = float((batch.ids[:, 0] == 2).float().mean())
-    assert abs(share - sentiment.NEGATION_SHARE) < 0.03
+    assert batch.lengths is not None
+    templated = batch.ids[torch.arange(4000), batch.lengths - 1] == 5  # a template ends on its full stop
+    assert float(templated.float().mean()) == pytest.approx(sentiment.NEGATION_SHARE, abs=0.03)
+    real = batch.ids.ne(0).sum(1) == batch.lengths  # no word of the row read as <unk>
+    assert real[templated].all() and not real[~templated].all(), "reviews are word-dropped, templates never"
 
 
 # --- numbers ------------------------------------------------------------------------------------------------

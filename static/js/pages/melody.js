@@ -6,6 +6,7 @@
 import { Synth } from "../audio.js";
 import { bus } from "../bus.js";
 import { fillExamples } from "../examples.js";
+import { showInputError } from "../inputerror.js";
 import { onKeys, playerKeys } from "../keys.js";
 import { frequency, parseNote } from "../notes.js";
 import { mountPage } from "../panels.js";
@@ -70,6 +71,7 @@ followUnit(state, push);
 followLayout(state, push, unrolled);
 
 const session = new Session(modelId, {
+  besideInput: true, // a bad note is named under the notes, not in a toast over the roll's readout
   onTrace(trace) {
     state.trace = trace;
     state.sounded = -1;
@@ -111,7 +113,7 @@ async function run(text, { play = false } = {}) {
   try {
     await session.start({ text, top_k: 5, precision: 4 });
   } catch {
-    // shown in the status line by the session
+    // shown beside the input by the session
   }
 }
 
@@ -127,7 +129,7 @@ async function write() {
   try {
     await session.start({ mode: "generate", prompt, length: 24, temperature, seed, top_k: 5, precision: 4 });
   } catch {
-    // shown in the status line by the session
+    // shown beside the input by the session
   }
 }
 
@@ -156,7 +158,7 @@ async function main() {
   $("run-form").addEventListener("submit", (e) => {
     e.preventDefault();
     if (input.value.trim()) run(input.value.trim(), { play: true });
-    else bus.emit("status", { kind: "error", message: "No notes: type PITCH:DUR notes, e.g. C4:1 D4:0.5, then Enter." });
+    else showInputError("No notes: type PITCH:DUR notes, e.g. C4:1 D4:0.5, then Enter.");
   });
   submitOnEnter(input);
   $("write").addEventListener("click", write);

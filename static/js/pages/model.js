@@ -58,6 +58,7 @@ followUnit(state, push, () => {
 followLayout(state, push, unrolled);
 
 const session = new Session(modelId, {
+  besideInput: true,
   onTrace(trace) {
     state.trace = trace;
     state.unit = Math.min(state.unit, trace.H - 1);
@@ -98,7 +99,7 @@ async function run(text, label) {
   try {
     await session.start({ text, top_k: 5, precision: 4, ...(label ? { label } : {}), ...(loss ? { loss } : {}) });
   } catch {
-    // shown in the status line by the session
+    // shown beside the input by the session
   }
 }
 

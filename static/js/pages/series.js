@@ -4,6 +4,7 @@
 
 import { ApiError, generate } from "../api.js";
 import { bus } from "../bus.js";
+import { showInputError } from "../inputerror.js";
 import { bindKeys } from "../keys.js";
 import { exampleText, parseNumbers } from "../numbers.js";
 import { mountPage } from "../panels.js";
@@ -40,10 +41,9 @@ const views = [controls, ...Object.values(panels)];
 
 const push = pusher(views);
 
+/** A bad number's message under the numbers (#values-error: the page's own place for the shared line). */
 function showError(message) {
-  const el = $("values-error");
-  el.textContent = message ?? "";
-  el.hidden = !message;
+  showInputError(message);
   perf.valuesError = message ?? "";
 }
 
@@ -68,6 +68,7 @@ followUnit(state, push);
 followLayout(state, push, unrolled);
 
 const session = new Session(modelId, {
+  besideInput: true,
   onTrace(trace) {
     state.trace = trace;
     showWarning(trace.outliers);

@@ -6,6 +6,7 @@ import { getModel } from "../api.js";
 import { bus } from "../bus.js";
 import { fillExamples } from "../examples.js";
 import { mountPage } from "../panels.js";
+import { showInputError } from "../inputerror.js";
 import { onKeys, playerKeys } from "../keys.js";
 import { Player, speedFor } from "../player.js";
 import { TranslateSession } from "../translation.js";
@@ -80,6 +81,7 @@ bus.on("cursor", (cursor) => {
 bus.on("layout", () => push({ relayout: true, trace: state.trace, cursor: state.cursor ?? undefined }));
 
 const session = new TranslateSession(state.model, {
+  besideInput: true,
   onTrace(tr) {
     state.trace = tr;
     if (!P.speed) player.setSpeed(speedFor(tr.T, 8));
@@ -116,7 +118,7 @@ async function run(text) {
   try {
     await session.start({ text, beam, top_k: 5, precision: 4 });
   } catch {
-    // shown in the status line by the session
+    // shown beside the input by the session
   }
 }
 
@@ -172,7 +174,7 @@ async function main() {
   $("beam-select").value = String(P.beam);
   const again = () => {
     if (!input.value.trim()) {
-      bus.emit("status", { kind: "error", message: "The input is empty: type a number in words, then Enter." });
+      showInputError("The input is empty: type a number in words, then Enter.");
       return;
     }
     // a new input plays from its first step: the presenter typed it to watch it being translated
