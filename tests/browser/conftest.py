@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from app.web.config import ROOT
+from app.web.config import ROOT, Settings
+from tests.conftest import LiveServer
 
 CHROMIUM = Path(os.environ.get("UNROLLED_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -114,3 +115,17 @@ def state(page: Page) -> dict[str, Any]:
         "() => ({...(window.__unrolled?.state ?? {}), ...(window.__unrolled?.cursor ?? {})})"
     )
     return value
+
+
+def assert_clean(recorder: Recorder) -> None:
+    """The page loaded (it asked for something), logged no error and asked nothing of any machine but this one."""
+    assert recorder.requests, "no request was recorded"
+    assert recorder.errors == [], recorder.errors
+    assert recorder.outside() == [], recorder.outside()
+
+
+@pytest.fixture(scope="module")
+def zoo(settings: Settings) -> Iterator[LiveServer]:
+    """The app on the repository's own zoo (models/), served by a real `unrolled serve`, one per test module."""
+    with LiveServer(settings.model_copy(update={"models_dir": ROOT / "models"})) as live:
+        yield live

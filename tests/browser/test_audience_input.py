@@ -7,15 +7,13 @@ works on the page."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import Page
 
 from app.tour.tours import BUILTIN_TOURS, DEFAULT_TOUR, load_tour
-from app.web.config import ROOT, Settings
-from tests.browser.conftest import Recorder, screenshot
+from tests.browser.conftest import Recorder, assert_clean, screenshot
 from tests.conftest import LiveServer
 
 SCENES = load_tour(BUILTIN_TOURS / f"{DEFAULT_TOUR}.json").scenes
@@ -23,17 +21,6 @@ TITLES = [s.title for s in SCENES]
 WRITES = TITLES.index("Applications: the network writes") + 1
 TRANSLATES = TITLES.index("Applications: translation") + 1
 LETTERS = TITLES.index("Sequential memory") + 1
-
-
-@pytest.fixture(scope="module")
-def zoo(settings: Settings) -> Iterator[LiveServer]:
-    with LiveServer(settings.model_copy(update={"models_dir": ROOT / "models"})) as live:
-        yield live
-
-
-def assert_clean(recorder: Recorder) -> None:
-    assert recorder.errors == [], recorder.errors
-    assert recorder.outside() == [], recorder.outside()
 
 
 def type_input(page: Page, text: str, field: str = "#text-input") -> None:

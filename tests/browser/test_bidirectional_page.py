@@ -19,7 +19,7 @@ from playwright.sync_api import Page
 
 from app.web.config import Settings
 from app.zoo import importer
-from tests.browser.conftest import SCREENSHOTS, Recorder, screenshot, wait_loaded
+from tests.browser.conftest import SCREENSHOTS, Recorder, assert_clean, screenshot, wait_loaded
 from tests.browser.test_tour import MEASURE, MIN_PX
 from tests.conftest import LiveServer
 from tests.zoo.test_import import train_char_model
@@ -42,11 +42,6 @@ def bidi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     settings = Settings(models_dir=models, max_steps=200, max_generate=10, max_concurrent=2, send_timeout=5.0)
     with LiveServer(settings) as live:
         yield live
-
-
-def assert_clean(recorder: Recorder) -> None:
-    assert recorder.errors == [], recorder.errors
-    assert recorder.outside() == [], recorder.outside()
 
 
 def open_page(page: Page, live: LiveServer, query: str) -> None:

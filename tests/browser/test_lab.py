@@ -7,32 +7,19 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from playwright.sync_api import Page
 
-from app.web.config import ROOT, Settings
-from tests.browser.conftest import Recorder, screenshot
+from app.web.config import ROOT
+from tests.browser.conftest import Recorder, assert_clean, screenshot
 from tests.conftest import LiveServer
 
 CELLS = ["rnn", "lstm", "gru"]
 MOVES = 20  # slider moves measured for the knob-to-plot latency
 LATENCY = ROOT / "test-output" / "lab-knob-latency.json"
-
-
-@pytest.fixture(scope="module")
-def zoo(settings: Settings) -> Iterator[LiveServer]:
-    """The app on the repository's zoo (memory-rnn/-lstm/-gru and alphabet-rnn/-lstm/-gru)."""
-    with LiveServer(settings.model_copy(update={"models_dir": ROOT / "models"})) as live:
-        yield live
-
-
-def assert_clean(recorder: Recorder) -> None:
-    assert recorder.errors == [], recorder.errors
-    assert recorder.outside() == [], recorder.outside()
 
 
 def lab(page: Page, zoo: LiveServer, query: str = "") -> None:

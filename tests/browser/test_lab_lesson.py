@@ -5,27 +5,18 @@ gets the message in place of the pictures; one long enough gets the pictures, an
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from playwright.sync_api import Page
 
 from app.training.tasks.memory import TASK
-from app.web.config import ROOT, Settings
-from tests.browser.conftest import Recorder, screenshot
-from tests.browser.test_lab import JACOBIAN, TEXT_SIZES, assert_clean, lab, lower_loaded
+from tests.browser.conftest import Recorder, assert_clean, screenshot
+from tests.browser.test_lab import JACOBIAN, TEXT_SIZES, lab, lower_loaded
 from tests.conftest import LiveServer
 
 NEED = TASK.lesson_gap
 assert NEED is not None
 PICTURES = ["#jacobian-plots", "#jacobian-unrolled", "#diff-plots", "#diff-tokens"]
 MESSAGES = ["#jacobian-short", "#diff-short"]
-
-
-@pytest.fixture(scope="module")
-def zoo(settings: Settings) -> Iterator[LiveServer]:
-    with LiveServer(settings.model_copy(update={"models_dir": ROOT / "models"})) as live:
-        yield live
 
 
 def gap_of(typed: str) -> int:

@@ -5,16 +5,13 @@ named beside the input."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-import pytest
 from playwright.sync_api import Page
 
-from app.web.config import ROOT, Settings
-from tests.browser.conftest import Recorder, screenshot, state, wait_loaded
+from tests.browser.conftest import Recorder, assert_clean, screenshot, state, wait_loaded
 from tests.conftest import LiveServer
 
 ODE = "E4:1 E4:1 F4:1 G4:1 G4:1 F4:1 E4:1 D4:1 C4:1 C4:1 D4:1 E4:1 E4:1.5 D4:0.5 D4:2"
@@ -39,17 +36,6 @@ ROLL = """() => {
 def roll(page: Page) -> dict[str, Any]:
     value: dict[str, Any] = page.evaluate(ROLL)
     return value
-
-
-def assert_clean(recorder: Recorder) -> None:
-    assert recorder.errors == [], recorder.errors
-    assert recorder.outside() == [], recorder.outside()
-
-
-@pytest.fixture(scope="module")
-def zoo(settings: Settings) -> Iterator[LiveServer]:
-    with LiveServer(settings.model_copy(update={"models_dir": ROOT / "models"})) as live:
-        yield live
 
 
 def test_a_gesture_starts_the_sound_and_the_rolls_cursor_moves_while_it_plays(

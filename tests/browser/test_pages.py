@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Page
 
 from app.web.config import Settings
-from tests.browser.conftest import Recorder, screenshot, state, wait_loaded
+from tests.browser.conftest import Recorder, assert_clean, screenshot, state, wait_loaded
 from tests.conftest import LiveServer, write_model
 
 TEXT = "hello world"
@@ -26,12 +26,6 @@ PAGES = [
     ("generate", "/models/chars-rnn/generate?prompt=hello&length=20&temperature=0.8&seed=3", True),
     ("learning", f"/models/chars-lstm/learning?text={quote(TEXT)}&checkpoint=0", True),
 ]
-
-
-def assert_clean(recorder: Recorder) -> None:
-    assert recorder.errors == [], recorder.errors
-    assert recorder.outside() == [], recorder.outside()
-    assert recorder.requests, "no request was recorded"
 
 
 @pytest.mark.parametrize(("name", "path", "traced"), PAGES, ids=[p[0] for p in PAGES])

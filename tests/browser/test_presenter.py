@@ -4,24 +4,13 @@ a bigger screen the tour's controls and caption grow with its stage."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from playwright.sync_api import Page
 
-from app.web.config import ROOT, Settings
-from tests.browser.conftest import Recorder, screenshot
+from tests.browser.conftest import Recorder, assert_clean, screenshot
 from tests.browser.test_text_sizes import BIG, SMALL
-from tests.browser.test_tour import assert_clean
 from tests.conftest import LiveServer
-
-
-@pytest.fixture(scope="module")
-def zoo(settings: Settings) -> Iterator[LiveServer]:
-    with LiveServer(settings.model_copy(update={"models_dir": ROOT / "models"})) as live:
-        yield live
-
 
 IDLE = "() => document.documentElement.classList.contains('idle')"
 

@@ -4,7 +4,6 @@ the BPTT sweep, pasted numbers in any separator, and a bad number shown as the A
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -12,23 +11,11 @@ import httpx
 import pytest
 from playwright.sync_api import Page
 
-from app.web.config import ROOT, Settings
-from tests.browser.conftest import Recorder, screenshot, state, wait_loaded
+from tests.browser.conftest import Recorder, assert_clean, screenshot, state, wait_loaded
 from tests.conftest import LiveServer
 
 PASTED = "10, 20\n40;80  120\t90,60 30 15 8 12 30 60"
 NUMBERS = [10.0, 20.0, 40.0, 80.0, 120.0, 90.0, 60.0, 30.0, 15.0, 8.0, 12.0, 30.0, 60.0]
-
-
-def assert_clean(recorder: Recorder) -> None:
-    assert recorder.errors == [], recorder.errors
-    assert recorder.outside() == [], recorder.outside()
-
-
-@pytest.fixture(scope="module")
-def zoo(settings: Settings) -> Iterator[LiveServer]:
-    with LiveServer(settings.model_copy(update={"models_dir": ROOT / "models"})) as live:
-        yield live
 
 
 def series(page: Page) -> dict[str, Any]:

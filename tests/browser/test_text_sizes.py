@@ -11,16 +11,15 @@ What is asked of each (issue 22, items 5 and 6):
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, ViewportSize
 
-from app.web.config import ROOT, Settings
-from tests.browser.conftest import Recorder
-from tests.browser.test_tour import MEASURE, assert_clean
+from app.web.config import ROOT
+from tests.browser.conftest import Recorder, assert_clean
+from tests.browser.test_tour import MEASURE
 from tests.conftest import LiveServer
 
 BODY_PX = 14.0  # a laptop: body text
@@ -59,12 +58,6 @@ VISITS = [
     Visit("upload", "/upload"),
     Visit("tour", "/tour?scene=3", "A dull and tiresome film.", "() => window.__unrolled?.tour?.ready", projected=True),
 ]
-
-
-@pytest.fixture(scope="module")
-def zoo(settings: Settings) -> Iterator[LiveServer]:
-    with LiveServer(settings.model_copy(update={"models_dir": ROOT / "models"})) as live:
-        yield live
 
 
 def type_input(page: Page, visit: Visit) -> None:

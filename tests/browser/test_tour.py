@@ -18,7 +18,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from app.tour.tours import BUILTIN_TOURS, DEFAULT_TOUR, load_tour, scene_models
 from app.web.config import ROOT, Settings
 from app.zoo.zoo import Zoo
-from tests.browser.conftest import Recorder, screenshot
+from tests.browser.conftest import Recorder, assert_clean, screenshot
 from tests.conftest import LiveServer
 
 ZOO = ROOT / "models"
@@ -181,11 +181,6 @@ def text_sizes(page: Page, n: int, enforce: bool) -> dict[str, Any]:
         listed = "\n  ".join(f"{i['px']:.1f} px {i['tag']}.{i['cls']} {i['text']!r}" for i in small[:40])
         pytest.fail(f"scene {n}: {100 * share:.1f} % of the text is below {MIN_PX} px:\n  {listed}", pytrace=False)
     return {"min_px": min((i["px"] for i in items), default=0), "below_pct": round(100 * share, 2), "chars": total}
-
-
-def assert_clean(recorder: Recorder) -> None:
-    assert recorder.errors == [], recorder.errors
-    assert recorder.outside() == [], recorder.outside()
 
 
 def serve_builtin_tour(zoo_dir: Path) -> LiveServer:

@@ -11,8 +11,8 @@ import pytest
 from playwright.sync_api import Page
 
 from app.tour.tours import BUILTIN_TOURS, DEFAULT_TOUR, load_tour
-from tests.browser.conftest import Recorder, screenshot
-from tests.browser.test_tour import ZOO, assert_clean, serve_builtin_tour, wait_scene
+from tests.browser.conftest import Recorder, assert_clean, screenshot
+from tests.browser.test_tour import ZOO, serve_builtin_tour, wait_scene
 from tests.conftest import LiveServer
 
 TITLES = [s.title for s in load_tour(BUILTIN_TOURS / f"{DEFAULT_TOUR}.json").scenes]

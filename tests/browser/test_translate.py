@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Page
 
 from app.web.config import ROOT, Settings
-from tests.browser.conftest import Recorder, screenshot, state, wait_loaded
+from tests.browser.conftest import Recorder, assert_clean, screenshot, state, wait_loaded
 from tests.conftest import LiveServer
 
 TEXT = "three hundred and twenty-one"
@@ -56,11 +56,6 @@ PAGE = """() => {
 def held(page: Page) -> dict[str, Any]:
     value: dict[str, Any] = page.evaluate(PAGE)
     return value
-
-
-def assert_clean(recorder: Recorder) -> None:
-    assert recorder.errors == [], recorder.errors
-    assert recorder.outside() == [], recorder.outside()
 
 
 @pytest.fixture(scope="module")
