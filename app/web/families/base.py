@@ -122,6 +122,12 @@ class WebFamily(Protocol):
         message). `task_models`: every model of its task; `peers`: those the compare page would show."""
         ...
 
+    def home_card(self, loaded: LoadedModel) -> dict[str, Any]:
+        """What the zoo's page says of the model (templates/home.html): "shape" (what it does), "reads" (its
+        vocabulary or its numbers), "open" (its page link's word), "writes" and "learning" (whether those pages
+        have it), "values" (whether its examples are numbers)."""
+        ...
+
     def compared_by_cell(self, loaded: LoadedModel) -> bool:
         """Whether the compare page (and the lab's lower sections) put it beside the other cells of its task."""
         ...

@@ -144,6 +144,17 @@ class SeriesWeb:
             )
         return PageChoice("series.html", {"peers": task_models})
 
+    def home_card(self, loaded: LoadedModel) -> dict[str, Any]:
+        scaling = series_card(loaded.card).scaling
+        return {
+            "shape": "numbers in, the next value out",
+            "reads": ", ".join(scaling.features) + (f" ({scaling.units})" if scaling.units else ""),
+            "open": "Forecast",
+            "writes": False,
+            "learning": False,
+            "values": True,
+        }
+
     def compared_by_cell(self, loaded: LoadedModel) -> bool:
         return False  # compared on its own page by the held-out error, against persistence and AR(p)
 

@@ -195,6 +195,18 @@ class TokenWeb:
             return f"{model_id} is a classifier: only next-token models can write text."
         return PageChoice(f"{view}.html", {"peers": peers})
 
+    def home_card(self, loaded: LoadedModel) -> dict[str, Any]:
+        c, next_token, melody = loaded.card, loaded.card.kind == "next_token", is_melody(loaded)
+        level = {"word": "words", "note": "notes"}.get(loaded.vocab.level, "symbols")
+        return {
+            "shape": "next token" if next_token else f"classifier ({len(token_card(c).labels or [])} classes)",
+            "reads": f"{len(loaded.vocab)} {level}",
+            "open": "Play" if melody else "Unroll",
+            "writes": next_token and not c.bidirectional,
+            "learning": len(c.checkpoints) > 1 and not melody,
+            "values": False,
+        }
+
     def compared_by_cell(self, loaded: LoadedModel) -> bool:
         return True
 

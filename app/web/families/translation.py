@@ -128,6 +128,18 @@ class TranslationWeb:
             )
         return PageChoice("translate.html", {"peer": attention_peer(zoo, loaded.card)})
 
+    def home_card(self, loaded: LoadedModel) -> dict[str, Any]:
+        attends = translation_card(loaded.card).attention
+        level = {"word": "words", "note": "notes"}.get(loaded.vocab.level, "symbols")
+        return {
+            "shape": "encoder–decoder" + (", with attention" if attends else ", no attention"),
+            "reads": f"{len(loaded.vocab)} {level}",
+            "open": "Translate",
+            "writes": False,
+            "learning": False,
+            "values": False,
+        }
+
     def compared_by_cell(self, loaded: LoadedModel) -> bool:
         return False  # one time axis cannot hold an encoder and a decoder: its page switches attention instead
 

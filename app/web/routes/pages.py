@@ -126,7 +126,8 @@ def home(request: Request, zoo: ZooDep) -> HTMLResponse:
         {"task": task, "title": task_title(task), "models": models, "compare": len(comparable(models)) > 1}
         for task, models in tasks_of(zoo).items()
     ]
-    return page(request, "home.html", groups=groups, key_metric=key_metric, skipped=zoo.skipped)
+    return page(request, "home.html", groups=groups, key_metric=key_metric, skipped=zoo.skipped,
+                home_card=lambda m: web_family(m).home_card(m))  # fmt: skip
 
 
 def model_page(request: Request, zoo: Zoo, model_id: str, view: str) -> HTMLResponse:
