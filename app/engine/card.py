@@ -101,7 +101,12 @@ class ModelCard:
             if unknown:
                 raise ModelFileError(f"card is not valid: unknown fields {unknown}")
             block_fields = {f.name for f in fields(block)}  # type: ignore[arg-type]  # blocks are dataclasses
-            nested = nested if isinstance(nested, dict) else {k: v for k, v in rest.items() if k in block_fields}
+            if isinstance(nested, dict):  # a block and its own fields beside it: which one is meant is unknown
+                misplaced = sorted(set(rest) & block_fields)
+                if misplaced:
+                    raise ModelFileError(f"card is not valid: {misplaced} belong in its {block.FAMILY!r} block")
+            else:
+                nested = {k: v for k, v in rest.items() if k in block_fields}
         if not isinstance(nested, dict):
             raise ModelFileError(f"card is not valid: a {data.get('kind')} model needs its {block.FAMILY!r} block")
         try:

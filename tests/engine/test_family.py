@@ -106,6 +106,8 @@ def test_a_card_without_its_block_or_with_an_unknown_field_is_refused_by_name() 
         card_from_json(data)
     with pytest.raises(ModelFileError, match=r"unknown fields \['colour'\]"):
         card_from_json({**data, **block, "colour": "red"})
+    with pytest.raises(ModelFileError, match=r"\['max_length'\] belong in its 'translation' block"):
+        card_from_json({**data, "translation": block, "max_length": 9})  # which of the two is meant is unknown
     with pytest.raises(ModelFileError, match="needs its target_vocab"):
         card_from_json({**data, "translation": {**block, "target_vocab": None}})
 
