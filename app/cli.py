@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
-from app.engine.token.model import Cell, ModelCard
+from app.engine.card import ModelCard
+from app.engine.layers import Cell
 from app.web.serve import add_serve, add_trace
 
 

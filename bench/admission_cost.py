@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from app.engine.token.model import LoadedModel
+from app.engine.card import LoadedModel
 from app.web.capacity import cost
 from app.web.config import ROOT, Settings
 from app.zoo.zoo import Zoo

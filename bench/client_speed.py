@@ -20,7 +20,8 @@ import torch
 from websockets.sync.client import connect
 
 from app.client import Client
-from app.engine.token.model import SeqModel, load_model
+from app.engine.family import load_model
+from app.engine.token.model import SeqModel
 from app.web.config import ROOT, Settings
 from bench.common import interleaved, table
 from bench.serve_speed import input_text, start_server

@@ -26,7 +26,8 @@ from fastapi.testclient import TestClient
 from torch import Tensor, nn
 
 from app.engine.lab import jacobian
-from app.engine.token.model import RNN_CLASSES, Cell, ModelConfig, SeqModel
+from app.engine.layers import RNN_CLASSES, Cell
+from app.engine.token.model import ModelConfig, SeqModel
 from app.web.app import create_app
 from app.web.config import ROOT, Settings
 from bench.common import table

@@ -20,7 +20,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from app.engine.lab import knobs
-from app.engine.token.model import RNN_CLASSES, Cell
+from app.engine.layers import RNN_CLASSES, Cell
 from app.web.app import create_app
 from app.web.config import Settings
 from bench.common import interleaved, table

@@ -23,9 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from app.engine.card import LoadedModel
+from app.engine.family import load_model
 from app.engine.lab.diff import diff_ids
 from app.engine.lab.jacobian import jacobian_norms
-from app.engine.token.model import LoadedModel, SeqModel, load_model
+from app.engine.token.model import SeqModel
 from app.training.tasks.memory import DIGITS, SYMBOLS
 from app.web.config import ROOT
 from bench.common import table

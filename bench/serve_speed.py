@@ -25,7 +25,9 @@ import orjson
 import torch
 from websockets.asyncio.client import connect
 
-from app.engine.token.model import LoadedModel, SeqModel, load_model
+from app.engine.card import LoadedModel
+from app.engine.family import load_model
+from app.engine.token.model import SeqModel
 from app.web.config import ROOT, Settings
 from bench.common import table
 from bench.trace_speed import baseline

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from app.engine import kernels
-from app.engine.layers import trace_ids
 from app.engine.token.model import ModelConfig, SeqModel
+from app.engine.token.trace import trace_ids
 from bench.common import interleaved, table
 
 VOCAB = 96

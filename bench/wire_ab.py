@@ -26,7 +26,8 @@ import httpx
 import orjson
 import torch
 
-from app.engine.token.model import SeqModel, load_model
+from app.engine.family import load_model
+from app.engine.token.model import SeqModel
 from app.web.config import ROOT, Settings
 from bench.common import table
 from bench.serve_speed import input_text, stream_once

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from app.engine.token.model import load_model
+from app.engine.family import load_model
 from app.engine.translation.model import EOS_ID, Seq2SeqModel
 from app.engine.vocab import Vocab
 from app.training.loop import DEFAULT_CACHE

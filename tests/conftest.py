@@ -20,7 +20,10 @@ import torch
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from app.engine.token.model import Checkpoint, ModelCard, SeqModel, save_model, save_weights
+from app.engine.card import Checkpoint, ModelCard, save_model, save_weights
+from app.engine.token.card import TokenCard, config
+from app.engine.token.model import SeqModel
+from app.engine.translation.card import TranslationCard
 from app.engine.translation.model import BOS, EOS, EOS_ID, EQUATIONS, Seq2SeqConfig, Seq2SeqModel
 from app.engine.vocab import UNK, Vocab
 from app.web.app import create_app
@@ -39,13 +42,15 @@ def write_model(folder: Path, model_id: str, cell: str, kind: str, layers: int =
         id=model_id,
         task="test-sentiment" if word else "test-chars",
         cell=cell,  # type: ignore[arg-type]
-        kind=kind,  # type: ignore[arg-type]
-        embed_size=8,
+        kind=kind,
         hidden_size=hidden,
         num_layers=layers,
         vocab={"level": "word" if word else "char", "case": "lower", "tokens": WORDS if word else LETTERS},
-        labels=["negative", "positive"] if word else None,
-        positive_label="positive" if word else None,
+        block=TokenCard(
+            embed_size=8,
+            labels=["negative", "positive"] if word else None,
+            positive_label="positive" if word else None,
+        ),
         description=f"a test {cell}",
         examples=[{"text": "a good film" if word else "hello world", "note": "test"}],
         metrics={"accuracy": 0.5},
@@ -54,7 +59,7 @@ def write_model(folder: Path, model_id: str, cell: str, kind: str, layers: int =
     )
     torch.manual_seed(sum(map(ord, model_id)))
     for name in ("0", "100"):
-        model = SeqModel(card.config())
+        model = SeqModel(config(card))
         path = f"checkpoints/{model_id}-{name}.safetensors"
         (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
         save_weights(model, folder / path)
@@ -70,9 +75,10 @@ def write_translation_model(folder: Path, model_id: str, cell: str, attention: b
     target = Vocab(tokens=tuple(TARGET_LETTERS), level="char")
     cfg = Seq2SeqConfig(cell, len(NUMBER_WORDS), len(TARGET_LETTERS), 8, 16, layers, 12 if attention else 0)  # type: ignore[arg-type]
     card = ModelCard(
-        id=model_id, task="test-numbers", cell=cfg.cell, kind="translate", embed_size=8, hidden_size=16,
-        num_layers=layers, vocab=vocab.to_json(), target_vocab=target.to_json(), attention=attention,
-        attention_size=cfg.attention_size, equations=EQUATIONS, max_length=24, description=f"a test {cell}",
+        id=model_id, task="test-numbers", cell=cfg.cell, kind="translate", hidden_size=16,
+        num_layers=layers, vocab=vocab.to_json(), description=f"a test {cell}",
+        block=TranslationCard(embed_size=8, target_vocab=target.to_json(), attention=attention,
+                              attention_size=cfg.attention_size, equations=EQUATIONS, max_length=24),
         examples=[{"text": "twenty-one", "note": "test"}], metrics={"exact_match": 0.5}, seed=1,
     )  # fmt: skip
     torch.manual_seed(sum(map(ord, model_id)))

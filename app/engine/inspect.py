@@ -18,8 +18,7 @@ from numpy.typing import NDArray
 from torch import Tensor, nn
 
 from app.engine import kernels
-from app.engine.layers import LayerTrace, stack_backward, stack_forward
-from app.engine.token.model import Cell, LayerWeights, layer_views, layer_weights
+from app.engine.layers import Cell, LayerTrace, LayerWeights, layer_views, layer_weights, stack_backward, stack_forward
 
 Loss = Callable[[Tensor], Tensor]
 

@@ -1,19 +1,14 @@
-"""trace(): one exact forward pass and BPTT sweep that records every internal of every time step.
-
-The method, in the order it runs (T steps, hidden size H, G gate rows):
-1. The forward: each layer runs torch.nn's own fused kernel once over the whole input (no autograd).
-2. Every step's gates are recomputed at once from all h_{t−1} in one matrix product (T, G·H); the LSTM cell
-   state follows from c_t = f_t c_{t−1} + i_t g_t, a compiled element-wise scan.
-3. The head, softmax, top-k, each step's loss and ∂loss/∂logits: all steps at once.
-4. BPTT: the reverse recursion (one W_hhᵀ matrix-vector product per step) compiled in kernels.py, in float64;
-   everything else (∂L/∂x_t, the per-step W_hh gradient terms, norms) is computed for all steps at once.
+"""The recurrent layer pieces every family builds on: torch.nn's cells and parameter names, one layer's exact
+forward (its gates recomputed for all steps at once) and its BPTT sweep given an external gradient per step, and
+a stack of them in one or two directions. A family's trace (app/engine/<family>/trace.py) puts a head and a loss
+on top and hands the gradient of that loss back to stack_backward.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -21,13 +16,74 @@ from numpy.typing import NDArray
 from torch import Tensor, nn
 
 from app.engine import kernels
-from app.engine.errors import EmptyInput, InputTooLong, UnknownLabel, WrongModelKind
-from app.engine.token.model import GATES, Cell, LayerWeights, LoadedModel, SeqModel
-from app.engine.vocab import Encoded
+from app.engine.errors import ModelFileError
+
+Cell = Literal["rnn", "lstm", "gru"]
+
+# torch.nn's gate order inside weight_ih/weight_hh, named in the module's words.
+GATES: dict[str, tuple[str, ...]] = {
+    "rnn": (),
+    "lstm": ("input", "forget", "candidate", "output"),
+    "gru": ("reset", "update", "candidate"),
+}
+RNN_CLASSES: dict[str, Callable[..., nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+MAX_LAYERS = 4  # recurrent layers a model may have (imported models; the zoo trains 1 or 2)
+
+
+def suffix(j: int, directions: int) -> str:
+    """torch.nn's parameter suffix of entry j in its order (l0, l0_reverse, l1, l1_reverse, …): "_l1_reverse"."""
+    k, d = divmod(j, directions)
+    return f"_l{k}" + ("_reverse" if d else "")
+
+
+class LayerWeights(NamedTuple):
+    weight_ih: Tensor
+    weight_hh: Tensor
+    bias_ih: Tensor
+    bias_hh: Tensor
+
+
+def layer_views(rnn: nn.RNNBase, cell: Cell, input_size: int) -> list[nn.RNNBase]:
+    """Each layer (and direction, in torch's order) of `rnn` as a one-layer, one-direction torch.nn module whose
+    parameters are `rnn`'s own tensors. A reverse direction's view runs forwards: the trace gives it the input
+    reversed in time."""
+    D = 2 if rnn.bidirectional else 1
+    layers = []
+    for j in range(rnn.num_layers * D):
+        in_size = input_size if j < D else rnn.hidden_size * D  # layer k+1 reads [forward; reverse] of layer k
+        one = RNN_CLASSES[cell](in_size, rnn.hidden_size, num_layers=1, batch_first=True)
+        one.train(False)  # inference path: torch picks its fused oneDNN kernel
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            setattr(one, f"{name}_l0", getattr(rnn, f"{name}{suffix(j, D)}"))
+        layers.append(one)
+    return layers
+
+
+def layer_weights(rnn: nn.RNNBase, j: int) -> LayerWeights:
+    """Entry j's parameters in torch's order (l0, l0_reverse, …), torch.nn's tensors themselves
+    (W_ih (G·H, in), W_hh (G·H, H))."""
+    get = rnn.get_parameter
+    s = suffix(j, 2 if rnn.bidirectional else 1)
+    return LayerWeights(get(f"weight_ih{s}"), get(f"weight_hh{s}"), get(f"bias_ih{s}"), get(f"bias_hh{s}"))
+
+
+def load_checked(module: nn.Module, state: dict[str, Tensor]) -> None:
+    """Load a state dict into `module`, with an error that names the first key or shape that does not fit."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    if missing or extra:
+        raise ModelFileError(f"weights do not fit the card: missing {missing[:3]}, unexpected {extra[:3]}")
+    for key, value in own.items():
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise ModelFileError(f"{key} has shape {tuple(state[key].shape)}; the card implies {tuple(value.shape)}")
+    module.load_state_dict(state)
+
 
 LossMode = Literal["sum", "last"]
 Direction = Literal["forward", "reverse"]
-LabelSource = Literal["given", "input", "predicted"]
 MAX_STEPS = 10_000
 
 F32 = NDArray[np.float32]
@@ -79,171 +135,6 @@ class LayerTrace:
             grad_weight_hh=flip(self.grad_weight_hh),
             direction=direction,
         )
-
-
-@dataclass
-class Trace:
-    cell: str
-    kind: str
-    token_ids: list[int]
-    tokens: list[str]
-    unknown: list[int]
-    layers: list[LayerTrace]
-    probs: F32  # (T, outputs): next-token or class probabilities at every step
-    top_ids: I64  # (T, k) next-token models: the k most likely next tokens; classifiers: (T, 0)
-    top_probs: F32  # (T, k)
-    step_loss: F64  # (T,) each step's own loss; NaN where a step has no target
-    loss: float  # L, the loss that BPTT differentiates
-    loss_mode: LossMode
-    label: int | None  # classifiers: the label L is measured against
-    # where that label came from: the request ("given"), the input itself ("input", see ModelCard.target) or the
-    # model's own answer at the last step ("predicted")
-    label_source: LabelSource | None
-    grad_input: F64  # (T,) ‖∂L/∂x_t‖, x_t the step's input embedding
-    checkpoint: str | None = None
-
-    @property
-    def steps(self) -> int:
-        return len(self.token_ids)
-
-
-def input_target(rule: str, tokens: Sequence[str], labels: Sequence[str]) -> tuple[int | None, LabelSource]:
-    """The label an input carries by the card's rule, if any: under "first_token", the class its first token names.
-    An input that names none (or a card without the rule) is scored against the model's own answer."""
-    if rule == "first_token" and tokens and tokens[0] in labels:
-        return list(labels).index(tokens[0]), "input"
-    return None, "predicted"
-
-
-def trace(
-    loaded: LoadedModel,
-    inputs: str | Sequence[int],
-    *,
-    loss: LossMode | None = None,
-    label: str | int | None = None,
-    checkpoint: str | None = None,
-    top_k: int = 5,
-    max_steps: int = MAX_STEPS,
-) -> Trace:
-    """Trace a zoo model on text (or token ids): every state, gate, prediction, loss and gradient norm.
-    Translation models have their own trace (app.engine.translation.trace.trace_translation)."""
-    if loaded.card.kind == "translate":
-        raise WrongModelKind("this is a translation model: trace it with a source text and an optional target")
-    if loaded.card.kind == "series":
-        raise WrongModelKind(f"{loaded.card.id} reads numbers, not text: trace it with values")
-    encoded: Encoded = (
-        loaded.vocab.encode(inputs, max_steps) if isinstance(inputs, str) else loaded.vocab.from_ids(inputs)
-    )
-    label_id: int | None = None
-    source: LabelSource | None = None
-    labels = loaded.card.labels or []
-    if label is None and loaded.card.kind == "classify":
-        label_id, source = input_target(loaded.card.target, encoded.tokens, labels)
-    elif label is not None:
-        source = "given"
-        if loaded.card.kind != "classify":
-            raise WrongModelKind("label applies to classifiers only; this model predicts the next token")
-        if isinstance(label, str):
-            if label not in labels:
-                raise UnknownLabel(f"label {label!r} is not one of {labels}")
-            label_id = labels.index(label)
-        elif not 0 <= label < len(labels):
-            raise UnknownLabel(f"label index {label} is out of range: the labels are {labels}")
-        else:
-            label_id = label
-    model = loaded.at(checkpoint)
-    if not isinstance(model, SeqModel):
-        raise WrongModelKind(f"{loaded.card.id} reads numbers: trace it with values (app.engine.series.trace)")
-    result = trace_ids(model, encoded.ids, loss=loss, label=label_id, top_k=top_k, max_steps=max_steps)
-    result.tokens = encoded.tokens
-    if source is not None:
-        result.label_source = source
-    result.unknown = encoded.unknown
-    result.checkpoint = checkpoint
-    return result
-
-
-@torch.no_grad()
-def trace_ids(
-    model: SeqModel,
-    ids: Sequence[int],
-    *,
-    loss: LossMode | None = None,
-    label: int | None = None,
-    top_k: int = 5,
-    max_steps: int = MAX_STEPS,
-) -> Trace:
-    """The engine itself, on token ids."""
-    cfg = model.config
-    T = len(ids)
-    if T == 0:
-        raise EmptyInput("the input is empty: give at least one token")
-    if T > max_steps:
-        raise InputTooLong(T, max_steps)
-    mode: LossMode = loss or ("sum" if cfg.kind == "next_token" else "last")
-    ids_t = torch.as_tensor(list(ids), dtype=torch.long)
-    if int(ids_t.min()) < 0 or int(ids_t.max()) >= cfg.vocab_size:
-        raise ValueError(f"token ids must lie in [0, {cfg.vocab_size})")
-
-    # 1–2. Forward, layer by layer (each direction), and every step's gates at once.
-    x = model.embedding.weight[ids_t]  # (T, E)
-    forwards, top = stack_forward(model, x, cfg.num_layers, cfg.directions)  # top: (T, D·H)
-
-    # 3. Head, probabilities, per-step losses and ∂L/∂logits for all steps at once.
-    logits = top @ model.head.weight.T + model.head.bias  # (T, outputs)
-    logp = torch.log_softmax(logits.double(), dim=-1)  # float64: a loss of 1e-9 stays visible
-    probs = logp.exp()
-    probs32 = probs.float()
-    # weight[t] = how much step t's loss counts in L.
-    weight = torch.zeros(T, dtype=torch.float64)
-    if cfg.kind == "next_token":
-        step_loss = torch.full((T,), float("nan"), dtype=torch.float64)
-        targets = torch.cat([ids_t[1:], ids_t.new_zeros(1)])  # the target of step t is token t+1
-        if T > 1:
-            step_loss[:-1] = -logp[:-1].gather(1, targets[:-1, None])[:, 0]
-            if mode == "sum":
-                weight[:-1] = 1.0  # every step but the last, which has no target
-            else:
-                weight[-2] = 1.0  # the last step that has a target
-        label_id = None
-        k = min(top_k, cfg.num_outputs)
-        top_ids_np, top_probs_np = np.empty((T, k), np.int64), np.empty((T, k), np.float32)
-        kernels.top_k(probs32.numpy(), top_ids_np, top_probs_np)
-        top_ids, top_probs = torch.from_numpy(top_ids_np), torch.from_numpy(top_probs_np)
-    else:
-        label_id = int(probs[-1].argmax()) if label is None else label
-        targets = torch.full((T,), label_id, dtype=torch.long)
-        step_loss = -logp[:, label_id].clone()
-        weight[-1 if mode == "last" else 0 :] = 1.0
-        top_ids = torch.zeros((T, 0), dtype=torch.long)
-        top_probs = torch.zeros((T, 0))
-    dlogits = probs * weight[:, None]  # ∂L/∂logits = w_t (p_t − onehot(target_t))
-    dlogits[torch.arange(T), targets] -= weight
-    total = float((step_loss.nan_to_num() * weight).sum())
-    ext = (dlogits @ model.head.weight.double()).numpy()  # (T, D·H) ∂L/∂h_t from the head
-
-    # 4. BPTT, top layer first; each layer's ∂L/∂(its input) is the external gradient of the layer below.
-    layers, ext = stack_backward(model, forwards, ext, cfg.num_layers, cfg.directions)
-    grad_input = np.empty(T)
-    kernels.row_norms(ext, grad_input)
-
-    return Trace(
-        cell=cfg.cell,
-        kind=cfg.kind,
-        token_ids=ids_t.tolist(),
-        tokens=[],
-        unknown=[],
-        layers=layers,
-        probs=probs32.numpy(),
-        top_ids=top_ids.numpy(),
-        top_probs=top_probs.numpy(),
-        step_loss=step_loss.numpy(),
-        loss=total,
-        loss_mode=mode,
-        label=label_id,
-        label_source=None if label_id is None else "given" if label is not None else "predicted",
-        grad_input=grad_input,
-    )
 
 
 @dataclass

@@ -20,6 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from app.tour.families import scene_rules
 from app.zoo.zoo import UnknownModel, Zoo
 
 log = logging.getLogger("unrolled.tour")
@@ -371,7 +372,7 @@ def scene_models(scene: Scene, zoo: Zoo) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     ids = scene.named_models()
     if scene.view == "compare" and not scene.models and scene.task:
-        in_task = [m for m in zoo if m.card.task == scene.task and m.card.kind != "translate"]
+        in_task = [m for m in zoo if m.card.task == scene.task and scene_rules(m).in_compare_scene(m)]
         if not in_task and any(m.card.task == scene.task for m in zoo):
             problems.append(f"the task {scene.task!r} translates: its models are shown in a translate scene")
         elif not in_task:
@@ -392,38 +393,32 @@ def scene_models(scene: Scene, zoo: Zoo) -> tuple[list[str], list[str]]:
         except UnknownModel as e:
             problems.append(str(e))
             continue
-        kind = m.card.kind
-        shape = "melody" if kind == "next_token" and m.vocab.level == "note" else "series" if kind == "series" else kind
+        rules = scene_rules(m)
+        shape = rules.shape(m)
         guest = model_id != scene.model and shape in guests
         if guest:
             found.add(shape)
         if scene.view in ("melody", "series") and model_id == scene.model and shape != scene.view:
             what = {"melody": "a melody (note) model", "series": "a series model (numbers in)"}[scene.view]
-            problems.append(f"{model_id} is a {kind} model of {m.vocab.level}s: a {scene.view} scene needs {what}")
-        elif shape == "series" and scene.view != "series" and not guest:
             problems.append(
-                f'{model_id} reads numbers: show it in a series scene (view "series"), or as the forecast panel of '
-                "a sequences scene"
+                f"{model_id} is a {m.card.kind} model of {m.vocab.level}s: a {scene.view} scene needs {what}"
             )
-        elif scene.view in NEXT_TOKEN_ONLY and kind != "next_token":
-            what = "translates" if kind == "translate" else "is a classifier"
-            problems.append(f"{model_id} {what}: a {scene.view} scene needs a next-token model")
-        elif scene.view == "translate" and kind != "translate":
-            problems.append(f"{model_id} is a {kind} model: a translate scene needs a translation model")
-        elif scene.view not in NEXT_TOKEN_ONLY | {"translate"} and kind == "translate":
-            problems.append(f'{model_id} translates: show it in a translate scene (view "translate")')
+        elif (problem := rules.problem(m, scene.view, scene.view in NEXT_TOKEN_ONLY, guest)) is not None:
+            problems.append(problem)
         if scene.checkpoint and scene.checkpoint not in {c.name for c in m.card.checkpoints}:
             known = ", ".join(c.name for c in m.card.checkpoints) or "none"
             problems.append(f"{model_id} has no checkpoint {scene.checkpoint!r}; its checkpoints: {known}")
-        if scene.label and m.card.labels is not None and scene.label not in m.card.labels:
-            problems.append(f"{model_id} has no label {scene.label!r}; its labels: {', '.join(m.card.labels)}")
+        labels = rules.labels(m)
+        if scene.label and labels is not None and scene.label not in labels:
+            problems.append(f"{model_id} has no label {scene.label!r}; its labels: {', '.join(labels)}")
     for missing in sorted(guests - found):
         panel = next(p for p, s in GUEST_PANELS.items() if s == missing)
         what = "a melody model (notes)" if missing == "melody" else "a series model (numbers)"
         problems.append(f"the {panel} panel needs {what} in the scene's models; it names none")
     if scene.view == "translate" and len(ids) == 2 and not problems:
-        a, b = (zoo.get(i).card for i in ids)
-        if bool(a.attention) == bool(b.attention) or a.task != b.task:
+        first, second = (zoo.get(i) for i in ids)
+        a, b = first.card, second.card
+        if scene_rules(first).attention(first) == scene_rules(second).attention(second) or a.task != b.task:
             problems.append(
                 f"a translate scene's second model is its first with attention switched: {a.id} and {b.id} are not "
                 "(the same task, one with attention and one without)"

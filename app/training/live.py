@@ -32,7 +32,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from app.engine.token.model import Cell, Checkpoint, LoadedModel, ModelCard, SeqModel
+from app.engine.card import Checkpoint, LoadedModel, ModelCard
+from app.engine.layers import Cell
+from app.engine.token.card import TokenCard
+from app.engine.token.model import SeqModel
 from app.training.tasks import memory
 from app.training.tasks.base import ModelSize
 from app.zoo.importer import LAB_PREFIX
@@ -85,8 +88,7 @@ DATA = memory.MemoryData(vocab=memory.vocab(), data_source="the lab")  # what bu
 
 
 def build(cell: Cell, size: ModelSize = SIZE, seed: int = SEED) -> SeqModel:
-    model = TASK.build_model(cell, size, DATA, "")
-    assert isinstance(model, SeqModel)
+    model = TASK.seq_model(cell, size, DATA)
     init_weights(model, seed)
     return model
 
@@ -314,12 +316,11 @@ class Training:
             id=model_id,
             task=TASK.name,
             cell=run.cell,
-            kind="classify",
-            embed_size=self.size.embed_size,
+            kind=TASK.kind,
             hidden_size=self.size.hidden_size,
             num_layers=1,
             vocab=memory.vocab().to_json(),
-            labels=list(memory.SYMBOLS),
+            block=TokenCard(embed_size=self.size.embed_size, labels=list(memory.SYMBOLS), target=TASK.target),
             description=(
                 f"Trained live in the lab: {run.steps} steps in {self.seconds:.1f} s at gap N = {n} "
                 f"({'stopped by the presenter' if reason == 'stopped' else 'its time was up'}), the same batches "
@@ -350,7 +351,6 @@ class Training:
                 + (f"; {self.short_share:.0%} of batches a short gap of 1-3" if self.short_share and n > 3 else "")
                 + f"; held-out {HELDOUT} sequences at N = {n} from seed {HELDOUT_SEED}"
             ),
-            target="first_token",
         )
         return LoadedModel(
             card=card, vocab=memory.vocab(), model=run.model, checkpoints={"0": initial, "100": run.model}

@@ -25,7 +25,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from app.engine.token.model import Cell, Checkpoint, ModelCard, save_model, save_weights
+from app.engine.card import Checkpoint, ModelCard, save_model, save_weights
+from app.engine.layers import Cell
 from app.training.tasks import TASKS
 from app.training.tasks.base import Budget, ModelSize, Task
 
@@ -209,13 +210,10 @@ def _train(
         task=task.name,
         cell=cell,
         kind=task.kind,
-        embed_size=size.embed_size,
         hidden_size=size.hidden_size,
         num_layers=size.num_layers,
         vocab=data.vocab.to_json(),
-        labels=list(task.labels) if task.labels is not None else None,
-        positive_label=task.positive_label,
-        target=task.target,
+        block=task.card_block(model, data, size),
         description=task.description,
         examples=task.examples(),
         metrics=metrics,
@@ -223,6 +221,5 @@ def _train(
         checkpoints=checkpoints,
         seed=seed,
         data_source=data.data_source,
-        **task.card_fields(model, data),
     )
     return card, model

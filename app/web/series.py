@@ -20,20 +20,17 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from app.engine.card import LoadedModel
 from app.engine.errors import WrongModelKind
+from app.engine.series.card import series_card
 from app.engine.series.model import FarValues, Scaling, far_values, read_values
 from app.engine.series.trace import SeriesStep, SeriesTrace, forecast_steps, series_model, trace_series
-from app.engine.token.model import LoadedModel
 from app.web.config import Settings
 from app.web.errors import LimitExceeded
 from app.web.schemas.models import GenerateRequest, TraceRequest
 from app.wire.records import frame_messages, grad_records, record_messages, round_significant, step_records
 
 Array = NDArray[Any]
-
-
-def is_series(loaded: LoadedModel) -> bool:
-    return loaded.card.kind == "series"
 
 
 def values_of(loaded: LoadedModel, values: list[Any] | None) -> list[Any]:
@@ -91,8 +88,7 @@ class SeriesWire:
             return np.ascontiguousarray(round_significant(a, precision))
 
         lstm = tr.cell == "lstm"
-        assert loaded.card.series is not None
-        scaling = Scaling.from_json(loaded.card.series)
+        scaling = series_card(loaded.card).scaling
         return cls(
             model_id=loaded.card.id,
             trace=tr,

@@ -7,7 +7,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import orjson
 import uvicorn
 
@@ -56,8 +55,9 @@ def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def cmd_trace(args: argparse.Namespace) -> int:
     from app.engine.errors import EngineError
-    from app.engine.layers import trace
-    from app.engine.token.model import load_model
+    from app.engine.family import load_model
+    from app.engine.token.trace import trace
+    from app.web.families.token import table
     from app.wire.records import WireTrace
 
     folder: Path = args.models or get_settings().models_dir
@@ -71,21 +71,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(orjson.dumps(WireTrace.build(loaded, tr, args.precision).body(),
                                              option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")  # fmt: skip
         return 0
-    layers = len(tr.layers)
-    head = ["t", "token", "predicts (p)" if tr.kind == "next_token" else "class (p)", "loss"]
-    head += [f"|dL/dh| l{k}" for k in range(layers)] + ["|dL/dx|"]
     print(f"{loaded.card.id}: {tr.steps} steps, L = {tr.loss:.4g} ({tr.loss_mode})")
-    print("  ".join(f"{h:>12}" for h in head))
-    labels = loaded.card.labels or []
-    for t in range(tr.steps):
-        if tr.kind == "next_token":
-            best = f"{loaded.vocab.tokens[tr.top_ids[t, 0]]!r} {tr.top_probs[t, 0]:.2f}"
-        else:
-            c = int(np.argmax(tr.probs[t]))
-            best = f"{labels[c]} {tr.probs[t, c]:.2f}"
-        row = [str(t), repr(tr.tokens[t]), best, "-" if np.isnan(tr.step_loss[t]) else f"{tr.step_loss[t]:.3f}"]
-        row += [f"{layer.grad_hidden[t]:.3e}" for layer in tr.layers] + [f"{tr.grad_input[t]:.3e}"]
-        print("  ".join(f"{c:>12}" for c in row))
+    print("\n".join(table(loaded, tr)))
     return 0
 
 

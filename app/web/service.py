@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from app.engine.card import LoadedModel
 from app.engine.errors import UnknownTokens, WrongModelKind
-from app.engine.layers import trace
 from app.engine.token.generate import Step, generate
-from app.engine.token.model import LoadedModel
+from app.engine.token.trace import trace
 from app.engine.vocab import Encoded
 from app.web.config import Settings
 from app.web.errors import LimitExceeded

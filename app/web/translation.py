@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from app.engine.errors import WrongModelKind
-from app.engine.token.model import LoadedModel
+from app.engine.card import LoadedModel
+from app.engine.translation.card import translation_card
 from app.engine.translation.trace import (
     DEFAULT_MAX_LENGTH,
     MAX_SOURCE_STEPS,
@@ -39,18 +39,8 @@ Array = NDArray[Any]
 MAX_BEAM = 8
 
 
-def is_translation(loaded: LoadedModel) -> bool:
-    return loaded.card.kind == "translate"
-
-
-def refuse_translation_fields(loaded: LoadedModel, req: TraceRequest) -> None:
-    """`target` belongs to translation models; a token model's trace would silently ignore it otherwise."""
-    if req.target is not None:
-        raise WrongModelKind(f"{loaded.card.id} is a {loaded.card.kind} model: `target` is for translation models")
-
-
 def output_limit(loaded: LoadedModel, max_length: int | None) -> int:
-    return max_length or loaded.card.max_length or DEFAULT_MAX_LENGTH
+    return max_length or translation_card(loaded.card).max_length or DEFAULT_MAX_LENGTH
 
 
 def translation_steps(

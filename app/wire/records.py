@@ -18,9 +18,10 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
-from app.engine.layers import Trace
+from app.engine.card import LoadedModel, ModelCard
+from app.engine.token.card import token_card
 from app.engine.token.generate import Step
-from app.engine.token.model import LoadedModel, ModelCard
+from app.engine.token.trace import Trace
 
 Array = NDArray[Any]
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
@@ -121,7 +122,7 @@ def estimate_body_bytes(card: ModelCard, steps: int, top_k: int) -> int:
     float32 value (its shortest digits and a comma: 11.6 on charlm-lstm), ~32 a top-k prediction, ~48 a step's
     losses and gradient norms."""
     values = card.num_layers * card.directions * card.hidden_size * (1 + (card.cell == "lstm") + len(card.gate_names))
-    per_step = 13 * values + (32 * top_k if card.kind == "next_token" else 12 * len(card.labels or [])) + 48
+    per_step = 13 * values + (32 * top_k if card.kind == "next_token" else 12 * len(token_card(card).labels or [])) + 48
     return steps * per_step + 1024
 
 
@@ -181,7 +182,7 @@ class WireTrace:
             grad_weight_hh=[r(layer.grad_weight_hh) for layer in tr.layers],
             grad_input=r(tr.grad_input),
             vocab=loaded.vocab.tokens,
-            labels=loaded.card.labels,
+            labels=token_card(loaded.card).labels,
         )
 
     def state_arrays(self) -> list[tuple[str, Array]]:

@@ -27,8 +27,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor
 
+from app.engine.card import ModelCard, card_text, save_weights
 from app.engine.errors import ModelFileError
-from app.engine.token.model import GATES, MAX_LAYERS, Cell, ModelCard, SeqKind, SeqModel, save_weights
+from app.engine.family import family_of
+from app.engine.layers import GATES, MAX_LAYERS, Cell
+from app.engine.series.card import SeriesCard
+from app.engine.series.model import Scaling
+from app.engine.token.card import TokenCard
+from app.engine.token.model import SeqKind
 from app.engine.vocab import UNK, Level, Vocab
 
 LAB_PREFIX = "lab-"  # app.training.live names the models it trains live lab-<run>-<cell>
@@ -382,8 +388,6 @@ def _per_feature(values: tuple[float, ...], F: int, what: str, default: float) -
 def build_series(weights: Path, model_id: str, raw: dict[str, Tensor], maps_matched: list[str], cell: Cell | None,
                  options: SeriesOptions) -> Imported:  # fmt: skip
     """A model that reads numbers (no embedding) and whose head predicts the next step's numbers: SeriesModel."""
-    from app.engine.series.model import Scaling, SeriesConfig, SeriesModel
-
     state, matched = match_keys(raw, embedded=False)
     found, F, H, L, bidirectional, state = infer(state, cell)
     if bidirectional:
@@ -415,7 +419,6 @@ def build_series(weights: Path, model_id: str, raw: dict[str, Tensor], maps_matc
         task="imported",
         cell=found,
         kind="series",
-        embed_size=0,
         hidden_size=H,
         num_layers=L,
         vocab=Vocab(tokens=(UNK,), level="value", case="keep").to_json(),
@@ -427,10 +430,10 @@ def build_series(weights: Path, model_id: str, raw: dict[str, Tensor], maps_matc
             {"values": [list(scaling.mean) if F > 1 else scaling.mean[0]] * 8, "note": "eight steps at the mean"}
         ],
         data_source=f"imported from {weights.name}",
-        series=scaling.to_json(),
+        block=SeriesCard(scaling),
     )
     try:
-        SeriesModel(SeriesConfig.from_card(card)).load_state_dict_checked(state)
+        family_of(card.kind).build(card, state)
     except (ModelFileError, ValueError) as e:
         raise ImportProblem(str(e)) from e
     matched = maps_matched + matched
@@ -518,12 +521,11 @@ def build(
         task="imported",
         cell=found,
         kind=kind,
-        embed_size=E,
         hidden_size=H,
         num_layers=L,
         bidirectional=bidirectional,
         vocab=vocab.to_json(),
-        labels=labels,
+        block=TokenCard(embed_size=E, labels=labels),
         description=(
             f"imported from {weights.name}: a {L}-layer {'bidirectional ' * bidirectional}{found.upper()} "
             f"({H} hidden units), {lv}-level, {'a classifier' if labels else 'next-token'}"
@@ -537,7 +539,7 @@ def build(
         data_source=f"imported from {weights.name}",
     )
     try:  # the card must build the model these weights fill, exactly
-        SeqModel(card.config()).load_state_dict_checked(state)
+        family_of(card.kind).build(card, state)
     except (ModelFileError, ValueError) as e:
         raise ImportProblem(str(e)) from e
     matched.append(
@@ -582,7 +584,7 @@ def write(imported: Imported, folder: Path, claimed: bool = False) -> tuple[Path
             raise ImportProblem(f"{card.id} is a model of the zoo, not an imported one: choose another --id")
     weights_path = folder / f"{card.id}.safetensors"
     tmp_w = _write_atomic(folder, weights_path.name, lambda p: save_weights(imported.state, p))
-    text = json.dumps(card.to_json(), indent=1) + "\n"
+    text = card_text(card)
     try:
         tmp_c = _write_atomic(folder, card_path.name, lambda p: _write_text(p, text))
     except BaseException:

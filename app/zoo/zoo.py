@@ -8,8 +8,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from app.engine.card import LoadedModel
 from app.engine.errors import EngineError
-from app.engine.token.model import LoadedModel, load_model
+from app.engine.family import load_model
 
 log = logging.getLogger("unrolled.zoo")
 

@@ -353,7 +353,7 @@ def test_card_labels_reach_the_page_as_text_never_markup(
     card_path = tmp_path / "hostile-lstm.json"
     card = json.loads(card_path.read_text())
     labels = ['<a href="https://evil.example/">neg</a>', '<span style="font-size:80px;color:red">pos</span>']
-    card.update(labels=labels, positive_label=labels[1])
+    card["token"].update(labels=labels, positive_label=labels[1])  # the token family's block of the card
     card_path.write_text(json.dumps(card))
     with LiveServer(settings.model_copy(update={"models_dir": tmp_path})) as live:
         page.goto(live.url + f"/models/hostile-lstm?text={quote('a good film')}")

@@ -9,10 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from app.engine.family import load_model
 from app.engine.lab.diff import diff_ids
 from app.engine.lab.jacobian import jacobian_norms
-from app.engine.layers import trace
-from app.engine.token.model import SeqModel, load_model
+from app.engine.token.model import SeqModel
+from app.engine.token.trace import trace
 from app.training.tasks.memory import DIGITS, SYMBOLS, TASK, vocab
 from app.web.config import ROOT
 

@@ -11,9 +11,13 @@ import numpy as np
 import pytest
 import torch
 
+from app.engine.card import LoadedModel
+from app.engine.family import load_model
 from app.engine.lab import knobs
-from app.engine.layers import Trace, trace
-from app.engine.token.model import LoadedModel, SeqModel, load_model
+from app.engine.token.card import token_card
+from app.engine.token.model import SeqModel
+from app.engine.token.trace import Trace, trace
+from app.engine.translation.card import translation_card
 from app.engine.translation.trace import translate
 from app.tour.tours import BUILTIN_TOURS, DEFAULT_TOUR, Knobs, Scene, load_tour
 from app.training import live as lab
@@ -123,7 +127,8 @@ def test_scene_8_the_verdict_turns_where_the_caption_says() -> None:
     s = scene("Applications: reading a review")
     tr = own_trace(s)
     m = model(s.model or "")
-    pos = np.asarray(tr.probs)[:, (m.card.labels or []).index(m.card.positive_label or "positive")]
+    block = token_card(m.card)
+    pos = np.asarray(tr.probs)[:, (block.labels or []).index(block.positive_label or "positive")]
     words = tr.tokens
     low = int(pos.argmin())
     assert f"it falls to {pos[low]:.2f} at “{words[low]}”" in s.caption
@@ -149,7 +154,7 @@ def orders_lost(tr: Trace) -> float:
 
 
 def p_label(tr: Trace, m: LoadedModel, label: str) -> float:
-    return float(tr.probs[-1][(m.card.labels or []).index(label)])
+    return float(tr.probs[-1][(token_card(m.card).labels or []).index(label)])
 
 
 def test_scene_5_the_rnn_loses_the_symbol_at_100_digits_and_keeps_it_at_5() -> None:
@@ -163,7 +168,7 @@ def test_scene_5_the_rnn_loses_the_symbol_at_100_digits_and_keeps_it_at_5() -> N
     accuracy = m.card.metrics["accuracy_by_n"]["5"]  # recomputed from the weights by tests/claims/test_zoo.py
     assert f"With 5 digits it is right {100 * accuracy:.0f} % of the time (type E 31415 ?)" in s.caption
     short = trace(m, "E 31415 ?")
-    assert (m.card.labels or [])[int(short.probs[-1].argmax())] == "E"
+    assert (token_card(m.card).labels or [])[int(short.probs[-1].argmax())] == "E"
 
 
 def test_scene_6_the_table_and_the_answers_are_the_ones_the_caption_gives() -> None:
@@ -208,7 +213,7 @@ def test_scene_9_with_attention_it_translates_and_without_it_does_not() -> None:
     (without,) = s.models
     with_attention = translate(model(s.model), s.input, beam=s.beam)
     alone = translate(model(without), s.input, beam=s.beam)
-    assert model(s.model).card.attention and not model(without).card.attention
+    assert translation_card(model(s.model).card).attention and not translation_card(model(without).card).attention
     p = math.exp(with_attention.beams[0].score)  # the best beam, as the beams panel shows it
     assert f"“{with_attention.output}” (p = {p:.2f})" in s.caption
     assert f"Without attention (press A), {without} writes “{alone.output}”" in s.caption

@@ -16,7 +16,10 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from app.engine.token.model import LoadedModel, ModelCard, load_model
+from app.engine.card import LoadedModel, ModelCard
+from app.engine.family import load_model
+from app.engine.token.card import token_card
+from app.engine.translation.card import translation_card
 from app.engine.translation.model import EOS_ID, Seq2SeqModel
 from app.training.live import RECORDING
 
@@ -41,10 +44,11 @@ class Plain:
 
     def __init__(self, card: ModelCard, path: Path, dtype: torch.dtype = torch.float32) -> None:
         state = load_file(str(path))
-        outputs = len(card.vocab["tokens"]) if card.kind == "next_token" else len(card.labels or [])
-        self.embedding = nn.Embedding(len(card.vocab["tokens"]), card.embed_size)
+        block = token_card(card)
+        outputs = len(card.vocab["tokens"]) if card.kind == "next_token" else len(block.labels or [])
+        self.embedding = nn.Embedding(len(card.vocab["tokens"]), block.embed_size)
         cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[card.cell]
-        self.rnn = cls(card.embed_size, card.hidden_size, num_layers=card.num_layers, batch_first=True)
+        self.rnn = cls(block.embed_size, card.hidden_size, num_layers=card.num_layers, batch_first=True)
         self.head = nn.Linear(card.hidden_size, outputs)
         for prefix, module in (("embedding.", self.embedding), ("rnn.", self.rnn), ("head.", self.head)):
             module.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
@@ -155,7 +159,7 @@ def test_alphabet_backwards_run_stays_uncertain(cell: str) -> None:
 
 def memory_batch(card: ModelCard, n: int, size: int, seed: int) -> tuple[Tensor, Tensor]:
     tokens: list[str] = card.vocab["tokens"]
-    labels_ = card.labels or []
+    labels_ = token_card(card).labels or []
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, len(labels_), size=size)
     digits = np.array([tokens.index(d) for d in "0123456789"])
@@ -188,7 +192,7 @@ def grad_ratio(model_id: str, text: str, label: str) -> float:
             _, h = net.rnn(x[:, t : t + 1], h)
         h.retain_grad()
         hs.append(h)
-    loss = F.cross_entropy(net.head(hs[-1][0]), torch.tensor([(card.labels or []).index(label)]))
+    loss = F.cross_entropy(net.head(hs[-1][0]), torch.tensor([(token_card(card).labels or []).index(label)]))
     loss.backward()  # type: ignore[no-untyped-call]
     first, last = hs[0].grad, hs[-1].grad
     assert first is not None and last is not None
@@ -223,7 +227,7 @@ def test_memory_accuracy_by_gap_on_fresh_batches(cell: str) -> None:
 def example_probs(model_id: str, text: str) -> dict[str, float]:
     card = loaded(model_id).card
     p = torch.softmax(plain(model_id).logits(torch.tensor([ids_of(card, text)]))[0, -1], -1)
-    return dict(zip(card.labels or [], p.tolist(), strict=True))
+    return dict(zip(token_card(card).labels or [], p.tolist(), strict=True))
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -358,7 +362,7 @@ def test_charlm_writes_english_words(cell: str) -> None:
 def test_sentiment_heldout_accuracy_and_example_predictions(cell: str) -> None:
     card = loaded(f"sentiment-{cell}").card
     m = card.metrics
-    assert card.labels == ["negative", "positive"] and card.positive_label == "positive"
+    assert token_card(card).labels == ["negative", "positive"] and token_card(card).positive_label == "positive"
     assert m["test_accuracy"] > m["test_majority_baseline"] and m["n_test"] > 1000
     if cell in GATED:
         assert m["test_accuracy"] >= 0.75
@@ -411,7 +415,7 @@ class PlainTranslator:
     def __init__(self, card: ModelCard, path: Path) -> None:
         state = load_file(str(path))
         cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[card.cell]
-        E, H, L = card.embed_size, card.hidden_size, card.num_layers
+        E, H, L = translation_card(card).embed_size, card.hidden_size, card.num_layers
         self.src_emb = nn.Embedding.from_pretrained(state["encoder_embedding.weight"])  # type: ignore[no-untyped-call]
         self.tgt_emb = nn.Embedding.from_pretrained(state["decoder_embedding.weight"])  # type: ignore[no-untyped-call]
         self.encoder = cls(E, H, num_layers=L, batch_first=True)
@@ -419,7 +423,7 @@ class PlainTranslator:
         for prefix, module in (("encoder.", self.encoder), ("decoder.", self.decoder)):
             module.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
         self.state = state
-        self.attention = card.attention
+        self.attention = translation_card(card).attention
 
     @torch.no_grad()
     def greedy(self, ids: list[int], max_length: int) -> list[int]:
@@ -446,8 +450,9 @@ class PlainTranslator:
 def test_numbers_model_loads_with_a_complete_card(model_id: str) -> None:
     m = loaded(model_id)
     c = m.card
-    assert c.kind == "translate" and c.task == "numbers" and c.attention == model_id.endswith("attention")
-    assert c.target_vocab is not None and c.equations and c.max_length >= 64
+    block = translation_card(c)
+    assert c.kind == "translate" and c.task == "numbers" and block.attention == model_id.endswith("attention")
+    assert block.target_vocab is not None and block.equations and block.max_length >= 64
     training = c.metrics["training"]
     assert 0 < cpu_seconds(c) <= 180, "every model trains in at most three minutes"
     assert training["dry_run"] is False and not training["stopped"].startswith("time cap")
@@ -496,13 +501,14 @@ def test_numbers_translate_round_numbers_and_never_repeat_to_the_length_cap(mode
     m = loaded(model_id)
     assert isinstance(m.model, Seq2SeqModel)
     pairs = number_pairs()
-    scores = {name: numbers.set_scores(m.model, pairs[name], m.card.max_length) for name in ("round", "small")}
+    scores = {name: numbers.set_scores(m.model, pairs[name], translation_card(m.card).max_length)
+              for name in ("round", "small")}  # fmt: skip
     assert scores["round"]["exact_match"] >= ROUND_EXACT[model_id], scores
     assert scores["small"]["exact_match"] >= SMALL_EXACT[model_id], scores
     assert scores["round"]["at_length_cap"] == scores["small"]["at_length_cap"] == 0, scores
-    outs = numbers.greedy_batch(m.model, pairs["audience"], m.card.max_length)
+    outs = numbers.greedy_batch(m.model, pairs["audience"], translation_card(m.card).max_length)
     assert all(EOS_ID in o for o in outs), "every output ends"
-    if m.card.attention:
+    if translation_card(m.card).attention:
         assert [o for o, p in zip(outs, pairs["audience"], strict=True) if o != p.target] == []
     card = m.card.metrics["exact_match_by_set"]
     assert {name: card[name] for name in scores} == scores, "the card says what the weights do"
@@ -525,6 +531,6 @@ def test_numbers_examples_recomputed_with_plain_torch_nn(model_id: str) -> None:
     for ex in m.card.examples:
         ids = m.vocab.encode(ex["text"]).ids
         engine = translate(m, ex["text"])
-        assert engine.beams[0].token_ids == plain_.greedy(ids, m.card.max_length)
-        if m.card.attention:
+        assert engine.beams[0].token_ids == plain_.greedy(ids, translation_card(m.card).max_length)
+        if translation_card(m.card).attention:
             assert engine.output == num2words.num2words(english[ex["text"]], lang="de"), ex["text"]

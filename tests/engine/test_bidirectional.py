@@ -9,8 +9,12 @@ import orjson
 import pytest
 import torch
 
-from app.engine.layers import trace, trace_ids
-from app.engine.token.model import GATES, ModelConfig, SeqModel, load_model, save_model
+from app.engine.card import save_model
+from app.engine.family import load_model
+from app.engine.layers import GATES
+from app.engine.token.card import config
+from app.engine.token.model import ModelConfig, SeqModel
+from app.engine.token.trace import trace, trace_ids
 from app.wire.records import WireTrace, dumps
 from tests.conftest import write_model
 from tests.engine.test_trace import CELLS, STATE_TOL, assert_close_rel
@@ -116,7 +120,7 @@ def test_the_wire_names_each_layer_entry_by_its_direction(tmp_path: Path) -> Non
         (tmp_path / c.file).unlink()
     card.checkpoints = []
     torch.manual_seed(1)
-    save_model(tmp_path, card, SeqModel(card.config()))
+    save_model(tmp_path, card, SeqModel(config(card)))
     loaded = load_model(tmp_path, "bi-lstm")
     wire = WireTrace.build(loaded, trace(loaded, "hello"))
     body = orjson.loads(dumps(wire.body()))

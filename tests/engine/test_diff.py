@@ -14,9 +14,12 @@ from fastapi.testclient import TestClient
 from numpy.typing import NDArray
 from torch import nn
 
+from app.engine.card import ModelCard, save_model
+from app.engine.family import load_model
 from app.engine.lab.diff import TokenCountMismatch, diff_ids
-from app.engine.layers import trace
-from app.engine.token.model import ModelCard, ModelConfig, SeqModel, load_model, save_model
+from app.engine.token.card import TokenCard, config
+from app.engine.token.model import ModelConfig, SeqModel
+from app.engine.token.trace import trace
 from app.web.app import create_app
 from app.web.config import ROOT, Settings
 from tests.conftest import LETTERS, WORDS, write_model
@@ -33,12 +36,13 @@ def write_bidirectional(folder: Path, model_id: str, cell: str, kind: str) -> No
     tokens = WORDS if word else LETTERS
     labels = ["negative", "positive"] if word else None
     card = ModelCard(
-        id=model_id, task="test", cell=cell, kind=kind, embed_size=8, hidden_size=12, num_layers=2,  # type: ignore[arg-type]
-        vocab={"level": "word" if word else "char", "case": "lower", "tokens": tokens}, labels=labels,
+        id=model_id, task="test", cell=cell, kind=kind, hidden_size=12, num_layers=2,  # type: ignore[arg-type]
+        vocab={"level": "word" if word else "char", "case": "lower", "tokens": tokens},
+        block=TokenCard(embed_size=8, labels=labels),
         bidirectional=True, description=f"a bidirectional test {cell}",
     )  # fmt: skip
     torch.manual_seed(sum(map(ord, model_id)))
-    model = SeqModel(card.config())
+    model = SeqModel(config(card))
     for p in model.parameters():
         p.data.mul_(1.5)
     save_model(folder, card, model)

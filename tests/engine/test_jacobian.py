@@ -14,9 +14,13 @@ import torch
 from fastapi.testclient import TestClient
 from torch import Tensor, nn
 
+from app.engine.card import save_model
+from app.engine.family import load_model
 from app.engine.lab.jacobian import jacobian_norms, series_jacobian_norms
+from app.engine.layers import suffix
 from app.engine.series.model import SeriesConfig, SeriesModel
-from app.engine.token.model import ModelConfig, SeqModel, load_model, save_model, suffix
+from app.engine.token.card import config
+from app.engine.token.model import ModelConfig, SeqModel
 from app.web.app import create_app
 from app.web.config import ROOT, Settings
 from tests.conftest import LETTERS, LiveServer, write_model
@@ -328,7 +332,7 @@ def test_a_bidirectional_models_reverse_entry_over_rest(settings: Settings, tmp_
     card = write_model(tmp_path, "both-gru", "gru", "next_token")
     card.bidirectional = True
     torch.manual_seed(2)
-    model = SeqModel(card.config())
+    model = SeqModel(config(card))
     card.checkpoints = []
     save_model(tmp_path, card, model)
     with TestClient(create_app(settings.model_copy(update={"models_dir": tmp_path}))) as c:

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from torch import Tensor
 
 from app.engine.lab import knobs
-from app.engine.token.model import RNN_CLASSES, Cell
+from app.engine.layers import RNN_CLASSES, Cell
 from app.web.config import Settings
 
 SEEDS = range(5)

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 import torch
 
+from app.engine.card import LoadedModel
 from app.engine.errors import BadNote
-from app.engine.layers import trace
-from app.engine.token.model import LoadedModel, load_model
+from app.engine.family import load_model
+from app.engine.token.card import token_card
 from app.engine.token.notes import Note, normalise, parse_notes, write_notes
+from app.engine.token.trace import trace
 from app.engine.vocab import UNK, Vocab
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -136,7 +138,7 @@ def test_the_cards_figures_are_recomputed_from_the_corpus_and_the_weights() -> N
         state = {k: v for k, v in m.model.state_dict().items()}
         emb = torch.nn.Embedding.from_pretrained(state["embedding.weight"])  # type: ignore[no-untyped-call]
         cls = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
-        rnn = cls(m.card.embed_size, m.card.hidden_size, num_layers=m.card.num_layers, batch_first=True)
+        rnn = cls(token_card(m.card).embed_size, m.card.hidden_size, num_layers=m.card.num_layers, batch_first=True)
         rnn.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("rnn.")})
         bits, count = 0.0, 0
         with torch.no_grad():

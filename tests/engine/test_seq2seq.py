@@ -19,8 +19,11 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
+from app.engine.card import LoadedModel, ModelCard, save_model
 from app.engine.errors import EmptyInput, EngineError, OverLimit, UnknownTokens, WrongModelKind
-from app.engine.token.model import GATES, LoadedModel, ModelCard, load_model, save_model
+from app.engine.family import load_model
+from app.engine.layers import GATES
+from app.engine.translation.card import TranslationCard, translation_card
 from app.engine.translation.model import (
     BOS,
     BOS_ID,
@@ -315,15 +318,17 @@ def loaded_of(model: Seq2SeqModel, tmp_path: Path, max_length: int = 30) -> Load
         task="toy",
         cell=cfg.cell,
         kind="translate",
-        embed_size=cfg.embed_size,
         hidden_size=cfg.hidden_size,
         num_layers=cfg.num_layers,
         vocab=Vocab(tokens=(UNK, *SOURCE_WORDS), level="word", case="lower").to_json(),
-        target_vocab=TARGET.to_json(),
-        attention=cfg.attention,
-        attention_size=cfg.attention_size,
-        equations=EQUATIONS,
-        max_length=max_length,
+        block=TranslationCard(
+            embed_size=cfg.embed_size,
+            target_vocab=TARGET.to_json(),
+            attention=cfg.attention,
+            attention_size=cfg.attention_size,
+            equations=EQUATIONS,
+            max_length=max_length,
+        ),
     )
     save_model(tmp_path, card, model)
     return load_model(tmp_path, card.id)
@@ -340,10 +345,10 @@ def toy(request: pytest.FixtureRequest, tmp_path: Path) -> LoadedModel:
 
 def test_a_saved_translation_model_loads_back_with_its_card(toy: LoadedModel) -> None:
     assert isinstance(toy.model, Seq2SeqModel) and toy.target_vocab == TARGET
-    assert toy.card.kind == "translate" and toy.card.equations == EQUATIONS
+    assert toy.card.kind == "translate" and translation_card(toy.card).equations == EQUATIONS
     names = set(toy.model.state_dict())
     assert {"encoder_embedding.weight", "encoder.weight_ih_l1", "decoder.weight_hh_l0", "head.weight"} <= names
-    assert ("attention.key.weight" in names) == toy.card.attention
+    assert ("attention.key.weight" in names) == translation_card(toy.card).attention
 
 
 def test_beam_of_one_is_greedy_and_the_best_score_is_the_traced_log_prob(toy: LoadedModel) -> None:
@@ -396,6 +401,7 @@ def test_teacher_forcing_scores_the_given_target(toy: LoadedModel) -> None:
 
 
 def test_max_length_bounds_every_output(toy: LoadedModel) -> None:
+    assert isinstance(toy.model, Seq2SeqModel)
     with torch.no_grad():
         toy.model.head.bias[EOS_ID] -= 100.0  # it never ends
     result = translate(toy, "one", beam=3, max_length=7)
@@ -426,8 +432,8 @@ def test_errors_name_what_is_wrong(toy: LoadedModel, tmp_path: Path) -> None:
 
 
 def test_sequence_model_engine_refuses_a_translation_model_and_vice_versa(toy: LoadedModel) -> None:
-    from app.engine.layers import trace
     from app.engine.token.generate import generate
+    from app.engine.token.trace import trace
 
     with pytest.raises(WrongModelKind):
         trace(toy, "one two")

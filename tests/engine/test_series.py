@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 import torch
 
+from app.engine.card import LoadedModel, ModelCard
 from app.engine.errors import BadValues, EmptyInput, InputTooLong, OverLimit, WrongModelKind
+from app.engine.layers import GATES
+from app.engine.series.card import SeriesCard, series_card
 from app.engine.series.model import Scaling, SeriesConfig, SeriesModel, read_values
 from app.engine.series.trace import SeriesTrace, forecast, forecast_steps, trace_series, trace_values
-from app.engine.token.model import GATES, LoadedModel, ModelCard
 from app.engine.vocab import UNK, Vocab
 from tests.engine.test_trace import GRAD_RTOL, STATE_TOL, assert_close_rel
 from tests.reference import reference_series
@@ -48,8 +50,8 @@ def series_values(T: int, features: int, seed: int) -> np.ndarray:
 def loaded_series(model: SeriesModel, sc: Scaling) -> LoadedModel:
     cfg = model.config
     card = ModelCard(
-        id="test-series", task="test", cell=cfg.cell, kind="series", embed_size=0, hidden_size=cfg.hidden_size,
-        num_layers=cfg.num_layers, vocab=Vocab(tokens=(UNK,), level="value").to_json(), series=sc.to_json(),
+        id="test-series", task="test", cell=cfg.cell, kind="series", hidden_size=cfg.hidden_size,
+        num_layers=cfg.num_layers, vocab=Vocab(tokens=(UNK,), level="value").to_json(), block=SeriesCard(sc),
     )  # fmt: skip
     return LoadedModel(card=card, vocab=card.make_vocab(), model=model)
 
@@ -179,8 +181,8 @@ def test_empty_and_too_many_values_raise_the_engines_errors() -> None:
 
 
 def test_a_series_model_is_not_traced_as_text_nor_a_text_model_as_values() -> None:
-    from app.engine.layers import trace
     from app.engine.token.model import ModelConfig, SeqModel
+    from app.engine.token.trace import trace
 
     loaded = loaded_series(make_series("rnn", 1, 1, seed=0), scaling(1))
     with pytest.raises(WrongModelKind, match="reads numbers"):
@@ -253,18 +255,18 @@ def test_sunspots_card_and_held_out_rmse_recomputed_with_plain_torch_nn(cell: st
 
     from safetensors.torch import load_file
 
-    from app.engine.token.model import load_model
+    from app.engine.family import load_model
 
     models = Path(__file__).resolve().parents[2] / "models"
     m = load_model(models, f"sunspots-{cell}")
     c, metrics = m.card, m.card.metrics
-    assert (c.kind, c.embed_size, m.vocab.level) == ("series", 0, "value")
+    assert (c.kind, m.vocab.level) == ("series", "value")
     assert 0 < c.train_seconds <= 180 and metrics["training"]["dry_run"] is False
     assert [k.name for k in c.checkpoints] == ["0", "5", "20", "100"] and set(m.checkpoints) == {"0", "5", "20", "100"}
     assert "statsmodels" in c.data_source and metrics["heldout_years"] == [1969, 2008] and metrics["ar_p"] >= 1
     whole = next(ex for ex in c.examples if ex["first"] == 1700)["values"]
     assert len(whole) == 309
-    sc = Scaling.from_json(c.series or {})
+    sc = series_card(c).scaling
     state = load_file(str(models / f"sunspots-{cell}.safetensors"))
     cls = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
     rnn = cls(1, c.hidden_size, num_layers=c.num_layers, batch_first=True)

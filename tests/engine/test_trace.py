@@ -8,8 +8,10 @@ import torch
 from numpy.typing import NDArray
 
 from app.engine.errors import EmptyInput, InputTooLong
-from app.engine.layers import Trace, trace_ids
-from app.engine.token.model import GATES, ModelConfig, SeqModel
+from app.engine.layers import GATES
+from app.engine.token.card import token_card
+from app.engine.token.model import ModelConfig, SeqModel
+from app.engine.token.trace import Trace, trace_ids
 from tests.reference import reference
 
 CELLS = ["rnn", "lstm", "gru"]
@@ -153,12 +155,12 @@ def test_top_k_lists_the_most_likely_next_tokens_in_order() -> None:
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_a_memory_input_is_scored_against_the_symbol_it_starts_with(cell: str) -> None:
-    from app.engine.layers import trace
-    from app.engine.token.model import load_model
+    from app.engine.family import load_model
+    from app.engine.token.trace import trace
     from app.web.config import ROOT
 
     loaded = load_model(ROOT / "models", f"memory-{cell}")
-    labels = loaded.card.labels or []
+    labels = token_card(loaded.card).labels or []
     for symbol in ("D", "h"):  # read as upper case, as the vocabulary does
         own = trace(loaded, f"{symbol} 12345 67890 ?")
         assert (labels[own.label or 0], own.label_source) == (symbol.upper(), "input")

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from app.engine.token.loss import last_step_logits
 from app.engine.token.model import ModelConfig, SeqModel
 from app.engine.vocab import Vocab
 from app.training.loop import DEFAULT_CACHE
 from app.training.tasks import TASKS, alphabet, charlm, memory, numbers, sentiment
-from app.training.tasks.base import Batch, batch_loss, last_step_logits, pad_batch
+from app.training.tasks.base import Batch, batch_loss, pad_batch
 from app.training.tasks.wheel import DataUnavailable, fetch_wheel
 
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from app.cli import build_parser, main
-from app.engine.token.model import load_model
+from app.engine.family import load_model
+from app.engine.token.card import token_card
 from app.training.loop import CELLS, DEFAULT_CACHE, checkpoint_steps, cosine, model_id, train
 from app.training.tasks import TASKS
 from app.training.tasks.wheel import DataUnavailable, fetch_wheel
@@ -49,7 +50,7 @@ def test_dry_run_of_each_task_writes_a_loadable_model_with_checkpoints(task: str
         assert c.metrics["training"]["dry_run"] is True
         assert 10 <= len(c.curve) <= 60 and all({"step", "loss"} <= set(p) for p in c.curve)
         if c.kind == "classify":
-            assert c.labels == list(TASKS[task].labels or ())
+            assert token_card(c).labels == list(TASKS[task].labels or ())
         # The final weights are the 100 % checkpoint; training moved them away from the initial ones.
         final = loaded.model.state_dict()
         assert all(torch.equal(final[k], v) for k, v in loaded.checkpoints["100"].state_dict().items())
@@ -76,16 +77,17 @@ def test_numbers_trains_two_attention_models_and_one_without(tmp_path: Path) -> 
     cards = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
     assert set(cards) == {"numbers-gru-attention", "numbers-lstm-attention", "numbers-gru"}
     for mid, card in cards.items():
-        assert card["kind"] == "translate" and card["attention"] == mid.endswith("attention")
-        assert card["target_vocab"]["tokens"][:3] == ["<unk>", "<s>", "</s>"] and "c_t" in card["equations"]
-        assert (card["attention_size"] > 0) == card["attention"]
+        block = card["translation"]  # the translation family's block of the card
+        assert card["kind"] == "translate" and block["attention"] == mid.endswith("attention")
+        assert block["target_vocab"]["tokens"][:3] == ["<unk>", "<s>", "</s>"] and "c_t" in block["equations"]
+        assert (block["attention_size"] > 0) == block["attention"]
         m = card["metrics"]
         assert 0 <= m["heldout_exact_match"] <= 1 and set(m["exact_match_by_source_length"]) == {
             "1-3", "4-6", "7-9", "10-12", "13-15"
         }  # fmt: skip
         loaded = load_model(tmp_path, mid)
         keys = set(loaded.model.state_dict())
-        assert ("attention.energy.weight" in keys) == card["attention"]
+        assert ("attention.energy.weight" in keys) == block["attention"]
 
 
 def test_checkpoints_fall_at_0_5_20_and_100_percent() -> None:

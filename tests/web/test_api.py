@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.engine.layers import trace
-from app.engine.token.model import load_model
+from app.engine.family import load_model
+from app.engine.token.trace import trace
 from app.web.app import create_app
 from app.web.capacity.compute import Work
 from app.web.config import Settings

@@ -25,8 +25,9 @@ from fastapi.testclient import TestClient
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from app.engine.card import LoadedModel
+from app.engine.layers import Cell
 from app.engine.token.generate import generate
-from app.engine.token.model import Cell, LoadedModel
 from app.training.live import (
     BUDGET,
     CELLS,

@@ -16,9 +16,11 @@ import torch
 from fastapi.testclient import TestClient
 from websockets.sync.client import connect
 
+from app.engine.card import ModelCard, save_model
+from app.engine.family import load_model
+from app.engine.series.card import SeriesCard
 from app.engine.series.model import MARGIN, Scaling, SeriesConfig, SeriesModel
 from app.engine.series.trace import forecast, trace_series
-from app.engine.token.model import ModelCard, load_model, save_model
 from app.web.app import create_app
 from app.web.config import ROOT, Settings
 from app.wire.decode import grad_arrays, sections, step_arrays
@@ -31,8 +33,8 @@ PAIRS = [[v, 10 - v / 2] for v in SERIES]
 def write_series_model(folder: Path, model_id: str, cell: str, features: list[str]) -> None:
     scaling = Scaling(tuple(features), tuple(8.0 for _ in features), tuple(4.0 for _ in features), "units", "year")
     card = ModelCard(
-        id=model_id, task="test-series", cell=cell, kind="series", embed_size=0, hidden_size=12,  # type: ignore[arg-type]
-        num_layers=1, vocab={"level": "value", "tokens": ["<unk>"]}, series=scaling.to_json(),
+        id=model_id, task="test-series", cell=cell, kind="series", hidden_size=12,  # type: ignore[arg-type]
+        num_layers=1, vocab={"level": "value", "tokens": ["<unk>"]}, block=SeriesCard(scaling),
         description="a test series model", examples=[{"values": SERIES[:6], "note": "test"}], seed=1,
     )  # fmt: skip
     torch.manual_seed(sum(map(ord, model_id)))

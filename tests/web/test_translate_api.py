@@ -14,7 +14,8 @@ import torch
 from fastapi.testclient import TestClient
 from websockets.sync.client import connect
 
-from app.engine.token.model import load_model
+from app.engine.family import load_model
+from app.engine.translation.card import translation_card
 from app.engine.translation.trace import trace_translation, translate
 from app.wire.decode import grad_arrays, sections, step_arrays
 from tests.conftest import LiveServer
@@ -53,7 +54,7 @@ def test_trace_of_a_given_target_holds_both_sides_and_equals_the_engine(
         norms = body["grad_norms"][side]
         np.testing.assert_allclose(norms["hidden"], [layer.grad_hidden for layer in trace_side.layers], rtol=1e-15)
     attention = body["attention"]
-    if loaded.card.attention:
+    if translation_card(loaded.card).attention:
         assert np.array(attention).shape == (T, J)
         np.testing.assert_allclose(np.array(attention).sum(1), 1, atol=1e-5)
         assert len(body["grad_norms"]["encoder"]["via_attention"]) == J

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.engine.layers import trace
-from app.engine.token.model import load_model
+from app.engine.family import load_model
+from app.engine.token.trace import trace
 
 
 @pytest.mark.parametrize("model_id", ["chars-lstm", "chars-gru", "chars-rnn"])

@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from app.cli import main
-from app.engine.token.model import load_model
+from app.engine.family import load_model
 from app.web.app import create_app
 from app.web.config import ROOT, Settings
 from app.zoo.zoo import Zoo

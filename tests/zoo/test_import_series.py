@@ -15,8 +15,9 @@ from fastapi.testclient import TestClient
 from torch import Tensor, nn
 
 from app.cli import main
-from app.engine.series.model import Scaling, SeriesModel
-from app.engine.token.model import load_model
+from app.engine.family import load_model
+from app.engine.series.card import series_card
+from app.engine.series.model import SeriesModel
 from app.web.app import create_app
 from app.web.config import Settings
 from tests.engine.test_trace import assert_close_rel
@@ -80,7 +81,7 @@ def test_the_card_says_what_the_numbers_are(imported: tuple[Path, WeatherModel])
     loaded = load_model(imported[0], "my-weather")
     assert loaded.card.kind == "series" and loaded.card.task == "imported" and loaded.card.cell == "gru"
     assert isinstance(loaded.model, SeriesModel) and loaded.model.config.num_layers == 2
-    sc = Scaling.from_json(loaded.card.series or {})
+    sc = series_card(loaded.card).scaling
     assert sc.features == tuple(FEATURES) and sc.mean == tuple(MEAN) and sc.std == tuple(STD)
     assert sc.units == "mm, °C" and sc.step == "day"
 
@@ -134,7 +135,7 @@ def test_a_series_model_uploads_too(imported: tuple[Path, WeatherModel], tmp_pat
         )
         assert with_vocab.status_code == 422 and "not with a vocabulary" in with_vocab.json()["message"]
     loaded = load_model(tmp_path / "models", "up-weather")
-    assert Scaling.from_json(loaded.card.series or {}).mean == tuple(MEAN)
+    assert series_card(loaded.card).scaling.mean == tuple(MEAN)
 
 
 def bad_series(src: Path) -> Iterator[tuple[str, list[str], str]]:

@@ -63,9 +63,18 @@ from torch import Tensor, nn
 
 from app.engine.errors import EmptyInput, EngineError, InputTooLong
 from app.engine.jit import cache_mode, njit
-from app.engine.layers import Direction, LayerForward, Stack, stack_forward
+from app.engine.layers import (
+    Cell,
+    Direction,
+    LayerForward,
+    LayerWeights,
+    Stack,
+    layer_views,
+    layer_weights,
+    stack_forward,
+)
 from app.engine.series.model import SeriesModel
-from app.engine.token.model import Cell, LayerWeights, ModelConfig, SeqModel, layer_views, layer_weights
+from app.engine.token.model import ModelConfig, SeqModel
 
 Norm = Literal["spectral", "frobenius"]
 

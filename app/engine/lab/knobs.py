@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from app.engine.token.model import Cell
+from app.engine.layers import Cell
 
 Nonlinearity = Literal["tanh", "relu", "identity"]
 F64 = NDArray[np.float64]

@@ -21,7 +21,7 @@ import copy
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,10 +29,7 @@ from numpy.typing import NDArray
 from torch import Tensor, nn
 
 from app.engine.errors import BadValues, EmptyInput, InputTooLong, ModelFileError
-from app.engine.token.model import MAX_LAYERS, RNN_CLASSES, Cell, LayerWeights, layer_views, layer_weights, load_checked
-
-if TYPE_CHECKING:
-    from app.engine.token.model import ModelCard
+from app.engine.layers import MAX_LAYERS, RNN_CLASSES, Cell, LayerWeights, layer_views, layer_weights, load_checked
 
 MAX_SCALED = 1e6  # |value − mean| / std beyond this is not data the model could have meant to read
 # A value is far outside what the model was trained on (warned of, still read) beyond the training data's range
@@ -177,12 +174,6 @@ class SeriesConfig:
     features: int  # F: numbers per step, read by W_ih and predicted by the head
     hidden_size: int
     num_layers: int = 1
-
-    @classmethod
-    def from_card(cls, card: ModelCard) -> SeriesConfig:
-        if card.series is None:
-            raise ModelFileError("card is not valid: a series model needs its series (features, mean, std)")
-        return cls(card.cell, Scaling.from_json(card.series).width, card.hidden_size, card.num_layers)
 
 
 class SeriesModel(nn.Module):

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from app.engine import kernels
+from app.engine.card import LoadedModel
 from app.engine.errors import OverLimit, WrongModelKind
 from app.engine.layers import (
     F32,
@@ -35,8 +36,8 @@ from app.engine.layers import (
     layer_backward,
     layer_forward,
 )
+from app.engine.series.card import series_card
 from app.engine.series.model import Scaling, SeriesModel, read_values, scaled_tensor
-from app.engine.token.model import LoadedModel
 
 MAX_FORECAST = 2000
 
@@ -65,10 +66,11 @@ class SeriesTrace:
 
 def series_model(loaded: LoadedModel, checkpoint: str | None = None) -> tuple[SeriesModel, Scaling]:
     """The series model of a zoo entry and its scaling, or WrongModelKind."""
+    block = series_card(loaded.card)
     model = loaded.at(checkpoint)
-    if not isinstance(model, SeriesModel) or loaded.card.series is None:
+    if not isinstance(model, SeriesModel):
         raise WrongModelKind(f"{loaded.card.id} is a {loaded.card.kind} model: it reads text, not values")
-    return model, Scaling.from_json(loaded.card.series)
+    return model, block.scaling
 
 
 def trace_series(

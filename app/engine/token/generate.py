@@ -6,13 +6,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from app.engine.errors import EngineError, WrongModelKind
 from app.engine.layers import LayerForward, layer_forward
-from app.engine.series.model import SeriesModel
 from app.engine.token.model import SeqModel
-from app.engine.translation.model import Seq2SeqModel
 
 
 @dataclass
@@ -26,7 +24,7 @@ class Step:
 
 
 def generate(
-    model: SeqModel | Seq2SeqModel | SeriesModel,
+    model: nn.Module,
     prompt_ids: list[int],
     length: int,
     temperature: float,
@@ -39,10 +37,8 @@ def generate(
     temperature → 0 is greedy decoding; a seed makes the sample reproducible. `unk_id` is the vocabulary's
     unknown token (Vocab.unk_id; the zoo's is 0), never written; a vocabulary without one (None) writes any token.
     """
-    if isinstance(model, Seq2SeqModel):
-        raise WrongModelKind("generate needs a next-token model; this one translates (use translate)")
-    if isinstance(model, SeriesModel):
-        raise WrongModelKind("generate needs a next-token model; this one reads numbers (forecast it)")
+    if not isinstance(model, SeqModel):  # the other families' web parts say what they do instead
+        raise WrongModelKind("generate needs a next-token model; this one does not read text tokens")
     if model.config.kind != "next_token":
         raise WrongModelKind("generate needs a next-token model; this one is a classifier")
     if model.config.bidirectional:  # its reverse direction reads the text from its end, which sampling has not got

@@ -18,17 +18,12 @@ The target vocabulary starts <unk>, <s>, </s>: the decoder reads <s> first and e
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from app.engine.errors import ModelFileError
-from app.engine.token.model import RNN_CLASSES, Cell, LayerWeights, layer_views, layer_weights, load_checked
-
-if TYPE_CHECKING:
-    from app.engine.token.model import ModelCard
+from app.engine.layers import RNN_CLASSES, Cell, LayerWeights, layer_views, layer_weights, load_checked
 
 BOS, EOS = "<s>", "</s>"
 BOS_ID, EOS_ID = 1, 2  # their fixed places in a target vocabulary, after <unk>
@@ -62,21 +57,6 @@ class Seq2SeqConfig:
     @property
     def attention(self) -> bool:
         return self.attention_size > 0
-
-    @classmethod
-    def from_card(cls, card: ModelCard) -> Seq2SeqConfig:
-        target = (card.target_vocab or {}).get("tokens", [])
-        if tuple(target[1:3]) != (BOS, EOS):
-            raise ModelFileError(f"card is not valid: a target vocabulary starts <unk>, {BOS}, {EOS}")
-        return cls(
-            cell=card.cell,
-            source_vocab_size=len(card.vocab["tokens"]),
-            target_vocab_size=len(target),
-            embed_size=card.embed_size,
-            hidden_size=card.hidden_size,
-            num_layers=card.num_layers,
-            attention_size=card.attention_size if card.attention else 0,
-        )
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,10 @@ import torch
 from torch import Tensor
 
 from app.engine import kernels
+from app.engine.card import LoadedModel
 from app.engine.errors import EmptyInput, EngineError, OverLimit, UnknownTokens, WrongModelKind
 from app.engine.layers import F32, F64, I64, LayerForward, LayerTrace, layer_backward, layer_forward
-from app.engine.token.model import LoadedModel
+from app.engine.translation.card import translation_card
 from app.engine.translation.model import BOS, BOS_ID, EOS, EOS_ID, Candidate, Seq2SeqModel, beam_search
 from app.engine.vocab import Vocab
 
@@ -144,7 +145,7 @@ def trace_translation(
     """Trace a translation model on a source text: with `target`, teacher-forced on target + </s>; without,
     on its own greedy output (after the forced `prefix`, if any), at most `max_length` decoder steps."""
     model, tvocab = translator(loaded, checkpoint)
-    limit = max_length or loaded.card.max_length or DEFAULT_MAX_LENGTH
+    limit = max_length or translation_card(loaded.card).max_length or DEFAULT_MAX_LENGTH
     tokens, ids, unknown = encode_source(loaded, source, max_source_steps, allow_unknown)
     if target is not None and prefix:
         raise EngineError("give a target or a prefix, not both: a target is followed to its end")
@@ -182,7 +183,7 @@ def translate(
     if not 1 <= beam <= 8:
         raise OverLimit("beam", beam, 8, "beam")
     model, tvocab = translator(loaded, checkpoint)
-    limit = max_length or loaded.card.max_length or DEFAULT_MAX_LENGTH
+    limit = max_length or translation_card(loaded.card).max_length or DEFAULT_MAX_LENGTH
     tokens, ids, unknown = encode_source(loaded, source, max_source_steps, allow_unknown)
     forced = encode_target(tvocab, prefix or "", "prefix", limit, allow_unknown)
     candidates = beam_search(model, ids, beam, limit, forced)

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.engine.token.model import Cell, SeqModel
+from app.engine.layers import Cell
+from app.engine.token.model import SeqModel
 from app.engine.vocab import UNK, Vocab
 from app.training.tasks.base import (
     LN2,

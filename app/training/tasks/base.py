@@ -16,9 +16,12 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from app.engine.token.model import Cell, Kind, ModelConfig, SeqKind, SeqModel
+from app.engine.card import CardBlock
+from app.engine.layers import Cell
+from app.engine.token.card import TokenCard, seq_config, seq_kind
+from app.engine.token.loss import last_step_logits, token_loss
+from app.engine.token.model import SeqKind, SeqModel
 from app.engine.vocab import Vocab
 
 LN2 = math.log(2.0)
@@ -102,7 +105,7 @@ class Task(ABC, Generic[D]):
 
     name: ClassVar[str]
     title: ClassVar[str]  # the task in the module's words, as the pages head it
-    kind: ClassVar[Kind]
+    kind: ClassVar[str]  # the card kind of the models it trains (its family's: app/engine/family.py)
     description: ClassVar[str]
     labels: ClassVar[tuple[str, ...] | None] = None
     positive_label: ClassVar[str | None] = None
@@ -147,7 +150,8 @@ class Task(ABC, Generic[D]):
     def metrics(self, model: Any, data: D) -> dict[str, Any]:
         """The trained model's metrics on held-out data, for the card."""
 
-    # The model a task trains: a SeqModel unless the task overrides these (translation: a Seq2SeqModel).
+    # The model a task trains: a token model (SeqModel) unless the task overrides these, build_model, forward,
+    # loss and card_block (translation: a Seq2SeqModel; series: a SeriesModel).
     def variants(self, cell: Cell) -> tuple[str, ...]:
         """The models this task trains for a cell, as suffixes of their ids ("": the id is <task>-<cell>)."""
         return ("",)
@@ -157,12 +161,14 @@ class Task(ABC, Generic[D]):
         return self.budget(cell)
 
     def build_model(self, cell: Cell, size: ModelSize, data: D, variant: str) -> nn.Module:
-        num_outputs = len(data.vocab) if self.kind == "next_token" else len(self.labels or ())
-        kind: SeqKind = "classify" if self.kind == "classify" else "next_token"
-        config = ModelConfig(
-            cell, kind, len(data.vocab), num_outputs, size.embed_size, size.hidden_size, size.num_layers
-        )
-        return SeqModel(config)
+        return self.seq_model(cell, size, data)
+
+    def seq_model(self, cell: Cell, size: ModelSize, data: D) -> SeqModel:
+        """The token model of this task's kind (its head: a row per token, or per label)."""
+        return SeqModel(
+            seq_config(self.kind, cell, len(data.vocab), self.labels, size.embed_size, size.hidden_size,
+                       size.num_layers)
+        )  # fmt: skip
 
     def forward(self, model: Any, batch: Batch) -> Tensor:
         """The batch's logits, as `loss` and the data's `after_step` read them."""
@@ -170,11 +176,16 @@ class Task(ABC, Generic[D]):
         return logits
 
     def loss(self, logits: Tensor, batch: Batch) -> Tensor:
-        return batch_loss(self.kind, logits, batch, self.every_step_weight)
+        return batch_loss(seq_kind(self.kind), logits, batch, self.every_step_weight)
 
-    def card_fields(self, model: Any, data: D) -> dict[str, Any]:
-        """ModelCard fields beyond the common ones (a translation model's target vocabulary, attention, …)."""
-        return {}
+    def card_block(self, model: Any, data: D, size: ModelSize) -> CardBlock:
+        """The family's block of the trained model's card (a token model's: its embedding and labels)."""
+        return TokenCard(
+            embed_size=size.embed_size,
+            labels=list(self.labels) if self.labels is not None else None,
+            positive_label=self.positive_label,
+            target=self.target,
+        )
 
     def init_model(self, model: Any, data: D) -> None:
         """Initialisation beyond torch's default. LSTM: forget-gate bias 1 (the sum bias_ih + bias_hh)."""
@@ -186,29 +197,9 @@ class Task(ABC, Generic[D]):
                     getattr(model.rnn, f"bias_hh_l{k}")[h : 2 * h].fill_(0.0)
 
 
-def last_step_logits(logits: Tensor, lengths: Tensor | None) -> Tensor:
-    """(B, T, C) logits → (B, C) at each row's last real step (length - 1); the last step if no lengths."""
-    if lengths is None:
-        return logits[:, -1]
-    index = (lengths - 1).view(-1, 1, 1).expand(-1, 1, logits.shape[-1])
-    return logits.gather(1, index).squeeze(1)
-
-
-def batch_loss(kind: Kind, logits: Tensor, batch: Batch, every_step_weight: float = 0.0) -> Tensor:
-    """Mean cross-entropy: over every step for next-token models, at the last real step for classifiers
-    (plus, if `every_step_weight`, that weight times the mean loss of the label at every real step)."""
-    if kind == "next_token":
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.targets.reshape(-1))
-    loss = F.cross_entropy(last_step_logits(logits, batch.lengths), batch.targets)
-    if every_step_weight:
-        B, T, C = logits.shape
-        lengths = batch.lengths if batch.lengths is not None else torch.full((B,), T)
-        real = (torch.arange(T).unsqueeze(0) < lengths.unsqueeze(1)).float()
-        each = F.cross_entropy(
-            logits.reshape(-1, C), batch.targets.unsqueeze(1).expand(B, T).reshape(-1), reduction="none"
-        )
-        loss = loss + every_step_weight * (each.view(B, T) * real).sum() / real.sum()
-    return loss
+def batch_loss(kind: SeqKind, logits: Tensor, batch: Batch, every_step_weight: float = 0.0) -> Tensor:
+    """A token model's loss on a batch (app/engine/token/loss.py)."""
+    return token_loss(kind, logits, batch.targets, batch.lengths, every_step_weight)
 
 
 def pad_batch(rows: list[list[int]], labels: list[int]) -> Batch:

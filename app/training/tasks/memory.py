@@ -38,7 +38,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from app.engine.token.model import Cell, SeqModel
+from app.engine.layers import Cell
+from app.engine.token.model import SeqModel
 from app.engine.vocab import UNK, Vocab
 from app.training.tasks.base import (
     Batch,

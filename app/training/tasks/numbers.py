@@ -41,7 +41,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from app.engine.token.model import Cell
+from app.engine.layers import Cell
+from app.engine.translation.card import TranslationCard
 from app.engine.translation.model import BOS, BOS_ID, EOS, EOS_ID, EQUATIONS, Seq2SeqConfig, Seq2SeqModel
 from app.engine.vocab import UNK, Vocab
 from app.training.tasks.base import Batch, Budget, KeyMetric, ModelSize, Task, TaskData, percent, rounded
@@ -335,15 +336,16 @@ class NumbersTask(Task[NumbersData]):
     def loss(self, logits: Tensor, batch: Batch) -> Tensor:
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.targets.reshape(-1), ignore_index=-100)
 
-    def card_fields(self, model: Seq2SeqModel, data: NumbersData) -> dict[str, Any]:
+    def card_block(self, model: Seq2SeqModel, data: NumbersData, size: ModelSize) -> TranslationCard:
         cfg = model.config
-        return {
-            "target_vocab": data.target_vocab.to_json(),
-            "attention": cfg.attention,
-            "attention_size": cfg.attention_size,
-            "equations": EQUATIONS,
-            "max_length": MAX_LENGTH,
-        }
+        return TranslationCard(
+            embed_size=size.embed_size,
+            target_vocab=data.target_vocab.to_json(),
+            attention=cfg.attention,
+            attention_size=cfg.attention_size,
+            equations=EQUATIONS,
+            max_length=MAX_LENGTH,
+        )
 
     def load(self, dry_run: bool, cache: Path) -> NumbersData:
         src, tgt = source_vocab(), target_vocab()

@@ -33,7 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.engine.token.model import Cell, SeqModel
+from app.engine.layers import Cell
+from app.engine.token.loss import last_step_logits
+from app.engine.token.model import SeqModel
 from app.engine.vocab import UNK, Vocab
 from app.training.tasks.base import (
     Batch,
@@ -306,8 +308,6 @@ class SentimentData(TaskData):
         return pad_batch(rows, labels)
 
     def after_step(self, batch: Batch, logits: torch.Tensor) -> dict[str, float]:
-        from app.training.tasks.base import last_step_logits
-
         pred = last_step_logits(logits, batch.lengths).argmax(-1)
         return {"acc": float((pred == batch.targets).float().mean())}
 

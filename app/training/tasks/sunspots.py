@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from app.engine.layers import Cell
+from app.engine.series.card import SeriesCard
 from app.engine.series.model import Scaling, SeriesConfig, SeriesModel
-from app.engine.token.model import Cell
 from app.engine.vocab import UNK, Vocab
 from app.training.tasks.base import Batch, Budget, KeyMetric, ModelSize, Task, TaskData, rounded
 
@@ -151,9 +152,9 @@ class SunspotsTask(Task[SunspotsData]):
         # Σ_f squared error, averaged over steps: the series trace's step loss
         return ((logits - batch.targets) ** 2).sum(-1).mean()
 
-    def card_fields(self, model: SeriesModel, data: SunspotsData) -> dict[str, Any]:
+    def card_block(self, model: SeriesModel, data: SunspotsData, size: ModelSize) -> SeriesCard:
         assert data.scaling is not None
-        return {"series": data.scaling.to_json()}
+        return SeriesCard(data.scaling)
 
     def load(self, dry_run: bool, cache: Path) -> SunspotsData:
         years, values = read_series()

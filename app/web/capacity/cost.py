@@ -22,7 +22,8 @@ computation: the other slot, or the next, is theirs (app.web.capacity.compute).
 
 from __future__ import annotations
 
-from app.engine.token.model import LoadedModel, ModelCard
+from app.engine.card import LoadedModel, ModelCard
+from app.engine.family import family_of
 
 # A trace, per time step: fixed work (Python, the step's tensors), per multiply-add of the step, and per value
 # written (states, cell states, gates: read back, rounded and written as JSON). Fitted on charlm-lstm (63 µs a
@@ -55,7 +56,7 @@ def step_macs(card: ModelCard, outputs: int) -> int:
     gates, hidden = GATES[card.cell], card.hidden_size
     macs = 0
     for layer in range(card.num_layers):
-        inputs = card.embed_size if layer == 0 else hidden * card.directions
+        inputs = family_of(card.kind).input_size(card) if layer == 0 else hidden * card.directions
         macs += card.directions * gates * hidden * (inputs + hidden)
     return macs + hidden * card.directions * outputs
 
@@ -67,11 +68,7 @@ def step_values(card: ModelCard) -> int:
 
 
 def outputs_of(loaded: LoadedModel) -> int:
-    card = loaded.card
-    if card.labels:
-        return len(card.labels)
-    target = loaded.target_vocab
-    return len(target) if target is not None else len(loaded.vocab)
+    return family_of(loaded.card.kind).head_size(loaded.card)
 
 
 def trace_seconds(loaded: LoadedModel, steps: int) -> float:

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import torch
 from fastapi import APIRouter
 from fastapi.responses import Response
 from starlette.requests import Request
 
-from app.engine.errors import WrongModelKind
-from app.engine.lab.jacobian import JacobianNorms, jacobian_norms, series_jacobian_norms
-from app.engine.series.model import read_values, scaled_tensor
-from app.engine.series.trace import series_model
-from app.engine.token.model import SeqModel
-from app.web import series, translation
 from app.web.capacity import cost
 from app.web.deps import BudgetDep, ComputeDep, SettingsDep, ZooDep, work_of
 from app.web.errors import LimitExceeded
+from app.web.families import web_family
 from app.web.routes.trace import ERRORS, held_json
 from app.web.schemas.jacobian import JacobianRequest, JacobianResponse
-from app.web.service import check_chars, readable, text_of
 from app.wire.records import dumps
 
 router = APIRouter(prefix="/api", tags=["lab"])
@@ -74,39 +65,11 @@ async def jacobian(
     not upstream of t. Text models take `text`, series models `values`; translation models are a 409; at most
     jacobian_max_steps steps."""
     loaded = zoo.get(model_id)
-    if translation.is_translation(loaded):
-        raise WrongModelKind(
-            f"{model_id} is a translation model: the Jacobian is computed for one recurrent stack (text and series "
-            "models) only"
-        )
-    limit = settings.jacobian_max_steps
-    compute_norms: Callable[[], JacobianNorms]
-    if series.is_series(loaded):
-        values = series.values_of(loaded, req.values)
-        over_limit(len(values), limit, loaded.card.hidden_size)
-        model, scaling = series_model(loaded, req.checkpoint)
-        array = read_values(values, scaling.width, limit, scaling)
-        tokens = [", ".join(f"{v:g}" for v in row) for row in array]
-        x = scaled_tensor(scaling, array, torch.float64)
-
-        def compute_norms() -> JacobianNorms:
-            return series_jacobian_norms(model, x, req.layer, req.norm, max_steps=limit)
-
-        entries = loaded.card.num_layers
-    else:
-        text = text_of(loaded, req.text)
-        token_model = loaded.at(req.checkpoint)
-        if not isinstance(token_model, SeqModel):  # pragma: no cover - a text model's weights are a SeqModel
-            raise WrongModelKind(f"{model_id} is a {loaded.card.kind} model, not a text model")
-        check_chars("text", text, settings.max_steps, "max_steps")
-        encoded = readable(loaded, loaded.vocab.encode(text), "melody")
-        over_limit(len(encoded.ids), limit, loaded.card.hidden_size)
-        tokens = encoded.tokens
-
-        def compute_norms() -> JacobianNorms:
-            return jacobian_norms(token_model, encoded.ids, req.layer, req.norm, max_steps=limit)
-
-        entries = loaded.card.num_layers * loaded.card.directions
+    hidden = loaded.card.hidden_size
+    read = web_family(loaded).jacobian_input(
+        loaded, req, settings, lambda steps: over_limit(steps, settings.jacobian_max_steps, hidden)
+    )
+    tokens, entries = read.tokens, read.entries
     steps = len(tokens)
     if req.layer >= entries:
         raise LimitExceeded(
@@ -115,7 +78,7 @@ async def jacobian(
         )
 
     def work() -> bytes:
-        result = compute_norms()
+        result = read.norms()
         return dumps(
             {
                 "tokens": tokens,

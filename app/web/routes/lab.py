@@ -9,10 +9,9 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from starlette.requests import Request
 
-from app.engine.errors import WrongModelKind
+from app.engine.family import family_of
 from app.engine.lab import knobs
 from app.engine.lab.diff import diff_ids
-from app.engine.token.model import SeqModel
 from app.web.capacity import cost
 from app.web.deps import BudgetDep, ComputeDep, SettingsDep, ZooDep, work_of
 from app.web.errors import LimitExceeded
@@ -73,18 +72,15 @@ async def diff(
     """Read `text` and `edited` (as many tokens, some changed): how far the change travels, as ‖h_t − h'_t‖ per
     layer entry (and ‖c_t − c'_t‖ for the LSTM) and the total variation distance of the two predictions per step."""
     loaded = zoo.get(model_id)
-    if loaded.card.kind in ("translate", "series"):
-        raise WrongModelKind(f"{model_id} is a {loaded.card.kind} model: diff compares two texts read by a model "
-                             "that predicts the next token or a class")  # fmt: skip
+    family = family_of(loaded.card.kind)
+    family.lab_model(loaded, None)  # first: a model of another family is a 409 whatever its input
     encoded = []
     for what, text in (("text", req.text), ("edited", req.edited)):
         check_chars(what, text_of(loaded, text), settings.max_steps, "max_steps")
         # tokenised as the trace tokenises: a melody's unknown note is the trace's 422
         melody = "melody" if what == "text" else "edited melody"
         encoded.append(readable(loaded, loaded.vocab.encode(text, settings.max_steps, what), melody))
-    model = loaded.at(req.checkpoint)
-    if not isinstance(model, SeqModel):
-        raise WrongModelKind(f"{model_id} does not read text")
+    model = family.lab_model(loaded, req.checkpoint)
     first, edited = encoded
     steps = len(first.ids)
 

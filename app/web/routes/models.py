@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.engine.token.model import LoadedModel
+from app.engine.card import LoadedModel
 from app.web.deps import ZooDep
+from app.web.families import web_family
 from app.web.schemas.models import CheckpointInfo, ErrorBody, ModelCardOut, ModelList, ModelSummary
 
 router = APIRouter(prefix="/api", tags=["models"])
@@ -39,20 +40,11 @@ def get_model(model_id: str, zoo: ZooDep) -> ModelCardOut:
     c = m.card
     return ModelCardOut(
         **summary(m).model_dump(),
-        embed_size=c.embed_size,
-        vocab=list(m.vocab.tokens) if c.kind != "classify" else None,
+        **web_family(m).card_fields(m),  # embed_size, vocab and what the family adds (labels, series, attention, …)
         vocab_level=m.vocab.level,
         unk=m.vocab.unk,
         bidirectional=c.bidirectional,
-        series=c.series,
-        labels=c.labels,
-        positive_label=c.positive_label,
-        target=c.target if c.kind == "classify" else None,
         gates=list(c.gate_names),
-        target_vocab=list(m.target_vocab.tokens) if m.target_vocab is not None else None,
-        attention=c.attention if c.kind == "translate" else None,
-        max_length=c.max_length if c.kind == "translate" else None,
-        equations=c.equations or None,
         examples=c.examples,
         checkpoints=[CheckpointInfo(name=k.name, step=k.step) for k in c.checkpoints],
         curve=c.curve,

@@ -18,11 +18,12 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Undefined
 
-from app.engine.token.model import LoadedModel, ModelCard
+from app.engine.card import LoadedModel, ModelCard
 from app.training.tasks import TASKS, KeyMetric
 from app.training.tasks.base import percent
 from app.web.config import ROOT
 from app.web.deps import SettingsDep, ZooDep
+from app.web.families import web_family
 from app.zoo.zoo import UnknownModel, Zoo
 
 router = APIRouter(include_in_schema=False)
@@ -61,53 +62,39 @@ def tasks_of(zoo: Zoo) -> dict[str, list[LoadedModel]]:
 
 
 def comparable(models: list[LoadedModel]) -> list[LoadedModel]:
-    """One model per cell type (the first of each), for the compare page. Translation models are not compared
-    cell by cell (one time axis cannot hold an encoder and a decoder): their page switches attention instead; series
-    models (numbers in) are compared on their own page by their held-out error, not here."""
+    """One model per cell type (the first of each), for the compare page, of the models their family compares cell
+    by cell (a translation model's page switches attention instead; series models are compared on their own page
+    by their held-out error)."""
     seen: dict[str, LoadedModel] = {}
     for m in models:
-        if m.card.kind not in ("translate", "series"):
+        if web_family(m).compared_by_cell(m):
             seen.setdefault(m.card.cell, m)
     return list(seen.values())
 
 
-def attention_peer(zoo: Zoo, card: ModelCard) -> LoadedModel | None:
-    """The translation model of the same task with attention switched (on ↔ off): the same cell and depth if the
-    zoo has it, else the nearest; None if the task has no such model."""
-    others = [
-        m
-        for m in zoo
-        if m.card.kind == "translate" and m.card.task == card.task and bool(m.card.attention) != bool(card.attention)
-    ]
-    others.sort(key=lambda m: (m.card.cell != card.cell, m.card.num_layers != card.num_layers, m.card.id))
-    return others[0] if others else None
-
-
-def is_melody(m: LoadedModel) -> bool:
-    """A next-note model: its text is PITCH:DUR notes (app/engine/token/notes.py), shown on the melody page."""
-    return m.card.kind == "next_token" and m.vocab.level == "note"
-
-
-def is_series(m: LoadedModel) -> bool:
-    return m.card.kind == "series"
-
-
-def page_card(m: LoadedModel) -> dict[str, Any]:
+def page_card(m: LoadedModel, fields: dict[str, Any]) -> dict[str, Any]:
     """What the pages read of a card, as GET /api/models/{id} gives it. A page about a melody or series model
-    carries these cards (data-cards) so that it needs no request for them (api.js getModel reads them first)."""
+    carries these cards (data-cards) so that it needs no request for them (api.js getModel reads them first);
+    `fields`: its family's (embed_size, vocab, labels, series)."""
     c = m.card
     return {
         "id": c.id, "task": c.task, "cell": c.cell, "kind": c.kind, "hidden_size": c.hidden_size,
-        "num_layers": c.num_layers, "embed_size": c.embed_size, "description": c.description,
-        "vocab": None if is_series(m) else list(m.vocab.tokens), "vocab_level": m.vocab.level,
-        "unk": m.vocab.unk, "labels": c.labels, "target": None, "gates": list(c.gate_names), "examples": c.examples,
-        "checkpoints": [{"name": k.name, "step": k.step} for k in c.checkpoints], "series": c.series,
+        "num_layers": c.num_layers, "embed_size": fields["embed_size"], "description": c.description,
+        "vocab": fields["vocab"], "vocab_level": m.vocab.level,
+        "unk": m.vocab.unk,
+        "labels": fields["labels"], "target": None, "gates": list(c.gate_names), "examples": c.examples,
+        "checkpoints": [{"name": k.name, "step": k.step} for k in c.checkpoints], "series": fields["series"],
         "metrics": {k: v for k, v in c.metrics.items() if isinstance(v, int | float | str)},
     }  # fmt: skip
 
 
 def page_cards(zoo: Zoo) -> dict[str, dict[str, Any]]:
-    return {m.card.id: page_card(m) for m in zoo if is_melody(m) or is_series(m)}
+    cards = {}
+    for m in zoo:
+        fields = web_family(m).page_card(m)
+        if fields is not None:
+            cards[m.card.id] = page_card(m, fields)
+    return cards
 
 
 def link(path: str, **query: Any) -> str:
@@ -140,75 +127,40 @@ def home(request: Request, zoo: ZooDep) -> HTMLResponse:
         {"task": task, "title": task_title(task), "models": models, "compare": len(comparable(models)) > 1}
         for task, models in tasks_of(zoo).items()
     ]
-    return page(request, "home.html", groups=groups, key_metric=key_metric, skipped=zoo.skipped)
+    return page(request, "home.html", groups=groups, key_metric=key_metric, skipped=zoo.skipped,
+                home_card=lambda m: web_family(m).home_card(m))  # fmt: skip
 
 
-def model_page(request: Request, zoo: Zoo, model_id: str, template: str, writes: bool = False) -> HTMLResponse:
-    """A page about one model (and its peers of the same task); `writes`: next-token models only."""
+def model_page(request: Request, zoo: Zoo, model_id: str, view: str) -> HTMLResponse:
+    """A view of one model ("model", "generate", "learning"): its family says which page shows it, or why none."""
     try:
         m = zoo.get(model_id)
     except UnknownModel as e:
         return not_found(request, str(e))
-    if writes and is_melody(m):
-        return page(request, "melody.html", m=m, peers=comparable(tasks_of(zoo)[m.card.task]), writing=True)
-    if writes and is_series(m):
-        return not_found(
-            request,
-            f"{model_id} reads numbers: its free-running forecast (what it writes) is on its own page, "
-            f"/models/{model_id}.",
-        )
-    if template == "learning.html" and (is_melody(m) or is_series(m)):
-        what = "melody" if is_melody(m) else "series"
-        return not_found(
-            request,
-            f"{model_id} is a {what} model: the learning page shows text models and classifiers. "
-            f"Its {what} is on its own page, /models/{model_id}.",
-        )
-    if writes and m.card.bidirectional:
-        return not_found(
-            request,
-            f"{model_id} reads its input both ways (bidirectional): it cannot write text one token at a time. "
-            f"Its trace is on its own page, /models/{model_id}.",
-        )
-    if writes and m.card.kind != "next_token":
-        what = "translates (its page: /models/" + model_id + ")" if m.card.kind == "translate" else "is a classifier"
-        return not_found(request, f"{model_id} {what}: only next-token models can write text.")
-    if template == "learning.html" and m.card.kind == "translate":
-        return not_found(
-            request,
-            f"{model_id} is a translation model: the learning page shows next-token models and classifiers. "
-            f"Its encoder, decoder and attention are on its own page, /models/{model_id}.",
-        )
-    return page(request, template, m=m, peers=comparable(tasks_of(zoo)[m.card.task]))
+    task_models = tasks_of(zoo)[m.card.task]
+    chosen = web_family(m).page(zoo, m, view, task_models, comparable(task_models))
+    if isinstance(chosen, str):
+        return not_found(request, chosen)
+    return page(request, chosen.template, m=m, **chosen.context)
 
 
 @router.get("/models/{model_id}", response_class=HTMLResponse)
 def model_view(request: Request, model_id: str, zoo: ZooDep) -> HTMLResponse:
     """One model, unrolled: the network, hidden state, gates, gradients, text and trajectory; a translation model,
     its encoder and decoder unrolled with the attention between them."""
-    try:
-        m = zoo.get(model_id)
-    except UnknownModel as e:
-        return not_found(request, str(e))
-    if m.card.kind == "translate":
-        return page(request, "translate.html", m=m, peer=attention_peer(zoo, m.card))
-    if is_melody(m):
-        return page(request, "melody.html", m=m, peers=comparable(tasks_of(zoo)[m.card.task]), writing=False)
-    if is_series(m):
-        return page(request, "series.html", m=m, peers=tasks_of(zoo)[m.card.task])
-    return model_page(request, zoo, model_id, "model.html")
+    return model_page(request, zoo, model_id, "model")
 
 
 @router.get("/models/{model_id}/generate", response_class=HTMLResponse)
 def generate_view(request: Request, model_id: str, zoo: ZooDep) -> HTMLResponse:
     """Type a prompt and watch a next-token model write, its states streaming in."""
-    return model_page(request, zoo, model_id, "generate.html", writes=True)
+    return model_page(request, zoo, model_id, "generate")
 
 
 @router.get("/models/{model_id}/learning", response_class=HTMLResponse)
 def learning_view(request: Request, model_id: str, zoo: ZooDep) -> HTMLResponse:
     """The same input's internals at each saved checkpoint of training."""
-    return model_page(request, zoo, model_id, "learning.html")
+    return model_page(request, zoo, model_id, "learning")
 
 
 @router.get("/upload", response_class=HTMLResponse)
@@ -226,31 +178,22 @@ def compare_view(request: Request, zoo: ZooDep, task: str | None = None) -> HTML
         task = choices[0]
     if task is None or task not in groups or not comparable(groups[task]):
         known = ", ".join(choices) or "none"
-        if task in groups and any(m.card.kind == "series" for m in groups[task]):
-            first = groups[task][0].card.id
-            return not_found(
-                request,
-                f"the task {task!r} reads numbers: its models are compared by their held-out error against "
-                f"persistence and AR(p) on each model's page (/models/{first}), not cell by cell here. "
-                f"Tasks with several cells: {known}",
-            )
-        if task in groups and any(m.card.kind == "translate" for m in groups[task]):
-            first = groups[task][0].card.id
-            return not_found(
-                request,
-                f"the task {task!r} translates: its models are not compared cell by cell but with and without "
-                f"attention, on a translation model's page (/models/{first}). Tasks with several cells: {known}",
-            )
+        for m in groups.get(task or "", []):  # a task its family does not compare cell by cell says why
+            why = web_family(m).not_compared(task or "", groups[task or ""][0].card.id, known)
+            if why is not None:
+                return not_found(request, why)
         return not_found(request, f"no task {task!r} to compare; tasks with several cells: {known}")
     models = comparable(groups[task])
-    return page(request, "compare.html", task=task, models=models, choices=choices)
+    labels = web_family(models[0]).labels(models[0])  # the input's label choice, if the models classify
+    return page(request, "compare.html", task=task, models=models, choices=choices, labels=labels)
 
 
 @router.get("/lab", response_class=HTMLResponse)
 def lab_view(request: Request, zoo: ZooDep, settings: SettingsDep) -> HTMLResponse:
     """The lab: the knobs of the vanishing gradient, live training, every step's influence, one token changed.
     Its lower sections read tasks with an RNN, an LSTM and a GRU of text (task → their ids)."""
-    tasks = {t: [m.card.id for m in comparable(ms)] for t, ms in tasks_of(zoo).items() if not any(map(is_melody, ms))}
+    tasks = {t: [m.card.id for m in comparable(ms)] for t, ms in tasks_of(zoo).items()
+             if all(web_family(m).in_lab(m) for m in ms)}  # fmt: skip
     limits = {"steps": settings.lab_max_steps, "hidden": settings.lab_max_hidden, "gap": settings.lab_max_gap,
               "seconds": settings.lab_max_seconds}  # fmt: skip
     tasks = {t: ids for t, ids in tasks.items() if len(ids) == 3}

@@ -17,11 +17,10 @@ label, 4408 no request in time, 4409 wrong model kind, 4413 too large, 4422 inva
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol, TypeVar
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -30,20 +29,16 @@ from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
-from app.engine.errors import WrongModelKind
-from app.engine.token.generate import Step
-from app.engine.token.model import LoadedModel
-from app.web import series, translation
-from app.web.capacity import cost
 from app.web.capacity.budget import ByteBudget
 from app.web.capacity.compute import Compute, Work
 from app.web.config import Settings
 from app.web.deps import get_zoo, work_of
 from app.web.errors import classify
+from app.web.families import web_family
+from app.web.families.base import StepStream, TraceStream
 from app.web.middleware.metrics import Metrics
 from app.web.schemas.models import StreamGenerateRequest, StreamTraceRequest, StreamTranslateRequest
-from app.web.service import Generation, compute_trace, text_of, trace_steps
-from app.wire.records import WireTrace, dumps, estimate_working_bytes, generated_step_frame
+from app.wire.records import dumps
 from app.zoo.zoo import Zoo
 
 log = logging.getLogger("unrolled.stream")
@@ -218,49 +213,13 @@ async def _serve(
     if not isinstance(req, StreamGenerateRequest) and req.encoding == "binary":
         # Binary records carry float32 states and float64 gradient norms whole: rounding them buys no byte.
         req = req.model_copy(update={"precision": None})
-    if series.is_series(loaded) and not isinstance(req, StreamTranslateRequest):
-        await _serve_series(sender, compute, budget, metrics, settings, loaded, req, ws)
-        return
-    if translation.is_translation(loaded) or isinstance(req, StreamTranslateRequest):
-        if isinstance(req, StreamGenerateRequest):
-            raise WrongModelKind(f"{model_id} translates: open a stream with mode translate or trace, not generate")
-        await _serve_translation(sender, compute, budget, settings, loaded, req, ws)
-        return
-    if isinstance(req, StreamTraceRequest):
-        translation.refuse_translation_fields(loaded, req)
-    if isinstance(req, StreamGenerateRequest):
-        gen = Generation.start(loaded, req, settings)
-        work = work_of(ws, cost.generate_seconds(loaded, len(gen.prompt_ids), req.length))
-        await _serve_generate(sender, compute, work, metrics, gen)
-        return
-
-    # One trace, computed off the event loop, with its JSON text if JSON is asked for; its frames are put
-    # together one at a time as they are sent (a few µs each), so the first leaves as soon as the trace is done.
-    binary = req.encoding == "binary"
-
-    def compute_wire() -> WireTrace:
-        wire = compute_trace(loaded, req, settings)
-        if not binary:
-            wire.layer_text  # noqa: B018 (written here, not on the event loop)
-        return wire
-
-    steps = trace_steps(loaded, req, settings)
-    estimate = estimate_working_bytes(loaded.card, steps, req.top_k, "binary" if binary else "json")
-    work = work_of(ws, cost.trace_seconds(loaded, steps))
-    await _send_trace(sender, compute, budget, work, estimate, compute_wire, req, lambda _: DONE)
-
-
-class StreamedTrace(Protocol):
-    """A trace ready to stream: a token model's, a series model's or a translation's."""
-
-    def held_bytes(self) -> int: ...
-    def meta_frame(self, binary: bool = False, batch: int = 1) -> dict[str, Any]: ...
-    def frames(self, batch: int = 1) -> Iterator[bytes]: ...
-    def binary_frames(self, batch: int = 1) -> Iterator[bytes]: ...
-
-
-W = TypeVar("W", bound=StreamedTrace)
-DONE = {"type": "done"}
+    plan = web_family(loaded).stream(loaded, req, settings)  # the request checked, its cost known
+    work = work_of(ws, plan.seconds)
+    if isinstance(plan, StepStream):
+        await _send_steps(sender, compute, work, metrics, plan)
+    else:
+        assert not isinstance(req, StreamGenerateRequest)  # a family answers a generation with a StepStream
+        await _send_trace(sender, compute, budget, work, plan, req)
 
 
 async def _send_trace(
@@ -268,138 +227,42 @@ async def _send_trace(
     compute: Compute,
     budget: ByteBudget,
     work: Work,
-    estimate: int,
-    compute_wire: Callable[[], W],
+    plan: TraceStream,
     req: StreamTraceRequest | StreamTranslateRequest,
-    done: Callable[[W], dict[str, Any]],
 ) -> None:
     """Meta, every frame (JSON or binary records, `batch` to a message), done. The trace is held in the byte budget
     from before it is computed (what computing it takes at its peak, an estimate; over the budget: busy, nothing
     computed) until its last frame has left (its exact size once computed)."""
     binary = req.encoding == "binary"
-    with budget.hold(estimate) as held:
-        wire = await compute.run(work, compute_wire)
+    with budget.hold(plan.estimate) as held:
+        wire = await compute.run(work, plan.wire)
         held.resize(wire.held_bytes())
         await sender.frame(wire.meta_frame(binary, req.batch))
         if binary:
             await sender.binaries(wire.binary_frames(req.batch))
         else:
             await sender.texts(wire.frames(req.batch))
-        await sender.frame(done(wire))
+        await sender.frame(plan.done(wire))
 
 
-async def _serve_series(
-    sender: Sender,
-    compute: Compute,
-    budget: ByteBudget,
-    metrics: Metrics,
-    settings: Settings,
-    loaded: LoadedModel,
-    req: StreamTraceRequest | StreamGenerateRequest,
-    ws: WebSocket,
-) -> None:
-    """A series model: a trace (meta, steps, grads, done), or a forecast whose steps leave as they are computed."""
-    values = series.values_of(loaded, req.values)
-    if isinstance(req, StreamGenerateRequest):
-        forecasting = series.SeriesGeneration.start(loaded, req, settings)
-        work = work_of(ws, cost.forecast_seconds(loaded, forecasting.given, req.length))
-        await _serve_forecast(sender, compute, work, metrics, forecasting)
-        return
-    steps = series.value_steps(values, settings)
-    estimate = series.estimate_bytes(loaded, steps)
-    trace_wire = functools.partial(series.trace_request, loaded, req, settings)
-    work = work_of(ws, cost.trace_seconds(loaded, steps))
-    await _send_trace(sender, compute, budget, work, estimate, trace_wire, req, lambda _: DONE)
-
-
-async def _serve_forecast(
-    sender: Sender, compute: Compute, work: Work, metrics: Metrics, forecasting: series.SeriesGeneration
-) -> None:
-    """Each step frame leaves as soon as it is computed (the given values, then the forecast fed back); then the
-    BPTT sweep of the whole sequence, and done with the forecast."""
-    steps = forecasting.run()
-    total = forecasting.given + forecasting.req.length - 1
-
-    def next_frame(t: int) -> bytes | None:
-        step = next(steps, None)
-        return None if step is None else dumps(forecasting.step_frame(step, t))
-
-    async with compute.admitted_for(work):
-        first = await compute.run_in_slot(work, next_frame, 0)
-    card = forecasting.loaded.card
-    await sender.frame({"type": "meta", "mode": "generate", "model": card.id, "kind": "series", "steps": total,
-                        "given_steps": forecasting.given, "cell": card.cell, "gates": list(card.gate_names),
-                        "num_layers": card.num_layers, "hidden_size": card.hidden_size,
-                        "outliers": forecasting.outliers()})  # fmt: skip
-    payload = first
-    for t in range(1, total + 1):
-        if payload is None:
-            break
-        metrics.generated_steps_total += 1
-        await sender.text(payload)
-        payload = await compute.run_in_slot(work, next_frame, t) if t < total else None
-    forecast, wire = await compute.run_in_slot(work, forecasting.finish)
-    await sender.texts(wire.grad_frames())
-    await sender.frame({"type": "done", "forecast": forecast, "total_loss": wire.trace.loss})
-
-
-async def _serve_translation(
-    sender: Sender,
-    compute: Compute,
-    budget: ByteBudget,
-    settings: Settings,
-    loaded: LoadedModel,
-    req: StreamTraceRequest | StreamTranslateRequest,
-    ws: WebSocket,
-) -> None:
-    """meta, the encoder's steps, the decoder's steps, the decoder's BPTT, the encoder's BPTT, done."""
-    if not translation.is_translation(loaded):
-        raise WrongModelKind(f"{loaded.card.id} is a {loaded.card.kind} model, not a translation model")
-    is_translate = isinstance(req, StreamTranslateRequest)
-    beam = req.beam if isinstance(req, StreamTranslateRequest) else 1
-    max_length = req.max_length if isinstance(req, StreamTranslateRequest) else None
-    steps = translation.translation_steps(loaded, text_of(loaded, req.text), max_length, beam, req.top_k, settings)
-
-    def done(wire: translation.TranslationWire) -> dict[str, Any]:
-        frame: dict[str, Any] = {"type": "done", "output": wire.trace.output, "total_loss": wire.trace.loss}
-        if is_translate:
-            frame["beams"] = wire.header()["beams"]
-        return frame
-
-    estimate = translation.estimate_bytes(loaded, steps, req.top_k)
-    trace_wire = functools.partial(translation.stream_request, loaded, req, settings)
-    work = work_of(ws, cost.translate_seconds(loaded, steps))
-    await _send_trace(sender, compute, budget, work, estimate, trace_wire, req, done)
-
-
-async def _serve_generate(sender: Sender, compute: Compute, work: Work, metrics: Metrics, gen: Generation) -> None:
-    """Each step frame leaves as soon as its token is sampled; then the BPTT sweep of the whole text."""
-    req = gen.req
-    steps: Iterator[Step] = gen.run()
-    total = len(gen.prompt_ids) + req.length
-
-    def next_frame(t: int) -> bytes | None:
-        step = next(steps, None)
-        return None if step is None else dumps(generated_step_frame(gen.loaded, step, t, req.top_k, req.precision))
-
+async def _send_steps(sender: Sender, compute: Compute, work: Work, metrics: Metrics, plan: StepStream) -> None:
+    """Each step frame leaves as soon as it is computed; then the BPTT sweep of the whole sequence, and done."""
     # Admitted once, like any computation; then each step takes a slot only while it computes, never while its
     # frame waits on the client, so a client that stops reading holds no slot and stalls no one.
     async with compute.admitted_for(work):
-        first = await compute.run_in_slot(work, next_frame, 0)
-    card = gen.loaded.card
-    await sender.frame({"type": "meta", "mode": "generate", "model": card.id, "steps": total, "cell": card.cell,
-                        "gates": list(card.gate_names), "num_layers": card.num_layers,
-                        "hidden_size": card.hidden_size, "prompt_steps": len(gen.prompt_ids)})  # fmt: skip
+        first = await compute.run_in_slot(work, plan.next_frame, 0)
+    await sender.frame(plan.meta)
     payload = first
+    total = plan.total
     for t in range(1, total + 1):
         if payload is None:
             break
         metrics.generated_steps_total += 1
         await sender.text(payload)
-        payload = await compute.run_in_slot(work, next_frame, t) if t < total else None
-    text, written, wire = await compute.run_in_slot(work, gen.finish)
-    await sender.texts(wire.grad_frames())
-    await sender.frame({"type": "done", "text": text, "generated": written, "total_loss": wire.trace.loss})
+        payload = await compute.run_in_slot(work, plan.next_frame, t) if t < total else None
+    grads, done = await compute.run_in_slot(work, plan.finish)
+    await sender.texts(grads)
+    await sender.frame(done)
 
 
 async def _close_with_error(sender: Sender, status: int, error: str, message: str) -> None:

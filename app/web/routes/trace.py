@@ -12,13 +12,12 @@ from fastapi.responses import Response
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from app.engine.errors import WrongModelKind
-from app.web import series, translation
-from app.web.capacity import cost
 from app.web.capacity.budget import ByteBudget, Held
 from app.web.capacity.compute import Compute, Work
 from app.web.config import Settings
 from app.web.deps import BudgetDep, ComputeDep, SettingsDep, ZooDep, work_of
+from app.web.families import web_family
+from app.web.families.base import Job
 from app.web.schemas.models import (
     ErrorBody,
     GenerateRequest,
@@ -29,8 +28,6 @@ from app.web.schemas.models import (
     TranslateResponse,
     TranslationTraceResponse,
 )
-from app.web.service import Generation, compute_trace, text_of, trace_steps
-from app.wire.records import dumps, estimate_working_bytes
 
 log = logging.getLogger("unrolled.api")
 router = APIRouter(prefix="/api", tags=["trace"])
@@ -98,6 +95,11 @@ async def held_json(
     return HeldJSON(body, held, settings.send_timeout)
 
 
+async def run_job(job: Job, request: Request, compute: Compute, budget: ByteBudget, settings: Settings) -> HeldJSON:
+    """A family's REST body (app/web/families), admitted at its cost and held in the byte budget."""
+    return await held_json(job.work, work_of(request, job.seconds), compute, budget, job.estimate, settings)
+
+
 @router.post("/models/{model_id}/trace", response_model=TraceResponse | TranslationTraceResponse, responses=ERRORS)
 async def trace_model(
     model_id: str,
@@ -111,34 +113,7 @@ async def trace_model(
     """Trace a text: every step's states, gates, predictions, losses and BPTT gradient norms. A translation model
     traces its encoder and decoder: on `target` (teacher forcing) or on its own greedy output."""
     loaded = zoo.get(model_id)
-    if series.is_series(loaded):
-        values = series.values_of(loaded, req.values)
-        steps = series.value_steps(values, settings)
-
-        def series_work() -> bytes:
-            return dumps(series.trace_request(loaded, req, settings).body())
-
-        estimate = series.estimate_bytes(loaded, steps)
-        admitted = work_of(request, cost.trace_seconds(loaded, steps))
-        return await held_json(series_work, admitted, compute, budget, estimate, settings)
-    if translation.is_translation(loaded):
-        steps = translation.translation_steps(loaded, text_of(loaded, req.text), None, 1, req.top_k, settings)
-
-        def translation_work() -> bytes:
-            return dumps(translation.trace_request(loaded, req, settings).body())
-
-        estimate = translation.estimate_bytes(loaded, steps, req.top_k)
-        admitted = work_of(request, cost.translate_seconds(loaded, steps))
-        return await held_json(translation_work, admitted, compute, budget, estimate, settings)
-    translation.refuse_translation_fields(loaded, req)
-    steps = trace_steps(loaded, req, settings)
-
-    def work() -> bytes:
-        return dumps(compute_trace(loaded, req, settings).body())
-
-    estimate = estimate_working_bytes(loaded.card, steps, req.top_k, "rest")
-    admitted = work_of(request, cost.trace_seconds(loaded, steps))
-    return await held_json(work, admitted, compute, budget, estimate, settings)
+    return await run_job(web_family(loaded).trace_job(loaded, req, settings), request, compute, budget, settings)
 
 
 @router.post("/models/{model_id}/generate", response_model=GenerateResponse, responses=ERRORS)
@@ -154,30 +129,7 @@ async def generate_text(
     """Sample text from a next-token model, with the trace of the whole sequence; from a series model, a
     free-running forecast of `length` values (each prediction fed back as the next input)."""
     loaded = zoo.get(model_id)
-    if series.is_series(loaded):
-        forecasting = series.SeriesGeneration.start(loaded, req, settings)
-        total = forecasting.given + req.length
-
-        def forecast_work() -> bytes:
-            forecast, wire = forecasting.finish()
-            return dumps({"values": wire.values[: forecasting.given], "forecast": forecast,
-                          "outliers": forecasting.outliers(), "trace": wire.body()})  # fmt: skip
-
-        estimate = series.estimate_bytes(loaded, total)
-        admitted = work_of(request, cost.forecast_seconds(loaded, forecasting.given, req.length))
-        return await held_json(forecast_work, admitted, compute, budget, estimate, settings)
-    generation = Generation.start(loaded, req, settings)
-    steps = len(generation.prompt_ids) + req.length
-
-    def work() -> bytes:
-        for _ in generation.run():
-            pass
-        text, written, wire = generation.finish()
-        return dumps({"text": text, "generated": written, "trace": wire.body()})
-
-    estimate = estimate_working_bytes(loaded.card, steps, req.top_k, "rest")
-    admitted = work_of(request, cost.generate_seconds(loaded, len(generation.prompt_ids), req.length))
-    return await held_json(work, admitted, compute, budget, estimate, settings)
+    return await run_job(web_family(loaded).generate_job(loaded, req, settings), request, compute, budget, settings)
 
 
 @router.post("/models/{model_id}/translate", response_model=TranslateResponse, responses=ERRORS)
@@ -193,16 +145,4 @@ async def translate_text(
     """Translate a text: beam search (every candidate and its score), after an optional forced prefix, with the
     trace of the best output."""
     loaded = zoo.get(model_id)
-    if not translation.is_translation(loaded):
-        raise WrongModelKind(f"{model_id} is a {loaded.card.kind} model, not a translation model")
-    steps = translation.translation_steps(
-        loaded, text_of(loaded, req.text), req.max_length, req.beam, req.top_k, settings
-    )
-
-    def work() -> bytes:
-        wire = translation.translate_request(loaded, req, settings)
-        return dumps({"output": wire.trace.output, "beams": wire.header()["beams"], "trace": wire.body()})
-
-    estimate = translation.estimate_bytes(loaded, steps, req.top_k)
-    admitted = work_of(request, cost.translate_seconds(loaded, steps))
-    return await held_json(work, admitted, compute, budget, estimate, settings)
+    return await run_job(web_family(loaded).translate_job(loaded, req, settings), request, compute, budget, settings)

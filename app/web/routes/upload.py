@@ -27,7 +27,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.datastructures import FormData, UploadFile
 
-from app.engine.token.model import Cell
+from app.engine.layers import Cell
 from app.engine.vocab import Level
 from app.web.capacity.budget import ByteBudget
 from app.web.config import Settings

@@ -1,0 +1,141 @@
+"""What the web asks of a model family: its REST and stream handling, its card as the API and pages show it, its
+pages and its lab (a tour scene's questions are app/tour/families.py's: the tour sits below the web). One
+implementation per family (app/web/families/<family>.py), registered in app/web/families/__init__.py under the
+engine family's name; routes, pages and the CLI ask it, never the model's kind.
+
+A request's handling is split in two so that the routes keep the server's mechanics (admission, the byte budget,
+sending): the family checks the request and says what computing it costs (a Job, a TraceStream or a StepStream);
+the route runs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from app.engine.card import LoadedModel
+from app.engine.lab.jacobian import JacobianNorms
+from app.web.config import Settings
+from app.web.schemas.jacobian import JacobianRequest
+from app.web.schemas.models import (
+    GenerateRequest,
+    StreamGenerateRequest,
+    StreamTraceRequest,
+    StreamTranslateRequest,
+    TraceRequest,
+    TranslateRequest,
+)
+from app.zoo.zoo import Zoo
+
+StreamRequest = StreamTraceRequest | StreamGenerateRequest | StreamTranslateRequest
+
+
+@dataclass
+class Job:
+    """A REST body to compute: its limits checked; what it costs, known before it runs."""
+
+    work: Callable[[], bytes]  # the body, computed off the event loop
+    seconds: float  # its compute estimate (app.web.capacity.cost)
+    estimate: int  # bytes at its peak (app.web.capacity.budget)
+
+
+class StreamedTrace(Protocol):
+    """A trace ready to stream: a token model's, a series model's or a translation's."""
+
+    def held_bytes(self) -> int: ...
+    def meta_frame(self, binary: bool = False, batch: int = 1) -> dict[str, Any]: ...
+    def frames(self, batch: int = 1) -> Iterator[bytes]: ...
+    def binary_frames(self, batch: int = 1) -> Iterator[bytes]: ...
+
+
+@dataclass
+class TraceStream:
+    """A stream of a whole trace: meta, its frames (JSON or binary records), done."""
+
+    wire: Callable[[], StreamedTrace]  # computed off the event loop
+    done: Callable[[Any], dict[str, Any]]  # the done frame, from the wire
+    seconds: float
+    estimate: int
+
+
+@dataclass
+class StepStream:
+    """A stream of a generation: each step's frame as soon as it is computed, then the BPTT sweep and done."""
+
+    meta: dict[str, Any]
+    total: int  # step frames at most
+    next_frame: Callable[[int], bytes | None]  # step t's frame (computed in a compute slot), None when done
+    finish: Callable[[], tuple[Iterable[bytes], dict[str, Any]]]  # the grad frames and the done frame
+    seconds: float
+
+
+@dataclass
+class JacobianInput:
+    tokens: list[str]  # what each step reads, as the body names it
+    norms: Callable[[], JacobianNorms]
+    entries: int  # the layer entries a request may name
+
+
+@dataclass
+class PageChoice:
+    """The template that shows a model, and what it needs beyond the model (`m`)."""
+
+    template: str
+    context: dict[str, Any]
+
+
+class WebFamily(Protocol):
+    @property
+    def name(self) -> str:
+        """The engine family's name (app/engine/family.py)."""
+        ...
+
+    # REST and the stream
+    def trace_job(self, loaded: LoadedModel, req: TraceRequest, settings: Settings) -> Job: ...
+    def generate_job(self, loaded: LoadedModel, req: GenerateRequest, settings: Settings) -> Job: ...
+    def translate_job(self, loaded: LoadedModel, req: TranslateRequest, settings: Settings) -> Job: ...
+    def stream(self, loaded: LoadedModel, req: StreamRequest, settings: Settings) -> TraceStream | StepStream: ...
+
+    def jacobian_input(
+        self, loaded: LoadedModel, req: JacobianRequest, settings: Settings, check_steps: Callable[[int], None]
+    ) -> JacobianInput:
+        """The Jacobian's input read and limited (check_steps: the route's limit for this model's size)."""
+        ...
+
+    # the card as GET /api/models/{id} and the pages show it
+    def card_fields(self, loaded: LoadedModel) -> dict[str, Any]:
+        """ModelCardOut's fields of this family (embed_size, vocab, labels, series, attention, …)."""
+        ...
+
+    def page_card(self, loaded: LoadedModel) -> dict[str, Any] | None:
+        """The card a page carries for this model (data-cards), or None if pages fetch it."""
+        ...
+
+    def labels(self, loaded: LoadedModel) -> list[str] | None: ...
+
+    # pages
+    def page(
+        self, zoo: Zoo, loaded: LoadedModel, view: str, task_models: list[LoadedModel], peers: list[LoadedModel]
+    ) -> PageChoice | str:
+        """The page of a view ("model", "generate", "learning") of this model, or why it has none (a 404's
+        message). `task_models`: every model of its task; `peers`: those the compare page would show."""
+        ...
+
+    def home_card(self, loaded: LoadedModel) -> dict[str, Any]:
+        """What the zoo's page says of the model (templates/home.html): "shape" (what it does), "reads" (its
+        vocabulary or its numbers), "open" (its page link's word), "writes" and "learning" (whether those pages
+        have it), "values" (whether its examples are numbers)."""
+        ...
+
+    def compared_by_cell(self, loaded: LoadedModel) -> bool:
+        """Whether the compare page (and the lab's lower sections) put it beside the other cells of its task."""
+        ...
+
+    def not_compared(self, task: str, first: str, known: str) -> str | None:
+        """Why a task of this family's models is not on the compare page (None: it may be)."""
+        ...
+
+    def in_lab(self, loaded: LoadedModel) -> bool:
+        """Whether the lab's lower sections (text in, one token changed) can read this model."""
+        ...
