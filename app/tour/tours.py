@@ -37,6 +37,7 @@ View = Literal[
 Panel = Literal[
     "unrolled",
     "text",
+    "loss",
     "predictions",
     "states",
     "cell",
@@ -62,7 +63,20 @@ Panel = Literal[
 # What each view may show, and what it shows when a scene does not say. The special views are the model view
 # with other panels: the page builds every view out of the same panels.
 MODEL_PANELS: frozenset[str] = frozenset(
-    {"unrolled", "text", "predictions", "states", "cell", "gates", "gradients", "norms", "weights", "pca", "series"}
+    {
+        "unrolled",
+        "text",
+        "predictions",
+        "states",
+        "cell",
+        "gates",
+        "gradients",
+        "loss",
+        "norms",
+        "weights",
+        "pca",
+        "series",
+    }
 )
 VIEW_PANELS: dict[str, frozenset[str]] = {
     "model": MODEL_PANELS,

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from app.tour.tours import (
     BUILTIN_TOURS,
     DEFAULT_TOUR,
+    VIEW_PANELS,
     Scene,
     TourError,
     current_tours,
@@ -339,3 +340,18 @@ def test_the_labs_scenes_run_no_model_and_take_their_defaults() -> None:
     assert train.shown_panels() == ["training"] and train.training is not None
     assert (train.training.n, train.training.seconds, train.training.cells) == (20, 20.0, ["rnn", "lstm", "gru"])
     assert scene_models(knobs, zoo) == ([], []) and scene_models(train, zoo) == ([], [])
+
+
+def test_every_panel_of_the_front_ends_registry_may_be_named_by_a_scene() -> None:
+    """A panel is declared once, in static/js/panels.js; a tour file that names it must pass the tour's checks too,
+    so a panel added there and forgotten here (as the loss panel first was) fails at once, not in a talk."""
+    source = (ROOT / "static/js/panels.js").read_text()
+    block = source[source.index("export const PANELS = {") :]
+    block = block[: block.index("\n};")]
+    keys = set(re.findall(r"^  (\w+): \{", block, re.M))
+    assert {"unrolled", "gates", "loss"} <= keys, "the registry's keys were not found where this test reads them"
+    accepted = set().union(*VIEW_PANELS.values())
+    # The translation page's own panels stand in for the scene's keys (FAMILY_PANELS in panels.js): a scene names
+    # "unrolled", "predictions" and "gradients", and an encoder–decoder fills them with these.
+    stand_ins = {"encdec", "topk", "encdecGradients"}
+    assert keys - stand_ins <= accepted, sorted(keys - stand_ins - accepted)
