@@ -312,3 +312,14 @@ def test_a_tone_lights_the_mel_band_around_its_frequency() -> None:
     centres = [float(c) for c in audio.mel_to_hz(np.linspace(0, audio.hz_to_mel(np.array(8000.0)), N_MELS + 2))]
     loudest = int(frames.mean(dim=0).argmax())
     assert centres[loudest] < 1_000.0 < centres[loudest + 2]  # the band whose triangle holds 1 kHz
+
+
+def test_seal_gives_a_stream_written_wav_its_true_sizes() -> None:
+    x = tone(22_050, 0.2)
+    honest = pcm_wav(x, 22_050, 16)
+    stream = bytearray(honest + b"\x01")  # as espeak-ng --stdout: placeholder sizes, and a stray last byte
+    struct.pack_into("<I", stream, 4, 0x7FFFF024)
+    struct.pack_into("<I", stream, 40, 0x7FFFF000)
+    with pytest.raises(LyingHeader):
+        read_wav(bytes(stream))
+    assert audio.seal(bytes(stream)) == honest

@@ -156,6 +156,22 @@ def _chunks(data: bytes) -> dict[bytes, tuple[int, int]]:
     return chunks
 
 
+def seal(stream: bytes) -> bytes:
+    """A WAV written to a stream, its sizes left as placeholders (`espeak-ng --stdout` cannot seek back), with
+    its true sizes: the data chunk taken to run to the end, in whole frames. For our own synthesiser's output
+    only; read_wav never guesses a size."""
+    chunks = _chunks(stream)
+    fmt = _format(stream, chunks)
+    if b"data" not in chunks:
+        raise NotWav("not a WAV file: it has no 'data' chunk holding samples")
+    start = chunks[b"data"][0]
+    size = (len(stream) - start) // fmt.block_align * fmt.block_align
+    sealed = bytearray(stream[: start + size])
+    struct.pack_into("<I", sealed, 4, len(sealed) - 8)
+    struct.pack_into("<I", sealed, start - 4, size)
+    return bytes(sealed)
+
+
 def _format(data: bytes, chunks: dict[bytes, tuple[int, int]]) -> _Format:
     if b"fmt " not in chunks:
         raise NotWav("not a WAV file: it has no 'fmt ' chunk saying how its samples are written")
