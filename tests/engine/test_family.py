@@ -23,7 +23,7 @@ CARDS = sorted(p for p in MODELS.glob("*.json"))
 
 # The checks that branched on a model's kind before the registry (issue 24). They may appear only in a family's own
 # files: its engine folder, its web part (app/web/families/<family>.py and the translation and series web modules),
-# its tour-scene rules (app/tour/families.py) and the token family's wire layout (app/wire/records.py, where
+# its tour-scene rules (app/tour/families.py) and the token family's wire layout (app/wire/token.py, where
 # next-token and classifier records differ), and in the registries, which map kinds to families.
 OLD_CHECKS = re.compile(
     r"is_translation\(|is_series\(|\.kind ==|\.kind !=|kind in \(|kind ==|"
@@ -37,7 +37,7 @@ FAMILY_FILES = (
     "app/web/families/",
     "app/web/translation.py",
     "app/web/series.py",
-    "app/wire/records.py",
+    "app/wire/token.py",
     "app/tour/families.py",
 )
 
