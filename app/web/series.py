@@ -28,7 +28,7 @@ from app.engine.series.trace import SeriesStep, SeriesTrace, forecast_steps, ser
 from app.web.config import Settings
 from app.web.errors import LimitExceeded
 from app.web.schemas.models import GenerateRequest, TraceRequest
-from app.wire.token import frame_messages, grad_records, record_messages, round_significant, step_records
+from app.wire.frames import frame_messages, grad_records, record_messages, round_significant, step_records
 
 Array = NDArray[Any]
 

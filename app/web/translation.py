@@ -33,7 +33,7 @@ from app.web.config import Settings
 from app.web.errors import LimitExceeded
 from app.web.schemas.models import StreamTraceRequest, StreamTranslateRequest, TraceRequest, TranslateRequest
 from app.web.service import check_chars, check_top_k, text_of
-from app.wire.token import frame_messages, grad_records, record_messages, round_significant, step_records
+from app.wire.frames import frame_messages, grad_records, record_messages, round_significant, step_records
 
 Array = NDArray[Any]
 MAX_BEAM = 8

@@ -26,7 +26,7 @@ from app.web.schemas.models import (
     TraceRequest,
     TranslateRequest,
 )
-from app.wire.token import dumps
+from app.wire.frames import dumps
 from app.zoo.zoo import Zoo
 
 DONE = {"type": "done"}

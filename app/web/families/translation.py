@@ -22,7 +22,7 @@ from app.web.schemas.models import (
     TranslateRequest,
 )
 from app.web.service import text_of
-from app.wire.token import dumps
+from app.wire.frames import dumps
 from app.zoo.zoo import Zoo
 
 
