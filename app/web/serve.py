@@ -58,7 +58,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     from app.engine.family import load_model
     from app.engine.token.trace import trace
     from app.web.families.token import table
-    from app.wire.records import WireTrace
+    from app.wire.token import WireTrace
 
     folder: Path = args.models or get_settings().models_dir
     try:

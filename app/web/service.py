@@ -13,7 +13,7 @@ from app.engine.vocab import Encoded
 from app.web.config import Settings
 from app.web.errors import LimitExceeded
 from app.web.schemas.models import GenerateRequest, TraceRequest
-from app.wire.records import WireTrace
+from app.wire.token import WireTrace
 
 
 def check_top_k(top_k: int, settings: Settings) -> None:

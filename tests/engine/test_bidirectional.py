@@ -15,7 +15,8 @@ from app.engine.layers import GATES
 from app.engine.token.card import config
 from app.engine.token.model import ModelConfig, SeqModel
 from app.engine.token.trace import trace, trace_ids
-from app.wire.records import WireTrace, dumps
+from app.wire.frames import dumps
+from app.wire.token import WireTrace
 from tests.conftest import write_model
 from tests.engine.test_trace import CELLS, STATE_TOL, assert_close_rel
 from tests.reference import reference

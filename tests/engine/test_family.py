@@ -22,9 +22,9 @@ MODELS = ROOT / "models"
 CARDS = sorted(p for p in MODELS.glob("*.json"))
 
 # The checks that branched on a model's kind before the registry (issue 24). They may appear only in a family's own
-# files: its engine folder, its web part (app/web/families/<family>.py and the translation and series web modules),
-# its tour-scene rules (app/tour/families.py) and the token family's wire layout (app/wire/records.py, where
-# next-token and classifier records differ), and in the registries, which map kinds to families.
+# files: its engine folder, its web part (app/web/families/<family>.py), its wire layout (app/wire/<family>.py: the
+# token family's records differ between next-token models and classifiers), its tour-scene rules
+# (app/tour/families.py), and in the registries, which map kinds to families.
 OLD_CHECKS = re.compile(
     r"is_translation\(|is_series\(|\.kind ==|\.kind !=|kind in \(|kind ==|"
     r"isinstance\(.*(SeqModel|Seq2SeqModel|SeriesModel)"
@@ -35,9 +35,9 @@ FAMILY_FILES = (
     "app/engine/series/",
     "app/engine/family.py",
     "app/web/families/",
-    "app/web/translation.py",
-    "app/web/series.py",
-    "app/wire/records.py",
+    "app/wire/token.py",
+    "app/wire/translation.py",
+    "app/wire/series.py",
     "app/tour/families.py",
 )
 

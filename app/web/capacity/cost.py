@@ -96,9 +96,9 @@ def forecast_seconds(loaded: LoadedModel, given: int, length: int) -> float:
 
 
 def translate_seconds(loaded: LoadedModel, steps: int) -> float:
-    """The encoder over the source and up to beam × max_length decoder steps (translation.translation_steps): as
-    many steps of a trace (an overestimate: numbers-lstm-attention's worst, 270 source words, beam 8 and
-    max_length 400, took 0.08 s, estimated 0.24 s; its beams stop at EOS)."""
+    """The encoder over the source and up to beam × max_length decoder steps (translation_steps, in
+    app/web/families/translation.py): as many steps of a trace (an overestimate: numbers-lstm-attention's worst,
+    270 source words, beam 8 and max_length 400, took 0.08 s, estimated 0.24 s; its beams stop at EOS)."""
     return trace_seconds(loaded, steps)
 
 

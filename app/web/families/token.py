@@ -26,7 +26,8 @@ from app.web.schemas.models import (
     TranslateRequest,
 )
 from app.web.service import Generation, check_chars, compute_trace, readable, text_of, trace_steps
-from app.wire.records import WireTrace, dumps, estimate_working_bytes, generated_step_frame
+from app.wire.frames import dumps
+from app.wire.token import WireTrace, estimate_working_bytes, generated_step_frame
 from app.zoo.zoo import Zoo
 
 DONE = {"type": "done"}

@@ -1,5 +1,6 @@
-"""The translation family on the web: an encoder–decoder's trace, its beam search, its page with its peer of the
-other attention setting. Its wire layout and request handling are app/web/translation.py's."""
+"""The translation family on the web: an encoder–decoder's trace and its beam search (the request read, limited
+and handed to the engine), its page with its peer of the other attention setting. Its wire layout is
+app/wire/translation.py's."""
 
 from __future__ import annotations
 
@@ -9,21 +10,87 @@ from typing import Any
 from app.engine.card import LoadedModel, ModelCard
 from app.engine.errors import WrongModelKind
 from app.engine.translation.card import TranslationCard, translation_card
-from app.web import translation
+from app.engine.translation.trace import DEFAULT_MAX_LENGTH, MAX_SOURCE_STEPS, trace_translation, translate
 from app.web.capacity import cost
 from app.web.config import Settings
+from app.web.errors import LimitExceeded
 from app.web.families.base import JacobianInput, Job, PageChoice, StepStream, StreamRequest, TraceStream
 from app.web.schemas.jacobian import JacobianRequest
 from app.web.schemas.models import (
     GenerateRequest,
     StreamGenerateRequest,
+    StreamTraceRequest,
     StreamTranslateRequest,
     TraceRequest,
     TranslateRequest,
 )
-from app.web.service import text_of
-from app.wire.records import dumps
+from app.web.service import check_chars, check_top_k, text_of
+from app.wire.frames import dumps
+from app.wire.translation import TranslationWire, estimate_bytes
 from app.zoo.zoo import Zoo
+
+MAX_BEAM = 8
+
+
+def output_limit(loaded: LoadedModel, max_length: int | None) -> int:
+    return max_length or translation_card(loaded.card).max_length or DEFAULT_MAX_LENGTH
+
+
+def translation_steps(
+    loaded: LoadedModel, text: str, max_length: int | None, beam: int, top_k: int, settings: Settings
+) -> int:
+    """An upper bound of the steps a translation computes (source, and every beam's output), its limits checked
+    before anything is computed."""
+    check_top_k(top_k, settings)  # first: an absurd top_k is a 422, not a body too big for the byte budget
+    check_chars("text", text, min(settings.max_steps, MAX_SOURCE_STEPS), "max_source_steps")
+    if not 1 <= beam <= MAX_BEAM:
+        raise LimitExceeded(f"beam is {beam}; the limit is {MAX_BEAM}")
+    return len(loaded.vocab.split(text)) + output_limit(loaded, max_length) * beam
+
+
+def trace_request(loaded: LoadedModel, req: TraceRequest, settings: Settings) -> TranslationWire:
+    check_top_k(req.top_k, settings)
+    tr = trace_translation(
+        loaded,
+        text_of(loaded, req.text),
+        req.target,
+        # a given target is bounded by the schema (1,000 letters), not by the card's max_length, which bounds
+        # what the decoder writes on its own
+        max_length=None if req.target is None else len(req.target) + 2,
+        top_k=req.top_k,
+        checkpoint=req.checkpoint,
+        max_source_steps=min(settings.max_steps, MAX_SOURCE_STEPS),
+        allow_unknown=True,  # read as <unk>: the source's positions are reported ("unknown"), as a token model's
+    )
+    return TranslationWire.build(loaded, tr, req.precision)
+
+
+def translate_request(loaded: LoadedModel, req: TranslateRequest, settings: Settings) -> TranslationWire:
+    check_top_k(req.top_k, settings)
+    result = translate(
+        loaded,
+        req.text,
+        beam=req.beam,
+        max_length=req.max_length,
+        top_k=req.top_k,
+        prefix=req.prefix,
+        checkpoint=req.checkpoint,
+        max_source_steps=min(settings.max_steps, MAX_SOURCE_STEPS),
+        allow_unknown=True,  # read as <unk>: the source's positions are reported ("unknown"), as a token model's
+    )
+    return TranslationWire.build(loaded, result.trace, req.precision, result.beams)
+
+
+def stream_request(
+    loaded: LoadedModel, req: StreamTraceRequest | StreamTranslateRequest, settings: Settings
+) -> TranslationWire:
+    if isinstance(req, StreamTranslateRequest):
+        wire = translate_request(loaded, req, settings)
+        if req.states == "hidden":  # what the translation page reads: the cell states and gates stay behind
+            wire.encoder.keep_hidden_only()
+            wire.decoder.keep_hidden_only()
+        return wire
+    return trace_request(loaded, req, settings)
 
 
 def attention_peer(zoo: Zoo, card: ModelCard) -> LoadedModel | None:
@@ -44,27 +111,25 @@ class TranslationWeb:
     name = "translation"
 
     def trace_job(self, loaded: LoadedModel, req: TraceRequest, settings: Settings) -> Job:
-        steps = translation.translation_steps(loaded, text_of(loaded, req.text), None, 1, req.top_k, settings)
+        steps = translation_steps(loaded, text_of(loaded, req.text), None, 1, req.top_k, settings)
 
         def work() -> bytes:
-            return dumps(translation.trace_request(loaded, req, settings).body())
+            return dumps(trace_request(loaded, req, settings).body())
 
-        estimate = translation.estimate_bytes(loaded, steps, req.top_k)
+        estimate = estimate_bytes(loaded, steps, req.top_k)
         return Job(work, cost.translate_seconds(loaded, steps), estimate)
 
     def generate_job(self, loaded: LoadedModel, req: GenerateRequest, settings: Settings) -> Job:
         raise WrongModelKind("generate needs a next-token model; this one translates (use translate)")
 
     def translate_job(self, loaded: LoadedModel, req: TranslateRequest, settings: Settings) -> Job:
-        steps = translation.translation_steps(
-            loaded, text_of(loaded, req.text), req.max_length, req.beam, req.top_k, settings
-        )
+        steps = translation_steps(loaded, text_of(loaded, req.text), req.max_length, req.beam, req.top_k, settings)
 
         def work() -> bytes:
-            wire = translation.translate_request(loaded, req, settings)
+            wire = translate_request(loaded, req, settings)
             return dumps({"output": wire.trace.output, "beams": wire.header()["beams"], "trace": wire.body()})
 
-        estimate = translation.estimate_bytes(loaded, steps, req.top_k)
+        estimate = estimate_bytes(loaded, steps, req.top_k)
         return Job(work, cost.translate_seconds(loaded, steps), estimate)
 
     def stream(self, loaded: LoadedModel, req: StreamRequest, settings: Settings) -> TraceStream | StepStream:
@@ -76,18 +141,18 @@ class TranslationWeb:
         is_translate = isinstance(req, StreamTranslateRequest)
         beam = req.beam if isinstance(req, StreamTranslateRequest) else 1
         max_length = req.max_length if isinstance(req, StreamTranslateRequest) else None
-        steps = translation.translation_steps(loaded, text_of(loaded, req.text), max_length, beam, req.top_k, settings)
+        steps = translation_steps(loaded, text_of(loaded, req.text), max_length, beam, req.top_k, settings)
 
-        def done(wire: translation.TranslationWire) -> dict[str, Any]:
+        def done(wire: TranslationWire) -> dict[str, Any]:
             frame: dict[str, Any] = {"type": "done", "output": wire.trace.output, "total_loss": wire.trace.loss}
             if is_translate:
                 frame["beams"] = wire.header()["beams"]
             return frame
 
-        def wire() -> translation.TranslationWire:
-            return translation.stream_request(loaded, req, settings)
+        def wire() -> TranslationWire:
+            return stream_request(loaded, req, settings)
 
-        estimate = translation.estimate_bytes(loaded, steps, req.top_k)
+        estimate = estimate_bytes(loaded, steps, req.top_k)
         return TraceStream(wire, done, cost.translate_seconds(loaded, steps), estimate)
 
     def jacobian_input(

@@ -12,7 +12,7 @@ from app.web.errors import LimitExceeded
 from app.web.families import web_family
 from app.web.routes.trace import ERRORS, held_json
 from app.web.schemas.jacobian import JacobianRequest, JacobianResponse
-from app.wire.records import dumps
+from app.wire.frames import dumps
 
 router = APIRouter(prefix="/api", tags=["lab"])
 

@@ -18,7 +18,7 @@ from app.web.errors import LimitExceeded
 from app.web.routes.trace import ERRORS, held_json
 from app.web.schemas.lab import DiffRequest, DiffResponse, GradientsRequest, GradientsResponse
 from app.web.service import check_chars, readable, text_of
-from app.wire.records import dumps
+from app.wire.frames import dumps
 
 router = APIRouter(prefix="/api", tags=["lab"])
 

@@ -44,7 +44,7 @@ from app.web.config import Settings
 from app.web.errors import Overloaded, error_body
 from app.web.routes.stream import ClientGone, Sender, StreamError, _close_with_error, origin_allowed, receive_request
 from app.web.schemas.models import ErrorBody
-from app.wire.records import dumps
+from app.wire.frames import dumps
 
 log = logging.getLogger("unrolled.lab")
 router = APIRouter(prefix="/api", tags=["lab"])

@@ -38,7 +38,7 @@ from app.web.families import web_family
 from app.web.families.base import StepStream, TraceStream
 from app.web.middleware.metrics import Metrics
 from app.web.schemas.models import StreamGenerateRequest, StreamTraceRequest, StreamTranslateRequest
-from app.wire.records import dumps
+from app.wire.frames import dumps
 from app.zoo.zoo import Zoo
 
 log = logging.getLogger("unrolled.stream")

@@ -1,7 +1,8 @@
 """The wire schema: request bodies, response bodies and stream frames, as pydantic models.
 
 Responses that carry a trace are large (a 1000-step LSTM trace holds ~800k numbers), so they are built by
-app.wire.records as plain dicts of numpy arrays and serialised by orjson; these models document them in OpenAPI.
+app/wire/ (a module per family) as plain dicts of numpy arrays and serialised by orjson; these models document
+them in OpenAPI.
 """
 
 from __future__ import annotations

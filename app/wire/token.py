@@ -1,4 +1,4 @@
-"""A Trace on the wire: the REST body and the stream's frames, built from the same arrays.
+"""A token model's Trace on the wire: the REST body and the stream's frames, built from the same arrays.
 
 The arrays are rounded (if the request asks for a precision) and written as JSON text once, by orjson, then
 either sent whole (REST) or sliced row by row into frames (stream), so a stream's frames equal the REST body
@@ -22,45 +22,7 @@ from app.engine.card import LoadedModel, ModelCard
 from app.engine.token.card import token_card
 from app.engine.token.generate import Step
 from app.engine.token.trace import Trace
-
-Array = NDArray[Any]
-JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
-
-
-def dumps(obj: Any) -> bytes:
-    return orjson.dumps(obj, option=JSON_OPTIONS)
-
-
-def round_significant(a: Array, digits: int | None) -> Array:
-    """a rounded to `digits` significant digits (None: a itself), as a new array of a's dtype: each value, in
-    float64, scaled by the power of ten that leaves `digits` digits before the point, rounded half to even and
-    scaled back (divided and multiplied by 10^-k where k < 0, exact up to 10^22: 886135 to 1 digit is 900000.0).
-    Zeros, infinities and NaN stay as they are; so does a value whose scale overflows (below ~1e-300). Only JSON
-    is rounded: it is shorter for it, where a float32 or float64 record is not."""
-    if digits is None:
-        return a
-    v = np.asarray(a, np.float64)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        size = np.abs(v)
-        e = np.floor(np.log10(size))
-        e += 10.0 ** (e + 1) <= size  # log10 may fall short by one just under a power of ten
-        k = digits - 1 - e  # v · 10^k has `digits` digits before the point
-        scale = 10.0 ** np.abs(k)
-        r = np.where(k >= 0, np.rint(v * scale) / scale, np.rint(v / scale) * scale)
-    out = np.where(np.isfinite(r) & (size != 0), r, v)
-    if v.dtype == a.dtype:
-        # Beyond 10^±22 a power of ten is inexact in float64, and the result can miss the double nearest the
-        # rounded decimal by an ulp: 2.9999999999999998e-210, not 3e-210, which defeats the short text. These are
-        # gradient norms and losses, a few per step: Python's correctly rounded conversion fixes them.
-        flat_in, flat_out = v.reshape(-1), out.reshape(-1)
-        far = np.flatnonzero(
-            np.isfinite(flat_in)
-            & (flat_in != 0)
-            & ((np.abs(flat_in) < 10.0 ** (digits - 23)) | (np.abs(flat_in) >= 1e22))
-        )
-        flat_out[far] = [float(f"{x:.{digits - 1}e}") for x in flat_in[far].tolist()]
-    with np.errstate(over="ignore"):  # a float32 near its largest rounds up to inf, as float32 arithmetic would
-        return out.astype(a.dtype, copy=False)
+from app.wire.frames import Array, dumps, grad_records, record_messages, round_significant, state_key, step_records
 
 
 class Rows:
@@ -108,13 +70,6 @@ def write_predictions(ids: NDArray[np.int64], probs: Array, vocab: tuple[str, ..
             for t, row in enumerate(ids.tolist())
         ]
     )
-
-
-def state_key(layer: int, name: str) -> str:
-    """The wire's name of a layer's state or gate array ("hidden", "cell_state" or a gate, as the engine names
-    them): "layers.0.hidden", "layers.1.gates.forget". The JSON text and the binary layout are both matched by this
-    name, never by position."""
-    return f"layers.{layer}.{name}" if name in ("hidden", "cell_state") else f"layers.{layer}.gates.{name}"
 
 
 def estimate_body_bytes(card: ModelCard, steps: int, top_k: int) -> int:
@@ -354,7 +309,7 @@ class WireTrace:
         return [{"name": n, "dtype": "float64", "size": 1, **direction(n)} for n in names]
 
     def binary_steps(self, batch: int = 1) -> Iterator[bytes]:
-        """Step records in messages of up to `batch` records each (wire.step_records: uint32 t, the float32 fields
+        """Step records in messages of up to `batch` records each (frames.step_records: uint32 t, the float32 fields
         of binary_layout(), then uint32 token ids)."""
         parts = [a for _, a in self.state_arrays()]
         parts.append(self.step_loss[:, None])
@@ -412,47 +367,6 @@ def _messages(frames: Iterator[list[bytes]], batch: int) -> Iterator[bytes]:
             message.append(b",")
         message[-1] = b"]"  # the last frame's comma
         yield b"".join(message)
-
-
-def step_records(parts: list[Array], ids: NDArray[np.int64] | None = None) -> Array:
-    """Binary step records, one row per step: little-endian uint32 t, the parts' float32 columns side by side,
-    then uint32 token ids (if any): every record of a trace has the same size."""
-    T = parts[0].shape[0]
-    width = sum(p.shape[1] for p in parts)
-    k = 0 if ids is None else ids.shape[1]
-    rows = np.empty((T, 1 + width + k), dtype="<f4")
-    rows.view("<u4")[:, 0] = np.arange(T)
-    np.concatenate([p.astype("<f4", copy=False) for p in parts], axis=1, out=rows[:, 1 : 1 + width])
-    if ids is not None:
-        rows.view("<u4")[:, 1 + width :] = ids
-    return rows
-
-
-def grad_records(columns: list[Array]) -> Array:
-    """Binary grad records, the last step first (as BPTT runs): float64 t, then each column's value(s) at t
-    (float64 keeps 1e-300); a column is (T,) or (T, k)."""
-    cols = [c[:, None] if c.ndim == 1 else c for c in columns]
-    T = cols[0].shape[0]
-    rows = np.empty((T, 1 + sum(c.shape[1] for c in cols)), dtype="<f8")
-    rows[:, 0] = np.arange(T)
-    np.concatenate(cols, axis=1, out=rows[:, 1:])
-    return rows[::-1]
-
-
-def record_messages(rows: Array, batch: int) -> Iterator[bytes]:
-    """Records, `batch` to a message."""
-    for t0 in range(0, len(rows), batch):
-        yield np.ascontiguousarray(rows[t0 : t0 + batch]).tobytes()
-
-
-def frame_messages(frames: Iterator[dict[str, Any]], batch: int) -> Iterator[bytes]:
-    """Frames built as dicts (the small traces: translation, series) as messages: one frame each, or a JSON array
-    of up to `batch` frames."""
-    if batch == 1:
-        yield from (dumps(f) for f in frames)
-        return
-    while group := list(itertools.islice(frames, batch)):
-        yield dumps(group)
 
 
 def generated_step_frame(loaded: LoadedModel, step: Step, t: int, top_k: int, precision: int | None) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""A translation model on the wire: requests to engine calls, and a TranslationTrace as a REST body or frames.
+"""A translation model's trace on the wire: a TranslationTrace as a REST body or stream frames.
 
 The body: {"source_tokens", "target_tokens", "encoder": {"layers"}, "decoder": {"layers", "predictions"},
 "attention": [T][J], "loss": [T], "grad_norms": {"encoder": {…, "via_attention"}, "decoder": {…}}, …}; layers are
@@ -16,43 +16,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from app.engine.card import LoadedModel
-from app.engine.translation.card import translation_card
-from app.engine.translation.trace import (
-    DEFAULT_MAX_LENGTH,
-    MAX_SOURCE_STEPS,
-    Beam,
-    SideTrace,
-    TranslationTrace,
-    trace_translation,
-    translate,
+from app.engine.translation.trace import Beam, SideTrace, TranslationTrace
+from app.wire.frames import (
+    Array,
+    frame_messages,
+    grad_records,
+    record_messages,
+    round_significant,
+    state_key,
+    step_records,
 )
-from app.web.config import Settings
-from app.web.errors import LimitExceeded
-from app.web.schemas.models import StreamTraceRequest, StreamTranslateRequest, TraceRequest, TranslateRequest
-from app.web.service import check_chars, check_top_k, text_of
-from app.wire.records import frame_messages, grad_records, record_messages, round_significant, step_records
-
-Array = NDArray[Any]
-MAX_BEAM = 8
-
-
-def output_limit(loaded: LoadedModel, max_length: int | None) -> int:
-    return max_length or translation_card(loaded.card).max_length or DEFAULT_MAX_LENGTH
-
-
-def translation_steps(
-    loaded: LoadedModel, text: str, max_length: int | None, beam: int, top_k: int, settings: Settings
-) -> int:
-    """An upper bound of the steps a translation computes (source, and every beam's output), its limits checked
-    before anything is computed."""
-    check_top_k(top_k, settings)  # first: an absurd top_k is a 422, not a body too big for the byte budget
-    check_chars("text", text, min(settings.max_steps, MAX_SOURCE_STEPS), "max_source_steps")
-    if not 1 <= beam <= MAX_BEAM:
-        raise LimitExceeded(f"beam is {beam}; the limit is {MAX_BEAM}")
-    return len(loaded.vocab.split(text)) + output_limit(loaded, max_length) * beam
 
 
 def estimate_bytes(loaded: LoadedModel, steps: int, top_k: int) -> int:
@@ -60,51 +35,6 @@ def estimate_bytes(loaded: LoadedModel, steps: int, top_k: int) -> int:
     card = loaded.card
     values = card.num_layers * card.hidden_size * (1 + (card.cell == "lstm") + len(card.gate_names))
     return steps * (12 * values + 12 * card.hidden_size + 32 * top_k + 12 * steps + 96) + 4096
-
-
-def trace_request(loaded: LoadedModel, req: TraceRequest, settings: Settings) -> TranslationWire:
-    check_top_k(req.top_k, settings)
-    tr = trace_translation(
-        loaded,
-        text_of(loaded, req.text),
-        req.target,
-        # a given target is bounded by the schema (1,000 letters), not by the card's max_length, which bounds
-        # what the decoder writes on its own
-        max_length=None if req.target is None else len(req.target) + 2,
-        top_k=req.top_k,
-        checkpoint=req.checkpoint,
-        max_source_steps=min(settings.max_steps, MAX_SOURCE_STEPS),
-        allow_unknown=True,  # read as <unk>: the source's positions are reported ("unknown"), as a token model's
-    )
-    return TranslationWire.build(loaded, tr, req.precision)
-
-
-def translate_request(loaded: LoadedModel, req: TranslateRequest, settings: Settings) -> TranslationWire:
-    check_top_k(req.top_k, settings)
-    result = translate(
-        loaded,
-        req.text,
-        beam=req.beam,
-        max_length=req.max_length,
-        top_k=req.top_k,
-        prefix=req.prefix,
-        checkpoint=req.checkpoint,
-        max_source_steps=min(settings.max_steps, MAX_SOURCE_STEPS),
-        allow_unknown=True,  # read as <unk>: the source's positions are reported ("unknown"), as a token model's
-    )
-    return TranslationWire.build(loaded, result.trace, req.precision, result.beams)
-
-
-def stream_request(
-    loaded: LoadedModel, req: StreamTraceRequest | StreamTranslateRequest, settings: Settings
-) -> TranslationWire:
-    if isinstance(req, StreamTranslateRequest):
-        wire = translate_request(loaded, req, settings)
-        if req.states == "hidden":  # what the translation page reads: the cell states and gates stay behind
-            wire.encoder.keep_hidden_only()
-            wire.decoder.keep_hidden_only()
-        return wire
-    return trace_request(loaded, req, settings)
 
 
 @dataclass
@@ -147,11 +77,11 @@ class _Side:
     def state_arrays(self) -> list[tuple[str, Array]]:
         out: list[tuple[str, Array]] = []
         for k, layer in enumerate(self.layers):
-            out.append((f"layers.{k}.hidden", layer["hidden"]))  # type: ignore[arg-type]
+            out.append((state_key(k, "hidden"), layer["hidden"]))  # type: ignore[arg-type]
             if layer.get("cell_state") is not None:
-                out.append((f"layers.{k}.cell_state", layer["cell_state"]))  # type: ignore[arg-type]
+                out.append((state_key(k, "cell_state"), layer["cell_state"]))  # type: ignore[arg-type]
             gates: dict[str, Array] = layer.get("gates") or {}  # type: ignore[assignment]
-            out += [(f"layers.{k}.gates.{name}", g) for name, g in gates.items()]
+            out += [(state_key(k, name), g) for name, g in gates.items()]
         return out
 
     def layer_at(self, t: int) -> list[dict[str, Any]]:

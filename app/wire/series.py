@@ -1,5 +1,4 @@
-"""A series model (numbers in, numbers out) on the wire: requests to engine calls, and a SeriesTrace as a REST
-body or stream frames.
+"""A series model's trace on the wire (numbers in, numbers out): a SeriesTrace as a REST body or stream frames.
 
 The body is a token model's with values in place of tokens: {"features", "values": [T][F], "predicted": [T][F]
 (made at step t for step t + 1, in the data's units), "error", "layers", "loss", "grad_norms": {"hidden",
@@ -7,7 +6,7 @@ The body is a token model's with values in place of tokens: {"features", "values
 what the model was trained on, {"message", "values": [{"t", "feature", "value"}], "trained", "plausible"}, or
 null (app.engine.series.model.far_values)}. The stream sends meta (with "outliers"), one step frame
 per value ({"t", "value", "predicted", "layers", "loss"}), one grad frame per value from the last back, then done.
-A generate request is a free-running forecast: each prediction fed back as the next input.
+A forecast's step frames (forecast_step_frame) leave one by one as the model writes them.
 """
 
 from __future__ import annotations
@@ -18,32 +17,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from app.engine.card import LoadedModel
-from app.engine.errors import WrongModelKind
 from app.engine.series.card import series_card
-from app.engine.series.model import FarValues, Scaling, far_values, read_values
-from app.engine.series.trace import SeriesStep, SeriesTrace, forecast_steps, series_model, trace_series
-from app.web.config import Settings
-from app.web.errors import LimitExceeded
-from app.web.schemas.models import GenerateRequest, TraceRequest
-from app.wire.records import frame_messages, grad_records, record_messages, round_significant, step_records
-
-Array = NDArray[Any]
-
-
-def values_of(loaded: LoadedModel, values: list[Any] | None) -> list[Any]:
-    """The numbers a series model is given; text sent to it is a 409 that says what it reads."""
-    if values is None:
-        raise WrongModelKind(f"{loaded.card.id} reads numbers: send `values` (a list of numbers), not text")
-    return values
-
-
-def value_steps(values: list[Any], settings: Settings) -> int:
-    if len(values) > settings.max_steps:
-        raise LimitExceeded(f"values has {len(values)} steps; the limit is {settings.max_steps} (max_steps)")
-    return len(values)
+from app.engine.series.model import FarValues, Scaling, far_values
+from app.engine.series.trace import SeriesStep, SeriesTrace
+from app.wire.frames import (
+    Array,
+    frame_messages,
+    grad_records,
+    record_messages,
+    round_significant,
+    state_key,
+    step_records,
+)
 
 
 def estimate_bytes(loaded: LoadedModel, steps: int) -> int:
@@ -51,11 +38,6 @@ def estimate_bytes(loaded: LoadedModel, steps: int) -> int:
     card = loaded.card
     values = card.num_layers * card.hidden_size * (1 + (card.cell == "lstm") + len(card.gate_names))
     return steps * (40 * values + 256) + 4096
-
-
-def trace_request(loaded: LoadedModel, req: TraceRequest, settings: Settings) -> SeriesWire:
-    tr = trace_series(loaded, req.values, loss=req.loss, checkpoint=req.checkpoint, max_steps=settings.max_steps)
-    return SeriesWire.build(loaded, tr, req.precision)
 
 
 @dataclass
@@ -196,10 +178,10 @@ class SeriesWire:
     def _state_arrays(self) -> list[tuple[str, Array]]:
         out: list[tuple[str, Array]] = []
         for k, layer in enumerate(self.layers):
-            out.append((f"layers.{k}.hidden", layer["hidden"]))
+            out.append((state_key(k, "hidden"), layer["hidden"]))
             if layer["cell_state"] is not None:
-                out.append((f"layers.{k}.cell_state", layer["cell_state"]))
-            out += [(f"layers.{k}.gates.{n}", g) for n, g in layer["gates"].items()]
+                out.append((state_key(k, "cell_state"), layer["cell_state"]))
+            out += [(state_key(k, n), g) for n, g in layer["gates"].items()]
         return out
 
     def binary_layout(self) -> list[dict[str, Any]]:
@@ -238,73 +220,26 @@ class SeriesWire:
         return record_messages(grad_records([*columns, self.grad_values]), batch)
 
 
-@dataclass
-class SeriesGeneration:
-    """A forecast under way: the given values, then each prediction fed back, step by step."""
-
-    loaded: LoadedModel
-    req: GenerateRequest
-    given: int
-    pending: Iterator[SeriesStep]
-    steps: list[SeriesStep]
-    far: FarValues | None  # the given values far outside what the model was trained on (the forecast's are its own)
-
-    @classmethod
-    def start(cls, loaded: LoadedModel, req: GenerateRequest, settings: Settings) -> SeriesGeneration:
-        values = values_of(loaded, req.values)
-        given = value_steps(values, settings)
-        if req.length > settings.max_generate:
-            raise LimitExceeded(f"length is {req.length}; the limit is {settings.max_generate} (max_generate)")
-        if given + req.length > settings.max_steps:
-            raise LimitExceeded(
-                f"{given} values and a forecast of {req.length}: together over the limit of {settings.max_steps} "
-                "steps (max_steps)"
-            )
-        pending = forecast_steps(loaded, values, req.length, max_steps=settings.max_steps)  # checks the numbers
-        _, scaling = series_model(loaded)
-        far = far_values(read_values(values, scaling.width, settings.max_steps, scaling), scaling)
-        return cls(loaded, req, given, pending, [], far)
-
-    def outliers(self) -> dict[str, Any] | None:
-        return None if self.far is None else self.far.to_json()
-
-    def run(self) -> Iterator[SeriesStep]:
-        for step in self.pending:
-            self.steps.append(step)
-            yield step
-
-    def step_frame(self, step: SeriesStep, t: int) -> dict[str, Any]:
-        card = self.loaded.card
-        r = self.req.precision
-        return {
-            "type": "step",
-            "t": t,
-            "value": step.value,
-            "predicted": round_significant(step.predicted, r),
-            "forecast": step.forecast,
-            "layers": [
-                {
-                    "hidden": round_significant(f.hidden[0].numpy(), r),
-                    "cell_state": None if f.cell_state is None else round_significant(f.cell_state[0].numpy(), r),
-                    "gates": {
-                        n: round_significant(np.ascontiguousarray(g[0]), r) for n, g in f.gates(card.cell).items()
-                    },
-                }
-                for f in step.layers
-                for gates in [f.gates(card.cell)]
-            ],
-        }
-
-    def finish(self) -> tuple[Array, SeriesWire]:
-        """The forecast, and the trace of the given values followed by it (with its BPTT sweep)."""
-        for _ in self.run():
-            pass
-        written = [s.predicted for s in self.steps[self.given - 1 :]][: self.req.length]
-        forecast = np.array(written, dtype=np.float64).reshape(len(written), -1)
-        given = np.array([s.value for s in self.steps[: self.given]], dtype=np.float64)
-        whole = np.concatenate([given, forecast[:-1]]) if len(forecast) else given
-        tr = trace_series(self.loaded, whole.tolist(), max_steps=len(whole))
-        return forecast, SeriesWire.build(self.loaded, tr, self.req.precision, given=self.given)
+def forecast_step_frame(loaded: LoadedModel, step: SeriesStep, t: int, precision: int | None) -> dict[str, Any]:
+    """A step frame of a forecast as it is computed: the value read, the prediction, whether the value is the
+    model's own (fed back), and each layer's states and gates at the step."""
+    cell = loaded.card.cell
+    r = precision
+    return {
+        "type": "step",
+        "t": t,
+        "value": step.value,
+        "predicted": round_significant(step.predicted, r),
+        "forecast": step.forecast,
+        "layers": [
+            {
+                "hidden": round_significant(f.hidden[0].numpy(), r),
+                "cell_state": None if f.cell_state is None else round_significant(f.cell_state[0].numpy(), r),
+                "gates": {n: round_significant(np.ascontiguousarray(g[0]), r) for n, g in f.gates(cell).items()},
+            }
+            for f in step.layers
+        ],
+    }
 
 
 def _layer_arrays(layer: dict[str, Any]) -> list[Array]:
