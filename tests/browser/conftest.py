@@ -89,7 +89,8 @@ def recorder() -> Recorder:
 def page(browser: Browser, recorder: Recorder) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 720}, accept_downloads=True)
     pg = context.new_page()
-    pg.set_default_timeout(20_000)
+    # A guard against a hang, never a speed target: every wait is for a condition, and a loaded machine is slow.
+    pg.set_default_timeout(60_000)
     pg.on("console", recorder.console)
     pg.on("pageerror", lambda e: recorder.errors.append(f"pageerror: {e}"))
     pg.on("request", lambda r: recorder.requests.append(r.url))
