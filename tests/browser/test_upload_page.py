@@ -147,11 +147,12 @@ def test_an_uploaded_vocabulary_without_an_unknown_token_names_what_it_cannot_re
     wait_loaded(page)
     assert page.locator("#unknown-note").count() == 0  # its example is its own characters
     type_input(page, "the fox sat")
-    status = page.locator("#status")
-    page.wait_for_function("() => document.getElementById('status').textContent.includes(\"'f' at 4\")")
+    # A refused input is named beside the input (static/js/inputerror.js), not in the status toast.
+    said = page.locator("#input-error")
+    page.wait_for_function("() => document.getElementById('input-error')?.textContent.includes(\"'f' at 4\")")
     refused = httpx.post(f"{url}/api/models/their-set-gru/trace", json={"text": "the fox sat"})
     assert refused.status_code == 422 and "'f' at 4, 'x' at 6" in refused.json()["message"]
-    assert "'f' at 4, 'x' at 6" in status.inner_text()
+    assert said.is_visible() and "'f' at 4, 'x' at 6" in said.inner_text()
     screenshot(page, "upload-no-unknown-token-refused")
     assert (
         httpx.delete(f"{url}/api/models/their-set-gru", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 204
