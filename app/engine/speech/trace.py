@@ -23,6 +23,8 @@ The method, in the order it runs (T frames, T' = T // S steps, C = 1 + len(alpha
 
 from __future__ import annotations
 
+import heapq
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -44,7 +46,7 @@ from app.engine.speech.model import SpeechModel
 BLANK_ID = 0
 BEAM_WIDTH = 8
 MAX_BEAM_WIDTH = 32
-NEG_INF = -np.inf
+NEG_INF = -math.inf
 
 TargetSource = Literal["given", "greedy"]
 
@@ -203,33 +205,40 @@ def occupancy(tr: Trellis, classes: int) -> F64:
     return gamma
 
 
+def _logaddexp(a: float, b: float) -> float:
+    """log(e^a + e^b) on Python floats: the beam search's inner loop, where numpy's ufunc on scalars costs 10×."""
+    if a < b:
+        a, b = b, a
+    return a if b == NEG_INF else a + math.log1p(math.exp(b - a))
+
+
 def beam_search(log_probs: F64, width: int = BEAM_WIDTH) -> list[tuple[list[int], float]]:
     """CTC prefix beam search: at each step, every kept prefix is extended by each class, the probability of
     ending in blank (p_b) and in its last character (p_nb) kept apart so that "a", "a" merges into one "a" but
     "a", blank, "a" writes two. Returns the `width` best prefixes and their log-probabilities, best first; with a
     width that keeps every prefix, each is exactly log p(prefix | x)."""
-    T, C = log_probs.shape
+    C = log_probs.shape[1]
+    lae = _logaddexp
     beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}
-    for t in range(T):
-        y = log_probs[t]
-        nxt: dict[tuple[int, ...], list[float]] = {}  # prefix → [log p_b, log p_nb] after step t
+    for row in log_probs.tolist():  # Python floats: scalar arithmetic on numpy values is several times slower
+        nxt: dict[tuple[int, ...], list[float]] = {}  # prefix → [log p_b, log p_nb] after this step
         for prefix, (pb, pnb) in beams.items():
-            total = np.logaddexp(pb, pnb)
+            total = lae(pb, pnb)
             here = nxt.setdefault(prefix, [NEG_INF, NEG_INF])
-            here[0] = np.logaddexp(here[0], total + y[BLANK_ID])  # a blank: the prefix, now ending in blank
+            here[0] = lae(here[0], total + row[BLANK_ID])  # a blank: the prefix, now ending in blank
             last = prefix[-1] if prefix else None
             for c in range(1, C):
                 longer = nxt.setdefault((*prefix, c), [NEG_INF, NEG_INF])
                 if c == last:
-                    longer[1] = np.logaddexp(longer[1], pb + y[c])  # a doubled letter needs the blank between
-                    here[1] = np.logaddexp(here[1], pnb + y[c])  # the same letter again: merged
+                    longer[1] = lae(longer[1], pb + row[c])  # a doubled letter needs the blank between
+                    here[1] = lae(here[1], pnb + row[c])  # the same letter again: merged
                 else:
-                    longer[1] = np.logaddexp(longer[1], total + y[c])
-        scored = [(np.logaddexp(v[0], v[1]), p, v) for p, v in nxt.items()]
+                    longer[1] = lae(longer[1], total + row[c])
+        scored = [(lae(v[0], v[1]), p, v) for p, v in nxt.items()]
         # best first; a prefix no path reaches (a doubled letter straight after itself) is dropped, not kept at −∞
-        ranked = sorted((s for s in scored if s[0] > NEG_INF), key=lambda s: -s[0])[:width]
+        ranked = heapq.nlargest(width, (s for s in scored if s[0] > NEG_INF), key=lambda s: s[0])
         beams = {p: (v[0], v[1]) for _, p, v in ranked}
-    out = [(list(p), float(np.logaddexp(pb, pnb))) for p, (pb, pnb) in beams.items()]
+    out = [(list(p), lae(pb, pnb)) for p, (pb, pnb) in beams.items()]
     return sorted(out, key=lambda b: -b[1])
 
 
