@@ -19,7 +19,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from app.engine.card import ModelCard, card_text, save_model
-from app.engine.errors import ModelFileError, UnknownTokens, WrongModelKind
+from app.engine.errors import EmptyInput, ModelFileError, OverLimit, UnknownTokens, WrongModelKind
 from app.engine.family import card_from_json, family_of, load_model
 from app.engine.layers import GATES
 from app.engine.speech.audio import N_MELS
@@ -30,6 +30,7 @@ from tests.engine.test_trace import CELLS, STATE_TOL, assert_close_rel
 from tests.reference import norms, run_layers, top_output
 
 ALPHABET = "abcd"
+MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
 def make_model(cell: str, directions: int, layers: int, seed: int, hidden: int = 10) -> SpeechModel:
@@ -188,10 +189,15 @@ def test_a_beam_wide_enough_scores_each_text_exactly() -> None:
         assert lp == pytest.approx(-float(ctc(log_probs, ids)), rel=1e-10), ids
 
 
-def test_a_transcript_longer_than_the_clip_can_spell_is_refused_by_name() -> None:
+def test_a_transcript_longer_than_the_clip_can_spell_or_a_clip_shorter_than_a_step_is_refused_by_name() -> None:
     model = make_model("rnn", 1, 1, seed=0)
     with pytest.raises(Unalignable, match=r"needs at least 5 steps .* the audio gives 4"):
         trace_frames(model, frames(9, seed=0), [1, 2, 2, 3], ALPHABET)  # 4 steps; "abbc" needs 5
+    trace_frames(model, frames(10, seed=0), [1, 2, 2, 3], ALPHABET)  # 5 steps: one path
+    with pytest.raises(EmptyInput, match="the audio gives 1 frame"):
+        trace_frames(model, frames(1, seed=0), None, ALPHABET)
+    with pytest.raises(OverLimit, match="beam has 33; the limit is 32"):
+        trace_frames(model, frames(10, seed=0), None, ALPHABET, beam_width=33)
 
 
 def card(cell: str = "gru", bidirectional: bool = True, **block: object) -> ModelCard:
@@ -252,6 +258,11 @@ def test_a_saved_model_loads_and_traces_a_wav(cell: str, tmp_path: Path) -> None
         trace(loaded, tone_wav(), transcript="70")
     with pytest.raises(WrongModelKind, match="transcribes speech"):
         family_of("transcribe").lab_model(loaded, None)
+
+
+def test_a_model_of_another_family_is_refused_saying_what_it_does() -> None:
+    with pytest.raises(WrongModelKind, match="charlm-gru reads text: it is not a model of speech"):
+        trace(load_model(MODELS, "charlm-gru"), tone_wav())
 
 
 def test_weights_that_do_not_fit_the_card_are_refused_by_name(tmp_path: Path) -> None:

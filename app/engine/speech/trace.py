@@ -37,7 +37,7 @@ from torch import Tensor
 
 from app.engine import kernels
 from app.engine.card import LoadedModel
-from app.engine.errors import EngineError, WrongModelKind
+from app.engine.errors import EmptyInput, EngineError, OverLimit, WrongModelKind
 from app.engine.layers import F32, F64, I64, LayerTrace, stack_backward, stack_forward
 from app.engine.speech.audio import MAX_SECONDS, wav_features
 from app.engine.speech.card import speech_card
@@ -277,7 +277,7 @@ def trace_frames(
     """The engine itself, on log-mel frames (T, bands) and the target's classes (None: the greedy text's)."""
     cfg = model.config
     if not 1 <= beam_width <= MAX_BEAM_WIDTH:
-        raise ValueError(f"beam_width must be 1 to {MAX_BEAM_WIDTH}")
+        raise OverLimit("beam", beam_width, MAX_BEAM_WIDTH, "beam_width")
 
     def spell(ids: Sequence[int]) -> str:
         return "".join(alphabet[c - 1] for c in ids)
@@ -285,7 +285,10 @@ def trace_frames(
     # 1–2. Steps, then every layer and direction's forward.
     x = model.steps(frames.float())  # (T', bands·S)
     if x.shape[0] == 0:
-        raise Unalignable(1, 0)
+        raise EmptyInput(
+            f"the audio gives {frames.shape[0]} frame(s); one step of this model hears {cfg.stack} frames, 10 ms "
+            "apart. Record longer."
+        )
     forwards, top = stack_forward(model, x, cfg.num_layers, cfg.directions)  # top: (T', D·H)
 
     # 3. The head and CTC's posteriors.
