@@ -95,6 +95,14 @@ def test_the_trace_matches_torch_nn_and_float64_autograd(cell: str, directions: 
     assert_close_rel(tr.grad_input, norms(xs))
 
 
+def test_a_step_is_stack_frames_side_by_side_each_bands_clip_mean_removed_and_scaled() -> None:
+    model = make_model("gru", 1, 1, seed=0)  # stack 2, scale 0.25
+    f = frames(7, seed=1).numpy().astype(np.float64)
+    centred = f - f.mean(axis=0)  # the mean of all 7 frames, the one left over included
+    expected = [np.concatenate([centred[2 * t], centred[2 * t + 1]]) * 0.25 for t in range(3)]
+    np.testing.assert_allclose(model.steps(torch.from_numpy(f).float()).numpy(), np.stack(expected), atol=1e-6)
+
+
 @pytest.mark.parametrize("labels", [[1, 2, 3], [2, 2], [4, 4, 4, 1], [3]])
 def test_the_loss_and_its_gradient_equal_torch_ctc_on_the_same_posteriors(labels: list[int]) -> None:
     """On the trace's own float64 posteriors the loss and ∂L/∂logits are torch's to rounding: the trellis is exact,
