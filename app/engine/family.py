@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from app.engine.card import CardBlock, LoadedModel, ModelCard
 from app.engine.errors import ModelFileError
 from app.engine.series.family import SERIES
+from app.engine.speech.family import SPEECH
 from app.engine.token.family import TOKEN
 from app.engine.token.model import SeqModel
 from app.engine.translation.family import TRANSLATION
@@ -63,7 +64,7 @@ class Family(Protocol):
         ...
 
 
-FAMILIES: tuple[Family, ...] = (TOKEN, TRANSLATION, SERIES)
+FAMILIES: tuple[Family, ...] = (TOKEN, TRANSLATION, SERIES, SPEECH)
 BY_KIND: dict[str, Family] = {kind: f for f in FAMILIES for kind in f.kinds}
 KINDS = tuple(BY_KIND)
 

@@ -99,7 +99,25 @@ class SeriesScenes:
         return False
 
 
-SCENES: dict[str, SceneRules] = {"token": TokenScenes(), "translation": TranslationScenes(), "series": SeriesScenes()}
+class SpeechScenes:
+    def shape(self, m: LoadedModel) -> str:
+        return "transcribe"
+
+    def problem(self, m: LoadedModel, view: str, needs_next_token: bool, guest: bool) -> str | None:
+        return f"{m.card.id} transcribes speech: no tour scene shows a speech model yet"
+
+    def in_compare_scene(self, m: LoadedModel) -> bool:
+        return False
+
+    def labels(self, m: LoadedModel) -> list[str] | None:
+        return None
+
+    def attention(self, m: LoadedModel) -> bool:
+        return False
+
+
+SCENES: dict[str, SceneRules] = {"token": TokenScenes(), "translation": TranslationScenes(), "series": SeriesScenes(),
+                                 "speech": SpeechScenes()}  # fmt: skip
 assert set(SCENES) == {f.name for f in FAMILIES}, "every engine family has its scene rules"
 
 

@@ -138,13 +138,13 @@ def draw_numbers(rng: np.random.Generator, size: int, never: set[int]) -> list[i
     rounds = round_numbers()
     out: list[int] = []
     while len(out) < size:
-        kind = MIXTURE[int(rng.choice(len(MIXTURE), p=[share for _, share in MIXTURE]))][0]
-        if kind == "digits":
+        draw = MIXTURE[int(rng.choice(len(MIXTURE), p=[share for _, share in MIXTURE]))][0]
+        if draw == "digits":
             lo, hi = digit_range(int(rng.choice(numbers.DIGITS)))
             n = int(rng.integers(lo, hi + 1))
-        elif kind == "round":
+        elif draw == "round":
             n = rounds[int(rng.integers(len(rounds)))]
-        elif kind == "near_round":
+        elif draw == "near_round":
             n = near_round(rng, 1)[0]
         else:
             n = int(rng.integers(0, SMALL_MAX + 1))

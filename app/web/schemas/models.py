@@ -13,6 +13,8 @@ from annotated_types import Ge, Le
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from app.engine.family import KINDS
+
 CHECKPOINT_PATTERN = r"^[0-9]{1,3}$"
 
 
@@ -53,7 +55,8 @@ class ModelSummary(BaseModel):
     id: str
     task: str
     cell: Literal["rnn", "lstm", "gru"]
-    kind: Literal["next_token", "classify", "translate", "series"]
+    # the registry's kinds (app/engine/family.py), not a list of its own: a new family is not an edit here
+    kind: str = Field(description="what the model does", json_schema_extra={"enum": list(KINDS)})
     hidden_size: int
     num_layers: int
     vocab_size: int

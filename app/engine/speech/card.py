@@ -1,0 +1,103 @@
+"""A speech model's block of its card (kind "transcribe"): the alphabet its head writes, how frames become steps,
+and the front end it was trained on.
+
+    "speech": {"alphabet": " -adefghilnorstuvwxyz", "stack": 3, "scale": 0.25,
+               "front_end": {"sample_rate": 16000, "window": 400, "hop": 160, "bands": 40, "log_floor": 1e-06}}
+
+Class 0 of the head is CTC's blank; class i ≥ 1 is alphabet[i − 1]. Its `vocab` (common) has level "value" and
+no token but <unk>, as a series model's: it reads numbers (log-mel frames), not text; what it writes is
+`alphabet_vocab`, the family's output vocabulary, through which a given transcript is read (a character outside
+the alphabet is refused by name and position). The front end is the one app/engine/speech/audio.py computes; a
+card that names another was trained on frames this server cannot make, and is refused when it is loaded.
+The directions and layers are the common card's (`bidirectional`, `num_layers`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+from app.engine.card import ModelCard
+from app.engine.errors import ModelFileError, WrongModelKind
+from app.engine.speech import audio
+from app.engine.speech.model import SpeechConfig
+from app.engine.vocab import Vocab
+
+BLANK = "<blank>"  # class 0's name where the alphabet's classes are listed (it is never typed: char-level text)
+
+
+@dataclass(frozen=True)
+class FrontEnd:
+    """What app/engine/speech/audio.py's one front end computes: the rate, the STFT's window and hop (samples),
+    the mel bands and the power floor under the log."""
+
+    sample_rate: int = audio.SAMPLE_RATE
+    window: int = audio.WINDOW
+    hop: int = audio.HOP
+    bands: int = audio.N_MELS
+    log_floor: float = audio.LOG_FLOOR
+
+    @property
+    def frame_seconds(self) -> float:
+        return self.hop / self.sample_rate
+
+
+@dataclass
+class SpeechCard:
+    FAMILY: ClassVar[str] = "speech"
+    DOES: ClassVar[str] = "transcribes speech"
+
+    alphabet: str  # the characters of a transcript, head classes 1 … len: class 0 is the blank
+    stack: int = 3  # log-mel frames side by side in one step (3: 30 ms a step)
+    scale: float = 0.25  # the mean-removed log-mel values × scale: about unit scale at W_ih
+    front_end: FrontEnd = FrontEnd()
+
+    def __post_init__(self) -> None:
+        if not self.alphabet or len(set(self.alphabet)) != len(self.alphabet):
+            raise ModelFileError("card is not valid: a speech alphabet is one or more distinct characters")
+        if not isinstance(self.stack, int) or not 1 <= self.stack <= 16:
+            raise ModelFileError(f"card is not valid: stack {self.stack!r} is not a number of frames from 1 to 16")
+        if self.front_end != FrontEnd():
+            raise ModelFileError(
+                f"card is not valid: the model was trained on the front end {asdict(self.front_end)}; this server "
+                f"computes {asdict(FrontEnd())} (app/engine/speech/audio.py)"
+            )
+
+    @property
+    def classes(self) -> int:
+        return 1 + len(self.alphabet)
+
+    @property
+    def step_seconds(self) -> float:
+        """What one step of the network hears: `stack` hops."""
+        return self.stack * self.front_end.frame_seconds
+
+    def alphabet_vocab(self) -> Vocab:
+        """The head's classes as a vocabulary: the blank at 0, the alphabet after it, no unknown token; a transcript
+        is read in lower case."""
+        return Vocab((BLANK, *self.alphabet), level="char", case="lower", unk=None)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SpeechCard:
+        data = dict(data)
+        try:
+            front = data.pop("front_end", {})
+            return cls(**data, front_end=FrontEnd(**front))
+        except TypeError as e:
+            raise ModelFileError(f"card is not valid: speech {e}") from e
+
+
+def speech_card(card: ModelCard) -> SpeechCard:
+    """The card's speech block, or WrongModelKind naming what the model does instead."""
+    if not isinstance(card.block, SpeechCard):
+        raise WrongModelKind(f"{card.id} {card.block.DOES}: it is not a model of speech")
+    return card.block
+
+
+def config(card: ModelCard) -> SpeechConfig:
+    block = speech_card(card)
+    return SpeechConfig(card.cell, block.front_end.bands, block.stack, card.hidden_size, block.classes,
+                        card.num_layers, card.bidirectional, block.scale)  # fmt: skip
