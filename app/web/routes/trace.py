@@ -156,7 +156,7 @@ async def translate_text(
 WAV_TYPES = ("audio/wav", "audio/x-wav", "audio/wave")
 WAV_BODY = {"schema": {"type": "string", "format": "binary"}}
 TRANSCRIBE_ERRORS: dict[int | str, dict[str, Any]] = {
-    **ERRORS,
+    **{status: answer for status, answer in ERRORS.items() if status != 400},  # its body is no JSON
     413: {"model": ErrorBody, "description": "the body is over max_audio_bytes, or the audio lasts over 10 s"},
     415: {"model": ErrorBody, "description": "the body is not sent as a WAV (Content-Type audio/wav)"},
     422: {
