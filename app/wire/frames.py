@@ -17,8 +17,17 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
+from app.engine.card import ModelCard
+
 Array = NDArray[Any]
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+def step_values(card: ModelCard) -> int:
+    """Values a trace writes per time step: every layer entry's state, cell state (LSTM) and gates. What each
+    family's size estimate (and the capacity's cost of a trace) scales with."""
+    per_entry = card.hidden_size * (1 + (card.cell == "lstm") + len(card.gate_names))
+    return card.num_layers * card.directions * per_entry
 
 
 def dumps(obj: Any) -> bytes:

@@ -30,14 +30,13 @@ from app.wire.frames import (
     round_significant,
     state_key,
     step_records,
+    step_values,
 )
 
 
 def estimate_bytes(loaded: LoadedModel, steps: int) -> int:
     """About what computing and holding a series trace takes (small: a few numbers a step beside the states)."""
-    card = loaded.card
-    values = card.num_layers * card.hidden_size * (1 + (card.cell == "lstm") + len(card.gate_names))
-    return steps * (40 * values + 256) + 4096
+    return steps * (40 * step_values(loaded.card) + 256) + 4096
 
 
 @dataclass

@@ -22,7 +22,16 @@ from app.engine.card import LoadedModel, ModelCard
 from app.engine.token.card import token_card
 from app.engine.token.generate import Step
 from app.engine.token.trace import Trace
-from app.wire.frames import Array, dumps, grad_records, record_messages, round_significant, state_key, step_records
+from app.wire.frames import (
+    Array,
+    dumps,
+    grad_records,
+    record_messages,
+    round_significant,
+    state_key,
+    step_records,
+    step_values,
+)
 
 
 class Rows:
@@ -76,7 +85,7 @@ def estimate_body_bytes(card: ModelCard, steps: int, top_k: int) -> int:
     """About how long a trace's JSON body will be (a little over), known before computing it: ~13 characters a
     float32 value (its shortest digits and a comma: 11.6 on charlm-lstm), ~32 a top-k prediction, ~48 a step's
     losses and gradient norms."""
-    values = card.num_layers * card.directions * card.hidden_size * (1 + (card.cell == "lstm") + len(card.gate_names))
+    values = step_values(card)
     per_step = 13 * values + (32 * top_k if card.kind == "next_token" else 12 * len(token_card(card).labels or [])) + 48
     return steps * per_step + 1024
 
