@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,30 @@ def input_text(loaded: LoadedModel, steps: int) -> str:
     """A `steps`-character input made of the model's own example texts."""
     seed = " ".join(str(e["text"]) for e in loaded.card.examples) or "the quick brown fox "
     return (seed * (steps // len(seed) + 1))[:steps]
+
+
+@dataclass
+class Baseline:
+    """A token model's trace input and its torch baseline, as every serving bench sets them up."""
+
+    loaded: LoadedModel
+    text: str
+    ids: torch.Tensor
+    model: SeqModel
+    threads: int  # torch threads of the baseline: as many as the server gives each computation
+
+
+def baseline_of(models: Path, model_id: str, steps: int) -> Baseline:
+    """Load `model_id`, make a `steps`-character input of its examples, and set torch's threads to the server's
+    per computation (Settings.threads_per_worker), so the baseline and the server compute alike."""
+    loaded = load_model(models, model_id)
+    text = input_text(loaded, steps)
+    model = loaded.model
+    assert isinstance(model, SeqModel), f"{model_id} is not a sequence model"
+    model.requires_grad_(True)
+    threads = Settings().threads_per_worker()
+    torch.set_num_threads(threads)
+    return Baseline(loaded, text, torch.tensor(loaded.vocab.encode(text).ids), model, threads)
 
 
 async def stream_once(url: str, body: dict[str, Any]) -> tuple[float, float, float]:
@@ -153,15 +178,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8791)
     args = parser.parse_args()
 
-    loaded = load_model(args.models, args.model)
-    text = input_text(loaded, args.steps)
-    ids = torch.tensor(loaded.vocab.encode(text).ids)
-    model = loaded.model
-    assert isinstance(model, SeqModel), f"{args.model} is not a sequence model"
-    model.requires_grad_(True)
-    # The baseline runs on as many threads as the server gives each computation (Settings.threads_per_worker).
-    threads = Settings().threads_per_worker()
-    torch.set_num_threads(threads)
+    b = baseline_of(args.models, args.model, args.steps)
+    text, ids, model, threads = b.text, b.ids, b.model, b.threads
 
     proc = start_server(args.models, args.port, {"UNROLLED_MAX_QUEUE": "256"})
     base = f"http://127.0.0.1:{args.port}/api/models/{args.model}"

@@ -26,11 +26,9 @@ import httpx
 import orjson
 import torch
 
-from app.engine.family import load_model
-from app.engine.token.model import SeqModel
-from app.web.config import ROOT, Settings
+from app.web.config import ROOT
 from bench.common import table
-from bench.serve_speed import input_text, stream_once
+from bench.serve_speed import baseline_of, stream_once
 from bench.trace_speed import baseline
 
 
@@ -61,14 +59,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8793)
     args = parser.parse_args()
 
-    loaded = load_model(args.models, args.model)
-    text = input_text(loaded, args.steps)
-    ids = torch.tensor(loaded.vocab.encode(text).ids)
-    model = loaded.model
-    assert isinstance(model, SeqModel), f"{args.model} is not a sequence model"
-    model.requires_grad_(True)
-    threads = Settings().threads_per_worker()
-    torch.set_num_threads(threads)
+    b = baseline_of(args.models, args.model, args.steps)
+    text, ids, model, threads = b.text, b.ids, b.model, b.threads
 
     codes = {"before": args.before.resolve(), "after": ROOT}
     ports = {"before": args.port, "after": args.port + 1}
