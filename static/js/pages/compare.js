@@ -8,7 +8,7 @@ import { bindKeys } from "../keys.js";
 import { Player, speedFor } from "../player.js";
 import { Session } from "../session.js";
 import { showTarget } from "../target.js";
-import { readParams, writeParams } from "../url.js";
+import { keepLinks, readParams, writeParams } from "../url.js";
 import { Controls } from "../views/controls.js";
 import { GradCompareView } from "../views/gradcompare.js";
 import { UnrolledView } from "../views/unrolled.js";
@@ -121,12 +121,7 @@ bus.on("layout", () => {
 function run(text, label) {
   const loss = $("loss-select").value;
   writeParams({ text, label: label || null, loss: loss || null }, { now: true });
-  for (const a of document.querySelectorAll("[data-keep]")) {
-    const url = new URL(a.href, window.location.href);
-    url.searchParams.set("text", text);
-    if (label) url.searchParams.set("label", label);
-    a.href = url.pathname + url.search;
-  }
+  keepLinks({ text, label: label || undefined });
   started = false;
   traces.fill(null);
   // By default L is the last step's loss: BPTT then starts at one step, and the fall of ‖∂L/∂h_t‖ is plain.
