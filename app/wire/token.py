@@ -25,6 +25,7 @@ from app.engine.token.trace import Trace
 from app.wire.frames import (
     Array,
     dumps,
+    encoding_meta,
     grad_records,
     record_messages,
     round_significant,
@@ -240,12 +241,7 @@ class WireTrace:
         }
 
     def meta_frame(self, binary: bool = False, batch: int = 1) -> dict[str, Any]:
-        extra: dict[str, Any] = {"encoding": "json", "batch": batch}
-        if binary:
-            layout, grad_layout = self.binary_layout(), self.grad_layout()
-            extra = {"encoding": "binary", "layout": layout, "grad_layout": grad_layout, "batch": batch,
-                     "step_record_bytes": 4 * (1 + sum(f["size"] for f in layout)),
-                     "grad_record_bytes": 8 * (1 + len(grad_layout))}  # fmt: skip
+        extra = encoding_meta(batch, (self.binary_layout(), self.grad_layout()) if binary else None)
         return {
             "type": "meta",
             **extra,
