@@ -16,6 +16,7 @@ import { MelodyGuest, SeriesGuest, soundButton } from "./tour-sequences.js";
 import { AttentionView } from "./views/attention.js";
 import { BeamsView } from "./views/beams.js";
 import { CellStepView } from "./views/cellstep.js";
+import { CompareRowsView } from "./views/comparerows.js";
 import { EncDecView } from "./views/encdec.js";
 import { EncDecGradView } from "./views/encdecgrad.js";
 import { GenOutputView } from "./views/genoutput.js";
@@ -145,6 +146,23 @@ export const PANELS = {
       p.section.append(table);
       return { update: (d) => v.update({ ...d, ...(d.trace ? { traces: [d.trace] } : {}) }) };
     },
+  },
+  // Several models on one input (the compare page, a compare scene): at.cards, a trace each (update({traces})).
+  compareNorms: {
+    title: (at) => (tour(at) ? "‖∂L/∂h_t‖ of each cell, one log axis" : "The vanishing gradient: ‖∂L/∂h_t‖ of the first layer, one log axis"),
+    size: "full",
+    make(p, at) {
+      const table = ratioTable();
+      if (!tour(at)) table.id = "ratios"; // the page's: its tests name it
+      const v = new GradCompareView(p.body, { table, ...(tour(at) ? { name: "tour-gradients-compared", talkHeight: 270 } : {}) });
+      p.section.append(table);
+      return v;
+    },
+  },
+  compareCells: {
+    title: () => "The same input through each cell",
+    size: "full",
+    make: (p, at) => new CompareRowsView(p.body, { cards: at.cards, page: !tour(at), name: (id) => (tour(at) ? `tour-unrolled-${id}` : `unrolled-${id}`) }),
   },
   weights: {
     title: () => "Each step's share of the W_hh update",
