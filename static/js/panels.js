@@ -9,6 +9,7 @@
 // with panels of its own under the same keys (an encoder–decoder's unrolled rows, its top-k) names them in
 // FAMILY_PANELS: the scene asks for "unrolled", the registry gives the encoder–decoder's.
 
+import { node } from "./dom.js";
 import { exportButtons } from "./export.js";
 import { familyOf, fills } from "./families.js";
 import { CertaintyView, SeriesView, WeightShareView } from "./tour-plots.js";
@@ -32,12 +33,7 @@ import { TextView } from "./views/text.js";
 import { TopKView } from "./views/topk.js";
 import { UnrolledView } from "./views/unrolled.js";
 
-export function node(tag, className = "", text = "") {
-  const e = document.createElement(tag);
-  if (className) e.className = className;
-  if (text) e.textContent = text;
-  return e;
-}
+export { node }; // the stages build their own sections with it
 
 const tour = (at) => at.on === "tour";
 /** A plot's name (its exported file's): the page's, prefixed "tour-" in talk mode (or talk mode's own). */
@@ -279,6 +275,9 @@ export const PANELS = {
 const FAMILY_PANELS = {
   translate: { unrolled: "encdec", predictions: "topk", gradients: "encdecGradients" },
 };
+
+/** A compare scene's keys: the compare page's panels. */
+export const COMPARE_PANELS = { norms: "compareNorms", cells: "compareCells" };
 
 /** The card of the scene's other model that fills panel `key` itself (the sequences scene's melody or series). */
 const guestOf = (at, key) => at.cards.find((c) => fills(c, key));

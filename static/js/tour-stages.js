@@ -17,7 +17,7 @@
 import { generate, trace as traceRest } from "./api.js";
 import { bus } from "./bus.js";
 import { ACCENT } from "./colors.js";
-import { PANELS, makePanel, node, panelSection } from "./panels.js";
+import { COMPARE_PANELS, PANELS, makePanel, node, panelSection } from "./panels.js";
 import { speedFor } from "./player.js";
 import { Plotly, baseLayout, makePlot, plotConfig } from "./plots.js";
 import { Session } from "./session.js";
@@ -410,9 +410,8 @@ export class CompareStage extends Stage {
   }
 
   addPanel(key, size) {
-    if (key === "norms" || key === "cells") {
-      // the compare page's panels (panels.js), made for a scene
-      const entry = PANELS[key === "norms" ? "compareNorms" : "compareCells"];
+    if (COMPARE_PANELS[key]) {
+      const entry = PANELS[COMPARE_PANELS[key]];
       const at = { card: this.card, cards: this.cards, scene: this.scene, on: "tour", stage: this };
       const view = entry.make(this.panel(key, entry.title(at), key === "norms" ? { size } : {}), at);
       if (key === "norms") this.norms = view;
