@@ -2,16 +2,10 @@
 // it. Every row colours its gradients on one log scale (the range over all the rows), so the colours compare across
 // cells. The compare page's rows and a compare scene's (talk mode) are both these.
 
+import { node } from "../dom.js";
 import { exportButtons } from "../export.js";
 import { showToken } from "../trace.js";
 import { UnrolledView } from "./unrolled.js";
-
-function node(tag, className = "", text = "") {
-  const e = document.createElement(tag);
-  if (className) e.className = className;
-  if (text) e.textContent = text;
-  return e;
-}
 
 export class CompareRowsView {
   /**
