@@ -36,12 +36,14 @@ from bench.trace_speed import baseline
 BATCH = 64  # binary records, or JSON frames, per WebSocket message
 
 
-def start_server(models: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    # The real entry point, `unrolled serve`, with its uvicorn settings (no per-message deflate, limits).
-    cmd = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
+def start_server(
+    models: Path, port: int, env: dict[str, str], code: Path = ROOT, ready_within: float = 60
+) -> subprocess.Popen[bytes]:
+    """The real entry point, `unrolled serve` (with its uvicorn settings: no per-message deflate, limits), of the
+    code in `code`, ready to answer."""
     env = {**os.environ, "UNROLLED_MODELS_DIR": str(models), "UNROLLED_LOG_LEVEL": "warning", **env}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
-    deadline = time.monotonic() + 60
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=code, env=env)
+    deadline = time.monotonic() + ready_within
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
@@ -49,7 +51,7 @@ def start_server(models: Path, port: int, env: dict[str, str]) -> subprocess.Pop
         except httpx.HTTPError:
             time.sleep(0.1)
     proc.kill()
-    raise SystemExit("the server did not become ready")
+    raise SystemExit(f"the server of {code} did not become ready")
 
 
 def input_text(loaded: LoadedModel, steps: int) -> str:

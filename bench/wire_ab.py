@@ -14,39 +14,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
-import os
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import torch
 
 from app.web.config import ROOT
 from bench.common import table
-from bench.serve_speed import baseline_of, stream_once
+from bench.serve_speed import baseline_of, start_server, stream_once
 from bench.trace_speed import baseline
 
 
 def start(code: Path, models: Path, port: int) -> subprocess.Popen[bytes]:
     """`unrolled serve` of the code in `code`, ready to answer."""
-    env = {**os.environ, "PYTHONPATH": str(code), "UNROLLED_MODELS_DIR": str(models), "UNROLLED_LOG_LEVEL": "warning"}
+    env = {"PYTHONPATH": str(code)}
     if code != ROOT:  # its own numba cache: one left by another checkout's kernels failed to load ('<dynamic>')
         env["NUMBA_CACHE_DIR"] = str(code / ".numba-cache")
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=code, env=env)
-    deadline = time.monotonic() + 300  # a checkout new to numba compiles its kernels first
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit(f"the server of {code} did not become ready")
+    return start_server(models, port, env, code, ready_within=300)  # a checkout new to numba compiles its kernels
 
 
 def main() -> None:
