@@ -20,11 +20,9 @@ import torch
 from websockets.sync.client import connect
 
 from app.client import Client
-from app.engine.family import load_model
-from app.engine.token.model import SeqModel
-from app.web.config import ROOT, Settings
+from app.web.config import ROOT
 from bench.common import interleaved, table
-from bench.serve_speed import input_text, start_server
+from bench.serve_speed import baseline_of, start_server
 from bench.trace_speed import baseline
 
 GOAL = 2.0
@@ -50,15 +48,8 @@ def main() -> None:
     args = parser.parse_args()
 
     models = ROOT / "models"
-    loaded = load_model(models, args.model)
-    text = input_text(loaded, args.steps)
-    ids = torch.tensor(loaded.vocab.encode(text).ids)
-    model = loaded.model
-    assert isinstance(model, SeqModel), f"{args.model} is not a sequence model"
-    model.requires_grad_(True)
-    # The baseline runs on as many threads as the server gives each computation (Settings.threads_per_worker).
-    threads = Settings().threads_per_worker()
-    torch.set_num_threads(threads)
+    b = baseline_of(models, args.model, args.steps)
+    loaded, text, ids, model, threads = b.loaded, b.text, b.ids, b.model, b.threads
     proc = start_server(models, args.port, {})
     url = f"http://127.0.0.1:{args.port}"
     try:

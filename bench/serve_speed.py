@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,14 @@ from bench.trace_speed import baseline
 BATCH = 64  # binary records, or JSON frames, per WebSocket message
 
 
-def start_server(models: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    # The real entry point, `unrolled serve`, with its uvicorn settings (no per-message deflate, limits).
-    cmd = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
+def start_server(
+    models: Path, port: int, env: dict[str, str], code: Path = ROOT, ready_within: float = 60
+) -> subprocess.Popen[bytes]:
+    """The real entry point, `unrolled serve` (with its uvicorn settings: no per-message deflate, limits), of the
+    code in `code`, ready to answer."""
     env = {**os.environ, "UNROLLED_MODELS_DIR": str(models), "UNROLLED_LOG_LEVEL": "warning", **env}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
-    deadline = time.monotonic() + 60
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=code, env=env)
+    deadline = time.monotonic() + ready_within
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
@@ -48,13 +51,37 @@ def start_server(models: Path, port: int, env: dict[str, str]) -> subprocess.Pop
         except httpx.HTTPError:
             time.sleep(0.1)
     proc.kill()
-    raise SystemExit("the server did not become ready")
+    raise SystemExit(f"the server of {code} did not become ready")
 
 
 def input_text(loaded: LoadedModel, steps: int) -> str:
     """A `steps`-character input made of the model's own example texts."""
     seed = " ".join(str(e["text"]) for e in loaded.card.examples) or "the quick brown fox "
     return (seed * (steps // len(seed) + 1))[:steps]
+
+
+@dataclass
+class Baseline:
+    """A token model's trace input and its torch baseline, as every serving bench sets them up."""
+
+    loaded: LoadedModel
+    text: str
+    ids: torch.Tensor
+    model: SeqModel
+    threads: int  # torch threads of the baseline: as many as the server gives each computation
+
+
+def baseline_of(models: Path, model_id: str, steps: int) -> Baseline:
+    """Load `model_id`, make a `steps`-character input of its examples, and set torch's threads to the server's
+    per computation (Settings.threads_per_worker), so the baseline and the server compute alike."""
+    loaded = load_model(models, model_id)
+    text = input_text(loaded, steps)
+    model = loaded.model
+    assert isinstance(model, SeqModel), f"{model_id} is not a sequence model"
+    model.requires_grad_(True)
+    threads = Settings().threads_per_worker()
+    torch.set_num_threads(threads)
+    return Baseline(loaded, text, torch.tensor(loaded.vocab.encode(text).ids), model, threads)
 
 
 async def stream_once(url: str, body: dict[str, Any]) -> tuple[float, float, float]:
@@ -153,15 +180,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8791)
     args = parser.parse_args()
 
-    loaded = load_model(args.models, args.model)
-    text = input_text(loaded, args.steps)
-    ids = torch.tensor(loaded.vocab.encode(text).ids)
-    model = loaded.model
-    assert isinstance(model, SeqModel), f"{args.model} is not a sequence model"
-    model.requires_grad_(True)
-    # The baseline runs on as many threads as the server gives each computation (Settings.threads_per_worker).
-    threads = Settings().threads_per_worker()
-    torch.set_num_threads(threads)
+    b = baseline_of(args.models, args.model, args.steps)
+    text, ids, model, threads = b.text, b.ids, b.model, b.threads
 
     proc = start_server(args.models, args.port, {"UNROLLED_MAX_QUEUE": "256"})
     base = f"http://127.0.0.1:{args.port}/api/models/{args.model}"

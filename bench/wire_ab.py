@@ -14,41 +14,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
-import os
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import torch
 
-from app.engine.family import load_model
-from app.engine.token.model import SeqModel
-from app.web.config import ROOT, Settings
+from app.web.config import ROOT
 from bench.common import table
-from bench.serve_speed import input_text, stream_once
+from bench.serve_speed import baseline_of, start_server, stream_once
 from bench.trace_speed import baseline
 
 
 def start(code: Path, models: Path, port: int) -> subprocess.Popen[bytes]:
     """`unrolled serve` of the code in `code`, ready to answer."""
-    env = {**os.environ, "PYTHONPATH": str(code), "UNROLLED_MODELS_DIR": str(models), "UNROLLED_LOG_LEVEL": "warning"}
+    env = {"PYTHONPATH": str(code)}
     if code != ROOT:  # its own numba cache: one left by another checkout's kernels failed to load ('<dynamic>')
         env["NUMBA_CACHE_DIR"] = str(code / ".numba-cache")
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=code, env=env)
-    deadline = time.monotonic() + 300  # a checkout new to numba compiles its kernels first
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit(f"the server of {code} did not become ready")
+    return start_server(models, port, env, code, ready_within=300)  # a checkout new to numba compiles its kernels
 
 
 def main() -> None:
@@ -61,14 +47,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8793)
     args = parser.parse_args()
 
-    loaded = load_model(args.models, args.model)
-    text = input_text(loaded, args.steps)
-    ids = torch.tensor(loaded.vocab.encode(text).ids)
-    model = loaded.model
-    assert isinstance(model, SeqModel), f"{args.model} is not a sequence model"
-    model.requires_grad_(True)
-    threads = Settings().threads_per_worker()
-    torch.set_num_threads(threads)
+    b = baseline_of(args.models, args.model, args.steps)
+    text, ids, model, threads = b.text, b.ids, b.model, b.threads
 
     codes = {"before": args.before.resolve(), "after": ROOT}
     ports = {"before": args.port, "after": args.port + 1}

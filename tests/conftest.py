@@ -29,6 +29,13 @@ from app.engine.vocab import UNK, Vocab
 from app.web.app import create_app
 from app.web.config import ROOT, Settings
 
+# One torch thread in the suite, whatever order its tests run in: it runs on 2 cores beside its own servers and other
+# work, and OpenMP threads that outnumber the free cores spin-wait on each other (a 1 s training test took 77 s under
+# load on 2 threads, 7 s on 1). In this process, and in every app it makes or starts (Settings reads
+# UNROLLED_TORCH_THREADS; an app's start sets torch's threads from it), as LiveServer's servers always had.
+os.environ.setdefault("UNROLLED_TORCH_THREADS", "1")
+torch.set_num_threads(int(os.environ["UNROLLED_TORCH_THREADS"]))
+
 LETTERS = [UNK, *"abcdefghijklmnopqrstuvwxyz .,"]
 WORDS = [UNK, "a", "good", "bad", "film", "great", "awful", "plot", "not", "very", "."]
 NUMBER_WORDS = [UNK, "one", "two", "three", "twenty", "hundred", "and", "-"]

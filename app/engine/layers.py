@@ -82,6 +82,54 @@ def load_checked(module: nn.Module, state: dict[str, Tensor]) -> None:
     module.load_state_dict(state)
 
 
+_CELL_OF: dict[type[nn.RNNBase], Cell] = {nn.RNN: "rnn", nn.LSTM: "lstm", nn.GRU: "gru"}
+
+
+def check_layers(cell: str, num_layers: int) -> None:
+    """A recurrent model's shape as every family allows it: torch.nn's three cells, 1 to MAX_LAYERS layers."""
+    if cell not in RNN_CLASSES:
+        raise ValueError(f"cell must be one of {sorted(RNN_CLASSES)}, not {cell!r}")
+    if not 1 <= num_layers <= MAX_LAYERS:
+        raise ValueError(f"num_layers must be 1 to {MAX_LAYERS}")
+
+
+class RecurrentModel(nn.Module):
+    """A family's model whose recurrent layers are `self.rnn` (torch.nn's RNN/LSTM/GRU, any layers and directions):
+    what the layer code reads of it (layer(k), weights(k)) and how weights are loaded into it, written once.
+
+    The single-layer views live in __dict__, not as submodules: they share this model's parameters, and as
+    submodules they would be state-dict entries of their own."""
+
+    rnn: nn.RNNBase
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forget_layers()
+
+    def forget_layers(self) -> None:
+        """Drop the single-layer views: they are made again, over the current tensors, when next read (after a
+        copy, a dtype change or a load has replaced the tensors they were made on)."""
+        self.__dict__["_layers"] = None
+
+    def layer(self, k: int) -> nn.RNNBase:
+        """Entry k (torch's order: l0, l0_reverse, l1, …) as a one-layer torch.nn module whose parameters are
+        this model's own tensors."""
+        layers: list[nn.RNNBase] | None = self.__dict__["_layers"]
+        if layers is None:
+            layers = layer_views(self.rnn, _CELL_OF[type(self.rnn)], self.rnn.input_size)
+            self.__dict__["_layers"] = layers
+        return layers[k]
+
+    def weights(self, k: int) -> LayerWeights:
+        """Entry k's parameters, torch.nn's tensors themselves (W_ih (G·H, in), W_hh (G·H, H))."""
+        return layer_weights(self.rnn, k)
+
+    def load_state_dict_checked(self, state: dict[str, Tensor]) -> None:
+        """Load a state dict, with an error that names the first key or shape that does not fit."""
+        load_checked(self, state)
+        self.forget_layers()
+
+
 LossMode = Literal["sum", "last"]
 Direction = Literal["forward", "reverse"]
 MAX_STEPS = 10_000

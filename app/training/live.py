@@ -302,7 +302,7 @@ class Training:
         model_id = f"{LAB_PREFIX}{self.run_id}-{run.cell}"
         run.model.eval()
         run.model.requires_grad_(False)
-        run.model.__dict__["_layers"] = None
+        run.model.forget_layers()
         initial = SeqModel(run.model.config)
         initial.load_state_dict(run.initial)
         initial.eval()

@@ -17,8 +17,28 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
+from app.engine.card import ModelCard
+
 Array = NDArray[Any]
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+def step_values(card: ModelCard) -> int:
+    """Values a trace writes per time step: every layer entry's state, cell state (LSTM) and gates. What each
+    family's size estimate (and the capacity's cost of a trace) scales with."""
+    per_entry = card.hidden_size * (1 + (card.cell == "lstm") + len(card.gate_names))
+    return card.num_layers * card.directions * per_entry
+
+
+def encoding_meta(batch: int, layouts: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None) -> dict[str, Any]:
+    """What a meta frame says of how the records travel: as JSON, or (layouts: the step and grad layouts) as binary
+    records, a step record a uint32 t and float32 fields, a grad record a float64 t and float64 fields."""
+    if layouts is None:
+        return {"encoding": "json", "batch": batch}
+    layout, grad_layout = layouts
+    return {"encoding": "binary", "layout": layout, "grad_layout": grad_layout, "batch": batch,
+            "step_record_bytes": 4 * (1 + sum(f["size"] for f in layout)),
+            "grad_record_bytes": 8 * (1 + sum(f["size"] for f in grad_layout))}  # fmt: skip
 
 
 def dumps(obj: Any) -> bytes:

@@ -24,20 +24,20 @@ from app.engine.series.model import FarValues, Scaling, far_values
 from app.engine.series.trace import SeriesStep, SeriesTrace
 from app.wire.frames import (
     Array,
+    encoding_meta,
     frame_messages,
     grad_records,
     record_messages,
     round_significant,
     state_key,
     step_records,
+    step_values,
 )
 
 
 def estimate_bytes(loaded: LoadedModel, steps: int) -> int:
     """About what computing and holding a series trace takes (small: a few numbers a step beside the states)."""
-    card = loaded.card
-    values = card.num_layers * card.hidden_size * (1 + (card.cell == "lstm") + len(card.gate_names))
-    return steps * (40 * values + 256) + 4096
+    return steps * (40 * step_values(loaded.card) + 256) + 4096
 
 
 @dataclass
@@ -136,12 +136,7 @@ class SeriesWire:
         return sum(a.nbytes for a in arrays) + 64 * self.trace.steps + 4096
 
     def meta_frame(self, binary: bool = False, batch: int = 1) -> dict[str, Any]:
-        extra: dict[str, Any] = {"encoding": "json", "batch": batch}
-        if binary:
-            layout, grad_layout = self.binary_layout(), self.grad_layout()
-            extra = {"encoding": "binary", "layout": layout, "grad_layout": grad_layout, "batch": batch,
-                     "step_record_bytes": 4 * (1 + sum(f["size"] for f in layout)),
-                     "grad_record_bytes": 8 * (1 + sum(f["size"] for f in grad_layout))}  # fmt: skip
+        extra = encoding_meta(batch, (self.binary_layout(), self.grad_layout()) if binary else None)
         first = self.layers[0]
         return {
             "type": "meta",

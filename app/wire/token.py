@@ -22,7 +22,17 @@ from app.engine.card import LoadedModel, ModelCard
 from app.engine.token.card import token_card
 from app.engine.token.generate import Step
 from app.engine.token.trace import Trace
-from app.wire.frames import Array, dumps, grad_records, record_messages, round_significant, state_key, step_records
+from app.wire.frames import (
+    Array,
+    dumps,
+    encoding_meta,
+    grad_records,
+    record_messages,
+    round_significant,
+    state_key,
+    step_records,
+    step_values,
+)
 
 
 class Rows:
@@ -76,7 +86,7 @@ def estimate_body_bytes(card: ModelCard, steps: int, top_k: int) -> int:
     """About how long a trace's JSON body will be (a little over), known before computing it: ~13 characters a
     float32 value (its shortest digits and a comma: 11.6 on charlm-lstm), ~32 a top-k prediction, ~48 a step's
     losses and gradient norms."""
-    values = card.num_layers * card.directions * card.hidden_size * (1 + (card.cell == "lstm") + len(card.gate_names))
+    values = step_values(card)
     per_step = 13 * values + (32 * top_k if card.kind == "next_token" else 12 * len(token_card(card).labels or [])) + 48
     return steps * per_step + 1024
 
@@ -231,12 +241,7 @@ class WireTrace:
         }
 
     def meta_frame(self, binary: bool = False, batch: int = 1) -> dict[str, Any]:
-        extra: dict[str, Any] = {"encoding": "json", "batch": batch}
-        if binary:
-            layout, grad_layout = self.binary_layout(), self.grad_layout()
-            extra = {"encoding": "binary", "layout": layout, "grad_layout": grad_layout, "batch": batch,
-                     "step_record_bytes": 4 * (1 + sum(f["size"] for f in layout)),
-                     "grad_record_bytes": 8 * (1 + len(grad_layout))}  # fmt: skip
+        extra = encoding_meta(batch, (self.binary_layout(), self.grad_layout()) if binary else None)
         return {
             "type": "meta",
             **extra,

@@ -27,13 +27,14 @@ from app.wire.frames import (
     round_significant,
     state_key,
     step_records,
+    step_values,
 )
 
 
 def estimate_bytes(loaded: LoadedModel, steps: int, top_k: int) -> int:
     """About how long the JSON body of a translation trace of `steps` steps (both sides) will be."""
     card = loaded.card
-    values = card.num_layers * card.hidden_size * (1 + (card.cell == "lstm") + len(card.gate_names))
+    values = step_values(card)
     return steps * (12 * values + 12 * card.hidden_size + 32 * top_k + 12 * steps + 96) + 4096
 
 

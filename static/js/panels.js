@@ -9,6 +9,7 @@
 // with panels of its own under the same keys (an encoder–decoder's unrolled rows, its top-k) names them in
 // FAMILY_PANELS: the scene asks for "unrolled", the registry gives the encoder–decoder's.
 
+import { node } from "./dom.js";
 import { exportButtons } from "./export.js";
 import { familyOf, fills } from "./families.js";
 import { CertaintyView, SeriesView, WeightShareView } from "./tour-plots.js";
@@ -16,6 +17,7 @@ import { MelodyGuest, SeriesGuest, soundButton } from "./tour-sequences.js";
 import { AttentionView } from "./views/attention.js";
 import { BeamsView } from "./views/beams.js";
 import { CellStepView } from "./views/cellstep.js";
+import { CompareRowsView } from "./views/comparerows.js";
 import { EncDecView } from "./views/encdec.js";
 import { EncDecGradView } from "./views/encdecgrad.js";
 import { GenOutputView } from "./views/genoutput.js";
@@ -31,12 +33,7 @@ import { TextView } from "./views/text.js";
 import { TopKView } from "./views/topk.js";
 import { UnrolledView } from "./views/unrolled.js";
 
-export function node(tag, className = "", text = "") {
-  const e = document.createElement(tag);
-  if (className) e.className = className;
-  if (text) e.textContent = text;
-  return e;
-}
+export { node }; // the stages build their own sections with it
 
 const tour = (at) => at.on === "tour";
 /** A plot's name (its exported file's): the page's, prefixed "tour-" in talk mode (or talk mode's own). */
@@ -145,6 +142,23 @@ export const PANELS = {
       p.section.append(table);
       return { update: (d) => v.update({ ...d, ...(d.trace ? { traces: [d.trace] } : {}) }) };
     },
+  },
+  // Several models on one input (the compare page, a compare scene): at.cards, a trace each (update({traces})).
+  compareNorms: {
+    title: (at) => (tour(at) ? "‖∂L/∂h_t‖ of each cell, one log axis" : "The vanishing gradient: ‖∂L/∂h_t‖ of the first layer, one log axis"),
+    size: "full",
+    make(p, at) {
+      const table = ratioTable();
+      if (!tour(at)) table.id = "ratios"; // the page's: its tests name it
+      const v = new GradCompareView(p.body, { table, ...(tour(at) ? { name: "tour-gradients-compared", talkHeight: 270 } : {}) });
+      p.section.append(table);
+      return v;
+    },
+  },
+  compareCells: {
+    title: () => "The same input through each cell",
+    size: "full",
+    make: (p, at) => new CompareRowsView(p.body, { cards: at.cards, page: !tour(at), name: (id) => (tour(at) ? `tour-unrolled-${id}` : `unrolled-${id}`) }),
   },
   weights: {
     title: () => "Each step's share of the W_hh update",
@@ -261,6 +275,9 @@ export const PANELS = {
 const FAMILY_PANELS = {
   translate: { unrolled: "encdec", predictions: "topk", gradients: "encdecGradients" },
 };
+
+/** A compare scene's keys: the compare page's panels. */
+export const COMPARE_PANELS = { norms: "compareNorms", cells: "compareCells" };
 
 /** The card of the scene's other model that fills panel `key` itself (the sequences scene's melody or series). */
 const guestOf = (at, key) => at.cards.find((c) => fills(c, key));

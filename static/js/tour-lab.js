@@ -7,18 +7,13 @@
 
 import { ApiError, labGradients } from "./api.js";
 import { bus } from "./bus.js";
+import { node } from "./dom.js";
+import { panelSection } from "./panels.js";
 import { KnobsView } from "./views/knobs.js";
 import { TrainView, Trainer } from "./views/labtrain.js";
 
 export const LAB_VIEWS = new Set(["knobs", "train"]);
 const RADIUS_STEP = 0.05;
-
-function node(tag, className = "", text = "") {
-  const e = document.createElement(tag);
-  if (className) e.className = className;
-  if (text) e.textContent = text;
-  return e;
-}
 
 /** What the tour page asks of a stage, for a scene without a model, a trace or a cursor. */
 class LabStage {
@@ -32,17 +27,11 @@ class LabStage {
   }
 
   panel(key, title) {
-    const section = node("section", "panel tour-panel size-full");
-    section.dataset.panel = key;
-    const head = node("header", "panel-head");
-    head.append(node("h2", "", title));
-    const tools = node("span", "panel-tools lab-tools");
-    head.append(tools);
-    const body = node("div", "panel-body");
-    const info = node("p", "info lab-info");
-    section.append(head, body, info);
-    this.root.append(section);
-    return { section, body, tools, info };
+    const p = panelSection(key, title, { info: true });
+    p.tools.classList.add("lab-tools");
+    p.info.classList.add("lab-info");
+    this.root.append(p.section);
+    return p;
   }
 
   markReady() {

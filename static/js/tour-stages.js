@@ -17,15 +17,13 @@
 import { generate, trace as traceRest } from "./api.js";
 import { bus } from "./bus.js";
 import { ACCENT } from "./colors.js";
-import { makePanel, node, panelSection, ratioTable } from "./panels.js";
+import { COMPARE_PANELS, PANELS, makePanel, node, panelSection } from "./panels.js";
 import { speedFor } from "./player.js";
 import { Plotly, baseLayout, makePlot, plotConfig } from "./plots.js";
 import { Session } from "./session.js";
 import { showRead } from "./unknown.js";
 import { Trace } from "./trace.js";
-import { GradCompareView } from "./views/gradcompare.js";
 import { GATE_SERIES, TimeHeatmap } from "./views/heatmap.js";
-import { UnrolledView } from "./views/unrolled.js";
 import { TranslateSession, showLetter } from "./translation.js";
 import { sharedSynth } from "./audio.js";
 import { parseNumbers } from "./numbers.js";
@@ -411,39 +409,16 @@ export class CompareStage extends Stage {
     this.balance();
   }
 
-  sharedRange() {
-    let lo = Infinity;
-    let hi = -Infinity;
-    for (const tr of this.traces) {
-      if (!tr || tr.gradFrom >= tr.T) continue;
-      const [a, b] = tr.gradLogRange();
-      lo = Math.min(lo, a);
-      hi = Math.max(hi, b);
-    }
-    return Number.isFinite(lo) ? [lo, hi] : [-8, 0];
-  }
-
   addPanel(key, size) {
-    if (key === "norms") {
-      const p = this.panel(key, "‖∂L/∂h_t‖ of each cell, one log axis", { size });
-      const table = ratioTable();
-      this.norms = new GradCompareView(p.body, { table, name: "tour-gradients-compared", talkHeight: 270 });
-      p.section.append(table);
-    } else if (key === "cells") {
-      const p = this.panel(key, "The same input through each cell");
-      this.rows = this.cards.map((card) => {
-        const r = node("div", "compare-row");
-        const name = node("div", "compare-name");
-        const badge = node("span", `cell-badge cell-${card.cell}`, card.cell.toUpperCase());
-        const pred = node("span", "compare-pred");
-        name.append(badge, node("strong", "", card.id), pred);
-        const net = node("div", "compare-net");
-        r.append(name, net);
-        p.body.append(r);
-        const view = new UnrolledView(net, { compact: true, name: `tour-unrolled-${card.id}`, range: () => this.sharedRange() });
+    if (COMPARE_PANELS[key]) {
+      const entry = PANELS[COMPARE_PANELS[key]];
+      const at = { card: this.card, cards: this.cards, scene: this.scene, on: "tour", stage: this };
+      const view = entry.make(this.panel(key, entry.title(at), key === "norms" ? { size } : {}), at);
+      if (key === "norms") this.norms = view;
+      else {
+        this.rows = view;
         this.unrolledViews.push(view);
-        return { view, pred };
-      });
+      }
     } else if (key === "gates") {
       const p = this.panel(key, "The gates that keep memory, over time", { size }); // the values: hover the map
       this.gates = [];
@@ -486,7 +461,7 @@ export class CompareStage extends Stage {
     }
     this.player.setAvailable(Math.min(steps, T), Math.min(gradFrom, T), T);
     const version = ready.map((tr) => tr.version).join(",");
-    this.rows?.forEach((r, i) => r.view.update({ trace: this.traces[i], version }));
+    this.rows?.update({ traces: [...this.traces], version });
     this.norms?.update({ traces: ready });
     this.gates?.forEach((g) => g.view.update({ trace: this.traces[g.i] }));
   }
@@ -494,13 +469,7 @@ export class CompareStage extends Stage {
   onCursor(c) {
     if (!this.trace) return;
     this.cursor = c;
-    this.rows?.forEach((r, i) => {
-      r.view.update({ cursor: c });
-      const tr = this.traces[i];
-      if (!tr || c.t < 0 || c.t >= tr.steps) return;
-      const top = tr.topPrediction(c.t);
-      r.pred.textContent = top ? `→ ${top.token} ${top.p.toFixed(2)}` : ""; // ‖∂L/∂h_t‖: in the cell's box
-    });
+    this.rows?.update({ cursor: c });
     this.norms?.update({ cursor: c });
     this.gates?.forEach((g) => g.view.update({ cursor: c }));
   }

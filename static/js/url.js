@@ -49,6 +49,21 @@ export function writeParams(values, { now = false } = {}) {
   }
 }
 
+/**
+ * Carry the input to the links that keep it (the [data-keep] ones: the same input on another page): each value is
+ * set, null removes its key, undefined leaves it as it is.
+ */
+export function keepLinks(values) {
+  for (const a of document.querySelectorAll("[data-keep]")) {
+    const url = new URL(a.href, window.location.href);
+    for (const [k, v] of Object.entries(values)) {
+      if (v === null) url.searchParams.delete(k);
+      else if (v !== undefined) url.searchParams.set(k, v);
+    }
+    a.href = url.pathname + url.search;
+  }
+}
+
 /** A link to another page of the app with a query (null values left out). */
 export function link(path, query = {}) {
   const q = new URLSearchParams();

@@ -157,11 +157,35 @@ def test_the_loss_panel_shows_each_steps_loss_and_the_terms_of_l(
     step's with L = sum, the last step's alone with L = last."""
     page.goto(live.url + f"/models/{model}?text={quote(text)}&loss={loss}")
     wait_loaded(page)
-    page.locator("#panel-loss").scroll_into_view_if_needed()
-    page.wait_for_function("() => document.querySelector('#panel-loss .js-plotly-plot')?.data?.[0]?.y?.length")
-    bars = page.evaluate(LOSS_BARS)
+    assert_loss_panel_is_the_apis(page, live, model, text, loss)
+
+
+@pytest.mark.parametrize(
+    ("model", "typed", "loss"),
+    [("chars-lstm", "jumpy quartz", "last"), ("words-lstm", "very awful plot not great", "sum")],
+)
+def test_the_loss_panel_follows_a_typed_input_and_a_chosen_loss(
+    page: Page, live: LiveServer, model: str, typed: str, loss: str
+) -> None:
+    """As a lecture uses it: the page opens on its example, an input no example has is typed and L chosen from the
+    run bar; the loss panel then shows that input's losses and terms, not the example's."""
+    page.goto(live.url + f"/models/{model}")
+    wait_loaded(page)
+    page.fill("#text-input", typed)
+    page.select_option("#loss-select", loss)  # choosing L runs the typed input again
+    wait_loaded(page, 2)
+    assert parse_qs(urlsplit(page.url).query)["text"] == [typed]
+    assert_loss_panel_is_the_apis(page, live, model, typed, loss)
+
+
+def assert_loss_panel_is_the_apis(page: Page, live: LiveServer, model: str, text: str, loss: str) -> None:
     body = httpx.post(f"{live.url}/api/models/{model}/trace", json={"text": text, "loss": loss}, timeout=60).json()
     assert body["loss_mode"] == loss
+    page.locator("#panel-loss").scroll_into_view_if_needed()
+    page.wait_for_function(
+        "n => document.querySelector('#panel-loss .js-plotly-plot')?.data?.[0]?.y?.length === n", arg=body["steps"]
+    )
+    bars = page.evaluate(LOSS_BARS)
     assert len(bars["y"]) == body["steps"] == len(body["loss"])
     for mine, theirs in zip(bars["y"], body["loss"], strict=True):  # the page asks for 4 significant digits
         assert (mine is None) == (theirs is None)

@@ -143,6 +143,23 @@ def test_every_entry_equals_float64_autograd(cell: str, layers: int, entry: int,
     assert_close_everywhere(got.norms, oracle, 1e-9)
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_chains_shared_among_torchs_threads_give_the_one_threads_norms(cell: str) -> None:
+    """The chains of products are dealt out to torch's threads (the suite runs on one: tests/conftest.py), and
+    however they are dealt the triangle is the same (each chain is its own; only the states' last bits may
+    differ, torch's sums split another way)."""
+    model = random_model(cell, 1, seed=5)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = jacobian_norms(model, IDS, 0, "spectral")
+        torch.set_num_threads(3)  # (T − 1) // 4 chains' worth: 3 threads share them
+        shared = jacobian_norms(model, IDS, 0, "spectral")
+    finally:
+        torch.set_num_threads(threads)
+    assert_close_everywhere(shared.norms, one.norms, 1e-12)
+
+
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("layers,entry", [(1, 1), (2, 2), (2, 3)])
 def test_a_reverse_entry_is_given_for_s_after_t_and_equals_autograd(cell: str, layers: int, entry: int) -> None:

@@ -13,12 +13,11 @@ import torch
 
 from app.engine.card import LoadedModel, ModelCard
 from app.engine.errors import BadValues, EmptyInput, InputTooLong, OverLimit, WrongModelKind
-from app.engine.layers import GATES
 from app.engine.series.card import SeriesCard, series_card
 from app.engine.series.model import Scaling, SeriesConfig, SeriesModel, read_values
 from app.engine.series.trace import SeriesTrace, forecast, forecast_steps, trace_series, trace_values
 from app.engine.vocab import UNK, Vocab
-from tests.engine.test_trace import GRAD_RTOL, STATE_TOL, assert_close_rel
+from tests.engine.test_trace import GRAD_RTOL, STATE_TOL, assert_close_rel, assert_layers_match
 from tests.reference import reference_series
 
 CELLS = ["rnn", "lstm", "gru"]
@@ -63,21 +62,7 @@ def check(tr: SeriesTrace, model: SeriesModel, sc: Scaling, values: np.ndarray, 
     assert tr.loss == pytest.approx(ref.loss, rel=1e-5, abs=1e-6)
     np.testing.assert_allclose(tr.step_loss, ref.step_loss.numpy(), rtol=1e-5, atol=1e-5)  # NaN == NaN
     np.testing.assert_allclose(tr.predicted, sc.unscale(ref.predicted.numpy()), rtol=1e-5, atol=1e-4)
-    for k, layer in enumerate(tr.layers):
-        np.testing.assert_allclose(layer.hidden, ref.hidden[k].numpy(), atol=STATE_TOL)
-        assert sorted(layer.gates) == sorted(GATES[model.config.cell])
-        for name, gate in layer.gates.items():
-            np.testing.assert_allclose(gate, ref.gates[k][name].numpy(), atol=STATE_TOL, err_msg=name)
-        assert_close_rel(layer.grad_hidden, ref.grad_hidden[k])
-        assert_close_rel(layer.grad_weight_hh, ref.grad_weight_hh[k])
-        if model.config.cell == "lstm":
-            ref_c, ref_dc = ref.cell_state[k], ref.grad_cell_state[k]
-            assert layer.cell_state is not None and layer.grad_cell_state is not None
-            assert ref_c is not None and ref_dc is not None
-            np.testing.assert_allclose(layer.cell_state, ref_c.numpy(), atol=STATE_TOL)
-            assert_close_rel(layer.grad_cell_state, ref_dc)
-        else:
-            assert layer.cell_state is None and layer.grad_cell_state is None
+    assert_layers_match(tr.layers, ref, model.config.cell)
     assert_close_rel(tr.grad_input, ref.grad_input)
     # ∂L/∂value_t = ∂L/∂x_t / std, each number against itself, sign included
     expected = ref.grad_x.numpy() / np.array(sc.std)

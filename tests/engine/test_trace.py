@@ -8,11 +8,11 @@ import torch
 from numpy.typing import NDArray
 
 from app.engine.errors import EmptyInput, InputTooLong
-from app.engine.layers import GATES
+from app.engine.layers import GATES, LayerTrace
 from app.engine.token.card import token_card
 from app.engine.token.model import ModelConfig, SeqModel
 from app.engine.token.trace import Trace, trace_ids
-from tests.reference import reference
+from tests.reference import Reference, SeriesReference, reference
 
 CELLS = ["rnn", "lstm", "gru"]
 STATE_TOL = 1e-5
@@ -44,22 +44,27 @@ def check(tr: Trace, model: SeqModel, ids: list[int], mode: str, label: int | No
     np.testing.assert_allclose(tr.probs, ref.probs.numpy(), atol=STATE_TOL)
     np.testing.assert_allclose(tr.step_loss, ref.step_loss.numpy(), rtol=1e-5, atol=1e-5)  # NaN == NaN
     assert tr.label == ref.label
-    for k, layer in enumerate(tr.layers):
+    assert_layers_match(tr.layers, ref, model.config.cell)
+    assert_close_rel(tr.grad_input, ref.grad_input)
+
+
+def assert_layers_match(layers: list[LayerTrace], ref: Reference | SeriesReference, cell: str) -> None:
+    """Every layer's states, gates and gradient norms as autograd's reference has them (cell states: LSTM only)."""
+    for k, layer in enumerate(layers):
         np.testing.assert_allclose(layer.hidden, ref.hidden[k].numpy(), atol=STATE_TOL)
-        assert sorted(layer.gates) == sorted(GATES[model.config.cell])
+        assert sorted(layer.gates) == sorted(GATES[cell])
         for name, values in layer.gates.items():
             np.testing.assert_allclose(values, ref.gates[k][name].numpy(), atol=STATE_TOL, err_msg=name)
         assert_close_rel(layer.grad_hidden, ref.grad_hidden[k])
         assert_close_rel(layer.grad_weight_hh, ref.grad_weight_hh[k])
         ref_c, ref_dc = ref.cell_state[k], ref.grad_cell_state[k]
-        if model.config.cell == "lstm":
+        if cell == "lstm":
             assert layer.cell_state is not None and layer.grad_cell_state is not None
             assert ref_c is not None and ref_dc is not None
             np.testing.assert_allclose(layer.cell_state, ref_c.numpy(), atol=STATE_TOL)
             assert_close_rel(layer.grad_cell_state, ref_dc)
         else:
             assert layer.cell_state is None and layer.grad_cell_state is None
-    assert_close_rel(tr.grad_input, ref.grad_input)
 
 
 @pytest.mark.parametrize("cell", CELLS)

@@ -352,6 +352,7 @@ def test_every_panel_of_the_front_ends_registry_may_be_named_by_a_scene() -> Non
     assert {"unrolled", "gates", "loss"} <= keys, "the registry's keys were not found where this test reads them"
     accepted = set().union(*VIEW_PANELS.values())
     # The translation page's own panels stand in for the scene's keys (FAMILY_PANELS in panels.js): a scene names
-    # "unrolled", "predictions" and "gradients", and an encoder–decoder fills them with these.
-    stand_ins = {"encdec", "topk", "encdecGradients"}
+    # "unrolled", "predictions" and "gradients", and an encoder–decoder fills them with these; a compare scene's
+    # "norms" and "cells" are the compare page's (COMPARE_PANELS).
+    stand_ins = {"encdec", "topk", "encdecGradients", "compareNorms", "compareCells"}
     assert keys - stand_ins <= accepted, sorted(keys - stand_ins - accepted)

@@ -14,7 +14,6 @@ import numpy as np
 import orjson
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from app.client import Client
 from app.web.config import Settings
@@ -22,12 +21,11 @@ from tests.conftest import LiveServer, write_model
 from tests.web.test_stream import expect_error
 from tests.zoo.test_import import (
     LABELS,
-    WORDS,
     assert_traced_as_the_module,
     bad_cases,
     check_against_oracle,
+    review_upload,
     train_char_model,
-    train_review_model,
     train_set_model,
 )
 
@@ -61,14 +59,7 @@ def live_admin(models: Path) -> Iterator[LiveServer]:
 
 @pytest.fixture(scope="module")
 def review_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    src = tmp_path_factory.mktemp("review")  # its weights alone are over BODY_LIMIT
-    model = train_review_model()
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(src / "review.safetensors"))
-    return {
-        "weights": (src / "review.safetensors").read_bytes(),
-        "vocab": json.dumps(WORDS).encode(),
-        "labels": json.dumps(LABELS).encode(),
-    }
+    return review_upload(tmp_path_factory.mktemp("review"))  # its weights alone are over BODY_LIMIT
 
 
 def upload(url: str, files: dict[str, bytes], token: str | None = TOKEN, **fields: str | list[str]) -> httpx.Response:

@@ -19,7 +19,7 @@ from torch import nn
 from app.zoo import importer
 from tests.conftest import LiveServer, write_model
 from tests.web.test_upload import auth, listing, server, upload
-from tests.zoo.test_import import LABELS, WORDS, train_review_model
+from tests.zoo.test_import import LABELS, WORDS, review_upload, train_review_model
 
 BOMB_ZEROS = 16_000_000  # float32 zeros in the compressed file: 64 MB once inflated, ~60 kB deflated
 
@@ -39,14 +39,7 @@ def admin(folder: Path) -> Iterator[LiveServer]:
 
 @pytest.fixture(scope="module")
 def review(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    src = tmp_path_factory.mktemp("review-src")
-    model = train_review_model()
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(src / "review.safetensors"))
-    return {
-        "weights": (src / "review.safetensors").read_bytes(),
-        "vocab": json.dumps(WORDS).encode(),
-        "labels": json.dumps(LABELS).encode(),
-    }
+    return review_upload(tmp_path_factory.mktemp("review-src"))
 
 
 def deflated(source: Path, target: Path) -> None:

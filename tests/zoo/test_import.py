@@ -145,6 +145,18 @@ def train_review_model() -> ReviewModel:
     return model.eval()
 
 
+def review_upload(folder: Path) -> dict[str, bytes]:
+    """A trained review model's files as an upload sends them (weights, vocab, labels), the weights kept in `folder`."""
+    save_file(
+        {k: v.contiguous() for k, v in train_review_model().state_dict().items()}, str(folder / "review.safetensors")
+    )
+    return {
+        "weights": (folder / "review.safetensors").read_bytes(),
+        "vocab": json.dumps(WORDS).encode(),
+        "labels": json.dumps(LABELS).encode(),
+    }
+
+
 def run_import(*args: str | Path) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "app.cli", "import", *map(str, args)]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)

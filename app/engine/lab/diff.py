@@ -62,7 +62,7 @@ class Diff:
 
 def float64_copy(model: SeqModel) -> SeqModel:
     twin = copy.deepcopy(model).double()
-    twin.__dict__["_layers"] = None  # the single-layer views are made again, over the float64 tensors
+    twin.forget_layers()  # the single-layer views are made again, over the float64 tensors
     return twin
 
 

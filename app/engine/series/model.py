@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from torch import Tensor, nn
 
 from app.engine.errors import BadValues, EmptyInput, InputTooLong, ModelFileError
-from app.engine.layers import MAX_LAYERS, RNN_CLASSES, Cell, LayerWeights, layer_views, layer_weights, load_checked
+from app.engine.layers import RNN_CLASSES, Cell, RecurrentModel, check_layers
 
 MAX_SCALED = 1e6  # |value − mean| / std beyond this is not data the model could have meant to read
 # A value is far outside what the model was trained on (warned of, still read) beyond the training data's range
@@ -176,21 +176,17 @@ class SeriesConfig:
     num_layers: int = 1
 
 
-class SeriesModel(nn.Module):
+class SeriesModel(RecurrentModel):
     """x_t (F numbers) → 1 or 2 recurrent layers → linear head: the next step's F numbers, at every step."""
 
     def __init__(self, config: SeriesConfig) -> None:
         super().__init__()
-        if config.cell not in RNN_CLASSES:
-            raise ValueError(f"cell must be one of {sorted(RNN_CLASSES)}, not {config.cell!r}")
-        if not 1 <= config.num_layers <= MAX_LAYERS:
-            raise ValueError(f"num_layers must be 1 to {MAX_LAYERS}")
+        check_layers(config.cell, config.num_layers)
         self.config = config
         self.rnn = RNN_CLASSES[config.cell](
             config.features, config.hidden_size, num_layers=config.num_layers, batch_first=True
         )
         self.head = nn.Linear(config.hidden_size, config.features)
-        self.__dict__["_layers"] = None
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, T, F) scaled values → (B, T, F) scaled predictions of each next step."""
@@ -198,21 +194,9 @@ class SeriesModel(nn.Module):
         pred: Tensor = self.head(out)
         return pred
 
-    def layer(self, k: int) -> nn.RNNBase:
-        """Layer k as a one-layer torch.nn module whose parameters are this model's own tensors."""
-        layers: list[nn.RNNBase] | None = self.__dict__["_layers"]
-        if layers is None:
-            layers = layer_views(self.rnn, self.config.cell, self.config.features)
-            self.__dict__["_layers"] = layers
-        return layers[k]
-
-    def weights(self, k: int) -> LayerWeights:
-        return layer_weights(self.rnn, k)
-
     def load_state_dict_checked(self, state: dict[str, Tensor]) -> None:
-        load_checked(self, state)
-        self.__dict__["_layers"] = None
-        self.__dict__["_float64"] = None
+        super().load_state_dict_checked(state)
+        self.__dict__["_float64"] = None  # the twin holds the old weights
 
     def float64(self) -> SeriesModel:
         """A float64 copy of this model, made once (weights changed in place after it are not seen). A series
@@ -221,7 +205,7 @@ class SeriesModel(nn.Module):
         twin: SeriesModel | None = self.__dict__.get("_float64")
         if twin is None:
             twin = copy.deepcopy(self).double()
-            twin.__dict__["_layers"] = None
+            twin.forget_layers()
             twin.__dict__["_float64"] = twin
             self.__dict__["_float64"] = twin
         return twin

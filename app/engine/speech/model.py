@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from app.engine.layers import MAX_LAYERS, RNN_CLASSES, Cell, LayerWeights, layer_views, layer_weights, load_checked
+from app.engine.layers import MAX_LAYERS, RNN_CLASSES, Cell, RecurrentModel
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def frames_to_steps(frames: Tensor, stack: int, scale: float) -> Tensor:
     return frames[:T].reshape(T // stack, stack * frames.shape[1]) * scale  # (T', bands·stack)
 
 
-class SpeechModel(nn.Module):
+class SpeechModel(RecurrentModel):
     """Stacked log-mel frames → 1–4 recurrent layers, one or two directions → a linear head at every step."""
 
     def __init__(self, config: SpeechConfig) -> None:
@@ -84,22 +84,6 @@ class SpeechModel(nn.Module):
         out, _ = self.rnn(x)  # (B, T', D·H)
         logits: Tensor = self.head(out)
         return logits
-
-    def layer(self, k: int) -> nn.RNNBase:
-        """Entry k (torch's order: l0, l0_reverse, l1, …) as a one-layer torch.nn module on this model's tensors."""
-        layers: list[nn.RNNBase] | None = self.__dict__["_layers"]
-        if layers is None:
-            layers = layer_views(self.rnn, self.config.cell, self.config.input_size)
-            self.__dict__["_layers"] = layers
-        return layers[k]
-
-    def weights(self, k: int) -> LayerWeights:
-        return layer_weights(self.rnn, k)
-
-    def load_state_dict_checked(self, state: dict[str, Tensor]) -> None:
-        """Load a state dict, with an error that names the first key or shape that does not fit."""
-        load_checked(self, state)
-        self.__dict__["_layers"] = None
 
 
 __all__ = ["SpeechConfig", "SpeechModel", "frames_to_steps"]

@@ -111,7 +111,7 @@ def state_grad_norms(model: SeqModel, ids: list[int], label: int) -> dict[str, l
     if model.config.num_layers != 1:
         raise ValueError("state_grad_norms reads a one-layer model")
     model = copy.deepcopy(model).double()  # float64: a plain RNN's gradient underflows float32 over 100 steps
-    model.__dict__["_layers"] = None
+    model.forget_layers()
     layer = model.layer(0)
     with torch.enable_grad():
         x = model.embedding(torch.tensor([ids], dtype=torch.long)).detach().requires_grad_(True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from app.engine.card import LoadedModel, ModelCard
 from app.engine.family import family_of
+from app.wire.frames import step_values
 
 # A trace, per time step: fixed work (Python, the step's tensors), per multiply-add of the step, and per value
 # written (states, cell states, gates: read back, rounded and written as JSON). Fitted on charlm-lstm (63 µs a
@@ -59,12 +60,6 @@ def step_macs(card: ModelCard, outputs: int) -> int:
         inputs = family_of(card.kind).input_size(card) if layer == 0 else hidden * card.directions
         macs += card.directions * gates * hidden * (inputs + hidden)
     return macs + hidden * card.directions * outputs
-
-
-def step_values(card: ModelCard) -> int:
-    """Values a trace writes per time step: every layer entry's state, cell state (LSTM) and gates."""
-    per_entry = card.hidden_size * (1 + (card.cell == "lstm") + len(card.gate_names))
-    return card.num_layers * card.directions * per_entry
 
 
 def outputs_of(loaded: LoadedModel) -> int:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from starlette.requests import Request
 
 from app.web.capacity import cost
-from app.web.deps import BudgetDep, ComputeDep, SettingsDep, ZooDep, work_of
+from app.web.deps import ZooDep
 from app.web.errors import LimitExceeded
 from app.web.families import web_family
-from app.web.routes.trace import ERRORS, held_json
+from app.web.families.base import Job
+from app.web.routes.trace import ERRORS, JobsDep
 from app.web.schemas.jacobian import JacobianRequest, JacobianResponse
 from app.wire.frames import dumps
 
@@ -54,17 +54,15 @@ def working_bytes(steps: int, hidden: int, cell: str) -> int:
 async def jacobian(
     model_id: str,
     req: JacobianRequest,
-    request: Request,
     zoo: ZooDep,
-    compute: ComputeDep,
-    budget: BudgetDep,
-    settings: SettingsDep,
+    jobs: JobsDep,
 ) -> Response:
     """‖∂h_t/∂h_s‖ for every pair of steps of one layer entry, through that layer's own recurrence (its inputs
     held; for the LSTM, of its whole state at s: ‖∂h_t/∂(h_s, c_s)‖), exact in float64: a triangle, null where s is
     not upstream of t. Text models take `text`, series models `values`; translation models are a 409; at most
     jacobian_max_steps steps."""
     loaded = zoo.get(model_id)
+    settings = jobs.settings
     hidden = loaded.card.hidden_size
     read = web_family(loaded).jacobian_input(
         loaded, req, settings, lambda steps: over_limit(steps, settings.jacobian_max_steps, hidden)
@@ -92,5 +90,4 @@ async def jacobian(
 
     # Its cost grows as T²H³ (T²/2 products of H × H), not as its steps
     estimate = working_bytes(steps, loaded.card.hidden_size, loaded.card.cell)
-    admitted = work_of(request, cost.jacobian_seconds(loaded, steps))
-    return await held_json(work, admitted, compute, budget, estimate, settings)
+    return await jobs.run(Job(work, cost.jacobian_seconds(loaded, steps), estimate))

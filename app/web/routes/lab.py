@@ -13,9 +13,10 @@ from app.engine.family import family_of
 from app.engine.lab import knobs
 from app.engine.lab.diff import diff_ids
 from app.web.capacity import cost
-from app.web.deps import BudgetDep, ComputeDep, SettingsDep, ZooDep, work_of
+from app.web.deps import ComputeDep, SettingsDep, ZooDep, work_of
 from app.web.errors import LimitExceeded
-from app.web.routes.trace import ERRORS, held_json
+from app.web.families.base import Job
+from app.web.routes.trace import ERRORS, JobsDep
 from app.web.schemas.lab import DiffRequest, DiffResponse, GradientsRequest, GradientsResponse
 from app.web.service import check_chars, readable, text_of
 from app.wire.frames import dumps
@@ -63,15 +64,13 @@ async def gradients(req: GradientsRequest, request: Request, compute: ComputeDep
 async def diff(
     model_id: str,
     req: DiffRequest,
-    request: Request,
     zoo: ZooDep,
-    compute: ComputeDep,
-    budget: BudgetDep,
-    settings: SettingsDep,
+    jobs: JobsDep,
 ) -> Response:
     """Read `text` and `edited` (as many tokens, some changed): how far the change travels, as ‖h_t − h'_t‖ per
     layer entry (and ‖c_t − c'_t‖ for the LSTM) and the total variation distance of the two predictions per step."""
     loaded = zoo.get(model_id)
+    settings = jobs.settings
     family = family_of(loaded.card.kind)
     family.lab_model(loaded, None)  # first: a model of another family is a 409 whatever its input
     encoded = []
@@ -102,5 +101,4 @@ async def diff(
     # the float64 copy of the model, both inputs' states and gates (float64), and the body (~22 bytes a value)
     params = sum(p.numel() for p in model.parameters())
     estimate = 8 * params + 2 * 8 * steps * entries * cfg.hidden_size * 6 + 22 * steps * (2 * entries + 1) + 4096
-    admitted = work_of(request, cost.diff_seconds(loaded, steps))
-    return await held_json(work, admitted, compute, budget, estimate, settings)
+    return await jobs.run(Job(work, cost.diff_seconds(loaded, steps), estimate))

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -99,57 +99,48 @@ async def held_json(
     return HeldJSON(body, held, settings.send_timeout)
 
 
-async def run_job(job: Job, request: Request, compute: Compute, budget: ByteBudget, settings: Settings) -> HeldJSON:
-    """A family's REST body (app/web/families), admitted at its cost and held in the byte budget."""
-    return await held_json(job.work, work_of(request, job.seconds), compute, budget, job.estimate, settings)
+class Jobs:
+    """What a route runs a family's Job with (app/web/families): the request's client, the compute pool, the byte
+    budget and the settings, taken once as one dependency."""
+
+    def __init__(self, request: Request, compute: Compute, budget: ByteBudget, settings: Settings) -> None:
+        self.request, self.compute, self.budget, self.settings = request, compute, budget, settings
+
+    async def run(self, job: Job) -> HeldJSON:
+        """The job's REST body, admitted at its cost and held in the byte budget."""
+        work = work_of(self.request, job.seconds)
+        return await held_json(job.work, work, self.compute, self.budget, job.estimate, self.settings)
+
+
+async def get_jobs(request: Request, compute: ComputeDep, budget: BudgetDep, settings: SettingsDep) -> Jobs:
+    return Jobs(request, compute, budget, settings)
+
+
+JobsDep = Annotated[Jobs, Depends(get_jobs)]
 
 
 @router.post("/models/{model_id}/trace", response_model=TraceResponse | TranslationTraceResponse, responses=ERRORS)
-async def trace_model(
-    model_id: str,
-    req: TraceRequest,
-    request: Request,
-    zoo: ZooDep,
-    compute: ComputeDep,
-    budget: BudgetDep,
-    settings: SettingsDep,
-) -> Response:
+async def trace_model(model_id: str, req: TraceRequest, zoo: ZooDep, jobs: JobsDep) -> Response:
     """Trace a text: every step's states, gates, predictions, losses and BPTT gradient norms. A translation model
     traces its encoder and decoder: on `target` (teacher forcing) or on its own greedy output."""
     loaded = zoo.get(model_id)
-    return await run_job(web_family(loaded).trace_job(loaded, req, settings), request, compute, budget, settings)
+    return await jobs.run(web_family(loaded).trace_job(loaded, req, jobs.settings))
 
 
 @router.post("/models/{model_id}/generate", response_model=GenerateResponse, responses=ERRORS)
-async def generate_text(
-    model_id: str,
-    req: GenerateRequest,
-    request: Request,
-    zoo: ZooDep,
-    compute: ComputeDep,
-    budget: BudgetDep,
-    settings: SettingsDep,
-) -> Response:
+async def generate_text(model_id: str, req: GenerateRequest, zoo: ZooDep, jobs: JobsDep) -> Response:
     """Sample text from a next-token model, with the trace of the whole sequence; from a series model, a
     free-running forecast of `length` values (each prediction fed back as the next input)."""
     loaded = zoo.get(model_id)
-    return await run_job(web_family(loaded).generate_job(loaded, req, settings), request, compute, budget, settings)
+    return await jobs.run(web_family(loaded).generate_job(loaded, req, jobs.settings))
 
 
 @router.post("/models/{model_id}/translate", response_model=TranslateResponse, responses=ERRORS)
-async def translate_text(
-    model_id: str,
-    req: TranslateRequest,
-    request: Request,
-    zoo: ZooDep,
-    compute: ComputeDep,
-    budget: BudgetDep,
-    settings: SettingsDep,
-) -> Response:
+async def translate_text(model_id: str, req: TranslateRequest, zoo: ZooDep, jobs: JobsDep) -> Response:
     """Translate a text: beam search (every candidate and its score), after an optional forced prefix, with the
     trace of the best output."""
     loaded = zoo.get(model_id)
-    return await run_job(web_family(loaded).translate_job(loaded, req, settings), request, compute, budget, settings)
+    return await jobs.run(web_family(loaded).translate_job(loaded, req, jobs.settings))
 
 
 # The media types a WAV file is sent as: the registered audio/wav, and the older names browsers and tools still use.

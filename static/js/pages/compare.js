@@ -3,16 +3,13 @@
 import { getModel } from "../api.js";
 import { bus } from "../bus.js";
 import { bindInputBar } from "../examples.js";
-import { exportButtons } from "../export.js";
 import { bindKeys } from "../keys.js";
+import { mountPage } from "../panels.js";
 import { Player, speedFor } from "../player.js";
 import { Session } from "../session.js";
 import { showTarget } from "../target.js";
-import { readParams, writeParams } from "../url.js";
+import { keepLinks, readParams, writeParams } from "../url.js";
 import { Controls } from "../views/controls.js";
-import { GradCompareView } from "../views/gradcompare.js";
-import { UnrolledView } from "../views/unrolled.js";
-import { showToken } from "../trace.js";
 
 const $ = (id) => document.getElementById(id);
 const perf = window.__unrolled;
@@ -32,26 +29,8 @@ const player = new Player({ speed: P.speed || 8 });
 const controls = new Controls($("player"), player);
 const traces = ids.map(() => null);
 
-/** One log range for every row, so that colours compare across cells. */
-function sharedRange() {
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (const tr of traces) {
-    if (!tr || tr.gradFrom >= tr.T) continue;
-    const [a, b] = tr.gradLogRange();
-    lo = Math.min(lo, a);
-    hi = Math.max(hi, b);
-  }
-  return Number.isFinite(lo) ? [lo, hi] : [-8, 0];
-}
-
-const rows = ids.map((id) => {
-  const row = document.querySelector(`.compare-row[data-model="${id}"]`);
-  const net = new UnrolledView(row.querySelector("[data-role=net]"), { compact: true, name: `unrolled-${id}`, range: sharedRange });
-  exportButtons(row.querySelector("[data-role=tools]"), () => net.exportPng(), () => net.exportSvg());
-  return { pred: row.querySelector("[data-role=pred]"), net };
-});
-const grads = new GradCompareView($("compare-gradients"), { table: $("ratios") });
+// The panels (panels.js: compareNorms, compareCells), mounted once the cards have come.
+let views = {};
 let cursor = null;
 let started = false;
 
@@ -69,9 +48,10 @@ function sync() {
   }
   player.setAvailable(Math.min(steps, T), Math.min(gradFrom, T), T);
   const version = ready.map((tr) => tr.version).join(",");
-  rows.forEach((r, i) => r.net.update({ trace: traces[i], version }));
-  grads.update({ traces: ready });
-  perf.state = { ...perf.state, steps, gradFrom, T, curves: grads.gd.data?.filter((d) => d.visible !== "legendonly").length ?? 0 };
+  views.compareCells.update({ traces: [...traces], version });
+  views.compareNorms.update({ traces: ready });
+  const curves = views.compareNorms.gd.data?.filter((d) => d.visible !== "legendonly").length ?? 0;
+  perf.state = { ...perf.state, steps, gradFrom, T, curves };
 }
 
 const sessions = ids.map(
@@ -100,33 +80,21 @@ const sessions = ids.map(
 bus.on("cursor", (c) => {
   cursor = c;
   controls.update({ cursor: c, trace: traces[0] });
-  rows.forEach((r, i) => {
-    r.net.update({ cursor: c });
-    const tr = traces[i];
-    if (!tr || c.t >= tr.steps) return;
-    const top = tr.topPrediction(c.t);
-    const g = c.phase === "backward" && c.t >= tr.gradFrom ? `  ‖∂L/∂h‖ ${tr.grad.hidden[0][c.t].toExponential(1)}` : "";
-    r.pred.textContent = top ? `→ ${showToken(top.token)} ${top.p.toFixed(2)}${g}` : "";
-  });
-  grads.update({ cursor: c });
+  views.compareCells?.update({ cursor: c });
+  views.compareNorms?.update({ cursor: c });
   writeParams({ step: c.t + 1, phase: c.phase === "backward" ? "backward" : null, speed: c.speed });
   perf.state = { ...perf.state, ...c };
 });
 
 bus.on("layout", () => {
-  rows.forEach((r) => r.net.resize());
-  grads.update({ relayout: true });
+  views.compareCells?.resize();
+  views.compareNorms?.update({ relayout: true });
 });
 
 function run(text, label) {
   const loss = $("loss-select").value;
   writeParams({ text, label: label || null, loss: loss || null }, { now: true });
-  for (const a of document.querySelectorAll("[data-keep]")) {
-    const url = new URL(a.href, window.location.href);
-    url.searchParams.set("text", text);
-    if (label) url.searchParams.set("label", label);
-    a.href = url.pathname + url.search;
-  }
+  keepLinks({ text, label: label || undefined });
   started = false;
   traces.fill(null);
   // By default L is the last step's loss: BPTT then starts at one step, and the fall of ‖∂L/∂h_t‖ is plain.
@@ -146,6 +114,7 @@ async function main() {
     s.card = cards[i];
   });
   const card = cards[0];
+  views = mountPage({ card, cards });
   const { input, text, label } = bindInputBar(card, P, (newText, target) => {
     P.step = 1;
     P.phase = "forward";

@@ -10,7 +10,7 @@ import { Plotly, baseLayout, makePlot, plotConfig } from "../plots.js";
 import { Trace } from "../trace.js";
 import { showTarget } from "../target.js";
 import { clearUnknown, showRead } from "../unknown.js";
-import { readParams, writeParams } from "../url.js";
+import { keepLinks, readParams, writeParams } from "../url.js";
 
 const $ = (id) => document.getElementById(id);
 const perf = window.__unrolled;
@@ -117,11 +117,7 @@ async function load(text, label) {
   state.traces.clear();
   clearUnknown();
   writeParams({ text, label: label || null }, { now: true });
-  for (const a of document.querySelectorAll("[data-keep]")) {
-    const url = new URL(a.href, window.location.href);
-    url.searchParams.set("text", text);
-    a.href = url.pathname + url.search;
-  }
+  keepLinks({ text });
   // the checkpoint on screen first, then the rest, so the slider answers at once
   const order = checkpoints().map((_, i) => i).sort((a, b) => (a === state.index ? -1 : b === state.index ? 1 : a - b));
   for (const i of order) {

@@ -13,7 +13,7 @@ import { mountPage } from "../panels.js";
 import { arrived, bindUnitBox, exposePage, followCursor, followLayout, followUnit, loadCard, pusher, submitOnEnter } from "../pagekit.js";
 import { Player, speedFor } from "../player.js";
 import { Session } from "../session.js";
-import { readParams, writeParams } from "../url.js";
+import { keepLinks, readParams, writeParams } from "../url.js";
 import { Controls } from "../views/controls.js";
 
 const $ = (id) => document.getElementById(id);
@@ -95,20 +95,12 @@ const session = new Session(modelId, {
   },
 });
 
-function keepLinks(text) {
-  for (const a of document.querySelectorAll("[data-keep]")) {
-    const url = new URL(a.href, window.location.href);
-    url.searchParams.set("text", text);
-    a.href = url.pathname + url.search;
-  }
-}
-
 /** Trace the notes typed (play: from the first note, sounding). */
 async function run(text, { play = false } = {}) {
   state.writing = false;
   P.play = play;
   writeParams({ text, write: null }, { now: true });
-  keepLinks(text);
+  keepLinks({ text });
   document.title = `${modelId}: ${text.slice(0, 40)} · Unrolled`;
   try {
     await session.start({ text, top_k: 5, precision: 4 });

@@ -9,7 +9,7 @@ import { Player, speedFor } from "../player.js";
 import { Session } from "../session.js";
 import { bindDeleteButton } from "../upload.js";
 import { showTarget } from "../target.js";
-import { readParams, writeParams } from "../url.js";
+import { keepLinks, readParams, writeParams } from "../url.js";
 import { Controls } from "../views/controls.js";
 
 const $ = (id) => document.getElementById(id);
@@ -89,13 +89,7 @@ async function run(text, label) {
   const loss = $("loss-select").value;
   writeParams({ text, label: label || null, loss: loss || null }, { now: true });
   document.title = `${modelId}: ${text.slice(0, 40)} · Unrolled`;
-  for (const a of document.querySelectorAll("[data-keep]")) {
-    const url = new URL(a.href, window.location.href);
-    if (text) url.searchParams.set("text", text);
-    if (label) url.searchParams.set("label", label);
-    else url.searchParams.delete("label");
-    a.href = url.pathname + url.search;
-  }
+  keepLinks({ text: text || undefined, label: label || null });
   try {
     await session.start({ text, top_k: 5, precision: 4, ...(label ? { label } : {}), ...(loss ? { loss } : {}) });
   } catch {

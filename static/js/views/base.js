@@ -5,7 +5,8 @@
 // The one staleness rule: drawKey() lists what the drawing is made from (the trace, its steps, the layer, …);
 // the drawing is stale when that list differs from the one last drawn, entry by entry (===), or on a relayout.
 // drawKey() returns null when there is nothing to draw yet: a drawing of another trace then stays, unless the
-// view's clear() takes it away (a plot of the last input's gradients while the new input's are on their way).
+// view's clear() takes it away (a plot of the last input's gradients while the new input's are on their way), and
+// likewise when the trace itself is taken away (null: a row of /compare whose model is running again).
 // A view made with `onScreen` draws only while near the screen (plots.js visibility) and catches up when shown.
 
 import { visibility } from "../plots.js";
@@ -36,6 +37,7 @@ export class View {
   update(data) {
     this.take(data);
     if (this.trace) this.refresh(data);
+    else if (this.drawn && this.clear() !== false) this.drawn = null; // the trace taken away (null)
   }
 
   /** Prepare again if stale (or clear another trace's drawing), then render. */
@@ -62,7 +64,7 @@ export class View {
    */
   prepare(last, data) {}
 
-  /** Another trace came while there is nothing of it to draw: false keeps the old drawing, else it is gone. */
+  /** Another trace came while there is nothing of it to draw, or none: false keeps the old drawing, else it is gone. */
   clear() {
     return false;
   }

@@ -1,15 +1,9 @@
 // Beam search's result: every candidate the beam kept, best first, with its score Σ log p (every written
 // token, the end included) and p = exp(score) as a bar. The first is the one the page traces.
 
+import { node } from "../dom.js";
 import { showLetter } from "../translation.js";
 import { View } from "./base.js";
-
-function node(tag, className = "", text = "") {
-  const e = document.createElement(tag);
-  if (className) e.className = className;
-  if (text) e.textContent = text;
-  return e;
-}
 
 export class BeamsView extends View {
   /** root: an <ol> (or any element) the candidates are listed in. */

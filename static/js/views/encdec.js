@@ -10,6 +10,7 @@ import { exportSvg, exportSvgAsPng } from "../export.js";
 import { isPresenter, isTalk } from "../plots.js";
 import { showToken } from "../trace.js";
 import { showLetter } from "../translation.js";
+import { View } from "./base.js";
 
 const NS = "http://www.w3.org/2000/svg";
 const STRIP = 12; // units shown inside a cell wide enough for them
@@ -38,13 +39,10 @@ function el(name, attrs = {}, parent = null) {
   return e;
 }
 
-export class EncDecView {
+export class EncDecView extends View {
   constructor(root, { name = "encoder-decoder", legend = null } = {}) {
-    this.root = root;
-    this.name = name;
+    super(root, { name });
     this.legend = legend;
-    this.trace = null;
-    this.cursor = { phase: "forward", t: 0 };
     this.svg = el("svg", { class: "encdec-svg", role: "img", "aria-label": "the encoder and the decoder unrolled, with attention" });
     el("style", {}, this.svg).textContent = STYLE;
     const defs = el("defs", {}, this.svg);
@@ -52,7 +50,7 @@ export class EncDecView {
       const m = el("marker", { id: `${name}-${id}`, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 6, markerHeight: 6, orient: "auto-start-reverse" }, defs);
       el("path", { d: "M0,0 L10,5 L0,10 z", fill: color }, m);
     }
-    this.layer = el("g", {}, this.svg);
+    this.cells = el("g", {}, this.svg);
     root.append(this.svg);
     this.svg.addEventListener("click", (e) => {
       const hit = e.target.closest("[data-k]");
@@ -64,16 +62,17 @@ export class EncDecView {
     }).observe(root);
   }
 
-  /** data: {trace, cursor, version, relayout} (any subset). */
-  update(data) {
-    let rebuild = Boolean(data.relayout);
-    if (data.trace !== undefined && data.trace !== this.trace) {
-      this.trace = data.trace;
-      rebuild = true;
-    }
-    if (data.cursor) this.cursor = data.cursor;
-    if (rebuild) this.build();
-    else this.render();
+  /** Both rows are built again for another trace or a relayout; render() repaints them as the cursor moves. */
+  drawKey() {
+    return [this.trace];
+  }
+
+  prepare() {
+    this.build();
+  }
+
+  clear() {
+    this.build();
   }
 
   geometry() {
@@ -118,14 +117,14 @@ export class EncDecView {
 
   build() {
     const tr = this.trace;
-    this.layer.replaceChildren();
+    this.cells.replaceChildren();
     this.width = this.root.clientWidth;
     if (!tr) return;
     const g = (this.g = this.geometry());
     this.svg.setAttribute("width", String(g.W));
     this.svg.setAttribute("height", String(g.height));
     this.svg.setAttribute("viewBox", `0 0 ${g.W} ${g.height}`);
-    const L = this.layer;
+    const L = this.cells;
     // row labels
     const label = (y, text, size = g.small) => {
       const t = el("text", { class: "rowlabel", x: 4, y, "font-size": size }, L);
@@ -170,7 +169,7 @@ export class EncDecView {
 
   cell(cx, top, w, h, k, side) {
     const g = this.g;
-    const root = el("g", { class: "cell ghost", "data-k": k, "data-side": side }, this.layer);
+    const root = el("g", { class: "cell ghost", "data-k": k, "data-side": side }, this.cells);
     const c = { root, k };
     el("rect", { class: "hit", x: cx - Math.max(w, 12) / 2, y: side === "decoder" ? 0 : top, width: Math.max(w, 12), height: side === "decoder" ? top + h : g.height - top }, root);
     c.box = el("rect", { class: "box", x: cx - w / 2, y: top, width: w, height: h, rx: Math.min(6, w / 4) }, root);

@@ -1,16 +1,10 @@
 // The decoder's top-k at the cursor: p(next letter) read from s_t (and the context c_t) through the head and a
 // softmax; green: the letter this output has at that step (what the loss L is measured against).
 
+import { node } from "../dom.js";
 import { showToken } from "../trace.js";
 import { showLetter } from "../translation.js";
 import { View } from "./base.js";
-
-function node(tag, className = "", text = "") {
-  const e = document.createElement(tag);
-  if (className) e.className = className;
-  if (text) e.textContent = text;
-  return e;
-}
 
 export class TopKView extends View {
   constructor(root, { k = 5 } = {}) {

@@ -10,6 +10,7 @@ import { ACCENT, diverging, fmtNorm, gradColor, inkOn, packRgb, packed, sub } fr
 import { exportSvg, exportSvgAsPng } from "../export.js";
 import { isPresenter, isTalk } from "../plots.js";
 import { showToken } from "../trace.js";
+import { View } from "./base.js";
 
 const NS = "http://www.w3.org/2000/svg";
 const STRIP = 16; // units shown inside each cell
@@ -43,17 +44,12 @@ function el(name, attrs = {}, parent = null) {
   return e;
 }
 
-export class UnrolledView {
+export class UnrolledView extends View {
   /** root: the panel body; options: {compact, showPredictions} */
   constructor(root, { compact = false, name = "unrolled-network", range = null } = {}) {
-    this.root = root;
+    super(root, { name });
     this.rangeOf = range; // a shared log10 range for the gradient colours (compare page)
     this.compact = compact;
-    this.name = name;
-    this.trace = null;
-    this.cursor = { phase: "forward", t: 0 };
-    this.unit = 0;
-    this.layer = 0;
     this.svg = el("svg", { class: "unrolled-svg", role: "img", "aria-label": "the network unrolled in time" });
     el("style", {}, this.svg).textContent = STYLE;
     const defs = el("defs", {}, this.svg);
@@ -266,29 +262,30 @@ export class UnrolledView {
     return s;
   }
 
-  /** data: {trace, cursor, unit, layer} (any subset). */
-  update(data) {
-    let full = false;
-    if (data.trace !== undefined && data.trace !== this.trace) {
-      const layersChanged =
-        !this.trace || !data.trace || this.trace.L !== data.trace.L || String(this.trace.directions) !== String(data.trace.directions);
-      this.trace = data.trace;
-      if (layersChanged) {
-        this.geometry();
-        this.resize();
-      }
-      full = true;
-    }
-    if (data.cursor) this.cursor = data.cursor;
-    if (data.unit !== undefined && data.unit !== this.unit) {
-      this.unit = data.unit;
-      full = true;
-    }
-    if (data.version !== undefined && data.version !== this.version) {
-      this.version = data.version;
-      full = true;
-    }
-    this.render(full);
+  /** What an update brings, with the version of the traces drawn (a page's, when several rows share a scale). */
+  take(data) {
+    super.take(data);
+    if (data.version !== undefined) this.version = data.version;
+  }
+
+  /** Every cell is filled again for another trace, unit or version; the cursor alone refills what it changed. */
+  drawKey() {
+    return [this.trace, this.unit, this.version];
+  }
+
+  /** The pool is laid out again when the rows change (another number of layers or directions). */
+  prepare(last) {
+    const was = last?.[0];
+    const tr = this.trace;
+    if (!was || was.L !== tr.L || String(was.directions) !== String(tr.directions)) {
+      this.geometry();
+      this.resize(); // which fills every cell
+    } else this.stale = true;
+  }
+
+  clear() {
+    this.geometry();
+    this.resize();
   }
 
   offset() {
@@ -303,6 +300,8 @@ export class UnrolledView {
   render(full = false) {
     const tr = this.trace;
     if (!tr || !this.slots.length) return;
+    full ||= this.stale;
+    this.stale = false;
     const { t: ct } = this.cursor;
     const off = this.offset();
     const first = Math.max(0, Math.floor(-off / this.g.pitch) - 1);
