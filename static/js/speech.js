@@ -3,6 +3,8 @@
 // Audio (its context made on the first gesture, as browsers require), the trace read into one shape for the
 // views, and the one rule that turns a transcript into the translation model's English (commas).
 
+import { bus } from "./bus.js";
+
 /** The rate the page records and encodes at: the speech front end's own (app/engine/speech/audio.py). */
 export const RECORD_RATE = 16000;
 /** The longest recording the page keeps, in seconds (the server refuses more than 10 s). */
@@ -155,6 +157,71 @@ export class Playback {
     if (this.ended) return;
     this.ended = true;
     this.source.stop();
+  }
+}
+
+/**
+ * Listening: the sound played from the cursor's step, the cursor following it (the player's "seek"), until it
+ * ends or toggle() stops it. onChange(playing) tells the page (a button's look).
+ */
+export class Listener {
+  constructor(onChange = () => {}) {
+    this.onChange = onChange;
+    this.playback = null;
+  }
+
+  get playing() {
+    return this.playback !== null;
+  }
+
+  stop() {
+    if (!this.playback) return;
+    this.playback.stop();
+    this.playback = null;
+    this.onChange(false);
+  }
+
+  /** Start at step t of the trace (from the start if t is its last step), or stop if playing. */
+  toggle(trace, sound, t) {
+    if (this.playback) {
+      this.stop();
+      return;
+    }
+    const from = t !== null && t < trace.T - 1 ? t * trace.stepSeconds : 0;
+    const playback = new Playback(sound.buffer, from, () => {
+      if (this.playback === playback) this.stop();
+    });
+    this.playback = playback;
+    this.onChange(true);
+    let last = null;
+    const follow = () => {
+      const at = playback.at();
+      if (at === null || this.playback !== playback) return;
+      const step = Math.min(trace.T - 1, Math.floor(at / trace.stepSeconds));
+      if (step !== last) bus.emit("seek", { t: step, phase: "forward" });
+      last = step;
+      requestAnimationFrame(follow);
+    };
+    follow();
+  }
+}
+
+/**
+ * The clips to offer: the files the server lists, each named by the card's own example for it where the card has
+ * one ({text, note, audio: "speech-examples/<file>"}), else by its file's name.
+ */
+export function clipsOf(listed, card) {
+  const known = new Map((card?.examples ?? []).filter((e) => e.audio).map((e) => [e.audio.split("/").pop(), e]));
+  return listed.map((x) => ({ ...x, words: known.get(x.name)?.text ?? x.words, note: known.get(x.name)?.note ?? "" }));
+}
+
+/** A decoded sound for the views and the Listener: {buffer, samples, rate}, or null if the browser cannot read it. */
+export async function soundOf(bytes) {
+  try {
+    const buffer = await decode(bytes);
+    return { buffer, samples: buffer.getChannelData(0), rate: buffer.sampleRate };
+  } catch {
+    return null; // the server says what is wrong with it
   }
 }
 

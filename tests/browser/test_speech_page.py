@@ -94,6 +94,9 @@ def speech_zoo(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
     save_model(folder, card, train(card, {EXAMPLES[0]: clips[EXAMPLES[0]]}))  # the German test's clip
     for suffix in (".json", ".safetensors"):
         shutil.copy(ROOT / "models" / f"{GERMAN}{suffix}", folder / f"{GERMAN}{suffix}")
+    (folder / "checkpoints").mkdir()
+    for kept in (ROOT / "models" / "checkpoints").glob(f"{GERMAN}-*.safetensors"):  # its card names them
+        shutil.copy(kept, folder / "checkpoints" / kept.name)
     with LiveServer(settings.model_copy(update={"models_dir": folder})) as live:
         yield live
 

@@ -4,13 +4,12 @@
 // the sound playing in sync (L). G sends the transcript to the translation model: speech to German.
 
 import { speechExample, speechExamples, transcribe, translate } from "../api.js";
-import { bus } from "../bus.js";
 import { clearInputError, reportRunError, showInputError } from "../inputerror.js";
 import { bindKeys } from "../keys.js";
 import { mountPage } from "../panels.js";
 import { exposePage, followCursor, followLayout, loadCard, pusher } from "../pagekit.js";
 import { Player, speedFor } from "../player.js";
-import { MAX_RECORD_SECONDS, Playback, Recorder, decode, onFirstGesture, readTrace, withCommas } from "../speech.js";
+import { Listener, MAX_RECORD_SECONDS, Recorder, clipsOf, onFirstGesture, readTrace, soundOf, withCommas } from "../speech.js";
 import { link, readParams, writeParams } from "../url.js";
 import { Controls } from "../views/controls.js";
 
@@ -25,7 +24,7 @@ const P = readParams({
   phase: { default: "forward", values: ["forward", "backward"] },
 });
 
-const state = { trace: null, cursor: null, sound: null, run: 0, card: null, examples: [], playback: null, unit: 0, layer: 0 };
+const state = { trace: null, cursor: null, sound: null, run: 0, card: null, examples: [], unit: 0, layer: 0 };
 const player = new Player({ speed: 15 });
 const controls = new Controls($("player"), player);
 const { cell, kind } = document.body.dataset;
@@ -53,18 +52,11 @@ function showTranscript(text) {
   words.className = "transcript-text";
   words.id = "transcript-text";
   words.textContent = text === "" ? "(nothing)" : text;
-  el.append(label, " ", words);
+  const german = document.createElement("span");
+  german.className = "transcript-german";
+  german.id = "transcript-german";
+  el.append(label, " ", words, " ", german);
   el.dataset.text = text;
-}
-
-/** The sound the page plays and draws: the WAV decoded here (null if the browser cannot read it). */
-async function soundOf(bytes) {
-  try {
-    const buffer = await decode(bytes);
-    return { buffer, samples: buffer.getChannelData(0), rate: buffer.sampleRate };
-  } catch {
-    return null; // the server says what is wrong with it
-  }
 }
 
 /** Transcribe a WAV (a Blob): the trace drawn, the cursor at the end of the forward sweep. */
@@ -188,38 +180,19 @@ $("examples").addEventListener("change", () => {
 
 // ---- listening: the sound from the cursor, the cursor following it ----
 
-function stopListening() {
-  state.playback?.stop();
-  state.playback = null;
-  $("listen").classList.remove("playing");
-}
+const listener = new Listener((playing) => {
+  $("listen").classList.toggle("playing", playing);
+  if (playing) perf.listened = (perf.listened ?? 0) + 1;
+});
+const stopListening = () => listener.stop();
 
 function listen() {
-  const tr = state.trace;
-  if (state.playback) {
-    stopListening();
-    return;
-  }
-  if (!tr || !state.sound) {
+  if (!listener.playing && (!state.trace || !state.sound)) {
     showInputError(state.trace ? "The browser could not decode this sound to play it." : "Nothing to play yet: choose a clip, record (R) or upload (U).");
     return;
   }
   player.pause();
-  const from = state.cursor && state.cursor.t < tr.T - 1 ? state.cursor.t * tr.stepSeconds : 0;
-  const playback = new Playback(state.sound.buffer, from, () => {
-    if (state.playback === playback) stopListening();
-  });
-  state.playback = playback;
-  $("listen").classList.add("playing");
-  perf.listened = (perf.listened ?? 0) + 1;
-  const follow = () => {
-    const at = playback.at();
-    if (at === null || state.playback !== playback) return;
-    const t = Math.min(tr.T - 1, Math.floor(at / tr.stepSeconds));
-    if (state.cursor?.t !== t || state.cursor?.phase !== "forward") bus.emit("seek", { t, phase: "forward" });
-    requestAnimationFrame(follow);
-  };
-  follow();
+  listener.toggle(state.trace, state.sound, state.cursor?.t ?? null);
 }
 
 $("listen").addEventListener("click", () => listen());
@@ -230,6 +203,7 @@ function clearGerman() {
   $("german-english").textContent = "";
   $("german-output").textContent = "";
   $("german-link").hidden = true;
+  if ($("transcript-german")) $("transcript-german").textContent = "";
   perf.german = null;
 }
 
@@ -249,6 +223,7 @@ async function toGerman() {
   try {
     const reply = await translate(germanId, { text: english, beam: 1, top_k: 5 });
     $("german-output").textContent = reply.output;
+    if ($("transcript-german")) $("transcript-german").textContent = `→ ${reply.output}`;
     const a = $("german-link");
     a.href = link(`/models/${germanId}`, { text: english });
     a.hidden = false;
@@ -277,11 +252,15 @@ async function main() {
   state.card = await loadCard(modelId);
   if (!state.card) return;
   try {
-    state.examples = (await speechExamples()).examples;
+    state.examples = clipsOf((await speechExamples()).examples, state.card);
   } catch (e) {
     reportRunError(e);
   }
-  for (const ex of state.examples) $("examples").append(new Option(ex.words, ex.name));
+  for (const ex of state.examples) {
+    const o = new Option(ex.words, ex.name);
+    o.title = ex.note;
+    $("examples").append(o);
+  }
   if (!state.examples.length) {
     $("examples").disabled = true;
     showSource("No example clips here: record (R) or upload a WAV (U).");
