@@ -14,6 +14,7 @@ read-only). They hold the same values as the REST body: float32 states and proba
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.parse
 import urllib.request
@@ -79,7 +80,29 @@ class Client:
 
     def traced(self, model_id: str, text: str, **options: Any) -> Traced:
         """The trace and its meta frame."""
-        request = {**options, "text": text, "encoding": "binary", "batch": BATCH}
+        traced = self._records(model_id, {**options, "text": text})
+        traced.arrays["token_ids"] = np.asarray(traced.meta["token_ids"], dtype=np.int64)
+        return traced
+
+    def transcribe(self, model_id: str, wav: bytes, transcript: str | None = None, **options: Any) -> Traced:
+        """A speech model's transcription of a WAV file's bytes: meta["text"] (the greedy path collapsed) and
+        meta["beams"] ({"text", "log_prob"}, best first), meta["total_loss"] against `transcript` (or the model's own
+        text), and the arrays by step of the network: "layers.{k}.hidden", "layers.{k}.cell_state" and
+        "layers.{k}.gates.{gate}" (T', H) for each layer entry k in torch's order (meta["directions"]), "log_probs"
+        (T', C) over meta["classes"], "occupancy" (T', S) over the trellis' meta["labels"], "greedy" and
+        "alignment" (T',), "grad_norms.hidden.{k}", "grad_norms.cell_state.{k}", "grad_norms.weight_hh.{k}",
+        "grad_norms.input" and "grad_norms.logits" (T',); and "features" (T, 40) the log-mel frames, by frame
+        (meta["frame_seconds"] apart). `options`: beam, checkpoint."""
+        request = {**options, "mode": "transcribe", "audio": base64.b64encode(wav).decode("ascii")}
+        if transcript is not None:
+            request["transcript"] = transcript
+        traced = self._records(model_id, request)
+        traced.arrays["features"] = np.asarray(traced.meta["features"], dtype=np.float32)
+        return traced
+
+    def _records(self, model_id: str, request: dict[str, Any]) -> Traced:
+        """A stream's meta frame and its step and grad records, decoded."""
+        request = {**request, "encoding": "binary", "batch": BATCH}
         path = f"{self.ws_url}/api/models/{urllib.parse.quote(model_id, safe='')}/stream"
         with self.open(path) as ws:
             ws.send(json.dumps(request))
@@ -95,7 +118,6 @@ class Client:
             arrays.update(grad_arrays(grads, meta["grad_layout"], steps, prefix="grad_norms."))
         except RecordError as e:
             raise ClientError(502, "protocol", str(e)) from e
-        arrays["token_ids"] = np.asarray(meta["token_ids"], dtype=np.int64)
         return Traced(meta, arrays)
 
 

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,7 +19,8 @@ from websockets.sync.client import connect
 
 from app.client import Client, ClientError
 from app.web.config import ROOT, Settings
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, write_model
+from tests.speech import voice_wav, write_speech_model
 
 
 def rest(live: LiveServer, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -131,3 +133,47 @@ def test_the_client_offers_no_compression_and_plain_uvicorn_says_what_it_needs(s
     assert server.proc is not None and server.proc.stderr is not None
     log = server.proc.stderr.read().decode()
     assert "not started by `unrolled serve`" in log and "--ws-per-message-deflate false" in log
+
+
+@pytest.fixture(scope="module")
+def speech_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    folder = tmp_path_factory.mktemp("client-speech")
+    write_speech_model(folder, "speech-lstm", "lstm", bidirectional=True, layers=2)
+    write_model(folder, "chars-lstm", "lstm", "next_token")
+    with LiveServer(Settings(models_dir=folder, send_timeout=5.0)) as server:
+        yield server
+
+
+def test_transcribe_gives_the_rest_bodys_values_as_arrays(speech_live: LiveServer) -> None:
+    wav = voice_wav(1.1, 24_000, seed=4)
+    transcribed = Client(speech_live.url).transcribe("speech-lstm", wav, transcript="one", beam=3)
+    r = httpx.post(f"{speech_live.url}/api/models/speech-lstm/transcribe?transcript=one&beam=3", content=wav,
+                   headers={"content-type": "audio/wav"}, timeout=30)  # fmt: skip
+    body = r.json()
+    t, got, meta = body["trace"], transcribed.arrays, transcribed.meta
+    assert (meta["text"], meta["beams"], meta["total_loss"]) == (body["text"], body["beams"], t["total_loss"])
+    assert len(meta["beams"]) == 3 and meta["target"] == "one"
+    equal(got["features"], t["features"], "float32")
+    for k, layer in enumerate(t["layers"]):
+        equal(got[f"layers.{k}.hidden"], layer["hidden"], "float32")
+        equal(got[f"layers.{k}.cell_state"], layer["cell_state"], "float32")
+        for gate, values in layer["gates"].items():
+            equal(got[f"layers.{k}.gates.{gate}"], values, "float32")
+        for name in ("hidden", "cell_state", "weight_hh"):
+            equal(got[f"grad_norms.{name}.{k}"], t["grad_norms"][name][k], "float64")
+    equal(got["log_probs"], t["log_probs"], "float32")
+    equal(got["occupancy"], t["trellis"]["occupancy"], "float32")
+    equal(got["greedy"][:, 0], t["greedy"], "uint32")
+    equal(got["alignment"][:, 0], t["trellis"]["alignment"], "uint32")
+    equal(got["grad_norms.input"], t["grad_norms"]["input"], "float64")
+    equal(got["grad_norms.logits"], t["grad_norms"]["logits"], "float64")
+
+
+def test_transcribe_errors_arrive_as_client_errors(speech_live: LiveServer) -> None:
+    client = Client(speech_live.url)
+    with pytest.raises(ClientError) as e:
+        client.transcribe("speech-lstm", b"not a wav at all")
+    assert e.value.status == 422 and "not a WAV" in str(e.value)
+    with pytest.raises(ClientError) as e:
+        client.transcribe("chars-lstm", voice_wav(0.5))
+    assert e.value.status == 409 and "does not read audio" in str(e.value)

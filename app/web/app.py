@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "not started by `unrolled serve`: start uvicorn with --ws-per-message-deflate false (else every "
                 "binary trace frame a browser receives is compressed on the event loop, ~8x slower) and "
                 "--ws-max-size %d, or run `unrolled serve`, which sets both",
-                settings.max_body_bytes,
+                settings.max_message_bytes(),
             )
         torch.set_num_threads(settings.threads_per_worker())
         app.state.zoo = await anyio.to_thread.run_sync(Zoo.load, settings.models_dir)
@@ -153,7 +153,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         MetricsAndLimits,
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
-        route_limits={("POST", "/api/models"): settings.max_upload_bytes},  # the upload's own limit
+        route_limits={  # routes whose body is a file, with a limit of their own
+            ("POST", "/api/models"): (settings.max_upload_bytes, "max_upload_bytes"),
+            ("POST", "/api/models/{model_id}/transcribe"): (settings.max_audio_bytes, "max_audio_bytes"),
+        },
     )
     app.add_middleware(SlashRedirect)
     app.add_middleware(SecurityHeaders)

@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         64_000_000, ge=1024, description="largest upload body (POST /api/models), in place of max_body_bytes"
     )
+    max_audio_bytes: int = Field(
+        10 * 48_000 * 2 * 4 + 65_536,
+        ge=1024,
+        description="largest WAV body (POST /api/models/{id}/transcribe), in place of max_body_bytes: 10 s of 48 kHz "
+        "stereo 32-bit samples and 64 KiB of header chunks; a stream's request may hold it in base64",
+    )
 
     # The lab (/lab, /api/lab/*, /api/models/{id}/jacobian and /diff): limits of its live experiments.
     lab_max_steps: int = Field(1_000, ge=2, description="longest sequence of the gradient knobs (/api/lab/gradients)")
@@ -124,6 +130,11 @@ class Settings(BaseSettings):
     def max_prompt_chars(self) -> int:
         """A generate prompt may take what max_steps leaves after max_generate."""
         return self.max_steps - self.max_generate
+
+    def max_message_bytes(self) -> int:
+        """The largest WebSocket message a stream takes (uvicorn's ws_max_size): a request body, or a transcribe
+        request whose WAV (max_audio_bytes) travels in base64, 4 characters for every 3 bytes, beside its fields."""
+        return max(self.max_body_bytes, 4 * -(-self.max_audio_bytes // 3) + 4096)
 
     def threads_per_worker(self) -> int:
         """Threads per computation, so that all computations at once fit the cores: OpenMP threads that

@@ -88,7 +88,8 @@ def install(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        names = {400: "malformed", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+        names = {400: "malformed", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
+                 415: "unsupported_media_type"}  # fmt: skip
         headers = getattr(exc, "headers", None)
         if exc.status_code == 405:  # Starlette names the methods of the first route of the path only
             headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}

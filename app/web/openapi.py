@@ -36,6 +36,11 @@ def limits(settings: Settings) -> dict[str, dict[str, dict[str, int]]]:
     }
 
 
+def file_bodies(settings: Settings) -> dict[str, tuple[int, str]]:
+    """Path → the limit of a POST whose body is a file, not JSON (and the setting that says it)."""
+    return {"/api/models/{model_id}/transcribe": (settings.max_audio_bytes, "max_audio_bytes")}
+
+
 def install(app: FastAPI, settings: Settings) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -44,6 +49,9 @@ def install(app: FastAPI, settings: Settings) -> None:
             for name, props in limits(settings).items():
                 for prop, keywords in props.items():
                     components[name]["properties"][prop].update(keywords)
+            for path, (limit, setting) in file_bodies(settings).items():
+                body = schema["paths"][path]["post"]["requestBody"]
+                body["description"] = f"the file itself, at most {limit} bytes ({setting}); over it: 413"
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -30,7 +30,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=port,
         workers=settings.workers,
         log_config=log_config(settings.log_level, settings.log_json),
-        ws_max_size=settings.max_body_bytes,
+        ws_max_size=settings.max_message_bytes(),
         # Compressing every frame costs more CPU than the trace itself and runs on the event loop.
         ws_per_message_deflate=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace),

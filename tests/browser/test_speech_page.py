@@ -5,7 +5,8 @@ page sent (the request's body, captured), never a string written here.
 
 The zoo is built here (until the trained speech models land, and so that the test does not depend on them): a small
 bidirectional GRU trained with CTC until it transcribes an example clip exactly (so the German test has words the
-translation model reads; the first clip, to keep it quick), the zoo's own translation model beside it, and the clips in speech-examples/.
+translation model reads; the first clip, to keep it quick), the zoo's own translation model beside it, and the
+clips in speech-examples/.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def train(card: ModelCard, clips: dict[str, bytes]) -> SpeechModel:
 
 
 def learnt(model: SpeechModel, clips: dict[str, bytes]) -> SpeechModel:
-    data = [(model.steps(wav_features(wav)), torch.tensor([ALPHABET.index(ch) + 1 for ch in text])) for text, wav in clips.items()]
+    data = [(model.steps(wav_features(wav)), torch.tensor([ALPHABET.index(ch) + 1 for ch in text]))
+            for text, wav in clips.items()]  # fmt: skip
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     for step in range(TRAIN_LIMIT):
         opt.zero_grad()
@@ -87,7 +89,8 @@ def speech_zoo(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
     folder: Path = tmp_path_factory.mktemp("speech-zoo")
     examples = folder / "speech-examples"
     examples.mkdir()
-    clips = {text: espeak(text, examples / f"{i:02d}-{text.replace(' ', '-')}.wav") for i, text in enumerate(EXAMPLES, 1)}
+    clips = {text: espeak(text, examples / f"{i:02d}-{text.replace(' ', '-')}.wav")
+             for i, text in enumerate(EXAMPLES, 1)}  # fmt: skip
     card = ModelCard(id="speech-gru", task="speech", cell="gru", kind="transcribe", hidden_size=48, num_layers=1,
                      vocab={"level": "value", "tokens": ["<unk>"]}, bidirectional=True,
                      block=SpeechCard(alphabet=ALPHABET))  # fmt: skip
@@ -147,8 +150,8 @@ def microphone(playwright: Playwright, tmp_path: Path) -> Iterator[Browser]:
     b.close()
 
 
-def open_page(browser: Browser, live: LiveServer, recorder: Recorder, **viewport: int) -> Page:
-    context = browser.new_context(viewport={"width": viewport.get("width", 1280), "height": viewport.get("height", 720)})
+def open_page(browser: Browser, live: LiveServer, recorder: Recorder) -> Page:
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
     context.grant_permissions(["microphone"], origin=live.url)
     page = context.new_page()
     page.set_default_timeout(120_000)  # a guard against a hang: every wait is for a condition

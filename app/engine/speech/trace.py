@@ -39,7 +39,7 @@ from app.engine import kernels
 from app.engine.card import LoadedModel
 from app.engine.errors import EmptyInput, EngineError, OverLimit, WrongModelKind
 from app.engine.layers import F32, F64, I64, LayerTrace, stack_backward, stack_forward
-from app.engine.speech.audio import MAX_SECONDS, wav_features
+from app.engine.speech.audio import MAX_SECONDS, Audio, features, read_wav
 from app.engine.speech.card import speech_card
 from app.engine.speech.model import SpeechModel
 
@@ -197,9 +197,16 @@ def trellis(log_probs: F64, labels: Sequence[int]) -> Trellis:
     return Trellis([int(c) for c in ext], alpha, beta, log_prob, alignment, float(best[T - 1, end]))
 
 
+def occupancy_by_position(tr: Trellis) -> F64:
+    """(T', S): the posterior probability that the target's paths are at position s of l' at step t (each row sums
+    to 1): the trellis as the page draws it."""
+    post: F64 = np.exp(tr.log_alpha + tr.log_beta - tr.log_prob)
+    return post
+
+
 def occupancy(tr: Trellis, classes: int) -> F64:
     """γ (T', C): the posterior probability that step t emits class k, summed over the trellis' positions."""
-    post = np.exp(tr.log_alpha + tr.log_beta - tr.log_prob)  # (T', S)
+    post = occupancy_by_position(tr)  # (T', S)
     gamma = np.zeros((post.shape[0], classes))
     np.add.at(gamma.T, np.asarray(tr.labels), post.T)  # gamma[:, l'_s] += post[:, s]
     return gamma
@@ -253,11 +260,28 @@ def trace(
 ) -> SpeechTrace:
     """Trace a speech model of the zoo on a WAV file's bytes (BadAudio naming what is wrong with them), scoring
     `transcript` (a character outside the alphabet: UnknownTokens by position) or else its own greedy text."""
-    block = speech_card(loaded.card)  # WrongModelKind, saying what it does, for a model of another family
-    frames = wav_features(wav, max_seconds)
-    target = None
-    if transcript is not None:
-        target = block.alphabet_vocab().encode(transcript, what="transcript").ids
+    speech_card(loaded.card)  # WrongModelKind, saying what it does, before the audio is read
+    audio = read_wav(wav, max_seconds)
+    return trace_audio(loaded, audio, transcript=transcript, beam_width=beam_width, checkpoint=checkpoint)
+
+
+def transcript_ids(loaded: LoadedModel, transcript: str) -> list[int]:
+    """A transcript's classes (a character outside the alphabet: UnknownTokens naming it and its position)."""
+    return speech_card(loaded.card).alphabet_vocab().encode(transcript, what="transcript").ids
+
+
+def trace_audio(
+    loaded: LoadedModel,
+    audio: Audio,
+    *,
+    transcript: str | None = None,
+    beam_width: int = BEAM_WIDTH,
+    checkpoint: str | None = None,
+) -> SpeechTrace:
+    """`trace` on a WAV already read (the web reads it first: what it costs depends on how long it is)."""
+    block = speech_card(loaded.card)
+    frames = features(audio)
+    target = None if transcript is None else transcript_ids(loaded, transcript)
     model = loaded.at(checkpoint)
     if not isinstance(model, SpeechModel):  # pragma: no cover - a speech card's weights are a SpeechModel
         raise WrongModelKind(f"{loaded.card.id} holds no SpeechModel")
@@ -331,5 +355,6 @@ def trace_frames(
 
 
 __all__ = [
-    "Beam", "SpeechTrace", "Trellis", "Unalignable", "beam_search", "collapse", "trace", "trace_frames", "trellis",
+    "Beam", "SpeechTrace", "Trellis", "Unalignable", "beam_search", "collapse", "occupancy_by_position", "trace",
+    "trace_audio", "trace_frames", "transcript_ids", "trellis",
 ]  # fmt: skip

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from app.engine.card import LoadedModel
+from app.engine.errors import WrongModelKind
 from app.engine.lab.jacobian import JacobianNorms
 from app.web.config import Settings
 from app.web.schemas.jacobian import JacobianRequest
@@ -24,6 +25,7 @@ from app.web.schemas.models import (
     StreamTraceRequest,
     StreamTranslateRequest,
     TraceRequest,
+    TranscribeRequest,
     TranslateRequest,
 )
 from app.zoo.zoo import Zoo
@@ -44,6 +46,7 @@ class StreamedTrace(Protocol):
     """A trace ready to stream: a token model's, a series model's or a translation's."""
 
     def held_bytes(self) -> int: ...
+    def body(self) -> dict[str, Any]: ...
     def meta_frame(self, binary: bool = False, batch: int = 1) -> dict[str, Any]: ...
     def frames(self, batch: int = 1) -> Iterator[bytes]: ...
     def binary_frames(self, batch: int = 1) -> Iterator[bytes]: ...
@@ -68,6 +71,13 @@ class StepStream:
     next_frame: Callable[[int], bytes | None]  # step t's frame (computed in a compute slot), None when done
     finish: Callable[[], tuple[Iterable[bytes], dict[str, Any]]]  # the grad frames and the done frame
     seconds: float
+
+
+def not_transcribing(loaded: LoadedModel) -> WrongModelKind:
+    """A transcribe request (audio in) to a model of a family that reads no audio, refused saying what it does."""
+    return WrongModelKind(
+        f"{loaded.card.id} {loaded.card.block.DOES}: it does not read audio (transcribe is served for speech models)"
+    )
 
 
 @dataclass
@@ -96,6 +106,11 @@ class WebFamily(Protocol):
     def generate_job(self, loaded: LoadedModel, req: GenerateRequest, settings: Settings) -> Job: ...
     def translate_job(self, loaded: LoadedModel, req: TranslateRequest, settings: Settings) -> Job: ...
     def stream(self, loaded: LoadedModel, req: StreamRequest, settings: Settings) -> TraceStream | StepStream: ...
+    def transcribe_job(
+        self, loaded: LoadedModel, wav: bytes, req: TranscribeRequest, settings: Settings
+    ) -> TraceStream:
+        """A WAV file's trace (POST /transcribe: its body; the stream's transcribe mode: its frames)."""
+        ...
 
     def jacobian_input(
         self, loaded: LoadedModel, req: JacobianRequest, settings: Settings, check_steps: Callable[[int], None]

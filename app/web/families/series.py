@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -19,13 +19,22 @@ from app.engine.series.trace import SeriesStep, forecast_steps, series_model, tr
 from app.web.capacity import cost
 from app.web.config import Settings
 from app.web.errors import LimitExceeded
-from app.web.families.base import JacobianInput, Job, PageChoice, StepStream, StreamRequest, TraceStream
+from app.web.families.base import (
+    JacobianInput,
+    Job,
+    PageChoice,
+    StepStream,
+    StreamRequest,
+    TraceStream,
+    not_transcribing,
+)
 from app.web.schemas.jacobian import JacobianRequest
 from app.web.schemas.models import (
     GenerateRequest,
     StreamGenerateRequest,
     StreamTranslateRequest,
     TraceRequest,
+    TranscribeRequest,
     TranslateRequest,
 )
 from app.wire.frames import Array, dumps
@@ -131,6 +140,9 @@ class SeriesWeb:
 
     def translate_job(self, loaded: LoadedModel, req: TranslateRequest, settings: Settings) -> Job:
         raise not_translation(loaded)
+
+    def transcribe_job(self, loaded: LoadedModel, wav: bytes, req: TranscribeRequest, settings: Settings) -> NoReturn:
+        raise not_transcribing(loaded)
 
     def stream(self, loaded: LoadedModel, req: StreamRequest, settings: Settings) -> TraceStream | StepStream:
         """A trace (meta, steps, grads, done), or a forecast whose steps leave as they are computed."""

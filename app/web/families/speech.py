@@ -1,12 +1,15 @@
-"""The speech family on the web (kind "transcribe"): its card as the API and the zoo's page show it, its page
-(templates/speech.html, static/js/pages/speech.js) and the bundled example clips the page offers (`router`:
-GET /api/speech-examples lists models/speech-examples/*.wav, GET /api/speech-examples/{name} serves one). Every
-request of the other families' shapes is refused, saying what the model does."""
+"""The speech family on the web (kind "transcribe"): a WAV read, limited and costed before it is traced
+(POST /api/models/{id}/transcribe's body, the stream's "transcribe" mode), its card as the API and the zoo's page
+show it, its page (templates/speech.html, static/js/pages/speech.js) and the bundled example clips the page offers
+(`router`: GET /api/speech-examples lists models/speech-examples/*.wav, GET /api/speech-examples/{name} serves one).
+Every request of the other families' shapes (text or numbers in) is refused, saying what the model does. Its wire
+layout is app/wire/speech.py's."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from math import gcd
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -14,15 +17,26 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from app.engine.card import LoadedModel
-from app.engine.errors import WrongModelKind
+from app.engine.errors import EmptyInput, WrongModelKind
 from app.engine.family import family_of
+from app.engine.speech.audio import HOP, SAMPLE_RATE, WINDOW, Audio, AudioTooShort, read_wav
 from app.engine.speech.card import speech_card
+from app.engine.speech.trace import trace_audio, transcript_ids
+from app.web.capacity import cost
 from app.web.config import Settings
 from app.web.errors import error_body
 from app.web.families.base import JacobianInput, PageChoice, StepStream, StreamRequest, TraceStream
 from app.web.schemas.jacobian import JacobianRequest
-from app.web.schemas.models import GenerateRequest, TraceRequest, TranslateRequest
+from app.web.schemas.models import GenerateRequest, TraceRequest, TranscribeRequest, TranslateRequest
+from app.wire.speech import SpeechWire, estimate_bytes
 from app.zoo.zoo import Zoo
+
+# What a transcription costs beyond a trace's steps (app.web.capacity.cost's rule: fitted on this machine, in CPU
+# seconds): the front end per second of audio read (resampling, the STFT, the mel filters), and the prefix beam
+# search per candidate (a kept prefix × a class, a step: Python's scalar loop), the trellis per step and label.
+FRONT_END_SECOND = 4e-3
+BEAM_CANDIDATE = 1.2e-6
+TRELLIS_CELL = 0.1e-6
 
 
 def not_served(loaded: LoadedModel, what: str) -> WrongModelKind:
@@ -30,8 +44,58 @@ def not_served(loaded: LoadedModel, what: str) -> WrongModelKind:
                           "not served for speech models")  # fmt: skip
 
 
+def clip_frames(audio: Audio) -> int:
+    """The log-mel frames the front end makes of a clip read (app/engine/speech/audio.py: resampled to 16 kHz,
+    ceil(N · up / down) samples, then 1 + (N' − 400) // 160 frames); AudioTooShort under one window."""
+    g = gcd(audio.rate, SAMPLE_RATE)
+    samples = -(-len(audio.samples) * (SAMPLE_RATE // g) // (audio.rate // g))
+    if samples < WINDOW:
+        raise AudioTooShort(samples)
+    return 1 + (samples - WINDOW) // HOP
+
+
+def transcribe_seconds(loaded: LoadedModel, audio: Audio, steps: int, beam: int, labels: int) -> float:
+    card = loaded.card
+    block = speech_card(card)
+    # the first layer reads stack × bands values a step, which the trace's multiply-adds count as 0 (no embedding)
+    first = card.directions * cost.GATES[card.cell] * card.hidden_size * block.stack * block.front_end.bands
+    trellis = steps * (2 * labels + 1) * TRELLIS_CELL
+    return (
+        cost.trace_seconds(loaded, steps)
+        + steps * first * cost.TRACE_MAC
+        + audio.seconds * FRONT_END_SECOND
+        + steps * beam * block.classes * BEAM_CANDIDATE
+        + trellis
+    )
+
+
 class SpeechWeb:
     name = "speech"
+
+    def transcribe_job(
+        self, loaded: LoadedModel, wav: bytes, req: TranscribeRequest, settings: Settings
+    ) -> TraceStream:
+        """The WAV read and its limits checked now (a BadAudio names the problem; over MAX_SECONDS, 413), the
+        transcript's characters too; the front end, the network, the decoding and the trellis run later, off the
+        event loop."""
+        block = speech_card(loaded.card)
+        loaded.at(req.checkpoint)  # an unknown checkpoint: 404 before any work
+        audio = read_wav(wav)
+        frames = clip_frames(audio)
+        steps = frames // block.stack
+        if steps == 0:
+            raise EmptyInput(
+                f"the audio gives {frames} frame(s); one step of {loaded.card.id} hears {block.stack} frames, "
+                f"{block.step_seconds * 1000:g} ms. Record longer."
+            )
+        labels = steps if req.transcript is None else len(transcript_ids(loaded, req.transcript))
+
+        def wire() -> SpeechWire:
+            tr = trace_audio(loaded, audio, transcript=req.transcript, beam_width=req.beam, checkpoint=req.checkpoint)
+            return SpeechWire.build(loaded, tr, audio, req.precision)
+
+        seconds = transcribe_seconds(loaded, audio, steps, req.beam, labels)
+        return TraceStream(wire, SpeechWire.done_frame, seconds, estimate_bytes(loaded, steps, frames, labels))
 
     def trace_job(self, loaded: LoadedModel, req: TraceRequest, settings: Settings) -> NoReturn:
         raise not_served(loaded, "a trace of text or values")

@@ -4,7 +4,7 @@ the next token or a class, or reads notes, is this family's own business and is 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -15,7 +15,15 @@ from app.engine.token.card import token_card, token_model
 from app.engine.token.trace import Trace
 from app.web.capacity import cost
 from app.web.config import Settings
-from app.web.families.base import JacobianInput, Job, PageChoice, StepStream, StreamRequest, TraceStream
+from app.web.families.base import (
+    JacobianInput,
+    Job,
+    PageChoice,
+    StepStream,
+    StreamRequest,
+    TraceStream,
+    not_transcribing,
+)
 from app.web.schemas.jacobian import JacobianRequest
 from app.web.schemas.models import (
     GenerateRequest,
@@ -23,6 +31,7 @@ from app.web.schemas.models import (
     StreamTraceRequest,
     StreamTranslateRequest,
     TraceRequest,
+    TranscribeRequest,
     TranslateRequest,
 )
 from app.web.service import Generation, check_chars, compute_trace, readable, text_of, trace_steps
@@ -96,6 +105,9 @@ class TokenWeb:
 
     def translate_job(self, loaded: LoadedModel, req: TranslateRequest, settings: Settings) -> Job:
         raise not_translation(loaded)
+
+    def transcribe_job(self, loaded: LoadedModel, wav: bytes, req: TranscribeRequest, settings: Settings) -> NoReturn:
+        raise not_transcribing(loaded)
 
     def stream(self, loaded: LoadedModel, req: StreamRequest, settings: Settings) -> TraceStream | StepStream:
         if isinstance(req, StreamTranslateRequest):

@@ -5,7 +5,7 @@ app/wire/translation.py's."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from app.engine.card import LoadedModel, ModelCard
 from app.engine.errors import WrongModelKind
@@ -14,7 +14,15 @@ from app.engine.translation.trace import DEFAULT_MAX_LENGTH, MAX_SOURCE_STEPS, t
 from app.web.capacity import cost
 from app.web.config import Settings
 from app.web.errors import LimitExceeded
-from app.web.families.base import JacobianInput, Job, PageChoice, StepStream, StreamRequest, TraceStream
+from app.web.families.base import (
+    JacobianInput,
+    Job,
+    PageChoice,
+    StepStream,
+    StreamRequest,
+    TraceStream,
+    not_transcribing,
+)
 from app.web.schemas.jacobian import JacobianRequest
 from app.web.schemas.models import (
     GenerateRequest,
@@ -22,6 +30,7 @@ from app.web.schemas.models import (
     StreamTraceRequest,
     StreamTranslateRequest,
     TraceRequest,
+    TranscribeRequest,
     TranslateRequest,
 )
 from app.web.service import check_chars, check_top_k, text_of
@@ -131,6 +140,9 @@ class TranslationWeb:
 
         estimate = estimate_bytes(loaded, steps, req.top_k)
         return Job(work, cost.translate_seconds(loaded, steps), estimate)
+
+    def transcribe_job(self, loaded: LoadedModel, wav: bytes, req: TranscribeRequest, settings: Settings) -> NoReturn:
+        raise not_transcribing(loaded)
 
     def stream(self, loaded: LoadedModel, req: StreamRequest, settings: Settings) -> TraceStream | StepStream:
         """meta, the encoder's steps, the decoder's steps, the decoder's BPTT, the encoder's BPTT, done."""

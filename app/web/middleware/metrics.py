@@ -6,6 +6,7 @@ The same middleware enforces the request body limit, before any route reads a by
 from __future__ import annotations
 
 import bisect
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -70,7 +71,8 @@ class Metrics:
 class MetricsAndLimits:
     """Pure ASGI middleware: records every HTTP request; refuses bodies over max_body_bytes with a JSON 413.
 
-    `route_limits` gives (method, path) pairs a limit of their own (the upload's max_upload_bytes). Such a route
+    `route_limits` gives (method, path) pairs a limit of their own and its setting's name (the upload's
+    max_upload_bytes, a WAV's max_audio_bytes); a path's "{name}" segment stands for any one segment. Such a route
     reads its body itself, after checking who asks: a chunked body is not read ahead here, and going over the
     limit while the route reads raises BodyTooLarge (a JSON 413 from the app's handler)."""
 
@@ -79,12 +81,19 @@ class MetricsAndLimits:
         app: ASGIApp,
         metrics: Metrics,
         max_body_bytes: int,
-        route_limits: Mapping[tuple[str, str], int] | None = None,
+        route_limits: Mapping[tuple[str, str], tuple[int, str]] | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body_bytes
-        self.route_limits = dict(route_limits or {})
+        self.route_limits = [
+            (method, re.compile("/".join("[^/]+" if p.startswith("{") else re.escape(p) for p in path.split("/"))),
+             limit)
+            for (method, path), limit in (route_limits or {}).items()
+        ]  # fmt: skip
+
+    def _own_limit(self, method: str, path: str) -> tuple[int, str] | None:
+        return next((limit for m, p, limit in self.route_limits if m == method and p.fullmatch(path)), None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -94,10 +103,10 @@ class MetricsAndLimits:
         status = 500
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        own = self.route_limits.get((scope["method"], scope["path"]))
-        limit = self.max_body if own is None else own
+        own = self._own_limit(scope["method"], scope["path"])
+        limit, setting = (self.max_body, "max_body_bytes") if own is None else own
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await self._too_large(send, limit)
+            await self._too_large(send, limit, setting)
             self.metrics.observe(scope["method"], "body_limit", 413, time.perf_counter() - start)
             return
         if declared is None and own is None and scope["method"] in ("POST", "PUT", "PATCH"):
@@ -105,7 +114,7 @@ class MetricsAndLimits:
             # with 413 before the app sees it (the app's body parser would turn an error into a 400).
             buffered = await self._read_bounded(receive)
             if buffered is None:
-                await self._too_large(send, limit)
+                await self._too_large(send, limit, setting)
                 self.metrics.observe(scope["method"], "body_limit", 413, time.perf_counter() - start)
                 return
             receive = _replay(buffered, receive)
@@ -117,7 +126,7 @@ class MetricsAndLimits:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLarge(limit, "max_body_bytes" if own is None else "max_upload_bytes")
+                    raise BodyTooLarge(limit, setting)
             return message
 
         async def recording_send(message: Message) -> None:
@@ -147,8 +156,7 @@ class MetricsAndLimits:
             if not message.get("more_body", False):
                 return messages
 
-    async def _too_large(self, send: Send, limit: int) -> None:
-        setting = "max_body_bytes" if limit == self.max_body else "max_upload_bytes"
+    async def _too_large(self, send: Send, limit: int, setting: str) -> None:
         body = orjson.dumps(error_body("too_large", str(BodyTooLarge(limit, setting))))
         await send(
             {

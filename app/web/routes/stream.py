@@ -10,6 +10,9 @@ A translation model (or {"mode": "translate", …} with a translate body) sends 
 per source step, {"type": "decoder_step"} per output step (with its attention row and prediction),
 {"type": "decoder_grad"} from the last output step back, {"type": "encoder_grad"} from the last source step
 back, then done; in binary, the same four sections of records, each with its own layout in the meta frame.
+A speech model ({"mode": "transcribe", "audio": <a WAV file in base64>, "transcript"?, "beam"?}) sends meta (with
+the log-mel features and the beams), one {"type": "step"} per step of the network, one {"type": "grad"} per step
+from the last back, then done (app/wire/speech.py); in binary, the step and grad records as a trace's.
 On bad input it sends {"type": "error", "error", "message"} and closes with code 4000 + the HTTP status REST
 would answer (4400 malformed, 4403 opened by another site's page (its Origin), 4404 unknown model, checkpoint or
 label, 4408 no request in time, 4409 wrong model kind, 4413 too large, 4422 invalid or over a limit, 4503 busy).
@@ -37,7 +40,12 @@ from app.web.errors import classify
 from app.web.families import web_family
 from app.web.families.base import StepStream, TraceStream
 from app.web.middleware.metrics import Metrics
-from app.web.schemas.models import StreamGenerateRequest, StreamTraceRequest, StreamTranslateRequest
+from app.web.schemas.models import (
+    StreamGenerateRequest,
+    StreamTraceRequest,
+    StreamTranscribeRequest,
+    StreamTranslateRequest,
+)
 from app.wire.frames import dumps
 from app.zoo.zoo import Zoo
 
@@ -176,9 +184,10 @@ async def receive_request(ws: WebSocket, timeout: float) -> str | bytes:
     return raw if raw is not None else message.get("bytes") or b""
 
 
-async def _read_request(
-    ws: WebSocket, timeout: float
-) -> StreamTraceRequest | StreamGenerateRequest | StreamTranslateRequest:
+StreamAnyRequest = StreamTraceRequest | StreamGenerateRequest | StreamTranslateRequest | StreamTranscribeRequest
+
+
+async def _read_request(ws: WebSocket, timeout: float) -> StreamAnyRequest:
     raw = await receive_request(ws, timeout)
     try:
         data = orjson.loads(raw)
@@ -191,6 +200,8 @@ async def _read_request(
             return StreamGenerateRequest.model_validate(data)
         if data.get("mode") == "translate":
             return StreamTranslateRequest.model_validate(data)
+        if data.get("mode") == "transcribe":
+            return StreamTranscribeRequest.model_validate(data)
         return StreamTraceRequest.model_validate(data)
     except ValidationError as e:
         first = e.errors()[0]
@@ -206,14 +217,19 @@ async def _serve(
     metrics: Metrics,
     settings: Settings,
     model_id: str,
-    req: StreamTraceRequest | StreamGenerateRequest | StreamTranslateRequest,
+    req: StreamAnyRequest,
     ws: WebSocket,
 ) -> None:
     loaded = zoo.get(model_id)
     if not isinstance(req, StreamGenerateRequest) and req.encoding == "binary":
         # Binary records carry float32 states and float64 gradient norms whole: rounding them buys no byte.
         req = req.model_copy(update={"precision": None})
-    plan = web_family(loaded).stream(loaded, req, settings)  # the request checked, its cost known
+    family = web_family(loaded)
+    # the request checked, its cost known
+    if isinstance(req, StreamTranscribeRequest):
+        plan: TraceStream | StepStream = family.transcribe_job(loaded, req.audio, req, settings)
+    else:
+        plan = family.stream(loaded, req, settings)
     work = work_of(ws, plan.seconds)
     if isinstance(plan, StepStream):
         await _send_steps(sender, compute, work, metrics, plan)
@@ -228,7 +244,7 @@ async def _send_trace(
     budget: ByteBudget,
     work: Work,
     plan: TraceStream,
-    req: StreamTraceRequest | StreamTranslateRequest,
+    req: StreamTraceRequest | StreamTranslateRequest | StreamTranscribeRequest,
 ) -> None:
     """Meta, every frame (JSON or binary records, `batch` to a message), done. The trace is held in the byte budget
     from before it is computed (what computing it takes at its peak, an estimate; over the budget: busy, nothing

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
@@ -24,10 +25,13 @@ from app.web.schemas.models import (
     GenerateResponse,
     TraceRequest,
     TraceResponse,
+    TranscribeRequest,
+    TranscribeResponse,
     TranslateRequest,
     TranslateResponse,
     TranslationTraceResponse,
 )
+from app.wire.frames import dumps
 
 log = logging.getLogger("unrolled.api")
 router = APIRouter(prefix="/api", tags=["trace"])
@@ -146,3 +150,52 @@ async def translate_text(
     trace of the best output."""
     loaded = zoo.get(model_id)
     return await run_job(web_family(loaded).translate_job(loaded, req, settings), request, compute, budget, settings)
+
+
+# The media types a WAV file is sent as: the registered audio/wav, and the older names browsers and tools still use.
+WAV_TYPES = ("audio/wav", "audio/x-wav", "audio/wave")
+WAV_BODY = {"schema": {"type": "string", "format": "binary"}}
+TRANSCRIBE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **{status: answer for status, answer in ERRORS.items() if status != 400},  # its body is no JSON
+    413: {"model": ErrorBody, "description": "the body is over max_audio_bytes, or the audio lasts over 10 s"},
+    415: {"model": ErrorBody, "description": "the body is not sent as a WAV (Content-Type audio/wav)"},
+    422: {
+        "model": ErrorBody,
+        "description": "the audio is not a WAV this server reads, or the transcript has a character outside the "
+        "model's alphabet (each named), or the query is malformed",
+    },
+}
+
+
+@router.post(
+    "/models/{model_id}/transcribe",
+    response_model=TranscribeResponse,
+    responses=TRANSCRIBE_ERRORS,
+    openapi_extra={"requestBody": {"required": True, "content": dict.fromkeys(WAV_TYPES, WAV_BODY)}},
+)
+async def transcribe_audio(
+    model_id: str,
+    query: Annotated[TranscribeRequest, Query()],
+    request: Request,
+    zoo: ZooDep,
+    compute: ComputeDep,
+    budget: BudgetDep,
+    settings: SettingsDep,
+) -> Response:
+    """Transcribe a WAV file (the body itself, Content-Type audio/wav: PCM 8–32-bit or float, mono or stereo,
+    8–48 kHz, at most 10 s): its text, the beam search's candidates, and the trace of every step (states and
+    gates of every layer and direction, CTC's posteriors, the alignment, BPTT's gradient norms), scored against
+    `transcript` or the model's own text."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in WAV_TYPES:
+        sent = f"Content-Type {media!r}" if media else "no Content-Type"
+        raise HTTPException(415, f"the body must be a WAV file sent as {', '.join(WAV_TYPES)}; this one has {sent}")
+    loaded = zoo.get(model_id)
+    family = web_family(loaded)
+    wav = await request.body()  # at most max_audio_bytes (app.web.middleware.metrics): 413 past it, unread
+    plan = family.transcribe_job(loaded, wav, query, settings)
+
+    def work() -> bytes:
+        return dumps(plan.wire().body())
+
+    return await held_json(work, work_of(request, plan.seconds), compute, budget, plan.estimate, settings)

@@ -7,6 +7,8 @@ them in OpenAPI.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Le
@@ -14,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.json_schema import SkipJsonSchema
 
 from app.engine.family import KINDS
+from app.engine.speech.trace import BEAM_WIDTH, MAX_BEAM_WIDTH
 
 CHECKPOINT_PATTERN = r"^[0-9]{1,3}$"
 
@@ -239,6 +242,56 @@ class StreamTranslateRequest(TranslateRequest):
 class StreamGenerateRequest(GenerateRequest):
     mode: Literal["generate"]
     encoding: Literal["json"] = Field("json", description="generation streams JSON frames, one per sampled token")
+
+
+def _base64(value: Any) -> bytes:
+    """The stream's audio: a WAV file's bytes in standard base64 (a bad character or length is named)."""
+    if not isinstance(value, str):
+        raise ValueError("expected a string of base64")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise ValueError(f"not valid base64: {e}") from None
+
+
+class TranscribeRequest(Strict):
+    """POST /api/models/{id}/transcribe's query (its body is the WAV itself), and the stream's transcribe mode."""
+
+    transcript: Text | None = Field(
+        None, min_length=1, max_length=1000, description="the text the loss is measured against; omitted: the "
+        "model's own greedy text. A character outside the model's alphabet is refused by name and position"
+    )  # fmt: skip
+    # a query's numbers are text ("?beam=4"): read as numbers here, where the stream's JSON must send numbers
+    beam: Annotated[int, Ge(1), Le(MAX_BEAM_WIDTH)] = Field(BEAM_WIDTH, description="the prefix beam search's width")
+    checkpoint: str | None = Field(None, pattern=CHECKPOINT_PATTERN, description="a saved checkpoint's name")
+    precision: Annotated[int, Ge(1), Le(9)] | None = Field(
+        None, description="significant digits of JSON numbers (binary records are never rounded); omitted: full float32"
+    )
+
+
+class StreamTranscribeRequest(TranscribeRequest):
+    mode: Literal["transcribe"]
+    beam: Annotated[int, Ge(1), Le(MAX_BEAM_WIDTH), BeforeValidator(_json_number)] = Field(
+        BEAM_WIDTH, description="the prefix beam search's width"
+    )
+    precision: Precision | None = Field(
+        None, description="significant digits of JSON numbers (binary records are never rounded); omitted: full float32"
+    )
+    audio: Annotated[bytes, BeforeValidator(_base64)] = Field(
+        description="the WAV file, base64", json_schema_extra={"type": "string", "contentEncoding": "base64"}
+    )
+    encoding: Literal["json", "binary"] = Field("json", description="binary: fixed-size binary records")
+    batch: Annotated[int, Ge(1), Le(4096), BeforeValidator(_json_number)] = Field(1)
+
+
+class TranscribeResponse(BaseModel):
+    text: str = Field(description="the greedy path collapsed (repeats merged, blanks dropped)")
+    beams: list[dict[str, Any]] = Field(description="the prefix beam search's texts, best first: {text, log_prob}")
+    trace: dict[str, Any] = Field(
+        description="per step: every layer entry's states and gates, CTC's log-posteriors, the greedy path and its "
+        "collapse, the trellis' occupancy and best alignment, BPTT's gradient norms; the log-mel features per frame "
+        "and the audio's timing (app/wire/speech.py)"
+    )
 
 
 class Prediction(BaseModel):
