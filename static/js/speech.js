@@ -225,58 +225,54 @@ export async function soundOf(bytes) {
   }
 }
 
-const get = (o, ...names) => names.map((n) => o?.[n]).find((x) => x !== undefined);
+/** Σ of squares → a norm: the layer's directions' ‖∂L/∂h_t‖ as one (the norm of the two halves of h_t together). */
+const joined = (rows, T) => Array.from({ length: T }, (_, t) => Math.hypot(...rows.map((r) => r[t] ?? 0)));
 
 /**
- * The transcribe reply ({text, beams, trace}) as the views read it: T' steps of `stack` frames each, `hop` seconds
- * apart; probabilities (T' × C, class 0 the blank); the greedy path, what its collapse writes at each step
- * (−1: nothing), the best alignment as classes; ‖∂L/∂h_t‖ per step; the layers' states.
+ * The transcribe reply ({text, beams, trace}: app/wire/speech.py) as the views read it: T' steps of `stack` frames
+ * each, `hop` seconds apart; y_t(k) (T' × C, class 0 the blank); the greedy path, what its collapse writes at each
+ * step (−1: nothing), the best alignment as classes; ‖∂L/∂h_t‖ per step (the top layer's, both directions as one
+ * norm); the layers' states (the top layer's forward entry is what the unrolled network shows).
  */
-export function readTrace(reply, card) {
-  const tr = reply.trace ?? {};
-  const classes = ["·", ...(card?.target_vocab ?? []).slice(1)];
-  const logProbs = get(tr, "log_probs", "posteriors_log") ?? [];
-  const probs = get(tr, "probs", "posteriors") ?? logProbs.map((row) => row.map((x) => Math.exp(x)));
-  const T = probs.length;
-  const frames = get(tr, "features", "frames", "log_mel") ?? [];
-  const stack = get(tr, "stack", "frames_per_step") ?? Math.max(1, Math.round(frames.length / Math.max(1, T)));
-  const hop = get(tr, "hop_seconds", "frame_seconds", "hop") ?? 0.01;
-  const greedy = get(tr, "greedy", "greedy_path") ?? probs.map((row) => row.indexOf(Math.max(...row)));
-  const emitted = get(tr, "emitted") ?? greedy.map((c, t) => (c !== 0 && c !== greedy[t - 1] ? c : -1));
-  const alignment = alignmentClasses(tr);
-  const layers = (tr.layers ?? []).map((l, i) => ({
-    name: l.name ?? `layer ${i}`,
-    h: get(l, "h", "hidden") ?? l.states?.h ?? [],
-    c: get(l, "c", "cell") ?? l.states?.c ?? null,
-    gates: l.gates ?? {},
-  }));
-  const grad = gradNorms(tr, T);
-  const stepSeconds = stack * hop;
+export function readTrace(reply) {
+  const tr = reply.trace;
+  const classes = tr.classes.map((c, k) => (k === 0 ? "·" : c));
+  const probs = tr.log_probs.map((row) => row.map((x) => Math.exp(x)));
+  const T = tr.steps;
+  const stepSeconds = tr.step_seconds;
+  const perLayer = Math.max(1, tr.layers.length / Math.max(1, tr.directions.filter((d) => d === "forward").length)); // directions
+  const L = tr.layers.length / perLayer;
+  const layerGrads = Array.from({ length: L }, (_, l) => joined(tr.grad_norms.hidden.slice(l * perLayer, (l + 1) * perLayer), T));
+  const grad = layerGrads[L - 1] ?? new Array(T).fill(null);
+  const topForward = tr.layers[(L - 1) * perLayer];
   return {
     T,
-    tokens: greedy.map((k) => (k === 0 ? "·" : classes[k])), // what the player's readout names at each step
+    tokens: tr.greedy.map((k) => classes[k]), // what the player's readout names at each step
     where: (t) => `step ${t + 1} / ${T} · ${(t * stepSeconds).toFixed(2)} s`,
     gradFrom: 0, // CTC's error enters at every step: the BPTT sweep is whole at once
     gradLogRange: () => logRange(grad),
-    frames,
-    bands: frames[0]?.length ?? 0,
-    stack,
-    hop,
+    frames: tr.features,
+    bands: tr.features[0]?.length ?? 0,
+    stack: tr.stack,
+    hop: tr.frame_seconds,
     stepSeconds,
-    duration: get(tr, "duration", "seconds", "duration_seconds") ?? frames.length * hop,
+    duration: tr.audio.seconds,
     classes,
     probs,
-    greedy,
-    emitted,
-    alignment,
-    text: reply.text ?? "",
-    beams: (reply.beams ?? []).map((b) => ({ text: b.text ?? "", logProb: get(b, "log_prob", "score") ?? null })),
-    target: get(tr, "target", "transcript") ?? reply.text ?? "",
-    loss: get(tr, "loss") ?? null,
-    layers,
+    greedy: tr.greedy,
+    emitted: tr.emitted,
+    alignment: tr.trellis.path,
+    text: reply.text,
+    beams: reply.beams.map((b) => ({ text: b.text, logProb: b.log_prob })),
+    target: tr.target,
+    loss: tr.total_loss,
+    layers: tr.layers.map((l) => ({ direction: l.direction, h: l.hidden, c: l.cell_state, gates: l.gates })),
+    top: { h: topForward?.hidden ?? [] },
+    directions: perLayer,
     grad,
-    H: layers[0]?.h?.[0]?.length ?? 0,
-    cell: card?.cell ?? "",
+    layerGrads,
+    H: topForward?.hidden?.[0]?.length ?? 0,
+    cell: tr.cell,
   };
 }
 
@@ -284,29 +280,4 @@ export function readTrace(reply, card) {
 function logRange(values) {
   const logs = values.filter((v) => v > 0).map(Math.log10);
   return logs.length ? [Math.min(...logs), Math.max(...logs)] : [0, 0];
-}
-
-/** The best alignment as the class at each step (the trace gives it as classes, or as positions in l'). */
-function alignmentClasses(tr) {
-  const a = get(tr, "alignment_classes", "alignment_path") ?? tr.alignment ?? tr.trellis?.alignment;
-  if (!a) return [];
-  if (Array.isArray(a)) {
-    const labels = tr.trellis?.labels ?? tr.labels;
-    return labels ? a.map((s) => labels[s]) : a;
-  }
-  if (a.path) return a.path;
-  if (a.classes) return a.classes;
-  if (a.positions && a.labels) return a.positions.map((s) => a.labels[s]);
-  return [];
-}
-
-/** ‖∂L/∂h_t‖ per step: the trace's, summed over layers as one norm where it gives them per layer. */
-function gradNorms(tr, T) {
-  const g = get(tr, "grad_norms", "grad_h", "grad_h_norms", "dL_dh");
-  if (!g) return new Array(T).fill(null);
-  if (Array.isArray(g) && typeof g[0] === "number") return g;
-  const rows = Array.isArray(g) ? g : Object.values(g);
-  if (Array.isArray(rows[0]) && rows[0].length === T) return rows[rows.length - 1]; // per layer: the top layer's
-  if (Array.isArray(rows[0])) return rows.map((r) => Math.hypot(...r)); // per step, per layer
-  return new Array(T).fill(null);
 }

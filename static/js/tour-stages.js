@@ -706,7 +706,7 @@ export class TranscribeStage extends Stage {
       const reply = await transcribe(this.card.id, new Blob([bytes], { type: "audio/wav" }));
       const sound = await soundOf(bytes);
       if (this.closed || run !== this.run) return;
-      const tr = readTrace(reply, this.card);
+      const tr = readTrace(reply);
       this.trace = tr;
       this.sound = sound;
       window.__unrolled.transcript = tr.text;

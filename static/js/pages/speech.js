@@ -78,7 +78,7 @@ async function run(wav, source) {
   }
   if (run !== state.run) return;
   clearInputError();
-  const trace = readTrace(reply, state.card);
+  const trace = readTrace(reply);
   state.trace = trace;
   state.sound = sound;
   showTranscript(trace.text);

@@ -3,7 +3,7 @@
 // network, S frames of the spectrogram). Drawings are canvases (hundreds of frames, redrawn at every cursor move
 // only where the cursor is); their words are HTML beside them, at the page's type sizes.
 
-import { ACCENT, CELL_COLORS, color, fmtNorm, gradColor, packed, pow10 } from "../colors.js";
+import { ACCENT, CELL_COLORS, GRAD_LINES, color, fmtNorm, gradColor, packed, pow10 } from "../colors.js";
 import { View } from "./base.js";
 
 function node(tag, className = "", text = "") {
@@ -231,7 +231,7 @@ export class ListeningView extends View {
     if (!tr?.T || !this.cells) return;
     const t = Math.min(this.cursor.t, tr.T - 1);
     const backward = this.cursor.phase === "backward";
-    const top = tr.layers[tr.layers.length - 1];
+    const top = tr.top;
     for (const c of this.cells) {
       const s = t + c.i;
       const inside = s >= 0 && s < tr.T;
@@ -258,7 +258,7 @@ export class ListeningView extends View {
     const b = Math.min(tr.T - 1, t + this.span);
     this.window.style.left = `${(a / tr.T) * 100}%`;
     this.window.style.width = `${Math.max(0.5, ((b - a + 1) / tr.T) * 100)}%`;
-    this.where.textContent = `Steps ${a + 1}–${b + 1} of ${tr.T} (each hears ${tr.stack} frames, ${Math.round(tr.stepSeconds * 1000)} ms)${backward ? " · BPTT: coloured by ‖∂L/∂h_t‖" : ""}`;
+    this.where.textContent = `Steps ${a + 1}–${b + 1} of ${tr.T} (each hears ${tr.stack} frames, ${Math.round(tr.stepSeconds * 1000)} ms; h_t of the top layer${tr.directions > 1 ? ", left to right" : ""})${backward ? " · BPTT: coloured by ‖∂L/∂h_t‖" : ""}`;
   }
 }
 
@@ -466,7 +466,7 @@ export class CtcSweepView extends View {
   }
 
   prepare() {
-    const g = this.trace.grad.filter((x) => x > 0);
+    const g = this.trace.layerGrads.flat().filter((x) => x > 0);
     const lo = Math.floor(Math.log10(Math.min(...g, 1)));
     const hi = Math.ceil(Math.log10(Math.max(...g, 1e-12)));
     this.range = [lo, Math.max(hi, lo + 1)];
@@ -492,13 +492,13 @@ export class CtcSweepView extends View {
       ctx.lineTo(w, y(10 ** e));
       ctx.stroke();
     }
-    const line = (from, to, style, width) => {
+    const line = (values, from, to, style, width) => {
       ctx.strokeStyle = style;
       ctx.lineWidth = width;
       ctx.beginPath();
       let started = false;
       for (let s = from; s <= to; s++) {
-        const v = tr.grad[s];
+        const v = values[s];
         if (!(v > 0)) continue;
         if (started) ctx.lineTo(x(s), y(v));
         else ctx.moveTo(x(s), y(v));
@@ -506,15 +506,21 @@ export class CtcSweepView extends View {
       }
       ctx.stroke();
     };
-    line(0, tr.T - 1, backward ? "#fdd0a2" : "#d95f0e", backward ? 1.5 : 2.5);
-    if (backward) line(t, tr.T - 1, "#d95f0e", 3);
+    // the lower layers thin and paler, the top layer's bold; in the BPTT sweep, bright from the end back to the cursor
+    tr.layerGrads.forEach((values, l) => {
+      const top = l === tr.layerGrads.length - 1;
+      const colour = GRAD_LINES[(tr.layerGrads.length - 1 - l) % GRAD_LINES.length];
+      line(values, 0, tr.T - 1, backward ? "#fdd0a2" : colour, top ? 2.5 : 1.5);
+      if (backward) line(values, t, tr.T - 1, colour, top ? 3 : 2);
+    });
     ctx.fillStyle = ACCENT;
     ctx.fillRect(x(t) - 1, 0, 2, h);
     if (this.readout) {
       const v = tr.grad[t];
       const top = tr.grad.reduce((a, b, i) => (b > (tr.grad[a] ?? 0) ? i : a), 0);
       const below = v > 0 && tr.grad[top] > 0 ? Math.log10(tr.grad[top]) - Math.log10(v) : null;
-      this.readout.textContent = v > 0 ? `‖∂L/∂h_${t + 1}‖ = ${fmtNorm(v)}: ${below.toFixed(1)} orders of magnitude under the largest (step ${top + 1}, ${fmtNorm(tr.grad[top])})` : "";
+      const layers = tr.layerGrads.length > 1 ? ` · layer by layer (1 = the bottom): ${tr.layerGrads.map((g, l) => `${l + 1}: ${fmtNorm(g[t])}`).join(", ")}` : "";
+      this.readout.textContent = v > 0 ? `‖∂L/∂h_${t + 1}‖ (the top layer) = ${fmtNorm(v)}: ${below.toFixed(1)} orders of magnitude under its largest (step ${top + 1}, ${fmtNorm(tr.grad[top])})${layers}` : "";
     }
   }
 }
