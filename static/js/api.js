@@ -55,7 +55,7 @@ export const trace = (id, body) => post(`${modelPath(id)}/trace`, body);
 export const generate = (id, body) => post(`${modelPath(id)}/generate`, body);
 /** A translation model: {text, beam, top_k, max_length?, prefix?, precision?} → {output, beams, trace}. */
 export const translate = (id, body) => post(`${modelPath(id)}/translate`, body);
-/** A speech model: the WAV file itself (a Blob), `transcript` scored if given → {text, beams, trace}. */
+/** A speech model: the WAV file's bytes (an ArrayBuffer), `transcript` scored if given → {text, beams, trace}. */
 export const transcribe = (id, wav, transcript = null) =>
   request(`${modelPath(id)}/transcribe${transcript ? `?transcript=${encodeURIComponent(transcript)}` : ""}`, {
     method: "POST",

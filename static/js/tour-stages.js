@@ -703,7 +703,7 @@ export class TranscribeStage extends Stage {
       const clip = clips.find((c) => c.words === said || c.name === said);
       if (!clip) throw new Error(`no example clip says “${inputs[0]}”: the clips say ${clips.map((c) => `“${c.words}”`).join(", ") || "nothing (models/speech-examples is empty)"}`);
       const bytes = await speechExample(clip.name);
-      const reply = await transcribe(this.card.id, new Blob([bytes], { type: "audio/wav" }));
+      const reply = await transcribe(this.card.id, bytes);
       const sound = await soundOf(bytes);
       if (this.closed || run !== this.run) return;
       const tr = readTrace(reply);

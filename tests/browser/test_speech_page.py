@@ -236,6 +236,6 @@ def test_the_transcript_becomes_german_as_the_translation_api_translates_it(
     assert page.locator("#german-output").inner_text() == r.json()["output"]
     screenshot(page, "speech-german-1280x720")
     page.set_viewport_size({"width": 1920, "height": 1080})
-    page.keyboard.press("Home")
+    page.evaluate("() => window.scrollTo(0, 0)")
     screenshot(page, "speech-1920x1080")
     assert_clean(recorder)

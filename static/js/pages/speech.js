@@ -69,7 +69,7 @@ async function run(wav, source) {
   const sound = await soundOf(bytes);
   let reply;
   try {
-    reply = await transcribe(modelId, new Blob([bytes], { type: "audio/wav" }));
+    reply = await transcribe(modelId, bytes);
   } catch (e) {
     if (run !== state.run) return;
     reportRunError(e);
