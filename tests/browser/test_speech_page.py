@@ -41,6 +41,16 @@ TRAIN_LIMIT = 3000  # Adam steps at most: the fixture fails (saying so) if the m
 SPOKEN = "six hundred and eighteen"  # the fake microphone's number: no example says it
 UPLOADED = "ninety one"  # the uploaded WAV's
 GERMAN = "numbers-gru-attention"
+SCENE = {
+    "title": "Applications: speech to text",
+    "caption": "The network hears log-mel frames, 30 ms a step, and writes a letter or a blank at each; CTC's collapse "
+    "merges repeats and drops blanks. Press L to hear the clip, the cursor following it.",
+    "view": "transcribe",
+    "model": "speech-gru",
+    "input": EXAMPLES[1],
+    "panels": ["sound", "unrolled", "posteriors", "text"],
+}
+TOUR = {"title": "Speech", "description": "A speech model listening.", "scenes": [SCENE]}
 
 
 def espeak(text: str, path: Path, voice: str = "en-us", speed: int = 150) -> bytes:
@@ -101,7 +111,10 @@ def speech_zoo(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
     (folder / "checkpoints").mkdir()
     for kept in (ROOT / "models" / "checkpoints").glob(f"{GERMAN}-*.safetensors"):  # its card names them
         shutil.copy(kept, folder / "checkpoints" / kept.name)
-    with LiveServer(settings.model_copy(update={"models_dir": folder})) as live:
+    tours = folder / "tours"
+    tours.mkdir()
+    (tours / "speech.json").write_text(json.dumps(TOUR), encoding="utf-8")
+    with LiveServer(settings.model_copy(update={"models_dir": folder}), UNROLLED_TOUR_DIR=str(tours)) as live:
         yield live
 
 
@@ -240,3 +253,29 @@ def test_the_transcript_becomes_german_as_the_translation_api_translates_it(
     page.evaluate("() => window.scrollTo(0, 0)")
     screenshot(page, "speech-1920x1080")
     assert_clean(recorder)
+
+
+def test_a_tour_scene_transcribes_the_clip_its_input_names(
+    browser: Browser, speech_zoo: LiveServer, recorder: Recorder
+) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    page.on("console", recorder.console)
+    page.on("pageerror", lambda e: recorder.errors.append(f"pageerror: {e}"))
+    page.on("request", lambda r: recorder.requests.append(r.url))
+    page.goto(f"{speech_zoo.url}/tour?name=speech&scene=1")
+    page.wait_for_function("() => window.__unrolled?.tour?.ready")
+    assert page.locator("#scene-problems").is_hidden(), page.inner_text("#scene-problems")
+    assert page.inner_text("#scene-title") == SCENE["title"]
+    clip = next((Path(speech_zoo.env["UNROLLED_MODELS_DIR"]) / "speech-examples").glob("02-*.wav")).read_bytes()
+    expected = api_transcript(speech_zoo, clip)
+    assert page.evaluate("() => window.__unrolled.transcript") == expected
+    # the collapse panel reads the greedy path up to the cursor: at the last step, the whole text
+    page.keyboard.press("End")
+    page.wait_for_function("(t) => document.querySelector('.collapse-text')?.dataset.text === t", arg=expected)
+    titles = page.locator(".tour-panel h2").all_inner_texts()
+    assert len(titles) == len(SCENE["panels"]) and titles[1] == "The unrolled network over frames, around the cursor"
+    screenshot(page, "speech-tour-1280x720")
+    assert_clean(recorder)
+    context.close()

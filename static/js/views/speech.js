@@ -6,6 +6,16 @@
 import { ACCENT, CELL_COLORS, GRAD_LINES, color, fmtNorm, gradColor, packed, pow10 } from "../colors.js";
 import { View } from "./base.js";
 
+/** The speech views' own styles (static/css/speech.css), linked once by the first of them on a page or a stage. */
+function styled() {
+  if (document.querySelector('link[data-speech-css]')) return;
+  const link = document.createElement("link");
+  link.rel = "stylesheet";
+  link.href = "/static/css/speech.css";
+  link.dataset.speechCss = "";
+  document.head.append(link);
+}
+
 function node(tag, className = "", text = "") {
   const e = document.createElement(tag);
   if (className) e.className = className;
@@ -73,6 +83,7 @@ export const shownClass = (tr, k) => (k === 0 ? "·" : tr.classes[k] === " " ? "
 export class SoundView extends View {
   constructor(root, { info = null } = {}) {
     super(root);
+    styled();
     this.info = info;
     this.sound = null;
     this.wave = canvas(root, () => (presenter() ? 110 : 90), "The waveform");
@@ -181,6 +192,7 @@ export class SoundView extends View {
 export class ListeningView extends View {
   constructor(root, { span = 4 } = {}) {
     super(root);
+    styled();
     this.span = span;
     this.where = node("div", "listen-where");
     this.minimap = node("div", "listen-minimap");
@@ -211,7 +223,8 @@ export class ListeningView extends View {
     this.cells = [];
     this.row.replaceChildren();
     for (let i = -this.span; i <= this.span; i++) {
-      if (i > -this.span) this.row.append(node("span", "listen-arrow", "→"));
+      const arrow = i > -this.span ? node("span", "listen-arrow", "→") : null; // from the cell before
+      if (arrow) this.row.append(arrow);
       const cell = node("div", `listen-cell${i === 0 ? " now" : ""}`);
       const out = node("div", "listen-out");
       const box = node("div", "listen-box");
@@ -222,7 +235,7 @@ export class ListeningView extends View {
       box.append(units);
       cell.append(out, box, hear, label);
       this.row.append(cell);
-      this.cells.push({ i, cell, out, box, units, hear, label });
+      this.cells.push({ i, cell, out, box, units, hear, label, arrow });
     }
   }
 
@@ -236,6 +249,7 @@ export class ListeningView extends View {
       const s = t + c.i;
       const inside = s >= 0 && s < tr.T;
       c.cell.classList.toggle("outside", !inside);
+      c.arrow?.classList.toggle("outside", !inside || s === 0);
       if (!inside) {
         c.out.textContent = "";
         c.label.textContent = "";
@@ -295,6 +309,7 @@ function paintFrames(c, frames, colorOf) {
 export class PosteriorView extends View {
   constructor(root, { info = null } = {}) {
     super(root);
+    styled();
     this.info = info;
     this.wrap = node("div", "posterior-wrap");
     this.labels = node("div", "posterior-labels");
@@ -389,6 +404,7 @@ export class PosteriorView extends View {
 export class CollapseView extends View {
   constructor(root) {
     super(root);
+    styled();
     this.path = node("div", "collapse-path");
     this.text = node("div", "collapse-text");
     this.text.setAttribute("aria-live", "polite");
@@ -419,6 +435,11 @@ export class CollapseView extends View {
 
 /** The prefix beam search's texts, best first, with log p(text | audio). */
 export class CtcBeamsView extends View {
+  constructor(root) {
+    super(root);
+    styled();
+  }
+
   update(data) {
     if (data.trace === undefined) return;
     this.take(data);
@@ -449,6 +470,7 @@ export class CtcBeamsView extends View {
 export class CtcSweepView extends View {
   constructor(root, { readout = null } = {}) {
     super(root);
+    styled();
     this.readout = readout;
     this.axis = node("div", "sweep-axis");
     this.hi = node("span", "sweep-tick");
