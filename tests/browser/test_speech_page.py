@@ -279,3 +279,16 @@ def test_a_tour_scene_transcribes_the_clip_its_input_names(
     screenshot(page, "speech-tour-1280x720")
     assert_clean(recorder)
     context.close()
+
+
+def test_the_example_clips_are_listed_and_served_and_an_unknown_one_is_named(speech_zoo: LiveServer) -> None:
+    listed = httpx.get(f"{speech_zoo.url}/api/speech-examples").json()["examples"]
+    assert [e["words"] for e in listed] == EXAMPLES
+    folder = Path(speech_zoo.env["UNROLLED_MODELS_DIR"]) / "speech-examples"
+    first = httpx.get(f"{speech_zoo.url}/api/speech-examples/{listed[0]['name']}")
+    assert first.status_code == 200 and first.content == (folder / listed[0]["name"]).read_bytes()
+    for name in ("99-no-such-clip.wav", "speech-gru.json", "notes.txt"):
+        r = httpx.get(f"{speech_zoo.url}/api/speech-examples/{name}")
+        assert r.status_code == 404
+        assert r.json()["message"].startswith(f"no example clip '{name}'") and listed[0]["name"] in r.json()["message"]
+    assert httpx.get(f"{speech_zoo.url}/api/speech-examples/..%2Fspeech-gru.json").status_code == 404  # no way out
