@@ -13,6 +13,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from app.web.config import Settings
 from tests.conftest import LiveServer
 
 TRACE = "/api/models/chars-lstm/trace"
@@ -173,12 +174,13 @@ def test_garbage_websocket_messages_get_an_error_frame_and_close(live: LiveServe
     assert code in (4400, 4422)
 
 
-def test_oversized_websocket_message_is_closed_as_too_big(live: LiveServer) -> None:
-    """The server closes with 1009 as soon as the frame header announces more than max_body_bytes; it may do so
-    while the client is still sending, so the client sees either the 1009 close or a reset connection."""
+def test_oversized_websocket_message_is_closed_as_too_big(live: LiveServer, settings: Settings) -> None:
+    """The server closes with 1009 as soon as the frame header announces more than its largest message (a
+    transcribe request's WAV in base64: Settings.max_message_bytes); it may do so while the client is still
+    sending, so the client sees either the 1009 close or a reset connection."""
     url = f"{live.ws_url}/api/models/chars-lstm/stream"
     with connect(url, open_timeout=10) as ws, pytest.raises(ConnectionClosed) as closed:
-        ws.send('{"text": "' + "a" * 2_000_000 + '"}')
+        ws.send('{"text": "' + "a" * settings.max_message_bytes() + '"}')
         ws.recv(timeout=20)
     received = closed.value.rcvd
     assert received is None or received.code == 1009

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -212,6 +213,20 @@ def test_a_body_over_the_limit_is_413_before_it_is_read(server: LiveServer, spee
 
     r = httpx.post(f"{server.url}/api/models/speech-gru/transcribe", content=chunks(), headers=WAV, timeout=60)
     assert r.status_code == 413 and "max_audio_bytes" in r.json()["message"]
+
+
+def test_a_client_that_leaves_mid_body_is_no_server_error(server: LiveServer) -> None:
+    head = b"POST /api/models/speech-gru/transcribe HTTP/1.1\r\nHost: x\r\nContent-Type: audio/wav\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(head + b"Content-Length: 100000\r\n\r\n" + voice_wav(0.5)[:5000])
+    # the server notices the lost client, and counts it as a request answered 400, never a 500
+    deadline = time.monotonic() + 60
+    while 'route="/api/models/{model_id}/transcribe",status="400"' not in (
+        metrics := httpx.get(f"{server.url}/metrics").text
+    ):
+        assert time.monotonic() < deadline, metrics
+        time.sleep(0.1)
+    assert 'status="500"' not in metrics
 
 
 def test_a_transcript_with_characters_outside_the_alphabet_names_them_and_where(speech_client: TestClient) -> None:

@@ -10,7 +10,7 @@ import anyio
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive, Scope, Send
 
 from app.web.capacity.budget import ByteBudget, Held
@@ -192,7 +192,10 @@ async def transcribe_audio(
         raise HTTPException(415, f"the body must be a WAV file sent as {', '.join(WAV_TYPES)}; this one has {sent}")
     loaded = zoo.get(model_id)
     family = web_family(loaded)
-    wav = await request.body()  # at most max_audio_bytes (app.web.middleware.metrics): 413 past it, unread
+    try:
+        wav = await request.body()  # at most max_audio_bytes (app.web.middleware.metrics): 413 past it, unread
+    except ClientDisconnect:  # nobody to answer; a 400 is logged rather than a 500
+        raise HTTPException(400, "the client left before its body arrived") from None
     plan = family.transcribe_job(loaded, wav, query, settings)
 
     def work() -> bytes:
