@@ -84,7 +84,9 @@ async function run(wav, source) {
   showTranscript(trace.text);
   clearGerman();
   player.setSpeed(speedFor(trace.T, 8));
-  const t = P.step ? P.step - 1 : trace.T - 1;
+  // unless the link says where: the step that writes the last character (the text whole, the network still busy)
+  const last = trace.emitted.findLastIndex((k) => k >= 0);
+  const t = P.step ? P.step - 1 : last >= 0 ? last : trace.T - 1;
   player.reset(trace.T, { phase: P.phase, t });
   P.step = 0;
   P.phase = "forward";

@@ -86,6 +86,7 @@ export class SoundView extends View {
     styled();
     this.info = info;
     this.sound = null;
+    root.classList.add("speech-sound");
     this.wave = canvas(root, () => (presenter() ? 110 : 90), "The waveform");
     this.spec = canvas(root, () => (presenter() ? 170 : 140), "The log-mel spectrogram");
     this.base = null;
