@@ -19,7 +19,8 @@ const germanId = document.body.dataset.german ?? null;
 const perf = window.__unrolled;
 
 const P = readParams({
-  example: { default: "" },
+  example: { default: "" }, // a clip's file name
+  text: { default: "" }, // or its words (the zoo's page links a card's examples by their text)
   step: { type: "int", default: 0 },
   phase: { default: "forward", values: ["forward", "backward"] },
 });
@@ -102,7 +103,7 @@ async function run(wav, source) {
 async function useExample(name) {
   const ex = state.examples.find((e) => e.name === name);
   if (!ex) return;
-  writeParams({ example: name }, { now: true });
+  writeParams({ example: name, text: null }, { now: true });
   try {
     const bytes = await speechExample(name);
     await run(new Blob([bytes], { type: "audio/wav" }), `example: “${ex.words}”`);
@@ -126,7 +127,7 @@ const recorder = new Recorder({
       showInputError(`The recording could not be read as sound (${error.message}). Record again, a little longer.`);
       return;
     }
-    writeParams({ example: null }, { now: true });
+    writeParams({ example: null, text: null }, { now: true });
     run(wav, "your recording");
   },
 });
@@ -169,7 +170,7 @@ $("upload").addEventListener("change", () => {
   const file = $("upload").files?.[0];
   $("upload").value = "";
   if (!file) return;
-  writeParams({ example: null }, { now: true });
+  writeParams({ example: null, text: null }, { now: true });
   run(file, `upload: ${file.name}`);
 });
 $("examples").addEventListener("change", () => {
@@ -269,7 +270,7 @@ async function main() {
     perf.loaded = perf.loaded ?? 0;
     return;
   }
-  const first = state.examples.find((e) => e.name === P.example) ?? state.examples[0];
+  const first = state.examples.find((e) => e.name === P.example || (P.text && e.words === P.text)) ?? state.examples[0];
   $("examples").dataset.current = first.name;
   await useExample(first.name);
 }
