@@ -258,7 +258,7 @@ export const PANELS = {
   },
   // A speech model's own (FAMILY_PANELS.transcribe names them under a scene's keys).
   sound: {
-    title: () => "The sound on the time cursor: the waveform, and the log-mel spectrogram the network hears",
+    title: () => "The sound, and the log-mel spectrogram the network hears",
     size: "full",
     info: true,
     make: (p) => new SoundView(p.body, { info: p.info }),

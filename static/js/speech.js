@@ -248,7 +248,6 @@ export function readTrace(reply) {
   return {
     T,
     tokens: tr.greedy.map((k) => classes[k]), // what the player's readout names at each step
-    where: (t) => `step ${t + 1} / ${T} · ${(t * stepSeconds).toFixed(2)} s`,
     gradFrom: 0, // CTC's error enters at every step: the BPTT sweep is whole at once
     gradLogRange: () => logRange(grad),
     frames: tr.features,
