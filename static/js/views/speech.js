@@ -4,6 +4,7 @@
 // only where the cursor is); their words are HTML beside them, at the page's type sizes.
 
 import { ACCENT, CELL_COLORS, GRAD_LINES, color, fmtNorm, gradColor, packed, pow10 } from "../colors.js";
+import { sized } from "../plots.js";
 import { View } from "./base.js";
 
 /** The speech views' own styles (static/css/speech.css), linked once by the first of them on a page or a stage. */
@@ -87,8 +88,9 @@ export class SoundView extends View {
     this.info = info;
     this.sound = null;
     root.classList.add("speech-sound");
-    this.wave = canvas(root, () => (presenter() ? 110 : 90), "The waveform");
-    this.spec = canvas(root, () => (presenter() ? 170 : 140), "The log-mel spectrogram");
+    // a tour stage is fitted to the room's height: shorter there, so that the scene's words stay large
+    this.wave = canvas(root, () => sized(presenter() ? 110 : 90, 64), "The waveform");
+    this.spec = canvas(root, () => sized(presenter() ? 170 : 140, 110), "The log-mel spectrogram");
     this.base = null;
   }
 
@@ -481,7 +483,7 @@ export class CtcSweepView extends View {
     const wrap = node("div", "sweep-wrap");
     wrap.append(this.axis, this.plot);
     root.append(wrap);
-    this.c = canvas(this.plot, () => (presenter() ? 190 : 150), "‖∂L/∂h_t‖ over the steps, log scale");
+    this.c = canvas(this.plot, () => sized(presenter() ? 190 : 150, 120), "‖∂L/∂h_t‖ over the steps, log scale");
   }
 
   drawKey() {
