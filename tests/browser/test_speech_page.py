@@ -214,6 +214,11 @@ def test_an_uploaded_wav_is_transcribed_as_the_api_transcribes_it(
     assert requests[0].post_data_buffer == wav.read_bytes()  # the file itself, as it was
     assert transcript_on_page(page) == api_transcript(speech_zoo, wav.read_bytes())
     assert page.evaluate("() => window.__unrolled.sent.source") == "upload: ninety-one.wav"
+    # L plays it from the cursor (Web Audio, the key the gesture), the cursor following the sound's clock
+    page.keyboard.press("Home")
+    page.wait_for_function("() => window.__unrolled.cursor.t === 0")
+    page.keyboard.press("l")
+    page.wait_for_function("() => window.__unrolled.listened === 1 && window.__unrolled.cursor.t >= 5")
     assert_clean(recorder)
 
 
