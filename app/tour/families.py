@@ -40,6 +40,8 @@ class TokenScenes:
             return f"{m.card.id} is a classifier: a {view} scene needs a next-token model"
         if view == "translate":
             return f"{m.card.id} is a {m.card.kind} model: a translate scene needs a translation model"
+        if view == "transcribe":
+            return f"{m.card.id} is a {m.card.kind} model: a transcribe scene needs a speech model"
         return None
 
     def in_compare_scene(self, m: LoadedModel) -> bool:
@@ -85,8 +87,9 @@ class SeriesScenes:
             )
         if needs_next_token:
             return f"{m.card.id} is a classifier: a {view} scene needs a next-token model"
-        if view == "translate":
-            return f"{m.card.id} is a series model: a translate scene needs a translation model"
+        if view in ("translate", "transcribe"):
+            what = "a translation model" if view == "translate" else "a speech model"
+            return f"{m.card.id} is a series model: a {view} scene needs {what}"
         return None
 
     def in_compare_scene(self, m: LoadedModel) -> bool:
@@ -104,7 +107,9 @@ class SpeechScenes:
         return "transcribe"
 
     def problem(self, m: LoadedModel, view: str, needs_next_token: bool, guest: bool) -> str | None:
-        return f"{m.card.id} transcribes speech: no tour scene shows a speech model yet"
+        if view != "transcribe":
+            return f'{m.card.id} transcribes speech: show it in a transcribe scene (view "transcribe")'
+        return None
 
     def in_compare_scene(self, m: LoadedModel) -> bool:
         return False

@@ -32,7 +32,7 @@ NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 View = Literal[
     "model", "unrolled", "sequences", "certainty", "bptt", "compare", "generate", "learning", "translate",
-    "melody", "series", "knobs", "train",
+    "melody", "series", "knobs", "train", "transcribe",
 ]  # fmt: skip
 Panel = Literal[
     "unrolled",
@@ -58,6 +58,8 @@ Panel = Literal[
     "mattered",
     "knobs",
     "training",
+    "sound",
+    "posteriors",
 ]
 
 # What each view may show, and what it shows when a scene does not say. The special views are the model view
@@ -93,6 +95,9 @@ VIEW_PANELS: dict[str, frozenset[str]] = {
     "melody": frozenset({"roll", "unrolled", "predictions", "states", "cell", "gates", "gradients"}),
     # a series model (numbers): the series, its one-step predictions and forecast; ∂L/∂x_t (mattered)
     "series": frozenset({"forecast", "mattered", "unrolled", "states", "cell", "gates", "gradients"}),
+    # a speech model listening to an example clip (its input: the clip's words): the sound on the cursor (L plays
+    # it), the network over frames, CTC's posteriors with the alignment, the collapse (text), the beams, BPTT
+    "transcribe": frozenset({"sound", "unrolled", "posteriors", "text", "beams", "gradients"}),
 }
 # The lab's scenes (/lab): the knobs of the vanishing gradient on a fresh network, and cells trained live. They run
 # no model of the zoo.
@@ -115,6 +120,7 @@ DEFAULT_PANELS: dict[str, tuple[str, ...]] = {
     "translate": ("unrolled", "attention", "beams"),
     "melody": ("roll", "unrolled", "predictions"),
     "series": ("forecast", "unrolled", "mattered"),
+    "transcribe": ("sound", "posteriors", "text"),
     "knobs": ("knobs",),
     "train": ("training",),
 }

@@ -27,6 +27,7 @@ from app.web import errors, openapi
 from app.web.capacity.budget import ByteBudget
 from app.web.capacity.compute import Compute
 from app.web.config import ROOT, SERVED_BY_CLI, Settings, get_settings
+from app.web.families import speech as speech_web
 from app.web.middleware.metrics import Metrics, MetricsAndLimits
 from app.web.middleware.metrics_port import MetricsServer
 from app.web.middleware.security import SecurityHeaders, SlashRedirect
@@ -144,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(health.metrics_router)
     app.include_router(pages.router)
     app.include_router(routes_tour.router)
+    app.include_router(speech_web.router)  # the speech page's example clips
     swagger_ui = Path(fastapi_offline.__file__).parent / "static"  # Swagger UI 5 (OpenAPI 3.1), from its package
     app.mount("/static/vendor/swagger-ui", StaticFiles(directory=swagger_ui), name="swagger-ui")
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")

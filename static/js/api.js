@@ -55,6 +55,28 @@ export const trace = (id, body) => post(`${modelPath(id)}/trace`, body);
 export const generate = (id, body) => post(`${modelPath(id)}/generate`, body);
 /** A translation model: {text, beam, top_k, max_length?, prefix?, precision?} → {output, beams, trace}. */
 export const translate = (id, body) => post(`${modelPath(id)}/translate`, body);
+/** A speech model: the WAV file's bytes (an ArrayBuffer), `transcript` scored if given → {text, beams, trace}. */
+export const transcribe = (id, wav, transcript = null) =>
+  request(`${modelPath(id)}/transcribe${transcript ? `?transcript=${encodeURIComponent(transcript)}` : ""}`, {
+    method: "POST",
+    headers: { Accept: "application/json", "Content-Type": "audio/wav" },
+    body: wav,
+  });
+/** The speech page's bundled clips: {examples: [{name, words, bytes}]}, and one clip's WAV bytes. */
+export const speechExamples = () => request("/api/speech-examples");
+export async function speechExample(name) {
+  let response;
+  try {
+    response = await fetch(`/api/speech-examples/${encodeURIComponent(name)}`);
+  } catch (e) {
+    throw new ApiError(0, "offline", `the server did not answer (${e.message})`);
+  }
+  if (!response.ok) {
+    const body = await response.json().catch(() => null);
+    throw new ApiError(response.status, body?.error ?? "http_error", body?.message ?? response.statusText);
+  }
+  return response.arrayBuffer();
+}
 
 // ---- uploads (issue 16): POST /api/models and DELETE /api/models/{id}, with the admin token ----
 

@@ -3,7 +3,8 @@
 // (familyOf(card or trace)), never a card's kind; a new family is one entry here (and, if it brings a panel of its
 // own, one in panels.js).
 //
-//   head       "tokens" (a next-token head), "classes" (a classifier), "values" (a regression head), "letters" (a decoder)
+//   head       "tokens" (a next-token head), "classes" (a classifier), "values" (a regression head), "letters" (a decoder),
+//              "ctc" (a speech model: CTC's posteriors over the alphabet and the blank)
 //   binary     a traced input may travel as float32 records (the vocabulary or the classes name what is predicted)
 //   target     what the loss L is measured against, as the predictions panel's legend says it
 //   fills      the tour's guest panels (tour-sequences.js) this family's own model fills on the scene's cursor
@@ -16,6 +17,7 @@ const FAMILIES = {
   classify: { head: "classes", binary: () => true, target: "the target: the class the loss L is measured against", fills: [], step: null },
   series: { head: "values", binary: () => false, target: "", fills: ["forecast"], step: null },
   translate: { head: "letters", binary: () => false, target: "", fills: [], step: null },
+  transcribe: { head: "ctc", binary: () => false, target: "", fills: [], step: null },
 };
 
 /**

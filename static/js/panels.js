@@ -29,6 +29,7 @@ import { PcaView } from "./views/pca.js";
 import { PianoRollView } from "./views/pianoroll.js";
 import { PredictionsView } from "./views/predictions.js";
 import { InputGradView, SeriesPlotView } from "./views/seriesplot.js";
+import { CollapseView, CtcBeamsView, CtcSweepView, ListeningView, PosteriorView, SoundView } from "./views/speech.js";
 import { TextView } from "./views/text.js";
 import { TopKView } from "./views/topk.js";
 import { UnrolledView } from "./views/unrolled.js";
@@ -269,11 +270,51 @@ export const PANELS = {
     info: true,
     make: (p, at) => new EncDecGradView(p.body, { readout: p.info, ...named(at, "encoder-decoder-gradients") }),
   },
+  // A speech model's own (FAMILY_PANELS.transcribe names them under a scene's keys).
+  sound: {
+    title: () => "The sound, and the log-mel spectrogram the network hears",
+    size: "full",
+    info: true,
+    make: (p) => new SoundView(p.body, { info: p.info }),
+  },
+  listening: {
+    title: () => "The unrolled network over frames, around the cursor",
+    size: "full",
+    resizes: true,
+    make: (p) => new ListeningView(p.body),
+  },
+  posteriors: {
+    title: () => "CTC posteriors y_t(k) and the best alignment",
+    size: "full",
+    info: true,
+    make: (p) => new PosteriorView(p.body, { info: p.info }),
+  },
+  collapse: {
+    title: () => "The text, as the collapse rule reads the greedy path",
+    size: "half",
+    make: (p) => new CollapseView(p.body),
+  },
+  ctcBeams: {
+    title: () => "Beam search over the posteriors",
+    size: "half",
+    make(p) {
+      const list = node("ol", "beams");
+      p.body.append(list);
+      return new CtcBeamsView(list);
+    },
+  },
+  ctcSweep: {
+    title: () => "BPTT over the frames: ‖∂L/∂h_t‖ (log scale)",
+    size: "full",
+    info: true,
+    make: (p) => new CtcSweepView(p.body, { readout: p.info }),
+  },
 };
 
 /** The panels a family shows under the scene's keys (an encoder–decoder's unrolled network is its two rows). */
 const FAMILY_PANELS = {
   translate: { unrolled: "encdec", predictions: "topk", gradients: "encdecGradients" },
+  transcribe: { unrolled: "listening", beams: "ctcBeams", gradients: "ctcSweep", text: "collapse" },
 };
 
 /** A compare scene's keys: the compare page's panels. */

@@ -11,10 +11,12 @@
 //   TranslateStage an encoder–decoder translating, its attention drawn; a switch runs the model without it
 //   MelodyStage    a melody model: its piano roll on the cursor, each note sounding as the cursor reaches it
 //   SeriesStage    a series model: the series, its one-step predictions and forecast, ∂L/∂x_t
+//   TranscribeStage a speech model listening to an example clip: its sound on the cursor (L plays it), CTC's
+//                  posteriors and the collapse, BPTT over the frames
 //   KnobsStage, TrainStage  the lab's (tour-lab.js): the gradient knobs, cells trained live; no model, no cursor
 // A model stage's roll and forecast panels, in a scene of another model, are guests (tour-sequences.js).
 
-import { generate, trace as traceRest } from "./api.js";
+import { generate, speechExample, speechExamples, transcribe, trace as traceRest } from "./api.js";
 import { bus } from "./bus.js";
 import { ACCENT } from "./colors.js";
 import { COMPARE_PANELS, PANELS, makePanel, node, panelSection } from "./panels.js";
@@ -30,6 +32,7 @@ import { parseNumbers } from "./numbers.js";
 import { TEMPO, soundNote } from "./tour-sequences.js";
 import { parseNote } from "./notes.js";
 import { KnobsStage, LAB_VIEWS, TrainStage } from "./tour-lab.js";
+import { Listener, clipsOf, readTrace, soundOf } from "./speech.js";
 
 // The gate that keeps memory, per cell: the one to watch open and close.
 const KEY_GATES = {
@@ -645,6 +648,60 @@ export class TranslateStage extends Stage {
   }
 }
 
+/**
+ * A speech model listening: the example clip whose words are the scene's input (the zoo's models/speech-examples),
+ * transcribed on the server; the sound on the cursor, the network over frames, CTC's posteriors and the collapse,
+ * the beams, BPTT (panels.js: the transcribe family's). L plays the clip from the cursor, the cursor following.
+ */
+export class TranscribeStage extends Stage {
+  constructor(ctx) {
+    super(ctx);
+    this.listener = new Listener();
+    this.run = 0;
+    for (const key of this.scene.panels) this.addPanel(key);
+    this.balance();
+  }
+
+  async start(inputs) {
+    this.inputs = inputs;
+    this.listener.stop();
+    const run = ++this.run;
+    try {
+      const clips = clipsOf((await speechExamples()).examples, this.card);
+      const said = inputs[0].trim().toLowerCase();
+      const clip = clips.find((c) => c.words === said || c.name === said);
+      if (!clip) throw new Error(`no example clip says “${inputs[0]}”: the clips say ${clips.map((c) => `“${c.words}”`).join(", ") || "nothing (models/speech-examples is empty)"}`);
+      const bytes = await speechExample(clip.name);
+      const reply = await transcribe(this.card.id, bytes);
+      const sound = await soundOf(bytes);
+      if (this.closed || run !== this.run) return;
+      const tr = readTrace(reply);
+      this.trace = tr;
+      this.sound = sound;
+      window.__unrolled.transcript = tr.text;
+      this.player.setSpeed(this.speed(tr.T));
+      this.player.reset(tr.T, this.startOf(tr.T));
+      this.push({ trace: tr, sound });
+      this.player.setAvailable(tr.T, 0, tr.T);
+      this.markReady();
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+
+  onKey(key) {
+    if ((key === "l" || key === "L") && this.trace && this.sound) {
+      this.player.pause();
+      this.listener.toggle(this.trace, this.sound, this.cursor?.t ?? null);
+    }
+  }
+
+  close() {
+    this.listener.stop();
+    super.close();
+  }
+}
+
 const STAGES = {
   model: ModelStage,
   sequences: ModelStage,
@@ -656,6 +713,7 @@ const STAGES = {
   translate: TranslateStage,
   melody: MelodyStage,
   series: SeriesStage,
+  transcribe: TranscribeStage,
   knobs: KnobsStage,
   train: TrainStage,
 };

@@ -351,8 +351,10 @@ def test_every_panel_of_the_front_ends_registry_may_be_named_by_a_scene() -> Non
     keys = set(re.findall(r"^  (\w+): \{", block, re.M))
     assert {"unrolled", "gates", "loss"} <= keys, "the registry's keys were not found where this test reads them"
     accepted = set().union(*VIEW_PANELS.values())
-    # The translation page's own panels stand in for the scene's keys (FAMILY_PANELS in panels.js): a scene names
-    # "unrolled", "predictions" and "gradients", and an encoder–decoder fills them with these; a compare scene's
-    # "norms" and "cells" are the compare page's (COMPARE_PANELS).
-    stand_ins = {"encdec", "topk", "encdecGradients", "compareNorms", "compareCells"}
+    # A family's own panels stand in for the scene's keys (FAMILY_PANELS in panels.js): a scene names "unrolled",
+    # "predictions" and "gradients", and an encoder–decoder fills them with encdec, topk and encdecGradients; a
+    # compare scene's "norms" and "cells" are the compare page's (COMPARE_PANELS).
+    families = source[source.index("const FAMILY_PANELS = {") :]
+    stand_ins = set(re.findall(r': "(\w+)"', families[: families.index("\n};")])) | {"compareNorms", "compareCells"}
+    assert {"encdec", "topk", "encdecGradients"} <= stand_ins, "FAMILY_PANELS was not found where this test reads it"
     assert keys - stand_ins <= accepted, sorted(keys - stand_ins - accepted)

@@ -1,21 +1,30 @@
 """The speech family on the web (kind "transcribe"): a WAV read, limited and costed before it is traced
-(POST /api/models/{id}/transcribe's body, the stream's "transcribe" mode), and its card as the API and the zoo's
-page show it. Every request of the other families' shapes (text or numbers in) is refused, saying what the model
-does; its page is issue 25's next part. Its wire layout is app/wire/speech.py's."""
+(POST /api/models/{id}/transcribe's body, the stream's "transcribe" mode), its card as the API and the zoo's page
+show it, its page (templates/speech.html, static/js/pages/speech.js) and the bundled example clips the page offers
+(`router`: GET /api/speech-examples lists models/speech-examples/*.wav, GET /api/speech-examples/{name} serves one).
+Every request of the other families' shapes (text or numbers in) is refused, saying what the model does. Its wire
+layout is app/wire/speech.py's."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from math import gcd
+from pathlib import Path
 from typing import Any, NoReturn
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
 
 from app.engine.card import LoadedModel
 from app.engine.errors import EmptyInput, WrongModelKind
+from app.engine.family import family_of
 from app.engine.speech.audio import HOP, SAMPLE_RATE, WINDOW, Audio, AudioTooShort, read_wav
 from app.engine.speech.card import speech_card
 from app.engine.speech.trace import trace_audio, transcript_ids
 from app.web.capacity import cost
 from app.web.config import Settings
+from app.web.errors import error_body
 from app.web.families.base import JacobianInput, PageChoice, StepStream, StreamRequest, TraceStream
 from app.web.schemas.jacobian import JacobianRequest
 from app.web.schemas.models import GenerateRequest, TraceRequest, TranscribeRequest, TranslateRequest
@@ -121,10 +130,12 @@ class SpeechWeb:
     def page(
         self, zoo: Zoo, loaded: LoadedModel, view: str, task_models: list[LoadedModel], peers: list[LoadedModel]
     ) -> PageChoice | str:
-        return f"{loaded.card.id} transcribes speech: its page is not built yet"
+        if view != "model":
+            return f"{loaded.card.id} transcribes speech: its page is /models/{loaded.card.id}, where it listens"
+        return PageChoice("speech.html", {"peers": task_models, "german": german_model(zoo)})
 
     def home_card(self, loaded: LoadedModel) -> dict[str, Any]:
-        return {"shape": "speech in, its text out (CTC)", "reads": "log-mel frames of a WAV", "open": "Card",
+        return {"shape": "speech in, its text out (CTC)", "reads": "log-mel frames of a WAV", "open": "Transcribe",
                 "writes": False, "learning": False, "values": False}  # fmt: skip
 
     def compared_by_cell(self, loaded: LoadedModel) -> bool:
@@ -139,3 +150,49 @@ class SpeechWeb:
 
 
 SPEECH_WEB = SpeechWeb()
+
+# The translation model the speech page hands its transcript to ("speech to German"): this one if the zoo has it,
+# else its first translation model.
+GERMAN = "numbers-gru-attention"
+
+
+def german_model(zoo: Zoo) -> str | None:
+    translators = [m.card.id for m in zoo if family_of(m.card.kind).name == "translation"]
+    return GERMAN if GERMAN in translators else next(iter(translators), None)
+
+
+# The example clips: models/speech-examples/NN-words-with-dashes.wav (16 kHz mono 16-bit), written by the trainer.
+EXAMPLES = "speech-examples"
+CLIP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}\.wav")
+
+router = APIRouter(include_in_schema=False)
+
+
+def example_clips(models_dir: Path) -> list[Path]:
+    folder = models_dir / EXAMPLES
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if CLIP_NAME.fullmatch(p.name) and p.is_file())
+
+
+def clip_words(name: str) -> str:
+    """What a clip says, from its name: "07-two-thousand-and-five.wav" → "two thousand and five"."""
+    words = name.removesuffix(".wav").split("-")
+    return " ".join(words[1:] if len(words) > 1 and words[0].isdigit() else words)
+
+
+@router.get("/api/speech-examples")
+def speech_examples(request: Request) -> dict[str, Any]:
+    """The bundled clips, in their names' order: {"examples": [{"name", "words", "bytes"}]}."""
+    clips = example_clips(request.app.state.settings.models_dir)
+    return {"examples": [{"name": p.name, "words": clip_words(p.name), "bytes": p.stat().st_size} for p in clips]}
+
+
+@router.get("/api/speech-examples/{name}")
+def speech_example(request: Request, name: str) -> Response:
+    """One bundled clip's WAV (a name not listed: 404 naming it and what there is)."""
+    clips = {p.name: p for p in example_clips(request.app.state.settings.models_dir)}
+    if name not in clips:
+        known = ", ".join(clips) or "none"
+        return JSONResponse(error_body("unknown_example", f"no example clip {name!r}; the clips: {known}"), 404)
+    return Response(clips[name].read_bytes(), media_type="audio/wav", headers={"Cache-Control": "no-cache"})

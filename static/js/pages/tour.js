@@ -297,6 +297,7 @@ onKeys([
   { keys: ["c"], does: "show / hide the captions", act: () => setCaptions(root.classList.contains("no-captions")) },
   { keys: ["s"], does: "a writing scene: sample again, with a new seed (shown; ?seed= in a link replays one)", act: () => state.stage?.samples && run(state.inputs) },
   stageKey(["a"], "a translation scene: the same input with / without attention"),
+  stageKey(["l"], "a speech scene: listen, the clip played from the cursor"),
   // the lab's scenes: [ ] turn the radius, K keeps a curve, T starts or stops the training
   stageKey(["[", "]", "k"], "a knobs scene: turn the radius down / up, keep the curve"),
   stageKey(["t"], "a training scene: start / stop the training"),
