@@ -213,7 +213,7 @@ def draw(scene: Scene | tuple[Shape, ...]) -> Image.Image:
 
 def pixels(scene: Scene) -> NDArray[np.uint8]:
     """(64, 64, 3) uint8: the drawn scene's pixels."""
-    return np.asarray(draw(scene), dtype=np.uint8)
+    return np.array(draw(scene), dtype=np.uint8)  # a writable copy (torch.from_numpy warns on a read-only view)
 
 
 def batch_pixels(batch: list[Scene]) -> NDArray[np.uint8]:
