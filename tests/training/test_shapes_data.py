@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from app.training.tasks.shapes_data import (
     COLOURS,
@@ -26,13 +27,10 @@ SCENES = scenes(seed=7, n=400)
 COMBINATIONS = scenes(seed=8, n=200, split="combinations")
 
 
-def mask(shape: Shape) -> np.ndarray:
+def mask(shape: Shape) -> NDArray[np.bool_]:
     """The pixels one shape alone paints."""
-    return (pixels_of((shape,)) != 255).any(axis=2)
-
-
-def pixels_of(shapes: tuple[Shape, ...]) -> np.ndarray:
-    return np.asarray(draw(shapes))
+    painted: NDArray[np.bool_] = (np.asarray(draw((shape,))) != 255).any(axis=2)
+    return painted
 
 
 @pytest.mark.parametrize("scene", SCENES[:100] + COMBINATIONS[:50])

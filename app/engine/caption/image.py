@@ -26,6 +26,7 @@ The order of the checks, each before anything costlier:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 
@@ -43,8 +44,10 @@ CONVERTED = {"RGB", "L", "1", "P", "RGBA", "LA", "PA", "I;16", "I;16B", "I;16L"}
 REFUSED = {"CMYK": "CMYK", "YCCK": "YCCK"}
 WHITE = (255, 255, 255)
 # Magic numbers of formats people upload by mistake, to name them in the refusal.
-OTHER_FORMATS = ((b"GIF8", "a GIF"), (b"BM", "a BMP"), (b"RIFF", "a RIFF file (WebP or WAV)"), (b"II*\0", "a TIFF"),
-                 (b"MM\0*", "a TIFF"), (b"%PDF", "a PDF"), (b"<svg", "an SVG"), (b"<?xml", "an XML file (SVG?)"))  # fmt: skip
+OTHER_FORMATS = (
+    (b"GIF8", "a GIF"), (b"BM", "a BMP"), (b"RIFF", "a RIFF file (WebP or WAV)"), (b"II*\0", "a TIFF"),
+    (b"MM\0*", "a TIFF"), (b"%PDF", "a PDF"), (b"<svg", "an SVG"), (b"<?xml", "an XML file (SVG?)"),
+)  # fmt: skip
 
 
 class BadImage(EngineError):
@@ -117,7 +120,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode.startswith("I;16"):
         grey = (np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8)  # PNG's 16 → 8 bits: the top byte
         return Image.fromarray(grey).convert("RGB")
-    if image.mode == "P" and "transparency" in image.info or image.mode in ("PA", "LA", "RGBA"):
+    if (image.mode == "P" and "transparency" in image.info) or image.mode in ("PA", "LA", "RGBA"):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (*WHITE, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
@@ -151,10 +154,8 @@ def read_image(data: bytes) -> NDArray[np.uint8]:
         image.load()
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise TruncatedImage(f"the image's pixel data is truncated or corrupt: {e}") from None
-    try:
+    with contextlib.suppress(OSError, SyntaxError, ValueError, KeyError, TypeError):  # a malformed EXIF: as stored
         image = ImageOps.exif_transpose(image)
-    except (OSError, SyntaxError, ValueError, KeyError, TypeError):  # a malformed EXIF block: keep as stored
-        pass
     pixels: NDArray[np.uint8] = np.array(to_square(_to_rgb(image)), dtype=np.uint8)  # writable, for torch
     return pixels
 

@@ -156,7 +156,7 @@ class CaptionModel(nn.Module):
 
     def encode(self, images: Tensor) -> Tensor:
         """(B, 64, 64, 3) pixels → (B, G, F) the grid, cell j = row · 8 + column."""
-        z = ink(images).to(self.conv[0].weight.dtype)
+        z = ink(images).to(self.init_h.weight.dtype)
         for conv in self.conv:
             z = F.relu(conv(z))
         return z.flatten(2).transpose(1, 2)  # (B, F, 8, 8) → (B, 64, F)
