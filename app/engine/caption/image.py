@@ -92,11 +92,27 @@ def _open(data: bytes) -> Image.Image:
         raise ImageTooLarge(f"the image claims too many pixels to decode (a decompression bomb?): {e}; the limit "
                             f"is {MAX_SIDE} × {MAX_SIDE}", "pixels") from None  # fmt: skip
     except UnidentifiedImageError:
+        _refuse_empty_png(data)
+        if data[:8] == PNG_SIGNATURE or data[:3] == JPEG_SOI:
+            kind = "PNG" if data[:8] == PNG_SIGNATURE else "JPEG"
+            raise NotAnImage(f"the file starts as a {kind} but its header is broken or incomplete") from None
         what = next((name for magic, name in OTHER_FORMATS if data.lstrip()[: len(magic)] == magic), None)
         found = f"it is {what}" if what else "its bytes are neither"
         raise NotAnImage(f"the file is not a PNG or JPEG image: {found}; send a PNG or a JPEG") from None
     except (OSError, SyntaxError, ValueError) as e:  # a header Pillow could not parse: broken, not another format
         raise NotAnImage(f"the file's header is not a valid PNG or JPEG header: {e}") from None
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SOI = b"\xff\xd8\xff"
+
+
+def _refuse_empty_png(data: bytes) -> None:
+    """A PNG whose header claims 0 pixels a side, which Pillow will not identify at all: EmptyImage, named."""
+    if data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR" and len(data) >= 24:
+        w, h = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        if w == 0 or h == 0:
+            raise EmptyImage(f"the image is {w} × {h} pixels: it has none")
 
 
 def _check_header(image: Image.Image) -> None:
