@@ -44,7 +44,7 @@ from app.training.tasks.shapes_data import (
 )
 
 MAX_LENGTH = 12  # tokens: the longest caption has 10 words, and </s>
-CHANNELS = (16, 32, 32)
+CHANNELS = (8, 16, 32)
 EVAL_SCENES = 500  # per evaluation set
 DEV_SEED = 20_261_209  # the dev scenes the final weights are chosen on: neither trained on nor evaluated on
 DEV_SCENES = 200
@@ -199,7 +199,7 @@ class ShapesTask(Task[ShapesData]):
         return ModelSize(embed_size=16, hidden_size=64)
 
     def budget(self, cell: Cell) -> Budget:
-        return Budget(steps=2500, batch_size=48, lr=3e-3, clip=1.0, lr_floor=0.05, max_seconds=170.0)
+        return Budget(steps=4500, batch_size=32, lr=3e-3, clip=1.0, lr_floor=0.05, max_seconds=170.0)
 
     def dry_size(self, cell: Cell) -> ModelSize:
         return ModelSize(embed_size=8, hidden_size=16)
