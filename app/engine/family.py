@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from app.engine.caption.family import CAPTION
 from app.engine.card import CardBlock, LoadedModel, ModelCard
 from app.engine.errors import ModelFileError
 from app.engine.series.family import SERIES
@@ -64,7 +65,7 @@ class Family(Protocol):
         ...
 
 
-FAMILIES: tuple[Family, ...] = (TOKEN, TRANSLATION, SERIES, SPEECH)
+FAMILIES: tuple[Family, ...] = (TOKEN, TRANSLATION, SERIES, SPEECH, CAPTION)
 BY_KIND: dict[str, Family] = {kind: f for f in FAMILIES for kind in f.kinds}
 KINDS = tuple(BY_KIND)
 

@@ -121,8 +121,25 @@ class SpeechScenes:
         return False
 
 
+class CaptionScenes:
+    def shape(self, m: LoadedModel) -> str:
+        return "caption"
+
+    def problem(self, m: LoadedModel, view: str, needs_next_token: bool, guest: bool) -> str | None:
+        return f"{m.card.id} captions images: no tour scene shows a caption model yet"
+
+    def in_compare_scene(self, m: LoadedModel) -> bool:
+        return False
+
+    def labels(self, m: LoadedModel) -> list[str] | None:
+        return None
+
+    def attention(self, m: LoadedModel) -> bool:
+        return False
+
+
 SCENES: dict[str, SceneRules] = {"token": TokenScenes(), "translation": TranslationScenes(), "series": SeriesScenes(),
-                                 "speech": SpeechScenes()}  # fmt: skip
+                                 "speech": SpeechScenes(), "caption": CaptionScenes()}  # fmt: skip
 assert set(SCENES) == {f.name for f in FAMILIES}, "every engine family has its scene rules"
 
 

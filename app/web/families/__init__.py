@@ -6,12 +6,13 @@ from __future__ import annotations
 from app.engine.card import LoadedModel
 from app.engine.family import FAMILIES, family_of
 from app.web.families.base import WebFamily
+from app.web.families.caption import CAPTION_WEB
 from app.web.families.series import SERIES_WEB
 from app.web.families.speech import SPEECH_WEB
 from app.web.families.token import TOKEN_WEB
 from app.web.families.translation import TRANSLATION_WEB
 
-WEB: dict[str, WebFamily] = {f.name: f for f in (TOKEN_WEB, TRANSLATION_WEB, SERIES_WEB, SPEECH_WEB)}
+WEB: dict[str, WebFamily] = {f.name: f for f in (TOKEN_WEB, TRANSLATION_WEB, SERIES_WEB, SPEECH_WEB, CAPTION_WEB)}
 assert set(WEB) == {f.name for f in FAMILIES}, "every engine family has its web part"
 
 
