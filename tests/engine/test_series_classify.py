@@ -36,7 +36,7 @@ def loaded_classifier(model: SeriesModel, features: int) -> LoadedModel:
     card = ModelCard(
         id="test-series-classify", task="test", cell=cfg.cell, kind="series", hidden_size=cfg.hidden_size,
         num_layers=cfg.num_layers, vocab=Vocab(tokens=(UNK,), level="value").to_json(),
-        block=SeriesCard(scaling(features), "classify", LABELS),
+        block=SeriesCard(scaling(features), LABELS),
     )  # fmt: skip
     return LoadedModel(card=card, vocab=card.make_vocab(), model=model)
 
@@ -124,7 +124,7 @@ def test_a_classifier_does_not_forecast_and_a_forecaster_takes_no_label() -> Non
 
 
 def test_the_classify_block_round_trips_and_a_forecasters_card_is_unchanged() -> None:
-    block = SeriesCard(scaling(2), "classify", LABELS)
+    block = SeriesCard(scaling(2), LABELS)
     data = block.to_json()
     assert data["target"] == "classify" and data["labels"] == list(LABELS)
     assert SeriesCard.from_json(data) == block

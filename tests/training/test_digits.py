@@ -37,7 +37,7 @@ def test_the_task_is_registered_as_a_series_classifier() -> None:
 def test_no_training_batch_holds_a_recording_of_the_held_out_speaker(data: dg.DigitsTaskData) -> None:
     rng = np.random.default_rng(0)
     drawn: set[int] = set()
-    for _ in range(400):
+    for _ in range(1000):
         drawn.update(data.draw(rng, 32))
     held = set(data.data.heldout)
     assert len(held) == 500 and not drawn & held

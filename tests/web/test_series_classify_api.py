@@ -35,7 +35,7 @@ def write_classifier(folder: Path) -> None:
     scaling = Scaling(("a", "b", "c"), (5.0, 8.0, 2.0), (3.0, 2.0, 1.5), "units", "frame")
     card = ModelCard(
         id=MODEL, task="test-series", cell="lstm", kind="series", hidden_size=12, num_layers=1,
-        vocab={"level": "value", "tokens": ["<unk>"]}, block=SeriesCard(scaling, "classify", tuple(LABELS)),
+        vocab={"level": "value", "tokens": ["<unk>"]}, block=SeriesCard(scaling, tuple(LABELS)),
         description="a test series classifier", examples=[{"values": FRAMES[:4], "label": "high"}], seed=1,
     )  # fmt: skip
     torch.manual_seed(7)

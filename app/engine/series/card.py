@@ -23,20 +23,26 @@ class SeriesCard:
     DOES: ClassVar[str] = "reads numbers"
 
     scaling: Scaling
-    target: Target = "forecast"  # the head: the next step's numbers, or one logit per label
-    labels: tuple[str, ...] | None = None  # a classifier's labels, in the head's order
+    # A classifier's labels, in the head's order; None: a forecaster. (Not named `labels`: a card of before
+    # issue 24 holds a token classifier's `labels` and `target` at its top level, which are no series field.)
+    classes: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.target not in TARGETS:
-            raise ModelFileError(f"card is not valid: series target must be one of {list(TARGETS)}")
-        if (self.target == "classify") != (self.labels is not None):
-            raise ModelFileError("card is not valid: a series classifier needs its labels, a forecaster has none")
-        if self.labels is not None and (len(self.labels) < 2 or len(set(self.labels)) != len(self.labels)):
+        if self.classes is not None and (len(self.classes) < 2 or len(set(self.classes)) != len(self.classes)):
             raise ModelFileError("card is not valid: series labels must be at least two, each named once")
 
     @property
+    def labels(self) -> tuple[str, ...] | None:
+        return self.classes
+
+    @property
+    def target(self) -> Target:
+        """What the head gives: the next step's numbers, or one logit per label."""
+        return "forecast" if self.classes is None else "classify"
+
+    @property
     def classify(self) -> bool:
-        return self.target == "classify"
+        return self.classes is not None
 
     @property
     def outputs(self) -> int:
@@ -51,10 +57,14 @@ class SeriesCard:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SeriesCard:
-        labels = data.get("labels")
+        target, labels = data.get("target", "forecast"), data.get("labels")
+        if target not in TARGETS:
+            raise ModelFileError(f"card is not valid: series target must be one of {list(TARGETS)}")
+        if (target == "classify") != (labels is not None):
+            raise ModelFileError("card is not valid: a series classifier needs its labels, a forecaster has none")
         if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
             raise ModelFileError("card is not valid: series labels must be a list of strings")
-        return cls(Scaling.from_json(data), data.get("target", "forecast"), None if labels is None else tuple(labels))
+        return cls(Scaling.from_json(data), None if labels is None else tuple(labels))
 
 
 def series_card(card: ModelCard) -> SeriesCard:

@@ -169,6 +169,8 @@ class DigitsTask(Task[DigitsTaskData]):
         return ModelSize(embed_size=0, hidden_size=64)
 
     def budget(self, cell: Cell) -> Budget:
+        if cell == "rnn":  # a plain RNN learns slower (at 1,500 steps it fits 70 % of its own training set)
+            return Budget(steps=5000, batch_size=32, lr=3e-3, clip=1.0, lr_floor=0.05, weight_decay=1e-5)
         return Budget(steps=1500, batch_size=32, lr=5e-3, clip=1.0, lr_floor=0.05, weight_decay=1e-5)
 
     def dry_size(self, cell: Cell) -> ModelSize:
@@ -186,7 +188,7 @@ class DigitsTask(Task[DigitsTaskData]):
 
     def card_block(self, model: SeriesModel, data: DigitsTaskData, size: ModelSize) -> SeriesCard:
         assert data.scaling is not None
-        return SeriesCard(data.scaling, "classify", LABELS)
+        return SeriesCard(data.scaling, LABELS)
 
     def load(self, dry_run: bool, cache: Path) -> DigitsTaskData:
         self.cache = cache
