@@ -77,11 +77,9 @@ def resample(x: NDArray[np.float64], positions: NDArray[np.float64], axis: int) 
     lo = np.floor(positions).astype(np.int64)
     hi = np.minimum(lo + 1, x.shape[axis] - 1)
     w = positions - lo
-    out: NDArray[np.float64]
-    if axis == 0:
-        out = x[lo] * (1 - w[:, None]) + x[hi] * w[:, None]
-    else:
-        out = x[:, lo] * (1 - w) + x[:, hi] * w
+    out: NDArray[np.float64] = (
+        x[lo] * (1 - w[:, None]) + x[hi] * w[:, None] if axis == 0 else x[:, lo] * (1 - w) + x[:, hi] * w
+    )
     return out
 
 
