@@ -2,8 +2,11 @@
 // a heatmap (one row per feature, e.g. 13 MFCCs, one column per frame) and its label probabilities after every
 // frame (one row per label), both under the time cursor; the readout says what it would answer at the cursor.
 
-import { Overlay, Plotly, baseLayout, isTalk, makePlot, plotConfig, sized } from "../plots.js";
+import { Overlay, Plotly, baseLayout, fontSize, isTalk, makePlot, plotConfig, sized } from "../plots.js";
 import { View } from "./base.js";
+
+/** A colour bar whose title and ticks are the plot's own size (Plotly draws a colour bar's title smaller). */
+const bar = (title, side = "right") => ({ thickness: 12, title: { text: title, side, font: { size: fontSize() } }, tickfont: { size: fontSize() } });
 
 const pct = (p) => `${(100 * p).toFixed(p >= 0.995 || p < 0.005 ? 0 : 1)} %`;
 
@@ -66,7 +69,7 @@ export class FramesView extends ClassHeat {
     const names = tr.features ?? [];
     const z = columns(tr.values.slice(0, T), names.length);
     const heat = { type: "heatmap", z, x: [...Array(T).keys()].map((t) => t + 1), y: names, colorscale: "Viridis",
-      colorbar: { thickness: 12, title: { text: tr.units || "", side: "right" } },
+      colorbar: bar(tr.units || ""),
       hovertemplate: "frame %{x}, %{y}: %{z:.2f}<extra></extra>" }; // prettier-ignore
     this.draw(heat, { autorange: "reversed", title: { text: "", standoff: 4 } }, 72);
   }
@@ -92,7 +95,7 @@ export class ClassProbsView extends ClassHeat {
     const labels = tr.labels ?? [];
     const rows = [...Array(T).keys()].map((t) => probsAt(tr, t));
     const heat = { type: "heatmap", z: columns(rows, labels.length), x: [...Array(T).keys()].map((t) => t + 1), y: labels, zmin: 0, zmax: 1,
-      colorscale: "Blues", colorbar: { thickness: 12, title: { text: "p", side: "right" } },
+      colorscale: "Blues", colorbar: bar("p", "top"),
       hovertemplate: "after frame %{x}: p(%{y}) = %{z:.3f}<extra></extra>" }; // prettier-ignore
     this.draw(heat, { autorange: "reversed", type: "category", title: { text: isTalk() ? "" : "label", standoff: 4 } }, 56);
   }
