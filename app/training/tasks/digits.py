@@ -154,9 +154,8 @@ class DigitsTask(Task[DigitsTaskData]):
     labels = LABELS
     description = (
         "Which digit (0-9) a person said, from their recording's frames of 13 MFCCs (the Free Spoken Digit "
-        "Dataset): each step reads one frame's 13 numbers (no embedding: W_ih reads them directly) and the head "
-        "gives the probability of each digit after every frame; the answer is the last frame's. One speaker is "
-        "held out whole: the models never heard their voice."
+        "Dataset): W_ih reads each frame's numbers and the head gives p(digit) after every frame. One speaker is "
+        "held out whole."
     )
     every_step_weight = EVERY_STEP_WEIGHT
 
@@ -224,8 +223,9 @@ class DigitsTask(Task[DigitsTaskData]):
 
     def examples(self) -> list[dict[str, Any]]:
         """The held-out speaker's first take of a few digits: their MFCC frames, in the data's units."""
-        assert self.cache is not None, "examples() reads the data load() found"
-        data = dd.load_digits(self.cache)
+        from app.training.loop import DEFAULT_CACHE  # here: the loop imports the tasks
+
+        data = dd.load_digits(self.cache or DEFAULT_CACHE)  # where load() found the wheel, else the default
         out = []
         for d in EXAMPLE_DIGITS:
             i = next(i for i in data.heldout if data.digits[i] == d)
