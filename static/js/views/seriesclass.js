@@ -95,7 +95,7 @@ export class ClassProbsView extends ClassHeat {
     const labels = tr.labels ?? [];
     const rows = [...Array(T).keys()].map((t) => probsAt(tr, t));
     const heat = { type: "heatmap", z: columns(rows, labels.length), x: [...Array(T).keys()].map((t) => t + 1), y: labels, zmin: 0, zmax: 1,
-      colorscale: "Blues", colorbar: bar("p", "top"),
+      colorscale: "Blues", reversescale: true, colorbar: bar("p", "top"), // white: unlikely, dark blue: sure
       hovertemplate: "after frame %{x}: p(%{y}) = %{z:.3f}<extra></extra>" }; // prettier-ignore
     this.draw(heat, { autorange: "reversed", type: "category", title: { text: isTalk() ? "" : "label", standoff: 4 } }, 56);
   }
