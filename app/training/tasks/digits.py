@@ -42,6 +42,7 @@ from app.engine.token.loss import last_step_logits, token_loss
 from app.engine.vocab import UNK, Vocab
 from app.training.tasks import digits_data as dd
 from app.training.tasks.base import Batch, Budget, KeyMetric, ModelSize, Task, TaskData, percent, rounded
+from app.training.tasks.wheel import DEFAULT_CACHE
 
 LABELS = tuple(str(d) for d in range(dd.DIGITS))
 FEATURES = tuple(f"mfcc{k}" for k in range(13))
@@ -223,8 +224,6 @@ class DigitsTask(Task[DigitsTaskData]):
 
     def examples(self) -> list[dict[str, Any]]:
         """The held-out speaker's first take of a few digits: their MFCC frames, in the data's units."""
-        from app.training.loop import DEFAULT_CACHE  # here: the loop imports the tasks
-
         data = dd.load_digits(self.cache or DEFAULT_CACHE)  # where load() found the wheel, else the default
         out = []
         for d in EXAMPLE_DIGITS:
