@@ -188,3 +188,31 @@ def reference_series(model: SeriesModel, x: Tensor, mode: str) -> SeriesReferenc
         grad_input=norms(xs),
         grad_x=torch.stack([t.grad if t.grad is not None else torch.zeros_like(t) for t in xs]),
     )
+
+
+def reference_series_classify(model: SeriesModel, x: Tensor, mode: str, label: int) -> SeriesReference:
+    """A series classifier (a head of one logit per label) on scaled inputs x (T, F): the same cells, softmax at
+    every step, L = −log p_t[label] at the last step (`last`) or summed over every step (`sum`), every x_t a
+    leaf. `predicted` holds the probabilities (T, C)."""
+    cfg = model.config
+    sd = {k: v.detach().double() for k, v in model.state_dict().items()}
+    T = len(x)
+    xs = [x[t].double().clone().requires_grad_(True) for t in range(T)]
+    run = run_layers(sd, cfg.cell, cfg.num_layers, cfg.hidden_size, xs)
+    logits = torch.stack(run.hidden[-1]) @ sd["head.weight"].T + sd["head.bias"]  # (T, C)
+    losses = -torch.log_softmax(logits, dim=-1)[:, label]
+    L = losses.sum() if mode == "sum" else losses[-1]
+    L.backward()  # type: ignore[no-untyped-call]
+    return SeriesReference(
+        hidden=[torch.stack(hs).detach() for hs in run.hidden],
+        cell_state=[torch.stack(cs).detach() if cs else None for cs in run.cells],
+        gates=[{n: torch.stack(v).detach() for n, v in gs.items()} for gs in run.gates],
+        predicted=torch.softmax(logits, dim=-1).detach(),
+        step_loss=losses.detach(),
+        loss=float(L.detach()),
+        grad_hidden=[norms(hs) for hs in run.hidden],
+        grad_cell_state=[norms(cs) if cs else None for cs in run.cells],
+        grad_weight_hh=[norms(ws) for ws in run.w_steps],
+        grad_input=norms(xs),
+        grad_x=torch.stack([t.grad if t.grad is not None else torch.zeros_like(t) for t in xs]),
+    )

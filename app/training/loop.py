@@ -12,7 +12,6 @@ budget give the same model on a busy machine and on an idle one.
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from app.engine.card import Checkpoint, ModelCard, save_model, save_weights
 from app.engine.layers import Cell
 from app.training.tasks import TASKS
 from app.training.tasks.base import Budget, ModelSize, Task
+from app.training.tasks.wheel import DEFAULT_CACHE as DEFAULT_CACHE  # the cache `unrolled train` reads
 
 CELLS: tuple[Cell, ...] = ("rnn", "lstm", "gru")
 CHECKPOINTS: tuple[tuple[str, float], ...] = (("0", 0.0), ("5", 0.05), ("20", 0.2), ("100", 1.0))
@@ -37,7 +37,6 @@ CURVE_POINTS = 50
 # greedily), which was two thirds of a dry run's time at a point every step.
 DRY_CURVE_POINTS = 10
 DEFAULT_SEED = 0
-DEFAULT_CACHE = Path(os.environ.get("UNROLLED_DATA_CACHE", "data-cache"))
 # One thread: these models are small, so a second thread gains little when the machine is idle, and when
 # the other core is busy (a server, a test run) two threads spin-wait on each other and run several times slower.
 TRAIN_THREADS = 1

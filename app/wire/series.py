@@ -7,6 +7,12 @@ what the model was trained on, {"message", "values": [{"t", "feature", "value"}]
 null (app.engine.series.model.far_values)}. The stream sends meta (with "outliers"), one step frame
 per value ({"t", "value", "predicted", "layers", "loss"}), one grad frame per value from the last back, then done.
 A forecast's step frames (forecast_step_frame) leave one by one as the model writes them.
+
+Every header says the model's "target": "forecast" or "classify". A classifier's (issue 25's spoken digits) adds,
+as a token classifier's does, "labels", "label" (what L is measured against), "label_source" ("given" or
+"predicted") and "prediction" (its answer: the most likely label after the last step); its body has "probs" (the
+last step's) and "step_probs" [T][C] in place of "predicted" and "error" (null); its step frames carry "probs"
+(the label probabilities after that step) in place of "predicted", in JSON and in the binary layout.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ class SeriesWire:
     grad_input: Array
     grad_values: Array
     far: FarValues | None  # given values far outside what the model was trained on
+    probs: Array | None = None  # a classifier's (T, C) label probabilities after each step
 
     @classmethod
     def build(
@@ -96,7 +103,12 @@ class SeriesWire:
             grad_input=r(tr.grad_input),
             grad_values=r(tr.grad_values),
             far=far_values(tr.values[:given], scaling),
+            probs=None if tr.probs is None else r(tr.probs),
         )
+
+    def _name(self, label: int | None) -> str | None:
+        labels = self.trace.labels
+        return None if label is None or labels is None else labels[label]
 
     def header(self) -> dict[str, Any]:
         tr = self.trace
@@ -112,14 +124,23 @@ class SeriesWire:
             "loss_mode": tr.loss_mode,
             "total_loss": tr.loss,
             "outliers": None if self.far is None else self.far.to_json(),
-        }
+            "target": "forecast" if tr.labels is None else "classify",
+            **({} if tr.labels is None else {
+                "labels": tr.labels,
+                "label": self._name(tr.label),
+                "label_source": tr.label_source,
+                "prediction": self._name(tr.prediction),
+            }),
+        }  # fmt: skip
 
     def body(self) -> dict[str, Any]:
+        classify = self.probs is not None
         return {
             **self.header(),
             "values": self.values,
-            "predicted": self.predicted,
-            "error": self.error,
+            "predicted": None if classify else self.predicted,
+            "error": None if classify else self.error,
+            **({"probs": self.probs[-1], "step_probs": self.probs} if self.probs is not None else {}),
             "layers": self.layers,
             "loss": self.step_loss,
             "grad_norms": {
@@ -149,8 +170,10 @@ class SeriesWire:
 
     def step_frames(self, batch: int = 1) -> Iterator[bytes]:
         def frames() -> Iterator[dict[str, Any]]:
+            probs = self.probs
             for t in range(self.trace.steps):
-                yield {"type": "step", "t": t, "value": self.values[t], "predicted": self.predicted[t],
+                head = {"predicted": self.predicted[t]} if probs is None else {"probs": probs[t]}
+                yield {"type": "step", "t": t, "value": self.values[t], **head,
                        "layers": _layers_at(self.layers, t), "loss": self.step_loss[t]}  # fmt: skip
 
         return frame_messages(frames(), batch)
@@ -180,11 +203,13 @@ class SeriesWire:
         return out
 
     def binary_layout(self) -> list[dict[str, Any]]:
-        """A step record after its uint32 t: these float32 fields (value and predicted in the data's units)."""
+        """A step record after its uint32 t: these float32 fields (value and predicted in the data's units; a
+        classifier's probs in place of predicted)."""
         F = self.values.shape[1]
+        head = self._head()
         fields = [
             {"name": "value", "dtype": "float32", "size": F},
-            {"name": "predicted", "dtype": "float32", "size": F},
+            {"name": "probs" if self.probs is not None else "predicted", "dtype": "float32", "size": head.shape[1]},
         ]
         fields += [{"name": n, "dtype": "float32", "size": a.shape[1]} for n, a in self._state_arrays()]
         fields.append({"name": "loss", "dtype": "float32", "size": 1})
@@ -207,8 +232,12 @@ class SeriesWire:
         return itertools.chain(self.binary_steps(batch), self.binary_grads(batch))
 
     def binary_steps(self, batch: int = 1) -> Iterator[bytes]:
-        parts = [self.values, self.predicted, *(a for _, a in self._state_arrays()), self.step_loss[:, None]]
+        parts = [self.values, self._head(), *(a for _, a in self._state_arrays()), self.step_loss[:, None]]
         return record_messages(step_records(parts), batch)
+
+    def _head(self) -> Array:
+        """What the head says at each step: the prediction of the next value, or a classifier's probabilities."""
+        return self.predicted if self.probs is None else self.probs
 
     def binary_grads(self, batch: int = 1) -> Iterator[bytes]:
         columns = [*self.grad_hidden, *(self.grad_cell_state or []), self.grad_input, *self.grad_weight_hh]

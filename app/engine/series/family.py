@@ -1,4 +1,5 @@
-"""The series family (kind "series"): models that read numbers and predict the next step's numbers."""
+"""The series family (kind "series"): models that read numbers and predict the next step's numbers, or (a classifier)
+say which label the numbers so far belong to."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ class SeriesFamily:
         return 0  # no embedding: W_ih reads the step's F numbers (too few to count beside the recurrence)
 
     def head_size(self, card: ModelCard) -> int:
-        return series_card(card).scaling.width
+        return series_card(card).outputs
 
     def output_vocab(self, card: ModelCard) -> Vocab | None:
         return None

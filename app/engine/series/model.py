@@ -6,6 +6,10 @@ embedding), and a linear head predicts x_{t+1}:
     x̂_{t+1} = W_o h_t + b_o,  predicted_t = x̂_{t+1} · std + mean
     loss_t = Σ_f (x̂_{t+1,f} − x_{t+1,f})²      (squared error in standard deviations; the last step has no target)
 
+A classifier (the card's `target: "classify"`, with its `labels`; issue 25's spoken digits) has the same body and
+a head of one logit per label: p_t = softmax(W_o h_t + b_o), what the model would answer had the input ended at
+step t; loss_t = −log p_t[label], and L is the last step's (or, `sum`, every step's), as a token classifier's.
+
 Mean squared error, not a Gaussian with a predicted variance: the card's figures (RMSE beside persistence and a
 linear AR(p)) are squared errors, so the loss BPTT differentiates is the one the card reports, and ∂L/∂x_t says
 how the error would change with each input, not how a variance could be inflated to excuse it.
@@ -171,13 +175,19 @@ def far_values(values: NDArray[np.float64], scaling: Scaling) -> FarValues | Non
 @dataclass(frozen=True)
 class SeriesConfig:
     cell: Cell
-    features: int  # F: numbers per step, read by W_ih and predicted by the head
+    features: int  # F: numbers per step, read by W_ih (and, forecasting, predicted by the head)
     hidden_size: int
     num_layers: int = 1
+    classes: int = 0  # a classifier's C labels (the head's rows: one logit per label); 0: the head forecasts F numbers
+
+    @property
+    def outputs(self) -> int:
+        return self.classes or self.features
 
 
 class SeriesModel(RecurrentModel):
-    """x_t (F numbers) → 1 or 2 recurrent layers → linear head: the next step's F numbers, at every step."""
+    """x_t (F numbers) → 1 or 2 recurrent layers → linear head, at every step: the next step's F numbers, or (a
+    classifier, config.classes > 0) one logit per label."""
 
     def __init__(self, config: SeriesConfig) -> None:
         super().__init__()
@@ -186,10 +196,11 @@ class SeriesModel(RecurrentModel):
         self.rnn = RNN_CLASSES[config.cell](
             config.features, config.hidden_size, num_layers=config.num_layers, batch_first=True
         )
-        self.head = nn.Linear(config.hidden_size, config.features)
+        self.head = nn.Linear(config.hidden_size, config.outputs)
 
     def forward(self, x: Tensor) -> Tensor:
-        """(B, T, F) scaled values → (B, T, F) scaled predictions of each next step."""
+        """(B, T, F) scaled values → (B, T, F) scaled predictions of each next step, or (B, T, C) a classifier's
+        logits after each step."""
         out, _ = self.rnn(x)  # (B, T, H)
         pred: Tensor = self.head(out)
         return pred

@@ -12,11 +12,15 @@ softmax by the regression head:
 3. BPTT, top layer first (kernels.py, float64, never rounded to zero); ∂L/∂x_t = W_ihᵀ δ_t in float64.
 ∂L/∂x_t is the input's gradient through the network (the targets held fixed), as for an embedding: "which past
 values mattered for these predictions". `grad_values` is the same in the data's units (÷ std), with its sign.
+
+A classifier (config.classes > 0) replaces step 2 with a token classifier's head: p_t = softmax(W_o h_t + b_o)
+at every step (float64), loss_t = −log p_t[label] against the given label or the model's own answer at the last
+step, L the last step's (`last`, the default) or every step's (`sum`), ∂L/∂logits_t = w_t (p_t − onehot(label)).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +29,7 @@ from torch import Tensor
 
 from app.engine import kernels
 from app.engine.card import LoadedModel
-from app.engine.errors import OverLimit, WrongModelKind
+from app.engine.errors import OverLimit, UnknownLabel, WrongModelKind
 from app.engine.layers import (
     F32,
     F64,
@@ -53,11 +57,21 @@ class SeriesTrace:
     predicted: F32  # (T, F) the prediction made at step t for step t + 1, in the data's units (the last: a forecast)
     error: F32  # (T, F) predicted_t − value_{t+1}, in the data's units; NaN at the last step
     step_loss: F64  # (T,) Σ_f (x̂_{t+1,f} − x_{t+1,f})², in standard deviations squared; NaN at the last step
+    # (a classifier: predicted and error are (T, 0); step_loss is −log p_t[label] at every step)
     loss: float  # L, the loss BPTT differentiates
     loss_mode: LossMode
     grad_input: F64  # (T,) ‖∂L/∂x_t‖, x_t in standard deviations (as W_ih reads it)
     grad_values: F64  # (T, F) ∂L/∂value_t in the data's units, signed
     checkpoint: str | None = None
+    labels: list[str] | None = None  # a classifier's labels; None: a forecaster
+    probs: F32 | None = None  # (T, C) a classifier's label probabilities after each step
+    label: int | None = None  # the label L is measured against
+    label_source: str | None = None  # "given" or "predicted" (the model's own answer at the last step)
+
+    @property
+    def prediction(self) -> int | None:
+        """A classifier's answer: the most likely label after the last step."""
+        return None if self.probs is None else int(self.probs[-1].argmax())
 
     @property
     def steps(self) -> int:
@@ -65,7 +79,8 @@ class SeriesTrace:
 
 
 def series_model(loaded: LoadedModel, checkpoint: str | None = None) -> tuple[SeriesModel, Scaling]:
-    """The series model of a zoo entry and its scaling, or WrongModelKind."""
+    """The series model of a zoo entry and its scaling, or WrongModelKind (a forecast needs a forecaster:
+    forecast_model)."""
     block = series_card(loaded.card)
     model = loaded.at(checkpoint)
     if not isinstance(model, SeriesModel):
@@ -73,19 +88,46 @@ def series_model(loaded: LoadedModel, checkpoint: str | None = None) -> tuple[Se
     return model, block.scaling
 
 
+def forecast_model(loaded: LoadedModel, checkpoint: str | None = None) -> tuple[SeriesModel, Scaling]:
+    """series_model, for a forecast: a classifier's head writes no next value to feed back (WrongModelKind)."""
+    block = series_card(loaded.card)
+    if block.labels is not None:
+        raise WrongModelKind(
+            f"{loaded.card.id} is a classifier (its labels: {', '.join(block.labels)}): it says which label the "
+            "numbers belong to and writes no next value to forecast with; trace it instead"
+        )
+    return series_model(loaded, checkpoint)
+
+
+def label_index(labels: Sequence[str] | None, label: str | None) -> int | None:
+    """A label's index in a classifier's labels; UnknownLabel if it is none of them, WrongModelKind if the model is
+    a forecaster (it has no labels)."""
+    if label is None:
+        return None
+    if labels is None:
+        raise WrongModelKind("label applies to classifiers only; this model forecasts the next value")
+    if label not in labels:
+        raise UnknownLabel(f"label {label!r} is not one of {list(labels)}")
+    return list(labels).index(label)
+
+
 def trace_series(
     loaded: LoadedModel,
     values: object,
     *,
     loss: LossMode | None = None,
+    label: str | None = None,
     checkpoint: str | None = None,
     max_steps: int = MAX_STEPS,
 ) -> SeriesTrace:
     """Trace a series model on numbers in the data's units: a list of steps of F numbers, or a flat list for one
-    feature (read_values says what is wrong with anything else: BadValues, EmptyInput, InputTooLong)."""
+    feature (read_values says what is wrong with anything else: BadValues, EmptyInput, InputTooLong). A
+    classifier's L is measured against `label`, or its own answer when none is given."""
+    block = series_card(loaded.card)
+    label_id = label_index(block.labels, label)
     model, scaling = series_model(loaded, checkpoint)
     array = read_values(values, scaling.width, max_steps, scaling)
-    result = trace_values(model, scaling, array, loss=loss)
+    result = trace_values(model, scaling, array, loss=loss, labels=block.labels, label=label_id)
     result.checkpoint = checkpoint
     return result
 
@@ -97,11 +139,14 @@ def trace_values(
     values: F64,
     *,
     loss: LossMode | None = None,
+    labels: Sequence[str] | None = None,
+    label: int | None = None,
 ) -> SeriesTrace:
-    """The engine itself, on checked values (T, F) in the data's units."""
+    """The engine itself, on checked values (T, F) in the data's units. A classifier (config.classes > 0) is
+    traced against label `label` (an index into `labels`), or its own answer at the last step if None."""
     cfg = model.config
     T = len(values)
-    mode: LossMode = loss or "sum"
+    mode: LossMode = loss or ("last" if cfg.classes else "sum")
     m64 = model.float64()
     x = scaled_tensor(scaling, values, torch.float64)  # (T, F)
 
@@ -114,20 +159,39 @@ def trace_values(
         inp = fwd.hidden
 
     # 2. Head, errors, per-step losses and ∂L/∂x̂ for all steps at once, in float64.
-    W_o = m64.head.weight  # (F, H)
-    pred = forwards[-1].hidden @ W_o.T + m64.head.bias  # (T, F) x̂_{t+1}, scaled
+    W_o = m64.head.weight  # (F, H), a classifier's (C, H)
+    pred = forwards[-1].hidden @ W_o.T + m64.head.bias  # (T, F) x̂_{t+1}, scaled; a classifier's logits (T, C)
     weight = torch.zeros(T, dtype=torch.float64)
-    if T > 1:
-        if mode == "sum":
-            weight[:-1] = 1.0
-        else:
-            weight[-2] = 1.0
-    diff = torch.full_like(pred, float("nan"))
-    diff[:-1] = pred[:-1] - x[1:]
-    step_loss = (diff**2).sum(1)
-    total = float((step_loss.nan_to_num() * weight).sum())
-    dpred = 2.0 * diff.nan_to_num() * weight[:, None]  # (T, F)
-    ext = (dpred @ W_o).numpy()  # (T, H) ∂L/∂h_t from the head
+    probs: Tensor | None = None
+    if cfg.classes:
+        if labels is not None and len(labels) != cfg.classes:
+            raise ValueError(f"{len(labels)} labels for a head of {cfg.classes}")
+        if label is not None and not 0 <= label < cfg.classes:
+            raise UnknownLabel(f"label index {label} is out of range: the model has {cfg.classes} labels")
+        logp = torch.log_softmax(pred, dim=-1)  # float64: a loss of 1e-9 stays visible
+        probs = logp.exp()
+        label_id = int(probs[-1].argmax()) if label is None else label
+        step_loss = -logp[:, label_id].clone()
+        weight[-1 if mode == "last" else 0 :] = 1.0
+        total = float((step_loss * weight).sum())
+        dlogits = probs * weight[:, None]  # ∂L/∂logits = w_t (p_t − onehot(label))
+        dlogits[:, label_id] -= weight
+        ext = (dlogits @ W_o).numpy()  # (T, H) ∂L/∂h_t from the head
+        diff = torch.zeros((T, 0), dtype=torch.float64)
+        pred = diff
+    else:
+        label_id = None
+        if T > 1:
+            if mode == "sum":
+                weight[:-1] = 1.0
+            else:
+                weight[-2] = 1.0
+        diff = torch.full_like(pred, float("nan"))
+        diff[:-1] = pred[:-1] - x[1:]
+        step_loss = (diff**2).sum(1)
+        total = float((step_loss.nan_to_num() * weight).sum())
+        dpred = 2.0 * diff.nan_to_num() * weight[:, None]  # (T, F)
+        ext = (dpred @ W_o).numpy()  # (T, H) ∂L/∂h_t from the head
 
     # 3. BPTT, top layer first; each layer's ∂L/∂(its input) is the external gradient of the layer below.
     layers: list[LayerTrace] = [None] * cfg.num_layers  # type: ignore[list-item]
@@ -138,7 +202,7 @@ def trace_values(
     kernels.row_norms(ext, grad_input)
 
     std = np.array(scaling.std)
-    predicted = scaling.unscale(pred.numpy())
+    predicted = scaling.unscale(pred.numpy()) if not cfg.classes else pred.numpy()
     return SeriesTrace(
         cell=cfg.cell,
         kind="series",
@@ -147,12 +211,16 @@ def trace_values(
         inputs=x.numpy().astype(np.float32),
         layers=layers,
         predicted=predicted.astype(np.float32),
-        error=(diff.numpy() * std).astype(np.float32),
+        error=(diff.numpy() * (std if not cfg.classes else 1.0)).astype(np.float32),
         step_loss=step_loss.numpy(),
         loss=total,
         loss_mode=mode,
         grad_input=grad_input,
         grad_values=ext / std,
+        labels=None if not cfg.classes else list(labels or (str(c) for c in range(cfg.classes))),
+        probs=None if probs is None else probs.numpy().astype(np.float32),
+        label=label_id,
+        label_source=None if label_id is None else "given" if label is not None else "predicted",
     )
 
 
@@ -194,7 +262,7 @@ def forecast_steps(
     written, yielding every step as soon as it is computed. The forecast's values are the predictions of the
     last given step and of every step after it. Errors (BadValues, EmptyInput, InputTooLong, OverLimit) are
     raised before the first step."""
-    model, scaling = series_model(loaded, checkpoint)
+    model, scaling = forecast_model(loaded, checkpoint)
     array = read_values(values, scaling.width, max_steps, scaling)
     if not 0 <= steps <= max_forecast:
         raise OverLimit("forecast", steps, max_forecast, "max_generate")
@@ -250,7 +318,7 @@ def forecast(
     max_forecast: int = MAX_FORECAST,
 ) -> Forecast:
     """forecast_steps, collected: the given values, the `steps` values written after them, and every step."""
-    model, scaling = series_model(loaded, checkpoint)
+    model, scaling = forecast_model(loaded, checkpoint)
     array = read_values(values, scaling.width, max_steps, scaling)
     if not 0 <= steps <= max_forecast:
         raise OverLimit("forecast", steps, max_forecast, "max_generate")
@@ -263,4 +331,13 @@ def forecast(
     )
 
 
-__all__ = ["Forecast", "SeriesStep", "SeriesTrace", "forecast", "forecast_steps", "trace_series", "trace_values"]
+__all__ = [
+    "Forecast",
+    "SeriesStep",
+    "SeriesTrace",
+    "forecast",
+    "forecast_model",
+    "forecast_steps",
+    "trace_series",
+    "trace_values",
+]

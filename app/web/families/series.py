@@ -58,7 +58,9 @@ def value_steps(values: list[Any], settings: Settings) -> int:
 
 
 def trace_request(loaded: LoadedModel, req: TraceRequest, settings: Settings) -> SeriesWire:
-    tr = trace_series(loaded, req.values, loss=req.loss, checkpoint=req.checkpoint, max_steps=settings.max_steps)
+    tr = trace_series(
+        loaded, req.values, loss=req.loss, label=req.label, checkpoint=req.checkpoint, max_steps=settings.max_steps
+    )
     return SeriesWire.build(loaded, tr, req.precision)
 
 
@@ -198,13 +200,18 @@ class SeriesWeb:
         return JacobianInput(tokens, norms, loaded.card.num_layers)
 
     def card_fields(self, loaded: LoadedModel) -> dict[str, Any]:
-        return {"embed_size": 0, "vocab": list(loaded.vocab.tokens), "series": series_card(loaded.card).to_json()}
+        block = series_card(loaded.card)
+        labels = None if block.labels is None else list(block.labels)
+        return {"embed_size": 0, "vocab": list(loaded.vocab.tokens), "labels": labels, "series": block.to_json()}
 
     def page_card(self, loaded: LoadedModel) -> dict[str, Any] | None:
-        return {"embed_size": 0, "vocab": None, "labels": None, "series": series_card(loaded.card).to_json()}
+        block = series_card(loaded.card)
+        labels = None if block.labels is None else list(block.labels)
+        return {"embed_size": 0, "vocab": None, "labels": labels, "series": block.to_json()}
 
     def labels(self, loaded: LoadedModel) -> list[str] | None:
-        return None
+        labels = series_card(loaded.card).labels
+        return None if labels is None else list(labels)
 
     def page(
         self, zoo: Zoo, loaded: LoadedModel, view: str, task_models: list[LoadedModel], peers: list[LoadedModel]
@@ -223,11 +230,13 @@ class SeriesWeb:
         return PageChoice("series.html", {"peers": task_models})
 
     def home_card(self, loaded: LoadedModel) -> dict[str, Any]:
-        scaling = series_card(loaded.card).scaling
+        block = series_card(loaded.card)
+        scaling = block.scaling
+        features = ", ".join(scaling.features) if scaling.width <= 3 else f"{scaling.width} numbers a {scaling.step}"
         return {
-            "shape": "numbers in, the next value out",
-            "reads": ", ".join(scaling.features) + (f" ({scaling.units})" if scaling.units else ""),
-            "open": "Forecast",
+            "shape": "numbers in, a label out" if block.classify else "numbers in, the next value out",
+            "reads": features + (f" ({scaling.units})" if scaling.units else ""),
+            "open": "Classify" if block.classify else "Forecast",
             "writes": False,
             "learning": False,
             "values": True,
@@ -238,9 +247,8 @@ class SeriesWeb:
 
     def not_compared(self, task: str, first: str, known: str) -> str | None:
         return (
-            f"the task {task!r} reads numbers: its models are compared by their held-out error against "
-            f"persistence and AR(p) on each model's page (/models/{first}), not cell by cell here. "
-            f"Tasks with several cells: {known}"
+            f"the task {task!r} reads numbers: its models are compared by their held-out error or accuracy on "
+            f"each model's page (/models/{first}), not cell by cell here. Tasks with several cells: {known}"
         )
 
     def in_lab(self, loaded: LoadedModel) -> bool:

@@ -1,12 +1,14 @@
 // The series page: a model that reads numbers. Paste numbers (commas, spaces or new lines between them): the
 // stream traces them (one-step predictions, states, gates, BPTT with ∂L/∂x_t) and the generate endpoint runs
 // the free-running forecast. A bad number is the API's own message, shown under the input.
+// A classifier (the card's target "classify": the spoken digits) reads frames, one a line, and says its answer:
+// the frames and its label probabilities after every frame are drawn, and no forecast is asked for.
 
 import { ApiError, generate } from "../api.js";
 import { bus } from "../bus.js";
 import { showInputError } from "../inputerror.js";
 import { bindKeys } from "../keys.js";
-import { exampleText, parseNumbers } from "../numbers.js";
+import { exampleFrames, exampleText, parseFrames, parseNumbers } from "../numbers.js";
 import { mountPage } from "../panels.js";
 import { arrived, bindUnitBox, exposePage, followCursor, followLayout, followUnit, loadCard, pusher, submitOnEnter } from "../pagekit.js";
 import { Player, speedFor } from "../player.js";
@@ -14,16 +16,19 @@ import { Session } from "../session.js";
 import { bindDeleteButton } from "../upload.js";
 import { readParams, writeParams } from "../url.js";
 import { Controls } from "../views/controls.js";
+import { answerAt, pct } from "../views/seriesclass.js";
 
 const $ = (id) => document.getElementById(id);
 const modelId = document.body.dataset.model;
 const perf = window.__unrolled;
+const classify = document.body.dataset.target === "classify";
 
 const P = readParams({
   values: { default: "" },
   first: { default: "" },
   example: { type: "int", default: 1 },
   loss: { default: "last", values: ["last", "sum"] },
+  label: { default: "" },
   length: { type: "int", default: 20 },
   step: { type: "int", default: 0 },
   phase: { default: "forward", values: ["forward", "backward"] },
@@ -83,6 +88,7 @@ const session = new Session(modelId, {
   onDone(trace) {
     perf.loaded = (perf.loaded ?? 0) + 1;
     perf.series = { steps: trace.T, values: trace.values.map((v) => v?.[0]), predicted: trace.predicted.map((v) => v?.[0]) };
+    if (classify) showPrediction(trace);
     if (P.play) {
       P.play = false;
       player.play();
@@ -90,7 +96,22 @@ const session = new Session(modelId, {
   },
 });
 
+/** A classifier's answer after the last frame, large above the panels (and what L was measured against). */
+function showPrediction(trace) {
+  const el = $("prediction");
+  if (!trace) {
+    el.textContent = "";
+    perf.prediction = null;
+    return;
+  }
+  const { label, p } = answerAt(trace, trace.T - 1);
+  const given = trace.labelSource === "given" ? ` · L measured against ${trace.label}` : "";
+  el.textContent = `The model hears: ${label} (${pct(p)})${given}`;
+  perf.prediction = label;
+}
+
 async function run() {
+  if (classify) return runClassify();
   const text = $("text-input").value;
   const values = parseNumbers(text);
   const typed = $("first-input").value.trim();
@@ -130,28 +151,59 @@ async function run() {
   }
 }
 
+/** A classifier's run: the frames traced (against the label chosen, or its own answer); nothing forecast. */
+async function runClassify() {
+  const values = parseFrames($("text-input").value);
+  const loss = $("loss-select").value;
+  const label = $("label-select").value;
+  writeParams({ values: null, loss: loss === "last" ? null : loss, label: label || null }, { now: true });
+  if (values.length === 0) {
+    showError("No frames: paste some, one a line or a semicolon between them, each frame's numbers with spaces or commas between them, then Enter.");
+    return;
+  }
+  const run = ++state.run;
+  showError("");
+  showWarning(null);
+  showPrediction(null);
+  try {
+    await session.start({ values, loss, precision: 4, ...(label ? { label } : {}) });
+  } catch (e) {
+    if (run === state.run) showError(e.message);
+  }
+}
+
 async function main() {
   const card = await loadCard(modelId);
   if (!card) return;
   session.card = card;
   const examples = card.examples ?? [];
   examples.forEach((ex, i) => {
-    const o = new Option(`${ex.values.length} values${ex.first !== undefined ? ` from ${ex.first}` : ""}${ex.note ? ` — ${ex.note}` : ""}`, String(i));
+    const what = classify ? `${ex.label ?? "?"}: ${ex.values.length} frames` : `${ex.values.length} values${ex.first !== undefined ? ` from ${ex.first}` : ""}`;
+    const o = new Option(`${what}${ex.note ? ` — ${ex.note}` : ""}`, String(i));
     $("examples").append(o);
   });
   const useExample = (i) => {
     const ex = examples[i];
     if (!ex) return;
+    if (classify) {
+      $("text-input").value = exampleFrames(ex);
+      $("label-select").value = ex.label ?? "";
+      return;
+    }
     $("text-input").value = exampleText(ex);
     $("first-input").value = ex.first !== undefined ? String(ex.first) : "";
   };
-  if (P.values) {
+  if (classify) {
+    useExample(Math.max(0, P.example - 1));
+    if (P.label) $("label-select").value = P.label;
+  } else if (P.values) {
     $("text-input").value = P.values;
     $("first-input").value = P.first;
   } else useExample(Math.max(0, P.example - 1));
   $("loss-select").value = P.loss;
-  if (![...$("length-select").options].some((o) => Number(o.value) === P.length)) $("length-select").append(new Option(String(P.length), String(P.length)));
-  $("length-select").value = String(P.length);
+  if (classify) $("label-select").addEventListener("change", () => $("run-form").requestSubmit());
+  else if (![...$("length-select").options].some((o) => Number(o.value) === P.length)) $("length-select").append(new Option(String(P.length), String(P.length)));
+  if (!classify) $("length-select").value = String(P.length);
   $("examples").addEventListener("change", () => {
     const i = $("examples").value;
     if (i === "") return;
@@ -160,7 +212,7 @@ async function main() {
     P.step = 0;
     run();
   });
-  for (const id of ["loss-select", "length-select"]) $(id).addEventListener("change", () => $("run-form").requestSubmit());
+  for (const id of classify ? ["loss-select"] : ["loss-select", "length-select"]) $(id).addEventListener("change", () => $("run-form").requestSubmit());
   $("run-form").addEventListener("submit", (e) => {
     e.preventDefault();
     P.step = 0;

@@ -145,8 +145,12 @@ export class InputGradView extends View {
     if (phase === "forward") this.overlay.setMask([xOf(first, 0) - 0.5, xOf(first, tr.T - 1) + 0.5], "∂L/∂x_t arrives with the BPTT sweep (B)");
     else this.overlay.setMask(t > 0 ? [xOf(first, 0) - 0.5, xOf(first, t) - 0.5] : null, "BPTT has not reached these yet");
     if (this.readout) {
-      const g = tr.gradValues[t]?.[0];
-      const text = phase === "backward" && g !== undefined && g !== null ? `∂L/∂x at ${first === null ? `step ${t + 1}` : first + t}: ${g.toPrecision(3)} — raising that value by 1 would change L by about this much.` : "";
+      const row = tr.gradValues[t];
+      const several = (row?.length ?? 1) > 1;
+      const g = several ? Math.hypot(...row) : row?.[0];
+      const at = first === null ? `step ${t + 1}` : first + t;
+      const what = several ? `‖∂L/∂x‖ at ${at}: ${g?.toPrecision(3)} — how strongly L depends on that step's ${row?.length} numbers.` : `∂L/∂x at ${at}: ${g?.toPrecision(3)} — raising that value by 1 would change L by about this much.`;
+      const text = phase === "backward" && g !== undefined && g !== null ? what : "";
       if (this.readout.textContent !== text) this.readout.textContent = text;
     }
   }
@@ -155,14 +159,17 @@ export class InputGradView extends View {
     const tr = this.trace;
     const first = this.first();
     const xs = [...Array(tr.T).keys()].map((t) => xOf(first, t));
-    const ys = tr.gradValues.map((g) => g?.[0] ?? 0);
-    const bars = { type: "bar", x: xs, y: ys, marker: { color: ys.map((v) => (v >= 0 ? "#d95f0e" : "#1f6fb4")) }, hovertemplate: "%{x}: ∂L/∂x = %{y:.3g}<extra></extra>" };
+    // several numbers a step (a classifier's 13 MFCCs): the size of the step's gradient, ‖∂L/∂x_t‖, in the data's units
+    const several = (tr.features?.length ?? 1) > 1;
+    const ys = tr.gradValues.map((g) => (several ? Math.hypot(...(g ?? [0])) : g?.[0] ?? 0));
+    const label = several ? "‖∂L/∂x_t‖" : "∂L/∂x_t";
+    const bars = { type: "bar", x: xs, y: ys, marker: { color: ys.map((v) => (v >= 0 ? "#d95f0e" : "#1f6fb4")) }, hovertemplate: `%{x}: ${label} = %{y:.3g}<extra></extra>` };
     const layout = baseLayout({
       height: sized(this.height, this.height),
       bargap: 0.15,
       margin: { l: 64, r: 16, t: 8, b: 44 },
       xaxis: { title: { text: first === null ? "step" : "year", standoff: 6 } },
-      yaxis: { title: { text: "∂L/∂x_t", standoff: 6 }, exponentformat: "power" },
+      yaxis: { title: { text: label, standoff: 6 }, exponentformat: "power" },
     });
     Plotly.react(this.gd, [bars], layout, plotConfig("input-gradient")).then(() => this.overlay.measure());
   }
