@@ -96,6 +96,9 @@ class PageChoice:
 
 
 class WebFamily(Protocol):
+    """A family's web side. Each family's class subclasses it: the methods with a body here are defaults (an
+    operation most families do not serve, refused by name); those without must be written by every family."""
+
     @property
     def name(self) -> str:
         """The engine family's name (app/engine/family.py)."""
@@ -109,8 +112,10 @@ class WebFamily(Protocol):
     def transcribe_job(
         self, loaded: LoadedModel, wav: bytes, req: TranscribeRequest, settings: Settings
     ) -> TraceStream:
-        """A WAV file's trace (POST /transcribe: its body; the stream's transcribe mode: its frames)."""
-        ...
+        """A WAV file's trace (POST /transcribe: its body; the stream's transcribe mode: its frames). Refused by
+        default: a family that subclasses WebFamily inherits the refusal, so a new operation edits the family that
+        serves it and this protocol, not every other family."""
+        raise not_transcribing(loaded)
 
     def jacobian_input(
         self, loaded: LoadedModel, req: JacobianRequest, settings: Settings, check_steps: Callable[[int], None]

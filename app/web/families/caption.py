@@ -11,7 +11,7 @@ from app.engine.caption.card import caption_card
 from app.engine.card import LoadedModel
 from app.engine.errors import WrongModelKind
 from app.web.config import Settings
-from app.web.families.base import JacobianInput, PageChoice, StepStream, StreamRequest, TraceStream
+from app.web.families.base import JacobianInput, PageChoice, StepStream, StreamRequest, TraceStream, WebFamily
 from app.web.schemas.jacobian import JacobianRequest
 from app.web.schemas.models import GenerateRequest, TraceRequest, TranslateRequest
 from app.zoo.zoo import Zoo
@@ -22,7 +22,7 @@ def not_served(loaded: LoadedModel, what: str) -> WrongModelKind:
                           "not served for caption models")  # fmt: skip
 
 
-class CaptionWeb:
+class CaptionWeb(WebFamily):
     name = "caption"
 
     def trace_job(self, loaded: LoadedModel, req: TraceRequest, settings: Settings) -> NoReturn:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from app.web.families.base import (
     StepStream,
     StreamRequest,
     TraceStream,
-    not_transcribing,
+    WebFamily,
 )
 from app.web.schemas.jacobian import JacobianRequest
 from app.web.schemas.models import (
@@ -34,7 +34,6 @@ from app.web.schemas.models import (
     StreamGenerateRequest,
     StreamTranslateRequest,
     TraceRequest,
-    TranscribeRequest,
     TranslateRequest,
 )
 from app.wire.frames import Array, dumps
@@ -115,7 +114,7 @@ def not_translation(loaded: LoadedModel) -> WrongModelKind:
     return WrongModelKind(f"{loaded.card.id} is a {loaded.card.kind} model, not a translation model")
 
 
-class SeriesWeb:
+class SeriesWeb(WebFamily):
     name = "series"
 
     def trace_job(self, loaded: LoadedModel, req: TraceRequest, settings: Settings) -> Job:
@@ -142,9 +141,6 @@ class SeriesWeb:
 
     def translate_job(self, loaded: LoadedModel, req: TranslateRequest, settings: Settings) -> Job:
         raise not_translation(loaded)
-
-    def transcribe_job(self, loaded: LoadedModel, wav: bytes, req: TranscribeRequest, settings: Settings) -> NoReturn:
-        raise not_transcribing(loaded)
 
     def stream(self, loaded: LoadedModel, req: StreamRequest, settings: Settings) -> TraceStream | StepStream:
         """A trace (meta, steps, grads, done), or a forecast whose steps leave as they are computed."""

@@ -25,7 +25,7 @@ from app.engine.speech.trace import trace_audio, transcript_ids
 from app.web.capacity import cost
 from app.web.config import Settings
 from app.web.errors import error_body
-from app.web.families.base import JacobianInput, PageChoice, StepStream, StreamRequest, TraceStream
+from app.web.families.base import JacobianInput, PageChoice, StepStream, StreamRequest, TraceStream, WebFamily
 from app.web.schemas.jacobian import JacobianRequest
 from app.web.schemas.models import GenerateRequest, TraceRequest, TranscribeRequest, TranslateRequest
 from app.wire.speech import SpeechWire, estimate_bytes
@@ -72,7 +72,7 @@ def transcribe_seconds(loaded: LoadedModel, audio: Audio, steps: int, beam: int,
     )
 
 
-class SpeechWeb:
+class SpeechWeb(WebFamily):
     name = "speech"
 
     def transcribe_job(

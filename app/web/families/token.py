@@ -4,7 +4,7 @@ the next token or a class, or reads notes, is this family's own business and is 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from app.web.families.base import (
     StepStream,
     StreamRequest,
     TraceStream,
-    not_transcribing,
+    WebFamily,
 )
 from app.web.schemas.jacobian import JacobianRequest
 from app.web.schemas.models import (
@@ -31,7 +31,6 @@ from app.web.schemas.models import (
     StreamTraceRequest,
     StreamTranslateRequest,
     TraceRequest,
-    TranscribeRequest,
     TranslateRequest,
 )
 from app.web.service import Generation, check_chars, compute_trace, readable, text_of, trace_steps
@@ -77,7 +76,7 @@ def table(loaded: LoadedModel, tr: Trace) -> list[str]:
     return lines
 
 
-class TokenWeb:
+class TokenWeb(WebFamily):
     name = "token"
 
     def trace_job(self, loaded: LoadedModel, req: TraceRequest, settings: Settings) -> Job:
@@ -105,9 +104,6 @@ class TokenWeb:
 
     def translate_job(self, loaded: LoadedModel, req: TranslateRequest, settings: Settings) -> Job:
         raise not_translation(loaded)
-
-    def transcribe_job(self, loaded: LoadedModel, wav: bytes, req: TranscribeRequest, settings: Settings) -> NoReturn:
-        raise not_transcribing(loaded)
 
     def stream(self, loaded: LoadedModel, req: StreamRequest, settings: Settings) -> TraceStream | StepStream:
         if isinstance(req, StreamTranslateRequest):

@@ -5,7 +5,7 @@ app/wire/translation.py's."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 from app.engine.card import LoadedModel, ModelCard
 from app.engine.errors import WrongModelKind
@@ -21,7 +21,7 @@ from app.web.families.base import (
     StepStream,
     StreamRequest,
     TraceStream,
-    not_transcribing,
+    WebFamily,
 )
 from app.web.schemas.jacobian import JacobianRequest
 from app.web.schemas.models import (
@@ -30,7 +30,6 @@ from app.web.schemas.models import (
     StreamTraceRequest,
     StreamTranslateRequest,
     TraceRequest,
-    TranscribeRequest,
     TranslateRequest,
 )
 from app.web.service import check_chars, check_top_k, text_of
@@ -116,7 +115,7 @@ def attention_peer(zoo: Zoo, card: ModelCard) -> LoadedModel | None:
     return others[0] if others else None
 
 
-class TranslationWeb:
+class TranslationWeb(WebFamily):
     name = "translation"
 
     def trace_job(self, loaded: LoadedModel, req: TraceRequest, settings: Settings) -> Job:
@@ -140,9 +139,6 @@ class TranslationWeb:
 
         estimate = estimate_bytes(loaded, steps, req.top_k)
         return Job(work, cost.translate_seconds(loaded, steps), estimate)
-
-    def transcribe_job(self, loaded: LoadedModel, wav: bytes, req: TranscribeRequest, settings: Settings) -> NoReturn:
-        raise not_transcribing(loaded)
 
     def stream(self, loaded: LoadedModel, req: StreamRequest, settings: Settings) -> TraceStream | StepStream:
         """meta, the encoder's steps, the decoder's steps, the decoder's BPTT, the encoder's BPTT, done."""
