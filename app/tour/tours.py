@@ -101,6 +101,9 @@ VIEW_PANELS: dict[str, frozenset[str]] = {
 }
 # The lab's scenes (/lab): the knobs of the vanishing gradient on a fresh network, and cells trained live. They run
 # no model of the zoo.
+# Panels of a page that no scene may name yet: a series classifier's frames and label probabilities (the digits
+# page). A tour scene of a classifier over frames is not built; naming them would pass validation and draw nothing.
+PAGE_ONLY_PANELS = frozenset({"frames", "classprobs"})
 VIEW_PANELS["knobs"] = frozenset({"knobs"})
 VIEW_PANELS["train"] = frozenset({"training"})
 LAB_VIEWS = {"knobs", "train"}
