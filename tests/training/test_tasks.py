@@ -34,6 +34,7 @@ def test_registry_has_every_task_with_its_kind() -> None:
         "numbers": "translate",
         "melody": "next_token",
         "sunspots": "series",
+        "speech": "transcribe",
     }
     for name, task in TASKS.items():
         assert task.name == name

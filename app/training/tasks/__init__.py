@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.training.tasks import alphabet, charlm, melody, memory, numbers, sentiment, sunspots
+from app.training.tasks import alphabet, charlm, melody, memory, numbers, sentiment, speech, sunspots
 from app.training.tasks.base import Batch, Budget, KeyMetric, ModelSize, Task, TaskData
 
 TASKS: dict[str, Task[Any]] = {
     t.name: t
-    for t in (alphabet.TASK, memory.TASK, charlm.TASK, sentiment.TASK, numbers.TASK, melody.TASK, sunspots.TASK)
+    for t in (
+        alphabet.TASK,
+        memory.TASK,
+        charlm.TASK,
+        sentiment.TASK,
+        numbers.TASK,
+        melody.TASK,
+        sunspots.TASK,
+        speech.TASK,
+    )
 }
 
 __all__ = ["TASKS", "Batch", "Budget", "KeyMetric", "ModelSize", "Task", "TaskData"]
