@@ -101,10 +101,11 @@ def train(
     started = time.perf_counter()
     cpu_started = time.process_time()
     with deterministic(seed):
-        card, model = _train(task, cell, variant, out, seed, dry_run, cache, progress, cpu_started)
+        card, model, data = _train(task, cell, variant, out, seed, dry_run, cache, progress, cpu_started)
     card.train_seconds = round(time.perf_counter() - started, 1)
     card.metrics["training"]["cpu_seconds"] = round(time.process_time() - cpu_started, 1)
     save_model(out, card, model)
+    task.write_files(out, data)
     return card
 
 
@@ -118,7 +119,7 @@ def _train(
     cache: Path,
     progress: bool,
     cpu_started: float,
-) -> tuple[ModelCard, nn.Module]:
+) -> tuple[ModelCard, nn.Module, Any]:
     mid = model_id(task.name, cell, variant)
     data = task.load(dry_run, cache)
     size: ModelSize = task.dry_size(cell) if dry_run else task.size(cell)
@@ -214,6 +215,7 @@ def _train(
         kind=task.kind,
         hidden_size=size.hidden_size,
         num_layers=size.num_layers,
+        bidirectional=size.bidirectional,
         vocab=data.vocab.to_json(),
         block=task.card_block(model, data, size),
         description=task.description,
@@ -224,4 +226,4 @@ def _train(
         seed=seed,
         data_source=data.data_source,
     )
-    return card, model
+    return card, model, data

@@ -35,6 +35,7 @@ def test_registry_has_every_task_with_its_kind() -> None:
         "melody": "next_token",
         "sunspots": "series",
         "digits": "series",
+        "speech": "transcribe",
     }
     for name, task in TASKS.items():
         assert task.name == name

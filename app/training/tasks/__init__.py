@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.training.tasks import alphabet, charlm, digits, melody, memory, numbers, sentiment, shapes, sunspots
+from app.training.tasks import alphabet, charlm, digits, melody, memory, numbers, sentiment, shapes, speech, sunspots
 from app.training.tasks.base import Batch, Budget, KeyMetric, ModelSize, Task, TaskData
 
 TASKS: dict[str, Task[Any]] = {
@@ -19,6 +19,7 @@ TASKS: dict[str, Task[Any]] = {
         sunspots.TASK,
         shapes.TASK,
         digits.TASK,
+        speech.TASK,
     )
 }
 

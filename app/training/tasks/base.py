@@ -48,6 +48,7 @@ class ModelSize:
     embed_size: int
     hidden_size: int
     num_layers: int = 1
+    bidirectional: bool = False  # each layer also reads last step to first (a model that hears the whole clip)
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,9 @@ class Task(ABC, Generic[D]):
             positive_label=self.positive_label,
             target=self.target,
         )
+
+    def write_files(self, out: Path, data: D) -> None:
+        """Files the task's page needs beside its models in `out` (speech: example clips). By default none."""
 
     def init_model(self, model: Any, data: D) -> None:
         """Initialisation beyond torch's default. LSTM: forget-gate bias 1 (the sum bias_ih + bias_hh)."""
