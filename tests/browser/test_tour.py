@@ -35,7 +35,7 @@ REPORT = """() => [...document.querySelectorAll('#stage .tour-panel')].map((p) =
   beams: p.querySelectorAll('.beams li.beam').length,
   bars: p.querySelectorAll('.bar:not([hidden])').length,
   written: p.querySelectorAll('.gen-output span').length,
-  tokens: p.querySelectorAll('.textview .tk').length,
+  tokens: p.querySelectorAll('.textview .tk, .collapse-mark').length,
   canvases: p.querySelectorAll('canvas').length,
   rows: p.querySelectorAll('.ratio-table tbody tr').length,
   notes: p.querySelectorAll('svg.pianoroll-svg rect.note').length,
@@ -52,6 +52,8 @@ NEEDS: dict[str, list[str]] = {
     "norms": ["plots", "rows"],
     "beams": ["beams"],
     "roll": ["notes"],
+    "sound": ["canvases"],
+    "posteriors": ["canvases"],
 }
 HAS_DATA = f"""(needs) => {{
   const report = ({REPORT})();
