@@ -308,6 +308,19 @@ def test_an_image_of_1_mib_passes_the_body_limit_and_one_byte_more_is_413(shapes
     assert r.status_code == 413 and "max_image_bytes" in r.json()["message"]
 
 
+def test_a_lower_max_image_bytes_holds_for_the_stream_too(shapes_settings: Settings) -> None:
+    png = png_of(SCENES["green square above red circle"])
+    settings = shapes_settings.model_copy(update={"max_image_bytes": len(png) - 1})
+    with TestClient(create_app(settings)) as client:
+        r = post_caption(client, "shapes-rnn", png)
+        assert r.status_code == 413 and f"larger than {len(png) - 1} bytes (max_image_bytes)" in r.json()["message"]
+        with client.websocket_connect("/api/models/shapes-rnn/stream") as ws:
+            ws.send_json(stream_request(png))
+            frame = ws.receive_json()
+    assert frame["error"] == "too_large"
+    assert frame["message"] == f"the file has {len(png)} bytes; the limit is {len(png) - 1} (max_image_bytes)"
+
+
 def test_a_body_over_the_limit_is_413_before_it_is_read(server: LiveServer) -> None:
     head = (
         f"POST /api/models/shapes-lstm/caption HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"

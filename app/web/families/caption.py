@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from app.engine.caption.card import caption_card
-from app.engine.caption.image import read_image
+from app.engine.caption.image import ImageTooLarge, read_image
 from app.engine.caption.trace import caption_pixels, captioner, encode_caption
 from app.engine.card import LoadedModel
 from app.engine.errors import WrongModelKind
@@ -54,6 +54,9 @@ class CaptionWeb(WebFamily):
         413, refused from the header, the rest 422), the given caption's words and the checkpoint too; the beam
         search and the trace run later, off the event loop."""
         _, words = captioner(loaded, req.checkpoint)  # an unknown checkpoint: 404 before any work
+        if len(image) > settings.max_image_bytes:  # the stream's image (REST's body is refused before it is read)
+            raise ImageTooLarge(f"the file has {len(image)} bytes; the limit is {settings.max_image_bytes} "
+                                "(max_image_bytes)", "bytes")  # fmt: skip
         pixels = read_image(image)
         if req.caption is not None:
             encode_caption(words, req.caption, caption_card(loaded.card).max_length)
