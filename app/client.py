@@ -100,6 +100,21 @@ class Client:
         traced.arrays["features"] = np.asarray(traced.meta["features"], dtype=np.float32)
         return traced
 
+    def caption(self, model_id: str, image_bytes: bytes, caption: str | None = None, **options: Any) -> Traced:
+        """A caption model's caption of a PNG or JPEG file's bytes: meta["caption"] (the best beam's) and
+        meta["beams"] ({"caption", "score", "finished"}, best first), meta["words"] (what each step wrote or was
+        scored on: `caption` teacher-forced, else the model's own), meta["total_loss"], meta["start"] (h_{−1},
+        c_{−1}) and meta["grad_norms"] (what reaches each of meta["cells"] grid cells: "grid", "grid_attention",
+        "grid_start"; "start"), and the arrays by word: "layers.0.hidden", "layers.0.cell_state" and
+        "layers.0.gates.{gate}" (T, H), "attention" (T, G) (each row sums to 1), "loss" (T,), "prediction.p" and
+        "prediction.token_id" (T, 5), "grad_norms.hidden.0", "grad_norms.cell_state.0", "grad_norms.weight_hh.0",
+        "grad_norms.input" and "grad_norms.context" (T,), "grad_norms.grid" (T, G) each word's own loss reaching
+        each grid cell. `options`: beam, checkpoint."""
+        request = {**options, "mode": "caption", "image": base64.b64encode(image_bytes).decode("ascii")}
+        if caption is not None:
+            request["caption"] = caption
+        return self._records(model_id, request)
+
     def _records(self, model_id: str, request: dict[str, Any]) -> Traced:
         """A stream's meta frame and its step and grad records, decoded."""
         request = {**request, "encoding": "binary", "batch": BATCH}

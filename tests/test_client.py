@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -21,6 +23,7 @@ from app.client import Client, ClientError
 from app.web.config import ROOT, Settings
 from tests.conftest import LiveServer, write_model
 from tests.speech import voice_wav, write_speech_model
+from tests.web.test_caption_api import SCENES, png_of
 
 
 def rest(live: LiveServer, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -177,3 +180,50 @@ def test_transcribe_errors_arrive_as_client_errors(speech_live: LiveServer) -> N
     with pytest.raises(ClientError) as e:
         client.transcribe("chars-lstm", voice_wav(0.5))
     assert e.value.status == 409 and "does not read audio" in str(e.value)
+
+
+@pytest.fixture(scope="module")
+def caption_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    folder = tmp_path_factory.mktemp("client-caption")
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(ROOT / "models" / f"shapes-lstm{suffix}", folder)
+    write_model(folder, "chars-lstm", "lstm", "next_token")
+    card = json.loads((folder / "shapes-lstm.json").read_text())
+    card["checkpoints"] = []  # the checkpoints' files stay behind
+    (folder / "shapes-lstm.json").write_text(json.dumps(card))
+    with LiveServer(Settings(models_dir=folder, send_timeout=5.0)) as server:
+        yield server
+
+
+def test_caption_gives_the_rest_bodys_values_as_arrays(caption_live: LiveServer) -> None:
+    drawn = SCENES["green square above red circle"]
+    png = png_of(drawn, side=96)
+    captioned = Client(caption_live.url).caption("shapes-lstm", png, caption=drawn.caption, beam=3)
+    r = httpx.post(f"{caption_live.url}/api/models/shapes-lstm/caption", params={"caption": drawn.caption, "beam": 3},
+                   content=png, headers={"content-type": "image/png"}, timeout=30)  # fmt: skip
+    body = r.json()
+    t, got, meta = body["trace"], captioned.arrays, captioned.meta
+    assert (meta["caption"], meta["beams"], meta["total_loss"]) == (body["caption"], body["beams"], t["total_loss"])
+    assert len(meta["beams"]) == 3 and meta["words"] == [*drawn.caption.split(), "</s>"]
+    layer = t["layers"][0]
+    equal(got["layers.0.hidden"], layer["hidden"], "float32")
+    equal(got["layers.0.cell_state"], layer["cell_state"], "float32")
+    for gate, values in layer["gates"].items():
+        equal(got[f"layers.0.gates.{gate}"], values, "float32")
+    equal(got["attention"], t["attention"], "float32")
+    equal(got["loss"], t["loss"], "float32")
+    for name in ("hidden", "cell_state", "weight_hh"):
+        equal(got[f"grad_norms.{name}.0"], t["grad_norms"][name][0], "float64")
+    equal(got["grad_norms.context"], t["grad_norms"]["context"], "float64")
+    equal(got["grad_norms.grid"], t["grad_norms"]["grid_words"], "float64")
+    assert meta["grad_norms"]["grid"] == t["grad_norms"]["grid"] and meta["start"] == t["start"]
+
+
+def test_caption_errors_arrive_as_client_errors(caption_live: LiveServer) -> None:
+    client = Client(caption_live.url)
+    with pytest.raises(ClientError) as e:
+        client.caption("shapes-lstm", b"not an image at all")
+    assert e.value.status == 422 and "not a PNG or JPEG image" in str(e.value)
+    with pytest.raises(ClientError) as e:
+        client.caption("chars-lstm", png_of(SCENES["green square above red circle"]))
+    assert e.value.status == 409 and "does not read images" in str(e.value)

@@ -31,6 +31,7 @@ from app.web.families import speech as speech_web
 from app.web.middleware.metrics import Metrics, MetricsAndLimits
 from app.web.middleware.metrics_port import MetricsServer
 from app.web.middleware.security import SecurityHeaders, SlashRedirect
+from app.web.routes import caption as routes_caption
 from app.web.routes import health, lab_train, pages, stream, upload
 from app.web.routes import jacobian as routes_jacobian
 from app.web.routes import lab as routes_lab
@@ -135,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routes_models.router,
         upload.router,
         routes_trace.router,
+        routes_caption.router,
         stream.router,
         routes_lab.router,
         routes_jacobian.router,
@@ -156,6 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         route_limits={  # routes whose body is a file, with a limit of their own
             ("POST", "/api/models"): (settings.max_upload_bytes, "max_upload_bytes"),
             ("POST", "/api/models/{model_id}/transcribe"): (settings.max_audio_bytes, "max_audio_bytes"),
+            ("POST", "/api/models/{model_id}/caption"): (settings.max_image_bytes, "max_image_bytes"),
         },
     )
     app.add_middleware(SlashRedirect)

@@ -104,6 +104,13 @@ class Settings(BaseSettings):
         description="largest WAV body (POST /api/models/{id}/transcribe), in place of max_body_bytes: 10 s of 48 kHz "
         "stereo 32-bit samples and 64 KiB of header chunks; a stream's request may hold it in base64",
     )
+    max_image_bytes: int = Field(
+        1 << 20,
+        ge=1024,
+        le=1 << 20,
+        description="largest PNG or JPEG body (POST /api/models/{id}/caption), in place of max_body_bytes: at most "
+        "1 MiB, the most a caption model reads (app/engine/caption/image.py); a stream's request may hold it in base64",
+    )
 
     # The lab (/lab, /api/lab/*, /api/models/{id}/jacobian and /diff): limits of its live experiments.
     lab_max_steps: int = Field(1_000, ge=2, description="longest sequence of the gradient knobs (/api/lab/gradients)")
@@ -133,8 +140,10 @@ class Settings(BaseSettings):
 
     def max_message_bytes(self) -> int:
         """The largest WebSocket message a stream takes (uvicorn's ws_max_size): a request body, or a transcribe
-        request whose WAV (max_audio_bytes) travels in base64, 4 characters for every 3 bytes, beside its fields."""
-        return max(self.max_body_bytes, 4 * -(-self.max_audio_bytes // 3) + 4096)
+        (caption) request whose WAV (max_audio_bytes) or image (max_image_bytes) travels in base64, 4 characters for
+        every 3 bytes, beside its fields."""
+        largest_file = max(self.max_audio_bytes, self.max_image_bytes)
+        return max(self.max_body_bytes, 4 * -(-largest_file // 3) + 4096)
 
     def threads_per_worker(self) -> int:
         """Threads per computation, so that all computations at once fit the cores: OpenMP threads that

@@ -38,7 +38,10 @@ def limits(settings: Settings) -> dict[str, dict[str, dict[str, int]]]:
 
 def file_bodies(settings: Settings) -> dict[str, tuple[int, str]]:
     """Path → the limit of a POST whose body is a file, not JSON (and the setting that says it)."""
-    return {"/api/models/{model_id}/transcribe": (settings.max_audio_bytes, "max_audio_bytes")}
+    return {
+        "/api/models/{model_id}/transcribe": (settings.max_audio_bytes, "max_audio_bytes"),
+        "/api/models/{model_id}/caption": (settings.max_image_bytes, "max_image_bytes"),
+    }
 
 
 def install(app: FastAPI, settings: Settings) -> None:

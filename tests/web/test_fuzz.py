@@ -30,7 +30,7 @@ WARNINGS = ",".join(
 # bad one is refused by name (422). Only for that operation is 422 an expected answer to schema-valid data, and
 # mostly 422s no sign that the schema and the validation disagree (validation_mismatch).
 # So is a WAV body: any bytes are schema-valid, and a clip that is no WAV is refused by name (422); the zoo here has
-# no speech model, so the others answer 409 (or 404 for a made-up id).
+# no speech model, so the others answer 409 (or 404 for a made-up id). An image body (caption) likewise.
 CONFIG = """
 [[operations]]
 include-path = "/api/models"
@@ -43,14 +43,20 @@ include-path-regex = "/transcribe$"
 include-method = "POST"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "404", "409", "413", "422"]
 warnings = {}
-""".format(*[[w for w in WARNINGS.split(",") if w != SchemathesisWarning.VALIDATION_MISMATCH]] * 2)
+
+[[operations]]
+include-path-regex = "/caption$"
+include-method = "POST"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "404", "409", "413", "422"]
+warnings = {}
+""".format(*[[w for w in WARNINGS.split(",") if w != SchemathesisWarning.VALIDATION_MISMATCH]] * 3)
 
 
-# A WAV body is bytes: schemathesis sends them as it sends application/octet-stream.
+# A WAV or image body is bytes: schemathesis sends them as it sends application/octet-stream.
 HOOKS = """
 import schemathesis
 
-for media_type in ("audio/wav", "audio/x-wav", "audio/wave"):
+for media_type in ("audio/wav", "audio/x-wav", "audio/wave", "image/png", "image/jpeg"):
     schemathesis.serializer.alias(media_type, "application/octet-stream")
 """
 

@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from app.engine.caption.model import IMAGE_SIZE
-from app.engine.errors import EngineError
+from app.engine.errors import EngineError, InputTooLong
 
 MAX_BYTES = 1 << 20  # 1 MiB
 MAX_SIDE = 256
@@ -58,12 +58,13 @@ class NotAnImage(BadImage):
     """Not a PNG or JPEG (another format, or not an image at all)."""
 
 
-class ImageTooLarge(BadImage):
-    """Over MAX_BYTES, or a header that claims more than MAX_SIDE pixels a side (a decompression bomb among them)."""
+class ImageTooLarge(BadImage, InputTooLong):
+    """Over MAX_BYTES, or a header that claims more than MAX_SIDE pixels a side (a decompression bomb among them):
+    a 413 like any input over its length (app/web/errors.py maps InputTooLong). `what`: "bytes" or "pixels"."""
 
-    def __init__(self, message: str, limit: str) -> None:
-        super().__init__(message)
-        self.limit = limit
+    def __init__(self, message: str, what: str) -> None:
+        EngineError.__init__(self, message)
+        self.what = what
 
 
 class EmptyImage(BadImage):

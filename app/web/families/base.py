@@ -18,6 +18,7 @@ from app.engine.card import LoadedModel
 from app.engine.errors import WrongModelKind
 from app.engine.lab.jacobian import JacobianNorms
 from app.web.config import Settings
+from app.web.schemas.caption import CaptionRequest
 from app.web.schemas.jacobian import JacobianRequest
 from app.web.schemas.models import (
     GenerateRequest,
@@ -73,6 +74,13 @@ class StepStream:
     seconds: float
 
 
+def not_captioning(loaded: LoadedModel) -> WrongModelKind:
+    """A caption request (an image in) to a model of a family that reads no pictures, refused saying what it does."""
+    return WrongModelKind(
+        f"{loaded.card.id} {loaded.card.block.DOES}: it does not read images (caption is served for caption models)"
+    )
+
+
 def not_transcribing(loaded: LoadedModel) -> WrongModelKind:
     """A transcribe request (audio in) to a model of a family that reads no audio, refused saying what it does."""
     return WrongModelKind(
@@ -116,6 +124,11 @@ class WebFamily(Protocol):
         default: a family that subclasses WebFamily inherits the refusal, so a new operation edits the family that
         serves it and this protocol, not every other family."""
         raise not_transcribing(loaded)
+
+    def caption_job(self, loaded: LoadedModel, image: bytes, req: CaptionRequest, settings: Settings) -> TraceStream:
+        """A PNG or JPEG's trace (POST /caption: its body; the stream's caption mode: its frames). Refused by default,
+        as transcribe_job is: only the caption family serves it."""
+        raise not_captioning(loaded)
 
     def jacobian_input(
         self, loaded: LoadedModel, req: JacobianRequest, settings: Settings, check_steps: Callable[[int], None]

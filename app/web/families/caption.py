@@ -1,6 +1,7 @@
-"""The caption family on the web (kind "caption"): its card as the API and the zoo's page show it. Its requests
-(POST /api/models/{id}/caption, the stream's caption mode) and its page are issue 26's next part; until then every
-request of the other families' shapes is refused, saying what the model does."""
+"""The caption family on the web (kind "caption"): an image read, limited and costed before it is captioned
+(POST /api/models/{id}/caption's body, the stream's "caption" mode), its card as the API and the zoo's page show
+it. Every request of the other families' shapes (text, numbers or audio in) is refused, saying what the model does.
+Its wire layout is app/wire/caption.py's; its page is issue 26's next part."""
 
 from __future__ import annotations
 
@@ -8,13 +9,31 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from app.engine.caption.card import caption_card
+from app.engine.caption.image import ImageTooLarge, read_image
+from app.engine.caption.trace import caption_pixels, captioner, encode_caption
 from app.engine.card import LoadedModel
 from app.engine.errors import WrongModelKind
+from app.web.capacity import cost
 from app.web.config import Settings
 from app.web.families.base import JacobianInput, PageChoice, StepStream, StreamRequest, TraceStream, WebFamily
+from app.web.schemas.caption import CaptionRequest
 from app.web.schemas.jacobian import JacobianRequest
 from app.web.schemas.models import GenerateRequest, TraceRequest, TranslateRequest
+from app.wire.caption import TOP_K, CaptionWire, estimate_bytes
 from app.zoo.zoo import Zoo
+
+# What a caption costs (app.web.capacity.cost's rule, in CPU seconds of one thread), at the card's max_length words
+# (nothing says before the search where a caption stops): the image read and the encoder, fixed; the beam search
+# per candidate word (a batched decoder step, attention and head: Python and small tensors); the trace per word,
+# whose backward runs once for the total and once per word (T + 1 sweeps of T steps, the per-word gradient over
+# the grid). Against the CPU time of the whole body (the image read, search, trace, wire, JSON) of a 256 × 256 PNG
+# of noise (197 kB: the image read alone 1 ms), torch_threads 1, the least of 5 runs on a quiet machine:
+# shapes-lstm (12 words) 15 ms at beam 1 and 17 ms at beam 8, estimated 30 and 39; shapes-gru with an 11-word
+# caption given 14–21 ms (30, 39); shapes-rnn (10 words) 12 ms (30). Beside other work the same requests measured
+# up to 37 ms: the estimate is ~2× the quiet measure, on the safe side, and below expensive_seconds (50 ms).
+CAPTION_FIXED = 10e-3
+BEAM_WORD = 0.1e-3
+TRACE_WORD = 0.12e-3
 
 
 def not_served(loaded: LoadedModel, what: str) -> WrongModelKind:
@@ -22,8 +41,33 @@ def not_served(loaded: LoadedModel, what: str) -> WrongModelKind:
                           "not served for caption models")  # fmt: skip
 
 
+def caption_seconds(loaded: LoadedModel, beam: int) -> float:
+    T = caption_card(loaded.card).max_length
+    return CAPTION_FIXED + beam * T * BEAM_WORD + T * (T + 1) * TRACE_WORD + cost.trace_seconds(loaded, T)
+
+
 class CaptionWeb(WebFamily):
     name = "caption"
+
+    def caption_job(self, loaded: LoadedModel, image: bytes, req: CaptionRequest, settings: Settings) -> TraceStream:
+        """The image read and its limits checked now (a BadImage names the problem: over 1 MiB or 256 a side is
+        413, refused from the header, the rest 422), the given caption's words and the checkpoint too; the beam
+        search and the trace run later, off the event loop."""
+        _, words = captioner(loaded, req.checkpoint)  # an unknown checkpoint: 404 before any work
+        if len(image) > settings.max_image_bytes:  # the stream's image (REST's body is refused before it is read)
+            raise ImageTooLarge(f"the file has {len(image)} bytes; the limit is {settings.max_image_bytes} "
+                                "(max_image_bytes)", "bytes")  # fmt: skip
+        pixels = read_image(image)
+        if req.caption is not None:
+            encode_caption(words, req.caption, caption_card(loaded.card).max_length)
+
+        def wire() -> CaptionWire:
+            captioning = caption_pixels(loaded, pixels, given=req.caption, beam=req.beam, top_k=TOP_K,
+                                        checkpoint=req.checkpoint)  # fmt: skip
+            return CaptionWire.build(loaded, captioning, req.precision)
+
+        seconds = caption_seconds(loaded, req.beam)
+        return TraceStream(wire, CaptionWire.done_frame, seconds, estimate_bytes(loaded, req.beam))
 
     def trace_job(self, loaded: LoadedModel, req: TraceRequest, settings: Settings) -> NoReturn:
         raise not_served(loaded, "a trace of text or values")

@@ -13,6 +13,9 @@ back, then done; in binary, the same four sections of records, each with its own
 A speech model ({"mode": "transcribe", "audio": <a WAV file in base64>, "transcript"?, "beam"?}) sends meta (with
 the log-mel features and the beams), one {"type": "step"} per step of the network, one {"type": "grad"} per step
 from the last back, then done (app/wire/speech.py); in binary, the step and grad records as a trace's.
+A caption model ({"mode": "caption", "image": <a PNG or JPEG in base64>, "caption"?, "beam"?}) sends meta (with the
+beams, the start state and what reaches each grid cell), one {"type": "step"} per word (its states, gates, attention
+over the grid, top-5 and loss), one {"type": "grad"} per word from the last back, then done (app/wire/caption.py).
 On bad input it sends {"type": "error", "error", "message"} and closes with code 4000 + the HTTP status REST
 would answer (4400 malformed, 4403 opened by another site's page (its Origin), 4404 unknown model, checkpoint or
 label, 4408 no request in time, 4409 wrong model kind, 4413 too large, 4422 invalid or over a limit, 4503 busy).
@@ -40,6 +43,7 @@ from app.web.errors import classify
 from app.web.families import web_family
 from app.web.families.base import StepStream, TraceStream
 from app.web.middleware.metrics import Metrics
+from app.web.schemas.caption import StreamCaptionRequest
 from app.web.schemas.models import (
     StreamGenerateRequest,
     StreamTraceRequest,
@@ -184,7 +188,9 @@ async def receive_request(ws: WebSocket, timeout: float) -> str | bytes:
     return raw if raw is not None else message.get("bytes") or b""
 
 
-StreamAnyRequest = StreamTraceRequest | StreamGenerateRequest | StreamTranslateRequest | StreamTranscribeRequest
+StreamAnyRequest = (
+    StreamTraceRequest | StreamGenerateRequest | StreamTranslateRequest | StreamTranscribeRequest | StreamCaptionRequest
+)
 
 
 async def _read_request(ws: WebSocket, timeout: float) -> StreamAnyRequest:
@@ -202,6 +208,8 @@ async def _read_request(ws: WebSocket, timeout: float) -> StreamAnyRequest:
             return StreamTranslateRequest.model_validate(data)
         if data.get("mode") == "transcribe":
             return StreamTranscribeRequest.model_validate(data)
+        if data.get("mode") == "caption":
+            return StreamCaptionRequest.model_validate(data)
         return StreamTraceRequest.model_validate(data)
     except ValidationError as e:
         first = e.errors()[0]
@@ -228,6 +236,8 @@ async def _serve(
     # the request checked, its cost known
     if isinstance(req, StreamTranscribeRequest):
         plan: TraceStream | StepStream = family.transcribe_job(loaded, req.audio, req, settings)
+    elif isinstance(req, StreamCaptionRequest):
+        plan = family.caption_job(loaded, req.image, req, settings)
     else:
         plan = family.stream(loaded, req, settings)
     work = work_of(ws, plan.seconds)
@@ -244,7 +254,7 @@ async def _send_trace(
     budget: ByteBudget,
     work: Work,
     plan: TraceStream,
-    req: StreamTraceRequest | StreamTranslateRequest | StreamTranscribeRequest,
+    req: StreamTraceRequest | StreamTranslateRequest | StreamTranscribeRequest | StreamCaptionRequest,
 ) -> None:
     """Meta, every frame (JSON or binary records, `batch` to a message), done. The trace is held in the byte budget
     from before it is computed (what computing it takes at its peak, an estimate; over the budget: busy, nothing
