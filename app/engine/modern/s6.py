@@ -1,0 +1,120 @@
+"""One selective state-space layer, Mamba's S6 (Gu & Dao 2023), with a diagonal A, and its hidden attention.
+
+D channels, each with a state of N numbers; x_t ∈ R^D, h_t ∈ R^(D×N):
+    Δ_t = softplus(W_Δ x_t + b_Δ)           (D,)    the per-token step size, one per channel
+    B_t = W_B x_t,  C_t = W_C x_t           (N,)    shared by all channels
+    Ā_t = exp(Δ_t A)                        (D, N)  A = −exp(A_log) < 0, so 0 < Ā < 1
+    B̄_t = Δ_t B_t                           (D, N)
+    h_t = Ā_t ⊙ h_{t−1} + B̄_t x_t           (per channel d: h_t[d] = Ā_t[d] ⊙ h_{t−1}[d] + B̄_t[d] x_t[d])
+    y_t = h_t C_t + D ⊙ x_t                 (D,)    y_t[d] = Σ_n h_t[d, n] C_t[n] + D[d] x_t[d]
+The discretisation is Mamba's as its code runs it (mamba_ssm's selective_scan_ref): zero-order hold for A,
+Ā = exp(ΔA), and for B the first-order simplification B̄ = ΔB instead of ZOH's (ΔA)⁻¹(exp(ΔA) − I) ΔB (the
+paper's Section 3.5 names it; the two agree to first order in Δ). Mamba computes Δ through a low-rank projection
+(dt_proj ∘ x_proj); here W_Δ is a full D × D matrix, the same map without the rank limit. Mamba's block around the
+layer (the input projection, the causal convolution, the SiLU gate, the output projection) is not here: this is
+the recurrence itself.
+
+It is the linear recurrence of scan.py with a = Ā, b = B̄ ⊙ x, so loop, scan and log space all apply (the last by
+signed_log_scan: B̄ x has either sign). Its Jacobian is ∂h_t/∂h_s = diag(Π_{k=s+1..t} Ā_k) (scan.triangle).
+
+Hidden attention (Ali, Zimerman & Wolf, "The Hidden Attention of Mamba Models", 2025): unrolling the recurrence
+from h_{−1} = 0, y_t[d] = Σ_{s ≤ t} α_{t,s}[d] x_s[d] + D[d] x_t[d] with
+    α_{t,s}[d] = Σ_n C_t[n] (Π_{k=s+1..t} Ā_k[d, n]) B̄_s[d, n],
+one lower-triangular T × T matrix per channel, exact (not an approximation of the layer: the layer is y = α x + Dx).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from app.engine.modern import scan as scans
+from app.engine.modern.mingru import Mode
+
+
+@dataclass(frozen=True)
+class S6Trace:
+    """One sequence x (T, D) through the layer, exactly."""
+
+    states: Tensor  # (T, D, N) h_t
+    outputs: Tensor  # (T, D) y_t
+    step: Tensor  # (T, D) Δ_t
+    a_bar: Tensor  # (T, D, N) Ā_t
+    b_bar: Tensor  # (T, D, N) B̄_t
+    b: Tensor  # (T, N) B_t
+    c: Tensor  # (T, N) C_t
+    jacobian: Tensor  # (T, T, D, N): [t, s] the diagonal of ∂h_t/∂h_s = Π_{k=s+1..t} Ā_k for s ≤ t, 0 above
+    attention: Tensor  # (D, T, T): α_{t,s} per channel, 0 above the diagonal
+
+
+class S6(nn.Module):
+    def __init__(self, channels: int, state_size: int, step_range: tuple[float, float] = (0.001, 0.1)) -> None:
+        super().__init__()
+        self.channels, self.state_size = channels, state_size
+        self.linear_step = nn.Linear(channels, channels)
+        self.linear_b = nn.Linear(channels, state_size, bias=False)
+        self.linear_c = nn.Linear(channels, state_size, bias=False)
+        # Mamba's S4D-real initialisation: A[d, n] = −(n + 1); Δ's bias so that softplus(bias) spans step_range
+        # log-uniformly (its dt_min, dt_max).
+        self.a_log = nn.Parameter(torch.log(torch.arange(1, state_size + 1, dtype=torch.float32)).repeat(channels, 1))
+        self.skip = nn.Parameter(torch.ones(channels))
+        low, high = step_range
+        steps = torch.exp(math.log(low) + torch.rand(channels) * (math.log(high) - math.log(low)))
+        with torch.no_grad():
+            self.linear_step.bias.copy_(steps + torch.log(-torch.expm1(-steps)))  # softplus⁻¹
+
+    def a(self) -> Tensor:
+        return -torch.exp(self.a_log)
+
+    def step(self, x: Tensor) -> Tensor:
+        return F.softplus(self.linear_step(x))
+
+    def discretised(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """(Δ, Ā, B̄, B, C) for the inputs x (T, …, D)."""
+        step = self.step(x)
+        b, c = self.linear_b(x), self.linear_c(x)
+        log_a_bar = step[..., None] * self.a()
+        return step, torch.exp(log_a_bar), step[..., None] * b[..., None, :], b, c
+
+    def readout(self, states: Tensor, x: Tensor, c: Tensor) -> Tensor:
+        return (states * c[..., None, :]).sum(-1) + self.skip * x
+
+    def forward(self, x: Tensor, h_init: Tensor | None = None, mode: Mode = "loop") -> tuple[Tensor, Tensor]:
+        """(outputs (T, …, D), states (T, …, D, N)), the recurrence computed the way `mode` says."""
+        _, a_bar, b_bar, _, c = self.discretised(x)
+        drive = b_bar * x[..., None]
+        h0 = h_init if h_init is not None else torch.zeros_like(drive[0])
+        if mode == "log":
+            states = scans.signed_log_scan(a_bar, drive, h0)
+        elif mode == "scan":
+            states = scans.scan(a_bar, drive, h0)[0]
+        else:
+            states = scans.loop(a_bar, drive, h0)
+        return self.readout(states, x, c), states
+
+    def trace(self, x: Tensor) -> S6Trace:
+        """Every quantity of one sequence x (T, D) from a zero state, by the loop; the hidden attention too."""
+        step, a_bar, b_bar, b, c = self.discretised(x)
+        states = scans.loop(a_bar, b_bar * x[..., None], torch.zeros_like(a_bar[0]))
+        log_a_bar = step[..., None] * self.a()
+        decay = scans.triangle(log_a_bar)  # (T, T, D, N)
+        return S6Trace(
+            states=states,
+            outputs=self.readout(states, x, c),
+            step=step,
+            a_bar=a_bar,
+            b_bar=b_bar,
+            b=b,
+            c=c,
+            jacobian=decay,
+            attention=torch.einsum("tn,tsdn,sdn->dts", c, decay, b_bar),
+        )
+
+
+def bptt(trace: S6Trace, upstream: Tensor) -> Tensor:
+    """∂L/∂h_t (T, D, N) for a loss whose gradient with respect to each state alone is upstream (T, D, N)."""
+    return scans.adjoint(trace.a_bar, upstream)
