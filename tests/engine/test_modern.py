@@ -96,11 +96,11 @@ def test_min_cell_jacobian_triangle_is_autograds(cls: type[MinCell], positive: b
 
         jac = torch.autograd.functional.jacobian(later, states[s])  # type: ignore[no-untyped-call]  # (T − s, H, H)
         for t in range(s, steps):
-            torch.testing.assert_close(jac[t - s], torch.diag(trace.jacobian[t, s]), rtol=1e-10, atol=1e-300)
+            torch.testing.assert_close(jac[t - s], torch.diag(trace.jacobian()[t, s]), rtol=1e-10, atol=1e-300)
     upper = torch.ones(steps, steps, dtype=torch.bool).triu(1)
-    assert bool((trace.jacobian[upper] == 0).all())
+    assert bool((trace.jacobian()[upper] == 0).all())
     # No W_hh and no tanh′: every entry is a product of factors in (0, 1), so none exceeds 1.
-    assert float(trace.jacobian.detach().max()) <= 1.0
+    assert float(trace.jacobian().detach().max()) <= 1.0
     assert hidden == cell.hidden_size
 
 
@@ -110,7 +110,7 @@ def test_min_cell_jacobian_keeps_tiny_products() -> None:
     trace = cell.trace(x)
     z = trace.gates["update"]
     expected = torch.exp(torch.log1p(-z[1:]).sum(0))  # Π_{k=1..T−1} (1 − z_k)
-    torch.testing.assert_close(trace.jacobian[-1, 0], expected, rtol=1e-9, atol=0.0)
+    torch.testing.assert_close(trace.jacobian()[-1, 0], expected, rtol=1e-9, atol=0.0)
     assert float(expected.detach().min()) < 1e-60
 
 
@@ -241,16 +241,16 @@ def test_s6_hidden_attention_is_the_layers_matrix() -> None:
     trace = layer.trace(x)
     steps = x.shape[0]
     # y = αx + Dx, with α lower-triangular.
-    close(torch.einsum("dts,sd->td", trace.attention, x) + layer.skip * x, trace.outputs)
+    close(torch.einsum("dts,sd->td", trace.attention(), x) + layer.skip * x, trace.outputs)
     upper = torch.ones(steps, steps, dtype=torch.bool).triu(1)
-    assert bool((trace.attention[:, upper] == 0).all())
+    assert bool((trace.attention()[:, upper] == 0).all())
     # With Δ, B and C read from x and held, y is linear in what is driven into the state: autograd's matrix of
     # ∂y_t[d]/∂u_s[d] is α_{t,s}[d] (+ D[d] on the diagonal), and no channel reads another's.
     jac = torch.autograd.functional.jacobian(  # type: ignore[no-untyped-call]
         lambda u: torch.stack(s6_oracle(layer, x, u)["y"]), x.clone()
     )  # (T, D, T, D)
     for d in range(layer.channels):
-        expected = trace.attention[d] + torch.diag(layer.skip[d].expand(steps))
+        expected = trace.attention()[d] + torch.diag(layer.skip[d].expand(steps))
         torch.testing.assert_close(jac[:, d, :, d], expected, rtol=1e-10, atol=1e-14)
     other = ~torch.eye(layer.channels, dtype=torch.bool)
     assert bool((jac.permute(0, 2, 1, 3)[:, :, other] == 0).all())
@@ -269,10 +269,10 @@ def test_s6_jacobian_triangle_is_autograds() -> None:
         jac = torch.autograd.functional.jacobian(later, states[s]).reshape(steps - s, size, size)  # type: ignore[no-untyped-call]
         for t in range(s, steps):
             torch.testing.assert_close(
-                jac[t - s], torch.diag(trace.jacobian[t, s].reshape(size)), rtol=1e-10, atol=1e-300
+                jac[t - s], torch.diag(trace.jacobian()[t, s].reshape(size)), rtol=1e-10, atol=1e-300
             )
     upper = torch.ones(steps, steps, dtype=torch.bool).triu(1)
-    assert bool((trace.jacobian[upper] == 0).all())
+    assert bool((trace.jacobian()[upper] == 0).all())
 
 
 @pytest.mark.parametrize("every_step", [False, True], ids=["loss-at-last-step", "loss-at-every-step"])

@@ -51,7 +51,12 @@ class MinTrace:
     candidate: Tensor  # h̃_t
     gates: dict[str, Tensor]  # minGRU: "update" z_t; minLSTM: "forget" f′_t, "input" i′_t (normalised)
     retain: Tensor  # a_t, the factor h_{t−1} is kept by: 1 − z_t, or f′_t
-    jacobian: Tensor  # (T, T, H): [t, s] the diagonal of ∂h_t/∂h_s = Π_{k=s+1..t} a_k for s ≤ t, 0 above
+    log_retain: Tensor  # log a_t, from the pre-activation (−softplus), exact where a_t rounds to 1 or 0
+
+    def jacobian(self) -> Tensor:
+        """(T, T, H): [t, s] the diagonal of ∂h_t/∂h_s = Π_{k=s+1..t} a_k for s ≤ t, 0 above; T²·H numbers,
+        made when asked for (a lesson's T ~ 100 is 10⁴·H; T = 10⁴ would be 10⁸·H)."""
+        return scans.triangle(self.log_retain)
 
 
 class _MinCell(nn.Module):
@@ -107,7 +112,7 @@ class _MinCell(nn.Module):
         h0 = self.initial(x, h_init)
         log_a, _ = self.log_retain_and_write(x)
         a, b = self.coefficients(x)
-        return MinTrace(scans.loop(a, b, h0), self.candidate(x), self.gates(x), a, scans.triangle(log_a))
+        return MinTrace(scans.loop(a, b, h0), self.candidate(x), self.gates(x), a, log_a)
 
 
 def bptt(trace: MinTrace, upstream: Tensor) -> Tensor:

@@ -47,8 +47,21 @@ class S6Trace:
     b_bar: Tensor  # (T, D, N) B̄_t
     b: Tensor  # (T, N) B_t
     c: Tensor  # (T, N) C_t
-    jacobian: Tensor  # (T, T, D, N): [t, s] the diagonal of ∂h_t/∂h_s = Π_{k=s+1..t} Ā_k for s ≤ t, 0 above
-    attention: Tensor  # (D, T, T): α_{t,s} per channel, 0 above the diagonal
+    log_a_bar: Tensor  # (T, D, N) log Ā_t = Δ_t A, exact
+
+    def jacobian(self) -> Tensor:
+        """(T, T, D, N): [t, s] the diagonal of ∂h_t/∂h_s = Π_{k=s+1..t} Ā_k for s ≤ t, 0 above (T²·D·N numbers)."""
+        return scans.triangle(self.log_a_bar)
+
+    def attention(self) -> Tensor:
+        """(D, T, T): α_{t,s} = Σ_n C_t[n] (Π_{k=s+1..t} Ā_k[n]) B̄_s[n] per channel, 0 above the diagonal; one
+        channel's T × T × N products at a time."""
+        return torch.stack(
+            [
+                torch.einsum("tn,tsn,sn->ts", self.c, scans.triangle(self.log_a_bar[:, d]), self.b_bar[:, d])
+                for d in range(self.log_a_bar.shape[1])
+            ]
+        )
 
 
 class S6(nn.Module):
@@ -97,11 +110,10 @@ class S6(nn.Module):
         return self.readout(states, x, c), states
 
     def trace(self, x: Tensor) -> S6Trace:
-        """Every quantity of one sequence x (T, D) from a zero state, by the loop; the hidden attention too."""
+        """Every quantity of one sequence x (T, D) from a zero state, by the loop; the triangle and the hidden
+        attention on demand."""
         step, a_bar, b_bar, b, c = self.discretised(x)
         states = scans.loop(a_bar, b_bar * x[..., None], torch.zeros_like(a_bar[0]))
-        log_a_bar = step[..., None] * self.a()
-        decay = scans.triangle(log_a_bar)  # (T, T, D, N)
         return S6Trace(
             states=states,
             outputs=self.readout(states, x, c),
@@ -110,8 +122,7 @@ class S6(nn.Module):
             b_bar=b_bar,
             b=b,
             c=c,
-            jacobian=decay,
-            attention=torch.einsum("tn,tsdn,sdn->dts", c, decay, b_bar),
+            log_a_bar=step[..., None] * self.a(),
         )
 
 
