@@ -5,20 +5,25 @@ S6 (log space by the signed split), on one random sequence (input 32, hidden 64;
 untrained weights (seed 0), no gradient:
 1. Agreement: the largest |difference| of each way's states from the float64 loop's, in float32 and in float64, and
    the largest |h| for scale. The float32 loop's own difference is printed too: it is the rounding every float32
-   way starts from.
-2. Time: the median wall seconds of each way in float32 (interleaved runs, torch on one thread so that a shared
-   machine's other load hits all alike), beside torch.nn.GRU (its fused C++ loop, the same hidden size and input),
-   and the depth each way has: the number of dependent steps a machine with enough parallel units would still have
-   to take one after another (loop T; scan ⌈log₂ T⌉ levels; log space a cumsum and a logcumsumexp, each itself
-   a scan of depth ⌈log₂ T⌉ on a parallel machine but run by torch's CPU kernels as one sequential pass).
+   way starts from. The log-space form's error grows with T: it subtracts a* = Σ_{k≤t} log a_k, whose size grows
+   linearly in t, from log v, and exponentiates what is left, so its absolute rounding (eps × |a*|) becomes a
+   relative error of h that grows with T (float32: ~1e−5 at T = 100, ~1e−3 at 10,000).
+2. Time: the median wall and CPU milliseconds of each way in float32 (interleaved runs, torch on one thread, so
+   that a shared machine's other load hits all alike; on a loaded machine read the CPU time), beside torch.nn.GRU
+   (its fused C++ loop, the same hidden size and input), and the depth of each way: the dependent steps a machine
+   with enough parallel units would still take one after another (loop T; scan ⌈log₂ T⌉ levels; log space a
+   cumsum and a logcumsumexp, each a scan of depth ⌈log₂ T⌉ on a parallel machine, run by torch's CPU kernels
+   as one sequential pass each).
 A CPU has a few cores, not T: the scan's O(T log T) work is spread over at most a handful of them, so what it buys
-here is depth, not time; the tables say how much time each way takes on this machine in this run.
+here is depth, not always time; the tables say what each way costs on this machine in this run.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
+import time
 from collections.abc import Callable
 from functools import partial
 
@@ -27,9 +32,23 @@ from torch import Tensor, nn
 
 from app.engine.modern import mingru, s6
 from app.engine.modern.scan import levels_needed
-from bench.common import interleaved, table
+from bench.common import table
 
 INPUT, HIDDEN, STATE = 32, 64, 16
+
+
+def interleaved(fns: list[Callable[[], object]], repeats: int) -> list[tuple[float, float]]:
+    """Median (wall, CPU) seconds of each function, run in turn after one warm-up round. On a loaded machine the
+    wall time includes waiting for a core; the CPU time (time.process_time) is what the call itself took."""
+    for fn in fns:
+        fn()
+    runs: list[list[tuple[float, float]]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            wall, cpu = time.perf_counter(), time.process_time()
+            fn()
+            runs[i].append((time.perf_counter() - wall, time.process_time() - cpu))
+    return [(statistics.median(w for w, _ in r), statistics.median(c for _, c in r)) for r in runs]
 
 
 def cells(dtype: torch.dtype) -> dict[str, Callable[[Tensor, mingru.Mode], Tensor]]:
@@ -79,11 +98,13 @@ def main() -> None:
                 agree_rows.append(row)
             # Every way of every cell and nn.GRU, interleaved, so that the machine's other load hits all alike.
             fns = [partial(run, x32, mode) for run in runs.values() for mode in mingru.MODES]
-            times = interleaved([*fns, partial(gru, x32[:, None])], args.repeats, 1)
+            times = [
+                f"{w * 1e3:.1f} ({c * 1e3:.1f})"
+                for w, c in interleaved([*fns, partial(gru, x32[:, None])], args.repeats)
+            ]
             for i, name in enumerate(runs):
-                ms = (f"{s * 1e3:.1f}" for s in times[3 * i : 3 * i + 3])
-                time_rows.append([name, steps, *ms, steps, levels_needed(steps)])
-            time_rows.append(["nn.GRU", steps, f"{times[-1] * 1e3:.1f}", "", "", steps, ""])
+                time_rows.append([name, steps, *times[3 * i : 3 * i + 3], steps, levels_needed(steps)])
+            time_rows.append(["nn.GRU", steps, times[-1], "", "", steps, ""])
     print("\nLargest |difference| from the float64 loop's states")
     print(
         table(
@@ -91,7 +112,8 @@ def main() -> None:
             agree_rows,
         )
     )
-    print("\nMedian wall ms, float32, one thread (nn.GRU: torch's fused loop, same hidden size)")
+    print(f"\nload average {os.getloadavg()[0]:.2f}")
+    print("\nMedian ms, wall (CPU), float32, one thread (nn.GRU: torch's fused loop, same hidden size)")
     print(table(["cell", "T", "loop", "scan", "log space", "loop depth", "scan levels"], time_rows))
 
 

@@ -19,7 +19,10 @@ before the first.
    the paper's log-space minGRU makes h̃ positive with g (see mingru.py). signed_log_scan() extends it to values of
    either sign, exactly, by linearity: with a_t > 0 the recurrence driven by b⁺ = max(b, 0) and the one driven by
    b⁻ = max(−b, 0) stay non-negative, and h = h⁺ − h⁻ (zeros enter as log 0 = −∞, which logcumsumexp carries).
-   The difference cancels where h⁺ ≈ h⁻: its error is relative to |h⁺| + |h⁻|, not to |h|.
+   The difference cancels where h⁺ ≈ h⁻: its error is relative to |h⁺| + |h⁻|, not to |h|. Either way the
+   form's rounding grows with T: |a*_t| grows linearly in t, and its absolute rounding (eps × |a*_t|) is a
+   relative error of h_t (bench/modern_scan.py: float32 ~1e−5 at T = 100, ~1e−3 at T = 10,000; float64 ~1e−14
+   to ~1e−12), where the loop's and the scan's stay at a few eps.
 
 The Jacobian of such a recurrence is diagonal: ∂h_t/∂h_s = diag(Π_{k=s+1..t} a_k), for s ≤ t (triangle()), and
 BPTT is the same recurrence run backwards (adjoint()).
