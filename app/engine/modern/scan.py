@@ -18,7 +18,8 @@ before the first.
    a cumulative sum and a cumulative log-sum-exp (both themselves scans). It needs positive values, which is why
    the paper's log-space minGRU makes h̃ positive with g (see mingru.py). signed_log_scan() extends it to values of
    either sign, exactly, by linearity: with a_t > 0 the recurrence driven by b⁺ = max(b, 0) and the one driven by
-   b⁻ = max(−b, 0) stay non-negative, and h = h⁺ − h⁻ (zeros enter as log 0 = −∞, which logcumsumexp carries).
+   b⁻ = max(−b, 0) stay non-negative, and h = (Π a) h_init + h⁺ − h⁻ (zeros enter as a finite stand-in for
+   log 0 = −∞, so that gradients stay finite: training can use this form too).
    The difference cancels where h⁺ ≈ h⁻: its error is relative to |h⁺| + |h⁻|, not to |h|. Either way the
    form's rounding grows with T: |a*_t| grows linearly in t, and its absolute rounding (eps × |a*_t|) is a
    relative error of h_t (bench/modern_scan.py: float32 ~1e−5 at T = 100, ~1e−3 at T = 10,000; float64 ~1e−14
@@ -89,19 +90,22 @@ def log_scan(log_a: Tensor, log_values: Tensor) -> Tensor:
 
 
 def _log_nonneg(x: Tensor) -> Tensor:
-    """log x for x ≥ 0, −∞ at 0 (torch.log already gives −∞; said here so that no one clamps it away)."""
-    return torch.log(x)
+    """log x for x ≥ 0, with 0 sent to a finite stand-in for −∞ (a quarter of the dtype's most negative number:
+    exp of it, and of it plus any a*, is exactly 0) and a gradient of 0 there. A true −∞ gives the same values but
+    NaN gradients: torch.log's 0 ÷ 0, and logcumsumexp's backward over a prefix that is −∞ throughout."""
+    positive = x > 0
+    floor = torch.finfo(x.dtype).min / 4
+    return torch.where(positive, torch.log(torch.where(positive, x, torch.ones_like(x))), floor)
 
 
 def signed_log_scan(a: Tensor, b: Tensor, h_init: Tensor) -> Tensor:
-    """log_scan for b and h_init of either sign (a > 0): the positive and the negative parts scanned apart."""
+    """log_scan for b and h_init of either sign (a > 0): the positive and the negative parts of b scanned apart,
+    h_init carried by its own term (Π_{k≤t} a_k) h_init, exact for either sign and for 0 (whose log would cut its
+    gradient)."""
     log_a = torch.log(a)
-    h_init = h_init.expand(a.shape[1:])
-    parts = []
-    for sign in (1.0, -1.0):
-        values = torch.cat([(sign * h_init)[None], sign * b]).clamp(min=0)
-        parts.append(log_scan(log_a, _log_nonneg(values)))
-    return parts[0] - parts[1]
+    start = _log_nonneg(torch.zeros_like(b[:1]))
+    parts = [log_scan(log_a, torch.cat([start, _log_nonneg((sign * b).clamp(min=0))])) for sign in (1.0, -1.0)]
+    return torch.exp(torch.cumsum(log_a, dim=0)) * h_init + parts[0] - parts[1]
 
 
 def triangle(log_a: Tensor) -> Tensor:
