@@ -345,3 +345,22 @@ def test_signed_log_scan_carries_an_initial_state_of_either_sign_or_zero() -> No
     ours, loop = scan.signed_log_scan(a, b, h_init), scan.loop(a, b, h_init)
     close(ours, loop)
     close(torch.autograd.grad(ours.sum(), h_init)[0], torch.autograd.grad(loop.sum(), h_init)[0])
+
+
+def test_a_time_invariant_ssm_attends_by_distance_only() -> None:
+    """With Δ, B, C read from no token, α_{t,s} depends on t − s alone (a convolution); S6's does not."""
+    torch.manual_seed(0)
+    fixed = s6.TimeInvariantSSM(3, 4, step_range=(0.01, 1.0)).double()
+    x = inputs(24, size=3)
+    trace = fixed.trace(x)
+    attention = trace.attention()
+    close(torch.einsum("dts,sd->td", attention, x) + fixed.skip * x, trace.outputs)
+    for lag in range(x.shape[0]):
+        diagonal = torch.diagonal(attention, offset=-lag, dim1=1, dim2=2)  # (D, T − lag): every α_{s+lag, s}
+        close(diagonal, diagonal[:, :1].expand_as(diagonal))
+    selective = torch.diagonal(make_s6().trace(x).attention(), offset=-1, dim1=1, dim2=2)
+    assert float((selective - selective[:, :1]).detach().abs().max()) > 1e-3
+    with torch.no_grad():
+        loop = fixed(x, mode="loop")[1]
+        for mode in ("scan", "log"):
+            torch.testing.assert_close(fixed(x, mode=mode)[1], loop, rtol=0, atol=1e-12 * float(loop.abs().max()))

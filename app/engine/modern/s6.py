@@ -64,32 +64,33 @@ class S6Trace:
         )
 
 
-class S6(nn.Module):
-    def __init__(self, channels: int, state_size: int, step_range: tuple[float, float] = (0.001, 0.1)) -> None:
+def _initial_steps(channels: int, step_range: tuple[float, float]) -> Tensor:
+    """softplus⁻¹ of steps drawn log-uniformly from step_range, Mamba's dt_min..dt_max: the bias of Δ."""
+    low, high = step_range
+    steps = torch.exp(math.log(low) + torch.rand(channels) * (math.log(high) - math.log(low)))
+    return steps + torch.log(-torch.expm1(-steps))
+
+
+class _DiagonalSSM(nn.Module):
+    """What S6 and its time-invariant counterpart share: A (diagonal, negative), D, the recurrence, the trace."""
+
+    def __init__(self, channels: int, state_size: int) -> None:
         super().__init__()
         self.channels, self.state_size = channels, state_size
-        self.linear_step = nn.Linear(channels, channels)
-        self.linear_b = nn.Linear(channels, state_size, bias=False)
-        self.linear_c = nn.Linear(channels, state_size, bias=False)
-        # Mamba's S4D-real initialisation: A[d, n] = −(n + 1); Δ's bias so that softplus(bias) spans step_range
-        # log-uniformly (its dt_min, dt_max).
+        # Mamba's S4D-real initialisation: A[d, n] = −(n + 1).
         self.a_log = nn.Parameter(torch.log(torch.arange(1, state_size + 1, dtype=torch.float32)).repeat(channels, 1))
         self.skip = nn.Parameter(torch.ones(channels))
-        low, high = step_range
-        steps = torch.exp(math.log(low) + torch.rand(channels) * (math.log(high) - math.log(low)))
-        with torch.no_grad():
-            self.linear_step.bias.copy_(steps + torch.log(-torch.expm1(-steps)))  # softplus⁻¹
 
     def a(self) -> Tensor:
         return -torch.exp(self.a_log)
 
-    def step(self, x: Tensor) -> Tensor:
-        return F.softplus(self.linear_step(x))
+    def projections(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(Δ (T, …, D), B (T, …, N), C (T, …, N)) for the inputs x (T, …, D)."""
+        raise NotImplementedError
 
     def discretised(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """(Δ, Ā, B̄, B, C) for the inputs x (T, …, D)."""
-        step = self.step(x)
-        b, c = self.linear_b(x), self.linear_c(x)
+        step, b, c = self.projections(x)
         log_a_bar = step[..., None] * self.a()
         return step, torch.exp(log_a_bar), step[..., None] * b[..., None, :], b, c
 
@@ -124,6 +125,38 @@ class S6(nn.Module):
             c=c,
             log_a_bar=step[..., None] * self.a(),
         )
+
+
+class S6(_DiagonalSSM):
+    """Δ, B and C read from each token: selective."""
+
+    def __init__(self, channels: int, state_size: int, step_range: tuple[float, float] = (0.001, 0.1)) -> None:
+        super().__init__(channels, state_size)
+        self.linear_step = nn.Linear(channels, channels)
+        self.linear_b = nn.Linear(channels, state_size, bias=False)
+        self.linear_c = nn.Linear(channels, state_size, bias=False)
+        with torch.no_grad():
+            self.linear_step.bias.copy_(_initial_steps(channels, step_range))
+
+    def projections(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return F.softplus(self.linear_step(x)), self.linear_b(x), self.linear_c(x)
+
+
+class TimeInvariantSSM(_DiagonalSSM):
+    """The same layer with Δ, B and C fixed, learned but read from no token (S4D's, in Mamba's discretisation):
+    Ā and B̄ are the same at every step, so α_{t,s} depends on t − s only, a convolution. It cannot choose what
+    to keep by what it reads, which is what a selective-copying task asks."""
+
+    def __init__(self, channels: int, state_size: int, step_range: tuple[float, float] = (0.001, 0.1)) -> None:
+        super().__init__(channels, state_size)
+        self.step_bias = nn.Parameter(_initial_steps(channels, step_range))
+        self.b_fixed = nn.Parameter(torch.randn(state_size) / math.sqrt(state_size))
+        self.c_fixed = nn.Parameter(torch.randn(state_size) / math.sqrt(state_size))
+
+    def projections(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        lead = x.shape[:-1]
+        step = F.softplus(self.step_bias).expand(*lead, self.channels)
+        return step, self.b_fixed.expand(*lead, self.state_size), self.c_fixed.expand(*lead, self.state_size)
 
 
 def bptt(trace: S6Trace, upstream: Tensor) -> Tensor:
