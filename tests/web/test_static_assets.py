@@ -79,6 +79,7 @@ def test_a_hashed_url_is_cached_for_a_year_and_a_plain_one_is_revalidated(client
         assert again.status_code == 304 and again.content == b"", etag
         assert again.headers["etag"] == hashed.headers["etag"] and again.headers["cache-control"] == "no-cache"
     assert client.get("/static/css/unrolled.css", headers={"If-None-Match": '"0123456789"'}).status_code == 200
+    assert client.get("/static/css/unrolled.css?x=1").headers["cache-control"] == "no-cache"  # only v=<its hash>
     head = client.head(url[1], headers={"Accept-Encoding": "identity"})
     assert head.status_code == 200 and head.content == b""
     assert head.headers["content-length"] == str(len(hashed.content))

@@ -74,6 +74,11 @@ class Asset:
             encoded = {name: body for name, body in copies.items() if len(body) < len(raw)}
         return cls(path, raw, media_type, content_hash(raw), encoded)
 
+    @property
+    def query(self) -> bytes:
+        """The query string of its hashed URL."""
+        return b"v=" + self.version.encode()
+
     def etag(self, encoding: str | None) -> bytes:
         """A strong ETag per representation (RFC 9110: a gzip copy is not the same bytes as the file)."""
         return f'"{self.version}{"-" + encoding if encoding else ""}"'.encode()
@@ -168,12 +173,13 @@ class StaticAssets:
 
     async def _answer(self, scope: Scope, send: Send, asset: Asset) -> int:
         query: bytes = scope.get("query_string", b"")
-        if query.startswith(b"v=") and query[2:] != asset.version.encode():
+        hashed = query == asset.query
+        if query.startswith(b"v=") and not hashed:
             message = f"{PREFIX}{asset.path}?{query.decode('latin-1')} is not its current version: reload the page"
             body = orjson.dumps(error_body("not_found", message))
             await self._send(scope, send, 404, [(b"content-type", b"application/json")], body)
             return 404
-        cache = IMMUTABLE if query else REVALIDATE
+        cache = IMMUTABLE if hashed else REVALIDATE  # any other query is the plain URL's: never kept for a year
         encoding: str | None = None
         request_headers = scope["headers"]
         if asset.encoded:
