@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio.to_thread
 import fastapi_offline
+import plotly
 import torch
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -28,9 +29,10 @@ from app.web.capacity.budget import ByteBudget
 from app.web.capacity.compute import Compute
 from app.web.config import ROOT, SERVED_BY_CLI, Settings, get_settings
 from app.web.families import speech as speech_web
+from app.web.middleware.assets import Assets, StaticAssets
 from app.web.middleware.metrics import Metrics, MetricsAndLimits
 from app.web.middleware.metrics_port import MetricsServer
-from app.web.middleware.security import SecurityHeaders, SlashRedirect
+from app.web.middleware.security import SecurityHeaders, SlashRedirect, security_headers
 from app.web.routes import caption as routes_caption
 from app.web.routes import health, lab_train, pages, stream, upload
 from app.web.routes import jacobian as routes_jacobian
@@ -150,7 +152,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(speech_web.router)  # the speech page's example clips
     swagger_ui = Path(fastapi_offline.__file__).parent / "static"  # Swagger UI 5 (OpenAPI 3.1), from its package
     app.mount("/static/vendor/swagger-ui", StaticFiles(directory=swagger_ui), name="swagger-ui")
-    app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
+    # Every file of static/ and Plotly's bundle, read and compressed once: served from memory by StaticAssets
+    plotly_bundle = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    app.state.assets = Assets.load(ROOT / "static", extra={"vendor/plotly.min.js": plotly_bundle})
     app.add_middleware(
         MetricsAndLimits,
         metrics=metrics,
@@ -163,6 +167,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(SlashRedirect)
     app.add_middleware(SecurityHeaders)
+    # In front of the router and the middleware above, which a static file has no need of (its security headers
+    # are the same, written by the app itself): see app.web.middleware.assets.
+    app.add_middleware(StaticAssets, assets=app.state.assets, headers=security_headers, metrics=metrics)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"]

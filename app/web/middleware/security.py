@@ -11,12 +11,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 HOST_RE = re.compile(r"[A-Za-z0-9.\-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
 
 
-def content_security_policy(host: str) -> str:
-    """One policy for every response, the API docs included (served from the fastapi-offline package)."""
+def content_security_policy(host: str, inline_scripts: tuple[str, ...] = ()) -> str:
+    """One policy for every response, the API docs included (served from the fastapi-offline package).
+    `inline_scripts`: the CSP hashes of the inline scripts a page carries (its import map), allowed one by one."""
     return "; ".join(
         [
             "default-src 'self'",
-            "script-src 'self'",
+            " ".join(("script-src 'self'", *inline_scripts)),
             "style-src 'self' 'unsafe-inline'",  # Plotly and Swagger UI set inline styles
             "img-src 'self' data: blob:",
             "font-src 'self'",
@@ -29,6 +30,31 @@ def content_security_policy(host: str) -> str:
     )
 
 
+# The headers besides the policy, the same on every response.
+FIXED = [
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+
+
+def policy_host(scope: Scope) -> str:
+    """The request's Host, as the policy may name it: the header is the client's, so never let it write into it."""
+    host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+    return host if HOST_RE.fullmatch(host) else "localhost"
+
+
+def security_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """The headers SecurityHeaders adds, raw, for an ASGI app in front of it (app.web.middleware.assets). They all
+    matter to a static file: an SVG opened on its own is a document (its policy, framing), and nosniff makes a
+    browser refuse a script or a style sheet served under the wrong type."""
+    return [
+        (b"content-security-policy", content_security_policy(policy_host(scope)).encode()),
+        *FIXED,
+    ]
+
+
 class SecurityHeaders:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -37,18 +63,14 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
-        if not HOST_RE.fullmatch(host):
-            host = "localhost"  # the Host header is the client's: never let it write into the policy
+        host = policy_host(scope)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers.setdefault("Content-Security-Policy", content_security_policy(host))
-                headers.setdefault("X-Frame-Options", "DENY")
-                headers.setdefault("X-Content-Type-Options", "nosniff")
-                headers.setdefault("Referrer-Policy", "no-referrer")
-                headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+                for name, value in FIXED:
+                    headers.setdefault(name.decode(), value.decode())
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -1,20 +1,17 @@
-"""The HTML pages (Jinja2 templates) and the vendored plotly.js, served from the installed plotly package.
+"""The HTML pages (Jinja2 templates).
 
 Pages carry no data beyond what a template needs to lay itself out: the browser fetches traces through
-static/js/api.js. No inline scripts: page parameters travel in data- attributes.
+static/js/api.js. No inline scripts but the import map (allowed by its hash): page parameters travel in
+data- attributes.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-from functools import lru_cache
-from importlib import resources
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Undefined
 
@@ -24,6 +21,8 @@ from app.training.tasks.base import percent
 from app.web.config import ROOT
 from app.web.deps import SettingsDep, ZooDep
 from app.web.families import web_family
+from app.web.middleware.assets import Assets
+from app.web.middleware.security import content_security_policy, policy_host
 from app.zoo.zoo import UnknownModel, Zoo
 
 router = APIRouter(include_in_schema=False)
@@ -107,13 +106,20 @@ def link(path: str, **query: Any) -> str:
 CARD_PAGES = {"melody.html", "series.html", "compare.html", "generate.html", "tour.html"}
 
 
-def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+def page(request: Request, name: str, status_code: int = 200, import_map: bool = True, **context: Any) -> HTMLResponse:
+    """A page; `import_map`: whether it carries the import map (base.html's pages do), which sends its ES modules
+    to their content-hashed URLs (app.web.middleware.assets). `asset(path)` gives a file's hashed URL."""
+    assets: Assets = request.app.state.assets
     # uploads_on: whether the upload form and the Delete button are offered (an admin token is configured)
-    context = {"task_title": task_title, "link": link, "uploads_on": request.app.state.settings.uploads_on(), **context}
+    context = {"task_title": task_title, "link": link, "uploads_on": request.app.state.settings.uploads_on(),
+               "asset": assets.url, "import_map": assets.import_map, **context}  # fmt: skip
     if name in CARD_PAGES:
         context["cards"] = page_cards(request.app.state.zoo)
-    # The security headers are the middleware's (app.web.middleware.security), as on every response.
-    return templates.TemplateResponse(request, name, context, status_code=status_code)
+    headers = {}
+    if import_map:  # its one inline script, allowed by its hash; the other security headers are the middleware's
+        policy = content_security_policy(policy_host(request.scope), (assets.import_map_hash,))
+        headers["Content-Security-Policy"] = policy
+    return templates.TemplateResponse(request, name, context, status_code=status_code, headers=headers)
 
 
 def not_found(request: Request, message: str) -> HTMLResponse:
@@ -203,26 +209,7 @@ def lab_view(request: Request, zoo: ZooDep, settings: SettingsDep) -> HTMLRespon
     return page(request, "lab.html", tasks=tasks, limits=limits, lessons=lessons)
 
 
-@lru_cache(maxsize=1)
-def plotly_js() -> tuple[bytes, bytes, str]:
-    """plotly.min.js from the installed plotly package: (raw, gzipped, ETag)."""
-    raw = (resources.files("plotly") / "package_data" / "plotly.min.js").read_bytes()
-    return raw, gzip.compress(raw, compresslevel=6, mtime=0), '"' + hashlib.sha256(raw).hexdigest()[:20] + '"'
-
-
 @router.get("/docs", response_class=HTMLResponse)
 def api_docs(request: Request) -> HTMLResponse:
     """The API's documentation (Swagger UI from the installed fastapi-offline package: offline, no CDN)."""
-    return page(request, "docs.html")
-
-
-@router.get("/static/vendor/plotly.min.js")
-def plotly_bundle(request: Request) -> Response:
-    """The plotly.js bundle shipped inside the plotly Python package: nothing is loaded from a CDN."""
-    raw, zipped, etag = plotly_js()
-    headers = {"Cache-Control": "public, max-age=86400", "ETag": etag, "Vary": "Accept-Encoding"}
-    if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers=headers)
-    if "gzip" in request.headers.get("accept-encoding", ""):
-        return Response(zipped, media_type="text/javascript", headers={**headers, "Content-Encoding": "gzip"})
-    return Response(raw, media_type="text/javascript", headers=headers)
+    return page(request, "docs.html", import_map=False)

@@ -1,0 +1,216 @@
+"""The static files, served from memory in front of the router: no path resolution, no routing, no middleware.
+
+At start-up every file under static/ (and Plotly's bundle, from the plotly package) is read once: its bytes, a
+content hash, and gzip and brotli copies of the text types where they are smaller. A request for /static/<path> is
+then a prefix check, a dict lookup and a choice of encoding; nothing is compressed, stat'ed or routed per request.
+
+Two URLs per file:
+- `/static/<path>?v=<hash>` (what the pages link to, see `Assets.url` and `Assets.import_map`): the bytes of that
+  version, for a year (`immutable`): a repeat visit asks for nothing. The hash is in the query, not in the path, so
+  that a module's relative imports still resolve to plain URLs, which the page's import map sends to hashed ones.
+  A hash that is not the current one answers 404: the URL promises those bytes, and other bytes under it would be
+  kept by a browser (or a proxy) for a year as that version; a page of the previous release is reloaded instead.
+- `/static/<path>`: the current bytes, revalidated on every use (`no-cache` and an ETag: a 304 from memory).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import mimetypes
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import brotli
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.web.errors import error_body
+from app.web.middleware.metrics import Metrics
+
+PREFIX = "/static/"
+IMMUTABLE = b"public, max-age=31536000, immutable"
+REVALIDATE = b"no-cache"
+# Types served compressed when that is smaller; the others (images, fonts) are compressed already or tiny.
+TEXT_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+    ".json": "application/json",
+    ".map": "application/json",
+    ".svg": "image/svg+xml",
+    ".txt": "text/plain; charset=utf-8",
+}
+ENCODINGS = ("br", "gzip")  # in order of preference, where the client accepts both
+NEGOTIATED_KEPT = 64  # distinct Accept-Encoding values remembered (browsers send a handful)
+
+
+def content_hash(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One file as served: its bytes and, where smaller, their compressed copies (encoding → bytes)."""
+
+    path: str  # below /static/, e.g. "js/pages/model.js"
+    raw: bytes
+    media_type: str
+    version: str  # the content hash
+    encoded: Mapping[str, bytes]
+
+    @classmethod
+    def of(cls, path: str, raw: bytes) -> Asset:
+        suffix = Path(path).suffix.lower()
+        media_type = TEXT_TYPES.get(suffix) or mimetypes.guess_type(path)[0] or "application/octet-stream"
+        encoded: dict[str, bytes] = {}
+        if suffix in TEXT_TYPES:
+            copies = {"br": brotli.compress(raw, quality=11), "gzip": gzip.compress(raw, compresslevel=9, mtime=0)}
+            encoded = {name: body for name, body in copies.items() if len(body) < len(raw)}
+        return cls(path, raw, media_type, content_hash(raw), encoded)
+
+    @property
+    def query(self) -> bytes:
+        """The query string of its hashed URL."""
+        return b"v=" + self.version.encode()
+
+    def etag(self, encoding: str | None) -> bytes:
+        """A strong ETag per representation (RFC 9110: a gzip copy is not the same bytes as the file)."""
+        return f'"{self.version}{"-" + encoding if encoding else ""}"'.encode()
+
+
+class Assets:
+    """Every static file by its path below /static/, read once."""
+
+    def __init__(self, assets: Iterable[Asset]) -> None:
+        self.files: dict[str, Asset] = {a.path: a for a in assets}
+        self.import_map = self._import_map()
+        # The policy's allowance for the pages' one inline script, the import map (CSP hash of its exact text).
+        digest = hashlib.sha256(self.import_map.encode()).digest()
+        self.import_map_hash = "'sha256-" + base64.b64encode(digest).decode() + "'"
+
+    @classmethod
+    def load(cls, folder: Path, extra: Mapping[str, Path] | None = None) -> Assets:
+        """Every file under `folder`, and `extra` files (path below /static/ → file), e.g. a vendored bundle."""
+        found = {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
+        found.update(extra or {})
+        return cls(Asset.of(path, file.read_bytes()) for path, file in found.items())
+
+    def url(self, path: str) -> str:
+        """The content-hashed URL of a file below /static/ (a jinja global of the pages: `asset('css/x.css')`)."""
+        return f"{PREFIX}{path}?v={self.files[path].version}"
+
+    def _import_map(self) -> str:
+        """Each ES module's plain URL → its hashed URL. A module imports its neighbours by relative paths, which
+        resolve to plain URLs; the browser sends them to the hashed ones, so no build step rewrites an import."""
+        modules = sorted(p for p in self.files if p.startswith("js/") and p.endswith(".js"))
+        return json.dumps({"imports": {PREFIX + p: self.url(p) for p in modules}}, separators=(",", ":"))
+
+
+def accepted(header: bytes) -> tuple[str, ...]:
+    """The encodings of ENCODINGS an Accept-Encoding header accepts (q > 0, by name or by "*")."""
+    weights: dict[str, float] = {}
+    for part in header.decode("latin-1").lower().split(","):
+        name, _, params = part.strip().partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        weights[name.strip()] = q
+    star = weights.get("*", 0.0)
+    return tuple(e for e in ENCODINGS if weights.get(e, star) > 0)
+
+
+class StaticAssets:
+    """Pure ASGI, outermost: GET/HEAD /static/<a file of `assets`> is answered here; everything else (other
+    methods, the Swagger UI mount, unknown files: the app's JSON 404) goes on to the app.
+
+    `headers(scope)` gives the security headers every response carries (app.web.middleware.security); each request
+    is counted in `metrics` under the route "/static", as the app's own requests are under theirs."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        assets: Assets,
+        headers: Callable[[Scope], list[tuple[bytes, bytes]]],
+        metrics: Metrics,
+    ) -> None:
+        self.app = app
+        self.assets = assets
+        self.headers = headers
+        self.metrics = metrics
+        self.negotiated: dict[bytes, tuple[str, ...]] = {}
+
+    def _accepted(self, header: bytes) -> tuple[str, ...]:
+        known = self.negotiated.get(header)
+        if known is None:
+            known = accepted(header)
+            if len(self.negotiated) < NEGOTIATED_KEPT:
+                self.negotiated[header] = known
+        return known
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith(PREFIX) or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        asset = self.assets.files.get(path[len(PREFIX) :])
+        if asset is None:
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = await self._answer(scope, send, asset)
+        self.metrics.observe(scope["method"], "/static", status, time.perf_counter() - start)
+
+    async def _answer(self, scope: Scope, send: Send, asset: Asset) -> int:
+        query: bytes = scope.get("query_string", b"")
+        hashed = query == asset.query
+        if query.startswith(b"v=") and not hashed:
+            message = f"{PREFIX}{asset.path}?{query.decode('latin-1')} is not its current version: reload the page"
+            body = orjson.dumps(error_body("not_found", message))
+            await self._send(scope, send, 404, [(b"content-type", b"application/json")], body)
+            return 404
+        cache = IMMUTABLE if hashed else REVALIDATE  # any other query is the plain URL's: never kept for a year
+        encoding: str | None = None
+        request_headers = scope["headers"]
+        if asset.encoded:
+            wanted = next((v for k, v in request_headers if k == b"accept-encoding"), b"")
+            encoding = next((e for e in self._accepted(wanted) if e in asset.encoded), None) if wanted else None
+        etag = asset.etag(encoding)
+        headers = [(b"etag", etag), (b"cache-control", cache)]
+        if asset.encoded:
+            headers.append((b"vary", b"Accept-Encoding"))
+        match = next((v for k, v in request_headers if k == b"if-none-match"), None)
+        if match is not None and _matches(match, asset):
+            await self._send(scope, send, 304, headers, b"")
+            return 304
+        body = asset.raw if encoding is None else asset.encoded[encoding]
+        headers.append((b"content-type", asset.media_type.encode()))
+        if encoding is not None:
+            headers.append((b"content-encoding", encoding.encode()))
+        await self._send(scope, send, 200, headers, body)
+        return 200
+
+    async def _send(
+        self, scope: Scope, send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> None:
+        length = [] if status == 304 else [(b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers + length + self.headers(scope)})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+
+def _matches(if_none_match: bytes, asset: Asset) -> bool:
+    """Whether If-None-Match names any representation of the file's current bytes (weak comparison, RFC 9110)."""
+    if if_none_match.strip() == b"*":
+        return True
+    tags = {t.strip().removeprefix(b"W/") for t in if_none_match.split(b",")}
+    return any(asset.etag(e) in tags for e in (None, *ENCODINGS))
