@@ -36,6 +36,7 @@ def test_registry_has_every_task_with_its_kind() -> None:
         "sunspots": "series",
         "digits": "series",
         "speech": "transcribe",
+        "shapes": "caption",
     }
     for name, task in TASKS.items():
         assert task.name == name

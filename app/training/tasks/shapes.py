@@ -189,10 +189,9 @@ class ShapesTask(Task[ShapesData]):
     title = "Image captioning: two shapes and where they are"
     kind = "caption"
     description = (
-        "A captioner of pictures of two shapes: a small convolutional network turns the 64 × 64 picture into an "
-        "8 × 8 grid of feature vectors; a recurrent decoder starts from the whole grid and writes the caption word "
-        "by word, attending over the grid's regions at every word. Some colour–shape combinations (a red "
-        "triangle, a green circle, a blue square) are never shown in training."
+        "Captions pictures of two shapes: a small convolutional network makes an 8 × 8 grid of features; a "
+        "recurrent decoder writes the caption word by word, attending over the grid. A red triangle, a green "
+        "circle and a blue square are never shown in training."
     )
 
     def size(self, cell: Cell) -> ModelSize:
@@ -251,6 +250,7 @@ class ShapesTask(Task[ShapesData]):
         return [
             {"text": "a small red circle left of a big blue triangle", "note": "a caption it was trained on"},
             {"text": "a big red triangle above a small yellow square", "note": "a red triangle: never seen"},
+            {"text": "a small blue circle above a big green square", "note": "seen shapes, one above the other"},
         ]
 
     def metrics(self, model: CaptionModel, data: ShapesData) -> dict[str, Any]:
