@@ -34,6 +34,9 @@ def need_data(task: str) -> None:
             pytest.skip(f"{task} data unavailable: {e}")
 
 
+# slow: each dry run trains its task for real (a speech or translation task several seconds), 30 s for the nine;
+# `make test` runs them, `make test-fast` (the engine, the wire and the API) does not.
+@pytest.mark.slow
 @pytest.mark.parametrize("task", list(TASKS))
 def test_dry_run_of_each_task_writes_a_loadable_model_with_checkpoints(task: str, tmp_path: Path) -> None:
     need_data(task)
