@@ -90,7 +90,7 @@ def check_scene(page: Page, scene: dict[str, Any], n: int) -> list[dict[str, Any
     assert page.locator("#scene-problems").is_hidden(), page.inner_text("#scene-problems")
     visit_everything(page)  # the views draw their plots once their traces are in and they are on screen
     try:
-        page.wait_for_function(HAS_DATA, arg=NEEDS, timeout=10_000)
+        page.wait_for_function(HAS_DATA, arg=NEEDS, timeout=60_000)
     except PlaywrightTimeout:
         pytest.fail(f"scene {n} ({scene['title']}): a panel has no data: {page.evaluate(REPORT)}")
     report: list[dict[str, Any]] = page.evaluate(REPORT)
@@ -163,7 +163,7 @@ def assert_fits(page: Page, n: int) -> dict[str, Any]:
     """Scene n is shown whole, as a slide: the page does not scroll (tour.js fitStage zooms the stage to the
     room, never below the zoom that keeps its text at MIN_PX)."""
     try:
-        page.wait_for_function(f"() => {{ const f = ({FITS})(); return f.height <= f.screen + 1; }}", timeout=5_000)
+        page.wait_for_function(f"() => {{ const f = ({FITS})(); return f.height <= f.screen + 1; }}", timeout=30_000)
     except PlaywrightTimeout:
         pytest.fail(f"scene {n} does not fit the screen: {page.evaluate(FITS)}")
     fit = settle(page)
