@@ -7,15 +7,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
 
-from app.web.deps import BudgetDep, ComputeDep, SettingsDep, ZooDep, work_of
+from app.web.deps import ZooDep
 from app.web.families import web_family
-from app.web.routes.trace import ERRORS, held_json
+from app.web.routes.trace import ERRORS, JobsDep
 from app.web.schemas.caption import CaptionRequest, CaptionResponse
 from app.web.schemas.models import ErrorBody
-from app.wire.frames import dumps
 
 router = APIRouter(prefix="/api", tags=["trace"])
 
@@ -45,31 +42,14 @@ CAPTION_ERRORS: dict[int | str, dict[str, Any]] = {
     openapi_extra={"requestBody": {"required": True, "content": dict.fromkeys(IMAGE_TYPES, IMAGE_BODY)}},
 )
 async def caption_image(
-    model_id: str,
-    query: Annotated[CaptionRequest, Query()],
-    request: Request,
-    zoo: ZooDep,
-    compute: ComputeDep,
-    budget: BudgetDep,
-    settings: SettingsDep,
+    model_id: str, query: Annotated[CaptionRequest, Query()], zoo: ZooDep, jobs: JobsDep
 ) -> Response:
     """Caption an image (the body itself, Content-Type image/png or image/jpeg: at most 256 × 256 pixels, read as
     64 × 64 RGB): its caption, the beam search's candidates, and the trace of every word (the decoder's states and
     gates, the attention over the encoder's grid, the top-5 next words, each word's loss, BPTT's gradient norms and
     the gradient reaching each grid cell), scored against `caption` (teacher forcing) or the model's own."""
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media not in IMAGE_TYPES:
-        sent = f"Content-Type {media!r}" if media else "no Content-Type"
-        raise HTTPException(415, f"the body must be a PNG or JPEG sent as {' or '.join(IMAGE_TYPES)}; this has {sent}")
+    jobs.check_media(IMAGE_TYPES, f"a PNG or JPEG sent as {' or '.join(IMAGE_TYPES)}; this has")
     loaded = zoo.get(model_id)
     family = web_family(loaded)
-    try:
-        image = await request.body()  # at most max_image_bytes (app.web.middleware.metrics): 413 past it, unread
-    except ClientDisconnect:  # nobody to answer; a 400 is logged rather than a 500
-        raise HTTPException(400, "the client left before its body arrived") from None
-    plan = family.caption_job(loaded, image, query, settings)
-
-    def work() -> bytes:
-        return dumps(plan.wire().body())
-
-    return await held_json(work, work_of(request, plan.seconds), compute, budget, plan.estimate, settings)
+    image = await jobs.body()
+    return await jobs.run_whole(family.caption_job(loaded, image, query, jobs.settings))

@@ -18,7 +18,7 @@ from app.web.capacity.compute import Compute, Work
 from app.web.config import Settings
 from app.web.deps import BudgetDep, ComputeDep, SettingsDep, ZooDep, work_of
 from app.web.families import web_family
-from app.web.families.base import Job
+from app.web.families.base import Job, TraceStream
 from app.web.schemas.models import (
     ErrorBody,
     GenerateRequest,
@@ -111,6 +111,30 @@ class Jobs:
         work = work_of(self.request, job.seconds)
         return await held_json(job.work, work, self.compute, self.budget, job.estimate, self.settings)
 
+    def check_media(self, types: tuple[str, ...], needed: str) -> None:
+        """A route whose body is a file (a WAV, an image): sent as one of `types`, else a 415 naming what was sent
+        (`needed`: what it must be, up to "…; this has")."""
+        media = self.request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media not in types:
+            sent = f"Content-Type {media!r}" if media else "no Content-Type"
+            raise HTTPException(415, f"the body must be {needed} {sent}")
+
+    async def body(self) -> bytes:
+        """The file itself, at most the route's own body limit (app.web.middleware.metrics: a 413 past it, unread)."""
+        try:
+            return await self.request.body()
+        except ClientDisconnect:  # nobody to answer; a 400 is logged rather than a 500
+            raise HTTPException(400, "the client left before its body arrived") from None
+
+    async def run_whole(self, plan: TraceStream) -> HeldJSON:
+        """A stream's plan answered as one REST body (POST /transcribe, /caption), admitted at its cost."""
+
+        def work() -> bytes:
+            return dumps(plan.wire().body())
+
+        work_ = work_of(self.request, plan.seconds)
+        return await held_json(work, work_, self.compute, self.budget, plan.estimate, self.settings)
+
 
 async def get_jobs(request: Request, compute: ComputeDep, budget: BudgetDep, settings: SettingsDep) -> Jobs:
     return Jobs(request, compute, budget, settings)
@@ -165,31 +189,14 @@ TRANSCRIBE_ERRORS: dict[int | str, dict[str, Any]] = {
     openapi_extra={"requestBody": {"required": True, "content": dict.fromkeys(WAV_TYPES, WAV_BODY)}},
 )
 async def transcribe_audio(
-    model_id: str,
-    query: Annotated[TranscribeRequest, Query()],
-    request: Request,
-    zoo: ZooDep,
-    compute: ComputeDep,
-    budget: BudgetDep,
-    settings: SettingsDep,
+    model_id: str, query: Annotated[TranscribeRequest, Query()], zoo: ZooDep, jobs: JobsDep
 ) -> Response:
     """Transcribe a WAV file (the body itself, Content-Type audio/wav: PCM 8–32-bit or float, mono or stereo,
     8–48 kHz, at most 10 s): its text, the beam search's candidates, and the trace of every step (states and
     gates of every layer and direction, CTC's posteriors, the alignment, BPTT's gradient norms), scored against
     `transcript` or the model's own text."""
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media not in WAV_TYPES:
-        sent = f"Content-Type {media!r}" if media else "no Content-Type"
-        raise HTTPException(415, f"the body must be a WAV file sent as {', '.join(WAV_TYPES)}; this one has {sent}")
+    jobs.check_media(WAV_TYPES, f"a WAV file sent as {', '.join(WAV_TYPES)}; this one has")
     loaded = zoo.get(model_id)
     family = web_family(loaded)
-    try:
-        wav = await request.body()  # at most max_audio_bytes (app.web.middleware.metrics): 413 past it, unread
-    except ClientDisconnect:  # nobody to answer; a 400 is logged rather than a 500
-        raise HTTPException(400, "the client left before its body arrived") from None
-    plan = family.transcribe_job(loaded, wav, query, settings)
-
-    def work() -> bytes:
-        return dumps(plan.wire().body())
-
-    return await held_json(work, work_of(request, plan.seconds), compute, budget, plan.estimate, settings)
+    wav = await jobs.body()
+    return await jobs.run_whole(family.transcribe_job(loaded, wav, query, jobs.settings))
