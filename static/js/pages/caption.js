@@ -13,8 +13,8 @@ import { bindKeys, onKeysIn } from "../keys.js";
 import { mountPage } from "../panels.js";
 import { exposePage, followCursor, followLayout, loadCard, pusher } from "../pagekit.js";
 import { Player } from "../player.js";
-import { isPresenter } from "../plots.js";
 import { readParams } from "../url.js";
+import { bigSide } from "../views/caption.js";
 import { Controls } from "../views/controls.js";
 
 const $ = (id) => document.getElementById(id);
@@ -75,7 +75,7 @@ class SceneEditor {
 
   side() {
     const room = Math.max(160, this.c.parentElement.clientWidth || 300);
-    return Math.min(room, isPresenter() ? 340 : 300);
+    return Math.min(room, bigSide());
   }
 
   draw() {

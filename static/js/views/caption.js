@@ -23,6 +23,9 @@ export const shownWord = (w) => (w === "</s>" ? "⟨end⟩" : w === "<s>" ? "⟨
 
 const pct = (p) => `${(p * 100).toFixed(p < 0.1 ? 1 : 0)} %`;
 
+/** A picture's side on a page, CSS px: big, with the screen's height (a stage fits itself: 250 there). */
+export const bigSide = () => Math.round(Math.min(460, Math.max(280, window.innerHeight * 0.44)));
+
 /** A square canvas of `side` CSS px, sharp on any screen; its 2D context in CSS px, smoothing off. */
 function square(c, side) {
   const dpr = window.devicePixelRatio || 1;
@@ -68,7 +71,7 @@ class GridPicture extends View {
 
   side() {
     const room = Math.max(160, Math.floor(this.root.clientWidth || 320));
-    return Math.min(room, sized(isPresenter() ? 380 : 340, 250));
+    return Math.min(room, sized(bigSide(), 250));
   }
 
   drawKey() {
