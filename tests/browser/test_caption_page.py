@@ -62,8 +62,8 @@ def api_caption(live: LiveServer, request: Request) -> dict[str, Any]:
     return body
 
 
-def open_page(browser: Browser, live: LiveServer, recorder: Recorder, sent: list[Request]) -> Page:
-    context = browser.new_context(viewport={"width": 1280, "height": 720})
+def open_page(browser: Browser, live: LiveServer, recorder: Recorder, sent: list[Request], touch: bool = False) -> Page:
+    context = browser.new_context(viewport={"width": 1280, "height": 720}, has_touch=touch)
     page = context.new_page()
     page.set_default_timeout(120_000)  # a guard against a hang: every wait is for a condition
     page.on("console", recorder.console)
@@ -159,12 +159,13 @@ def test_a_dragged_shape_and_a_random_scene_are_captioned_live(
     x0, y0 = box["x"] + (grab["x"] + grab["s"] / 2) * k, box["y"] + (grab["y"] + grab["s"] / 2) * k
     page.mouse.move(x0, y0)
     page.mouse.down()
+    down = 1 if grab["y"] + grab["s"] + 16 <= 63 else -1  # 16 px, down if it has the room
     for i in range(1, 9):  # pointer events all the way: a finger's drag is the same events
-        page.mouse.move(x0, y0 + i * 2 * k)
+        page.mouse.move(x0, y0 + down * i * 2 * k)
     page.mouse.up()
     settled(page)
     after = page.evaluate("() => window.__unrolled.scene")
-    assert after[0]["y"] == grab["y"] + 16 and after[0]["x"] == grab["x"] and after[1] == before[1]
+    assert after[0]["y"] == grab["y"] + down * 16 and after[0]["x"] == grab["x"] and after[1] == before[1]
     assert caption_on_page(page) == api_caption(caption_zoo, sent[-1])["caption"]
     page.keyboard.press("r")
     page.wait_for_function("(s) => JSON.stringify(window.__unrolled.scene) !== s", arg=json.dumps(after))
@@ -172,6 +173,38 @@ def test_a_dragged_shape_and_a_random_scene_are_captioned_live(
     assert page.locator("#editor-info.wrong").count() == 0  # a scene the rules draw
     assert (np.asarray(Image.open(io.BytesIO(sent[-1].post_data_buffer or b"")).convert("RGB"))
             == redrawn(page.evaluate("() => window.__unrolled.scene"))).all()  # fmt: skip
+    assert caption_on_page(page) == api_caption(caption_zoo, sent[-1])["caption"]
+    assert_clean(recorder)
+
+
+def empty_spot(scene: list[dict[str, Any]], s: int) -> tuple[float, float]:
+    """A point of the picture on no shape, where a shape of side s centred on it stays inside (a fifth of a pixel
+    off the grid, so that rounding has one answer)."""
+    for y in range(4, 60, 3):
+        for x in range(4, 60, 3):
+            px, py = x + 0.2, y + 0.2
+            inside = 1 <= px - s / 2 and px + s / 2 <= 63 and 1 <= py - s / 2 and py + s / 2 <= 63
+            on_one = any(sh["x"] <= px < sh["x"] + sh["s"] and sh["y"] <= py < sh["y"] + sh["s"] for sh in scene)
+            if inside and not on_one:
+                return px, py
+    raise AssertionError(f"no empty spot in {scene}")
+
+
+def test_a_finger_places_the_picked_shape_where_it_lands(
+    browser: Browser, caption_zoo: LiveServer, recorder: Recorder
+) -> None:
+    sent: list[Request] = []
+    page = open_page(browser, caption_zoo, recorder, sent, touch=True)
+    before = page.evaluate("() => window.__unrolled.scene")
+    box = page.locator(".scene-canvas").bounding_box()
+    assert box is not None
+    k = box["width"] / 64
+    s = before[0]["s"]  # the picked shape (the first) goes where the finger lands, centred under it
+    x, y = empty_spot(before, s)
+    page.touchscreen.tap(box["x"] + x * k, box["y"] + y * k)
+    settled(page)
+    after = page.evaluate("() => window.__unrolled.scene")
+    assert (after[0]["x"], after[0]["y"]) == (round(x - s / 2), round(y - s / 2)) and after[1] == before[1]
     assert caption_on_page(page) == api_caption(caption_zoo, sent[-1])["caption"]
     assert_clean(recorder)
 
