@@ -1,7 +1,8 @@
 """The caption family on the web (kind "caption"): an image read, limited and costed before it is captioned
 (POST /api/models/{id}/caption's body, the stream's "caption" mode), its card as the API and the zoo's page show
-it. Every request of the other families' shapes (text, numbers or audio in) is refused, saying what the model does.
-Its wire layout is app/wire/caption.py's; its page is issue 26's next part."""
+it, its page (templates/caption.html, static/js/pages/caption.js) and the scene rules that page draws by (`router`:
+GET /api/caption-scenes). Every request of the other families' shapes (text, numbers or audio in) is refused, saying
+what the model does. Its wire layout is app/wire/caption.py's."""
 
 from __future__ import annotations
 

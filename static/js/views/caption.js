@@ -116,6 +116,7 @@ class GridPicture extends View {
     ctx.strokeStyle = "#94a3b8";
     ctx.lineWidth = 1;
     ctx.strokeRect(0.5, 0.5, side - 1, side - 1);
+    this.c.dataset.drawn = ""; // a trace's picture is on it (the tour's tests ask)
   }
 
   /** "row r, column c" of grid cell j, and the pixels it covers. */
