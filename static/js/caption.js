@@ -197,3 +197,18 @@ export async function pictureOf(blob, size) {
     return null; // the server says what is wrong with it
   }
 }
+
+/** A scene as a link's words: "circle.small.red.12.9.26~triangle.big.blue.22.38.21" (shape, size, colour, s, x, y). */
+export const sceneParam = (shapes) => shapes.map((sh) => [sh.shape, sh.size, sh.colour, sh.s, sh.x, sh.y].join(".")).join("~");
+
+/** A link's scene, checked against the rules (null: not a scene this page draws). */
+export function sceneFromParam(rules, text) {
+  const shapes = String(text ?? "").split("~").map((part) => {
+    const [shape, size, colour, ...nums] = part.split(".");
+    const [s, x, y] = nums.map(Number);
+    const sizes = rules.sizes[size];
+    const ok = rules.shapes.includes(shape) && sizes && colour in rules.colours && nums.length === 3 && nums.every((v) => /^\d+$/.test(v)) && s >= sizes[0] && s <= sizes[1];
+    return ok ? clamp(rules, { shape, size, colour, s, x, y }) : null;
+  });
+  return shapes.length >= 1 && shapes.every(Boolean) ? shapes : null;
+}

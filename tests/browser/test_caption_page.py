@@ -143,6 +143,13 @@ def test_a_scene_drawn_with_the_keyboard_is_captioned_as_the_api_captions_its_pn
     page.wait_for_function(f"() => window.__unrolled.state.t === {t - 1}")
     screenshot(page, "caption-keyboard-1280x720")
     assert presenter_small_text(page) == []
+    # the link holds the scene: opened again, it draws the same scene and the same caption
+    page.wait_for_function("() => new URL(location.href).searchParams.get('scene')")
+    again = page.context.new_page()
+    again.on("pageerror", lambda e: recorder.errors.append(f"pageerror: {e}"))
+    again.goto(page.url)
+    settled(again)
+    assert again.evaluate("() => window.__unrolled.scene") == scene and caption_on_page(again) == reply["caption"]
     assert_clean(recorder)
 
 

@@ -6,14 +6,14 @@
 
 import { caption, captionScenes } from "../api.js";
 import { bus } from "../bus.js";
-import { clamp, paint, pictureOf, pngOf, problem, randomScene, readTrace, ruleCaption, sceneOfWords, sideFor } from "../caption.js";
+import { clamp, paint, pictureOf, pngOf, problem, randomScene, readTrace, ruleCaption, sceneFromParam, sceneOfWords, sceneParam, sideFor } from "../caption.js";
 import { ACCENT } from "../colors.js";
 import { clearInputError, reportRunError, showInputError } from "../inputerror.js";
 import { bindKeys, onKeysIn } from "../keys.js";
 import { mountPage } from "../panels.js";
 import { exposePage, followCursor, followLayout, loadCard, pusher } from "../pagekit.js";
 import { Player } from "../player.js";
-import { readParams } from "../url.js";
+import { readParams, writeParams } from "../url.js";
 import { bigSide } from "../views/caption.js";
 import { Controls } from "../views/controls.js";
 
@@ -23,7 +23,11 @@ const perf = window.__unrolled;
 const BEAM = 3; // the page's beam width: a few candidates to show
 const DEBOUNCE_MS = 120; // a drag sends the picture it rests on, not every pixel of the way
 
-const P = readParams({ step: { type: "int", default: 0 }, phase: { default: "forward", values: ["forward", "backward"] } });
+const P = readParams({
+  scene: { default: "" }, // the drawn scene (caption.js sceneParam): a link shows the scene it was made on
+  step: { type: "int", default: 0 },
+  phase: { default: "forward", values: ["forward", "backward"] },
+});
 
 const state = { trace: null, cursor: null, run: 0, card: null, rules: null, examples: [], unit: 0, layer: 0 };
 const player = new Player({ speed: 2 });
@@ -183,6 +187,7 @@ let timer = null;
 function drawn(shapes) {
   describe(shapes);
   perf.scene = shapes.map((sh) => ({ ...sh }));
+  writeParams({ scene: sceneParam(shapes) });
   clearTimeout(timer);
   const copy = shapes.map((sh) => ({ ...sh }));
   perf.pending = true;
@@ -263,6 +268,7 @@ async function upload(file) {
   const type = ["image/png", "image/jpeg"].includes(file.type) ? file.type : /\.jpe?g$/i.test(file.name) ? "image/jpeg" : "image/png";
   const image = new Blob([await file.arrayBuffer()], { type });
   clearTimeout(timer);
+  writeParams({ scene: null }); // an upload is not in the link
   run(image, await pictureOf(image, state.rules?.size ?? 64), `upload: ${file.name}`);
 }
 
@@ -325,7 +331,10 @@ async function main() {
     o.title = ex.note ?? "";
     $("examples").append(o);
   });
-  if (state.examples.length) useExample(0);
+  const linked = P.scene ? sceneFromParam(state.rules, P.scene) : null;
+  if (P.scene && !linked) bus.emit("status", { kind: "error", message: `The link's scene “${P.scene}” is not one this page draws: an example instead.` });
+  if (linked) editor.set(state.rules, linked);
+  else if (state.examples.length) useExample(0);
   else randomise();
 }
 
