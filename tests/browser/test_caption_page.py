@@ -18,12 +18,12 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page, Request
+from playwright.sync_api import Browser, Page, Request, Route
 
 from app.training.tasks.shapes_data import Shape, draw
 from app.web.config import ROOT, Settings
 from tests.browser.conftest import Recorder, assert_clean, screenshot
-from tests.browser.test_text_sizes import PRESENTER_PX, TOLERANCE, measured
+from tests.browser.test_text_sizes import PRESENTER_PX, TOLERANCE, TWO_FRAMES, measured
 from tests.conftest import LiveServer
 
 MODEL = "shapes-gru"
@@ -213,6 +213,45 @@ def test_a_finger_places_the_picked_shape_where_it_lands(
     after = page.evaluate("() => window.__unrolled.scene")
     assert (after[0]["x"], after[0]["y"]) == (round(x - s / 2), round(y - s / 2)) and after[1] == before[1]
     assert caption_on_page(page) == api_caption(caption_zoo, sent[-1])["caption"]
+    assert_clean(recorder)
+
+
+def hold_until(page: Page, held: list[Route], n: int) -> None:
+    """Until the route handler holds n requests (it runs as Playwright handles the page's events, which a call into
+    the page lets it do); a hang guard of 2,000 frames, never a timed wait."""
+    for _ in range(1000):
+        if len(held) >= n:
+            return
+        page.evaluate(TWO_FRAMES)
+    raise AssertionError(f"{len(held)} caption requests held, not {n}")
+
+
+def test_an_answer_to_an_older_scene_is_dropped_when_it_comes_last(
+    browser: Browser, caption_zoo: LiveServer, recorder: Recorder
+) -> None:
+    """The network holds two captions (two random scenes, R twice) and lets the newer one's through first: the page
+    shows it, and the older one's answer, let through after, changes nothing."""
+    sent: list[Request] = []
+    page = open_page(browser, caption_zoo, recorder, sent)
+    held: list[Route] = []
+    page.route("**/caption?*", lambda route: held.append(route))
+    for n in (1, 2):
+        with page.expect_request("**/caption?*"):
+            page.keyboard.press("r")
+        hold_until(page, held, n)
+    newer = page.evaluate("() => window.__unrolled.scene")
+    with page.expect_response("**/caption?*"):
+        held[1].continue_()
+    settled(page)
+    shown = caption_on_page(page)
+    assert shown == api_caption(caption_zoo, sent[-1])["caption"]
+    loaded = page.evaluate("() => window.__unrolled.loaded")
+    with page.expect_response("**/caption?*") as older:
+        held[0].continue_()
+    assert older.value.ok
+    page.evaluate(TWO_FRAMES)  # the page has had the older answer in hand
+    assert page.evaluate("() => window.__unrolled.loaded") == loaded and caption_on_page(page) == shown
+    assert page.evaluate("() => window.__unrolled.scene") == newer
     assert_clean(recorder)
 
 
