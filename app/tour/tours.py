@@ -32,7 +32,7 @@ NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 View = Literal[
     "model", "unrolled", "sequences", "certainty", "bptt", "compare", "generate", "learning", "translate",
-    "melody", "series", "knobs", "train", "transcribe",
+    "melody", "series", "knobs", "train", "transcribe", "caption",
 ]  # fmt: skip
 Panel = Literal[
     "unrolled",
@@ -98,6 +98,10 @@ VIEW_PANELS: dict[str, frozenset[str]] = {
     # a speech model listening to an example clip (its input: the clip's words): the sound on the cursor (L plays
     # it), the network over frames, CTC's posteriors with the alignment, the collapse (text), the beams, BPTT
     "transcribe": frozenset({"sound", "unrolled", "posteriors", "text", "beams", "gradients"}),
+    # a caption model looking at a scene (its input: the scene's words, drawn by the training's rules): the picture
+    # with the attention of the cursor's word (attention), the caption word by word (text), the decoder unrolled,
+    # the beams, BPTT into the picture's regions (gradients)
+    "caption": frozenset({"attention", "text", "unrolled", "beams", "gradients"}),
 }
 # The lab's scenes (/lab): the knobs of the vanishing gradient on a fresh network, and cells trained live. They run
 # no model of the zoo.
@@ -124,6 +128,7 @@ DEFAULT_PANELS: dict[str, tuple[str, ...]] = {
     "melody": ("roll", "unrolled", "predictions"),
     "series": ("forecast", "unrolled", "mattered"),
     "transcribe": ("sound", "posteriors", "text"),
+    "caption": ("attention", "gradients", "text"),
     "knobs": ("knobs",),
     "train": ("training",),
 }

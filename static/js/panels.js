@@ -16,6 +16,7 @@ import { CertaintyView, SeriesView, WeightShareView } from "./tour-plots.js";
 import { MelodyGuest, SeriesGuest, soundButton } from "./tour-sequences.js";
 import { AttentionView } from "./views/attention.js";
 import { BeamsView } from "./views/beams.js";
+import { AttentionPictureView, CaptionBeamsView, CaptionWordsView, DecoderView, RegionsView } from "./views/caption.js";
 import { CellStepView } from "./views/cellstep.js";
 import { CompareRowsView } from "./views/comparerows.js";
 import { EncDecView } from "./views/encdec.js";
@@ -323,12 +324,46 @@ export const PANELS = {
     info: true,
     make: (p) => new CtcSweepView(p.body, { readout: p.info }),
   },
+  // A caption model's own (FAMILY_PANELS.caption names them under a scene's keys).
+  picture: {
+    title: () => "The picture, and where the decoder looks (attention α)",
+    size: "half",
+    info: true,
+    make: (p) => new AttentionPictureView(p.body, { info: p.info }),
+  },
+  captionWords: {
+    title: () => "The caption, written word by word",
+    size: "full",
+    make: (p) => new CaptionWordsView(p.body),
+  },
+  decoder: {
+    title: () => "The decoder unrolled over the words",
+    size: "full",
+    resizes: true,
+    make: (p) => new DecoderView(p.body),
+  },
+  regions: {
+    title: () => "BPTT into the picture: the gradient reaching each region",
+    size: "half",
+    info: true,
+    make: (p) => new RegionsView(p.body, { info: p.info }),
+  },
+  captionBeams: {
+    title: () => "Beam search: the candidate captions",
+    size: "half",
+    make(p) {
+      const list = node("ol", "beams");
+      p.body.append(list);
+      return new CaptionBeamsView(list);
+    },
+  },
 };
 
 /** The panels a family shows under the scene's keys (an encoder–decoder's unrolled network is its two rows). */
 const FAMILY_PANELS = {
   translate: { unrolled: "encdec", predictions: "topk", gradients: "encdecGradients" },
   transcribe: { unrolled: "listening", beams: "ctcBeams", gradients: "ctcSweep", text: "collapse" },
+  caption: { attention: "picture", text: "captionWords", unrolled: "decoder", gradients: "regions", beams: "captionBeams" },
 };
 
 /** A compare scene's keys: the compare page's panels. */

@@ -13,10 +13,12 @@
 //   SeriesStage    a series model: the series, its one-step predictions and forecast, ∂L/∂x_t
 //   TranscribeStage a speech model listening to an example clip: its sound on the cursor (L plays it), CTC's
 //                  posteriors and the collapse, BPTT over the frames
+//   CaptionStage   a caption model looking at the scene its input describes (drawn by the training's rules): the
+//                  attention over the picture, the caption word by word, the decoder, BPTT into the picture
 //   KnobsStage, TrainStage  the lab's (tour-lab.js): the gradient knobs, cells trained live; no model, no cursor
 // A model stage's roll and forecast panels, in a scene of another model, are guests (tour-sequences.js).
 
-import { generate, speechExample, speechExamples, transcribe, trace as traceRest } from "./api.js";
+import { caption, captionScenes, generate, speechExample, speechExamples, transcribe, trace as traceRest } from "./api.js";
 import { bus } from "./bus.js";
 import { ACCENT } from "./colors.js";
 import { COMPARE_PANELS, PANELS, makePanel, node, panelSection } from "./panels.js";
@@ -33,6 +35,7 @@ import { TEMPO, soundNote } from "./tour-sequences.js";
 import { parseNote } from "./notes.js";
 import { KnobsStage, LAB_VIEWS, TrainStage } from "./tour-lab.js";
 import { Listener, clipsOf, readTrace, soundOf } from "./speech.js";
+import { paint, pngOf, readTrace as readCaption, sceneOfWords } from "./caption.js";
 
 // The gate that keeps memory, per cell: the one to watch open and close.
 const KEY_GATES = {
@@ -702,6 +705,42 @@ export class TranscribeStage extends Stage {
   }
 }
 
+/**
+ * A caption model looking at a picture: the scene the input's words describe ("a small red circle left of a big blue
+ * square"), drawn here by the training's rules and sent as a PNG; the picture with the attention of the cursor's
+ * word, the caption written word by word, the decoder unrolled, the beams, BPTT into the picture's regions
+ * (panels.js: the caption family's). An audience's words draw their own scene.
+ */
+export class CaptionStage extends Stage {
+  constructor(ctx) {
+    super(ctx);
+    this.run = 0;
+    for (const key of this.scene.panels) this.addPanel(key);
+    this.balance();
+  }
+
+  async start(inputs) {
+    this.inputs = inputs;
+    const run = ++this.run;
+    try {
+      const rules = await captionScenes();
+      const shapes = sceneOfWords(rules, inputs[0]);
+      const reply = await caption(this.card.id, await pngOf(rules, shapes), 3);
+      if (this.closed || run !== this.run) return;
+      const tr = readCaption(reply, paint(rules, shapes));
+      this.trace = tr;
+      window.__unrolled.caption = tr.caption;
+      this.player.setSpeed(this.speed(tr.T));
+      this.player.reset(tr.T, this.startOf(tr.T));
+      this.push({ trace: tr });
+      this.player.setAvailable(tr.T, 0, tr.T);
+      this.markReady();
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+}
+
 const STAGES = {
   model: ModelStage,
   sequences: ModelStage,
@@ -714,6 +753,7 @@ const STAGES = {
   melody: MelodyStage,
   series: SeriesStage,
   transcribe: TranscribeStage,
+  caption: CaptionStage,
   knobs: KnobsStage,
   train: TrainStage,
 };

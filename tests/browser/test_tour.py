@@ -35,7 +35,8 @@ REPORT = """() => [...document.querySelectorAll('#stage .tour-panel')].map((p) =
   beams: p.querySelectorAll('.beams li.beam').length,
   bars: p.querySelectorAll('.bar:not([hidden])').length,
   written: p.querySelectorAll('.gen-output span').length,
-  tokens: p.querySelectorAll('.textview .tk, .collapse-mark').length,
+  tokens: p.querySelectorAll('.textview .tk, .collapse-mark, .caption-word').length,
+  pictures: p.querySelectorAll('canvas[data-drawn]').length,
   canvases: p.querySelectorAll('canvas').length,
   rows: p.querySelectorAll('.ratio-table tbody tr').length,
   notes: p.querySelectorAll('svg.pianoroll-svg rect.note').length,
@@ -55,6 +56,8 @@ NEEDS: dict[str, list[str]] = {
     "sound": ["canvases"],
     "posteriors": ["canvases"],
 }
+# A caption scene's picture panels (attention, gradients) are the picture drawn under the grid, not plots.
+VIEW_NEEDS: dict[str, dict[str, list[str]]] = {"caption": {"attention": ["pictures"], "gradients": ["pictures"]}}
 HAS_DATA = f"""(needs) => {{
   const report = ({REPORT})();
   const full = (v) => (Array.isArray(v) ? v.length > 0 && v.every((x) => x > 0) : v > 0);
@@ -90,7 +93,7 @@ def check_scene(page: Page, scene: dict[str, Any], n: int) -> list[dict[str, Any
     assert page.locator("#scene-problems").is_hidden(), page.inner_text("#scene-problems")
     visit_everything(page)  # the views draw their plots once their traces are in and they are on screen
     try:
-        page.wait_for_function(HAS_DATA, arg=NEEDS, timeout=60_000)
+        page.wait_for_function(HAS_DATA, arg={**NEEDS, **VIEW_NEEDS.get(scene.get("view", ""), {})}, timeout=60_000)
     except PlaywrightTimeout:
         pytest.fail(f"scene {n} ({scene['title']}): a panel has no data: {page.evaluate(REPORT)}")
     report: list[dict[str, Any]] = page.evaluate(REPORT)

@@ -360,3 +360,27 @@ def test_every_panel_of_the_front_ends_registry_may_be_named_by_a_scene() -> Non
     assert {"encdec", "topk", "encdecGradients"} <= stand_ins, "FAMILY_PANELS was not found where this test reads it"
     assert keys - stand_ins - PAGE_ONLY_PANELS <= accepted, sorted(keys - stand_ins - PAGE_ONLY_PANELS - accepted)
     assert PAGE_ONLY_PANELS <= keys and not PAGE_ONLY_PANELS & accepted, "a page-only panel is gone or scenes take it"
+
+
+def test_caption_scenes_take_caption_models_and_a_caption_model_no_other_scene(zoo: Zoo, tmp_path: Path) -> None:
+    """The tour registry's caption rules: a caption scene of a caption model resolves (its default panels the
+    picture's attention, BPTT into the regions and the words); a caption model in any other view would be sent text,
+    and a model of another family in a caption scene would be sent a picture: each said, not shown."""
+    for suffix in (".json", ".safetensors"):
+        (tmp_path / f"shapes-gru{suffix}").write_bytes((ROOT / "models" / f"shapes-gru{suffix}").read_bytes())
+    (tmp_path / "checkpoints").mkdir()
+    for kept in (ROOT / "models" / "checkpoints").glob("shapes-gru-*.safetensors"):  # its card names them
+        (tmp_path / "checkpoints" / kept.name).write_bytes(kept.read_bytes())
+    shapes = Zoo.load(tmp_path)
+
+    def resolved(in_zoo: Zoo, **scene: Any) -> tuple[list[str], list[str]]:
+        return scene_models(Scene.model_validate({"title": "x", **scene}), in_zoo)
+
+    scene = Scene.model_validate({"title": "x", "view": "caption", "model": "shapes-gru", "input": "a big red circle"})
+    assert scene.shown_panels() == ["attention", "gradients", "text"]
+    assert resolved(shapes, view="caption", model="shapes-gru", panels=["unrolled", "beams"]) == (["shapes-gru"], [])
+    for view in ("model", "bptt", "translate", "transcribe"):
+        assert "captions images: show it in a caption scene" in resolved(shapes, view=view, model="shapes-gru")[1][0]
+    assert "a caption scene needs a caption model" in resolved(zoo, view="caption", model="chars-lstm")[1][0]
+    with pytest.raises(ValidationError, match="a caption scene cannot show"):
+        Scene.model_validate({"title": "x", "view": "caption", "model": "shapes-gru", "panels": ["sound"]})
