@@ -6,9 +6,8 @@ what the model does. Its wire layout is app/wire/caption.py's."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import cache
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 from fastapi import APIRouter
@@ -18,14 +17,11 @@ from app.engine.caption.card import caption_card
 from app.engine.caption.image import ImageTooLarge, read_image
 from app.engine.caption.trace import caption_pixels, captioner, encode_caption
 from app.engine.card import LoadedModel
-from app.engine.errors import WrongModelKind
 from app.training.tasks import shapes_data
 from app.web.capacity import cost
 from app.web.config import Settings
-from app.web.families.base import JacobianInput, PageChoice, StepStream, StreamRequest, TraceStream, WebFamily
+from app.web.families.base import MediaWeb, PageChoice, TraceStream
 from app.web.schemas.caption import CaptionRequest
-from app.web.schemas.jacobian import JacobianRequest
-from app.web.schemas.models import GenerateRequest, TraceRequest, TranslateRequest
 from app.wire.caption import TOP_K, CaptionWire, estimate_bytes
 from app.zoo.zoo import Zoo
 
@@ -43,18 +39,14 @@ BEAM_WORD = 0.1e-3
 TRACE_WORD = 0.12e-3
 
 
-def not_served(loaded: LoadedModel, what: str) -> WrongModelKind:
-    return WrongModelKind(f"{loaded.card.id} captions images (it reads pictures, not text or numbers): {what} is "
-                          "not served for caption models")  # fmt: skip
-
-
 def caption_seconds(loaded: LoadedModel, beam: int) -> float:
     T = caption_card(loaded.card).max_length
     return CAPTION_FIXED + beam * T * BEAM_WORD + T * (T + 1) * TRACE_WORD + cost.trace_seconds(loaded, T)
 
 
-class CaptionWeb(WebFamily):
+class CaptionWeb(MediaWeb):
     name = "caption"
+    reads = "pictures"
 
     def caption_job(self, loaded: LoadedModel, image: bytes, req: CaptionRequest, settings: Settings) -> TraceStream:
         """The image read and its limits checked now (a BadImage names the problem: over 1 MiB or 256 a side is
@@ -76,32 +68,9 @@ class CaptionWeb(WebFamily):
         seconds = caption_seconds(loaded, req.beam)
         return TraceStream(wire, CaptionWire.done_frame, seconds, estimate_bytes(loaded, req.beam))
 
-    def trace_job(self, loaded: LoadedModel, req: TraceRequest, settings: Settings) -> NoReturn:
-        raise not_served(loaded, "a trace of text or values")
-
-    def generate_job(self, loaded: LoadedModel, req: GenerateRequest, settings: Settings) -> NoReturn:
-        raise not_served(loaded, "generation")
-
-    def translate_job(self, loaded: LoadedModel, req: TranslateRequest, settings: Settings) -> NoReturn:
-        raise not_served(loaded, "translation")
-
-    def stream(self, loaded: LoadedModel, req: StreamRequest, settings: Settings) -> TraceStream | StepStream:
-        raise not_served(loaded, "a stream of text or values")
-
-    def jacobian_input(
-        self, loaded: LoadedModel, req: JacobianRequest, settings: Settings, check_steps: Callable[[int], None]
-    ) -> JacobianInput:
-        raise not_served(loaded, "the Jacobian of text or values")
-
     def card_fields(self, loaded: LoadedModel) -> dict[str, Any]:
         # the words it writes, in the head's order, where a translation model gives its decoder's tokens
         return {"embed_size": 0, "vocab": None, "target_vocab": list(caption_card(loaded.card).words_vocab().tokens)}
-
-    def page_card(self, loaded: LoadedModel) -> dict[str, Any] | None:
-        return None
-
-    def labels(self, loaded: LoadedModel) -> list[str] | None:
-        return None
 
     def page(
         self, zoo: Zoo, loaded: LoadedModel, view: str, task_models: list[LoadedModel], peers: list[LoadedModel]
@@ -114,15 +83,9 @@ class CaptionWeb(WebFamily):
         return {"shape": "a picture in, its caption out (attention)", "reads": "a 64 × 64 picture", "open": "Caption",
                 "writes": False, "learning": False, "values": False}  # fmt: skip
 
-    def compared_by_cell(self, loaded: LoadedModel) -> bool:
-        return False
-
     def not_compared(self, task: str, first: str, known: str) -> str | None:
         return f"the task {task!r} captions images: its models are not compared cell by cell here. " \
                f"Tasks with several cells: {known}"  # fmt: skip
-
-    def in_lab(self, loaded: LoadedModel) -> bool:
-        return False
 
 
 CAPTION_WEB = CaptionWeb()
