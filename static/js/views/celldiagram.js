@@ -314,11 +314,13 @@ export class CellDiagramView extends View {
     const natW = compact ? traces.length * COMPACT_W + (traces.length - 1) * 16 : FULL_W;
     const natH = compact ? COMPACT_H : FULL_H;
     // a projector reads it at no less than 0.95 of its 16 units; wider rooms grow it a little
-    const scale = Math.max(isTalk() ? 0.95 : 0.6, Math.min(1.35, this.width / natW));
+    // (a tour's stage is zoomed to the room as a whole: there the drawing keeps its own size)
+    const scale = Math.max(isTalk() ? 0.95 : 0.6, Math.min(isTalk() ? 1 : 1.35, this.width / natW));
     this.svg.replaceChildren();
     el("style", {}, this.svg).textContent = STYLE;
     const defs = el("defs", {}, this.svg);
-    const head = el("marker", { id: "cd-head", viewBox: "0 0 10 10", refX: 8, refY: 5, markerWidth: 4, markerHeight: 4, orient: "auto-start-reverse", markerUnits: "strokeWidth" }, defs);
+    // one head for every arrow, whatever its width (a head scaled with a wide arrow covered the node it points at)
+    const head = el("marker", { id: "cd-head", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 11, markerHeight: 11, orient: "auto-start-reverse", markerUnits: "userSpaceOnUse" }, defs);
     el("path", { d: "M0 0 L10 5 L0 10 z", fill: GREY }, head);
     el("rect", { x: 0, y: 0, width: natW, height: natH, fill: "#ffffff" }, this.svg);
     this.svg.setAttribute("viewBox", `0 0 ${natW} ${natH}`);
