@@ -39,6 +39,7 @@ REPORT = """() => [...document.querySelectorAll('#stage .tour-panel')].map((p) =
   canvases: p.querySelectorAll('canvas').length,
   rows: p.querySelectorAll('.ratio-table tbody tr').length,
   notes: p.querySelectorAll('svg.pianoroll-svg rect.note').length,
+  drawn: p.querySelectorAll('svg.cell-diagram g.cell').length,
 }))"""
 
 # A panel has data when: its plots have points, its unrolled network has cells it has read, and so on.
@@ -54,6 +55,7 @@ NEEDS: dict[str, list[str]] = {
     "roll": ["notes"],
     "sound": ["canvases"],
     "posteriors": ["canvases"],
+    "diagram": ["drawn"],
 }
 HAS_DATA = f"""(needs) => {{
   const report = ({REPORT})();
