@@ -7,6 +7,7 @@ sweep the gradient drawn along the memory line (the LSTM's cell state, the GRU's
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -190,7 +191,9 @@ def test_the_drawn_cell_is_the_trace_at_the_cursor_forward_and_in_the_bptt_sweep
     assert_clean(recorder)
 
 
-def test_a_part_hovered_or_stepped_to_lights_its_equation(page: Page, recorder: Recorder, zoo: LiveServer) -> None:
+def test_a_part_hovered_or_stepped_to_lights_its_equation_and_the_drawing_exports(
+    page: Page, recorder: Recorder, zoo: LiveServer
+) -> None:
     """The forget gate's valve hovered lights its equation; ↑ / ↓ on the focused drawing step through the parts."""
     open_model(page, zoo, "alphabet-lstm", "MNOPQ XYZ")
     svg = page.locator("#panel-diagram svg.cell-diagram")
@@ -207,4 +210,15 @@ def test_a_part_hovered_or_stepped_to_lights_its_equation(page: Page, recorder: 
         stepped.append(page.evaluate(lit))
     # the parts in the order of the equations: f, i, c̃ (down), then back to i (up)
     assert stepped == [["forget"], ["input"], ["candidate"], ["input"]]
+    # exported as the other views are: the drawing with its numbers, as SVG and as PNG
+    with page.expect_download() as svg:
+        page.click("#tools-diagram [data-export=svg]")
+    name = svg.value.suggested_filename
+    assert name.startswith("cell-drawn-forward-step-") and name.endswith(".svg")
+    content = Path(svg.value.path()).read_text(encoding="utf-8")
+    assert content.startswith("<svg") and "cₜ = fₜ ⊙ cₜ₋₁ + iₜ ⊙ c̃ₜ" in content and 'class="slot"' in content
+    with page.expect_download() as png:
+        page.click("#tools-diagram [data-export=png]")
+    assert png.value.suggested_filename == name.replace(".svg", ".png")
+    assert Path(png.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert_clean(recorder)
