@@ -72,11 +72,11 @@ export const fmtGrad = (v) => (!(v > 0) ? "0" : v >= 0.01 && v < 1000 ? v.toPrec
 // The gradient's rows in the BPTT sweep, the same for every cell: from its memory line (mem).
 function backwardRows(mem) {
   return [
-    { part: "memory", text: `‖∂L/∂${mem.now}‖`, grad: 0 },
-    { part: mem.gate ?? "memory", text: mem.passes },
+    { part: mem.part, text: `‖∂L/∂${mem.now}‖`, grad: 0 },
+    { part: mem.gate ?? mem.part, text: mem.passes },
     ...(mem.gate ? [{ part: mem.gate, passing: mem.gate }] : []),
-    { part: "memory", text: `‖∂L/∂${mem.before}‖`, grad: -1 },
-    { part: "memory", text: `‖∂L/∂${mem.before}‖ ÷ ‖∂L/∂${mem.now}‖`, ratio: true },
+    { part: mem.part, text: `‖∂L/∂${mem.before}‖`, grad: -1 },
+    { part: mem.part, text: `‖∂L/∂${mem.before}‖ ÷ ‖∂L/∂${mem.now}‖`, ratio: true },
     ...(mem.grad !== "hidden" ? [{ part: "hidden", text: "‖∂L/∂hₜ‖", grad: 0, of: "hidden" }] : []),
   ];
 }
@@ -96,8 +96,8 @@ export const CELLS = {
     derive: () => ({}),
     nodes: [{ id: "tanh", kind: "squash", x: 300, y: 150, w: 70, h: 46, label: "tanh", q: "h", part: "hidden", memory: true }],
     arrows: [
-      { pts: [[20, 225], [300, 225], [300, 173]], q: "h_prev", part: "memory", memory: "before" },
-      { pts: [[300, 127], [300, 40], [580, 40]], q: "h", part: "memory", memory: "now" },
+      { pts: [[20, 225], [300, 225], [300, 173]], q: "h_prev", part: "carry", memory: "before" },
+      { pts: [[300, 127], [300, 40], [580, 40]], q: "h", part: "hidden", memory: "now" },
       { pts: [[90, 262], [90, 225]], part: "bus" },
     ],
     labels: [
@@ -108,9 +108,9 @@ export const CELLS = {
     ],
     equations: [
       { part: "hidden", text: "hₜ = tanh(W xₜ + U hₜ₋₁ + b)", q: "h" },
-      { part: "memory", text: "hₜ₋₁, carried in", q: "h_prev" },
+      { part: "carry", text: "hₜ₋₁, carried in", q: "h_prev" },
     ],
-    memory: { grad: "hidden", now: "hₜ", before: "hₜ₋₁", gate: null, passes: "∂L/∂hₜ₋₁ = Uᵀ(tanh′ ⊙ ∂L/∂hₜ)", op: "tanh", at: { before: [20, 190] } },
+    memory: { part: "hidden", grad: "hidden", now: "hₜ", before: "hₜ₋₁", gate: null, passes: "∂L/∂hₜ₋₁ = Uᵀ(tanh′ ⊙ ∂L/∂hₜ)", op: "tanh", at: { before: [20, 190] } },
   },
   lstm: {
     name: "LSTM",
@@ -127,9 +127,9 @@ export const CELLS = {
       { id: "emit", kind: "op", op: "×", x: 490, y: 150, part: "hidden" },
     ],
     arrows: [
-      { pts: [[20, 40], [147, 40]], q: "c_prev", part: "memory", memory: "before" },
-      { pts: [[173, 40], [307, 40]], q: "fc", part: "memory", memory: "now" },
-      { pts: [[333, 40], [580, 40]], q: "c", part: "memory", memory: "now" },
+      { pts: [[20, 40], [147, 40]], q: "c_prev", part: "cell", memory: "before" },
+      { pts: [[173, 40], [307, 40]], q: "fc", part: "cell", memory: "now" },
+      { pts: [[333, 40], [580, 40]], q: "c", part: "cell", memory: "now" },
       { pts: [[160, 127], [160, 53]], q: "forget", part: "forget" },
       { pts: [[240, 127], [240, 95], [307, 95]], q: "input", part: "input" },
       { pts: [[320, 127], [320, 108]], q: "candidate", part: "candidate" },
@@ -160,7 +160,7 @@ export const CELLS = {
       { part: "cell", text: "cₜ = fₜ ⊙ cₜ₋₁ + iₜ ⊙ c̃ₜ", q: "c" },
       { part: "hidden", text: "hₜ = oₜ ⊙ tanh(cₜ)", q: "h" },
     ],
-    memory: { grad: "cell", now: "cₜ", before: "cₜ₋₁", gate: "forget", passes: "∂L/∂cₜ₋₁ = fₜ ⊙ ∂L/∂cₜ + …", op: "×" },
+    memory: { part: "cell", grad: "cell", now: "cₜ", before: "cₜ₋₁", gate: "forget", passes: "∂L/∂cₜ₋₁ = fₜ ⊙ ∂L/∂cₜ + …", op: "×" },
   },
   gru: {
     name: "GRU",
@@ -175,9 +175,9 @@ export const CELLS = {
       { id: "add", kind: "op", op: "+", x: 300, y: 40, part: "hidden" },
     ],
     arrows: [
-      { pts: [[20, 40], [137, 40]], q: "h_prev", part: "memory", memory: "before" },
-      { pts: [[163, 40], [287, 40]], q: "zh", part: "memory", memory: "now" },
-      { pts: [[313, 40], [580, 40]], q: "h", part: "memory", memory: "now" },
+      { pts: [[20, 40], [137, 40]], q: "h_prev", part: "hidden", memory: "before" },
+      { pts: [[163, 40], [287, 40]], q: "zh", part: "hidden", memory: "now" },
+      { pts: [[313, 40], [580, 40]], q: "h", part: "hidden", memory: "now" },
       { pts: [[150, 127], [150, 53]], q: "update", part: "update" },
       { pts: [[150, 95], [211, 95]], q: "update", part: "update", head: false },
       { pts: [[239, 95], [287, 95]], q: "one_minus_z", part: "update" },
@@ -203,7 +203,7 @@ export const CELLS = {
       { part: "candidate", text: "h̃ₜ = tanh(W xₜ + U(rₜ ⊙ hₜ₋₁) + b)", q: "candidate" },
       { part: "hidden", text: "hₜ = (1 − zₜ) ⊙ h̃ₜ + zₜ ⊙ hₜ₋₁", q: "h" },
     ],
-    memory: { grad: "hidden", now: "hₜ", before: "hₜ₋₁", gate: "update", passes: "∂L/∂hₜ₋₁ = zₜ ⊙ ∂L/∂hₜ + …", op: "×" },
+    memory: { part: "hidden", grad: "hidden", now: "hₜ", before: "hₜ₋₁", gate: "update", passes: "∂L/∂hₜ₋₁ = zₜ ⊙ ∂L/∂hₜ + …", op: "×" },
   },
 };
 
@@ -279,12 +279,12 @@ export class CellDiagramView extends View {
     return (this.traces ?? [this.trace]).filter((tr) => tr && tr.steps > 0 && CELLS[tr.cell]);
   }
 
-  /** The parts of the drawing in the order ↑ / ↓ step through them: its equations' (then the memory line). */
+  /** The parts of the drawing in the order ↑ / ↓ step through them: its equations'. */
   parts() {
     const tr = this.shown()[0];
     if (!tr) return [];
     const desc = CELLS[tr.cell];
-    return [...new Set([...desc.equations.map((e) => e.part), "memory"])];
+    return [...new Set(desc.equations.map((e) => e.part))];
   }
 
   stepPart(d) {
@@ -377,8 +377,8 @@ export class CellDiagramView extends View {
     if (backward) {
       const [nx, ny] = mem.at?.now ?? [580, 68];
       const [bx, by] = mem.at?.before ?? [20, 68];
-      text(g, nx, ny, `‖∂L/∂${mem.now}‖ ${fmtGrad(grad.now)}`, { "text-anchor": "end", class: "grad grad-now", "data-norm": grad.now, "data-part": "memory" });
-      text(g, bx, by, `‖∂L/∂${mem.before}‖ ${grad.before === null ? "—" : fmtGrad(grad.before)}`, { class: "grad grad-before", "data-norm": grad.before ?? "", "data-part": "memory" });
+      text(g, nx, ny, `‖∂L/∂${mem.now}‖ ${fmtGrad(grad.now)}`, { "text-anchor": "end", class: "grad grad-now", "data-norm": grad.now, "data-part": mem.part });
+      text(g, bx, by, `‖∂L/∂${mem.before}‖ ${grad.before === null ? "—" : fmtGrad(grad.before)}`, { class: "grad grad-before", "data-norm": grad.before ?? "", "data-part": mem.part });
     }
     this.equations(g, tr, desc, v, u, t, backward, grad);
   }
@@ -474,8 +474,8 @@ export class CellDiagramView extends View {
       if (head) p.setAttribute("marker-end", "url(#cd-head)");
     };
     if (mem.gate) {
-      seg(8, opX - 13, "before", "memory");
-      seg(opX + 13, W - 8, "now", "memory", true);
+      seg(8, opX - 13, "before", mem.part);
+      seg(opX + 13, W - 8, "now", mem.part, true);
       const ng = el("g", { class: "node node-op", "data-part": mem.gate }, g);
       el("circle", { class: "op", cx: opX, cy: y, r: 13 }, ng);
       text(ng, opX, y + 6.5, mem.op, { "text-anchor": "middle", class: "optext" });
@@ -487,8 +487,8 @@ export class CellDiagramView extends View {
       text(line, opX + 32, y + 42, `${name} mean ${fmt(meanOf(a))}`, { class: "num num-mean" });
       text(line, opX + 32, y + 64, `unit ${u}: ${fmt(a[u])}`, { class: "num num-unit" });
     } else {
-      seg(8, 110, "before", "memory");
-      seg(180, W - 8, "now", "memory", true);
+      seg(8, 110, "before", mem.part);
+      seg(180, W - 8, "now", mem.part, true);
       const ng = el("g", { class: "node node-squash", "data-part": "hidden" }, g);
       el("rect", { class: "squash", x: 110, y: y - 17, width: 70, height: 34, rx: 6, fill: diverging(meanOf(v.h)) }, ng);
       text(ng, 145, y + 6, "tanh", { "text-anchor": "middle" });
@@ -498,8 +498,8 @@ export class CellDiagramView extends View {
     text(g, 8, y - 12, mem.before, { class: "label" });
     text(g, W - 8, y - 12, mem.now, { class: "label", "text-anchor": "end" });
     if (backward) {
-      text(g, W - 8, y + 26, fmtGrad(grad.now), { "text-anchor": "end", class: "grad grad-now", "data-norm": grad.now, "data-part": "memory" });
-      text(g, 8, y + 26, grad.before === null ? "—" : fmtGrad(grad.before), { class: "grad grad-before", "data-norm": grad.before ?? "", "data-part": "memory" });
+      text(g, W - 8, y + 26, fmtGrad(grad.now), { "text-anchor": "end", class: "grad grad-now", "data-norm": grad.now, "data-part": mem.part });
+      text(g, 8, y + 26, grad.before === null ? "—" : fmtGrad(grad.before), { class: "grad grad-before", "data-norm": grad.before ?? "", "data-part": mem.part });
       text(g, W - 8, 20, `‖∂L/∂${mem.now[0]}‖`, { "text-anchor": "end", class: "grad" });
     }
   }
