@@ -14,6 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page
 
+from app.tour.tours import BUILTIN_TOURS, DEFAULT_TOUR, load_tour
 from tests.browser.conftest import Recorder, assert_clean, screenshot
 from tests.conftest import LiveServer
 
@@ -221,4 +222,48 @@ def test_a_part_hovered_or_stepped_to_lights_its_equation_and_the_drawing_export
         page.click("#tools-diagram [data-export=png]")
     assert png.value.suggested_filename == name.replace(".svg", ".png")
     assert Path(png.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_clean(recorder)
+
+
+def test_the_tours_vanishing_gradient_scene_draws_the_rnn_and_the_lstm_at_the_same_step(
+    page: Page, recorder: Recorder, zoo: LiveServer
+) -> None:
+    """The compare scene of the gates ('LSTM and GRU'): its first two cells, the RNN and the LSTM, side by side at
+    the cursor; in its BPTT sweep each memory line carries its own trace's gradient (the RNN's ‖∂L/∂h_t‖, the LSTM's
+    ‖∂L/∂c_t‖), L at the last step as the scene measures it, on an input the audience typed."""
+    titles = [s.title for s in load_tour(BUILTIN_TOURS / f"{DEFAULT_TOUR}.json").scenes]
+    n = next(i for i, title in enumerate(titles, 1) if title.startswith("LSTM and GRU"))
+    page.goto(f"{zoo.url}/tour?scene={n}")
+    page.wait_for_function(f"() => window.__unrolled?.tour?.scene === {n} && window.__unrolled.tour.ready")
+    typed = "G 27182 81828 45904 ?"
+    page.keyboard.press("/")
+    page.keyboard.press("Control+a")
+    page.keyboard.type(typed)
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "(text) => window.__unrolled.tour.ready && window.__unrolled.trace?.done"
+        " && window.__unrolled.trace.tokens.join('').replace(/\\s/g, '') === text.replace(/\\s/g, '')",
+        arg=typed,
+    )
+    cells = "() => [...document.querySelectorAll('#stage svg.cell-diagram g.cell')].map((g) => g.dataset.model)"
+    page.wait_for_function(f"() => ({cells})().length === 2")
+    assert page.evaluate(cells) == ["memory-rnn", "memory-lstm"]
+    for t in (3, 1):  # the BPTT sweep runs right to left: step 4, then step 2
+        while page.evaluate("() => window.__unrolled.cursor.phase") != "backward":
+            page.keyboard.press("b")
+        while (c := page.evaluate("() => window.__unrolled.cursor"))["t"] != t:
+            page.keyboard.press("Shift+ArrowRight" if c["t"] > t else "Shift+ArrowLeft")  # (→ alone: the next scene)
+            page.wait_for_function("(c) => window.__unrolled.cursor.t !== c.t", arg=c)
+        page.wait_for_function(
+            f"() => document.querySelector('#stage svg.cell-diagram')?.dataset.step === '{t}'"
+            " && document.querySelector('#stage svg.cell-diagram').dataset.phase === 'backward'"
+        )
+        drawn = page.evaluate(
+            "() => Object.fromEntries([...document.querySelectorAll('#stage svg.cell-diagram g.cell')].map((g) =>"
+            " [g.dataset.cell, Number(g.querySelector('.grad-now').dataset.norm)]))"
+        )
+        for model, cell, line in (("memory-rnn", "rnn", "hidden"), ("memory-lstm", "lstm", "cell_state")):
+            r = httpx.post(f"{zoo.url}/api/models/{model}/trace", json={"text": typed, "loss": "last"}, timeout=120)
+            assert r.status_code == 200, r.text
+            assert drawn[cell] == pytest.approx(r.json()["grad_norms"][line][0][t], rel=1e-3), (cell, t)
     assert_clean(recorder)

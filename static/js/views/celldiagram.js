@@ -533,7 +533,7 @@ let listed = false;
 function bindPartKeys(svg) {
   if (!listed) {
     listed = true;
-    onKeysIn(svg, "on the cell drawing (Tab to it)", PART_KEYS);
+    onKeysIn(svg, "on the cell drawing (click it first)", PART_KEYS);
     return;
   }
   svg.addEventListener("keydown", (e) => {
