@@ -235,7 +235,7 @@ function arrowPath(pts) {
 export class CellDiagramView extends View {
   /** root: the panel body; tools: where its PNG / SVG buttons go; compact: each cell as its memory line only. */
   constructor(root, { tools = null, name = "cell-drawn", compact = false } = {}) {
-    super(root, { name });
+    super(root, { name, onScreen: true }); // drawn while near the screen (a page scrolled away skips its redraws)
     this.compact = compact;
     this.traces = null; // several cells side by side (a compare scene)
     this.lit = null; // the part highlighted (hovered or stepped to)
@@ -303,7 +303,7 @@ export class CellDiagramView extends View {
 
   render() {
     const traces = this.shown();
-    if (!traces.length) return;
+    if (!traces.length || (this.view && !this.view.visible)) return;
     const { phase } = this.cursor;
     const t = Math.max(0, Math.min(this.cursor.t, traces[0].steps - 1));
     const compact = this.compact || traces.length > 1;
