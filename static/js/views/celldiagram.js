@@ -228,6 +228,14 @@ function valuesAt(tr, l, t, desc) {
   return { ...v, ...desc.derive(v), prevT };
 }
 
+// Each trace's own number: a new input's trace counts its versions from 0 again, as the last one did.
+const SERIALS = new WeakMap();
+let serials = 0;
+function serial(tr) {
+  if (!SERIALS.has(tr)) SERIALS.set(tr, ++serials);
+  return SERIALS.get(tr);
+}
+
 function arrowPath(pts) {
   return pts.map(([x, y], i) => `${i ? "L" : "M"}${x} ${y}`).join(" ");
 }
@@ -308,7 +316,7 @@ export class CellDiagramView extends View {
     const t = Math.max(0, Math.min(this.cursor.t, traces[0].steps - 1));
     const compact = this.compact || traces.length > 1;
     // the key: what is drawn (re-drawn only when it changes; a cursor move within a sweep changes it)
-    const key = [phase, t, this.unit, this.layer, compact, this.width, ...traces.map((tr) => `${tr.model}:${tr.version}`)].join("|");
+    const key = [phase, t, this.unit, this.layer, compact, this.width, ...traces.map((tr) => `${serial(tr)}:${tr.version}`)].join("|");
     if (key === this.key) return;
     this.key = key;
     const natW = compact ? traces.length * COMPACT_W + (traces.length - 1) * 16 : FULL_W;
@@ -329,6 +337,9 @@ export class CellDiagramView extends View {
     this.svg.dataset.phase = phase;
     this.svg.dataset.step = String(t);
     this.svg.dataset.unit = String(this.unit);
+    // one log scale for the gradients of every cell drawn: the RNN's and the LSTM's side by side read alike
+    const ranges = traces.map((tr) => tr.gradLogRange("all"));
+    this.range = [Math.min(...ranges.map((r) => r[0])), Math.max(...ranges.map((r) => r[1]))];
     traces.forEach((tr, i) => {
       const g = el("g", { class: "cell", "data-cell": tr.cell, "data-model": tr.model, transform: `translate(${compact ? i * (COMPACT_W + 16) : 0} 0)` }, this.svg);
       const l = Math.min(this.layer, tr.L - 1);
@@ -347,7 +358,7 @@ export class CellDiagramView extends View {
     const v = valuesAt(tr, l, t, desc);
     const mem = desc.memory;
     const grad = gradAt(tr, l, t, mem.grad);
-    const range = tr.gradLogRange("all");
+    const range = this.range;
     const gradWidth = (x) => (x > 0 ? 3 + 8 * Math.max(0, Math.min(1, (Math.log10(x) - range[0]) / (range[1] - range[0]))) : 1);
     for (const a of desc.arrows) {
       const d = arrowPath(a.pts);
@@ -380,7 +391,7 @@ export class CellDiagramView extends View {
       text(g, nx, ny, `‖∂L/∂${mem.now}‖ ${fmtGrad(grad.now)}`, { "text-anchor": "end", class: "grad grad-now", "data-norm": grad.now, "data-part": mem.part });
       text(g, bx, by, `‖∂L/∂${mem.before}‖ ${grad.before === null ? "—" : fmtGrad(grad.before)}`, { class: "grad grad-before", "data-norm": grad.before ?? "", "data-part": mem.part });
     }
-    this.equations(g, tr, desc, v, u, t, backward, grad);
+    this.equations(g, tr, l, desc, v, u, t, backward, grad);
   }
 
   /** A node: a valve (its slot open by the gate's mean, the narrow purple slot by the unit's), a tanh, or an op. */
@@ -409,8 +420,8 @@ export class CellDiagramView extends View {
 
   /** The equations beside the drawing, each with its mean over the units and the unit's value (the BPTT sweep: the
    * gradient's rows). */
-  equations(g, tr, desc, v, u, t, backward, grad) {
-    const where = `step ${t + 1} “${showToken(tr.tokens[t] ?? "")}”${tr.L > 1 ? `, ${tr.layerName(this.layer)}` : ""}`;
+  equations(g, tr, l, desc, v, u, t, backward, grad) {
+    const where = `step ${t + 1} “${showToken(tr.tokens[t] ?? "")}”${tr.L > 1 ? `, ${tr.layerName(l)}` : ""}`;
     text(g, EQ_X, 22, backward ? `BPTT at ${where}` : `${desc.name} at ${where}`, { class: "head name" });
     if (!backward) {
       text(g, NUM_MEAN, 22, "mean", { "text-anchor": "end", class: "head" });
@@ -435,7 +446,7 @@ export class CellDiagramView extends View {
         text(row, NUM_MEAN, y, fmt(mean), { "text-anchor": "end", class: "num num-mean" });
         text(row, NUM_UNIT, y, fmt(a[u]), { "text-anchor": "end", class: "num num-unit" });
       } else if (r.grad !== undefined) {
-        const x = r.of === "hidden" ? gradAt(tr, this.layer, t, "hidden").now : r.grad === 0 ? grad.now : grad.before;
+        const x = r.of === "hidden" ? gradAt(tr, l, t, "hidden").now : r.grad === 0 ? grad.now : grad.before;
         row.dataset.norm = String(x ?? "");
         text(row, NUM_UNIT, y, x === null ? "—" : fmtGrad(x), { "text-anchor": "end", class: "num num-grad" });
       } else if (r.ratio) {
@@ -453,7 +464,7 @@ export class CellDiagramView extends View {
     const mem = desc.memory;
     const v = valuesAt(tr, l, t, desc);
     const grad = gradAt(tr, l, t, mem.grad);
-    const range = tr.gradLogRange("all");
+    const range = this.range;
     const W = COMPACT_W;
     const y = 78;
     text(g, 4, 20, `${desc.name} · ${tr.model}`, { class: "name", style: `fill:${CELL_COLORS[tr.cell] ?? "#111827"}` });
