@@ -113,6 +113,11 @@ def open_model(page: Page, server: LiveServer, model: str, text: str) -> dict[st
     page.goto(f"{server.url}/models/{model}")
     page.wait_for_function("() => (window.__unrolled?.loaded ?? 0) >= 1")
     type_input(page, text)
+    # a new input plays from its first step: paused, the drawing stays on one step while it is read
+    page.wait_for_function("() => window.__unrolled.cursor?.playing !== undefined")
+    if page.evaluate("() => window.__unrolled.cursor.playing"):
+        page.keyboard.press("Space")
+    page.wait_for_function("() => window.__unrolled.cursor.playing === false")
     for _ in range(UNIT):
         page.keyboard.press("]")
     page.wait_for_function(f"() => window.__unrolled.state?.unit === {UNIT}")
@@ -212,11 +217,11 @@ def test_a_part_hovered_or_stepped_to_lights_its_equation_and_the_drawing_export
     # the parts in the order of the equations: f, i, c̃ (down), then back to i (up)
     assert stepped == [["forget"], ["input"], ["candidate"], ["input"]]
     # exported as the other views are: the drawing with its numbers, as SVG and as PNG
-    with page.expect_download() as svg:
+    with page.expect_download() as svg_file:
         page.click("#tools-diagram [data-export=svg]")
-    name = svg.value.suggested_filename
+    name = svg_file.value.suggested_filename
     assert name.startswith("cell-drawn-forward-step-") and name.endswith(".svg")
-    content = Path(svg.value.path()).read_text(encoding="utf-8")
+    content = Path(svg_file.value.path()).read_text(encoding="utf-8")
     assert content.startswith("<svg") and "cₜ = fₜ ⊙ cₜ₋₁ + iₜ ⊙ c̃ₜ" in content and 'class="slot"' in content
     with page.expect_download() as png:
         page.click("#tools-diagram [data-export=png]")
