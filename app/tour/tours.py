@@ -60,6 +60,7 @@ Panel = Literal[
     "training",
     "sound",
     "posteriors",
+    "diagram",
 ]
 
 # What each view may show, and what it shows when a scene does not say. The special views are the model view
@@ -78,6 +79,7 @@ MODEL_PANELS: frozenset[str] = frozenset(
         "weights",
         "pca",
         "series",
+        "diagram",
     }
 )
 VIEW_PANELS: dict[str, frozenset[str]] = {
@@ -86,7 +88,7 @@ VIEW_PANELS: dict[str, frozenset[str]] = {
     "bptt": MODEL_PANELS,
     "certainty": MODEL_PANELS | {"certainty"},
     "learning": MODEL_PANELS | {"checkpoints"},
-    "compare": frozenset({"norms", "cells", "gates"}),
+    "compare": frozenset({"norms", "cells", "gates", "diagram"}),
     "generate": frozenset({"output", "predictions", "unrolled", "states", "gradients"}),
     # an encoder–decoder: its two rows unrolled with the attention between them, the attention heatmap, the
     # beam's candidates, the decoder's top-k (predictions) and both BPTT sweeps on one axis (gradients)

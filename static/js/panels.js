@@ -17,6 +17,7 @@ import { MelodyGuest, SeriesGuest, soundButton } from "./tour-sequences.js";
 import { AttentionView } from "./views/attention.js";
 import { BeamsView } from "./views/beams.js";
 import { AttentionPictureView, CaptionBeamsView, CaptionWordsView, DecoderView, RegionsView } from "./views/caption.js";
+import { CellDiagramView } from "./views/celldiagram.js";
 import { CellStepView } from "./views/cellstep.js";
 import { CompareRowsView } from "./views/comparerows.js";
 import { EncDecView } from "./views/encdec.js";
@@ -110,6 +111,13 @@ export const PANELS = {
     size: "half",
     info: true,
     make: (p, at) => new CellStepView(p.body, { tools: p.tools, readout: p.info, ...named(at, "cell-at-step") }),
+  },
+  // The cell drawn at the cursor, lit by its gates (the BPTT sweep: by the gradient); in a compare scene, its first
+  // two cells side by side (update({traces})).
+  diagram: {
+    title: (at) => (at.compared ? "One step of each cell, drawn" : `The cell, drawn, at this ${stepWord(at) ?? "step"}`),
+    size: (at) => (at.compared ? "half" : "full"),
+    make: (p, at) => new CellDiagramView(p.body, { tools: p.tools, compact: Boolean(at.compared), ...named(at, at.compared ? "cells-drawn" : "cell-drawn") }),
   },
   gates: {
     title: () => "Each gate over time",
@@ -367,7 +375,7 @@ const FAMILY_PANELS = {
 };
 
 /** A compare scene's keys: the compare page's panels. */
-export const COMPARE_PANELS = { norms: "compareNorms", cells: "compareCells" };
+export const COMPARE_PANELS = { norms: "compareNorms", cells: "compareCells", diagram: "diagram" };
 
 /** The card of the scene's other model that fills panel `key` itself (the sequences scene's melody or series). */
 const guestOf = (at, key) => at.cards.find((c) => fills(c, key));

@@ -409,22 +409,23 @@ export class CompareStage extends Stage {
         }),
     );
     const panels = this.scene.panels;
-    // the curves and the gates side by side when both are shown: one screen for the lesson
-    const pair = panels.includes("norms") && panels.includes("gates") && this.cards.some((c) => KEY_GATES[c.cell]);
-    for (const key of panels) this.addPanel(key, pair && (key === "norms" || key === "gates") ? "half" : "full");
+    // the curves beside the gates (or the cells drawn) when both are shown: one screen for the lesson
+    const beside = panels.includes("diagram") ? "diagram" : "gates";
+    const pair = panels.includes("norms") && panels.includes(beside) && (beside === "diagram" || this.cards.some((c) => KEY_GATES[c.cell]));
+    for (const key of panels) this.addPanel(key, pair && (key === "norms" || key === beside) ? "half" : "full");
     this.balance();
   }
 
   addPanel(key, size) {
     if (COMPARE_PANELS[key]) {
       const entry = PANELS[COMPARE_PANELS[key]];
-      const at = { card: this.card, cards: this.cards, scene: this.scene, on: "tour", stage: this };
-      const view = entry.make(this.panel(key, entry.title(at), key === "norms" ? { size } : {}), at);
+      const at = { card: this.card, cards: this.cards, scene: this.scene, on: "tour", stage: this, compared: true };
+      const view = entry.make(this.panel(key, entry.title(at), key === "cells" ? {} : { size }), at);
       if (key === "norms") this.norms = view;
-      else {
+      else if (key === "cells") {
         this.rows = view;
         this.unrolledViews.push(view);
-      }
+      } else this.drawn = view; // the cells drawn side by side at the cursor (update({traces}))
     } else if (key === "gates") {
       const p = this.panel(key, "The gates that keep memory, over time", { size }); // the values: hover the map
       this.gates = [];
@@ -469,6 +470,7 @@ export class CompareStage extends Stage {
     const version = ready.map((tr) => tr.version).join(",");
     this.rows?.update({ traces: [...this.traces], version });
     this.norms?.update({ traces: ready });
+    this.drawn?.update({ traces: ready });
     this.gates?.forEach((g) => g.view.update({ trace: this.traces[g.i] }));
   }
 
@@ -477,18 +479,21 @@ export class CompareStage extends Stage {
     this.cursor = c;
     this.rows?.update({ cursor: c });
     this.norms?.update({ cursor: c });
+    this.drawn?.update({ cursor: c });
     this.gates?.forEach((g) => g.view.update({ cursor: c }));
   }
 
   onUnit({ unit }) {
     if (!this.trace) return;
     this.unit = Math.max(0, Math.min(this.trace.H - 1, unit));
+    this.drawn?.update({ unit: this.unit });
     this.gates?.forEach((g) => g.view.update({ unit: this.unit }));
   }
 
   onLayout() {
     for (const v of this.unrolledViews) v.resize();
     this.norms?.update({ relayout: true });
+    this.drawn?.update({ relayout: true });
     this.gates?.forEach((g) => g.view.update({ relayout: true }));
   }
 }

@@ -40,6 +40,7 @@ REPORT = """() => [...document.querySelectorAll('#stage .tour-panel')].map((p) =
   canvases: p.querySelectorAll('canvas').length,
   rows: p.querySelectorAll('.ratio-table tbody tr').length,
   notes: p.querySelectorAll('svg.pianoroll-svg rect.note').length,
+  drawn: p.querySelectorAll('svg.cell-diagram g.cell').length,
 }))"""
 
 # A panel has data when: its plots have points, its unrolled network has cells it has read, and so on.
@@ -55,6 +56,7 @@ NEEDS: dict[str, list[str]] = {
     "roll": ["notes"],
     "sound": ["canvases"],
     "posteriors": ["canvases"],
+    "diagram": ["drawn"],
 }
 # A caption scene's picture panels (attention, gradients) are the picture drawn under the grid, not plots.
 VIEW_NEEDS: dict[str, dict[str, list[str]]] = {"caption": {"attention": ["pictures"], "gradients": ["pictures"]}}
