@@ -16,6 +16,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Undefined
 
 from app.engine.card import LoadedModel, ModelCard
+from app.engine.layers import CELLS
 from app.training.tasks import TASKS, KeyMetric
 from app.training.tasks.base import percent
 from app.web.config import ROOT
@@ -28,7 +29,7 @@ from app.zoo.zoo import UnknownModel, Zoo
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=ROOT / "templates")
 
-CELL_ORDER = {"rnn": 0, "lstm": 1, "gru": 2}
+CELL_ORDER = {cell: n for n, cell in enumerate(CELLS)}
 
 
 def key_metric(card: ModelCard) -> KeyMetric | None:
@@ -50,7 +51,7 @@ def task_title(task: str) -> str:
 
 
 def tasks_of(zoo: Zoo) -> dict[str, list[LoadedModel]]:
-    """Task → its models, RNN before LSTM before GRU."""
+    """Task → its models, RNN before LSTM before GRU (before minGRU, minLSTM and S6)."""
     out: dict[str, list[LoadedModel]] = {}
     for m in zoo:
         out.setdefault(m.card.task, []).append(m)
