@@ -35,6 +35,18 @@ GATES: dict[str, tuple[str, ...]] = {
     **MODERN_GATES,
 }
 RNN_CLASSES: dict[str, Callable[..., nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+# What ∂h_t/∂h_{t−1} does to the gradient in each cell, in the module's words: the pages say it under ‖∂L/∂h_t‖.
+GRADIENT_NOTES: dict[str, str] = {
+    "rnn": "for this RNN the norm falls by orders of magnitude — the vanishing gradient.",
+    "lstm": "the LSTM's ‖∂L/∂c_t‖ travels back through the forget gates, nearly undamped where f ≈ 1.",
+    "gru": "the GRU's update gate lets the gradient skip steps where z ≈ 1.",
+    "mingru": "minGRU's is exactly diag(1 − z_t), and z_t reads x_t only (no W_hh, no tanh′): the product cannot "
+    "explode, and it shrinks only at the steps where z overwrites the state.",
+    "minlstm": "minLSTM's is exactly diag(f′_t), and f′_t reads x_t only (no W_hh, no tanh′): the product cannot "
+    "explode, and it shrinks only where the forget gate lets go.",
+    "s6": "S6's is exactly diag(exp(Δ_t A)) over its whole state (H × N numbers): a token that sets its step Δ_t "
+    "near 0 lets the gradient through untouched; a large Δ_t forgets.",
+}
 # Every cell, in the order pages list them: torch.nn's three, then the linear recurrences of 2023–2025, which only
 # the token family builds (SeqModel); the other families take RNN_CLASSES'.
 CELLS: tuple[Cell, ...] = ("rnn", "lstm", "gru", "mingru", "minlstm", "s6")
