@@ -193,12 +193,38 @@ def test_generation_steps_equal_the_trace(cell: str) -> None:
 
 @pytest.mark.parametrize("cell", MODERN)
 def test_training_forward_equals_the_trace(cell: str) -> None:
-    """The batch forward (the scan, time first) that training runs gives the trace's (the loop's) logits."""
+    """The batch forward (time first, the loop with its adjoint) that training runs gives the trace's logits."""
     model = make_model(cell, "next_token", layers=2)
     batch = model(torch.tensor([IDS, IDS[::-1]]))
     for row, ids in enumerate([IDS, IDS[::-1]]):
         probs = torch.softmax(batch[row].double(), dim=-1).numpy()
         np.testing.assert_allclose(probs, trace_ids(model, ids).probs, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", MODERN)
+def test_the_training_gradient_is_autograds(cell: str) -> None:
+    """What training differentiates, the loop with its closed-form adjoint (a batch, a start state given), has
+    autograd's gradient through the step-by-step loop, for every parameter and the start state, in float64."""
+    model = make_model(cell, "next_token").double()
+    assert isinstance(model.rnn, ModernStack)
+    layer = model.rnn.layer(0)
+    x = torch.randn(9, 2, 4, dtype=torch.float64)
+    start = torch.randn(2, *layer.state_shape, dtype=torch.float64, requires_grad=True)
+    weights = [*layer.parameters(), start]
+    with torch.enable_grad():
+        layer.requires_grad_(True)
+        out, _ = layer(x, start)
+        got = torch.autograd.grad((out * torch.cos(out)).sum(), weights)
+        a, b = layer.coefficients(x)
+        outs, h = [], start
+        for t in range(x.shape[0]):
+            h = a[t] * h + b[t]
+            outs.append(h)
+        want_out = layer.readout(torch.stack(outs), x)
+        want = torch.autograd.grad((want_out * torch.cos(want_out)).sum(), weights)
+    torch.testing.assert_close(out, want_out, rtol=1e-13, atol=1e-13)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-11, atol=1e-12)
 
 
 def test_modern_cells_read_one_direction() -> None:
