@@ -62,6 +62,12 @@ class _LoopRecurrence(torch.autograd.Function):
         return delta * previous, delta, grad_start
 
 
+def recurrence(a: Tensor, b: Tensor, start: Tensor) -> Tensor:
+    """(T, …) states of h_t = a_t ⊙ h_{t−1} + b_t from `start`, by the loop, differentiable by its adjoint."""
+    states: Tensor = _LoopRecurrence.apply(a, b, start)  # type: ignore[no-untyped-call]
+    return states
+
+
 class ModernLayer(nn.Module):
     """One layer of a linear recurrence; subclasses give its coefficients, exact log-retain, readout and gates."""
 
@@ -99,7 +105,7 @@ class ModernLayer(nn.Module):
         elif mode == "log":
             states = scans.signed_log_scan(a, b, start)
         else:
-            states = _LoopRecurrence.apply(a, b, start)  # type: ignore[no-untyped-call]
+            states = recurrence(a, b, start)
         return self.readout(states, x), states
 
 
@@ -185,4 +191,4 @@ class ModernStack(nn.Module):
         return out.transpose(0, 1), None
 
 
-__all__ = ["LAYERS", "MODERN_GATES", "S6_STATE_SIZE", "ModernCell", "ModernLayer", "ModernStack"]
+__all__ = ["LAYERS", "MODERN_GATES", "S6_STATE_SIZE", "ModernCell", "ModernLayer", "ModernStack", "recurrence"]
