@@ -20,6 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from app.engine.layers import CELLS
 from app.tour.families import scene_rules
 from app.zoo.zoo import UnknownModel, Zoo
 
@@ -408,7 +409,7 @@ def scene_models(scene: Scene, zoo: Zoo) -> tuple[list[str], list[str]]:
         elif not in_task:
             tasks = sorted({m.card.task for m in zoo})
             problems.append(f"no model of the zoo has the task {scene.task!r}; the tasks are: {', '.join(tasks)}")
-        order = {"rnn": 0, "lstm": 1, "gru": 2}
+        order = {cell: n for n, cell in enumerate(CELLS)}
         seen: dict[str, str] = {}
         for m in sorted(in_task, key=lambda m: (order.get(m.card.cell, 9), m.card.id)):
             seen.setdefault(m.card.cell, m.card.id)

@@ -41,6 +41,9 @@ import { paint, pngOf, readTrace as readCaption, sceneOfWords } from "./caption.
 const KEY_GATES = {
   lstm: { gates: ["forget"], says: "forget gate f (1: keep c_{t−1})" },
   gru: { gates: ["update"], says: "update gate z (1: copy h_{t−1})" },
+  mingru: { gates: ["update"], says: "update gate z (0: keep h_{t−1}; it reads x_t only)" },
+  minlstm: { gates: ["forget"], says: "forget gate f′ (1: keep h_{t−1}; it reads x_t only)" },
+  s6: { gates: ["step"], says: "step Δ (0: keep h_{t−1}, write nothing)" },
 };
 
 /**

@@ -207,6 +207,19 @@ def test_the_builtin_translation_scene_switches_attention_on_the_zoos_models() -
     assert scene_models(scene, Zoo.load(ROOT / "models")) == (["numbers-gru-attention", "numbers-gru"], [])
 
 
+def test_the_builtin_tour_ends_with_five_memory_cells_on_one_input() -> None:
+    """The scene "RNNs are back": the zoo's five memory models on the gates scene's own input, one log plot; the
+    gates scene keeps its three cells (the task has five now)."""
+    tour = load_tour(BUILTIN_TOURS / f"{DEFAULT_TOUR}.json")
+    zoo = Zoo.load(ROOT / "models")
+    back = next(s for s in tour.scenes if s.title.startswith("RNNs are back"))
+    gates = next(s for s in tour.scenes if s.title == "LSTM and GRU: gates keep the gradient")
+    cells = ["memory-rnn", "memory-lstm", "memory-gru"]
+    assert scene_models(gates, zoo) == (cells, [])
+    assert scene_models(back, zoo) == ([*cells, "memory-mingru", "memory-s6"], [])
+    assert back.view == "compare" and back.shown_panels() == ["norms"] and back.input == gates.input
+
+
 @pytest.fixture(scope="module")
 def tour_client(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     folder = tmp_path_factory.mktemp("tours")
