@@ -8,6 +8,15 @@ are written (and what attention spread evenly would give), and the training CPU 
 The sets are the task's own (app/training/tasks/shapes_data.eval_sets: fixed seeds), scored as the card's metrics
 are (app/training/tasks/shapes.set_scores, greedy decoding): at the default 500 scenes the figures must equal the
 cards'; a mismatch means the models, the engine or the data moved since training, and is printed.
+
+Measured 2026-12-07 (exact match in %; attention: the share inside the named shape's box, pixel by pixel, and in
+brackets what attention spread evenly would give; train CPU s on a machine loaded ~6 times over):
+    model         exact new   exact held-out comb.   held-out shape named   attn in box new   train CPU s
+    shapes-rnn      40.6             3.2                    9.2               31.0 (7.4)          130
+    shapes-lstm     85.4             5.2                    8.2               35.4 (7.4)          153
+    shapes-gru      60.0             0.0                    0.4               28.1 (7.4)          147
+The models before (H 64, no c_{t−1} in the head): 34.0 / 47.0 / 70.6 new, 3.2 / 1.4 / 7.2 held-out, attention in
+box 29.2 / 38.6 / 32.8, 105–112 CPU s.
 """
 
 from __future__ import annotations
