@@ -1,4 +1,4 @@
-"""The caption page in real Chromium against a real `unrolled serve` with the committed shapes-gru: a scene drawn with
+"""The caption page in real Chromium against a real `unrolled serve` with the committed shapes-lstm: a scene drawn with
 the keyboard only (no example has it), the PNG the page sent redrawn here by the training's rules (Pillow) pixel for
 pixel, and its caption on the page checked against the REST API's for that very PNG; a scene dragged with the
 pointer and a random scene (R); a PNG uploaded; bad images (a truncated PNG, a text file) showing the API's own
@@ -26,7 +26,7 @@ from tests.browser.conftest import Recorder, assert_clean, screenshot
 from tests.browser.test_text_sizes import PRESENTER_PX, TOLERANCE, TWO_FRAMES, measured
 from tests.conftest import LiveServer
 
-MODEL = "shapes-gru"
+MODEL = "shapes-lstm"
 SCENE_TITLE = "Applications: image captioning"
 BUILTIN_TOUR = ROOT / "tours" / "deep-learning-for-sequences.json"
 
