@@ -85,6 +85,21 @@ def test_training_is_reproducible_with_the_same_seed(tmp_path: Path) -> None:
     assert set(a.metrics["training"]) - set(measured(a.metrics)["training"]) == {"cpu_seconds"}
 
 
+# slow: three dry runs each of the tasks whose batches are drawn and augmented afresh (the digits' perturbations and
+# noise floor, the speech clips' level, noise and masks), a few seconds each.
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["digits", "speech"])
+def test_the_voice_tasks_augmented_batches_train_reproducibly(task: str, tmp_path: Path) -> None:
+    need_data(task)
+    runs = [
+        train(task, "gru", tmp_path / d, seed=s, dry_run=True, progress=False)
+        for d, s in (("a", 5), ("b", 5), ("c", 6))
+    ]
+    weights = [(tmp_path / d / f"{task}-gru.safetensors").read_bytes() for d in "abc"]
+    assert weights[0] == weights[1] and weights[0] != weights[2]
+    assert runs[0].curve == runs[1].curve != runs[2].curve
+
+
 @pytest.mark.slow
 def test_numbers_trains_two_attention_models_and_one_without(tmp_path: Path) -> None:
     """`unrolled train numbers` writes numbers-gru-attention, numbers-lstm-attention and numbers-gru; each card
