@@ -230,6 +230,54 @@ def test_a_part_hovered_or_stepped_to_lights_its_equation_and_the_drawing_export
     assert_clean(recorder)
 
 
+# The gates-at-this-step table as a reader sees it: the row framed (the canvas says which), the number in its readout.
+TABLE = """() => {
+  const c = document.querySelector('canvas.cellstep');
+  const mark = [...document.querySelectorAll('mark.lit')];
+  return { lit: c.dataset.lit, value: c.dataset.litValue, marks: mark.map((m) => [m.dataset.q, m.textContent]) };
+}"""
+
+
+def drawn_unit_number(page: Page, q: str) -> str:
+    """The selected unit's number written beside q's equation in the drawing."""
+    text: str = page.evaluate(
+        '(q) => document.querySelector(`#panel-diagram .eq[data-q="${q}"] .num-unit`).textContent', q
+    )
+    return text
+
+
+def test_a_part_lit_in_the_drawing_lights_the_same_number_in_the_gates_table(
+    page: Page, recorder: Recorder, zoo: LiveServer
+) -> None:
+    """Hovering a gate in the drawing (or stepping to it with ↑ / ↓) lights that gate's row in the gates-at-this-step
+    table, whose readout shows the unit's value as the drawing writes it beside the equation; and the trace's."""
+    text = "KLMNO VWX"
+    body = open_model(page, zoo, "alphabet-lstm", text)
+    t = STEPS[1]
+    go_to(page, t, "forward")
+    svg = page.locator("#panel-diagram svg.cell-diagram")
+    lit = "(q) => document.querySelector('canvas.cellstep').dataset.lit === q"
+    svg.locator("[data-node=output]").hover()
+    page.wait_for_function(lit, arg="output")
+    table = page.evaluate(TABLE)
+    number = drawn_unit_number(page, "output")
+    assert table["value"] == number and table["marks"] == [["output", f"output {number}"]]
+    assert float(number.replace("−", "-")) == pytest.approx(at_step(body, "output", t)[UNIT], abs=DECIMALS)
+    page.mouse.move(0, 0)  # the mouse gone, the table's row is no longer lit
+    page.wait_for_function(lit, arg="")
+    assert page.evaluate(TABLE)["marks"] == []
+    svg.focus()
+    # ↓ from nothing: the equations' parts in order (f, i, c̃, o, cₜ), each lighting its own row (c_t's too), ↑ back
+    for key, q in [*(("ArrowDown", q) for q in ("forget", "input", "candidate", "output", "c")), ("ArrowUp", "output")]:
+        page.keyboard.press(key)
+        page.wait_for_function(lit, arg=q)
+        table = page.evaluate(TABLE)
+        number = drawn_unit_number(page, q)
+        assert table["value"] == number and [m[0] for m in table["marks"]] == [q], (q, table)
+        assert float(number.replace("−", "-")) == pytest.approx(at_step(body, q, t)[UNIT], abs=DECIMALS), q
+    assert_clean(recorder)
+
+
 def test_the_tours_vanishing_gradient_scene_draws_the_rnn_and_the_lstm_at_the_same_step(
     page: Page, recorder: Recorder, zoo: LiveServer
 ) -> None:

@@ -12,6 +12,7 @@
 // What is drawn is written on the drawing for a reader (and a test): a valve's slot heights, data-mean / data-unit on
 // each valve and equation, data-norm on the gradient labels.
 
+import { bus } from "../bus.js";
 import { ACCENT, CELL_COLORS, color, diverging, gradColor } from "../colors.js";
 import { exportButtons, exportSvg, exportSvgAsPng } from "../export.js";
 import { onKeysIn } from "../keys.js";
@@ -302,11 +303,18 @@ export class CellDiagramView extends View {
     this.light(parts[(i + d + parts.length) % parts.length] ?? parts[0]);
   }
 
-  /** Highlight a part: its nodes, arrows and equations. */
+  /** Highlight a part: its nodes, arrows and equations; and, through the bus, the same quantity in the tables (the
+   * gates at this step light its row). */
   light(part) {
+    const changed = part !== this.lit;
     this.lit = part;
     for (const e of this.svg.querySelectorAll("[data-part]")) e.classList.toggle("lit", e.dataset.part === part);
     this.svg.dataset.lit = part ?? "";
+    const tr = this.shown()[0];
+    if (!changed || !tr) return;
+    // the quantity the part's equation carries (the LSTM's "cell": c, "hidden": h; a gate: itself)
+    const q = part ? (CELLS[tr.cell].equations.find((e) => e.part === part)?.q ?? null) : null;
+    bus.emit("part", { part, q, model: tr.model });
   }
 
   render() {
