@@ -294,6 +294,11 @@ def test_a_part_lit_in_the_drawing_lights_the_same_number_in_the_gates_table(
         number = drawn_unit_number(page, q)
         assert table["value"] == number and [m[0] for m in table["marks"]] == [q], (q, table)
         assert float(number.replace("−", "-")) == pytest.approx(at_step(body, q, t)[UNIT], abs=DECIMALS), q
+    # the table's lit row and its readout at the foot of the screen, the drawing's equations above them
+    page.evaluate(
+        "() => document.querySelector('canvas.cellstep').parentElement.parentElement.scrollIntoView({block: 'end'})"
+    )
+    screenshot(page, "cell-lit-in-the-table-1280")
     assert_clean(recorder)
 
 
