@@ -116,8 +116,8 @@ export const PANELS = {
   // two cells side by side (update({traces})).
   diagram: {
     title: (at) => (at.compared ? "One step of each cell, drawn" : `The cell, drawn, at this ${stepWord(at) ?? "step"}`),
-    size: (at) => (at.compared ? "half" : "full"),
-    make: (p, at) => new CellDiagramView(p.body, { tools: p.tools, compact: Boolean(at.compared), ...named(at, at.compared ? "cells-drawn" : "cell-drawn") }),
+    size: "full", // a compare scene's two whole drawings side by side need the stage's width
+    make: (p, at) => new CellDiagramView(p.body, { tools: p.tools, ...named(at, at.compared ? "cells-drawn" : "cell-drawn") }),
   },
   gates: {
     title: () => "Each gate over time",

@@ -47,6 +47,25 @@ DRAWN = """() => {
 }"""
 
 
+# The compare scene's two drawings at the cursor, by cell: the valves' openings (mean, unit), the RNN's tanh, the
+# gradient along each memory line.
+SIDE_BY_SIDE = """() => {
+  const svg = document.querySelector('#stage svg.cell-diagram');
+  const out = { unit: Number(svg.dataset.unit) };
+  for (const g of svg.querySelectorAll('g.cell')) {
+    const open = (r) => Number(r.getAttribute('height')) / Number(r.dataset.full);
+    out[g.dataset.cell] = {
+      valves: Object.fromEntries([...g.querySelectorAll('rect.slot')].map((r) =>
+        [r.dataset.gate, [open(r), open(g.querySelector(`rect.slot-unit[data-gate="${r.dataset.gate}"]`))]])),
+      tanh: Number(g.querySelector('[data-node=tanh] rect.squash')?.dataset.mean),
+      gradNow: g.querySelector('.grad-now') ? Number(g.querySelector('.grad-now').dataset.norm) : null,
+      line: [...g.querySelectorAll('path.arrow[data-norm]')].map((p) => Number(p.dataset.norm)),
+    };
+  }
+  return out;
+}"""
+
+
 def rest_trace(server: LiveServer, model: str, text: str) -> dict[str, Any]:
     r = httpx.post(f"{server.url}/api/models/{model}/trace", json={"text": text}, timeout=120)
     assert r.status_code == 200, r.text
@@ -230,14 +249,68 @@ def test_a_part_hovered_or_stepped_to_lights_its_equation_and_the_drawing_export
     assert_clean(recorder)
 
 
-def test_the_tours_vanishing_gradient_scene_draws_the_rnn_and_the_lstm_at_the_same_step(
+# The gates-at-this-step table as a reader sees it: the row framed (the canvas says which), the number in its readout.
+TABLE = """() => {
+  const c = document.querySelector('canvas.cellstep');
+  const mark = [...document.querySelectorAll('mark.lit')];
+  return { lit: c.dataset.lit, value: c.dataset.litValue, marks: mark.map((m) => [m.dataset.q, m.textContent]) };
+}"""
+
+
+def drawn_unit_number(page: Page, q: str) -> str:
+    """The selected unit's number written beside q's equation in the drawing."""
+    text: str = page.evaluate(
+        '(q) => document.querySelector(`#panel-diagram .eq[data-q="${q}"] .num-unit`).textContent', q
+    )
+    return text
+
+
+def test_a_part_lit_in_the_drawing_lights_the_same_number_in_the_gates_table(
     page: Page, recorder: Recorder, zoo: LiveServer
 ) -> None:
-    """The compare scene of the gates ('LSTM and GRU'): its first two cells, the RNN and the LSTM, side by side at
-    the cursor; in its BPTT sweep each memory line carries its own trace's gradient (the RNN's ‖∂L/∂h_t‖, the LSTM's
-    ‖∂L/∂c_t‖), L at the last step as the scene measures it, on an input the audience typed."""
+    """Hovering a gate in the drawing (or stepping to it with ↑ / ↓) lights that gate's row in the gates-at-this-step
+    table, whose readout shows the unit's value as the drawing writes it beside the equation; and the trace's."""
+    text = "KLMNO VWX"
+    body = open_model(page, zoo, "alphabet-lstm", text)
+    t = STEPS[1]
+    go_to(page, t, "forward")
+    svg = page.locator("#panel-diagram svg.cell-diagram")
+    lit = "(q) => document.querySelector('canvas.cellstep').dataset.lit === q"
+    svg.locator("[data-node=output]").hover()
+    page.wait_for_function(lit, arg="output")
+    table = page.evaluate(TABLE)
+    number = drawn_unit_number(page, "output")
+    assert table["value"] == number and table["marks"] == [["output", f"output {number}"]]
+    assert float(number.replace("−", "-")) == pytest.approx(at_step(body, "output", t)[UNIT], abs=DECIMALS)
+    page.mouse.move(0, 0)  # the mouse gone, the table's row is no longer lit
+    page.wait_for_function(lit, arg="")
+    assert page.evaluate(TABLE)["marks"] == []
+    svg.focus()
+    # ↓ from nothing: the equations' parts in order (f, i, c̃, o, cₜ), each lighting its own row (c_t's too), ↑ back
+    for key, q in [*(("ArrowDown", q) for q in ("forget", "input", "candidate", "output", "c")), ("ArrowUp", "output")]:
+        page.keyboard.press(key)
+        page.wait_for_function(lit, arg=q)
+        table = page.evaluate(TABLE)
+        number = drawn_unit_number(page, q)
+        assert table["value"] == number and [m[0] for m in table["marks"]] == [q], (q, table)
+        assert float(number.replace("−", "-")) == pytest.approx(at_step(body, q, t)[UNIT], abs=DECIMALS), q
+    # the table's lit row and its readout at the foot of the screen, the drawing's equations above them
+    page.evaluate(
+        "() => document.querySelector('canvas.cellstep').parentElement.parentElement.scrollIntoView({block: 'end'})"
+    )
+    screenshot(page, "cell-lit-in-the-table-1280")
+    assert_clean(recorder)
+
+
+def test_the_tours_side_by_side_scene_draws_the_rnn_and_the_lstm_whole_at_the_same_step(
+    page: Page, recorder: Recorder, zoo: LiveServer
+) -> None:
+    """The side-by-side scene ('The RNN and the LSTM'): the RNN's and the LSTM's whole drawings at the cursor, each lit
+    by its own trace of an input the audience typed. Forward: the LSTM's valves open by its gates, the RNN's tanh is
+    its h_t; in the BPTT sweep each memory line carries its own gradient (the RNN's ‖∂L/∂h_t‖, the LSTM's
+    ‖∂L/∂c_t‖), L at the last step as the scene measures it."""
     titles = [s.title for s in load_tour(BUILTIN_TOURS / f"{DEFAULT_TOUR}.json").scenes]
-    n = next(i for i, title in enumerate(titles, 1) if title.startswith("LSTM and GRU"))
+    n = next(i for i, title in enumerate(titles, 1) if title.startswith("The RNN and the LSTM"))
     page.goto(f"{zoo.url}/tour?scene={n}")
     page.wait_for_function(f"() => window.__unrolled?.tour?.scene === {n} && window.__unrolled.tour.ready")
     typed = "G 27182 81828 45904 ?"
@@ -253,22 +326,39 @@ def test_the_tours_vanishing_gradient_scene_draws_the_rnn_and_the_lstm_at_the_sa
     cells = "() => [...document.querySelectorAll('#stage svg.cell-diagram g.cell')].map((g) => g.dataset.model)"
     page.wait_for_function(f"() => ({cells})().length === 2")
     assert page.evaluate(cells) == ["memory-rnn", "memory-lstm"]
-    for t in (3, 1):  # the BPTT sweep runs right to left: step 4, then step 2
-        while page.evaluate("() => window.__unrolled.cursor.phase") != "backward":
+    rest = {}
+    for model in ("memory-rnn", "memory-lstm"):
+        r = httpx.post(f"{zoo.url}/api/models/{model}/trace", json={"text": typed, "loss": "last"}, timeout=120)
+        assert r.status_code == 200, r.text
+        rest[model.split("-")[1]] = r.json()
+    for phase, t in (("backward", 3), ("backward", 1), ("forward", 2), ("forward", 5)):
+        while page.evaluate("() => window.__unrolled.cursor.phase") != phase:
             page.keyboard.press("b")
+            page.wait_for_function(
+                "(p) => window.__unrolled.cursor.phase !== p", arg="forward" if phase != "forward" else "backward"
+            )
         while (c := page.evaluate("() => window.__unrolled.cursor"))["t"] != t:
-            page.keyboard.press("Shift+ArrowRight" if c["t"] > t else "Shift+ArrowLeft")  # (→ alone: the next scene)
+            ahead = (c["t"] < t) == (phase == "forward")  # the BPTT sweep runs right to left
+            page.keyboard.press("Shift+ArrowRight" if ahead else "Shift+ArrowLeft")  # (→ alone: the next scene)
             page.wait_for_function("(c) => window.__unrolled.cursor.t !== c.t", arg=c)
         page.wait_for_function(
             f"() => document.querySelector('#stage svg.cell-diagram')?.dataset.step === '{t}'"
-            " && document.querySelector('#stage svg.cell-diagram').dataset.phase === 'backward'"
+            f" && document.querySelector('#stage svg.cell-diagram').dataset.phase === '{phase}'"
         )
-        drawn = page.evaluate(
-            "() => Object.fromEntries([...document.querySelectorAll('#stage svg.cell-diagram g.cell')].map((g) =>"
-            " [g.dataset.cell, Number(g.querySelector('.grad-now').dataset.norm)]))"
-        )
-        for model, cell, line in (("memory-rnn", "rnn", "hidden"), ("memory-lstm", "lstm", "cell_state")):
-            r = httpx.post(f"{zoo.url}/api/models/{model}/trace", json={"text": typed, "loss": "last"}, timeout=120)
-            assert r.status_code == 200, r.text
-            assert drawn[cell] == pytest.approx(r.json()["grad_norms"][line][0][t], rel=1e-3), (cell, t)
+        drawn: dict[str, Any] = page.evaluate(SIDE_BY_SIDE)
+        if phase == "backward":
+            for cell, line in (("rnn", "hidden"), ("lstm", "cell_state")):
+                norms = rest[cell]["grad_norms"][line][0]
+                assert drawn[cell]["gradNow"] == pytest.approx(norms[t], rel=1e-3), (cell, t)
+                # its memory line: this step's norm and the step before's, nothing of the other cell's
+                assert sorted(set(drawn[cell]["line"])) == pytest.approx(sorted({norms[t], norms[t - 1]}), rel=1e-6)
+            continue
+        u = drawn["unit"]
+        lstm, rnn = rest["lstm"], rest["rnn"]
+        assert sorted(drawn["lstm"]["valves"]) == ["forget", "input", "output"] and drawn["rnn"]["valves"] == {}
+        for g, (opening, unit_opening) in drawn["lstm"]["valves"].items():
+            assert opening == pytest.approx(mean(at_step(lstm, g, t)), abs=1e-3), (g, t)
+            assert unit_opening == pytest.approx(at_step(lstm, g, t)[u], abs=1e-3), (g, t)
+        # the RNN has no gate: its one tanh is h_t (its colour's mean); the arrows out carry h_t
+        assert drawn["rnn"]["tanh"] == pytest.approx(mean(at_step(rnn, "h", t)), abs=1e-5), t
     assert_clean(recorder)

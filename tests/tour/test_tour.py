@@ -278,6 +278,32 @@ def test_tour_urls(tour_client: TestClient) -> None:
     assert missing.status_code == 404 and "mine" in missing.text and DEFAULT_TOUR in missing.text
 
 
+# a count in words, as a description would write it (one … twenty-five)
+NUMBER_WORDS = [
+    "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen",
+    "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty",
+    *(f"twenty-{n}" for n in ("one", "two", "three", "four", "five")),
+]  # fmt: skip
+
+
+def test_the_talks_page_counts_each_tours_scenes_and_no_description_counts_them_stale(
+    tour_client: TestClient,
+) -> None:
+    """The number of scenes is the page's, from the scenes (7 in "mine", the built-in tour's own); a description that
+    counts them (the built-in one said "eleven live scenes" at fourteen) must say the count the tour has."""
+    r = tour_client.get("/tours")
+    counts = dict(
+        re.findall(r'data-tour-name="([^"]+)".*?<span class="scene-count">(\d+) scenes?</span>', r.text, re.S)
+    )
+    builtin = load_tour(BUILTIN_TOURS / f"{DEFAULT_TOUR}.json")
+    assert counts["mine"] == "7" and counts[DEFAULT_TOUR] == str(len(builtin.scenes)), counts
+    for path in sorted(BUILTIN_TOURS.glob("*.json")):
+        tour = load_tour(path)
+        for said in re.findall(r"\b([\w-]+)(?: live)? scenes\b", tour.description.lower()):
+            n = int(said) if said.isdigit() else NUMBER_WORDS.index(said) + 1 if said in NUMBER_WORDS else None
+            assert n in (None, len(tour.scenes)), f"{path.name} says {said} scenes; it has {len(tour.scenes)}"
+
+
 def test_the_list_of_tours_shows_the_skipped_files(tour_client: TestClient) -> None:
     r = tour_client.get("/tours")
     assert r.status_code == 200

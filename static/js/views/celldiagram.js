@@ -7,11 +7,13 @@
 //
 // A cell is a description (CELLS below): its quantities, the nodes and arrows of its drawing, its equations and its
 // memory line. A new cell (a minGRU) is one more entry; the code draws any of them. With several traces (a compare
-// scene) the cells stand side by side, each as its memory line only (compact), so two fit one panel.
+// scene) the cells' whole drawings stand side by side, each lit by its own trace at the same step (their equations
+// left out, each named above its drawing), scaled to fit; `compact` draws each as its memory line only.
 //
 // What is drawn is written on the drawing for a reader (and a test): a valve's slot heights, data-mean / data-unit on
 // each valve and equation, data-norm on the gradient labels.
 
+import { bus } from "../bus.js";
 import { ACCENT, CELL_COLORS, color, diverging, gradColor } from "../colors.js";
 import { exportButtons, exportSvg, exportSvgAsPng } from "../export.js";
 import { onKeysIn } from "../keys.js";
@@ -216,6 +218,8 @@ const FULL_H = 275;
 const ROW = 31;
 const COMPACT_W = 290;
 const COMPACT_H = 158;
+const SIDE_HEAD = 30; // side by side: each drawing's name above it
+const SIDE_GAP = 24;
 
 /** The unit's values at step t of layer l and what the cell's description derives from them. */
 function valuesAt(tr, l, t, desc) {
@@ -302,11 +306,18 @@ export class CellDiagramView extends View {
     this.light(parts[(i + d + parts.length) % parts.length] ?? parts[0]);
   }
 
-  /** Highlight a part: its nodes, arrows and equations. */
+  /** Highlight a part: its nodes, arrows and equations; and, through the bus, the same quantity in the tables (the
+   * gates at this step light its row). */
   light(part) {
+    const changed = part !== this.lit;
     this.lit = part;
     for (const e of this.svg.querySelectorAll("[data-part]")) e.classList.toggle("lit", e.dataset.part === part);
     this.svg.dataset.lit = part ?? "";
+    const tr = this.shown()[0];
+    if (!changed || !tr) return;
+    // the quantity the part's equation carries (the LSTM's "cell": c, "hidden": h; a gate: itself)
+    const q = part ? (CELLS[tr.cell].equations.find((e) => e.part === part)?.q ?? null) : null;
+    bus.emit("part", { part, q, model: tr.model });
   }
 
   render() {
@@ -314,13 +325,14 @@ export class CellDiagramView extends View {
     if (!traces.length || (this.view && !this.view.visible)) return;
     const { phase } = this.cursor;
     const t = Math.max(0, Math.min(this.cursor.t, traces[0].steps - 1));
-    const compact = this.compact || traces.length > 1;
+    const compact = this.compact;
+    const side = !compact && traces.length > 1;
     // the key: what is drawn (re-drawn only when it changes; a cursor move within a sweep changes it)
     const key = [phase, t, this.unit, this.layer, compact, this.width, ...traces.map((tr) => `${serial(tr)}:${tr.version}`)].join("|");
     if (key === this.key) return;
     this.key = key;
-    const natW = compact ? traces.length * COMPACT_W + (traces.length - 1) * 16 : FULL_W;
-    const natH = compact ? COMPACT_H : FULL_H;
+    const natW = compact ? traces.length * COMPACT_W + (traces.length - 1) * 16 : side ? traces.length * DRAW_W + (traces.length - 1) * SIDE_GAP : FULL_W;
+    const natH = compact ? COMPACT_H : side ? FULL_H + SIDE_HEAD : FULL_H;
     // a projector reads it at no less than 0.95 of its 16 units; wider rooms grow it a little
     // (a tour's stage is zoomed to the room as a whole: there the drawing keeps its own size)
     const scale = Math.max(isTalk() ? 0.95 : 0.6, Math.min(isTalk() ? 1 : 1.35, this.width / natW));
@@ -341,19 +353,23 @@ export class CellDiagramView extends View {
     const ranges = traces.map((tr) => tr.gradLogRange("all"));
     this.range = [Math.min(...ranges.map((r) => r[0])), Math.max(...ranges.map((r) => r[1]))];
     traces.forEach((tr, i) => {
-      const g = el("g", { class: "cell", "data-cell": tr.cell, "data-model": tr.model, transform: `translate(${compact ? i * (COMPACT_W + 16) : 0} 0)` }, this.svg);
+      const x = compact ? i * (COMPACT_W + 16) : side ? i * (DRAW_W + SIDE_GAP) : 0;
+      const g = el("g", { class: "cell", "data-cell": tr.cell, "data-model": tr.model, transform: `translate(${x} 0)` }, this.svg);
       const l = Math.min(this.layer, tr.L - 1);
       const u = Math.min(this.unit, tr.H - 1);
       const tt = Math.min(t, tr.steps - 1);
       const backward = phase === "backward" && tt >= tr.gradFrom;
       if (compact) this.drawCompact(g, tr, l, tt, u, backward);
-      else this.drawFull(g, tr, l, tt, u, backward);
+      else if (side) {
+        text(g, 4, 20, `${CELLS[tr.cell].name} · ${tr.model}`, { class: "name", style: `fill:${CELL_COLORS[tr.cell] ?? "#111827"}` });
+        this.drawFull(el("g", { transform: `translate(0 ${SIDE_HEAD})` }, g), tr, l, tt, u, backward, false);
+      } else this.drawFull(g, tr, l, tt, u, backward);
     });
     if (this.lit) this.light(this.lit);
   }
 
-  /** The whole cell: nodes, arrows, labels; its equations and numbers to the right. */
-  drawFull(g, tr, l, t, u, backward) {
+  /** The whole cell: nodes, arrows, labels; its equations and numbers to the right (withEquations). */
+  drawFull(g, tr, l, t, u, backward, withEquations = true) {
     const desc = CELLS[tr.cell];
     const v = valuesAt(tr, l, t, desc);
     const mem = desc.memory;
@@ -391,7 +407,7 @@ export class CellDiagramView extends View {
       text(g, nx, ny, `‖∂L/∂${mem.now}‖ ${fmtGrad(grad.now)}`, { "text-anchor": "end", class: "grad grad-now", "data-norm": grad.now, "data-part": mem.part });
       text(g, bx, by, `‖∂L/∂${mem.before}‖ ${grad.before === null ? "—" : fmtGrad(grad.before)}`, { class: "grad grad-before", "data-norm": grad.before ?? "", "data-part": mem.part });
     }
-    this.equations(g, tr, l, desc, v, u, t, backward, grad);
+    if (withEquations) this.equations(g, tr, l, desc, v, u, t, backward, grad);
   }
 
   /** A node: a valve (its slot open by the gate's mean, the narrow purple slot by the unit's), a tanh, or an op. */
