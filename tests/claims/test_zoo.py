@@ -126,12 +126,14 @@ def test_zoo_folder_is_small_and_pickle_free() -> None:
     assert {p.suffix for p in clips} <= {".wav"}
     cards = {p.stem for p in files if p.suffix == ".json" and p != MODELS / RECORDING}  # the recorded run: no card
     assert cards == {*IDS, *NUMBERS, *SERIES, *LATER, *MODERN}
-    # The image and every clone carry the zoo: each model with its checkpoints under 6 MB, the whole under 60 MB
-    # (36 models; the caption models' convolutional encoder makes theirs the largest, 6 MB with checkpoints).
+    # The image and every clone carry the zoo: each model with its checkpoints under 13 MB, the whole under 70 MB
+    # (38 models). The caption models are the largest: shapes-lstm's decoder of 128 units reads the grid twice
+    # (this word's attention and the last's), 2.5 MB a copy, 12.5 MB with its four checkpoints. Shrinking them (fewer
+    # checkpoints for the captioners) is issue 26's follow-up; this bound keeps the zoo from growing past it unseen.
     for card in cards:
         own = [p for p in files if re.fullmatch(rf"{re.escape(card)}(-\d+)?\.(json|safetensors)", p.name)]
-        assert sum(p.stat().st_size for p in own) < 6_000_000, card
-    assert sum(p.stat().st_size for p in files) < 60_000_000
+        assert sum(p.stat().st_size for p in own) < 13_000_000, card
+    assert sum(p.stat().st_size for p in files) < 70_000_000
 
 
 # --- alphabet -----------------------------------------------------------------------------------------------
