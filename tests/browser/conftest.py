@@ -4,7 +4,8 @@ console message, page error and request, so each test can assert the page stayed
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ SCREENSHOTS = ROOT / "test-output" / "screenshots"
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 try:
-    from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
+    from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Request, sync_playwright
 except ImportError:  # pragma: no cover - reported by the fixture below
     sync_playwright = None  # type: ignore[assignment]
 
@@ -85,15 +86,20 @@ def recorder() -> Recorder:
     return Recorder()
 
 
+def record(page: Page, recorder: Recorder) -> None:
+    """The page's console errors, page errors and requests, from now on, in the recorder."""
+    page.on("console", recorder.console)
+    page.on("pageerror", lambda e: recorder.errors.append(f"pageerror: {e}"))
+    page.on("request", lambda r: recorder.requests.append(r.url))
+
+
 @pytest.fixture
 def page(browser: Browser, recorder: Recorder) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 720}, accept_downloads=True)
     pg = context.new_page()
     # A guard against a hang, never a speed target: every wait is for a condition, and a loaded machine is slow.
     pg.set_default_timeout(60_000)
-    pg.on("console", recorder.console)
-    pg.on("pageerror", lambda e: recorder.errors.append(f"pageerror: {e}"))
-    pg.on("request", lambda r: recorder.requests.append(r.url))
+    record(pg, recorder)
     pg.on("websocket", lambda ws: recorder.requests.append(ws.url))
     yield pg
     context.close()
@@ -123,6 +129,34 @@ def assert_clean(recorder: Recorder) -> None:
     assert recorder.requests, "no request was recorded"
     assert recorder.errors == [], recorder.errors
     assert recorder.outside() == [], recorder.outside()
+
+
+@contextmanager
+def open_tour_scene(
+    browser: Browser,
+    live: LiveServer,
+    recorder: Recorder,
+    tour: str,
+    title: str,
+    on_request: Callable[[Request], None] | None = None,
+) -> Iterator[Page]:
+    """The first scene of the server's tour `tour` at 1280×720 (a lecture's screen), ready: the scene titled `title`,
+    no scene problems shown. Every console error, page error and request goes to the recorder, each request also to
+    `on_request` from before the page loads. The context is closed after."""
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(120_000)  # a guard against a hang: every wait is for a condition
+        record(page, recorder)
+        if on_request is not None:
+            page.on("request", on_request)
+        page.goto(f"{live.url}/tour?name={tour}&scene=1")
+        page.wait_for_function("() => window.__unrolled?.tour?.ready")
+        assert page.locator("#scene-problems").is_hidden(), page.inner_text("#scene-problems")
+        assert page.inner_text("#scene-title") == title
+        yield page
+    finally:
+        context.close()
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,8 @@ from playwright.sync_api import Browser, Page, Request, Route
 
 from app.training.tasks.shapes_data import Shape, draw
 from app.web.config import ROOT, Settings
-from tests.browser.conftest import Recorder, assert_clean, screenshot
-from tests.browser.test_text_sizes import PRESENTER_PX, TOLERANCE, TWO_FRAMES, measured
+from tests.browser.conftest import Recorder, assert_clean, open_tour_scene, record, screenshot
+from tests.browser.test_text_sizes import TWO_FRAMES, presenter_small_text
 from tests.conftest import LiveServer
 
 MODEL = "shapes-lstm"
@@ -66,9 +66,7 @@ def open_page(browser: Browser, live: LiveServer, recorder: Recorder, sent: list
     context = browser.new_context(viewport={"width": 1280, "height": 720}, has_touch=touch)
     page = context.new_page()
     page.set_default_timeout(120_000)  # a guard against a hang: every wait is for a condition
-    page.on("console", recorder.console)
-    page.on("pageerror", lambda e: recorder.errors.append(f"pageerror: {e}"))
-    page.on("request", lambda r: recorder.requests.append(r.url))
+    record(page, recorder)
     page.on("request", lambda r: sent.append(r) if r.url.split("?")[0].endswith("/caption") else None)
     page.goto(f"{live.url}/models/{MODEL}")
     settled(page)  # the first example scene, captioned
@@ -92,17 +90,6 @@ def redrawn(scene: list[dict[str, Any]]) -> Any:
     """The page's scene drawn here by the training's own code (Pillow), as (64, 64, 3) pixels."""
     shapes = [Shape(s["shape"], s["size"], s["colour"], s["s"], s["x"], s["y"]) for s in scene]
     return np.asarray(draw(tuple(shapes)))
-
-
-def presenter_small_text(page: Page) -> list[str]:
-    """Every piece of text under 14 px at 1280×720 in presenter mode (P)."""
-    page.keyboard.press("p")
-    page.wait_for_function("() => document.documentElement.classList.contains('presenter')")
-    items: list[dict[str, Any]] = measured(page)
-    small = [f"{i['px']} px {i['tag']}.{i['cls']} {i['text']!r}" for i in items if i["px"] < PRESENTER_PX - TOLERANCE]
-    page.keyboard.press("p")
-    page.wait_for_function("() => !document.documentElement.classList.contains('presenter')")
-    return small
 
 
 # The keys a presenter presses: / to the editor; the first shape made big, recoloured twice, reshaped, moved down
@@ -302,26 +289,20 @@ def test_a_bad_image_shows_the_apis_message_beside_the_input(
 def test_the_tour_scene_captions_the_scene_its_words_describe(
     browser: Browser, caption_zoo: LiveServer, recorder: Recorder
 ) -> None:
-    context = browser.new_context(viewport={"width": 1280, "height": 720})
-    page = context.new_page()
-    page.set_default_timeout(120_000)
-    page.on("console", recorder.console)
-    page.on("pageerror", lambda e: recorder.errors.append(f"pageerror: {e}"))
-    page.on("request", lambda r: recorder.requests.append(r.url))
     sent: list[Request] = []
-    page.on("request", lambda r: sent.append(r) if r.url.split("?")[0].endswith("/caption") else None)
-    page.goto(f"{caption_zoo.url}/tour?name=captioning&scene=1")
-    page.wait_for_function("() => window.__unrolled?.tour?.ready")
-    assert page.locator("#scene-problems").is_hidden(), page.inner_text("#scene-problems")
-    assert page.inner_text("#scene-title") == SCENE_TITLE
-    reply = api_caption(caption_zoo, sent[-1])
-    assert reply["status"] == 200 and page.evaluate("() => window.__unrolled.caption") == reply["caption"]
-    page.keyboard.press("End")
-    whole = " ".join(w for w in reply["trace"]["words"] if w != "</s>")
-    page.wait_for_function("(t) => document.querySelector('.caption-line')?.dataset.text === t", arg=whole)
-    titles = page.locator(".tour-panel h2").all_inner_texts()
-    assert len(titles) == len(tour_scene()["panels"])
-    assert titles[0] == "The picture, and where the decoder looks (attention α)"
-    screenshot(page, "caption-tour-1280x720")
-    assert_clean(recorder)
-    context.close()
+
+    def keep(r: Request) -> None:
+        if r.url.split("?")[0].endswith("/caption"):
+            sent.append(r)
+
+    with open_tour_scene(browser, caption_zoo, recorder, "captioning", SCENE_TITLE, on_request=keep) as page:
+        reply = api_caption(caption_zoo, sent[-1])
+        assert reply["status"] == 200 and page.evaluate("() => window.__unrolled.caption") == reply["caption"]
+        page.keyboard.press("End")
+        whole = " ".join(w for w in reply["trace"]["words"] if w != "</s>")
+        page.wait_for_function("(t) => document.querySelector('.caption-line')?.dataset.text === t", arg=whole)
+        titles = page.locator(".tour-panel h2").all_inner_texts()
+        assert len(titles) == len(tour_scene()["panels"])
+        assert titles[0] == "The picture, and where the decoder looks (attention α)"
+        screenshot(page, "caption-tour-1280x720")
+        assert_clean(recorder)

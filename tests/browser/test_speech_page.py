@@ -16,7 +16,6 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -30,8 +29,8 @@ from app.engine.speech.card import SpeechCard, config
 from app.engine.speech.model import SpeechModel
 from app.training.tasks.numbers import translator
 from app.web.config import ROOT, Settings
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, Recorder, assert_clean, screenshot
-from tests.browser.test_text_sizes import PRESENTER_PX, TOLERANCE, measured
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, Recorder, assert_clean, open_tour_scene, record, screenshot
+from tests.browser.test_text_sizes import presenter_small_text
 from tests.conftest import LiveServer
 
 ESPEAK = shutil.which("espeak-ng")
@@ -41,8 +40,9 @@ TRAIN_LIMIT = 3000  # Adam steps at most: the fixture fails (saying so) if the m
 SPOKEN = "six hundred and eighteen"  # the fake microphone's number: no example says it
 UPLOADED = "ninety one"  # the uploaded WAV's
 GERMAN = "numbers-gru-attention"
+SCENE_TITLE = "Applications: speech to text"
 SCENE = {
-    "title": "Applications: speech to text",
+    "title": SCENE_TITLE,
     "caption": "The network hears log-mel frames, 30 ms a step, and writes a letter or a blank at each; CTC's collapse "
     "merges repeats and drops blanks. Press L to hear the clip, the cursor following it.",
     "view": "transcribe",
@@ -139,17 +139,6 @@ def wait_transcribed(page: Page, count: int) -> None:
     page.wait_for_function(f"() => (window.__unrolled?.loaded ?? 0) >= {count}")
 
 
-def presenter_small_text(page: Page) -> list[str]:
-    """Every piece of text under 14 px at 1280×720 in presenter mode (P)."""
-    page.keyboard.press("p")
-    page.wait_for_function("() => document.documentElement.classList.contains('presenter')")
-    items: list[dict[str, Any]] = measured(page)
-    small = [f"{i['px']} px {i['tag']}.{i['cls']} {i['text']!r}" for i in items if i["px"] < PRESENTER_PX - TOLERANCE]
-    page.keyboard.press("p")
-    page.wait_for_function("() => !document.documentElement.classList.contains('presenter')")
-    return small
-
-
 @pytest.fixture
 def microphone(playwright: Playwright, tmp_path: Path) -> Iterator[Browser]:
     """A browser of its own whose microphone is espeak-ng saying SPOKEN (Chromium's fake capture device)."""
@@ -169,9 +158,7 @@ def open_page(browser: Browser, live: LiveServer, recorder: Recorder) -> Page:
     context.grant_permissions(["microphone"], origin=live.url)
     page = context.new_page()
     page.set_default_timeout(120_000)  # a guard against a hang: every wait is for a condition
-    page.on("console", recorder.console)
-    page.on("pageerror", lambda e: recorder.errors.append(f"pageerror: {e}"))
-    page.on("request", lambda r: recorder.requests.append(r.url))
+    record(page, recorder)
     page.goto(f"{live.url}/models/speech-gru")
     wait_transcribed(page, 1)  # the first example clip
     return page
@@ -263,27 +250,18 @@ def test_the_transcript_becomes_german_as_the_translation_api_translates_it(
 def test_a_tour_scene_transcribes_the_clip_its_input_names(
     browser: Browser, speech_zoo: LiveServer, recorder: Recorder
 ) -> None:
-    context = browser.new_context(viewport={"width": 1280, "height": 720})
-    page = context.new_page()
-    page.set_default_timeout(120_000)
-    page.on("console", recorder.console)
-    page.on("pageerror", lambda e: recorder.errors.append(f"pageerror: {e}"))
-    page.on("request", lambda r: recorder.requests.append(r.url))
-    page.goto(f"{speech_zoo.url}/tour?name=speech&scene=1")
-    page.wait_for_function("() => window.__unrolled?.tour?.ready")
-    assert page.locator("#scene-problems").is_hidden(), page.inner_text("#scene-problems")
-    assert page.inner_text("#scene-title") == SCENE["title"]
-    clip = next((Path(speech_zoo.env["UNROLLED_MODELS_DIR"]) / "speech-examples").glob("02-*.wav")).read_bytes()
-    expected = api_transcript(speech_zoo, clip)
-    assert page.evaluate("() => window.__unrolled.transcript") == expected
-    # the collapse panel reads the greedy path up to the cursor: at the last step, the whole text
-    page.keyboard.press("End")
-    page.wait_for_function("(t) => document.querySelector('.collapse-text')?.dataset.text === t", arg=expected)
-    titles = page.locator(".tour-panel h2").all_inner_texts()
-    assert len(titles) == len(SCENE["panels"]) and titles[1] == "The unrolled network over frames, around the cursor"
-    screenshot(page, "speech-tour-1280x720")
-    assert_clean(recorder)
-    context.close()
+    with open_tour_scene(browser, speech_zoo, recorder, "speech", SCENE_TITLE) as page:
+        clip = next((Path(speech_zoo.env["UNROLLED_MODELS_DIR"]) / "speech-examples").glob("02-*.wav")).read_bytes()
+        expected = api_transcript(speech_zoo, clip)
+        assert page.evaluate("() => window.__unrolled.transcript") == expected
+        # the collapse panel reads the greedy path up to the cursor: at the last step, the whole text
+        page.keyboard.press("End")
+        page.wait_for_function("(t) => document.querySelector('.collapse-text')?.dataset.text === t", arg=expected)
+        titles = page.locator(".tour-panel h2").all_inner_texts()
+        assert len(titles) == len(SCENE["panels"])
+        assert titles[1] == "The unrolled network over frames, around the cursor"
+        screenshot(page, "speech-tour-1280x720")
+        assert_clean(recorder)
 
 
 def test_the_example_clips_are_listed_and_served_and_an_unknown_one_is_named(speech_zoo: LiveServer) -> None:

@@ -110,6 +110,18 @@ def measured(page: Page) -> list[dict[str, Any]]:
     return last
 
 
+def presenter_small_text(page: Page) -> list[str]:
+    """Every piece of text under 14 px in presenter mode (P pressed, then pressed again to leave it): a page's own test
+    asks it at 1280×720."""
+    page.keyboard.press("p")
+    page.wait_for_function("() => document.documentElement.classList.contains('presenter')")
+    items: list[dict[str, Any]] = measured(page)
+    small = [f"{i['px']} px {i['tag']}.{i['cls']} {i['text']!r}" for i in items if i["px"] < PRESENTER_PX - TOLERANCE]
+    page.keyboard.press("p")
+    page.wait_for_function("() => !document.documentElement.classList.contains('presenter')")
+    return small
+
+
 def px(item: dict[str, Any]) -> float:
     return float(item["px"])
 

@@ -10,12 +10,10 @@ import { clamp, paint, pictureOf, pngOf, problem, randomScene, readTrace, ruleCa
 import { ACCENT } from "../colors.js";
 import { clearInputError, reportRunError, showInputError } from "../inputerror.js";
 import { bindKeys, onKeysIn } from "../keys.js";
-import { mountPage } from "../panels.js";
-import { exposePage, followCursor, followLayout, loadCard, pusher } from "../pagekit.js";
-import { Player } from "../player.js";
+import { mountMediaPage } from "../mediapage.js";
+import { exposePage, loadCard } from "../pagekit.js";
 import { readParams, writeParams } from "../url.js";
 import { bigSide } from "../views/caption.js";
-import { Controls } from "../views/controls.js";
 
 const $ = (id) => document.getElementById(id);
 const modelId = document.body.dataset.model;
@@ -30,15 +28,7 @@ const P = readParams({
 });
 
 const state = { trace: null, cursor: null, run: 0, card: null, rules: null, examples: [], unit: 0, layer: 0 };
-const player = new Player({ speed: 2 });
-const controls = new Controls($("player"), player);
-const { cell, kind } = document.body.dataset;
-const panels = mountPage({ card: { id: modelId, cell, kind } });
-const views = [controls, ...Object.values(panels)];
-const push = pusher(views);
-
-followCursor(state, push);
-followLayout(state, push, panels.unrolled);
+const { player, push } = mountMediaPage(state, { speed: 2 });
 
 /**
  * The scene editor: the picture drawn big on a canvas, the selected shape outlined. Pointer events (a mouse, a pen,

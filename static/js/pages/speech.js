@@ -6,12 +6,11 @@
 import { speechExample, speechExamples, transcribe, translate } from "../api.js";
 import { clearInputError, reportRunError, showInputError } from "../inputerror.js";
 import { bindKeys } from "../keys.js";
-import { mountPage } from "../panels.js";
-import { exposePage, followCursor, followLayout, loadCard, pusher } from "../pagekit.js";
-import { Player, speedFor } from "../player.js";
+import { mountMediaPage } from "../mediapage.js";
+import { exposePage, loadCard } from "../pagekit.js";
+import { speedFor } from "../player.js";
 import { Listener, MAX_RECORD_SECONDS, Recorder, clipsOf, onFirstGesture, readTrace, soundOf, withCommas } from "../speech.js";
 import { link, readParams, writeParams } from "../url.js";
-import { Controls } from "../views/controls.js";
 
 const $ = (id) => document.getElementById(id);
 const modelId = document.body.dataset.model;
@@ -26,15 +25,7 @@ const P = readParams({
 });
 
 const state = { trace: null, cursor: null, sound: null, run: 0, card: null, examples: [], unit: 0, layer: 0 };
-const player = new Player({ speed: 15 });
-const controls = new Controls($("player"), player);
-const { cell, kind } = document.body.dataset;
-const panels = mountPage({ card: { id: modelId, cell, kind } });
-const views = [controls, ...Object.values(panels)];
-const push = pusher(views);
-
-followCursor(state, push);
-followLayout(state, push, panels.unrolled);
+const { player, push } = mountMediaPage(state, { speed: 15 });
 onFirstGesture();
 
 /** Where the WAV came from, beside the inputs. */

@@ -1,5 +1,7 @@
 // Beam search's result: every candidate the beam kept, best first, with its score Σ log p (every written
-// token, the end included) and p = exp(score) as a bar. The first is the one the page traces.
+// token, the end included) and p = exp(score) as a bar. The first is the one the page traces. TextBeamsView: the
+// same list for a family whose candidates are texts with a log-probability (speech's prefix beam search, the
+// caption's beam search).
 
 import { node } from "../dom.js";
 import { showLetter } from "../translation.js";
@@ -47,5 +49,33 @@ export class BeamsView extends View {
       }),
     );
     if (!beams.length && trace) this.root.append(node("li", "beam beam-empty", "the beams arrive with the translation"));
+  }
+}
+
+/**
+ * A family's text candidates ({text, logProb (null: not scored), finished (false: stopped at max_length)} as its
+ * readTrace gives them), best first: each text and its line `${label} = log p (p = exp)`. Only a trace changes
+ * the list, as for the translation's. A family's own view extends it with its label and links its stylesheet.
+ */
+export class TextBeamsView extends BeamsView {
+  /** label: what the family calls the score ("log p", "Σ log p"). */
+  constructor(root, label) {
+    super(root);
+    this.label = label;
+  }
+
+  prepare() {
+    const beams = this.trace?.beams ?? [];
+    this.root.replaceChildren(
+      ...beams.map((b, i) => {
+        const li = node("li", `beam${i === 0 ? " best" : ""}`);
+        li.append(node("span", "beam-output", b.text || "(nothing)"));
+        if (b.logProb !== null) {
+          const unfinished = b.finished === false ? " · unfinished" : "";
+          li.append(node("span", "beam-score", `${this.label} = ${b.logProb.toFixed(2)} (p = ${Math.exp(b.logProb).toPrecision(2)})${unfinished}`));
+        }
+        return li;
+      }),
+    );
   }
 }

@@ -4,19 +4,13 @@
 // words are HTML beside the canvases, at the page's type sizes.
 
 import { ACCENT, CELL_COLORS, color, fmtNorm, gradColor, isTanhGate, pow10 } from "../colors.js";
-import { node } from "../dom.js";
+import { linkStyles, node, paintColumn } from "../dom.js";
 import { isPresenter, sized } from "../plots.js";
 import { View } from "./base.js";
+import { TextBeamsView } from "./beams.js";
 
 /** The caption views' own styles (static/css/caption.css), linked once by the first of them on a page or a stage. */
-function styled() {
-  if (document.querySelector("link[data-caption-css]")) return;
-  const link = document.createElement("link");
-  link.rel = "stylesheet";
-  link.href = "/static/css/caption.css";
-  link.dataset.captionCss = "";
-  document.head.append(link);
-}
+const styled = () => linkStyles("caption");
 
 /** A word as the page shows it. */
 export const shownWord = (w) => (w === "</s>" ? "⟨end⟩" : w === "<s>" ? "⟨start⟩" : w);
@@ -222,17 +216,6 @@ export class CaptionWordsView extends View {
   }
 }
 
-/** A column of squares, one per value, top to bottom. */
-function paintColumn(c, values, colourOf) {
-  c.width = 1;
-  c.height = Math.max(1, values.length);
-  const ctx = c.getContext("2d");
-  values.forEach((v, i) => {
-    ctx.fillStyle = colourOf(v);
-    ctx.fillRect(0, i, 1, 1);
-  });
-}
-
 /**
  * The decoder unrolled over the words, around the cursor: `span` copies of the cell either side, each reading the
  * word before (below), its h_t and gates (columns, unit by unit) in the box, the word it writes above; in the BPTT
@@ -308,31 +291,9 @@ export class DecoderView extends View {
 }
 
 /** The beam search's captions, best first, with Σ log p. */
-export class CaptionBeamsView extends View {
+export class CaptionBeamsView extends TextBeamsView {
   constructor(root) {
-    super(root);
+    super(root, "Σ log p");
     styled();
-  }
-
-  update(data) {
-    if (data.trace === undefined) return;
-    this.take(data);
-    this.refresh(data);
-  }
-
-  drawKey() {
-    return [this.trace];
-  }
-
-  prepare() {
-    const beams = this.trace?.beams ?? [];
-    this.root.replaceChildren(
-      ...beams.map((b, i) => {
-        const li = node("li", `beam${i === 0 ? " best" : ""}`);
-        li.append(node("span", "beam-output", b.text || "(nothing)"));
-        li.append(node("span", "beam-score", `Σ log p = ${b.logProb.toFixed(2)} (p = ${Math.exp(b.logProb).toPrecision(2)})${b.finished ? "" : " · unfinished"}`));
-        return li;
-      }),
-    );
   }
 }

@@ -4,25 +4,13 @@
 // only where the cursor is); their words are HTML beside them, at the page's type sizes.
 
 import { ACCENT, CELL_COLORS, GRAD_LINES, color, fmtNorm, gradColor, packed, pow10 } from "../colors.js";
+import { linkStyles, node, paintColumn } from "../dom.js";
 import { sized } from "../plots.js";
 import { View } from "./base.js";
+import { TextBeamsView } from "./beams.js";
 
 /** The speech views' own styles (static/css/speech.css), linked once by the first of them on a page or a stage. */
-function styled() {
-  if (document.querySelector('link[data-speech-css]')) return;
-  const link = document.createElement("link");
-  link.rel = "stylesheet";
-  link.href = "/static/css/speech.css";
-  link.dataset.speechCss = "";
-  document.head.append(link);
-}
-
-function node(tag, className = "", text = "") {
-  const e = document.createElement(tag);
-  if (className) e.className = className;
-  if (text) e.textContent = text;
-  return e;
-}
+const styled = () => linkStyles("speech");
 
 /** A canvas filling its parent's width at `height` CSS px, sharp on any screen; its 2D context in CSS px. */
 function canvas(parent, height, label) {
@@ -279,18 +267,6 @@ export class ListeningView extends View {
   }
 }
 
-/** A column of squares, one per value, top to bottom. */
-function paintColumn(c, values, colorOf) {
-  const n = Math.max(1, values.length);
-  c.width = 1;
-  c.height = n;
-  const ctx = c.getContext("2d");
-  values.forEach((v, i) => {
-    ctx.fillStyle = colorOf(v);
-    ctx.fillRect(0, i, 1, 1);
-  });
-}
-
 /** Frames (a few columns of bands) as a small spectrogram, low bands at the bottom. */
 function paintFrames(c, frames, colorOf) {
   const B = frames[0]?.length ?? 1;
@@ -437,32 +413,10 @@ export class CollapseView extends View {
 }
 
 /** The prefix beam search's texts, best first, with log p(text | audio). */
-export class CtcBeamsView extends View {
+export class CtcBeamsView extends TextBeamsView {
   constructor(root) {
-    super(root);
+    super(root, "log p");
     styled();
-  }
-
-  update(data) {
-    if (data.trace === undefined) return;
-    this.take(data);
-    this.refresh(data);
-  }
-
-  drawKey() {
-    return [this.trace];
-  }
-
-  prepare() {
-    const beams = this.trace?.beams ?? [];
-    this.root.replaceChildren(
-      ...beams.map((b, i) => {
-        const li = node("li", `beam${i === 0 ? " best" : ""}`);
-        li.append(node("span", "beam-output", b.text || "(nothing)"));
-        if (b.logProb !== null) li.append(node("span", "beam-score", `log p = ${b.logProb.toFixed(2)} (p = ${Math.exp(b.logProb).toPrecision(2)})`));
-        return li;
-      }),
-    );
   }
 }
 
