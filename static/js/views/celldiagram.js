@@ -3,7 +3,7 @@
 // activation (the wide slot: the mean over the units; the narrow purple one: the selected unit), each arrow is as
 // wide as what it carries (the mean |value|; the purple line inside it: the selected unit's), and the numbers stand
 // beside the equations. BPTT sweep: the gradient instead, along the line that carries memory back (the LSTM's c, the
-// GRU's and the RNN's h): ‖∂L/∂·‖ at both ends, and how much the gate on the way passes back.
+// GRU's, the RNN's and the minGRU's h, S6's state): ‖∂L/∂·‖ at both ends, and how much the gate on the way passes back.
 //
 // A cell is a description (CELLS below): its quantities, the nodes and arrows of its drawing, its equations and its
 // memory line, made with a few builders (gate, box, op, line, memoryLine, gateBus) on the drawing's rows. A new cell is
@@ -131,6 +131,16 @@ const ends = (before, now, reads = true) => [
   ["xₜ", 80, 262, "start"],
 ];
 
+// Δ is no fraction: its valve opens 1 − e^(−Δ), what one step of exp(ΔA) takes from a state number whose A is −1.
+const stepOpening = (x) => 1 - Math.exp(-x);
+
+// minGRU's and minLSTM's state: what the gate keeps of hₜ₋₁ and what it writes (hₜ minus what it kept; the trace has
+// hₜ and the gates, not h̃ₜ, so the write is read off hₜ rather than z ⊙ h̃ recomputed).
+const keepAndWrite = (v, retain) => {
+  const keep = mul(retain, v.h_prev);
+  return { keep, write: v.h.map((h, i) => h - keep[i]) };
+};
+
 /**
  * Each cell: `derive(v)` adds the products the drawing carries to v (hₜ, hₜ₋₁, cₜ, cₜ₋₁ and each gate by its torch
  * name, per unit); nodes (valve: a gate; squash: a box; op: × or +), arrows (pts in user units, q: what they carry),
@@ -227,6 +237,110 @@ export const CELLS = {
       { part: "hidden", text: "hₜ = (1 − zₜ) ⊙ h̃ₜ + zₜ ⊙ hₜ₋₁", q: "h" },
     ],
     memory: { part: "hidden", grad: "hidden", now: "hₜ", before: "hₜ₋₁", gate: "update", passing: { q: "update", label: "zₜ" }, passes: "∂L/∂hₜ₋₁ = zₜ ⊙ ∂L/∂hₜ + …", op: "×" },
+  },
+  // The linear recurrences (issue 28): gates that read xₜ alone, so hₜ = aₜ ⊙ hₜ₋₁ + bₜ and the gradient back is
+  // aₜ ⊙ ∂L/∂hₜ, nothing else: no U, no tanh′. Their h̃ₜ is linear (no tanh) and not in the trace (drawn blank).
+  mingru: {
+    name: "minGRU",
+    derive: (v) => ({ one_minus_z: oneMinus(v.update), ...keepAndWrite(v, oneMinus(v.update)) }),
+    nodes: [
+      gate(150, "update", "zₜ"),
+      box(300, "candidate", "linear", { w: 66, q: null, under: "h̃ₜ" }),
+      op("keep", "×", 150, TOP, "update"),
+      op("flip", "1−", 150, MID, "update"),
+      op("write", "×", 300, MID, "write"),
+      op("add", "+", 300, TOP, "hidden"),
+    ],
+    arrows: [
+      ...memoryLine(150, 300, ["h_prev", "keep", "h"], "hidden"),
+      up(150, 127, 108, "update", "update"),
+      up(150, 82, 53, "update", "one_minus_z"),
+      line([[173, GATE_Y], [225, GATE_Y], [225, MID], [287, MID]], "update", "update"),
+      up(300, 127, 108, "candidate"),
+      up(300, 82, 53, "write", "write"),
+      ...gateBus([150, 300], { reads: null }),
+    ],
+    labels: [...ends("hₜ₋₁", "hₜ", false), ["gates read xₜ only: no U", 330, 236, "start"]],
+    equations: [
+      { part: "update", text: "zₜ = σ(W_z xₜ + b_z)", q: "update" },
+      { part: "candidate", text: "h̃ₜ = W_h xₜ + b_h" },
+      { part: "write", text: "zₜ ⊙ h̃ₜ = hₜ − (1 − zₜ) ⊙ hₜ₋₁", q: "write" },
+      { part: "hidden", text: "hₜ = (1 − zₜ) ⊙ hₜ₋₁ + zₜ ⊙ h̃ₜ", q: "h" },
+    ],
+    memory: { part: "hidden", grad: "hidden", now: "hₜ", before: "hₜ₋₁", gate: "update", passing: { q: "one_minus_z", label: "1 − zₜ" }, passes: "∂L/∂hₜ₋₁ = (1 − zₜ) ⊙ ∂L/∂hₜ + …", op: "×" },
+  },
+  minlstm: {
+    name: "minLSTM",
+    derive: (v) => keepAndWrite(v, v.forget),
+    nodes: [
+      gate(150, "forget", "f′ₜ"),
+      gate(225, "input", "i′ₜ"),
+      box(300, "candidate", "linear", { w: 66, q: null, under: "h̃ₜ" }),
+      op("keep", "×", 150, TOP, "forget"),
+      op("write", "×", 300, MID, "write"),
+      op("add", "+", 300, TOP, "hidden"),
+    ],
+    arrows: [
+      ...memoryLine(150, 300, ["h_prev", "keep", "h"], "hidden"),
+      up(150, 127, 53, "forget", "forget"),
+      line([[225, 127], [225, MID], [287, MID]], "input", "input"),
+      up(300, 127, 108, "candidate"),
+      up(300, 82, 53, "write", "write"),
+      ...gateBus([150, 225, 300], { reads: null }),
+    ],
+    labels: [...ends("hₜ₋₁", "hₜ", false), ["gates read xₜ only: no U", 330, 236, "start"]],
+    equations: [
+      { part: "forget", text: "f′ₜ = fₜ ÷ (fₜ + iₜ), fₜ = σ(W_f xₜ + b_f)", q: "forget" },
+      { part: "input", text: "i′ₜ = iₜ ÷ (fₜ + iₜ), iₜ = σ(W_i xₜ + b_i)", q: "input" },
+      { part: "candidate", text: "h̃ₜ = W_h xₜ + b_h" },
+      { part: "write", text: "i′ₜ ⊙ h̃ₜ = hₜ − f′ₜ ⊙ hₜ₋₁", q: "write" },
+      { part: "hidden", text: "hₜ = f′ₜ ⊙ hₜ₋₁ + i′ₜ ⊙ h̃ₜ", q: "h" },
+    ],
+    memory: { part: "hidden", grad: "hidden", now: "hₜ", before: "hₜ₋₁", gate: "forget", passing: { q: "forget", label: "f′ₜ" }, passes: "∂L/∂hₜ₋₁ = f′ₜ ⊙ ∂L/∂hₜ + …", op: "×" },
+  },
+  // S6: per channel a state of N numbers (hₜ is D × N), read out by Cₜ. The trace has Δₜ and yₜ (its "h"); Ā, B̄,
+  // C and the state itself are not in it (A and D are weights): their boxes are drawn blank, their equations bare.
+  s6: {
+    name: "S6",
+    derive: () => ({}),
+    nodes: [
+      gate(150, "step", "Δₜ", { open: stepOpening }),
+      box(150, "retain", "exp(ΔA)", { y: MID, w: 84, h: 30, q: null, memory: true }),
+      box(300, "write_in", "Δ Bₜ", { w: 60, q: null, part: "write", under: "B̄ₜ" }),
+      box(490, "readout", "Cₜ", { y: MID, w: 46, h: 30, q: null, part: "hidden" }),
+      op("keep", "×", 150, TOP, "retain"),
+      op("write", "×", 300, MID, "write"),
+      op("add", "+", 300, TOP, "state"),
+      op("out", "+", 490, GATE_Y, "hidden"),
+    ],
+    arrows: [
+      ...memoryLine(150, 300, [null, null, null], "state"),
+      up(150, 127, 110, "step", "step"),
+      up(150, 80, 53, "retain"),
+      line([[173, GATE_Y], [270, GATE_Y]], "step", "step"),
+      up(300, 127, 108, "write"),
+      line([[380, BUS_Y], [380, MID], [313, MID]], "write"),
+      up(300, 82, 53, "write"),
+      up(490, TOP, 80, "hidden"),
+      up(490, 110, 137, "hidden"),
+      line([[440, BUS_Y], [440, GATE_Y], [477, GATE_Y]], "hidden"),
+      line([[503, GATE_Y], [580, GATE_Y]], "hidden", "h"),
+      ...gateBus([150], { reads: null, to: 440 }),
+    ],
+    labels: [
+      ...ends("hₜ₋₁", "hₜ (D × N)", false),
+      ["Āₜ", 100, 101, "end"],
+      ["yₜ", 580, GATE_Y - 12, "end"],
+      ["D xₜ", 448, 200, "start"],
+    ],
+    equations: [
+      { part: "step", text: "Δₜ = softplus(W_Δ xₜ + b_Δ)", q: "step" },
+      { part: "retain", text: "Āₜ = exp(Δₜ A), A < 0" },
+      { part: "write", text: "B̄ₜ = Δₜ Bₜ, Bₜ = W_B xₜ" },
+      { part: "state", text: "hₜ = Āₜ ⊙ hₜ₋₁ + B̄ₜ xₜ" },
+      { part: "hidden", text: "yₜ = Cₜ hₜ + D ⊙ xₜ", q: "h" },
+    ],
+    memory: { part: "state", grad: "hidden", now: "hₜ", before: "hₜ₋₁", gate: "step", passing: { q: "step", label: "Δₜ", says: "Āₜ = e^(ΔₜA), Δ:" }, passes: "∂L/∂hₜ₋₁ = Āₜ ⊙ ∂L/∂hₜ + …", op: "×" },
   },
 };
 
