@@ -505,6 +505,7 @@ def test_the_linear_recurrences_are_drawn_as_the_trace_has_them_forward_and_in_t
         if page.evaluate("() => window.__unrolled.cursor.playing"):
             page.keyboard.press("Space")
         page.wait_for_function("() => window.__unrolled.cursor.playing === false")
+        show_panel(page)  # the drawing is redrawn while on the screen (Run scrolled the page to its bar)
         r = httpx.post(f"{zoo.url}/api/models/{model}/trace", json={"text": text, "label": target}, timeout=120)
         assert r.status_code == 200, r.text
         body = r.json()
