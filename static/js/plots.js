@@ -146,7 +146,7 @@ export class Overlay {
     this.rows = [];
     this.el.append(this.mask, this.line);
     gd.parentElement.append(this.el);
-    this.state = { cursor: null, mask: null, row: null, maskText: "" };
+    this.state = { cursor: null, mask: null, row: null, maskText: "", band: null };
     this.geom = null;
   }
 
@@ -200,10 +200,38 @@ export class Overlay {
     this.applyRow();
   }
 
+  /** Frame one y-axis's whole band (its name in the layout, "yaxis2"; null: none): the series lit elsewhere. */
+  setBand(axis) {
+    if (this.state.band === axis) return;
+    this.state.band = axis;
+    this.applyBand();
+  }
+
   apply() {
     this.applyCursor();
     this.applyMask();
     this.applyRow();
+    this.applyBand();
+  }
+
+  applyBand() {
+    const ya = this.state.band ? this.gd._fullLayout?.[this.state.band] : null;
+    if (!this.band) {
+      if (!ya) return;
+      this.band = document.createElement("div");
+      this.band.className = "overlay-band";
+      Object.assign(this.band.style, { position: "absolute", left: "0", top: "0", border: `3px solid ${ACCENT}`, borderRadius: "4px", boxSizing: "border-box" });
+      this.el.append(this.band);
+    }
+    const g = this.geom;
+    if (!g || !ya) {
+      this.band.style.display = "none";
+      return;
+    }
+    this.band.style.display = "block";
+    this.band.style.transform = `translate(${g.left - 4}px, ${ya._offset - 4}px)`;
+    this.band.style.width = `${g.width + 8}px`;
+    this.band.style.height = `${ya._length + 8}px`;
   }
 
   applyCursor() {

@@ -1,12 +1,14 @@
-"""The cell, drawn (issue 29): on a model's page the cell view draws one step of the LSTM or the GRU lit by the
-trace at the cursor. Typed inputs no example has, stepped through with the keyboard: at three steps the drawn
-valves' openings and the numbers beside the equations are the REST trace's for that step and unit, and in the BPTT
-sweep the gradient drawn along the memory line (the LSTM's cell state, the GRU's hidden state) is the trace's
-‖∂L/∂c_t‖ (‖∂L/∂h_t‖). Screenshots at 1280×720 and 1920×1080, forward and backward, go to test-output/screenshots."""
+"""The cell, drawn (issue 29): on a model's page the cell view draws one step of the cell (LSTM, GRU, minGRU,
+minLSTM, S6) lit by the trace at the cursor. Typed inputs no example has, stepped through with the keyboard: at three
+steps the drawn valves' openings and the numbers beside the equations are the REST trace's for that step and unit, and
+in the BPTT sweep the gradient drawn along the memory line (the LSTM's cell state, the others' hidden state; S6's whole
+state) is the trace's ‖∂L/∂c_t‖ (‖∂L/∂h_t‖). A part lit in the drawing lights its row in the gates table and its
+series in the heatmaps. Screenshots at 1280×720 and 1920×1080, forward and backward, go to test-output/screenshots."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,10 @@ import pytest
 from playwright.sync_api import Page
 
 from app.tour.tours import BUILTIN_TOURS, DEFAULT_TOUR, load_tour
+from app.web.config import Settings
 from tests.browser.conftest import Recorder, assert_clean, screenshot
-from tests.conftest import LiveServer
+from tests.browser.test_tour import MEASURE, MIN_PX
+from tests.conftest import LiveServer, write_model
 
 UNIT = 3  # the unit followed: not the page's first, so that the unit's numbers are its own
 STEPS = (0, 3, 6)  # the steps read (0-based), forward
@@ -43,6 +47,7 @@ DRAWN = """() => {
     gradBefore: svg.querySelector('.grad-before') && {
       text: svg.querySelector('.grad-before').textContent, norm: svg.querySelector('.grad-before').dataset.norm },
     line: [...svg.querySelectorAll('path.arrow[data-norm]')].map((p) => p.dataset.norm),
+    texts: [...svg.querySelectorAll('.eq .eqtext')].map((t) => t.textContent),
   };
 }"""
 
@@ -159,9 +164,11 @@ def check_forward(drawn: dict[str, Any], body: dict[str, Any], t: int, gates: li
         assert e["unit"] == pytest.approx(v[UNIT], abs=DECIMALS), (q, t, e)
 
 
-def check_backward(drawn: dict[str, Any], body: dict[str, Any], t: int, line: str, gate: str) -> None:
+def check_backward(
+    drawn: dict[str, Any], body: dict[str, Any], t: int, line: str, gate: str, passed: list[float] | None = None
+) -> None:
     """Along the memory line: ‖∂L/∂·‖ at step t and at the step before, as the trace has them; what the gate passes
-    back is its mean and the unit's value at t."""
+    back (`passed`: its values at t, the gate's own unless said) is its mean and the unit's value at t."""
     norms = body["grad_norms"][line][0]
     assert drawn["phase"] == "backward" and drawn["step"] == t
     assert drawn["gradNow"]["norm"] == pytest.approx(norms[t], rel=1e-3)
@@ -172,7 +179,7 @@ def check_backward(drawn: dict[str, Any], body: dict[str, Any], t: int, line: st
     assert float(drawn["gradBefore"]["norm"]) == pytest.approx(norms[t - 1], rel=1e-3)
     passing = [e for e in drawn["equations"] if e["passing"]]
     assert [e["q"] for e in passing] == [gate]
-    f = at_step(body, gate, t)
+    f = at_step(body, gate, t) if passed is None else passed
     assert f"mean {mean(f):.3f}".replace("-", "−") in passing[0]["passing"]
     assert f"unit {UNIT} {f[UNIT]:.3f}".replace("-", "−") in passing[0]["passing"]
 
@@ -361,4 +368,216 @@ def test_the_tours_side_by_side_scene_draws_the_rnn_and_the_lstm_whole_at_the_sa
             assert unit_opening == pytest.approx(at_step(lstm, g, t)[u], abs=1e-3), (g, t)
         # the RNN has no gate: its one tanh is h_t (its colour's mean); the arrows out carry h_t
         assert drawn["rnn"]["tanh"] == pytest.approx(mean(at_step(rnn, "h", t)), abs=1e-5), t
+    assert_clean(recorder)
+
+
+Numbers = Callable[[dict[str, Any], int], dict[str, list[float]]]
+Passed = Callable[[dict[str, Any], int], tuple[str, list[float]]]
+Opening = Callable[[float], float]
+
+
+# The linear recurrences of issue 28: their gates read x_t only, h_t = a_t ⊙ h_{t−1} + b_t. What the drawing writes
+# beside each equation, from the REST trace (step t, the first layer): a gate by its name, h_t, and minGRU's write
+# z_t ⊙ h̃_t = h_t − (1 − z_t) ⊙ h_{t−1} (the trace has h_t and z_t, not h̃_t); S6's Δ_t and its output y_t (the trace's
+# "h"; its state, Ā, B̄ and C are not in the trace: their equations stand bare).
+def before(body: dict[str, Any], t: int) -> list[float]:
+    """h_{t−1} (zeros before the first step)."""
+    return at_step(body, "h", t - 1) if t > 0 else [0.0] * len(at_step(body, "h", 0))
+
+
+def mingru_numbers(body: dict[str, Any], t: int) -> dict[str, list[float]]:
+    z, h = at_step(body, "update", t), at_step(body, "h", t)
+    return {"update": z, "h": h, "write": [h[i] - (1 - z[i]) * hp for i, hp in enumerate(before(body, t))]}
+
+
+def minlstm_numbers(body: dict[str, Any], t: int) -> dict[str, list[float]]:
+    f, i, h = at_step(body, "forget", t), at_step(body, "input", t), at_step(body, "h", t)
+    return {"forget": f, "input": i, "h": h, "write": [h[k] - f[k] * hp for k, hp in enumerate(before(body, t))]}
+
+
+def s6_numbers(body: dict[str, Any], t: int) -> dict[str, list[float]]:
+    return {"step": at_step(body, "step", t), "h": at_step(body, "h", t)}
+
+
+def mingru_passed(body: dict[str, Any], t: int) -> tuple[str, list[float]]:
+    """What minGRU's gate passes back along h: 1 − z_t (its gradient back is exactly (1 − z_t) ⊙ ∂L/∂h_t)."""
+    return "one_minus_z", [1 - z for z in at_step(body, "update", t)]
+
+
+def minlstm_passed(body: dict[str, Any], t: int) -> tuple[str, list[float]]:
+    return "forget", at_step(body, "forget", t)
+
+
+def s6_passed(body: dict[str, Any], t: int) -> tuple[str, list[float]]:
+    """S6's is Ā_t = exp(Δ_t A): A is a weight, not in the trace, so the drawing gives the Δ_t that sets it."""
+    return "step", at_step(body, "step", t)
+
+
+def identity(x: float) -> float:
+    return x
+
+
+def step_opening(x: float) -> float:
+    """Δ's valve opens 1 − e^(−Δ) (Δ is no fraction; this is what one step takes from a state number with A = −1)."""
+    return 1 - math.exp(-x)
+
+
+MODERN = [
+    # the server, the model, a typed input no example of it has, the target (S6 is so sure of its own answer that its
+    # gradient underflows: measured against another letter it is large), the numbers, what passes back, the valves'
+    # opening, the module's equations, drawn bare or with numbers
+    ("zoo", "memory-mingru", "F 2718 2818 ?", None, mingru_numbers, mingru_passed, identity,
+     ["zₜ = σ(W_z xₜ + b_z)", "h̃ₜ = W_h xₜ + b_h", "hₜ = (1 − zₜ) ⊙ hₜ₋₁ + zₜ ⊙ h̃ₜ"]),
+    # the zoo has no minLSTM: a character model of random (seeded) weights, served from its own folder
+    ("minlstm_server", "chars-minlstm", "quiet fox, jumps.", None, minlstm_numbers, minlstm_passed, identity,
+     ["f′ₜ = fₜ ÷ (fₜ + iₜ), fₜ = σ(W_f xₜ + b_f)", "i′ₜ = iₜ ÷ (fₜ + iₜ), iₜ = σ(W_i xₜ + b_i)",
+      "hₜ = f′ₜ ⊙ hₜ₋₁ + i′ₜ ⊙ h̃ₜ"]),
+    ("zoo", "memory-s6", "G 1414 2135 ?", "A", s6_numbers, s6_passed, step_opening,
+     ["Δₜ = softplus(W_Δ xₜ + b_Δ)", "Āₜ = exp(Δₜ A), A < 0", "B̄ₜ = Δₜ Bₜ, Bₜ = W_B xₜ", "hₜ = Āₜ ⊙ hₜ₋₁ + B̄ₜ xₜ",
+      "yₜ = Cₜ hₜ + D ⊙ xₜ"]),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def minlstm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    folder = tmp_path_factory.mktemp("minlstm")
+    write_model(folder, "chars-minlstm", "minlstm", "next_token")
+    settings = Settings(models_dir=folder, max_steps=200, max_generate=10, max_concurrent=2, send_timeout=5.0)
+    with LiveServer(settings) as live:
+        yield live
+
+
+def presenter(page: Page) -> None:
+    page.keyboard.press("p")
+    page.wait_for_function("() => document.documentElement.classList.contains('presenter')", timeout=10_000)
+
+
+def check_modern_forward(
+    drawn: dict[str, Any], body: dict[str, Any], t: int, numbers: Numbers, opening: Opening, equations: list[str]
+) -> None:
+    """The gates' valves open by their means and the unit's values; each equation's numbers are its quantity's."""
+    assert drawn["phase"] == "forward" and drawn["step"] == t and drawn["unit"] == UNIT
+    expected = numbers(body, t)
+    gates = list(body["layers"][0]["gates"])
+    assert sorted(drawn["valves"]) == sorted(gates)
+    for g, drawn_open in drawn["valves"].items():
+        v = at_step(body, g, t)
+        assert drawn_open == pytest.approx(opening(mean(v)), abs=1e-3), (g, t)
+        assert drawn["unitValves"][g] == pytest.approx(opening(v[UNIT]), abs=1e-3), (g, t)
+    shown = {e["q"]: e for e in drawn["equations"]}
+    assert set(shown) == set(expected), shown
+    for q, e in shown.items():
+        assert e["mean"] == pytest.approx(mean(expected[q]), abs=DECIMALS), (q, t, e)
+        assert e["unit"] == pytest.approx(expected[q][UNIT], abs=DECIMALS), (q, t, e)
+    assert set(equations) <= set(drawn["texts"]), drawn["texts"]
+
+
+@pytest.mark.parametrize(
+    ("server", "model", "text", "target", "numbers", "passed", "opening", "equations"),
+    MODERN,
+    ids=[c[1] for c in MODERN],
+)
+def test_the_linear_recurrences_are_drawn_as_the_trace_has_them_forward_and_in_the_bptt_sweep(
+    page: Page,
+    recorder: Recorder,
+    request: pytest.FixtureRequest,
+    server: str,
+    model: str,
+    text: str,
+    target: str | None,
+    numbers: Numbers,
+    passed: Passed,
+    opening: Opening,
+    equations: list[str],
+) -> None:
+    """minGRU, minLSTM and S6 (issue 28's cells): typed, stepped to three steps, their drawn valves (z_t; f′_t, i′_t;
+    Δ_t) and the numbers beside the equations are the REST trace's for that step and unit; in the BPTT sweep the
+    gradient along the memory line is the trace's ‖∂L/∂h_t‖ and what passes back is 1 − z_t (f′_t; Δ_t, which sets
+    S6's Ā_t). In presenter mode at 1280×720 no text of the drawing's panel is under 14 px."""
+    zoo: LiveServer = request.getfixturevalue(server)
+    body = open_model(page, zoo, model, text)
+    if target is not None:  # the target chosen after the typing (a typed input goes back to its own)
+        loaded = page.evaluate("() => window.__unrolled.loaded")
+        page.select_option("#label-select", target)
+        page.click("#run")
+        page.wait_for_function(f"() => window.__unrolled.loaded > {loaded}")
+        page.evaluate("() => document.activeElement?.blur()")  # the keys drive the page again (Space: not Run)
+        if page.evaluate("() => window.__unrolled.cursor.playing"):
+            page.keyboard.press("Space")
+        page.wait_for_function("() => window.__unrolled.cursor.playing === false")
+        show_panel(page)  # the drawing is redrawn while on the screen (Run scrolled the page to its bar)
+        r = httpx.post(f"{zoo.url}/api/models/{model}/trace", json={"text": text, "label": target}, timeout=120)
+        assert r.status_code == 200, r.text
+        body = r.json()
+    assert len(body["tokens"]) > max(STEPS) and not any(
+        e["text"] == text for e in httpx.get(f"{zoo.url}/api/models/{model}").json()["examples"]
+    )
+    norms = body["grad_norms"]["hidden"][0]
+    assert all(n > 1e-12 for n in norms[: max(STEPS) + 1])  # a gradient to see along the line
+    presenter(page)
+    cell = model.split("-")[-1]
+    for t in STEPS:
+        check_modern_forward(go_to(page, t, "forward"), body, t, numbers, opening, equations)
+    show_panel(page)
+    small = [i for i in page.evaluate(IN_DRAWING) if i["px"] < MIN_PX]
+    assert small == [], small
+    screenshot(page, f"cell-{cell}-forward-1280-P")
+    for t in reversed(STEPS[1:]):
+        q, values = passed(body, t)
+        drawn = go_to(page, t, "backward")
+        check_backward(drawn, body, t, "hidden", q, values)
+    show_panel(page)
+    assert [i for i in page.evaluate(IN_DRAWING) if i["px"] < MIN_PX] == []
+    screenshot(page, f"cell-{cell}-backward-1280-P")
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    q, values = passed(body, STEPS[1])
+    check_backward(go_to(page, STEPS[1], "backward"), body, STEPS[1], "hidden", q, values)
+    show_panel(page)
+    screenshot(page, f"cell-{cell}-backward-1920-P")
+    check_modern_forward(go_to(page, STEPS[1], "forward"), body, STEPS[1], numbers, opening, equations)
+    show_panel(page)
+    screenshot(page, f"cell-{cell}-forward-1920-P")
+    assert_clean(recorder)
+
+
+# The text of the drawing's panel (its title, caption and the drawing), as test_tour measures a page's.
+IN_DRAWING = MEASURE.replace("document.body", "document.getElementById('panel-diagram')")
+
+# Each heatmap by its root: the series it frames (data-lit) and the frame's box, with the plot's.
+HEATMAPS = """() => Object.fromEntries(['states', 'gates-time'].map((id) => {
+  const root = document.getElementById(id);
+  const band = root.querySelector('.overlay-band');
+  const shown = band && getComputedStyle(band).display !== 'none';
+  const box = (e) => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+  return [id, { lit: root.dataset.lit ?? '', band: shown ? box(band) : null, plot: box(root) }];
+}))"""
+
+
+def test_a_part_lit_in_the_drawing_frames_its_series_in_the_heatmaps(
+    page: Page, recorder: Recorder, zoo: LiveServer
+) -> None:
+    """Hovering minGRU's update gate frames the update gate's heatmap (and no state's); stepping with ↓ to h_t's
+    equation frames the hidden state's heatmap instead; the mouse gone, nothing is framed. The frame stands on its
+    plot."""
+    open_model(page, zoo, "memory-mingru", "C 5772 1566 ?")
+    go_to(page, STEPS[1], "forward")
+    svg = page.locator("#panel-diagram svg.cell-diagram")
+    lit = "([id, key]) => document.getElementById(id).dataset.lit === key"
+    svg.locator("[data-node=update]").hover()
+    page.wait_for_function(lit, arg=["gates-time", "update"])
+    maps = page.evaluate(HEATMAPS)
+    assert maps["states"]["lit"] == "" and maps["states"]["band"] is None
+    band, plot = maps["gates-time"]["band"], maps["gates-time"]["plot"]
+    assert band is not None and band[3] - band[1] > 20
+    assert plot[0] - 1 <= band[0] < band[2] <= plot[2] + 1 and plot[1] - 1 <= band[1] < band[3] <= plot[3] + 1
+    page.mouse.move(0, 0)
+    page.wait_for_function(lit, arg=["gates-time", ""])
+    svg.focus()
+    # ↓ through the equations' parts: z_t, h̃_t, the write, h_t, whose series is the hidden state's
+    for _ in range(4):
+        page.keyboard.press("ArrowDown")
+    page.wait_for_function(lit, arg=["states", "hidden"])
+    maps = page.evaluate(HEATMAPS)
+    assert maps["gates-time"]["lit"] == "" and maps["gates-time"]["band"] is None
+    assert maps["states"]["band"] is not None
     assert_clean(recorder)

@@ -3,10 +3,11 @@
 // activation (the wide slot: the mean over the units; the narrow purple one: the selected unit), each arrow is as
 // wide as what it carries (the mean |value|; the purple line inside it: the selected unit's), and the numbers stand
 // beside the equations. BPTT sweep: the gradient instead, along the line that carries memory back (the LSTM's c, the
-// GRU's and the RNN's h): ‖∂L/∂·‖ at both ends, and how much the gate on the way passes back.
+// GRU's, the RNN's and the minGRU's h, S6's state): ‖∂L/∂·‖ at both ends, and how much the gate on the way passes back.
 //
 // A cell is a description (CELLS below): its quantities, the nodes and arrows of its drawing, its equations and its
-// memory line. A new cell (a minGRU) is one more entry; the code draws any of them. With several traces (a compare
+// memory line, made with a few builders (gate, box, op, line, memoryLine, gateBus) on the drawing's rows. A new cell is
+// one more entry; the code draws any of them. With several traces (a compare
 // scene) the cells' whole drawings stand side by side, each lit by its own trace at the same step (their equations
 // left out, each named above its drawing), scaled to fit; `compact` draws each as its memory line only.
 //
@@ -76,35 +77,90 @@ function backwardRows(mem) {
   return [
     { part: mem.part, text: `‖∂L/∂${mem.now}‖`, grad: 0 },
     { part: mem.gate ?? mem.part, text: mem.passes },
-    ...(mem.gate ? [{ part: mem.gate, passing: mem.gate }] : []),
+    ...(mem.passing ? [{ part: mem.gate, passing: mem.passing }] : []),
     { part: mem.part, text: `‖∂L/∂${mem.before}‖`, grad: -1 },
     { part: mem.part, text: `‖∂L/∂${mem.before}‖ ÷ ‖∂L/∂${mem.now}‖`, ratio: true },
     ...(mem.grad !== "hidden" ? [{ part: "hidden", text: "‖∂L/∂hₜ‖", grad: 0, of: "hidden" }] : []),
   ];
 }
 
-// The bus under the gates carries [hₜ₋₁, xₜ]; its stubs up to each gate carry the same (no value of their own).
-const stub = (x, top = 173) => ({ pts: [[x, 225], [x, top]], part: "bus" });
+// The drawing's rows (user units): the memory line along the top, the ops between it and the gates, the gates,
+// the bus under them that carries what the gates read.
+const TOP = 40;
+const MID = 95;
+const GATE_Y = 150;
+const BUS_Y = 225;
+
+/** A gate at x: a valve opened by the trace's gate `id` (its torch name), `label` beside it; more: part, open. */
+const gate = (x, id, label, more = {}) => ({ id, kind: "valve", x, y: GATE_Y, q: id, label, ...more });
+/** A box (a tanh, a linear map, exp(ΔA)) at x carrying q: q null, a quantity the trace does not have (drawn blank). */
+const box = (x, id, label, { y = GATE_Y, w = 46, h = 46, q = id, ...more } = {}) => ({ id, kind: "squash", x, y, w, h, label, q, ...more });
+/** An operation on the lines (×, +, 1−); part: the equation it belongs to. */
+const op = (id, sym, x, y, part) => ({ id, kind: "op", op: sym, x, y, part });
+/** An arrow through pts in part, carrying q (none: nothing of its own); more: memory ("before" / "now"), head. */
+const line = (pts, part, q = null, more = {}) => ({ pts, part, ...(q ? { q } : {}), ...more });
+/** A vertical arrow at x from y0 to y1. */
+const up = (x, y0, y1, part, q = null, more = {}) => line([[x, y0], [x, y1]], part, q, more);
+
+/** The memory line along the top: `before` into the keep × at keepX, what is kept on to the + at addX, the new
+ * state out to the right; qs: [before, kept, now] (null: not in the trace). The gradient of the BPTT sweep runs
+ * along it. */
+function memoryLine(keepX, addX, [before, kept, now], part) {
+  return [
+    line([[20, TOP], [keepX - 13, TOP]], part, before, { memory: "before" }),
+    line([[keepX + 13, TOP], [addX - 13, TOP]], part, kept, { memory: "now" }),
+    line([[addX + 13, TOP], [580, TOP]], part, now, { memory: "now" }),
+  ];
+}
+
+/** The bus under the gates, to x = `to`: [hₜ₋₁, xₜ] (reads "h_prev": it carries hₜ₋₁'s values), or xₜ alone (reads
+ * null: the gates have no hₜ₋₁ and no U to read it with); a stub up to each gate at xs, xₜ coming in at x = 70. */
+function gateBus(xs, { reads = "h_prev", to = Math.max(...xs) } = {}) {
+  return [
+    line([[reads ? 20 : 70, BUS_Y], [to, BUS_Y]], "bus", reads, { head: false }),
+    ...xs.map((x) => up(x, BUS_Y, GATE_Y + 23, "bus")),
+    up(70, 262, BUS_Y, "bus"),
+  ];
+}
+
+/** The labels at the memory line's two ends, the bus's hₜ₋₁ (if it carries it) and xₜ. */
+const ends = (before, now, reads = true) => [
+  [before, 20, TOP - 12, "start"],
+  [now, 580, TOP - 12, "end"],
+  ...(reads ? [["hₜ₋₁", 20, BUS_Y - 12, "start"]] : []),
+  ["xₜ", 80, 262, "start"],
+];
+
+// Δ is no fraction: its valve opens 1 − e^(−Δ), what one step of exp(ΔA) takes from a state number whose A is −1.
+const stepOpening = (x) => 1 - Math.exp(-x);
+
+// minGRU's and minLSTM's state: what the gate keeps of hₜ₋₁ and what it writes (hₜ minus what it kept; the trace has
+// hₜ and the gates, not h̃ₜ, so the write is read off hₜ rather than z ⊙ h̃ recomputed).
+const keepAndWrite = (v, retain) => {
+  const keep = mul(retain, v.h_prev);
+  return { keep, write: v.h.map((h, i) => h - keep[i]) };
+};
 
 /**
  * Each cell: `derive(v)` adds the products the drawing carries to v (hₜ, hₜ₋₁, cₜ, cₜ₋₁ and each gate by its torch
- * name, per unit); nodes (valve: a sigmoid gate; squash: a tanh; op: × or +), arrows (pts in user units, q: what they
- * carry), labels, equations (q: the quantity whose mean and unit value stand beside it) and the memory line:
- * its arrows, the gradient it carries back (the trace's grad.cell or grad.hidden) and the gate it passes.
+ * name, per unit); nodes (valve: a gate; squash: a box; op: × or +), arrows (pts in user units, q: what they carry),
+ * labels, equations (q: the quantity whose mean and unit value stand beside it; none: the trace does not have it) and
+ * the memory line: its part, the gradient it carries back (the trace's grad.cell or grad.hidden), the gate on it
+ * (kept lit in the BPTT sweep) and what that gate passes back (passing: its quantity and its name).
  */
 export const CELLS = {
   rnn: {
     name: "RNN",
     derive: () => ({}),
-    nodes: [{ id: "tanh", kind: "squash", x: 300, y: 150, w: 70, h: 46, label: "tanh", q: "h", part: "hidden", memory: true }],
+    nodes: [box(300, "tanh", "tanh", { w: 70, q: "h", part: "hidden", memory: true })],
     arrows: [
-      { pts: [[20, 225], [300, 225], [300, 173]], q: "h_prev", part: "carry", memory: "before" },
-      { pts: [[300, 127], [300, 40], [580, 40]], q: "h", part: "hidden", memory: "now" },
-      { pts: [[90, 262], [90, 225]], part: "bus" },
+      line([[20, BUS_Y], [300, BUS_Y], [300, GATE_Y + 23]], "carry", "h_prev", { memory: "before" }),
+      line([[300, GATE_Y - 23], [300, TOP], [580, TOP]], "hidden", "h", { memory: "now" }),
+      up(90, 262, BUS_Y, "bus"),
     ],
     labels: [
-      ["hₜ₋₁", 20, 213, "start"],
-      ["hₜ", 580, 28, "end"],
+      ["hₜ₋₁", 20, BUS_Y - 12, "start"],
+      ["hₜ", 580, TOP - 12, "end"],
       ["xₜ", 100, 262, "start"],
       ["W xₜ + U hₜ₋₁ + b", 320, 200, "start"],
     ],
@@ -118,42 +174,29 @@ export const CELLS = {
     name: "LSTM",
     derive: (v) => ({ fc: mul(v.forget, v.c_prev), ig: mul(v.input, v.candidate), tanh_c: v.c.map(Math.tanh) }),
     nodes: [
-      { id: "forget", kind: "valve", x: 160, y: 150, q: "forget", label: "fₜ" },
-      { id: "input", kind: "valve", x: 240, y: 150, q: "input", label: "iₜ" },
-      { id: "candidate", kind: "squash", x: 320, y: 150, w: 46, h: 46, label: "tanh", q: "candidate", under: "c̃ₜ" },
-      { id: "output", kind: "valve", x: 410, y: 150, q: "output", label: "oₜ" },
-      { id: "tanh_c", kind: "squash", x: 490, y: 95, w: 56, h: 30, label: "tanh", q: "tanh_c", part: "hidden" },
-      { id: "keep", kind: "op", op: "×", x: 160, y: 40, part: "forget" },
-      { id: "write", kind: "op", op: "×", x: 320, y: 95, part: "cell" },
-      { id: "add", kind: "op", op: "+", x: 320, y: 40, part: "cell" },
-      { id: "emit", kind: "op", op: "×", x: 490, y: 150, part: "hidden" },
+      gate(160, "forget", "fₜ"),
+      gate(240, "input", "iₜ"),
+      box(320, "candidate", "tanh", { under: "c̃ₜ" }),
+      gate(410, "output", "oₜ"),
+      box(490, "tanh_c", "tanh", { y: MID, w: 56, h: 30, part: "hidden" }),
+      op("keep", "×", 160, TOP, "forget"),
+      op("write", "×", 320, MID, "cell"),
+      op("add", "+", 320, TOP, "cell"),
+      op("emit", "×", 490, GATE_Y, "hidden"),
     ],
     arrows: [
-      { pts: [[20, 40], [147, 40]], q: "c_prev", part: "cell", memory: "before" },
-      { pts: [[173, 40], [307, 40]], q: "fc", part: "cell", memory: "now" },
-      { pts: [[333, 40], [580, 40]], q: "c", part: "cell", memory: "now" },
-      { pts: [[160, 127], [160, 53]], q: "forget", part: "forget" },
-      { pts: [[240, 127], [240, 95], [307, 95]], q: "input", part: "input" },
-      { pts: [[320, 127], [320, 108]], q: "candidate", part: "candidate" },
-      { pts: [[320, 82], [320, 53]], q: "ig", part: "cell" },
-      { pts: [[490, 40], [490, 80]], q: "c", part: "hidden" },
-      { pts: [[490, 110], [490, 137]], q: "tanh_c", part: "hidden" },
-      { pts: [[433, 150], [477, 150]], q: "output", part: "output" },
-      { pts: [[490, 163], [490, 225], [580, 225]], q: "h", part: "hidden" },
-      { pts: [[20, 225], [410, 225]], q: "h_prev", part: "bus", head: false },
-      stub(160),
-      stub(240),
-      stub(320),
-      stub(410),
-      { pts: [[70, 262], [70, 225]], part: "bus" },
+      ...memoryLine(160, 320, ["c_prev", "fc", "c"], "cell"),
+      up(160, 127, 53, "forget", "forget"),
+      line([[240, 127], [240, MID], [307, MID]], "input", "input"),
+      up(320, 127, 108, "candidate", "candidate"),
+      up(320, 82, 53, "cell", "ig"),
+      up(490, TOP, 80, "hidden", "c"),
+      up(490, 110, 137, "hidden", "tanh_c"),
+      line([[433, GATE_Y], [477, GATE_Y]], "output", "output"),
+      line([[490, 163], [490, BUS_Y], [580, BUS_Y]], "hidden", "h"),
+      ...gateBus([160, 240, 320, 410]),
     ],
-    labels: [
-      ["cₜ₋₁", 20, 28, "start"],
-      ["cₜ", 580, 28, "end"],
-      ["hₜ₋₁", 20, 213, "start"],
-      ["hₜ", 580, 213, "end"],
-      ["xₜ", 80, 262, "start"],
-    ],
+    labels: [...ends("cₜ₋₁", "cₜ"), ["hₜ", 580, BUS_Y - 12, "end"]],
     equations: [
       { part: "forget", text: "fₜ = σ(W_f xₜ + U_f hₜ₋₁ + b_f)", q: "forget" },
       { part: "input", text: "iₜ = σ(W_i xₜ + U_i hₜ₋₁ + b_i)", q: "input" },
@@ -162,50 +205,142 @@ export const CELLS = {
       { part: "cell", text: "cₜ = fₜ ⊙ cₜ₋₁ + iₜ ⊙ c̃ₜ", q: "c" },
       { part: "hidden", text: "hₜ = oₜ ⊙ tanh(cₜ)", q: "h" },
     ],
-    memory: { part: "cell", grad: "cell", now: "cₜ", before: "cₜ₋₁", gate: "forget", passes: "∂L/∂cₜ₋₁ = fₜ ⊙ ∂L/∂cₜ + …", op: "×" },
+    memory: { part: "cell", grad: "cell", now: "cₜ", before: "cₜ₋₁", gate: "forget", passing: { q: "forget", label: "fₜ" }, passes: "∂L/∂cₜ₋₁ = fₜ ⊙ ∂L/∂cₜ + …", op: "×" },
   },
   gru: {
     name: "GRU",
     derive: (v) => ({ zh: mul(v.update, v.h_prev), one_minus_z: oneMinus(v.update), zn: mul(oneMinus(v.update), v.candidate) }),
     nodes: [
-      { id: "update", kind: "valve", x: 150, y: 150, q: "update", label: "zₜ" },
-      { id: "candidate", kind: "squash", x: 300, y: 150, w: 46, h: 46, label: "tanh", q: "candidate", under: "h̃ₜ" },
-      { id: "reset", kind: "valve", x: 410, y: 150, q: "reset", label: "rₜ" },
-      { id: "keep", kind: "op", op: "×", x: 150, y: 40, part: "update" },
-      { id: "flip", kind: "op", op: "1−", x: 225, y: 95, part: "update" },
-      { id: "write", kind: "op", op: "×", x: 300, y: 95, part: "hidden" },
-      { id: "add", kind: "op", op: "+", x: 300, y: 40, part: "hidden" },
+      gate(150, "update", "zₜ"),
+      box(300, "candidate", "tanh", { under: "h̃ₜ" }),
+      gate(410, "reset", "rₜ"),
+      op("keep", "×", 150, TOP, "update"),
+      op("flip", "1−", 225, MID, "update"),
+      op("write", "×", 300, MID, "hidden"),
+      op("add", "+", 300, TOP, "hidden"),
     ],
     arrows: [
-      { pts: [[20, 40], [137, 40]], q: "h_prev", part: "hidden", memory: "before" },
-      { pts: [[163, 40], [287, 40]], q: "zh", part: "hidden", memory: "now" },
-      { pts: [[313, 40], [580, 40]], q: "h", part: "hidden", memory: "now" },
-      { pts: [[150, 127], [150, 53]], q: "update", part: "update" },
-      { pts: [[150, 95], [211, 95]], q: "update", part: "update", head: false },
-      { pts: [[239, 95], [287, 95]], q: "one_minus_z", part: "update" },
-      { pts: [[300, 127], [300, 108]], q: "candidate", part: "candidate" },
-      { pts: [[300, 82], [300, 53]], q: "zn", part: "hidden" },
-      { pts: [[387, 150], [323, 150]], q: "reset", part: "reset" },
-      { pts: [[20, 225], [410, 225]], q: "h_prev", part: "bus", head: false },
-      stub(150),
-      stub(300),
-      stub(410),
-      { pts: [[70, 262], [70, 225]], part: "bus" },
+      ...memoryLine(150, 300, ["h_prev", "zh", "h"], "hidden"),
+      up(150, 127, 53, "update", "update"),
+      line([[150, MID], [211, MID]], "update", "update", { head: false }),
+      line([[239, MID], [287, MID]], "update", "one_minus_z"),
+      up(300, 127, 108, "candidate", "candidate"),
+      up(300, 82, 53, "hidden", "zn"),
+      line([[387, GATE_Y], [323, GATE_Y]], "reset", "reset"),
+      ...gateBus([150, 300, 410]),
     ],
-    labels: [
-      ["hₜ₋₁", 20, 28, "start"],
-      ["hₜ", 580, 28, "end"],
-      ["hₜ₋₁", 20, 213, "start"],
-      ["xₜ", 80, 262, "start"],
-      ["rₜ ⊙ hₜ₋₁", 330, 138, "start"],
-    ],
+    labels: [...ends("hₜ₋₁", "hₜ"), ["rₜ ⊙ hₜ₋₁", 330, 138, "start"]],
     equations: [
       { part: "reset", text: "rₜ = σ(W_r xₜ + U_r hₜ₋₁ + b_r)", q: "reset" },
       { part: "update", text: "zₜ = σ(W_z xₜ + U_z hₜ₋₁ + b_z)", q: "update" },
       { part: "candidate", text: "h̃ₜ = tanh(W xₜ + U(rₜ ⊙ hₜ₋₁) + b)", q: "candidate" },
       { part: "hidden", text: "hₜ = (1 − zₜ) ⊙ h̃ₜ + zₜ ⊙ hₜ₋₁", q: "h" },
     ],
-    memory: { part: "hidden", grad: "hidden", now: "hₜ", before: "hₜ₋₁", gate: "update", passes: "∂L/∂hₜ₋₁ = zₜ ⊙ ∂L/∂hₜ + …", op: "×" },
+    memory: { part: "hidden", grad: "hidden", now: "hₜ", before: "hₜ₋₁", gate: "update", passing: { q: "update", label: "zₜ" }, passes: "∂L/∂hₜ₋₁ = zₜ ⊙ ∂L/∂hₜ + …", op: "×" },
+  },
+  // The linear recurrences (issue 28): gates that read xₜ alone, so hₜ = aₜ ⊙ hₜ₋₁ + bₜ and the gradient back is
+  // aₜ ⊙ ∂L/∂hₜ, nothing else: no U, no tanh′. Their h̃ₜ is linear (no tanh) and not in the trace (drawn blank).
+  mingru: {
+    name: "minGRU",
+    derive: (v) => ({ one_minus_z: oneMinus(v.update), ...keepAndWrite(v, oneMinus(v.update)) }),
+    nodes: [
+      gate(150, "update", "zₜ"),
+      box(300, "candidate", "linear", { w: 66, q: null, under: "h̃ₜ" }),
+      op("keep", "×", 150, TOP, "update"),
+      op("flip", "1−", 150, MID, "update"),
+      op("write", "×", 300, MID, "write"),
+      op("add", "+", 300, TOP, "hidden"),
+    ],
+    arrows: [
+      ...memoryLine(150, 300, ["h_prev", "keep", "h"], "hidden"),
+      up(150, 127, 108, "update", "update"),
+      up(150, 82, 53, "update", "one_minus_z"),
+      line([[173, GATE_Y], [225, GATE_Y], [225, MID], [287, MID]], "update", "update"),
+      up(300, 127, 108, "candidate"),
+      up(300, 82, 53, "write", "write"),
+      ...gateBus([150, 300], { reads: null }),
+    ],
+    labels: [...ends("hₜ₋₁", "hₜ", false), ["gates read xₜ only: no U", 330, 236, "start"]],
+    equations: [
+      { part: "update", text: "zₜ = σ(W_z xₜ + b_z)", q: "update" },
+      { part: "candidate", text: "h̃ₜ = W_h xₜ + b_h" },
+      { part: "write", text: "zₜ ⊙ h̃ₜ = hₜ − (1 − zₜ) ⊙ hₜ₋₁", q: "write" },
+      { part: "hidden", text: "hₜ = (1 − zₜ) ⊙ hₜ₋₁ + zₜ ⊙ h̃ₜ", q: "h" },
+    ],
+    memory: { part: "hidden", grad: "hidden", now: "hₜ", before: "hₜ₋₁", gate: "update", passing: { q: "one_minus_z", label: "1 − zₜ" }, passes: "∂L/∂hₜ₋₁ = (1 − zₜ) ⊙ ∂L/∂hₜ + …", op: "×" },
+  },
+  minlstm: {
+    name: "minLSTM",
+    derive: (v) => keepAndWrite(v, v.forget),
+    nodes: [
+      gate(150, "forget", "f′ₜ"),
+      gate(225, "input", "i′ₜ"),
+      box(300, "candidate", "linear", { w: 66, q: null, under: "h̃ₜ" }),
+      op("keep", "×", 150, TOP, "forget"),
+      op("write", "×", 300, MID, "write"),
+      op("add", "+", 300, TOP, "hidden"),
+    ],
+    arrows: [
+      ...memoryLine(150, 300, ["h_prev", "keep", "h"], "hidden"),
+      up(150, 127, 53, "forget", "forget"),
+      line([[225, 127], [225, MID], [287, MID]], "input", "input"),
+      up(300, 127, 108, "candidate"),
+      up(300, 82, 53, "write", "write"),
+      ...gateBus([150, 225, 300], { reads: null }),
+    ],
+    labels: [...ends("hₜ₋₁", "hₜ", false), ["gates read xₜ only: no U", 330, 236, "start"]],
+    equations: [
+      { part: "forget", text: "f′ₜ = fₜ ÷ (fₜ + iₜ), fₜ = σ(W_f xₜ + b_f)", q: "forget" },
+      { part: "input", text: "i′ₜ = iₜ ÷ (fₜ + iₜ), iₜ = σ(W_i xₜ + b_i)", q: "input" },
+      { part: "candidate", text: "h̃ₜ = W_h xₜ + b_h" },
+      { part: "write", text: "i′ₜ ⊙ h̃ₜ = hₜ − f′ₜ ⊙ hₜ₋₁", q: "write" },
+      { part: "hidden", text: "hₜ = f′ₜ ⊙ hₜ₋₁ + i′ₜ ⊙ h̃ₜ", q: "h" },
+    ],
+    memory: { part: "hidden", grad: "hidden", now: "hₜ", before: "hₜ₋₁", gate: "forget", passing: { q: "forget", label: "f′ₜ" }, passes: "∂L/∂hₜ₋₁ = f′ₜ ⊙ ∂L/∂hₜ + …", op: "×" },
+  },
+  // S6: per channel a state of N numbers (hₜ is D × N), read out by Cₜ. The trace has Δₜ and yₜ (its "h"); Ā, B̄,
+  // C and the state itself are not in it (A and D are weights): their boxes are drawn blank, their equations bare.
+  s6: {
+    name: "S6",
+    derive: () => ({}),
+    nodes: [
+      gate(150, "step", "Δₜ", { open: stepOpening }),
+      box(150, "retain", "exp(ΔA)", { y: MID, w: 84, h: 30, q: null, memory: true }),
+      box(300, "write_in", "Δ Bₜ", { w: 60, q: null, part: "write", under: "B̄ₜ" }),
+      box(490, "readout", "Cₜ", { y: MID, w: 46, h: 30, q: null, part: "hidden" }),
+      op("keep", "×", 150, TOP, "retain"),
+      op("write", "×", 300, MID, "write"),
+      op("add", "+", 300, TOP, "state"),
+      op("out", "+", 490, GATE_Y, "hidden"),
+    ],
+    arrows: [
+      ...memoryLine(150, 300, [null, null, null], "state"),
+      up(150, 127, 110, "step", "step"),
+      up(150, 80, 53, "retain"),
+      line([[173, GATE_Y], [270, GATE_Y]], "step", "step"),
+      up(300, 127, 108, "write"),
+      line([[380, BUS_Y], [380, MID], [313, MID]], "write"),
+      up(300, 82, 53, "write"),
+      up(490, TOP, 80, "hidden"),
+      up(490, 110, 137, "hidden"),
+      line([[440, BUS_Y], [440, GATE_Y], [477, GATE_Y]], "hidden"),
+      line([[503, GATE_Y], [580, GATE_Y]], "hidden", "h"),
+      ...gateBus([150], { reads: null, to: 440 }),
+    ],
+    labels: [
+      ...ends("hₜ₋₁", "hₜ (D × N)", false),
+      ["Āₜ", 100, 101, "end"],
+      ["yₜ", 580, GATE_Y - 12, "end"],
+      ["D xₜ", 448, 200, "start"],
+    ],
+    equations: [
+      { part: "step", text: "Δₜ = softplus(W_Δ xₜ + b_Δ)", q: "step" },
+      { part: "retain", text: "Āₜ = exp(Δₜ A), A < 0" },
+      { part: "write", text: "B̄ₜ = Δₜ Bₜ, Bₜ = W_B xₜ" },
+      { part: "state", text: "hₜ = Āₜ ⊙ hₜ₋₁ + B̄ₜ xₜ" },
+      { part: "hidden", text: "yₜ = Cₜ hₜ + D ⊙ xₜ", q: "h" },
+    ],
+    memory: { part: "state", grad: "hidden", now: "hₜ", before: "hₜ₋₁", gate: "step", passing: { q: "step", label: "Δₜ", says: "Āₜ = e^(ΔₜA), Δ:" }, passes: "∂L/∂hₜ₋₁ = Āₜ ⊙ ∂L/∂hₜ + …", op: "×" },
   },
 };
 
@@ -417,15 +552,17 @@ export class CellDiagramView extends View {
     if (n.kind === "valve") {
       const a = v[n.q];
       const mean = meanOf(a);
+      const opening = n.open ?? ((x) => x); // a gate's value is its opening; S6's Δ is mapped to one
       el("rect", { class: "frame", x: n.x - 23, y: n.y - 23, width: 46, height: 46, rx: 4 }, ng);
-      const open = SLOT * mean;
-      const unitOpen = SLOT * a[u];
-      el("rect", { class: "slot", x: n.x - 18, y: (n.y - open / 2).toFixed(3), width: 26, height: open.toFixed(3), fill: color("gate", mean), "data-gate": n.q, "data-mean": mean, "data-full": SLOT }, ng);
+      const open = SLOT * opening(mean);
+      const unitOpen = SLOT * opening(a[u]);
+      el("rect", { class: "slot", x: n.x - 18, y: (n.y - open / 2).toFixed(3), width: 26, height: open.toFixed(3), fill: color("gate", opening(mean)), "data-gate": n.q, "data-mean": mean, "data-full": SLOT }, ng);
       el("rect", { class: "slot-unit", x: n.x + 11, y: (n.y - unitOpen / 2).toFixed(3), width: 7, height: unitOpen.toFixed(3), fill: ACCENT, "data-gate": n.q, "data-unit": a[u], "data-full": SLOT }, ng);
       text(ng, n.x + 27, n.y + 45, n.label, { class: "glabel" });
     } else if (n.kind === "squash") {
-      const mean = meanOf(v[n.q]);
-      el("rect", { class: "squash", x: n.x - n.w / 2, y: n.y - n.h / 2, width: n.w, height: n.h, rx: 6, fill: diverging(mean), "data-mean": mean }, ng);
+      // a box whose quantity the trace has is coloured by its mean; one it has not (S6's Ā, a minGRU's h̃) stays blank
+      const mean = n.q ? meanOf(v[n.q]) : null;
+      el("rect", { class: "squash", x: n.x - n.w / 2, y: n.y - n.h / 2, width: n.w, height: n.h, rx: 6, fill: mean === null ? "#f3f4f6" : diverging(mean), ...(mean === null ? {} : { "data-mean": mean }) }, ng);
       text(ng, n.x, n.y + 6, n.label, { "text-anchor": "middle" });
       if (n.under) text(ng, n.x + 8, n.y + 45, n.under, { class: "glabel" });
     } else {
@@ -451,10 +588,10 @@ export class CellDiagramView extends View {
       if (r.text) text(row, EQ_X, y, r.text, { class: "eqtext" });
       if (r.passing) {
         // what the gate on the memory line multiplies the gradient by on its way back
-        const a = v[r.passing];
-        const name = desc.nodes.find((n) => n.id === r.passing)?.label ?? r.passing;
-        Object.assign(row.dataset, { q: r.passing, mean: String(meanOf(a)), unit: String(a[u]) });
-        text(row, EQ_X + 24, y, `${name} passes back: mean ${fmt(meanOf(a))}, unit ${u} ${fmt(a[u])}`, { class: "num num-passing" });
+        const { q, label, says = `${label} passes back:` } = r.passing;
+        const a = v[q];
+        Object.assign(row.dataset, { q, mean: String(meanOf(a)), unit: String(a[u]) });
+        text(row, EQ_X + 24, y, `${says} mean ${fmt(meanOf(a))}, unit ${u} ${fmt(a[u])}`, { class: "num num-passing" });
       } else if (r.q) {
         const a = v[r.q];
         const mean = meanOf(a);
@@ -506,11 +643,11 @@ export class CellDiagramView extends View {
       const ng = el("g", { class: "node node-op", "data-part": mem.gate }, g);
       el("circle", { class: "op", cx: opX, cy: y, r: 13 }, ng);
       text(ng, opX, y + 6.5, mem.op, { "text-anchor": "middle", class: "optext" });
-      this.node(g, { id: mem.gate, kind: "valve", x: opX, y: y + 48, q: mem.gate, label: "" }, v, u, false);
+      this.node(g, { ...desc.nodes.find((n) => n.id === mem.gate), x: opX, y: y + 48, label: "" }, v, u, false);
       el("path", { d: `M${opX} ${y + 25} L${opX} ${y + 13}`, class: "arrow", "stroke-width": 2, "data-part": mem.gate }, g);
-      const a = v[mem.gate];
-      const name = desc.nodes.find((n) => n.id === mem.gate)?.label ?? mem.gate;
-      const line = el("g", { class: "eq", "data-part": mem.gate, "data-q": mem.gate, "data-mean": meanOf(a), "data-unit": a[u] }, g);
+      const { q, label: name } = mem.passing;
+      const a = v[q];
+      const line = el("g", { class: "eq", "data-part": mem.gate, "data-q": q, "data-mean": meanOf(a), "data-unit": a[u] }, g);
       text(line, opX + 32, y + 42, `${name} mean ${fmt(meanOf(a))}`, { class: "num num-mean" });
       text(line, opX + 32, y + 64, `unit ${u}: ${fmt(a[u])}`, { class: "num num-unit" });
     } else {

@@ -36,6 +36,9 @@ export const GATE_SERIES = (trace) =>
 
 const REBUILD_MS = 400;
 
+// A quantity lit in the cell's drawing (the bus's "part" event: a gate by its name, "h", "c") → its series here.
+const SERIES_KEY = { h: "hidden", c: "cell" };
+
 export class TimeHeatmap extends View {
   /** talk: {area, axis} in talk mode, the height (px) all the series share and whether the time axis is labelled */
   constructor(root, { series, name, info, talk = {} }) {
@@ -48,6 +51,20 @@ export class TimeHeatmap extends View {
     this.built = null; // what the plot is drawn from: {trace, layer, steps, T}
     this.timer = null;
     this.lastBuild = 0;
+    this.litQ = null; // the quantity lit in the cell's drawing: its series is framed here
+    bus.on("part", ({ q, model }) => {
+      if (model && this.trace && model !== this.trace.model) return; // another cell's drawing (a compare scene)
+      this.litQ = q;
+      this.light();
+    });
+  }
+
+  /** Frame the series of the quantity lit in the drawing (none: nothing framed); the root says which. */
+  light() {
+    const key = this.litQ ? (SERIES_KEY[this.litQ] ?? this.litQ) : null;
+    const i = this.series && key ? this.series.findIndex((s) => s.key === key) : -1;
+    this.overlay.setBand(i < 0 ? null : i === 0 ? "yaxis" : `yaxis${i + 1}`);
+    this.root.dataset.lit = i < 0 ? "" : key;
   }
 
   /** Drawn as the steps arrive (at most every REBUILD_MS while they stream), at once for a new trace or layer. */
@@ -152,6 +169,7 @@ export class TimeHeatmap extends View {
     this.built = { trace: tr, layer: l, steps: tr.steps, T: tr.T };
     this.lastBuild = performance.now();
     this.overlay.measure();
+    this.light();
   }
 
   bindEvents() {
