@@ -36,7 +36,7 @@ SERIES = tuple(f"sunspots-{c}" for c in CELLS)  # tests/engine/test_series.py ho
 # test_shapes.py, test_speech*.py): here only their presence, size and format.
 LATER = tuple(f"{t}-{c}" for t in ("digits", "shapes", "speech") for c in CELLS)
 # The 2024–25 cells on the memory task (issue 28), whose claims are bench/modern_memory.py's and tests/engine's.
-MODERN = ("memory-mingru", "memory-s6")
+MODERN = ("memory-mingru", "memory-minlstm", "memory-s6")
 # Beside the cards: the speech page's example clips (WAV, written by the speech task at zoo time).
 CLIPS = "speech-examples"
 
