@@ -1,8 +1,8 @@
-"""The memory task's five cells: held-out accuracy by gap N and how much gradient reaches the letter.
+"""The memory task's six cells: held-out accuracy by gap N and how much gradient reaches the letter.
 `python -m bench.modern_memory [--models models]`
 
-Reads models/memory-{rnn,lstm,gru,mingru,s6} (trained by `unrolled train memory`: the same batches, size 16 → 64,
-2,500 steps of 32, lr 3e-3 for every cell) and measures, in this run:
+Reads models/memory-{rnn,lstm,gru,mingru,minlstm,s6} (trained by `unrolled train memory`: the same batches, size
+16 → 64, 2,500 steps of 32, lr 3e-3 for every cell) and measures, in this run:
 1. Accuracy on the task's held-out set (512 sequences per N from its held-out seed, the cards' own), by N, the
    digits between the letter and '?'; chance is 1/8.
 2. ‖∂L/∂h_1‖ ÷ ‖∂L/∂h_T‖ on the card's N = 100 example (102 steps; L the loss at '?' against its letter), by the
@@ -25,7 +25,7 @@ from app.training.tasks.memory import EXAMPLE_SYMBOL, SYMBOLS, TASK, example_tex
 from app.training.tasks.wheel import DEFAULT_CACHE
 from bench.common import table
 
-CELLS = ("rnn", "lstm", "gru", "mingru", "s6")
+CELLS = ("rnn", "lstm", "gru", "mingru", "minlstm", "s6")
 
 
 def main() -> None:

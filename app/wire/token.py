@@ -19,6 +19,7 @@ import orjson
 from numpy.typing import NDArray
 
 from app.engine.card import LoadedModel, ModelCard
+from app.engine.modern.layer import state_numbers
 from app.engine.token.card import token_card
 from app.engine.token.generate import Step
 from app.engine.token.trace import Trace
@@ -97,10 +98,23 @@ def estimate_body_bytes(card: ModelCard, steps: int, top_k: int) -> int:
 WORKING_FACTOR = {"rest": 3.0, "json": 3.4, "binary": 1.6}
 
 
+# A modern cell's BPTT (app/engine/layers.py's modern_backward) works on its whole state in float64, which it does
+# not send: the states recomputed, the adjoint, the coefficients and their graph, up to 18 float64 copies of the
+# state a step, one layer at a time; each layer keeps its float32 states for it besides. Measured by
+# tests/web/test_trace_estimate.py (T = 2,000, H = 64; peak resident rise): S6 (D × N = 1,024 numbers a step)
+# 259 MB for one layer, 271 for two (126 and 6 bytes a number a step); minGRU 23 and 26 MB (128 numbers a step).
+MODERN_BACKWARD_BYTES = 144  # a number of the state, a step: once
+MODERN_HELD_BYTES = 8  # a number of the state, a step: each layer
+
+
 def estimate_working_bytes(card: ModelCard, steps: int, top_k: int, form: str) -> int:
     """What computing a trace takes at its peak, for a REST body ("rest") or a stream ("json", "binary"): taken
-    from the byte budget before computing, and brought down to what is held while sending once computed."""
-    return int(estimate_body_bytes(card, steps, top_k) * WORKING_FACTOR[form])
+    from the byte budget before computing, and brought down to what is held while sending once computed. A modern
+    cell's state is not what it sends (S6's is 16 numbers for each one of its hidden size): its BPTT is counted by
+    the numbers of its state."""
+    per_number = MODERN_BACKWARD_BYTES + MODERN_HELD_BYTES * card.num_layers
+    modern = steps * state_numbers(card.cell, card.hidden_size) * per_number
+    return int(estimate_body_bytes(card, steps, top_k) * WORKING_FACTOR[form]) + modern
 
 
 @dataclass

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 from app.engine.card import LoadedModel, ModelCard
 from app.engine.family import load_model
 from app.engine.token.card import token_card
+from app.engine.token.model import SeqModel
 from app.engine.translation.card import translation_card
 from app.engine.translation.model import EOS_ID, Seq2SeqModel
 from app.training.live import RECORDING
@@ -35,8 +36,9 @@ SERIES = tuple(f"sunspots-{c}" for c in CELLS)  # tests/engine/test_series.py ho
 # The later families' models, whose claims live beside their tasks' tests (tests/training/test_digits.py,
 # test_shapes.py, test_speech*.py): here only their presence, size and format.
 LATER = tuple(f"{t}-{c}" for t in ("digits", "shapes", "speech") for c in CELLS)
-# The 2024–25 cells on the memory task (issue 28), whose claims are bench/modern_memory.py's and tests/engine's.
-MODERN = ("memory-mingru", "memory-s6")
+# The 2024–25 cells (issue 28): on the memory task, whose claims are bench/modern_memory.py's and tests/engine's, and
+# charlm's minGRU (test_charlm_of_a_linear_recurrence_…).
+MODERN = ("memory-mingru", "memory-minlstm", "memory-s6", "charlm-mingru")
 # Beside the cards: the speech page's example clips (WAV, written by the speech task at zoo time).
 CLIPS = "speech-examples"
 
@@ -369,6 +371,32 @@ def test_charlm_writes_english_words(cell: str) -> None:
     words = re.findall(r"[a-z]+", s["text"].lower())
     known = sum(w in charlm_texts()["words"] for w in words) / len(words)
     assert known >= 0.75, f"only {known:.0%} of the words it writes are the speeches' own"
+
+
+# charlm's linear recurrences (issue 28), on the same data and budget as the three cells above. torch.nn has no such
+# cell: their figures are recomputed with the app's own model from the committed weights.
+MODERN_CHARLM = ("charlm-mingru",)
+
+
+@pytest.mark.parametrize("model_id", MODERN_CHARLM)
+def test_charlm_of_a_linear_recurrence_scores_and_writes_what_its_card_says(model_id: str) -> None:
+    from app.training.tasks import charlm
+
+    m = loaded(model_id)
+    card, metrics = m.card, m.card.metrics
+    assert isinstance(m.model, SeqModel) and card.hidden_size == loaded("charlm-gru").card.hidden_size
+    budget = ("steps_run", "batch_size", "lr", "clip", "stopped")
+    gated = loaded("charlm-gru").card.metrics["training"]
+    assert [metrics["training"][k] for k in budget] == [gated[k] for k in budget], "the gated cells' budget"
+    assert 0 < cpu_seconds(card) <= 180, "trained in at most three minutes"
+    assert metrics["heldout_bpc"] <= 2.5 and metrics["heldout_bpc"] < metrics["heldout_unigram_bpc"] - 2.0
+    texts = charlm_texts()
+    assert metrics["heldout_speeches"] == texts["names"]
+    ids = np.array(ids_of(card, texts["heldout"]))
+    assert len(ids) == metrics["heldout_chars"]
+    assert abs(charlm.bits_per_char(m.model, ids, metrics["eval_streams"]) - metrics["heldout_bpc"]) < 2e-3
+    s = metrics["sample"]
+    assert charlm.sample(m.model, m.vocab, s["prompt"], len(s["text"]), s["seed"], s["temperature"]) == s["text"]
 
 
 # --- sentiment ----------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from torch import Tensor
 from app.engine.family import load_model
 from app.engine.lab.jacobian import jacobian_norms
 from app.engine.layers import GATES
-from app.engine.modern.layer import MinGRULayer, ModernLayer, ModernStack, S6Layer
+from app.engine.modern.layer import MinGRULayer, ModernLayer, ModernStack, S6Layer, state_numbers
 from app.engine.modern.mingru import MinGRU, MinLSTM
 from app.engine.token.generate import generate
 from app.engine.token.model import ModelConfig, SeqModel
@@ -225,6 +225,18 @@ def test_the_training_gradient_is_autograds(cell: str) -> None:
     torch.testing.assert_close(out, want_out, rtol=1e-13, atol=1e-13)
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", MODERN)
+def test_the_state_a_card_names_is_the_state_its_layers_carry(cell: str) -> None:
+    """What a request's memory estimate counts (state_numbers, from the card's cell and hidden size) is the size of
+    the state the model's layers carry from step to step (S6: D × N); a torch.nn cell adds none."""
+    model = make_model(cell, "next_token", layers=2)
+    assert isinstance(model.rnn, ModernStack)
+    for k in range(2):
+        states = model.rnn.layer(k)(torch.zeros(3, 4 if k == 0 else 5))[1]
+        assert states[0].numel() == state_numbers(cell, 5)
+    assert state_numbers("s6", 5) == 5 * 16 and state_numbers("lstm", 5) == 0
 
 
 def test_modern_cells_read_one_direction() -> None:

@@ -94,6 +94,11 @@ class ModernLayer(nn.Module):
     def zero_state(self, x: Tensor) -> Tensor:
         return x.new_zeros((*x.shape[1:-1], *self.state_shape))
 
+    @classmethod
+    def state_numbers(cls, hidden_size: int) -> int:
+        """The numbers its state holds at one step (the product of state_shape), known from the card alone."""
+        raise NotImplementedError
+
     def forward(self, x: Tensor, state: Tensor | None = None, mode: Mode = "loop") -> tuple[Tensor, Tensor]:
         """(outputs (T, …, H), states (T, …, *state_shape)) from x (T, …, in); the recurrence computed the way
         `mode` says: the loop (differentiated by its adjoint, see _LoopRecurrence: what training runs), the
@@ -119,6 +124,10 @@ class MinGRULayer(ModernLayer):
 
     def make_cell(self, input_size: int, hidden_size: int) -> MinGRU | MinLSTM:
         return MinGRU(input_size, hidden_size)
+
+    @classmethod
+    def state_numbers(cls, hidden_size: int) -> int:
+        return hidden_size
 
     def coefficients(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self.cell.coefficients(x)
@@ -147,6 +156,10 @@ class S6Layer(ModernLayer):
         self.proj = nn.Linear(input_size, hidden_size)
         self.ssm = S6(hidden_size, state_size)
 
+    @classmethod
+    def state_numbers(cls, hidden_size: int) -> int:
+        return hidden_size * S6_STATE_SIZE  # D × N: a card's S6 has Mamba's N
+
     def coefficients(self, x: Tensor) -> tuple[Tensor, Tensor]:
         u = self.proj(x)
         _, a_bar, b_bar, _, _ = self.ssm.discretised(u)
@@ -166,6 +179,17 @@ class S6Layer(ModernLayer):
 
 LAYERS: dict[ModernCell, type[MinGRULayer] | type[S6Layer]] = {"mingru": MinGRULayer, "minlstm": MinLSTMLayer,
                                                                 "s6": S6Layer}  # fmt: skip
+
+
+def state_numbers(cell: str, hidden_size: int) -> int:
+    """The numbers one layer of `cell` carries from step to step, if it is a modern cell (minGRU's and minLSTM's
+    h_t: H; S6's D × N: 16 H), else 0. Its trace's BPTT holds up to 18 float64 copies of them a step (the states
+    recomputed, the adjoint, the coefficients' graph: app/engine/layers.py's modern_backward), which is what a
+    request's memory estimate must count (app/wire/token.py): for S6 that is 16× what it sends."""
+    for name, layer in LAYERS.items():
+        if name == cell:
+            return layer.state_numbers(hidden_size)
+    return 0
 
 
 class ModernStack(nn.Module):
@@ -191,4 +215,13 @@ class ModernStack(nn.Module):
         return out.transpose(0, 1), None
 
 
-__all__ = ["LAYERS", "MODERN_GATES", "S6_STATE_SIZE", "ModernCell", "ModernLayer", "ModernStack", "recurrence"]
+__all__ = [
+    "LAYERS",
+    "MODERN_GATES",
+    "S6_STATE_SIZE",
+    "ModernCell",
+    "ModernLayer",
+    "ModernStack",
+    "recurrence",
+    "state_numbers",
+]

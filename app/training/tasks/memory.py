@@ -185,9 +185,9 @@ class MemoryData(TaskData):
 
 class MemoryTask(Task[MemoryData]):
     name = "memory"
-    # minGRU and S6 (issue 28) on the same batches, size and budget: linear recurrences whose ∂h_t/∂h_s is a
-    # product of gates that read x_t only (bench/modern_memory.py tables all five).
-    cells = ("rnn", "lstm", "gru", "mingru", "s6")
+    # minGRU, minLSTM and S6 (issue 28) on the same batches, size and budget: linear recurrences whose ∂h_t/∂h_s is
+    # a product of gates that read x_t only (bench/modern_memory.py tables all six).
+    cells = ("rnn", "lstm", "gru", "mingru", "minlstm", "s6")
     title = "Remember the first symbol: the vanishing gradient"
     kind = "classify"
     labels = tuple(SYMBOLS)

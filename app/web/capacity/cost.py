@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from app.engine.card import LoadedModel, ModelCard
 from app.engine.family import family_of
+from app.engine.modern.layer import state_numbers
 from app.wire.frames import step_values
 
 # A trace, per time step: fixed work (Python, the step's tensors), per multiply-add of the step, and per value
@@ -33,6 +34,11 @@ from app.wire.frames import step_values
 TRACE_STEP = 9e-6
 TRACE_MAC = 0.4e-9
 TRACE_VALUE = 60e-9
+# A modern cell's trace runs its recurrence step by step over its whole state (S6: D × N numbers), forward, then
+# again in float64 with its adjoint, per number of its state a step and a layer: a hidden-64 S6 (1,024 numbers) took
+# 0.48 s of CPU for a 2,000-step REST trace (one layer; 0.91 s with two), estimated 0.05 s by the rates above
+# (0.21 µs a number a step more); minGRU 0.06 s (0.16 µs).
+TRACE_STATE_NUMBER = 0.25e-6
 # The Jacobian's products and norms, per H³ of each of its T²/2 pairs of steps, per cell: charlm-gru at T = 299
 # took 7.3 s, charlm-rnn 6.0 s (H = 128). The LSTM's step is its whole state (h_s, c_s) since the lab's lesson fix,
 # which doubles its products' work: charlm-lstm at T = 300 took 22 s of CPU (bench.jacobian_speed; 11.2 s when c_s
@@ -74,6 +80,7 @@ def outputs_of(loaded: LoadedModel) -> int:
 def trace_seconds(loaded: LoadedModel, steps: int) -> float:
     card = loaded.card
     per_step = TRACE_STEP + TRACE_MAC * step_macs(card, outputs_of(loaded)) + TRACE_VALUE * step_values(card)
+    per_step += TRACE_STATE_NUMBER * state_numbers(card.cell, card.hidden_size) * card.num_layers
     return steps * per_step
 
 

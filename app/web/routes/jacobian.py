@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from app.engine.modern.layer import state_numbers
 from app.web.capacity import cost
 from app.web.deps import ZooDep
 from app.web.errors import LimitExceeded
@@ -17,6 +18,8 @@ from app.wire.frames import dumps
 router = APIRouter(prefix="/api", tags=["lab"])
 
 
+# A linear recurrence's triangle, per number of its state a step (tests/web/test_trace_estimate.py measures it)
+DIAGONAL_BYTES = 64
 FULL_HIDDEN = 128  # models up to this hidden size get all of jacobian_max_steps
 
 
@@ -46,9 +49,11 @@ def working_bytes(steps: int, hidden: int, cell: str) -> int:
     build them, the (T, T) norms, and the body, ~25 characters a norm (the products themselves take one H × H
     matrix or two per thread). Measured at T = 300, H = 128 (peak resident rise): the RNN 40 MB (1 T·H² float64),
     the GRU 119 MB (3), the LSTM 155 MB (4); each is given one T·H² more. A linear recurrence's Jacobians are
-    diagonal: no T·H² matrices, its log-products a row (T × its state) at a time."""
+    diagonal: no T·H² matrices, but its forward's states and log-products over its whole state (S6: D × N numbers
+    a step), a row (T × its state) at a time: ~6 float64 a number of it a step (S6 at T = 300, H = 64: 16 MB)."""
     matrices = steps * hidden * hidden * 8
-    return matrices * {"rnn": 2, "gru": 4, "lstm": 5}.get(cell, 0) + 33 * steps * steps + (1 << 20)
+    diagonal = steps * state_numbers(cell, hidden) * DIAGONAL_BYTES
+    return matrices * {"rnn": 2, "gru": 4, "lstm": 5}.get(cell, 0) + diagonal + 33 * steps * steps + (1 << 20)
 
 
 @router.post("/models/{model_id}/jacobian", response_model=JacobianResponse, responses=ERRORS)

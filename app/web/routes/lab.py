@@ -12,6 +12,8 @@ from starlette.requests import Request
 from app.engine.family import family_of
 from app.engine.lab import knobs
 from app.engine.lab.diff import diff_ids
+from app.engine.modern.layer import state_numbers
+from app.engine.token.model import SeqModel
 from app.web.capacity import cost
 from app.web.deps import ComputeDep, SettingsDep, ZooDep, work_of
 from app.web.errors import LimitExceeded
@@ -98,9 +100,23 @@ async def diff(
         }
         return dumps(body)
 
+    return await jobs.run(Job(work, cost.diff_seconds(loaded, steps), diff_working_bytes(model, steps)))
+
+
+# A modern cell's forward over both inputs, per number of its state a step: each layer's float32 states and
+# coefficients, held for both inputs (measured by tests/web/test_trace_estimate.py: S6, H = 64, T = 2,000: 85 MB for
+# one layer, 102 for two, ~41 and ~8 bytes a number a step).
+DIFF_MODERN_BYTES = 40  # once
+DIFF_MODERN_HELD_BYTES = 8  # each layer
+
+
+def diff_working_bytes(model: SeqModel, steps: int) -> int:
+    """What computing a diff takes at its peak: the float64 copy of the model, both inputs' states and gates
+    (float64), the body (~22 bytes a value), and a modern cell's states over its whole state (S6: D × N a step)."""
     cfg = model.config
     entries = cfg.num_layers * cfg.directions
-    # the float64 copy of the model, both inputs' states and gates (float64), and the body (~22 bytes a value)
     params = sum(p.numel() for p in model.parameters())
-    estimate = 8 * params + 2 * 8 * steps * entries * cfg.hidden_size * 6 + 22 * steps * (2 * entries + 1) + 4096
-    return await jobs.run(Job(work, cost.diff_seconds(loaded, steps), estimate))
+    modern = (
+        steps * state_numbers(cfg.cell, cfg.hidden_size) * (DIFF_MODERN_BYTES + DIFF_MODERN_HELD_BYTES * cfg.num_layers)
+    )
+    return 8 * params + 2 * 8 * steps * entries * cfg.hidden_size * 6 + 22 * steps * (2 * entries + 1) + 4096 + modern
