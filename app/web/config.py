@@ -131,6 +131,7 @@ class Settings(BaseSettings):
     room_ttl: float = Field(4 * 3600.0, ge=60, description="seconds a room lives after its presenter's last action")
     max_rooms: int = Field(100, ge=1, description="rooms open at once (per process without Redis); beyond: 503")
     room_max_people: int = Field(1_000, ge=1, description="connections one room holds (its presenter and students)")
+    room_openings: int = Field(20, ge=1, description="rooms one address may open per hour; beyond: 429")
 
     @model_validator(mode="after")
     def _generation_fits(self) -> Settings:

@@ -27,6 +27,7 @@ class Member:
         self.send_timeout = send_timeout
         self.votes: dict[int, int] = {}  # scene → how many times this connection voted on it
         self.suggested: deque[float] = deque()  # when it suggested, within the window
+        self.closing: tuple[int, str] | None = None  # (code, reason): close once the outbox is sent
         self.sender = asyncio.create_task(self._send())
 
     def push(self, frame: str) -> None:
@@ -40,9 +41,19 @@ class Member:
                 self.wake.clear()
                 while self.outbox:
                     await asyncio.wait_for(self.ws.send_text(self.outbox.popleft()), self.send_timeout)
+                if self.closing is not None:
+                    await self.ws.close(code=self.closing[0], reason=self.closing[1])
+                    return
         except (TimeoutError, RuntimeError, OSError):
             with contextlib.suppress(RuntimeError, OSError):
                 await self.ws.close(code=1008, reason="not reading")
+
+    async def finish(self, frame: str, code: int, reason: str) -> None:
+        """A last frame (an error) after those waiting, then the close; never cut into a frame being sent."""
+        self.closing = (code, reason)
+        self.push(frame)
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(self.sender), self.send_timeout)
 
     async def stop(self) -> None:
         self.sender.cancel()

@@ -28,7 +28,7 @@ ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L: read off a projec
 CODE_LENGTH = 6
 CODE_RE = re.compile(f"[{ALPHABET}]{{{CODE_LENGTH}}}")
 MISSES, MISS_WINDOW = 20, 600.0  # unknown codes an address may try per window
-OPENINGS, OPENING_WINDOW = 20, 3600.0  # rooms an address may open per window
+OPENING_WINDOW = 3600.0  # an address may open settings.room_openings rooms per window
 VOTE_CHANGES = 3  # votes per student per question: the first and two changes of mind
 SUGGESTIONS, SUGGESTION_WINDOW = 5, 600.0  # inputs a student may suggest per window
 MAX_SUGGESTION = 200  # characters
@@ -129,7 +129,10 @@ def parse(adapter: TypeAdapter[Any], raw: str) -> Any:
         return adapter.validate_python(data)
     except ValidationError as e:
         first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "frame"
+        loc = list(first["loc"])
+        if loc and isinstance(data, dict) and loc[0] == data.get("type"):
+            loc = loc[1:]  # the union's tag: "state.inputs.0", not "state.state.inputs.0"
+        where = ".".join(str(p) for p in loc) or "frame"
         raise RoomError(422, "invalid", f"{where}: {first['msg']}") from e
 
 
@@ -161,8 +164,9 @@ class Rooms:
         if loaded is None:
             known = ", ".join(tours.tours) or "none"
             raise RoomError(404, "not_found", f"no tour {tour!r}; the tours are: {known}")
-        if await self.store.hit(address_bucket("open", address), OPENING_WINDOW) > OPENINGS:
-            raise RoomError(429, "too_many", f"an address may open {OPENINGS} rooms an hour; use one you opened")
+        most = self.settings.room_openings
+        if await self.store.hit(address_bucket("open", address), OPENING_WINDOW) > most:
+            raise RoomError(429, "too_many", f"an address may open {most} rooms an hour (room_openings)")
         rooms = await self.store.rooms()
         if rooms is not None and rooms >= self.settings.max_rooms:
             raise RoomError(503, "busy", f"{rooms} rooms are open (max_rooms); one expires or closes first")

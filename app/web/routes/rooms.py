@@ -179,8 +179,9 @@ async def live(ws: WebSocket, code: str) -> None:
                 member.push(frame("refused", message=refused))
     except RoomError as e:
         if member is not None:
-            await member.stop()
-        await refuse(ws, e)
+            await member.finish(frame("error", error=e.error, message=str(e)), 4000 + e.status, e.error)
+        else:
+            await refuse(ws, e)
     except (WebSocketDisconnect, RuntimeError, KeyError):  # RuntimeError/KeyError: a binary frame, a closed socket
         if ws.client_state == WebSocketState.CONNECTED:
             await refuse(ws, RoomError(400, "malformed", "frames are JSON text"))
