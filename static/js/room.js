@@ -6,6 +6,7 @@
 // One WebSocket per page: /api/rooms/{code}/live (app/web/routes/rooms.py has the protocol).
 
 import { bus } from "./bus.js";
+import { typing } from "./keys.js";
 
 const perf = (window.__unrolled = window.__unrolled ?? {});
 const NO_INPUT = new Set(["knobs", "train"]); // the lab's scenes read no input (app/tour/tours.py LAB_VIEWS)
@@ -325,7 +326,7 @@ function student(page, code) {
   // (A touch that scrolls is not a click, so reading down the page on a phone is not stepping away.)
   const mine = (e) => bar.contains(e.target) || card.contains(e.target);
   document.addEventListener("keydown", (e) => {
-    if (!mine(e) && !e.ctrlKey && !e.metaKey && !e.altKey && !["Shift", "Tab", "Escape"].includes(e.key)) setFollowing(false);
+    if (!(mine(e) && typing(e.target)) && !e.ctrlKey && !e.metaKey && !e.altKey && !["Shift", "Tab", "Escape"].includes(e.key)) setFollowing(false);
   }, true);
   document.addEventListener("click", (e) => {
     if (!mine(e) && e.target.closest("a, button, input, textarea, select, .plot, svg, canvas, [tabindex]")) setFollowing(false);
