@@ -231,7 +231,7 @@ function presenter(page) {
       el("div", { class: "room-join-text" },
         el("p", {}, "Follow on your phone or laptop:"),
         el("p", { class: "room-join-url", id: "room-join-url" }, room.joinUrl),
-        el("p", {}, "or open ", el("b", {}, `${location.host}/join`), " and type"),
+        el("p", {}, "or type ", el("b", {}, `${location.host}/join/`), " and the room's code:"),
         el("p", { class: "room-join-code", id: "room-join-code" }, room.code),
         el("form", { method: "dialog" }, el("button", { class: "btn" }, "Close (Esc)")),
       ),
