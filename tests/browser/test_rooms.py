@@ -126,10 +126,11 @@ def test_three_students_follow_answer_and_suggest(people: list[Page], zoo: LiveS
     phone.locator("#room-back").click()  # one tap back to the presenter
     ready(phone, scene)
     closed = phone.evaluate(
-        """(code) => new Promise((done) => {
+        """(code) => new Promise((done, fail) => {
             const ws = new WebSocket(`ws://${location.host}/api/rooms/${code}/live`);
             ws.onopen = () => { ws.send('{"type": "join"}'); ws.send('{"type": "state", "state": {"scene": 1}}'); };
             ws.onclose = (e) => done(e.code);
+            setTimeout(() => fail(new Error('the server did not close the socket in 60 s')), 60000);  // a hang guard
         })""",
         code,
     )

@@ -5,9 +5,11 @@ input is a 4xx with a JSON message, or an error frame and a close with 4000 + th
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import anyio
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -17,6 +19,7 @@ from starlette.websockets import WebSocketDisconnect
 from app.tour.tours import BUILTIN_TOURS, DEFAULT_TOUR, load_tour
 from app.web.app import create_app
 from app.web.config import Settings
+from app.web.rooms.hub import Member
 from app.web.rooms.room import ALPHABET, CODE_RE, MISSES, SUGGESTIONS, VOTE_CHANGES
 from app.web.rooms.store import MemoryStore, RoomRecord
 
@@ -25,6 +28,23 @@ ASKS = next(i + 1 for i, s in enumerate(SCENES) if s.question is not None)  # th
 CHOICES = len(SCENES[ASKS - 1].question.choices)  # type: ignore[union-attr]
 SILENT = next(i + 1 for i, s in enumerate(SCENES) if i > 0 and s.question is None and s.view not in ("knobs", "train"))
 LAB = next(i + 1 for i, s in enumerate(SCENES) if s.view == "knobs")
+DEADLINE = 60.0  # seconds a test waits for a frame before it fails: a hang guard on a loaded machine, not a speed
+
+
+def receive(ws: WebSocketTestSession) -> Any:
+    """The next frame (WebSocketDisconnect on a close), or a failed test after DEADLINE: Starlette's session would
+    wait forever for a frame the server never sends (a socket never closed hung CI once)."""
+
+    async def next_message() -> Any:
+        with anyio.fail_after(DEADLINE):
+            return await ws._send_rx.receive()
+
+    try:
+        message = ws.portal.call(next_message)
+    except TimeoutError:
+        pytest.fail(f"no frame from the server in {DEADLINE} s", pytrace=False)
+    ws._raise_on_close(message)
+    return json.loads(message["text"])
 
 
 def fresh_app(settings: Settings, **changes: Any) -> FastAPI:
@@ -64,7 +84,7 @@ def join(client: TestClient, code: str, key: str | None = None) -> WebSocketTest
     ws = client.websocket_connect(f"/api/rooms/{code}/live").__enter__()
     OPEN.append(ws)
     ws.send_json({"type": "join", "key": key} if key else {"type": "join"})
-    welcome = ws.receive_json()
+    welcome = receive(ws)
     assert welcome["type"] == "welcome", welcome
     WELCOMES[id(ws)] = welcome
     assert welcome["role"] == ("presenter" if key else "student")
@@ -76,7 +96,7 @@ def until(
 ) -> dict[str, Any]:
     """The next frame of a kind (and condition): a presenter also receives the tallies and queues of each scene."""
     for _ in range(50):
-        f: dict[str, Any] = ws.receive_json()
+        f: dict[str, Any] = receive(ws)
         if f["type"] == kind and where(f):
             return f
     raise AssertionError(f"no {kind} frame")
@@ -87,7 +107,7 @@ def closed_with(ws: WebSocketTestSession, status: int, error: str) -> str:
     f = until(ws, "error")  # after any state, tally or queue frames already on their way
     assert f["error"] == error, f
     with pytest.raises(WebSocketDisconnect) as e:
-        ws.receive_json()
+        receive(ws)
     assert e.value.code == 4000 + status
     message: str = f["message"]
     return message
@@ -115,7 +135,12 @@ def test_a_room_answers_its_code_key_and_join_url(rooms_client: TestClient) -> N
     assert body["join_url"].endswith(f"/join/{body['code']}") and body["tour"] == DEFAULT_TOUR
     found = rooms_client.get(f"/api/rooms/{body['code'].lower()}")  # typed on a phone: the case does not matter
     assert found.status_code == 200
-    assert found.json() == {"code": body["code"], "tour": DEFAULT_TOUR, "join_url": body["join_url"], "scenes": 12}
+    assert found.json() == {
+        "code": body["code"],
+        "tour": DEFAULT_TOUR,
+        "join_url": body["join_url"],
+        "scenes": len(SCENES),
+    }
     assert "key" not in found.text and body["key"] not in found.text
 
 
@@ -197,7 +222,7 @@ def test_every_student_follows_the_presenters_state(rooms_client: TestClient) ->
     sent = {"scene": 3, "step": 7, "phase": "backward", "playing": True, "speed": 4.0, "inputs": ["a typed input"]}
     presenter.send_json({"type": "state", "state": sent})
     for s in students:
-        assert s.receive_json() == {"type": "state", "state": {**sent, "revealed": False}}
+        assert receive(s) == {"type": "state", "state": {**sent, "revealed": False}}
     late = join(rooms_client, code)  # a student who arrives later starts where the presenter is
     assert WELCOMES[id(late)]["state"] == {**sent, "revealed": False}
     assert 'data-scene="3"' in rooms_client.get(f"/join/{code}").text
@@ -208,13 +233,13 @@ def test_a_student_cannot_drive_the_room(rooms_client: TestClient) -> None:
     presenter = join(rooms_client, code, key)
     other = join(rooms_client, code)
     presenter.send_json(state(2, step=1))
-    assert other.receive_json()["state"]["scene"] == 2
+    assert receive(other)["state"]["scene"] == 2
     for frame in (state(5), {"type": "reveal"}, {"type": "close"}, {"type": "take", "key": "x"}):
         student = join(rooms_client, code)
         student.send_json(frame)
         assert "only the presenter's key drives the room" in closed_with(student, 403, "not_presenter")
     presenter.send_json(state(3))
-    assert other.receive_json()["state"]["scene"] == 3  # the student's frames reached no one; the presenter's did
+    assert receive(other)["state"]["scene"] == 3  # the student's frames reached no one; the presenter's did
 
 
 def test_a_wrong_key_is_refused(rooms_client: TestClient) -> None:
@@ -271,7 +296,7 @@ def test_another_sites_page_may_not_join(rooms_client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("frame", "says"),
     [
-        (state(13), "the tour has 12 scenes"),
+        (state(len(SCENES) + 1), f"the tour has {len(SCENES)} scenes"),
         (state(0), "state.scene"),
         (state(2, step=-1), "state.step"),
         (state(2, phase="sideways"), "state.phase"),
@@ -288,7 +313,7 @@ def test_a_bad_presenter_frame_is_a_4422_naming_it(rooms_client: TestClient, fra
     code, key = open_room(rooms_client)
     with rooms_client.websocket_connect(f"/api/rooms/{code}/live") as ws:
         ws.send_json({"type": "join", "key": key})
-        ws.receive_json()
+        receive(ws)
         ws.send_json(frame)
         assert says in closed_with(ws, 422, "invalid")
 
@@ -315,7 +340,7 @@ def test_a_closed_room_tells_its_students_and_is_gone(rooms_client: TestClient) 
     code, key = open_room(rooms_client)
     presenter, student = join(rooms_client, code, key), join(rooms_client, code)
     presenter.send_json({"type": "close"})
-    assert student.receive_json()["type"] == "closed"
+    assert receive(student)["type"] == "closed"
     assert rooms_client.get(f"/api/rooms/{code}").status_code == 404
 
 
@@ -437,5 +462,43 @@ def test_a_room_expires() -> None:
         await asyncio.sleep(0.1)
         assert await store.get("ABCDEF") is None
         assert await store.rooms() == 0
+
+    asyncio.run(check())
+
+
+# ---- one connection's sender ----
+
+
+class SlowReader:
+    """A client's socket as a member sees it, read slowly: each frame takes a fifth of the send timeout."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.frames: list[str] = []
+        self.closed: tuple[int, str | None] | None = None
+
+    async def send_text(self, data: str) -> None:
+        await asyncio.sleep(self.delay)
+        self.frames.append(data)
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        self.closed = (code, reason)
+
+
+def test_an_error_reaches_a_slow_reader_after_its_frames_and_then_the_close() -> None:
+    """The frames on their way take longer than one send timeout in all (each well within it): the error frame
+    still follows them and the socket is closed with its code (the old finish gave up after one send timeout and
+    cancelled the sender: no error frame and a socket never closed)."""
+
+    async def check() -> None:
+        socket = SlowReader(delay=0.2)
+        member = Member(socket, presenter=False, student="s", send_timeout=1.0)
+        for k in range(8):
+            member.push(f"state {k}")
+        await asyncio.wait_for(member.finish("error", 4422, "invalid"), DEADLINE)
+        member.push("too late")  # after the close, nothing more is queued
+        await member.stop()
+        assert socket.frames == [f"state {k}" for k in range(8)] + ["error"]
+        assert socket.closed == (4422, "invalid")
 
     asyncio.run(check())

@@ -34,7 +34,8 @@ def redis_url() -> Iterator[str]:
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30  # a hang guard
-        while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout.strip() != b"PONG":
+        ping = ["redis-cli", "-p", str(port), "ping"]
+        while subprocess.run(ping, capture_output=True, timeout=30).stdout.strip() != b"PONG":
             assert time.monotonic() < deadline and proc.poll() is None, "redis-server did not start"
             time.sleep(0.1)
         yield f"redis://127.0.0.1:{port}/0"
@@ -64,10 +65,11 @@ def next_of(
     ws: ClientConnection, kind: str, where: Callable[[dict[str, Any]], bool] = lambda f: True
 ) -> dict[str, Any]:
     """The next frame of a kind (and condition): the presenter is also sent each scene's tally and queue."""
-    while True:
+    for _ in range(50):
         f: dict[str, Any] = json.loads(ws.recv(timeout=30))  # a hang guard, not a speed target
         if f["type"] == kind and where(f):
             return f
+    raise AssertionError(f"no {kind} frame in 50")
 
 
 def test_a_student_on_each_server_follows_the_same_presenter(servers: tuple[LiveServer, LiveServer]) -> None:

@@ -9,16 +9,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-
-from starlette.websockets import WebSocket
+from typing import Protocol
 
 OUTBOX = 32  # frames waiting for one connection; beyond, the oldest go
+
+
+class Socket(Protocol):
+    """What a member needs of its WebSocket (Starlette's): to send a text frame and to close."""
+
+    async def send_text(self, data: str) -> None: ...
+    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
 
 
 class Member:
     """One connection of a room: a presenter's page or a student's."""
 
-    def __init__(self, ws: WebSocket, presenter: bool, student: str, send_timeout: float) -> None:
+    def __init__(self, ws: Socket, presenter: bool, student: str, send_timeout: float) -> None:
         self.ws = ws
         self.presenter = presenter
         self.student = student  # a random id for this connection's votes: nothing about the person
@@ -31,8 +37,9 @@ class Member:
         self.sender = asyncio.create_task(self._send())
 
     def push(self, frame: str) -> None:
-        self.outbox.append(frame)
-        self.wake.set()
+        if self.closing is None:  # after the last frame (an error), nothing: it stays the last the client reads
+            self.outbox.append(frame)
+            self.wake.set()
 
     async def _send(self) -> None:
         try:
@@ -49,11 +56,21 @@ class Member:
                 await self.ws.close(code=1008, reason="not reading")
 
     async def finish(self, frame: str, code: int, reason: str) -> None:
-        """A last frame (an error) after those waiting, then the close; never cut into a frame being sent."""
-        self.closing = (code, reason)
-        self.push(frame)
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(self.sender), self.send_timeout)
+        """A last frame (an error) after those waiting, then the close; never cut into a frame being sent.
+
+        The sender gives each frame send_timeout, so it is done within that per frame waiting (it closes the
+        socket itself, with 1008, on a client that stops reading). Only past that bound is it cancelled, and the
+        socket closed here: a member's socket is closed whatever its client does."""
+        if self.closing is None:
+            self.outbox.append(frame)
+            self.closing = (code, reason)
+            self.wake.set()
+        bound = self.send_timeout * (len(self.outbox) + 2)  # every frame, and the close
+        await asyncio.wait({self.sender}, timeout=bound)  # waits without cancelling it, nor raising
+        if not self.sender.done():
+            await self.stop()
+            with contextlib.suppress(RuntimeError, OSError):
+                await self.ws.close(code=code, reason=reason)
 
     async def stop(self) -> None:
         self.sender.cancel()

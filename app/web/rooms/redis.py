@@ -16,15 +16,20 @@ from urllib.parse import unquote, urlsplit
 
 import orjson
 
+from app.web.rooms.room import RoomError
 from app.web.rooms.store import Deliver, RoomRecord, Suggestion
 
 log = logging.getLogger("unrolled.rooms")
 
 Reply = bytes | int | list["Reply"] | None
+COMMAND_TIMEOUT = 10.0  # seconds for a connection or a reply: a Redis that stalls is an error, never a hang
 
 
-class RedisError(Exception):
-    """An error reply, or a connection that failed."""
+class RedisError(RoomError):
+    """An error reply, or a connection that failed: a 503 (a WebSocket's 4503) naming it, as any refused request."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(503, "unavailable", f"the rooms' store (Redis) failed: {message}")
 
 
 def encode(*args: str | bytes | int | float) -> bytes:
@@ -72,12 +77,12 @@ class Connection:
         self._lock = asyncio.Lock()
 
     async def open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        reader, writer = await asyncio.open_connection(self.host, self.port)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), COMMAND_TIMEOUT)
         for command in ([b"AUTH", self.password] if self.password else None, [b"SELECT", self.db] if self.db else None):
             if command:
                 writer.write(encode(*command))
                 await writer.drain()
-                await read_reply(reader)
+                await asyncio.wait_for(read_reply(reader), COMMAND_TIMEOUT)
         return reader, writer
 
     async def call(self, *args: str | bytes | int | float) -> Reply:
@@ -89,8 +94,8 @@ class Connection:
                     reader, writer = self._streams
                     writer.write(encode(*args))
                     await writer.drain()
-                    return await read_reply(reader)
-                except (OSError, asyncio.IncompleteReadError) as e:
+                    return await asyncio.wait_for(read_reply(reader), COMMAND_TIMEOUT)
+                except (OSError, asyncio.IncompleteReadError, TimeoutError) as e:
                     self.close()
                     if attempt == 2:
                         raise RedisError(f"Redis at {self.host}:{self.port}: {e}") from e
@@ -136,7 +141,7 @@ class RedisStore:
                 reader, writer = await connection.open()
                 writer.write(encode("PSUBSCRIBE", "unrolled:live:*"))
                 await writer.drain()
-                await read_reply(reader)
+                await asyncio.wait_for(read_reply(reader), COMMAND_TIMEOUT)
                 ready.set()
                 while True:
                     message = await read_reply(reader)
@@ -146,7 +151,7 @@ class RedisStore:
                             deliver(channel.decode().rsplit(":", 1)[1], data.decode())
             except asyncio.CancelledError:
                 raise
-            except (OSError, asyncio.IncompleteReadError, RedisError) as e:
+            except (OSError, asyncio.IncompleteReadError, RedisError, TimeoutError) as e:
                 log.warning("the rooms' subscription to Redis failed (%s); again in 1 s", e)
                 await asyncio.sleep(1)
             finally:

@@ -8,7 +8,8 @@ presenter sends {"type": "state", "state": {scene, step, phase, playing, speed, 
 {"type": "suggest", "text"}. Students receive "state" and "reveal"; the presenter "tally" and "queue"; everyone
 "closed". A frame over a limit is answered {"type": "refused", "message"}; a bad one {"type": "error", "error",
 "message"} and a close with 4000 + the HTTP status (4400 not JSON, 4403 a student's presenter frame or a wrong
-key, 4404 no such room, 4408 no join frame in time, 4422 invalid, 4429 too many unknown codes, 4503 room full)."""
+key, 4404 no such room, 4408 no join frame in time, 4422 invalid, 4429 too many unknown codes, 4503 room full
+or its store unreachable)."""
 
 from __future__ import annotations
 
@@ -156,36 +157,42 @@ async def live(ws: WebSocket, code: str) -> None:
     await ws.accept()
     member: Member | None = None
     record = None
+    error: RoomError | None = None
     try:
-        if not origin_allowed(ws.headers.get("origin"), ws.headers.get("host"), settings.cors_origins):
-            raise RoomError(403, "forbidden_origin", "rooms are open to this server's own pages (and cors_origins)")
-        record = await rooms.find(code, address(ws))
         try:
-            raw = await asyncio.wait_for(ws.receive_text(), settings.request_timeout)
-        except TimeoutError as e:
-            raise RoomError(408, "timeout", f'send {{"type": "join"}} within {settings.request_timeout} s') from e
-        join = parse(JOIN_FRAMES, raw)
-        presenter = rooms.is_presenter(record, join.key)
-        if rooms.hub.people(record.code) >= settings.room_max_people:
-            raise RoomError(503, "full", f"the room holds {settings.room_max_people} people (room_max_people)")
-        member = Member(ws, presenter, secrets.token_hex(8), settings.send_timeout)
-        rooms.hub.join(record.code, member)
-        member.push(await rooms.welcome(record, member))
-        while True:
-            raw = await ws.receive_text()
-            if presenter:
-                await rooms.presenter_frame(record, raw)
-            elif (refused := await rooms.student_frame(record, member, raw)) is not None:
-                member.push(frame("refused", message=refused))
-    except RoomError as e:
-        if member is not None:
-            await member.finish(frame("error", error=e.error, message=str(e)), 4000 + e.status, e.error)
-        else:
-            await refuse(ws, e)
-    except (WebSocketDisconnect, RuntimeError, KeyError):  # RuntimeError/KeyError: a binary frame, a closed socket
-        if ws.client_state == WebSocketState.CONNECTED:
-            await refuse(ws, RoomError(400, "malformed", "frames are JSON text"))
+            if not origin_allowed(ws.headers.get("origin"), ws.headers.get("host"), settings.cors_origins):
+                raise RoomError(403, "forbidden_origin", "rooms are open to this server's own pages (and cors_origins)")
+            record = await rooms.find(code, address(ws))
+            try:
+                raw = await asyncio.wait_for(ws.receive_text(), settings.request_timeout)
+            except TimeoutError as e:
+                raise RoomError(408, "timeout", f'send {{"type": "join"}} within {settings.request_timeout} s') from e
+            join = parse(JOIN_FRAMES, raw)
+            presenter = rooms.is_presenter(record, join.key)
+            if rooms.hub.people(record.code) >= settings.room_max_people:
+                raise RoomError(503, "full", f"the room holds {settings.room_max_people} people (room_max_people)")
+            member = Member(ws, presenter, secrets.token_hex(8), settings.send_timeout)
+            rooms.hub.join(record.code, member)
+            member.push(await rooms.welcome(record, member))
+            while True:
+                raw = await ws.receive_text()
+                if presenter:
+                    await rooms.presenter_frame(record, raw)
+                elif (refused := await rooms.student_frame(record, member, raw)) is not None:
+                    member.push(frame("refused", message=refused))
+        except RoomError as e:
+            error = e
+        except (WebSocketDisconnect, RuntimeError, KeyError):  # RuntimeError/KeyError: a binary frame, a closed socket
+            if ws.client_state == WebSocketState.CONNECTED:
+                error = RoomError(400, "malformed", "frames are JSON text")
+        if error is not None and member is not None:  # after the frames on their way, by the member's sender
+            await member.finish(frame("error", error=error.error, message=str(error)), 4000 + error.status, error.error)
+        elif error is not None:
+            await refuse(ws, error)
     finally:
         if member is not None and record is not None:
             rooms.hub.leave(record.code, member)
             await member.stop()
+        if ws.client_state == WebSocketState.CONNECTED and ws.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(RuntimeError, OSError):  # an error not foreseen above: closed all the same
+                await ws.close(code=1011, reason="internal error")
