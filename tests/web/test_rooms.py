@@ -212,6 +212,14 @@ def test_rooms_beyond_max_rooms_are_a_503(settings: Settings) -> None:
         assert answers == [201, 201, 503]
 
 
+def test_several_workers_without_redis_open_no_room(settings: Settings) -> None:
+    """Each worker would hold its own rooms: a student sent to another worker than the presenter's would not
+    find the room, so none is opened, and the answer names the setting that shares them."""
+    with TestClient(fresh_app(settings, workers=2)) as client:
+        r = client.post("/api/rooms", json={})
+        assert r.status_code == 503 and "UNROLLED_REDIS_URL" in r.json()["message"]
+
+
 # ---- following the presenter ----
 
 

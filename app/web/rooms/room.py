@@ -164,6 +164,10 @@ class Rooms:
         if loaded is None:
             known = ", ".join(tours.tours) or "none"
             raise RoomError(404, "not_found", f"no tour {tour!r}; the tours are: {known}")
+        if self.settings.workers > 1 and self.settings.redis_url is None:  # a room on one worker is lost to the rest
+            raise RoomError(
+                503, "no_store", "with several workers (UNROLLED_WORKERS) rooms live in Redis: set UNROLLED_REDIS_URL"
+            )
         most = self.settings.room_openings
         if await self.store.hit(address_bucket("open", address), OPENING_WINDOW) > most:
             raise RoomError(429, "too_many", f"an address may open {most} rooms an hour (room_openings)")
