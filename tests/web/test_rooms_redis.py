@@ -3,6 +3,7 @@ each follows the same presenter, and a vote cast on one reaches the presenter on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -13,16 +14,21 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 from websockets.sync.client import ClientConnection, connect
 
+from app.web.app import create_app
 from app.web.config import Settings
 from tests.conftest import LiveServer, free_port
+from tests.web.test_rooms import receive
 
 REDIS_SERVER = shutil.which("redis-server")
 
 
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
+@contextlib.contextmanager
+def redis_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real redis-server on a free loopback port, with nothing on disk: its URL and its process."""
     if REDIS_SERVER is None:
         # in CI a missing server fails the run, as a missing browser does (tests/browser/conftest.py); here it skips
         reason = "redis-server is not installed (Debian: apt-get install redis-server; make test installs it as root)"
@@ -38,10 +44,16 @@ def redis_url() -> Iterator[str]:
         while subprocess.run(ping, capture_output=True, timeout=30).stdout.strip() != b"PONG":
             assert time.monotonic() < deadline and proc.poll() is None, "redis-server did not start"
             time.sleep(0.1)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://127.0.0.1:{port}/0", proc
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    with redis_server() as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +113,22 @@ def test_a_student_on_each_server_follows_the_same_presenter(servers: tuple[Live
     assert next_of(on_a, "error")["error"] == "not_presenter"
     for ws in (presenter, on_a, on_b, late):
         ws.close()
+
+
+def test_a_redis_that_went_away_is_a_503_and_a_4503_naming_it(settings: Settings) -> None:
+    """Rooms on a Redis that stops: opening one is a 503 and joining one a 4503 error frame and close, each naming
+    Redis, never a 500 or a socket left open."""
+    with redis_server() as (url, proc), TestClient(create_app(settings.model_copy(update={"redis_url": url}))) as c:
+        room = c.post("/api/rooms", json={})
+        assert room.status_code == 201
+        proc.terminate()
+        proc.wait(timeout=15)
+        r = c.post("/api/rooms", json={})
+        assert r.status_code == 503 and r.json()["error"] == "unavailable" and "Redis" in r.json()["message"]
+        with c.websocket_connect(f"/api/rooms/{room.json()['code']}/live") as ws:
+            ws.send_json({"type": "join"})
+            error = receive(ws)
+            assert error["type"] == "error" and error["error"] == "unavailable" and "Redis" in error["message"]
+            with pytest.raises(WebSocketDisconnect) as e:
+                receive(ws)
+            assert e.value.code == 4503

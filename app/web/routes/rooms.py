@@ -21,7 +21,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response, WebSocket
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
@@ -48,11 +47,6 @@ RoomsDep = Annotated[Rooms, Depends(get_rooms)]
 
 def address(conn: HTTPConnection) -> str:
     return conn.client.host if conn.client else "unknown"
-
-
-def http_error(e: RoomError) -> HTTPException:
-    headers = {"Retry-After": "60"} if e.status in (429, 503) else None
-    return HTTPException(e.status, str(e), headers=headers)
 
 
 class RoomRequest(BaseModel):
@@ -86,11 +80,8 @@ async def open_room(
     """Open a room on a tour: its join code, and the presenter's key (in this answer only)."""
     tour = body.tour if body else None
     if tour is not None and not NAME_RE.fullmatch(tour):
-        raise HTTPException(422, f"tour: {tour[:64]!r} is not a tour name (a-z, 0-9, - and _)")
-    try:
-        record, key = await rooms.open(tour, address(request))
-    except RoomError as e:
-        raise http_error(e) from e
+        raise RoomError(422, "invalid", f"tour: {tour[:64]!r} is not a tour name (a-z, 0-9, - and _)")
+    record, key = await rooms.open(tour, address(request))  # a RoomError is its status (app/web/errors.py)
     return RoomAnswer(
         code=record.code,
         key=key,
@@ -103,10 +94,7 @@ async def open_room(
 @router.get("/api/rooms/{code}")
 async def find_room(code: str, request: Request, rooms: RoomsDep) -> RoomInfo:
     """A room by its join code (unknown codes are rate-limited per address)."""
-    try:
-        record = await rooms.find(code, address(request))
-    except RoomError as e:
-        raise http_error(e) from e
+    record = await rooms.find(code, address(request))
     return RoomInfo(
         code=record.code, tour=record.tour, join_url=join_url(request, record.code), scenes=len(rooms.scenes(record))
     )
@@ -115,10 +103,7 @@ async def find_room(code: str, request: Request, rooms: RoomsDep) -> RoomInfo:
 @router.get("/api/rooms/{code}/qr.svg", response_class=Response)
 async def room_qr(code: str, request: Request, rooms: RoomsDep) -> Response:
     """The room's join URL as a QR code (an SVG drawn here), for the projector."""
-    try:
-        record = await rooms.find(code, address(request))
-    except RoomError as e:
-        raise http_error(e) from e
+    record = await rooms.find(code, address(request))
     svg = QrCode(join_url(request, record.code)).svg()
     return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
 
@@ -131,7 +116,7 @@ async def join_page(code: str, request: Request, rooms: RoomsDep, zoo: ZooDep, s
     except RoomError as e:
         if e.status == 404:
             return not_found(request, str(e))
-        raise http_error(e) from e
+        raise
     loaded = current_tours(settings.tour_dir).tours.get(record.tour)
     if loaded is None:
         return not_found(request, f"the room's tour {record.tour!r} is no longer installed")
