@@ -29,7 +29,7 @@ async def student(
 ) -> None:
     async with websockets.connect(f"{url}/api/rooms/{code}/live", max_size=None) as ws:
         await ws.send(json.dumps({"type": "join"}))
-        await ws.recv()
+        await asyncio.wait_for(ws.recv(), 120)  # a hang guard
         n[0] += 1
         if n[0] == total:
             ready.set()
@@ -50,7 +50,7 @@ async def run(url: str, students: int, changes: int) -> list[float]:
     latencies: list[float] = []
     async with websockets.connect(f"{url}/api/rooms/{room['code']}/live") as presenter:
         await presenter.send(json.dumps({"type": "join", "key": room["key"]}))
-        await presenter.recv()
+        await asyncio.wait_for(presenter.recv(), 120)
         for k in range(1, changes + 1):
             sent = time.perf_counter()
             state = {"scene": 1 + k % 12, "step": k, "phase": "forward", "playing": False, "speed": 8, "inputs": []}
