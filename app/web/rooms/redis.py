@@ -43,20 +43,20 @@ def encode(*args: str | bytes | int | float) -> bytes:
 
 async def read_reply(reader: asyncio.StreamReader) -> Reply:
     line = await reader.readuntil(b"\r\n")
-    kind, rest = line[:1], line[1:-2]
-    if kind == b"+":
+    prefix, rest = line[:1], line[1:-2]  # RESP's first byte says what follows
+    if prefix == b"+":
         return rest
-    if kind == b"-":
+    if prefix == b"-":
         raise RedisError(rest.decode(errors="replace"))
-    if kind == b":":
+    if prefix == b":":
         return int(rest)
-    if kind == b"$":
+    if prefix == b"$":
         n = int(rest)
         if n < 0:
             return None
         data = await reader.readexactly(n + 2)
         return data[:-2]
-    if kind == b"*":
+    if prefix == b"*":
         n = int(rest)
         return None if n < 0 else [await read_reply(reader) for _ in range(n)]
     raise RedisError(f"unexpected reply {line[:40]!r}")
