@@ -17,6 +17,7 @@ from jinja2 import Undefined
 
 from app.engine.card import LoadedModel, ModelCard
 from app.engine.layers import CELLS, GRADIENT_NOTES, RNN_CLASSES
+from app.engine.modern.layer import LAYERS
 from app.training.tasks import TASKS, KeyMetric
 from app.training.tasks.base import percent
 from app.web.config import ROOT
@@ -29,6 +30,8 @@ from app.zoo.zoo import UnknownModel, Zoo
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=ROOT / "templates")
 templates.env.globals["GRADIENT_NOTES"] = GRADIENT_NOTES  # each cell's sentence under ‖∂L/∂h_t‖
+# the cells whose layers have a hidden attention (S6's): their pages show it (the layer's own description says so)
+templates.env.globals["ATTENDING_CELLS"] = [cell for cell, layer in LAYERS.items() if layer.attends]
 
 CELL_ORDER = {cell: n for n, cell in enumerate(CELLS)}
 
