@@ -1,5 +1,6 @@
 // The lab: the knobs of the vanishing gradient, live training, every step's influence (the Jacobian), one token
-// changed (the diff) and gate saturation, the last three for the RNN, LSTM and GRU of one task on one input.
+// changed (the diff) and gate saturation, the last three for the cells of one task on one input (the RNN, LSTM and
+// GRU, and the task's minGRU, minLSTM and S6 in the Jacobian and the diff).
 
 import { ApiError, diff, getModel, jacobian, labGradients, trace as traceRest } from "../api.js";
 import { bus } from "../bus.js";
@@ -168,7 +169,8 @@ const diffView = new DiffView($("diff-plots"), { tokens: $("diff-tokens"), reado
 const saturationView = new SaturationView($("saturation-plot"), { unitRoot: $("saturation-unit"), readout: $("saturation-readout") });
 
 /** The model of each cell type for a task (the route lists them RNN, LSTM, GRU). */
-const modelsOf = (task) => (TASKS[task] ?? []).map((id, i) => ({ id, cell: CELLS[i] }));
+/** The task's models in the lower sections, [{id, cell}]: torch.nn's three, then its linear recurrences. */
+const modelsOf = (task) => TASKS[task] ?? [];
 
 /** Where token i of a text is: character models read one token per character (skipping whitespace if they do). */
 function tokenPositions(text, card) {
