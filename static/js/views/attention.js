@@ -127,7 +127,8 @@ export const HIDDEN = {
   },
   place(tr, view) {
     const { phase, t } = view.cursor;
-    const rows = tr.hiddenAttention[view.layer];
+    const rows = tr.hiddenAttention?.[view.layer];
+    if (!rows) return { mask: null, maskText: "", column: null, row: null, info: "" }; // the last input's, until it comes
     const T = rows.length;
     const tok = (k) => showToken(tr.tokens[k] ?? "");
     if (phase === "backward") {
