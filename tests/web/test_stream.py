@@ -286,7 +286,7 @@ def test_an_s6_models_stream_ends_with_its_hidden_attention_as_the_rest_body_hol
         assert run_stream(live, "chars-s6", {"text": text})[-1]["attention"] == want
         with open_stream(live, "chars-s6") as ws:  # binary records, then the done frame as JSON text
             ws.send(orjson.dumps({"text": text, "encoding": "binary", "batch": 64}).decode())
-            frames = []
+            frames: list[dict[str, Any]] = []
             while not frames or frames[-1]["type"] not in ("done", "error"):
                 message = ws.recv(timeout=30)
                 if isinstance(message, str):
