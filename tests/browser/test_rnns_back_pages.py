@@ -19,7 +19,7 @@ from tests.conftest import LiveServer
 
 # Typed by the audience: no card's example has these (a letter, digits, '?').
 S6_TEXT = "F 2718 2818 4590 ?"
-LAB_TEXT = "B 16180 33988 74989 48482 04586 ?"  # 30 digits: past the memory lesson's gap of 26
+LAB_TEXT = "B 16180 33988 74989 48482 04586 83436 ?"  # 30 digits: past the memory lesson's gap of 26
 
 HIDDEN = """() => { const gd = document.querySelector('.plot[data-name="hidden-attention"]');
   return gd?.data?.length ? { z: gd.data[0].z, zmin: gd.data[0].zmin, zmax: gd.data[0].zmax } : null; }"""
