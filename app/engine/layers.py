@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from app.engine import kernels
 from app.engine.errors import ModelFileError
 from app.engine.modern import scan as scans
-from app.engine.modern.layer import MODERN_GATES, ModernLayer, ModernStack
+from app.engine.modern.layer import ATTENTION_STEPS, MODERN_GATES, ModernLayer, ModernStack
 
 Cell = Literal["rnn", "lstm", "gru", "mingru", "minlstm", "s6"]
 
@@ -198,6 +198,9 @@ class LayerTrace:
     # "reverse": the layer read the input last step to first. Its arrays are still indexed by step t of the input
     # (h_t has read x_{T−1} … x_t, as torch.nn's output), and its h_{t−1} above is the state after step t+1.
     direction: Direction = "forward"
+    # (T, T) an S6 layer's hidden attention ᾱ_{t,s} (its channels' mean; app/engine/modern/layer.py), exact in
+    # float64 then rounded to float32, 0 above the diagonal; None for every other cell, or past ATTENTION_STEPS.
+    attention: F32 | None = None
 
     def reversed_in_time(self, direction: Direction) -> LayerTrace:
         """This layer's arrays with their steps in the other order (a reverse direction's, computed in its own
@@ -214,6 +217,8 @@ class LayerTrace:
             grad_cell_state=None if self.grad_cell_state is None else flip(self.grad_cell_state),
             grad_weight_hh=flip(self.grad_weight_hh),
             direction=direction,
+            # row t, column s: both in the other time
+            attention=None if self.attention is None else np.ascontiguousarray(self.attention[::-1, ::-1]),
         )
 
 
@@ -286,6 +291,7 @@ def modern_backward(cell: str, fwd: LayerForward, ext: F64) -> LayerBackward:
         (d_input,) = torch.autograd.grad(local, x_leaf)
     T = x.shape[0]
     d_start = (a[0] * delta[0]).numpy()
+    attention = layer.hidden_attention(x) if T <= ATTENTION_STEPS else None
     trace = LayerTrace(
         hidden=fwd.hidden.numpy(),
         cell_state=None,
@@ -293,6 +299,7 @@ def modern_backward(cell: str, fwd: LayerForward, ext: F64) -> LayerBackward:
         grad_hidden=torch.linalg.vector_norm(delta.reshape(T, -1), dim=1).numpy(),
         grad_cell_state=None,
         grad_weight_hh=np.zeros(T),
+        attention=None if attention is None else attention.float().numpy(),
     )
     if layer.state_is_hidden:
         return LayerBackward(trace, d_input.numpy(), d_start, None)

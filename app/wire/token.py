@@ -19,7 +19,7 @@ import orjson
 from numpy.typing import NDArray
 
 from app.engine.card import LoadedModel, ModelCard
-from app.engine.modern.layer import state_numbers
+from app.engine.modern.layer import attention_values, state_numbers
 from app.engine.token.card import token_card
 from app.engine.token.generate import Step
 from app.engine.token.trace import Trace
@@ -89,7 +89,8 @@ def estimate_body_bytes(card: ModelCard, steps: int, top_k: int) -> int:
     losses and gradient norms."""
     values = step_values(card)
     per_step = 13 * values + (32 * top_k if card.kind == "next_token" else 12 * len(token_card(card).labels or [])) + 48
-    return steps * per_step + 1024
+    attention = 13 * card.num_layers * attention_values(card.cell, steps)  # an S6 layer's hidden attention
+    return steps * per_step + attention + 1024
 
 
 # What computing a trace takes at its peak, as a multiple of its JSON body's estimated size (measured on a
@@ -139,6 +140,12 @@ class WireTrace:
     grad_input: Array
     vocab: tuple[str, ...]
     labels: list[str] | None
+    attention: list[Array | None]  # per layer, an S6 layer's hidden attention (T, T), rounded; else None
+
+    @staticmethod
+    def triangle(a: Array | None) -> list[Array] | None:
+        """A hidden attention as its lower triangle, row t's t + 1 numbers (above the diagonal it is 0)."""
+        return None if a is None else [a[t, : t + 1] for t in range(a.shape[0])]
 
     @classmethod
     def build(cls, loaded: LoadedModel, tr: Trace, precision: int | None = None) -> WireTrace:
@@ -162,6 +169,7 @@ class WireTrace:
             grad_input=r(tr.grad_input),
             vocab=loaded.vocab.tokens,
             labels=token_card(loaded.card).labels,
+            attention=[None if layer.attention is None else r(layer.attention) for layer in tr.layers],
         )
 
     def state_arrays(self) -> list[tuple[str, Array]]:
@@ -239,8 +247,9 @@ class WireTrace:
                     "hidden": h.whole(),
                     "cell_state": c and c.whole(),
                     "gates": {n: g.whole() for n, g in gs.items()},
+                    "attention": self.triangle(a),
                 }
-                for d, (h, c, gs) in zip(self.directions, self.layer_text, strict=True)
+                for d, (h, c, gs), a in zip(self.directions, self.layer_text, self.attention, strict=True)
             ],
             "predictions": None if classify else self.predictions.whole(),
             "probs": self.probs[-1] if classify else None,
@@ -253,6 +262,13 @@ class WireTrace:
                 "weight_hh": self.grad_weight_hh,
             },
         }
+
+    def done_frame(self) -> dict[str, Any]:
+        """The stream's last frame; a model with hidden attention (S6) sends it there, [layer] its lower triangle
+        or null, as the REST body's layers do."""
+        if all(a is None for a in self.attention):
+            return {"type": "done"}
+        return {"type": "done", "attention": [self.triangle(a) for a in self.attention]}
 
     def meta_frame(self, binary: bool = False, batch: int = 1) -> dict[str, Any]:
         extra = encoding_meta(batch, (self.binary_layout(), self.grad_layout()) if binary else None)

@@ -14,7 +14,7 @@ import { exportButtons } from "./export.js";
 import { familyOf, fills } from "./families.js";
 import { CertaintyView, SeriesView, WeightShareView } from "./tour-plots.js";
 import { MelodyGuest, SeriesGuest, soundButton } from "./tour-sequences.js";
-import { AttentionView } from "./views/attention.js";
+import { AttentionView, HIDDEN } from "./views/attention.js";
 import { BeamsView } from "./views/beams.js";
 import { AttentionPictureView, CaptionBeamsView, CaptionWordsView, DecoderView, RegionsView } from "./views/caption.js";
 import { CellDiagramView } from "./views/celldiagram.js";
@@ -271,6 +271,13 @@ export const PANELS = {
     size: "half",
     info: true,
     make: (p, at) => new AttentionView(p.body, { info: p.info, tools: tour(at) ? null : p.tools, ...named(at, "attention") }),
+  },
+  // An S6 model's hidden attention ᾱ_{t,s}, drawn by the translation models' attention view (its HIDDEN reading).
+  hiddenAttention: {
+    title: () => "Hidden attention ᾱ_{t,s}: what each step reads from every earlier one",
+    size: "half",
+    info: true,
+    make: (p, at) => new AttentionView(p.body, { reading: HIDDEN, info: p.info, tools: p.tools, ...named(at, "hidden-attention") }),
   },
   beams: {
     title: (at) => (tour(at) ? `Beam search (width ${at.scene.beam ?? 1}): score Σ log p` : "Beam search: the candidates"),

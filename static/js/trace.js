@@ -61,6 +61,9 @@ export class Trace {
       input: new Float64Array(T),
       weightHH: Array.from({ length: this.L }, () => new Float64Array(T)),
     };
+    // an S6 model's hidden attention ᾱ_{t,s}, per layer its lower triangle (row t: s = 0 … t) or null; it comes
+    // with the done frame (or the REST body's layers)
+    this.hiddenAttention = null;
     this.steps = 0;
     this.gradFrom = T;
     this.done = false;
@@ -163,6 +166,7 @@ export class Trace {
   finish(frame = {}) {
     if (this.steps < this.T) this.truncate(this.steps);
     if (frame.total_loss !== undefined) this.totalLoss = frame.total_loss;
+    if (frame.attention) this.hiddenAttention = frame.attention;
     this.done = true;
     this.version++;
   }
@@ -221,7 +225,8 @@ export class Trace {
         values: g.values ? g.values[t] : undefined,
       });
     }
-    tr.finish({ total_loss: body.total_loss });
+    const attention = body.layers.map((l) => l.attention ?? null);
+    tr.finish({ total_loss: body.total_loss, attention: attention.some(Boolean) ? attention : undefined });
     return tr;
   }
 

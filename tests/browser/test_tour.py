@@ -272,11 +272,16 @@ def test_in_presenter_mode_every_builtin_scene_still_fits_1280x720(page: Page, r
 
 def test_rnns_are_back_draws_the_five_memory_cells_on_one_log_plot(page: Page, recorder: Recorder) -> None:
     """The scene "RNNs are back": one log plot of ‖∂L/∂h_t‖ with a line for each of the five memory cells, the
-    gradient table's rows the same five, whole on a 1280×720 screen in presenter mode, no text under MIN_PX."""
+    gradient table's rows the same five, whole on a 1280×720 screen in presenter mode, no text under MIN_PX (its
+    screenshots at 1280×720, without and with P, are docs/screenshots/tour-rnns-are-back-1280*.png)."""
     with serve_builtin_tour(ZOO) as server:
-        page.goto(server.url + "/tour?presenter=1")
+        page.goto(server.url + "/tour")
         scenes = json.loads(page.evaluate("() => document.body.dataset.tour"))["scenes"]
         n = next(i for i, s in enumerate(scenes, 1) if s["title"].startswith("RNNs are back"))
+        page.goto(server.url + f"/tour?scene={n}")
+        wait_scene(page, n)
+        check_scene(page, scenes[n - 1], n)
+        screenshot(page, "tour-rnns-are-back-1280")
         page.goto(server.url + f"/tour?presenter=1&scene={n}")
         wait_scene(page, n)
         check_scene(page, scenes[n - 1], n)
@@ -287,7 +292,7 @@ def test_rnns_are_back_draws_the_five_memory_cells_on_one_log_plot(page: Page, r
         assert cells == ["RNN", "LSTM", "GRU", "MINGRU", "S6"], names
         assert_fits(page, n)
         text_sizes(page, n, enforce=True)
-        screenshot(page, "tour-rnns-are-back")
+        screenshot(page, "tour-rnns-are-back-1280-P")
     assert_clean(recorder)
 
 

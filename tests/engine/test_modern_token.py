@@ -288,3 +288,65 @@ def test_the_triangle_route_serves_a_modern_cell(modern_client: TestClient, mode
     assert body["hidden_size"] == 16 * 16  # S6's state: D channels × N
     got = np.array([[math.nan if v is None else v for v in row] for row in body["norms"]])
     np.testing.assert_allclose(got, want.numpy(), rtol=1e-12)
+
+
+def driven_outputs(layer: S6Layer, inp: Tensor, drive: Tensor) -> Tensor:
+    """An S6 layer's outputs (T, D), float64, one step at a time as the equations read, with Δ_t, B_t and C_t read
+    from u_t = W_u inp_t and `drive` (T, D) in u's place where it enters the state and the skip (B̄_t drive_t,
+    D ⊙ drive_t): the map whose matrix, less D on the diagonal, is the hidden attention."""
+    ssm = layer.ssm
+    u = F.linear(inp, layer.proj.weight.double(), layer.proj.bias.double())
+    a = -torch.exp(ssm.a_log.double())
+    h = torch.zeros(ssm.channels, ssm.state_size, dtype=torch.float64)
+    outs = []
+    for t in range(inp.shape[0]):
+        step = F.softplus(F.linear(u[t], ssm.linear_step.weight.double(), ssm.linear_step.bias.double()))
+        b, c = ssm.linear_b.weight.double() @ u[t], ssm.linear_c.weight.double() @ u[t]
+        h = torch.exp(step[:, None] * a) * h + (step[:, None] * b[None, :]) * drive[t][:, None]
+        outs.append(h @ c + ssm.skip.double() * drive[t])
+    return torch.stack(outs)
+
+
+@pytest.mark.parametrize("kind", ["next_token", "classify"])
+def test_the_trace_carries_s6s_hidden_attention_as_autograd_finds_it(kind: str) -> None:
+    """Each S6 layer's hidden attention in the trace is autograd's ∂y_t[d]/∂u_s[d] (Δ, B, C held, D ⊙ u_t taken
+    off the diagonal) averaged over the channels, row t column s, 0 above the diagonal; minGRU's layers have none."""
+    model = make_model("s6", kind, layers=2)
+    tr = trace_ids(model, IDS, label=1 if kind == "classify" else None)
+    want = oracle(model, IDS, 1 if kind == "classify" else None)
+    inp = model.embedding.weight.double()[torch.tensor(IDS)]
+    T = len(IDS)
+    assert isinstance(model.rnn, ModernStack)
+    for k, layer_trace in enumerate(tr.layers):
+        layer = model.rnn.layer(k)
+        assert isinstance(layer, S6Layer) and layer_trace.attention is not None
+        below = inp if k == 0 else want["outputs"][k - 1]
+        u = F.linear(below, layer.proj.weight.double(), layer.proj.bias.double())
+        jac = torch.autograd.functional.jacobian(  # type: ignore[no-untyped-call]
+            lambda v, layer=layer, below=below: driven_outputs(layer, below, v), u.clone()
+        )  # (T, D, T, D)
+        own = torch.diagonal(jac, dim1=1, dim2=3)  # (T, T, D): ∂y_t[d]/∂u_s[d]
+        expected = own.mean(dim=2) - torch.eye(T, dtype=torch.float64) * layer.ssm.skip.double().mean()
+        assert layer_trace.attention.shape == (T, T)
+        np.testing.assert_allclose(layer_trace.attention, expected.numpy(), rtol=1e-4, atol=1e-6)
+        assert not np.triu(layer_trace.attention, 1).any()
+        assert np.abs(np.diag(layer_trace.attention)).min() > 0  # each step attends to itself through B̄_t, C_t
+    assert all(layer.attention is None for layer in trace_ids(make_model("mingru", kind), IDS).layers)
+
+
+def test_the_rest_trace_sends_the_hidden_attention_as_its_lower_triangle(
+    modern_client: TestClient, modern_folder: Path
+) -> None:
+    loaded = load_model(modern_folder, "chars-s6")
+    assert isinstance(loaded.model, SeqModel)
+    tr = trace_ids(loaded.model, loaded.vocab.encode("zq wkv xj").ids)
+    body = modern_client.post("/api/models/chars-s6/trace", json={"text": "zq wkv xj"}).json()
+    for k, layer in enumerate(body["layers"]):
+        rows = layer["attention"]
+        assert [len(row) for row in rows] == list(range(1, tr.steps + 1))
+        attention = tr.layers[k].attention
+        assert attention is not None
+        for t, row in enumerate(rows):
+            np.testing.assert_array_equal(np.array(row, np.float32), attention[t, : t + 1])
+    other = modern_client.post("/api/models/chars-mingru/trace", json={"text": "zq wkv xj"}).json()
+    assert [layer["attention"] for layer in other["layers"]] == [None, None]

@@ -13,8 +13,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin
 
+from app.web.config import Settings
 from app.wire.decode import grad_arrays, record_bytes, step_arrays
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, write_model
 
 
 def open_stream(live: LiveServer, model_id: str) -> ClientConnection:
@@ -267,3 +268,29 @@ def test_a_stream_opened_by_another_sites_page_is_refused(live: LiveServer) -> N
         with connect(url, origin=origin) as ws:
             ws.send(orjson.dumps({"text": "abc"}).decode())
             assert orjson.loads(ws.recv(timeout=30))["type"] == "meta"
+
+
+def test_an_s6_models_stream_ends_with_its_hidden_attention_as_the_rest_body_holds_it(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The done frame of a JSON and of a binary stream carries each S6 layer's hidden attention, the REST body's
+    layers' own (the lower triangle, value for value); a model of another cell's done frame has none."""
+    models = tmp_path_factory.mktemp("s6-stream")
+    write_model(models, "chars-s6", "s6", "next_token", layers=2)
+    write_model(models, "chars-mingru", "mingru", "next_token")
+    text = "zq wkv xj"  # no example has it
+    with LiveServer(Settings(models_dir=models, max_steps=300, max_generate=100, send_timeout=5.0)) as live:
+        rest = httpx.post(f"{live.url}/api/models/chars-s6/trace", json={"text": text}, timeout=60).json()
+        want = [layer["attention"] for layer in rest["layers"]]
+        assert len(want) == 2 and all(len(rows) == len(rest["tokens"]) for rows in want)
+        assert run_stream(live, "chars-s6", {"text": text})[-1]["attention"] == want
+        with open_stream(live, "chars-s6") as ws:  # binary records, then the done frame as JSON text
+            ws.send(orjson.dumps({"text": text, "encoding": "binary", "batch": 64}).decode())
+            frames: list[dict[str, Any]] = []
+            while not frames or frames[-1]["type"] not in ("done", "error"):
+                message = ws.recv(timeout=30)
+                if isinstance(message, str):
+                    frames.append(orjson.loads(message))
+        assert frames[-1]["type"] == "done" and frames[-1]["attention"] == want
+        other = run_stream(live, "chars-mingru", {"text": text})[-1]
+        assert other["type"] == "done" and "attention" not in other

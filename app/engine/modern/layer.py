@@ -29,6 +29,9 @@ ModernCell = Literal["mingru", "minlstm", "s6"]
 MODERN_GATES: dict[str, tuple[str, ...]] = {"mingru": ("update",), "minlstm": ("forget", "input"),
                                                    "s6": ("step",)}  # fmt: skip
 S6_STATE_SIZE = 16  # N, Mamba's default
+# A trace carries an S6 layer's hidden attention for inputs up to this many steps: T²/2 numbers a layer (45,000 at
+# 300, some 400 kB of JSON), against the T·H·(2 + G) of its states and gates. Longer inputs carry none.
+ATTENTION_STEPS = 300
 
 
 class _LoopRecurrence(torch.autograd.Function):
@@ -98,6 +101,12 @@ class ModernLayer(nn.Module):
     def state_numbers(cls, hidden_size: int) -> int:
         """The numbers its state holds at one step (the product of state_shape), known from the card alone."""
         raise NotImplementedError
+
+    attends = False  # whether it has a hidden attention (hidden_attention)
+
+    def hidden_attention(self, x: Tensor) -> Tensor | None:
+        """(T, T) the layer's hidden attention on one sequence x (T, in), or None for a cell without one."""
+        return None
 
     def forward(self, x: Tensor, state: Tensor | None = None, mode: Mode = "loop") -> tuple[Tensor, Tensor]:
         """(outputs (T, …, H), states (T, …, *state_shape)) from x (T, …, in); the recurrence computed the way
@@ -176,6 +185,16 @@ class S6Layer(ModernLayer):
     def gates(self, x: Tensor) -> Tensor:
         return F.softplus(self.ssm.linear_step(self.proj(x)))
 
+    attends = True
+
+    def hidden_attention(self, x: Tensor) -> Tensor:
+        """(T, T): ᾱ_{t,s} = (1/D) Σ_d α_{t,s}[d], the hidden attention of s6.py (Ali, Zimerman & Wolf) averaged
+        over the layer's D channels, from a zero state: row t, the output step; column s, the input step; 0 above
+        the diagonal. Each channel's α is exact (y_t[d] = Σ_{s≤t} α_{t,s}[d] u_s[d] + D[d] u_t[d], u = W_u x); one
+        matrix of T² numbers is what a trace can carry (all D would be D times that). A channel's own α is
+        S6Trace.attention()[d]."""
+        return self.ssm.trace(self.proj(x)).attention().mean(dim=0)
+
 
 LAYERS: dict[ModernCell, type[MinGRULayer] | type[S6Layer]] = {"mingru": MinGRULayer, "minlstm": MinLSTMLayer,
                                                                 "s6": S6Layer}  # fmt: skip
@@ -215,13 +234,24 @@ class ModernStack(nn.Module):
         return out.transpose(0, 1), None
 
 
+def attention_values(cell: str, steps: int) -> int:
+    """The numbers of hidden attention a trace of `steps` steps carries per layer of this cell: the lower
+    triangle, row t's t + 1 numbers, for an S6 layer within ATTENTION_STEPS; none otherwise."""
+    layer = LAYERS.get(cell)  # type: ignore[call-overload]
+    if layer is None or not layer.attends or steps > ATTENTION_STEPS:
+        return 0
+    return steps * (steps + 1) // 2
+
+
 __all__ = [
+    "ATTENTION_STEPS",
     "LAYERS",
     "MODERN_GATES",
     "S6_STATE_SIZE",
     "ModernCell",
     "ModernLayer",
     "ModernStack",
+    "attention_values",
     "recurrence",
     "state_numbers",
 ]

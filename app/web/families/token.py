@@ -38,8 +38,6 @@ from app.wire.frames import dumps
 from app.wire.token import WireTrace, estimate_working_bytes, generated_step_frame
 from app.zoo.zoo import Zoo
 
-DONE = {"type": "done"}
-
 
 def is_melody(m: LoadedModel) -> bool:
     """A next-note model: its text is PITCH:DUR notes (app/engine/token/notes.py), shown on the melody page."""
@@ -124,7 +122,7 @@ class TokenWeb(WebFamily):
 
         steps = trace_steps(loaded, req, settings)
         estimate = estimate_working_bytes(loaded.card, steps, req.top_k, "binary" if binary else "json")
-        return TraceStream(compute_wire, lambda _: DONE, cost.trace_seconds(loaded, steps), estimate)
+        return TraceStream(compute_wire, WireTrace.done_frame, cost.trace_seconds(loaded, steps), estimate)
 
     def _generation(self, loaded: LoadedModel, req: StreamGenerateRequest, settings: Settings) -> StepStream:
         """Each step frame leaves as soon as its token is sampled; then the BPTT sweep of the whole text."""

@@ -17,6 +17,7 @@ from jinja2 import Undefined
 
 from app.engine.card import LoadedModel, ModelCard
 from app.engine.layers import CELLS, GRADIENT_NOTES, RNN_CLASSES
+from app.engine.modern.layer import LAYERS
 from app.training.tasks import TASKS, KeyMetric
 from app.training.tasks.base import percent
 from app.web.config import ROOT
@@ -29,6 +30,8 @@ from app.zoo.zoo import UnknownModel, Zoo
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=ROOT / "templates")
 templates.env.globals["GRADIENT_NOTES"] = GRADIENT_NOTES  # each cell's sentence under ‖∂L/∂h_t‖
+# the cells whose layers have a hidden attention (S6's): their pages show it (the layer's own description says so)
+templates.env.globals["ATTENDING_CELLS"] = [cell for cell, layer in LAYERS.items() if layer.attends]
 
 CELL_ORDER = {cell: n for n, cell in enumerate(CELLS)}
 
@@ -199,13 +202,13 @@ def compare_view(request: Request, zoo: ZooDep, task: str | None = None) -> HTML
 @router.get("/lab", response_class=HTMLResponse)
 def lab_view(request: Request, zoo: ZooDep, settings: SettingsDep) -> HTMLResponse:
     """The lab: the knobs of the vanishing gradient, live training, every step's influence, one token changed.
-    Its lower sections read tasks with an RNN, an LSTM and a GRU of text (task → their ids)."""
-    # torch.nn's three cells (a task's linear recurrences, memory's minGRU and S6, are on its compare page)
-    tasks = {t: [m.card.id for m in comparable(ms) if m.card.cell in RNN_CLASSES] for t, ms in tasks_of(zoo).items()
+    Its lower sections read tasks with an RNN, an LSTM and a GRU of text, and the task's linear recurrences beside
+    them (memory's minGRU, minLSTM and S6): task → [{id, cell}], one model per cell, in CELLS' order."""
+    tasks = {t: [{"id": m.card.id, "cell": m.card.cell} for m in comparable(ms)] for t, ms in tasks_of(zoo).items()
              if all(web_family(m).in_lab(m) for m in ms)}  # fmt: skip
     limits = {"steps": settings.lab_max_steps, "hidden": settings.lab_max_hidden, "gap": settings.lab_max_gap,
               "seconds": settings.lab_max_seconds}  # fmt: skip
-    tasks = {t: ids for t, ids in tasks.items() if len(ids) == 3}
+    tasks = {t: models for t, models in tasks.items() if set(RNN_CLASSES) <= {m["cell"] for m in models}}
     # the lower sections' lessons that need a long input (the memory task's gap), said beside the input
     lessons = {t: {"min_gap": task.lesson_gap, "what": task.lesson_gap_what}
                for t in tasks if (task := TASKS.get(t)) is not None and task.lesson_gap is not None}  # fmt: skip

@@ -307,6 +307,12 @@ class LayerBody(BaseModel):
     hidden: list[list[float]] = Field(description="T × H")
     cell_state: list[list[float]] | None = Field(description="T × H, LSTM only")
     gates: dict[str, list[list[float]]] = Field(description="gate name → T × H")
+    attention: list[list[float]] | None = Field(
+        None,
+        description="S6 layers (inputs up to 300 steps): the hidden attention averaged over the layer's channels, "
+        "ᾱ_{t,s} = (1/D) Σ_d C_t[d] (Π_{k=s+1..t} Ā_k[d]) B̄_s[d]: row t (the output step) holds s = 0 … t, the "
+        "lower triangle (above it, 0); null for every other cell",
+    )
 
 
 class GradNorms(BaseModel):

@@ -1,5 +1,6 @@
 // The lab: the knobs of the vanishing gradient, live training, every step's influence (the Jacobian), one token
-// changed (the diff) and gate saturation, the last three for the RNN, LSTM and GRU of one task on one input.
+// changed (the diff) and gate saturation, the last three for the cells of one task on one input (the RNN, LSTM and
+// GRU, and the task's minGRU, minLSTM and S6 in the Jacobian and the diff).
 
 import { ApiError, diff, getModel, jacobian, labGradients, trace as traceRest } from "../api.js";
 import { bus } from "../bus.js";
@@ -168,7 +169,30 @@ const diffView = new DiffView($("diff-plots"), { tokens: $("diff-tokens"), reado
 const saturationView = new SaturationView($("saturation-plot"), { unitRoot: $("saturation-unit"), readout: $("saturation-readout") });
 
 /** The model of each cell type for a task (the route lists them RNN, LSTM, GRU). */
-const modelsOf = (task) => (TASKS[task] ?? []).map((id, i) => ({ id, cell: CELLS[i] }));
+// The lower sections ask for a trace, a triangle and a diff of every cell of the task (fifteen and more with the
+// linear recurrences): at most IN_FLIGHT at once, the rest wait here (the server refuses one client more than its
+// max_queue_per_client, 16 by default, running or waiting).
+const IN_FLIGHT = 6;
+const waiting = [];
+let inFlight = 0;
+function limited(ask) {
+  return new Promise((resolve, reject) => {
+    const run = () => {
+      inFlight++;
+      ask()
+        .then(resolve, reject)
+        .finally(() => {
+          inFlight--;
+          waiting.shift()?.();
+        });
+    };
+    if (inFlight < IN_FLIGHT) run();
+    else waiting.push(run);
+  });
+}
+
+/** The task's models in the lower sections, [{id, cell}]: torch.nn's three, then its linear recurrences. */
+const modelsOf = (task) => TASKS[task] ?? [];
 
 /** Where token i of a text is: character models read one token per character (skipping whitespace if they do). */
 function tokenPositions(text, card) {
@@ -269,8 +293,8 @@ async function runLower({ keepEdit = false } = {}) {
   clearUnknown();
   const settle = (promises) => Promise.all(promises.map((p) => p.then((r) => r, (e) => ({ error: problem(e) }))));
   const [traces, jac] = await Promise.all([
-    settle(lower.models.map((m) => traceRest(m.id, { text, top_k: 1, precision: 4 }))),
-    short ? null : settle(lower.models.map((m) => jacobian(m.id, { text, layer: 0, norm: "spectral" }))),
+    settle(lower.models.map((m) => limited(() => traceRest(m.id, { text, top_k: 1, precision: 4 })))),
+    short ? null : settle(lower.models.map((m) => limited(() => jacobian(m.id, { text, layer: 0, norm: "spectral" })))),
     runDiff(n),
   ]);
   if (n !== lower.run) return;
@@ -291,7 +315,7 @@ async function runDiff(n = lower.run) {
   const edited = $("edited-input").value.trim();
   if (!text || !edited || lessonGap(text)?.short) return;
   writeParams({ edited: edited === editOf(text, lower.cards[lower.models[0]?.id]) ? null : edited });
-  const replies = await Promise.all(lower.models.map((m) => diff(m.id, { text, edited }).catch((e) => ({ error: problem(e) }))));
+  const replies = await Promise.all(lower.models.map((m) => limited(() => diff(m.id, { text, edited })).catch((e) => ({ error: problem(e) }))));
   if (n !== lower.run) return;
   diffView.update({ models: lower.models, replies });
 }

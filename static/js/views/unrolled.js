@@ -1,11 +1,13 @@
 // The unrolled network: one copy of the cell per time step, the input token under it, the prediction over
-// it, h_t passed along as an arrow, and the same W_xh, W_hh, W_hy labelled at every step. During the BPTT
+// it, h_t passed along as an arrow, and the same W_xh, W_hh, W_hy labelled at every step (the arrow h_t → h_{t+1}
+// with what the cell multiplies its state by, its description's: W_hh, or minGRU's (1−z_t)⊙, S6's Ā_t). During the BPTT
 // sweep each step is coloured by ‖∂L/∂h_t‖ on a log scale. Only a window of steps around the cursor is drawn
 // (a pool of cell groups that are re-filled as they scroll in), with an overview strip of the whole input.
 // A bidirectional layer is two rows, each labelled: the reverse row's h_t passes right to left, it reads the input
 // from the last step as the forward row reads it from the first, and its BPTT sweep runs first step to last.
 
 import { bus } from "../bus.js";
+import { cellOf } from "../cells.js";
 import { ACCENT, diverging, fmtNorm, gradColor, inkOn, packRgb, packed, sub } from "../colors.js";
 import { exportSvg, exportSvgAsPng } from "../export.js";
 import { isPresenter, isTalk } from "../plots.js";
@@ -232,7 +234,8 @@ export class UnrolledView extends View {
       // beside a reverse twin's input path (which passes this row on the right), the label moves right to clear it
       const twinned = two && !reverse;
       lay.hhLabel = el("text", { class: "w", x: g.pitch + (twinned ? 8 : 0), y: ay - 10, "text-anchor": "middle", "font-size": g.size.hh }, root);
-      lay.hhLabel.textContent = `W_hh${sup}`;
+      lay.sup = sup;
+      lay.hhLabel.textContent = `${cellOf(tr).recurrence}${sup}`;
       lay.back = el("line", { class: "back", x1: hTo, y1: ay + 6, x2: hFrom + (reverse ? -1 : 1), y2: ay + 6 }, root);
       lay.back.setAttribute("marker-end", `url(#${this.name}-ah-back)`);
       lay.hhCarry = el("text", { x: g.pitch, y: ay + g.size.carry + 4, "text-anchor": "middle", "font-size": g.size.carry, fill: "#6b7280" }, root);
@@ -400,6 +403,8 @@ export class UnrolledView extends View {
       lay.hh.setAttribute("stroke", nextRevealed ? "#374151" : "#cbd5e1");
       lay.hh.setAttribute("marker-end", `url(#${this.name}-${nextRevealed ? "ah" : "ah-ghost"})`);
       lay.hhLabel.style.display = last || this.compact ? "none" : "";
+      const recurrence = `${cellOf(tr).recurrence}${lay.sup}`; // a pool laid out before its trace came
+      if (lay.hhLabel.textContent !== recurrence) lay.hhLabel.textContent = recurrence;
       // the state carried: h_t forward, h_{t+1} back from the next step in a reverse row
       const carried = lay.reverse ? t + 2 : t + 1;
       const i = carried < 100 ? sub(carried) : ""; // long inputs: the step's number is under the token
