@@ -27,6 +27,7 @@ from app.training.live import LabModels
 from app.web import errors, openapi
 from app.web.capacity.budget import ByteBudget
 from app.web.capacity.compute import Compute
+from app.web.capacity.shared import Shared
 from app.web.config import ROOT, SERVED_BY_CLI, Settings, get_settings
 from app.web.families import speech as speech_web
 from app.web.middleware.assets import Assets, StaticAssets
@@ -123,11 +124,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.max_concurrent, settings.max_queue, settings.max_queue_per_client, settings.max_expensive
     )
     app.state.budget = ByteBudget(settings.max_bytes_in_flight)
+    app.state.shared = Shared(settings.result_cache_bytes, settings.share_computations)
     app.state.lab_models = LabModels(settings.lab_models_kept, settings.lab_model_ttl)
     metrics = Metrics()
     metrics.gauges["unrolled_computations_in_flight"] = lambda: app.state.compute.admitted
     metrics.gauges["unrolled_computations_running"] = lambda: app.state.compute.running
     metrics.gauges["unrolled_bytes_in_flight"] = lambda: app.state.budget.held
+    metrics.gauges["unrolled_shared_results_bytes"] = lambda: app.state.shared.held
+    metrics.gauges["unrolled_shared_computations_in_flight"] = lambda: app.state.shared.flying
+    # identical requests (app.web.capacity.shared): computations run for them, requests that joined one in flight,
+    # and requests answered with a kept result
+    metrics.counters["unrolled_shared_computations_total"] = lambda: app.state.shared.computed
+    metrics.counters["unrolled_shared_joined_total"] = lambda: app.state.shared.joined
+    metrics.counters["unrolled_shared_results_served_total"] = lambda: app.state.shared.hits
     metrics.gauges["unrolled_models_loaded"] = lambda: len(app.state.zoo)
     app.state.metrics = metrics
 

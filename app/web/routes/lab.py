@@ -16,7 +16,7 @@ from app.web.capacity import cost
 from app.web.deps import ComputeDep, SettingsDep, ZooDep, work_of
 from app.web.errors import LimitExceeded
 from app.web.families.base import Job
-from app.web.routes.trace import ERRORS, JobsDep
+from app.web.routes.trace import ERRORS, JobsDep, share_key
 from app.web.schemas.lab import DiffRequest, DiffResponse, GradientsRequest, GradientsResponse
 from app.web.service import check_chars, readable, text_of
 from app.wire.frames import dumps
@@ -101,4 +101,4 @@ async def diff(
     # the float64 copy of the model, both inputs' states and gates (float64), and the body (~22 bytes a value)
     params = sum(p.numel() for p in model.parameters())
     estimate = 8 * params + 2 * 8 * steps * entries * cfg.hidden_size * 6 + 22 * steps * (2 * entries + 1) + 4096
-    return await jobs.run(Job(work, cost.diff_seconds(loaded, steps), estimate))
+    return await jobs.run(Job(work, cost.diff_seconds(loaded, steps), estimate), share_key("diff", loaded, req))

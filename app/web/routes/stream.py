@@ -37,12 +37,14 @@ from starlette.websockets import WebSocketDisconnect
 
 from app.web.capacity.budget import ByteBudget
 from app.web.capacity.compute import Compute, Work
+from app.web.capacity.shared import Shared
 from app.web.config import Settings
 from app.web.deps import get_zoo, work_of
 from app.web.errors import classify
 from app.web.families import web_family
-from app.web.families.base import StepStream, TraceStream
+from app.web.families.base import StepStream, StreamedTrace, TraceStream
 from app.web.middleware.metrics import Metrics
+from app.web.routes.trace import ShareKey, share_key
 from app.web.schemas.caption import StreamCaptionRequest
 from app.web.schemas.models import (
     StreamGenerateRequest,
@@ -96,7 +98,7 @@ async def stream(ws: WebSocket, model_id: str) -> None:
         if metrics.active_streams > settings.max_streams:
             raise StreamError(503, "busy", f"too many open streams (max_streams {settings.max_streams}); retry later")
         zoo = await get_zoo(ws)  # with the models trained live in the lab
-        await _serve(sender, zoo, state.compute, state.budget, metrics, settings, model_id, request, ws)
+        await _serve(sender, zoo, state.compute, state.budget, state.shared, metrics, settings, model_id, request, ws)
     except StreamError as e:
         await _close_with_error(sender, e.status, e.error, str(e))
     except (ClientGone, WebSocketDisconnect):
@@ -222,6 +224,7 @@ async def _serve(
     zoo: Zoo,
     compute: Compute,
     budget: ByteBudget,
+    shared: Shared,
     metrics: Metrics,
     settings: Settings,
     model_id: str,
@@ -245,30 +248,61 @@ async def _serve(
         await _send_steps(sender, compute, work, metrics, plan)
     else:
         assert not isinstance(req, StreamGenerateRequest)  # a family answers a generation with a StepStream
-        await _send_trace(sender, compute, budget, work, plan, req)
+        # A trace is the same for the same request: shared (a file's trace, audio or image, is not: its key would
+        # be the file)
+        files = isinstance(req, StreamTranscribeRequest | StreamCaptionRequest)
+        key = None if files else share_key("stream", loaded, req)
+        await _send_trace(sender, compute, budget, shared, work, plan, req, key)
 
 
 async def _send_trace(
     sender: Sender,
     compute: Compute,
     budget: ByteBudget,
+    shared: Shared,
     work: Work,
     plan: TraceStream,
     req: StreamTraceRequest | StreamTranslateRequest | StreamTranscribeRequest | StreamCaptionRequest,
+    key: ShareKey | None,
 ) -> None:
     """Meta, every frame (JSON or binary records, `batch` to a message), done. The trace is held in the byte budget
     from before it is computed (what computing it takes at its peak, an estimate; over the budget: busy, nothing
-    computed) until its last frame has left (its exact size once computed)."""
+    computed) until its last frame has left (its exact size once computed). With a key, the trace is shared with
+    every stream of the same key (app.web.capacity.shared): computed once, then each stream holds its size while it
+    sends it."""
+    if key is None or not shared.enabled:
+        with budget.hold(plan.estimate) as held:
+            wire = await compute.run(work, plan.wire)
+            held.resize(wire.held_bytes())
+            await _send_wire(sender, plan, wire, req)
+        return
+
+    async def computed() -> StreamedTrace:
+        with budget.hold(plan.estimate):
+            return await compute.run(work, plan.wire)
+
+    wire = await shared.get(key.key, computed, _held_bytes, key.loaded)
+    with budget.hold(wire.held_bytes()):
+        await _send_wire(sender, plan, wire, req)
+
+
+def _held_bytes(wire: StreamedTrace) -> int:
+    return wire.held_bytes()
+
+
+async def _send_wire(
+    sender: Sender,
+    plan: TraceStream,
+    wire: StreamedTrace,
+    req: StreamTraceRequest | StreamTranslateRequest | StreamTranscribeRequest | StreamCaptionRequest,
+) -> None:
     binary = req.encoding == "binary"
-    with budget.hold(plan.estimate) as held:
-        wire = await compute.run(work, plan.wire)
-        held.resize(wire.held_bytes())
-        await sender.frame(wire.meta_frame(binary, req.batch))
-        if binary:
-            await sender.binaries(wire.binary_frames(req.batch))
-        else:
-            await sender.texts(wire.frames(req.batch))
-        await sender.frame(plan.done(wire))
+    await sender.frame(wire.meta_frame(binary, req.batch))
+    if binary:
+        await sender.binaries(wire.binary_frames(req.batch))
+    else:
+        await sender.texts(wire.frames(req.batch))
+    await sender.frame(plan.done(wire))
 
 
 async def _send_steps(sender: Sender, compute: Compute, work: Work, metrics: Metrics, plan: StepStream) -> None:

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive, Scope, Send
 
+from app.engine.card import LoadedModel
 from app.web.capacity.budget import ByteBudget, Held
 from app.web.capacity.compute import Compute, Work
+from app.web.capacity.shared import Shared
 from app.web.config import Settings
 from app.web.deps import BudgetDep, ComputeDep, SettingsDep, ZooDep, work_of
 from app.web.families import web_family
@@ -99,17 +103,46 @@ async def held_json(
     return HeldJSON(body, held, settings.send_timeout)
 
 
+@dataclass(frozen=True)
+class ShareKey:
+    """What a shared computation computes (app.web.capacity.shared): `key`, and the model it names by identity."""
+
+    key: Hashable
+    loaded: LoadedModel
+
+
+def share_key(operation: str, loaded: LoadedModel, req: BaseModel) -> ShareKey:
+    """The operation, the model as loaded (the object itself: a model rescanned from its folder or trained anew in
+    the lab is another one), and the request in canonical form: every field in the schema's order with its
+    defaults filled in, so bodies that differ in their order, spacing or spelt-out defaults share. The request
+    carries the checkpoint."""
+    return ShareKey((operation, id(loaded), type(req).__name__, req.model_dump_json()), loaded)
+
+
 class Jobs:
     """What a route runs a family's Job with (app/web/families): the request's client, the compute pool, the byte
-    budget and the settings, taken once as one dependency."""
+    budget, the shared results and the settings, taken once as one dependency."""
 
-    def __init__(self, request: Request, compute: Compute, budget: ByteBudget, settings: Settings) -> None:
+    def __init__(
+        self, request: Request, compute: Compute, budget: ByteBudget, settings: Settings, shared: Shared | None = None
+    ) -> None:
         self.request, self.compute, self.budget, self.settings = request, compute, budget, settings
+        self.shared = shared if shared is not None else Shared(0, enabled=False)
 
-    async def run(self, job: Job) -> HeldJSON:
-        """The job's REST body, admitted at its cost and held in the byte budget."""
+    async def run(self, job: Job, key: ShareKey | None = None) -> HeldJSON:
+        """The job's REST body, admitted at its cost and held in the byte budget. With a key (share_key) and a job
+        whose body repeats, the body is shared with every request of the same key (app.web.capacity.shared): one
+        computation, admitted as its first asker's; each answer then holds the body's size until it is sent."""
         work = work_of(self.request, job.seconds)
-        return await held_json(job.work, work, self.compute, self.budget, job.estimate, self.settings)
+        if key is None or not job.repeats or not self.shared.enabled:
+            return await held_json(job.work, work, self.compute, self.budget, job.estimate, self.settings)
+
+        async def compute() -> bytes:
+            with self.budget.hold(job.estimate):
+                return await self.compute.run(work, job.work)
+
+        body = await self.shared.get(key.key, compute, len, key.loaded)
+        return HeldJSON(body, self.budget.take(len(body)), self.settings.send_timeout)
 
     def check_media(self, types: tuple[str, ...], needed: str) -> None:
         """A route whose body is a file (a WAV, an image): sent as one of `types`, else a 415 naming what was sent
@@ -137,7 +170,7 @@ class Jobs:
 
 
 async def get_jobs(request: Request, compute: ComputeDep, budget: BudgetDep, settings: SettingsDep) -> Jobs:
-    return Jobs(request, compute, budget, settings)
+    return Jobs(request, compute, budget, settings, request.app.state.shared)
 
 
 JobsDep = Annotated[Jobs, Depends(get_jobs)]
@@ -148,7 +181,7 @@ async def trace_model(model_id: str, req: TraceRequest, zoo: ZooDep, jobs: JobsD
     """Trace a text: every step's states, gates, predictions, losses and BPTT gradient norms. A translation model
     traces its encoder and decoder: on `target` (teacher forcing) or on its own greedy output."""
     loaded = zoo.get(model_id)
-    return await jobs.run(web_family(loaded).trace_job(loaded, req, jobs.settings))
+    return await jobs.run(web_family(loaded).trace_job(loaded, req, jobs.settings), share_key("trace", loaded, req))
 
 
 @router.post("/models/{model_id}/generate", response_model=GenerateResponse, responses=ERRORS)
@@ -156,7 +189,8 @@ async def generate_text(model_id: str, req: GenerateRequest, zoo: ZooDep, jobs: 
     """Sample text from a next-token model, with the trace of the whole sequence; from a series model, a
     free-running forecast of `length` values (each prediction fed back as the next input)."""
     loaded = zoo.get(model_id)
-    return await jobs.run(web_family(loaded).generate_job(loaded, req, jobs.settings))
+    job = web_family(loaded).generate_job(loaded, req, jobs.settings)
+    return await jobs.run(job, share_key("generate", loaded, req))
 
 
 @router.post("/models/{model_id}/translate", response_model=TranslateResponse, responses=ERRORS)
@@ -164,7 +198,8 @@ async def translate_text(model_id: str, req: TranslateRequest, zoo: ZooDep, jobs
     """Translate a text: beam search (every candidate and its score), after an optional forced prefix, with the
     trace of the best output."""
     loaded = zoo.get(model_id)
-    return await jobs.run(web_family(loaded).translate_job(loaded, req, jobs.settings))
+    job = web_family(loaded).translate_job(loaded, req, jobs.settings)
+    return await jobs.run(job, share_key("translate", loaded, req))
 
 
 # The media types a WAV file is sent as: the registered audio/wav, and the older names browsers and tools still use.
