@@ -18,7 +18,8 @@ beams, the start state and what reaches each grid cell), one {"type": "step"} pe
 over the grid, top-5 and loss), one {"type": "grad"} per word from the last back, then done (app/wire/caption.py).
 On bad input it sends {"type": "error", "error", "message"} and closes with code 4000 + the HTTP status REST
 would answer (4400 malformed, 4403 opened by another site's page (its Origin), 4404 unknown model, checkpoint or
-label, 4408 no request in time, 4409 wrong model kind, 4413 too large, 4422 invalid or over a limit, 4503 busy).
+label, 4408 no request in time, 4409 wrong model kind, 4413 too large, 4422 invalid or over a limit, 4503 busy). A
+busy error frame carries "retry_after", the seconds to wait before asking again (REST's Retry-After).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
+import anyio.to_thread
 import orjson
 from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
@@ -40,7 +42,7 @@ from app.web.capacity.compute import Compute, Work
 from app.web.capacity.shared import Shared
 from app.web.config import Settings
 from app.web.deps import get_zoo, work_of
-from app.web.errors import classify
+from app.web.errors import Overloaded, classify
 from app.web.families import web_family
 from app.web.families.base import StepStream, StreamedTrace, TraceStream
 from app.web.middleware.metrics import Metrics
@@ -84,21 +86,17 @@ async def stream(ws: WebSocket, model_id: str) -> None:
     metrics: Metrics = state.metrics
     await ws.accept()
     sender = Sender(ws, settings.send_timeout, settings.min_stream_rate)
-    counted = False
+    place = StreamPlace(metrics, settings.max_streams)
     try:
         if not origin_allowed(ws.headers.get("origin"), ws.headers.get("host"), settings.cors_origins):
             # another site's page, spending this server's CPU through its visitors' browsers
             raise StreamError(403, "forbidden_origin", "streams are open to this server's own pages (and cors_origins)")
-        # A stream counts once its request has arrived: sockets that connect and say nothing cannot fill
-        # max_streams and lock visitors out; they are closed after request_timeout (a few seconds).
+        # Sockets that connect and say nothing are closed after request_timeout (a few seconds); a stream takes its
+        # place among max_streams only once it computes or sends (StreamPlace).
         request = await _read_request(ws, settings.request_timeout)
-        metrics.active_streams += 1
         metrics.streams_total += 1
-        counted = True
-        if metrics.active_streams > settings.max_streams:
-            raise StreamError(503, "busy", f"too many open streams (max_streams {settings.max_streams}); retry later")
         zoo = await get_zoo(ws)  # with the models trained live in the lab
-        await _serve(sender, zoo, state.compute, state.budget, state.shared, metrics, settings, model_id, request, ws)
+        await _serve(sender, zoo, state.compute, state.budget, state.shared, place, settings, model_id, request, ws)
     except StreamError as e:
         await _close_with_error(sender, e.status, e.error, str(e))
     except (ClientGone, WebSocketDisconnect):
@@ -112,8 +110,34 @@ async def stream(ws: WebSocket, model_id: str) -> None:
             message = str(e)
         await _close_with_error(sender, status, name, message)
     finally:
-        if counted:
-            metrics.active_streams -= 1
+        place.release()
+
+
+class StreamPlace:
+    """A stream's place among max_streams (metrics.active_streams): taken when it starts to compute (its slot in the
+    compute line is granted) or to send (the trace it shares is ready), held until it ends. A stream that waits, for
+    a slot or for a computation it shares with others, holds none: the compute line bounds the waiting (max_queue),
+    and a room's streams waiting on one trace would otherwise fill max_streams and be refused while the server
+    computes a single trace for all of them."""
+
+    def __init__(self, metrics: Metrics, limit: int) -> None:
+        self.metrics, self.limit = metrics, limit
+        self.taken = False
+
+    def take(self) -> None:
+        if self.taken:
+            return
+        if self.metrics.active_streams >= self.limit:
+            raise StreamError(
+                503, "busy", f"too many open streams (max_streams {self.limit}); retry in {Overloaded.retry_after} s"
+            )
+        self.metrics.active_streams += 1
+        self.taken = True
+
+    def release(self) -> None:
+        if self.taken:
+            self.metrics.active_streams -= 1
+            self.taken = False
 
 
 class Sender:
@@ -225,7 +249,7 @@ async def _serve(
     compute: Compute,
     budget: ByteBudget,
     shared: Shared,
-    metrics: Metrics,
+    place: StreamPlace,
     settings: Settings,
     model_id: str,
     req: StreamAnyRequest,
@@ -245,14 +269,14 @@ async def _serve(
         plan = family.stream(loaded, req, settings)
     work = work_of(ws, plan.seconds)
     if isinstance(plan, StepStream):
-        await _send_steps(sender, compute, work, metrics, plan)
+        await _send_steps(sender, compute, work, place, plan)
     else:
         assert not isinstance(req, StreamGenerateRequest)  # a family answers a generation with a StepStream
         # A trace is the same for the same request: shared (a file's trace, audio or image, is not: its key would
         # be the file)
         files = isinstance(req, StreamTranscribeRequest | StreamCaptionRequest)
         key = None if files else share_key("stream", loaded, req)
-        await _send_trace(sender, compute, budget, shared, work, plan, req, key)
+        await _send_trace(sender, compute, budget, shared, place, work, plan, req, key)
 
 
 async def _send_trace(
@@ -260,6 +284,7 @@ async def _send_trace(
     compute: Compute,
     budget: ByteBudget,
     shared: Shared,
+    place: StreamPlace,
     work: Work,
     plan: TraceStream,
     req: StreamTraceRequest | StreamTranslateRequest | StreamTranscribeRequest | StreamCaptionRequest,
@@ -272,7 +297,9 @@ async def _send_trace(
     sends it."""
     if key is None or not shared.enabled:
         with budget.hold(plan.estimate) as held:
-            wire = await compute.run(work, plan.wire)
+            async with compute.admitted_for(work), compute.slot_for(work):
+                place.take()
+                wire = await anyio.to_thread.run_sync(plan.wire)
             held.resize(wire.held_bytes())
             await _send_wire(sender, plan, wire, req)
         return
@@ -282,6 +309,7 @@ async def _send_trace(
             return await compute.run(work, plan.wire)
 
     wire = await shared.get(key.key, computed, _held_bytes, key.loaded)
+    place.take()
     with budget.hold(wire.held_bytes()):
         await _send_wire(sender, plan, wire, req)
 
@@ -305,12 +333,15 @@ async def _send_wire(
     await sender.frame(plan.done(wire))
 
 
-async def _send_steps(sender: Sender, compute: Compute, work: Work, metrics: Metrics, plan: StepStream) -> None:
+async def _send_steps(sender: Sender, compute: Compute, work: Work, place: StreamPlace, plan: StepStream) -> None:
     """Each step frame leaves as soon as it is computed; then the BPTT sweep of the whole sequence, and done."""
     # Admitted once, like any computation; then each step takes a slot only while it computes, never while its
-    # frame waits on the client, so a client that stops reading holds no slot and stalls no one.
-    async with compute.admitted_for(work):
-        first = await compute.run_in_slot(work, plan.next_frame, 0)
+    # frame waits on the client, so a client that stops reading holds no slot and stalls no one. Its place among
+    # max_streams is taken with its first slot.
+    metrics = place.metrics
+    async with compute.admitted_for(work), compute.slot_for(work):
+        place.take()
+        first = await anyio.to_thread.run_sync(plan.next_frame, 0)
     await sender.frame(plan.meta)
     payload = first
     total = plan.total
@@ -326,8 +357,11 @@ async def _send_steps(sender: Sender, compute: Compute, work: Work, metrics: Met
 
 
 async def _close_with_error(sender: Sender, status: int, error: str, message: str) -> None:
+    frame: dict[str, Any] = {"type": "error", "error": error, "message": message}
+    if status == 503:  # busy: the seconds to wait before asking again, as REST's Retry-After
+        frame["retry_after"] = Overloaded.retry_after
     try:
-        await sender.frame({"type": "error", "error": error, "message": message})
+        await sender.frame(frame)
         await sender.ws.close(code=4000 + status, reason=error)
     except (ClientGone, RuntimeError, OSError):
         pass
