@@ -22,6 +22,12 @@ PLOTLY = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 TEXT = (".js", ".css", ".html", ".json", ".svg")
 
 
+def served(client: TestClient) -> dict[str, Path]:
+    """The files on disk that are served: static/build/ only where it was made from the modules on disk."""
+    built = client.app.state.assets.build is not None  # type: ignore[attr-defined]
+    return {p: f for p, f in ON_DISK.items() if built or not p.startswith("build/")}
+
+
 def raw_body(client: TestClient, url: str, encoding: str) -> tuple[dict[str, str], bytes]:
     """The response's headers and its body as sent (httpx would undo the encoding)."""
     with client.stream("GET", url, headers={"Accept-Encoding": encoding}) as r:
@@ -31,7 +37,7 @@ def raw_body(client: TestClient, url: str, encoding: str) -> tuple[dict[str, str
 
 def test_every_static_file_is_served_as_it_is_on_disk_in_every_encoding(client: TestClient) -> None:
     assert len(ON_DISK) > 40
-    for path, file in [*ON_DISK.items(), ("vendor/plotly.min.js", PLOTLY)]:
+    for path, file in [*served(client).items(), ("vendor/plotly.min.js", PLOTLY)]:
         disk = file.read_bytes()
         headers, body = raw_body(client, f"/static/{path}", "identity")
         assert body == disk and "content-encoding" not in headers, path
@@ -118,7 +124,8 @@ def test_a_page_maps_every_module_to_its_hashed_url_and_its_policy_allows_only_t
     found = re.search(r'<script type="importmap">(.*?)</script>', r.text, re.S)
     assert found is not None
     imports = json.loads(found[1])["imports"]
-    modules = {p for p in ON_DISK if p.startswith("js/") and p.endswith(".js")}
+    assets = client.app.state.assets  # type: ignore[attr-defined]
+    modules = {p for p in served(client) if p.startswith(("js/", "build/js/")) and p.endswith(".js")}
     assert set(imports) == {f"/static/{p}" for p in modules}
     for plain, hashed in imports.items():
         version = hashlib.sha256(ON_DISK[plain.removeprefix("/static/")].read_bytes()).hexdigest()[:10]
@@ -127,9 +134,12 @@ def test_a_page_maps_every_module_to_its_hashed_url_and_its_policy_allows_only_t
     digest = base64.b64encode(hashlib.sha256(found[1].encode()).digest()).decode()
     script_src = r.headers["content-security-policy"].split("script-src")[1].split(";")[0]
     assert script_src.split() == ["'self'", f"'sha256-{digest}'"]
-    # the page's own module: preloaded and run from its hashed URL
-    entry = imports["/static/js/pages/model.js"]
-    assert f'<link rel="modulepreload" href="{entry}">' in r.text and f'<script type="module" src="{entry}">' in r.text
+    # the page's own module (bundled, where static/build is current): preloaded with what it imports, and run from
+    # its hashed URL
+    entry = imports[f"/static/{assets.built('js/pages/model.js')}"]
+    assert f'<script type="module" src="{entry}">' in r.text
+    for url in assets.preloads("js/pages/model.js"):
+        assert f'<link rel="modulepreload" href="{url}">' in r.text
     # a response that is not a page allows no inline script at all
     assert "script-src 'self';" in client.get("/static/js/api.js").headers["content-security-policy"]
 

@@ -111,8 +111,10 @@ def page(request: Request, name: str, status_code: int = 200, import_map: bool =
     to their content-hashed URLs (app.web.middleware.assets). `asset(path)` gives a file's hashed URL."""
     assets: Assets = request.app.state.assets
     # uploads_on: whether the upload form and the Delete button are offered (an admin token is configured)
+    # preloads(entry): the page's module and, bundled, its chunks
     context = {"task_title": task_title, "link": link, "uploads_on": request.app.state.settings.uploads_on(),
-               "asset": assets.url, "import_map": assets.import_map, **context}  # fmt: skip
+               "asset": assets.url, "preloads": assets.preloads, "import_map": assets.import_map,
+               **context}  # fmt: skip
     if name in CARD_PAGES:
         context["cards"] = page_cards(request.app.state.zoo)
     headers = {}
