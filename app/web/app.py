@@ -163,7 +163,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static/vendor/swagger-ui", StaticFiles(directory=swagger_ui), name="swagger-ui")
     # Every file of static/ and Plotly's bundle, read and compressed once: served from memory by StaticAssets
     plotly_bundle = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-    app.state.assets = Assets.load(ROOT / "static", extra={"vendor/plotly.min.js": plotly_bundle})
+    app.state.assets = Assets.load(
+        ROOT / "static", extra={"vendor/plotly.min.js": plotly_bundle}, use_build=settings.static_build
+    )
     app.add_middleware(
         MetricsAndLimits,
         metrics=metrics,

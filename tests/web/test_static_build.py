@@ -47,6 +47,8 @@ def test_a_build_made_from_the_modules_on_disk_is_what_pages_load(tmp_path: Path
     # a chunk's relative import resolves to its plain URL: the import map sends it to the hashed one
     assert json.loads(assets.import_map)["imports"]["/static/build/js/chunks/c-1.js"] == chunk
     assert assets.url("js/b.js").startswith("/static/js/b.js?v=")  # a module the build does not have
+    # static_build=false (the classroom bench's baseline): the sources, as without a build
+    assert Assets.load(tmp_path, use_build=False).url("js/pages/a.js").startswith("/static/js/pages/a.js?v=")
 
 
 def test_a_build_of_other_modules_is_not_served(tmp_path: Path) -> None:

@@ -148,12 +148,13 @@ class Assets:
         self.import_map_hash = "'sha256-" + base64.b64encode(digest).decode() + "'"
 
     @classmethod
-    def load(cls, folder: Path, extra: Mapping[str, Path] | None = None) -> Assets:
-        """Every file under `folder`, and `extra` files (path below /static/ → file), e.g. a vendored bundle."""
+    def load(cls, folder: Path, extra: Mapping[str, Path] | None = None, use_build: bool = True) -> Assets:
+        """Every file under `folder`, and `extra` files (path below /static/ → file), e.g. a vendored bundle; its
+        build/ only if `use_build` and current."""
         found = {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
         found.update(extra or {})
         files = {path: file.read_bytes() for path, file in found.items()}
-        build = current_build(files)
+        build = current_build(files) if use_build else None
         if build is None:  # missing or stale: none of it is served
             files = {path: raw for path, raw in files.items() if not path.startswith(BUILD)}
         return cls((Asset.of(path, raw) for path, raw in files.items()), build)
