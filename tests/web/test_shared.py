@@ -196,6 +196,11 @@ def test_a_room_behind_one_address_gets_one_rest_trace_computed_once(room_server
     answers = asyncio.run(room())
     assert [r.status_code for r in answers] == [200] * ROOM
     assert len({r.content for r in answers}) == 1
+    # compressed once for all of them, sent compressed to those who accept it, the same JSON to those who do not
+    assert {r.headers.get("content-encoding") for r in answers} == {"br"}
+    url = f"{room_server.url}/api/models/chars-lstm/trace"
+    plain = httpx.post(url, json=body, headers={**NAT, "Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.content == answers[0].content
     after = counters(room_server)
     assert after["unrolled_shared_computations_total"] - before["unrolled_shared_computations_total"] == 1
     # the same request written otherwise (its fields in another order, a default spelt out) is the same computation

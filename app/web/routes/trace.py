@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import anyio
+import brotli
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from pydantic import BaseModel
@@ -23,6 +25,7 @@ from app.web.config import Settings
 from app.web.deps import BudgetDep, ComputeDep, SettingsDep, ZooDep, work_of
 from app.web.families import web_family
 from app.web.families.base import Job, TraceStream
+from app.web.middleware.assets import accepted
 from app.web.schemas.models import (
     ErrorBody,
     GenerateRequest,
@@ -54,6 +57,35 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 ABORT = "unrolled.abort"
 
 
+@dataclass(frozen=True)
+class SharedBody:
+    """A REST body that many clients share (app.web.capacity.shared), with its br and gzip copies where smaller:
+    compressed once, beside the computation, for every client that is sent it (a room of students' forecast: 147 kB
+    of JSON each, 0.03 MB compressed)."""
+
+    raw: bytes
+    encoded: dict[str, bytes]
+
+    COMPRESS_OVER = 1024  # bytes: a smaller body is sent as it is
+
+    @classmethod
+    def of(cls, raw: bytes) -> SharedBody:
+        if len(raw) <= cls.COMPRESS_OVER:
+            return cls(raw, {})
+        copies = {"br": brotli.compress(raw, quality=5), "gzip": gzip.compress(raw, compresslevel=6, mtime=0)}
+        return cls(raw, {name: body for name, body in copies.items() if len(body) < len(raw)})
+
+    def size(self) -> int:
+        return len(self.raw) + sum(map(len, self.encoded.values()))
+
+    def for_client(self, accept_encoding: str) -> tuple[str | None, bytes]:
+        """(its encoding, the bytes) of the smallest copy the client accepts."""
+        for name in accepted(accept_encoding.encode("latin-1")):
+            if name in self.encoded:
+                return name, self.encoded[name]
+        return None, self.raw
+
+
 class HeldJSON(Response):
     """A JSON body that holds its size in the server's byte budget until it has been sent. It leaves in chunks,
     each of which the client must take within send_timeout: one that stops reading is given up on (uvicorn then
@@ -62,8 +94,8 @@ class HeldJSON(Response):
     media_type = "application/json"
     CHUNK = 1 << 20
 
-    def __init__(self, body: bytes, held: Held, timeout: float) -> None:
-        super().__init__(body)
+    def __init__(self, body: bytes, held: Held, timeout: float, encoding: str | None = None) -> None:
+        super().__init__(body, headers={"content-encoding": encoding, "vary": "Accept-Encoding"} if encoding else None)
         self.held = held
         self.timeout = timeout
 
@@ -132,17 +164,22 @@ class Jobs:
     async def run(self, job: Job, key: ShareKey | None = None) -> HeldJSON:
         """The job's REST body, admitted at its cost and held in the byte budget. With a key (share_key) and a job
         whose body repeats, the body is shared with every request of the same key (app.web.capacity.shared): one
-        computation, admitted as its first asker's; each answer then holds the body's size until it is sent."""
+        computation, admitted as its first asker's, and its compressed copies (SharedBody); each answer then holds
+        the size of what it sends until it is sent."""
         work = work_of(self.request, job.seconds)
         if key is None or not job.repeats or not self.shared.enabled:
             return await held_json(job.work, work, self.compute, self.budget, job.estimate, self.settings)
 
-        async def compute() -> bytes:
-            with self.budget.hold(job.estimate):
-                return await self.compute.run(work, job.work)
+        def body_and_copies() -> SharedBody:
+            return SharedBody.of(job.work())
 
-        body = await self.shared.get(key.key, compute, len, key.loaded)
-        return HeldJSON(body, self.budget.take(len(body)), self.settings.send_timeout)
+        async def compute() -> SharedBody:
+            with self.budget.hold(job.estimate):
+                return await self.compute.run(work, body_and_copies)
+
+        shared = await self.shared.get(key.key, compute, SharedBody.size, key.loaded)
+        encoding, body = shared.for_client(self.request.headers.get("accept-encoding", ""))
+        return HeldJSON(body, self.budget.take(len(body)), self.settings.send_timeout, encoding)
 
     def check_media(self, types: tuple[str, ...], needed: str) -> None:
         """A route whose body is a file (a WAV, an image): sent as one of `types`, else a 415 naming what was sent
