@@ -66,11 +66,13 @@ class SharedBody:
     raw: bytes
     encoded: dict[str, bytes]
 
-    COMPRESS_OVER = 1024  # bytes: a smaller body is sent as it is
+    # bytes: a smaller body is sent as it is, and so is a bigger one (compressing 45 MB takes seconds of a compute
+    # slot, while its byte budget is held: what a room shares is a few hundred kB)
+    COMPRESS_FROM, COMPRESS_UP_TO = 1024, 4_000_000
 
     @classmethod
     def of(cls, raw: bytes) -> SharedBody:
-        if len(raw) <= cls.COMPRESS_OVER:
+        if not cls.COMPRESS_FROM < len(raw) <= cls.COMPRESS_UP_TO:
             return cls(raw, {})
         copies = {"br": brotli.compress(raw, quality=5), "gzip": gzip.compress(raw, compresslevel=6, mtime=0)}
         return cls(raw, {name: body for name, body in copies.items() if len(body) < len(raw)})
