@@ -6,10 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
 
 from app.engine.card import ModelCard
-from app.engine.layers import Cell
+from app.engine.layers import CELLS
 from app.web.serve import add_serve, add_trace
 
 
@@ -21,13 +20,18 @@ def _summary(card: ModelCard) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from app.training.loop import CELLS, train
+    from app.training.loop import train
     from app.training.tasks import TASKS
 
     tasks = list(TASKS) if args.task == "all" else [args.task]
-    cells = list(CELLS) if args.cell == "all" else [cast(Cell, args.cell)]
+    if args.task != "all" and args.cell != "all" and args.cell not in TASKS[args.task].cells:
+        names = ", ".join(TASKS[args.task].cells)
+        print(f"unrolled train: {args.task} trains no {args.cell} model; its cells: {names}", file=sys.stderr)
+        return 2
     cards = []
     for task in tasks:
+        # every task's own cells; one cell: the tasks that train it
+        cells = [c for c in TASKS[task].cells if args.cell in ("all", c)]
         for cell in cells:
             for variant in TASKS[task].variants(cell):
                 card = train(
@@ -41,12 +45,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from app.training.loop import CELLS, DEFAULT_CACHE, DEFAULT_SEED
+    from app.training.loop import DEFAULT_CACHE, DEFAULT_SEED
     from app.training.tasks import TASKS
 
     p = sub.add_parser("train", help="train models of the zoo", description="Train models of the zoo.")
     p.add_argument("task", choices=[*TASKS, "all"], help="the task to train, or all of them")
-    p.add_argument("--cell", choices=[*CELLS, "all"], default="all", help="the recurrent cell (default: all)")
+    p.add_argument(
+        "--cell", choices=[*CELLS, "all"], default="all", help="the recurrent cell (default: all the task's cells)"
+    )
     p.add_argument("--out", type=Path, default=Path("models"), help="the models folder (default: models)")
     p.add_argument("--dry-run", action="store_true", help="a tiny, seconds-long run (for CI)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"the random seed (default: {DEFAULT_SEED})")

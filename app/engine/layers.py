@@ -2,10 +2,15 @@
 forward (its gates recomputed for all steps at once) and its BPTT sweep given an external gradient per step, and
 a stack of them in one or two directions. A family's trace (app/engine/<family>/trace.py) puts a head and a loss
 on top and hands the gradient of that loss back to stack_backward.
+
+The token family also takes the linear recurrences of app/engine/modern ("mingru", "minlstm", "s6"): their layers
+are ModernLayers, not torch.nn modules, and layer_forward and layer_backward run them by their own maths (the
+recurrence by its loop, BPTT by its closed-form adjoint) into the same LayerForward and LayerTrace.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol
@@ -17,16 +22,34 @@ from torch import Tensor, nn
 
 from app.engine import kernels
 from app.engine.errors import ModelFileError
+from app.engine.modern import scan as scans
+from app.engine.modern.layer import MODERN_GATES, ModernLayer, ModernStack
 
-Cell = Literal["rnn", "lstm", "gru"]
+Cell = Literal["rnn", "lstm", "gru", "mingru", "minlstm", "s6"]
 
 # torch.nn's gate order inside weight_ih/weight_hh, named in the module's words.
 GATES: dict[str, tuple[str, ...]] = {
     "rnn": (),
     "lstm": ("input", "forget", "candidate", "output"),
     "gru": ("reset", "update", "candidate"),
+    **MODERN_GATES,
 }
 RNN_CLASSES: dict[str, Callable[..., nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+# What ∂h_t/∂h_{t−1} does to the gradient in each cell, in the module's words: the pages say it under ‖∂L/∂h_t‖.
+GRADIENT_NOTES: dict[str, str] = {
+    "rnn": "for this RNN the norm falls by orders of magnitude — the vanishing gradient.",
+    "lstm": "the LSTM's ‖∂L/∂c_t‖ travels back through the forget gates, nearly undamped where f ≈ 1.",
+    "gru": "the GRU's update gate lets the gradient skip steps where z ≈ 1.",
+    "mingru": "minGRU's is exactly diag(1 − z_t), and z_t reads x_t only (no W_hh, no tanh′): the product cannot "
+    "explode, and it shrinks only at the steps where z overwrites the state.",
+    "minlstm": "minLSTM's is exactly diag(f′_t), and f′_t reads x_t only (no W_hh, no tanh′): the product cannot "
+    "explode, and it shrinks only where the forget gate lets go.",
+    "s6": "S6's is exactly diag(exp(Δ_t A)) over its whole state (H × N numbers): a token that sets its step Δ_t "
+    "near 0 lets the gradient through untouched; a large Δ_t forgets.",
+}
+# Every cell, in the order pages list them: torch.nn's three, then the linear recurrences of 2023–2025, which only
+# the token family builds (SeqModel); the other families take RNN_CLASSES'.
+CELLS: tuple[Cell, ...] = ("rnn", "lstm", "gru", "mingru", "minlstm", "s6")
 
 
 MAX_LAYERS = 4  # recurrent layers a model may have (imported models; the zoo trains 1 or 2)
@@ -85,10 +108,11 @@ def load_checked(module: nn.Module, state: dict[str, Tensor]) -> None:
 _CELL_OF: dict[type[nn.RNNBase], Cell] = {nn.RNN: "rnn", nn.LSTM: "lstm", nn.GRU: "gru"}
 
 
-def check_layers(cell: str, num_layers: int) -> None:
-    """A recurrent model's shape as every family allows it: torch.nn's three cells, 1 to MAX_LAYERS layers."""
-    if cell not in RNN_CLASSES:
-        raise ValueError(f"cell must be one of {sorted(RNN_CLASSES)}, not {cell!r}")
+def check_layers(cell: str, num_layers: int, cells: tuple[str, ...] = tuple(RNN_CLASSES)) -> None:
+    """A recurrent model's shape as a family allows it: one of `cells` (by default torch.nn's three), 1 to
+    MAX_LAYERS layers."""
+    if cell not in cells:
+        raise ValueError(f"cell must be one of {sorted(cells)}, not {cell!r}")
     if not 1 <= num_layers <= MAX_LAYERS:
         raise ValueError(f"num_layers must be 1 to {MAX_LAYERS}")
 
@@ -100,7 +124,7 @@ class RecurrentModel(nn.Module):
     The single-layer views live in __dict__, not as submodules: they share this model's parameters, and as
     submodules they would be state-dict entries of their own."""
 
-    rnn: nn.RNNBase
+    rnn: nn.RNNBase | ModernStack
 
     def __init__(self) -> None:
         super().__init__()
@@ -111,9 +135,11 @@ class RecurrentModel(nn.Module):
         copy, a dtype change or a load has replaced the tensors they were made on)."""
         self.__dict__["_layers"] = None
 
-    def layer(self, k: int) -> nn.RNNBase:
+    def layer(self, k: int) -> nn.RNNBase | ModernLayer:
         """Entry k (torch's order: l0, l0_reverse, l1, …) as a one-layer torch.nn module whose parameters are
-        this model's own tensors."""
+        this model's own tensors (a modern cell's: its layer itself)."""
+        if isinstance(self.rnn, ModernStack):
+            return self.rnn.layer(k)
         layers: list[nn.RNNBase] | None = self.__dict__["_layers"]
         if layers is None:
             layers = layer_views(self.rnn, _CELL_OF[type(self.rnn)], self.rnn.input_size)
@@ -122,6 +148,8 @@ class RecurrentModel(nn.Module):
 
     def weights(self, k: int) -> LayerWeights:
         """Entry k's parameters, torch.nn's tensors themselves (W_ih (G·H, in), W_hh (G·H, H))."""
+        if isinstance(self.rnn, ModernStack):
+            raise ValueError("a linear recurrence has no W_ih and W_hh: its layer is read whole (layer(k))")
         return layer_weights(self.rnn, k)
 
     def load_state_dict_checked(self, state: dict[str, Tensor]) -> None:
@@ -151,7 +179,7 @@ class Stack(Protocol):
 
     @property
     def config(self) -> StackConfig: ...
-    def layer(self, k: int) -> nn.RNNBase: ...
+    def layer(self, k: int) -> nn.RNNBase | ModernLayer: ...
     def weights(self, k: int) -> LayerWeights: ...
 
 
@@ -160,9 +188,13 @@ class LayerTrace:
     hidden: F32  # (T, H) h_t
     cell_state: F32 | None  # (T, H) c_t, LSTM only
     gates: dict[str, F32]  # name → (T, H), torch.nn's order
-    grad_hidden: F64  # (T,) ‖∂L/∂h_t‖, the total derivative through the recurrence and the layers above
+    # (T,) ‖∂L/∂h_t‖, the total derivative through the recurrence and the layers above. S6: of its whole state
+    # h_t (D × N), the numbers its recurrence carries, not of the output y_t it hands on.
+    grad_hidden: F64
     grad_cell_state: F64 | None  # (T,) ‖∂L/∂c_t‖, LSTM only
-    grad_weight_hh: F64  # (T,) ‖step t's term of ∂L/∂W_hh‖ = ‖δ_t‖·‖h_{t−1}‖ (an outer product's norm)
+    # (T,) ‖step t's term of ∂L/∂W_hh‖ = ‖δ_t‖·‖h_{t−1}‖ (an outer product's norm). A linear recurrence has no
+    # W_hh (its gates read x_t only): zeros.
+    grad_weight_hh: F64
     # "reverse": the layer read the input last step to first. Its arrays are still indexed by step t of the input
     # (h_t has read x_{T−1} … x_t, as torch.nn's output), and its h_{t−1} above is the state after step t+1.
     direction: Direction = "forward"
@@ -193,6 +225,7 @@ class LayerForward:
     act: Tensor  # (T, G·H) gate activations in torch.nn's order (the RNN: empty)
     cell_state: Tensor | None  # (T, H), LSTM
     gh_candidate: Tensor | None  # (T, H), GRU: W_hn h_{t−1} + b_hn, which the reset gate scales
+    recurrence: Recurrence | None = None  # a modern cell's: what its backward and its Jacobian read
 
     def gates(self, cell: str) -> dict[str, F32]:
         H = self.hidden.shape[1]
@@ -200,8 +233,70 @@ class LayerForward:
         return {name: act[:, n * H : (n + 1) * H] for n, name in enumerate(GATES[cell])}
 
     def final_state(self) -> tuple[Tensor, Tensor | None]:
-        """(h_{T−1}, c_{T−1}): where the next step starts."""
+        """(h_{T−1}, c_{T−1}): where the next step starts. S6's state, which is not what it hands on, is carried
+        as c_{T−1}."""
+        if self.recurrence is not None and not self.recurrence.layer.state_is_hidden:
+            return self.hidden[-1], self.recurrence.states[-1]
         return self.hidden[-1], None if self.cell_state is None else self.cell_state[-1]
+
+
+@dataclass
+class Recurrence:
+    """A modern layer's forward: h_t = a_t ⊙ h_{t−1} + b_t over its inputs, from `start`."""
+
+    layer: ModernLayer
+    inputs: Tensor  # (T, in)
+    start: Tensor  # (*state_shape,) h_{−1}
+    states: Tensor  # (T, *state_shape)
+
+
+@torch.no_grad()
+def modern_forward(layer: ModernLayer, inp: Tensor, h0: Tensor | None, c0: Tensor | None) -> LayerForward:
+    """A modern layer over inp (T, in) from its state (h0 for minGRU and minLSTM, c0 for S6; zeros if None), by
+    the loop: its states, its output and its gates (Δ for S6)."""
+    given = h0 if layer.state_is_hidden else c0
+    start = layer.zero_state(inp) if given is None else given.reshape(layer.state_shape)
+    a, b = layer.coefficients(inp)
+    states = scans.loop(a, b, start)
+    hidden = layer.readout(states, inp)
+    return LayerForward(hidden, layer.gates(inp), None, None, Recurrence(layer, inp, start, states))
+
+
+def modern_backward(cell: str, fwd: LayerForward, ext: F64) -> LayerBackward:
+    """BPTT through a modern layer, in float64 (a float64 copy of its parameters, its states recomputed from its
+    inputs): the state's gradient from outside the recurrence is the readout's vector–Jacobian product with ext;
+    the total δ_t = ∂L/∂h_t follows from the closed-form adjoint δ_t = u_t + a_{t+1} ⊙ δ_{t+1}; ∂L/∂x_t is
+    local in time given δ, the gradient of Σ_t δ_t·(a_t ⊙ h_{t−1} + b_t) + ext_t·y_t with the states held."""
+    rec = fwd.recurrence
+    assert rec is not None
+    layer = copy.deepcopy(rec.layer).double().requires_grad_(False)
+    x, start = rec.inputs.double(), rec.start.double()
+    with torch.no_grad():
+        a, b = layer.coefficients(x)
+        states = scans.loop(a, b, start)
+    ext_t = torch.from_numpy(np.ascontiguousarray(ext, dtype=np.float64))
+    with torch.enable_grad():
+        held = states.clone().requires_grad_(True)
+        (upstream,) = torch.autograd.grad(layer.readout(held, x), held, ext_t)
+        delta = scans.adjoint(a, upstream)
+        x_leaf = x.clone().requires_grad_(True)
+        a_x, b_x = layer.coefficients(x_leaf)
+        previous = torch.cat([start[None], states[:-1]])
+        local = (delta * (a_x * previous + b_x)).sum() + (ext_t * layer.readout(states, x_leaf)).sum()
+        (d_input,) = torch.autograd.grad(local, x_leaf)
+    T = x.shape[0]
+    d_start = (a[0] * delta[0]).numpy()
+    trace = LayerTrace(
+        hidden=fwd.hidden.numpy(),
+        cell_state=None,
+        gates=fwd.gates(cell),
+        grad_hidden=torch.linalg.vector_norm(delta.reshape(T, -1), dim=1).numpy(),
+        grad_cell_state=None,
+        grad_weight_hh=np.zeros(T),
+    )
+    if layer.state_is_hidden:
+        return LayerBackward(trace, d_input.numpy(), d_start, None)
+    return LayerBackward(trace, d_input.numpy(), np.zeros(layer.hidden_size), d_start.reshape(-1))
 
 
 @torch.no_grad()
@@ -213,12 +308,15 @@ def layer_forward(
     c0: Tensor | None = None,
 ) -> LayerForward:
     """Layer k over inp (T, in) from the state (h0, c0) (zeros if None): torch's kernel, then all gates at once."""
+    own = model.layer(k)
+    if isinstance(own, ModernLayer):
+        return modern_forward(own, inp, h0, c0)
     cell = model.config.cell
     H = model.config.hidden_size
     h0 = inp.new_zeros(H) if h0 is None else h0
     c0 = inp.new_zeros(H) if c0 is None else c0
     hx = (h0[None, None], c0[None, None]) if cell == "lstm" else h0[None, None]
-    out, _ = model.layer(k)(inp[None], hx)  # torch.nn's own (fused) kernel: (1, T, H)
+    out, _ = own(inp[None], hx)  # torch.nn's own (fused) kernel: (1, T, H)
     return _gates(model, k, inp, out[0], h0, c0)
 
 
@@ -268,6 +366,8 @@ def layer_backward(
     c_{T−1} from after the sequence (LSTM; a decoder's, when this is its encoder). exact_input: ∂L/∂(input) in
     float64 (a few input numbers, whose sum over the gate rows may cancel), not one float32 product."""
     cell = model.config.cell
+    if fwd.recurrence is not None:
+        return modern_backward(cell, fwd, ext)
     w = model.weights(k)
     WT = np.ascontiguousarray(w.weight_hh.T.numpy())  # (H, G·H) float32 (a series model's float64)
     h = fwd.hidden.numpy()

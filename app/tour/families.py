@@ -42,6 +42,8 @@ class TokenScenes:
             return f"{m.card.id} is a {m.card.kind} model: a translate scene needs a translation model"
         if view == "transcribe":
             return f"{m.card.id} is a {m.card.kind} model: a transcribe scene needs a speech model"
+        if view == "caption":
+            return f"{m.card.id} is a {m.card.kind} model: a caption scene needs a caption model"
         return None
 
     def in_compare_scene(self, m: LoadedModel) -> bool:
@@ -75,6 +77,10 @@ class TranslationScenes:
         return translation_card(m.card).attention
 
 
+# The views whose scenes need a model of another family than a series model, and which.
+OTHER_MODELS = {"translate": "a translation model", "transcribe": "a speech model", "caption": "a caption model"}
+
+
 class SeriesScenes:
     def shape(self, m: LoadedModel) -> str:
         return "series"
@@ -87,8 +93,8 @@ class SeriesScenes:
             )
         if needs_next_token:
             return f"{m.card.id} is a classifier: a {view} scene needs a next-token model"
-        if view in ("translate", "transcribe"):
-            what = "a translation model" if view == "translate" else "a speech model"
+        if view in OTHER_MODELS:
+            what = OTHER_MODELS[view]
             return f"{m.card.id} is a series model: a {view} scene needs {what}"
         return None
 
@@ -126,7 +132,9 @@ class CaptionScenes:
         return "caption"
 
     def problem(self, m: LoadedModel, view: str, needs_next_token: bool, guest: bool) -> str | None:
-        return f"{m.card.id} captions images: no tour scene shows a caption model yet"
+        if view != "caption":
+            return f'{m.card.id} captions images: show it in a caption scene (view "caption")'
+        return None
 
     def in_compare_scene(self, m: LoadedModel) -> bool:
         return False

@@ -20,6 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from app.engine.layers import CELLS
 from app.tour.families import scene_rules
 from app.zoo.zoo import UnknownModel, Zoo
 
@@ -32,7 +33,7 @@ NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 View = Literal[
     "model", "unrolled", "sequences", "certainty", "bptt", "compare", "generate", "learning", "translate",
-    "melody", "series", "knobs", "train", "transcribe",
+    "melody", "series", "knobs", "train", "transcribe", "caption",
 ]  # fmt: skip
 Panel = Literal[
     "unrolled",
@@ -60,6 +61,7 @@ Panel = Literal[
     "training",
     "sound",
     "posteriors",
+    "diagram",
 ]
 
 # What each view may show, and what it shows when a scene does not say. The special views are the model view
@@ -78,6 +80,7 @@ MODEL_PANELS: frozenset[str] = frozenset(
         "weights",
         "pca",
         "series",
+        "diagram",
     }
 )
 VIEW_PANELS: dict[str, frozenset[str]] = {
@@ -86,7 +89,7 @@ VIEW_PANELS: dict[str, frozenset[str]] = {
     "bptt": MODEL_PANELS,
     "certainty": MODEL_PANELS | {"certainty"},
     "learning": MODEL_PANELS | {"checkpoints"},
-    "compare": frozenset({"norms", "cells", "gates"}),
+    "compare": frozenset({"norms", "cells", "gates", "diagram"}),
     "generate": frozenset({"output", "predictions", "unrolled", "states", "gradients"}),
     # an encoder–decoder: its two rows unrolled with the attention between them, the attention heatmap, the
     # beam's candidates, the decoder's top-k (predictions) and both BPTT sweeps on one axis (gradients)
@@ -98,6 +101,10 @@ VIEW_PANELS: dict[str, frozenset[str]] = {
     # a speech model listening to an example clip (its input: the clip's words): the sound on the cursor (L plays
     # it), the network over frames, CTC's posteriors with the alignment, the collapse (text), the beams, BPTT
     "transcribe": frozenset({"sound", "unrolled", "posteriors", "text", "beams", "gradients"}),
+    # a caption model looking at a scene (its input: the scene's words, drawn by the training's rules): the picture
+    # with the attention of the cursor's word (attention), the caption word by word (text), the decoder unrolled,
+    # the beams, BPTT into the picture's regions (gradients)
+    "caption": frozenset({"attention", "text", "unrolled", "beams", "gradients"}),
 }
 # The lab's scenes (/lab): the knobs of the vanishing gradient on a fresh network, and cells trained live. They run
 # no model of the zoo.
@@ -124,6 +131,7 @@ DEFAULT_PANELS: dict[str, tuple[str, ...]] = {
     "melody": ("roll", "unrolled", "predictions"),
     "series": ("forecast", "unrolled", "mattered"),
     "transcribe": ("sound", "posteriors", "text"),
+    "caption": ("attention", "gradients", "text"),
     "knobs": ("knobs",),
     "train": ("training",),
 }
@@ -401,7 +409,7 @@ def scene_models(scene: Scene, zoo: Zoo) -> tuple[list[str], list[str]]:
         elif not in_task:
             tasks = sorted({m.card.task for m in zoo})
             problems.append(f"no model of the zoo has the task {scene.task!r}; the tasks are: {', '.join(tasks)}")
-        order = {"rnn": 0, "lstm": 1, "gru": 2}
+        order = {cell: n for n, cell in enumerate(CELLS)}
         seen: dict[str, str] = {}
         for m in sorted(in_task, key=lambda m: (order.get(m.card.cell, 9), m.card.id)):
             seen.setdefault(m.card.cell, m.card.id)

@@ -29,6 +29,7 @@ from app.web.capacity.budget import ByteBudget
 from app.web.capacity.compute import Compute
 from app.web.capacity.shared import Shared
 from app.web.config import ROOT, SERVED_BY_CLI, Settings, get_settings
+from app.web.families import caption as caption_web
 from app.web.families import speech as speech_web
 from app.web.middleware.assets import Assets, StaticAssets
 from app.web.middleware.metrics import Metrics, MetricsAndLimits
@@ -159,6 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(routes_tour.router)
     app.include_router(speech_web.router)  # the speech page's example clips
+    app.include_router(caption_web.router)  # the scene rules the caption page draws by
     swagger_ui = Path(fastapi_offline.__file__).parent / "static"  # Swagger UI 5 (OpenAPI 3.1), from its package
     app.mount("/static/vendor/swagger-ui", StaticFiles(directory=swagger_ui), name="swagger-ui")
     # Every file of static/ and Plotly's bundle, read and compressed once: served from memory by StaticAssets

@@ -84,6 +84,24 @@ def state_key(layer: int, name: str) -> str:
     return f"layers.{layer}.{name}" if name in ("hidden", "cell_state") else f"layers.{layer}.gates.{name}"
 
 
+def layer_arrays(layer: dict[str, Any]) -> list[Array]:
+    """A layer's per-step arrays as the wire lists a layer (hidden, cell_state where the cell has one, each gate):
+    the arrays a trace holds, in the order its step records carry them."""
+    return [layer["hidden"], *([] if layer["cell_state"] is None else [layer["cell_state"]]), *layer["gates"].values()]
+
+
+def layers_at(layers: list[dict[str, Any]], t: int) -> list[dict[str, Any]]:
+    """Step t's slice of each layer, for a JSON step frame."""
+    return [
+        {
+            "hidden": layer["hidden"][t],
+            "cell_state": None if layer["cell_state"] is None else layer["cell_state"][t],
+            "gates": {n: g[t] for n, g in layer["gates"].items()},
+        }
+        for layer in layers
+    ]
+
+
 def step_records(parts: list[Array], ids: NDArray[np.int64] | None = None) -> Array:
     """Binary step records, one row per step: little-endian uint32 t, the parts' float32 columns side by side,
     then uint32 token ids (if any): every record of a trace has the same size."""

@@ -33,6 +33,8 @@ from app.wire.frames import (
     encoding_meta,
     frame_messages,
     grad_records,
+    layer_arrays,
+    layers_at,
     record_messages,
     round_significant,
     state_key,
@@ -153,7 +155,7 @@ class SeriesWire:
         }
 
     def held_bytes(self) -> int:
-        arrays = [a for layer in self.layers for a in _layer_arrays(layer)]
+        arrays = [a for layer in self.layers for a in layer_arrays(layer)]
         return sum(a.nbytes for a in arrays) + 64 * self.trace.steps + 4096
 
     def meta_frame(self, binary: bool = False, batch: int = 1) -> dict[str, Any]:
@@ -174,7 +176,7 @@ class SeriesWire:
             for t in range(self.trace.steps):
                 head = {"predicted": self.predicted[t]} if probs is None else {"probs": probs[t]}
                 yield {"type": "step", "t": t, "value": self.values[t], **head,
-                       "layers": _layers_at(self.layers, t), "loss": self.step_loss[t]}  # fmt: skip
+                       "layers": layers_at(self.layers, t), "loss": self.step_loss[t]}  # fmt: skip
 
         return frame_messages(frames(), batch)
 
@@ -264,18 +266,3 @@ def forecast_step_frame(loaded: LoadedModel, step: SeriesStep, t: int, precision
             for f in step.layers
         ],
     }
-
-
-def _layer_arrays(layer: dict[str, Any]) -> list[Array]:
-    return [layer["hidden"], *([] if layer["cell_state"] is None else [layer["cell_state"]]), *layer["gates"].values()]
-
-
-def _layers_at(layers: list[dict[str, Any]], t: int) -> list[dict[str, Any]]:
-    return [
-        {
-            "hidden": layer["hidden"][t],
-            "cell_state": None if layer["cell_state"] is None else layer["cell_state"][t],
-            "gates": {n: g[t] for n, g in layer["gates"].items()},
-        }
-        for layer in layers
-    ]

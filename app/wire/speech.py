@@ -39,6 +39,8 @@ from app.wire.frames import (
     Array,
     frame_messages,
     grad_records,
+    layer_arrays,
+    layers_at,
     record_messages,
     round_significant,
     state_key,
@@ -176,7 +178,7 @@ class SpeechWire:
                 "input": self.grad_input, "logits": self.grad_logits}  # fmt: skip
 
     def held_bytes(self) -> int:
-        arrays = [a for layer in self.layers for a in _layer_arrays(layer)]
+        arrays = [a for layer in self.layers for a in layer_arrays(layer)]
         arrays += [self.features, self.log_probs, self.occupancy]
         return sum(a.nbytes for a in arrays) + 64 * self.trace.steps + 4096
 
@@ -222,7 +224,7 @@ class SpeechWire:
 
         def frames() -> Iterator[dict[str, Any]]:
             for t in range(tr.steps):
-                yield {"type": "step", "t": t, "layers": _layers_at(self.layers, t), "log_probs": self.log_probs[t],
+                yield {"type": "step", "t": t, "layers": layers_at(self.layers, t), "log_probs": self.log_probs[t],
                        "greedy": int(tr.greedy[t]), "emitted": int(tr.emitted[t]), "occupancy": self.occupancy[t],
                        "alignment": int(tr.trellis.alignment[t])}  # fmt: skip
 
@@ -274,18 +276,3 @@ class SpeechWire:
         return itertools.chain(
             record_messages(step_records(parts, ids), batch), record_messages(grad_records(columns), batch)
         )
-
-
-def _layer_arrays(layer: dict[str, Any]) -> list[Array]:
-    return [layer["hidden"], *([] if layer["cell_state"] is None else [layer["cell_state"]]), *layer["gates"].values()]
-
-
-def _layers_at(layers: list[dict[str, Any]], t: int) -> list[dict[str, Any]]:
-    return [
-        {
-            "hidden": layer["hidden"][t],
-            "cell_state": None if layer["cell_state"] is None else layer["cell_state"][t],
-            "gates": {n: g[t] for n, g in layer["gates"].items()},
-        }
-        for layer in layers
-    ]

@@ -94,6 +94,15 @@ export const transcribe = (id, wav, transcript = null) =>
     headers: { Accept: "application/json", "Content-Type": "audio/wav" },
     body: wav,
   });
+/** A caption model: a PNG or JPEG file (a Blob, its type the Content-Type), `beam` wide → {caption, beams, trace}. */
+export const caption = async (id, image, beam = 1) =>
+  request(`${modelPath(id)}/caption?beam=${beam}`, {
+    method: "POST",
+    headers: { Accept: "application/json", "Content-Type": image.type },
+    body: await image.arrayBuffer(), // its bytes, as transcribe sends a WAV's
+  });
+/** The rules the caption models' scenes are drawn by (sizes, colours, gaps, each shape's pixels). */
+export const captionScenes = () => request("/api/caption-scenes");
 /** The speech page's bundled clips: {examples: [{name, words, bytes}]}, and one clip's WAV bytes. */
 export const speechExamples = () => request("/api/speech-examples");
 export async function speechExample(name) {

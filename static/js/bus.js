@@ -6,6 +6,8 @@
 //   seek     {t, phase?}           someone asked the player to jump
 //   layout   {}                    the page's size or presenter mode changed
 //   status   {kind, message}       a message for the status line
+//   part     {part, q, model}      a part of the cell's drawing was lit (hovered or stepped to; null: none); q: the
+//                                  quantity it carries (a gate, c or h), lit in the tables too
 
 class Bus {
   constructor() {

@@ -30,7 +30,7 @@ export const GRAD = [
 export const ACCENT = "#7c3aed"; // the time cursor
 export const TARGET = "#15803d"; // = --good in the CSS
 export const GRAD_LINES = ["#d95f0e", "#7f2704", "#fe9929", "#a63603"]; // gradient norms: shades of the GRAD ramp
-export const CELL_COLORS = { rnn: "#c2185b", lstm: "#0e7490", gru: "#3730a3" }; // = .cell-* in the CSS
+export const CELL_COLORS = { rnn: "#c2185b", lstm: "#0e7490", gru: "#3730a3", mingru: "#b45309", minlstm: "#4d7c0f", s6: "#44403c" }; // = .cell-* in the CSS
 export const CLASS_COLORS = ["#1f6fb4", "#9d174d", "#6a51a3", "#8c510a", "#0e7490", "#525252", "#737000", "#1e3a8a"];
 export const LINE_COLORS = ["#1f6fb4", "#c2185b", "#6a51a3", "#8c510a", "#0e7490", "#525252", "#737000", "#1e3a8a"];
 export const classColor = (i) => CLASS_COLORS[i % CLASS_COLORS.length];

@@ -4,7 +4,8 @@
 // own, one in panels.js).
 //
 //   head       "tokens" (a next-token head), "classes" (a classifier), "values" (a regression head), "letters" (a decoder),
-//              "ctc" (a speech model: CTC's posteriors over the alphabet and the blank)
+//              "ctc" (a speech model: CTC's posteriors over the alphabet and the blank), "words" (a caption model's
+//              decoder, writing words while it looks at a picture)
 //   binary     a traced input may travel as float32 records (the vocabulary or the classes name what is predicted)
 //   target     what the loss L is measured against, as the predictions panel's legend says it
 //   fills      the tour's guest panels (tour-sequences.js) this family's own model fills on the scene's cursor
@@ -18,6 +19,7 @@ const FAMILIES = {
   series: { head: "values", binary: () => false, target: "", fills: ["forecast"], step: null },
   translate: { head: "letters", binary: () => false, target: "", fills: [], step: null },
   transcribe: { head: "ctc", binary: () => false, target: "", fills: [], step: null },
+  caption: { head: "words", binary: () => false, target: "", fills: [], step: "word" },
 };
 
 /**

@@ -16,6 +16,8 @@ import { CertaintyView, SeriesView, WeightShareView } from "./tour-plots.js";
 import { MelodyGuest, SeriesGuest, soundButton } from "./tour-sequences.js";
 import { AttentionView } from "./views/attention.js";
 import { BeamsView } from "./views/beams.js";
+import { AttentionPictureView, CaptionBeamsView, CaptionWordsView, DecoderView, RegionsView } from "./views/caption.js";
+import { CellDiagramView } from "./views/celldiagram.js";
 import { CellStepView } from "./views/cellstep.js";
 import { CompareRowsView } from "./views/comparerows.js";
 import { EncDecView } from "./views/encdec.js";
@@ -109,6 +111,13 @@ export const PANELS = {
     size: "half",
     info: true,
     make: (p, at) => new CellStepView(p.body, { tools: p.tools, readout: p.info, ...named(at, "cell-at-step") }),
+  },
+  // The cell drawn at the cursor, lit by its gates (the BPTT sweep: by the gradient); in a compare scene, its first
+  // two cells side by side (update({traces})).
+  diagram: {
+    title: (at) => (at.compared ? "One step of each cell, drawn" : `The cell, drawn, at this ${stepWord(at) ?? "step"}`),
+    size: "full", // a compare scene's two whole drawings side by side need the stage's width
+    make: (p, at) => new CellDiagramView(p.body, { tools: p.tools, ...named(at, at.compared ? "cells-drawn" : "cell-drawn") }),
   },
   gates: {
     title: () => "Each gate over time",
@@ -323,16 +332,50 @@ export const PANELS = {
     info: true,
     make: (p) => new CtcSweepView(p.body, { readout: p.info }),
   },
+  // A caption model's own (FAMILY_PANELS.caption names them under a scene's keys).
+  picture: {
+    title: () => "The picture, and where the decoder looks (attention α)",
+    size: "half",
+    info: true,
+    make: (p) => new AttentionPictureView(p.body, { info: p.info }),
+  },
+  captionWords: {
+    title: () => "The caption, written word by word",
+    size: "full",
+    make: (p) => new CaptionWordsView(p.body),
+  },
+  decoder: {
+    title: () => "The decoder unrolled over the words",
+    size: "full",
+    resizes: true,
+    make: (p) => new DecoderView(p.body),
+  },
+  regions: {
+    title: () => "BPTT into the picture: the gradient reaching each region",
+    size: "half",
+    info: true,
+    make: (p) => new RegionsView(p.body, { info: p.info }),
+  },
+  captionBeams: {
+    title: () => "Beam search: the candidate captions",
+    size: "half",
+    make(p) {
+      const list = node("ol", "beams");
+      p.body.append(list);
+      return new CaptionBeamsView(list);
+    },
+  },
 };
 
 /** The panels a family shows under the scene's keys (an encoder–decoder's unrolled network is its two rows). */
 const FAMILY_PANELS = {
   translate: { unrolled: "encdec", predictions: "topk", gradients: "encdecGradients" },
   transcribe: { unrolled: "listening", beams: "ctcBeams", gradients: "ctcSweep", text: "collapse" },
+  caption: { attention: "picture", text: "captionWords", unrolled: "decoder", gradients: "regions", beams: "captionBeams" },
 };
 
 /** A compare scene's keys: the compare page's panels. */
-export const COMPARE_PANELS = { norms: "compareNorms", cells: "compareCells" };
+export const COMPARE_PANELS = { norms: "compareNorms", cells: "compareCells", diagram: "diagram" };
 
 /** The card of the scene's other model that fills panel `key` itself (the sequences scene's melody or series). */
 const guestOf = (at, key) => at.cards.find((c) => fills(c, key));

@@ -13,10 +13,12 @@
 //   SeriesStage    a series model: the series, its one-step predictions and forecast, ∂L/∂x_t
 //   TranscribeStage a speech model listening to an example clip: its sound on the cursor (L plays it), CTC's
 //                  posteriors and the collapse, BPTT over the frames
+//   CaptionStage   a caption model looking at the scene its input describes (drawn by the training's rules): the
+//                  attention over the picture, the caption word by word, the decoder, BPTT into the picture
 //   KnobsStage, TrainStage  the lab's (tour-lab.js): the gradient knobs, cells trained live; no model, no cursor
 // A model stage's roll and forecast panels, in a scene of another model, are guests (tour-sequences.js).
 
-import { generate, speechExample, speechExamples, transcribe, trace as traceRest } from "./api.js";
+import { caption, captionScenes, generate, speechExample, speechExamples, transcribe, trace as traceRest } from "./api.js";
 import { bus } from "./bus.js";
 import { ACCENT } from "./colors.js";
 import { COMPARE_PANELS, PANELS, makePanel, node, panelSection } from "./panels.js";
@@ -33,11 +35,15 @@ import { TEMPO, soundNote } from "./tour-sequences.js";
 import { parseNote } from "./notes.js";
 import { KnobsStage, LAB_VIEWS, TrainStage } from "./tour-lab.js";
 import { Listener, clipsOf, readTrace, soundOf } from "./speech.js";
+import { paint, pngOf, readTrace as readCaption, sceneOfWords } from "./caption.js";
 
 // The gate that keeps memory, per cell: the one to watch open and close.
 const KEY_GATES = {
   lstm: { gates: ["forget"], says: "forget gate f (1: keep c_{t−1})" },
   gru: { gates: ["update"], says: "update gate z (1: copy h_{t−1})" },
+  mingru: { gates: ["update"], says: "update gate z (0: keep h_{t−1}; it reads x_t only)" },
+  minlstm: { gates: ["forget"], says: "forget gate f′ (1: keep h_{t−1}; it reads x_t only)" },
+  s6: { gates: ["step"], says: "step Δ (0: keep h_{t−1}, write nothing)" },
 };
 
 /**
@@ -406,22 +412,23 @@ export class CompareStage extends Stage {
         }),
     );
     const panels = this.scene.panels;
-    // the curves and the gates side by side when both are shown: one screen for the lesson
-    const pair = panels.includes("norms") && panels.includes("gates") && this.cards.some((c) => KEY_GATES[c.cell]);
-    for (const key of panels) this.addPanel(key, pair && (key === "norms" || key === "gates") ? "half" : "full");
+    // the curves beside the gates (or the cells drawn) when both are shown: one screen for the lesson
+    const beside = panels.includes("diagram") ? "diagram" : "gates";
+    const pair = panels.includes("norms") && panels.includes(beside) && (beside === "diagram" || this.cards.some((c) => KEY_GATES[c.cell]));
+    for (const key of panels) this.addPanel(key, pair && (key === "norms" || key === beside) ? "half" : "full");
     this.balance();
   }
 
   addPanel(key, size) {
     if (COMPARE_PANELS[key]) {
       const entry = PANELS[COMPARE_PANELS[key]];
-      const at = { card: this.card, cards: this.cards, scene: this.scene, on: "tour", stage: this };
-      const view = entry.make(this.panel(key, entry.title(at), key === "norms" ? { size } : {}), at);
+      const at = { card: this.card, cards: this.cards, scene: this.scene, on: "tour", stage: this, compared: true };
+      const view = entry.make(this.panel(key, entry.title(at), key === "cells" ? {} : { size }), at);
       if (key === "norms") this.norms = view;
-      else {
+      else if (key === "cells") {
         this.rows = view;
         this.unrolledViews.push(view);
-      }
+      } else this.drawn = view; // the cells drawn side by side at the cursor (update({traces}))
     } else if (key === "gates") {
       const p = this.panel(key, "The gates that keep memory, over time", { size }); // the values: hover the map
       this.gates = [];
@@ -466,6 +473,7 @@ export class CompareStage extends Stage {
     const version = ready.map((tr) => tr.version).join(",");
     this.rows?.update({ traces: [...this.traces], version });
     this.norms?.update({ traces: ready });
+    this.drawn?.update({ traces: ready });
     this.gates?.forEach((g) => g.view.update({ trace: this.traces[g.i] }));
   }
 
@@ -474,18 +482,21 @@ export class CompareStage extends Stage {
     this.cursor = c;
     this.rows?.update({ cursor: c });
     this.norms?.update({ cursor: c });
+    this.drawn?.update({ cursor: c });
     this.gates?.forEach((g) => g.view.update({ cursor: c }));
   }
 
   onUnit({ unit }) {
     if (!this.trace) return;
     this.unit = Math.max(0, Math.min(this.trace.H - 1, unit));
+    this.drawn?.update({ unit: this.unit });
     this.gates?.forEach((g) => g.view.update({ unit: this.unit }));
   }
 
   onLayout() {
     for (const v of this.unrolledViews) v.resize();
     this.norms?.update({ relayout: true });
+    this.drawn?.update({ relayout: true });
     this.gates?.forEach((g) => g.view.update({ relayout: true }));
   }
 }
@@ -702,6 +713,42 @@ export class TranscribeStage extends Stage {
   }
 }
 
+/**
+ * A caption model looking at a picture: the scene the input's words describe ("a small red circle left of a big blue
+ * square"), drawn here by the training's rules and sent as a PNG; the picture with the attention of the cursor's
+ * word, the caption written word by word, the decoder unrolled, the beams, BPTT into the picture's regions
+ * (panels.js: the caption family's). An audience's words draw their own scene.
+ */
+export class CaptionStage extends Stage {
+  constructor(ctx) {
+    super(ctx);
+    this.run = 0;
+    for (const key of this.scene.panels) this.addPanel(key);
+    this.balance();
+  }
+
+  async start(inputs) {
+    this.inputs = inputs;
+    const run = ++this.run;
+    try {
+      const rules = await captionScenes();
+      const shapes = sceneOfWords(rules, inputs[0]);
+      const reply = await caption(this.card.id, await pngOf(rules, shapes), 3);
+      if (this.closed || run !== this.run) return;
+      const tr = readCaption(reply, paint(rules, shapes));
+      this.trace = tr;
+      window.__unrolled.caption = tr.caption;
+      this.player.setSpeed(this.speed(tr.T));
+      this.player.reset(tr.T, this.startOf(tr.T));
+      this.push({ trace: tr });
+      this.player.setAvailable(tr.T, 0, tr.T);
+      this.markReady();
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+}
+
 const STAGES = {
   model: ModelStage,
   sequences: ModelStage,
@@ -714,6 +761,7 @@ const STAGES = {
   melody: MelodyStage,
   series: SeriesStage,
   transcribe: TranscribeStage,
+  caption: CaptionStage,
   knobs: KnobsStage,
   train: TrainStage,
 };

@@ -98,6 +98,29 @@ def test_the_radius_slider_redraws_the_curve_vanishing_and_exploding(
     assert_clean(recorder)
 
 
+def test_the_linear_recurrences_turn_their_own_knobs(page: Page, recorder: Recorder, zoo: LiveServer) -> None:
+    """minGRU shows its gate bias, S6 its step Δ (the radius slider, which they lack, hidden); each curve is the
+    REST reply's for the settings, never above 1, and a larger gate bias (a larger Δ) loses more of it."""
+    lab(page, zoo)
+    set_knobs(page, cell="mingru", steps="150", gate="-3")
+    assert page.is_visible("#knob-gate") and not page.is_visible("#knob-radius") and not page.is_visible("#knob-step")
+    c = curve(page)
+    assert c["name"].startswith("MINGRU · gate bias -3.00")
+    rest = httpx.post(zoo.url + "/api/lab/gradients", json={"cell": "mingru", "steps": 150, "hidden_size": 32,
+                                                             "radius": 0.9, "gate_bias": -3.0}).json()  # fmt: skip
+    assert c["y"] == [v if v and v > 0 else None for v in rest["grad_norms"]]
+    assert all(v is None or v <= 1 + 1e-12 for v in c["y"]) and set(c["bound"]) == {1}
+    kept = c["y"][0]
+    set_knobs(page, gate="3")
+    assert curve(page)["y"][0] is None or curve(page)["y"][0] < kept
+    set_knobs(page, cell="s6", step="-2.5")
+    assert page.is_visible("#knob-step") and not page.is_visible("#knob-gate")
+    c = curve(page)
+    assert c["name"].startswith("S6 · Δ 0.0032") and 0 < c["y"][0] < 1
+    screenshot(page, "lab-knobs-s6")
+    assert_clean(recorder)
+
+
 def test_keep_pins_a_curve_and_clear_removes_it(page: Page, recorder: Recorder, zoo: LiveServer) -> None:
     lab(page, zoo)
     set_knobs(page, cell="lstm", forget="4")

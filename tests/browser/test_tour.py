@@ -35,10 +35,12 @@ REPORT = """() => [...document.querySelectorAll('#stage .tour-panel')].map((p) =
   beams: p.querySelectorAll('.beams li.beam').length,
   bars: p.querySelectorAll('.bar:not([hidden])').length,
   written: p.querySelectorAll('.gen-output span').length,
-  tokens: p.querySelectorAll('.textview .tk, .collapse-mark').length,
+  tokens: p.querySelectorAll('.textview .tk, .collapse-mark, .caption-word').length,
+  pictures: p.querySelectorAll('canvas[data-drawn]').length,
   canvases: p.querySelectorAll('canvas').length,
   rows: p.querySelectorAll('.ratio-table tbody tr').length,
   notes: p.querySelectorAll('svg.pianoroll-svg rect.note').length,
+  drawn: p.querySelectorAll('svg.cell-diagram g.cell').length,
 }))"""
 
 # A panel has data when: its plots have points, its unrolled network has cells it has read, and so on.
@@ -54,7 +56,10 @@ NEEDS: dict[str, list[str]] = {
     "roll": ["notes"],
     "sound": ["canvases"],
     "posteriors": ["canvases"],
+    "diagram": ["drawn"],
 }
+# A caption scene's picture panels (attention, gradients) are the picture drawn under the grid, not plots.
+VIEW_NEEDS: dict[str, dict[str, list[str]]] = {"caption": {"attention": ["pictures"], "gradients": ["pictures"]}}
 HAS_DATA = f"""(needs) => {{
   const report = ({REPORT})();
   const full = (v) => (Array.isArray(v) ? v.length > 0 && v.every((x) => x > 0) : v > 0);
@@ -90,7 +95,7 @@ def check_scene(page: Page, scene: dict[str, Any], n: int) -> list[dict[str, Any
     assert page.locator("#scene-problems").is_hidden(), page.inner_text("#scene-problems")
     visit_everything(page)  # the views draw their plots once their traces are in and they are on screen
     try:
-        page.wait_for_function(HAS_DATA, arg=NEEDS, timeout=60_000)
+        page.wait_for_function(HAS_DATA, arg={**NEEDS, **VIEW_NEEDS.get(scene.get("view", ""), {})}, timeout=60_000)
     except PlaywrightTimeout:
         pytest.fail(f"scene {n} ({scene['title']}): a panel has no data: {page.evaluate(REPORT)}")
     report: list[dict[str, Any]] = page.evaluate(REPORT)
@@ -265,6 +270,27 @@ def test_in_presenter_mode_every_builtin_scene_still_fits_1280x720(page: Page, r
     assert_clean(recorder)
 
 
+def test_rnns_are_back_draws_the_five_memory_cells_on_one_log_plot(page: Page, recorder: Recorder) -> None:
+    """The scene "RNNs are back": one log plot of ‖∂L/∂h_t‖ with a line for each of the five memory cells, the
+    gradient table's rows the same five, whole on a 1280×720 screen in presenter mode, no text under MIN_PX."""
+    with serve_builtin_tour(ZOO) as server:
+        page.goto(server.url + "/tour?presenter=1")
+        scenes = json.loads(page.evaluate("() => document.body.dataset.tour"))["scenes"]
+        n = next(i for i, s in enumerate(scenes, 1) if s["title"].startswith("RNNs are back"))
+        page.goto(server.url + f"/tour?presenter=1&scene={n}")
+        wait_scene(page, n)
+        check_scene(page, scenes[n - 1], n)
+        names = page.evaluate(
+            "() => document.querySelector('#stage .tour-panel .js-plotly-plot').data.map((d) => d.name)"
+        )
+        cells = [name.split(" ")[0] for name in names if "‖∂L/∂h_t‖" in name]
+        assert cells == ["RNN", "LSTM", "GRU", "MINGRU", "S6"], names
+        assert_fits(page, n)
+        text_sizes(page, n, enforce=True)
+        screenshot(page, "tour-rnns-are-back")
+    assert_clean(recorder)
+
+
 OWN_SERIES = [{"name": "A <b>wave</b>", "values": [0, 1, 0, -1, 0, 1, 0], "labels": list("abcdefg")}]
 OWN_TOUR: dict[str, Any] = {
     "title": "My own talk",
@@ -412,7 +438,8 @@ def test_the_labs_scenes_turn_the_knobs_and_train_live(page: Page, recorder: Rec
         page.keyboard.press("k")
         page.wait_for_function(f"() => ({KNOBS_PLOT})().length === {len(names) + 1}")
         assert page.evaluate(KNOBS_PLOT)[3].startswith("kept: RNN · tanh · radius 0.95")
-        page.keyboard.press(str(train))
+        for digit in str(train):  # a scene past 9 is two digits typed in a row (the tour's number keys)
+            page.keyboard.press(digit)
         wait_scene(page, train)
         page.wait_for_function("() => window.__unrolled.tourTrain.state === 'running'")
         drawn = f"(({TRAINED})().flat())"

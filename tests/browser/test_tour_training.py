@@ -41,7 +41,7 @@ def train_state(page: Page) -> dict[str, object]:
 def test_coming_back_to_the_training_scene_restarts_the_run_with_no_error(
     page: Page, recorder: Recorder, server: LiveServer
 ) -> None:
-    """/tour?scene=8 starts training by itself; Page Down then Page Up at once, three times: each time the scene
+    """The training scene starts training by itself; Page Down then Page Up at once, three times: each time the scene
     starts a new run that draws steps, and no error is shown (it said "internal error" or "busy")."""
     page.goto(server.url + f"/tour?scene={TRAIN}")
     wait_scene(page, TRAIN)

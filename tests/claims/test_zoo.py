@@ -35,6 +35,8 @@ SERIES = tuple(f"sunspots-{c}" for c in CELLS)  # tests/engine/test_series.py ho
 # The later families' models, whose claims live beside their tasks' tests (tests/training/test_digits.py,
 # test_shapes.py, test_speech*.py): here only their presence, size and format.
 LATER = tuple(f"{t}-{c}" for t in ("digits", "shapes", "speech") for c in CELLS)
+# The 2024–25 cells on the memory task (issue 28), whose claims are bench/modern_memory.py's and tests/engine's.
+MODERN = ("memory-mingru", "memory-s6")
 # Beside the cards: the speech page's example clips (WAV, written by the speech task at zoo time).
 CLIPS = "speech-examples"
 
@@ -123,13 +125,15 @@ def test_zoo_folder_is_small_and_pickle_free() -> None:
     assert {p.suffix for p in files if p not in clips} == {".json", ".safetensors"}
     assert {p.suffix for p in clips} <= {".wav"}
     cards = {p.stem for p in files if p.suffix == ".json" and p != MODELS / RECORDING}  # the recorded run: no card
-    assert cards == {*IDS, *NUMBERS, *SERIES, *LATER}
-    # The image and every clone carry the zoo: each model with its checkpoints under 6 MB, the whole under 60 MB
-    # (36 models; the caption models' convolutional encoder makes theirs the largest, 6 MB with checkpoints).
+    assert cards == {*IDS, *NUMBERS, *SERIES, *LATER, *MODERN}
+    # The image and every clone carry the zoo: each model with its checkpoints under 13 MB, the whole under 70 MB
+    # (38 models). The caption models are the largest: shapes-lstm's decoder of 128 units reads the grid twice
+    # (this word's attention and the last's), 2.5 MB a copy, 12.5 MB with its four checkpoints. Shrinking them (fewer
+    # checkpoints for the captioners) is issue 26's follow-up; this bound keeps the zoo from growing past it unseen.
     for card in cards:
         own = [p for p in files if re.fullmatch(rf"{re.escape(card)}(-\d+)?\.(json|safetensors)", p.name)]
-        assert sum(p.stat().st_size for p in own) < 6_000_000, card
-    assert sum(p.stat().st_size for p in files) < 60_000_000
+        assert sum(p.stat().st_size for p in own) < 13_000_000, card
+    assert sum(p.stat().st_size for p in files) < 70_000_000
 
 
 # --- alphabet -----------------------------------------------------------------------------------------------

@@ -118,7 +118,8 @@ def oracle(model: CaptionModel, image: Tensor, word_ids: list[int]) -> Oracle:
         ctx.retain_grad()
         ctxs.append(ctx)
         alphas.append(alpha)
-        logits = sd["head.weight"] @ torch.cat([h, ctx]) + sd["head.bias"]
+        before = ctxs[-2] if t else torch.zeros_like(ctx)  # c_{t−1}: the head reads it too (c_{−1} = 0)
+        logits = sd["head.weight"] @ torch.cat([h, ctx, before]) + sd["head.bias"]
         losses.append(-torch.log_softmax(logits, dim=0)[word_ids[t]])
     step_loss = torch.stack(losses)
     step_loss.sum().backward(retain_graph=True)  # type: ignore[no-untyped-call]
@@ -139,8 +140,8 @@ def oracle(model: CaptionModel, image: Tensor, word_ids: list[int]) -> Oracle:
     with torch.no_grad():
         probs = torch.stack(
             [
-                torch.softmax(sd["head.weight"] @ torch.cat([h_, c_]) + sd["head.bias"], 0)
-                for h_, c_ in zip(hs, ctxs, strict=True)
+                torch.softmax(sd["head.weight"] @ torch.cat([h_, c_, b_]) + sd["head.bias"], 0)
+                for h_, c_, b_ in zip(hs, ctxs, [torch.zeros_like(ctxs[0]), *ctxs[:-1]], strict=True)
             ]
         )
     return Oracle(

@@ -18,6 +18,7 @@ from app.engine.card import save_model
 from app.engine.family import load_model
 from app.engine.lab.jacobian import jacobian_norms, series_jacobian_norms
 from app.engine.layers import suffix
+from app.engine.modern.layer import ModernStack
 from app.engine.series.model import SeriesConfig, SeriesModel
 from app.engine.token.card import config
 from app.engine.token.model import ModelConfig, SeqModel
@@ -77,10 +78,11 @@ def layer_inputs(rnn: nn.RNNBase, x: Tensor, entry: int) -> Tensor:
     return x
 
 
-def autograd_norms(rnn: nn.RNNBase, x: Tensor, entry: int, ord: float | str) -> Tensor:
+def autograd_norms(rnn: nn.RNNBase | ModernStack, x: Tensor, entry: int, ord: float | str) -> Tensor:
     """norms[t][s] = ‖∂h_t/∂h_s‖ of the stack reading x (T, in), in the entry's own time (s ≤ t), each
     ∂h_{s+1…}/∂h_s from autograd's jacobian of a loop that takes h_s as its input (the LSTM's: (h_s, c_s), and
     the norm is that of [∂h_t/∂h_s, ∂h_t/∂c_s])."""
+    assert isinstance(rnn, nn.RNNBase)
     D = 2 if rnn.bidirectional else 1
     cell = cell_of(rnn, entry)
     xs = layer_inputs(rnn, x.double(), entry)

@@ -276,3 +276,65 @@ def test_the_schema_states_the_limits(client: TestClient, settings: Settings) ->
     assert props["steps"]["maximum"] == settings.lab_max_steps
     assert props["hidden_size"]["maximum"] == settings.lab_max_hidden
     assert props["radius"]["maximum"] == 10 and props["radius"]["exclusiveMinimum"] == 0
+
+
+# The linear recurrences: their own knobs, held against autograd on the cells written out step by step.
+
+
+def linear_oracle(cell: str, steps: int, hidden: int, gate_bias: float, step: float, seed: int) -> Tensor:
+    """‖∂L/∂h_t‖ by autograd, L = w·h_{T−1}: minGRU (h_t = (1 − z_t) h_{t−1} + z_t h̃_t, z_t = σ(W_z x_t + b)) or S6
+    (h_t = exp(Δ_t A) h_{t−1} + Δ_t B x_t, Δ_t = softplus(W_Δ x_t + softplus⁻¹(step)), A[·, n] = −(n + 1)), from
+    the weights the seed draws (W first, then w from seed + 1) and a candidate and B of the test's own (the
+    gradient through the recurrence does not depend on them)."""
+    gen = torch.Generator().manual_seed(seed)
+    x = knobs.knob_inputs(steps, seed)
+    weight = torch.randn(hidden, knobs.INPUT_SIZE, generator=gen, dtype=torch.float64) / math.sqrt(knobs.INPUT_SIZE)
+    drive = torch.randn(steps, hidden, dtype=torch.float64)
+    with torch.enable_grad():
+        if cell == "s6":
+            n = 16
+            delta = torch.nn.functional.softplus(x @ weight.T + math.log(math.expm1(step)))
+            a = -torch.arange(1, n + 1, dtype=torch.float64)
+            h = torch.zeros(hidden, n, dtype=torch.float64, requires_grad=True)
+        else:
+            z = torch.sigmoid(x @ weight.T + gate_bias)
+            h = torch.zeros(hidden, dtype=torch.float64, requires_grad=True)
+        states = []
+        for t in range(steps):
+            if cell == "s6":
+                h = torch.exp(delta[t][:, None] * a) * h + delta[t][:, None] * drive[t][:, None]
+            else:
+                h = (1 - z[t]) * h + z[t] * drive[t]
+            h.retain_grad()
+            states.append(h)
+        w = torch.randn(h.numel(), generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+        (states[-1].reshape(-1) @ (w / w.norm())).backward()
+    return torch.stack([s.grad.norm() for s in states if s.grad is not None])
+
+
+@pytest.mark.parametrize(
+    ("cell", "gate_bias", "step"), [("mingru", -2.0, 0.01), ("mingru", 3.0, 0.01), ("s6", 0.0, 0.003), ("s6", 0.0, 2.0)]
+)
+def test_a_linear_recurrences_knobs_match_autograd(cell: Cell, gate_bias: float, step: float) -> None:
+    got = knobs.gradients(cell, 40, 6, 1.0, seed=3, gate_bias=gate_bias, step=step)
+    want = linear_oracle(cell, 40, 6, gate_bias, step, 3)
+    assert np.all(np.abs(got.grad_norms - want.numpy()) <= 1e-10 * want.numpy())  # each to its own size
+    assert got.radius_measured == 0.0 and np.all(got.bound == 1.0) and np.all(got.grad_norms <= 1.0 + 1e-12)
+
+
+def test_a_linear_recurrence_keeps_more_as_its_gate_closes() -> None:
+    """minGRU: a larger update gate bias overwrites more (1 − z smaller): the first step keeps less. S6: a larger
+    step Δ forgets faster."""
+    firsts = [knobs.gradients("mingru", 100, 16, 1.0, gate_bias=b).grad_norms[0] for b in (-4.0, 0.0, 4.0)]
+    assert firsts[0] > firsts[1] > firsts[2]
+    s6 = [knobs.gradients("s6", 100, 16, 1.0, step=d).grad_norms[0] for d in (0.001, 0.05, 1.0)]
+    assert s6[0] > s6[1] > s6[2]
+
+
+def test_endpoint_takes_the_linear_recurrences_knobs(client: TestClient) -> None:
+    r = client.post("/api/lab/gradients", json=body(cell="s6", step=0.2, clip=0.5))
+    assert r.status_code == 200, r.text
+    curves = knobs.gradients("s6", 50, 16, 0.8, "tanh", 0.0, 0.5, 0, 0.0, 0.2)
+    assert r.json()["grad_norms"] == curves.grad_norms.tolist() and r.json()["radius_measured"] == 0.0
+    bad = client.post("/api/lab/gradients", json=body(cell="s6", step=0.0))
+    assert bad.status_code == 422 and "step" in bad.text

@@ -207,6 +207,19 @@ def test_the_builtin_translation_scene_switches_attention_on_the_zoos_models() -
     assert scene_models(scene, Zoo.load(ROOT / "models")) == (["numbers-gru-attention", "numbers-gru"], [])
 
 
+def test_the_builtin_tour_ends_with_five_memory_cells_on_one_input() -> None:
+    """The scene "RNNs are back": the zoo's five memory models on the gates scene's own input, one log plot; the
+    gates scene keeps its three cells (the task has five now)."""
+    tour = load_tour(BUILTIN_TOURS / f"{DEFAULT_TOUR}.json")
+    zoo = Zoo.load(ROOT / "models")
+    back = next(s for s in tour.scenes if s.title.startswith("RNNs are back"))
+    gates = next(s for s in tour.scenes if s.title == "LSTM and GRU: gates keep the gradient")
+    cells = ["memory-rnn", "memory-lstm", "memory-gru"]
+    assert scene_models(gates, zoo) == (cells, [])
+    assert scene_models(back, zoo) == ([*cells, "memory-mingru", "memory-s6"], [])
+    assert back.view == "compare" and back.shown_panels() == ["norms"] and back.input == gates.input
+
+
 @pytest.fixture(scope="module")
 def tour_client(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     folder = tmp_path_factory.mktemp("tours")
@@ -263,6 +276,32 @@ def test_tour_urls(tour_client: TestClient) -> None:
         assert r.status_code == 200 and 'id="scene-number">1 / 7<' in r.text, odd
     missing = tour_client.get("/tour?name=nope")
     assert missing.status_code == 404 and "mine" in missing.text and DEFAULT_TOUR in missing.text
+
+
+# a count in words, as a description would write it (one … twenty-five)
+NUMBER_WORDS = [
+    "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen",
+    "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty",
+    *(f"twenty-{n}" for n in ("one", "two", "three", "four", "five")),
+]  # fmt: skip
+
+
+def test_the_talks_page_counts_each_tours_scenes_and_no_description_counts_them_stale(
+    tour_client: TestClient,
+) -> None:
+    """The number of scenes is the page's, from the scenes (7 in "mine", the built-in tour's own); a description that
+    counts them (the built-in one said "eleven live scenes" at fourteen) must say the count the tour has."""
+    r = tour_client.get("/tours")
+    counts = dict(
+        re.findall(r'data-tour-name="([^"]+)".*?<span class="scene-count">(\d+) scenes?</span>', r.text, re.S)
+    )
+    builtin = load_tour(BUILTIN_TOURS / f"{DEFAULT_TOUR}.json")
+    assert counts["mine"] == "7" and counts[DEFAULT_TOUR] == str(len(builtin.scenes)), counts
+    for path in sorted(BUILTIN_TOURS.glob("*.json")):
+        tour = load_tour(path)
+        for said in re.findall(r"\b([\w-]+)(?: live)? scenes\b", tour.description.lower()):
+            n = int(said) if said.isdigit() else NUMBER_WORDS.index(said) + 1 if said in NUMBER_WORDS else None
+            assert n in (None, len(tour.scenes)), f"{path.name} says {said} scenes; it has {len(tour.scenes)}"
 
 
 def test_the_list_of_tours_shows_the_skipped_files(tour_client: TestClient) -> None:
@@ -360,3 +399,27 @@ def test_every_panel_of_the_front_ends_registry_may_be_named_by_a_scene() -> Non
     assert {"encdec", "topk", "encdecGradients"} <= stand_ins, "FAMILY_PANELS was not found where this test reads it"
     assert keys - stand_ins - PAGE_ONLY_PANELS <= accepted, sorted(keys - stand_ins - PAGE_ONLY_PANELS - accepted)
     assert PAGE_ONLY_PANELS <= keys and not PAGE_ONLY_PANELS & accepted, "a page-only panel is gone or scenes take it"
+
+
+def test_caption_scenes_take_caption_models_and_a_caption_model_no_other_scene(zoo: Zoo, tmp_path: Path) -> None:
+    """The tour registry's caption rules: a caption scene of a caption model resolves (its default panels the
+    picture's attention, BPTT into the regions and the words); a caption model in any other view would be sent text,
+    and a model of another family in a caption scene would be sent a picture: each said, not shown."""
+    for suffix in (".json", ".safetensors"):
+        (tmp_path / f"shapes-gru{suffix}").write_bytes((ROOT / "models" / f"shapes-gru{suffix}").read_bytes())
+    (tmp_path / "checkpoints").mkdir()
+    for kept in (ROOT / "models" / "checkpoints").glob("shapes-gru-*.safetensors"):  # its card names them
+        (tmp_path / "checkpoints" / kept.name).write_bytes(kept.read_bytes())
+    shapes = Zoo.load(tmp_path)
+
+    def resolved(in_zoo: Zoo, **scene: Any) -> tuple[list[str], list[str]]:
+        return scene_models(Scene.model_validate({"title": "x", **scene}), in_zoo)
+
+    scene = Scene.model_validate({"title": "x", "view": "caption", "model": "shapes-gru", "input": "a big red circle"})
+    assert scene.shown_panels() == ["attention", "gradients", "text"]
+    assert resolved(shapes, view="caption", model="shapes-gru", panels=["unrolled", "beams"]) == (["shapes-gru"], [])
+    for view in ("model", "bptt", "translate", "transcribe"):
+        assert "captions images: show it in a caption scene" in resolved(shapes, view=view, model="shapes-gru")[1][0]
+    assert "a caption scene needs a caption model" in resolved(zoo, view="caption", model="chars-lstm")[1][0]
+    with pytest.raises(ValidationError, match="a caption scene cannot show"):
+        Scene.model_validate({"title": "x", "view": "caption", "model": "shapes-gru", "panels": ["sound"]})

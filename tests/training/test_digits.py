@@ -13,6 +13,7 @@ import torch
 
 from app.engine.family import load_model
 from app.engine.series.card import series_card
+from app.engine.series.model import SeriesConfig, SeriesModel
 from app.engine.series.trace import trace_series
 from app.training.loop import DEFAULT_CACHE
 from app.training.tasks import TASKS
@@ -105,3 +106,21 @@ def test_the_warp_turns_mfccs_into_an_envelope_and_back_without_loss() -> None:
     np.testing.assert_allclose((frames @ basis) @ basis.T, frames, atol=1e-12)
     same = dg.resample(frames @ basis, np.arange(dg.BANDS, dtype=np.float64), axis=1)
     np.testing.assert_allclose(same @ basis.T, frames, atol=1e-12)
+
+
+def test_dropout_is_a_training_matter_and_the_served_forward_is_the_plain_model() -> None:
+    """Training reads the batch with DROPOUT of the head's inputs zeroed (the rest scaled by 1/(1 − p)); in eval
+    mode, as the metrics and the server run it, the task's forward is the model's own."""
+    model = SeriesModel(SeriesConfig("gru", len(dg.FEATURES), 8, 1, len(dg.LABELS)))
+    x = torch.randn(4, 9, 13)
+    batch = dg.padded(list(x), np.zeros(4, dtype=np.int64))
+    model.train()
+    torch.manual_seed(0)
+    trained = dg.TASK.forward(model, batch)
+    states, _ = model.rnn(x)
+    torch.manual_seed(0)
+    mask = torch.nn.functional.dropout(torch.ones_like(states), dg.DROPOUT)
+    torch.testing.assert_close(trained, model.head(states * mask))
+    assert 0.1 < float((mask == 0).float().mean()) < 0.5
+    model.eval()
+    torch.testing.assert_close(dg.TASK.forward(model, batch), model(x), rtol=0, atol=0)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from app.engine.caption.model import BOS_ID, EOS_ID
-from app.training.tasks.shapes import bleu4, in_box, scene_batch, words_vocab
+from app.training.tasks.shapes import bleu4, box_share, in_box, scene_batch, words_vocab
 from app.training.tasks.shapes_data import Shape, pixels, scenes
 
 
@@ -43,3 +43,12 @@ def test_a_box_covers_the_grid_cells_its_pixels_fall_in() -> None:
     boxes = in_box((inside, across), grid=8)
     assert np.flatnonzero(boxes[0]).tolist() == [9]
     assert np.flatnonzero(boxes[1]).tolist() == [6, 7, 14, 15]
+
+
+def test_a_box_holds_the_share_of_each_cells_pixels_inside_it() -> None:
+    inside = Shape("square", "small", "red", 8, 8, 8)  # exactly cell (1, 1)
+    across = Shape("circle", "small", "red", 10, 60 - 10, 0)  # x 50–55 | 56–59 (6 | 4 px), y 0–7 | 8–9 (8 | 2 px)
+    share = box_share((inside, across), grid=8)
+    assert np.flatnonzero(share[0]).tolist() == [9] and share[0, 9] == 1.0
+    assert {j: share[1, j] * 64 for j in np.flatnonzero(share[1])} == {6: 6 * 8, 7: 4 * 8, 14: 6 * 2, 15: 4 * 2}
+    assert share[1].sum() * 64 == 10 * 10  # the cells' shares add up to the box's area

@@ -102,6 +102,22 @@ def test_level_and_noise_are_heard_as_they_should_be() -> None:
     torch.testing.assert_close(*same, rtol=0, atol=0)
 
 
+def test_a_clean_clip_heard_from_its_kept_power_is_the_front_ends_frames() -> None:
+    """augmented() with the clip's clean_power skips the STFT for a clean clip; what it gives is what hearing the
+    samples gives (up to float rounding), with the same draws taken, for clean and noisy clips alike."""
+    samples = sd.clip(sd.Utterance(45, "forty-five", "gmw/en-GB-x-rp", "m2", 160, 40))
+    power = sd.clean_power(samples)
+    kinds = set()
+    for seed in range(12):
+        a, b, c = (np.random.default_rng(seed) for _ in range(3))
+        kept, heard = sd.augmented(samples, a, power), sd.augmented(samples, b)
+        torch.testing.assert_close(kept, heard, atol=2e-4, rtol=0)
+        assert a.random() == b.random()  # the same draws were taken
+        c.uniform()  # the gain
+        kinds.add(c.random() < sd.NOISY_SHARE)
+    assert kinds == {True, False}
+
+
 def test_word_errors_count_substitutions_insertions_and_deletions() -> None:
     assert sd.word_errors("one hundred and two", "one hundred and two") == 0
     assert sd.word_errors("one hundred and two", "one hundred and three") == 1

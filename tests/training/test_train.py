@@ -14,7 +14,7 @@ import torch
 from app.cli import build_parser, main
 from app.engine.family import load_model
 from app.engine.token.card import token_card
-from app.training.loop import CELLS, DEFAULT_CACHE, checkpoint_steps, cosine, model_id, train
+from app.training.loop import DEFAULT_CACHE, checkpoint_steps, cosine, model_id, train
 from app.training.tasks import TASKS
 from app.training.tasks.digits_data import load_digits
 from app.training.tasks.wheel import DataUnavailable, fetch_wheel
@@ -41,7 +41,7 @@ def need_data(task: str) -> None:
 @pytest.mark.parametrize("task", list(TASKS))
 def test_dry_run_of_each_task_writes_a_loadable_model_with_checkpoints(task: str, tmp_path: Path) -> None:
     need_data(task)
-    for cell, variant in ((c, v) for c in CELLS for v in TASKS[task].variants(c)):
+    for cell, variant in ((c, v) for c in TASKS[task].cells for v in TASKS[task].variants(c)):
         card = train(task, cell, tmp_path, seed=3, dry_run=True, progress=False, variant=variant)
         mid = model_id(task, cell, variant)
         loaded = load_model(tmp_path, mid)
@@ -85,6 +85,21 @@ def test_training_is_reproducible_with_the_same_seed(tmp_path: Path) -> None:
     assert set(a.metrics["training"]) - set(measured(a.metrics)["training"]) == {"cpu_seconds"}
 
 
+# slow: three dry runs each of the tasks whose batches are drawn and augmented afresh (the digits' perturbations and
+# noise floor, the speech clips' level, noise and masks), a few seconds each.
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["digits", "speech"])
+def test_the_voice_tasks_augmented_batches_train_reproducibly(task: str, tmp_path: Path) -> None:
+    need_data(task)
+    runs = [
+        train(task, "gru", tmp_path / d, seed=s, dry_run=True, progress=False)
+        for d, s in (("a", 5), ("b", 5), ("c", 6))
+    ]
+    weights = [(tmp_path / d / f"{task}-gru.safetensors").read_bytes() for d in "abc"]
+    assert weights[0] == weights[1] and weights[0] != weights[2]
+    assert runs[0].curve == runs[1].curve != runs[2].curve
+
+
 @pytest.mark.slow
 def test_numbers_trains_two_attention_models_and_one_without(tmp_path: Path) -> None:
     """`unrolled train numbers` writes numbers-gru-attention, numbers-lstm-attention and numbers-gru; each card
@@ -126,6 +141,13 @@ def test_cli_rejects_unknown_tasks_and_cells() -> None:
         parser.parse_args(["train", "alphabet", "--cell", "transformer"])
     args = parser.parse_args(["train", "all"])
     assert (args.task, args.cell, args.out, args.dry_run) == ("all", "all", Path("models"), False)
+
+
+def test_cli_refuses_a_cell_the_task_does_not_train(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The linear recurrences train where a task names them (memory), not everywhere `--cell` accepts them."""
+    assert "s6" in TASKS["memory"].cells and "s6" not in TASKS["alphabet"].cells
+    assert main(["train", "alphabet", "--cell", "s6", "--dry-run", "--out", str(tmp_path)]) == 2
+    assert "alphabet trains no s6 model" in capsys.readouterr().err and not list(tmp_path.iterdir())
 
 
 def test_python_dash_m_app_cli_runs() -> None:

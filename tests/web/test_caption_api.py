@@ -86,8 +86,27 @@ def test_a_request_of_another_familys_shape_is_refused_saying_what_the_model_doe
         ws.send_json({"text": "a"})
         frame = ws.receive_json()
     assert frame["type"] == "error" and frame["error"] == "wrong_model_kind"
-    page = caption_client.get("/models/shapes-lstm")
-    assert page.status_code in (404, 409) and "captions images: its page is not built yet" in page.text
+    page = caption_client.get("/models/shapes-lstm/generate")
+    assert page.status_code in (404, 409) and "captions images: its page is /models/shapes-lstm" in page.text
+    assert caption_client.get("/models/shapes-lstm").status_code == 200  # where a scene is drawn and captioned
+
+
+def test_the_scene_rules_redraw_pillows_pictures_pixel_for_pixel(caption_client: TestClient) -> None:
+    """GET /api/caption-scenes: each shape's rows as Pillow fills them, moved to any whole-pixel position, are the
+    picture the training draws (the page's editor paints these rows: its scenes are the training's)."""
+    rules = caption_client.get("/api/caption-scenes").json()
+    assert rules["colours"]["red"] == [220, 40, 40] and rules["sizes"] == {"small": [10, 14], "big": [19, 24]}
+    rng = np.random.default_rng(26)
+    for shape in rules["shapes"]:
+        for side, rows in rules["masks"][shape].items():
+            s = int(side)
+            x, y = (int(v) for v in rng.integers(0, 64 - s, size=2))
+            painted = np.full((64, 64, 3), 255, np.uint8)
+            for r, span in enumerate(rows):
+                if span is not None:
+                    painted[y + r, x + span[0] : x + span[1]] = rules["colours"]["blue"]
+            drawn = np.asarray(draw((Shape(shape, "small", "blue", s, x, y),)))
+            assert (painted == drawn).all(), f"{shape} of side {s} at ({x}, {y})"
 
 
 # The committed shapes models, and scenes placed by hand by the rules (app/training/tasks/shapes_data.py): each pair

@@ -14,11 +14,16 @@ Why this shape:
   as a translation's decoder starts from the encoder's last state, it knows the scene before its first word.
 - The context enters after the recurrence, beside the state, before the head (the translation models' placement):
   the decoder's layer is a plain torch.nn recurrent layer, run by the same layer code as every other model.
+- The head also reads the previous word's context c_{t−1}: a relation ("left of") compares two places, where the
+  first shape is (looked at while its words were written) and where the second is (looked at now), and with the
+  two contexts side by side it is a linear choice (the larger of |Δx|, |Δy| and its sign). Without c_{t−1} the
+  relation had to come from the start state alone: it was the models' main error (a quarter to two thirds of
+  new scenes, where shapes, colours and sizes were each wrong in under 7 %).
 
 Parameter names: `conv.0.weight` … `conv.2.bias`, `init_h.weight` (H × G·F), `init_h.bias`, `init_c.*` (LSTM),
 `embedding.weight` (V × E), `decoder.weight_ih_l0` … (a torch.nn.RNN/LSTM/GRU), `attention.query.weight` (W_q,
 A × H, no bias), `attention.key.weight` and `attention.key.bias` (W_k, A × F; b_k), `attention.energy.weight`
-(vᵀ, 1 × A), `head.weight` (V × (H + F)), `head.bias`.
+(vᵀ, 1 × A), `head.weight` (V × (H + 2F): h_t, c_t, c_{t−1}), `head.bias`.
 
 The vocabulary starts <unk>, <s>, </s>: the decoder reads <s> first and ends a caption by writing </s>.
 """
@@ -48,7 +53,7 @@ The equations, an image x (64 × 64 RGB, values 0–255), G = 8 × 8 grid cells 
     start     h_{−1} = tanh(W_h vec(m) + b_h);  LSTM: c_{−1} = tanh(W_c vec(m) + b_c)
     decoder   h_t = cell(E[y_{t−1}], h_{t−1}),  y_{−1} = <s>     (torch.nn's RNN/LSTM/GRU cell)
     attention e_tj = vᵀ tanh(W_q h_t + W_k m_j + b_k),  α_t = softmax_j(e_t),  c_t = Σ_j α_tj m_j
-    head      logits_t = W_o [h_t ; c_t] + b_o
+    head      logits_t = W_o [h_t ; c_t ; c_{t−1}] + b_o,  c_{−1} = 0   (what attention read now and one word before)
     loss      L = Σ_t −log softmax(logits_t)[y_t]     (y_{T−1} = </s>)
 """
 
@@ -146,7 +151,7 @@ class CaptionModel(nn.Module):
         self.embedding = nn.Embedding(config.vocab_size, config.embed_size)
         self.decoder = RNN_CLASSES[config.cell](config.embed_size, H, batch_first=True)
         self.attention = GridAttention(H, feats, config.attention_size)
-        self.head = nn.Linear(H + feats, config.vocab_size)
+        self.head = nn.Linear(H + 2 * feats, config.vocab_size)
         self.__dict__["decoder_side"] = Decoder(self.decoder, config.cell, config.embed_size)
 
     @property
@@ -169,18 +174,21 @@ class CaptionModel(nn.Module):
             return h
         return h, torch.tanh(self.init_c(flat))[None]
 
-    def output(self, h: Tensor, grid: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, T, H) decoder states → (B, T, V) logits and (B, T, G) attention weights."""
+    def output(self, h: Tensor, grid: Tensor, before: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """(B, T, H) decoder states → (B, T, V) logits, (B, T, G) attention weights and (B, T, F) contexts.
+        `before`: (B, 1, F) the context of the word before h's first (None: h starts the caption, c_{−1} = 0)."""
         alpha = torch.softmax(self.attention(h, grid), dim=-1)
         context = alpha @ grid  # (B, T, F)
-        logits: Tensor = self.head(torch.cat([h, context], dim=-1))
-        return logits, alpha
+        first = context.new_zeros(context.shape[0], 1, context.shape[2]) if before is None else before
+        previous = torch.cat([first, context[:, :-1]], dim=1)  # c_{t−1}
+        logits: Tensor = self.head(torch.cat([h, context, previous], dim=-1))
+        return logits, alpha, context
 
     def forward(self, images: Tensor, words_in: Tensor) -> Tensor:
         """(B, 64, 64, 3) pixels, (B, T) decoder inputs (<s>, y_0, …, y_{T−2}) → (B, T, V) logits."""
         grid = self.encode(images)
         out, _ = self.decoder(self.embedding(words_in), self.start(grid))
-        logits, _ = self.output(out, grid)
+        logits, _, _ = self.output(out, grid)
         return logits
 
     def load_state_dict_checked(self, state: dict[str, Tensor]) -> None:
@@ -216,10 +224,11 @@ def beam_search(model: CaptionModel, pixels: Tensor, width: int, max_length: int
     ids: list[list[int]] = [[]]
     scores = torch.zeros(1, dtype=torch.float64)
     tokens = torch.tensor([[BOS_ID]], dtype=torch.long)
+    before: Tensor | None = None  # (live, 1, F) the context each live candidate's last word was written with
     finished: list[Candidate] = []
     for _ in range(max_length):
         out, state = model.decoder(model.embedding(tokens), state)  # (live, 1, H)
-        logits, _ = model.output(out, grid.expand(len(ids), -1, -1))
+        logits, _, before = model.output(out, grid.expand(len(ids), -1, -1), before)
         step_logp = torch.log_softmax(logits[:, 0].double(), dim=-1)  # (live, V)
         V = step_logp.shape[1]
         total = scores[:, None] + step_logp
@@ -240,6 +249,7 @@ def beam_search(model: CaptionModel, pixels: Tensor, width: int, max_length: int
         if not live or len(finished) >= width:
             break
         state = _select(state, torch.tensor(rows))
+        before = before[torch.tensor(rows)]
         tokens = torch.tensor([[i[-1]] for i in live], dtype=torch.long)
     open_ = [Candidate(tuple(i), float(s), False) for i, s in zip(ids, scores.tolist(), strict=True)]
     return sorted(finished + open_, key=lambda c: -c.score)[:width]
@@ -254,9 +264,10 @@ def greedy_batch(model: CaptionModel, images: Tensor, max_length: int) -> list[l
     token = torch.full((len(images), 1), BOS_ID, dtype=torch.long)
     outputs = torch.zeros((len(images), max_length), dtype=torch.long)
     ended = torch.zeros(len(images), dtype=torch.bool)
+    before: Tensor | None = None
     for t in range(max_length):
         out, state = model.decoder(model.embedding(token), state)
-        logits, _ = model.output(out, grid)
+        logits, _, before = model.output(out, grid, before)
         logits[:, :, : BOS_ID + 1] = -torch.inf
         token = logits.argmax(-1)  # (B, 1)
         outputs[:, t] = token[:, 0]

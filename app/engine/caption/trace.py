@@ -6,7 +6,8 @@ The method (G = 8 × 8 grid cells j, T words t; the equations are app.engine.cap
    reading <s>, y_0, …, y_{T−2} (teacher forcing: the given caption, or the model's own greedy one).
 2. Attention, head, softmax, per-word losses and ∂L/∂logits for all words at once, in float64 (T × G × A values),
    as the translation models' trace does.
-3. Backward through head and attention: ∂L/∂h_t (from the head and from its query) and, for each grid cell, the
+3. Backward through head and attention: ∂L/∂h_t (from the head and from its query), ∂L/∂c_t (from the head, as
+   c_t and as the next word's c_{t−1}) and, for each grid cell, the
    share that arrives through attention, as key and as value: W_kᵀ Σ_t ∂L/∂(W_k m_j)_t + Σ_t α_tj ∂L/∂c_t.
 4. BPTT of the decoder (kernels.py, float64) from ∂L/∂h_t; what reaches its start state h_{−1} (and c_{−1}) goes
    back through tanh and W_h (W_c) to every grid cell: the share through the start.
@@ -185,14 +186,16 @@ def trace_pixels(
 
     # 2. Attention and head, all words at once, in float64.
     att = model.attention
-    W_o = model.head.weight.double()  # (V, H + F)
+    W_o = model.head.weight.double()  # (V, H + 2F): h_t, c_t, c_{t−1}
+    F_ = cfg.features
     keys = m @ att.key.weight.double().T + att.key.bias.double()  # (G, A)
     u = (s @ att.query.weight.double().T)[:, None, :] + keys[None]  # (T, G, A)
     u.tanh_()
     v = att.energy.weight.double()[0]  # (A,)
     alpha = torch.softmax(u @ v, dim=-1)  # (T, G)
     context = alpha @ m  # (T, F)
-    logits = torch.cat([s, context], dim=1) @ W_o.T + model.head.bias.double()
+    previous = torch.cat([context.new_zeros(1, F_), context[:-1]])  # c_{t−1}, c_{−1} = 0
+    logits = torch.cat([s, context, previous], dim=1) @ W_o.T + model.head.bias.double()
     logp = torch.log_softmax(logits, dim=-1)  # (T, V)
     probs = logp.exp()
     rows = torch.arange(T)
@@ -209,7 +212,8 @@ def trace_pixels(
     def backward(d_logits: Tensor) -> _Backward:
         """Steps 3–4 from ∂L/∂logits (T, V) (the total's, or one word's alone)."""
         ds = d_logits @ W_o[:, :H]  # (T, H) from the head
-        dctx = d_logits @ W_o[:, H:]  # (T, F)
+        dctx = d_logits @ W_o[:, H : H + F_]  # (T, F) as c_t
+        dctx[:-1] += d_logits[1:] @ W_o[:, H + F_ :]  # and as the next word's c_{t−1}
         dalpha = dctx @ m.T  # (T, G)
         de = alpha * (dalpha - (alpha * dalpha).sum(1, keepdim=True))  # softmax backward
         dq = v * torch.einsum("tg,tga->ta", de, slope)  # (T, A)

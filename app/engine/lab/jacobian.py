@@ -68,11 +68,13 @@ from app.engine.layers import (
     Direction,
     LayerForward,
     LayerWeights,
+    Recurrence,
     Stack,
     layer_views,
     layer_weights,
     stack_forward,
 )
+from app.engine.modern.layer import ModernLayer, ModernStack
 from app.engine.series.model import SeriesModel
 from app.engine.token.model import ModelConfig, SeqModel
 
@@ -99,12 +101,19 @@ class _Float64Stack:
     def __init__(self, model: SeqModel) -> None:
         self.config: ModelConfig = model.config
         self.rnn = copy.deepcopy(model.rnn).double()
-        self._layers = layer_views(self.rnn, model.config.cell, model.config.embed_size)
+        rnn = self.rnn
+        self._layers: list[nn.RNNBase | ModernLayer] = (
+            [rnn.layer(k) for k in range(rnn.num_layers)]
+            if isinstance(rnn, ModernStack)
+            else list(layer_views(rnn, model.config.cell, model.config.embed_size))
+        )
 
-    def layer(self, k: int) -> nn.RNNBase:
+    def layer(self, k: int) -> nn.RNNBase | ModernLayer:
         return self._layers[k]
 
     def weights(self, k: int) -> LayerWeights:
+        if isinstance(self.rnn, ModernStack):
+            raise ValueError("a linear recurrence has no W_ih and W_hh")
         return layer_weights(self.rnn, k)
 
 
@@ -146,10 +155,30 @@ def _triangle(stack: Stack, x: Tensor, directions: int, layer: int, norm: Norm) 
     forwards, _ = stack_forward(stack, x, layer // directions + 1, directions)
     direction: Direction = "reverse" if layer % directions else "forward"
     fwd = forwards[layer]  # a reverse entry's arrays are in its own time: last step first
+    if fwd.recurrence is not None:
+        return diagonal_norms(fwd.recurrence, norm)
     H = stack.config.hidden_size
     steps = step_jacobians(stack.config.cell, stack.weights(layer), fwd)
     own = product_norms(steps, H, norm)
     return JacobianNorms(own if direction == "forward" else own.flip(0, 1), direction, H)
+
+
+def diagonal_norms(rec: Recurrence, norm: Norm) -> JacobianNorms:
+    """A linear recurrence's triangle (minGRU, minLSTM, S6): ∂h_t/∂h_s = diag(Π_{k=s+1..t} a_k) over its whole
+    state (S6: D × N numbers), so its spectral norm is the largest |entry| and its Frobenius norm the entries'
+    root-sum-square, each from the exact log a_k as exp(A_t − A_s), A_t = Σ_{k≤t} log a_k (scan.triangle's way:
+    no intermediate product underflows), one row t at a time ((t+1) × state numbers, not T² × state)."""
+    log_a = rec.layer.log_retain(rec.inputs).double().reshape(rec.inputs.shape[0], -1)  # (T, K)
+    T, K = log_a.shape
+    cum = torch.cumsum(log_a, dim=0)
+    out = torch.full((T, T), math.nan, dtype=torch.float64)
+    for t in range(T):
+        logs = cum[t] - cum[: t + 1]  # (t+1, K): log Π_{k=s+1..t} a_k for s = 0 … t
+        if norm == "spectral":
+            out[t, : t + 1] = torch.exp(logs.max(dim=1).values)
+        else:
+            out[t, : t + 1] = torch.exp(0.5 * torch.logsumexp(2 * logs, dim=1))
+    return JacobianNorms(out, "forward", K)
 
 
 @dataclass

@@ -15,6 +15,13 @@ the cell states c is part of the total). The backward is the explicit reverse re
 few vectorised element-wise operations per step (as app/engine/kernels.py does for the trace);
 tests/engine/test_knobs.py holds it against float64 autograd and torch.nn's own cells.
 
+The linear recurrences (minGRU, S6) have no W_hh: their ∂h_t/∂h_{t−1} is diag(a_t), a_t read from x_t only, so
+the radius and the nonlinearity do not apply and the curve is ‖w ⊙ Π_{k>t} a_k‖, which can never exceed ‖w‖ = 1
+(their `bound`: 1 at every step). Their own knobs: minGRU's update gate bias `gate_bias` (a_t = 1 − z_t,
+z_t = σ(W_z x_t + gate_bias)) and S6's typical step `step` (Δ_t = softplus(W_Δ x_t + softplus⁻¹(step)),
+a_t = exp(Δ_t A) over its H × N state, A[·, n] = −(n + 1), Mamba's initialisation); the state's numbers are H
+for minGRU and H·N for S6, and w is a unit vector over them.
+
 `clip` is clipped BPTT: wherever the backward message ∂L/∂h_t is longer than `clip` it is rescaled to length
 `clip` before it travels on. It tames explosion (the curve is capped), but it cannot undo vanishing: a message
 that is already small is never made larger. For the LSTM only the h message is clipped; the cell state's message
@@ -33,6 +40,7 @@ import torch
 from numpy.typing import NDArray
 
 from app.engine.layers import Cell
+from app.engine.modern.layer import MODERN_GATES, S6_STATE_SIZE
 
 Nonlinearity = Literal["tanh", "relu", "identity"]
 F64 = NDArray[np.float64]
@@ -289,6 +297,8 @@ def gradients(
     forget_bias: float = 0.0,
     clip: float | None = None,
     seed: int = 0,
+    gate_bias: float = 0.0,
+    step: float = 0.01,
 ) -> Curves:
     """‖∂L/∂h_t‖ for every step t of one layer set by the knobs, the loss at the last step.
 
@@ -299,6 +309,8 @@ def gradients(
     the curve may sit above it by a bounded factor, never at a steeper slope in the long run.
     `nonlinearity` applies to the plain RNN only and `forget_bias` to the LSTM only; the other cells ignore them
     (their candidate is always a tanh)."""
+    if cell in MODERN_GATES:
+        return linear_gradients(cell, steps, hidden_size, gate_bias, step, clip, seed)
     layer = knob_layer(cell, hidden_size, radius, forget_bias, seed)
     x = knob_inputs(steps, seed)
     phi: Nonlinearity = nonlinearity if cell == "rnn" else "tanh"
@@ -309,3 +321,39 @@ def gradients(
     with np.errstate(all="ignore"):  # radius^distance may overflow to inf or underflow to 0: both are the answer
         bound = float(layer.readout.norm()) * np.exp(distance * math.log(radius))
     return Curves(layer.radius_measured, grad_norms, bound, back.clipped)
+
+
+def retain_factors(cell: Cell, steps: int, hidden_size: int, gate_bias: float, step: float, seed: int) -> F64:
+    """(T, K) a_t of a linear recurrence set by its knobs: minGRU's 1 − z_t (K = H), S6's exp(Δ_t A) (K = H·N),
+    from the weights `seed` draws and the inputs knob_inputs gives; computed as exp of the exact log."""
+    gen = torch.Generator().manual_seed(seed)
+    x = knob_inputs(steps, seed)
+    weight = torch.randn(hidden_size, INPUT_SIZE, generator=gen, dtype=torch.float64) / math.sqrt(INPUT_SIZE)
+    pre = x @ weight.T  # (T, H)
+    if cell == "s6":
+        delta = torch.nn.functional.softplus(pre + math.log(math.expm1(step)))  # softplus⁻¹(step) as Δ's bias
+        a = -torch.arange(1, S6_STATE_SIZE + 1, dtype=torch.float64)
+        log_a = (delta[:, :, None] * a).reshape(steps, -1)
+    else:
+        log_a = -torch.nn.functional.softplus(pre + gate_bias)  # log(1 − σ(k)) = −softplus(k)
+    factors: F64 = torch.exp(log_a).numpy()
+    return factors
+
+
+def linear_gradients(
+    cell: Cell, steps: int, hidden_size: int, gate_bias: float, step: float, clip: float | None, seed: int
+) -> Curves:
+    """‖∂L/∂h_t‖ of a linear recurrence: the message g_{t−1} = a_t ⊙ g_t from g_{T−1} = w (clipped where asked)."""
+    a = retain_factors(cell, steps, hidden_size, gate_bias, step, seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    w = torch.randn(a.shape[1], generator=gen, dtype=torch.float64)
+    g = (w / w.norm()).numpy()
+    messages = np.empty_like(a)
+    clipped = np.zeros(steps, dtype=bool)
+    for t in range(steps - 1, -1, -1):
+        if clip is not None and (norm := _length(g)) > clip:
+            g = g * (clip / norm)
+            clipped[t] = True
+        messages[t] = g
+        g = a[t] * g
+    return Curves(0.0, row_lengths(messages), np.ones(steps), clipped)

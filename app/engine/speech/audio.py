@@ -324,15 +324,26 @@ def mel_filters() -> Tensor:
     return torch.from_numpy(np.maximum(0.0, np.minimum(rising, falling))).float()
 
 
-def log_mel(samples: NDArray[np.float32]) -> Tensor:
-    """16 kHz samples (N,) → (T, N_MELS) log-mel frames, T = 1 + (N − 400) // 160."""
+def mel_power(samples: NDArray[np.float32]) -> Tensor:
+    """16 kHz samples (N,) → (N_MELS, T) the mel bands' power, before the log (log_mel's first half: training keeps
+    a clean clip's, which a level change only multiplies)."""
     if len(samples) < WINDOW:
         raise AudioTooShort(len(samples))
     x = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
     window = torch.hann_window(WINDOW, periodic=True)
     spec = torch.stft(x, n_fft=WINDOW, hop_length=HOP, window=window, center=False, return_complex=True)  # (F, T)
     power = spec.real**2 + spec.imag**2  # (F, T), F = 201
-    return torch.log(mel_filters() @ power + LOG_FLOOR).T.contiguous()  # (T, N_MELS)
+    return mel_filters() @ power
+
+
+def log_mel(samples: NDArray[np.float32]) -> Tensor:
+    """16 kHz samples (N,) → (T, N_MELS) log-mel frames, T = 1 + (N − 400) // 160."""
+    return log_of(mel_power(samples))
+
+
+def log_of(power: Tensor) -> Tensor:
+    """(N_MELS, T) mel power → (T, N_MELS) log-mel frames: the natural log with LOG_FLOOR added."""
+    return torch.log(power + LOG_FLOOR).T.contiguous()
 
 
 def features(audio: Audio) -> Tensor:

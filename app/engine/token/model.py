@@ -2,17 +2,20 @@
 
 Parameter names and shapes are exactly torch.nn's (`embedding.weight`, `rnn.weight_ih_l0`, …, `head.weight`),
 so a state dict of any torch.nn.RNN/LSTM/GRU with an embedding and a linear head loads unchanged. Its card's block is
-app/engine/token/card.py's; the layer pieces it shares with every family are app/engine/layers.py's.
+app/engine/token/card.py's; the layer pieces it shares with every family are app/engine/layers.py's. Its cell may
+also be one of the linear recurrences of app/engine/modern ("mingru", "minlstm", "s6"; one direction): then `rnn`
+is a ModernStack (`rnn.layers.0.…`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 from torch import Tensor, nn
 
-from app.engine.layers import RNN_CLASSES, Cell, RecurrentModel, check_layers
+from app.engine.layers import CELLS, RNN_CLASSES, Cell, RecurrentModel, check_layers
+from app.engine.modern.layer import ModernCell, ModernStack
 
 SeqKind = Literal["next_token", "classify"]  # the shapes SeqModel computes
 
@@ -38,16 +41,22 @@ class SeqModel(RecurrentModel):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        check_layers(config.cell, config.num_layers)
+        check_layers(config.cell, config.num_layers, CELLS)
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embed_size)
-        self.rnn = RNN_CLASSES[config.cell](
-            config.embed_size,
-            config.hidden_size,
-            num_layers=config.num_layers,
-            batch_first=True,
-            bidirectional=config.bidirectional,
-        )
+        if config.cell not in RNN_CLASSES:
+            if config.bidirectional:
+                raise ValueError(f"a {config.cell} model reads one direction: bidirectional is for torch.nn's cells")
+            cell = cast(ModernCell, config.cell)
+            self.rnn = ModernStack(cell, config.embed_size, config.hidden_size, config.num_layers)
+        else:
+            self.rnn = RNN_CLASSES[config.cell](
+                config.embed_size,
+                config.hidden_size,
+                num_layers=config.num_layers,
+                batch_first=True,
+                bidirectional=config.bidirectional,
+            )
         self.head = nn.Linear(config.hidden_size * config.directions, config.num_outputs)
 
     def forward(self, ids: Tensor) -> Tensor:

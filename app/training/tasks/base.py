@@ -105,6 +105,9 @@ class Task(ABC, Generic[D]):
     """A training task of the zoo. Subclasses set the class attributes and implement the methods."""
 
     name: ClassVar[str]
+    # The cells it trains (`unrolled train <task>` with no --cell, and `train all`): torch.nn's three; a token task
+    # may add the linear recurrences of app/engine/modern (memory: minGRU and S6 beside them).
+    cells: ClassVar[tuple[Cell, ...]] = ("rnn", "lstm", "gru")
     title: ClassVar[str]  # the task in the module's words, as the pages head it
     kind: ClassVar[str]  # the card kind of the models it trains (its family's: app/engine/family.py)
     description: ClassVar[str]

@@ -39,7 +39,9 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from app.engine.layers import Cell
+from app.engine.modern.layer import ModernStack
 from app.engine.token.model import SeqModel
+from app.engine.token.trace import trace_ids
 from app.engine.vocab import UNK, Vocab
 from app.training.tasks.base import (
     Batch,
@@ -110,9 +112,14 @@ def state_grad_norms(model: SeqModel, ids: list[int], label: int) -> dict[str, l
     both of c_t's paths: into h_t and into c_{t+1}."""
     if model.config.num_layers != 1:
         raise ValueError("state_grad_norms reads a one-layer model")
+    if isinstance(model.rnn, ModernStack):
+        # A linear recurrence's BPTT is the engine's closed form (its state: S6's whole D × N), which
+        # tests/engine/test_modern_token.py holds against float64 autograd.
+        return {"h": [float(g) for g in trace_ids(model, ids, loss="last", label=label).layers[0].grad_hidden]}
     model = copy.deepcopy(model).double()  # float64: a plain RNN's gradient underflows float32 over 100 steps
     model.forget_layers()
     layer = model.layer(0)
+    assert isinstance(layer, torch.nn.RNNBase)
     with torch.enable_grad():
         x = model.embedding(torch.tensor([ids], dtype=torch.long)).detach().requires_grad_(True)
         kept: dict[str, list[Tensor]] = {"h": [], "c": []}
@@ -178,6 +185,9 @@ class MemoryData(TaskData):
 
 class MemoryTask(Task[MemoryData]):
     name = "memory"
+    # minGRU and S6 (issue 28) on the same batches, size and budget: linear recurrences whose ∂h_t/∂h_s is a
+    # product of gates that read x_t only (bench/modern_memory.py tables all five).
+    cells = ("rnn", "lstm", "gru", "mingru", "s6")
     title = "Remember the first symbol: the vanishing gradient"
     kind = "classify"
     labels = tuple(SYMBOLS)

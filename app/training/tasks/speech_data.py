@@ -40,7 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 from torch import Tensor
 
-from app.engine.speech.audio import log_mel, read_wav, resample, seal
+from app.engine.speech.audio import log_mel, log_of, mel_power, read_wav, resample, seal
 from app.training.tasks import numbers
 from app.training.tasks.numbers import MIXTURE, SMALL_MAX, digit_range, near_round, round_numbers
 
@@ -215,10 +215,20 @@ def hear(
     return log_mel(np.clip(x, -1.0, 1.0))
 
 
-def augmented(samples: NDArray[np.int16], rng: np.random.Generator) -> Tensor:
-    """A training clip with a drawn level and, NOISY_SHARE of the time, drawn noise."""
+def clean_power(samples: NDArray[np.int16]) -> Tensor:
+    """A cached clip's mel power (N_MELS, T) at its own level, before the front end's log: what `augmented` reads
+    for a clean clip instead of running the STFT again."""
+    return mel_power(samples.astype(np.float32) / np.float32(2**15))
+
+
+def augmented(samples: NDArray[np.int16], rng: np.random.Generator, power: Tensor | None = None) -> Tensor:
+    """A training clip with a drawn level and, NOISY_SHARE of the time, drawn noise. `power`: the clip's
+    clean_power, if kept: a clean clip's frames are then its power times the gain, through the log (the STFT is
+    linear, so this is `hear` up to float rounding; clean clips never clip, the gain being at most 0 dB)."""
     gain = float(rng.uniform(*GAIN_DB))
     snr = float(rng.uniform(*SNR_DB)) if rng.random() < NOISY_SHARE else None
+    if power is not None and snr is None:
+        return log_of(power * float(np.float32(10 ** (gain / 10))))
     return hear(samples, rng, gain, snr)
 
 

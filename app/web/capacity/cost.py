@@ -38,6 +38,9 @@ TRACE_VALUE = 60e-9
 # which doubles its products' work: charlm-lstm at T = 300 took 22 s of CPU (bench.jacobian_speed; 11.2 s when c_s
 # was held).
 JACOBIAN_PAIR_H3 = {"rnn": 0.7e-10, "gru": 0.85e-10, "lstm": 2.3e-10}
+# A linear recurrence's triangle (minGRU, minLSTM, S6) is diagonal: per pair of steps a few operations on each of
+# its state's numbers (S6: H × N), not an H × H product; taken as H³ × this, generous at the zoo's H = 64.
+JACOBIAN_PAIR_H3_DIAGONAL = 0.2e-10
 # A generation reads its prompt and samples its text one step at a time (beside the trace of it all): per step,
 # charlm-lstm 340 µs (prompt 8,000 + length 2,000: 4.2 s), melody-lstm 440 µs, alphabet-rnn 160 µs.
 GENERATE_STEP = 150e-6
@@ -49,7 +52,9 @@ FORECAST_STEP = 300e-6
 # H = 64 took 25 ms, H = 256 took 195 ms).
 KNOBS_STEP = 12e-6
 KNOBS_MAC = 0.75e-9
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+# Gate rows a step computes (its multiply-adds: each over its input and its state). minGRU's two and minLSTM's three
+# rows read x_t only (counted as if over its state too: generous); S6's input map, Δ, B and C are about three.
+GATES = {"rnn": 1, "gru": 3, "lstm": 4, "mingru": 2, "minlstm": 3, "s6": 3}
 
 
 def step_macs(card: ModelCard, outputs: int) -> int:
@@ -75,7 +80,8 @@ def trace_seconds(loaded: LoadedModel, steps: int) -> float:
 def jacobian_seconds(loaded: LoadedModel, steps: int) -> float:
     card = loaded.card
     pairs = steps * (steps + 1) / 2
-    return pairs * card.hidden_size**3 * JACOBIAN_PAIR_H3[card.cell] + trace_seconds(loaded, steps)
+    per_pair = JACOBIAN_PAIR_H3.get(card.cell, JACOBIAN_PAIR_H3_DIAGONAL)
+    return pairs * card.hidden_size**3 * per_pair + trace_seconds(loaded, steps)
 
 
 def generate_seconds(loaded: LoadedModel, given: int, length: int) -> float:

@@ -175,3 +175,45 @@ class WebFamily(Protocol):
     def in_lab(self, loaded: LoadedModel) -> bool:
         """Whether the lab's lower sections (text in, one token changed) can read this model."""
         ...
+
+
+class MediaWeb(WebFamily):
+    """A family that reads a medium instead of text or numbers (speech's audio, caption's pictures): every request
+    of the text and number families' shapes is refused, saying what the model reads; its cards carry no page card,
+    no labels and sit on no compare page. A subclass names what it reads (`reads`, e.g. "audio") and serves its
+    own medium's job (transcribe_job, caption_job) and pages."""
+
+    reads: str  # what its models read, for the refusals: "audio", "pictures"
+
+    def not_served(self, loaded: LoadedModel, what: str) -> WrongModelKind:
+        return WrongModelKind(f"{loaded.card.id} {loaded.card.block.DOES} (it reads {self.reads}, not text or "
+                              f"numbers): {what} is not served for {self.name} models")  # fmt: skip
+
+    def trace_job(self, loaded: LoadedModel, req: TraceRequest, settings: Settings) -> Job:
+        raise self.not_served(loaded, "a trace of text or values")
+
+    def generate_job(self, loaded: LoadedModel, req: GenerateRequest, settings: Settings) -> Job:
+        raise self.not_served(loaded, "generation")
+
+    def translate_job(self, loaded: LoadedModel, req: TranslateRequest, settings: Settings) -> Job:
+        raise self.not_served(loaded, "translation")
+
+    def stream(self, loaded: LoadedModel, req: StreamRequest, settings: Settings) -> TraceStream | StepStream:
+        raise self.not_served(loaded, "a stream of text or values")
+
+    def jacobian_input(
+        self, loaded: LoadedModel, req: JacobianRequest, settings: Settings, check_steps: Callable[[int], None]
+    ) -> JacobianInput:
+        raise self.not_served(loaded, "the Jacobian of text or values")
+
+    def page_card(self, loaded: LoadedModel) -> dict[str, Any] | None:
+        return None
+
+    def labels(self, loaded: LoadedModel) -> list[str] | None:
+        return None
+
+    def compared_by_cell(self, loaded: LoadedModel) -> bool:
+        return False
+
+    def in_lab(self, loaded: LoadedModel) -> bool:
+        return False

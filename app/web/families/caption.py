@@ -1,24 +1,27 @@
 """The caption family on the web (kind "caption"): an image read, limited and costed before it is captioned
 (POST /api/models/{id}/caption's body, the stream's "caption" mode), its card as the API and the zoo's page show
-it. Every request of the other families' shapes (text, numbers or audio in) is refused, saying what the model does.
-Its wire layout is app/wire/caption.py's; its page is issue 26's next part."""
+it, its page (templates/caption.html, static/js/pages/caption.js) and the scene rules that page draws by (`router`:
+GET /api/caption-scenes). Every request of the other families' shapes (text, numbers or audio in) is refused, saying
+what the model does. Its wire layout is app/wire/caption.py's."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NoReturn
+from functools import cache
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter
+from PIL import Image, ImageDraw
 
 from app.engine.caption.card import caption_card
 from app.engine.caption.image import ImageTooLarge, read_image
 from app.engine.caption.trace import caption_pixels, captioner, encode_caption
 from app.engine.card import LoadedModel
-from app.engine.errors import WrongModelKind
+from app.training.tasks import shapes_data
 from app.web.capacity import cost
 from app.web.config import Settings
-from app.web.families.base import JacobianInput, PageChoice, StepStream, StreamRequest, TraceStream, WebFamily
+from app.web.families.base import MediaWeb, PageChoice, TraceStream
 from app.web.schemas.caption import CaptionRequest
-from app.web.schemas.jacobian import JacobianRequest
-from app.web.schemas.models import GenerateRequest, TraceRequest, TranslateRequest
 from app.wire.caption import TOP_K, CaptionWire, estimate_bytes
 from app.zoo.zoo import Zoo
 
@@ -36,18 +39,14 @@ BEAM_WORD = 0.1e-3
 TRACE_WORD = 0.12e-3
 
 
-def not_served(loaded: LoadedModel, what: str) -> WrongModelKind:
-    return WrongModelKind(f"{loaded.card.id} captions images (it reads pictures, not text or numbers): {what} is "
-                          "not served for caption models")  # fmt: skip
-
-
 def caption_seconds(loaded: LoadedModel, beam: int) -> float:
     T = caption_card(loaded.card).max_length
     return CAPTION_FIXED + beam * T * BEAM_WORD + T * (T + 1) * TRACE_WORD + cost.trace_seconds(loaded, T)
 
 
-class CaptionWeb(WebFamily):
+class CaptionWeb(MediaWeb):
     name = "caption"
+    reads = "pictures"
 
     def caption_job(self, loaded: LoadedModel, image: bytes, req: CaptionRequest, settings: Settings) -> TraceStream:
         """The image read and its limits checked now (a BadImage names the problem: over 1 MiB or 256 a side is
@@ -69,51 +68,67 @@ class CaptionWeb(WebFamily):
         seconds = caption_seconds(loaded, req.beam)
         return TraceStream(wire, CaptionWire.done_frame, seconds, estimate_bytes(loaded, req.beam))
 
-    def trace_job(self, loaded: LoadedModel, req: TraceRequest, settings: Settings) -> NoReturn:
-        raise not_served(loaded, "a trace of text or values")
-
-    def generate_job(self, loaded: LoadedModel, req: GenerateRequest, settings: Settings) -> NoReturn:
-        raise not_served(loaded, "generation")
-
-    def translate_job(self, loaded: LoadedModel, req: TranslateRequest, settings: Settings) -> NoReturn:
-        raise not_served(loaded, "translation")
-
-    def stream(self, loaded: LoadedModel, req: StreamRequest, settings: Settings) -> TraceStream | StepStream:
-        raise not_served(loaded, "a stream of text or values")
-
-    def jacobian_input(
-        self, loaded: LoadedModel, req: JacobianRequest, settings: Settings, check_steps: Callable[[int], None]
-    ) -> JacobianInput:
-        raise not_served(loaded, "the Jacobian of text or values")
-
     def card_fields(self, loaded: LoadedModel) -> dict[str, Any]:
         # the words it writes, in the head's order, where a translation model gives its decoder's tokens
         return {"embed_size": 0, "vocab": None, "target_vocab": list(caption_card(loaded.card).words_vocab().tokens)}
 
-    def page_card(self, loaded: LoadedModel) -> dict[str, Any] | None:
-        return None
-
-    def labels(self, loaded: LoadedModel) -> list[str] | None:
-        return None
-
     def page(
         self, zoo: Zoo, loaded: LoadedModel, view: str, task_models: list[LoadedModel], peers: list[LoadedModel]
     ) -> PageChoice | str:
-        return f"{loaded.card.id} captions images: its page is not built yet"
+        if view != "model":
+            return f"{loaded.card.id} captions images: its page is /models/{loaded.card.id}, where you draw a scene"
+        return PageChoice("caption.html", {"peers": task_models})
 
     def home_card(self, loaded: LoadedModel) -> dict[str, Any]:
-        return {"shape": "a picture in, its caption out (attention)", "reads": "a 64 × 64 picture", "open": "Card",
+        return {"shape": "a picture in, its caption out (attention)", "reads": "a 64 × 64 picture", "open": "Caption",
                 "writes": False, "learning": False, "values": False}  # fmt: skip
-
-    def compared_by_cell(self, loaded: LoadedModel) -> bool:
-        return False
 
     def not_compared(self, task: str, first: str, known: str) -> str | None:
         return f"the task {task!r} captions images: its models are not compared cell by cell here. " \
                f"Tasks with several cells: {known}"  # fmt: skip
 
-    def in_lab(self, loaded: LoadedModel) -> bool:
-        return False
-
 
 CAPTION_WEB = CaptionWeb()
+
+
+# The scene rules (app/training/tasks/shapes_data.py) for the page's scene editor, which draws pictures the way
+# training drew them. Pillow's rasterisation of a circle or a triangle is not a rule a browser can reproduce from
+# the geometry alone (which edge pixels are in), so each shape of each side s is sent as Pillow drew it: per row of
+# its box, the filled span [from, to) (every row of these convex shapes is one span). The boxes sit on whole pixels,
+# so a shape at (x, y) is its mask moved by (x, y).
+router = APIRouter(include_in_schema=False)
+
+
+def shape_mask(shape: str, s: int) -> list[list[int] | None]:
+    """Per row of the s × s box, the filled columns [from, to) as Pillow draws the shape (None: an empty row)."""
+    image = Image.new("RGB", (s, s), shapes_data.WHITE)
+    shapes_data.draw_shape(ImageDraw.Draw(image), shapes_data.Shape(shape, "small", "red", s, 0, 0))
+    filled = np.asarray(image)[:, :, 1] != shapes_data.WHITE[1]  # (s, s): red's green is 40
+    rows: list[list[int] | None] = []
+    for row in filled:
+        cols = np.flatnonzero(row)
+        rows.append([int(cols[0]), int(cols[-1]) + 1] if cols.size else None)
+    return rows
+
+
+@cache
+def scene_rules() -> dict[str, Any]:
+    sides = range(min(lo for lo, _ in shapes_data.SIZES.values()), max(hi for _, hi in shapes_data.SIZES.values()) + 1)
+    return {
+        "size": shapes_data.IMAGE_SIZE,
+        "background": list(shapes_data.WHITE),
+        "shapes": list(shapes_data.SHAPES),
+        "sizes": {k: list(v) for k, v in shapes_data.SIZES.items()},
+        "colours": {k: list(v) for k, v in shapes_data.COLOURS.items()},
+        "gap": shapes_data.GAP,
+        "margin": shapes_data.MARGIN,
+        "clear": shapes_data.CLEAR,
+        "masks": {shape: {str(s): shape_mask(shape, s) for s in sides} for shape in shapes_data.SHAPES},
+    }
+
+
+@router.get("/api/caption-scenes")
+def caption_scenes() -> dict[str, Any]:
+    """The rules the caption models' scenes are drawn by: the picture's size and background, the shapes, sizes
+    (s in px, inclusive) and colours, the gaps, and each shape's pixels at each side s (rows of [from, to))."""
+    return scene_rules()

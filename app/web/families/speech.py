@@ -8,16 +8,15 @@ layout is app/wire/speech.py's."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from math import gcd
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from app.engine.card import LoadedModel
-from app.engine.errors import EmptyInput, WrongModelKind
+from app.engine.errors import EmptyInput
 from app.engine.family import family_of
 from app.engine.speech.audio import HOP, SAMPLE_RATE, WINDOW, Audio, AudioTooShort, read_wav
 from app.engine.speech.card import speech_card
@@ -25,9 +24,8 @@ from app.engine.speech.trace import trace_audio, transcript_ids
 from app.web.capacity import cost
 from app.web.config import Settings
 from app.web.errors import error_body
-from app.web.families.base import JacobianInput, PageChoice, StepStream, StreamRequest, TraceStream, WebFamily
-from app.web.schemas.jacobian import JacobianRequest
-from app.web.schemas.models import GenerateRequest, TraceRequest, TranscribeRequest, TranslateRequest
+from app.web.families.base import MediaWeb, PageChoice, TraceStream
+from app.web.schemas.models import TranscribeRequest
 from app.wire.speech import SpeechWire, estimate_bytes
 from app.zoo.zoo import Zoo
 
@@ -40,11 +38,6 @@ from app.zoo.zoo import Zoo
 FRONT_END_SECOND = 4e-3
 BEAM_CANDIDATE = 1.2e-6
 TRELLIS_CELL = 0.1e-6
-
-
-def not_served(loaded: LoadedModel, what: str) -> WrongModelKind:
-    return WrongModelKind(f"{loaded.card.id} transcribes speech (it reads audio, not text or numbers): {what} is "
-                          "not served for speech models")  # fmt: skip
 
 
 def clip_frames(audio: Audio) -> int:
@@ -72,8 +65,9 @@ def transcribe_seconds(loaded: LoadedModel, audio: Audio, steps: int, beam: int,
     )
 
 
-class SpeechWeb(WebFamily):
+class SpeechWeb(MediaWeb):
     name = "speech"
+    reads = "audio"
 
     def transcribe_job(
         self, loaded: LoadedModel, wav: bytes, req: TranscribeRequest, settings: Settings
@@ -100,32 +94,9 @@ class SpeechWeb(WebFamily):
         seconds = transcribe_seconds(loaded, audio, steps, req.beam, labels)
         return TraceStream(wire, SpeechWire.done_frame, seconds, estimate_bytes(loaded, steps, frames, labels))
 
-    def trace_job(self, loaded: LoadedModel, req: TraceRequest, settings: Settings) -> NoReturn:
-        raise not_served(loaded, "a trace of text or values")
-
-    def generate_job(self, loaded: LoadedModel, req: GenerateRequest, settings: Settings) -> NoReturn:
-        raise not_served(loaded, "generation")
-
-    def translate_job(self, loaded: LoadedModel, req: TranslateRequest, settings: Settings) -> NoReturn:
-        raise not_served(loaded, "translation")
-
-    def stream(self, loaded: LoadedModel, req: StreamRequest, settings: Settings) -> TraceStream | StepStream:
-        raise not_served(loaded, "a stream of text or values")
-
-    def jacobian_input(
-        self, loaded: LoadedModel, req: JacobianRequest, settings: Settings, check_steps: Callable[[int], None]
-    ) -> JacobianInput:
-        raise not_served(loaded, "the Jacobian of text or values")
-
     def card_fields(self, loaded: LoadedModel) -> dict[str, Any]:
         # what it writes, in the head's order (blank first), where a translation model gives its decoder's tokens
         return {"embed_size": 0, "vocab": None, "target_vocab": list(speech_card(loaded.card).alphabet_vocab().tokens)}
-
-    def page_card(self, loaded: LoadedModel) -> dict[str, Any] | None:
-        return None
-
-    def labels(self, loaded: LoadedModel) -> list[str] | None:
-        return None
 
     def page(
         self, zoo: Zoo, loaded: LoadedModel, view: str, task_models: list[LoadedModel], peers: list[LoadedModel]
@@ -138,15 +109,9 @@ class SpeechWeb(WebFamily):
         return {"shape": "speech in, its text out (CTC)", "reads": "log-mel frames of a WAV", "open": "Transcribe",
                 "writes": False, "learning": False, "values": False}  # fmt: skip
 
-    def compared_by_cell(self, loaded: LoadedModel) -> bool:
-        return False
-
     def not_compared(self, task: str, first: str, known: str) -> str | None:
         return f"the task {task!r} transcribes speech: its models are not compared cell by cell here. " \
                f"Tasks with several cells: {known}"  # fmt: skip
-
-    def in_lab(self, loaded: LoadedModel) -> bool:
-        return False
 
 
 SPEECH_WEB = SpeechWeb()

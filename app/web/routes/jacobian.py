@@ -45,9 +45,10 @@ def working_bytes(steps: int, hidden: int, cell: str) -> int:
     """What computing a triangle takes at its peak: every step's Jacobian in float64 and the temporaries that
     build them, the (T, T) norms, and the body, ~25 characters a norm (the products themselves take one H × H
     matrix or two per thread). Measured at T = 300, H = 128 (peak resident rise): the RNN 40 MB (1 T·H² float64),
-    the GRU 119 MB (3), the LSTM 155 MB (4); each is given one T·H² more."""
+    the GRU 119 MB (3), the LSTM 155 MB (4); each is given one T·H² more. A linear recurrence's Jacobians are
+    diagonal: no T·H² matrices, its log-products a row (T × its state) at a time."""
     matrices = steps * hidden * hidden * 8
-    return matrices * {"rnn": 2, "gru": 4, "lstm": 5}[cell] + 33 * steps * steps + (1 << 20)
+    return matrices * {"rnn": 2, "gru": 4, "lstm": 5}.get(cell, 0) + 33 * steps * steps + (1 << 20)
 
 
 @router.post("/models/{model_id}/jacobian", response_model=JacobianResponse, responses=ERRORS)

@@ -32,15 +32,17 @@ def _over(what: str, value: int, limit: int, setting: str) -> None:
 @router.post("/lab/gradients", response_model=GradientsResponse, responses=ERRORS)
 async def gradients(req: GradientsRequest, request: Request, compute: ComputeDep, settings: SettingsDep) -> Response:
     """‖∂L/∂h_t‖ at every step of one recurrent layer set by the knobs (spectral radius, nonlinearity, forget bias,
-    clipping), the loss at the last step, with the textbook bound (app/engine/lab/knobs.py says how)."""
+    clipping; minGRU's gate bias, S6's step Δ), the loss at the last step, with the textbook bound
+    (app/engine/lab/knobs.py says how)."""
     _over("steps", req.steps, settings.lab_max_steps, "lab_max_steps")
     _over("hidden_size", req.hidden_size, settings.lab_max_hidden, "lab_max_hidden")
     nonlinearity: knobs.Nonlinearity = req.nonlinearity if req.cell == "rnn" else "tanh"
 
     def work() -> bytes:
         curves = knobs.gradients(
-            req.cell, req.steps, req.hidden_size, req.radius, nonlinearity, req.forget_bias, req.clip, req.seed
-        )
+            req.cell, req.steps, req.hidden_size, req.radius, nonlinearity, req.forget_bias, req.clip, req.seed,
+            req.gate_bias, req.step,
+        )  # fmt: skip
         return dumps(
             {
                 "cell": req.cell,

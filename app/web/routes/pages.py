@@ -16,6 +16,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Undefined
 
 from app.engine.card import LoadedModel, ModelCard
+from app.engine.layers import CELLS, GRADIENT_NOTES, RNN_CLASSES
 from app.training.tasks import TASKS, KeyMetric
 from app.training.tasks.base import percent
 from app.web.config import ROOT
@@ -27,8 +28,9 @@ from app.zoo.zoo import UnknownModel, Zoo
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=ROOT / "templates")
+templates.env.globals["GRADIENT_NOTES"] = GRADIENT_NOTES  # each cell's sentence under ‖∂L/∂h_t‖
 
-CELL_ORDER = {"rnn": 0, "lstm": 1, "gru": 2}
+CELL_ORDER = {cell: n for n, cell in enumerate(CELLS)}
 
 
 def key_metric(card: ModelCard) -> KeyMetric | None:
@@ -50,7 +52,7 @@ def task_title(task: str) -> str:
 
 
 def tasks_of(zoo: Zoo) -> dict[str, list[LoadedModel]]:
-    """Task → its models, RNN before LSTM before GRU."""
+    """Task → its models, RNN before LSTM before GRU (before minGRU, minLSTM and S6)."""
     out: dict[str, list[LoadedModel]] = {}
     for m in zoo:
         out.setdefault(m.card.task, []).append(m)
@@ -200,7 +202,8 @@ def compare_view(request: Request, zoo: ZooDep, task: str | None = None) -> HTML
 def lab_view(request: Request, zoo: ZooDep, settings: SettingsDep) -> HTMLResponse:
     """The lab: the knobs of the vanishing gradient, live training, every step's influence, one token changed.
     Its lower sections read tasks with an RNN, an LSTM and a GRU of text (task → their ids)."""
-    tasks = {t: [m.card.id for m in comparable(ms)] for t, ms in tasks_of(zoo).items()
+    # torch.nn's three cells (a task's linear recurrences, memory's minGRU and S6, are on its compare page)
+    tasks = {t: [m.card.id for m in comparable(ms) if m.card.cell in RNN_CLASSES] for t, ms in tasks_of(zoo).items()
              if all(web_family(m).in_lab(m) for m in ms)}  # fmt: skip
     limits = {"steps": settings.lab_max_steps, "hidden": settings.lab_max_hidden, "gap": settings.lab_max_gap,
               "seconds": settings.lab_max_seconds}  # fmt: skip

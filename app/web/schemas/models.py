@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.json_schema import SkipJsonSchema
 
 from app.engine.family import KINDS
+from app.engine.layers import Cell
 from app.engine.speech.trace import BEAM_WIDTH, MAX_BEAM_WIDTH
 
 CHECKPOINT_PATTERN = r"^[0-9]{1,3}$"
@@ -57,7 +58,7 @@ class ErrorBody(BaseModel):
 class ModelSummary(BaseModel):
     id: str
     task: str
-    cell: Literal["rnn", "lstm", "gru"]
+    cell: Cell  # torch.nn's three, or a token model's linear recurrence (app/engine/layers.py CELLS)
     # the registry's kinds (app/engine/family.py), not a list of its own: a new family is not an edit here
     kind: str = Field(description="what the model does", json_schema_extra={"enum": list(KINDS)})
     hidden_size: int

@@ -55,6 +55,8 @@ function knobSettings() {
     radius: num("knob-radius", 0.9),
     nonlinearity: $("knob-nonlinearity").value,
     forget_bias: num("knob-forget", 0),
+    gate_bias: num("knob-gate", -2),
+    step: 10 ** num("knob-step", -2), // the slider is log10 Δ
     clip: clip === "" ? null : Number(clip),
     seed: Math.round(num("knob-seed", 0)),
   };
@@ -62,9 +64,11 @@ function knobSettings() {
 
 function showKnobs() {
   const cell = $("knob-cell").value;
-  for (const el of document.querySelectorAll("#knobs [data-for]")) el.hidden = el.dataset.for !== cell;
+  for (const el of document.querySelectorAll("#knobs [data-for]")) el.hidden = !el.dataset.for.split(" ").includes(cell);
   $("knob-radius-value").textContent = Number($("knob-radius").value).toFixed(2);
   $("knob-forget-value").textContent = Number($("knob-forget").value).toFixed(2);
+  $("knob-gate-value").textContent = Number($("knob-gate").value).toFixed(2);
+  $("knob-step-value").textContent = (10 ** Number($("knob-step").value)).toPrecision(2);
 }
 
 /** A knob moved: at most one request in flight; the latest settings wait for it and win. */

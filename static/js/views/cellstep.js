@@ -9,6 +9,10 @@ import { exportFigure, isPresenter, isTalk, scale } from "../plots.js";
 import { showToken } from "../trace.js";
 import { View } from "./base.js";
 
+// A value as the cell's drawing writes it beside its equation: three decimals, a real minus (the lit row's number
+// here is the drawing's, character for character).
+const fmt = (v) => (Number.isFinite(v) ? v.toFixed(3).replace("-", "−") : "—");
+
 export class CellStepView extends View {
   constructor(root, { tools, readout, name = "cell-at-step" }) {
     super(root, { name });
@@ -32,14 +36,20 @@ export class CellStepView extends View {
       this.render();
     }).observe(root);
     this.cells = document.createElement("canvas"); // one pixel per (row, unit), scaled up when drawn
+    this.lit = null; // the quantity lit in the cell's drawing (a gate, c or h): its row here is lit too
+    bus.on("part", ({ q, model }) => {
+      if (model && this.trace && model !== this.trace.model) return; // another cell's drawing (a compare scene)
+      this.lit = q;
+      this.render();
+    });
   }
 
   rows() {
     const tr = this.trace;
     const l = this.layer;
-    const out = tr.gateNames.map((g) => ({ label: g, a: tr.layers[l].gates[g], scale: isTanhGate(g) ? "diverging" : "gate" }));
-    if (tr.cell === "lstm") out.push({ label: "c_t", a: tr.layers[l].cell, scale: "diverging", max: Math.min(tr.cellAbsMax, 5) });
-    out.push({ label: "h_t", a: tr.layers[l].hidden, scale: "diverging" });
+    const out = tr.gateNames.map((g) => ({ label: g, q: g, a: tr.layers[l].gates[g], scale: isTanhGate(g) ? "diverging" : "gate" }));
+    if (tr.cell === "lstm") out.push({ label: "c_t", q: "c", a: tr.layers[l].cell, scale: "diverging", max: Math.min(tr.cellAbsMax, 5) });
+    out.push({ label: "h_t", q: "h", a: tr.layers[l].hidden, scale: "diverging" });
     return out;
   }
 
@@ -98,7 +108,7 @@ export class CellStepView extends View {
         const v = r.a[t * H + u];
         px[i * H + u] = gate ? packed("gate", v) : packed("diverging", 0.5 + v / (2 * max));
       }
-      values.push(`${r.label} ${r.a[t * H + this.unit].toFixed(2)}`);
+      values.push({ r, v: r.a[t * H + this.unit] });
     });
     this.cells.getContext("2d").putImageData(this.img, 0, 0);
     ctx.imageSmoothingEnabled = false;
@@ -111,10 +121,35 @@ export class CellStepView extends View {
       ctx.lineWidth = 2.5;
       ctx.strokeRect(g.labelW + this.unit * g.cw - 1, 1, g.cw + 2, rows.length * g.rowH + 2);
     }
+    // the row of the part lit in the cell's drawing: framed, its label on a tint, and its number in the readout
+    const lit = rows.findIndex((r) => r.q === this.lit);
+    if (lit >= 0) {
+      const y = 2 + lit * g.rowH;
+      ctx.strokeStyle = "#111827";
+      ctx.lineWidth = 2;
+      ctx.strokeRect(1, y, g.w - 2, g.rowH);
+    }
+    const litValue = lit >= 0 ? values[lit].v : null;
+    Object.assign(this.canvas.dataset, { lit: lit >= 0 ? rows[lit].q : "", litValue: litValue === null ? "" : fmt(litValue) });
     if (this.readout) {
       const where = tr.bidirectional ? `${tr.layerName(this.layer)}, ` : "";
-      const text = `${where}unit ${this.unit} at step ${t + 1} “${showToken(tr.tokens[t] ?? "")}”: ${values.join(" · ")}`;
-      if (this.readout.textContent !== text) this.readout.textContent = text;
+      const head = `${where}unit ${this.unit} at step ${t + 1} “${showToken(tr.tokens[t] ?? "")}”: `;
+      // the lit one with the drawing's three decimals (the same number as beside its equation), the others with two
+      const parts = values.map(({ r, v }, i) => (i === lit ? `${r.label} ${fmt(v)}` : `${r.label} ${v.toFixed(2)}`));
+      const key = `${head}${parts.join(" · ")}|${lit}`;
+      if (this.readoutKey !== key) {
+        this.readoutKey = key;
+        this.readout.replaceChildren(head);
+        parts.forEach((s, i) => {
+          if (i) this.readout.append(" · ");
+          if (i !== lit) return this.readout.append(s);
+          const mark = document.createElement("mark");
+          mark.className = "lit";
+          mark.dataset.q = rows[i].q;
+          mark.textContent = s;
+          this.readout.append(mark);
+        });
+      }
     }
   }
 

@@ -13,7 +13,9 @@ const positive = (v) => (v > 0 && Number.isFinite(v) ? v : null);
 export function settingsLabel(s) {
   const parts = [s.cell.toUpperCase()];
   if (s.cell === "rnn") parts.push(s.nonlinearity);
-  parts.push(`radius ${s.radius.toFixed(2)}`);
+  if (s.cell === "mingru") parts.push(`gate bias ${s.gate_bias.toFixed(2)}`);
+  else if (s.cell === "s6") parts.push(`Δ ${s.step.toPrecision(2)}`);
+  else parts.push(`radius ${s.radius.toFixed(2)}`);
   if (s.cell === "lstm") parts.push(`forget bias ${s.forget_bias.toFixed(2)}`);
   parts.push(`H ${s.hidden_size}`, `T ${s.steps}`);
   if (s.clip !== null) parts.push(`clip ${s.clip}`);
@@ -101,7 +103,7 @@ export class KnobsView {
     const change = ratio === null ? "" : ratio < 0 ? `falls ${(-ratio).toFixed(1)} orders of magnitude` : `grows ${ratio.toFixed(1)} orders of magnitude`;
     const clipped = (reply.clipped ?? []).filter(Boolean).length;
     this.readout.textContent =
-      `radius set ${reply.radius_measured.toFixed(3)} · ‖∂L/∂h_T‖ ${fmtNorm(last)} → ‖∂L/∂h_1‖ ${fmtNorm(first)}` +
+      `${reply.radius_measured > 0 ? `radius set ${reply.radius_measured.toFixed(3)}` : "no W_hh: every factor ≤ 1"} · ‖∂L/∂h_T‖ ${fmtNorm(last)} → ‖∂L/∂h_1‖ ${fmtNorm(first)}` +
       (change ? `: ${change} over ${g.length - 1} steps back` : "") +
       (clipped ? ` · clipped at ${clipped} steps` : "") +
       (this.kept.length ? ` · ${this.kept.length} kept` : "");
