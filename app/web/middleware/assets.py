@@ -74,12 +74,16 @@ BROTLI_BEST_UP_TO = 1 << 20
 
 
 @functools.lru_cache(maxsize=512)
-def compressed(raw: bytes, version: str) -> dict[str, bytes]:
+def compressed(raw: bytes, version: str, built_br: bytes | None = None) -> dict[str, bytes]:
     """The br and gzip copies of a text file where smaller than it. Kept per content for the process, so that the
     apps one process makes (the tests make hundreds) compress each file once; `version` (its hash) is the key's
-    cheap part, `raw` settles a clash."""
-    quality = 11 if len(raw) <= BROTLI_BEST_UP_TO else 9
-    copies = {"br": brotli.compress(raw, quality=quality), "gzip": gzip.compress(raw, compresslevel=9, mtime=0)}
+    cheap part, `raw` settles a clash. `built_br`: the build's own brotli copy (tools/bundle.mjs writes <file>.br at
+    the best quality and window), taken where it is the file's."""
+    if built_br is not None and brotli.decompress(built_br) == raw:
+        br = built_br
+    else:
+        br = brotli.compress(raw, quality=11 if len(raw) <= BROTLI_BEST_UP_TO else 9)
+    copies = {"br": br, "gzip": gzip.compress(raw, compresslevel=9, mtime=0)}
     return {name: body for name, body in copies.items() if len(body) < len(raw)}
 
 
@@ -94,13 +98,13 @@ class Asset:
     encoded: Mapping[str, bytes]
 
     @classmethod
-    def of(cls, path: str, raw: bytes) -> Asset:
+    def of(cls, path: str, raw: bytes, built_br: bytes | None = None) -> Asset:
         suffix = Path(path).suffix.lower()
         media_type = TEXT_TYPES.get(suffix) or mimetypes.guess_type(path)[0] or "application/octet-stream"
         encoded: dict[str, bytes] = {}
         version = content_hash(raw)
         if suffix in TEXT_TYPES:
-            encoded = compressed(raw, version)
+            encoded = compressed(raw, version, built_br)
         return cls(path, raw, media_type, version, encoded)
 
     @property
@@ -157,7 +161,11 @@ class Assets:
         build = current_build(files) if use_build else None
         if build is None:  # missing or stale: none of it is served
             files = {path: raw for path, raw in files.items() if not path.startswith(BUILD)}
-        return cls((Asset.of(path, raw) for path, raw in files.items()), build)
+        # the build's brotli copies (<file>.br) are its files' encodings, not files of their own
+        built_br = {
+            p.removesuffix(".br"): files.pop(p) for p in list(files) if p.startswith(BUILD) and p.endswith(".br")
+        }
+        return cls((Asset.of(path, raw, built_br.get(path)) for path, raw in files.items()), build)
 
     def url(self, path: str) -> str:
         """The content-hashed URL of a file below /static/ (a jinja global of the pages: `asset('css/x.css')`): its
