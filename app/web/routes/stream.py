@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -169,6 +170,10 @@ class Sender:
     async def binaries(self, payloads: Iterable[bytes]) -> None:
         await self._send_all({"type": "websocket.send", "bytes": p} for p in payloads)
 
+    async def messages(self, messages: Iterable[dict[str, Any]]) -> None:
+        """ASGI messages written beforehand (WrittenTrace's), sent as they are."""
+        await self._send_all(messages)
+
     async def _send_all(self, messages: Iterable[dict[str, Any]]) -> None:
         group: list[dict[str, Any]] = []
         size = 0
@@ -304,18 +309,47 @@ async def _send_trace(
             await _send_wire(sender, plan, wire, req)
         return
 
-    async def computed() -> StreamedTrace:
+    def written() -> WrittenTrace:
+        return WrittenTrace.of(plan, plan.wire(), req)
+
+    async def computed() -> WrittenTrace:
         with budget.hold(plan.estimate):
-            return await compute.run(work, plan.wire)
+            return await compute.run(work, written)
 
-    wire = await shared.get(key.key, computed, _held_bytes, key.loaded)
+    trace = await shared.get(key.key, computed, WrittenTrace.size, key.loaded)
     place.take()
-    with budget.hold(wire.held_bytes()):
-        await _send_wire(sender, plan, wire, req)
+    with budget.hold(trace.size()):
+        await sender.messages(trace.messages)
 
 
-def _held_bytes(wire: StreamedTrace) -> int:
-    return wire.held_bytes()
+@dataclass(frozen=True)
+class WrittenTrace:
+    """A shared trace as its streams send it: meta, its frames, done, as the ASGI messages themselves, written once
+    beside its computation (the request, part of the key, fixes the encoding and the batch). A room's 200 streams
+    of it then send bytes: writing the frames again for each (packing records, joining JSON) was most of what a
+    repeat stream cost the event loop."""
+
+    messages: list[dict[str, Any]]
+
+    @classmethod
+    def of(
+        cls,
+        plan: TraceStream,
+        wire: StreamedTrace,
+        req: StreamTraceRequest | StreamTranslateRequest | StreamTranscribeRequest | StreamCaptionRequest,
+    ) -> WrittenTrace:
+        binary = req.encoding == "binary"
+        frames: Iterable[dict[str, Any]] = (
+            ({"type": "websocket.send", "bytes": b} for b in wire.binary_frames(req.batch))
+            if binary
+            else ({"type": "websocket.send", "text": t.decode()} for t in wire.frames(req.batch))
+        )
+        meta = {"type": "websocket.send", "text": dumps(wire.meta_frame(binary, req.batch)).decode()}
+        done = {"type": "websocket.send", "text": dumps(plan.done(wire)).decode()}
+        return cls([meta, *frames, done])
+
+    def size(self) -> int:
+        return sum(len(m.get("text") or m.get("bytes") or b"") for m in self.messages)
 
 
 async def _send_wire(
