@@ -93,3 +93,20 @@ def test_plotlys_partial_bundle_draws_every_trace_type_the_pages_ask_for() -> No
     assert {"scatter", "bar", "heatmap"} <= asked
     assert asked <= trace_types(partial.read_text())
     assert len(trace_types(partial.read_text())) < len(full) / 3
+
+
+def test_every_page_of_the_templates_loads_its_bundle() -> None:
+    """Each page's module (a template's `entry`, base.html's chrome.js) is served from the build, however a page
+    names it: a page added without being bundled would load its 40 modules one by one beside the others' bundles."""
+    assets = Assets.load(STATIC)
+    if assets.build is None:
+        pytest.skip("static/build is made by make install (npm ci, node tools/bundle.mjs), from these modules")
+    named = {  # {% set entry = "js/…" %} and asset('js/…'), as tools/bundle.mjs finds its entries
+        module
+        for template in (ROOT / "templates").glob("*.html")
+        for module in re.findall(r"[\"'](js/[\w/.-]+\.js)[\"']", template.read_text())
+    }
+    assert {"js/chrome.js", "js/pages/tour.js", "js/pages/caption.js", "js/pages/model.js"} <= named
+    for module in named:
+        assert assets.url(module).startswith(f"/static/build/{module}?v="), module
+        assert len(assets.preloads(module)) > 1 or module == "js/pages/upload.js", module  # its entry and chunks
