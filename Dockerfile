@@ -40,6 +40,9 @@ RUN PYTHONPATH=/app /opt/venv/bin/python -c \
 # The pages' modules bundled and Plotly's partial bundle (tools/bundle.mjs; `make install` does the same): Node.js
 # and npm from Debian, here only, and esbuild from the npm registry at the versions of package-lock.json.
 FROM ${BASE_IMAGE} AS static
+# Unpinned: whatever nodejs and npm the base's Debian release carries (a pinned Debian revision disappears from the
+# mirror with the next security update); this stage only runs esbuild, at the version package-lock.json pins.
+# hadolint ignore=DL3008
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
