@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -100,6 +101,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.metrics_port is not None:
             metrics_server = MetricsServer(app.state.metrics, settings.host, settings.metrics_port)
             metrics_server.start()
+        if os.environ.get(SERVED_BY_CLI):
+            # What start-up made (the zoo, the static files, the kernels: ~350k objects) is kept for the process's
+            # life: out of the collector's sight, so that a full collection, run on the event loop, walks only what
+            # came since (0.4 s, not ~0 ms, on this 2-core machine: every stream and page in flight waited for it).
+            # Not in the tests' processes, whose many apps' zoos are garbage later.
+            gc.freeze()
         app.state.ready = True
         rescanning = asyncio.create_task(_rescan_zoo(app, settings.models_dir))
         yield
