@@ -15,7 +15,8 @@ students with an empty browser cache: every asset fetched) then warm (the same s
 browser holds the assets: the HTML, the REST calls and the streams). Nothing is retried: a busy answer (503, a
 stream closed 4503) is counted as the student's. First frame: each stream's time from its request sent to its
 first frame, all of a run's streams. Bytes: HTTP bodies as they came over the wire (compressed) and stream
-messages, per student.
+messages, per student. Server CPU: the server process's user and system seconds during the run (the wall-clock
+times above move with whatever else the machine runs; these do not).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -295,9 +297,10 @@ class Outcome:
     p95: float
     p99: float
     mb_per_student: float
+    cpu_s: float  # the server process's CPU seconds during the run (user + system: load-independent, unlike p99)
 
 
-def outcome(students: list[Student]) -> Outcome:
+def outcome(students: list[Student], cpu_s: float) -> Outcome:
     frames = [t for st in students for t in st.first_frames]
     return Outcome(
         busy=sum(st.busy for st in students),
@@ -307,7 +310,14 @@ def outcome(students: list[Student]) -> Outcome:
         p95=quantile(frames, 0.95),
         p99=quantile(frames, 0.99),
         mb_per_student=sum(st.http_bytes + st.ws_bytes for st in students) / len(students) / 1e6,
+        cpu_s=cpu_s,
     )
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far, user and system (/proc/<pid>/stat's utime and stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(env: dict[str, str], n: int, window: float) -> dict[tuple[str, str, str], Outcome]:
@@ -320,10 +330,11 @@ def measure(env: dict[str, str], n: int, window: float) -> dict[tuple[str, str, 
     results: dict[tuple[str, str, str], Outcome] = {}
     for scene, plan in plans.items():
         for addresses in ("separate", "one"):
-            with server(env) as (base, _):  # a server just started: nothing computed, nothing kept
+            with server(env) as (base, pid):  # a server just started: nothing computed, nothing kept
                 for cache in ("cold", "warm"):
+                    cpu = cpu_seconds(pid)
                     students = asyncio.run(classroom(base, plan, n, window, addresses == "one", cache == "cold"))
-                    results[(scene, addresses, cache)] = got = outcome(students)
+                    results[(scene, addresses, cache)] = got = outcome(students, cpu_seconds(pid) - cpu)
                     print(f"# {scene} {addresses} {cache}: {got}", file=sys.stderr)
                     if any(st.errors for st in students):
                         print(f"#   errors: {[e for st in students for e in st.errors][:5]}", file=sys.stderr)
@@ -348,11 +359,12 @@ def main() -> None:
             f"{b.p95:.3f} → {a.p95:.3f}",
             f"{b.p99:.3f} → {a.p99:.3f}",
             f"{b.mb_per_student:.3f} → {a.mb_per_student:.3f}",
+            f"{b.cpu_s:.1f} → {a.cpu_s:.1f}",
             f"{b.errors} → {a.errors}",
         ])  # fmt: skip
     print(f"{args.n} students within {args.window:g} s, one worker, {os.cpu_count()} cores; before → after")
     headers = ["scene", "addresses", "cache", "busy answers", "students busy", "first frame p50 s", "p95 s", "p99 s",
-               "MB a student", "students with errors"]  # fmt: skip
+               "MB a student", "server CPU s", "students with errors"]  # fmt: skip
     print(table(headers, rows))
     print("goal: 0 busy answers; first frame p99 ≤ 1 s cold and ≤ 0.1 s warm; ≤ 0.8 MB a cold student")
 
