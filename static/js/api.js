@@ -212,6 +212,10 @@ export function stream(id, body, onFrame) {
         return;
       }
       const frame = JSON.parse(event.data);
+      if (Array.isArray(frame)) {
+        frame.forEach(onFrame); // {"batch": n}: n step or grad frames to a message (meta, done, error travel alone)
+        return;
+      }
       if (frame.type === "error") {
         if (frame.error === "busy" && attempt < BUSY_TRIES) {
           ws = null; // this socket's close is not the run's end
