@@ -62,7 +62,8 @@ install-train: $(VENV)/.installed-train
 run: install
 	$(VENV)/bin/unrolled serve --host $(HOST) --port $(PORT)
 
-# The browser tests drive Debian's Chromium (Playwright never downloads a browser here). Installed when missing
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser here), and the rooms' Redis
+# tests Debian's redis-server. Installed when missing
 # and apt-get is usable as root; otherwise say so (in CI the browser tests then fail rather than skip).
 install-browser:
 	@if [ ! -x /usr/bin/chromium ]; then \
@@ -71,6 +72,15 @@ install-browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else \
 	    echo "chromium is missing at /usr/bin/chromium: install it (apt-get install chromium) to run tests/browser"; \
+	  fi; \
+	fi
+	@# Rooms past one server are tested on a real Redis (tests/web/test_rooms_redis.py): Debian's redis-server.
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing redis-server for the rooms' Redis tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else \
+	    echo "redis-server is missing: install it (apt-get install redis-server) to run the rooms' Redis tests"; \
 	  fi; \
 	fi
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml  # type: ignore[import-untyped]
@@ -26,10 +27,10 @@ def validate(*paths: Path) -> subprocess.CompletedProcess[str]:
 def test_manifests_cover_deployment_service_and_autoscaler_and_validate() -> None:
     kinds = {p.name for p in MANIFESTS}
     assert {"deployment.yaml", "service.yaml", "hpa.yaml", "networkpolicy.yaml", "pdb.yaml", "ingress.yaml",
-            "models-pvc.yaml", "ingress-upload.yaml"} <= kinds  # fmt: skip
-    deployment = (ROOT / "deploy/kubernetes/deployment.yaml").read_text()
-    assert "automountServiceAccountToken: false" in deployment  # no API token in a public-facing pod
-    assert "egress: []" in (ROOT / "deploy/kubernetes/networkpolicy.yaml").read_text()  # it calls nothing
+            "models-pvc.yaml", "ingress-upload.yaml", "redis-deployment.yaml", "redis-service.yaml",
+            "redis-networkpolicy.yaml"} <= kinds  # fmt: skip
+    for name in ("deployment.yaml", "redis-deployment.yaml"):  # no API token in a pod
+        assert "automountServiceAccountToken: false" in (ROOT / "deploy/kubernetes" / name).read_text()
     result = validate(*MANIFESTS)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("passed") == len(MANIFESTS)
@@ -118,3 +119,34 @@ def test_the_init_container_copies_the_zoo_without_touching_what_is_there(tmp_pa
     (src / "b.json").write_text("b.json")
     assert run() == ["a.json", "a.safetensors", "b.json", "checkpoints/a-0.safetensors", "up.json"]
     assert (dst / "a.json").read_text() == "kept" and (dst / "up.json").read_text() == "uploaded"
+
+
+def test_the_replicas_share_the_rooms_through_the_redis_service_and_reach_nothing_else() -> None:
+    """UNROLLED_REDIS_URL names the Redis Service's name and port, the Service selects the Redis pods on their
+    port, and the network policies let the unrolled pods (and only them) reach it: egress goes to Redis and DNS."""
+    server = load("deployment.yaml")["spec"]["template"]["spec"]["containers"][0]
+    url = urlsplit({e["name"]: e for e in server["env"]}["UNROLLED_REDIS_URL"]["value"])
+    service, redis = load("redis-service.yaml"), load("redis-deployment.yaml")
+    port = next(p for p in service["spec"]["ports"] if p["port"] == url.port)
+    assert url.scheme == "redis" and url.hostname == service["metadata"]["name"] and url.path == "/0"
+    pod = redis["spec"]["template"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert redis["spec"]["replicas"] == 1  # one Redis: every pod's PUBLISH reaches every pod's subscription
+    (container,) = pod["spec"]["containers"]
+    assert {"name": port["targetPort"], "containerPort": 6379} in container["ports"]
+    assert "--save" in container["args"] and container["securityContext"]["readOnlyRootFilesystem"]
+
+    app_labels = load("deployment.yaml")["spec"]["template"]["metadata"]["labels"]
+    redis_policy = load("redis-networkpolicy.yaml")["spec"]
+    assert redis_policy["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert redis_policy["ingress"] == [
+        {"from": [{"podSelector": {"matchLabels": app_labels}}], "ports": [{"protocol": "TCP", "port": 6379}]}
+    ]
+    assert redis_policy["egress"] == []
+    egress = load("networkpolicy.yaml")["spec"]["egress"]
+    to_redis, to_dns = egress
+    assert to_redis["to"] == [{"podSelector": {"matchLabels": pod["metadata"]["labels"]}}]
+    assert to_redis["ports"] == [{"protocol": "TCP", "port": 6379}]
+    assert {p["port"] for p in to_dns["ports"]} == {53} and to_dns["to"][0]["podSelector"]["matchLabels"] == {
+        "k8s-app": "kube-dns"
+    }

@@ -192,6 +192,22 @@ class Training(Strict):
         return self
 
 
+class Question(Strict):
+    """Predict, then reveal: asked of a room's students before the scene plays; its playing settles it."""
+
+    text: str = Field(min_length=1, max_length=200)
+    choices: list[str] = Field(min_length=2, max_length=6, description="the answers a student picks from")
+    reveal: str = Field(min_length=1, max_length=600, description="what to look for once the scene plays")
+
+    @model_validator(mode="after")
+    def _choices_differ(self) -> Question:
+        if any(not c or len(c) > 80 for c in self.choices):
+            raise ValueError("a choice has 1 to 80 characters")
+        if len({c.casefold() for c in self.choices}) != len(self.choices):
+            raise ValueError(f"the choices repeat one: {self.choices}")
+        return self
+
+
 class Scene(Strict):
     """One idea: a view of a model (or several) on an input, a title and a caption of what to look at."""
 
@@ -224,6 +240,7 @@ class Scene(Strict):
         None, min_length=1, max_length=6, description="knobs: the curves; the first is live ([ and ] turn its radius)"
     )
     training: Training | None = Field(None, description="train: the live run (it starts with the scene if play)")
+    question: Question | None = Field(None, description="a room's students answer it before the scene plays")
 
     @model_validator(mode="after")
     def _fits_its_view(self) -> Scene:

@@ -36,11 +36,15 @@ from app.web.middleware.assets import Assets, StaticAssets
 from app.web.middleware.metrics import Metrics, MetricsAndLimits
 from app.web.middleware.metrics_port import MetricsServer
 from app.web.middleware.security import SecurityHeaders, SlashRedirect, security_headers
+from app.web.rooms.redis import RedisStore
+from app.web.rooms.room import Rooms
+from app.web.rooms.store import MemoryStore, Store
 from app.web.routes import caption as routes_caption
 from app.web.routes import health, lab_train, pages, stream, upload
 from app.web.routes import jacobian as routes_jacobian
 from app.web.routes import lab as routes_lab
 from app.web.routes import models as routes_models
+from app.web.routes import rooms as routes_rooms
 from app.web.routes import tour as routes_tour
 from app.web.routes import trace as routes_trace
 from app.zoo.zoo import RESCAN_SECONDS, Zoo
@@ -101,10 +105,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.metrics_port is not None:
             metrics_server = MetricsServer(app.state.metrics, settings.host, settings.metrics_port)
             metrics_server.start()
+        await app.state.rooms.start()
         if os.environ.get(SERVED_BY_CLI):
-            # What start-up made (the zoo, the static files, the kernels: ~350k objects) is kept for the process's
+            # What start-up made (the zoo, the static files, the kernels: ~340k objects) is kept for the process's
             # life: out of the collector's sight, so that a full collection, run on the event loop, walks only what
-            # came since (0.4 s, not ~0 ms, on this 2-core machine: every stream and page in flight waited for it).
+            # came since (0.6–1.1 s before, with a room's streams and pages waiting on it; 3 ms after).
             # Not in the tests' processes, whose many apps' zoos are garbage later.
             gc.freeze()
         app.state.ready = True
@@ -114,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.ready = False
         if metrics_server is not None:
             await metrics_server.stop()
+        await app.state.rooms.stop()
 
     app = FastAPI(
         title="Unrolled",
@@ -134,6 +140,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.budget = ByteBudget(settings.max_bytes_in_flight)
     app.state.shared = Shared(settings.result_cache_bytes, settings.share_computations)
     app.state.lab_models = LabModels(settings.lab_models_kept, settings.lab_model_ttl)
+    store: Store = RedisStore(settings.redis_url) if settings.redis_url else MemoryStore()
+    app.state.rooms = Rooms(settings, store)
     metrics = Metrics()
     metrics.gauges["unrolled_computations_in_flight"] = lambda: app.state.compute.admitted
     metrics.gauges["unrolled_computations_running"] = lambda: app.state.compute.running
@@ -160,12 +168,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routes_lab.router,
         routes_jacobian.router,
         lab_train.router,
+        routes_rooms.router,
     ):
         app.include_router(router)
     if settings.metrics_port is None:
         app.include_router(health.metrics_router)
     app.include_router(pages.router)
     app.include_router(routes_tour.router)
+    app.include_router(routes_rooms.pages)
     app.include_router(speech_web.router)  # the speech page's example clips
     app.include_router(caption_web.router)  # the scene rules the caption page draws by
     swagger_ui = Path(fastapi_offline.__file__).parent / "static"  # Swagger UI 5 (OpenAPI 3.1), from its package

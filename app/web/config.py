@@ -135,6 +135,17 @@ class Settings(BaseSettings):
     lab_models_kept: int = Field(12, ge=0, description="models trained live that are kept (the oldest go first)")
     lab_model_ttl: float = Field(3_600.0, gt=0, description="seconds a model trained live is kept")
 
+    # Rooms (/join/{code}): students follow the presenter's tour on their own screens.
+    redis_url: str | None = Field(
+        None,
+        description="redis://host:port/db: rooms live in Redis (pub/sub and a little state), so that several workers "
+        "or replicas share them; unset: in this process's memory (one worker)",
+    )
+    room_ttl: float = Field(4 * 3600.0, ge=60, description="seconds a room lives after its presenter's last action")
+    max_rooms: int = Field(100, ge=1, description="rooms open at once (per process without Redis); beyond: 503")
+    room_max_people: int = Field(1_000, ge=1, description="connections one room holds (its presenter and students)")
+    room_openings: int = Field(20, ge=1, description="rooms one address may open per hour; beyond: 429")
+
     @model_validator(mode="after")
     def _generation_fits(self) -> Settings:
         if self.max_generate >= self.max_steps:

@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from app.engine.errors import EmptyInput, EngineError, InputTooLong, UnknownCheckpoint, UnknownLabel, WrongModelKind
+from app.web.rooms.room import RoomError
 from app.zoo.zoo import UnknownModel
 
 METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
@@ -99,6 +100,12 @@ def install(app: FastAPI) -> None:
             headers=headers,
         )
 
+    async def room_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RoomError)  # its own status and name (a WebSocket closes with 4000 + the status)
+        headers = {"Retry-After": "60"} if exc.status in (429, 503) else None
+        return JSONResponse(error_body(exc.error, str(exc)), status_code=exc.status, headers=headers)
+
+    app.add_exception_handler(RoomError, room_error)
     for exc_type in (UnknownModel, EngineError, Overloaded, BodyTooLarge, LimitExceeded):
         app.add_exception_handler(exc_type, domain_error)
     app.add_exception_handler(RequestValidationError, validation_error)

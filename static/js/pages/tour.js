@@ -7,6 +7,7 @@ import { bus } from "../bus.js";
 import { onKeys, playerKeys } from "../keys.js";
 import { exampleText } from "../numbers.js";
 import { Player } from "../player.js";
+import { openRoom } from "../room.js";
 import { LAB_VIEWS } from "../tour-lab.js";
 import { inputCount, makeStage } from "../tour-stages.js";
 import { showTarget } from "../target.js";
@@ -118,13 +119,18 @@ function ownInputs(scene, sceneCards) {
   return Array.from({ length: n }, (_, k) => scene.inputs[k] ?? (k === 0 ? example : ""));
 }
 
-/** Show scene i. first: the page was just opened, so the URL's moment and edited inputs apply. */
-async function show(i, { first = false } = {}) {
+/**
+ * Show scene i. first: the page was just opened, so the URL's moment and edited inputs apply. to: a room's
+ * presenter's {inputs, step, phase, play, speed}, which a student's page follows.
+ */
+async function show(i, { first = false, to = null } = {}) {
   i = Math.max(1, Math.min(N, i));
   const visit = ++state.visit;
   state.stage?.close();
   state.stage = null;
   state.index = i;
+  state.inputs = []; // until the stage runs: the room is not told the last scene's input as this one's
+  roomPage.changed();
   player.pause(); // the next stage resets it to its own trace; until then the cursor is not shown on it
   const scene = sceneAt(i);
   frame(i, scene);
@@ -141,6 +147,7 @@ async function show(i, { first = false } = {}) {
   if (scene.problems?.length) {
     inputBoxes([]);
     perf.tour.ready = true;
+    roomPage.inputChanged();
     return;
   }
   let sceneCards;
@@ -154,9 +161,9 @@ async function show(i, { first = false } = {}) {
   }
   if (visit !== state.visit) return;
   state.own = ownInputs(scene, sceneCards);
-  const edited = first ? state.own.map((v, k) => P[INPUT_KEYS[k]] || v) : state.own;
+  const edited = to ? state.own.map((v, k) => to.inputs[k] ?? v) : first ? state.own.map((v, k) => P[INPUT_KEYS[k]] || v) : state.own;
   inputBoxes(edited);
-  const start = first && P.step ? { step: P.step, phase: P.phase, speed: P.speed, play: false } : { play: scene.play, speed: first ? P.speed : 0 };
+  const start = to ? { step: to.step, phase: to.phase, speed: to.speed, play: to.play } : first && P.step ? { step: P.step, phase: P.phase, speed: P.speed, play: false } : { play: scene.play, speed: first ? P.speed : 0 };
   state.stage = makeStage({
     root: stageEl,
     scene,
@@ -169,6 +176,7 @@ async function show(i, { first = false } = {}) {
       if (visit !== state.visit) return;
       perf.tour = { ...perf.tour, ready: true };
       perf.loaded = (perf.loaded ?? 0) + 1;
+      roomPage.ready();
     },
     onTarget: (traces) => visit === state.visit && showTarget($("target-now"), traces),
     onError: (_, e) => {
@@ -191,6 +199,37 @@ function run(inputs, { first = false } = {}) {
   // an edited input goes in the URL (a reload keeps it); the scene's own is left out
   writeParams(Object.fromEntries(INPUT_KEYS.map((k, j) => [k, inputs[j] !== undefined && inputs[j] !== state.own[j] ? inputs[j] : null])), { now: true });
   stage.start(inputs);
+  roomPage.inputChanged();
+}
+
+/** A room's student page: to the presenter's scene, input and moment ({scene, inputs, step, phase, playing, speed}). */
+function follow(s) {
+  const at = { step: s.step + 1, phase: s.phase, play: s.playing, speed: s.speed };
+  if (s.scene !== state.index) return show(s.scene, { to: { ...at, inputs: s.inputs } });
+  const stage = state.stage;
+  if (!stage) return;
+  const inputs = s.inputs.length ? state.own.map((v, k) => s.inputs[k] ?? v) : state.own;
+  if (inputs.some((v, k) => v !== state.inputs[k])) {
+    inputBoxes(inputs);
+    stage.ctx.start = at;
+    return run(inputs, { first: true });
+  }
+  if (!stage.ready) {
+    stage.ctx.start = at;
+    return;
+  }
+  player.setSpeed(s.speed);
+  if (!s.playing) player.pause();
+  if (!s.playing || player.phase !== s.phase || Math.abs(player.t - s.step) > 1) player.seek(s.step, s.phase);
+  if (s.playing && !player.playing) player.play();
+}
+
+/** A room's presenter runs a student's suggested input (in the scene's first input box). */
+function runSuggestion(text) {
+  if (!state.stage || !state.inputs.length) return;
+  const inputs = [text, ...state.inputs.slice(1)];
+  inputBoxes(inputs);
+  run(inputs);
 }
 
 /** Back to the scene's own input and moment. */
@@ -211,6 +250,7 @@ bus.on("cursor", (c) => {
   stage.onCursor(c);
   writeParams({ step: c.t + 1, phase: c.phase === "backward" ? "backward" : null, speed: c.speed });
   perf.state = { ...perf.state, ...c };
+  roomPage.cursor();
 });
 bus.on("unit", (u) => state.stage?.onUnit(u));
 bus.on("layout", () => {
@@ -284,6 +324,16 @@ $("inputs").addEventListener("focusin", (e) => {
   state.lastInput = e.target;
 });
 
+const roomPage = openRoom({
+  tour,
+  player,
+  anchor: $("stage"),
+  sceneAt,
+  now: () => ({ scene: state.index, inputs: state.inputs }),
+  follow,
+  runSuggestion,
+});
+
 const stageKey = (keys, does) => ({ keys, does, act: (e) => state.stage?.onKey?.(e.key) });
 onKeys([
   { keys: ["ArrowRight", "PageDown"], does: "next scene (a clicker's forward button)", act: () => go(state.index + 1) },
@@ -302,6 +352,7 @@ onKeys([
   stageKey(["[", "]", "k"], "a knobs scene: turn the radius down / up, keep the curve"),
   stageKey(["t"], "a training scene: start / stop the training"),
   stageKey(["v"], "a training scene: play the run recorded on the server"),
+  ...roomPage.keys,
 ]);
 
 function init() {
