@@ -37,6 +37,22 @@ ENV NUMBA_CACHE_DIR=/opt/numba-cache
 RUN PYTHONPATH=/app /opt/venv/bin/python -c \
     "from app.engine import kernels; from app.engine.lab import jacobian; kernels.warm_up(); jacobian.warm_up()"
 
+# The pages' modules bundled and Plotly's partial bundle (tools/bundle.mjs; `make install` does the same): Node.js
+# and npm from Debian, here only, and esbuild from the npm registry at the versions of package-lock.json.
+FROM ${BASE_IMAGE} AS static
+# Unpinned: whatever nodejs and npm the base's Debian release carries (a pinned Debian revision disappears from the
+# mirror with the next security update); this stage only runs esbuild, at the version package-lock.json pins.
+# hadolint ignore=DL3008
+RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+COPY tools ./tools
+COPY templates ./templates
+COPY static ./static
+RUN node tools/bundle.mjs
+
 FROM ${BASE_IMAGE}
 RUN groupadd --system --gid 10001 unrolled \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin unrolled
@@ -45,7 +61,7 @@ COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/numba-cache /opt/numba-cache
 COPY --from=build /app/app /app/app
 COPY templates /app/templates
-COPY static /app/static
+COPY --from=static /src/static /app/static
 COPY tours /app/tours
 COPY models /app/models
 # Readable by the server's user whatever the build context's modes (safetensors writes files 0600).

@@ -104,6 +104,18 @@ def main() -> None:
         ok = r.status_code == 200 and "text/html" in r.headers.get("content-type", "") and "script-src 'self'" in csp
         return ok, f"{r.status_code} {r.headers.get('content-type')}, CSP {'set' if csp else 'missing'}"
 
+    def bundled() -> tuple[bool, str]:
+        # The image's static/build (the Dockerfile's Node.js stage): served only where it was made from the modules
+        # the image holds; otherwise the pages fall back to the modules one by one and Plotly's full bundle.
+        html = httpx.get(f"{url}/tour").text
+        modules = re.findall(r'src="(/static/[^"]+)"', html)
+        plotly = next((m for m in modules if "plotly" in m), "")
+        r = httpx.get(f"{url}{plotly}", headers={"Accept-Encoding": "br"}) if plotly else None
+        ok = any(m.startswith("/static/build/js/") for m in modules) and plotly.startswith("/static/build/vendor/")
+        ok = ok and r is not None and r.status_code == 200 and r.headers.get("content-encoding") == "br"
+        sent = r.num_bytes_downloaded if r is not None else 0
+        return ok, f"scripts {', '.join(m.split('?')[0] for m in modules)}; Plotly {sent} bytes in br"
+
     def not_root() -> tuple[bool, str]:
         return args.server_uid not in ("0", "unknown"), f"server process uid {args.server_uid}"
 
@@ -133,7 +145,7 @@ def main() -> None:
         return "/healthz" in args.healthcheck, f"declared health check: {args.healthcheck[:120]}"
 
     for name, fn in [("healthz", healthz), ("readyz", readyz), ("trace", trace), ("stream", stream_check),
-                     ("page", page), ("non-root", not_root), ("metrics", metrics_apart),
+                     ("page", page), ("bundled", bundled), ("non-root", not_root), ("metrics", metrics_apart),
                      ("cache", cache_read_only), ("lock", locked), ("health", health)]:  # fmt: skip
         check(name, fn)
     for name, ok, detail in results:

@@ -73,6 +73,19 @@ class Settings(BaseSettings):
         description="proxies trusted to name the client (X-Forwarded-For), comma-separated, or *: the address "
         "that fair queueing tells clients apart by",
     )
+    share_computations: bool = Field(
+        True,
+        description="requests in flight for the same model, checkpoint and request share one computation, and "
+        "result_cache_bytes of results serve repeats (a room of students opening one scene); false: each computes",
+    )
+    result_cache_bytes: int = Field(
+        64_000_000, ge=0, description="bytes of shared results kept for repeats (traces, forecasts); 0: none kept"
+    )
+    static_build: bool = Field(
+        True,
+        description="serve static/build/ (the pages' modules bundled, Plotly's partial bundle: make install) where "
+        "it is current; false: the modules one by one and Plotly's full bundle",
+    )
     max_streams: int = Field(64, ge=1, description="open WebSocket streams; beyond: refused")
     send_timeout: float = Field(
         10.0, gt=0, description="seconds a REST body or stream waits on a client that reads nothing"

@@ -1,5 +1,7 @@
 // All network I/O of the front end: the REST API and the WebSocket stream. Nothing else calls fetch.
 
+import { bus } from "./bus.js";
+
 export class ApiError extends Error {
   constructor(status, error, message) {
     super(message);
@@ -8,18 +10,48 @@ export class ApiError extends Error {
   }
 }
 
+// A busy answer (503, or a stream closed 4503 before its first frame) is asked again, up to BUSY_TRIES times, after
+// busyDelay: the page says so meanwhile ("the room is busy, retrying"), and the note goes when an answer comes.
+const BUSY_TRIES = 12;
+export const BUSY_MESSAGE = "The room is busy, retrying…";
+
+/**
+ * Milliseconds before asking a busy server again: at least its Retry-After (seconds; 1 if it names none), plus a
+ * random share of it that grows with the tries, so that a room of students refused together does not come back
+ * together (jitter).
+ */
+export function busyDelay(retryAfter, attempt) {
+  const base = 1000 * Math.max(1, Number(retryAfter) || 1);
+  return base + Math.random() * base * Math.min(2 ** attempt, 8);
+}
+
+function busyWait(retryAfter, attempt) {
+  bus.emit("status", { kind: "busy", message: BUSY_MESSAGE });
+  return new Promise((resolve) => setTimeout(resolve, busyDelay(retryAfter, attempt)));
+}
+
+/** The busy note goes (only it: another message in the status line stays). */
+const busyOver = () => bus.emit("status", { kind: "busy", message: "" });
+
 async function request(path, options = {}) {
-  let response;
-  try {
-    response = await fetch(path, { headers: { Accept: "application/json" }, ...options });
-  } catch (e) {
-    throw new ApiError(0, "offline", `the server did not answer (${e.message})`);
+  for (let attempt = 0; ; attempt++) {
+    let response;
+    try {
+      response = await fetch(path, { headers: { Accept: "application/json" }, ...options });
+    } catch (e) {
+      throw new ApiError(0, "offline", `the server did not answer (${e.message})`);
+    }
+    if (response.status === 503 && attempt < BUSY_TRIES) {
+      await busyWait(response.headers.get("Retry-After"), attempt);
+      continue;
+    }
+    if (attempt) busyOver();
+    const body = await response.json().catch(() => null);
+    if (!response.ok) {
+      throw new ApiError(response.status, body?.error ?? "http_error", body?.message ?? response.statusText);
+    }
+    return body;
   }
-  const body = await response.json().catch(() => null);
-  if (!response.ok) {
-    throw new ApiError(response.status, body?.error ?? "http_error", body?.message ?? response.statusText);
-  }
-  return body;
 }
 
 function post(path, body) {
@@ -126,13 +158,19 @@ export const deleteModel = (id, token) =>
 
 // ---- end of uploads ----
 
-/**
- * A WebSocket to `path` that sends `body` once open, and the `done` promise a run over it settles once:
- * finish(resolveDone | rejectDone, value) settles it, later calls do nothing; settled() says whether it has been.
- */
-function socketRun(path, body) {
+/** A WebSocket to this server's `path` that sends `body` once open. */
+function openSocket(path, body) {
   const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(`${scheme}//${window.location.host}${path}`);
+  ws.addEventListener("open", () => ws.send(JSON.stringify(body)));
+  return ws;
+}
+
+/**
+ * The `done` promise a run settles once: finish(resolveDone | rejectDone, value) settles it, later calls do
+ * nothing; settled() says whether it has been.
+ */
+function settleOnce() {
   let isSettled = false;
   let resolveDone;
   let rejectDone;
@@ -145,44 +183,69 @@ function socketRun(path, body) {
     isSettled = true;
     fn(value);
   };
-  ws.addEventListener("open", () => ws.send(JSON.stringify(body)));
-  return { ws, done, finish, resolveDone, rejectDone, settled: () => isSettled };
+  return { done, finish, resolveDone, rejectDone, settled: () => isSettled };
+}
+
+/** A WebSocket to `path` that sends `body` once open, and the `done` promise a run over it settles once. */
+function socketRun(path, body) {
+  return { ws: openSocket(path, body), ...settleOnce() };
 }
 
 /**
  * Open the stream for one request (a trace body, or {mode: "generate", …}) and hand every frame to onFrame.
  * Returns {done, close}: done resolves after the "done" frame and rejects with an ApiError on an error frame
  * or a connection that ends early. close() ends the stream (its done then resolves with {closed: true}).
+ * A busy refusal (before any frame) opens the stream again after its retry_after, with jitter (busyDelay).
  */
 export function stream(id, body, onFrame) {
-  const { ws, done, finish, resolveDone, rejectDone, settled } = socketRun(`${modelPath(id)}/stream`, body);
-  ws.binaryType = "arraybuffer"; // {"encoding": "binary"}: step frames as float32 arrays
-  ws.addEventListener("message", (event) => {
-    if (settled()) return;
-    if (event.data instanceof ArrayBuffer) {
-      onFrame({ type: "binary", buffer: event.data });
-      return;
-    }
-    const frame = JSON.parse(event.data);
-    if (frame.type === "error") {
-      finish(rejectDone, new ApiError(400, frame.error, frame.message));
-      return;
-    }
-    onFrame(frame);
-    if (frame.type === "done") {
-      finish(resolveDone, frame);
-      ws.close(1000);
-    }
-  });
-  ws.addEventListener("close", (event) => {
-    const status = event.code >= 4000 ? event.code - 4000 : 0;
-    finish(rejectDone, new ApiError(status, event.reason || "closed", "the stream ended before it was done"));
-  });
+  const { done, finish, resolveDone, rejectDone, settled } = settleOnce();
+  let ws = null; // the socket of the current try
+  let retry = null; // the timer of the next try
+  const open = (attempt) => {
+    const socket = openSocket(`${modelPath(id)}/stream`, body);
+    socket.binaryType = "arraybuffer"; // {"encoding": "binary"}: step frames as float32 arrays
+    ws = socket;
+    socket.addEventListener("message", (event) => {
+      if (settled() || socket !== ws) return;
+      if (event.data instanceof ArrayBuffer) {
+        onFrame({ type: "binary", buffer: event.data });
+        return;
+      }
+      const frame = JSON.parse(event.data);
+      if (Array.isArray(frame)) {
+        frame.forEach(onFrame); // {"batch": n}: n step or grad frames to a message (meta, done, error travel alone)
+        return;
+      }
+      if (frame.type === "error") {
+        if (frame.error === "busy" && attempt < BUSY_TRIES) {
+          ws = null; // this socket's close is not the run's end
+          bus.emit("status", { kind: "busy", message: BUSY_MESSAGE });
+          retry = setTimeout(() => settled() || open(attempt + 1), busyDelay(frame.retry_after, attempt));
+          return;
+        }
+        finish(rejectDone, new ApiError(400, frame.error, frame.message));
+        return;
+      }
+      if (frame.type === "meta" && attempt) busyOver();
+      onFrame(frame);
+      if (frame.type === "done") {
+        finish(resolveDone, frame);
+        socket.close(1000);
+      }
+    });
+    socket.addEventListener("close", (event) => {
+      if (socket !== ws) return;
+      const status = event.code >= 4000 ? event.code - 4000 : 0;
+      finish(rejectDone, new ApiError(status, event.reason || "closed", "the stream ended before it was done"));
+    });
+  };
+  open(0);
   return {
     done,
     close() {
       finish(resolveDone, { closed: true });
-      if (ws.readyState <= WebSocket.OPEN) ws.close(1000);
+      clearTimeout(retry);
+      if (ws && ws.readyState <= WebSocket.OPEN) ws.close(1000);
     },
   };
 }

@@ -73,6 +73,7 @@ function init() {
   };
   bus.on("status", ({ kind = "info", message }) => {
     if (!status) return;
+    if (kind === "busy" && !message && status.dataset.kind !== "busy") return; // only the busy note goes
     status.hidden = !message;
     status.textContent = message ?? "";
     status.dataset.kind = kind;

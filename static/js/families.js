@@ -7,6 +7,8 @@
 //              "ctc" (a speech model: CTC's posteriors over the alphabet and the blank), "words" (a caption model's
 //              decoder, writing words while it looks at a picture)
 //   binary     a traced input may travel as float32 records (the vocabulary or the classes name what is predicted)
+//   batch      where a traced input travels as JSON, its step and grad frames to a message (1 unless said): a
+//              series' 120 small frames each a message cost the server more than their numbers (a room of 200)
 //   target     what the loss L is measured against, as the predictions panel's legend says it
 //   fills      the tour's guest panels (tour-sequences.js) this family's own model fills on the scene's cursor
 //   overNotes  the family a model of this kind belongs to when its vocabulary is notes
@@ -16,7 +18,7 @@ const FAMILIES = {
   next_token: { head: "tokens", binary: (card) => Boolean(card?.vocab), target: "the target: the token that actually comes next", fills: [], overNotes: "melody", step: null },
   melody: { head: "tokens", binary: (card) => Boolean(card?.vocab), target: "the target: the token that actually comes next", fills: ["roll"], step: "note" },
   classify: { head: "classes", binary: () => true, target: "the target: the class the loss L is measured against", fills: [], step: null },
-  series: { head: "values", binary: () => false, target: "", fills: ["forecast"], step: null },
+  series: { head: "values", binary: () => false, batch: 64, target: "", fills: ["forecast"], step: null },
   translate: { head: "letters", binary: () => false, target: "", fills: [], step: null },
   transcribe: { head: "ctc", binary: () => false, target: "", fills: [], step: null },
   caption: { head: "words", binary: () => false, target: "", fills: [], step: "word" },

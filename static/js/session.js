@@ -146,10 +146,13 @@ export class Session extends StreamSession {
     // A traced input's steps travel as float32 arrays (half the bytes of JSON, and nothing to parse) when the
     // card's vocabulary can name the predicted tokens; generation streams JSON as each token is sampled.
     // (A series model's steps travel as JSON: a few numbers beside the states.)
-    const binary = request.mode !== "generate" && familyOf(this.card).binary(this.card);
+    const family = familyOf(this.card);
+    const binary = request.mode !== "generate" && family.binary(this.card);
     // Binary records carry float32 and float64 whole, never rounded: a precision is for JSON (the REST fallback).
     const { precision, ...exact } = request;
-    const body = binary ? { ...exact, encoding: "binary", batch: 64 } : request;
+    // A traced input in JSON: its frames `batch` to a message where its family says so (arrays, api.js stream)
+    const batch = request.mode === undefined ? (family.batch ?? 1) : 1;
+    const body = binary ? { ...exact, encoding: "binary", batch: 64 } : batch > 1 ? { ...request, batch } : request;
     return this.open(request, body, read);
   }
 

@@ -16,7 +16,7 @@ import asyncio
 import itertools
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -106,6 +106,11 @@ class Compute:
         of a generation, which is admitted once but takes a slot only while a step computes."""
         async with self._slot(work):
             return await anyio.to_thread.run_sync(fn, *args)
+
+    def slot_for(self, work: Work) -> AbstractAsyncContextManager[None]:
+        """A slot, waited for fairly, for the block's duration: for admitted work (admitted_for) whose caller acts
+        when the slot is granted (a stream takes its place among max_streams then, not while it waits)."""
+        return self._slot(work)
 
     @asynccontextmanager
     async def _slot(self, work: Work) -> AsyncIterator[None]:

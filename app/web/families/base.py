@@ -41,6 +41,9 @@ class Job:
     work: Callable[[], bytes]  # the body, computed off the event loop
     seconds: float  # its compute estimate (app.web.capacity.cost)
     estimate: int  # bytes at its peak (app.web.capacity.budget)
+    # whether the same request always gives the same body, so that identical requests may share one computation
+    # (app.web.capacity.shared): a generation that samples without a seed does not
+    repeats: bool = True
 
 
 class StreamedTrace(Protocol):

@@ -98,7 +98,9 @@ class TokenWeb(WebFamily):
             return dumps({"text": text, "generated": written, "trace": wire.body()})
 
         estimate = estimate_working_bytes(loaded.card, steps, req.top_k, "rest")
-        return Job(work, cost.generate_seconds(loaded, len(generation.prompt_ids), req.length), estimate)
+        seconds = cost.generate_seconds(loaded, len(generation.prompt_ids), req.length)
+        # without a seed each generation samples afresh (temperature 0 is greedy: always the same text)
+        return Job(work, seconds, estimate, repeats=req.seed is not None or req.temperature == 0)
 
     def translate_job(self, loaded: LoadedModel, req: TranslateRequest, settings: Settings) -> Job:
         raise not_translation(loaded)

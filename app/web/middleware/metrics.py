@@ -28,6 +28,7 @@ class Metrics:
         self.streams_total = 0
         self.generated_steps_total = 0
         self.gauges: dict[str, Callable[[], float]] = {}
+        self.counters: dict[str, Callable[[], float]] = {}  # kept by other parts of the app, read when rendered
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests[(method, route, str(status))] += 1
@@ -65,6 +66,8 @@ class Metrics:
         ]
         for name, read in sorted(self.gauges.items()):
             lines += [f"# TYPE {name} gauge", f"{name} {read():g}"]
+        for name, read in sorted(self.counters.items()):
+            lines += [f"# TYPE {name} counter", f"{name} {read():g}"]
         return "\n".join(lines) + "\n"
 
 

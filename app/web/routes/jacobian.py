@@ -11,7 +11,7 @@ from app.web.deps import ZooDep
 from app.web.errors import LimitExceeded
 from app.web.families import web_family
 from app.web.families.base import Job
-from app.web.routes.trace import ERRORS, JobsDep
+from app.web.routes.trace import ERRORS, JobsDep, share_key
 from app.web.schemas.jacobian import JacobianRequest, JacobianResponse
 from app.wire.frames import dumps
 
@@ -96,4 +96,4 @@ async def jacobian(
 
     # Its cost grows as T²H³ (T²/2 products of H × H), not as its steps
     estimate = working_bytes(steps, loaded.card.hidden_size, loaded.card.cell)
-    return await jobs.run(Job(work, cost.jacobian_seconds(loaded, steps), estimate))
+    return await jobs.run(Job(work, cost.jacobian_seconds(loaded, steps), estimate), share_key("jacobian", loaded, req))

@@ -18,7 +18,7 @@ from app.web.capacity import cost
 from app.web.deps import ComputeDep, SettingsDep, ZooDep, work_of
 from app.web.errors import LimitExceeded
 from app.web.families.base import Job
-from app.web.routes.trace import ERRORS, JobsDep
+from app.web.routes.trace import ERRORS, JobsDep, share_key
 from app.web.schemas.lab import DiffRequest, DiffResponse, GradientsRequest, GradientsResponse
 from app.web.service import check_chars, readable, text_of
 from app.wire.frames import dumps
@@ -100,7 +100,9 @@ async def diff(
         }
         return dumps(body)
 
-    return await jobs.run(Job(work, cost.diff_seconds(loaded, steps), diff_working_bytes(model, steps)))
+    return await jobs.run(
+        Job(work, cost.diff_seconds(loaded, steps), diff_working_bytes(model, steps)), share_key("diff", loaded, req)
+    )
 
 
 # A modern cell's forward over both inputs, per number of its state a step: each layer's float32 states and

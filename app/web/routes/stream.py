@@ -18,7 +18,8 @@ beams, the start state and what reaches each grid cell), one {"type": "step"} pe
 over the grid, top-5 and loss), one {"type": "grad"} per word from the last back, then done (app/wire/caption.py).
 On bad input it sends {"type": "error", "error", "message"} and closes with code 4000 + the HTTP status REST
 would answer (4400 malformed, 4403 opened by another site's page (its Origin), 4404 unknown model, checkpoint or
-label, 4408 no request in time, 4409 wrong model kind, 4413 too large, 4422 invalid or over a limit, 4503 busy).
+label, 4408 no request in time, 4409 wrong model kind, 4413 too large, 4422 invalid or over a limit, 4503 busy). A
+busy error frame carries "retry_after", the seconds to wait before asking again (REST's Retry-After).
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
+import anyio.to_thread
 import orjson
 from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
@@ -37,12 +40,14 @@ from starlette.websockets import WebSocketDisconnect
 
 from app.web.capacity.budget import ByteBudget
 from app.web.capacity.compute import Compute, Work
+from app.web.capacity.shared import Shared
 from app.web.config import Settings
 from app.web.deps import get_zoo, work_of
-from app.web.errors import classify
+from app.web.errors import Overloaded, classify
 from app.web.families import web_family
-from app.web.families.base import StepStream, TraceStream
+from app.web.families.base import StepStream, StreamedTrace, TraceStream
 from app.web.middleware.metrics import Metrics
+from app.web.routes.trace import ShareKey, share_key
 from app.web.schemas.caption import StreamCaptionRequest
 from app.web.schemas.models import (
     StreamGenerateRequest,
@@ -82,21 +87,17 @@ async def stream(ws: WebSocket, model_id: str) -> None:
     metrics: Metrics = state.metrics
     await ws.accept()
     sender = Sender(ws, settings.send_timeout, settings.min_stream_rate)
-    counted = False
+    place = StreamPlace(metrics, settings.max_streams)
     try:
         if not origin_allowed(ws.headers.get("origin"), ws.headers.get("host"), settings.cors_origins):
             # another site's page, spending this server's CPU through its visitors' browsers
             raise StreamError(403, "forbidden_origin", "streams are open to this server's own pages (and cors_origins)")
-        # A stream counts once its request has arrived: sockets that connect and say nothing cannot fill
-        # max_streams and lock visitors out; they are closed after request_timeout (a few seconds).
+        # Sockets that connect and say nothing are closed after request_timeout (a few seconds); a stream takes its
+        # place among max_streams only once it computes or sends (StreamPlace).
         request = await _read_request(ws, settings.request_timeout)
-        metrics.active_streams += 1
         metrics.streams_total += 1
-        counted = True
-        if metrics.active_streams > settings.max_streams:
-            raise StreamError(503, "busy", f"too many open streams (max_streams {settings.max_streams}); retry later")
         zoo = await get_zoo(ws)  # with the models trained live in the lab
-        await _serve(sender, zoo, state.compute, state.budget, metrics, settings, model_id, request, ws)
+        await _serve(sender, zoo, state.compute, state.budget, state.shared, place, settings, model_id, request, ws)
     except StreamError as e:
         await _close_with_error(sender, e.status, e.error, str(e))
     except (ClientGone, WebSocketDisconnect):
@@ -110,8 +111,34 @@ async def stream(ws: WebSocket, model_id: str) -> None:
             message = str(e)
         await _close_with_error(sender, status, name, message)
     finally:
-        if counted:
-            metrics.active_streams -= 1
+        place.release()
+
+
+class StreamPlace:
+    """A stream's place among max_streams (metrics.active_streams): taken when it starts to compute (its slot in the
+    compute line is granted) or to send (the trace it shares is ready), held until it ends. A stream that waits, for
+    a slot or for a computation it shares with others, holds none: the compute line bounds the waiting (max_queue),
+    and a room's streams waiting on one trace would otherwise fill max_streams and be refused while the server
+    computes a single trace for all of them."""
+
+    def __init__(self, metrics: Metrics, limit: int) -> None:
+        self.metrics, self.limit = metrics, limit
+        self.taken = False
+
+    def take(self) -> None:
+        if self.taken:
+            return
+        if self.metrics.active_streams >= self.limit:
+            raise StreamError(
+                503, "busy", f"too many open streams (max_streams {self.limit}); retry in {Overloaded.retry_after} s"
+            )
+        self.metrics.active_streams += 1
+        self.taken = True
+
+    def release(self) -> None:
+        if self.taken:
+            self.metrics.active_streams -= 1
+            self.taken = False
 
 
 class Sender:
@@ -142,6 +169,10 @@ class Sender:
 
     async def binaries(self, payloads: Iterable[bytes]) -> None:
         await self._send_all({"type": "websocket.send", "bytes": p} for p in payloads)
+
+    async def messages(self, messages: Iterable[dict[str, Any]]) -> None:
+        """ASGI messages written beforehand (WrittenTrace's), sent as they are."""
+        await self._send_all(messages)
 
     async def _send_all(self, messages: Iterable[dict[str, Any]]) -> None:
         group: list[dict[str, Any]] = []
@@ -222,7 +253,8 @@ async def _serve(
     zoo: Zoo,
     compute: Compute,
     budget: ByteBudget,
-    metrics: Metrics,
+    shared: Shared,
+    place: StreamPlace,
     settings: Settings,
     model_id: str,
     req: StreamAnyRequest,
@@ -242,41 +274,108 @@ async def _serve(
         plan = family.stream(loaded, req, settings)
     work = work_of(ws, plan.seconds)
     if isinstance(plan, StepStream):
-        await _send_steps(sender, compute, work, metrics, plan)
+        await _send_steps(sender, compute, work, place, plan)
     else:
         assert not isinstance(req, StreamGenerateRequest)  # a family answers a generation with a StepStream
-        await _send_trace(sender, compute, budget, work, plan, req)
+        # A trace is the same for the same request: shared (a file's trace, audio or image, is not: its key would
+        # be the file)
+        files = isinstance(req, StreamTranscribeRequest | StreamCaptionRequest)
+        key = None if files else share_key("stream", loaded, req)
+        await _send_trace(sender, compute, budget, shared, place, work, plan, req, key)
 
 
 async def _send_trace(
     sender: Sender,
     compute: Compute,
     budget: ByteBudget,
+    shared: Shared,
+    place: StreamPlace,
     work: Work,
     plan: TraceStream,
     req: StreamTraceRequest | StreamTranslateRequest | StreamTranscribeRequest | StreamCaptionRequest,
+    key: ShareKey | None,
 ) -> None:
     """Meta, every frame (JSON or binary records, `batch` to a message), done. The trace is held in the byte budget
     from before it is computed (what computing it takes at its peak, an estimate; over the budget: busy, nothing
-    computed) until its last frame has left (its exact size once computed)."""
+    computed) until its last frame has left (its exact size once computed). With a key, the trace is shared with
+    every stream of the same key (app.web.capacity.shared): computed once, then each stream holds its size while it
+    sends it."""
+    if key is None or not shared.enabled:
+        with budget.hold(plan.estimate) as held:
+            async with compute.admitted_for(work), compute.slot_for(work):
+                place.take()
+                wire = await anyio.to_thread.run_sync(plan.wire)
+            held.resize(wire.held_bytes())
+            await _send_wire(sender, plan, wire, req)
+        return
+
+    def written() -> WrittenTrace:
+        return WrittenTrace.of(plan, plan.wire(), req)
+
+    async def computed() -> WrittenTrace:
+        with budget.hold(plan.estimate):
+            return await compute.run(work, written)
+
+    trace = await shared.get(key.key, computed, WrittenTrace.size, key.loaded)
+    place.take()
+    with budget.hold(trace.size()):
+        await sender.messages(trace.messages)
+
+
+@dataclass(frozen=True)
+class WrittenTrace:
+    """A shared trace as its streams send it: meta, its frames, done, as the ASGI messages themselves, written once
+    beside its computation (the request, part of the key, fixes the encoding and the batch). A room's 200 streams
+    of it then send bytes: writing the frames again for each (packing records, joining JSON) was most of what a
+    repeat stream cost the event loop."""
+
+    messages: list[dict[str, Any]]
+
+    @classmethod
+    def of(
+        cls,
+        plan: TraceStream,
+        wire: StreamedTrace,
+        req: StreamTraceRequest | StreamTranslateRequest | StreamTranscribeRequest | StreamCaptionRequest,
+    ) -> WrittenTrace:
+        binary = req.encoding == "binary"
+        frames: Iterable[dict[str, Any]] = (
+            ({"type": "websocket.send", "bytes": b} for b in wire.binary_frames(req.batch))
+            if binary
+            else ({"type": "websocket.send", "text": t.decode()} for t in wire.frames(req.batch))
+        )
+        meta = {"type": "websocket.send", "text": dumps(wire.meta_frame(binary, req.batch)).decode()}
+        done = {"type": "websocket.send", "text": dumps(plan.done(wire)).decode()}
+        return cls([meta, *frames, done])
+
+    def size(self) -> int:
+        return sum(len(m.get("text") or m.get("bytes") or b"") for m in self.messages)
+
+
+async def _send_wire(
+    sender: Sender,
+    plan: TraceStream,
+    wire: StreamedTrace,
+    req: StreamTraceRequest | StreamTranslateRequest | StreamTranscribeRequest | StreamCaptionRequest,
+) -> None:
     binary = req.encoding == "binary"
-    with budget.hold(plan.estimate) as held:
-        wire = await compute.run(work, plan.wire)
-        held.resize(wire.held_bytes())
-        await sender.frame(wire.meta_frame(binary, req.batch))
-        if binary:
-            await sender.binaries(wire.binary_frames(req.batch))
-        else:
-            await sender.texts(wire.frames(req.batch))
-        await sender.frame(plan.done(wire))
+    await sender.frame(wire.meta_frame(binary, req.batch))
+    if binary:
+        await sender.binaries(wire.binary_frames(req.batch))
+    else:
+        await sender.texts(wire.frames(req.batch))
+    await sender.frame(plan.done(wire))
 
 
-async def _send_steps(sender: Sender, compute: Compute, work: Work, metrics: Metrics, plan: StepStream) -> None:
+async def _send_steps(sender: Sender, compute: Compute, work: Work, place: StreamPlace, plan: StepStream) -> None:
     """Each step frame leaves as soon as it is computed; then the BPTT sweep of the whole sequence, and done."""
     # Admitted once, like any computation; then each step takes a slot only while it computes, never while its
-    # frame waits on the client, so a client that stops reading holds no slot and stalls no one.
-    async with compute.admitted_for(work):
-        first = await compute.run_in_slot(work, plan.next_frame, 0)
+    # frame waits on the client, so a client that stops reading holds no slot and stalls no one. Its place among
+    # max_streams is taken with its first slot.
+    metrics = place.metrics
+    async with compute.admitted_for(work), compute.slot_for(work):
+        place.take()
+        first = await anyio.to_thread.run_sync(plan.next_frame, 0)
     await sender.frame(plan.meta)
     payload = first
     total = plan.total
@@ -292,8 +391,11 @@ async def _send_steps(sender: Sender, compute: Compute, work: Work, metrics: Met
 
 
 async def _close_with_error(sender: Sender, status: int, error: str, message: str) -> None:
+    frame: dict[str, Any] = {"type": "error", "error": error, "message": message}
+    if status == 503:  # busy: the seconds to wait before asking again, as REST's Retry-After
+        frame["retry_after"] = Overloaded.retry_after
     try:
-        await sender.frame({"type": "error", "error": error, "message": message})
+        await sender.frame(frame)
         await sender.ws.close(code=4000 + status, reason=error)
     except (ClientGone, RuntimeError, OSError):
         pass
