@@ -27,6 +27,7 @@ from playwright.sync_api import Browser, Page, Playwright, Request
 from app.engine.card import ModelCard, save_model
 from app.engine.speech.audio import wav_features
 from app.engine.speech.card import SpeechCard, config
+from app.engine.speech.lexicon import Lexicon
 from app.engine.speech.model import SpeechModel
 from app.training.tasks.numbers import translator
 from app.web.config import ROOT, Settings
@@ -104,7 +105,7 @@ def speech_zoo(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
              for i, text in enumerate(EXAMPLES, 1)}  # fmt: skip
     card = ModelCard(id="speech-gru", task="speech", cell="gru", kind="transcribe", hidden_size=48, num_layers=1,
                      vocab={"level": "value", "tokens": ["<unk>"]}, bidirectional=True,
-                     block=SpeechCard(alphabet=ALPHABET))  # fmt: skip
+                     block=SpeechCard(alphabet=ALPHABET, lexicon=Lexicon.of(EXAMPLES)))  # fmt: skip
     save_model(folder, card, train(card, {EXAMPLES[0]: clips[EXAMPLES[0]]}))  # the German test's clip
     for suffix in (".json", ".safetensors"):
         shutil.copy(ROOT / "models" / f"{GERMAN}{suffix}", folder / f"{GERMAN}{suffix}")
