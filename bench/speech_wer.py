@@ -4,7 +4,7 @@ transcript's (the lexicon-constrained beam search's, app/engine/speech/lexicon.p
 beside the training CPU time their cards record. The held-out clips are synthesised by espeak-ng as training made
 them (app/training/tasks/speech.py's sets, the same in every run), or read from the data cache.
 
-    PYTHONPATH=. UNROLLED_DATA_CACHE=data-cache .venv/bin/python -m bench.speech_wer [--models models]
+    PYTHONPATH=. UNROLLED_DATA_CACHE=data-cache .venv/bin/python -m bench.speech_wer [--models models] [--cells …]
 
 The greedy figures must match the cards' metrics "wer", the lexicon ones "wer_lexicon" (the same clips, the same
 noise seed): a mismatch means the models, the front end or the data moved since training. A model whose card has
@@ -34,6 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, default=Path("models"))
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--cells", nargs="+", choices=CELLS, default=list(CELLS), help="the models to measure")
     args = parser.parse_args()
     torch.set_num_threads(1)
     sets = sd.speech_sets(seed=0, n_train=0, n_eval=N_EVAL)
@@ -48,7 +49,7 @@ def main() -> None:
     head = "".join(f" {f'{h} {n}':>16s} |" for h in held for n, _ in noises)
     print(f"| model       |{head} train CPU s | hidden | eval CPU s |")
     print(f"|-------------|{'------------------|' * 4}-------------|--------|------------|")
-    for cell in CELLS:
+    for cell in args.cells:
         mid = f"speech-{cell}"
         if not (args.models / f"{mid}.json").exists():
             print(f"| {mid:11s} | not trained")
