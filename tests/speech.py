@@ -12,18 +12,30 @@ from numpy.typing import NDArray
 from app.engine.card import ModelCard, save_model
 from app.engine.layers import Cell
 from app.engine.speech.card import SpeechCard, config
+from app.engine.speech.lexicon import Lexicon
 from app.engine.speech.model import SpeechModel
 from tests.engine.test_audio import float_wav, pcm_wav
 
 ALPHABET = " -efinortvw"
+# Number words spelt in ALPHABET, with pairs of them: a lexicon for a test model's constrained search.
+LEXICON = Lexicon.of(["one two", "two", "ten", "nine", "five-nine", "fifteen", "nineteen one"])
 
 
 def write_speech_model(
-    folder: Path, model_id: str, cell: Cell, bidirectional: bool = True, layers: int = 2, hidden: int = 8, seed: int = 0
+    folder: Path,
+    model_id: str,
+    cell: Cell,
+    bidirectional: bool = True,
+    layers: int = 2,
+    hidden: int = 8,
+    seed: int = 0,
+    lexicon: Lexicon | None = None,
 ) -> ModelCard:
+    """With a lexicon, the steps normalised by each band's deviation too (as the trained models are)."""
+    block = SpeechCard(alphabet=ALPHABET, variance=lexicon is not None, lexicon=lexicon)
     card = ModelCard(id=model_id, task="speech", cell=cell, kind="transcribe", hidden_size=hidden, num_layers=layers,
                      vocab={"level": "value", "tokens": ["<unk>"]}, bidirectional=bidirectional,
-                     block=SpeechCard(alphabet=ALPHABET))  # fmt: skip
+                     block=block)  # fmt: skip
     torch.manual_seed(seed)
     save_model(folder, card, SpeechModel(config(card)))
     return card

@@ -1,7 +1,11 @@
 """A speech model's trace on the wire: a SpeechTrace as the REST body of POST /api/models/{id}/transcribe or as the
 stream's frames.
 
-The body: {"text", "beams": [{"text", "log_prob"}], "trace"}. The trace holds what the page draws, each array by
+The body: {"text", "beams": [{"text", "log_prob"}], "transcript", "decoder", "lexicon_beams", "trace"}: "text" is
+the greedy path's collapse and "beams" the unconstrained prefix beam search's; "transcript" is the text served, the
+lexicon-constrained search's best ("decoder": "lexicon"), or the greedy text when the model has no lexicon or no
+text of it fits the clip ("decoder": "greedy"); "lexicon_beams" that search's texts with their exact log p (null
+without a lexicon). The trace holds what the page draws, each array by
 step t of the network (T' steps; a step hears `stack` log-mel frames) unless it says frames:
 - the audio as read ("audio": seconds, sample_rate, channels, bits, encoding) and its timing: "frame_seconds" (the
   front end's hop: frame f is heard from f · frame_seconds), "step_seconds" (stack hops);
@@ -120,6 +124,13 @@ class SpeechWire:
     def beams(self) -> list[dict[str, Any]]:
         return [{"text": b.text, "log_prob": b.log_prob} for b in self.trace.beams]
 
+    def decoded(self) -> dict[str, Any]:
+        """The served transcript, which decoder gave it, and the lexicon search's beams (None without a lexicon)."""
+        tr = self.trace
+        found = tr.lexicon_beams
+        lexicon = None if found is None else [{"text": b.text, "log_prob": b.log_prob} for b in found]
+        return {"transcript": tr.transcript, "decoder": tr.decoder, "lexicon_beams": lexicon}
+
     def header(self) -> dict[str, Any]:
         tr = self.trace
         a = self.audio
@@ -143,6 +154,8 @@ class SpeechWire:
             "classes": self.classes,
             "directions": [layer["direction"] for layer in self.layers],
             "text": tr.text,
+            "transcript": tr.transcript,
+            "decoder": tr.decoder,
             "target": tr.target,
             "target_ids": tr.target_ids,
             "target_source": tr.target_source,
@@ -155,6 +168,7 @@ class SpeechWire:
         return {
             "text": tr.text,
             "beams": self.beams(),
+            **self.decoded(),
             "trace": {
                 **self.header(),
                 "features": self.features,
@@ -199,6 +213,7 @@ class SpeechWire:
             **extra,
             **self.header(),
             "beams": self.beams(),
+            "lexicon_beams": self.decoded()["lexicon_beams"],
             "features": self.features,
             "labels": tr.trellis.labels,
             "alignment_log_prob": tr.trellis.alignment_log_prob,
@@ -208,7 +223,8 @@ class SpeechWire:
         }
 
     def done_frame(self) -> dict[str, Any]:
-        return {"type": "done", "text": self.trace.text, "total_loss": self.trace.loss}
+        tr = self.trace
+        return {"type": "done", "text": tr.text, "transcript": tr.transcript, "total_loss": tr.loss}
 
     def _state_arrays(self) -> list[tuple[str, Array]]:
         out: list[tuple[str, Array]] = []

@@ -229,7 +229,7 @@ export async function soundOf(bytes) {
 const joined = (rows, T) => Array.from({ length: T }, (_, t) => Math.hypot(...rows.map((r) => r[t] ?? 0)));
 
 /**
- * The transcribe reply ({text, beams, trace}: app/wire/speech.py) as the views read it: T' steps of `stack` frames
+ * The transcribe reply ({text, beams, transcript, trace}: app/wire/speech.py) as the views read it: T' steps of `stack` frames
  * each, `hop` seconds apart; y_t(k) (T' × C, class 0 the blank); the greedy path, what its collapse writes at each
  * step (−1: nothing), the best alignment as classes; ‖∂L/∂h_t‖ per step (the top layer's, both directions as one
  * norm); the layers' states (the top layer's forward entry is what the unrolled network shows).
@@ -261,7 +261,8 @@ export function readTrace(reply) {
     greedy: tr.greedy,
     emitted: tr.emitted,
     alignment: tr.trellis.path,
-    text: reply.text,
+    text: reply.text, // the greedy path's collapse
+    transcript: reply.transcript ?? reply.text, // what the model serves: the lexicon search's best text
     beams: reply.beams.map((b) => ({ text: b.text, logProb: b.log_prob })),
     target: tr.target,
     loss: tr.total_loss,

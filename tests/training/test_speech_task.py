@@ -20,13 +20,15 @@ from app.engine.speech.audio import N_MELS, SAMPLE_RATE, wav_features
 from app.engine.speech.card import speech_card
 from app.engine.speech.model import SpeechConfig, SpeechModel
 from app.training.loop import DEFAULT_CACHE
-from app.training.tasks import TASKS
+from app.training.tasks import TASKS, numbers
 from app.training.tasks import speech_data as sd
 from app.training.tasks.speech import (
     EXAMPLE_SECONDS,
     NOISY_SNR,
+    SCALE,
     STACK,
     TASK,
+    VARIANCE,
     SpeechBatch,
     SpeechData,
     example_utterances,
@@ -52,6 +54,21 @@ def test_the_task_is_registered_as_the_speech_familys_kind() -> None:
     assert TASKS["speech"] is TASK and TASK.kind == "transcribe"
 
 
+def test_the_number_lexicon_allows_every_transcript_of_0_to_999999_and_no_word_outside_them() -> None:
+    """Read off 2,999 numbers' transcripts, it must fit all of them: a sample across the range, and the sets'."""
+    lexicon, words = sd.number_lexicon(), numbers.translator()
+    rng = np.random.default_rng(3)
+    said = [*rng.integers(0, 1_000_000, 2000).tolist(), 999_999, 100_001, 20_020]
+    assert all(lexicon.accepts(sd.transcript(words(n, "en"))) for n in said)
+    sets = sd.speech_sets(seed=0, n_train=0, n_eval=200)
+    assert all(lexicon.accepts(u.text) for u in sets.voices + sets.phrases)
+    assert lexicon.words == {
+        p for n in range(1000) for p in sd.transcript(words(n, "en")).replace("-", " ").split()
+    } | {"thousand"}
+    for wrong in ("twenty-twenty", "one thousand hundred", "hundred", "and five", "one hundred and"):
+        assert not lexicon.accepts(wrong)
+
+
 def test_the_training_clips_never_say_a_held_out_number_nor_use_a_held_out_voice(data: SpeechData) -> None:
     sets = data.sets
     assert sets is not None
@@ -69,7 +86,7 @@ def test_the_training_clips_never_say_a_held_out_number_nor_use_a_held_out_voice
 def test_a_padded_batch_gives_each_clip_the_logits_and_ctc_loss_it_has_alone(data: SpeechData) -> None:
     """The padding is packed away: the reverse direction of a short clip in a long batch starts at its own end."""
     torch.manual_seed(0)
-    model = SpeechModel(SpeechConfig("gru", N_MELS, STACK, 8, 1 + len(sd.ALPHABET), 2, True))
+    model = SpeechModel(SpeechConfig("gru", N_MELS, STACK, 8, 1 + len(sd.ALPHABET), 2, True, SCALE, VARIANCE))
     clips, texts = data.train_clips[:4], data.train_texts[:4]
     rng = np.random.default_rng(0)
     frames = [sd.hear(c, rng) for c in clips]
@@ -142,10 +159,12 @@ def test_each_committed_speech_model_loads_and_its_card_has_the_issues_metrics(c
     loaded = load_model(MODELS, mid)
     card = loaded.card
     assert (card.kind, card.task, card.cell, card.bidirectional) == ("transcribe", "speech", cell, True)
-    assert speech_card(card).alphabet == sd.ALPHABET and speech_card(card).stack == STACK
+    block = speech_card(card)
+    assert block.alphabet == sd.ALPHABET and block.stack == STACK and block.variance == VARIANCE
+    assert block.lexicon == sd.number_lexicon()  # the served transcripts are spelt in the number words
     assert (MODELS / f"{mid}.safetensors").stat().st_size < 2_000_000
     m = card.metrics
-    for rate in ("wer", "cer"):
+    for rate in ("wer", "cer", "wer_lexicon"):
         for held in ("voices", "phrases"):
             assert set(m[rate][held]) == {"clean", f"snr{NOISY_SNR:g}"}
             assert all(0.0 <= v for v in m[rate][held].values())
@@ -153,7 +172,7 @@ def test_each_committed_speech_model_loads_and_its_card_has_the_issues_metrics(c
     assert {"wall_seconds", "cpu_seconds", "train_clips", "heldout_combos"} <= set(m["data"])
     assert "espeak-ng" in card.data_source.lower() and "never committed" in card.data_source
     key = TASK.key_metric(m)
-    assert key is not None and key.value == f"{100 * m['wer']['voices']['clean']:.1f} %"
+    assert key is not None and key.value == f"{100 * m['wer_lexicon']['voices']['clean']:.1f} %"
 
 
 def test_the_committed_example_clips_are_the_tasks_examples() -> None:

@@ -29,7 +29,7 @@ from app.web.config import Settings
 from app.wire.decode import grad_arrays, sections, step_arrays
 from tests.conftest import LiveServer, write_model, write_translation_model
 from tests.engine.test_audio import BAD
-from tests.speech import ALPHABET, voice_wav, write_speech_model
+from tests.speech import ALPHABET, LEXICON, voice_wav, write_speech_model
 from tests.web.test_series_api import write_series_model
 
 WAV = {"content-type": "audio/wav"}
@@ -38,7 +38,7 @@ WAV = {"content-type": "audio/wav"}
 @pytest.fixture(scope="module")
 def speech_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     folder: Path = tmp_path_factory.mktemp("speech-models")
-    write_speech_model(folder, "speech-gru", "gru", bidirectional=True, layers=2)
+    write_speech_model(folder, "speech-gru", "gru", bidirectional=True, layers=2, lexicon=LEXICON)
     write_speech_model(folder, "speech-lstm", "lstm", bidirectional=False, layers=1, seed=1)
     write_speech_model(folder, "speech-rnn", "rnn", bidirectional=True, layers=1, seed=2)
     write_model(folder, "chars-lstm", "lstm", "next_token")
@@ -72,6 +72,11 @@ def assert_body_is_the_trace(body: dict[str, Any], tr: SpeechTrace) -> None:
     """Every array of the body, the engine's value for value (float32 and float64 JSON read back exactly)."""
     assert body["text"] == tr.text
     assert body["beams"] == [{"text": b.text, "log_prob": b.log_prob} for b in tr.beams]
+    found = tr.lexicon_beams
+    assert body["lexicon_beams"] == (
+        None if found is None else [{"text": b.text, "log_prob": b.log_prob} for b in found]
+    )
+    assert (body["transcript"], body["decoder"]) == (tr.transcript, tr.decoder)
     t = body["trace"]
     assert t["steps"] == tr.steps and t["stack"] == tr.stack
     np.testing.assert_array_equal(f32(t["features"]), tr.frames)
@@ -116,6 +121,18 @@ def test_the_rest_body_is_the_engines_trace_of_the_same_wav(
     assert_body_is_the_trace(body, tr)
     assert body["trace"]["target_source"] == ("greedy" if transcript is None else "given")
     assert body["trace"]["classes"] == [BLANK, *ALPHABET]
+
+
+def test_a_model_with_a_lexicon_serves_its_searchs_best_text_and_one_without_it_its_greedy_text(
+    speech_client: TestClient,
+) -> None:
+    wav = voice_wav(1.3, 22_050, seed=4)
+    body = transcribe(speech_client, "speech-gru", wav, beam=5).json()
+    assert body["decoder"] == "lexicon" and LEXICON.accepts(body["transcript"])
+    assert 1 <= len(body["lexicon_beams"]) <= 5 and body["transcript"] == body["lexicon_beams"][0]["text"]
+    assert body["trace"]["transcript"] == body["transcript"] and body["trace"]["text"] == body["text"]
+    plain = transcribe(speech_client, "speech-lstm", wav).json()
+    assert plain["decoder"] == "greedy" and plain["lexicon_beams"] is None and plain["transcript"] == plain["text"]
 
 
 def test_the_body_says_what_audio_was_read_and_when_each_frame_and_step_is_heard(speech_client: TestClient) -> None:
@@ -353,6 +370,7 @@ def test_the_json_stream_sends_the_rest_bodys_values(server: LiveServer, batch: 
     assert [f["type"] for f in got] == ["meta"] + ["step"] * T + ["grad"] * T + ["done"]
     meta, steps, grads, done = got[0], got[1 : T + 1], got[T + 1 : 2 * T + 1], got[-1]
     assert meta["mode"] == "transcribe" and meta["features"] == t["features"] and meta["beams"] == body["beams"]
+    assert meta["lexicon_beams"] == body["lexicon_beams"] and meta["transcript"] == body["transcript"]
     assert (meta["audio"], meta["frame_seconds"], meta["labels"]) == (t["audio"], 0.01, t["trellis"]["labels"])
     assert [f["log_probs"] for f in steps] == t["log_probs"]
     assert [f["occupancy"] for f in steps] == t["trellis"]["occupancy"]
@@ -366,7 +384,12 @@ def test_the_json_stream_sends_the_rest_bodys_values(server: LiveServer, batch: 
     assert [f["t"] for f in grads] == list(range(T - 1, -1, -1))
     assert [f["hidden"] for f in reversed(grads)] == np.array(t["grad_norms"]["hidden"]).T.tolist()
     assert [f["logits"] for f in reversed(grads)] == t["grad_norms"]["logits"]
-    assert done == {"type": "done", "text": body["text"], "total_loss": t["total_loss"]}
+    assert done == {
+        "type": "done",
+        "text": body["text"],
+        "transcript": body["transcript"],
+        "total_loss": t["total_loss"],
+    }
 
 
 @pytest.mark.parametrize("model_id", ["speech-gru", "speech-lstm"])

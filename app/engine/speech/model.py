@@ -2,7 +2,11 @@
 
     x_t = [f_{St} ; f_{St+1} ; … ; f_{St+S−1}] · scale     (S = `stack` frames side by side, each band's mean
                                                           over the clip removed first: a level change is a
-                                                          constant in the log, and the mean takes it away)
+                                                          constant in the log, and the mean takes it away;
+                                                          with `variance`, each band also divided by its
+                                                          standard deviation over the clip, floored at
+                                                          STD_FLOOR: noise, which flattens a band's swings,
+                                                          and quiet voices then reach the network at one scale)
     h_t = cell(x_t, h_{t−1})                              (torch.nn's RNN/LSTM/GRU, 1–4 layers, one or two
                                                           directions; the reverse direction reads x_{T−1} … x_0)
     logits_t = W_o [h_t ; h_t^reverse] + b_o              (C = 1 + len(alphabet) classes; class 0 is CTC's blank)
@@ -23,6 +27,11 @@ from torch import Tensor, nn
 
 from app.engine.layers import MAX_LAYERS, RNN_CLASSES, Cell, RecurrentModel
 
+# The smallest standard deviation a band is divided by (natural-log units, about 4.3 dB): a band that hardly moves
+# over a clip (above the Nyquist of audio recorded at 8 kHz, or digital silence) is left near 0, not blown up to
+# unit variance.
+STD_FLOOR = 0.5
+
 
 @dataclass(frozen=True)
 class SpeechConfig:
@@ -34,6 +43,7 @@ class SpeechConfig:
     num_layers: int = 2
     bidirectional: bool = True
     scale: float = 0.25  # what the mean-removed log-mel values are multiplied by: about unit scale at the input
+    variance: bool = False  # each band divided by its standard deviation over the clip too (card.py's `variance`)
 
     @property
     def directions(self) -> int:
@@ -45,10 +55,14 @@ class SpeechConfig:
         return self.bands * self.stack
 
 
-def frames_to_steps(frames: Tensor, stack: int, scale: float) -> Tensor:
-    """(T, bands) log-mel frames → (T // stack, bands·stack) steps: each band's mean over the clip removed, `stack`
-    frames side by side, scaled. The frames left over at the end (fewer than `stack`) are not read."""
+def frames_to_steps(frames: Tensor, stack: int, scale: float, variance: bool = False) -> Tensor:
+    """(T, bands) log-mel frames → (T // stack, bands·stack) steps: each band's mean over the clip removed (and,
+    with `variance`, each band divided by its standard deviation over the clip, floored at STD_FLOOR), `stack`
+    frames side by side, scaled. The frames left over at the end (fewer than `stack`) are not read; the mean and
+    deviation are the whole clip's."""
     frames = frames - frames.mean(dim=0, keepdim=True)  # (T, bands)
+    if variance:
+        frames = frames / frames.pow(2).mean(dim=0, keepdim=True).sqrt().clamp_min(STD_FLOOR)
     T = frames.shape[0] // stack * stack
     return frames[:T].reshape(T // stack, stack * frames.shape[1]) * scale  # (T', bands·stack)
 
@@ -77,7 +91,7 @@ class SpeechModel(RecurrentModel):
 
     def steps(self, frames: Tensor) -> Tensor:
         """(T, bands) log-mel frames → (T', bands·stack) what the first layer reads."""
-        return frames_to_steps(frames, self.config.stack, self.config.scale)
+        return frames_to_steps(frames, self.config.stack, self.config.scale, self.config.variance)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, T', bands·stack) steps → (B, T', C) logits at every step (CTC's log-softmax is the loss's)."""
@@ -86,4 +100,4 @@ class SpeechModel(RecurrentModel):
         return logits
 
 
-__all__ = ["SpeechConfig", "SpeechModel", "frames_to_steps"]
+__all__ = ["STD_FLOOR", "SpeechConfig", "SpeechModel", "frames_to_steps"]

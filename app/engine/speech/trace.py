@@ -6,7 +6,9 @@ The method, in the order it runs (T frames, T' = T // S steps, C = 1 + len(alpha
    (torch.nn's kernel, then every step's gates at once).
 3. The head, and CTC's posteriors y_t = softmax(logits_t) over blank and the alphabet (float64 logs).
 4. Decoding: the greedy path (the likeliest class per step) and its collapse (repeats merged, blanks dropped:
-   `emitted` says at which step each character of the text appears); a prefix beam search (`beam_search`).
+   `emitted` says at which step each character of the text appears); a prefix beam search (`beam_search`); and,
+   when the card has a lexicon, the same search kept inside its words (lexicon.py's `lexicon_beam_search`), each
+   of its texts scored exactly by the CTC forward: its best text is the transcript served (else the greedy text).
 5. The CTC loss against a transcript (the one given, else the greedy text): on the extended labels
    l' = (blank, l_1, blank, …, l_L, blank), the forward–backward trellis in log space,
 
@@ -41,6 +43,7 @@ from app.engine.errors import EmptyInput, EngineError, OverLimit, WrongModelKind
 from app.engine.layers import F32, F64, I64, LayerTrace, stack_backward, stack_forward
 from app.engine.speech.audio import MAX_SECONDS, Audio, features, read_wav
 from app.engine.speech.card import speech_card
+from app.engine.speech.lexicon import Lexicon, lexicon_beam_search
 from app.engine.speech.model import SpeechModel
 
 BLANK_ID = 0
@@ -98,6 +101,7 @@ class SpeechTrace:
     emitted: I64  # (T',) the class the collapse writes at step t, −1 where it writes none (a blank, a repeat)
     text: str  # the greedy path collapsed
     beams: list[Beam]  # the prefix beam search's, best first
+    lexicon_beams: list[Beam] | None  # the lexicon-constrained search's, best first (None: the card has no lexicon)
     target: str  # the transcript L is measured against
     target_ids: list[int]
     target_source: TargetSource
@@ -110,6 +114,17 @@ class SpeechTrace:
     @property
     def steps(self) -> int:
         return len(self.greedy)
+
+    @property
+    def decoder(self) -> Literal["lexicon", "greedy"]:
+        """Which text is served: the lexicon search's best, or the greedy text when there is no lexicon or no text
+        it allows fits the steps."""
+        return "lexicon" if self.lexicon_beams else "greedy"
+
+    @property
+    def transcript(self) -> str:
+        """The transcript served: the lexicon search's best text, else the greedy text."""
+        return self.lexicon_beams[0].text if self.lexicon_beams else self.text
 
 
 def collapse(path: Sequence[int]) -> tuple[list[int], I64]:
@@ -285,7 +300,7 @@ def trace_audio(
     model = loaded.at(checkpoint)
     if not isinstance(model, SpeechModel):  # pragma: no cover - a speech card's weights are a SpeechModel
         raise WrongModelKind(f"{loaded.card.id} holds no SpeechModel")
-    result = trace_frames(model, frames, target, block.alphabet, beam_width)
+    result = trace_frames(model, frames, target, block.alphabet, beam_width, block.lexicon)
     result.checkpoint = checkpoint
     return result
 
@@ -297,6 +312,7 @@ def trace_frames(
     target: Sequence[int] | None,
     alphabet: str,
     beam_width: int = BEAM_WIDTH,
+    lexicon: Lexicon | None = None,
 ) -> SpeechTrace:
     """The engine itself, on log-mel frames (T, bands) and the target's classes (None: the greedy text's)."""
     cfg = model.config
@@ -323,6 +339,10 @@ def trace_frames(
     greedy = log_probs.argmax(axis=1).astype(np.int64)  # (T',)
     text_ids, emitted = collapse(greedy.tolist())
     beams = [Beam(ids, spell(ids), lp) for ids, lp in beam_search(log_probs, beam_width)]
+    lexicon_beams = None
+    if lexicon is not None:
+        found = lexicon_beam_search(log_probs, lexicon.automaton(alphabet), beam_width)
+        lexicon_beams = [Beam(ids, spell(ids), lp) for ids, lp in found]
 
     # 5–6. The loss, its trellis, ∂L/∂logits and BPTT.
     source: TargetSource = "greedy" if target is None else "given"
@@ -344,6 +364,7 @@ def trace_frames(
         emitted=emitted,
         text=spell(text_ids),
         beams=beams,
+        lexicon_beams=lexicon_beams,
         target=spell(labels),
         target_ids=labels,
         target_source=source,

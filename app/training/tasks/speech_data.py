@@ -41,6 +41,7 @@ from numpy.typing import NDArray
 from torch import Tensor
 
 from app.engine.speech.audio import log_mel, log_of, mel_power, read_wav, resample, seal
+from app.engine.speech.lexicon import Lexicon
 from app.training.tasks import numbers
 from app.training.tasks.numbers import MIXTURE, SMALL_MAX, digit_range, near_round, round_numbers
 
@@ -80,6 +81,16 @@ class Utterance:
 def transcript(words: str) -> str:
     """num2words' English text as the recogniser writes it: lower case, no commas, single spaces."""
     return " ".join(words.replace(",", " ").lower().split())
+
+
+@cache
+def number_lexicon() -> Lexicon:
+    """The words of every transcript of 0-999,999 and which may follow which (app/engine/speech/lexicon.py), read
+    off the numbers whose transcripts hold every pair there is: 0-999 (the words and pairs below a thousand),
+    every thousand k·1000 (each last word of k before "thousand") and 1000-1999 (what follows "thousand")."""
+    words = numbers.translator()
+    said = [*range(2000), *range(2000, 1_000_000, 1000)]
+    return Lexicon.of([transcript(words(n, "en")) for n in said])
 
 
 def _espeak(*args: str) -> str:

@@ -73,7 +73,7 @@ async function run(wav, source) {
   const trace = readTrace(reply);
   state.trace = trace;
   state.sound = sound;
-  showTranscript(trace.text);
+  showTranscript(trace.transcript);
   clearGerman();
   player.setSpeed(speedFor(trace.T, 8));
   // unless the link says where: the step that writes the last character (the text whole, the network still busy)
@@ -84,7 +84,7 @@ async function run(wav, source) {
   P.phase = "forward";
   push({ trace, sound });
   player.setAvailable(trace.T, 0, trace.T);
-  perf.transcript = trace.text;
+  perf.transcript = trace.transcript;
   perf.trace = { steps: trace.T, frames: trace.frames.length, text: trace.text, beams: trace.beams.map((b) => b.text) };
   perf.loaded = (perf.loaded ?? 0) + 1;
 }
@@ -206,7 +206,7 @@ async function toGerman() {
     showInputError("The zoo has no translation model to send the transcript to.");
     return;
   }
-  const text = state.trace?.text?.trim() ?? "";
+  const text = state.trace?.transcript?.trim() ?? "";
   if (!text) {
     showInputError("Nothing to translate: the model heard no words. Choose a clip, record (R) or upload (U).");
     return;
