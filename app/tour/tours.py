@@ -110,7 +110,8 @@ VIEW_PANELS: dict[str, frozenset[str]] = {
 # no model of the zoo.
 # Panels of a page that no scene may name yet: a series classifier's frames and label probabilities (the digits
 # page). A tour scene of a classifier over frames is not built; naming them would pass validation and draw nothing.
-PAGE_ONLY_PANELS = frozenset({"frames", "classprobs"})
+# S6's hidden attention (hiddenAttention) is drawn on an S6 model's page; scene 16 shows five cells, four without one.
+PAGE_ONLY_PANELS = frozenset({"frames", "classprobs", "hiddenAttention"})
 VIEW_PANELS["knobs"] = frozenset({"knobs"})
 VIEW_PANELS["train"] = frozenset({"training"})
 LAB_VIEWS = {"knobs", "train"}

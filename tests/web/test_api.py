@@ -235,8 +235,10 @@ def test_broken_model_files_are_skipped_not_fatal(tmp_path: Any, models_dir: Any
 
 
 def test_requests_wait_in_a_bounded_line_for_a_slot(settings: Settings) -> None:
-    """One slot, one place in line: the second request waits and succeeds; the third is refused."""
+    """One slot, one place in line: the second request waits and succeeds; the third, a different request, is
+    refused (an identical one would join the waiting computation: app/web/capacity/shared.py)."""
     import threading
+    import time
 
     app = create_app(settings.model_copy(update={"max_concurrent": 1, "max_queue": 1}))
     with TestClient(app) as c:
@@ -245,9 +247,11 @@ def test_requests_wait_in_a_bounded_line_for_a_slot(settings: Settings) -> None:
         with c.portal.wrap_async_context_manager(app.state.compute.slot(Work("tester"))):
             waiter = threading.Thread(target=lambda: results.append(post_trace(c, "chars-lstm", text="ab").status_code))
             waiter.start()
+            deadline = time.monotonic() + 60
             while app.state.compute.admitted < 2:  # the waiter has taken its place in line
+                assert time.monotonic() < deadline, "the waiter never took its place in line"
                 waiter.join(0.01)
-            assert post_trace(c, "chars-lstm", text="ab").status_code == 503
+            assert post_trace(c, "chars-lstm", text="abc").status_code == 503
             assert results == []  # still waiting while the slot is held
         waiter.join(10)
         assert results == [200]
