@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response, WebSocket
 from fastapi.responses import HTMLResponse
@@ -32,8 +32,24 @@ from app.web.rooms.room import JOIN_FRAMES, RoomError, Rooms, frame, parse
 from app.web.routes.pages import not_found, page
 from app.web.routes.stream import origin_allowed
 from app.web.routes.tour import tour_payload
+from app.web.schemas.models import ErrorBody
 
 router = APIRouter(tags=["rooms"])
+
+# What a room's REST routes answer besides success, each an ErrorBody naming the problem (app/web/errors.py)
+FIND_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "no room has that join code (it may have closed or expired)"},
+    429: {"model": ErrorBody, "description": "too many unknown codes from this address: wait before trying again"},
+    503: {"model": ErrorBody, "description": "the rooms' store (Redis) is unreachable"},
+}
+OPEN_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "the body is not JSON in UTF-8"},
+    404: {"model": ErrorBody, "description": "no such tour"},
+    413: {"model": ErrorBody, "description": "the body is over max_body_bytes"},
+    422: {"model": ErrorBody, "description": "the body is malformed or names no tour"},
+    429: {"model": ErrorBody, "description": "this address opened room_openings rooms this hour"},
+    503: {"model": ErrorBody, "description": "max_rooms are open, several workers without Redis, or Redis unreachable"},
+}
 pages = APIRouter(include_in_schema=False)
 
 
@@ -73,7 +89,7 @@ def join_url(request: Request, code: str) -> str:
     return str(request.base_url).rstrip("/") + f"/join/{code}"
 
 
-@router.post("/api/rooms", status_code=201)
+@router.post("/api/rooms", status_code=201, responses=OPEN_ERRORS)
 async def open_room(
     request: Request, rooms: RoomsDep, settings: SettingsDep, body: RoomRequest | None = None
 ) -> RoomAnswer:
@@ -91,7 +107,7 @@ async def open_room(
     )
 
 
-@router.get("/api/rooms/{code}")
+@router.get("/api/rooms/{code}", responses=FIND_ERRORS)
 async def find_room(code: str, request: Request, rooms: RoomsDep) -> RoomInfo:
     """A room by its join code (unknown codes are rate-limited per address)."""
     record = await rooms.find(code, address(request))
@@ -100,7 +116,7 @@ async def find_room(code: str, request: Request, rooms: RoomsDep) -> RoomInfo:
     )
 
 
-@router.get("/api/rooms/{code}/qr.svg", response_class=Response)
+@router.get("/api/rooms/{code}/qr.svg", response_class=Response, responses=FIND_ERRORS)
 async def room_qr(code: str, request: Request, rooms: RoomsDep) -> Response:
     """The room's join URL as a QR code (an SVG drawn here), for the projector."""
     record = await rooms.find(code, address(request))
