@@ -22,6 +22,7 @@ from app.web.config import Settings
 from app.web.rooms.hub import Member
 from app.web.rooms.room import ALPHABET, CODE_RE, MISSES, SUGGESTIONS, VOTE_CHANGES
 from app.web.rooms.store import MemoryStore, RoomRecord
+from tests.conftest import run_coroutine
 
 SCENES = load_tour(BUILTIN_TOURS / f"{DEFAULT_TOUR}.json").scenes
 ASKS = next(i + 1 for i, s in enumerate(SCENES) if s.question is not None)  # the first scene with a question
@@ -471,7 +472,7 @@ def test_a_room_expires() -> None:
         assert await store.get("ABCDEF") is None
         assert await store.rooms() == 0
 
-    asyncio.run(check())
+    run_coroutine(check())
 
 
 # ---- one connection's sender ----
@@ -509,4 +510,4 @@ def test_an_error_reaches_a_slow_reader_after_its_frames_and_then_the_close() ->
         assert socket.frames == [f"state {k}" for k in range(8)] + ["error"]
         assert socket.closed == (4422, "invalid")
 
-    asyncio.run(check())
+    run_coroutine(check())

@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 
 from app.web.capacity.shared import Shared
 from app.web.config import Settings
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, run_coroutine
 
 # --- the rules of sharing
 
@@ -47,7 +47,7 @@ def test_identical_requests_in_flight_share_one_computation() -> None:
         assert await shared.get("k", work, len) == "trace 1"  # kept: a repeat computes nothing
         assert (work.runs, shared.hits) == (1, 1)
 
-    asyncio.run(main())
+    run_coroutine(main())
 
 
 def test_different_requests_compute_each_and_sharing_off_computes_every_one() -> None:
@@ -60,7 +60,7 @@ def test_different_requests_compute_each_and_sharing_off_computes_every_one() ->
         assert [await off.get("a", work, len) for _ in range(2)] == ["trace 3", "trace 4"]
         assert await shared.get(None, work, len) == "trace 5"  # no key: not shareable
 
-    asyncio.run(main())
+    run_coroutine(main())
 
 
 def test_kept_results_stay_within_their_bytes_least_recently_used_first_out() -> None:
@@ -88,7 +88,7 @@ def test_kept_results_stay_within_their_bytes_least_recently_used_first_out() ->
         await result("f", size=26)
         assert runs[-2:] == ["f", "f"] and shared.held <= 100
 
-    asyncio.run(main())
+    run_coroutine(main())
 
 
 def test_an_error_reaches_every_waiter_and_is_not_kept() -> None:
@@ -112,7 +112,7 @@ def test_an_error_reaches_every_waiter_and_is_not_kept() -> None:
             await shared.get("k", failing, len)
         assert calls == 2
 
-    asyncio.run(main())
+    run_coroutine(main())
 
 
 def test_the_first_asker_leaving_does_not_cancel_the_others_computation() -> None:
@@ -128,7 +128,7 @@ def test_the_first_asker_leaving_does_not_cancel_the_others_computation() -> Non
         assert await second == "trace 1"
         assert first.cancelled() and work.runs == 1
 
-    asyncio.run(main())
+    run_coroutine(main())
 
 
 # --- a room behind one address, against a real server
@@ -182,13 +182,13 @@ def test_a_room_behind_one_address_streams_one_trace_computed_once(
     async def room() -> list[str]:
         return await asyncio.gather(*(stream_digest(room_server, request) for _ in range(ROOM)))
 
-    digests = asyncio.run(room())
+    digests = run_coroutine(room())
     assert "busy" not in digests
     assert len(set(digests)) == 1  # byte for byte the same trace for everyone
     after = counters(room_server)
     assert after["unrolled_shared_computations_total"] - before["unrolled_shared_computations_total"] == 1
     # and a repeat is what the first computed
-    assert asyncio.run(stream_digest(room_server, request)) == digests[0]
+    assert run_coroutine(stream_digest(room_server, request)) == digests[0]
 
 
 def test_a_room_behind_one_address_gets_one_rest_trace_computed_once(room_server: LiveServer) -> None:
@@ -200,7 +200,7 @@ def test_a_room_behind_one_address_gets_one_rest_trace_computed_once(room_server
             return await asyncio.gather(*posts)
 
     before = counters(room_server)
-    answers = asyncio.run(room())
+    answers = run_coroutine(room())
     assert [r.status_code for r in answers] == [200] * ROOM
     assert len({r.content for r in answers}) == 1
     # compressed once for all of them, sent compressed to those who accept it, the same JSON to those who do not

@@ -11,7 +11,7 @@ import orjson
 from websockets.asyncio.client import connect
 
 from app.web.config import Settings
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, run_coroutine
 from tests.web.test_faults import gauges
 
 TEXT = "a sentence that the model reads one letter at a time, " * 50  # 2,700 steps
@@ -45,7 +45,7 @@ def test_streams_waiting_for_a_compute_slot_hold_no_place_among_max_streams(sett
         return await asyncio.gather(*(stream_end(live, r, f"10.1.0.{i}") for i, r in enumerate(requests)))
 
     with LiveServer(settings, **env) as live:
-        ends = asyncio.run(room(live))
+        ends = run_coroutine(room(live))
         assert [end["type"] for end in ends] == ["done"] * 10, [end.get("message") for end in ends]
         assert gauges(live)["unrolled_active_streams"] == 0
 
@@ -67,6 +67,6 @@ def test_a_busy_stream_is_told_when_to_ask_again(settings: Settings) -> None:
         return refused
 
     with LiveServer(settings, **env) as live:
-        refused = asyncio.run(busy(live))
+        refused = run_coroutine(busy(live))
     assert refused["error"] == "busy"
     assert refused["retry_after"] >= 1
