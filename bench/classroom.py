@@ -88,7 +88,7 @@ def server(env: dict[str, str]) -> Iterator[tuple[str, int]]:
 class Plan:
     path: str
     assets: list[str]  # every static file, in request order
-    api: list[tuple[str, str, str | None]]  # (method, path, body)
+    api: list[tuple[str, str, bytes | None, str | None]]  # (method, path, body, its Content-Type)
     sockets: list[tuple[str, str]]  # (path, the request it sends)
 
 
@@ -96,12 +96,18 @@ def record(base: str, path: str) -> Plan:
     """One student alone in Chromium (Debian's, through Playwright), an empty cache, until the scene has run."""
     from playwright.sync_api import sync_playwright
 
-    requests: list[tuple[str, str, str, str | None]] = []
+    requests: list[tuple[str, str, str, bytes | None, str | None]] = []
     sockets: list[dict[str, Any]] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1280, "height": 720})
-        page.on("request", lambda r: requests.append((r.resource_type, r.method, r.url, r.post_data)))
+        # the body as bytes and its type: the speech and caption scenes POST a WAV and a PNG, not JSON
+        page.on(
+            "request",
+            lambda r: requests.append(
+                (r.resource_type, r.method, r.url, r.post_data_buffer, r.headers.get("content-type"))
+            ),
+        )
 
         def on_socket(ws: Any) -> None:
             s: dict[str, Any] = {"url": ws.url, "sent": [], "closed": False}
@@ -122,8 +128,8 @@ def record(base: str, path: str) -> Plan:
         u = urlsplit(url)
         return u.path + (f"?{u.query}" if u.query else "")
 
-    assets = [local(u) for kind, _, u, _ in requests if kind not in ("document", "fetch", "xhr", "websocket")]
-    api = [(m, local(u), body) for kind, m, u, body in requests if kind in ("fetch", "xhr")]
+    assets = [local(u) for kind, _, u, _, _ in requests if kind not in ("document", "fetch", "xhr", "websocket")]
+    api = [(m, local(u), body, ctype) for kind, m, u, body, ctype in requests if kind in ("fetch", "xhr")]
     streams = [(urlsplit(s["url"]).path, str(s["sent"][0])) for s in sockets if s["sent"]]
     return Plan(path, [a for a in assets if a.startswith("/")], api, streams)
 
@@ -195,14 +201,14 @@ class Browser:
         self.opened: list[Conn] = []
         self.slots = asyncio.Semaphore(6)
 
-    async def fetch(self, method: str, path: str, body: str | None = None) -> None:
-        headers = {**BROWSER, **({"Content-Type": "application/json"} if body is not None else {})}
+    async def fetch(self, method: str, path: str, body: bytes | None = None, ctype: str | None = None) -> None:
+        headers = {**BROWSER, **({"Content-Type": ctype or "application/json"} if body is not None else {})}
         async with self.slots:
             conn = self.idle.pop() if self.idle else None
             if conn is None:
                 conn = Conn(self.host, self.port, self.student.ip)
                 self.opened.append(conn)
-            status, size = await conn.request(method, path, headers, body.encode() if body is not None else None)
+            status, size = await conn.request(method, path, headers, body)
             self.idle.append(conn)
         self.student.http_bytes += size
         if status == 503:
@@ -256,7 +262,7 @@ async def visit(base: str, plan: Plan, student: Student, cold: bool) -> None:
         await browser.fetch("GET", plan.path)
         if cold:
             await asyncio.gather(*(browser.fetch("GET", path) for path in plan.assets))
-        calls = [browser.fetch(method, path, body) for method, path, body in plan.api]
+        calls = [browser.fetch(method, path, body, ctype) for method, path, body, ctype in plan.api]
         streams = [browser.stream(base, path, request) for path, request in plan.sockets]
         await asyncio.gather(*calls, *streams)
     except (OSError, asyncio.IncompleteReadError) as e:

@@ -229,3 +229,23 @@ def test_generations_that_sample_afresh_are_not_shared(room_server: LiveServer) 
     after = counters(room_server)
     assert after["unrolled_shared_computations_total"] - mid["unrolled_shared_computations_total"] == 1
     assert after["unrolled_shared_results_served_total"] - mid["unrolled_shared_results_served_total"] == 1
+
+
+def test_a_room_behind_one_address_gets_the_knobs_curves_computed_once(room_server: LiveServer) -> None:
+    """The knobs scene: every student asks the same curves (the knobs and the seed decide them). On the old server
+    each was computed for its student, and one address held at most 2 places in the line."""
+    body = {"cell": "rnn", "steps": 150, "hidden_size": 24, "radius": 0.9, "seed": 5}
+
+    async def room() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=room_server.url, timeout=120) as client:
+            posts = (client.post("/api/lab/gradients", json=body, headers=NAT) for _ in range(ROOM))
+            return await asyncio.gather(*posts)
+
+    before = counters(room_server)
+    answers = run_coroutine(room())
+    assert [r.status_code for r in answers] == [200] * ROOM
+    assert len({r.content for r in answers}) == 1 and len(answers[0].json()["grad_norms"]) == 150
+    after = counters(room_server)
+    assert after["unrolled_shared_computations_total"] - before["unrolled_shared_computations_total"] == 1
+    other = httpx.post(f"{room_server.url}/api/lab/gradients", json={**body, "seed": 6}, timeout=60)
+    assert other.status_code == 200 and other.content != answers[0].content  # another seed, other weights

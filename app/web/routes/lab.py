@@ -15,6 +15,7 @@ from app.engine.lab.diff import diff_ids
 from app.engine.modern.layer import state_numbers
 from app.engine.token.model import SeqModel
 from app.web.capacity import cost
+from app.web.capacity.shared import Shared
 from app.web.deps import ComputeDep, SettingsDep, ZooDep, work_of
 from app.web.errors import LimitExceeded
 from app.web.families.base import Job
@@ -60,7 +61,14 @@ async def gradients(req: GradientsRequest, request: Request, compute: ComputeDep
         )
 
     admitted = work_of(request, cost.knobs_seconds(req.cell, req.steps, req.hidden_size))
-    body = await compute.run(admitted, work)
+
+    async def computed() -> bytes:
+        return await compute.run(admitted, work)
+
+    # The knobs and the seed decide the curves (no model, nothing random beyond the seed): a room that opens the
+    # knobs scene asks one computation, not one a student (app.web.capacity.shared).
+    shared: Shared = request.app.state.shared
+    body = await shared.get(("lab/gradients", req.model_dump_json()), computed, len)
     return Response(body, media_type="application/json")
 
 
