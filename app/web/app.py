@@ -140,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.budget = ByteBudget(settings.max_bytes_in_flight)
     app.state.shared = Shared(settings.result_cache_bytes, settings.share_computations)
     app.state.lab_models = LabModels(settings.lab_models_kept, settings.lab_model_ttl)
+    app.state.lab_shows = {}  # live training runs in flight, by request: later askers watch them (lab_train.Show)
     store: Store = RedisStore(settings.redis_url) if settings.redis_url else MemoryStore()
     app.state.rooms = Rooms(settings, store)
     metrics = Metrics()

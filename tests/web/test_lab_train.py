@@ -259,6 +259,43 @@ def test_one_run_at_a_time_a_second_is_refused_at_once(server: LiveServer) -> No
         assert frames[-1]["type"] == "done" and code == 1000
 
 
+def test_the_same_request_while_its_run_goes_watches_that_run_frame_for_frame(server: LiveServer) -> None:
+    """A room opening the training scene: the second asker of the same request is shown the first's run (every
+    frame from its start frame, then its done frame), not refused; it takes no compute slot of its own."""
+    wait_idle(server)
+    request = orjson.dumps({"task": "memory", "n": 10, "cells": ["rnn", "gru"], "seconds": 60, "steps": 200}).decode()
+    with open_lab(server) as owner:
+        owner.send(request)
+        start = recv(owner)
+        assert start["type"] == "start"
+        seen = [start, recv(owner)]  # the run has taken a step: the watcher joins a run in flight
+        with open_lab(server) as watcher:
+            watcher.send(request)
+            watched, code = until_closed(watcher)
+        mine, owner_code = until_closed(owner)
+    assert code == 1000 and owner_code == 1000
+    assert watched == seen + mine  # the very frames the owner got, in order, the done frame with its models
+    assert watched[0]["run"] == start["run"] and watched[-1]["type"] == "done"
+    assert watched[-1]["steps"] == {"rnn": 200, "gru": 200} and set(watched[-1]["models"]) == {"rnn", "gru"}
+
+
+def test_a_watcher_that_stops_stops_watching_and_the_run_goes_on(server: LiveServer) -> None:
+    wait_idle(server)
+    request = orjson.dumps({"task": "memory", "n": 10, "cells": ["lstm"], "seconds": 60, "steps": 400}).decode()
+    with open_lab(server) as owner:
+        owner.send(request)
+        assert recv(owner)["type"] == "start"
+        with open_lab(server) as watcher:
+            watcher.send(request)
+            assert recv(watcher)["type"] == "start"
+            watcher.send(orjson.dumps({"type": "stop"}).decode())
+            watched, code = until_closed(watcher)
+        assert code == 1000 and watched[-1]["type"] == "done" and watched[-1]["reason"] == "stopped"
+        assert watched[-1]["models"] == {}  # a watcher's stop trains nothing of its own
+        mine, _ = until_closed(owner)
+    assert mine[-1]["type"] == "done" and mine[-1]["reason"] == "steps" and mine[-1]["steps"] == {"lstm": 400}
+
+
 def test_a_run_holds_a_compute_slot_for_long_work_and_is_refused_when_none_is_free(settings: Settings) -> None:
     """Two runs allowed, one slot for long work: the second run is refused at once (503), while small requests
     still find the other slot."""

@@ -17,6 +17,9 @@ refused, so a page that leaves its run and comes back at once starts a new one. 
 is refused at once, never queued. Step frames go to the event loop through an outbox the trainer never waits on;
 a client that reads slowly gets each cell's curve thinned (every other step), never the done frame dropped.
 The trained models join app.state.lab_models (app.training.live.LabModels), served under their ids by every model route.
+
+A request identical to a run in flight (task, n, cells, seconds, steps) is not refused: it watches that run (Show),
+as a room that opens the training scene does: every frame sent so far, then each as it goes, then the done frame.
 """
 
 from __future__ import annotations
@@ -168,6 +171,52 @@ def thin(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [f for i, f in enumerate(frames) if i in keep]
 
 
+class Show:
+    """A live run that later askers of the same request watch: a room that opens the training scene asks 200 times
+    for the one run a server trains at a time (max_training_runs), and every asker but the first was refused busy.
+    A run's batches and first weights are the same for every run of one request (app.training.live), so a watcher
+    is shown the very run it would have trained: every message sent so far, then each as it is sent, then the done
+    frame. Watchers take no compute slot and start no run; one that stops (or leaves) stops watching, not the run.
+    The run ends as before: its time or steps are up, or its owner (the first asker) stops it or leaves."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []  # every message so far: the start frame, the step frames
+        self.steps: dict[str, int] = {}  # each cell's last step sent
+        self.watchers: set[asyncio.Queue[bytes | None]] = set()
+
+    def publish(self, frames: list[dict[str, Any]], messages: list[bytes]) -> None:
+        self.sent.extend(messages)
+        for f in frames:
+            if f.get("type") == "step":
+                self.steps[f["cell"]] = f["step"]
+        for queue in self.watchers:
+            for m in messages:
+                queue.put_nowait(m)
+
+    def join(self) -> asyncio.Queue[bytes | None]:
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        for m in self.sent:
+            queue.put_nowait(m)
+        self.watchers.add(queue)
+        return queue
+
+    def stopped_frame(self) -> bytes:
+        """The done frame of a watching that ends before the run: the steps seen, no models."""
+        return dumps({"type": "done", "reason": "stopped", "models": {}, "steps": dict(self.steps), "accuracy": {}})
+
+    def end(self, done: bytes | None) -> None:
+        """The run is over: its done frame to each watcher (None, its owner gone: the steps seen, no models)."""
+        last = done if done is not None else self.stopped_frame()
+        for queue in self.watchers:
+            queue.put_nowait(last)
+            queue.put_nowait(None)
+        self.watchers.clear()
+
+
+def show_key(request: LabRequest) -> tuple[Any, ...]:
+    return (request.task, request.n, request.cells, request.seconds, request.steps)
+
+
 @router.get(
     "/lab/recording",
     summary="The training run recorded on this server, for a machine too slow to train live",
@@ -243,7 +292,14 @@ async def _admit(compute: Compute, lab: LabModels, settings: Settings) -> None:
 async def _serve(
     ws: WebSocket, sender: Sender, compute: Compute, lab: LabModels, settings: Settings, request: LabRequest
 ) -> None:
-    await _admit(compute, lab, settings)
+    shows: dict[tuple[Any, ...], Show] = ws.app.state.lab_shows
+    key = show_key(request)
+    if key not in shows:
+        await _admit(compute, lab, settings)
+    if key in shows:  # going already, or begun while this one waited for a leaving run
+        await _watch(ws, sender, shows[key])
+        return
+    show = shows[key] = Show()
     work = Work(ws.client.host if ws.client else "unknown", expensive=True)
     left = False
 
@@ -251,29 +307,84 @@ async def _serve(
         nonlocal left
         left = True
         lab.leaving += 1
+        if shows.get(key) is show:  # a run ending with no one to train for: the next asker starts its own
+            del shows[key]
 
     lab.runs += 1
     lab.ends = time.monotonic() + request.seconds
+    done: bytes | None = None
     try:
         async with compute.slot(work):
             recorded = request.n == LESSON_N and (settings.models_dir / RECORDING).is_file()
-            result = await _run(ws, sender, lab, request, on_leave, recorded)
+            result = await _run(ws, sender, lab, request, on_leave, recorded, show)
+        if result is not None:
+            done = dumps({
+                "type": "done",
+                "reason": result.reason,
+                "models": {cell: m.card.id for cell, m in result.models.items()},
+                "steps": result.steps,
+                "accuracy": {cell: round(a, 4) for cell, a in result.accuracy.items()},
+            })  # fmt: skip
     finally:
         # the thread has returned (cancellation too waits for it): the slot is free again, so is the run
         lab.runs -= 1
         lab.leaving -= left
         lab.run_over()
-    if result is None:
+        if shows.get(key) is show:
+            del shows[key]
+        show.end(done)
+    if done is None:
         return  # the client left: no one to tell
-    await sender.frame({
-        "type": "done",
-        "reason": result.reason,
-        "models": {cell: m.card.id for cell, m in result.models.items()},
-        "steps": result.steps,
-        "accuracy": {cell: round(a, 4) for cell, a in result.accuracy.items()},
-    })  # fmt: skip
+    await sender.text(done)
     with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):  # it may have left after the done frame
         await ws.close(code=1000)
+
+
+async def _watch(ws: WebSocket, sender: Sender, show: Show) -> None:
+    """Send a run in flight to one more client (Show): what it has sent, then each message as it goes, then its
+    done frame. A stop frame ends the watching with a done frame of its own (the steps seen, no models)."""
+    queue = show.join()
+    over = False  # the run's end reached this client: its done frame was sent
+    asked_stop = False
+    finished = anyio.Event()
+
+    async def listen() -> None:
+        nonlocal asked_stop
+        while True:
+            try:
+                message = await ws.receive()
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                break
+            if message["type"] == "websocket.disconnect":
+                break
+            with contextlib.suppress(orjson.JSONDecodeError):
+                data = orjson.loads(message.get("text") or message.get("bytes") or b"")
+                if isinstance(data, dict) and data.get("type") == "stop":
+                    asked_stop = True
+                    break
+        finished.set()
+
+    async def relay() -> None:
+        nonlocal over
+        with contextlib.suppress(ClientGone):
+            while (message := await queue.get()) is not None:
+                await sender.text(message)
+            over = True
+        finished.set()
+
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(listen)
+            tasks.start_soon(relay)
+            await finished.wait()
+            tasks.cancel_scope.cancel()
+    finally:
+        show.watchers.discard(queue)
+    with contextlib.suppress(ClientGone, RuntimeError, OSError, WebSocketDisconnect):
+        if asked_stop and not over:
+            await sender.text(show.stopped_frame())
+        if over or asked_stop:
+            await ws.close(code=1000)
 
 
 async def _close_busy(sender: Sender, message: str, retry_after: int) -> None:
@@ -291,6 +402,7 @@ async def _run(
     request: LabRequest,
     on_leave: Callable[[], None],
     recorded: bool = False,
+    show: Show | None = None,
 ) -> RunResult | None:
     """Train in one worker thread while one task sends its frames and another listens for stop or a disconnect
     (on_leave is called once if the client goes); the models, once stored, or None if the client has gone.
@@ -299,7 +411,10 @@ async def _run(
     gone = threading.Event()
     outbox = Outbox(asyncio.get_running_loop())
     training = Training(secrets.token_hex(4), request, stop, outbox.put)
-    await sender.frame({**training.start_frame(), "recording": "/api/lab/recording" if recorded else None})
+    start = {**training.start_frame(), "recording": "/api/lab/recording" if recorded else None}
+    if show is not None:
+        show.publish([start], [dumps(start)])
+    await sender.frame(start)
 
     def leave() -> None:  # on the event loop
         if not gone.is_set():
@@ -332,10 +447,13 @@ async def _run(
 
     async def send() -> None:
         while (frames := await outbox.take()) is not None:
+            messages = [dumps(f) for f in frames]
+            if show is not None:
+                show.publish(frames, messages)
             if gone.is_set():
                 continue
             try:
-                await sender.texts(dumps(f) for f in frames)
+                await sender.texts(messages)
             except ClientGone:
                 leave()
         sent_all.set()
