@@ -190,6 +190,25 @@ def test_the_writing_scene_samples_afresh_and_a_links_seed_replays(
     assert_clean(recorder)
 
 
+def test_the_writing_scene_first_writes_its_own_seed_so_every_screen_in_a_room_shows_one_text(
+    page: Page, recorder: Recorder, zoo: LiveServer
+) -> None:
+    """Opened afresh twice (two students), the scene writes with the scene's seed, the same text both times: one
+    computation for a room, shared (app.web.capacity.shared), where a fresh seed each made 200."""
+    scene_seed = SCENES[WRITES - 1].seed
+    assert scene_seed is not None
+    texts = []
+    for _ in range(2):
+        page.goto(zoo.url + f"/tour?scene={WRITES}")
+        wait_scene(page, WRITES)
+        page.wait_for_function("() => window.__unrolled.trace?.done && window.__unrolled.tour.ready")
+        assert page.evaluate("() => window.__unrolled.tourSeed") == scene_seed
+        assert f"seed {scene_seed}" in page.inner_text("#stage [data-panel=output] .gen-seed")
+        texts.append(written(page))
+    assert texts[0] == texts[1] and texts[0].startswith(str(SCENES[WRITES - 1].input))
+    assert_clean(recorder)
+
+
 def test_the_generate_page_samples_again_on_s(page: Page, recorder: Recorder, zoo: LiveServer) -> None:
     page.goto(zoo.url + "/models/charlm-lstm/generate?length=25&prompt=" + "Ce soir nous allons")
     page.wait_for_function("() => (window.__unrolled.loaded ?? 0) >= 1")
