@@ -193,8 +193,9 @@ def test_the_writing_scene_samples_afresh_and_a_links_seed_replays(
 def test_the_writing_scene_first_writes_its_own_seed_so_every_screen_in_a_room_shows_one_text(
     page: Page, recorder: Recorder, zoo: LiveServer
 ) -> None:
-    """Opened afresh twice (two students), the scene writes with the scene's seed, the same text both times: one
-    computation for a room, shared (app.web.capacity.shared), where a fresh seed each made 200."""
+    """Opened afresh twice (two students), the scene writes with the scene's seed, the same text both times: the
+    room's screens agree with the projector. (Each student's generation is still stepped on its own: a generation
+    stream is not shared, unlike a trace.)"""
     scene_seed = SCENES[WRITES - 1].seed
     assert scene_seed is not None
     texts = []
