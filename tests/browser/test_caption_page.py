@@ -11,6 +11,7 @@ import io
 import json
 import shutil
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,48 @@ def test_a_scene_drawn_with_the_keyboard_is_captioned_as_the_api_captions_its_pn
     settled(again)
     assert again.evaluate("() => window.__unrolled.scene") == scene and caption_on_page(again) == reply["caption"]
     assert_clean(recorder)
+
+
+def test_an_answer_to_an_earlier_scene_leaves_the_page_pending_while_the_newer_scene_waits(
+    browser: Browser, caption_zoo: LiveServer, recorder: Recorder
+) -> None:
+    """The race a busy machine found: a caption for the scene sent mid-drawing came back during the debounce of the
+    last edit, and the page called itself settled on the older scene's caption. The page's clock is held here (the
+    debounce fires only when told) and the server's answers are let through one at a time, so the order is fixed."""
+    sent: list[Request] = []
+    page = open_page(browser, caption_zoo, recorder, sent)
+    held: list[Route] = []
+    page.route("**/caption*", lambda route: held.append(route))
+    page.clock.install()
+    # the fake clock still runs with the real one until paused: paused a minute on (in the page's time), so that only
+    # run_for below fires the debounce, however slow the machine
+    page.clock.pause_at(datetime.now() + timedelta(minutes=1))
+    page.keyboard.press("/")
+    page.keyboard.press("c")  # the first edit: sent once the debounce fires
+    page.clock.run_for(1000)
+    deadline_wait(page, held, 1)
+    loaded = page.evaluate("() => window.__unrolled.loaded")
+    page.keyboard.press("c")  # the second edit: its debounce held by the page's clock
+    held[0].continue_()  # the first scene's answer arrives while the second waits
+    page.wait_for_function(f"() => window.__unrolled.loaded === {loaded + 1}")
+    assert page.evaluate("() => window.__unrolled.pending") is True
+    page.clock.run_for(1000)
+    deadline_wait(page, held, 2)
+    held[1].continue_()
+    settled(page)
+    png = Image.open(io.BytesIO(sent[-1].post_data_buffer or b"")).convert("RGB")
+    assert (np.asarray(png) == redrawn(page.evaluate("() => window.__unrolled.scene"))).all()
+    assert caption_on_page(page) == api_caption(caption_zoo, sent[-1])["caption"]
+    assert_clean(recorder)
+
+
+def deadline_wait(page: Page, held: list[Route], n: int) -> None:
+    """Until the n-th caption request has reached the route (the page's own events run meanwhile)."""
+    for _ in range(1200):
+        if len(held) >= n:
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError(f"the page sent {len(held)} caption requests, not {n}")
 
 
 def test_a_dragged_shape_and_a_random_scene_are_captioned_live(

@@ -172,6 +172,10 @@ function describe(shapes) {
 }
 
 let timer = null;
+// A drawn scene not yet sent (its debounce running, or its PNG being made). While it waits, an answer to the scene
+// sent before it is not the page's last word: the page stays pending, so nothing (a test, the room) takes that
+// caption as the caption of the scene on screen.
+let unsent = false;
 
 /** The drawn scene changed: described now, captioned once it rests for DEBOUNCE_MS. */
 function drawn(shapes) {
@@ -180,9 +184,12 @@ function drawn(shapes) {
   writeParams({ scene: sceneParam(shapes) });
   clearTimeout(timer);
   const copy = shapes.map((sh) => ({ ...sh }));
+  unsent = true;
   perf.pending = true;
   timer = setTimeout(async () => {
     const png = await pngOf(state.rules, copy);
+    if (perf.scene && sceneParam(perf.scene) !== sceneParam(copy)) return; // redrawn meanwhile: its own timer sends it
+    unsent = false;
     run(png, paint(state.rules, copy), "your scene");
   }, DEBOUNCE_MS);
 }
@@ -200,7 +207,7 @@ async function run(image, picture, source) {
     if (run !== state.run) return;
     reportRunError(e);
     perf.failed = (perf.failed ?? 0) + 1;
-    perf.pending = false;
+    perf.pending = unsent;
     return;
   }
   if (run !== state.run) return; // an answer to an older picture: the newer one's is coming
@@ -217,7 +224,7 @@ async function run(image, picture, source) {
   perf.caption = trace.caption;
   perf.captionRun = run;
   perf.loaded = (perf.loaded ?? 0) + 1;
-  perf.pending = false;
+  perf.pending = unsent;
 }
 
 function showCaption(text) {
