@@ -170,6 +170,16 @@ async def stream_digest(live: LiveServer, request: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
+def room_posts(live: LiveServer, path: str, body: dict[str, Any]) -> list[httpx.Response]:
+    """The whole room posting the same body at once, from one address."""
+
+    async def room() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=live.url, timeout=120) as client:
+            return await asyncio.gather(*(client.post(path, json=body, headers=NAT) for _ in range(ROOM)))
+
+    return run_coroutine(room())
+
+
 @pytest.mark.parametrize("encoding", [{"precision": 4}, {"encoding": "binary", "batch": 64}])
 def test_a_room_behind_one_address_streams_one_trace_computed_once(
     room_server: LiveServer, encoding: dict[str, Any]
@@ -194,13 +204,8 @@ def test_a_room_behind_one_address_streams_one_trace_computed_once(
 def test_a_room_behind_one_address_gets_one_rest_trace_computed_once(room_server: LiveServer) -> None:
     body = {"text": TEXT[:-1] + "!", "top_k": 2}
 
-    async def room() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=room_server.url, timeout=120) as client:
-            posts = (client.post("/api/models/chars-lstm/trace", json=body, headers=NAT) for _ in range(ROOM))
-            return await asyncio.gather(*posts)
-
     before = counters(room_server)
-    answers = run_coroutine(room())
+    answers = room_posts(room_server, "/api/models/chars-lstm/trace", body)
     assert [r.status_code for r in answers] == [200] * ROOM
     assert len({r.content for r in answers}) == 1
     # compressed once for all of them, sent compressed to those who accept it, the same JSON to those who do not
@@ -236,13 +241,8 @@ def test_a_room_behind_one_address_gets_the_knobs_curves_computed_once(room_serv
     each was computed for its student, and one address held at most 2 places in the line."""
     body = {"cell": "rnn", "steps": 150, "hidden_size": 24, "radius": 0.9, "seed": 5}
 
-    async def room() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=room_server.url, timeout=120) as client:
-            posts = (client.post("/api/lab/gradients", json=body, headers=NAT) for _ in range(ROOM))
-            return await asyncio.gather(*posts)
-
     before = counters(room_server)
-    answers = run_coroutine(room())
+    answers = room_posts(room_server, "/api/lab/gradients", body)
     assert [r.status_code for r in answers] == [200] * ROOM
     assert len({r.content for r in answers}) == 1 and len(answers[0].json()["grad_norms"]) == 150
     after = counters(room_server)

@@ -213,10 +213,6 @@ class Show:
         self.watchers.clear()
 
 
-def show_key(request: LabRequest) -> tuple[Any, ...]:
-    return (request.task, request.n, request.cells, request.seconds, request.steps)
-
-
 @router.get(
     "/lab/recording",
     summary="The training run recorded on this server, for a machine too slow to train live",
@@ -292,8 +288,8 @@ async def _admit(compute: Compute, lab: LabModels, settings: Settings) -> None:
 async def _serve(
     ws: WebSocket, sender: Sender, compute: Compute, lab: LabModels, settings: Settings, request: LabRequest
 ) -> None:
-    shows: dict[tuple[Any, ...], Show] = ws.app.state.lab_shows
-    key = show_key(request)
+    shows: dict[LabRequest, Show] = ws.app.state.lab_shows
+    key = request  # frozen: equal requests are one run
     if key not in shows:
         await _admit(compute, lab, settings)
     if key in shows:  # going already, or begun while this one waited for a leaving run
@@ -350,18 +346,7 @@ async def _watch(ws: WebSocket, sender: Sender, show: Show) -> None:
 
     async def listen() -> None:
         nonlocal asked_stop
-        while True:
-            try:
-                message = await ws.receive()
-            except (WebSocketDisconnect, RuntimeError, OSError):
-                break
-            if message["type"] == "websocket.disconnect":
-                break
-            with contextlib.suppress(orjson.JSONDecodeError):
-                data = orjson.loads(message.get("text") or message.get("bytes") or b"")
-                if isinstance(data, dict) and data.get("type") == "stop":
-                    asked_stop = True
-                    break
+        asked_stop = await _stop_or_gone(ws)
         finished.set()
 
     async def relay() -> None:
@@ -385,6 +370,22 @@ async def _watch(ws: WebSocket, sender: Sender, show: Show) -> None:
             await sender.text(show.stopped_frame())
         if over or asked_stop:
             await ws.close(code=1000)
+
+
+async def _stop_or_gone(ws: WebSocket) -> bool:
+    """The client's next word once a run is going: True for a stop frame, False when it has gone. Anything else it
+    sends means nothing now and is skipped."""
+    while True:
+        try:
+            message = await ws.receive()
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            return False
+        if message["type"] == "websocket.disconnect":
+            return False
+        with contextlib.suppress(orjson.JSONDecodeError):
+            data = orjson.loads(message.get("text") or message.get("bytes") or b"")
+            if isinstance(data, dict) and data.get("type") == "stop":
+                return True
 
 
 async def _close_busy(sender: Sender, message: str, retry_after: int) -> None:
@@ -424,21 +425,9 @@ async def _run(
 
     async def listen() -> None:
         try:
-            while True:
-                try:
-                    message = await ws.receive()
-                except (WebSocketDisconnect, RuntimeError, OSError):
-                    leave()
-                    return
-                if message["type"] == "websocket.disconnect":
-                    leave()
-                    return
-                try:
-                    data = orjson.loads(message.get("text") or message.get("bytes") or b"")
-                except orjson.JSONDecodeError:
-                    continue  # only a stop frame means anything now
-                if isinstance(data, dict) and data.get("type") == "stop":
-                    stop.set()
+            while await _stop_or_gone(ws):
+                stop.set()
+            leave()
         finally:
             # cancelled (the server shutting down): the thread, which cancellation waits for, must end too
             stop.set()
