@@ -26,6 +26,7 @@ from app.engine import kernels
 from app.engine.lab import jacobian
 from app.training.live import LabModels
 from app.web import errors, openapi
+from app.web.capacity.broadcast import Broadcasts
 from app.web.capacity.budget import ByteBudget
 from app.web.capacity.compute import Compute
 from app.web.capacity.shared import Shared
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if metrics_server is not None:
             await metrics_server.stop()
         await app.state.rooms.stop()
+        await app.state.broadcasts.close()
 
     app = FastAPI(
         title="Unrolled",
@@ -139,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.budget = ByteBudget(settings.max_bytes_in_flight)
     app.state.shared = Shared(settings.result_cache_bytes, settings.share_computations)
+    app.state.broadcasts = Broadcasts(app.state.shared)  # generation streams stepped once for all who ask the same
     app.state.lab_models = LabModels(settings.lab_models_kept, settings.lab_model_ttl)
     app.state.lab_shows = {}  # live training runs in flight, by request: later askers watch them (lab_train.Show)
     store: Store = RedisStore(settings.redis_url) if settings.redis_url else MemoryStore()
@@ -148,7 +151,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics.gauges["unrolled_computations_running"] = lambda: app.state.compute.running
     metrics.gauges["unrolled_bytes_in_flight"] = lambda: app.state.budget.held
     metrics.gauges["unrolled_shared_results_bytes"] = lambda: app.state.shared.held
-    metrics.gauges["unrolled_shared_computations_in_flight"] = lambda: app.state.shared.flying
+    metrics.gauges["unrolled_shared_computations_in_flight"] = lambda: (
+        app.state.shared.flying + len(app.state.broadcasts.flying)
+    )
     # identical requests (app.web.capacity.shared): computations run for them, requests that joined one in flight,
     # and requests answered with a kept result
     metrics.counters["unrolled_shared_computations_total"] = lambda: app.state.shared.computed

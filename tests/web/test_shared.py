@@ -221,6 +221,41 @@ def test_a_room_behind_one_address_gets_one_rest_trace_computed_once(room_server
     assert counters(room_server)["unrolled_shared_computations_total"] == after["unrolled_shared_computations_total"]
 
 
+def test_a_room_behind_one_address_follows_one_seeded_generation_stepped_once(room_server: LiveServer) -> None:
+    """The tour's writing scene: every student streams the same seeded generation. On the old server each was
+    stepped for its own student, and one address held at most 2 places in the line: most were answered busy."""
+    request = {"mode": "generate", "prompt": "the ", "length": 60, "seed": 1962, "top_k": 3}
+    before = counters(room_server)
+
+    async def room() -> list[str]:
+        return await asyncio.gather(*(stream_digest(room_server, request) for _ in range(ROOM)))
+
+    digests = run_coroutine(room())
+    assert "busy" not in digests and len(set(digests)) == 1
+    after = counters(room_server)
+    assert after["unrolled_shared_computations_total"] - before["unrolled_shared_computations_total"] == 1
+    # a student who comes later is sent the finished generation, kept: the same messages, nothing stepped again
+    assert run_coroutine(stream_digest(room_server, request)) == digests[0]
+    later = counters(room_server)
+    assert later["unrolled_shared_results_served_total"] - after["unrolled_shared_results_served_total"] == 1
+    assert later["unrolled_shared_computations_total"] == after["unrolled_shared_computations_total"]
+    # and what it wrote is what the REST generation writes with that seed
+    rest = {k: v for k, v in request.items() if k != "mode"}
+    written = httpx.post(f"{room_server.url}/api/models/chars-lstm/generate", json=rest, timeout=60).json()["text"]
+    assert run_coroutine(stream_done(room_server, request))["text"] == written
+
+
+async def stream_done(live: LiveServer, request: dict[str, Any]) -> dict[str, Any]:
+    """A stream's done frame."""
+    async with connect(f"{live.ws_url}/api/models/chars-lstm/stream", max_size=2**24, open_timeout=60) as ws:
+        await ws.send(orjson.dumps(request).decode())
+        async for message in ws:
+            frame = orjson.loads(message)
+            if isinstance(frame, dict) and frame["type"] in {"done", "error"}:
+                return dict(frame)
+    raise AssertionError("the stream closed without its done frame")
+
+
 def test_generations_that_sample_afresh_are_not_shared(room_server: LiveServer) -> None:
     """Without a seed each generation samples its own text; with one, the same seed writes the same text."""
     url = f"{room_server.url}/api/models/chars-lstm/generate"
@@ -234,6 +269,9 @@ def test_generations_that_sample_afresh_are_not_shared(room_server: LiveServer) 
     after = counters(room_server)
     assert after["unrolled_shared_computations_total"] - mid["unrolled_shared_computations_total"] == 1
     assert after["unrolled_shared_results_served_total"] - mid["unrolled_shared_results_served_total"] == 1
+    for _ in range(2):  # so for streams: each samples its own, stepped for it alone
+        assert run_coroutine(stream_done(room_server, {"mode": "generate", "prompt": "the", "length": 40}))["text"]
+    assert counters(room_server)["unrolled_shared_computations_total"] == after["unrolled_shared_computations_total"]
 
 
 def test_a_room_behind_one_address_gets_the_knobs_curves_computed_once(room_server: LiveServer) -> None:

@@ -53,11 +53,8 @@ class Shared:
         what the key names by identity. An error is every waiter's, and nothing is kept."""
         if key is None or not self.enabled:
             return await compute()
-        kept = self._kept.get(key)
-        if kept is not None:
-            self._kept.move_to_end(key)
-            self.hits += 1
-            return cast(T, kept[0])
+        if key in self._kept:
+            return cast(T, self.kept(key))
         flying = self._flying.get(key)
         if flying is None:
             # A task of its own: the first asker leaving (a closed socket, a cancelled request) must not cancel
@@ -68,6 +65,20 @@ class Shared:
         else:
             self.joined += 1
         return cast(T, await asyncio.shield(flying))
+
+    def kept(self, key: Hashable) -> Any:
+        """The result kept for key (counted as served), or None."""
+        kept = self._kept.get(key)
+        if kept is None:
+            return None
+        self._kept.move_to_end(key)
+        self.hits += 1
+        return kept[0]
+
+    def keep(self, key: Hashable, result: object, size: int, anchor: object = None) -> None:
+        """Keep a result computed elsewhere (app.web.capacity.broadcast's, once its stepping is over)."""
+        if self.enabled:
+            self._keep(key, result, size, anchor)
 
     async def _compute(
         self, key: Hashable, compute: Callable[[], Awaitable[T]], size: Callable[[T], int], anchor: object

@@ -75,6 +75,7 @@ class StepStream:
     next_frame: Callable[[int], bytes | None]  # step t's frame (computed in a compute slot), None when done
     finish: Callable[[], tuple[Iterable[bytes], dict[str, Any]]]  # the grad frames and the done frame
     seconds: float
+    repeats: bool = True  # the request decides every step (False: it samples afresh, each stream its own)
 
 
 def not_captioning(loaded: LoadedModel) -> WrongModelKind:

@@ -146,7 +146,8 @@ class TokenWeb(WebFamily):
                 "gates": list(card.gate_names), "num_layers": card.num_layers,
                 "hidden_size": card.hidden_size, "prompt_steps": len(gen.prompt_ids)}  # fmt: skip
         seconds = cost.generate_seconds(loaded, len(gen.prompt_ids), req.length)
-        return StepStream(meta, total, next_frame, finish, seconds)
+        repeats = req.seed is not None or req.temperature == 0  # as the REST generation's Job
+        return StepStream(meta, total, next_frame, finish, seconds, repeats)
 
     def jacobian_input(
         self, loaded: LoadedModel, req: JacobianRequest, settings: Settings, check_steps: Callable[[int], None]

@@ -24,6 +24,7 @@ busy error frame carries "retry_after", the seconds to wait before asking again 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -36,8 +37,10 @@ import anyio.to_thread
 import orjson
 from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
+from starlette.datastructures import State
 from starlette.websockets import WebSocketDisconnect
 
+from app.web.capacity.broadcast import Abandoned, Broadcast, Broadcasts
 from app.web.capacity.budget import ByteBudget
 from app.web.capacity.compute import Compute, Work
 from app.web.capacity.shared import Shared
@@ -97,7 +100,7 @@ async def stream(ws: WebSocket, model_id: str) -> None:
         request = await _read_request(ws, settings.request_timeout)
         metrics.streams_total += 1
         zoo = await get_zoo(ws)  # with the models trained live in the lab
-        await _serve(sender, zoo, state.compute, state.budget, state.shared, place, settings, model_id, request, ws)
+        await _serve(sender, zoo, state, place, settings, model_id, request, ws)
     except StreamError as e:
         await _close_with_error(sender, e.status, e.error, str(e))
     except (ClientGone, WebSocketDisconnect):
@@ -251,15 +254,14 @@ async def _read_request(ws: WebSocket, timeout: float) -> StreamAnyRequest:
 async def _serve(
     sender: Sender,
     zoo: Zoo,
-    compute: Compute,
-    budget: ByteBudget,
-    shared: Shared,
+    state: State,
     place: StreamPlace,
     settings: Settings,
     model_id: str,
     req: StreamAnyRequest,
     ws: WebSocket,
 ) -> None:
+    compute: Compute = state.compute
     loaded = zoo.get(model_id)
     if not isinstance(req, StreamGenerateRequest) and req.encoding == "binary":
         # Binary records carry float32 states and float64 gradient norms whole: rounding them buys no byte.
@@ -274,14 +276,17 @@ async def _serve(
         plan = family.stream(loaded, req, settings)
     work = work_of(ws, plan.seconds)
     if isinstance(plan, StepStream):
-        await _send_steps(sender, compute, work, place, plan)
+        # A generation whose every step is decided by the request (a seed, temperature 0; a forecast) is stepped
+        # once for every stream that asks it (app.web.capacity.broadcast); one that samples afresh, for its own.
+        step_key = share_key("stream", loaded, req) if plan.repeats else None
+        await _send_steps(sender, compute, state.broadcasts, work, place, plan, step_key)
     else:
         assert not isinstance(req, StreamGenerateRequest)  # a family answers a generation with a StepStream
         # A trace is the same for the same request: shared (a file's trace, audio or image, is not: its key would
         # be the file)
         files = isinstance(req, StreamTranscribeRequest | StreamCaptionRequest)
         key = None if files else share_key("stream", loaded, req)
-        await _send_trace(sender, compute, budget, shared, place, work, plan, req, key)
+        await _send_trace(sender, compute, state.budget, state.shared, place, work, plan, req, key)
 
 
 async def _send_trace(
@@ -367,27 +372,46 @@ async def _send_wire(
     await sender.frame(plan.done(wire))
 
 
-async def _send_steps(sender: Sender, compute: Compute, work: Work, place: StreamPlace, plan: StepStream) -> None:
-    """Each step frame leaves as soon as it is computed; then the BPTT sweep of the whole sequence, and done."""
-    # Admitted once, like any computation; then each step takes a slot only while it computes, never while its
-    # frame waits on the client, so a client that stops reading holds no slot and stalls no one. Its place among
-    # max_streams is taken with its first slot.
+async def _send_steps(
+    sender: Sender,
+    compute: Compute,
+    broadcasts: Broadcasts,
+    work: Work,
+    place: StreamPlace,
+    plan: StepStream,
+    key: ShareKey | None,
+) -> None:
+    """Each step frame leaves as soon as it is computed; then the BPTT sweep of the whole sequence, and done. With a
+    key, the steps are computed once for every stream of the key, each sending them at its own client's pace."""
     metrics = place.metrics
-    async with compute.admitted_for(work), compute.slot_for(work):
-        place.take()
-        first = await anyio.to_thread.run_sync(plan.next_frame, 0)
-    await sender.frame(plan.meta)
-    payload = first
-    total = plan.total
-    for t in range(1, total + 1):
-        if payload is None:
-            break
-        metrics.generated_steps_total += 1
-        await sender.text(payload)
-        payload = await compute.run_in_slot(work, plan.next_frame, t) if t < total else None
-    grads, done = await compute.run_in_slot(work, plan.finish)
-    await sender.texts(grads)
-    await sender.frame(done)
+
+    async def step(broadcast: Broadcast) -> None:
+        # Admitted once, as its first asker's computation; then each step takes a slot only while it computes,
+        # never while a frame waits on a client, so a client that stops reading holds no slot and stalls no one.
+        async with compute.admitted_for(work), compute.slot_for(work):
+            first = await anyio.to_thread.run_sync(plan.next_frame, 0)
+        broadcast.publish(_text(dumps(plan.meta)))
+        payload, total = first, plan.total
+        for t in range(1, total + 1):
+            if payload is None:
+                break
+            metrics.generated_steps_total += 1
+            broadcast.publish(_text(payload))
+            await broadcast.sent_by_one()
+            if broadcast.abandoned():  # every client has gone: the sampling stops
+                raise Abandoned("every client of this generation has gone")
+            payload = await compute.run_in_slot(work, plan.next_frame, t) if t < total else None
+        grads, done = await compute.run_in_slot(work, plan.finish)
+        broadcast.publish(*(_text(g) for g in grads), _text(dumps(done)))
+
+    broadcast = broadcasts.get(key and key.key, step, key and key.loaded)
+    # its place among max_streams is taken with its first message
+    with contextlib.suppress(Abandoned):
+        await broadcast.follow(sender.messages, place.take)
+
+
+def _text(payload: bytes) -> dict[str, Any]:
+    return {"type": "websocket.send", "text": payload.decode()}
 
 
 async def _close_with_error(sender: Sender, status: int, error: str, message: str) -> None:
