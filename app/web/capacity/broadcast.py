@@ -110,7 +110,20 @@ class Broadcasts:
         self.flying: dict[Hashable, Broadcast] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def get(self, key: Hashable | None, step: Stepper, anchor: object = None) -> Broadcast:
+    async def follow(
+        self,
+        key: Hashable | None,
+        step: Stepper,
+        send: Callable[[list[Message]], Awaitable[None]],
+        first: Callable[[], None],
+        anchor: object = None,
+    ) -> None:
+        """Follow the broadcast for `key` (Broadcast.follow), started by `step` if none is kept or in flight. The
+        follower is counted before the stepper first runs (no await between), so a new stepper never finds itself
+        abandoned."""
+        await self._get(key, step, anchor).follow(send, first)
+
+    def _get(self, key: Hashable | None, step: Stepper, anchor: object) -> Broadcast:
         """The broadcast for `key`: kept, in flight, or started now by `step` (a task of its own: the first asker
         leaving must not stop it while others follow). key None (or sharing off): one of its own."""
         if key is None or not self.shared.enabled:

@@ -404,10 +404,9 @@ async def _send_steps(
         grads, done = await compute.run_in_slot(work, plan.finish)
         broadcast.publish(*(_text(g) for g in grads), _text(dumps(done)))
 
-    broadcast = broadcasts.get(key and key.key, step, key and key.loaded)
     # its place among max_streams is taken with its first message
     with contextlib.suppress(Abandoned):
-        await broadcast.follow(sender.messages, place.take)
+        await broadcasts.follow(key and key.key, step, sender.messages, place.take, key and key.loaded)
 
 
 def _text(payload: bytes) -> dict[str, Any]:
