@@ -221,6 +221,23 @@ def test_the_rest_body_is_the_engines_trace_of_the_same_image(
         assert body["trace"]["words"] == [*drawn.caption.split(), "</s>"]
 
 
+def test_the_answer_is_compressed_for_a_client_that_accepts_it_and_sent_plain_to_one_that_does_not(
+    shapes_client: TestClient,
+) -> None:
+    """A picture's answer is one client's (never shared: its key would be the file), and was sent as raw JSON: the
+    tour's captioning and speech scenes cost a room's students several hundred kB each."""
+    png = png_of(next(iter(SCENES.values())))
+    answers = {
+        encoding: shapes_client.post("/api/models/shapes-lstm/caption", content=png,
+                                     headers={"Content-Type": "image/png", "Accept-Encoding": encoding})
+        for encoding in ("br", "gzip", "identity")
+    }  # fmt: skip
+    assert [answers[e].headers.get("content-encoding") for e in ("br", "gzip", "identity")] == ["br", "gzip", None]
+    plain = answers["identity"].content
+    assert answers["br"].content == answers["gzip"].content == plain  # decoded, byte for byte the same JSON
+    assert int(answers["br"].headers["content-length"]) < len(plain) / 2
+
+
 def test_each_row_of_attention_sums_to_one_over_the_grid(shapes_client: TestClient) -> None:
     for drawn in SCENES.values():
         attention = np.array(post_caption(shapes_client, "shapes-gru", png_of(drawn)).json()["trace"]["attention"])
