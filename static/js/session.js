@@ -20,8 +20,9 @@ export class StreamSession {
    * besideInput: a bad input's error is shown beside the page's input (inputerror.js) until a run is accepted,
    * not in the status toast.
    */
-  constructor(modelId, { onTrace, onData, onDone = () => {}, expose = true, besideInput = false }) {
+  constructor(modelId, { onTrace, onData, onDone = () => {}, expose = true, besideInput = false, transport = "stream" }) {
     this.expose = expose;
+    this.transport = transport; // "rest": the whole run in one REST body (whole), never the stream
     this.besideInput = besideInput;
     this.modelId = modelId;
     this.onTrace = (trace) => {
@@ -90,6 +91,24 @@ export class StreamSession {
     }
   }
 
+  /**
+   * The whole run in one REST body (the subclass's rest): for a run a room asks all at once with the same request,
+   * which the server computes once and compresses once for everyone (a stream's frames travel uncompressed).
+   */
+  async whole(request) {
+    this.close();
+    const run = ++this.run;
+    this.trace = null;
+    bus.emit("status", { message: "" });
+    if (this.expose) clearUnknown();
+    try {
+      return await this.rest(request, run);
+    } catch (e) {
+      if (run === this.run) this.fail(e);
+      throw e;
+    }
+  }
+
   /** Tell the presenter why a run failed: beside the input (besideInput), or in the status toast. */
   fail(e) {
     if (this.besideInput) reportRunError(e);
@@ -106,6 +125,7 @@ export class Session extends StreamSession {
 
   /** request: a trace body, or {mode: "generate", …}. Resolves with the finished Trace. */
   async start(request) {
+    if (this.transport === "rest") return this.whole(request);
     const read = (f) => {
       if (f.type === "meta") {
         this.meta = f;
@@ -162,6 +182,7 @@ export class Session extends StreamSession {
     const reply = mode === "generate" ? (await generate(this.modelId, body)).trace : await traceRest(this.modelId, body);
     if (run !== this.run) return null;
     this.trace = Trace.fromBody(reply, this.card);
+    if (this.expose) window.__unrolled.trace = this.trace; // as the stream's meta frame makes it the page's
     this.onTrace(this.trace);
     this.onData(this.trace);
     if (this.expose) showRead(this.trace, this.card);

@@ -194,8 +194,8 @@ def test_the_writing_scene_first_writes_its_own_seed_so_every_screen_in_a_room_s
     page: Page, recorder: Recorder, zoo: LiveServer
 ) -> None:
     """Opened afresh twice (two students), the scene writes with the scene's seed, the same text both times: the
-    room's screens agree with the projector. (Each student's generation is still stepped on its own: a generation
-    stream is not shared, unlike a trace.)"""
+    room's screens agree with the projector. (The scene asks for it in one REST body, which the server computes and
+    compresses once for the whole room.)"""
     scene_seed = SCENES[WRITES - 1].seed
     assert scene_seed is not None
     texts = []

@@ -162,13 +162,13 @@ class Sender:
         self.waited = 0.0  # seconds spent in send
 
     async def text(self, payload: bytes) -> None:
-        await self._send({"type": "websocket.send", "text": payload.decode()})
+        await self._send(_text(payload))
 
     async def frame(self, frame: dict[str, Any]) -> None:
         await self.text(dumps(frame))
 
     async def texts(self, payloads: Iterable[bytes]) -> None:
-        await self._send_all({"type": "websocket.send", "text": p.decode()} for p in payloads)
+        await self._send_all(_text(p) for p in payloads)
 
     async def binaries(self, payloads: Iterable[bytes]) -> None:
         await self._send_all({"type": "websocket.send", "bytes": p} for p in payloads)
@@ -347,10 +347,10 @@ class WrittenTrace:
         frames: Iterable[dict[str, Any]] = (
             ({"type": "websocket.send", "bytes": b} for b in wire.binary_frames(req.batch))
             if binary
-            else ({"type": "websocket.send", "text": t.decode()} for t in wire.frames(req.batch))
+            else (_text(t) for t in wire.frames(req.batch))
         )
-        meta = {"type": "websocket.send", "text": dumps(wire.meta_frame(binary, req.batch)).decode()}
-        done = {"type": "websocket.send", "text": dumps(plan.done(wire)).decode()}
+        meta = _text(dumps(wire.meta_frame(binary, req.batch)))
+        done = _text(dumps(plan.done(wire)))
         return cls([meta, *frames, done])
 
     def size(self) -> int:
@@ -410,6 +410,7 @@ async def _send_steps(
 
 
 def _text(payload: bytes) -> dict[str, Any]:
+    """A JSON frame's bytes as the ASGI message that sends them as text."""
     return {"type": "websocket.send", "text": payload.decode()}
 
 
